@@ -1,0 +1,2 @@
+//! roomcast binary entry point.
+fn main() {}
