@@ -1,0 +1,10 @@
+//! HTTP/1.1 on the connection before (or instead of) the WebSocket upgrade.
+//!
+//! [`request`] parses a request head with `httparse` (sans-IO, bounded), [`route`] decides what a request
+//! asks for, [`upgrade`] validates a WebSocket handshake and builds the 101 answer with tungstenite's
+//! accept-key derivation, [`response`] renders status lines, headers and bodies. Only `conn/` feeds it.
+
+pub mod request;
+pub mod response;
+pub mod route;
+pub mod upgrade;

@@ -1,0 +1,236 @@
+//! Parsing one HTTP/1.1 request head out of a byte buffer (sans-IO).
+//!
+//! Only the facts the server acts on are kept (method, path, query, the handshake headers, keep-alive);
+//! the head is bounded by `max_header_bytes` and requests with bodies are refused, so a connection never
+//! buffers more than one head.
+
+use thiserror::Error;
+
+/// Most header lines a request may carry.
+const MAX_HEADERS: usize = 64;
+
+/// Why a request head was refused; [`HttpError::status`] is the one place mapping each to a status.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum HttpError {
+    /// The bytes are not an HTTP/1.x request head.
+    #[error("malformed request: {0}")]
+    Malformed(&'static str),
+    /// The head exceeds `max_header_bytes` or has more than 64 header lines.
+    #[error("request header too large")]
+    HeadTooLarge,
+    /// Only GET and HEAD are served; a body is never read.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+}
+
+impl HttpError {
+    /// HTTP status answered for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            HttpError::Malformed(_) => 400,
+            HttpError::HeadTooLarge => 431,
+            HttpError::MethodNotAllowed => 405,
+        }
+    }
+
+    /// Machine-readable code for the JSON error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            HttpError::Malformed(_) => "bad_request",
+            HttpError::HeadTooLarge => "header_too_large",
+            HttpError::MethodNotAllowed => "method_not_allowed",
+        }
+    }
+}
+
+/// Request method; anything but GET/HEAD is refused before routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// GET.
+    Get,
+    /// HEAD: like GET, without the body.
+    Head,
+}
+
+/// The parts of a request head the server uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Request {
+    /// `true` for HEAD (answer without body).
+    pub head_only: bool,
+    /// Path without the query, still percent-encoded.
+    pub path: String,
+    /// Raw query string (after `?`), empty when absent.
+    pub query: String,
+    /// `Upgrade` header contains the token `websocket`.
+    pub upgrade_websocket: bool,
+    /// `Connection` header contains the token `upgrade`.
+    pub connection_upgrade: bool,
+    /// `Sec-WebSocket-Key`, as sent.
+    pub ws_key: Option<String>,
+    /// `Sec-WebSocket-Version`, as sent.
+    pub ws_version: Option<String>,
+    /// `Sec-WebSocket-Protocol` tokens, in order.
+    pub ws_protocols: Vec<String>,
+    /// `Origin`, as sent.
+    pub origin: Option<String>,
+    /// `Host`, as sent.
+    pub host: Option<String>,
+    /// `Authorization`, as sent.
+    pub authorization: Option<String>,
+    /// Whether the connection may serve another request after this one.
+    pub keep_alive: bool,
+}
+
+/// Tries to parse one request head from the front of `buf`.
+///
+/// Returns `Ok(None)` while the head is incomplete and within `max_header_bytes`, and
+/// `Ok(Some((consumed, request)))` once complete.
+///
+/// # Errors
+/// [`HttpError`] for a malformed head, one over the size limit, or a method other than GET/HEAD, or a
+/// request announcing a body.
+pub fn try_parse(buf: &[u8], max_header_bytes: usize) -> Result<Option<(usize, Request)>, HttpError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let consumed = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() > max_header_bytes => return Err(HttpError::HeadTooLarge),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeadTooLarge),
+        Err(_) => return Err(HttpError::Malformed("not an HTTP/1.x request head")),
+    };
+    if consumed > max_header_bytes {
+        return Err(HttpError::HeadTooLarge);
+    }
+    let method = match parsed.method {
+        Some("GET") => Method::Get,
+        Some("HEAD") => Method::Head,
+        _ => return Err(HttpError::MethodNotAllowed),
+    };
+    let target = parsed.path.unwrap_or("/");
+    if !target.starts_with('/') {
+        return Err(HttpError::Malformed("request target must be an absolute path"));
+    }
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let mut req = Request {
+        head_only: method == Method::Head,
+        path: path.to_string(),
+        query: query.to_string(),
+        keep_alive: parsed.version == Some(1),
+        ..Request::default()
+    };
+    for header in parsed.headers.iter() {
+        let value = std::str::from_utf8(header.value).map_err(|_| HttpError::Malformed("header value is not UTF-8"))?;
+        let name = header.name;
+        if name.eq_ignore_ascii_case("upgrade") {
+            req.upgrade_websocket |= has_token(value, "websocket");
+        } else if name.eq_ignore_ascii_case("connection") {
+            req.connection_upgrade |= has_token(value, "upgrade");
+            if has_token(value, "close") {
+                req.keep_alive = false;
+            } else if has_token(value, "keep-alive") {
+                req.keep_alive = true;
+            }
+        } else if name.eq_ignore_ascii_case("sec-websocket-key") {
+            req.ws_key = Some(value.trim().to_string());
+        } else if name.eq_ignore_ascii_case("sec-websocket-version") {
+            req.ws_version = Some(value.trim().to_string());
+        } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
+            req.ws_protocols.extend(value.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()));
+        } else if name.eq_ignore_ascii_case("origin") {
+            req.origin = Some(value.trim().to_string());
+        } else if name.eq_ignore_ascii_case("host") {
+            req.host = Some(value.trim().to_string());
+        } else if name.eq_ignore_ascii_case("authorization") {
+            req.authorization = Some(value.trim().to_string());
+        } else if name.eq_ignore_ascii_case("content-length") {
+            if value.trim() != "0" {
+                return Err(HttpError::Malformed("GET requests must not carry a body"));
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(HttpError::Malformed("GET requests must not carry a body"));
+        }
+    }
+    Ok(Some((consumed, req)))
+}
+
+/// Whether a comma-separated header value contains `token` (case-insensitive).
+fn has_token(value: &str, token: &str) -> bool {
+    value.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Iterates over the `key=value` pairs of a query string, percent-decoded (`+` is a space).
+///
+/// Pairs whose key or value is not valid UTF-8 after decoding are yielded with the replacement
+/// character, so a later validation step rejects them with a clear message.
+pub fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode_component(k), decode_component(v))
+    })
+}
+
+/// Percent-decodes one URL component, treating `+` as a space.
+pub fn decode_component(s: &str) -> String {
+    let spaced = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(raw: &str) -> Request {
+        match try_parse(raw.as_bytes(), 8192) {
+            Ok(Some((n, req))) => {
+                assert_eq!(n, raw.len());
+                req
+            }
+            other => panic!("expected a complete request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rfc6455_handshake_example() {
+        let req = check(
+            "GET /chat?room=a HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Origin: http://example.com\r\nSec-WebSocket-Protocol: chat, superchat\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n",
+        );
+        assert_eq!(req.path, "/chat");
+        assert_eq!(req.query, "room=a");
+        assert!(req.upgrade_websocket && req.connection_upgrade && req.keep_alive);
+        assert_eq!(req.ws_key.as_deref(), Some("dGhlIHNhbXBsZSBub25jZQ=="));
+        assert_eq!(req.ws_protocols, ["chat", "superchat"]);
+        assert_eq!(req.origin.as_deref(), Some("http://example.com"));
+    }
+
+    #[test]
+    fn partial_heads_wait_and_oversize_heads_fail() {
+        assert_eq!(try_parse(b"GET / HTTP/1.1\r\nHost: x\r\n", 8192), Ok(None));
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(9000));
+        assert_eq!(try_parse(big.as_bytes(), 8192), Err(HttpError::HeadTooLarge));
+    }
+
+    #[test]
+    fn bad_requests_map_to_statuses() {
+        assert_eq!(try_parse(b"\x16\x03\x01garbage\r\n\r\n", 8192).map_err(|e| e.status()), Err(400));
+        assert_eq!(try_parse(b"POST / HTTP/1.1\r\n\r\n", 8192).map_err(|e| e.status()), Err(405));
+        assert_eq!(try_parse(b"GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\n", 8192).map_err(|e| e.status()), Err(400));
+        assert_eq!(try_parse(b"GET http://x/ HTTP/1.1\r\n\r\n", 8192).map_err(|e| e.status()), Err(400));
+    }
+
+    #[test]
+    fn keep_alive_follows_version_and_connection() {
+        assert!(!check("GET / HTTP/1.0\r\n\r\n").keep_alive);
+        assert!(check("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").keep_alive);
+        assert!(!check("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").keep_alive);
+    }
+
+    #[test]
+    fn query_pairs_are_decoded() {
+        let pairs: Vec<_> = query_pairs("room=caf%C3%A9&nick=a+b&x").collect();
+        assert_eq!(pairs, [("room".into(), "café".into()), ("nick".into(), "a b".into()), ("x".into(), String::new())]);
+    }
+}

@@ -1,0 +1,121 @@
+//! Rendering HTTP/1.1 responses: status line, the headers every response carries, body.
+//!
+//! Every response says `X-Content-Type-Options: nosniff`; HTML also carries the Content-Security-Policy
+//! the bundled web client satisfies. Error bodies are JSON (`{"error":{"code","message"}}`).
+
+use crate::protocol::json;
+
+/// Content-Security-Policy sent with HTML: scripts, styles and connections only from this origin.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                       connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/// A response ready to be rendered.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// `Content-Type` value.
+    pub content_type: &'static str,
+    /// Body bytes (omitted on the wire for HEAD).
+    pub body: Vec<u8>,
+    /// Extra header lines, without CRLF.
+    pub headers: Vec<String>,
+}
+
+impl Response {
+    /// A response with a body and content type.
+    pub fn new(status: u16, content_type: &'static str, body: Vec<u8>) -> Self {
+        Response { status, content_type, body, headers: Vec::new() }
+    }
+
+    /// A JSON body.
+    pub fn json(status: u16, body: Vec<u8>) -> Self {
+        Response::new(status, "application/json", body)
+    }
+
+    /// A JSON error body `{"error":{"code":…,"message":…}}`.
+    pub fn error(status: u16, code: &str, message: &str) -> Self {
+        Response::json(status, json::http_error_body(code, message))
+    }
+
+    /// Adds one header line (`Name: value`).
+    pub fn with_header(mut self, line: String) -> Self {
+        self.headers.push(line);
+        self
+    }
+
+    /// Renders the response; `keep_alive` decides the `Connection` header, `head_only` drops the body.
+    pub fn render(&self, keep_alive: bool, head_only: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256 + self.body.len());
+        out.extend_from_slice(
+            format!(
+                "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nX-Content-Type-Options: nosniff\r\n\
+                 Cache-Control: no-store\r\nConnection: {}\r\n",
+                self.status,
+                reason(self.status),
+                self.content_type,
+                self.body.len(),
+                if keep_alive { "keep-alive" } else { "close" },
+            )
+            .as_bytes(),
+        );
+        if self.content_type.starts_with("text/html") {
+            out.extend_from_slice(format!("Content-Security-Policy: {CSP}\r\n").as_bytes());
+        }
+        for line in &self.headers {
+            out.extend_from_slice(line.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        if !head_only {
+            out.extend_from_slice(&self.body);
+        }
+        out
+    }
+}
+
+/// Reason phrase for the statuses the server uses.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_status_headers_and_body() {
+        let text =
+            String::from_utf8(Response::new(200, "text/html; charset=utf-8", b"hi".to_vec()).render(true, false))
+                .expect("utf8");
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(text.contains("Content-Length: 2\r\n"));
+        assert!(text.contains("Connection: keep-alive\r\n"));
+        assert!(text.contains("X-Content-Type-Options: nosniff\r\n"));
+        assert!(text.contains("Content-Security-Policy: "));
+        assert!(text.ends_with("\r\n\r\nhi"));
+    }
+
+    #[test]
+    fn head_drops_the_body_but_keeps_the_length() {
+        let text = String::from_utf8(Response::error(404, "not_found", "no").render(false, true)).expect("utf8");
+        assert!(text.contains("Connection: close\r\n"));
+        assert!(text.ends_with("\r\n\r\n"));
+        assert!(!text.contains("Content-Length: 0"));
+    }
+}

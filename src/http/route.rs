@@ -1,0 +1,55 @@
+//! Mapping a request path to what it asks for. Pure: no IO, no state.
+
+use super::request::decode_component;
+
+/// What a request path names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `/ws` or `/ws/chat`: the WebSocket endpoint (both behave identically).
+    WebSocket,
+    /// `/healthz`: liveness.
+    Health,
+    /// `/` or `/static/<file>`: a web client file, by its path relative to the static root.
+    Static(String),
+    /// `/rooms/{room}/messages`: history of a room (room percent-decoded).
+    History(String),
+    /// Anything else.
+    NotFound,
+}
+
+/// Routes a (still percent-encoded) path.
+pub fn route(path: &str) -> Route {
+    match path {
+        "/ws" | "/ws/chat" => Route::WebSocket,
+        "/healthz" => Route::Health,
+        "/" | "/index.html" => Route::Static("index.html".into()),
+        _ => {
+            if let Some(rest) = path.strip_prefix("/static/") {
+                Route::Static(decode_component(rest))
+            } else if let Some(room) = path.strip_prefix("/rooms/").and_then(|r| r.strip_suffix("/messages")) {
+                // Decode without treating '+' as space: in a path '+' is a literal.
+                Route::History(percent_encoding::percent_decode_str(room).decode_utf8_lossy().into_owned())
+            } else {
+                Route::NotFound
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("/ws"), Route::WebSocket);
+        assert_eq!(route("/ws/chat"), Route::WebSocket);
+        assert_eq!(route("/"), Route::Static("index.html".into()));
+        assert_eq!(route("/static/app.js"), Route::Static("app.js".into()));
+        assert_eq!(route("/static/%2e%2e/x"), Route::Static("../x".into()));
+        assert_eq!(route("/rooms/caf%C3%A9+1/messages"), Route::History("café+1".into()));
+        assert_eq!(route("/healthz"), Route::Health);
+        assert_eq!(route("/nope"), Route::NotFound);
+        assert_eq!(route("/ws/other"), Route::NotFound);
+    }
+}

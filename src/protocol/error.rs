@@ -1,0 +1,69 @@
+//! Error codes sent to clients in `error` frames (and HTTP error bodies). Stable: part of the contract.
+
+/// Everything a client can get wrong that leaves its connection open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The frame is not a JSON object.
+    BadJson,
+    /// `type` is missing or not one the server knows.
+    UnknownType,
+    /// A field the command needs is missing or has the wrong type.
+    MissingField,
+    /// Room name empty, over 64 bytes, or with control characters.
+    InvalidRoom,
+    /// Nickname empty, over 32 characters, or with control characters.
+    InvalidNick,
+    /// Message content over `max_message_bytes`.
+    MessageTooLarge,
+    /// Message content empty.
+    EmptyMessage,
+    /// `client_id` over 128 bytes.
+    InvalidClientId,
+    /// Binary frames are not part of the JSON protocol.
+    BinaryNotSupported,
+    /// The connection is not a member of the room it wrote to.
+    NotJoined,
+    /// The connection is already in the maximum number of rooms.
+    TooManyRooms,
+    /// A query parameter or command field is out of range (e.g. a negative or non-numeric id).
+    InvalidParameter,
+    /// History could not be read (database unavailable or overloaded); retry later.
+    HistoryUnavailable,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "bad_json",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::MissingField => "missing_field",
+            ErrorCode::InvalidRoom => "invalid_room",
+            ErrorCode::InvalidNick => "invalid_nick",
+            ErrorCode::MessageTooLarge => "message_too_large",
+            ErrorCode::EmptyMessage => "empty_message",
+            ErrorCode::InvalidClientId => "invalid_client_id",
+            ErrorCode::BinaryNotSupported => "binary_not_supported",
+            ErrorCode::NotJoined => "not_joined",
+            ErrorCode::TooManyRooms => "too_many_rooms",
+            ErrorCode::InvalidParameter => "invalid_parameter",
+            ErrorCode::HistoryUnavailable => "history_unavailable",
+        }
+    }
+}
+
+/// A client error with its human-readable explanation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientError {
+    /// Machine-readable code.
+    pub code: ErrorCode,
+    /// Sentence for humans, naming the offending value or limit.
+    pub message: String,
+}
+
+impl ClientError {
+    /// Builds an error.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ClientError { code, message: message.into() }
+    }
+}

@@ -1,0 +1,381 @@
+//! The JSON wire format: parsing client commands (simd-json, in place, reused buffers) and rendering
+//! server events (serde_json into caller-provided buffers).
+//!
+//! Parsing borrows strings from the frame payload, which simd-json unescapes in place, so a command
+//! costs no allocation beyond the reused [`JsonParser`] buffers.
+
+use std::borrow::Cow;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{ClientError, ErrorCode};
+use crate::store::ChatRecord;
+
+/// Longest `client_id`, in bytes.
+pub const MAX_CLIENT_ID_BYTES: usize = 128;
+
+/// A client command, borrowing from the frame payload.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// Post `content` to `room` (which the connection must have joined).
+    Message {
+        /// Target room.
+        room: Cow<'a, str>,
+        /// Text to post.
+        content: Cow<'a, str>,
+        /// Echoed back in the `message` event so the sender can match its optimistic copy.
+        client_id: Option<Cow<'a, str>>,
+    },
+    /// Join `room`; with `since`, first receive the messages after that id.
+    Join {
+        /// Room to join.
+        room: Cow<'a, str>,
+        /// Resume point: the last message id the client has seen in this room.
+        since: Option<u64>,
+    },
+    /// Leave `room`.
+    Leave {
+        /// Room to leave.
+        room: Cow<'a, str>,
+    },
+    /// Application-level ping; answered with `pong`.
+    Ping,
+    /// Read a page of history.
+    History {
+        /// Room to read.
+        room: Cow<'a, str>,
+        /// Page of messages older than this id, newest first.
+        before_id: Option<u64>,
+        /// Page of messages newer than this id, oldest first.
+        after_id: Option<u64>,
+        /// Page size (clamped by the caller).
+        limit: Option<u64>,
+    },
+}
+
+/// Every field any command may carry; unknown fields are ignored.
+#[derive(Deserialize)]
+struct RawCommand<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    room: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    client_id: Option<Cow<'a, str>>,
+    since: Option<u64>,
+    resume: Option<u64>,
+    before_id: Option<u64>,
+    after_id: Option<u64>,
+    limit: Option<u64>,
+}
+
+/// Reusable simd-json scratch buffers; one per shard thread.
+pub struct JsonParser {
+    buffers: simd_json::Buffers,
+}
+
+impl Default for JsonParser {
+    fn default() -> Self {
+        JsonParser { buffers: simd_json::Buffers::new(1024) }
+    }
+}
+
+impl JsonParser {
+    /// Parses one command from a text frame payload (rewritten in place).
+    ///
+    /// # Errors
+    /// `bad_json` for anything that is not a JSON object of the right field types, `unknown_type` and
+    /// `missing_field` for objects that do not form a command.
+    pub fn parse<'a>(&mut self, payload: &'a mut [u8]) -> Result<Command<'a>, ClientError> {
+        let raw: RawCommand<'a> = simd_json::serde::from_slice_with_buffers(payload, &mut self.buffers)
+            .map_err(|e| ClientError::new(ErrorCode::BadJson, format!("not a valid command object: {e}")))?;
+        let kind = raw.kind.ok_or_else(|| ClientError::new(ErrorCode::UnknownType, "missing \"type\""))?;
+        let room = |raw_room: Option<Cow<'a, str>>| {
+            raw_room.ok_or_else(|| ClientError::new(ErrorCode::MissingField, format!("\"{kind}\" needs \"room\"")))
+        };
+        match kind.as_ref() {
+            "message" => Ok(Command::Message {
+                room: room(raw.room)?,
+                content: raw
+                    .content
+                    .ok_or_else(|| ClientError::new(ErrorCode::MissingField, "\"message\" needs \"content\""))?,
+                client_id: raw.client_id,
+            }),
+            "join" => Ok(Command::Join { room: room(raw.room)?, since: raw.since.or(raw.resume) }),
+            "leave" => Ok(Command::Leave { room: room(raw.room)? }),
+            "ping" => Ok(Command::Ping),
+            "history" => Ok(Command::History {
+                room: room(raw.room)?,
+                before_id: raw.before_id,
+                after_id: raw.after_id,
+                limit: raw.limit,
+            }),
+            other => Err(ClientError::new(ErrorCode::UnknownType, format!("unknown type {other:?}"))),
+        }
+    }
+}
+
+/// RFC 3339 UTC timestamp with milliseconds for a time in ms since the Unix epoch.
+pub fn rfc3339_millis(ms: i64) -> String {
+    let time = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// Milliseconds since the Unix epoch now.
+pub fn now_millis() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[derive(Serialize)]
+struct MessageEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: u64,
+    room: &'a str,
+    user: &'a str,
+    content: &'a str,
+    ts: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<&'a str>,
+}
+
+/// Appends the `message` event for `rec` to `out`.
+pub fn write_message(out: &mut Vec<u8>, rec: &ChatRecord, client_id: Option<&str>) {
+    let event = MessageEvent {
+        kind: "message",
+        id: rec.id,
+        room: &rec.room,
+        user: &rec.user,
+        content: &rec.content,
+        ts: rfc3339_millis(rec.created_at_ms),
+        client_id,
+    };
+    write(out, &event);
+}
+
+/// Limits announced in `welcome`.
+#[derive(Serialize, Debug, Clone)]
+pub struct WelcomeLimits {
+    /// Largest message content, in bytes.
+    pub max_message_bytes: usize,
+    /// Most rooms one connection may join.
+    pub max_rooms: usize,
+    /// Largest history page.
+    pub max_history_page: usize,
+}
+
+/// `welcome`: sent first on every JSON connection.
+pub fn welcome(user: &str, conn_id: u64, limits: &WelcomeLimits) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Welcome<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        user: &'a str,
+        connection_id: u64,
+        limits: &'a WelcomeLimits,
+    }
+    to_vec(&Welcome { kind: "welcome", user, connection_id: conn_id, limits })
+}
+
+/// `joined`: answer to a join, with who is there (at most `members.len()` names) and how many.
+pub fn joined(room: &str, members: &[&str], member_count: usize, last_id: u64) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Joined<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        room: &'a str,
+        members: &'a [&'a str],
+        member_count: usize,
+        last_id: u64,
+    }
+    to_vec(&Joined { kind: "joined", room, members, member_count, last_id })
+}
+
+/// `left`: answer to a leave.
+pub fn left(room: &str) -> Vec<u8> {
+    to_vec(&RoomEvent { kind: "left", room })
+}
+
+#[derive(Serialize)]
+struct RoomEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    room: &'a str,
+}
+
+/// `presence`: `user` joined (`"join"`) or left (`"leave"`) `room`.
+pub fn presence(room: &str, user: &str, event: &str) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Presence<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        room: &'a str,
+        user: &'a str,
+        event: &'a str,
+    }
+    to_vec(&Presence { kind: "presence", room, user, event })
+}
+
+/// `pong`: answer to a `ping` command.
+pub fn pong() -> Vec<u8> {
+    br#"{"type":"pong"}"#.to_vec()
+}
+
+/// `error` frame for a client error.
+pub fn error_event(err: &ClientError) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct ErrorEvent<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        code: &'a str,
+        message: &'a str,
+    }
+    to_vec(&ErrorEvent { kind: "error", code: err.code.as_str(), message: &err.message })
+}
+
+/// HTTP error body `{"error":{"code":…,"message":…}}`.
+pub fn http_error_body(code: &str, message: &str) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Inner<'a> {
+        code: &'a str,
+        message: &'a str,
+    }
+    #[derive(Serialize)]
+    struct Body<'a> {
+        error: Inner<'a>,
+    }
+    to_vec(&Body { error: Inner { code, message } })
+}
+
+/// One stored message as REST history renders it.
+#[derive(Serialize)]
+struct HistoryRow<'a> {
+    id: u64,
+    room: &'a str,
+    user: &'a str,
+    content: &'a str,
+    created_at: String,
+}
+
+fn history_rows(messages: &[ChatRecord]) -> Vec<HistoryRow<'_>> {
+    messages
+        .iter()
+        .map(|m| HistoryRow {
+            id: m.id,
+            room: &m.room,
+            user: &m.user,
+            content: &m.content,
+            created_at: rfc3339_millis(m.created_at_ms),
+        })
+        .collect()
+}
+
+/// REST history body: a JSON array of `{id, room, user, content, created_at}`.
+pub fn history_array(messages: &[ChatRecord]) -> Vec<u8> {
+    to_vec(&history_rows(messages))
+}
+
+/// `history` event: a page of messages for a WebSocket `history` command.
+pub fn history_event(room: &str, messages: &[ChatRecord], has_more: bool) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct History<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        room: &'a str,
+        messages: Vec<HistoryRow<'a>>,
+        has_more: bool,
+    }
+    to_vec(&History { kind: "history", room, messages: history_rows(messages), has_more })
+}
+
+/// `/healthz` body.
+pub fn health(connections: usize, shards: usize) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Health {
+        status: &'static str,
+        connections: usize,
+        shards: usize,
+    }
+    to_vec(&Health { status: "ok", connections, shards })
+}
+
+fn to_vec(value: &impl Serialize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    write(&mut out, value);
+    out
+}
+
+fn write(out: &mut Vec<u8>, value: &impl Serialize) {
+    // Serializing plain structs of strings and integers into a Vec cannot fail.
+    serde_json::to_writer(out, value).expect("bug: serializing an event into a Vec failed");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn parse(input: &str) -> Result<String, ErrorCode> {
+        let mut bytes = input.as_bytes().to_vec();
+        JsonParser::default().parse(&mut bytes).map(|c| format!("{c:?}")).map_err(|e| e.code)
+    }
+
+    #[test]
+    fn commands_parse() {
+        assert_eq!(
+            parse(r#"{"type":"message","room":"r","content":"hi \"you\"","client_id":"c1"}"#),
+            Ok(r#"Message { room: "r", content: "hi \"you\"", client_id: Some("c1") }"#.into())
+        );
+        assert_eq!(
+            parse(r#"{"type":"join","room":"r","since":5}"#),
+            Ok(r#"Join { room: "r", since: Some(5) }"#.into())
+        );
+        assert_eq!(
+            parse(r#"{"type":"join","room":"r","resume":7}"#),
+            Ok(r#"Join { room: "r", since: Some(7) }"#.into())
+        );
+        assert_eq!(parse(r#"{"type":"leave","room":"r","extra":[1,2]}"#), Ok(r#"Leave { room: "r" }"#.into()));
+        assert_eq!(parse(r#"{"type":"ping"}"#), Ok("Ping".into()));
+    }
+
+    #[test]
+    fn bad_commands_get_codes() {
+        assert_eq!(parse("not json"), Err(ErrorCode::BadJson));
+        assert_eq!(parse("[1,2]"), Err(ErrorCode::BadJson));
+        assert_eq!(parse(r#"{"type":"message","room":"r","content":5}"#), Err(ErrorCode::BadJson));
+        assert_eq!(parse(r#"{"type":"join","room":"r","since":-1}"#), Err(ErrorCode::BadJson));
+        assert_eq!(parse(r#"{"room":"r"}"#), Err(ErrorCode::UnknownType));
+        assert_eq!(parse(r#"{"type":"dance"}"#), Err(ErrorCode::UnknownType));
+        assert_eq!(parse(r#"{"type":"message","room":"r"}"#), Err(ErrorCode::MissingField));
+        assert_eq!(parse(r#"{"type":"join"}"#), Err(ErrorCode::MissingField));
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(parse(&deep), Err(ErrorCode::BadJson));
+    }
+
+    #[test]
+    fn message_event_round_trips_through_a_json_parser() {
+        let rec = ChatRecord {
+            id: 42,
+            room: Arc::from("r"),
+            user: Arc::from("Al\"ice"),
+            content: Arc::from("<img onerror=x> \u{1}"),
+            created_at_ms: 1_700_000_000_123,
+        };
+        let mut out = Vec::new();
+        write_message(&mut out, &rec, Some("c1"));
+        let value: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
+        assert_eq!(value["type"], "message");
+        assert_eq!(value["id"], 42);
+        assert_eq!(value["user"], "Al\"ice");
+        assert_eq!(value["content"], "<img onerror=x> \u{1}");
+        assert_eq!(value["ts"], "2023-11-14T22:13:20.123Z");
+        assert_eq!(value["client_id"], "c1");
+        out.clear();
+        write_message(&mut out, &rec, None);
+        assert!(!String::from_utf8_lossy(&out).contains("client_id"));
+    }
+}

@@ -1,0 +1,9 @@
+//! WebSocket framing (RFC 6455) on top of tungstenite's frame header codec.
+//!
+//! Sans-IO: [`codec::FrameDecoder`] turns received bytes into [`codec::WsEvent`]s and enforces the
+//! RFC's masking, opcode, reserved-bit, control-frame, fragmentation and UTF-8 rules; [`codec`]'s
+//! `encode_*` functions build server frames (never masked). [`close`] names the close codes we send.
+//! Only `conn/` feeds it bytes.
+
+pub mod close;
+pub mod codec;
