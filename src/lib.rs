@@ -1,9 +1,17 @@
 //! roomcast: a real-time WebSocket chat server.
 //!
 //! The library holds every module so that `benches/` and `tests/` can link it; `src/main.rs` only parses
-//! the configuration and starts the threads. See `ARCHITECTURE.md` for the map.
+//! the configuration and starts the threads. See `ARCHITECTURE.md` for the map, layered bottom-up:
+//! `reactor` (threads, polls) → `conn` (sockets, buffers) → `session` (what bytes mean) → `room`
+//! (membership, fan-out) → `store` (SQLite); `ws`, `http` and `protocol` are sans-IO codecs.
 
+pub mod config;
+pub mod conn;
 pub mod http;
 pub mod protocol;
+pub mod reactor;
+pub mod room;
+pub mod session;
+pub mod static_files;
 pub mod store;
 pub mod ws;

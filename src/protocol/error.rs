@@ -23,6 +23,8 @@ pub enum ErrorCode {
     BinaryNotSupported,
     /// The connection is not a member of the room it wrote to.
     NotJoined,
+    /// The connection is already in that room.
+    AlreadyJoined,
     /// The connection is already in the maximum number of rooms.
     TooManyRooms,
     /// A query parameter or command field is out of range (e.g. a negative or non-numeric id).
@@ -45,6 +47,7 @@ impl ErrorCode {
             ErrorCode::InvalidClientId => "invalid_client_id",
             ErrorCode::BinaryNotSupported => "binary_not_supported",
             ErrorCode::NotJoined => "not_joined",
+            ErrorCode::AlreadyJoined => "already_joined",
             ErrorCode::TooManyRooms => "too_many_rooms",
             ErrorCode::InvalidParameter => "invalid_parameter",
             ErrorCode::HistoryUnavailable => "history_unavailable",

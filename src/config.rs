@@ -1,0 +1,196 @@
+//! Command-line flags and `ROOMCAST_*` environment variables, validated into one [`Config`].
+//!
+//! Every field documents its default and when to change it; `main` turns a validation error into a
+//! message naming the setting.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// File descriptors kept free for the listener, the database, log files and the waker eventfds.
+pub const FD_RESERVE: usize = 64;
+
+/// The server's configuration (flags override environment variables).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "roomcast", version, about = "Real-time WebSocket chat server")]
+pub struct Config {
+    /// Address to listen on. Use 0.0.0.0:8000 to accept from other machines (behind a TLS proxy).
+    #[arg(long, env = "ROOMCAST_ADDR", default_value = "127.0.0.1:8000")]
+    pub addr: SocketAddr,
+
+    /// Event-loop threads; 0 means one per CPU core.
+    #[arg(long, env = "ROOMCAST_SHARDS", default_value_t = 0)]
+    pub shards: usize,
+
+    /// SQLite database file for history.
+    #[arg(long, env = "ROOMCAST_DB", default_value = "roomcast.db")]
+    pub db: PathBuf,
+
+    /// Do not store messages (no history, no resume); for pure relay and load-test baselines.
+    #[arg(long, env = "ROOMCAST_NO_PERSIST")]
+    pub no_persist: bool,
+
+    /// Largest chat message content, in bytes. Frames may carry up to this plus 4 KiB of JSON envelope;
+    /// larger frames close the connection with 1009.
+    #[arg(long, env = "ROOMCAST_MAX_MESSAGE", default_value_t = 16 * 1024)]
+    pub max_message: usize,
+
+    /// Per-connection output queue bound, in bytes. A client whose queue would pass it is a slow
+    /// consumer and is closed with 1013. Raise it for clients on slow links with bursty rooms.
+    #[arg(long, env = "ROOMCAST_MAX_OUTBUF", default_value_t = 1024 * 1024)]
+    pub max_outbuf: usize,
+
+    /// Most open connections; 0 means the file-descriptor limit minus a reserve of 64. Connections
+    /// over it get HTTP 503.
+    #[arg(long, env = "ROOMCAST_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+
+    /// Most rooms one JSON connection may be in at once.
+    #[arg(long, env = "ROOMCAST_MAX_ROOMS_PER_CONN", default_value_t = 64)]
+    pub max_rooms_per_conn: usize,
+
+    /// Largest HTTP request head, in bytes (larger: 431).
+    #[arg(long, env = "ROOMCAST_MAX_HEADER_BYTES", default_value_t = 8 * 1024)]
+    pub max_header_bytes: usize,
+
+    /// Seconds a client may take to complete its HTTP request / handshake before it is dropped.
+    #[arg(long = "handshake-timeout", env = "ROOMCAST_HANDSHAKE_TIMEOUT", default_value_t = 10)]
+    pub handshake_timeout_secs: u64,
+
+    /// Serve the web client from this directory instead of the copy embedded in the binary.
+    #[arg(long, env = "ROOMCAST_STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
+
+    /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or `RUST_LOG`-style directives).
+    #[arg(long, env = "ROOMCAST_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// History writer: rows per transaction at most.
+    #[arg(long, env = "ROOMCAST_BATCH_SIZE", default_value_t = 512)]
+    pub batch_size: usize,
+
+    /// History writer: milliseconds a message may wait for its batch to fill before it is committed.
+    #[arg(long = "flush-interval-ms", env = "ROOMCAST_FLUSH_INTERVAL_MS", default_value_t = 10)]
+    pub flush_interval_ms: u64,
+
+    /// History writer: queue bound, in messages. When full, clients that send are not read until it
+    /// drains (backpressure); nothing is dropped.
+    #[arg(long, env = "ROOMCAST_QUEUE_CAPACITY", default_value_t = 65_536)]
+    pub queue_capacity: usize,
+
+    /// `full` fsyncs every batch (survives power loss); `normal` (default) survives process crashes.
+    #[arg(long, env = "ROOMCAST_SYNC", default_value = "normal", value_parser = ["normal", "full"])]
+    pub sync: String,
+
+    /// Keep at most this many messages per room (older ones are trimmed); 0 keeps everything.
+    #[arg(long, env = "ROOMCAST_RETAIN_PER_ROOM", default_value_t = 0)]
+    pub retain_per_room: u64,
+
+    /// Seconds to wait, on SIGINT/SIGTERM, for clients to acknowledge the close before exiting.
+    #[arg(long = "shutdown-grace", env = "ROOMCAST_SHUTDOWN_GRACE", default_value_t = 3)]
+    pub shutdown_grace_secs: u64,
+}
+
+/// A setting that cannot work, named so the user can fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A numeric setting is out of its range.
+    #[error("--{name} must be {rule} (got {value})")]
+    OutOfRange {
+        /// Flag name.
+        name: &'static str,
+        /// The rule.
+        rule: &'static str,
+        /// The value given.
+        value: String,
+    },
+}
+
+impl Config {
+    /// Checks ranges and fills automatic values (`shards`, `max_connections`).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first bad setting.
+    pub fn validate(mut self, fd_limit: usize) -> Result<Self, ConfigError> {
+        let range = |name, rule, ok: bool, value: String| {
+            if ok { Ok(()) } else { Err(ConfigError::OutOfRange { name, rule, value }) }
+        };
+        if self.shards == 0 {
+            self.shards = std::thread::available_parallelism().map_or(1, |n| n.get());
+        }
+        range("shards", "between 1 and 256", self.shards <= 256, self.shards.to_string())?;
+        range(
+            "max-message",
+            "between 1 and 16777216",
+            (1..=16 << 20).contains(&self.max_message),
+            self.max_message.to_string(),
+        )?;
+        range("max-outbuf", "at least 4096", self.max_outbuf >= 4096, self.max_outbuf.to_string())?;
+        range("max-rooms-per-conn", "at least 1", self.max_rooms_per_conn >= 1, self.max_rooms_per_conn.to_string())?;
+        range(
+            "max-header-bytes",
+            "between 1024 and 65536",
+            (1024..=65536).contains(&self.max_header_bytes),
+            self.max_header_bytes.to_string(),
+        )?;
+        range(
+            "handshake-timeout",
+            "at least 1",
+            self.handshake_timeout_secs >= 1,
+            self.handshake_timeout_secs.to_string(),
+        )?;
+        range(
+            "batch-size",
+            "between 1 and 65536",
+            (1..=65536).contains(&self.batch_size),
+            self.batch_size.to_string(),
+        )?;
+        range("queue-capacity", "at least 1024", self.queue_capacity >= 1024, self.queue_capacity.to_string())?;
+        let auto = fd_limit.saturating_sub(FD_RESERVE).max(1);
+        if self.max_connections == 0 {
+            self.max_connections = auto;
+        }
+        range(
+            "max-connections",
+            "at most the file-descriptor limit minus 64",
+            self.max_connections <= auto,
+            self.max_connections.to_string(),
+        )?;
+        Ok(self)
+    }
+
+    /// Largest WebSocket frame or message accepted: the content limit plus room for the JSON envelope.
+    pub fn max_frame_bytes(&self) -> usize {
+        self.max_message + 4096
+    }
+
+    /// How long a client may take over its request head or handshake.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
+    }
+
+    /// How long the history writer lets a batch wait.
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.flush_interval_ms)
+    }
+}
+
+/// The soft file-descriptor limit of this process, raised to the hard limit first where allowed.
+pub fn raise_fd_limit() -> usize {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let wanted = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                lim = wanted;
+            }
+        }
+    }
+    usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+}

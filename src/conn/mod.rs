@@ -1,0 +1,192 @@
+//! One client connection: its socket, its phase (HTTP, WebSocket, closing), its buffers.
+//!
+//! The only module that does socket IO (`read`, `writev`, `shutdown`); the shard decides when, the
+//! session layer decides what. Buffers exist only while in use: `inbuf` holds a partial request or
+//! frame between reads and is freed when empty, the output queue frees its storage once drained.
+
+pub mod outbuf;
+
+use std::io::{self, Read};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use mio::net::TcpStream;
+
+use crate::protocol::Format;
+use crate::room::directory::Room;
+use crate::ws::codec::{self, FrameDecoder};
+use outbuf::{Flushed, Full, OutBuf};
+
+/// Where a connection is in its life.
+#[derive(Debug)]
+pub enum Phase {
+    /// Reading HTTP request heads (before an upgrade, or plain keep-alive HTTP).
+    Http(HttpState),
+    /// Upgraded: speaking WebSocket.
+    Ws(Box<WsState>),
+    /// A close frame or final response is queued; after it is written the write side is shut down and
+    /// input is discarded until the peer closes or `Conn::deadline` passes.
+    Closing {
+        /// The write side was shut down already.
+        write_shut: bool,
+    },
+}
+
+/// HTTP phase state.
+#[derive(Debug, Default)]
+pub struct HttpState {
+    /// The server was at `max_connections` when this connection arrived: answer 503.
+    pub over_capacity: bool,
+    /// A response is being prepared elsewhere (history read); do not parse the next request yet.
+    pub awaiting_reply: bool,
+}
+
+/// WebSocket phase state.
+#[derive(Debug)]
+pub struct WsState {
+    /// Wire format chosen at the handshake.
+    pub format: Format,
+    /// Display name (validated nick, or `anonymous`).
+    pub user: Arc<str>,
+    /// Frame decoder (holds a buffer only while a fragmented message is in progress).
+    pub decoder: FrameDecoder,
+    /// Rooms joined (text connections: exactly one).
+    pub rooms: Vec<Membership>,
+}
+
+/// One room a connection is in.
+#[derive(Debug)]
+pub struct Membership {
+    /// The room.
+    pub room: Arc<Room>,
+    /// While catching up after a resume: live frames held back until history has been sent.
+    pub held: Option<Vec<Bytes>>,
+}
+
+impl WsState {
+    /// The membership for `room_id`, if joined.
+    pub fn membership_mut(&mut self, room_id: u64) -> Option<&mut Membership> {
+        self.rooms.iter_mut().find(|m| m.room.id == room_id)
+    }
+}
+
+/// What a read produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// `n` bytes were read into the scratch buffer.
+    Data(usize),
+    /// Nothing more for now.
+    WouldBlock,
+    /// The peer closed its side (or reset).
+    Closed,
+}
+
+/// A client connection.
+#[derive(Debug)]
+pub struct Conn {
+    /// The socket (registered with the shard's `Poll` under the slab key).
+    pub sock: TcpStream,
+    /// Peer address, for logs and limits.
+    pub peer: SocketAddr,
+    /// Process-unique serial (slab keys are reused; replies carry the serial to find the right one).
+    pub serial: u64,
+    /// Life phase.
+    pub phase: Phase,
+    /// Unparsed input left from earlier reads (empty, and unallocated, most of the time).
+    pub inbuf: Vec<u8>,
+    /// Frames and responses waiting to be written.
+    pub out: OutBuf,
+    /// When the connection must be gone: handshake timeout in HTTP phase, linger limit when closing.
+    pub deadline: Option<Instant>,
+    /// Already on the shard's list of connections to flush this turn.
+    pub flush_scheduled: bool,
+    /// The peer may have more input that a paused or budget-limited read left in the socket.
+    pub read_pending: bool,
+}
+
+impl Conn {
+    /// A new connection in the HTTP phase.
+    pub fn new(sock: TcpStream, peer: SocketAddr, serial: u64, over_capacity: bool, deadline: Instant) -> Self {
+        Conn {
+            sock,
+            peer,
+            serial,
+            phase: Phase::Http(HttpState { over_capacity, awaiting_reply: false }),
+            inbuf: Vec::new(),
+            out: OutBuf::default(),
+            deadline: Some(deadline),
+            flush_scheduled: false,
+            read_pending: false,
+        }
+    }
+
+    /// Reads once into `scratch`.
+    pub fn read(&mut self, scratch: &mut [u8]) -> ReadOutcome {
+        loop {
+            return match self.sock.read(scratch) {
+                Ok(0) => ReadOutcome::Closed,
+                Ok(n) => ReadOutcome::Data(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::WouldBlock,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => ReadOutcome::Closed,
+            };
+        }
+    }
+
+    /// Writes queued output; in the closing phase, shuts the write side once everything is out.
+    ///
+    /// # Errors
+    /// The socket's error: the connection is dead.
+    pub fn flush(&mut self) -> io::Result<Flushed> {
+        let flushed = self.out.flush(&mut self.sock)?;
+        if flushed == Flushed::All
+            && let Phase::Closing { write_shut } = &mut self.phase
+            && !*write_shut
+        {
+            *write_shut = true;
+            // The peer may already be gone; either way we only wait for its EOF now.
+            let _ = self.sock.shutdown(Shutdown::Write);
+        }
+        Ok(flushed)
+    }
+
+    /// Queues a frame within the output bound.
+    ///
+    /// # Errors
+    /// [`Full`]: the peer is not keeping up.
+    pub fn send(&mut self, frame: Bytes, max_outbuf: usize) -> Result<(), Full> {
+        self.out.push(frame, max_outbuf)
+    }
+
+    /// Queues bytes that must go out whatever the bound (responses, close frames, direct replies).
+    pub fn send_unbounded(&mut self, bytes: impl Into<Bytes>) {
+        self.out.push_unbounded(bytes.into());
+    }
+
+    /// Queues a WebSocket close frame (after dropping unsent frames if `discard_queued`) and enters
+    /// the closing phase with `deadline`. Returns the phase it left (to leave its rooms).
+    pub fn close_ws(&mut self, code: u16, reason: &str, discard_queued: bool, deadline: Instant) -> Phase {
+        if discard_queued {
+            self.out.drop_unstarted();
+        }
+        self.out.push_unbounded(Bytes::from(codec::encode_close(code, reason)));
+        self.enter_closing(deadline)
+    }
+
+    /// Enters the closing phase (after a final HTTP response was queued). Returns the phase it left.
+    pub fn enter_closing(&mut self, deadline: Instant) -> Phase {
+        self.deadline = Some(deadline);
+        self.inbuf = Vec::new();
+        std::mem::replace(&mut self.phase, Phase::Closing { write_shut: false })
+    }
+
+    /// Whether the connection speaks WebSocket and is not closing.
+    pub fn ws_mut(&mut self) -> Option<&mut WsState> {
+        match &mut self.phase {
+            Phase::Ws(ws) => Some(ws),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The acceptor thread: owns the listening socket, accepts, and hands connections to shards.
+//!
+//! Connections go to shards round-robin: that keeps shards balanced even when a few clients open many
+//! connections (SO_REUSEPORT hashes by address and port), and one accepting thread is far from this
+//! machine's accept ceiling (see ARCHITECTURE.md for what was and was not measured). Over `max_connections` a connection is still handed to a
+//! shard, which answers 503; past a further slack it is closed at once so descriptors stay bounded.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::inbox::ShardMsg;
+use crate::room::fanout::Hub;
+
+/// Token of the listening socket.
+const LISTENER: Token = Token(0);
+/// Token of the acceptor's waker (used to stop it).
+pub const WAKER: Token = Token(1);
+/// Connections accepted past `max_connections` only to be told 503; beyond this they are closed unread.
+const OVER_CAPACITY_SLACK: usize = 32;
+
+/// Creates the listening socket with a deep backlog (connect storms) and SO_REUSEADDR (fast restarts).
+///
+/// # Errors
+/// The OS's refusal to create, bind or listen.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+/// The acceptor loop's state.
+pub struct Acceptor {
+    /// Its poll (the listener and the waker are registered in it).
+    pub poll: Poll,
+    /// The listening socket.
+    pub listener: TcpListener,
+    /// Publish hub (for the shard inboxes).
+    pub hub: Arc<Hub>,
+    /// Open connections across shards.
+    pub open_conns: Arc<AtomicUsize>,
+    /// Connection limit.
+    pub max_connections: usize,
+    /// Set to stop the loop (then wake it).
+    pub stop: Arc<AtomicBool>,
+}
+
+impl Acceptor {
+    /// Creates the poll and waker for a listener.
+    ///
+    /// # Errors
+    /// The OS refusing epoll or the eventfd.
+    pub fn prepare(mut listener: TcpListener) -> io::Result<(Poll, TcpListener, Arc<Waker>)> {
+        let poll = Poll::new()?;
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        Ok((poll, listener, waker))
+    }
+
+    /// Accepts until stopped.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(64);
+        let mut next_shard = 0usize;
+        let n_shards = self.hub.n_shards();
+        let mut backoff: Option<Duration> = None;
+        loop {
+            if let Err(err) = self.poll.poll(&mut events, backoff)
+                && err.kind() != io::ErrorKind::Interrupted
+            {
+                tracing::error!(%err, "acceptor poll failed; no longer accepting");
+                return;
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            backoff = None;
+            loop {
+                match self.listener.accept() {
+                    Ok((stream, peer)) => {
+                        let open = self.open_conns.fetch_add(1, Ordering::Relaxed) + 1;
+                        if open > self.max_connections + OVER_CAPACITY_SLACK {
+                            self.open_conns.fetch_sub(1, Ordering::Relaxed);
+                            drop(stream);
+                            continue;
+                        }
+                        let _ = stream.set_nodelay(true);
+                        let over_capacity = open > self.max_connections;
+                        self.hub.send_to_shard(next_shard, ShardMsg::Accept { stream, peer, over_capacity });
+                        next_shard = (next_shard + 1) % n_shards;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(err) => {
+                        // EMFILE/ENFILE/ENOBUFS: the pending connection stays queued; retry shortly
+                        // (edge-triggered polling would not report it again).
+                        tracing::warn!(%err, "accept failed; retrying in 50 ms");
+                        backoff = Some(Duration::from_millis(50));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}

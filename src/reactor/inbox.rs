@@ -1,0 +1,117 @@
+//! A shard's inbox: the one channel through which other threads talk to a shard, plus its waker.
+//!
+//! The channel is unbounded in type but bounded by policy: publishers stop reading client input while
+//! any inbox holds more than `room::fanout::INBOX_SOFT_CAP` messages (see `Hub::ingress_paused`), so it
+//! cannot grow past that by more than one read pass. Wake-ups are coalesced: a sender only writes the
+//! waker's eventfd when the shard announced it is about to sleep.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crossbeam_channel::{Receiver, Sender};
+use mio::Waker;
+
+use crate::room::fanout::Delivery;
+use crate::store::{HistoryPage, StoreError};
+
+/// Everything a shard can be told.
+pub enum ShardMsg {
+    /// A new connection from the acceptor; `over_capacity` connections are answered 503 and closed.
+    Accept {
+        /// The socket, already non-blocking.
+        stream: mio::net::TcpStream,
+        /// Peer address, for logs.
+        peer: SocketAddr,
+        /// The server is at `max_connections`.
+        over_capacity: bool,
+    },
+    /// An event published to a room this shard has members in.
+    Deliver(Arc<Delivery>),
+    /// A history page read by the store's reader pool for one of this shard's connections.
+    History(HistoryReply),
+    /// Stop: close every connection with 1001 and exit the loop.
+    Shutdown,
+}
+
+/// Answer to a history query, routed back to the connection that asked.
+pub struct HistoryReply {
+    /// Slab key of the connection.
+    pub conn_key: usize,
+    /// Serial of the connection (guards against a reused slab key).
+    pub conn_serial: u64,
+    /// What the query was for.
+    pub purpose: HistoryPurpose,
+    /// The page, or why it could not be read.
+    pub result: Result<HistoryPage, StoreError>,
+}
+
+/// Why a connection asked for history, which decides how the page is sent.
+#[derive(Debug, Clone)]
+pub enum HistoryPurpose {
+    /// `GET /rooms/{room}/messages`: a JSON array in an HTTP response.
+    Rest {
+        /// Keep the connection open after the response.
+        keep_alive: bool,
+        /// HEAD request: no body.
+        head_only: bool,
+    },
+    /// A `history` command: a `history` event.
+    Command {
+        /// The room read.
+        room: Arc<str>,
+    },
+    /// Catching a resuming member up on `room` up to `upto`.
+    Resume {
+        /// Room id of the membership being resumed.
+        room_id: u64,
+        /// Last id the member must receive from history (the room's last id at the join).
+        upto: u64,
+    },
+}
+
+/// The sending side of a shard's inbox.
+pub struct ShardInbox {
+    tx: Sender<ShardMsg>,
+    waker: Waker,
+    sleeping: AtomicBool,
+}
+
+impl ShardInbox {
+    /// Creates an inbox whose waker fires `waker`'s token on the shard's `Poll`.
+    pub fn new(waker: Waker) -> (Arc<ShardInbox>, Receiver<ShardMsg>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        (Arc::new(ShardInbox { tx, waker, sleeping: AtomicBool::new(false) }), rx)
+    }
+
+    /// Queues `msg` and wakes the shard if it is (about to be) asleep.
+    pub fn send(&self, msg: ShardMsg) {
+        // A send only fails once the shard has exited (shutdown); the message is then moot.
+        if self.tx.send(msg).is_ok()
+            && self.sleeping.swap(false, Ordering::SeqCst)
+            && let Err(err) = self.waker.wake()
+        {
+            tracing::error!(%err, "could not wake a shard");
+        }
+    }
+
+    /// Messages waiting.
+    pub fn len(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// Whether no message is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.tx.is_empty()
+    }
+
+    /// Called by the shard before it blocks in `poll`; it must then check the channel once more.
+    pub fn about_to_sleep(&self) {
+        self.sleeping.store(true, Ordering::SeqCst);
+    }
+
+    /// Called by the shard after `poll` returns.
+    pub fn awake(&self) {
+        self.sleeping.store(false, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,152 @@
+//! The reactor: threads, polls and tokens. Starts the acceptor and the shards, stops them in order.
+//!
+//! [`Server::start`] binds the listener, opens the store, builds one `Poll` + `Waker` + inbox per shard,
+//! the shared [`Hub`], and spawns the threads; [`Server::shutdown`] stops accepting, tells every shard
+//! to close its clients with 1001, joins them, then drains the store.
+
+pub mod acceptor;
+pub mod inbox;
+pub mod shard;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+
+use mio::{Poll, Waker};
+use thiserror::Error;
+
+use crate::config::Config;
+use crate::room::fanout::Hub;
+use crate::session::ShardCtx;
+use crate::store::{Store, StoreConfig, StoreError};
+use acceptor::Acceptor;
+use inbox::{ShardInbox, ShardMsg};
+use shard::Shard;
+
+/// Why the server could not start or stop cleanly.
+#[derive(Debug, Error)]
+pub enum ServerError {
+    /// Binding the listening address failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Creating a poll, waker or thread failed.
+    #[error("cannot start the event loop: {0}")]
+    Reactor(#[from] io::Error),
+    /// The history database could not be opened or drained.
+    #[error("history database: {0}")]
+    Store(#[from] StoreError),
+    /// A thread panicked (a bug); the message says which.
+    #[error("a {0} thread panicked")]
+    Panicked(&'static str),
+}
+
+/// A running server.
+pub struct Server {
+    local_addr: SocketAddr,
+    hub: Arc<Hub>,
+    store: Option<Arc<Store>>,
+    acceptor: JoinHandle<()>,
+    acceptor_waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
+    shards: Vec<JoinHandle<io::Result<()>>>,
+    open_conns: Arc<AtomicUsize>,
+}
+
+impl Server {
+    /// Binds, opens the store and starts every thread.
+    ///
+    /// # Errors
+    /// [`ServerError`] naming what could not be set up.
+    pub fn start(cfg: Config) -> Result<Server, ServerError> {
+        let cfg = Arc::new(cfg);
+        let listener = acceptor::bind(cfg.addr).map_err(|source| ServerError::Bind { addr: cfg.addr, source })?;
+        let local_addr = listener.local_addr()?;
+        let store = if cfg.no_persist {
+            None
+        } else {
+            Some(Arc::new(Store::open(StoreConfig {
+                path: cfg.db.clone(),
+                batch_size: cfg.batch_size,
+                flush_interval: cfg.flush_interval(),
+                queue_capacity: cfg.queue_capacity,
+                sync_full: cfg.sync == "full",
+                retain_per_room: (cfg.retain_per_room > 0).then_some(cfg.retain_per_room),
+                readers: 2,
+            })?))
+        };
+
+        let mut polls = Vec::with_capacity(cfg.shards);
+        let mut inboxes = Vec::with_capacity(cfg.shards);
+        for _ in 0..cfg.shards {
+            let poll = Poll::new()?;
+            let waker = Waker::new(poll.registry(), shard::WAKER)?;
+            let (inbox, rx) = ShardInbox::new(waker);
+            polls.push((poll, rx));
+            inboxes.push(inbox);
+        }
+        let last_id = store.as_ref().map_or(0, |s| s.max_id());
+        let hub = Arc::new(Hub::new(inboxes.clone(), last_id, store.as_ref().map(|s| s.writer())));
+        let open_conns = Arc::new(AtomicUsize::new(0));
+
+        let mut shards = Vec::with_capacity(cfg.shards);
+        for (index, ((poll, rx), inbox)) in polls.into_iter().zip(inboxes).enumerate() {
+            let ctx =
+                ShardCtx::new(index, Arc::clone(&hub), Arc::clone(&cfg), store.clone(), inbox, Arc::clone(&open_conns));
+            let shard = Shard::new(poll, rx, ctx);
+            shards.push(std::thread::Builder::new().name(format!("shard-{index}")).spawn(move || shard.run())?);
+        }
+
+        let (poll, listener, acceptor_waker) = Acceptor::prepare(listener)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let acceptor = Acceptor {
+            poll,
+            listener,
+            hub: Arc::clone(&hub),
+            open_conns: Arc::clone(&open_conns),
+            max_connections: cfg.max_connections,
+            stop: Arc::clone(&stop),
+        };
+        let acceptor = std::thread::Builder::new().name("acceptor".into()).spawn(move || acceptor.run())?;
+        Ok(Server { local_addr, hub, store, acceptor, acceptor_waker, stop, shards, open_conns })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Open connections right now.
+    pub fn open_connections(&self) -> usize {
+        self.open_conns.load(Ordering::Relaxed)
+    }
+
+    /// Graceful stop: no new connections, close 1001 to every client (waiting up to the grace period
+    /// for them), then every accepted message is committed to the store.
+    ///
+    /// # Errors
+    /// A thread that panicked or a store that could not drain.
+    pub fn shutdown(self) -> Result<(), ServerError> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.acceptor_waker.wake()?;
+        self.acceptor.join().map_err(|_| ServerError::Panicked("acceptor"))?;
+        self.hub.broadcast_to_shards(|| ShardMsg::Shutdown);
+        for shard in self.shards {
+            shard.join().map_err(|_| ServerError::Panicked("shard"))??;
+        }
+        drop(self.hub);
+        if let Some(store) = self.store {
+            match Arc::try_unwrap(store) {
+                Ok(store) => store.shutdown()?,
+                Err(_) => tracing::error!("store still referenced at shutdown; not drained"),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,320 @@
+//! A shard: one thread, one `mio::Poll`, a `Slab` of connections, an inbox.
+//!
+//! Each loop turn has a fixed shape: poll; read every readable connection (unless ingress is paused);
+//! retry reads that were deferred; drain the inbox (new connections, deliveries, history replies);
+//! write every connection with queued output in one vectored write each; reap connections marked for
+//! removal; every 250 ms, expire deadlines. Nothing here blocks except `poll` itself.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use super::inbox::ShardMsg;
+use crate::conn::outbuf::Flushed;
+use crate::conn::{Conn, Phase, ReadOutcome};
+use crate::room::fanout::Delivery;
+use crate::session::{self, ShardCtx};
+use crate::ws::close;
+
+/// Token of the shard's waker; connection tokens are slab keys, which never reach it.
+pub const WAKER: Token = Token(usize::MAX);
+
+/// Bytes read from a socket per `read` call (one scratch buffer per shard, not per connection).
+const READ_CHUNK: usize = 64 * 1024;
+/// Reads per connection per turn before moving on (fairness: one busy client cannot hog a turn).
+const READS_PER_TURN: usize = 4;
+/// Inbox messages handled per turn before flushing (keeps latency bounded under bursts).
+const INBOX_PER_TURN: usize = 8192;
+/// How often deadlines are checked.
+const SWEEP_EVERY: Duration = Duration::from_millis(250);
+/// How long a closing connection may linger for its peer's close before it is dropped.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
+
+/// Everything a shard thread owns.
+pub struct Shard {
+    poll: Poll,
+    conns: Slab<Conn>,
+    inbox_rx: Receiver<ShardMsg>,
+    ctx: ShardCtx,
+    scratch: Box<[u8]>,
+    deferred_reads: Vec<usize>,
+    shutdown_deadline: Option<Instant>,
+}
+
+impl Shard {
+    /// Builds a shard around its `poll` (whose waker is `ctx.inbox`'s) and the receiving end of its inbox.
+    pub fn new(poll: Poll, inbox_rx: Receiver<ShardMsg>, ctx: ShardCtx) -> Self {
+        Shard {
+            poll,
+            conns: Slab::new(),
+            inbox_rx,
+            ctx,
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            deferred_reads: Vec::new(),
+            shutdown_deadline: None,
+        }
+    }
+
+    /// Runs the loop until shutdown completes.
+    ///
+    /// # Errors
+    /// Only `poll` failing (the OS refusing epoll), which ends the shard.
+    pub fn run(mut self) -> std::io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut next_sweep = Instant::now() + SWEEP_EVERY;
+        loop {
+            let now = Instant::now();
+            let mut timeout = next_sweep.saturating_duration_since(now);
+            if !self.deferred_reads.is_empty() && !self.ctx.hub.ingress_paused() {
+                timeout = Duration::ZERO;
+            } else if !self.deferred_reads.is_empty() {
+                // Paused: poll again soon to see whether the queues drained.
+                timeout = timeout.min(Duration::from_millis(1));
+            }
+            self.ctx.inbox.about_to_sleep();
+            if !self.inbox_rx.is_empty() {
+                timeout = Duration::ZERO;
+            }
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            self.ctx.inbox.awake();
+
+            for event in events.iter() {
+                let key = event.token().0;
+                if event.token() == WAKER || !self.conns.contains(key) {
+                    continue;
+                }
+                if event.is_writable() {
+                    self.ctx.schedule_flush(&mut self.conns[key], key);
+                }
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    self.on_readable(key);
+                }
+            }
+            self.retry_deferred_reads();
+            if self.drain_inbox() {
+                return Ok(());
+            }
+            self.flush_scheduled();
+            self.reap();
+
+            let now = Instant::now();
+            if now >= next_sweep {
+                next_sweep = now + SWEEP_EVERY;
+                self.sweep(now);
+            }
+            if let Some(deadline) = self.shutdown_deadline
+                && (self.conns.is_empty() || now >= deadline)
+            {
+                let left = self.conns.len();
+                for key in self.conns.iter().map(|(k, _)| k).collect::<Vec<_>>() {
+                    self.ctx.mark_for_removal(key);
+                }
+                self.reap();
+                tracing::debug!(shard = self.ctx.shard, left, "shard stopped");
+                return Ok(());
+            }
+        }
+    }
+
+    /// Reads what a readable connection sent, up to the per-turn budget.
+    fn on_readable(&mut self, key: usize) {
+        let paused = self.ctx.hub.ingress_paused();
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        let closing = matches!(conn.phase, Phase::Closing { .. });
+        if paused && !closing {
+            if !conn.read_pending {
+                conn.read_pending = true;
+                self.deferred_reads.push(key);
+            }
+            return;
+        }
+        for _ in 0..READS_PER_TURN {
+            match conn.read(&mut self.scratch) {
+                ReadOutcome::Data(n) => {
+                    session::on_input(&mut self.ctx, conn, key, &mut self.scratch[..n]);
+                    if self.ctx.is_marked(key) {
+                        return;
+                    }
+                }
+                ReadOutcome::WouldBlock => {
+                    conn.read_pending = false;
+                    return;
+                }
+                ReadOutcome::Closed => {
+                    self.ctx.mark_for_removal(key);
+                    return;
+                }
+            }
+        }
+        // Budget spent with input possibly left: edge-triggered polling will not tell us again.
+        if !conn.read_pending {
+            conn.read_pending = true;
+            self.deferred_reads.push(key);
+        }
+    }
+
+    fn retry_deferred_reads(&mut self) {
+        if self.deferred_reads.is_empty() || self.ctx.hub.ingress_paused() {
+            return;
+        }
+        let keys = std::mem::take(&mut self.deferred_reads);
+        for key in keys {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.read_pending = false;
+                self.on_readable(key);
+            }
+        }
+    }
+
+    /// Handles queued inbox messages; returns `true` when the shard must exit now.
+    fn drain_inbox(&mut self) -> bool {
+        for _ in 0..INBOX_PER_TURN {
+            let Ok(msg) = self.inbox_rx.try_recv() else { break };
+            match msg {
+                ShardMsg::Accept { stream, peer, over_capacity } => self.accept(stream, peer, over_capacity),
+                ShardMsg::Deliver(delivery) => self.deliver(&delivery),
+                ShardMsg::History(reply) => {
+                    if let Some(conn) = self.conns.get_mut(reply.conn_key)
+                        && conn.serial == reply.conn_serial
+                    {
+                        session::on_history(&mut self.ctx, conn, reply.conn_key, reply.purpose, reply.result);
+                    }
+                }
+                ShardMsg::Shutdown => self.begin_shutdown(),
+            }
+        }
+        false
+    }
+
+    fn accept(&mut self, mut stream: mio::net::TcpStream, peer: std::net::SocketAddr, over_capacity: bool) {
+        if self.shutdown_deadline.is_some() {
+            self.ctx.open_conns.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if let Err(err) =
+            self.poll.registry().register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE)
+        {
+            tracing::warn!(%err, %peer, "could not register a connection");
+            self.ctx.open_conns.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        let serial = self.ctx.next_serial();
+        let deadline = Instant::now() + self.ctx.cfg.handshake_timeout();
+        entry.insert(Conn::new(stream, peer, serial, over_capacity, deadline));
+        tracing::debug!(shard = self.ctx.shard, key, %peer, "accepted");
+        // The request may already be waiting: edge-triggered registration reports it, but read now
+        // anyway so a fast client does not wait a turn.
+        self.on_readable(key);
+    }
+
+    fn deliver(&mut self, delivery: &Delivery) {
+        let Some(members) = self.ctx.local.members(delivery.room_id) else { return };
+        let max_outbuf = self.ctx.cfg.max_outbuf;
+        let mut to_flush = std::mem::take(&mut self.ctx.to_flush);
+        let mut slow = Vec::new();
+        for member in members {
+            if delivery.id != 0 && delivery.id <= member.min_id {
+                continue;
+            }
+            let Some(frame) = delivery.frame(member.format) else { continue };
+            let Some(conn) = self.conns.get_mut(member.key) else { continue };
+            if member.held {
+                if let Some(held) =
+                    conn.ws_mut().and_then(|ws| ws.membership_mut(delivery.room_id)).and_then(|m| m.held.as_mut())
+                {
+                    held.push(frame.clone());
+                }
+                continue;
+            }
+            if conn.send(frame.clone(), max_outbuf).is_err() {
+                slow.push(member.key);
+                continue;
+            }
+            if !conn.flush_scheduled {
+                conn.flush_scheduled = true;
+                to_flush.push(member.key);
+            }
+        }
+        self.ctx.to_flush = to_flush;
+        for key in slow {
+            if let Some(conn) = self.conns.get_mut(key) {
+                tracing::warn!(shard = self.ctx.shard, key, peer = %conn.peer, "slow consumer: output queue full, closing");
+                session::close_ws(&mut self.ctx, conn, key, close::TRY_AGAIN_LATER, "slow consumer", true);
+            }
+        }
+    }
+
+    fn flush_scheduled(&mut self) {
+        let keys = std::mem::take(&mut self.ctx.to_flush);
+        for &key in &keys {
+            let Some(conn) = self.conns.get_mut(key) else { continue };
+            conn.flush_scheduled = false;
+            match conn.flush() {
+                Ok(Flushed::All) | Ok(Flushed::WouldBlock) => {}
+                Err(_) => self.ctx.mark_for_removal(key),
+            }
+        }
+        // Reuse the allocation for the next turn.
+        let mut keys = keys;
+        keys.clear();
+        if self.ctx.to_flush.is_empty() {
+            self.ctx.to_flush = keys;
+        }
+    }
+
+    /// Removes connections marked for removal: leaves their rooms, deregisters, closes the socket.
+    fn reap(&mut self) {
+        while let Some(key) = self.ctx.to_remove.pop() {
+            self.ctx.removing.remove(&key);
+            if !self.conns.contains(key) {
+                continue;
+            }
+            let mut conn = self.conns.remove(key);
+            let phase = std::mem::replace(&mut conn.phase, Phase::Closing { write_shut: true });
+            session::release(&mut self.ctx, key, phase);
+            let _ = self.poll.registry().deregister(&mut conn.sock);
+            self.ctx.open_conns.fetch_sub(1, Ordering::Relaxed);
+            tracing::debug!(shard = self.ctx.shard, key, peer = %conn.peer, "closed");
+        }
+    }
+
+    /// Expires handshake and linger deadlines.
+    fn sweep(&mut self, now: Instant) {
+        for (key, conn) in self.conns.iter_mut() {
+            if conn.deadline.is_some_and(|d| now >= d) {
+                if matches!(conn.phase, Phase::Http(_)) {
+                    tracing::debug!(key, peer = %conn.peer, "handshake timeout");
+                }
+                self.ctx.mark_for_removal(key);
+            }
+        }
+        self.reap();
+    }
+
+    fn begin_shutdown(&mut self) {
+        let grace = Duration::from_secs(self.ctx.cfg.shutdown_grace_secs);
+        self.shutdown_deadline = Some(Instant::now() + grace);
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let conn = &mut self.conns[key];
+            match conn.phase {
+                Phase::Ws(_) => {
+                    session::close_ws(&mut self.ctx, conn, key, close::GOING_AWAY, "server shutting down", false)
+                }
+                Phase::Http(_) => self.ctx.mark_for_removal(key),
+                Phase::Closing { .. } => {}
+            }
+        }
+        self.flush_scheduled();
+        self.reap();
+    }
+}

@@ -1,0 +1,168 @@
+//! The publish path: one message in, one id, one encoding per wire format, one inbox send per shard.
+//!
+//! [`Hub`] is shared by every shard. Everything that must be ordered within a room (ids, store queue
+//! order, delivery order) happens under the room's lock, and every delivery, including to the
+//! sender's own shard, goes through the shard inboxes, which are FIFO: so every member of a room
+//! receives the room's messages in one and the same order, the order of their ids.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+
+use super::directory::{Directory, Room, RoomState};
+use crate::protocol::{Format, json};
+use crate::reactor::inbox::{ShardInbox, ShardMsg};
+use crate::store::{ChatRecord, StoreWriter};
+use crate::ws::codec;
+
+/// Soft bound on a shard inbox: above it, shards stop reading client sockets until it drains.
+pub const INBOX_SOFT_CAP: usize = 16_384;
+
+/// One published event, shared by every recipient.
+#[derive(Debug)]
+pub struct Delivery {
+    /// Room it belongs to ([`Room::id`]).
+    pub room_id: u64,
+    /// Message id; 0 for events without one (presence, binary relays), which are never filtered.
+    pub id: u64,
+    /// Frame for text-format members, if the event is meant for them.
+    pub text: Option<Bytes>,
+    /// Frame for JSON members, if the event is meant for them.
+    pub json: Option<Bytes>,
+}
+
+impl Delivery {
+    /// The frame for a member speaking `format`.
+    pub fn frame(&self, format: Format) -> Option<&Bytes> {
+        match format {
+            Format::Text => self.text.as_ref(),
+            Format::Json => self.json.as_ref(),
+        }
+    }
+}
+
+/// Shared publish state: the room table, the shard inboxes, the id sequence and the store queue.
+pub struct Hub {
+    /// Rooms and their members.
+    pub directory: Directory,
+    shards: Vec<Arc<ShardInbox>>,
+    next_id: AtomicU64,
+    store: Option<StoreWriter>,
+}
+
+impl Hub {
+    /// A hub over `shards`, continuing ids after `last_stored_id`; `store` is `None` without persistence.
+    pub fn new(shards: Vec<Arc<ShardInbox>>, last_stored_id: u64, store: Option<StoreWriter>) -> Self {
+        Hub { directory: Directory::new(shards.len()), shards, next_id: AtomicU64::new(last_stored_id), store }
+    }
+
+    /// Number of shards.
+    pub fn n_shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The store queue, when persistence is on.
+    pub fn store(&self) -> Option<&StoreWriter> {
+        self.store.as_ref()
+    }
+
+    /// Whether shards should stop reading client input for now: the store queue or an inbox is full.
+    ///
+    /// This is the backpressure policy for both queues: nothing accepted is dropped; clients that send
+    /// are simply not read (TCP pushes back on them) until the queues drain.
+    pub fn ingress_paused(&self) -> bool {
+        self.store.as_ref().is_some_and(StoreWriter::is_congested)
+            || self.shards.iter().any(|s| s.len() > INBOX_SOFT_CAP)
+    }
+
+    /// Publishes a chat message from `user` to `room` and returns its id.
+    ///
+    /// `origin` is the sender's format: a text client's frame is relayed verbatim to text members, a
+    /// JSON client's reaches them as `user: content`. `scratch` is a reusable encoding buffer.
+    pub fn publish_chat(
+        &self,
+        room: &Arc<Room>,
+        user: &Arc<str>,
+        content: &str,
+        origin: Format,
+        client_id: Option<&str>,
+        scratch: &mut Vec<u8>,
+    ) -> u64 {
+        let mut state = room.state.lock();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let rec = ChatRecord {
+            id,
+            room: Arc::clone(&room.name),
+            user: Arc::clone(user),
+            content: Arc::from(content),
+            created_at_ms: json::now_millis(),
+        };
+        let text = (state.text_members > 0).then(|| match origin {
+            Format::Text => Bytes::from(codec::encode_frame(codec::TEXT, content.as_bytes())),
+            Format::Json => {
+                scratch.clear();
+                scratch.extend_from_slice(user.as_bytes());
+                scratch.extend_from_slice(b": ");
+                scratch.extend_from_slice(content.as_bytes());
+                Bytes::from(codec::encode_frame(codec::TEXT, scratch))
+            }
+        });
+        let json = (state.json_members > 0).then(|| {
+            scratch.clear();
+            json::write_message(scratch, &rec, client_id);
+            Bytes::from(codec::encode_frame(codec::TEXT, scratch))
+        });
+        state.last_id = id;
+        if let Some(store) = &self.store {
+            // The queue has room unless every shard ignored `ingress_paused`'s reserve at once; then wait
+            // for the writer (bounded: it drains continuously) rather than drop an accepted message.
+            if let Err(rec) = store.try_enqueue(rec)
+                && let Err(err) = store.enqueue_blocking(rec)
+            {
+                tracing::error!(%err, id, "message could not be queued for persistence");
+            }
+        }
+        self.send_to_members(&state, Arc::new(Delivery { room_id: room.id, id, text, json }));
+        id
+    }
+
+    /// Relays a binary frame verbatim to the text-format members of `room` (no id, not stored).
+    pub fn publish_binary(&self, room: &Arc<Room>, payload: &[u8]) {
+        let state = room.state.lock();
+        if state.text_members == 0 {
+            return;
+        }
+        let frame = Bytes::from(codec::encode_frame(codec::BINARY, payload));
+        self.send_to_members(&state, Arc::new(Delivery { room_id: room.id, id: 0, text: Some(frame), json: None }));
+    }
+
+    /// Publishes a `presence` event to the JSON members; call with the room's state locked.
+    pub fn publish_presence(&self, room: &Room, state: &RoomState, user: &str, event: &str) {
+        if state.json_members == 0 {
+            return;
+        }
+        let frame = Bytes::from(codec::encode_frame(codec::TEXT, &json::presence(&room.name, user, event)));
+        self.send_to_members(state, Arc::new(Delivery { room_id: room.id, id: 0, text: None, json: Some(frame) }));
+    }
+
+    fn send_to_members(&self, state: &RoomState, delivery: Arc<Delivery>) {
+        for (shard, &members) in state.per_shard.iter().enumerate() {
+            if members > 0 {
+                self.shards[shard].send(ShardMsg::Deliver(Arc::clone(&delivery)));
+            }
+        }
+    }
+
+    /// Sends `msg` to shard `shard`'s inbox.
+    pub fn send_to_shard(&self, shard: usize, msg: ShardMsg) {
+        self.shards[shard].send(msg);
+    }
+
+    /// Sends `msg()` to every shard.
+    pub fn broadcast_to_shards(&self, msg: impl Fn() -> ShardMsg) {
+        for shard in &self.shards {
+            shard.send(msg());
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! The HTTP session: parse request heads, answer them, or upgrade to WebSocket.
+//!
+//! Plain requests are served keep-alive (one at a time; a pipelined request waits in the connection's
+//! input buffer, bounded by `max_header_bytes`). Every refusal is a status with a JSON error body.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::ShardCtx;
+use super::ws;
+use crate::conn::{Conn, Phase, WsState};
+use crate::http::request::{self, Request, query_pairs};
+use crate::http::response::Response;
+use crate::http::route::{Route, route};
+use crate::http::upgrade;
+use crate::protocol::error::{ClientError, ErrorCode};
+use crate::protocol::{Format, json, names};
+use crate::reactor::inbox::{HistoryPurpose, HistoryReply, ShardMsg};
+use crate::static_files;
+use crate::store::{HistoryPage, HistoryQuery, StoreError};
+use crate::ws::codec;
+
+/// Default page size of REST history.
+pub const DEFAULT_PAGE: usize = 50;
+/// Largest page of REST history (larger `limit`s are clamped).
+pub const MAX_PAGE: usize = 200;
+
+/// Appends input to the request buffer and serves every complete request in it.
+pub fn on_input(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &[u8]) {
+    conn.inbuf.extend_from_slice(data);
+    serve_buffered(ctx, conn, key);
+}
+
+/// Serves the requests waiting in the connection's input buffer.
+fn serve_buffered(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
+    let max = ctx.cfg.max_header_bytes;
+    loop {
+        let Phase::Http(state) = &conn.phase else { return };
+        if state.awaiting_reply {
+            if conn.inbuf.len() > max {
+                respond(
+                    ctx,
+                    conn,
+                    key,
+                    &Response::error(431, "header_too_large", "request header too large"),
+                    false,
+                    false,
+                );
+            }
+            return;
+        }
+        let over_capacity = state.over_capacity;
+        let (consumed, req) = match request::try_parse(&conn.inbuf, max) {
+            Ok(None) => return,
+            Ok(Some(parsed)) => parsed,
+            Err(err) => {
+                let resp = Response::error(err.status(), err.code(), &err.to_string());
+                respond(ctx, conn, key, &resp, false, false);
+                return;
+            }
+        };
+        conn.inbuf.drain(..consumed);
+        if conn.inbuf.is_empty() {
+            conn.inbuf = Vec::new();
+        }
+        if over_capacity {
+            let resp = Response::error(503, "server_full", "the server is at its connection limit; retry later")
+                .with_header("Retry-After: 1".into());
+            respond(ctx, conn, key, &resp, false, req.head_only);
+            return;
+        }
+        handle(ctx, conn, key, req);
+        if matches!(conn.phase, Phase::Ws(_)) {
+            // Bytes after the handshake are the client's first frames.
+            let mut rest = std::mem::take(&mut conn.inbuf);
+            if !rest.is_empty() {
+                ws::on_input(ctx, conn, key, &mut rest);
+            }
+            return;
+        }
+    }
+}
+
+fn handle(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: Request) {
+    let keep_alive = req.keep_alive;
+    let head_only = req.head_only;
+    match route(&req.path) {
+        Route::WebSocket => upgrade(ctx, conn, key, &req),
+        Route::Health => {
+            let body = json::health(ctx.open_conns.load(std::sync::atomic::Ordering::Relaxed), ctx.hub.n_shards());
+            respond(ctx, conn, key, &Response::json(200, body), keep_alive, head_only);
+        }
+        Route::Static(path) => {
+            let resp = match static_files::lookup(ctx.cfg.static_dir.as_deref(), &path) {
+                Ok(file) => Response::new(200, file.content_type, file.body.into_owned()),
+                Err(err) => Response::error(err.status(), err.code(), &err.to_string()),
+            };
+            respond(ctx, conn, key, &resp, keep_alive, head_only);
+        }
+        Route::History(room) => history(ctx, conn, key, &room, &req),
+        Route::NotFound => {
+            let resp = Response::error(404, "not_found", &format!("no such path: {}", req.path));
+            respond(ctx, conn, key, &resp, keep_alive, head_only);
+        }
+    }
+}
+
+/// Queues a response; closes after it unless `keep_alive`, else re-arms the idle deadline.
+fn respond(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, resp: &Response, keep_alive: bool, head_only: bool) {
+    conn.send_unbounded(resp.render(keep_alive, head_only));
+    if keep_alive {
+        conn.deadline = Some(Instant::now() + ctx.cfg.handshake_timeout());
+    } else {
+        let deadline = ctx.linger_deadline();
+        conn.enter_closing(deadline);
+    }
+    ctx.schedule_flush(conn, key);
+}
+
+/// Query parameters of the WebSocket endpoint.
+struct WsParams {
+    room: String,
+    nick: Option<String>,
+    format: Format,
+    since: Option<u64>,
+}
+
+fn ws_params(query: &str, json_subprotocol: bool) -> Result<WsParams, ClientError> {
+    let mut params = WsParams {
+        room: "general".into(),
+        nick: None,
+        format: if json_subprotocol { Format::Json } else { Format::Text },
+        since: None,
+    };
+    for (k, v) in query_pairs(query) {
+        match k.as_str() {
+            "room" => params.room = v,
+            "nick" => params.nick = Some(v),
+            "format" => match v.as_str() {
+                "json" => params.format = Format::Json,
+                "text" if !json_subprotocol => params.format = Format::Text,
+                "text" => {}
+                other => {
+                    return Err(ClientError::new(
+                        ErrorCode::InvalidParameter,
+                        format!("format must be text or json, not {other:?}"),
+                    ));
+                }
+            },
+            "since" => params.since = Some(parse_id("since", &v)?),
+            _ => {}
+        }
+    }
+    names::validate_room(&params.room)?;
+    if let Some(nick) = &params.nick {
+        params.nick = Some(names::validate_nick(nick)?.to_string());
+    }
+    Ok(params)
+}
+
+fn parse_id(name: &str, value: &str) -> Result<u64, ClientError> {
+    value.parse::<u64>().map_err(|_| {
+        ClientError::new(ErrorCode::InvalidParameter, format!("{name} must be a non-negative integer, not {value:?}"))
+    })
+}
+
+fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
+    let accepted = match upgrade::validate(req) {
+        Ok(accepted) => accepted,
+        Err(err) => return respond(ctx, conn, key, &err.response(), false, false),
+    };
+    let params = match ws_params(&req.query, accepted.json_subprotocol) {
+        Ok(params) => params,
+        Err(err) => {
+            return respond(ctx, conn, key, &Response::error(400, err.code.as_str(), &err.message), false, false);
+        }
+    };
+    conn.send_unbounded(upgrade::switching_protocols(&accepted));
+    let user: Arc<str> = Arc::from(params.nick.as_deref().unwrap_or("anonymous"));
+    conn.phase = Phase::Ws(Box::new(WsState {
+        format: params.format,
+        user: Arc::clone(&user),
+        decoder: Default::default(),
+        rooms: Vec::new(),
+    }));
+    conn.deadline = None;
+    if params.format == Format::Json {
+        let welcome = json::welcome(&user, conn.serial, &ws::limits(&ctx.cfg));
+        conn.send_unbounded(codec::encode_frame(codec::TEXT, &welcome));
+    }
+    tracing::debug!(shard = ctx.shard, key, peer = %conn.peer, room = %params.room, format = ?params.format, "upgraded");
+    ws::join(ctx, conn, key, &params.room, params.since);
+    ctx.schedule_flush(conn, key);
+}
+
+fn history(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, req: &Request) {
+    let (keep_alive, head_only) = (req.keep_alive, req.head_only);
+    let query = match history_query(room, &req.query) {
+        Ok(query) => query,
+        Err(err) => {
+            let resp = Response::error(400, err.code.as_str(), &err.message);
+            return respond(ctx, conn, key, &resp, keep_alive, head_only);
+        }
+    };
+    let purpose = HistoryPurpose::Rest { keep_alive, head_only };
+    if !submit_history(ctx, conn, key, query, purpose) {
+        let resp = Response::error(503, "history_unavailable", "history is disabled on this server (--no-persist)");
+        return respond(ctx, conn, key, &resp, keep_alive, head_only);
+    }
+    if let Phase::Http(state) = &mut conn.phase {
+        state.awaiting_reply = true;
+    }
+}
+
+fn history_query(room: &str, query: &str) -> Result<HistoryQuery, ClientError> {
+    names::validate_room(room)?;
+    let mut q =
+        HistoryQuery { room: room.to_string(), before_id: None, after_id: None, limit: DEFAULT_PAGE, visible_seq: 0 };
+    for (k, v) in query_pairs(query) {
+        match k.as_str() {
+            "before_id" => q.before_id = Some(parse_id("before_id", &v)?),
+            "after_id" => q.after_id = Some(parse_id("after_id", &v)?),
+            "limit" => {
+                let limit = parse_id("limit", &v)?;
+                if limit == 0 {
+                    return Err(ClientError::new(ErrorCode::InvalidParameter, "limit must be at least 1"));
+                }
+                q.limit = usize::try_from(limit).unwrap_or(MAX_PAGE).min(MAX_PAGE);
+            }
+            _ => {}
+        }
+    }
+    if q.before_id.is_some() && q.after_id.is_some() {
+        return Err(ClientError::new(ErrorCode::InvalidParameter, "before_id and after_id cannot be combined"));
+    }
+    Ok(q)
+}
+
+/// Sends a history query to the store's reader pool; the page comes back through this shard's inbox.
+/// Returns `false` when there is no store.
+pub fn submit_history(
+    ctx: &ShardCtx,
+    conn: &Conn,
+    key: usize,
+    mut query: HistoryQuery,
+    purpose: HistoryPurpose,
+) -> bool {
+    let (Some(store), Some(writer)) = (ctx.store.as_ref(), ctx.hub.store()) else { return false };
+    // Read-your-writes: the page must include everything enqueued so far (see `store`).
+    query.visible_seq = writer.enqueued_seq();
+    let inbox = Arc::clone(&ctx.inbox);
+    let (conn_key, conn_serial) = (key, conn.serial);
+    store.query(
+        query,
+        Box::new(move |result| inbox.send(ShardMsg::History(HistoryReply { conn_key, conn_serial, purpose, result }))),
+    );
+    true
+}
+
+/// Answers a REST history request with the page (or 503), then serves any pipelined request.
+pub fn on_history(
+    ctx: &mut ShardCtx,
+    conn: &mut Conn,
+    key: usize,
+    keep_alive: bool,
+    head_only: bool,
+    result: Result<HistoryPage, StoreError>,
+) {
+    let Phase::Http(state) = &mut conn.phase else { return };
+    state.awaiting_reply = false;
+    let resp = match result {
+        Ok(page) => Response::json(200, json::history_array(&page.messages)),
+        Err(err) => Response::error(503, "history_unavailable", &format!("history could not be read: {err}")),
+    };
+    respond(ctx, conn, key, &resp, keep_alive, head_only);
+    serve_buffered(ctx, conn, key);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ws_params_defaults_and_errors() {
+        let p = ws_params("", false).expect("defaults");
+        assert_eq!((p.room.as_str(), p.format, p.nick, p.since), ("general", Format::Text, None, None));
+        let p = ws_params("room=a%20b&nick=+Al+&format=json&since=7", false).expect("valid");
+        assert_eq!((p.room.as_str(), p.format, p.nick.as_deref(), p.since), ("a b", Format::Json, Some("Al"), Some(7)));
+        assert_eq!(ws_params("format=text", true).expect("subprotocol wins").format, Format::Json);
+        let code = |q| ws_params(q, false).err().map(|e| e.code);
+        assert_eq!(code("room="), Some(ErrorCode::InvalidRoom));
+        assert_eq!(code("nick=%01"), Some(ErrorCode::InvalidNick));
+        assert_eq!(code("format=xml"), Some(ErrorCode::InvalidParameter));
+        assert_eq!(code("since=-1"), Some(ErrorCode::InvalidParameter));
+    }
+
+    #[test]
+    fn history_query_validation() {
+        let q = history_query("r", "").expect("defaults");
+        assert_eq!((q.before_id, q.after_id, q.limit), (None, None, DEFAULT_PAGE));
+        assert_eq!(history_query("r", "limit=1000").expect("clamped").limit, MAX_PAGE);
+        assert_eq!(history_query("r", "before_id=10&limit=5").expect("ok").before_id, Some(10));
+        for bad in ["limit=abc", "limit=-1", "limit=0", "before_id=x", "after_id=-5", "before_id=1&after_id=2"] {
+            assert_eq!(history_query("r", bad).err().map(|e| e.code), Some(ErrorCode::InvalidParameter), "{bad}");
+        }
+        assert_eq!(history_query("", "").err().map(|e| e.code), Some(ErrorCode::InvalidRoom));
+    }
+}

@@ -1,0 +1,73 @@
+//! A shard's index of its own room members: room id → the local connections in it.
+//!
+//! Deliveries look a room up here and walk its members; nothing is shared with other threads.
+
+use std::collections::HashMap;
+
+use crate::protocol::Format;
+
+/// One local member of a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalMember {
+    /// Slab key of the connection.
+    pub key: usize,
+    /// Deliveries with ids up to this were published before the member joined: skip them.
+    pub min_id: u64,
+    /// The member's wire format (which frame of a delivery it takes).
+    pub format: Format,
+    /// Catching up after a resume: live frames are held back until history has been sent.
+    pub held: bool,
+}
+
+/// Room id → local members.
+#[derive(Debug, Default)]
+pub struct LocalRooms {
+    rooms: HashMap<u64, Vec<LocalMember>>,
+}
+
+impl LocalRooms {
+    /// Adds a member.
+    pub fn add(&mut self, room_id: u64, member: LocalMember) {
+        self.rooms.entry(room_id).or_default().push(member);
+    }
+
+    /// Removes connection `key` from `room_id`.
+    pub fn remove(&mut self, room_id: u64, key: usize) {
+        if let Some(members) = self.rooms.get_mut(&room_id) {
+            members.retain(|m| m.key != key);
+            if members.is_empty() {
+                self.rooms.remove(&room_id);
+            }
+        }
+    }
+
+    /// Members of `room_id` on this shard.
+    pub fn members(&self, room_id: u64) -> Option<&[LocalMember]> {
+        self.rooms.get(&room_id).map(Vec::as_slice)
+    }
+
+    /// Sets whether `key`'s live frames for `room_id` are held back.
+    pub fn set_held(&mut self, room_id: u64, key: usize, held: bool) {
+        if let Some(member) = self.rooms.get_mut(&room_id).and_then(|ms| ms.iter_mut().find(|m| m.key == key)) {
+            member.held = held;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_remove_hold() {
+        let mut local = LocalRooms::default();
+        let member = |key| LocalMember { key, min_id: 0, format: Format::Text, held: false };
+        local.add(1, member(10));
+        local.add(1, member(11));
+        local.set_held(1, 11, true);
+        assert_eq!(local.members(1).map(|m| m.iter().filter(|m| m.held).count()), Some(1));
+        local.remove(1, 10);
+        local.remove(1, 11);
+        assert!(local.members(1).is_none(), "empty rooms are dropped from the index");
+    }
+}

@@ -1,0 +1,158 @@
+//! What a connection's bytes mean: the HTTP and WebSocket sessions above the socket.
+//!
+//! The shard reads and writes; this layer decides what to answer. [`ShardCtx`] is the per-shard state
+//! the sessions work with (hub, config, local room index, reusable parser and buffers, the lists of
+//! connections to flush and to reap). [`http`] serves requests and performs the upgrade; [`ws`]
+//! handles frames, commands, joins, leaves and resumes.
+
+pub mod http;
+pub mod local;
+pub mod ws;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::conn::{Conn, Phase};
+use crate::protocol::json::JsonParser;
+use crate::reactor::inbox::{HistoryPurpose, ShardInbox};
+use crate::reactor::shard::CLOSE_LINGER;
+use crate::room::fanout::Hub;
+use crate::store::{HistoryPage, Store, StoreError};
+use local::LocalRooms;
+
+/// Per-shard state shared by every session on the shard.
+pub struct ShardCtx {
+    /// Index of this shard.
+    pub shard: usize,
+    /// Publish path and room table.
+    pub hub: Arc<Hub>,
+    /// Configuration.
+    pub cfg: Arc<Config>,
+    /// History reader (None without persistence).
+    pub store: Option<Arc<Store>>,
+    /// This shard's own inbox (history replies are sent to it).
+    pub inbox: Arc<ShardInbox>,
+    /// Open connections, all shards (the acceptor compares it with `max_connections`).
+    pub open_conns: Arc<AtomicUsize>,
+    /// Local members per room.
+    pub local: LocalRooms,
+    /// Reusable JSON parser.
+    pub parser: JsonParser,
+    /// Reusable encoding buffer.
+    pub scratch: Vec<u8>,
+    /// Connections with output to write this turn.
+    pub to_flush: Vec<usize>,
+    /// Connections to remove at the end of the turn.
+    pub to_remove: Vec<usize>,
+    /// Set view of `to_remove`.
+    pub removing: HashSet<usize>,
+    serial: u64,
+}
+
+impl ShardCtx {
+    /// Fresh state for shard `shard`.
+    pub fn new(
+        shard: usize,
+        hub: Arc<Hub>,
+        cfg: Arc<Config>,
+        store: Option<Arc<Store>>,
+        inbox: Arc<ShardInbox>,
+        open_conns: Arc<AtomicUsize>,
+    ) -> Self {
+        ShardCtx {
+            shard,
+            hub,
+            cfg,
+            store,
+            inbox,
+            open_conns,
+            local: LocalRooms::default(),
+            parser: JsonParser::default(),
+            scratch: Vec::with_capacity(1024),
+            to_flush: Vec::new(),
+            to_remove: Vec::new(),
+            removing: HashSet::new(),
+            serial: 0,
+        }
+    }
+
+    /// A serial unique across shards (shard index in the low byte).
+    pub fn next_serial(&mut self) -> u64 {
+        self.serial += 1;
+        (self.serial << 8) | (self.shard as u64 & 0xff)
+    }
+
+    /// Makes sure `conn` is written this turn.
+    pub fn schedule_flush(&mut self, conn: &mut Conn, key: usize) {
+        if !conn.flush_scheduled {
+            conn.flush_scheduled = true;
+            self.to_flush.push(key);
+        }
+    }
+
+    /// Marks a connection to be removed at the end of the turn.
+    pub fn mark_for_removal(&mut self, key: usize) {
+        if self.removing.insert(key) {
+            self.to_remove.push(key);
+        }
+    }
+
+    /// Whether the connection is marked for removal.
+    pub fn is_marked(&self, key: usize) -> bool {
+        self.removing.contains(&key)
+    }
+
+    /// When a closing connection must be gone.
+    pub fn linger_deadline(&self) -> Instant {
+        Instant::now() + CLOSE_LINGER
+    }
+}
+
+/// Feeds bytes read from `conn` to its session.
+pub fn on_input(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8]) {
+    match conn.phase {
+        Phase::Http(_) => http::on_input(ctx, conn, key, data),
+        Phase::Ws(_) => ws::on_input(ctx, conn, key, data),
+        // Input after our close is read and dropped until the peer closes.
+        Phase::Closing { .. } => {}
+    }
+}
+
+/// Routes a history page back to the session that asked.
+pub fn on_history(
+    ctx: &mut ShardCtx,
+    conn: &mut Conn,
+    key: usize,
+    purpose: HistoryPurpose,
+    result: Result<HistoryPage, StoreError>,
+) {
+    match purpose {
+        HistoryPurpose::Rest { keep_alive, head_only } => {
+            http::on_history(ctx, conn, key, keep_alive, head_only, result)
+        }
+        HistoryPurpose::Command { room } => ws::on_history_command(ctx, conn, key, &room, result),
+        HistoryPurpose::Resume { room_id, upto } => ws::on_resume_page(ctx, conn, key, room_id, upto, result),
+    }
+}
+
+/// Closes a WebSocket connection with `code`: queues the close frame (dropping unsent frames first if
+/// `discard_queued`), leaves its rooms and lets it linger until the peer closes.
+pub fn close_ws(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, code: u16, reason: &str, discard_queued: bool) {
+    if !matches!(conn.phase, Phase::Ws(_)) {
+        return;
+    }
+    let deadline = ctx.linger_deadline();
+    let old = conn.close_ws(code, reason, discard_queued, deadline);
+    release(ctx, key, old);
+    ctx.schedule_flush(conn, key);
+}
+
+/// Releases what a connection's old phase held in shared state (its room memberships).
+pub fn release(ctx: &mut ShardCtx, key: usize, phase: Phase) {
+    if let Phase::Ws(ws) = phase {
+        ws::leave_all(ctx, key, *ws);
+    }
+}

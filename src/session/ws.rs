@@ -1,0 +1,381 @@
+//! The WebSocket session: frames in, chat messages and commands out.
+//!
+//! Text-format connections relay every text (and binary) frame to their one room. JSON connections send
+//! commands (`message`, `join`, `leave`, `ping`, `history`) and get events. Client mistakes become
+//! `error` frames and the connection stays open; protocol violations close it with the RFC code.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::http::{MAX_PAGE, submit_history};
+use super::local::LocalMember;
+use super::{ShardCtx, close_ws};
+use crate::config::Config;
+use crate::conn::{Conn, Membership, Phase, WsState};
+use crate::protocol::error::{ClientError, ErrorCode};
+use crate::protocol::json::{self, Command, MAX_CLIENT_ID_BYTES, WelcomeLimits};
+use crate::protocol::{Format, names};
+use crate::reactor::inbox::HistoryPurpose;
+use crate::store::{ChatRecord, HistoryPage, HistoryQuery, StoreError};
+use crate::ws::close;
+use crate::ws::codec::{self, Decoded, MessageKind, WsEvent};
+
+/// Names listed in a `joined` event (the count is always exact).
+const MAX_MEMBER_NAMES: usize = 100;
+/// Messages per history read while catching a resuming member up.
+const RESUME_PAGE: usize = 500;
+
+/// The limits announced in `welcome`.
+pub fn limits(cfg: &Config) -> WelcomeLimits {
+    WelcomeLimits { max_message_bytes: cfg.max_message, max_rooms: cfg.max_rooms_per_conn, max_history_page: MAX_PAGE }
+}
+
+/// Decodes and handles every complete frame in the connection's buffered input plus `data`.
+pub fn on_input(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8]) {
+    if conn.inbuf.is_empty() {
+        let consumed = decode_frames(ctx, conn, key, data);
+        if consumed < data.len() && matches!(conn.phase, Phase::Ws(_)) {
+            conn.inbuf.extend_from_slice(&data[consumed..]);
+        }
+    } else {
+        let mut buf = std::mem::take(&mut conn.inbuf);
+        buf.extend_from_slice(data);
+        let consumed = decode_frames(ctx, conn, key, &mut buf);
+        if matches!(conn.phase, Phase::Ws(_)) && consumed < buf.len() {
+            buf.drain(..consumed);
+            conn.inbuf = buf;
+        }
+    }
+}
+
+/// Decodes frames from `data` until it runs out or the connection closes; returns bytes consumed.
+fn decode_frames(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8]) -> usize {
+    let Phase::Ws(ws) = &mut conn.phase else { return data.len() };
+    let mut decoder = std::mem::take(&mut ws.decoder);
+    let max_frame = ctx.cfg.max_frame_bytes();
+    let mut at = 0;
+    while matches!(conn.phase, Phase::Ws(_)) && at < data.len() {
+        match decoder.decode(&mut data[at..], max_frame) {
+            Ok(Decoded::Incomplete) => break,
+            Ok(Decoded::Frame { consumed, event }) => {
+                at += consumed;
+                if let Some(event) = event {
+                    on_event(ctx, conn, key, event);
+                }
+            }
+            Err(err) => {
+                tracing::debug!(shard = ctx.shard, key, peer = %conn.peer, %err, "protocol violation");
+                close_ws(ctx, conn, key, err.close_code(), &err.to_string(), false);
+                return data.len();
+            }
+        }
+    }
+    decoder.finish_message();
+    if let Phase::Ws(ws) = &mut conn.phase {
+        ws.decoder = decoder;
+    }
+    at
+}
+
+fn on_event(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, event: WsEvent<'_>) {
+    match event {
+        WsEvent::Message(kind, payload) => on_message(ctx, conn, key, kind, payload),
+        WsEvent::Ping(payload) => {
+            send_frame(ctx, conn, key, Bytes::from(codec::encode_frame(codec::PONG, payload)));
+        }
+        WsEvent::Pong => {}
+        WsEvent::Close(code) => {
+            // Echo the peer's code (RFC 6455 §5.5.1); an empty close gets an empty-reason 1000.
+            close_ws(ctx, conn, key, code.unwrap_or(close::NORMAL), "", false);
+        }
+    }
+}
+
+fn on_message(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, kind: MessageKind, payload: &mut [u8]) {
+    let Phase::Ws(ws) = &conn.phase else { return };
+    let max = ctx.cfg.max_message;
+    match (ws.format, kind) {
+        (Format::Text, _) if payload.len() > max => {
+            let err = too_large(payload.len(), max);
+            send_error(ctx, conn, key, &err);
+        }
+        (Format::Text, MessageKind::Text) => {
+            let Some(membership) = ws.rooms.first() else { return };
+            // The codec validated the UTF-8 of text messages.
+            let content = std::str::from_utf8(payload).unwrap_or_default();
+            ctx.hub.publish_chat(&membership.room, &ws.user, content, Format::Text, None, &mut ctx.scratch);
+        }
+        (Format::Text, MessageKind::Binary) => {
+            if let Some(membership) = ws.rooms.first() {
+                ctx.hub.publish_binary(&membership.room, payload);
+            }
+        }
+        (Format::Json, MessageKind::Binary) => {
+            let err = ClientError::new(ErrorCode::BinaryNotSupported, "the JSON format takes text frames only");
+            send_error(ctx, conn, key, &err);
+        }
+        (Format::Json, MessageKind::Text) => {
+            let result = match ctx.parser.parse(payload) {
+                Ok(command) => on_command(ctx, conn, key, command),
+                Err(err) => Err(err),
+            };
+            if let Err(err) = result {
+                send_error(ctx, conn, key, &err);
+            }
+        }
+    }
+}
+
+fn too_large(len: usize, max: usize) -> ClientError {
+    ClientError::new(ErrorCode::MessageTooLarge, format!("message is {len} bytes; the limit is {max}"))
+}
+
+fn on_command(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, command: Command<'_>) -> Result<(), ClientError> {
+    let Phase::Ws(ws) = &mut conn.phase else { return Ok(()) };
+    match command {
+        Command::Message { room, content, client_id } => {
+            names::validate_room(&room)?;
+            if content.is_empty() {
+                return Err(ClientError::new(ErrorCode::EmptyMessage, "content must not be empty"));
+            }
+            if content.len() > ctx.cfg.max_message {
+                return Err(too_large(content.len(), ctx.cfg.max_message));
+            }
+            if client_id.as_ref().is_some_and(|c| c.len() > MAX_CLIENT_ID_BYTES) {
+                return Err(ClientError::new(
+                    ErrorCode::InvalidClientId,
+                    format!("client_id is longer than {MAX_CLIENT_ID_BYTES} bytes"),
+                ));
+            }
+            let membership = ws.rooms.iter().find(|m| *m.room.name == *room).ok_or_else(|| not_joined(&room))?;
+            ctx.hub.publish_chat(
+                &membership.room,
+                &ws.user,
+                &content,
+                Format::Json,
+                client_id.as_deref(),
+                &mut ctx.scratch,
+            );
+            Ok(())
+        }
+        Command::Join { room, since } => {
+            names::validate_room(&room)?;
+            if ws.rooms.iter().any(|m| *m.room.name == *room) {
+                return Err(ClientError::new(ErrorCode::AlreadyJoined, format!("already in room {room:?}")));
+            }
+            if ws.rooms.len() >= ctx.cfg.max_rooms_per_conn {
+                return Err(ClientError::new(
+                    ErrorCode::TooManyRooms,
+                    format!("a connection may be in at most {} rooms", ctx.cfg.max_rooms_per_conn),
+                ));
+            }
+            join(ctx, conn, key, &room, since);
+            Ok(())
+        }
+        Command::Leave { room } => {
+            let Some(index) = ws.rooms.iter().position(|m| *m.room.name == *room) else {
+                return Err(not_joined(&room));
+            };
+            let membership = ws.rooms.swap_remove(index);
+            let (format, user) = (ws.format, Arc::clone(&ws.user));
+            leave(ctx, key, format, &user, membership);
+            send_frame(ctx, conn, key, text_frame(&json::left(&room)));
+            Ok(())
+        }
+        Command::Ping => {
+            send_frame(ctx, conn, key, text_frame(&json::pong()));
+            Ok(())
+        }
+        Command::History { room, before_id, after_id, limit } => {
+            names::validate_room(&room)?;
+            if before_id.is_some() && after_id.is_some() {
+                return Err(ClientError::new(ErrorCode::InvalidParameter, "before_id and after_id cannot be combined"));
+            }
+            let limit = match limit {
+                None => super::http::DEFAULT_PAGE,
+                Some(0) => return Err(ClientError::new(ErrorCode::InvalidParameter, "limit must be at least 1")),
+                Some(n) => usize::try_from(n).unwrap_or(MAX_PAGE).min(MAX_PAGE),
+            };
+            let query = HistoryQuery { room: room.to_string(), before_id, after_id, limit, visible_seq: 0 };
+            let purpose = HistoryPurpose::Command { room: Arc::from(&*room) };
+            if !submit_history(ctx, conn, key, query, purpose) {
+                return Err(ClientError::new(ErrorCode::HistoryUnavailable, "history is disabled on this server"));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn not_joined(room: &str) -> ClientError {
+    ClientError::new(ErrorCode::NotJoined, format!("join room {room:?} before posting to or leaving it"))
+}
+
+/// Adds the connection to `room`; a JSON member gets `joined`, and with `since` first catches up.
+pub fn join(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, since: Option<u64>) {
+    let Phase::Ws(ws) = &mut conn.phase else { return };
+    let (format, user) = (ws.format, Arc::clone(&ws.user));
+    let hub = Arc::clone(&ctx.hub);
+    let (joined, ()) = hub.directory.join(room, ctx.shard, format, &user, MAX_MEMBER_NAMES, |joined, state| {
+        if joined.first_of_user {
+            hub.publish_presence(&joined.room, state, &user, "join");
+        }
+    });
+    let resume_from = since.filter(|&s| format == Format::Json && s < joined.last_id && ctx.store.is_some());
+    let held = resume_from.is_some();
+    ctx.local.add(joined.room.id, LocalMember { key, min_id: joined.last_id, format, held });
+    ws.rooms.push(Membership { room: Arc::clone(&joined.room), held: held.then(Vec::new) });
+    if format == Format::Json {
+        let names: Vec<&str> = joined.member_names.iter().map(|n| &**n).collect();
+        let frame = json::joined(room, &names, joined.member_count, joined.last_id);
+        conn.send_unbounded(codec::encode_frame(codec::TEXT, &frame));
+        ctx.schedule_flush(conn, key);
+    }
+    if let Some(after) = resume_from {
+        request_resume_page(ctx, conn, key, &joined.room.name, joined.room.id, after, joined.last_id);
+    }
+}
+
+fn request_resume_page(
+    ctx: &mut ShardCtx,
+    conn: &mut Conn,
+    key: usize,
+    room: &str,
+    room_id: u64,
+    after: u64,
+    upto: u64,
+) {
+    let query = HistoryQuery {
+        room: room.to_string(),
+        before_id: None,
+        after_id: Some(after),
+        limit: RESUME_PAGE,
+        visible_seq: 0,
+    };
+    if !submit_history(ctx, conn, key, query, HistoryPurpose::Resume { room_id, upto }) {
+        release_held(ctx, conn, key, room_id);
+    }
+}
+
+/// Sends a page of missed messages to a resuming member; when caught up, releases the live frames
+/// held meanwhile. Ids never overlap: history stops at `upto`, live frames start after it.
+pub fn on_resume_page(
+    ctx: &mut ShardCtx,
+    conn: &mut Conn,
+    key: usize,
+    room_id: u64,
+    upto: u64,
+    result: Result<HistoryPage, StoreError>,
+) {
+    let Some(ws) = conn.ws_mut() else { return };
+    let format = ws.format;
+    let Some(membership) = ws.membership_mut(room_id) else { return };
+    let room = Arc::clone(&membership.room.name);
+    match result {
+        Ok(page) => {
+            let mut last = None;
+            let mut frames = Vec::with_capacity(page.messages.len());
+            for rec in page.messages.iter().take_while(|rec| rec.id <= upto) {
+                frames.push(message_frame(&mut ctx.scratch, rec, format));
+                last = Some(rec.id);
+            }
+            for frame in frames {
+                if !send_frame(ctx, conn, key, frame) {
+                    return;
+                }
+            }
+            if let Some(last) = last.filter(|&last| page.has_more && last < upto) {
+                request_resume_page(ctx, conn, key, &room, room_id, last, upto);
+                return;
+            }
+        }
+        Err(err) => {
+            let err =
+                ClientError::new(ErrorCode::HistoryUnavailable, format!("missed messages could not be read: {err}"));
+            send_error(ctx, conn, key, &err);
+        }
+    }
+    release_held(ctx, conn, key, room_id);
+}
+
+fn release_held(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64) {
+    let held = conn.ws_mut().and_then(|ws| ws.membership_mut(room_id)).and_then(|m| m.held.take());
+    ctx.local.set_held(room_id, key, false);
+    for frame in held.unwrap_or_default() {
+        if !send_frame(ctx, conn, key, frame) {
+            return;
+        }
+    }
+}
+
+/// Answers a `history` command.
+pub fn on_history_command(
+    ctx: &mut ShardCtx,
+    conn: &mut Conn,
+    key: usize,
+    room: &str,
+    result: Result<HistoryPage, StoreError>,
+) {
+    if conn.ws_mut().is_none() {
+        return;
+    }
+    match result {
+        Ok(page) => {
+            send_frame(ctx, conn, key, text_frame(&json::history_event(room, &page.messages, page.has_more)));
+        }
+        Err(err) => {
+            send_error(ctx, conn, key, &ClientError::new(ErrorCode::HistoryUnavailable, format!("{err}")));
+        }
+    }
+}
+
+fn message_frame(scratch: &mut Vec<u8>, rec: &ChatRecord, format: Format) -> Bytes {
+    scratch.clear();
+    match format {
+        Format::Json => json::write_message(scratch, rec, None),
+        Format::Text => {
+            scratch.extend_from_slice(rec.user.as_bytes());
+            scratch.extend_from_slice(b": ");
+            scratch.extend_from_slice(rec.content.as_bytes());
+        }
+    }
+    Bytes::from(codec::encode_frame(codec::TEXT, scratch))
+}
+
+fn leave(ctx: &mut ShardCtx, key: usize, format: Format, user: &Arc<str>, membership: Membership) {
+    let hub = Arc::clone(&ctx.hub);
+    let room = membership.room;
+    hub.directory.leave(&room, ctx.shard, format, user, |last_of_user, state| {
+        if last_of_user {
+            hub.publish_presence(&room, state, user, "leave");
+        }
+    });
+    ctx.local.remove(room.id, key);
+}
+
+/// Leaves every room of a connection that is going away.
+pub fn leave_all(ctx: &mut ShardCtx, key: usize, ws: WsState) {
+    for membership in ws.rooms {
+        leave(ctx, key, ws.format, &ws.user, membership);
+    }
+}
+
+fn text_frame(payload: &[u8]) -> Bytes {
+    Bytes::from(codec::encode_frame(codec::TEXT, payload))
+}
+
+fn send_error(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, err: &ClientError) {
+    send_frame(ctx, conn, key, text_frame(&json::error_event(err)));
+}
+
+/// Queues a frame for this connection only; a full queue makes it a slow consumer (closed with 1013).
+/// Returns whether the frame was queued.
+fn send_frame(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, frame: Bytes) -> bool {
+    if conn.send(frame, ctx.cfg.max_outbuf).is_err() {
+        tracing::warn!(shard = ctx.shard, key, peer = %conn.peer, "slow consumer: output queue full, closing");
+        close_ws(ctx, conn, key, close::TRY_AGAIN_LATER, "slow consumer", true);
+        return false;
+    }
+    ctx.schedule_flush(conn, key);
+    true
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real `roomcast` binary over real sockets. One module per feature.
+
+mod support;
+
+mod core_chat;
+mod http_errors;
+mod json_protocol;
+mod lifecycle;
+mod scale;
+mod ws_violations;
