@@ -15,7 +15,7 @@ pub fn percentile_distribution(h: &Histogram<u64>, ticks_per_half: u32, scaling:
         "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
     );
     let mut total: u64 = 0;
-    if h.len() > 0 {
+    if !h.is_empty() {
         for v in h.iter_quantiles(ticks_per_half) {
             total += v.count_since_last_iteration();
             let value = v.value_iterated_to() as f64 / scaling;

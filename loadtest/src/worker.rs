@@ -145,11 +145,11 @@ impl Worker {
             } else {
                 Duration::from_nanos(TICK_NS)
             };
-            if let Err(e) = self.poll.poll(&mut self.events, Some(timeout)) {
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    self.sink.stats.error("poll_failed");
-                    break;
-                }
+            if let Err(e) = self.poll.poll(&mut self.events, Some(timeout))
+                && e.kind() != std::io::ErrorKind::Interrupted
+            {
+                self.sink.stats.error("poll_failed");
+                break;
             }
             self.sink.now = clock::now_ns();
             let ready: Vec<(Token, bool, bool, bool)> = self

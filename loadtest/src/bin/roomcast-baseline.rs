@@ -6,7 +6,7 @@
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -73,6 +73,18 @@ async fn client(stream: TcpStream, tx: Arc<broadcast::Sender<Utf8Bytes>>) {
     }
 }
 
+/// Listens with a 4096-connection backlog (tokio's default 1024 overflows under connect storms).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let sock = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    sock.set_reuseaddr(true)?;
+    sock.bind(addr)?;
+    sock.listen(4096)
+}
+
 #[tokio::main]
 async fn main() {
     let args = match parse_args() {
@@ -82,7 +94,7 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let listener = match TcpListener::bind(args.addr).await {
+    let listener = match listen(args.addr) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("roomcast-baseline: cannot listen on {}: {e}", args.addr);

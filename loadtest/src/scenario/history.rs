@@ -100,7 +100,7 @@ fn worker(
 
 pub fn run(a: HistoryArgs) -> Result<i32, LoadError> {
     let target = Target::parse(&a.url)?;
-    if !(a.rate > 0.0) || a.connections == 0 {
+    if a.rate.is_nan() || a.rate <= 0.0 || a.connections == 0 {
         return Err(LoadError::BadArg(
             "--rate and --connections must be positive".into(),
         ));
