@@ -144,3 +144,68 @@ impl Sink {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::marker::Marker;
+
+    fn json_msg(id: u64, content: &str) -> String {
+        format!(
+            r#"{{"type":"message","id":{id},"room":"room-0","user":"u1","content":"{content}","ts":"2026-11-26T03:00:00.123Z","client_id":"c"}}"#
+        )
+    }
+
+    #[test]
+    fn json_frames_are_counted_and_markers_accounted() {
+        let mut sink = Sink::new(7, Format::Json, 1);
+        sink.warmup_end = 100;
+        sink.now = 5_000_000;
+        let mut meta = Meta {
+            counting: true,
+            ..Meta::default()
+        };
+        for f in [
+            r#"{"type":"welcome","nick":"u0"}"#,
+            r#"{"type":"presence","users":[]}"#,
+            r#"{"type":"error","code":"x","message":"m"}"#,
+            "garbage",
+            r#"{"no":"type"}"#,
+        ] {
+            sink.on_event(&mut meta, Event::Text(f.as_bytes()));
+        }
+        assert!(!meta.ready);
+        sink.on_event(
+            &mut meta,
+            Event::Text(br#"{"type":"joined","room":"room-0"}"#),
+        );
+        assert!(meta.ready);
+        let mut s = String::new();
+        marker::format_into(
+            &mut s,
+            &Marker {
+                run_id: 7,
+                sender: 0,
+                seq: 0,
+                intended_ns: 1_000_000,
+                sent_ns: 2_000_000,
+            },
+            40,
+        );
+        sink.on_event(&mut meta, Event::Text(json_msg(41, &s).as_bytes()));
+        sink.on_event(&mut meta, Event::Text(json_msg(41, &s).as_bytes()));
+        sink.on_event(
+            &mut meta,
+            Event::Text(json_msg(42, "lt:ffff:0:0:1:1:").as_bytes()),
+        );
+        sink.on_event(&mut meta, Event::Text(&[0xff, 0xfe]));
+        let st = &sink.stats;
+        assert_eq!((st.delivered, st.duplicates, st.foreign_frames), (1, 1, 1));
+        assert_eq!(meta.last_id, Some(42));
+        assert_eq!(st.errors.get("server_error_frame"), Some(&1));
+        assert_eq!(st.frames_by_type.get("invalid"), Some(&2));
+        assert_eq!(st.frames_by_type.get("invalid_utf8"), Some(&1));
+        assert_eq!(st.corrected.len(), 1);
+        assert_eq!(st.connects_ok, 1);
+    }
+}
