@@ -1,5 +1,41 @@
-//! `roomcast-load`: placeholder entry point; the load generator lands with its own issue.
+//! `roomcast-load` entry point: parses the command line and dispatches to a scenario; exit
+//! status 0 = pass, 1 = error, 2 = usage, 3 = a `--fail-if-*` threshold was crossed.
+
+mod accounting;
+mod cli;
+mod clock;
+mod compare;
+mod conn;
+mod cpu;
+mod engine;
+mod error;
+mod hgrm;
+mod http;
+mod marker;
+mod net;
+mod progress;
+mod protocol;
+mod report;
+mod scenario;
+mod schedule;
+mod sink;
+mod stats;
+mod svg;
+mod target;
+mod timer;
+mod worker;
+mod ws;
+
+use clap::Parser;
+
 fn main() {
-    eprintln!("roomcast-load: not built yet");
-    std::process::exit(2);
+    let cli = cli::Cli::parse();
+    let code = match scenario::dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("roomcast-load: {e}");
+            1
+        }
+    };
+    std::process::exit(code);
 }

@@ -1,0 +1,314 @@
+//! One client connection: non-blocking connect, upgrade handshake, frame reassembly, automatic
+//! pong/close replies, and a write buffer flushed in batches by the worker.
+
+use crate::accounting::Recipient;
+use crate::error::{FrameError, HandshakeError};
+use crate::ws::{self, Kind};
+use mio::net::TcpStream;
+use std::io::{self, Read, Write};
+
+/// Lifecycle of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Connecting,
+    Handshake,
+    Open,
+    Closed,
+}
+
+/// Per-connection bookkeeping that survives reconnects.
+#[derive(Debug, Default)]
+pub struct Meta {
+    /// Global connection index.
+    pub index: u32,
+    pub room: u32,
+    /// Global sender id when this connection sends.
+    pub sender: Option<u32>,
+    /// Open (text) or joined (json): messages are expected from now on.
+    pub ready: bool,
+    /// Counted as a recipient of measured messages.
+    pub counting: bool,
+    pub recipient: Recipient,
+    /// Highest server message id seen (json), for `since` on resume.
+    pub last_id: Option<u64>,
+    /// When the current connect attempt was meant to start.
+    pub connect_ns: u64,
+    /// Whether the current attempt has been counted as connected or failed.
+    pub settled: bool,
+    /// Connect attempts so far (1 = first connect, more = reconnects).
+    pub attempts: u32,
+}
+
+/// Why a connection ended.
+#[derive(Debug)]
+pub enum ConnError {
+    Io(io::Error),
+    Eof,
+    Handshake(HandshakeError),
+    Frame(FrameError),
+    ServerClose,
+}
+
+impl ConnError {
+    /// Stable short name for reports.
+    pub fn kind(&self) -> String {
+        match self {
+            ConnError::Io(e) => crate::net::io_kind(e).to_string(),
+            ConnError::Eof => "eof".to_string(),
+            ConnError::Handshake(HandshakeError::Status(s)) => format!("handshake_status_{s}"),
+            ConnError::Handshake(HandshakeError::BadAccept) => "handshake_bad_accept".to_string(),
+            ConnError::Handshake(HandshakeError::NoUpgrade) => "handshake_no_upgrade".to_string(),
+            ConnError::Handshake(_) => "handshake_malformed".to_string(),
+            ConnError::Frame(e) => match e {
+                FrameError::TooLarge(_) => "frame_too_large".to_string(),
+                _ => "protocol_error".to_string(),
+            },
+            ConnError::ServerClose => "server_close".to_string(),
+        }
+    }
+}
+
+/// What the connection saw, handed to the worker.
+pub enum Event<'a> {
+    Open,
+    Text(&'a [u8]),
+    Binary,
+    Pong(&'a [u8]),
+    Ping,
+}
+
+/// A client connection.
+pub struct Conn {
+    pub stream: TcpStream,
+    pub phase: Phase,
+    key: String,
+    pending: Vec<u8>,
+    wbuf: Vec<u8>,
+    frag: Vec<u8>,
+    frag_kind: Option<Kind>,
+    rng: u64,
+    pub meta: Meta,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream, meta: Meta) -> Conn {
+        let seed = 0x9E37_79B9_7F4A_7C15u64 ^ ((meta.index as u64) << 17) ^ crate::clock::now_ns();
+        Conn {
+            stream,
+            phase: Phase::Connecting,
+            key: ws::new_key(),
+            pending: Vec::new(),
+            wbuf: Vec::new(),
+            frag: Vec::new(),
+            frag_kind: None,
+            rng: seed | 1,
+            meta,
+        }
+    }
+
+    /// Replaces the socket for a reconnect, keeping the metadata.
+    pub fn reset(&mut self, stream: TcpStream) {
+        self.stream = stream;
+        self.phase = Phase::Connecting;
+        self.key = ws::new_key();
+        self.pending.clear();
+        self.wbuf.clear();
+        self.frag.clear();
+        self.frag_kind = None;
+        self.meta.ready = false;
+        self.meta.settled = false;
+    }
+
+    fn mask(&mut self) -> [u8; 4] {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng as u32).to_ne_bytes()
+    }
+
+    /// Called when the socket first becomes writable: confirms the TCP connect and queues the
+    /// upgrade request.
+    pub fn on_connected(&mut self, host: &str, path: &str) -> Result<(), ConnError> {
+        if let Ok(Some(e)) | Err(e) = self.stream.take_error() {
+            return Err(ConnError::Io(e));
+        }
+        match self.stream.peer_addr() {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
+            Err(e) => return Err(ConnError::Io(e)),
+        }
+        self.phase = Phase::Handshake;
+        let key = std::mem::take(&mut self.key);
+        ws::write_upgrade_request(&mut self.wbuf, host, path, &key);
+        self.key = key;
+        Ok(())
+    }
+
+    pub fn send_text(&mut self, payload: &[u8]) {
+        let m = self.mask();
+        ws::encode_frame(&mut self.wbuf, Kind::Text, payload, m);
+    }
+
+    pub fn send_ping(&mut self, payload: &[u8]) {
+        let m = self.mask();
+        ws::encode_frame(&mut self.wbuf, Kind::Ping, payload, m);
+    }
+
+    /// Queues a normal close (1000).
+    pub fn send_close(&mut self) {
+        let m = self.mask();
+        ws::encode_frame(&mut self.wbuf, Kind::Close, &1000u16.to_be_bytes(), m);
+    }
+
+    pub fn wants_write(&self) -> bool {
+        !self.wbuf.is_empty()
+    }
+
+    /// Writes as much of the buffer as the socket takes.
+    pub fn flush(&mut self) -> Result<(), ConnError> {
+        let mut pos = 0;
+        while pos < self.wbuf.len() {
+            match self.stream.write(&self.wbuf[pos..]) {
+                Ok(0) => return Err(ConnError::Eof),
+                Ok(n) => pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ConnError::Io(e)),
+            }
+        }
+        self.wbuf.drain(..pos);
+        Ok(())
+    }
+
+    /// Reads everything available and reports events. `scratch` is the worker's shared read
+    /// buffer. Returns `Err` when the connection is finished (the worker closes it).
+    pub fn on_readable(
+        &mut self,
+        scratch: &mut [u8],
+        cb: &mut dyn FnMut(&mut Meta, Event<'_>),
+    ) -> Result<(), ConnError> {
+        loop {
+            let n = match self.stream.read(scratch) {
+                Ok(0) => return Err(ConnError::Eof),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(ConnError::Io(e)),
+            };
+            if self.pending.is_empty() {
+                let used = self.process(&mut scratch[..n], cb)?;
+                self.pending.extend_from_slice(&scratch[used..n]);
+            } else {
+                let mut buf = std::mem::take(&mut self.pending);
+                buf.extend_from_slice(&scratch[..n]);
+                let used = self.process(&mut buf, cb)?;
+                buf.drain(..used);
+                self.pending = buf;
+            }
+            if self.phase == Phase::Closed {
+                return Err(ConnError::ServerClose);
+            }
+        }
+    }
+
+    /// Parses handshake and frames from `buf`, returning how many bytes were consumed.
+    fn process(
+        &mut self,
+        buf: &mut [u8],
+        cb: &mut dyn FnMut(&mut Meta, Event<'_>),
+    ) -> Result<usize, ConnError> {
+        let mut pos = 0;
+        while pos < buf.len() {
+            match self.phase {
+                Phase::Handshake => match ws::parse_upgrade_response(&buf[pos..], &self.key) {
+                    Ok(Some(n)) => {
+                        pos += n;
+                        self.phase = Phase::Open;
+                        cb(&mut self.meta, Event::Open);
+                    }
+                    Ok(None) => break,
+                    Err(e) => return Err(ConnError::Handshake(e)),
+                },
+                Phase::Open => {
+                    let Some(f) = ws::decode_frame(&mut buf[pos..]).map_err(ConnError::Frame)?
+                    else {
+                        break;
+                    };
+                    let payload = &buf[pos + f.payload_start..pos + f.payload_end];
+                    self.on_frame(f.kind, f.fin, payload, cb)?;
+                    pos += f.payload_end;
+                    if self.phase == Phase::Closed {
+                        break;
+                    }
+                }
+                // Bytes before the connect completed or after close are ignored.
+                Phase::Connecting | Phase::Closed => return Ok(buf.len()),
+            }
+        }
+        Ok(pos)
+    }
+
+    fn on_frame(
+        &mut self,
+        kind: Kind,
+        fin: bool,
+        payload: &[u8],
+        cb: &mut dyn FnMut(&mut Meta, Event<'_>),
+    ) -> Result<(), ConnError> {
+        match kind {
+            Kind::Ping => {
+                let m = self.mask();
+                ws::encode_frame(&mut self.wbuf, Kind::Pong, payload, m);
+                cb(&mut self.meta, Event::Ping);
+            }
+            Kind::Pong => cb(&mut self.meta, Event::Pong(payload)),
+            Kind::Close => {
+                let m = self.mask();
+                let code = if payload.len() >= 2 {
+                    &payload[..2]
+                } else {
+                    &[0x03, 0xe8][..]
+                };
+                ws::encode_frame(&mut self.wbuf, Kind::Close, code, m);
+                let _ = self.flush();
+                self.phase = Phase::Closed;
+            }
+            Kind::Text | Kind::Binary | Kind::Other => {
+                if self.frag_kind.is_some() {
+                    return Err(ConnError::Frame(FrameError::UnexpectedContinuation));
+                }
+                if fin {
+                    deliver(kind, payload, &mut self.meta, cb);
+                } else {
+                    self.frag_kind = Some(kind);
+                    self.frag.clear();
+                    self.frag.extend_from_slice(payload);
+                }
+            }
+            Kind::Continue => {
+                let Some(k) = self.frag_kind else {
+                    return Err(ConnError::Frame(FrameError::UnexpectedContinuation));
+                };
+                if self.frag.len() as u64 + payload.len() as u64 > ws::MAX_FRAME {
+                    return Err(ConnError::Frame(FrameError::TooLarge(
+                        self.frag.len() as u64
+                    )));
+                }
+                self.frag.extend_from_slice(payload);
+                if fin {
+                    self.frag_kind = None;
+                    deliver(k, &self.frag, &mut self.meta, cb);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn deliver(kind: Kind, payload: &[u8], meta: &mut Meta, cb: &mut dyn FnMut(&mut Meta, Event<'_>)) {
+    if kind == Kind::Text {
+        cb(meta, Event::Text(payload));
+    } else {
+        cb(meta, Event::Binary);
+    }
+}

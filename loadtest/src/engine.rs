@@ -1,0 +1,187 @@
+//! Run orchestration: the run configuration, the atomics shared between the main thread and the
+//! workers, and `run`, which spawns workers, paces the phases (connect, warmup+measure, drain,
+//! stop) and merges the per-thread statistics.
+
+use crate::clock;
+use crate::cpu::CpuUsage;
+use crate::error::LoadError;
+use crate::progress::Progress;
+use crate::protocol::Format;
+use crate::stats::{Stats, new_hist};
+use crate::target::Target;
+use crate::worker::Worker;
+use hdrhistogram::Histogram;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Which engine behaviour a run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Open connections, then stop.
+    Connect,
+    /// Keep connections idle and ping them.
+    Hold,
+    /// Constant-rate broadcast with latency markers.
+    Broadcast,
+    /// Broadcast while clients drop and reconnect.
+    Churn,
+}
+
+/// Everything a run needs; shared read-only by the workers.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub mode: Mode,
+    pub target: Target,
+    pub format: Format,
+    pub conns: u32,
+    pub rooms: u32,
+    pub room_param: bool,
+    pub senders: u32,
+    pub rate: f64,
+    pub size: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub drain: Duration,
+    pub threads: usize,
+    pub source_ips: Vec<IpAddr>,
+    pub connect_rate: Option<f64>,
+    pub connect_timeout: Duration,
+    pub ping_interval: Duration,
+    pub churn_fraction: f64,
+    pub churn_interval: Duration,
+    pub run_id: u64,
+}
+
+impl RunConfig {
+    /// Room of connection `i`.
+    pub fn room_of(&self, i: u32) -> u32 {
+        i % self.rooms.max(1)
+    }
+}
+
+/// State shared between the main thread and the workers.
+pub struct Control {
+    /// 0 until measuring is scheduled; then the start of warmup (clock ns).
+    pub start_ns: AtomicU64,
+    pub stop: AtomicBool,
+    pub connected: AtomicU64,
+    pub failed: AtomicU64,
+    pub sent: AtomicU64,
+    pub delivered: AtomicU64,
+    pub room_sent: Vec<AtomicU64>,
+    pub room_recipients: Vec<AtomicU64>,
+    /// Corrected latencies since the progress line last looked.
+    pub interval: Mutex<Histogram<u64>>,
+}
+
+impl Control {
+    fn new(rooms: usize) -> Control {
+        Control {
+            start_ns: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            connected: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            room_sent: (0..rooms).map(|_| AtomicU64::new(0)).collect(),
+            room_recipients: (0..rooms).map(|_| AtomicU64::new(0)).collect(),
+            interval: Mutex::new(new_hist()),
+        }
+    }
+
+    /// Deliveries owed so far: per room, measured sends times ready recipients.
+    pub fn expected(&self) -> u64 {
+        self.room_sent
+            .iter()
+            .zip(&self.room_recipients)
+            .map(|(s, r)| s.load(Ordering::Relaxed) * r.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// The result of one run.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub stats: Stats,
+    /// Seconds spent establishing connections.
+    pub connect_secs: f64,
+    /// Length of the measured window in seconds.
+    pub measured_secs: f64,
+    /// Seconds spent waiting for stragglers.
+    pub drain_secs: f64,
+    pub cpu: CpuUsage,
+}
+
+/// Runs one load run to completion.
+pub fn run(cfg: RunConfig, progress: &Progress) -> Result<RunOutcome, LoadError> {
+    crate::net::check_fd_limit(cfg.conns as usize, cfg.threads)?;
+    let _ = clock::now_ns();
+    let cfg = Arc::new(cfg);
+    let ctl = Arc::new(Control::new(cfg.rooms as usize));
+    let cpu0 = CpuUsage::snapshot();
+    let t0 = Instant::now();
+    let mut handles = Vec::new();
+    for id in 0..cfg.threads {
+        let mut w = Worker::new(id, cfg.clone(), ctl.clone())?;
+        let h = std::thread::Builder::new()
+            .name(format!("load-{id}"))
+            .spawn(move || w.run())?;
+        handles.push(h);
+    }
+    let total = cfg.conns as u64;
+    let connect_deadline = t0 + cfg.connect_timeout + Duration::from_millis(500);
+    let settled = || ctl.connected.load(Ordering::Relaxed) + ctl.failed.load(Ordering::Relaxed);
+    while settled() < total && Instant::now() < connect_deadline {
+        progress.tick(&ctl, "connect");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let connect_secs = t0.elapsed().as_secs_f64();
+    let mut measured_secs = 0.0;
+    let mut drain_secs = 0.0;
+    if cfg.mode != Mode::Connect && ctl.connected.load(Ordering::Relaxed) > 0 {
+        let start = clock::now_ns() + 50_000_000;
+        ctl.start_ns.store(start, Ordering::SeqCst);
+        let end = start + (cfg.warmup + cfg.duration).as_nanos() as u64;
+        while clock::now_ns() < end {
+            let phase = if clock::now_ns() < start + cfg.warmup.as_nanos() as u64 {
+                "warmup"
+            } else {
+                "run"
+            };
+            progress.tick(&ctl, phase);
+            let left = end.saturating_sub(clock::now_ns());
+            std::thread::sleep(Duration::from_nanos(left.min(100_000_000)));
+        }
+        measured_secs = cfg.duration.as_secs_f64();
+        if matches!(cfg.mode, Mode::Broadcast | Mode::Churn) {
+            let d0 = Instant::now();
+            // Let in-flight sends leave the workers before comparing counts.
+            std::thread::sleep(Duration::from_millis(20));
+            while d0.elapsed() < cfg.drain && ctl.delivered.load(Ordering::Relaxed) < ctl.expected()
+            {
+                progress.tick(&ctl, "drain");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            drain_secs = d0.elapsed().as_secs_f64();
+        }
+    }
+    ctl.stop.store(true, Ordering::SeqCst);
+    let mut stats = Stats::new(cfg.rooms as usize);
+    for h in handles {
+        match h.join() {
+            Ok(s) => stats.merge(&s),
+            Err(_) => return Err(LoadError::Other("a worker thread panicked".into())),
+        }
+    }
+    progress.finish();
+    let cpu = CpuUsage::snapshot().since(&cpu0);
+    Ok(RunOutcome {
+        stats,
+        connect_secs,
+        measured_secs,
+        drain_secs,
+        cpu,
+    })
+}

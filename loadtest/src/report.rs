@@ -1,0 +1,428 @@
+//! The run report: a serializable structure with stable field names (`--json`), the human
+//! table printed at the end, and the unit formatting helpers.
+
+use crate::engine::RunOutcome;
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Latency percentiles of one histogram, in microseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Latency {
+    pub count: u64,
+    pub min: u64,
+    pub mean: f64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p99_9: u64,
+    pub p99_99: u64,
+    pub max: u64,
+}
+
+impl Latency {
+    pub fn from_hist(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        Latency {
+            count: h.len(),
+            min: h.min(),
+            mean: (h.mean() * 10.0).round() / 10.0,
+            p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
+            p99: h.value_at_quantile(0.99),
+            p99_9: h.value_at_quantile(0.999),
+            p99_99: h.value_at_quantile(0.9999),
+            max: h.max(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Connections {
+    pub requested: u64,
+    pub connected: u64,
+    pub failed: u64,
+    pub reconnects: u64,
+    pub disconnects: u64,
+    pub connect_secs: f64,
+    pub connects_per_sec: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Messages {
+    pub sent: u64,
+    pub sent_warmup: u64,
+    pub recipients: u64,
+    pub expected: u64,
+    pub delivered: u64,
+    pub delivered_warmup: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    pub misrouted: u64,
+    pub foreign_frames: u64,
+    /// delivered / expected (1.0 when nothing was expected).
+    pub completeness: f64,
+    pub msgs_per_sec_in: f64,
+    pub deliveries_per_sec_out: f64,
+    /// Seconds waited after the last send for stragglers.
+    pub drain_secs: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Latencies {
+    pub corrected: Latency,
+    pub raw: Latency,
+    pub send_lag: Latency,
+    pub handshake: Latency,
+    pub ping_rtt: Latency,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Generator {
+    pub threads: usize,
+    pub cores_available: usize,
+    pub cpu_user_secs: f64,
+    pub cpu_sys_secs: f64,
+    pub wall_secs: f64,
+    pub cores_used: f64,
+    pub saturated: bool,
+    pub behind_schedule: bool,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Ping {
+    pub sent: u64,
+    pub pongs: u64,
+    pub server_pings: u64,
+}
+
+/// One step of a ramp.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RampStep {
+    pub rate: f64,
+    pub sent: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub deliveries_per_sec_out: f64,
+    pub p99_us: u64,
+    pub sustainable: bool,
+}
+
+/// HTTP history scenario figures.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Http {
+    pub requests: u64,
+    pub ok: u64,
+    pub non_2xx: u64,
+    pub errors: u64,
+    pub messages_returned: u64,
+    pub requests_per_sec: f64,
+    pub latency_corrected: Latency,
+    pub latency_raw: Latency,
+}
+
+/// The complete report (`--json`). Field names are stable; see loadtest/README.md.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Report {
+    pub tool: String,
+    pub version: String,
+    pub scenario: String,
+    pub run_id: String,
+    pub config: BTreeMap<String, serde_json::Value>,
+    pub connections: Connections,
+    pub messages: Messages,
+    pub latency_us: Latencies,
+    pub ping: Ping,
+    pub generator: Generator,
+    pub frames_by_type: BTreeMap<String, u64>,
+    pub errors: BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ramp: Vec<RampStep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp_max_sustainable_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<Http>,
+    /// Threshold checks that failed (`--fail-if-*`); empty when the run passed.
+    pub failures: Vec<String>,
+}
+
+impl Report {
+    /// Builds the report from a finished run.
+    pub fn from_run(
+        scenario: &str,
+        run_id: u64,
+        config: BTreeMap<String, serde_json::Value>,
+        o: &RunOutcome,
+        threads: usize,
+    ) -> Report {
+        let s = &o.stats;
+        let totals = s.room_sum();
+        let expected = s.expected();
+        let secs = o.measured_secs;
+        let per_sec = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+        let cores = crate::cpu::cores();
+        let cores_used = o.cpu.cores_used();
+        let send_lag = Latency::from_hist(&s.send_lag);
+        let saturated = cores_used >= 0.9 * threads.min(cores) as f64;
+        let behind = send_lag.p99 > 5_000;
+        let mut warnings = Vec::new();
+        if saturated {
+            warnings.push(format!("generator CPU is saturated ({cores_used:.2} of {} cores): results may measure the generator", threads.min(cores)));
+        }
+        if behind {
+            warnings.push(format!(
+                "generator fell behind its send schedule (send lag p99 {})",
+                fmt_us(send_lag.p99)
+            ));
+        }
+        let completeness = if expected == 0 {
+            1.0
+        } else {
+            s.delivered as f64 / expected as f64
+        };
+        Report {
+            tool: "roomcast-load".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            scenario: scenario.into(),
+            run_id: format!("{run_id:016x}"),
+            config,
+            connections: Connections {
+                requested: s.connects_ok + s.connects_failed,
+                connected: s.connects_ok,
+                failed: s.connects_failed,
+                reconnects: s.reconnects,
+                disconnects: s.disconnects,
+                connect_secs: round3(o.connect_secs),
+                connects_per_sec: if o.connect_secs > 0.0 {
+                    round3(s.connects_ok as f64 / o.connect_secs)
+                } else {
+                    0.0
+                },
+            },
+            messages: Messages {
+                sent: s.sent,
+                sent_warmup: s.sent_warmup,
+                recipients: totals.recipients,
+                expected,
+                delivered: s.delivered,
+                delivered_warmup: s.delivered_warmup,
+                lost: s.lost(),
+                duplicates: s.duplicates,
+                reordered: s.reordered,
+                misrouted: s.misrouted,
+                foreign_frames: s.foreign_frames,
+                completeness: (completeness * 1e6).round() / 1e6,
+                msgs_per_sec_in: round3(per_sec(s.sent)),
+                deliveries_per_sec_out: round3(per_sec(s.delivered)),
+                drain_secs: round3(o.drain_secs),
+            },
+            latency_us: Latencies {
+                corrected: Latency::from_hist(&s.corrected),
+                raw: Latency::from_hist(&s.raw),
+                send_lag,
+                handshake: Latency::from_hist(&s.handshake),
+                ping_rtt: Latency::from_hist(&s.ping_rtt),
+            },
+            ping: Ping {
+                sent: s.pings_sent,
+                pongs: s.pongs_received,
+                server_pings: s.server_pings,
+            },
+            generator: Generator {
+                threads,
+                cores_available: cores,
+                cpu_user_secs: round3(o.cpu.user_secs),
+                cpu_sys_secs: round3(o.cpu.sys_secs),
+                wall_secs: round3(o.cpu.wall_secs),
+                cores_used: round3(cores_used),
+                saturated,
+                behind_schedule: behind,
+                warnings,
+            },
+            frames_by_type: s.frames_by_type.clone(),
+            errors: s.errors.clone(),
+            ..Report::default()
+        }
+    }
+}
+
+pub fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// Formats microseconds as `µs`, `ms` or `s`.
+pub fn fmt_us(us: u64) -> String {
+    if us < 1_000 {
+        format!("{us}µs")
+    } else if us < 1_000_000 {
+        format!("{:.2}ms", us as f64 / 1_000.0)
+    } else {
+        format!("{:.2}s", us as f64 / 1_000_000.0)
+    }
+}
+
+fn latency_rows(out: &mut String, title: (&str, &str), a: &Latency, b: &Latency) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "  {:<10} {:>12} {:>12}", "latency", title.0, title.1);
+    let rows = [
+        ("p50", a.p50, b.p50),
+        ("p90", a.p90, b.p90),
+        ("p99", a.p99, b.p99),
+        ("p99.9", a.p99_9, b.p99_9),
+        ("p99.99", a.p99_99, b.p99_99),
+        ("max", a.max, b.max),
+    ];
+    for (name, x, y) in rows {
+        let _ = writeln!(out, "  {:<10} {:>12} {:>12}", name, fmt_us(x), fmt_us(y));
+    }
+}
+
+/// The human-readable summary table.
+pub fn render_table(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let c = &r.connections;
+    let m = &r.messages;
+    let _ = writeln!(
+        out,
+        "roomcast-load {} — scenario {} (run {})",
+        r.version, r.scenario, r.run_id
+    );
+    let _ = writeln!(
+        out,
+        "  connections  {} connected, {} failed, {} reconnects, {} disconnects ({:.2}s to connect, {:.0}/s)",
+        c.connected, c.failed, c.reconnects, c.disconnects, c.connect_secs, c.connects_per_sec
+    );
+    if r.scenario == "broadcast" || r.scenario == "churn" || r.scenario == "ramp" {
+        let _ = writeln!(
+            out,
+            "  sent         {} (+{} warmup) to {} recipients",
+            m.sent, m.sent_warmup, m.recipients
+        );
+        let _ = writeln!(
+            out,
+            "  delivered    {} of {} expected — lost {}, duplicates {}, reordered {}, misrouted {} ({:.4}% complete)",
+            m.delivered,
+            m.expected,
+            m.lost,
+            m.duplicates,
+            m.reordered,
+            m.misrouted,
+            m.completeness * 100.0
+        );
+        let _ = writeln!(
+            out,
+            "  throughput   {:.1} msgs/s in, {:.1} deliveries/s out",
+            m.msgs_per_sec_in, m.deliveries_per_sec_out
+        );
+        latency_rows(
+            &mut out,
+            ("corrected", "raw"),
+            &r.latency_us.corrected,
+            &r.latency_us.raw,
+        );
+        let _ = writeln!(
+            out,
+            "  send lag     p50 {}  p99 {}  max {}",
+            fmt_us(r.latency_us.send_lag.p50),
+            fmt_us(r.latency_us.send_lag.p99),
+            fmt_us(r.latency_us.send_lag.max)
+        );
+    }
+    if r.latency_us.handshake.count > 0 {
+        let h = &r.latency_us.handshake;
+        let _ = writeln!(
+            out,
+            "  handshake    p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+            fmt_us(h.p50),
+            fmt_us(h.p90),
+            fmt_us(h.p99),
+            fmt_us(h.p99_9),
+            fmt_us(h.max)
+        );
+    }
+    if r.ping.sent > 0 {
+        let p = &r.latency_us.ping_rtt;
+        let _ = writeln!(
+            out,
+            "  pings        {} sent, {} pongs; rtt p50 {} p99 {} max {}",
+            r.ping.sent,
+            r.ping.pongs,
+            fmt_us(p.p50),
+            fmt_us(p.p99),
+            fmt_us(p.max)
+        );
+    }
+    if let Some(h) = &r.http {
+        let _ = writeln!(
+            out,
+            "  requests     {} ({} ok, {} non-2xx, {} errors), {:.1}/s, {} messages returned",
+            h.requests, h.ok, h.non_2xx, h.errors, h.requests_per_sec, h.messages_returned
+        );
+        latency_rows(
+            &mut out,
+            ("corrected", "raw"),
+            &h.latency_corrected,
+            &h.latency_raw,
+        );
+    }
+    for s in &r.ramp {
+        let _ = writeln!(
+            out,
+            "  ramp step    {:>8.0} msgs/s: {:>10.1} deliveries/s, lost {}, p99 {} {}",
+            s.rate,
+            s.deliveries_per_sec_out,
+            s.lost,
+            fmt_us(s.p99_us),
+            if s.sustainable {
+                "ok"
+            } else {
+                "NOT sustainable"
+            }
+        );
+    }
+    if let Some(rate) = r.ramp_max_sustainable_rate {
+        let _ = writeln!(out, "  highest sustainable rate: {rate:.0} msgs/s");
+    }
+    let g = &r.generator;
+    let _ = writeln!(
+        out,
+        "  generator    {:.2} cores used of {} ({} threads)",
+        g.cores_used, g.cores_available, g.threads
+    );
+    for w in &g.warnings {
+        let _ = writeln!(out, "  WARNING: {w}");
+    }
+    if !r.frames_by_type.is_empty() {
+        let list: Vec<String> = r
+            .frames_by_type
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let _ = writeln!(out, "  frames       {}", list.join(" "));
+    }
+    if !r.errors.is_empty() {
+        let list: Vec<String> = r.errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(out, "  errors       {}", list.join(" "));
+    }
+    for f in &r.failures {
+        let _ = writeln!(out, "  FAILED: {f}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_switch_at_thresholds() {
+        assert_eq!(fmt_us(999), "999µs");
+        assert_eq!(fmt_us(1_500), "1.50ms");
+        assert_eq!(fmt_us(2_000_000), "2.00s");
+    }
+}

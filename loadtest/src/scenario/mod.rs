@@ -1,0 +1,180 @@
+//! Scenario dispatch plus what scenarios share: turning options into a `RunConfig`, and
+//! finishing a run (threshold checks, table, `--json`, `--hgrm`, `--svg`, exit status).
+
+mod broadcast;
+mod churn;
+mod connect;
+mod history;
+mod hold;
+mod ramp;
+
+use crate::cli::{Command, Common, Output, Traffic};
+use crate::engine::{Mode, RunConfig};
+use crate::error::LoadError;
+use crate::protocol::Format;
+use crate::report::{Report, fmt_us};
+use crate::target::Target;
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Exit status when a `--fail-if-*` threshold is crossed.
+pub const EXIT_THRESHOLD: i32 = 3;
+
+pub fn dispatch(cmd: Command) -> Result<i32, LoadError> {
+    match cmd {
+        Command::Broadcast(a) => broadcast::run(a),
+        Command::Connect(a) => connect::run(a),
+        Command::Hold(a) => hold::run(a),
+        Command::History(a) => history::run(a),
+        Command::Ramp(a) => ramp::run(a),
+        Command::Churn(a) => churn::run(a),
+        Command::Compare(a) => crate::compare::run(&a.a, &a.b),
+    }
+}
+
+/// A fresh run identifier (distinguishes this run's markers from anyone else's).
+pub fn new_run_id() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut x = t ^ ((std::process::id() as u64) << 32) ^ 0x2545_F491_4F6C_DD1D;
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^ (x >> 33)
+}
+
+/// Builds the engine configuration from the shared options.
+pub fn run_config(mode: Mode, c: &Common, t: Option<&Traffic>) -> Result<RunConfig, LoadError> {
+    let target = Target::parse(&c.url)?;
+    if c.conns == 0 {
+        return Err(LoadError::BadArg("--conns must be at least 1".into()));
+    }
+    if c.rooms == 0 || c.rooms > c.conns {
+        return Err(LoadError::BadArg(
+            "--rooms must be between 1 and --conns".into(),
+        ));
+    }
+    if c.no_room_param && (c.rooms != 1 || c.format == Format::Json) {
+        return Err(LoadError::BadArg(
+            "--no-room-param needs --rooms 1 and --format text".into(),
+        ));
+    }
+    let source_ips = match &c.source_ips {
+        Some(s) => crate::net::parse_source_ips(s)?,
+        None => Vec::new(),
+    };
+    let threads = c
+        .threads
+        .unwrap_or_else(crate::cpu::cores)
+        .clamp(1, c.conns as usize);
+    let (senders, rate, size, warmup, duration, drain) = match t {
+        Some(t) => {
+            if t.senders == 0 || t.senders > c.conns {
+                return Err(LoadError::BadArg(
+                    "--senders must be between 1 and --conns".into(),
+                ));
+            }
+            if !(t.rate > 0.0 && t.rate.is_finite()) {
+                return Err(LoadError::BadArg("--rate must be positive".into()));
+            }
+            (t.senders, t.rate, t.size, t.warmup, t.duration, t.drain)
+        }
+        None => (0, 0.0, 0, Duration::ZERO, Duration::ZERO, Duration::ZERO),
+    };
+    Ok(RunConfig {
+        mode,
+        target,
+        format: c.format,
+        conns: c.conns,
+        rooms: c.rooms,
+        room_param: !c.no_room_param,
+        senders,
+        rate,
+        size,
+        warmup,
+        duration,
+        drain,
+        threads,
+        source_ips,
+        connect_rate: c.connect_rate,
+        connect_timeout: c.connect_timeout,
+        ping_interval: Duration::from_secs(1),
+        churn_fraction: 0.0,
+        churn_interval: Duration::from_secs(1),
+        run_id: new_run_id(),
+    })
+}
+
+/// The configuration echoed into the report.
+pub fn config_map(cfg: &RunConfig, url: &str) -> BTreeMap<String, Value> {
+    let mut m = BTreeMap::new();
+    m.insert("url".into(), json!(url));
+    m.insert("format".into(), json!(cfg.format));
+    m.insert("conns".into(), json!(cfg.conns));
+    m.insert("rooms".into(), json!(cfg.rooms));
+    m.insert("senders".into(), json!(cfg.senders));
+    m.insert("rate".into(), json!(cfg.rate));
+    m.insert("size".into(), json!(cfg.size));
+    m.insert("warmup_secs".into(), json!(cfg.warmup.as_secs_f64()));
+    m.insert("duration_secs".into(), json!(cfg.duration.as_secs_f64()));
+    m.insert("drain_secs".into(), json!(cfg.drain.as_secs_f64()));
+    m.insert("threads".into(), json!(cfg.threads));
+    m.insert("source_ips".into(), json!(cfg.source_ips.len()));
+    m.insert("connect_rate".into(), json!(cfg.connect_rate));
+    m
+}
+
+/// Checks thresholds, prints the table and writes the requested files. `main` is the histogram
+/// the thresholds and `--hgrm` use; `raw` (if any) is plotted next to it in `--svg`.
+pub fn finish(
+    mut report: Report,
+    out: &Output,
+    main: &Histogram<u64>,
+    raw: Option<&Histogram<u64>>,
+) -> Result<i32, LoadError> {
+    if let Some(bound) = out.fail_if_p99_over {
+        let p99 = if main.is_empty() {
+            0
+        } else {
+            main.value_at_quantile(0.99)
+        };
+        if p99 as u128 > bound.as_micros() {
+            report.failures.push(format!(
+                "p99 {} exceeds --fail-if-p99-over {}",
+                fmt_us(p99),
+                fmt_us(bound.as_micros() as u64)
+            ));
+        }
+        if main.is_empty() {
+            report
+                .failures
+                .push("no latency samples were recorded".into());
+        }
+    }
+    if out.fail_if_lost {
+        let lost = report.messages.lost + report.http.as_ref().map_or(0, |h| h.errors + h.non_2xx);
+        if lost > 0 {
+            report
+                .failures
+                .push(format!("{lost} messages lost (--fail-if-lost)"));
+        }
+    }
+    print!("{}", crate::report::render_table(&report));
+    if let Some(p) = &out.json {
+        std::fs::write(p, serde_json::to_string_pretty(&report)?)?;
+    }
+    if let Some(p) = &out.hgrm {
+        std::fs::write(p, crate::hgrm::percentile_distribution(main, 5, 1000.0))?;
+    }
+    if let Some(p) = &out.svg {
+        crate::svg::write_plot(p, &report.scenario, main, raw)?;
+    }
+    Ok(if report.failures.is_empty() {
+        0
+    } else {
+        EXIT_THRESHOLD
+    })
+}

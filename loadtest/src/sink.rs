@@ -1,0 +1,211 @@
+//! What a worker does with connection events: readiness, marker parsing, delivery accounting,
+//! latency recording and frame/type counters. Kept apart from the I/O loop so it borrows only
+//! the statistics, never the connection table.
+
+use crate::conn::{Event, Meta};
+use crate::marker;
+use crate::protocol::{self, Format, Incoming};
+use crate::stats::{Stats, new_hist, record_ns};
+use hdrhistogram::Histogram;
+
+pub struct Sink {
+    pub stats: Stats,
+    /// Corrected latencies since the last hand-off to the progress line.
+    pub interval: Histogram<u64>,
+    pub run_id: u64,
+    pub format: Format,
+    pub rooms: u32,
+    /// Start of the measured window; `u64::MAX` before the run starts.
+    pub warmup_end: u64,
+    /// Receipt time for the events being processed.
+    pub now: u64,
+    /// Connections that became ready on their first attempt, not yet published.
+    pub ready_delta: u64,
+    /// Measured unique deliveries not yet published.
+    pub delivered_delta: u64,
+}
+
+impl Sink {
+    pub fn new(run_id: u64, format: Format, rooms: u32) -> Sink {
+        Sink {
+            stats: Stats::new(rooms as usize),
+            interval: new_hist(),
+            run_id,
+            format,
+            rooms,
+            warmup_end: u64::MAX,
+            now: 0,
+            ready_delta: 0,
+            delivered_delta: 0,
+        }
+    }
+
+    fn mark_ready(&mut self, meta: &mut Meta) {
+        meta.ready = true;
+        if !meta.settled {
+            meta.settled = true;
+            if meta.attempts <= 1 {
+                self.stats.connects_ok += 1;
+                self.ready_delta += 1;
+            }
+        }
+    }
+
+    pub fn on_event(&mut self, meta: &mut Meta, ev: Event<'_>) {
+        match ev {
+            Event::Open => {
+                record_ns(
+                    &mut self.stats.handshake,
+                    self.now.saturating_sub(meta.connect_ns),
+                );
+                if self.format == Format::Text {
+                    self.mark_ready(meta);
+                }
+            }
+            Event::Ping => self.stats.server_pings += 1,
+            Event::Pong(p) => {
+                self.stats.pongs_received += 1;
+                if let Ok(b) = <[u8; 8]>::try_from(p) {
+                    record_ns(
+                        &mut self.stats.ping_rtt,
+                        self.now.saturating_sub(u64::from_be_bytes(b)),
+                    );
+                }
+            }
+            Event::Binary => self.stats.frame_type("binary"),
+            Event::Text(bytes) => {
+                let Ok(text) = std::str::from_utf8(bytes) else {
+                    self.stats.frame_type("invalid_utf8");
+                    return;
+                };
+                match protocol::decode(self.format, text) {
+                    Incoming::Message { content, id } => {
+                        self.stats.frame_type("message");
+                        if let Some(id) = id {
+                            meta.last_id = Some(meta.last_id.map_or(id, |l| l.max(id)));
+                        }
+                        self.on_content(meta, &content);
+                    }
+                    Incoming::Joined => {
+                        self.stats.frame_type("joined");
+                        self.mark_ready(meta);
+                    }
+                    Incoming::Other(ty) => {
+                        self.stats.frame_type(&ty);
+                        if ty == "error" {
+                            self.stats.error("server_error_frame");
+                        }
+                    }
+                    Incoming::Invalid => self.stats.frame_type("invalid"),
+                }
+            }
+        }
+    }
+
+    fn on_content(&mut self, meta: &mut Meta, content: &str) {
+        let Some(m) = marker::parse(content) else {
+            self.stats.foreign_frames += 1;
+            return;
+        };
+        if m.run_id != self.run_id {
+            self.stats.foreign_frames += 1;
+            return;
+        }
+        if m.sender % self.rooms.max(1) != meta.room {
+            self.stats.misrouted += 1;
+            return;
+        }
+        if !meta.counting {
+            return;
+        }
+        let arrival = meta.recipient.record(m.sender, m.seq);
+        if m.intended_ns < self.warmup_end {
+            if arrival != crate::accounting::Arrival::Duplicate {
+                self.stats.delivered_warmup += 1;
+            }
+            return;
+        }
+        match arrival {
+            crate::accounting::Arrival::Duplicate => self.stats.duplicates += 1,
+            a => {
+                if a == crate::accounting::Arrival::Reordered {
+                    self.stats.reordered += 1;
+                }
+                self.stats.delivered += 1;
+                self.delivered_delta += 1;
+                if let Some(r) = self.stats.rooms.get_mut(meta.room as usize) {
+                    r.unique += 1;
+                }
+                let corrected = self.now.saturating_sub(m.intended_ns);
+                record_ns(&mut self.stats.corrected, corrected);
+                record_ns(&mut self.interval, corrected);
+                record_ns(&mut self.stats.raw, self.now.saturating_sub(m.sent_ns));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::marker::Marker;
+
+    fn json_msg(id: u64, content: &str) -> String {
+        format!(
+            r#"{{"type":"message","id":{id},"room":"room-0","user":"u1","content":"{content}","ts":"2026-11-26T03:00:00.123Z","client_id":"c"}}"#
+        )
+    }
+
+    #[test]
+    fn json_frames_are_counted_and_markers_accounted() {
+        let mut sink = Sink::new(7, Format::Json, 1);
+        sink.warmup_end = 100;
+        sink.now = 5_000_000;
+        let mut meta = Meta {
+            counting: true,
+            ..Meta::default()
+        };
+        for f in [
+            r#"{"type":"welcome","nick":"u0"}"#,
+            r#"{"type":"presence","users":[]}"#,
+            r#"{"type":"error","code":"x","message":"m"}"#,
+            "garbage",
+            r#"{"no":"type"}"#,
+        ] {
+            sink.on_event(&mut meta, Event::Text(f.as_bytes()));
+        }
+        assert!(!meta.ready);
+        sink.on_event(
+            &mut meta,
+            Event::Text(br#"{"type":"joined","room":"room-0"}"#),
+        );
+        assert!(meta.ready);
+        let mut s = String::new();
+        marker::format_into(
+            &mut s,
+            &Marker {
+                run_id: 7,
+                sender: 0,
+                seq: 0,
+                intended_ns: 1_000_000,
+                sent_ns: 2_000_000,
+            },
+            40,
+        );
+        sink.on_event(&mut meta, Event::Text(json_msg(41, &s).as_bytes()));
+        sink.on_event(&mut meta, Event::Text(json_msg(41, &s).as_bytes()));
+        sink.on_event(
+            &mut meta,
+            Event::Text(json_msg(42, "lt:ffff:0:0:1:1:").as_bytes()),
+        );
+        sink.on_event(&mut meta, Event::Text(&[0xff, 0xfe]));
+        let st = &sink.stats;
+        assert_eq!((st.delivered, st.duplicates, st.foreign_frames), (1, 1, 1));
+        assert_eq!(meta.last_id, Some(42));
+        assert_eq!(st.errors.get("server_error_frame"), Some(&1));
+        assert_eq!(st.frames_by_type.get("invalid"), Some(&2));
+        assert_eq!(st.frames_by_type.get("invalid_utf8"), Some(&1));
+        assert_eq!(st.corrected.len(), 1);
+        assert_eq!(st.connects_ok, 1);
+    }
+}

@@ -1,0 +1,148 @@
+//! Per-worker measurements (HdrHistograms in microseconds and counters) and their merge.
+
+use crate::accounting::RoomTotals;
+use hdrhistogram::Histogram;
+use std::collections::BTreeMap;
+
+/// Highest value a histogram tracks: one hour in microseconds.
+pub const MAX_US: u64 = 3_600_000_000;
+
+/// A new histogram with 3 significant digits.
+pub fn new_hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_US, 3).expect("static histogram bounds are valid")
+}
+
+/// Records a nanosecond duration as microseconds, saturating into range.
+pub fn record_ns(h: &mut Histogram<u64>, ns: u64) {
+    let us = (ns / 1_000).clamp(1, MAX_US);
+    h.saturating_record(us);
+}
+
+/// Everything one worker measured; merged into one at the end.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    /// Latency from intended send time to receipt (coordinated-omission corrected).
+    pub corrected: Histogram<u64>,
+    /// Latency from actual send time to receipt.
+    pub raw: Histogram<u64>,
+    /// How late sends left compared to their schedule.
+    pub send_lag: Histogram<u64>,
+    /// Time from connect start (intended) to the upgrade response.
+    pub handshake: Histogram<u64>,
+    /// Ping to pong round trips (hold scenario).
+    pub ping_rtt: Histogram<u64>,
+    pub sent: u64,
+    pub sent_warmup: u64,
+    pub delivered: u64,
+    pub delivered_warmup: u64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    pub misrouted: u64,
+    pub foreign_frames: u64,
+    pub connects_ok: u64,
+    pub connects_failed: u64,
+    pub reconnects: u64,
+    pub disconnects: u64,
+    pub pings_sent: u64,
+    pub pongs_received: u64,
+    pub server_pings: u64,
+    /// Incoming frames by type (`text`, `binary`, or the JSON `type` field).
+    pub frames_by_type: BTreeMap<String, u64>,
+    /// Errors by kind.
+    pub errors: BTreeMap<String, u64>,
+    pub rooms: Vec<RoomTotals>,
+}
+
+impl Stats {
+    pub fn new(rooms: usize) -> Stats {
+        Stats {
+            corrected: new_hist(),
+            raw: new_hist(),
+            send_lag: new_hist(),
+            handshake: new_hist(),
+            ping_rtt: new_hist(),
+            sent: 0,
+            sent_warmup: 0,
+            delivered: 0,
+            delivered_warmup: 0,
+            duplicates: 0,
+            reordered: 0,
+            misrouted: 0,
+            foreign_frames: 0,
+            connects_ok: 0,
+            connects_failed: 0,
+            reconnects: 0,
+            disconnects: 0,
+            pings_sent: 0,
+            pongs_received: 0,
+            server_pings: 0,
+            frames_by_type: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            rooms: vec![RoomTotals::default(); rooms],
+        }
+    }
+
+    pub fn error(&mut self, kind: &str) {
+        *self.errors.entry(kind.to_string()).or_default() += 1;
+    }
+
+    pub fn frame_type(&mut self, ty: &str) {
+        if let Some(v) = self.frames_by_type.get_mut(ty) {
+            *v += 1;
+        } else {
+            self.frames_by_type.insert(ty.to_string(), 1);
+        }
+    }
+
+    pub fn merge(&mut self, o: &Stats) {
+        let _ = self.corrected.add(&o.corrected);
+        let _ = self.raw.add(&o.raw);
+        let _ = self.send_lag.add(&o.send_lag);
+        let _ = self.handshake.add(&o.handshake);
+        let _ = self.ping_rtt.add(&o.ping_rtt);
+        self.sent += o.sent;
+        self.sent_warmup += o.sent_warmup;
+        self.delivered += o.delivered;
+        self.delivered_warmup += o.delivered_warmup;
+        self.duplicates += o.duplicates;
+        self.reordered += o.reordered;
+        self.misrouted += o.misrouted;
+        self.foreign_frames += o.foreign_frames;
+        self.connects_ok += o.connects_ok;
+        self.connects_failed += o.connects_failed;
+        self.reconnects += o.reconnects;
+        self.disconnects += o.disconnects;
+        self.pings_sent += o.pings_sent;
+        self.pongs_received += o.pongs_received;
+        self.server_pings += o.server_pings;
+        for (k, v) in &o.frames_by_type {
+            *self.frames_by_type.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &o.errors {
+            *self.errors.entry(k.clone()).or_default() += v;
+        }
+        if self.rooms.len() < o.rooms.len() {
+            self.rooms.resize(o.rooms.len(), RoomTotals::default());
+        }
+        for (a, b) in self.rooms.iter_mut().zip(&o.rooms) {
+            a.merge(b);
+        }
+    }
+
+    /// Room totals summed over all rooms.
+    pub fn room_sum(&self) -> RoomTotals {
+        let mut t = RoomTotals::default();
+        for r in &self.rooms {
+            t.merge(r);
+        }
+        t
+    }
+
+    pub fn expected(&self) -> u64 {
+        self.rooms.iter().map(RoomTotals::expected).sum()
+    }
+
+    pub fn lost(&self) -> u64 {
+        self.rooms.iter().map(RoomTotals::lost).sum()
+    }
+}

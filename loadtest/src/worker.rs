@@ -1,0 +1,564 @@
+//! One worker thread: a mio `Poll` owning a share of the connections (connection `i` belongs to
+//! worker `i % threads`), pacing connects, firing scheduled sends on a timerfd, pinging (hold),
+//! dropping and reconnecting clients (churn), and flushing write buffers once per loop turn.
+
+use crate::clock;
+use crate::conn::{Conn, Meta, Phase};
+use crate::engine::{Control, Mode, RunConfig};
+use crate::error::LoadError;
+use crate::marker::{self, Marker};
+use crate::net;
+use crate::protocol::{self, Format};
+use crate::schedule::{Due, Schedule};
+use crate::sink::Sink;
+use crate::stats::{Stats, record_ns};
+use crate::timer::TimerFd;
+use mio::{Events, Interest, Poll, Token};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+const TIMER: Token = Token(usize::MAX - 1);
+/// Unpaced connects in flight per worker, so the listen backlog is not flooded.
+const MAX_IN_FLIGHT: u64 = 256;
+const TICK_NS: u64 = 20_000_000;
+
+pub struct Worker {
+    id: usize,
+    threads: usize,
+    cfg: Arc<RunConfig>,
+    ctl: Arc<Control>,
+    poll: Poll,
+    events: Events,
+    timer: TimerFd,
+    armed_for: u64,
+    conns: Vec<Option<Conn>>,
+    sink: Sink,
+    scratch: Vec<u8>,
+    dirty: Vec<usize>,
+    is_dirty: Vec<bool>,
+    pending: VecDeque<usize>,
+    first_started: u64,
+    failed_delta: u64,
+    sent_delta: u64,
+    room_sent_delta: Vec<u64>,
+    t0: u64,
+    started: bool,
+    sched: Option<Schedule>,
+    due: Due,
+    warmup_end: u64,
+    end_ns: u64,
+    next_ping: u64,
+    next_churn: u64,
+    churn_cursor: usize,
+    next_timeout_scan: u64,
+    next_interval_push: u64,
+    msg: String,
+    frame: String,
+}
+
+impl Worker {
+    pub fn new(id: usize, cfg: Arc<RunConfig>, ctl: Arc<Control>) -> Result<Worker, LoadError> {
+        let threads = cfg.threads.max(1);
+        let n = (cfg.conns as usize).saturating_sub(id).div_ceil(threads);
+        let poll = Poll::new()?;
+        let timer = TimerFd::new()?;
+        timer.register(poll.registry(), TIMER)?;
+        let sink = Sink::new(cfg.run_id, cfg.format, cfg.rooms);
+        Ok(Worker {
+            id,
+            threads,
+            poll,
+            events: Events::with_capacity(1024),
+            timer,
+            armed_for: 0,
+            conns: (0..n).map(|_| None).collect(),
+            sink,
+            scratch: vec![0u8; 256 * 1024],
+            dirty: Vec::new(),
+            is_dirty: vec![false; n],
+            pending: (0..n).collect(),
+            first_started: 0,
+            failed_delta: 0,
+            sent_delta: 0,
+            room_sent_delta: vec![0; cfg.rooms as usize],
+            t0: 0,
+            started: false,
+            sched: None,
+            due: Due::default(),
+            warmup_end: u64::MAX,
+            end_ns: u64::MAX,
+            next_ping: u64::MAX,
+            next_churn: u64::MAX,
+            churn_cursor: 0,
+            next_timeout_scan: 0,
+            next_interval_push: 0,
+            msg: String::new(),
+            frame: String::new(),
+            cfg,
+            ctl,
+        })
+    }
+
+    fn index_of(&self, slot: usize) -> u32 {
+        (self.id + slot * self.threads) as u32
+    }
+
+    /// Runs until the main thread says stop; returns this worker's statistics.
+    pub fn run(&mut self) -> Stats {
+        self.t0 = clock::now_ns();
+        loop {
+            if self.ctl.stop.load(Ordering::Acquire) {
+                self.shutdown();
+                break;
+            }
+            let now = clock::now_ns();
+            let next_connect = self.start_due_connects(now);
+            if now >= self.next_timeout_scan {
+                self.expire_connects(now);
+                self.next_timeout_scan = now + 50_000_000;
+            }
+            if !self.started {
+                let s = self.ctl.start_ns.load(Ordering::Acquire);
+                if s != 0 {
+                    self.begin(s);
+                }
+            }
+            if self.started {
+                self.send_due();
+                self.hold_pings(now);
+                self.churn(now);
+            }
+            self.flush_dirty();
+            self.publish(now);
+            let wake = self.due.next_due().unwrap_or(u64::MAX).min(next_connect);
+            let now = clock::now_ns();
+            let timeout = if wake <= now {
+                Duration::ZERO
+            } else if wake - now < TICK_NS {
+                if self.armed_for != wake {
+                    let _ = self.timer.arm(Duration::from_nanos(wake - now));
+                    self.armed_for = wake;
+                }
+                Duration::from_nanos(TICK_NS + 5_000_000)
+            } else {
+                Duration::from_nanos(TICK_NS)
+            };
+            if let Err(e) = self.poll.poll(&mut self.events, Some(timeout))
+                && e.kind() != std::io::ErrorKind::Interrupted
+            {
+                self.sink.stats.error("poll_failed");
+                break;
+            }
+            self.sink.now = clock::now_ns();
+            let ready: Vec<(Token, bool, bool, bool)> = self
+                .events
+                .iter()
+                .map(|e| {
+                    (
+                        e.token(),
+                        e.is_readable() || e.is_read_closed() || e.is_error(),
+                        e.is_writable(),
+                        e.is_error(),
+                    )
+                })
+                .collect();
+            for (token, readable, writable, error) in ready {
+                if token == TIMER {
+                    self.timer.drain();
+                    self.armed_for = 0;
+                } else {
+                    self.on_io(token.0, readable, writable, error);
+                }
+            }
+        }
+        std::mem::replace(&mut self.sink.stats, Stats::new(0))
+    }
+
+    /// Starts connects whose time has come; returns when the next one is due.
+    fn start_due_connects(&mut self, now: u64) -> u64 {
+        while let Some(&slot) = self.pending.front() {
+            let index = self.index_of(slot);
+            let intended = match self.cfg.connect_rate {
+                Some(r) if r > 0.0 => self.t0 + (index as f64 * 1e9 / r) as u64,
+                _ => {
+                    let settled = self.sink.stats.connects_ok + self.sink.stats.connects_failed;
+                    if self.first_started - settled >= MAX_IN_FLIGHT {
+                        return u64::MAX;
+                    }
+                    now
+                }
+            };
+            if intended > now {
+                return intended;
+            }
+            self.pending.pop_front();
+            self.first_started += 1;
+            self.connect(slot, intended);
+        }
+        u64::MAX
+    }
+
+    fn path_for(&self, meta: &Meta) -> String {
+        let room = protocol::room_name(meta.room);
+        let since = if meta.attempts > 1 {
+            meta.last_id
+        } else {
+            None
+        };
+        let params = protocol::connect_params(
+            self.cfg.format,
+            self.cfg.room_param.then_some(room.as_str()),
+            meta.index,
+            since,
+        );
+        let pairs: Vec<(&str, &str)> = params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.cfg.target.request_path(&pairs)
+    }
+
+    /// Opens (or re-opens) the socket of `slot`.
+    fn connect(&mut self, slot: usize, intended: u64) {
+        let index = self.index_of(slot);
+        let src = (!self.cfg.source_ips.is_empty())
+            .then(|| self.cfg.source_ips[index as usize % self.cfg.source_ips.len()]);
+        let result = net::start_connect(self.cfg.target.addr, src);
+        let is_sender =
+            index < self.cfg.senders && matches!(self.cfg.mode, Mode::Broadcast | Mode::Churn);
+        match result {
+            Ok(mut stream) => {
+                if let Err(e) = self.poll.registry().register(
+                    &mut stream,
+                    Token(slot),
+                    Interest::READABLE | Interest::WRITABLE,
+                ) {
+                    self.record_failure(slot, net::io_kind(&e), true);
+                    return;
+                }
+                match &mut self.conns[slot] {
+                    Some(c) => {
+                        c.reset(stream);
+                        c.meta.attempts += 1;
+                        c.meta.connect_ns = intended;
+                    }
+                    none => {
+                        let meta = Meta {
+                            index,
+                            room: self.cfg.room_of(index),
+                            sender: is_sender.then_some(index),
+                            connect_ns: intended,
+                            attempts: 1,
+                            ..Meta::default()
+                        };
+                        *none = Some(Conn::new(stream, meta));
+                    }
+                }
+            }
+            Err(e) => self.record_failure(slot, net::io_kind(&e), self.conns[slot].is_none()),
+        }
+    }
+
+    /// Counts a failed connect or a lost connection, and closes the socket if there is one.
+    fn record_failure(&mut self, slot: usize, kind: &str, first_attempt_without_conn: bool) {
+        if self.ctl.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        self.sink.stats.error(kind);
+        let Some(c) = self.conns[slot].as_mut() else {
+            if first_attempt_without_conn {
+                self.sink.stats.connects_failed += 1;
+                self.failed_delta += 1;
+            }
+            return;
+        };
+        if c.phase != Phase::Closed {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+            let _ = c.stream.shutdown(std::net::Shutdown::Both);
+            c.phase = Phase::Closed;
+        }
+        c.meta.ready = false;
+        if !c.meta.settled {
+            c.meta.settled = true;
+            if c.meta.attempts <= 1 {
+                self.sink.stats.connects_failed += 1;
+                self.failed_delta += 1;
+                return;
+            }
+        }
+        self.sink.stats.disconnects += 1;
+    }
+
+    /// Fails connection attempts that exceeded `--connect-timeout`.
+    fn expire_connects(&mut self, now: u64) {
+        let limit = self.cfg.connect_timeout.as_nanos() as u64;
+        let expired: Vec<usize> = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let c = c.as_ref()?;
+                (c.phase != Phase::Closed
+                    && !c.meta.settled
+                    && now.saturating_sub(c.meta.connect_ns) > limit)
+                    .then_some(i)
+            })
+            .collect();
+        for slot in expired {
+            self.record_failure(slot, "connect_timeout", false);
+        }
+    }
+
+    fn mark_dirty(&mut self, slot: usize) {
+        if !self.is_dirty[slot] {
+            self.is_dirty[slot] = true;
+            self.dirty.push(slot);
+        }
+    }
+
+    fn on_io(&mut self, slot: usize, readable: bool, writable: bool, error: bool) {
+        let Some(c) = self.conns.get(slot).and_then(Option::as_ref) else {
+            return;
+        };
+        match c.phase {
+            Phase::Closed => return,
+            Phase::Connecting if writable || readable || error => {
+                let path = self.path_for(&c.meta);
+                let host = self.cfg.target.host_header();
+                let Some(c) = self.conns[slot].as_mut() else {
+                    return;
+                };
+                if let Err(e) = c.on_connected(&host, &path) {
+                    let kind = e.kind();
+                    self.record_failure(slot, &kind, false);
+                    return;
+                }
+                if c.wants_write() {
+                    self.mark_dirty(slot);
+                }
+            }
+            _ => {}
+        }
+        let Some(c) = self.conns[slot].as_mut() else {
+            return;
+        };
+        if readable && c.phase != Phase::Connecting {
+            let sink = &mut self.sink;
+            let result = c.on_readable(&mut self.scratch, &mut |m, ev| sink.on_event(m, ev));
+            let wants = c.wants_write();
+            if let Err(e) = result {
+                let kind = e.kind();
+                self.record_failure(slot, &kind, false);
+                return;
+            }
+            if wants {
+                self.mark_dirty(slot);
+            }
+        }
+        if writable && self.conns[slot].as_ref().is_some_and(Conn::wants_write) {
+            self.mark_dirty(slot);
+        }
+    }
+
+    fn flush_dirty(&mut self) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for &slot in &dirty {
+            self.is_dirty[slot] = false;
+            let Some(c) = self.conns[slot].as_mut() else {
+                continue;
+            };
+            if c.phase == Phase::Closed || c.phase == Phase::Connecting {
+                continue;
+            }
+            if let Err(e) = c.flush() {
+                let kind = e.kind();
+                self.record_failure(slot, &kind, false);
+            }
+        }
+        self.dirty = dirty;
+        self.dirty.clear();
+    }
+
+    /// Enters the measured run: fixes recipients and arms the send schedule.
+    fn begin(&mut self, start_ns: u64) {
+        self.started = true;
+        self.warmup_end = start_ns + self.cfg.warmup.as_nanos() as u64;
+        self.end_ns = self.warmup_end + self.cfg.duration.as_nanos() as u64;
+        self.sink.warmup_end = self.warmup_end;
+        let sched = Schedule::new(start_ns, self.cfg.rate, self.cfg.senders);
+        for c in self.conns.iter_mut().flatten() {
+            if !c.meta.ready || c.phase != Phase::Open {
+                continue;
+            }
+            c.meta.counting = true;
+            let room = c.meta.room as usize;
+            if let Some(r) = self.sink.stats.rooms.get_mut(room) {
+                r.recipients += 1;
+            }
+            self.ctl.room_recipients[room].fetch_add(1, Ordering::Relaxed);
+            if let Some(s) = c.meta.sender {
+                self.due.add(&sched, s);
+            }
+        }
+        self.sched = Some(sched);
+        if self.cfg.mode == Mode::Hold {
+            self.next_ping = start_ns;
+        }
+        if self.cfg.mode == Mode::Churn {
+            self.next_churn = self.warmup_end + self.cfg.churn_interval.as_nanos() as u64;
+        }
+    }
+
+    fn send_due(&mut self) {
+        let Some(sched) = self.sched.clone() else {
+            return;
+        };
+        let now = clock::now_ns();
+        while let Some((sender, seq, intended)) = self.due.pop_due(&sched, now, self.end_ns) {
+            let slot = sender as usize / self.threads;
+            let Some(c) = self.conns[slot].as_mut() else {
+                continue;
+            };
+            if c.phase != Phase::Open || !c.meta.ready {
+                self.sink.stats.error("send_skipped_disconnected");
+                continue;
+            }
+            let sent_ns = clock::now_ns();
+            let m = Marker {
+                run_id: self.cfg.run_id,
+                sender,
+                seq,
+                intended_ns: intended,
+                sent_ns,
+            };
+            marker::format_into(&mut self.msg, &m, self.cfg.size);
+            let room = c.meta.room;
+            match self.cfg.format {
+                Format::Text => c.send_text(self.msg.as_bytes()),
+                Format::Json => {
+                    let client_id = format!("{:x}-{sender}-{seq}", self.cfg.run_id);
+                    protocol::encode_message(
+                        Format::Json,
+                        &protocol::room_name(room),
+                        &self.msg,
+                        &client_id,
+                        &mut self.frame,
+                    );
+                    c.send_text(self.frame.as_bytes());
+                }
+            }
+            self.mark_dirty(slot);
+            let st = &mut self.sink.stats;
+            if intended >= self.warmup_end {
+                st.sent += 1;
+                self.sent_delta += 1;
+                if let Some(r) = st.rooms.get_mut(room as usize) {
+                    r.sent += 1;
+                }
+                self.room_sent_delta[room as usize] += 1;
+                record_ns(&mut st.send_lag, sent_ns.saturating_sub(intended));
+            } else {
+                st.sent_warmup += 1;
+            }
+        }
+    }
+
+    fn hold_pings(&mut self, now: u64) {
+        if self.cfg.mode != Mode::Hold || now < self.next_ping || now >= self.end_ns {
+            return;
+        }
+        self.next_ping = now + self.cfg.ping_interval.as_nanos() as u64;
+        let payload = clock::now_ns().to_be_bytes();
+        for slot in 0..self.conns.len() {
+            let Some(c) = self.conns[slot].as_mut() else {
+                continue;
+            };
+            if c.phase == Phase::Open {
+                c.send_ping(&payload);
+                self.sink.stats.pings_sent += 1;
+                self.mark_dirty(slot);
+            }
+        }
+    }
+
+    /// Drops a fraction of the non-sending clients abruptly and reconnects them at once.
+    fn churn(&mut self, now: u64) {
+        if self.cfg.mode != Mode::Churn || now < self.next_churn || now >= self.end_ns {
+            return;
+        }
+        self.next_churn = now + self.cfg.churn_interval.as_nanos() as u64;
+        let candidates: Vec<usize> = (0..self.conns.len())
+            .filter(|&s| {
+                self.conns[s].as_ref().is_some_and(|c| {
+                    c.meta.sender.is_none() && c.meta.counting && c.phase == Phase::Open
+                })
+            })
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let k = ((candidates.len() as f64 * self.cfg.churn_fraction).ceil() as usize)
+            .min(candidates.len());
+        for i in 0..k {
+            let slot = candidates[(self.churn_cursor + i) % candidates.len()];
+            if let Some(c) = self.conns[slot].as_mut() {
+                net::set_abortive_close(&c.stream);
+                let _ = self.poll.registry().deregister(&mut c.stream);
+                c.phase = Phase::Closed;
+            }
+            self.sink.stats.reconnects += 1;
+            self.connect(slot, clock::now_ns());
+        }
+        self.churn_cursor = (self.churn_cursor + k) % candidates.len().max(1);
+    }
+
+    /// Publishes counters for the progress line and the drain check.
+    fn publish(&mut self, now: u64) {
+        let ctl = &self.ctl;
+        if self.sink.ready_delta > 0 {
+            ctl.connected.fetch_add(
+                std::mem::take(&mut self.sink.ready_delta),
+                Ordering::Relaxed,
+            );
+        }
+        if self.failed_delta > 0 {
+            ctl.failed
+                .fetch_add(std::mem::take(&mut self.failed_delta), Ordering::Relaxed);
+        }
+        for (i, d) in self.room_sent_delta.iter_mut().enumerate() {
+            if *d > 0 {
+                ctl.room_sent[i].fetch_add(std::mem::take(d), Ordering::Relaxed);
+            }
+        }
+        if self.sent_delta > 0 {
+            ctl.sent
+                .fetch_add(std::mem::take(&mut self.sent_delta), Ordering::Relaxed);
+        }
+        if self.sink.delivered_delta > 0 {
+            ctl.delivered.fetch_add(
+                std::mem::take(&mut self.sink.delivered_delta),
+                Ordering::Relaxed,
+            );
+        }
+        if now >= self.next_interval_push && !self.sink.interval.is_empty() {
+            self.next_interval_push = now + 250_000_000;
+            if let Ok(mut h) = ctl.interval.try_lock() {
+                let _ = h.add(&self.sink.interval);
+                self.sink.interval.reset();
+            }
+        }
+    }
+
+    /// Closes every open connection politely (best effort, one flush).
+    fn shutdown(&mut self) {
+        for c in self.conns.iter_mut().flatten() {
+            if c.phase == Phase::Open {
+                c.send_close();
+                let _ = c.flush();
+            }
+        }
+        self.conns.clear();
+    }
+}
