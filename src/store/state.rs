@@ -139,7 +139,7 @@ impl Shared {
     }
 }
 
-/// Shorthand for a relaxed increment of a statistics counter.
+/// Increments a statistics counter (SeqCst: tests and operators read several counters together).
 pub(crate) fn bump(counter: &AtomicU64, n: u64) {
-    counter.fetch_add(n, Ordering::Relaxed);
+    counter.fetch_add(n, Ordering::SeqCst);
 }

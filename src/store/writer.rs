@@ -244,8 +244,9 @@ impl Writer {
                 Ok(outcome) => break outcome,
                 Err(err) => {
                     failures += 1;
+                    // `retrying` first: whoever sees the error count also sees the flag.
+                    counters.retrying.store(true, Ordering::SeqCst);
                     bump(&counters.commit_errors, 1);
-                    counters.retrying.store(true, Ordering::Relaxed);
                     if failures == 1 {
                         tracing::warn!(
                             error = %err,
@@ -263,7 +264,7 @@ impl Writer {
             }
         };
         if failures > 0 {
-            counters.retrying.store(false, Ordering::Relaxed);
+            counters.retrying.store(false, Ordering::SeqCst);
             tracing::info!(
                 failures,
                 batch = self.batch.len(),
@@ -282,7 +283,7 @@ impl Writer {
         bump(&counters.rows_written, outcome.inserted);
         bump(&counters.rows_rejected, outcome.rejected);
         bump(&counters.batches, 1);
-        counters.last_batch_size.store(n, Ordering::Relaxed);
+        counters.last_batch_size.store(n, Ordering::SeqCst);
         if let Some(retention) = &mut self.retention {
             for rec in &self.batch {
                 retention.note(&rec.room);
