@@ -10,9 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use criterion::{
-    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
-};
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use roomcast::store::{ChatRecord, HistoryPage, HistoryQuery, Store, StoreConfig, StoreError};
 use rusqlite::{Connection, params};
 
@@ -21,10 +19,7 @@ const CONTENT: &str = "a typical chat line of about one hundred bytes, give or t
                        for the benchmark";
 
 fn prefill_rows() -> u64 {
-    std::env::var("ROOMCAST_BENCH_ROWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000)
+    std::env::var("ROOMCAST_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000)
 }
 
 fn record(id: u64, room_names: &[Arc<str>], user: &Arc<str>, content: &Arc<str>) -> ChatRecord {
@@ -70,12 +65,9 @@ fn bench_insert(c: &mut Criterion) {
     group.throughput(Throughput::Elements(PER_ITER));
     for batch in [1usize, 16, 128, 512, 4096] {
         let dir = tempfile::tempdir().expect("bench: tempdir");
-        let store = Store::open(StoreConfig {
-            path: dir.path().join("bench.db"),
-            batch_size: batch,
-            ..StoreConfig::default()
-        })
-        .expect("bench: open");
+        let store =
+            Store::open(StoreConfig { path: dir.path().join("bench.db"), batch_size: batch, ..StoreConfig::default() })
+                .expect("bench: open");
         let mut next = 1;
         group.bench_function(BenchmarkId::new("batch", batch), |b| {
             b.iter(|| {
@@ -103,12 +95,9 @@ fn bench_history(c: &mut Criterion) {
     let rows = prefill_rows();
     let rooms = room_names();
     let dir = tempfile::tempdir().expect("bench: tempdir");
-    let store = Store::open(StoreConfig {
-        path: dir.path().join("bench.db"),
-        batch_size: 4096,
-        ..StoreConfig::default()
-    })
-    .expect("bench: open");
+    let store =
+        Store::open(StoreConfig { path: dir.path().join("bench.db"), batch_size: 4096, ..StoreConfig::default() })
+            .expect("bench: open");
     write_through(&store, 1, rows, &rooms);
     let mid = rows / 2;
     let mut group = c.benchmark_group(format!("history_{rows}_rows"));
@@ -166,10 +155,8 @@ const LAYOUTS: [(&str, &str); 2] = [
 
 fn layout_db(dir: &Path, schema: &str) -> Connection {
     let conn = Connection::open(dir.join("layout.db")).expect("bench: open");
-    conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
-        .expect("bench: wal");
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .expect("bench: sync");
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0)).expect("bench: wal");
+    conn.pragma_update(None, "synchronous", "NORMAL").expect("bench: sync");
     conn.execute_batch(schema).expect("bench: schema");
     conn
 }
@@ -178,19 +165,11 @@ fn layout_insert(conn: &mut Connection, first: u64, n: u64) {
     let tx = conn.transaction().expect("bench: tx");
     {
         let mut st = tx
-            .prepare_cached(
-                "INSERT INTO messages (id, room, user, content, created_at) VALUES (?1,?2,?3,?4,?5)",
-            )
+            .prepare_cached("INSERT INTO messages (id, room, user, content, created_at) VALUES (?1,?2,?3,?4,?5)")
             .expect("bench: prepare");
         for id in first..first + n {
-            st.execute(params![
-                id as i64,
-                format!("room-{}", id % ROOMS),
-                "bench-user",
-                CONTENT,
-                id as i64
-            ])
-            .expect("bench: insert");
+            st.execute(params![id as i64, format!("room-{}", id % ROOMS), "bench-user", CONTENT, id as i64])
+                .expect("bench: insert");
         }
     }
     tx.commit().expect("bench: commit");
@@ -231,12 +210,7 @@ fn bench_layout(c: &mut Criterion) {
                     .expect("bench: prepare");
                 let n = st
                     .query_map(params![format!("room-{}", i % ROOMS), mid], |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, i64>(3)?,
-                        ))
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
                     })
                     .expect("bench: query")
                     .count();
@@ -244,16 +218,11 @@ fn bench_layout(c: &mut Criterion) {
             });
         });
         let (pages, count): (i64, i64) = conn
-            .query_row(
-                "SELECT (SELECT page_count FROM pragma_page_count), (SELECT COUNT(*) FROM messages)",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .query_row("SELECT (SELECT page_count FROM pragma_page_count), (SELECT COUNT(*) FROM messages)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .expect("bench: page_count");
-        eprintln!(
-            "layout {name}: {count} rows in {pages} pages ({:.1} rows/page)",
-            count as f64 / pages as f64
-        );
+        eprintln!("layout {name}: {count} rows in {pages} pages ({:.1} rows/page)", count as f64 / pages as f64);
     }
     group.finish();
 }

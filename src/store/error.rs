@@ -38,9 +38,7 @@ pub enum StoreError {
     },
 
     /// The database refused to switch to WAL journal mode (e.g. an in-memory database).
-    #[error(
-        "database does not support WAL journal mode (journal_mode stayed {0:?}); use a file path"
-    )]
+    #[error("database does not support WAL journal mode (journal_mode stayed {0:?}); use a file path")]
     NoWal(String),
 
     /// The database was written by a newer roomcast whose schema this build does not know.

@@ -279,10 +279,7 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("max_id", &self.max_id)
-            .field("stats", &self.stats())
-            .finish_non_exhaustive()
+        f.debug_struct("Store").field("max_id", &self.max_id).field("stats", &self.stats()).finish_non_exhaustive()
     }
 }
 
@@ -315,13 +312,7 @@ impl Store {
         };
         // If a later spawn fails, the threads already started see their channels disconnect
         // when these senders drop, drain and exit on their own.
-        let writer_thread = writer::spawn(
-            writer_conn,
-            data_rx,
-            ctrl_rx,
-            Arc::clone(&shared),
-            writer_cfg,
-        )?;
+        let writer_thread = writer::spawn(writer_conn, data_rx, ctrl_rx, Arc::clone(&shared), writer_cfg)?;
         let reader_threads = reader::spawn_pool(reader_conns, &req_rx, &shared, cfg.visible_wait)?;
         tracing::info!(
             path = %cfg.path.display(),
@@ -350,10 +341,7 @@ impl Store {
 
     /// A handle for enqueuing records; clone one into every shard thread.
     pub fn writer(&self) -> StoreWriter {
-        StoreWriter {
-            tx: self.data_tx.clone(),
-            shared: Arc::clone(&self.shared),
-        }
+        StoreWriter { tx: self.data_tx.clone(), shared: Arc::clone(&self.shared) }
     }
 
     /// Queues a history request for the reader pool and returns at once.
@@ -363,11 +351,7 @@ impl Store {
     /// [`StoreError::BothCursors`], [`StoreError::Busy`] (request queue full) and
     /// [`StoreError::Closed`] — are delivered by calling `reply` on the caller's thread before
     /// `query` returns; this never blocks.
-    pub fn query(
-        &self,
-        q: HistoryQuery,
-        reply: Box<dyn FnOnce(Result<HistoryPage, StoreError>) + Send>,
-    ) {
+    pub fn query(&self, q: HistoryQuery, reply: Box<dyn FnOnce(Result<HistoryPage, StoreError>) + Send>) {
         let plan = match Plan::new(q) {
             Ok(plan) => plan,
             Err(err) => return reply(Err(err)),
@@ -379,9 +363,7 @@ impl Store {
             Ok(()) => {}
             Err(TrySendError::Full(req)) => {
                 bump(&self.shared.counters.queries_rejected_busy, 1);
-                (req.reply)(Err(StoreError::Busy {
-                    capacity: self.reader_queue,
-                }));
+                (req.reply)(Err(StoreError::Busy { capacity: self.reader_queue }));
             }
             Err(TrySendError::Disconnected(req)) => (req.reply)(Err(StoreError::Closed)),
         }
@@ -413,16 +395,11 @@ impl Store {
         }
         // Ignored if the writer is gone: the wait below reports that.
         let _ = self.ctrl_tx.send(Ctrl::Flush);
-        match self
-            .shared
-            .wait_committed(target, timeout.map(|t| start + t))
-        {
+        match self.shared.wait_committed(target, timeout.map(|t| start + t)) {
             WaitOutcome::Reached => Ok(()),
-            WaitOutcome::TimedOut(committed) => Err(StoreError::FlushTimeout {
-                waited: start.elapsed(),
-                committed,
-                target,
-            }),
+            WaitOutcome::TimedOut(committed) => {
+                Err(StoreError::FlushTimeout { waited: start.elapsed(), committed, target })
+            }
             WaitOutcome::WriterGone(committed) => Err(StoreError::WriterGone { committed, target }),
         }
     }
@@ -444,9 +421,7 @@ impl Store {
             // Ignored if the writer already exited; joining tells.
             let _ = self.ctrl_tx.send(Ctrl::Shutdown);
             if handle.join().is_err() {
-                result = Err(StoreError::ThreadPanicked {
-                    name: "store-writer".to_string(),
-                });
+                result = Err(StoreError::ThreadPanicked { name: "store-writer".to_string() });
             }
         }
         // Readers answer what is queued, then see the channel disconnect and exit.
@@ -561,10 +536,7 @@ impl StoreWriter {
             }
             let waited = start.elapsed();
             if waited >= timeout {
-                return Err(StoreError::EnqueueTimeout {
-                    waited,
-                    record: Box::new(rec),
-                });
+                return Err(StoreError::EnqueueTimeout { waited, record: Box::new(rec) });
             }
             std::thread::sleep(pause.min(timeout - waited));
             pause = (pause * 2).min(Duration::from_millis(5));

@@ -92,10 +92,7 @@ pub(crate) fn spawn_pool(
         let handle = std::thread::Builder::new()
             .name(name.clone())
             .spawn(move || run(conn, rx, shared, visible_wait))
-            .map_err(|source| StoreError::Spawn {
-                name: name.clone(),
-                source,
-            })?;
+            .map_err(|source| StoreError::Spawn { name: name.clone(), source })?;
         handles.push((name, handle));
     }
     Ok(handles)
@@ -120,12 +117,7 @@ fn run(conn: Connection, requests: Receiver<Request>, shared: Arc<Shared>, visib
 }
 
 /// Waits for the request's commit watermark (bounded), then reads the page.
-fn serve(
-    conn: &Connection,
-    shared: &Shared,
-    plan: &Plan,
-    visible_wait: Duration,
-) -> Result<HistoryPage, StoreError> {
+fn serve(conn: &Connection, shared: &Shared, plan: &Plan, visible_wait: Duration) -> Result<HistoryPage, StoreError> {
     match shared.wait_committed(plan.visible_seq, Some(Instant::now() + visible_wait)) {
         WaitOutcome::Reached => {}
         WaitOutcome::TimedOut(committed) => {
@@ -169,15 +161,15 @@ fn read_page(conn: &Connection, plan: &Plan) -> Result<HistoryPage, StoreError> 
     };
     let rows = match plan.cursor {
         Cursor::Nothing => return Ok(HistoryPage::default()),
-        Cursor::Newest => conn
-            .prepare_cached(NEWEST_SQL)
-            .and_then(|mut st| collect(st.query_map(params![room, fetch], map_row)?)),
-        Cursor::Before(id) => conn
-            .prepare_cached(BEFORE_SQL)
-            .and_then(|mut st| collect(st.query_map(params![room, id, fetch], map_row)?)),
-        Cursor::After(id) => conn
-            .prepare_cached(AFTER_SQL)
-            .and_then(|mut st| collect(st.query_map(params![room, id, fetch], map_row)?)),
+        Cursor::Newest => {
+            conn.prepare_cached(NEWEST_SQL).and_then(|mut st| collect(st.query_map(params![room, fetch], map_row)?))
+        }
+        Cursor::Before(id) => {
+            conn.prepare_cached(BEFORE_SQL).and_then(|mut st| collect(st.query_map(params![room, id, fetch], map_row)?))
+        }
+        Cursor::After(id) => {
+            conn.prepare_cached(AFTER_SQL).and_then(|mut st| collect(st.query_map(params![room, id, fetch], map_row)?))
+        }
     };
     messages.extend(rows.map_err(StoreError::Query)?);
     let has_more = messages.len() > plan.limit;

@@ -37,20 +37,11 @@ const MIGRATIONS: &[(i64, &str)] = &[(
 
 /// Opens the writer's read-write connection, switches it to WAL with the requested `synchronous`
 /// level, and migrates the schema to [`SCHEMA_VERSION`].
-pub(crate) fn open_writer(
-    path: &Path,
-    sync_full: bool,
-    busy_timeout: Duration,
-) -> Result<Connection, StoreError> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let mut conn = Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    conn.busy_timeout(busy_timeout)
-        .map_err(setup("set busy_timeout"))?;
+pub(crate) fn open_writer(path: &Path, sync_full: bool, busy_timeout: Duration) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn = Connection::open_with_flags(path, flags)
+        .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+    conn.busy_timeout(busy_timeout).map_err(setup("set busy_timeout"))?;
     // Check the version before changing anything in a file we may not understand.
     check_version(read_version(&conn)?)?;
     let mode: String = conn
@@ -60,10 +51,8 @@ pub(crate) fn open_writer(
         return Err(StoreError::NoWal(mode));
     }
     let sync = if sync_full { "FULL" } else { "NORMAL" };
-    conn.pragma_update(None, "synchronous", sync)
-        .map_err(setup("set synchronous"))?;
-    conn.pragma_update(None, "temp_store", "MEMORY")
-        .map_err(setup("set temp_store"))?;
+    conn.pragma_update(None, "synchronous", sync).map_err(setup("set synchronous"))?;
+    conn.pragma_update(None, "temp_store", "MEMORY").map_err(setup("set temp_store"))?;
     migrate(&mut conn)?;
     Ok(conn)
 }
@@ -71,37 +60,29 @@ pub(crate) fn open_writer(
 /// Opens one read-only connection for a history reader (the writer must have created the schema).
 pub(crate) fn open_reader(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    conn.busy_timeout(busy_timeout)
-        .map_err(setup("set busy_timeout"))?;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+    conn.busy_timeout(busy_timeout).map_err(setup("set busy_timeout"))?;
     check_version(read_version(&conn)?)?;
     Ok(conn)
 }
 
 /// Largest id stored, 0 for an empty table (negative ids, which this store never writes, count as 0).
 pub(crate) fn max_id(conn: &Connection) -> Result<u64, StoreError> {
-    let max: Option<i64> = conn
-        .query_row("SELECT MAX(id) FROM messages", [], |row| row.get(0))
-        .map_err(setup("read max(id)"))?;
+    let max: Option<i64> =
+        conn.query_row("SELECT MAX(id) FROM messages", [], |row| row.get(0)).map_err(setup("read max(id)"))?;
     Ok(max.map_or(0, |m| u64::try_from(m).unwrap_or(0)))
 }
 
 /// Reads `PRAGMA user_version`.
 pub(crate) fn read_version(conn: &Connection) -> Result<i64, StoreError> {
-    conn.pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(setup("read user_version"))
+    conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(setup("read user_version"))
 }
 
 /// Errors with [`StoreError::SchemaTooNew`] when `found` is newer than this build knows.
 pub(crate) fn check_version(found: i64) -> Result<(), StoreError> {
     if found > SCHEMA_VERSION {
-        return Err(StoreError::SchemaTooNew {
-            found,
-            supported: SCHEMA_VERSION,
-        });
+        return Err(StoreError::SchemaTooNew { found, supported: SCHEMA_VERSION });
     }
     Ok(())
 }

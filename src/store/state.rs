@@ -72,10 +72,7 @@ impl Shared {
         Shared {
             gate: Mutex::new(Gate::default()),
             enqueued: AtomicU64::new(0),
-            watermark: Mutex::new(Watermark {
-                committed: 0,
-                writer_alive: true,
-            }),
+            watermark: Mutex::new(Watermark { committed: 0, writer_alive: true }),
             committed_cv: Condvar::new(),
             counters: Counters::default(),
             enqueue_timeout,
@@ -118,9 +115,7 @@ impl Shared {
             match deadline {
                 None => self.committed_cv.wait(&mut wm),
                 Some(deadline) => {
-                    if self.committed_cv.wait_until(&mut wm, deadline).timed_out()
-                        && wm.committed < target
-                    {
+                    if self.committed_cv.wait_until(&mut wm, deadline).timed_out() && wm.committed < target {
                         return WaitOutcome::TimedOut(wm.committed);
                     }
                 }

@@ -18,10 +18,7 @@ use super::*;
 const DEADLINE: Duration = Duration::from_secs(60);
 
 fn cfg(dir: &Path) -> StoreConfig {
-    StoreConfig {
-        path: dir.join("test.db"),
-        ..StoreConfig::default()
-    }
+    StoreConfig { path: dir.join("test.db"), ..StoreConfig::default() }
 }
 
 fn rec(id: u64, room: &str) -> ChatRecord {
@@ -35,8 +32,7 @@ fn rec(id: u64, room: &str) -> ChatRecord {
 }
 
 fn enqueue(w: &StoreWriter, r: ChatRecord) {
-    w.enqueue_blocking(r)
-        .expect("enqueue within the test deadline");
+    w.enqueue_blocking(r).expect("enqueue within the test deadline");
 }
 
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
@@ -55,29 +51,18 @@ fn query(store: &Store, q: HistoryQuery) -> Result<HistoryPage, StoreError> {
             let _ = tx.send(r);
         }),
     );
-    rx.recv_timeout(DEADLINE)
-        .expect("reply within the deadline")
+    rx.recv_timeout(DEADLINE).expect("reply within the deadline")
 }
 
 fn hq(room: &str, before_id: Option<u64>, after_id: Option<u64>, limit: usize) -> HistoryQuery {
-    HistoryQuery {
-        room: room.to_string(),
-        before_id,
-        after_id,
-        limit,
-        visible_seq: 0,
-    }
+    HistoryQuery { room: room.to_string(), before_id, after_id, limit, visible_seq: 0 }
 }
 
 fn count_rows(path: &Path, room: Option<&str>) -> u64 {
     let conn = Connection::open(path).expect("open db for counting");
     let n: i64 = match room {
         None => conn.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0)),
-        Some(room) => conn.query_row(
-            "SELECT COUNT(*) FROM messages WHERE room = ?1",
-            [room],
-            |r| r.get(0),
-        ),
+        Some(room) => conn.query_row("SELECT COUNT(*) FROM messages WHERE room = ?1", [room], |r| r.get(0)),
     }
     .expect("count rows");
     n as u64
@@ -99,12 +84,9 @@ fn store_and_handles_are_send_sync() {
 #[test]
 fn batches_by_size_when_interval_is_far_away() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(StoreConfig {
-        batch_size: 16,
-        flush_interval: Duration::from_secs(3600),
-        ..cfg(dir.path())
-    })
-    .expect("open");
+    let store =
+        Store::open(StoreConfig { batch_size: 16, flush_interval: Duration::from_secs(3600), ..cfg(dir.path()) })
+            .expect("open");
     let w = store.writer();
     for id in 1..=64 {
         enqueue(&w, rec(id, "r"));
@@ -130,12 +112,9 @@ fn batches_by_size_when_interval_is_far_away() {
 #[test]
 fn batches_by_interval_without_flush() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(StoreConfig {
-        batch_size: 100_000,
-        flush_interval: Duration::from_millis(20),
-        ..cfg(dir.path())
-    })
-    .expect("open");
+    let store =
+        Store::open(StoreConfig { batch_size: 100_000, flush_interval: Duration::from_millis(20), ..cfg(dir.path()) })
+            .expect("open");
     let w = store.writer();
     for id in 1..=10 {
         enqueue(&w, rec(id, "r"));
@@ -307,11 +286,7 @@ fn read_your_writes_waits_for_the_commit_watermark() {
 #[test]
 fn visible_wait_deadline_answers_from_committed_data() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(StoreConfig {
-        visible_wait: Duration::from_millis(10),
-        ..cfg(dir.path())
-    })
-    .expect("open");
+    let store = Store::open(StoreConfig { visible_wait: Duration::from_millis(10), ..cfg(dir.path()) }).expect("open");
     let mut q = hq("r", None, None, 10);
     q.visible_seq = 1_000; // never reached: nothing is enqueued
     let page = query(&store, q).expect("answered after the deadline");
@@ -323,12 +298,7 @@ fn visible_wait_deadline_answers_from_committed_data() {
 #[test]
 fn retention_trims_each_room_to_its_newest_rows() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(StoreConfig {
-        batch_size: 7,
-        retain_per_room: Some(10),
-        ..cfg(dir.path())
-    })
-    .expect("open");
+    let store = Store::open(StoreConfig { batch_size: 7, retain_per_room: Some(10), ..cfg(dir.path()) }).expect("open");
     let w = store.writer();
     for id in 1..=300 {
         let room = if id % 50 == 0 { "quiet" } else { "busy" };
@@ -340,11 +310,7 @@ fn retention_trims_each_room_to_its_newest_rows() {
     wait_for("busy trimmed to 10", || {
         count_rows(&db, Some("busy")) == 10 && store.stats().rows_trimmed == 300 - 6 - 10
     });
-    assert_eq!(
-        count_rows(&db, Some("quiet")),
-        6,
-        "rooms under the limit keep all"
-    );
+    assert_eq!(count_rows(&db, Some("quiet")), 6, "rooms under the limit keep all");
     let page = query(&store, hq("busy", None, None, 100)).expect("query");
     let expected: Vec<u64> = (1..=300).rev().filter(|id| id % 50 != 0).take(10).collect();
     assert_eq!(ids(&page), expected, "the newest rows survive");
@@ -354,11 +320,7 @@ fn retention_trims_each_room_to_its_newest_rows() {
 #[test]
 fn shutdown_drains_every_accepted_record() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(StoreConfig {
-        enqueue_timeout: DEADLINE,
-        ..cfg(dir.path())
-    })
-    .expect("open");
+    let store = Store::open(StoreConfig { enqueue_timeout: DEADLINE, ..cfg(dir.path()) }).expect("open");
     let w = store.writer();
     for id in 1..=100_000 {
         enqueue(&w, rec(id, if id % 2 == 0 { "even" } else { "odd" }));
@@ -367,10 +329,7 @@ fn shutdown_drains_every_accepted_record() {
     // The handle outlives the store: it now refuses records.
     assert!(w.is_closed());
     assert_eq!(w.try_enqueue(rec(100_001, "odd")), Err(rec(100_001, "odd")));
-    assert!(matches!(
-        w.enqueue_blocking(rec(100_002, "odd")),
-        Err(StoreError::Closed)
-    ));
+    assert!(matches!(w.enqueue_blocking(rec(100_002, "odd")), Err(StoreError::Closed)));
 
     let store = Store::open(cfg(dir.path())).expect("reopen");
     assert_eq!(store.max_id(), 100_000);
@@ -381,12 +340,9 @@ fn shutdown_drains_every_accepted_record() {
 #[test]
 fn dropping_the_store_also_drains() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(StoreConfig {
-        flush_interval: Duration::from_secs(3600),
-        batch_size: 100_000,
-        ..cfg(dir.path())
-    })
-    .expect("open");
+    let store =
+        Store::open(StoreConfig { flush_interval: Duration::from_secs(3600), batch_size: 100_000, ..cfg(dir.path()) })
+            .expect("open");
     let w = store.writer();
     for id in 1..=1000 {
         enqueue(&w, rec(id, "r"));
@@ -416,11 +372,7 @@ fn disk_full_commit_is_retried_until_space_returns() {
     assert!(store.stats().retrying);
     assert!(store.stats().committed_seq < 2100);
     // Lift the condition: everything arrives, in order, nothing lost.
-    store
-        .shared
-        .fault
-        .max_page_count
-        .store(1 << 30, Ordering::SeqCst);
+    store.shared.fault.max_page_count.store(1 << 30, Ordering::SeqCst);
     store.flush().expect("flush after recovery");
     let s = store.stats();
     assert!(!s.retrying);
@@ -486,10 +438,7 @@ fn duplicate_ids_are_rejected_not_retried() {
     enqueue(&w, rec(2, "r"));
     store.flush().expect("flush");
     let s = store.stats();
-    assert_eq!(
-        (s.rows_written, s.rows_rejected, s.commit_errors),
-        (2, 2, 0)
-    );
+    assert_eq!((s.rows_written, s.rows_rejected, s.commit_errors), (2, 2, 0));
     assert_eq!(s.committed_seq, 4);
     store.shutdown().expect("shutdown");
 }
@@ -497,12 +446,7 @@ fn duplicate_ids_are_rejected_not_retried() {
 #[test]
 fn full_reader_queue_answers_busy_without_blocking() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(StoreConfig {
-        readers: 1,
-        reader_queue: 1,
-        ..cfg(dir.path())
-    })
-    .expect("open");
+    let store = Store::open(StoreConfig { readers: 1, reader_queue: 1, ..cfg(dir.path()) }).expect("open");
     let (started_tx, started_rx) = crossbeam_channel::bounded::<()>(1);
     let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(1);
     // First request occupies the only reader (its reply blocks until released).
@@ -523,10 +467,7 @@ fn full_reader_queue_answers_busy_without_blocking() {
         }),
     );
     let third = query(&store, hq("r", None, None, 1));
-    assert!(
-        matches!(third, Err(StoreError::Busy { capacity: 1 })),
-        "{third:?}"
-    );
+    assert!(matches!(third, Err(StoreError::Busy { capacity: 1 })), "{third:?}");
     assert_eq!(store.stats().queries_rejected_busy, 1);
     release_tx.send(()).expect("release");
     let second = second_rx.recv_timeout(DEADLINE).expect("second answered");
@@ -540,8 +481,7 @@ fn newer_schema_version_is_refused_with_both_versions() {
     let path = dir.path().join("test.db");
     {
         let conn = Connection::open(&path).expect("create");
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
-            .expect("set version");
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).expect("set version");
     }
     let err = Store::open(cfg(dir.path())).expect_err("newer schema");
     assert!(
@@ -550,62 +490,34 @@ fn newer_schema_version_is_refused_with_both_versions() {
         "{err:?}"
     );
     let msg = err.to_string();
-    assert!(
-        msg.contains(&format!("{}", SCHEMA_VERSION + 1))
-            && msg.contains(&format!("{SCHEMA_VERSION}"))
-    );
+    assert!(msg.contains(&format!("{}", SCHEMA_VERSION + 1)) && msg.contains(&format!("{SCHEMA_VERSION}")));
 }
 
 #[test]
 fn fresh_database_is_migrated_to_the_current_version_and_reopens() {
     let dir = tempfile::tempdir().expect("tempdir");
-    Store::open(cfg(dir.path()))
-        .expect("open")
-        .shutdown()
-        .expect("shutdown");
+    Store::open(cfg(dir.path())).expect("open").shutdown().expect("shutdown");
     let conn = Connection::open(dir.path().join("test.db")).expect("open raw");
-    let v: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .expect("version");
+    let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).expect("version");
     assert_eq!(v, SCHEMA_VERSION);
-    let mode: String = conn
-        .pragma_query_value(None, "journal_mode", |r| r.get(0))
-        .expect("mode");
+    let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).expect("mode");
     assert_eq!(mode, "wal");
     drop(conn);
-    Store::open(cfg(dir.path()))
-        .expect("reopen")
-        .shutdown()
-        .expect("shutdown");
+    Store::open(cfg(dir.path())).expect("reopen").shutdown().expect("shutdown");
 }
 
 #[test]
 fn invalid_config_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     for bad in [
-        StoreConfig {
-            batch_size: 0,
-            ..cfg(dir.path())
-        },
-        StoreConfig {
-            readers: 0,
-            ..cfg(dir.path())
-        },
-        StoreConfig {
-            retain_per_room: Some(0),
-            ..cfg(dir.path())
-        },
+        StoreConfig { batch_size: 0, ..cfg(dir.path()) },
+        StoreConfig { readers: 0, ..cfg(dir.path()) },
+        StoreConfig { retain_per_room: Some(0), ..cfg(dir.path()) },
     ] {
-        assert!(matches!(
-            Store::open(bad),
-            Err(StoreError::InvalidConfig(_))
-        ));
+        assert!(matches!(Store::open(bad), Err(StoreError::InvalidConfig(_))));
     }
-    let err = Store::open(StoreConfig {
-        path: ":memory:".into(),
-        ..StoreConfig::default()
-    })
-    .expect_err("in-memory has no WAL");
+    let err = Store::open(StoreConfig { path: ":memory:".into(), ..StoreConfig::default() })
+        .expect_err("in-memory has no WAL");
     assert!(matches!(err, StoreError::NoWal(_)), "{err:?}");
 }
 
@@ -620,30 +532,14 @@ fn history_queries_use_the_room_id_index() {
     conn.execute_batch("ANALYZE").expect("analyze");
     for (sql, params) in [
         (CUTOFF_SQL, vec!["a".to_string().into(), 10.into()]),
-        (
-            NEWEST_SQL,
-            vec![rusqlite::types::Value::from("a".to_string()), 10.into()],
-        ),
-        (
-            BEFORE_SQL,
-            vec!["a".to_string().into(), 100.into(), 10.into()],
-        ),
-        (
-            AFTER_SQL,
-            vec!["a".to_string().into(), 100.into(), 10.into()],
-        ),
-        (
-            TRIM_SQL,
-            vec!["a".to_string().into(), 100.into(), 10.into()],
-        ),
+        (NEWEST_SQL, vec![rusqlite::types::Value::from("a".to_string()), 10.into()]),
+        (BEFORE_SQL, vec!["a".to_string().into(), 100.into(), 10.into()]),
+        (AFTER_SQL, vec!["a".to_string().into(), 100.into(), 10.into()]),
+        (TRIM_SQL, vec!["a".to_string().into(), 100.into(), 10.into()]),
     ] {
-        let mut stmt = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-            .expect("explain");
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect("explain");
         let plan: Vec<String> = stmt
-            .query_map(rusqlite::params_from_iter(params), |r| {
-                r.get::<_, String>(3)
-            })
+            .query_map(rusqlite::params_from_iter(params), |r| r.get::<_, String>(3))
             .expect("plan rows")
             .collect::<Result<_, _>>()
             .expect("plan");
@@ -699,10 +595,7 @@ fn read_your_writes_holds_with_concurrent_producers() {
         q.visible_seq = w.enqueued_seq();
         let page = query(&store, q).expect("query");
         let newest = page.messages.first().map_or(0, |m| m.id);
-        assert!(
-            newest >= seen_done,
-            "producer {p}: enqueued {seen_done} before the token, newest visible {newest}"
-        );
+        assert!(newest >= seen_done, "producer {p}: enqueued {seen_done} before the token, newest visible {newest}");
         checks += 1;
     }
     for h in producers {
@@ -710,22 +603,14 @@ fn read_your_writes_holds_with_concurrent_producers() {
     }
     store.flush().expect("flush");
     assert_eq!(store.stats().visible_wait_timeouts, 0);
-    assert_eq!(
-        count_rows(&dir.path().join("test.db"), None),
-        PRODUCERS * PER_PRODUCER
-    );
+    assert_eq!(count_rows(&dir.path().join("test.db"), None), PRODUCERS * PER_PRODUCER);
     store.shutdown().expect("shutdown");
 }
 
 #[test]
 fn sync_full_store_commits_and_reads_back() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(StoreConfig {
-        sync_full: true,
-        batch_size: 3,
-        ..cfg(dir.path())
-    })
-    .expect("open");
+    let store = Store::open(StoreConfig { sync_full: true, batch_size: 3, ..cfg(dir.path()) }).expect("open");
     let w = store.writer();
     for id in 1..=10 {
         enqueue(&w, rec(id, "r"));

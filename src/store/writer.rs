@@ -120,9 +120,7 @@ impl Writer {
             self.poll_ctrl();
             let channel_empty = self.fill();
             let full = self.batch.len() >= self.cfg.batch_size;
-            let interval_due = self
-                .first_at
-                .is_some_and(|t| t.elapsed() >= self.cfg.flush_interval);
+            let interval_due = self.first_at.is_some_and(|t| t.elapsed() >= self.cfg.flush_interval);
             let drain_now = (self.urgent || self.shutting_down) && channel_empty;
             if !self.batch.is_empty() && (full || interval_due || drain_now) {
                 self.commit_batch();
@@ -137,10 +135,7 @@ impl Writer {
             }
             self.wait();
         }
-        tracing::debug!(
-            committed = self.shared.committed(),
-            "store: writer drained and stopped"
-        );
+        tracing::debug!(committed = self.shared.committed(), "store: writer drained and stopped");
     }
 
     /// Handles every pending control message without blocking.
@@ -200,12 +195,8 @@ impl Writer {
     /// (or, with an empty batch and retention work pending, one flush interval for an idle trim).
     fn wait(&mut self) {
         let timeout = match self.first_at {
-            Some(first) => {
-                Some((first + self.cfg.flush_interval).saturating_duration_since(Instant::now()))
-            }
-            None if self.retention.as_ref().is_some_and(Retention::has_work) => {
-                Some(self.cfg.flush_interval)
-            }
+            Some(first) => Some((first + self.cfg.flush_interval).saturating_duration_since(Instant::now())),
+            None if self.retention.as_ref().is_some_and(Retention::has_work) => Some(self.cfg.flush_interval),
             None => None,
         };
         let data = &self.data;
@@ -265,11 +256,7 @@ impl Writer {
         };
         if failures > 0 {
             counters.retrying.store(false, Ordering::SeqCst);
-            tracing::info!(
-                failures,
-                batch = self.batch.len(),
-                "store: commit succeeded again after failures"
-            );
+            tracing::info!(failures, batch = self.batch.len(), "store: commit succeeded again after failures");
         }
         if outcome.rejected > 0 {
             tracing::warn!(
@@ -341,10 +328,7 @@ impl Writer {
                 bump(&self.shared.counters.rows_trimmed, deleted);
                 retention.finished(&done);
                 if retention.failures > 0 {
-                    tracing::info!(
-                        failures = retention.failures,
-                        "store: retention trimming works again"
-                    );
+                    tracing::info!(failures = retention.failures, "store: retention trimming works again");
                     retention.failures = 0;
                 }
             }
@@ -385,13 +369,7 @@ fn insert_batch(conn: &mut Connection, batch: &[ChatRecord]) -> rusqlite::Result
         let mut stmt = tx.prepare_cached(INSERT_SQL)?;
         for rec in batch {
             let changed = match i64::try_from(rec.id) {
-                Ok(id) => stmt.execute(params![
-                    id,
-                    rec.room,
-                    rec.user,
-                    rec.content,
-                    rec.created_at_ms
-                ])?,
+                Ok(id) => stmt.execute(params![id, rec.room, rec.user, rec.content, rec.created_at_ms])?,
                 Err(_) => 0,
             };
             if changed == 1 {
@@ -424,9 +402,7 @@ fn trim_rooms(
             if budget == 0 {
                 break;
             }
-            let cutoff: Option<i64> = cutoff_stmt
-                .query_row(params![room, keep], |row| row.get(0))
-                .optional()?;
+            let cutoff: Option<i64> = cutoff_stmt.query_row(params![room, keep], |row| row.get(0)).optional()?;
             let Some(cutoff) = cutoff else {
                 done.push(Arc::clone(room));
                 continue;

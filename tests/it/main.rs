@@ -3,6 +3,7 @@
 mod support;
 
 mod core_chat;
+mod history;
 mod http_errors;
 mod json_protocol;
 mod lifecycle;
