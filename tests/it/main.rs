@@ -8,4 +8,5 @@ mod http_errors;
 mod json_protocol;
 mod lifecycle;
 mod scale;
+mod tidy;
 mod ws_violations;
