@@ -5,9 +5,11 @@
 //! `reactor` (threads, polls) → `conn` (sockets, buffers) → `session` (what bytes mean) → `room`
 //! (membership, fan-out) → `store` (SQLite); `ws`, `http` and `protocol` are sans-IO codecs.
 
+pub mod auth;
 pub mod config;
 pub mod conn;
 pub mod http;
+pub mod limits;
 pub mod protocol;
 pub mod reactor;
 pub mod room;

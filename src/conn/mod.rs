@@ -14,6 +14,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use mio::net::TcpStream;
 
+use crate::limits::per_ip::IpSlot;
+use crate::limits::ws_guard::WsGuard;
 use crate::protocol::Format;
 use crate::room::directory::Room;
 use crate::ws::codec::{self, FrameDecoder};
@@ -54,6 +56,8 @@ pub struct WsState {
     pub decoder: FrameDecoder,
     /// Rooms joined (text connections: exactly one).
     pub rooms: Vec<Membership>,
+    /// Room grant, rate throttle and liveness clock.
+    pub guard: WsGuard,
 }
 
 /// One room a connection is in.
@@ -104,6 +108,8 @@ pub struct Conn {
     pub flush_scheduled: bool,
     /// The peer may have more input that a paused or budget-limited read left in the socket.
     pub read_pending: bool,
+    /// This connection's share of its address's count (`--max-conns-per-ip`); released on drop.
+    pub ip_slot: IpSlot,
 }
 
 impl Conn {
@@ -119,6 +125,7 @@ impl Conn {
             deadline: Some(deadline),
             flush_scheduled: false,
             read_pending: false,
+            ip_slot: IpSlot::untracked(),
         }
     }
 

@@ -31,6 +31,10 @@ pub enum ErrorCode {
     InvalidParameter,
     /// History could not be read (database unavailable or overloaded); retry later.
     HistoryUnavailable,
+    /// Over the connection's message or byte rate: the message was dropped; slow down.
+    RateLimited,
+    /// The token's `rooms` claim does not include the room.
+    Forbidden,
 }
 
 impl ErrorCode {
@@ -51,6 +55,8 @@ impl ErrorCode {
             ErrorCode::TooManyRooms => "too_many_rooms",
             ErrorCode::InvalidParameter => "invalid_parameter",
             ErrorCode::HistoryUnavailable => "history_unavailable",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Forbidden => "forbidden",
         }
     }
 }

@@ -15,6 +15,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::inbox::ShardMsg;
+use crate::limits::per_ip::PerIpLimiter;
 use crate::room::fanout::Hub;
 
 /// Token of the listening socket.
@@ -50,6 +51,8 @@ pub struct Acceptor {
     pub open_conns: Arc<AtomicUsize>,
     /// Connection limit.
     pub max_connections: usize,
+    /// Connections per client address (`--max-conns-per-ip`).
+    pub per_ip: Arc<PerIpLimiter>,
     /// Set to stop the loop (then wake it).
     pub stop: Arc<AtomicBool>,
 }
@@ -94,7 +97,8 @@ impl Acceptor {
                         }
                         let _ = stream.set_nodelay(true);
                         let over_capacity = open > self.max_connections;
-                        self.hub.send_to_shard(next_shard, ShardMsg::Accept { stream, peer, over_capacity });
+                        let ip_slot = self.per_ip.acquire(peer.ip());
+                        self.hub.send_to_shard(next_shard, ShardMsg::Accept { stream, peer, over_capacity, ip_slot });
                         next_shard = (next_shard + 1) % n_shards;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

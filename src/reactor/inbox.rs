@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 
+use crate::limits::per_ip::IpSlot;
 use crate::room::fanout::Delivery;
 use crate::store::{HistoryPage, StoreError};
 
@@ -25,6 +26,8 @@ pub enum ShardMsg {
         peer: SocketAddr,
         /// The server is at `max_connections`.
         over_capacity: bool,
+        /// The connection's share of its address's count (`--max-conns-per-ip`), released on drop.
+        ip_slot: IpSlot,
     },
     /// An event published to a room this shard has members in.
     Deliver(Arc<Delivery>),

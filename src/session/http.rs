@@ -7,12 +7,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::ShardCtx;
+use super::guard::AccessError;
 use super::ws;
 use crate::conn::{Conn, Phase, WsState};
 use crate::http::request::{self, Request, query_pairs};
 use crate::http::response::Response;
 use crate::http::route::{Route, route};
 use crate::http::upgrade;
+use crate::limits::ws_guard::WsGuard;
 use crate::protocol::error::{ClientError, ErrorCode};
 use crate::protocol::{Format, json, names};
 use crate::reactor::inbox::{HistoryPurpose, HistoryReply, ShardMsg};
@@ -67,6 +69,10 @@ fn serve_buffered(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
             let resp = Response::error(503, "server_full", "the server is at its connection limit; retry later")
                 .with_header("Retry-After: 1".into());
             respond(ctx, conn, key, &resp, false, req.head_only);
+            return;
+        }
+        if conn.ip_slot.over_limit() {
+            respond(ctx, conn, key, &AccessError::TooManyFromAddress.response(), false, req.head_only);
             return;
         }
         handle(ctx, conn, key, req);
@@ -187,13 +193,20 @@ fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
             return respond(ctx, conn, key, &Response::error(400, err.code.as_str(), &err.message), false, false);
         }
     };
+    let admitted = match ctx.guard.admit_upgrade(req, &params.room) {
+        Ok(admitted) => admitted,
+        Err(err) => return respond(ctx, conn, key, &err.response(), false, false),
+    };
     conn.send_unbounded(upgrade::switching_protocols(&accepted));
-    let user: Arc<str> = Arc::from(params.nick.as_deref().unwrap_or("anonymous"));
+    // With auth on, the name comes from the token and `nick` is ignored.
+    let name = admitted.user.as_deref().or(params.nick.as_deref()).unwrap_or("anonymous");
+    let user: Arc<str> = Arc::from(name);
     conn.phase = Phase::Ws(Box::new(WsState {
         format: params.format,
         user: Arc::clone(&user),
         decoder: Default::default(),
         rooms: Vec::new(),
+        guard: WsGuard::new(admitted.grant, &ctx.guard.rates, Instant::now()),
     }));
     conn.deadline = None;
     if params.format == Format::Json {
@@ -207,6 +220,9 @@ fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
 
 fn history(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, req: &Request) {
     let (keep_alive, head_only) = (req.keep_alive, req.head_only);
+    if let Err(err) = ctx.guard.admit_rest(req, room) {
+        return respond(ctx, conn, key, &err.response(), keep_alive, head_only);
+    }
     let query = match history_query(room, &req.query) {
         Ok(query) => query,
         Err(err) => {
