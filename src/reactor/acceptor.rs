@@ -96,6 +96,7 @@ impl Acceptor {
                             continue;
                         }
                         let _ = stream.set_nodelay(true);
+                        crate::limits::keepalive::enable(&stream);
                         let over_capacity = open > self.max_connections;
                         let ip_slot = self.per_ip.acquire(peer.ip());
                         self.hub.send_to_shard(next_shard, ShardMsg::Accept { stream, peer, over_capacity, ip_slot });

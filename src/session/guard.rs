@@ -167,7 +167,8 @@ pub fn admit_message(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, now: Insta
         }
         Verdict::Close => {
             tracing::info!(shard = ctx.shard, key, peer = %conn.peer, "closing a client that keeps flooding");
-            close_ws(ctx, conn, key, close::POLICY_VIOLATION, "rate limit exceeded repeatedly", true);
+            // Keep the queued warnings: they tell the client why (at most FLOOD_WARNINGS frames).
+            close_ws(ctx, conn, key, close::POLICY_VIOLATION, "rate limit exceeded repeatedly", false);
             false
         }
     }

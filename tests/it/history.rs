@@ -34,7 +34,7 @@ fn ids(page: &Value) -> Vec<u64> {
 
 #[test]
 fn rest_pages_newest_first_with_cursors_and_read_your_writes() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--rate-limit", "0"]);
     let mut ws = connect_json(&server, "caf%C3%A9", "ann");
     let posted = post(&mut ws, "café", "m", 120);
     // Read-your-writes: the last message was just received; the page must already contain it.
@@ -95,7 +95,7 @@ fn rest_history_rejects_bad_parameters_with_400() {
 
 #[test]
 fn websocket_history_command() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--rate-limit", "0"]);
     let mut ws = connect_json(&server, "h", "ann");
     let posted = post(&mut ws, "h", "x", 30);
     send_json(&mut ws, json!({"type": "history", "room": "h", "limit": 10}));
@@ -164,7 +164,7 @@ fn resume_through_join_command() {
 
 #[test]
 fn sigterm_commits_everything_and_ids_continue_after_restart() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--rate-limit", "0"]);
     let mut ws = connect_json(&server, "persist", "ann");
     // Fire many messages without waiting, then wait for all echoes: all were accepted.
     for i in 0..2000 {
@@ -177,7 +177,7 @@ fn sigterm_commits_everything_and_ids_continue_after_restart() {
     drop(ws);
     let (status, dir) = server.stop();
     assert!(status.success());
-    let server = Server::start_in(dir, &[]);
+    let server = Server::start_in(dir, &["--rate-limit", "0"]);
     let all = ids(&get_json(&server, "/rooms/persist/messages?limit=200").1);
     assert_eq!(all[0], last, "the last accepted message survived the shutdown");
     assert_eq!(count_rows(&server.db_path(), "persist"), 2000);
@@ -188,7 +188,7 @@ fn sigterm_commits_everything_and_ids_continue_after_restart() {
 
 #[test]
 fn kill_9_keeps_every_committed_batch_and_the_database_intact() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--rate-limit", "0"]);
     let mut ws = connect_json(&server, "crash", "ann");
     let posted: BTreeSet<u64> = post(&mut ws, "crash", "m", 300).into_iter().collect();
     // Everything echoed more than a flush interval (10 ms) ago is committed; wait comfortably longer.
@@ -211,7 +211,7 @@ fn kill_9_keeps_every_committed_batch_and_the_database_intact() {
         stmt.query_map([], |r| r.get::<_, i64>(0)).expect("query").map(|r| r.expect("row") as u64).collect()
     };
     assert!(posted.is_subset(&stored), "every message committed before the kill is there");
-    let server = Server::start_in(dir, &[]);
+    let server = Server::start_in(dir, &["--rate-limit", "0"]);
     let mut ws = connect_json(&server, "crash", "ann");
     let next = post(&mut ws, "crash", "after", 1)[0];
     assert!(next > *stored.iter().max().expect("rows"), "ids continue after a crash");

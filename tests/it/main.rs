@@ -4,9 +4,11 @@ mod support;
 
 mod core_chat;
 mod history;
+mod hostile;
 mod http_errors;
 mod json_protocol;
 mod lifecycle;
 mod scale;
+mod security;
 mod tidy;
 mod ws_violations;
