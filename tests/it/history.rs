@@ -80,7 +80,7 @@ fn rest_pages_newest_first_with_cursors_and_read_your_writes() {
 
 #[test]
 fn rest_history_rejects_bad_parameters_with_400() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--rate-limit", "0"]);
     for query in ["limit=abc", "limit=-1", "limit=0", "before_id=x", "after_id=-3", "before_id=1&after_id=2"] {
         let (status, body) = get_json(&server, &format!("/rooms/r/messages?{query}"));
         assert_eq!(status, 400, "{query}");
@@ -122,7 +122,7 @@ fn history_is_unavailable_without_persistence() {
 
 #[test]
 fn resume_after_reconnect_delivers_missed_then_live_without_gap_or_duplicate() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--rate-limit", "0"]);
     let mut sender = connect_json(&server, "res", "sender");
     let mut reader = connect_json(&server, "res", "reader");
     let before = post(&mut sender, "res", "a", 10);
@@ -151,7 +151,7 @@ fn resume_after_reconnect_delivers_missed_then_live_without_gap_or_duplicate() {
 
 #[test]
 fn resume_through_join_command() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--rate-limit", "0"]);
     let mut sender = connect_json(&server, "j", "sender");
     let posted = post(&mut sender, "j", "m", 8);
     let mut late = connect_json(&server, "other", "late");
@@ -220,4 +220,20 @@ fn kill_9_keeps_every_committed_batch_and_the_database_intact() {
 fn count_rows(db: &std::path::Path, room: &str) -> i64 {
     let conn = rusqlite::Connection::open(db).expect("open");
     conn.query_row("SELECT COUNT(*) FROM messages WHERE room = ?1", [room], |r| r.get(0)).expect("count")
+}
+
+#[test]
+fn retention_keeps_the_newest_messages_per_room() {
+    let server = Server::start(&["--retain-per-room", "10", "--rate-limit", "0"]);
+    let mut ws = connect_json(&server, "trim", "ann");
+    let posted = post(&mut ws, "trim", "m", 60);
+    let mut quiet = connect_json(&server, "quiet", "bob");
+    post(&mut quiet, "quiet", "q", 3);
+    // Trimming happens in the writer thread after the batches commit.
+    wait_until("the busy room to be trimmed to 10", || count_rows(&server.db_path(), "trim") == 10);
+    assert_eq!(
+        ids(&get_json(&server, "/rooms/trim/messages").1),
+        posted[50..].iter().rev().copied().collect::<Vec<_>>()
+    );
+    assert_eq!(count_rows(&server.db_path(), "quiet"), 3);
 }

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod conformance;
 mod core_chat;
 mod history;
 mod hostile;
