@@ -24,7 +24,7 @@ pub const CLOCK_LEEWAY_SECS: u64 = 30;
 #[derive(Debug, Error)]
 pub enum AuthConfigError {
     /// The key file could not be read.
-    #[error("cannot read --jwt-public-key {path}: {source}")]
+    #[error("cannot read --jwt-public-key {path}")]
     ReadKey {
         /// The file.
         path: String,

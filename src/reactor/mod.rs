@@ -46,7 +46,7 @@ pub enum ServerError {
     #[error("history database: {0}")]
     Store(#[from] StoreError),
     /// Authentication could not be set up (unreadable or unusable key).
-    #[error("authentication: {0}")]
+    #[error("authentication setup failed")]
     Auth(#[from] AuthConfigError),
     /// A thread panicked (a bug); the message says which.
     #[error("a {0} thread panicked")]
