@@ -107,18 +107,10 @@ mod tests {
 
     #[test]
     fn loss_is_expected_minus_unique() {
-        let mut room = RoomTotals {
-            sent: 10,
-            recipients: 3,
-            unique: 28,
-        };
+        let mut room = RoomTotals { sent: 10, recipients: 3, unique: 28 };
         assert_eq!(room.expected(), 30);
         assert_eq!(room.lost(), 2);
-        room.merge(&RoomTotals {
-            sent: 0,
-            recipients: 0,
-            unique: 5,
-        });
+        room.merge(&RoomTotals { sent: 0, recipients: 0, unique: 5 });
         assert_eq!(room.lost(), 0, "surplus never goes negative");
     }
 }

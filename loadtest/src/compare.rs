@@ -34,38 +34,26 @@ const FIELDS: &[(&str, &str)] = &[
 pub fn compare(a: &Value, b: &Value) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let name = |v: &Value| {
-        format!(
-            "{} {}",
-            v["scenario"].as_str().unwrap_or("?"),
-            v["config"]["url"].as_str().unwrap_or("")
-        )
-    };
+    let name =
+        |v: &Value| format!("{} {}", v["scenario"].as_str().unwrap_or("?"), v["config"]["url"].as_str().unwrap_or(""));
     let _ = writeln!(out, "A: {}\nB: {}", name(a), name(b));
     let _ = writeln!(out, "{:<22} {:>14} {:>14} {:>8}", "figure", "A", "B", "B/A");
     for (label, ptr) in FIELDS {
-        let (Some(x), Some(y)) = (
-            a.pointer(ptr).and_then(Value::as_f64),
-            b.pointer(ptr).and_then(Value::as_f64),
-        ) else {
+        let (Some(x), Some(y)) = (a.pointer(ptr).and_then(Value::as_f64), b.pointer(ptr).and_then(Value::as_f64))
+        else {
             continue;
         };
         if x == 0.0 && y == 0.0 {
             continue;
         }
-        let ratio = if x != 0.0 {
-            format!("{:.2}", y / x)
-        } else {
-            "-".into()
-        };
+        let ratio = if x != 0.0 { format!("{:.2}", y / x) } else { "-".into() };
         let _ = writeln!(out, "{label:<22} {x:>14.1} {y:>14.1} {ratio:>8}");
     }
     out
 }
 
 pub fn run(a: &Path, b: &Path) -> Result<i32, LoadError> {
-    let read =
-        |p: &Path| -> Result<Value, LoadError> { Ok(serde_json::from_slice(&std::fs::read(p)?)?) };
+    let read = |p: &Path| -> Result<Value, LoadError> { Ok(serde_json::from_slice(&std::fs::read(p)?)?) };
     print!("{}", compare(&read(a)?, &read(b)?));
     Ok(0)
 }
@@ -81,14 +69,8 @@ mod tests {
         let b = json!({"scenario":"broadcast","messages":{"sent":100,"delivered":900},"latency_us":{"corrected":{"p99":400}}});
         let t = compare(&a, &b);
         assert!(t.contains("corrected p99 µs"));
-        assert!(
-            t.lines()
-                .any(|l| l.starts_with("corrected p99 µs") && l.ends_with("2.00"))
-        );
-        assert!(
-            t.lines()
-                .any(|l| l.starts_with("delivered") && l.ends_with("0.90"))
-        );
+        assert!(t.lines().any(|l| l.starts_with("corrected p99 µs") && l.ends_with("2.00")));
+        assert!(t.lines().any(|l| l.starts_with("delivered") && l.ends_with("0.90")));
         assert!(!t.contains("http req/s"));
     }
 }

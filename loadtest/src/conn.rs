@@ -212,11 +212,7 @@ impl Conn {
     }
 
     /// Parses handshake and frames from `buf`, returning how many bytes were consumed.
-    fn process(
-        &mut self,
-        buf: &mut [u8],
-        cb: &mut dyn FnMut(&mut Meta, Event<'_>),
-    ) -> Result<usize, ConnError> {
+    fn process(&mut self, buf: &mut [u8], cb: &mut dyn FnMut(&mut Meta, Event<'_>)) -> Result<usize, ConnError> {
         let mut pos = 0;
         while pos < buf.len() {
             match self.phase {
@@ -230,8 +226,7 @@ impl Conn {
                     Err(e) => return Err(ConnError::Handshake(e)),
                 },
                 Phase::Open => {
-                    let Some(f) = ws::decode_frame(&mut buf[pos..]).map_err(ConnError::Frame)?
-                    else {
+                    let Some(f) = ws::decode_frame(&mut buf[pos..]).map_err(ConnError::Frame)? else {
                         break;
                     };
                     let payload = &buf[pos + f.payload_start..pos + f.payload_end];
@@ -264,11 +259,7 @@ impl Conn {
             Kind::Pong => cb(&mut self.meta, Event::Pong(payload)),
             Kind::Close => {
                 let m = self.mask();
-                let code = if payload.len() >= 2 {
-                    &payload[..2]
-                } else {
-                    &[0x03, 0xe8][..]
-                };
+                let code = if payload.len() >= 2 { &payload[..2] } else { &[0x03, 0xe8][..] };
                 ws::encode_frame(&mut self.wbuf, Kind::Close, code, m);
                 let _ = self.flush();
                 self.phase = Phase::Closed;
@@ -290,9 +281,7 @@ impl Conn {
                     return Err(ConnError::Frame(FrameError::UnexpectedContinuation));
                 };
                 if self.frag.len() as u64 + payload.len() as u64 > ws::MAX_FRAME {
-                    return Err(ConnError::Frame(FrameError::TooLarge(
-                        self.frag.len() as u64
-                    )));
+                    return Err(ConnError::Frame(FrameError::TooLarge(self.frag.len() as u64)));
                 }
                 self.frag.extend_from_slice(payload);
                 if fin {

@@ -18,12 +18,7 @@ impl CpuUsage {
         // SAFETY: valid pointer to a local.
         unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
         let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-        CpuUsage {
-            user_secs: tv(ru.ru_utime),
-            sys_secs: tv(ru.ru_stime),
-            wall_secs: 0.0,
-            at: Instant::now(),
-        }
+        CpuUsage { user_secs: tv(ru.ru_utime), sys_secs: tv(ru.ru_stime), wall_secs: 0.0, at: Instant::now() }
     }
 
     /// Usage between `earlier` and `self`.
@@ -38,17 +33,11 @@ impl CpuUsage {
 
     /// CPU seconds per wall second (1.0 = one core busy).
     pub fn cores_used(&self) -> f64 {
-        if self.wall_secs > 0.0 {
-            (self.user_secs + self.sys_secs) / self.wall_secs
-        } else {
-            0.0
-        }
+        if self.wall_secs > 0.0 { (self.user_secs + self.sys_secs) / self.wall_secs } else { 0.0 }
     }
 }
 
 /// Number of CPUs available to this process.
 pub fn cores() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }

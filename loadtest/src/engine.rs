@@ -125,9 +125,7 @@ pub fn run(cfg: RunConfig, progress: &Progress) -> Result<RunOutcome, LoadError>
     let mut handles = Vec::new();
     for id in 0..cfg.threads {
         let mut w = Worker::new(id, cfg.clone(), ctl.clone())?;
-        let h = std::thread::Builder::new()
-            .name(format!("load-{id}"))
-            .spawn(move || w.run())?;
+        let h = std::thread::Builder::new().name(format!("load-{id}")).spawn(move || w.run())?;
         handles.push(h);
     }
     let total = cfg.conns as u64;
@@ -145,11 +143,7 @@ pub fn run(cfg: RunConfig, progress: &Progress) -> Result<RunOutcome, LoadError>
         ctl.start_ns.store(start, Ordering::SeqCst);
         let end = start + (cfg.warmup + cfg.duration).as_nanos() as u64;
         while clock::now_ns() < end {
-            let phase = if clock::now_ns() < start + cfg.warmup.as_nanos() as u64 {
-                "warmup"
-            } else {
-                "run"
-            };
+            let phase = if clock::now_ns() < start + cfg.warmup.as_nanos() as u64 { "warmup" } else { "run" };
             progress.tick(&ctl, phase);
             let left = end.saturating_sub(clock::now_ns());
             std::thread::sleep(Duration::from_nanos(left.min(100_000_000)));
@@ -159,8 +153,7 @@ pub fn run(cfg: RunConfig, progress: &Progress) -> Result<RunOutcome, LoadError>
             let d0 = Instant::now();
             // Let in-flight sends leave the workers before comparing counts.
             std::thread::sleep(Duration::from_millis(20));
-            while d0.elapsed() < cfg.drain && ctl.delivered.load(Ordering::Relaxed) < ctl.expected()
-            {
+            while d0.elapsed() < cfg.drain && ctl.delivered.load(Ordering::Relaxed) < ctl.expected() {
                 progress.tick(&ctl, "drain");
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -177,11 +170,5 @@ pub fn run(cfg: RunConfig, progress: &Progress) -> Result<RunOutcome, LoadError>
     }
     progress.finish();
     let cpu = CpuUsage::snapshot().since(&cpu0);
-    Ok(RunOutcome {
-        stats,
-        connect_secs,
-        measured_secs,
-        drain_secs,
-        cpu,
-    })
+    Ok(RunOutcome { stats, connect_secs, measured_secs, drain_secs, cpu })
 }

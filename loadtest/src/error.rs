@@ -12,11 +12,7 @@ pub enum LoadError {
     #[error(
         "--conns {needed} needs about {needed_fds} file descriptors but RLIMIT_NOFILE is {limit}; raise it (ulimit -n) or lower --conns"
     )]
-    FdLimit {
-        needed: usize,
-        needed_fds: u64,
-        limit: u64,
-    },
+    FdLimit { needed: usize, needed_fds: u64, limit: u64 },
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
     #[error("report error: {0}")]

@@ -9,11 +9,7 @@ use std::fmt::Write;
 pub fn percentile_distribution(h: &Histogram<u64>, ticks_per_half: u32, scaling: f64) -> String {
     let digits = h.sigfig() as usize;
     let mut out = String::new();
-    let _ = write!(
-        out,
-        "{:>12} {:>14} {:>10} {:>14}\n\n",
-        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
-    );
+    let _ = write!(out, "{:>12} {:>14} {:>10} {:>14}\n\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)");
     let mut total: u64 = 0;
     if !h.is_empty() {
         for v in h.iter_quantiles(ticks_per_half) {
@@ -21,15 +17,7 @@ pub fn percentile_distribution(h: &Histogram<u64>, ticks_per_half: u32, scaling:
             let value = v.value_iterated_to() as f64 / scaling;
             let q = v.quantile_iterated_to();
             if q != 1.0 {
-                let _ = writeln!(
-                    out,
-                    "{:>12.*} {:>2.12} {:>10} {:>14.2}",
-                    digits,
-                    value,
-                    q,
-                    total,
-                    1.0 / (1.0 - q)
-                );
+                let _ = writeln!(out, "{:>12.*} {:>2.12} {:>10} {:>14.2}", digits, value, q, total, 1.0 / (1.0 - q));
             } else {
                 let _ = writeln!(out, "{:>12.*} {:>2.12} {:>10}", digits, value, q, total);
             }
@@ -37,24 +25,9 @@ pub fn percentile_distribution(h: &Histogram<u64>, ticks_per_half: u32, scaling:
     }
     let mean = h.mean() / scaling;
     let sd = h.stdev() / scaling;
-    let _ = writeln!(
-        out,
-        "#[Mean    = {:>12.*}, StdDeviation   = {:>12.*}]",
-        digits, mean, digits, sd
-    );
-    let _ = writeln!(
-        out,
-        "#[Max     = {:>12.*}, Total count    = {:>12}]",
-        digits,
-        h.max() as f64 / scaling,
-        h.len()
-    );
-    let _ = writeln!(
-        out,
-        "#[Buckets = {:>12}, SubBuckets     = {:>12}]",
-        h.buckets(),
-        sub_bucket_count(h.sigfig())
-    );
+    let _ = writeln!(out, "#[Mean    = {:>12.*}, StdDeviation   = {:>12.*}]", digits, mean, digits, sd);
+    let _ = writeln!(out, "#[Max     = {:>12.*}, Total count    = {:>12}]", digits, h.max() as f64 / scaling, h.len());
+    let _ = writeln!(out, "#[Buckets = {:>12}, SubBuckets     = {:>12}]", h.buckets(), sub_bucket_count(h.sigfig()));
     out
 }
 
@@ -77,52 +50,26 @@ mod tests {
         }
         let text = percentile_distribution(&h, 5, 1000.0);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(
-            lines[0],
-            "       Value     Percentile TotalCount 1/(1-Percentile)"
-        );
+        assert_eq!(lines[0], "       Value     Percentile TotalCount 1/(1-Percentile)");
         assert_eq!(lines[1], "");
         // First data row: min value at percentile 0.
-        assert_eq!(
-            lines[2],
-            "       1.000 0.000000000000          1           1.00"
-        );
+        assert_eq!(lines[2], "       1.000 0.000000000000          1           1.00");
         // The 50% row: value, fixed 12-decimal percentile, cumulative count, 1/(1-p).
-        let median = lines
-            .iter()
-            .find(|l| l.contains(" 0.500000000000 "))
-            .unwrap();
-        assert_eq!(
-            *median,
-            "      50.015 0.500000000000         50           2.00"
-        );
+        let median = lines.iter().find(|l| l.contains(" 0.500000000000 ")).unwrap();
+        assert_eq!(*median, "      50.015 0.500000000000         50           2.00");
         // The 100% row has no last column.
         let last_data = lines[lines.len() - 4];
         assert_eq!(last_data, "     100.031 1.000000000000        100");
-        assert_eq!(
-            lines[lines.len() - 3],
-            "#[Mean    =       50.504, StdDeviation   =       28.866]"
-        );
-        assert_eq!(
-            lines[lines.len() - 2],
-            "#[Max     =      100.031, Total count    =          100]"
-        );
-        assert_eq!(
-            lines[lines.len() - 1],
-            format!(
-                "#[Buckets = {:>12}, SubBuckets     =         2048]",
-                h.buckets()
-            )
-        );
+        assert_eq!(lines[lines.len() - 3], "#[Mean    =       50.504, StdDeviation   =       28.866]");
+        assert_eq!(lines[lines.len() - 2], "#[Max     =      100.031, Total count    =          100]");
+        assert_eq!(lines[lines.len() - 1], format!("#[Buckets = {:>12}, SubBuckets     =         2048]", h.buckets()));
     }
 
     #[test]
     fn empty_histogram_prints_header_and_footer() {
         let h = new_hist();
         let text = percentile_distribution(&h, 5, 1.0);
-        assert!(
-            text.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)\n\n#[Mean")
-        );
+        assert!(text.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)\n\n#[Mean"));
         assert!(text.contains("Total count    =            0]"));
     }
 }

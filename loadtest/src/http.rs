@@ -24,12 +24,7 @@ fn invalid(msg: &'static str) -> io::Error {
 
 impl HttpClient {
     pub fn new(addr: SocketAddr, host: String) -> HttpClient {
-        HttpClient {
-            addr,
-            host,
-            stream: None,
-            buf: Vec::with_capacity(64 * 1024),
-        }
+        HttpClient { addr, host, stream: None, buf: Vec::with_capacity(64 * 1024) }
     }
 
     /// GETs `path`, retrying once on a fresh connection if a kept-alive one was closed.
@@ -63,10 +58,7 @@ impl HttpClient {
     }
 
     fn exchange(&mut self, req: &[u8]) -> io::Result<Response> {
-        let stream = self
-            .stream
-            .as_mut()
-            .ok_or_else(|| invalid("not connected"))?;
+        let stream = self.stream.as_mut().ok_or_else(|| invalid("not connected"))?;
         stream.write_all(req)?;
         self.buf.clear();
         let mut chunk = [0u8; 16 * 1024];
@@ -80,16 +72,11 @@ impl HttpClient {
             let mut resp = httparse::Response::new(&mut headers);
             match resp.parse(&self.buf) {
                 Ok(httparse::Status::Complete(h)) => {
-                    let get = |name: &str| {
-                        resp.headers
-                            .iter()
-                            .find(|x| x.name.eq_ignore_ascii_case(name))
-                            .map(|x| x.value)
-                    };
-                    let cl = get("content-length")
-                        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok());
-                    let chunked = get("transfer-encoding")
-                        .is_some_and(|v| v.eq_ignore_ascii_case(b"chunked"));
+                    let get =
+                        |name: &str| resp.headers.iter().find(|x| x.name.eq_ignore_ascii_case(name)).map(|x| x.value);
+                    let cl =
+                        get("content-length").and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok());
+                    let chunked = get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case(b"chunked"));
                     let close = get("connection").is_some_and(|v| v.eq_ignore_ascii_case(b"close"));
                     break (resp.code.unwrap_or(0), h, cl, chunked, close);
                 }
@@ -127,8 +114,7 @@ fn read_chunked(stream: &mut TcpStream, mut raw: Vec<u8>) -> io::Result<Vec<u8>>
     let mut chunk = [0u8; 16 * 1024];
     loop {
         if let Some(line_end) = raw[pos..].windows(2).position(|w| w == b"\r\n") {
-            let line = std::str::from_utf8(&raw[pos..pos + line_end])
-                .map_err(|_| invalid("bad chunk size"))?;
+            let line = std::str::from_utf8(&raw[pos..pos + line_end]).map_err(|_| invalid("bad chunk size"))?;
             let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
                 .map_err(|_| invalid("bad chunk size"))?;
             let data_start = pos + line_end + 2;

@@ -19,11 +19,7 @@ pub struct Marker {
 /// Writes the marker into `out` (cleared first), padded with `x` up to `size` bytes total.
 pub fn format_into(out: &mut String, m: &Marker, size: usize) {
     out.clear();
-    let _ = write!(
-        out,
-        "lt:{:016x}:{}:{}:{}:{}:",
-        m.run_id, m.sender, m.seq, m.intended_ns, m.sent_ns
-    );
+    let _ = write!(out, "lt:{:016x}:{}:{}:{}:{}:", m.run_id, m.sender, m.seq, m.intended_ns, m.sent_ns);
     while out.len() < size {
         out.push('x');
     }
@@ -44,13 +40,7 @@ pub fn parse(s: &str) -> Option<Marker> {
     let sent_ns = field(&mut it)?;
     // The padding field must exist (it may be empty).
     it.next()?;
-    Some(Marker {
-        run_id,
-        sender,
-        seq,
-        intended_ns,
-        sent_ns,
-    })
+    Some(Marker { run_id, sender, seq, intended_ns, sent_ns })
 }
 
 #[cfg(test)]
@@ -59,13 +49,7 @@ mod tests {
 
     #[test]
     fn marker_roundtrips_with_padding() {
-        let m = Marker {
-            run_id: 0xabc,
-            sender: 7,
-            seq: 42,
-            intended_ns: 1_000,
-            sent_ns: 1_500,
-        };
+        let m = Marker { run_id: 0xabc, sender: 7, seq: 42, intended_ns: 1_000, sent_ns: 1_500 };
         let mut s = String::new();
         format_into(&mut s, &m, 100);
         assert_eq!(s.len(), 100);
@@ -77,15 +61,7 @@ mod tests {
 
     #[test]
     fn garbage_is_not_a_marker() {
-        for s in [
-            "",
-            "hello",
-            "lt:",
-            "lt:zz:1:2:3:4:",
-            "lt:1:2:3:4:5",
-            "lt:1:-2:3:4:5:",
-            "lt:1:2:3:4:5x:",
-        ] {
+        for s in ["", "hello", "lt:", "lt:zz:1:2:3:4:", "lt:1:2:3:4:5", "lt:1:-2:3:4:5:", "lt:1:2:3:4:5x:"] {
             assert_eq!(parse(s), None, "{s:?}");
         }
     }

@@ -9,11 +9,7 @@ use std::time::Duration;
 
 /// Parses `127.0.0.1-127.0.0.8` or `127.0.0.1,127.0.0.2` or a single address.
 pub fn parse_source_ips(spec: &str) -> Result<Vec<IpAddr>, LoadError> {
-    let bad = || {
-        LoadError::BadArg(format!(
-            "--source-ips {spec:?}: expected A.B.C.D[-A.B.C.E] or a comma list"
-        ))
-    };
+    let bad = || LoadError::BadArg(format!("--source-ips {spec:?}: expected A.B.C.D[-A.B.C.E] or a comma list"));
     let mut out = Vec::new();
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         if let Some((a, b)) = part.split_once('-') {
@@ -46,9 +42,7 @@ pub fn start_connect(dst: SocketAddr, src: Option<IpAddr>) -> io::Result<mio::ne
     }
     match sock.connect(&SockAddr::from(dst)) {
         Ok(()) => {}
-        Err(e)
-            if e.raw_os_error() == Some(libc::EINPROGRESS)
-                || e.kind() == io::ErrorKind::WouldBlock => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) || e.kind() == io::ErrorKind::WouldBlock => {}
         Err(e) => return Err(e),
     }
     let std_stream: std::net::TcpStream = sock.into();
@@ -98,10 +92,7 @@ pub fn io_kind(e: &io::Error) -> &'static str {
 
 /// Current soft RLIMIT_NOFILE.
 pub fn fd_limit() -> u64 {
-    let mut rl = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit only writes the struct we pass.
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) };
     if rc == 0 { rl.rlim_cur } else { u64::MAX }
@@ -112,11 +103,7 @@ pub fn check_fd_limit(conns: usize, threads: usize) -> Result<(), LoadError> {
     let needed = conns as u64 + 4 * threads as u64 + 32;
     let limit = fd_limit();
     if needed > limit {
-        return Err(LoadError::FdLimit {
-            needed: conns,
-            needed_fds: needed,
-            limit,
-        });
+        return Err(LoadError::FdLimit { needed: conns, needed_fds: needed, limit });
     }
     Ok(())
 }
@@ -138,9 +125,6 @@ mod tests {
     #[test]
     fn fd_limit_check_rejects_absurd_counts() {
         assert!(check_fd_limit(1, 1).is_ok());
-        assert!(matches!(
-            check_fd_limit(usize::MAX / 2, 1),
-            Err(LoadError::FdLimit { .. })
-        ));
+        assert!(matches!(check_fd_limit(usize::MAX / 2, 1), Err(LoadError::FdLimit { .. })));
     }
 }

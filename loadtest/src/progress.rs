@@ -23,11 +23,7 @@ impl Progress {
             }
             b
         });
-        Progress {
-            bar,
-            last: Mutex::new(Instant::now()),
-            started: Instant::now(),
-        }
+        Progress { bar, last: Mutex::new(Instant::now()), started: Instant::now() }
     }
 
     /// Refreshes the line at most four times a second.
@@ -42,11 +38,7 @@ impl Progress {
         *last = Instant::now();
         let p99 = match ctl.interval.lock() {
             Ok(mut h) => {
-                let v = if h.is_empty() {
-                    None
-                } else {
-                    Some(h.value_at_quantile(0.99))
-                };
+                let v = if h.is_empty() { None } else { Some(h.value_at_quantile(0.99)) };
                 h.reset();
                 v
             }

@@ -18,12 +18,7 @@ pub fn room_name(i: u32) -> String {
 }
 
 /// Query parameters for connection `index` in room `room`.
-pub fn connect_params(
-    format: Format,
-    room: Option<&str>,
-    index: u32,
-    since: Option<u64>,
-) -> Vec<(String, String)> {
+pub fn connect_params(format: Format, room: Option<&str>, index: u32, since: Option<u64>) -> Vec<(String, String)> {
     let mut p = Vec::new();
     if format == Format::Json {
         p.push(("format".to_string(), "json".to_string()));
@@ -58,12 +53,7 @@ pub fn encode_message(format: Format, room: &str, marker: &str, client_id: &str,
         }
         Format::Json => {
             out.clear();
-            let m = OutMessage {
-                ty: "message",
-                room,
-                content: marker,
-                client_id,
-            };
+            let m = OutMessage { ty: "message", room, content: marker, client_id };
             // Serializing plain strings cannot fail.
             if let Ok(s) = serde_json::to_string(&m) {
                 out.push_str(&s);
@@ -85,10 +75,7 @@ struct InEnvelope<'a> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Incoming<'a> {
     /// A chat message whose content may hold a marker; `id` is the server's message id (json).
-    Message {
-        content: Cow<'a, str>,
-        id: Option<u64>,
-    },
+    Message { content: Cow<'a, str>, id: Option<u64> },
     /// The server confirmed the room join (json `joined`).
     Joined,
     /// Another typed frame (`welcome`, `presence`, `pong`, `error`, ...).
@@ -100,16 +87,10 @@ pub enum Incoming<'a> {
 /// Classifies one incoming text frame.
 pub fn decode(format: Format, text: &str) -> Incoming<'_> {
     match format {
-        Format::Text => Incoming::Message {
-            content: Cow::Borrowed(text),
-            id: None,
-        },
+        Format::Text => Incoming::Message { content: Cow::Borrowed(text), id: None },
         Format::Json => match serde_json::from_str::<InEnvelope<'_>>(text) {
             Ok(env) => match env.ty.as_deref() {
-                Some("message") => Incoming::Message {
-                    content: env.content.unwrap_or_default(),
-                    id: env.id,
-                },
+                Some("message") => Incoming::Message { content: env.content.unwrap_or_default(), id: env.id },
                 Some("joined") => Incoming::Joined,
                 Some(_) => Incoming::Other(env.ty.unwrap_or_default()),
                 None => Incoming::Invalid,
@@ -127,35 +108,17 @@ mod tests {
     fn json_message_roundtrip_and_other_frames() {
         let mut s = String::new();
         encode_message(Format::Json, "room-1", "lt:1:2:3:4:5:", "c-1", &mut s);
-        assert_eq!(
-            s,
-            r#"{"type":"message","room":"room-1","content":"lt:1:2:3:4:5:","client_id":"c-1"}"#
-        );
+        assert_eq!(s, r#"{"type":"message","room":"room-1","content":"lt:1:2:3:4:5:","client_id":"c-1"}"#);
         let delivered = r#"{"type":"message","id":123,"room":"r","user":"n","content":"lt:x","ts":"2026-11-26T03:00:00.123Z","client_id":"c"}"#;
-        assert_eq!(
-            decode(Format::Json, delivered),
-            Incoming::Message {
-                content: "lt:x".into(),
-                id: Some(123)
-            }
-        );
-        assert_eq!(
-            decode(Format::Json, r#"{"type":"joined","room":"r"}"#),
-            Incoming::Joined
-        );
+        assert_eq!(decode(Format::Json, delivered), Incoming::Message { content: "lt:x".into(), id: Some(123) });
+        assert_eq!(decode(Format::Json, r#"{"type":"joined","room":"r"}"#), Incoming::Joined);
         assert_eq!(
             decode(Format::Json, r#"{"type":"error","code":"x","message":"m"}"#),
             Incoming::Other("error".into())
         );
         assert_eq!(decode(Format::Json, "not json"), Incoming::Invalid);
         assert_eq!(decode(Format::Json, "[1,2]"), Incoming::Invalid);
-        assert_eq!(
-            decode(Format::Text, "hi"),
-            Incoming::Message {
-                content: "hi".into(),
-                id: None
-            }
-        );
+        assert_eq!(decode(Format::Text, "hi"), Incoming::Message { content: "hi".into(), id: None });
     }
 
     #[test]

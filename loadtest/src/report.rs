@@ -171,19 +171,15 @@ impl Report {
         let behind = send_lag.p99 > 5_000;
         let mut warnings = Vec::new();
         if saturated {
-            warnings.push(format!("generator CPU is saturated ({cores_used:.2} of {} cores): results may measure the generator", threads.min(cores)));
-        }
-        if behind {
             warnings.push(format!(
-                "generator fell behind its send schedule (send lag p99 {})",
-                fmt_us(send_lag.p99)
+                "generator CPU is saturated ({cores_used:.2} of {} cores): results may measure the generator",
+                threads.min(cores)
             ));
         }
-        let completeness = if expected == 0 {
-            1.0
-        } else {
-            s.delivered as f64 / expected as f64
-        };
+        if behind {
+            warnings.push(format!("generator fell behind its send schedule (send lag p99 {})", fmt_us(send_lag.p99)));
+        }
+        let completeness = if expected == 0 { 1.0 } else { s.delivered as f64 / expected as f64 };
         Report {
             tool: "roomcast-load".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -227,11 +223,7 @@ impl Report {
                 handshake: Latency::from_hist(&s.handshake),
                 ping_rtt: Latency::from_hist(&s.ping_rtt),
             },
-            ping: Ping {
-                sent: s.pings_sent,
-                pongs: s.pongs_received,
-                server_pings: s.server_pings,
-            },
+            ping: Ping { sent: s.pings_sent, pongs: s.pongs_received, server_pings: s.server_pings },
             generator: Generator {
                 threads,
                 cores_available: cores,
@@ -287,22 +279,14 @@ pub fn render_table(r: &Report) -> String {
     let mut out = String::new();
     let c = &r.connections;
     let m = &r.messages;
-    let _ = writeln!(
-        out,
-        "roomcast-load {} — scenario {} (run {})",
-        r.version, r.scenario, r.run_id
-    );
+    let _ = writeln!(out, "roomcast-load {} — scenario {} (run {})", r.version, r.scenario, r.run_id);
     let _ = writeln!(
         out,
         "  connections  {} connected, {} failed, {} reconnects, {} disconnects ({:.2}s to connect, {:.0}/s)",
         c.connected, c.failed, c.reconnects, c.disconnects, c.connect_secs, c.connects_per_sec
     );
     if r.scenario == "broadcast" || r.scenario == "churn" || r.scenario == "ramp" {
-        let _ = writeln!(
-            out,
-            "  sent         {} (+{} warmup) to {} recipients",
-            m.sent, m.sent_warmup, m.recipients
-        );
+        let _ = writeln!(out, "  sent         {} (+{} warmup) to {} recipients", m.sent, m.sent_warmup, m.recipients);
         let _ = writeln!(
             out,
             "  delivered    {} of {} expected — lost {}, duplicates {}, reordered {}, misrouted {} ({:.4}% complete)",
@@ -319,12 +303,7 @@ pub fn render_table(r: &Report) -> String {
             "  throughput   {:.1} msgs/s in, {:.1} deliveries/s out",
             m.msgs_per_sec_in, m.deliveries_per_sec_out
         );
-        latency_rows(
-            &mut out,
-            ("corrected", "raw"),
-            &r.latency_us.corrected,
-            &r.latency_us.raw,
-        );
+        latency_rows(&mut out, ("corrected", "raw"), &r.latency_us.corrected, &r.latency_us.raw);
         let _ = writeln!(
             out,
             "  send lag     p50 {}  p99 {}  max {}",
@@ -363,12 +342,7 @@ pub fn render_table(r: &Report) -> String {
             "  requests     {} ({} ok, {} non-2xx, {} errors), {:.1}/s, {} messages returned",
             h.requests, h.ok, h.non_2xx, h.errors, h.requests_per_sec, h.messages_returned
         );
-        latency_rows(
-            &mut out,
-            ("corrected", "raw"),
-            &h.latency_corrected,
-            &h.latency_raw,
-        );
+        latency_rows(&mut out, ("corrected", "raw"), &h.latency_corrected, &h.latency_raw);
     }
     for s in &r.ramp {
         let _ = writeln!(
@@ -378,31 +352,20 @@ pub fn render_table(r: &Report) -> String {
             s.deliveries_per_sec_out,
             s.lost,
             fmt_us(s.p99_us),
-            if s.sustainable {
-                "ok"
-            } else {
-                "NOT sustainable"
-            }
+            if s.sustainable { "ok" } else { "NOT sustainable" }
         );
     }
     if let Some(rate) = r.ramp_max_sustainable_rate {
         let _ = writeln!(out, "  highest sustainable rate: {rate:.0} msgs/s");
     }
     let g = &r.generator;
-    let _ = writeln!(
-        out,
-        "  generator    {:.2} cores used of {} ({} threads)",
-        g.cores_used, g.cores_available, g.threads
-    );
+    let _ =
+        writeln!(out, "  generator    {:.2} cores used of {} ({} threads)", g.cores_used, g.cores_available, g.threads);
     for w in &g.warnings {
         let _ = writeln!(out, "  WARNING: {w}");
     }
     if !r.frames_by_type.is_empty() {
-        let list: Vec<String> = r
-            .frames_by_type
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+        let list: Vec<String> = r.frames_by_type.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let _ = writeln!(out, "  frames       {}", list.join(" "));
     }
     if !r.errors.is_empty() {

@@ -15,27 +15,15 @@ pub struct Schedule {
 
 impl Schedule {
     pub fn new(start_ns: u64, rate: f64, senders: u32) -> Schedule {
-        let gap_ns = if rate > 0.0 {
-            1e9 / rate
-        } else {
-            f64::INFINITY
-        };
-        Schedule {
-            start_ns,
-            gap_ns,
-            senders: senders.max(1) as u64,
-        }
+        let gap_ns = if rate > 0.0 { 1e9 / rate } else { f64::INFINITY };
+        Schedule { start_ns, gap_ns, senders: senders.max(1) as u64 }
     }
 
     /// Intended time of message `seq` of `sender`.
     pub fn intended(&self, sender: u32, seq: u64) -> u64 {
         let slot = sender as u64 + seq * self.senders;
         let off = slot as f64 * self.gap_ns;
-        if off.is_finite() {
-            self.start_ns + off as u64
-        } else {
-            u64::MAX
-        }
+        if off.is_finite() { self.start_ns + off as u64 } else { u64::MAX }
     }
 }
 
@@ -48,8 +36,7 @@ pub struct Due {
 impl Due {
     /// Adds a sender (global id) starting at sequence 0.
     pub fn add(&mut self, sched: &Schedule, sender: u32) {
-        self.heap
-            .push(Reverse((sched.intended(sender, 0), sender, 0)));
+        self.heap.push(Reverse((sched.intended(sender, 0), sender, 0)));
     }
 
     /// Next due time, if any.
@@ -108,9 +95,6 @@ mod tests {
         assert_eq!(due.pop_due(&s, 0, u64::MAX), Some((0, 0, 0)));
         assert_eq!(due.pop_due(&s, 99_999_999, u64::MAX), None);
         assert_eq!(due.next_due(), Some(100_000_000));
-        assert_eq!(
-            due.pop_due(&s, 100_000_000, u64::MAX),
-            Some((0, 1, 100_000_000))
-        );
+        assert_eq!(due.pop_due(&s, 100_000_000, u64::MAX), Some((0, 1, 100_000_000)));
     }
 }

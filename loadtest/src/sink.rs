@@ -54,10 +54,7 @@ impl Sink {
     pub fn on_event(&mut self, meta: &mut Meta, ev: Event<'_>) {
         match ev {
             Event::Open => {
-                record_ns(
-                    &mut self.stats.handshake,
-                    self.now.saturating_sub(meta.connect_ns),
-                );
+                record_ns(&mut self.stats.handshake, self.now.saturating_sub(meta.connect_ns));
                 if self.format == Format::Text {
                     self.mark_ready(meta);
                 }
@@ -66,10 +63,7 @@ impl Sink {
             Event::Pong(p) => {
                 self.stats.pongs_received += 1;
                 if let Ok(b) = <[u8; 8]>::try_from(p) {
-                    record_ns(
-                        &mut self.stats.ping_rtt,
-                        self.now.saturating_sub(u64::from_be_bytes(b)),
-                    );
+                    record_ns(&mut self.stats.ping_rtt, self.now.saturating_sub(u64::from_be_bytes(b)));
                 }
             }
             Event::Binary => self.stats.frame_type("binary"),
@@ -161,10 +155,7 @@ mod tests {
         let mut sink = Sink::new(7, Format::Json, 1);
         sink.warmup_end = 100;
         sink.now = 5_000_000;
-        let mut meta = Meta {
-            counting: true,
-            ..Meta::default()
-        };
+        let mut meta = Meta { counting: true, ..Meta::default() };
         for f in [
             r#"{"type":"welcome","nick":"u0"}"#,
             r#"{"type":"presence","users":[]}"#,
@@ -175,29 +166,17 @@ mod tests {
             sink.on_event(&mut meta, Event::Text(f.as_bytes()));
         }
         assert!(!meta.ready);
-        sink.on_event(
-            &mut meta,
-            Event::Text(br#"{"type":"joined","room":"room-0"}"#),
-        );
+        sink.on_event(&mut meta, Event::Text(br#"{"type":"joined","room":"room-0"}"#));
         assert!(meta.ready);
         let mut s = String::new();
         marker::format_into(
             &mut s,
-            &Marker {
-                run_id: 7,
-                sender: 0,
-                seq: 0,
-                intended_ns: 1_000_000,
-                sent_ns: 2_000_000,
-            },
+            &Marker { run_id: 7, sender: 0, seq: 0, intended_ns: 1_000_000, sent_ns: 2_000_000 },
             40,
         );
         sink.on_event(&mut meta, Event::Text(json_msg(41, &s).as_bytes()));
         sink.on_event(&mut meta, Event::Text(json_msg(41, &s).as_bytes()));
-        sink.on_event(
-            &mut meta,
-            Event::Text(json_msg(42, "lt:ffff:0:0:1:1:").as_bytes()),
-        );
+        sink.on_event(&mut meta, Event::Text(json_msg(42, "lt:ffff:0:0:1:1:").as_bytes()));
         sink.on_event(&mut meta, Event::Text(&[0xff, 0xfe]));
         let st = &sink.stats;
         assert_eq!((st.delivered, st.duplicates, st.foreign_frames), (1, 1, 1));

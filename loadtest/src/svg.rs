@@ -37,22 +37,13 @@ pub fn write_plot(
 ) -> Result<(), LoadError> {
     let a = curve(main);
     let b = raw.map(curve).unwrap_or_default();
-    let xmax = a
-        .iter()
-        .chain(&b)
-        .map(|p| p.0)
-        .fold(1.0f64, f64::max)
-        .ceil()
-        .min(6.0);
+    let xmax = a.iter().chain(&b).map(|p| p.0).fold(1.0f64, f64::max).ceil().min(6.0);
     let ymax = a.iter().chain(&b).map(|p| p.1).fold(0.001f64, f64::max) * 1.1;
     let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
     let err = |e: &dyn std::fmt::Display| LoadError::Other(format!("svg: {e}"));
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("{title}: latency by percentile"),
-            ("sans-serif", 20),
-        )
+        .caption(format!("{title}: latency by percentile"), ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(60)
@@ -78,12 +69,7 @@ pub fn write_plot(
             .label("raw")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
     }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE)
-        .draw()
-        .map_err(|e| err(&e))?;
+    chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw().map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
     Ok(())
 }

@@ -18,10 +18,7 @@ pub struct Target {
 impl Target {
     /// Parses `ws://` or `http://` URLs; `wss`/`https` are refused (no TLS in the generator).
     pub fn parse(url: &str) -> Result<Target, LoadError> {
-        let bad = |reason| LoadError::BadUrl {
-            url: url.to_string(),
-            reason,
-        };
+        let bad = |reason| LoadError::BadUrl { url: url.to_string(), reason };
         let rest = if let Some(r) = url.strip_prefix("ws://") {
             r
         } else if let Some(r) = url.strip_prefix("http://") {
@@ -37,10 +34,9 @@ impl Target {
             return Err(bad("missing host"));
         }
         let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
-                h.to_string(),
-                p.parse::<u16>().map_err(|_| bad("bad port"))?,
-            ),
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+                (h.to_string(), p.parse::<u16>().map_err(|_| bad("bad port"))?)
+            }
             _ => (authority.to_string(), 80),
         };
         let (path, query) = match path_query.split_once('?') {
@@ -53,22 +49,12 @@ impl Target {
             .map_err(|_| bad("cannot resolve host"))?
             .next()
             .ok_or_else(|| bad("host resolves to nothing"))?;
-        Ok(Target {
-            host,
-            port,
-            addr,
-            path,
-            query,
-        })
+        Ok(Target { host, port, addr, path, query })
     }
 
     /// `Host` header value.
     pub fn host_header(&self) -> String {
-        if self.port == 80 {
-            self.host.clone()
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        if self.port == 80 { self.host.clone() } else { format!("{}:{}", self.host, self.port) }
     }
 
     /// Request target with the base query plus extra `key=value` pairs appended.
@@ -112,10 +98,7 @@ mod tests {
         let t = Target::parse("ws://127.0.0.1:8000/ws/chat?x=1").unwrap();
         assert_eq!(t.port, 8000);
         assert_eq!(t.path, "/ws/chat");
-        assert_eq!(
-            t.request_path(&[("room", "room-1")]),
-            "/ws/chat?x=1&room=room-1"
-        );
+        assert_eq!(t.request_path(&[("room", "room-1")]), "/ws/chat?x=1&room=room-1");
         let t = Target::parse("ws://127.0.0.1:9/").unwrap();
         assert_eq!(t.request_path(&[("nick", "a b")]), "/?nick=a%20b");
         assert!(Target::parse("wss://127.0.0.1/").is_err());

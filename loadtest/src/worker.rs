@@ -156,12 +156,7 @@ impl Worker {
                 .events
                 .iter()
                 .map(|e| {
-                    (
-                        e.token(),
-                        e.is_readable() || e.is_read_closed() || e.is_error(),
-                        e.is_writable(),
-                        e.is_error(),
-                    )
+                    (e.token(), e.is_readable() || e.is_read_closed() || e.is_error(), e.is_writable(), e.is_error())
                 })
                 .collect();
             for (token, readable, writable, error) in ready {
@@ -202,39 +197,25 @@ impl Worker {
 
     fn path_for(&self, meta: &Meta) -> String {
         let room = protocol::room_name(meta.room);
-        let since = if meta.attempts > 1 {
-            meta.last_id
-        } else {
-            None
-        };
-        let params = protocol::connect_params(
-            self.cfg.format,
-            self.cfg.room_param.then_some(room.as_str()),
-            meta.index,
-            since,
-        );
-        let pairs: Vec<(&str, &str)> = params
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let since = if meta.attempts > 1 { meta.last_id } else { None };
+        let params =
+            protocol::connect_params(self.cfg.format, self.cfg.room_param.then_some(room.as_str()), meta.index, since);
+        let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         self.cfg.target.request_path(&pairs)
     }
 
     /// Opens (or re-opens) the socket of `slot`.
     fn connect(&mut self, slot: usize, intended: u64) {
         let index = self.index_of(slot);
-        let src = (!self.cfg.source_ips.is_empty())
-            .then(|| self.cfg.source_ips[index as usize % self.cfg.source_ips.len()]);
+        let src =
+            (!self.cfg.source_ips.is_empty()).then(|| self.cfg.source_ips[index as usize % self.cfg.source_ips.len()]);
         let result = net::start_connect(self.cfg.target.addr, src);
-        let is_sender =
-            index < self.cfg.senders && matches!(self.cfg.mode, Mode::Broadcast | Mode::Churn);
+        let is_sender = index < self.cfg.senders && matches!(self.cfg.mode, Mode::Broadcast | Mode::Churn);
         match result {
             Ok(mut stream) => {
-                if let Err(e) = self.poll.registry().register(
-                    &mut stream,
-                    Token(slot),
-                    Interest::READABLE | Interest::WRITABLE,
-                ) {
+                if let Err(e) =
+                    self.poll.registry().register(&mut stream, Token(slot), Interest::READABLE | Interest::WRITABLE)
+                {
                     self.record_failure(slot, net::io_kind(&e), true);
                     return;
                 }
@@ -300,9 +281,7 @@ impl Worker {
             .enumerate()
             .filter_map(|(i, c)| {
                 let c = c.as_ref()?;
-                (c.phase != Phase::Closed
-                    && !c.meta.settled
-                    && now.saturating_sub(c.meta.connect_ns) > limit)
+                (c.phase != Phase::Closed && !c.meta.settled && now.saturating_sub(c.meta.connect_ns) > limit)
                     .then_some(i)
             })
             .collect();
@@ -426,13 +405,7 @@ impl Worker {
                 continue;
             }
             let sent_ns = clock::now_ns();
-            let m = Marker {
-                run_id: self.cfg.run_id,
-                sender,
-                seq,
-                intended_ns: intended,
-                sent_ns,
-            };
+            let m = Marker { run_id: self.cfg.run_id, sender, seq, intended_ns: intended, sent_ns };
             marker::format_into(&mut self.msg, &m, self.cfg.size);
             let room = c.meta.room;
             match self.cfg.format {
@@ -491,16 +464,15 @@ impl Worker {
         self.next_churn = now + self.cfg.churn_interval.as_nanos() as u64;
         let candidates: Vec<usize> = (0..self.conns.len())
             .filter(|&s| {
-                self.conns[s].as_ref().is_some_and(|c| {
-                    c.meta.sender.is_none() && c.meta.counting && c.phase == Phase::Open
-                })
+                self.conns[s]
+                    .as_ref()
+                    .is_some_and(|c| c.meta.sender.is_none() && c.meta.counting && c.phase == Phase::Open)
             })
             .collect();
         if candidates.is_empty() {
             return;
         }
-        let k = ((candidates.len() as f64 * self.cfg.churn_fraction).ceil() as usize)
-            .min(candidates.len());
+        let k = ((candidates.len() as f64 * self.cfg.churn_fraction).ceil() as usize).min(candidates.len());
         for i in 0..k {
             let slot = candidates[(self.churn_cursor + i) % candidates.len()];
             if let Some(c) = self.conns[slot].as_mut() {
@@ -518,14 +490,10 @@ impl Worker {
     fn publish(&mut self, now: u64) {
         let ctl = &self.ctl;
         if self.sink.ready_delta > 0 {
-            ctl.connected.fetch_add(
-                std::mem::take(&mut self.sink.ready_delta),
-                Ordering::Relaxed,
-            );
+            ctl.connected.fetch_add(std::mem::take(&mut self.sink.ready_delta), Ordering::Relaxed);
         }
         if self.failed_delta > 0 {
-            ctl.failed
-                .fetch_add(std::mem::take(&mut self.failed_delta), Ordering::Relaxed);
+            ctl.failed.fetch_add(std::mem::take(&mut self.failed_delta), Ordering::Relaxed);
         }
         for (i, d) in self.room_sent_delta.iter_mut().enumerate() {
             if *d > 0 {
@@ -533,14 +501,10 @@ impl Worker {
             }
         }
         if self.sent_delta > 0 {
-            ctl.sent
-                .fetch_add(std::mem::take(&mut self.sent_delta), Ordering::Relaxed);
+            ctl.sent.fetch_add(std::mem::take(&mut self.sent_delta), Ordering::Relaxed);
         }
         if self.sink.delivered_delta > 0 {
-            ctl.delivered.fetch_add(
-                std::mem::take(&mut self.sink.delivered_delta),
-                Ordering::Relaxed,
-            );
+            ctl.delivered.fetch_add(std::mem::take(&mut self.sink.delivered_delta), Ordering::Relaxed);
         }
         if now >= self.next_interval_push && !self.sink.interval.is_empty() {
             self.next_interval_push = now + 250_000_000;

@@ -87,12 +87,7 @@ pub fn parse_upgrade_response(buf: &[u8], key: &str) -> Result<Option<usize>, Ha
     if code != 101 {
         return Err(HandshakeError::Status(code));
     }
-    let header = |name: &str| {
-        resp.headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
-    };
+    let header = |name: &str| resp.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value);
     match header("upgrade") {
         Some(v) if v.eq_ignore_ascii_case(b"websocket") => {}
         _ => return Err(HandshakeError::NoUpgrade),
@@ -106,12 +101,7 @@ pub fn parse_upgrade_response(buf: &[u8], key: &str) -> Result<Option<usize>, Ha
 
 /// Appends one final, masked frame with `payload` to `out`.
 pub fn encode_frame(out: &mut Vec<u8>, kind: Kind, payload: &[u8], mask: [u8; 4]) {
-    let header = FrameHeader {
-        is_final: true,
-        opcode: kind.opcode(),
-        mask: Some(mask),
-        ..FrameHeader::default()
-    };
+    let header = FrameHeader { is_final: true, opcode: kind.opcode(), mask: Some(mask), ..FrameHeader::default() };
     // Writing into a Vec cannot fail.
     let _ = header.format(payload.len() as u64, out);
     let start = out.len();
@@ -165,12 +155,7 @@ pub fn decode_frame(buf: &mut [u8]) -> Result<Option<Frame>, FrameError> {
     if let Some(mask) = header.mask {
         apply_mask(&mut buf[start..end], mask);
     }
-    Ok(Some(Frame {
-        kind,
-        fin: header.is_final,
-        payload_start: start,
-        payload_end: end,
-    }))
+    Ok(Some(Frame { kind, fin: header.is_final, payload_start: start, payload_end: end }))
 }
 
 #[cfg(test)]
@@ -204,14 +189,8 @@ mod tests {
         assert_eq!(parse_upgrade_response(ok, key), Ok(Some(ok.len() - 2)));
         assert_eq!(parse_upgrade_response(&ok[..20], key), Ok(None));
         let bad = b"HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: nope\r\n\r\n";
-        assert_eq!(
-            parse_upgrade_response(bad, key),
-            Err(HandshakeError::BadAccept)
-        );
+        assert_eq!(parse_upgrade_response(bad, key), Err(HandshakeError::BadAccept));
         let nf = b"HTTP/1.1 404 Not Found\r\n\r\n";
-        assert_eq!(
-            parse_upgrade_response(nf, key),
-            Err(HandshakeError::Status(404))
-        );
+        assert_eq!(parse_upgrade_response(nf, key), Err(HandshakeError::Status(404)));
     }
 }

@@ -22,20 +22,7 @@ fn broadcast_delivers_every_message_to_every_client() {
     let a = args(
         "broadcast",
         &url,
-        &[
-            "--senders",
-            "4",
-            "--rate",
-            "40",
-            "--duration",
-            "1s",
-            "--warmup",
-            "500ms",
-            "--drain",
-            "20s",
-            "--size",
-            "100",
-        ],
+        &["--senders", "4", "--rate", "40", "--duration", "1s", "--warmup", "500ms", "--drain", "20s", "--size", "100"],
     );
     let (code, r, stdout) = load_json(&a);
     assert_eq!(code, 0, "{stdout}");
@@ -52,10 +39,7 @@ fn broadcast_delivers_every_message_to_every_client() {
     assert_eq!(num(&r, "/latency_us/corrected/count"), sent * 20);
     assert_eq!(num(&r, "/latency_us/raw/count"), sent * 20);
     assert_eq!(num(&r, "/latency_us/send_lag/count"), sent);
-    assert!(
-        stdout.contains("corrected") && stdout.contains("p99.99"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("corrected") && stdout.contains("p99.99"), "{stdout}");
 }
 
 #[test]
@@ -84,10 +68,7 @@ fn broadcast_without_room_param_and_with_source_ips() {
     let (code, r, stdout) = load_json(&a);
     assert_eq!(code, 0, "{stdout}");
     let sent = num(&r, "/messages/sent");
-    assert_eq!(
-        num(&r, "/messages/delivered") + num(&r, "/messages/lost"),
-        sent * 20
-    );
+    assert_eq!(num(&r, "/messages/delivered") + num(&r, "/messages/lost"), sent * 20);
     assert_eq!(num(&r, "/messages/lost"), 0);
 }
 
@@ -115,12 +96,7 @@ fn connect_at_a_rate_and_to_a_dead_port() {
     let (_, r, _) = load_json(&args("connect", &dead, &["--connect-timeout", "5s"]));
     assert_eq!(num(&r, "/connections/connected"), 0);
     assert_eq!(num(&r, "/connections/failed"), 20);
-    let errors: u64 = r["errors"]
-        .as_object()
-        .expect("errors map")
-        .values()
-        .filter_map(|v| v.as_u64())
-        .sum();
+    let errors: u64 = r["errors"].as_object().expect("errors map").values().filter_map(|v| v.as_u64()).sum();
     assert_eq!(errors, 20, "{:#}", r["errors"]);
     // Broadcast cannot run without connections: a clear error and exit status 1.
     let out = load(&[
@@ -147,11 +123,7 @@ fn connect_at_a_rate_and_to_a_dead_port() {
 fn hold_pings_idle_connections() {
     let s = Server::baseline();
     let url = s.ws_url("/ws/chat");
-    let (code, r, _) = load_json(&args(
-        "hold",
-        &url,
-        &["--duration", "1500ms", "--ping-interval", "300ms"],
-    ));
+    let (code, r, _) = load_json(&args("hold", &url, &["--duration", "1500ms", "--ping-interval", "300ms"]));
     assert_eq!(code, 0);
     assert_complete(&r);
     assert_eq!(num(&r, "/connections/connected"), 20);
@@ -193,15 +165,8 @@ fn churn_reconnects_and_accounts_for_every_delivery() {
     assert!(num(&r, "/connections/reconnects") > 0);
     let sent = num(&r, "/messages/sent");
     assert_eq!(num(&r, "/messages/expected"), sent * 20);
-    assert_eq!(
-        num(&r, "/messages/delivered") + num(&r, "/messages/lost"),
-        sent * 20
-    );
-    assert_eq!(
-        num(&r, "/messages/duplicates"),
-        0,
-        "the text protocol never replays"
-    );
+    assert_eq!(num(&r, "/messages/delivered") + num(&r, "/messages/lost"), sent * 20);
+    assert_eq!(num(&r, "/messages/duplicates"), 0, "the text protocol never replays");
 }
 
 #[test]
@@ -245,10 +210,7 @@ fn thresholds_set_the_exit_code_and_files_are_written() {
     let url = s.ws_url("/ws/chat");
     let hgrm = temp_path("lat.hgrm");
     let svg = temp_path("lat.svg");
-    let (h, g) = (
-        hgrm.to_string_lossy().to_string(),
-        svg.to_string_lossy().to_string(),
-    );
+    let (h, g) = (hgrm.to_string_lossy().to_string(), svg.to_string_lossy().to_string());
     let a = args(
         "broadcast",
         &url,
@@ -300,10 +262,7 @@ fn compare_prints_ratios_of_two_reports() {
     let out = load(&["compare", &files[0], &files[1]]);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("B/A") && text.contains("handshake p50"),
-        "{text}"
-    );
+    assert!(text.contains("B/A") && text.contains("handshake p50"), "{text}");
     for f in files {
         let _ = std::fs::remove_file(f);
     }
@@ -313,23 +272,10 @@ fn compare_prints_ratios_of_two_reports() {
 fn history_against_a_server_without_http_counts_errors() {
     let s = Server::baseline();
     let url = format!("http://127.0.0.1:{}", s.port);
-    let (_, r, _) = load_json(&[
-        "history",
-        "--url",
-        &url,
-        "--rate",
-        "20",
-        "--duration",
-        "500ms",
-        "--connections",
-        "1",
-    ]);
+    let (_, r, _) = load_json(&["history", "--url", &url, "--rate", "20", "--duration", "500ms", "--connections", "1"]);
     let requests = num(&r, "/http/requests");
     assert!(requests > 0);
-    assert_eq!(
-        num(&r, "/http/ok") + num(&r, "/http/non_2xx") + num(&r, "/http/errors"),
-        requests
-    );
+    assert_eq!(num(&r, "/http/ok") + num(&r, "/http/non_2xx") + num(&r, "/http/errors"), requests);
 }
 
 #[test]

@@ -291,15 +291,33 @@ pub fn history_event(room: &str, messages: &[ChatRecord], has_more: bool) -> Vec
     to_vec(&History { kind: "history", room, messages: history_rows(messages), has_more })
 }
 
-/// `/healthz` body.
-pub fn health(connections: usize, shards: usize) -> Vec<u8> {
+/// History persistence figures shown in `/healthz`.
+#[derive(Serialize, Debug, Clone, Copy)]
+pub struct PersistenceHealth {
+    /// Messages waiting in the write-behind queue.
+    pub queue_depth: usize,
+    /// The queue's bound.
+    pub queue_capacity: usize,
+    /// Clients that send are not being read until the queue drains.
+    pub congested: bool,
+    /// The writer is retrying a failed commit (disk full, read-only file, lock).
+    pub retrying: bool,
+    /// Failed commit attempts since start.
+    pub commit_errors: u64,
+    /// Rows written since start.
+    pub rows_written: u64,
+}
+
+/// `/healthz` body; `persistence` is `None` with `--no-persist`.
+pub fn health(connections: usize, shards: usize, persistence: Option<PersistenceHealth>) -> Vec<u8> {
     #[derive(Serialize)]
     struct Health {
         status: &'static str,
         connections: usize,
         shards: usize,
+        persistence: Option<PersistenceHealth>,
     }
-    to_vec(&Health { status: "ok", connections, shards })
+    to_vec(&Health { status: "ok", connections, shards, persistence })
 }
 
 fn to_vec(value: &impl Serialize) -> Vec<u8> {

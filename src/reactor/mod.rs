@@ -79,6 +79,7 @@ impl Server {
                 sync_full: cfg.sync == "full",
                 retain_per_room: (cfg.retain_per_room > 0).then_some(cfg.retain_per_room),
                 readers: 2,
+                ..StoreConfig::default()
             })?))
         };
 

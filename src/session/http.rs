@@ -87,7 +87,19 @@ fn handle(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: Request) {
     match route(&req.path) {
         Route::WebSocket => upgrade(ctx, conn, key, &req),
         Route::Health => {
-            let body = json::health(ctx.open_conns.load(std::sync::atomic::Ordering::Relaxed), ctx.hub.n_shards());
+            let persistence = ctx.store.as_ref().map(|store| {
+                let stats = store.stats();
+                json::PersistenceHealth {
+                    queue_depth: stats.queue_depth,
+                    queue_capacity: stats.queue_capacity,
+                    congested: stats.congested,
+                    retrying: stats.retrying,
+                    commit_errors: stats.commit_errors,
+                    rows_written: stats.rows_written,
+                }
+            });
+            let connections = ctx.open_conns.load(std::sync::atomic::Ordering::Relaxed);
+            let body = json::health(connections, ctx.hub.n_shards(), persistence);
             respond(ctx, conn, key, &Response::json(200, body), keep_alive, head_only);
         }
         Route::Static(path) => {

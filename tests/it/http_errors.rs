@@ -22,6 +22,8 @@ fn health_and_web_client() {
     assert_eq!(status, 200);
     let health: Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(health["status"], "ok");
+    assert_eq!(health["persistence"]["queue_capacity"], 65536);
+    assert_eq!(health["persistence"]["commit_errors"], 0);
 
     for path in ["/", "/static/index.html"] {
         let (status, head, body) = http_get(&server, path);

@@ -3,8 +3,10 @@
 mod support;
 
 mod core_chat;
+mod history;
 mod http_errors;
 mod json_protocol;
 mod lifecycle;
 mod scale;
+mod tidy;
 mod ws_violations;

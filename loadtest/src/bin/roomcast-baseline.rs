@@ -22,19 +22,10 @@ fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--addr" => {
-                addr = it
-                    .next()
-                    .ok_or("--addr needs a value")?
-                    .parse()
-                    .map_err(|e| format!("--addr: {e}"))?
-            }
+            "--addr" => addr = it.next().ok_or("--addr needs a value")?.parse().map_err(|e| format!("--addr: {e}"))?,
             "--capacity" => {
-                capacity = it
-                    .next()
-                    .ok_or("--capacity needs a value")?
-                    .parse()
-                    .map_err(|e| format!("--capacity: {e}"))?
+                capacity =
+                    it.next().ok_or("--capacity needs a value")?.parse().map_err(|e| format!("--capacity: {e}"))?
             }
             "-h" | "--help" => {
                 println!(
@@ -75,11 +66,7 @@ async fn client(stream: TcpStream, tx: Arc<broadcast::Sender<Utf8Bytes>>) {
 
 /// Listens with a 4096-connection backlog (tokio's default 1024 overflows under connect storms).
 fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let sock = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
+    let sock = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     sock.set_reuseaddr(true)?;
     sock.bind(addr)?;
     sock.listen(4096)
@@ -101,13 +88,7 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    println!(
-        "roomcast-baseline listening on {}",
-        listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default()
-    );
+    println!("roomcast-baseline listening on {}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
     let (tx, _) = broadcast::channel::<Utf8Bytes>(args.capacity);
     let tx = Arc::new(tx);
     loop {

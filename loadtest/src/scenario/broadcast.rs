@@ -14,16 +14,8 @@ pub fn run(a: BroadcastArgs) -> Result<i32, LoadError> {
     let progress = Progress::new(a.common.output.quiet);
     let outcome = engine::run(cfg, &progress)?;
     if outcome.stats.connects_ok == 0 {
-        return Err(LoadError::NoConnections(format!(
-            "{:?}",
-            outcome.stats.errors
-        )));
+        return Err(LoadError::NoConnections(format!("{:?}", outcome.stats.errors)));
     }
     let report = Report::from_run("broadcast", run_id, config, &outcome, threads);
-    super::finish(
-        report,
-        &a.common.output,
-        &outcome.stats.corrected,
-        Some(&outcome.stats.raw),
-    )
+    super::finish(report, &a.common.output, &outcome.stats.corrected, Some(&outcome.stats.raw))
 }

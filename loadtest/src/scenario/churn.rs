@@ -11,32 +11,19 @@ use crate::report::Report;
 pub fn run(a: ChurnArgs) -> Result<i32, LoadError> {
     let mut cfg = super::run_config(Mode::Churn, &a.common, Some(&a.traffic))?;
     if !(0.0..=1.0).contains(&a.churn_fraction) {
-        return Err(LoadError::BadArg(
-            "--churn-fraction must be within 0..=1".into(),
-        ));
+        return Err(LoadError::BadArg("--churn-fraction must be within 0..=1".into()));
     }
     cfg.churn_fraction = a.churn_fraction;
     cfg.churn_interval = a.churn_interval.max(std::time::Duration::from_millis(10));
     let mut config = super::config_map(&cfg, &a.common.url);
     config.insert("churn_fraction".into(), serde_json::json!(a.churn_fraction));
-    config.insert(
-        "churn_interval_secs".into(),
-        serde_json::json!(cfg.churn_interval.as_secs_f64()),
-    );
+    config.insert("churn_interval_secs".into(), serde_json::json!(cfg.churn_interval.as_secs_f64()));
     let (run_id, threads) = (cfg.run_id, cfg.threads);
     let progress = Progress::new(a.common.output.quiet);
     let outcome = engine::run(cfg, &progress)?;
     if outcome.stats.connects_ok == 0 {
-        return Err(LoadError::NoConnections(format!(
-            "{:?}",
-            outcome.stats.errors
-        )));
+        return Err(LoadError::NoConnections(format!("{:?}", outcome.stats.errors)));
     }
     let report = Report::from_run("churn", run_id, config, &outcome, threads);
-    super::finish(
-        report,
-        &a.common.output,
-        &outcome.stats.corrected,
-        Some(&outcome.stats.raw),
-    )
+    super::finish(report, &a.common.output, &outcome.stats.corrected, Some(&outcome.stats.raw))
 }

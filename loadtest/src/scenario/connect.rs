@@ -15,10 +15,7 @@ pub fn run(a: ConnectArgs) -> Result<i32, LoadError> {
     let outcome = engine::run(cfg, &progress)?;
     let mut report = Report::from_run("connect", run_id, config, &outcome, threads);
     if a.common.output.fail_if_lost && report.connections.failed > 0 {
-        report.failures.push(format!(
-            "{} connections failed (--fail-if-lost)",
-            report.connections.failed
-        ));
+        report.failures.push(format!("{} connections failed (--fail-if-lost)", report.connections.failed));
     }
     super::finish(report, &a.common.output, &outcome.stats.handshake, None)
 }

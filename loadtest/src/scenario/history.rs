@@ -30,10 +30,7 @@ fn page_cursor(body: &[u8]) -> (Option<u64>, u64) {
     };
     let arr = match &v {
         serde_json::Value::Array(a) => Some(a),
-        serde_json::Value::Object(o) => o
-            .get("messages")
-            .or_else(|| o.get("items"))
-            .and_then(|x| x.as_array()),
+        serde_json::Value::Object(o) => o.get("messages").or_else(|| o.get("items")).and_then(|x| x.as_array()),
         _ => None,
     };
     let Some(arr) = arr else { return (None, 0) };
@@ -41,13 +38,7 @@ fn page_cursor(body: &[u8]) -> (Option<u64>, u64) {
     (min, arr.len() as u64)
 }
 
-fn worker(
-    t: &Target,
-    a: &HistoryArgs,
-    sched: Schedule,
-    me: u32,
-    end: u64,
-) -> (Histogram<u64>, Histogram<u64>, Counts) {
+fn worker(t: &Target, a: &HistoryArgs, sched: Schedule, me: u32, end: u64) -> (Histogram<u64>, Histogram<u64>, Counts) {
     let mut client = HttpClient::new(t.addr, t.host_header());
     let (mut corrected, mut raw, mut c) = (new_hist(), new_hist(), Counts::default());
     let base = format!("/rooms/{}/messages", encode_component(&a.room));
@@ -82,16 +73,12 @@ fn worker(
             }
             Ok(r) => {
                 c.non_2xx += 1;
-                *c.errors_by_kind
-                    .entry(format!("http_status_{}", r.status))
-                    .or_default() += 1;
+                *c.errors_by_kind.entry(format!("http_status_{}", r.status)).or_default() += 1;
                 cursor = None;
             }
             Err(e) => {
                 c.errors += 1;
-                *c.errors_by_kind
-                    .entry(crate::net::io_kind(&e).to_string())
-                    .or_default() += 1;
+                *c.errors_by_kind.entry(crate::net::io_kind(&e).to_string()).or_default() += 1;
             }
         }
     }
@@ -101,9 +88,7 @@ fn worker(
 pub fn run(a: HistoryArgs) -> Result<i32, LoadError> {
     let target = Target::parse(&a.url)?;
     if a.rate.is_nan() || a.rate <= 0.0 || a.connections == 0 {
-        return Err(LoadError::BadArg(
-            "--rate and --connections must be positive".into(),
-        ));
+        return Err(LoadError::BadArg("--rate and --connections must be positive".into()));
     }
     let start = clock::now_ns() + 20_000_000;
     let end = start + a.duration.as_nanos() as u64;
@@ -174,10 +159,7 @@ mod tests {
 
     #[test]
     fn cursor_is_lowest_id_of_page() {
-        assert_eq!(
-            page_cursor(br#"[{"id":9},{"id":7},{"id":8}]"#),
-            (Some(7), 3)
-        );
+        assert_eq!(page_cursor(br#"[{"id":9},{"id":7},{"id":8}]"#), (Some(7), 3));
         assert_eq!(page_cursor(br#"{"messages":[{"id":3}]}"#), (Some(3), 1));
         assert_eq!(page_cursor(b"[]"), (None, 0));
         assert_eq!(page_cursor(b"oops"), (None, 0));

@@ -16,17 +16,13 @@ pub fn run(a: HoldArgs) -> Result<i32, LoadError> {
     let progress = Progress::new(a.common.output.quiet);
     let outcome = engine::run(cfg, &progress)?;
     if outcome.stats.connects_ok == 0 {
-        return Err(LoadError::NoConnections(format!(
-            "{:?}",
-            outcome.stats.errors
-        )));
+        return Err(LoadError::NoConnections(format!("{:?}", outcome.stats.errors)));
     }
     let mut report = Report::from_run("hold", run_id, config, &outcome, threads);
     if a.common.output.fail_if_lost && report.connections.disconnects > 0 {
-        report.failures.push(format!(
-            "{} connections dropped during hold (--fail-if-lost)",
-            report.connections.disconnects
-        ));
+        report
+            .failures
+            .push(format!("{} connections dropped during hold (--fail-if-lost)", report.connections.disconnects));
     }
     super::finish(report, &a.common.output, &outcome.stats.ping_rtt, None)
 }

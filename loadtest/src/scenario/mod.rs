@@ -36,10 +36,8 @@ pub fn dispatch(cmd: Command) -> Result<i32, LoadError> {
 
 /// A fresh run identifier (distinguishes this run's markers from anyone else's).
 pub fn new_run_id() -> u64 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+    let t =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     let mut x = t ^ ((std::process::id() as u64) << 32) ^ 0x2545_F491_4F6C_DD1D;
     x ^= x >> 33;
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
@@ -53,29 +51,20 @@ pub fn run_config(mode: Mode, c: &Common, t: Option<&Traffic>) -> Result<RunConf
         return Err(LoadError::BadArg("--conns must be at least 1".into()));
     }
     if c.rooms == 0 || c.rooms > c.conns {
-        return Err(LoadError::BadArg(
-            "--rooms must be between 1 and --conns".into(),
-        ));
+        return Err(LoadError::BadArg("--rooms must be between 1 and --conns".into()));
     }
     if c.no_room_param && (c.rooms != 1 || c.format == Format::Json) {
-        return Err(LoadError::BadArg(
-            "--no-room-param needs --rooms 1 and --format text".into(),
-        ));
+        return Err(LoadError::BadArg("--no-room-param needs --rooms 1 and --format text".into()));
     }
     let source_ips = match &c.source_ips {
         Some(s) => crate::net::parse_source_ips(s)?,
         None => Vec::new(),
     };
-    let threads = c
-        .threads
-        .unwrap_or_else(crate::cpu::cores)
-        .clamp(1, c.conns as usize);
+    let threads = c.threads.unwrap_or_else(crate::cpu::cores).clamp(1, c.conns as usize);
     let (senders, rate, size, warmup, duration, drain) = match t {
         Some(t) => {
             if t.senders == 0 || t.senders > c.conns {
-                return Err(LoadError::BadArg(
-                    "--senders must be between 1 and --conns".into(),
-                ));
+                return Err(LoadError::BadArg("--senders must be between 1 and --conns".into()));
             }
             if !(t.rate > 0.0 && t.rate.is_finite()) {
                 return Err(LoadError::BadArg("--rate must be positive".into()));
@@ -136,11 +125,7 @@ pub fn finish(
     raw: Option<&Histogram<u64>>,
 ) -> Result<i32, LoadError> {
     if let Some(bound) = out.fail_if_p99_over {
-        let p99 = if main.is_empty() {
-            0
-        } else {
-            main.value_at_quantile(0.99)
-        };
+        let p99 = if main.is_empty() { 0 } else { main.value_at_quantile(0.99) };
         if p99 as u128 > bound.as_micros() {
             report.failures.push(format!(
                 "p99 {} exceeds --fail-if-p99-over {}",
@@ -149,17 +134,13 @@ pub fn finish(
             ));
         }
         if main.is_empty() {
-            report
-                .failures
-                .push("no latency samples were recorded".into());
+            report.failures.push("no latency samples were recorded".into());
         }
     }
     if out.fail_if_lost {
         let lost = report.messages.lost + report.http.as_ref().map_or(0, |h| h.errors + h.non_2xx);
         if lost > 0 {
-            report
-                .failures
-                .push(format!("{lost} messages lost (--fail-if-lost)"));
+            report.failures.push(format!("{lost} messages lost (--fail-if-lost)"));
         }
     }
     print!("{}", crate::report::render_table(&report));
@@ -172,9 +153,5 @@ pub fn finish(
     if let Some(p) = &out.svg {
         crate::svg::write_plot(p, &report.scenario, main, raw)?;
     }
-    Ok(if report.failures.is_empty() {
-        0
-    } else {
-        EXIT_THRESHOLD
-    })
+    Ok(if report.failures.is_empty() { 0 } else { EXIT_THRESHOLD })
 }

@@ -24,11 +24,7 @@ pub fn run(a: RampArgs) -> Result<i32, LoadError> {
         let progress = Progress::new(a.common.output.quiet);
         let outcome = engine::run(cfg, &progress)?;
         let s = &outcome.stats;
-        let p99 = if s.corrected.is_empty() {
-            u64::MAX
-        } else {
-            s.corrected.value_at_quantile(0.99)
-        };
+        let p99 = if s.corrected.is_empty() { u64::MAX } else { s.corrected.value_at_quantile(0.99) };
         let lost = s.lost();
         let ok = s.connects_ok > 0 && lost == 0 && p99 <= bound_us;
         let secs = outcome.measured_secs.max(1e-9);

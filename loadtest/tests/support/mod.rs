@@ -40,11 +40,7 @@ impl Server {
             if let Ok(Some(status)) = server.child.try_wait() {
                 panic!("{} exited early: {status}", bin.display());
             }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not start accepting on {port}",
-                bin.display()
-            );
+            assert!(Instant::now() < deadline, "{} did not start accepting on {port}", bin.display());
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -81,10 +77,7 @@ pub fn roomcast_server_bin() -> Option<PathBuf> {
 pub fn temp_path(name: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
-    std::env::temp_dir().join(format!(
-        "roomcast-load-test-{}-{n}-{name}",
-        std::process::id()
-    ))
+    std::env::temp_dir().join(format!("roomcast-load-test-{}-{n}-{name}", std::process::id()))
 }
 
 /// Runs `roomcast-load` with `args`; the child is bounded by the scenario's own durations.
@@ -105,10 +98,7 @@ pub fn load_json(args: &[&str]) -> (i32, Value, String) {
     let out = load(&all);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "no report at {p}: {e}\nstdout: {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
+        panic!("no report at {p}: {e}\nstdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr))
     });
     let _ = std::fs::remove_file(&path);
     let v: Value = serde_json::from_str(&text).expect("report is JSON");
@@ -117,9 +107,7 @@ pub fn load_json(args: &[&str]) -> (i32, Value, String) {
 
 /// `v[a][b]...` as u64, panicking with the path if missing.
 pub fn num(v: &Value, ptr: &str) -> u64 {
-    v.pointer(ptr)
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| panic!("missing numeric field {ptr} in {v:#}"))
+    v.pointer(ptr).and_then(Value::as_u64).unwrap_or_else(|| panic!("missing numeric field {ptr} in {v:#}"))
 }
 
 /// Asserts the fields every report must carry.
@@ -142,13 +130,8 @@ pub fn assert_complete(v: &Value) {
         assert!(v.get(key).is_some(), "report lacks {key}: {v:#}");
     }
     for lat in ["corrected", "raw", "send_lag", "handshake", "ping_rtt"] {
-        for f in [
-            "count", "min", "mean", "p50", "p90", "p99", "p99_9", "p99_99", "max",
-        ] {
-            assert!(
-                v.pointer(&format!("/latency_us/{lat}/{f}")).is_some(),
-                "missing latency_us.{lat}.{f}"
-            );
+        for f in ["count", "min", "mean", "p50", "p90", "p99", "p99_9", "p99_99", "max"] {
+            assert!(v.pointer(&format!("/latency_us/{lat}/{f}")).is_some(), "missing latency_us.{lat}.{f}");
         }
     }
 }

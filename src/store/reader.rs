@@ -1,0 +1,185 @@
+//! The history reader pool: `readers` threads, each with its own read-only connection, fed by a
+//! bounded request channel. A reader first waits (bounded) for the commit watermark a request
+//! carries (read-your-writes), then runs the page query with `limit + 1` rows to compute
+//! `has_more`, and calls the request's reply closure from the pool thread.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use rusqlite::{Connection, params};
+
+use super::state::{Shared, WaitOutcome, bump};
+use super::{ChatRecord, HistoryPage, HistoryQuery, StoreError};
+
+/// Hard upper bound on a page, whatever the caller asks for.
+pub const MAX_PAGE_LIMIT: usize = 1000;
+
+/// Newest page of a room, newest first.
+pub(crate) const NEWEST_SQL: &str = "SELECT id, user, content, created_at FROM messages INDEXED BY messages_room_id \
+                                     WHERE room = ?1 ORDER BY id DESC LIMIT ?2";
+/// Page of ids below a cursor, newest first.
+pub(crate) const BEFORE_SQL: &str = "SELECT id, user, content, created_at FROM messages INDEXED BY messages_room_id \
+                                     WHERE room = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3";
+/// Page of ids above a cursor, oldest first.
+pub(crate) const AFTER_SQL: &str = "SELECT id, user, content, created_at FROM messages INDEXED BY messages_room_id \
+                                    WHERE room = ?1 AND id > ?2 ORDER BY id ASC LIMIT ?3";
+
+/// The reply callback a [`Store::query`](super::Store::query) caller supplies.
+pub(crate) type Reply = Box<dyn FnOnce(Result<HistoryPage, StoreError>) + Send>;
+
+/// Which slice of a room's history to read, with ids already mapped into SQLite's range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cursor {
+    /// The newest messages.
+    Newest,
+    /// Ids strictly below this one, newest first.
+    Before(i64),
+    /// Ids strictly above this one, oldest first.
+    After(i64),
+    /// A cursor that no stored id can satisfy (`after_id` beyond `i64::MAX`): empty page.
+    Nothing,
+}
+
+/// A validated [`HistoryQuery`].
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    room: Arc<str>,
+    cursor: Cursor,
+    limit: usize,
+    visible_seq: u64,
+}
+
+impl Plan {
+    /// Validates `q`: cursors are exclusive, `limit` is clamped into `1..=MAX_PAGE_LIMIT`.
+    pub(crate) fn new(q: HistoryQuery) -> Result<Plan, StoreError> {
+        let cursor = match (q.before_id, q.after_id) {
+            (Some(_), Some(_)) => return Err(StoreError::BothCursors),
+            (None, None) => Cursor::Newest,
+            // Every storable id is below a cursor beyond i64::MAX.
+            (Some(b), None) => i64::try_from(b).map_or(Cursor::Newest, Cursor::Before),
+            (None, Some(a)) => i64::try_from(a).map_or(Cursor::Nothing, Cursor::After),
+        };
+        Ok(Plan {
+            room: Arc::from(q.room),
+            cursor,
+            limit: q.limit.clamp(1, MAX_PAGE_LIMIT),
+            visible_seq: q.visible_seq,
+        })
+    }
+}
+
+/// One queued history request.
+pub(crate) struct Request {
+    pub(crate) plan: Plan,
+    pub(crate) reply: Reply,
+}
+
+/// Starts one reader thread per connection, all fed by `requests`.
+pub(crate) fn spawn_pool(
+    conns: Vec<Connection>,
+    requests: &Receiver<Request>,
+    shared: &Arc<Shared>,
+    visible_wait: Duration,
+) -> Result<Vec<(String, JoinHandle<()>)>, StoreError> {
+    let mut handles = Vec::with_capacity(conns.len());
+    for (i, conn) in conns.into_iter().enumerate() {
+        let name = format!("store-reader-{i}");
+        let rx = requests.clone();
+        let shared = Arc::clone(shared);
+        let handle = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || run(conn, rx, shared, visible_wait))
+            .map_err(|source| StoreError::Spawn { name: name.clone(), source })?;
+        handles.push((name, handle));
+    }
+    Ok(handles)
+}
+
+/// Serves requests until the [`Store`](super::Store) drops the sending side and the queue is empty.
+fn run(conn: Connection, requests: Receiver<Request>, shared: Arc<Shared>, visible_wait: Duration) {
+    while let Ok(Request { plan, reply }) = requests.recv() {
+        let result = serve(&conn, &shared, &plan, visible_wait);
+        match &result {
+            Ok(_) => bump(&shared.counters.queries_served, 1),
+            Err(err) => {
+                bump(&shared.counters.queries_failed, 1);
+                tracing::warn!(error = %err, room = %plan.room, "store: history query failed");
+            }
+        }
+        // A panicking callback is the caller's bug; it must not take a reader down with it.
+        if std::panic::catch_unwind(AssertUnwindSafe(move || reply(result))).is_err() {
+            tracing::error!("store: a history reply callback panicked");
+        }
+    }
+}
+
+/// Waits for the request's commit watermark (bounded), then reads the page.
+fn serve(conn: &Connection, shared: &Shared, plan: &Plan, visible_wait: Duration) -> Result<HistoryPage, StoreError> {
+    match shared.wait_committed(plan.visible_seq, Some(Instant::now() + visible_wait)) {
+        WaitOutcome::Reached => {}
+        WaitOutcome::TimedOut(committed) => {
+            bump(&shared.counters.visible_wait_timeouts, 1);
+            tracing::warn!(
+                visible_seq = plan.visible_seq,
+                committed,
+                waited_ms = visible_wait.as_millis() as u64,
+                room = %plan.room,
+                "store: history request waited for the writer too long; answering from what is \
+                 committed (may miss messages the client already saw)"
+            );
+        }
+        WaitOutcome::WriterGone(committed) => {
+            tracing::warn!(
+                visible_seq = plan.visible_seq,
+                committed,
+                "store: writer stopped; answering history from what is committed"
+            );
+        }
+    }
+    read_page(conn, plan)
+}
+
+/// Runs the page query, fetching `limit + 1` rows to learn `has_more`.
+fn read_page(conn: &Connection, plan: &Plan) -> Result<HistoryPage, StoreError> {
+    // limit <= MAX_PAGE_LIMIT, so this fits.
+    let fetch = (plan.limit + 1) as i64;
+    let mut messages = Vec::with_capacity(plan.limit + 1);
+    let room = &plan.room;
+    let map_row = |row: &rusqlite::Row<'_>| -> rusqlite::Result<ChatRecord> {
+        let id: i64 = row.get(0)?;
+        Ok(ChatRecord {
+            // Negative ids are never written by this store; read them as 0 rather than fail.
+            id: u64::try_from(id).unwrap_or(0),
+            room: Arc::clone(room),
+            user: row.get(1)?,
+            content: row.get(2)?,
+            created_at_ms: row.get(3)?,
+        })
+    };
+    let rows = match plan.cursor {
+        Cursor::Nothing => return Ok(HistoryPage::default()),
+        Cursor::Newest => {
+            conn.prepare_cached(NEWEST_SQL).and_then(|mut st| collect(st.query_map(params![room, fetch], map_row)?))
+        }
+        Cursor::Before(id) => {
+            conn.prepare_cached(BEFORE_SQL).and_then(|mut st| collect(st.query_map(params![room, id, fetch], map_row)?))
+        }
+        Cursor::After(id) => {
+            conn.prepare_cached(AFTER_SQL).and_then(|mut st| collect(st.query_map(params![room, id, fetch], map_row)?))
+        }
+    };
+    messages.extend(rows.map_err(StoreError::Query)?);
+    let has_more = messages.len() > plan.limit;
+    messages.truncate(plan.limit);
+    Ok(HistoryPage { messages, has_more })
+}
+
+fn collect<I>(rows: I) -> rusqlite::Result<Vec<ChatRecord>>
+where
+    I: Iterator<Item = rusqlite::Result<ChatRecord>>,
+{
+    rows.collect()
+}

@@ -1,0 +1,115 @@
+//! Schema and connection setup: the versioned migrations (tracked in `PRAGMA user_version`), the
+//! writer's pragmas (WAL, `synchronous`), opening the read-only reader connections, and reading the
+//! largest stored id.
+//!
+//! Layout (version 1): a rowid table `messages(id INTEGER PRIMARY KEY, room, user, content,
+//! created_at)` plus the index `messages_room_id(room, id)`. Ids arrive in increasing order, so the
+//! table itself is append-only and the index serves `room = ? AND id < ? ORDER BY id DESC`
+//! (and the `id > ?` resume query) as a range scan; see the module docs for why this layout and
+//! not a `WITHOUT ROWID` table clustered on `(room, id)`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use super::StoreError;
+
+/// The newest schema version (`PRAGMA user_version`) this build knows and migrates to.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Name of the index that serves history pages (checked by the query-plan test).
+#[cfg(test)]
+pub(crate) const ROOM_ID_INDEX: &str = "messages_room_id";
+
+/// `(version, SQL)`: applying the SQL to a database at `version - 1` yields `version`.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE messages (
+         id         INTEGER PRIMARY KEY,
+         room       TEXT    NOT NULL,
+         user       TEXT    NOT NULL,
+         content    TEXT    NOT NULL,
+         created_at INTEGER NOT NULL
+     );
+     CREATE INDEX messages_room_id ON messages (room, id);",
+)];
+
+/// Opens the writer's read-write connection, switches it to WAL with the requested `synchronous`
+/// level, and migrates the schema to [`SCHEMA_VERSION`].
+pub(crate) fn open_writer(path: &Path, sync_full: bool, busy_timeout: Duration) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn = Connection::open_with_flags(path, flags)
+        .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+    conn.busy_timeout(busy_timeout).map_err(setup("set busy_timeout"))?;
+    // Check the version before changing anything in a file we may not understand.
+    check_version(read_version(&conn)?)?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(setup("set journal_mode=WAL"))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::NoWal(mode));
+    }
+    let sync = if sync_full { "FULL" } else { "NORMAL" };
+    conn.pragma_update(None, "synchronous", sync).map_err(setup("set synchronous"))?;
+    conn.pragma_update(None, "temp_store", "MEMORY").map_err(setup("set temp_store"))?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Opens one read-only connection for a history reader (the writer must have created the schema).
+pub(crate) fn open_reader(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+    conn.busy_timeout(busy_timeout).map_err(setup("set busy_timeout"))?;
+    check_version(read_version(&conn)?)?;
+    Ok(conn)
+}
+
+/// Largest id stored, 0 for an empty table (negative ids, which this store never writes, count as 0).
+pub(crate) fn max_id(conn: &Connection) -> Result<u64, StoreError> {
+    let max: Option<i64> =
+        conn.query_row("SELECT MAX(id) FROM messages", [], |row| row.get(0)).map_err(setup("read max(id)"))?;
+    Ok(max.map_or(0, |m| u64::try_from(m).unwrap_or(0)))
+}
+
+/// Reads `PRAGMA user_version`.
+pub(crate) fn read_version(conn: &Connection) -> Result<i64, StoreError> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(setup("read user_version"))
+}
+
+/// Errors with [`StoreError::SchemaTooNew`] when `found` is newer than this build knows.
+pub(crate) fn check_version(found: i64) -> Result<(), StoreError> {
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew { found, supported: SCHEMA_VERSION });
+    }
+    Ok(())
+}
+
+/// Applies every migration newer than the file's version, each in its own IMMEDIATE transaction
+/// that also bumps `user_version` (so a crash mid-way leaves a consistent, older version).
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    for &(version, sql) in MIGRATIONS {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|source| StoreError::Migration { version, source })?;
+        // Re-read inside the write lock: another process may have migrated meanwhile.
+        let current = read_version(&tx)?;
+        check_version(current)?;
+        if current >= version {
+            continue;
+        }
+        tx.execute_batch(sql)
+            .and_then(|()| tx.pragma_update(None, "user_version", version))
+            .and_then(|()| tx.commit())
+            .map_err(|source| StoreError::Migration { version, source })?;
+        tracing::info!(version, "store: migrated database schema");
+    }
+    Ok(())
+}
+
+/// Maps a rusqlite error from a setup step to [`StoreError::Setup`].
+fn setup(step: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Setup { step, source }
+}

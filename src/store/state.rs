@@ -1,0 +1,140 @@
+//! State shared by the handles and the store's threads: the enqueue gate (which makes the
+//! `enqueued_seq` counter match channel order and closes the queue at shutdown), the commit
+//! watermark with its condition variable, and the statistics counters.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+/// Held across `try_send` + counter increment by every producer.
+#[derive(Debug, Default)]
+pub(crate) struct Gate {
+    /// Set by the writer when it starts its final drain; no record is accepted afterwards.
+    pub(crate) closed: bool,
+}
+
+/// The writer's progress, guarded by [`Shared::watermark`].
+#[derive(Debug)]
+pub(crate) struct Watermark {
+    /// Number of records the writer has finished with (committed, or rejected as invalid), in
+    /// channel order.
+    pub(crate) committed: u64,
+    /// False once the writer thread has exited (normally or by a panic).
+    pub(crate) writer_alive: bool,
+}
+
+/// How a [`Shared::wait_committed`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WaitOutcome {
+    /// The watermark reached the target.
+    Reached,
+    /// The deadline passed first; carries the watermark at that moment.
+    TimedOut(u64),
+    /// The writer exited first; carries its final watermark.
+    WriterGone(u64),
+}
+
+/// Monotonic counters reported by [`Store::stats`](super::Store::stats).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) rows_written: AtomicU64,
+    pub(crate) rows_rejected: AtomicU64,
+    pub(crate) batches: AtomicU64,
+    pub(crate) last_batch_size: AtomicU64,
+    pub(crate) commit_errors: AtomicU64,
+    pub(crate) retrying: AtomicBool,
+    pub(crate) rows_trimmed: AtomicU64,
+    pub(crate) trim_errors: AtomicU64,
+    pub(crate) queries_served: AtomicU64,
+    pub(crate) queries_failed: AtomicU64,
+    pub(crate) queries_rejected_busy: AtomicU64,
+    pub(crate) visible_wait_timeouts: AtomicU64,
+}
+
+/// Everything the handles and threads share, behind one `Arc`.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) gate: Mutex<Gate>,
+    /// Records accepted so far; only incremented while holding `gate`, right after a successful send.
+    pub(crate) enqueued: AtomicU64,
+    pub(crate) watermark: Mutex<Watermark>,
+    pub(crate) committed_cv: Condvar,
+    pub(crate) counters: Counters,
+    /// Longest `enqueue_blocking` waits.
+    pub(crate) enqueue_timeout: Duration,
+    #[cfg(test)]
+    pub(crate) fault: super::writer::FaultInjection,
+}
+
+impl Shared {
+    pub(crate) fn new(enqueue_timeout: Duration) -> Self {
+        Shared {
+            gate: Mutex::new(Gate::default()),
+            enqueued: AtomicU64::new(0),
+            watermark: Mutex::new(Watermark { committed: 0, writer_alive: true }),
+            committed_cv: Condvar::new(),
+            counters: Counters::default(),
+            enqueue_timeout,
+            #[cfg(test)]
+            fault: super::writer::FaultInjection::default(),
+        }
+    }
+
+    /// Current commit watermark.
+    pub(crate) fn committed(&self) -> u64 {
+        self.watermark.lock().committed
+    }
+
+    /// Advances the watermark by `n` after a COMMIT and wakes every waiter.
+    pub(crate) fn advance_committed(&self, n: u64) {
+        let mut wm = self.watermark.lock();
+        wm.committed += n;
+        drop(wm);
+        self.committed_cv.notify_all();
+    }
+
+    /// Marks the writer as gone and wakes every waiter (called from the writer's exit guard).
+    pub(crate) fn writer_exited(&self) {
+        let mut wm = self.watermark.lock();
+        wm.writer_alive = false;
+        drop(wm);
+        self.committed_cv.notify_all();
+    }
+
+    /// Blocks until the watermark reaches `target`, the writer exits, or `deadline` passes.
+    pub(crate) fn wait_committed(&self, target: u64, deadline: Option<Instant>) -> WaitOutcome {
+        let mut wm = self.watermark.lock();
+        loop {
+            if wm.committed >= target {
+                return WaitOutcome::Reached;
+            }
+            if !wm.writer_alive {
+                return WaitOutcome::WriterGone(wm.committed);
+            }
+            match deadline {
+                None => self.committed_cv.wait(&mut wm),
+                Some(deadline) => {
+                    if self.committed_cv.wait_until(&mut wm, deadline).timed_out() && wm.committed < target {
+                        return WaitOutcome::TimedOut(wm.committed);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes the gate: from now on every enqueue fails. Returns once no producer is mid-send.
+    pub(crate) fn close_gate(&self) {
+        self.gate.lock().closed = true;
+    }
+
+    /// Whether the gate is closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.gate.lock().closed
+    }
+}
+
+/// Increments a statistics counter (SeqCst: tests and operators read several counters together).
+pub(crate) fn bump(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::SeqCst);
+}

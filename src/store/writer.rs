@@ -1,0 +1,479 @@
+//! The write-behind thread: drains the bounded record channel into batches, commits each batch in
+//! one transaction with one cached prepared statement, retries failed commits with backoff while
+//! keeping the batch in memory, advances the commit watermark, trims rooms beyond
+//! `retain_per_room`, and performs the final drain at shutdown.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, TryRecvError, select};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::state::{Shared, bump};
+use super::{ChatRecord, StoreError};
+
+/// First wait after a failed commit.
+pub(crate) const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Longest wait between two commit attempts.
+pub(crate) const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Most rows one retention step deletes (one short transaction between two insert batches).
+const TRIM_BUDGET: u64 = 2048;
+
+const INSERT_SQL: &str = "INSERT OR IGNORE INTO messages (id, room, user, content, created_at) \
+                          VALUES (?1, ?2, ?3, ?4, ?5)";
+/// The id of the (N+1)-th newest row of a room: everything at or below it is beyond retention.
+pub(crate) const CUTOFF_SQL: &str = "SELECT id FROM messages INDEXED BY messages_room_id \
+     WHERE room = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2";
+pub(crate) const TRIM_SQL: &str = "DELETE FROM messages WHERE id IN \
+                        (SELECT id FROM messages INDEXED BY messages_room_id \
+                         WHERE room = ?1 AND id <= ?2 ORDER BY id LIMIT ?3)";
+
+/// Control messages from the [`Store`](super::Store) to the writer (unbounded side channel, so
+/// they never wait behind a full record queue).
+#[derive(Debug)]
+pub(crate) enum Ctrl {
+    /// Commit whatever is queued now instead of waiting for the flush interval.
+    Flush,
+    /// Close the gate, drain and commit everything, then exit.
+    Shutdown,
+}
+
+/// The writer's share of [`StoreConfig`](super::StoreConfig).
+#[derive(Debug, Clone)]
+pub(crate) struct WriterConfig {
+    pub(crate) batch_size: usize,
+    pub(crate) flush_interval: Duration,
+    pub(crate) retain_per_room: Option<u64>,
+}
+
+/// Test-only fault injection: a `PRAGMA max_page_count` the writer applies before each attempt,
+/// so tests can make inserts fail with `SQLITE_FULL` and then lift the limit.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(crate) struct FaultInjection {
+    /// 0: leave alone; otherwise the value to set.
+    pub(crate) max_page_count: std::sync::atomic::AtomicU64,
+}
+
+/// Starts the writer thread.
+pub(crate) fn spawn(
+    conn: Connection,
+    data: Receiver<ChatRecord>,
+    ctrl: Receiver<Ctrl>,
+    shared: Arc<Shared>,
+    cfg: WriterConfig,
+) -> Result<JoinHandle<()>, StoreError> {
+    let name = "store-writer".to_string();
+    let retention = cfg.retain_per_room.map(Retention::new);
+    let writer = Writer {
+        conn,
+        data,
+        ctrl,
+        batch: Vec::with_capacity(cfg.batch_size),
+        first_at: None,
+        urgent: false,
+        shutting_down: false,
+        shared,
+        cfg,
+        retention,
+    };
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || writer.run())
+        .map_err(|source| StoreError::Spawn { name, source })
+}
+
+/// Marks the writer gone when the thread ends, even by unwinding, so nobody waits forever.
+struct ExitGuard(Arc<Shared>);
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        self.0.close_gate();
+        self.0.writer_exited();
+    }
+}
+
+struct Writer {
+    conn: Connection,
+    data: Receiver<ChatRecord>,
+    ctrl: Receiver<Ctrl>,
+    shared: Arc<Shared>,
+    cfg: WriterConfig,
+    /// Records received but not yet committed, in channel order.
+    batch: Vec<ChatRecord>,
+    /// When the batch's first record was received.
+    first_at: Option<Instant>,
+    /// A flush was requested: commit as soon as the channel is empty.
+    urgent: bool,
+    /// Shutdown was requested (gate already closed): drain, commit, exit.
+    shutting_down: bool,
+    retention: Option<Retention>,
+}
+
+impl Writer {
+    fn run(mut self) {
+        let _guard = ExitGuard(Arc::clone(&self.shared));
+        loop {
+            self.poll_ctrl();
+            let channel_empty = self.fill();
+            let full = self.batch.len() >= self.cfg.batch_size;
+            let interval_due = self.first_at.is_some_and(|t| t.elapsed() >= self.cfg.flush_interval);
+            let drain_now = (self.urgent || self.shutting_down) && channel_empty;
+            if !self.batch.is_empty() && (full || interval_due || drain_now) {
+                self.commit_batch();
+                self.trim_step(false);
+                continue;
+            }
+            if self.batch.is_empty() && channel_empty {
+                self.urgent = false;
+                if self.shutting_down {
+                    break;
+                }
+            }
+            self.wait();
+        }
+        tracing::debug!(committed = self.shared.committed(), "store: writer drained and stopped");
+    }
+
+    /// Handles every pending control message without blocking.
+    fn poll_ctrl(&mut self) {
+        loop {
+            match self.ctrl.try_recv() {
+                Ok(msg) => self.on_ctrl(msg),
+                Err(TryRecvError::Empty) => return,
+                // The Store is gone (dropped): behave as if it asked for shutdown.
+                Err(TryRecvError::Disconnected) => {
+                    self.begin_shutdown();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_ctrl(&mut self, msg: Ctrl) {
+        match msg {
+            Ctrl::Flush => self.urgent = true,
+            Ctrl::Shutdown => self.begin_shutdown(),
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        if !self.shutting_down {
+            // After this no producer can send; everything accepted is already in the channel.
+            self.shared.close_gate();
+            self.shutting_down = true;
+        }
+    }
+
+    /// Moves queued records into the batch without blocking, up to `batch_size`.
+    /// Returns true when the channel was seen empty (or disconnected).
+    fn fill(&mut self) -> bool {
+        while self.batch.len() < self.cfg.batch_size {
+            match self.data.try_recv() {
+                Ok(rec) => self.push(rec),
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => {
+                    self.begin_shutdown();
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    fn push(&mut self, rec: ChatRecord) {
+        if self.batch.is_empty() {
+            self.first_at = Some(Instant::now());
+        }
+        self.batch.push(rec);
+    }
+
+    /// Blocks for the next record or control message, at most until the batch's flush deadline
+    /// (or, with an empty batch and retention work pending, one flush interval for an idle trim).
+    fn wait(&mut self) {
+        let timeout = match self.first_at {
+            Some(first) => Some((first + self.cfg.flush_interval).saturating_duration_since(Instant::now())),
+            None if self.retention.as_ref().is_some_and(Retention::has_work) => Some(self.cfg.flush_interval),
+            None => None,
+        };
+        let data = &self.data;
+        let ctrl = &self.ctrl;
+        let event = match timeout {
+            Some(t) => select! {
+                recv(data) -> r => Event::Data(r.ok()),
+                recv(ctrl) -> c => Event::Ctrl(c.ok()),
+                default(t) => Event::Timeout,
+            },
+            None => select! {
+                recv(data) -> r => Event::Data(r.ok()),
+                recv(ctrl) -> c => Event::Ctrl(c.ok()),
+            },
+        };
+        match event {
+            Event::Data(Some(rec)) => self.push(rec),
+            Event::Data(None) | Event::Ctrl(None) => self.begin_shutdown(),
+            Event::Ctrl(Some(msg)) => self.on_ctrl(msg),
+            Event::Timeout if self.batch.is_empty() => self.trim_step(true),
+            Event::Timeout => {}
+        }
+    }
+
+    /// Commits the batch, retrying with backoff until it succeeds (the batch stays in memory and
+    /// the queue backs up meanwhile), then advances the watermark.
+    fn commit_batch(&mut self) {
+        let shared = Arc::clone(&self.shared);
+        let counters = &shared.counters;
+        let mut backoff = RETRY_BACKOFF_MIN;
+        let mut failures: u64 = 0;
+        let outcome = loop {
+            #[cfg(test)]
+            self.apply_fault();
+            match insert_batch(&mut self.conn, &self.batch) {
+                Ok(outcome) => break outcome,
+                Err(err) => {
+                    failures += 1;
+                    // `retrying` first: whoever sees the error count also sees the flag.
+                    counters.retrying.store(true, Ordering::SeqCst);
+                    bump(&counters.commit_errors, 1);
+                    if failures == 1 {
+                        tracing::warn!(
+                            error = %err,
+                            batch = self.batch.len(),
+                            "store: committing a batch of chat messages failed; keeping it in \
+                             memory and retrying with backoff (100 ms up to 5 s); the write queue \
+                             fills meanwhile and shards apply backpressure"
+                        );
+                    } else {
+                        tracing::debug!(error = %err, failures, "store: commit retry failed");
+                    }
+                    self.sleep_responsive(backoff);
+                    backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+                }
+            }
+        };
+        if failures > 0 {
+            counters.retrying.store(false, Ordering::SeqCst);
+            tracing::info!(failures, batch = self.batch.len(), "store: commit succeeded again after failures");
+        }
+        if outcome.rejected > 0 {
+            tracing::warn!(
+                rejected = outcome.rejected,
+                first_rejected_id = outcome.first_rejected_id,
+                "store: dropped records whose id is already stored or beyond i64::MAX (a bug in \
+                 id assignment)"
+            );
+        }
+        let n = self.batch.len() as u64;
+        bump(&counters.rows_written, outcome.inserted);
+        bump(&counters.rows_rejected, outcome.rejected);
+        bump(&counters.batches, 1);
+        counters.last_batch_size.store(n, Ordering::SeqCst);
+        if let Some(retention) = &mut self.retention {
+            for rec in &self.batch {
+                retention.note(&rec.room);
+            }
+        }
+        self.batch.clear();
+        self.first_at = None;
+        self.shared.advance_committed(n);
+    }
+
+    /// Sleeps for `d` while still taking control messages (so a shutdown closes the gate at once).
+    fn sleep_responsive(&mut self, d: Duration) {
+        let deadline = Instant::now() + d;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            match self.ctrl.recv_timeout(left) {
+                Ok(msg) => self.on_ctrl(msg),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => return,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    self.begin_shutdown();
+                    std::thread::sleep(left);
+                    return;
+                }
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn apply_fault(&self) {
+        let pages = self.shared.fault.max_page_count.load(Ordering::SeqCst);
+        if pages > 0 {
+            let pages = i64::try_from(pages).unwrap_or(i64::MAX);
+            let _ = self.conn.pragma_update(None, "max_page_count", pages);
+        }
+    }
+
+    /// One bounded retention step (at most [`TRIM_BUDGET`] rows, one transaction). `idle` also
+    /// trims rooms that received fewer rows than the slack since their last trim.
+    fn trim_step(&mut self, idle: bool) {
+        let Some(retention) = &mut self.retention else {
+            return;
+        };
+        if !retention.has_work() || Instant::now() < retention.retry_at {
+            return;
+        }
+        let rooms = retention.candidates(idle);
+        if rooms.is_empty() {
+            return;
+        }
+        match trim_rooms(&mut self.conn, &rooms, retention.keep, TRIM_BUDGET) {
+            Ok((deleted, done)) => {
+                bump(&self.shared.counters.rows_trimmed, deleted);
+                retention.finished(&done);
+                if retention.failures > 0 {
+                    tracing::info!(failures = retention.failures, "store: retention trimming works again");
+                    retention.failures = 0;
+                }
+            }
+            Err(err) => {
+                bump(&self.shared.counters.trim_errors, 1);
+                if retention.failures == 0 {
+                    tracing::warn!(error = %err, "store: retention trim failed; will retry later");
+                }
+                retention.failures += 1;
+                let shift = retention.failures.min(6) as u32;
+                let backoff = (RETRY_BACKOFF_MIN * 2u32.pow(shift)).min(RETRY_BACKOFF_MAX);
+                retention.retry_at = Instant::now() + backoff;
+            }
+        }
+    }
+}
+
+enum Event {
+    Data(Option<ChatRecord>),
+    Ctrl(Option<Ctrl>),
+    Timeout,
+}
+
+/// What one committed batch did.
+#[derive(Debug, Default)]
+struct BatchOutcome {
+    inserted: u64,
+    /// Rows skipped because their id exists already or does not fit SQLite's INTEGER.
+    rejected: u64,
+    first_rejected_id: Option<u64>,
+}
+
+/// Inserts the batch in one transaction with the cached insert statement.
+fn insert_batch(conn: &mut Connection, batch: &[ChatRecord]) -> rusqlite::Result<BatchOutcome> {
+    let tx = conn.transaction()?;
+    let mut outcome = BatchOutcome::default();
+    {
+        let mut stmt = tx.prepare_cached(INSERT_SQL)?;
+        for rec in batch {
+            let changed = match i64::try_from(rec.id) {
+                Ok(id) => stmt.execute(params![id, rec.room, rec.user, rec.content, rec.created_at_ms])?,
+                Err(_) => 0,
+            };
+            if changed == 1 {
+                outcome.inserted += 1;
+            } else {
+                outcome.rejected += 1;
+                outcome.first_rejected_id.get_or_insert(rec.id);
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(outcome)
+}
+
+/// Deletes, for each room, rows older than its `keep` newest, at most `budget` rows in all.
+/// Returns the number deleted and the rooms that are now within the limit.
+fn trim_rooms(
+    conn: &mut Connection,
+    rooms: &[Arc<str>],
+    keep: i64,
+    mut budget: u64,
+) -> rusqlite::Result<(u64, Vec<Arc<str>>)> {
+    let tx = conn.transaction()?;
+    let mut deleted = 0;
+    let mut done = Vec::new();
+    {
+        let mut cutoff_stmt = tx.prepare_cached(CUTOFF_SQL)?;
+        let mut trim_stmt = tx.prepare_cached(TRIM_SQL)?;
+        for room in rooms {
+            if budget == 0 {
+                break;
+            }
+            let cutoff: Option<i64> = cutoff_stmt.query_row(params![room, keep], |row| row.get(0)).optional()?;
+            let Some(cutoff) = cutoff else {
+                done.push(Arc::clone(room));
+                continue;
+            };
+            let chunk = budget;
+            let limit = i64::try_from(chunk).unwrap_or(i64::MAX);
+            let n = trim_stmt.execute(params![room, cutoff, limit])? as u64;
+            deleted += n;
+            budget = budget.saturating_sub(n);
+            // Fewer rows than allowed went: nothing older than the cutoff is left.
+            if n < chunk {
+                done.push(Arc::clone(room));
+            }
+        }
+    }
+    tx.commit()?;
+    Ok((deleted, done))
+}
+
+/// Which rooms may hold more than `keep` rows.
+///
+/// A room becomes a candidate after `slack` new rows (`keep / 16`, 1..=1024) so the O(keep)
+/// cutoff lookup is amortised over many inserts; when the writer is idle every room that received
+/// rows is trimmed, so a quiet room converges to exactly `keep` rows.
+struct Retention {
+    keep: i64,
+    slack: u64,
+    /// Rows received per room since that room was last found within the limit.
+    pending: HashMap<Arc<str>, u64>,
+    failures: u64,
+    retry_at: Instant,
+}
+
+impl Retention {
+    fn new(keep: u64) -> Self {
+        Retention {
+            keep: i64::try_from(keep).unwrap_or(i64::MAX),
+            slack: (keep / 16).clamp(1, 1024),
+            pending: HashMap::new(),
+            failures: 0,
+            retry_at: Instant::now(),
+        }
+    }
+
+    fn note(&mut self, room: &Arc<str>) {
+        match self.pending.get_mut(room) {
+            Some(n) => *n += 1,
+            None => {
+                self.pending.insert(Arc::clone(room), 1);
+            }
+        }
+    }
+
+    fn has_work(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Rooms to look at in this step (bounded, so one step stays short).
+    fn candidates(&self, idle: bool) -> Vec<Arc<str>> {
+        self.pending
+            .iter()
+            .filter(|&(_, &n)| idle || n >= self.slack)
+            .take(64)
+            .map(|(room, _)| Arc::clone(room))
+            .collect()
+    }
+
+    /// After a successful step: rooms in `done` are within the limit; the others keep their count.
+    fn finished(&mut self, done: &[Arc<str>]) {
+        for room in done {
+            self.pending.remove(room);
+        }
+    }
+}
