@@ -178,9 +178,12 @@ function connect() {
 }
 
 function onSocketClosed(ev) {
+  const wasOnline = state.connection === "online";
   state.socket = null;
   stopHeartbeat();
   for (const room of state.rooms.values()) {
+    // Mark the gap once per outage, not once per failed attempt.
+    if (wasOnline) systemLine(room, "system", "connection lost, reconnecting…");
     room.joined = false;
     room.history = null;
     room.historyOff = false;
@@ -326,13 +329,15 @@ function onLeft(event) {
 function onPresence(event) {
   const room = state.rooms.get(event.room);
   if (!room) return;
+  // The server also announces our own arrival to us; `joined` already said so.
+  const self = event.user === state.user;
   if (event.event === "join") {
     if (!room.members.has(event.user)) room.memberTotal += 1;
     room.members.add(event.user);
-    systemLine(room, "system", `${event.user} joined`);
+    if (!self) systemLine(room, "system", `${event.user} joined`);
   } else {
     if (room.members.delete(event.user)) room.memberTotal = Math.max(0, room.memberTotal - 1);
-    systemLine(room, "system", `${event.user} left`);
+    if (!self) systemLine(room, "system", `${event.user} left`);
   }
   if (room.name === state.current) renderPresence();
 }

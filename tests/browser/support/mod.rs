@@ -26,10 +26,15 @@ use tungstenite::{Message, WebSocket};
 /// Deadline for anything a test waits for (the machine is shared and may be slow).
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
-/// Where Debian's `chromium-driver` package puts chromedriver.
+/// Where Debian's `chromium-driver` package puts chromedriver (`ROOMCAST_CHROMEDRIVER` overrides).
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-/// Where Debian's `chromium` package puts the browser.
+/// Where Debian's `chromium` package puts the browser (`ROOMCAST_CHROMIUM` overrides).
 pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// `default`, or the path in the environment variable `var`.
+fn tool(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.to_string())
+}
 
 /// WebDriver "Enter" key.
 pub const ENTER: &str = "\u{E007}";
@@ -37,9 +42,11 @@ pub const ENTER: &str = "\u{E007}";
 /// One browser test at a time: each starts one or two Chromiums, and the machine has few cores.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// Takes the lock that runs browser tests one after another (a failed test does not poison it).
-pub fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Runs one browser test: waits for its turn (one at a time; a failed test does not poison the
+/// lock), then drives `test` to completion on a single-threaded Tokio runtime.
+pub fn run(test: impl Future<Output = ()>) {
+    let _turn: MutexGuard<'static, ()> = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime").block_on(test);
 }
 
 /// `target/browser-screenshots/`, created on demand.
@@ -177,7 +184,10 @@ pub struct Driver {
 impl Driver {
     /// Starts chromedriver. Fails (never skips) when Chromium is not installed.
     pub fn start() -> Driver {
-        for (path, what) in [(CHROMEDRIVER, "chromedriver"), (CHROMIUM, "chromium")] {
+        let chromedriver = tool("ROOMCAST_CHROMEDRIVER", CHROMEDRIVER);
+        for (path, what) in
+            [(chromedriver.as_str(), "chromedriver"), (&tool("ROOMCAST_CHROMIUM", CHROMIUM), "chromium")]
+        {
             assert!(
                 Path::new(path).exists(),
                 "{path} is missing: the browser tests need {what}. Install it with \
@@ -185,13 +195,13 @@ impl Driver {
             );
         }
         let port = free_port();
-        let child = Command::new(CHROMEDRIVER)
+        let child = Command::new(&chromedriver)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {CHROMEDRIVER}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot run {chromedriver}: {e}"));
         let driver = Driver {
             child: Some(child),
             port,
@@ -207,6 +217,8 @@ impl Driver {
     }
 
     /// Opens a new headless Chromium session with its own profile, sized `width`×`height`.
+    /// Headless windows are at least 500 px wide, so narrower sizes use Chrome's mobile emulation
+    /// (a phone-sized viewport with touch, as on a real phone).
     pub async fn browser(&mut self, name: &str, width: u32, height: u32) -> Browser {
         self.sessions += 1;
         let profile = self.profiles.path().join(format!("{}-{name}", self.sessions));
@@ -224,9 +236,14 @@ impl Driver {
             format!("--window-size={width},{height}"),
             format!("--user-data-dir={}", profile.display()),
         ];
+        let mut options = json!({ "binary": tool("ROOMCAST_CHROMIUM", CHROMIUM), "args": args });
+        if width < 500 {
+            options["mobileEmulation"] =
+                json!({ "deviceMetrics": { "width": width, "height": height, "pixelRatio": 1.0, "touch": true } });
+        }
         let caps = json!({
             "browserName": "chrome",
-            "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
+            "goog:chromeOptions": options,
             "goog:loggingPrefs": { "browser": "ALL" },
         });
         let Value::Object(caps) = caps else { unreachable!() };
