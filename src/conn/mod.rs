@@ -14,6 +14,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use mio::net::TcpStream;
 
+use crate::metrics::CloseReason;
 use crate::protocol::Format;
 use crate::room::directory::Room;
 use crate::ws::codec::{self, FrameDecoder};
@@ -104,6 +105,8 @@ pub struct Conn {
     pub flush_scheduled: bool,
     /// The peer may have more input that a paused or budget-limited read left in the socket.
     pub read_pending: bool,
+    /// Why the server decided to close it (first decision wins); `None` counts as normal at the reap.
+    pub close_reason: Option<CloseReason>,
 }
 
 impl Conn {
@@ -119,7 +122,13 @@ impl Conn {
             deadline: Some(deadline),
             flush_scheduled: false,
             read_pending: false,
+            close_reason: None,
         }
+    }
+
+    /// Records why the connection is being closed, unless a reason was recorded already.
+    pub fn set_close_reason(&mut self, reason: CloseReason) {
+        self.close_reason.get_or_insert(reason);
     }
 
     /// Reads once into `scratch`.
