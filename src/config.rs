@@ -1,21 +1,45 @@
-//! Command-line flags and `ROOMCAST_*` environment variables, validated into one [`Config`].
+//! Command-line flags, `ROOMCAST_*` environment variables and an optional TOML file, validated into one
+//! [`Config`].
 //!
 //! Every field documents its default and when to change it; `main` turns a validation error into a
-//! message naming the setting.
+//! message naming the setting. Precedence (flag > env > file > default) is implemented in [`load`];
+//! the file format in [`file`]; `docs/CONFIG.md` lists every setting. The file key of a setting is its
+//! long flag name without the dashes (`max-message = 1000`), which is also how `--print-config` prints it.
+
+pub mod file;
+pub mod load;
+pub mod logging;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use serde::Serialize;
+
+pub use logging::LogFormat;
 
 /// File descriptors kept free for the listener, the database, log files and the waker eventfds.
 pub const FD_RESERVE: usize = 64;
 
-/// The server's configuration (flags override environment variables).
-#[derive(Debug, Clone, Parser)]
+/// The server's configuration (flags override environment variables, which override the file).
+///
+/// Serialised (kebab-case keys, as in the file) by `--print-config`.
+#[derive(Debug, Clone, Parser, Serialize)]
 #[command(name = "roomcast", version, about = "Real-time WebSocket chat server")]
+#[serde(rename_all = "kebab-case")]
 pub struct Config {
+    /// Read settings from this TOML file (keys are the long flag names: `max-message = 1000`). Flags and
+    /// environment variables override it.
+    #[arg(long, env = "ROOMCAST_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective configuration as TOML (usable as a `--config` file) and exit.
+    #[arg(long)]
+    #[serde(skip)]
+    pub print_config: bool,
+
     /// Address to listen on. Use 0.0.0.0:8000 to accept from other machines (behind a TLS proxy).
     #[arg(long, env = "ROOMCAST_ADDR", default_value = "127.0.0.1:8000")]
     pub addr: SocketAddr,
@@ -57,15 +81,21 @@ pub struct Config {
 
     /// Seconds a client may take to complete its HTTP request / handshake before it is dropped.
     #[arg(long = "handshake-timeout", env = "ROOMCAST_HANDSHAKE_TIMEOUT", default_value_t = 10)]
+    #[serde(rename = "handshake-timeout")]
     pub handshake_timeout_secs: u64,
 
     /// Serve the web client from this directory instead of the copy embedded in the binary.
     #[arg(long, env = "ROOMCAST_STATIC_DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub static_dir: Option<PathBuf>,
 
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or `RUST_LOG`-style directives).
     #[arg(long, env = "ROOMCAST_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+
+    /// Log line format: `text` (human-readable) or `json` (one JSON object per line, for log shippers).
+    #[arg(long, env = "ROOMCAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 
     /// History writer: rows per transaction at most.
     #[arg(long, env = "ROOMCAST_BATCH_SIZE", default_value_t = 512)]
@@ -90,6 +120,7 @@ pub struct Config {
 
     /// Seconds to wait, on SIGINT/SIGTERM, for clients to acknowledge the close before exiting.
     #[arg(long = "shutdown-grace", env = "ROOMCAST_SHUTDOWN_GRACE", default_value_t = 3)]
+    #[serde(rename = "shutdown-grace")]
     pub shutdown_grace_secs: u64,
 }
 
