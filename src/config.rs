@@ -159,6 +159,13 @@ impl Config {
             self.max_message.to_string(),
         )?;
         range("max-outbuf", "at least 4096", self.max_outbuf >= 4096, self.max_outbuf.to_string())?;
+        // A message larger than the output bound could never be delivered to anyone.
+        range(
+            "max-outbuf",
+            "at least --max-message + 4110 (one largest frame must fit)",
+            self.max_outbuf >= self.max_frame_bytes() + 14,
+            self.max_outbuf.to_string(),
+        )?;
         range("max-rooms-per-conn", "at least 1", self.max_rooms_per_conn >= 1, self.max_rooms_per_conn.to_string())?;
         range(
             "max-header-bytes",
@@ -224,4 +231,41 @@ pub fn raise_fd_limit() -> usize {
         }
     }
     usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validate(args: &[&str]) -> Result<Config, String> {
+        let cfg = Config::try_parse_from(std::iter::once("roomcast").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        cfg.validate(20_000).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_valid_and_fill_automatic_values() {
+        let cfg = validate(&[]).expect("defaults");
+        assert_eq!(cfg.addr.to_string(), "127.0.0.1:8000");
+        assert!(cfg.shards >= 1);
+        assert_eq!(cfg.max_connections, 20_000 - FD_RESERVE);
+        assert_eq!(cfg.max_frame_bytes(), 16 * 1024 + 4096);
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        for (args, flag) in [
+            (&["--max-outbuf", "100"][..], "--max-outbuf"),
+            (&["--max-message", "2000000"][..], "--max-outbuf"),
+            (&["--max-message", "0"][..], "--max-message"),
+            (&["--batch-size", "0"][..], "--batch-size"),
+            (&["--max-connections", "30000"][..], "--max-connections"),
+            (&["--queue-capacity", "10"][..], "--queue-capacity"),
+        ] {
+            let err = validate(args).expect_err("invalid");
+            assert!(err.contains(flag), "{args:?}: {err}");
+        }
+        assert!(validate(&["--sync", "sometimes"]).is_err());
+        assert!(validate(&["--addr", "nowhere"]).is_err());
+    }
 }

@@ -64,6 +64,8 @@ pub struct Membership {
     pub room: Arc<Room>,
     /// While catching up after a resume: live frames held back until history has been sent.
     pub held: Option<Vec<Bytes>>,
+    /// Bytes in `held` (bounded, with the output queue, by `max_outbuf`).
+    pub held_bytes: usize,
 }
 
 impl WsState {

@@ -237,11 +237,19 @@ impl Shard {
             let Some(frame) = delivery.frame(member.format) else { continue };
             let Some(conn) = self.conns.get_mut(member.key) else { continue };
             if member.held {
-                if let Some(held) =
-                    conn.ws_mut().and_then(|ws| ws.membership_mut(delivery.room_id)).and_then(|m| m.held.as_mut())
+                // Live frames wait while a resuming member catches up; they count against the same
+                // bound as its output queue.
+                let queued = conn.out.queued_bytes();
+                if let Some(membership) = conn.ws_mut().and_then(|ws| ws.membership_mut(delivery.room_id))
+                    && let Some(held) = membership.held.as_mut()
                 {
-                    held.push(frame.clone());
-                    delivered += 1;
+                    if queued + membership.held_bytes + frame.len() > max_outbuf {
+                        slow.push(member.key);
+                    } else {
+                        membership.held_bytes += frame.len();
+                        held.push(frame.clone());
+                        delivered += 1;
+                    }
                 }
                 continue;
             }

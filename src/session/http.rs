@@ -21,6 +21,9 @@ use crate::static_files;
 use crate::store::{HistoryPage, HistoryQuery, StoreError};
 use crate::ws::codec;
 
+/// Name of connections that gave no nickname.
+static ANONYMOUS: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("anonymous"));
+
 /// Default page size of REST history.
 pub const DEFAULT_PAGE: usize = 50;
 /// Largest page of REST history (larger `limit`s are clamped).
@@ -198,7 +201,11 @@ fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
         }
     };
     conn.send_unbounded(upgrade::switching_protocols(&accepted));
-    let user: Arc<str> = Arc::from(params.nick.as_deref().unwrap_or("anonymous"));
+    let user: Arc<str> = match params.nick.as_deref() {
+        Some(nick) => Arc::from(nick),
+        // Shared: thousands of anonymous load-test connections need not each allocate the name.
+        None => Arc::clone(&ANONYMOUS),
+    };
     conn.phase = Phase::Ws(Box::new(WsState {
         format: params.format,
         user: Arc::clone(&user),

@@ -229,7 +229,7 @@ pub fn join(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, since: 
     let held = resume_from.is_some();
     ctx.local.add(joined.room.id, LocalMember { key, min_id: joined.last_id, format, held });
     ctx.metrics.room_members.add(1);
-    ws.rooms.push(Membership { room: Arc::clone(&joined.room), held: held.then(Vec::new) });
+    ws.rooms.push(Membership { room: Arc::clone(&joined.room), held: held.then(Vec::new), held_bytes: 0 });
     if format == Format::Json {
         let names: Vec<&str> = joined.member_names.iter().map(|n| &**n).collect();
         let frame = json::joined(room, &names, joined.member_count, joined.last_id);
@@ -304,7 +304,10 @@ pub fn on_resume_page(
 }
 
 fn release_held(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64) {
-    let held = conn.ws_mut().and_then(|ws| ws.membership_mut(room_id)).and_then(|m| m.held.take());
+    let held = conn.ws_mut().and_then(|ws| ws.membership_mut(room_id)).and_then(|m| {
+        m.held_bytes = 0;
+        m.held.take()
+    });
     ctx.local.set_held(room_id, key, false);
     for frame in held.unwrap_or_default() {
         if !send_frame(ctx, conn, key, frame) {

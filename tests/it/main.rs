@@ -3,6 +3,7 @@
 mod support;
 
 mod config;
+mod conformance;
 mod core_chat;
 mod history;
 mod http_errors;
