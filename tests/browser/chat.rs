@@ -70,6 +70,35 @@ fn two_browsers_chat_and_see_each_other() {
         alice.screenshot("chat-alice-random").await;
         carol.close();
 
+        // Server errors are shown in the conversation, not swallowed: send a command the server
+        // does not know on the page's own socket and look for the error line.
+        alice.js("state.socket.send(JSON.stringify({ type: 'dance' })); return true", vec![]).await;
+        let error = alice
+            .wait_js(
+                "the server error shown inline",
+                "const e = document.querySelector('ol.log[data-room=\"random\"] li.error[role=alert]');\
+                 return e && e.textContent",
+                vec![],
+            )
+            .await;
+        assert!(error.as_str().is_some_and(|e| e.starts_with("unknown_type: ")), "{error}");
+
+        // Leaving a room: its tab goes, the lobby is shown again, the socket stays up.
+        alice
+            .js("document.querySelector('li.room[data-room=\"random\"] .room-leave').click(); return true", vec![])
+            .await;
+        alice
+            .wait_js(
+                "random left",
+                "return !document.querySelector('li.room[data-room=\"random\"]')\
+                 && !document.querySelector('ol.log[data-room=\"random\"]')\
+                 && document.getElementById('room-title').textContent === 'lobby'",
+                vec![],
+            )
+            .await;
+        bob.say("still here after you left random").await;
+        alice.wait_message("lobby", "still here after you left random").await;
+
         alice.finish(&[]).await;
         bob.finish(&[]).await;
     });
