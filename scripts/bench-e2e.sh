@@ -39,7 +39,7 @@ if [[ "$QUICK" == 1 ]]; then
 else
     DUR=10s WARM=2s DRAIN=5s
     S1_CONNS=1000 S2_CONNS=2000 ROOMS_CONNS=5000 HOLD_CONNS=15000 HOLD19_CONNS=19000 CONNECT_CONNS=15000
-    RAMP_STEPS=10 HOLD_DUR=10s
+    RAMP_STEPS=20 HOLD_DUR=10s
 fi
 
 ROOMCAST_PID=""
@@ -204,7 +204,8 @@ for s in "${SCENARIOS[@]}"; do
             both connect connect --conns "$CONNECT_CONNS" --connect-timeout 30s --source-ips "$SOURCE_IPS"
             ;;
         ramp)
-            both ramp ramp --conns "$S1_CONNS" --rooms 1 --senders 10 --rate 200 --ramp-step 200 \
+            # 50, 150, ... msgs/s to 1,000 recipients: 50k, 150k, ... up to ~2M deliveries/s.
+            both ramp ramp --conns "$S1_CONNS" --rooms 1 --senders 10 --rate 50 --ramp-step 100 \
                 --max-steps "$RAMP_STEPS" --p99-bound 10ms --warmup 1s --duration 3s --drain 3s --size 100
             ;;
         *)
