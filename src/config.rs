@@ -1,21 +1,45 @@
-//! Command-line flags and `ROOMCAST_*` environment variables, validated into one [`Config`].
+//! Command-line flags, `ROOMCAST_*` environment variables and an optional TOML file, validated into one
+//! [`Config`].
 //!
 //! Every field documents its default and when to change it; `main` turns a validation error into a
-//! message naming the setting.
+//! message naming the setting. Precedence (flag > env > file > default) is implemented in [`load`];
+//! the file format in [`file`]; `docs/CONFIG.md` lists every setting. The file key of a setting is its
+//! long flag name without the dashes (`max-message = 1000`), which is also how `--print-config` prints it.
+
+pub mod file;
+pub mod load;
+pub mod logging;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use serde::Serialize;
+
+pub use logging::LogFormat;
 
 /// File descriptors kept free for the listener, the database, log files and the waker eventfds.
 pub const FD_RESERVE: usize = 64;
 
-/// The server's configuration (flags override environment variables).
-#[derive(Debug, Clone, Parser)]
+/// The server's configuration (flags override environment variables, which override the file).
+///
+/// Serialised (kebab-case keys, as in the file) by `--print-config`.
+#[derive(Debug, Clone, Parser, Serialize)]
 #[command(name = "roomcast", version, about = "Real-time WebSocket chat server")]
+#[serde(rename_all = "kebab-case")]
 pub struct Config {
+    /// Read settings from this TOML file (keys are the long flag names: `max-message = 1000`). Flags and
+    /// environment variables override it.
+    #[arg(long, env = "ROOMCAST_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective configuration as TOML (usable as a `--config` file) and exit.
+    #[arg(long)]
+    #[serde(skip)]
+    pub print_config: bool,
+
     /// Address to listen on. Use 0.0.0.0:8000 to accept from other machines (behind a TLS proxy).
     #[arg(long, env = "ROOMCAST_ADDR", default_value = "127.0.0.1:8000")]
     pub addr: SocketAddr,
@@ -57,15 +81,21 @@ pub struct Config {
 
     /// Seconds a client may take to complete its HTTP request / handshake before it is dropped.
     #[arg(long = "handshake-timeout", env = "ROOMCAST_HANDSHAKE_TIMEOUT", default_value_t = 10)]
+    #[serde(rename = "handshake-timeout")]
     pub handshake_timeout_secs: u64,
 
     /// Serve the web client from this directory instead of the copy embedded in the binary.
     #[arg(long, env = "ROOMCAST_STATIC_DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub static_dir: Option<PathBuf>,
 
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or `RUST_LOG`-style directives).
     #[arg(long, env = "ROOMCAST_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+
+    /// Log line format: `text` (human-readable) or `json` (one JSON object per line, for log shippers).
+    #[arg(long, env = "ROOMCAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 
     /// History writer: rows per transaction at most.
     #[arg(long, env = "ROOMCAST_BATCH_SIZE", default_value_t = 512)]
@@ -90,28 +120,33 @@ pub struct Config {
 
     /// Seconds to wait, on SIGINT/SIGTERM, for clients to acknowledge the close before exiting.
     #[arg(long = "shutdown-grace", env = "ROOMCAST_SHUTDOWN_GRACE", default_value_t = 3)]
+    #[serde(rename = "shutdown-grace")]
     pub shutdown_grace_secs: u64,
 
     /// Turns authentication on with HS256 tokens signed with this shared secret (use at least 32
     /// random bytes; shorter ones are accepted with a warning). Prefer the environment variable:
     /// command lines are visible to every local user.
     #[arg(long, env = "ROOMCAST_JWT_SECRET", conflicts_with = "jwt_public_key", hide_env_values = true)]
+    #[serde(skip)]
     pub jwt_secret: Option<String>,
 
     /// Turns authentication on with RS256 (RSA key) or ES256 (P-256 key) tokens verified with this PEM
     /// public key; the key type pins the algorithm.
     #[arg(long, env = "ROOMCAST_JWT_PUBLIC_KEY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt_public_key: Option<PathBuf>,
 
     /// With authentication on, tokens must carry this `aud`. Without it, tokens carrying any `aud`
     /// are refused (RFC 7519 §4.1.3: a principal that is not named in `aud` must reject the token).
     #[arg(long, env = "ROOMCAST_JWT_AUDIENCE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt_audience: Option<String>,
 
     /// Browser origins allowed to open WebSockets (repeatable; `*` allows any). Without it, a request's
     /// `Origin` must name the host it was sent to (`Host`); requests without `Origin` (non-browsers)
     /// are allowed. Others get 403 `forbidden_origin`.
     #[arg(long = "allowed-origin", env = "ROOMCAST_ALLOWED_ORIGINS", value_delimiter = ',')]
+    #[serde(rename = "allowed-origin", skip_serializing_if = "Vec::is_empty", serialize_with = "comma_separated")]
     pub allowed_origins: Vec<String>,
 
     /// Messages (data frames and pings) a connection may send per second on average; 0 turns the
@@ -136,15 +171,18 @@ pub struct Config {
     /// Seconds a WebSocket client may send no frame at all (pongs count) before it is closed with
     /// 1008; 0 turns it off.
     #[arg(long = "idle-timeout", env = "ROOMCAST_IDLE_TIMEOUT", default_value_t = 300)]
+    #[serde(rename = "idle-timeout")]
     pub idle_timeout_secs: u64,
 
     /// Seconds of client silence after which the server sends a ping; 0 turns heartbeats off.
     #[arg(long = "ping-interval", env = "ROOMCAST_PING_INTERVAL", default_value_t = 30)]
+    #[serde(rename = "ping-interval")]
     pub ping_interval_secs: u64,
 
     /// Seconds a client has to answer a ping (with a pong or any other frame) before it is closed
     /// with 1001 as gone.
     #[arg(long = "ping-timeout", env = "ROOMCAST_PING_TIMEOUT", default_value_t = 10)]
+    #[serde(rename = "ping-timeout")]
     pub ping_timeout_secs: u64,
 }
 
@@ -318,4 +356,9 @@ mod tests {
         assert!(validate(&["--sync", "sometimes"]).is_err());
         assert!(validate(&["--addr", "nowhere"]).is_err());
     }
+}
+
+/// `--print-config` form of a repeatable flag: one comma-separated string (the file loader splits it).
+fn comma_separated<S: serde::Serializer>(values: &[String], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&values.join(","))
 }

@@ -10,6 +10,8 @@ pub mod config;
 pub mod conn;
 pub mod http;
 pub mod limits;
+pub mod metrics;
+pub mod ops;
 pub mod protocol;
 pub mod reactor;
 pub mod room;

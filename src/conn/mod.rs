@@ -16,6 +16,7 @@ use mio::net::TcpStream;
 
 use crate::limits::per_ip::IpSlot;
 use crate::limits::ws_guard::WsGuard;
+use crate::metrics::CloseReason;
 use crate::protocol::Format;
 use crate::room::directory::Room;
 use crate::ws::codec::{self, FrameDecoder};
@@ -112,6 +113,8 @@ pub struct Conn {
     pub read_pending: bool,
     /// This connection's share of its address's count (`--max-conns-per-ip`); released on drop.
     pub ip_slot: IpSlot,
+    /// Why the server decided to close it (first decision wins); `None` counts as normal at the reap.
+    pub close_reason: Option<CloseReason>,
 }
 
 impl Conn {
@@ -128,7 +131,13 @@ impl Conn {
             flush_scheduled: false,
             read_pending: false,
             ip_slot: IpSlot::untracked(),
+            close_reason: None,
         }
+    }
+
+    /// Records why the connection is being closed, unless a reason was recorded already.
+    pub fn set_close_reason(&mut self, reason: CloseReason) {
+        self.close_reason.get_or_insert(reason);
     }
 
     /// Reads once into `scratch`.

@@ -16,6 +16,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::inbox::ShardMsg;
 use crate::limits::per_ip::PerIpLimiter;
+use crate::metrics::AcceptorMetrics;
 use crate::room::fanout::Hub;
 
 /// Token of the listening socket.
@@ -55,6 +56,8 @@ pub struct Acceptor {
     pub per_ip: Arc<PerIpLimiter>,
     /// Set to stop the loop (then wake it).
     pub stop: Arc<AtomicBool>,
+    /// Accepted and refused counts (this thread is their only writer).
+    pub metrics: Arc<AcceptorMetrics>,
 }
 
 impl Acceptor {
@@ -75,6 +78,8 @@ impl Acceptor {
         let mut next_shard = 0usize;
         let n_shards = self.hub.n_shards();
         let mut backoff: Option<Duration> = None;
+        // Inside a streak of connections closed unread for being over the limit (logged once per streak).
+        let mut refusing = false;
         loop {
             if let Err(err) = self.poll.poll(&mut events, backoff)
                 && err.kind() != io::ErrorKind::Interrupted
@@ -89,12 +94,23 @@ impl Acceptor {
             loop {
                 match self.listener.accept() {
                     Ok((stream, peer)) => {
+                        self.metrics.accepted.inc();
                         let open = self.open_conns.fetch_add(1, Ordering::Relaxed) + 1;
                         if open > self.max_connections + OVER_CAPACITY_SLACK {
                             self.open_conns.fetch_sub(1, Ordering::Relaxed);
+                            self.metrics.refused.inc();
+                            if !refusing {
+                                refusing = true;
+                                tracing::warn!(
+                                    open,
+                                    max_connections = self.max_connections,
+                                    "over the connection limit: closing new connections unread"
+                                );
+                            }
                             drop(stream);
                             continue;
                         }
+                        refusing = false;
                         let _ = stream.set_nodelay(true);
                         crate::limits::keepalive::enable(&stream);
                         let over_capacity = open > self.max_connections;

@@ -20,6 +20,7 @@ use thiserror::Error;
 use crate::auth::AuthConfigError;
 use crate::config::Config;
 use crate::limits::per_ip::PerIpLimiter;
+use crate::ops::Telemetry;
 use crate::room::fanout::Hub;
 use crate::session::ShardCtx;
 use crate::session::guard::Guard;
@@ -63,6 +64,7 @@ pub struct Server {
     stop: Arc<AtomicBool>,
     shards: Vec<JoinHandle<io::Result<()>>>,
     open_conns: Arc<AtomicUsize>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl Server {
@@ -102,11 +104,19 @@ impl Server {
         let last_id = store.as_ref().map_or(0, |s| s.max_id());
         let hub = Arc::new(Hub::new(inboxes.clone(), last_id, store.as_ref().map(|s| s.writer())));
         let open_conns = Arc::new(AtomicUsize::new(0));
+        let telemetry = Telemetry::new(cfg.shards, store.as_ref(), Arc::clone(&hub));
 
         let mut shards = Vec::with_capacity(cfg.shards);
         for (index, ((poll, rx), inbox)) in polls.into_iter().zip(inboxes).enumerate() {
-            let mut ctx =
-                ShardCtx::new(index, Arc::clone(&hub), Arc::clone(&cfg), store.clone(), inbox, Arc::clone(&open_conns));
+            let mut ctx = ShardCtx::new(
+                index,
+                Arc::clone(&hub),
+                Arc::clone(&cfg),
+                store.clone(),
+                inbox,
+                Arc::clone(&open_conns),
+                Arc::clone(&telemetry),
+            );
             ctx.guard = Arc::clone(&guard);
             let shard = Shard::new(poll, rx, ctx);
             shards.push(std::thread::Builder::new().name(format!("shard-{index}")).spawn(move || shard.run())?);
@@ -122,9 +132,10 @@ impl Server {
             max_connections: cfg.max_connections,
             per_ip: PerIpLimiter::new(cfg.max_conns_per_ip),
             stop: Arc::clone(&stop),
+            metrics: telemetry.acceptor(),
         };
         let acceptor = std::thread::Builder::new().name("acceptor".into()).spawn(move || acceptor.run())?;
-        Ok(Server { local_addr, hub, store, acceptor, acceptor_waker, stop, shards, open_conns })
+        Ok(Server { local_addr, hub, store, acceptor, acceptor_waker, stop, shards, open_conns, telemetry })
     }
 
     /// The address actually bound (useful with port 0).
@@ -143,6 +154,7 @@ impl Server {
     /// # Errors
     /// A thread that panicked or a store that could not drain.
     pub fn shutdown(self) -> Result<(), ServerError> {
+        self.telemetry.set_draining();
         self.stop.store(true, Ordering::SeqCst);
         self.acceptor_waker.wake()?;
         self.acceptor.join().map_err(|_| ServerError::Panicked("acceptor"))?;

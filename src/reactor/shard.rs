@@ -16,6 +16,7 @@ use super::inbox::ShardMsg;
 use crate::conn::outbuf::Flushed;
 use crate::conn::{Conn, Phase, ReadOutcome};
 use crate::limits::per_ip::IpSlot;
+use crate::metrics::CloseReason;
 use crate::room::fanout::Delivery;
 use crate::session::{self, ShardCtx};
 use crate::ws::close;
@@ -85,6 +86,7 @@ impl Shard {
                 Err(e) => return Err(e),
             }
             self.ctx.inbox.awake();
+            let turn_started = Instant::now();
 
             for event in events.iter() {
                 let key = event.token().0;
@@ -106,6 +108,7 @@ impl Shard {
             self.reap();
 
             let now = Instant::now();
+            self.ctx.metrics.loop_iteration.observe_duration(now - turn_started);
             if now >= next_sweep {
                 next_sweep = now + SWEEP_EVERY;
                 self.sweep(now);
@@ -139,6 +142,7 @@ impl Shard {
         for _ in 0..READS_PER_TURN {
             match conn.read(&mut self.scratch) {
                 ReadOutcome::Data(n) => {
+                    self.ctx.metrics.bytes_in.add(n as u64);
                     session::on_input(&mut self.ctx, conn, key, &mut self.scratch[..n]);
                     if self.ctx.is_marked(key) {
                         return;
@@ -184,6 +188,7 @@ impl Shard {
                 }
                 ShardMsg::Deliver(delivery) => self.deliver(&delivery),
                 ShardMsg::History(reply) => {
+                    self.ctx.metrics.history_latency.observe_duration(reply.submitted_at.elapsed());
                     if let Some(conn) = self.conns.get_mut(reply.conn_key)
                         && conn.serial == reply.conn_serial
                     {
@@ -205,6 +210,7 @@ impl Shard {
     ) {
         if self.shutdown_deadline.is_some() {
             self.ctx.open_conns.fetch_sub(1, Ordering::Relaxed);
+            self.ctx.metrics.dropped(CloseReason::Normal);
             return;
         }
         let entry = self.conns.vacant_entry();
@@ -214,6 +220,7 @@ impl Shard {
         {
             tracing::warn!(%err, %peer, "could not register a connection");
             self.ctx.open_conns.fetch_sub(1, Ordering::Relaxed);
+            self.ctx.metrics.dropped(CloseReason::Error);
             return;
         }
         let serial = self.ctx.next_serial();
@@ -221,6 +228,7 @@ impl Shard {
         let mut conn = Conn::new(stream, peer, serial, over_capacity, deadline);
         conn.ip_slot = ip_slot;
         entry.insert(conn);
+        self.ctx.metrics.connections_open.add(1);
         tracing::debug!(shard = self.ctx.shard, key, %peer, "accepted");
         // The request may already be waiting: edge-triggered registration reports it, but read now
         // anyway so a fast client does not wait a turn.
@@ -232,6 +240,7 @@ impl Shard {
         let max_outbuf = self.ctx.cfg.max_outbuf;
         let mut to_flush = std::mem::take(&mut self.ctx.to_flush);
         let mut slow = Vec::new();
+        let mut delivered = 0u64;
         for member in members {
             if delivery.id != 0 && delivery.id <= member.min_id {
                 continue;
@@ -250,6 +259,7 @@ impl Shard {
                     } else {
                         membership.held_bytes += frame.len();
                         held.push(frame.clone());
+                        delivered += 1;
                     }
                 }
                 continue;
@@ -258,30 +268,43 @@ impl Shard {
                 slow.push(member.key);
                 continue;
             }
+            delivered += 1;
             if !conn.flush_scheduled {
                 conn.flush_scheduled = true;
                 to_flush.push(member.key);
             }
         }
         self.ctx.to_flush = to_flush;
+        if delivered > 0 {
+            self.ctx.metrics.deliveries.add(delivered);
+            self.ctx.metrics.fanout_latency.observe_duration(delivery.published_at.elapsed());
+        }
         for key in slow {
             if let Some(conn) = self.conns.get_mut(key) {
                 tracing::warn!(shard = self.ctx.shard, key, peer = %conn.peer, "slow consumer: output queue full, closing");
-                session::close_ws(&mut self.ctx, conn, key, close::TRY_AGAIN_LATER, "slow consumer", true);
+                let why = CloseReason::SlowConsumer;
+                session::close_ws(&mut self.ctx, conn, key, close::TRY_AGAIN_LATER, "slow consumer", true, why);
             }
         }
     }
 
     fn flush_scheduled(&mut self) {
         let keys = std::mem::take(&mut self.ctx.to_flush);
+        let mut written = 0;
         for &key in &keys {
             let Some(conn) = self.conns.get_mut(key) else { continue };
             conn.flush_scheduled = false;
+            let queued = conn.out.queued_bytes();
             match conn.flush() {
                 Ok(Flushed::All) | Ok(Flushed::WouldBlock) => {}
-                Err(_) => self.ctx.mark_for_removal(key),
+                Err(_) => {
+                    conn.set_close_reason(CloseReason::Error);
+                    self.ctx.mark_for_removal(key);
+                }
             }
+            written += queued.saturating_sub(conn.out.queued_bytes());
         }
+        self.ctx.metrics.bytes_out.add(written as u64);
         // Reuse the allocation for the next turn.
         let mut keys = keys;
         keys.clear();
@@ -302,7 +325,9 @@ impl Shard {
             session::release(&mut self.ctx, key, phase);
             let _ = self.poll.registry().deregister(&mut conn.sock);
             self.ctx.open_conns.fetch_sub(1, Ordering::Relaxed);
-            tracing::debug!(shard = self.ctx.shard, key, peer = %conn.peer, "closed");
+            let reason = conn.close_reason.unwrap_or(CloseReason::Normal);
+            self.ctx.metrics.closed(reason);
+            tracing::debug!(shard = self.ctx.shard, key, peer = %conn.peer, reason = reason.as_str(), "closed");
         }
     }
 
@@ -312,6 +337,7 @@ impl Shard {
             if conn.deadline.is_some_and(|d| now >= d) {
                 if matches!(conn.phase, Phase::Http(_)) {
                     tracing::debug!(key, peer = %conn.peer, "handshake timeout");
+                    conn.set_close_reason(CloseReason::Timeout);
                 }
                 self.ctx.mark_for_removal(key);
             } else if matches!(conn.phase, Phase::Ws(_)) {
@@ -330,7 +356,8 @@ impl Shard {
             let conn = &mut self.conns[key];
             match conn.phase {
                 Phase::Ws(_) => {
-                    session::close_ws(&mut self.ctx, conn, key, close::GOING_AWAY, "server shutting down", false)
+                    let why = CloseReason::Normal;
+                    session::close_ws(&mut self.ctx, conn, key, close::GOING_AWAY, "server shutting down", false, why)
                 }
                 Phase::Http(_) => self.ctx.mark_for_removal(key),
                 Phase::Closing { .. } => {}

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -30,6 +31,8 @@ pub struct Delivery {
     pub text: Option<Bytes>,
     /// Frame for JSON members, if the event is meant for them.
     pub json: Option<Bytes>,
+    /// When it was published (for the fan-out latency histogram).
+    pub published_at: Instant,
 }
 
 impl Delivery {
@@ -89,6 +92,8 @@ impl Hub {
         client_id: Option<&str>,
         scratch: &mut Vec<u8>,
     ) -> u64 {
+        // Taken before the lock: the fan-out latency includes waiting for the room.
+        let published_at = Instant::now();
         let mut state = room.state.lock();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let rec = ChatRecord {
@@ -123,7 +128,7 @@ impl Hub {
                 tracing::error!(%err, id, "message could not be queued for persistence");
             }
         }
-        self.send_to_members(&state, Arc::new(Delivery { room_id: room.id, id, text, json }));
+        self.send_to_members(&state, Arc::new(Delivery { room_id: room.id, id, text, json, published_at }));
         id
     }
 
@@ -134,7 +139,9 @@ impl Hub {
             return;
         }
         let frame = Bytes::from(codec::encode_frame(codec::BINARY, payload));
-        self.send_to_members(&state, Arc::new(Delivery { room_id: room.id, id: 0, text: Some(frame), json: None }));
+        let delivery =
+            Delivery { room_id: room.id, id: 0, text: Some(frame), json: None, published_at: Instant::now() };
+        self.send_to_members(&state, Arc::new(delivery));
     }
 
     /// Publishes a `presence` event to the JSON members; call with the room's state locked.
@@ -143,7 +150,9 @@ impl Hub {
             return;
         }
         let frame = Bytes::from(codec::encode_frame(codec::TEXT, &json::presence(&room.name, user, event)));
-        self.send_to_members(state, Arc::new(Delivery { room_id: room.id, id: 0, text: None, json: Some(frame) }));
+        let delivery =
+            Delivery { room_id: room.id, id: 0, text: None, json: Some(frame), published_at: Instant::now() };
+        self.send_to_members(state, Arc::new(delivery));
     }
 
     fn send_to_members(&self, state: &RoomState, delivery: Arc<Delivery>) {

@@ -23,6 +23,7 @@ use crate::http::request::{Request, query_pairs};
 use crate::http::response::Response;
 use crate::limits::throttle::{RateLimits, Verdict};
 use crate::limits::ws_guard::Liveness;
+use crate::metrics::CloseReason;
 use crate::protocol::error::{ClientError, ErrorCode};
 use crate::ws::close;
 
@@ -63,6 +64,14 @@ impl AccessError {
             AccessError::ForbiddenRoom(_) => ErrorCode::Forbidden.as_str(),
             AccessError::ForbiddenOrigin(_) => "forbidden_origin",
             AccessError::TooManyFromAddress => "too_many_connections",
+        }
+    }
+
+    /// How a connection closed after this refusal is counted in the metrics.
+    pub fn close_reason(&self) -> CloseReason {
+        match self {
+            AccessError::TooManyFromAddress => CloseReason::OverLimit,
+            _ => CloseReason::AuthFailure,
         }
     }
 
@@ -168,7 +177,15 @@ pub fn admit_message(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, now: Insta
         Verdict::Close => {
             tracing::info!(shard = ctx.shard, key, peer = %conn.peer, "closing a client that keeps flooding");
             // Keep the queued warnings: they tell the client why (at most FLOOD_WARNINGS frames).
-            close_ws(ctx, conn, key, close::POLICY_VIOLATION, "rate limit exceeded repeatedly", false);
+            close_ws(
+                ctx,
+                conn,
+                key,
+                close::POLICY_VIOLATION,
+                "rate limit exceeded repeatedly",
+                false,
+                CloseReason::RateLimit,
+            );
             false
         }
     }
@@ -182,18 +199,18 @@ pub fn on_sweep(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, now: Instant) {
         Liveness::Alive => {}
         Liveness::SendPing => {
             if conn.send(Bytes::from_static(PING_FRAME), ctx.cfg.max_outbuf).is_err() {
-                close_ws(ctx, conn, key, close::TRY_AGAIN_LATER, "slow consumer", true);
+                close_ws(ctx, conn, key, close::TRY_AGAIN_LATER, "slow consumer", true, CloseReason::SlowConsumer);
             } else {
                 ctx.schedule_flush(conn, key);
             }
         }
         Liveness::Idle => {
             tracing::debug!(shard = ctx.shard, key, peer = %conn.peer, "idle timeout");
-            close_ws(ctx, conn, key, close::POLICY_VIOLATION, "idle timeout", true);
+            close_ws(ctx, conn, key, close::POLICY_VIOLATION, "idle timeout", true, CloseReason::Timeout);
         }
         Liveness::Unresponsive => {
             tracing::debug!(shard = ctx.shard, key, peer = %conn.peer, "no answer to ping");
-            close_ws(ctx, conn, key, close::GOING_AWAY, "ping timeout", true);
+            close_ws(ctx, conn, key, close::GOING_AWAY, "ping timeout", true, CloseReason::Timeout);
         }
     }
 }

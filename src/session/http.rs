@@ -6,15 +6,16 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::ShardCtx;
 use super::guard::AccessError;
 use super::ws;
+use super::{ShardCtx, ops};
 use crate::conn::{Conn, Phase, WsState};
 use crate::http::request::{self, Request, query_pairs};
 use crate::http::response::Response;
 use crate::http::route::{Route, route};
 use crate::http::upgrade;
 use crate::limits::ws_guard::WsGuard;
+use crate::metrics::{CloseReason, HistoryKind};
 use crate::protocol::error::{ClientError, ErrorCode};
 use crate::protocol::{Format, json, names};
 use crate::reactor::inbox::{HistoryPurpose, HistoryReply, ShardMsg};
@@ -43,6 +44,7 @@ fn serve_buffered(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
         let Phase::Http(state) = &conn.phase else { return };
         if state.awaiting_reply {
             if conn.inbuf.len() > max {
+                conn.set_close_reason(CloseReason::ProtocolError);
                 respond(
                     ctx,
                     conn,
@@ -60,6 +62,7 @@ fn serve_buffered(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
             Ok(Some(parsed)) => parsed,
             Err(err) => {
                 let resp = Response::error(err.status(), err.code(), &err.to_string());
+                conn.set_close_reason(CloseReason::ProtocolError);
                 respond(ctx, conn, key, &resp, false, false);
                 return;
             }
@@ -71,10 +74,12 @@ fn serve_buffered(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
         if over_capacity {
             let resp = Response::error(503, "server_full", "the server is at its connection limit; retry later")
                 .with_header("Retry-After: 1".into());
+            conn.set_close_reason(CloseReason::OverLimit);
             respond(ctx, conn, key, &resp, false, req.head_only);
             return;
         }
         if conn.ip_slot.over_limit() {
+            conn.set_close_reason(AccessError::TooManyFromAddress.close_reason());
             respond(ctx, conn, key, &AccessError::TooManyFromAddress.response(), false, req.head_only);
             return;
         }
@@ -119,6 +124,8 @@ fn handle(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: Request) {
             respond(ctx, conn, key, &resp, keep_alive, head_only);
         }
         Route::History(room) => history(ctx, conn, key, &room, &req),
+        Route::Metrics => respond(ctx, conn, key, &ops::metrics(ctx), keep_alive, head_only),
+        Route::Ready => respond(ctx, conn, key, &ops::ready(ctx), keep_alive, head_only),
         Route::NotFound => {
             let resp = Response::error(404, "not_found", &format!("no such path: {}", req.path));
             respond(ctx, conn, key, &resp, keep_alive, head_only);
@@ -188,17 +195,24 @@ fn parse_id(name: &str, value: &str) -> Result<u64, ClientError> {
 fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
     let accepted = match upgrade::validate(req) {
         Ok(accepted) => accepted,
-        Err(err) => return respond(ctx, conn, key, &err.response(), false, false),
+        Err(err) => {
+            conn.set_close_reason(CloseReason::ProtocolError);
+            return respond(ctx, conn, key, &err.response(), false, false);
+        }
     };
     let params = match ws_params(&req.query, accepted.json_subprotocol) {
         Ok(params) => params,
         Err(err) => {
+            conn.set_close_reason(CloseReason::ProtocolError);
             return respond(ctx, conn, key, &Response::error(400, err.code.as_str(), &err.message), false, false);
         }
     };
     let admitted = match ctx.guard.admit_upgrade(req, &params.room) {
         Ok(admitted) => admitted,
-        Err(err) => return respond(ctx, conn, key, &err.response(), false, false),
+        Err(err) => {
+            conn.set_close_reason(err.close_reason());
+            return respond(ctx, conn, key, &err.response(), false, false);
+        }
     };
     conn.send_unbounded(upgrade::switching_protocols(&accepted));
     // With auth on, the name comes from the token and `nick` is ignored.
@@ -227,6 +241,9 @@ fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
 fn history(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, req: &Request) {
     let (keep_alive, head_only) = (req.keep_alive, req.head_only);
     if let Err(err) = ctx.guard.admit_rest(req, room) {
+        if !keep_alive {
+            conn.set_close_reason(err.close_reason());
+        }
         return respond(ctx, conn, key, &err.response(), keep_alive, head_only);
     }
     let query = match history_query(room, &req.query) {
@@ -284,9 +301,18 @@ pub fn submit_history(
     query.visible_seq = writer.enqueued_seq();
     let inbox = Arc::clone(&ctx.inbox);
     let (conn_key, conn_serial) = (key, conn.serial);
+    ctx.metrics.history_request(match purpose {
+        HistoryPurpose::Rest { .. } => HistoryKind::Rest,
+        HistoryPurpose::Command { .. } => HistoryKind::Command,
+        HistoryPurpose::Resume { .. } => HistoryKind::Resume,
+    });
+    let submitted_at = Instant::now();
     store.query(
         query,
-        Box::new(move |result| inbox.send(ShardMsg::History(HistoryReply { conn_key, conn_serial, purpose, result }))),
+        Box::new(move |result| {
+            let reply = HistoryReply { conn_key, conn_serial, purpose, result, submitted_at };
+            inbox.send(ShardMsg::History(reply));
+        }),
     );
     true
 }

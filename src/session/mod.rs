@@ -9,6 +9,7 @@
 pub mod guard;
 pub mod http;
 pub mod local;
+pub mod ops;
 pub mod ws;
 
 use std::collections::HashSet;
@@ -18,6 +19,8 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::conn::{Conn, Phase};
+use crate::metrics::{CloseReason, ShardMetrics};
+use crate::ops::Telemetry;
 use crate::protocol::json::JsonParser;
 use crate::reactor::inbox::{HistoryPurpose, ShardInbox};
 use crate::reactor::shard::CLOSE_LINGER;
@@ -53,6 +56,10 @@ pub struct ShardCtx {
     pub removing: HashSet<usize>,
     /// Auth, origins and rate limits (shared by every shard; anonymous and unlimited until set).
     pub guard: Arc<guard::Guard>,
+    /// This shard's counters (this thread is their only writer).
+    pub metrics: Arc<ShardMetrics>,
+    /// Metrics registry and readiness, for `/metrics` and `/readyz`.
+    pub telemetry: Arc<Telemetry>,
     serial: u64,
 }
 
@@ -65,8 +72,11 @@ impl ShardCtx {
         store: Option<Arc<Store>>,
         inbox: Arc<ShardInbox>,
         open_conns: Arc<AtomicUsize>,
+        telemetry: Arc<Telemetry>,
     ) -> Self {
         ShardCtx {
+            metrics: telemetry.shard(shard),
+            telemetry,
             shard,
             hub,
             cfg,
@@ -144,11 +154,21 @@ pub fn on_history(
 }
 
 /// Closes a WebSocket connection with `code`: queues the close frame (dropping unsent frames first if
-/// `discard_queued`), leaves its rooms and lets it linger until the peer closes.
-pub fn close_ws(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, code: u16, reason: &str, discard_queued: bool) {
+/// `discard_queued`), leaves its rooms and lets it linger until the peer closes. `why` is counted in
+/// `roomcast_connections_closed_total` when the connection is reaped.
+pub fn close_ws(
+    ctx: &mut ShardCtx,
+    conn: &mut Conn,
+    key: usize,
+    code: u16,
+    reason: &str,
+    discard_queued: bool,
+    why: CloseReason,
+) {
     if !matches!(conn.phase, Phase::Ws(_)) {
         return;
     }
+    conn.set_close_reason(why);
     let deadline = ctx.linger_deadline();
     let old = conn.close_ws(code, reason, discard_queued, deadline);
     release(ctx, key, old);

@@ -14,6 +14,7 @@ use super::local::LocalMember;
 use super::{ShardCtx, close_ws, guard};
 use crate::config::Config;
 use crate::conn::{Conn, Membership, Phase, WsState};
+use crate::metrics::CloseReason;
 use crate::protocol::error::{ClientError, ErrorCode};
 use crate::protocol::json::{self, Command, MAX_CLIENT_ID_BYTES, WelcomeLimits};
 use crate::protocol::{Format, names};
@@ -69,7 +70,7 @@ fn decode_frames(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8
             }
             Err(err) => {
                 tracing::debug!(shard = ctx.shard, key, peer = %conn.peer, %err, "protocol violation");
-                close_ws(ctx, conn, key, err.close_code(), &err.to_string(), false);
+                close_ws(ctx, conn, key, err.close_code(), &err.to_string(), false, CloseReason::ProtocolError);
                 return data.len();
             }
         }
@@ -104,7 +105,7 @@ fn on_event(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, event: WsEvent<'_>,
         WsEvent::Pong => {}
         WsEvent::Close(code) => {
             // Echo the peer's code (RFC 6455 §5.5.1); an empty close gets an empty-reason 1000.
-            close_ws(ctx, conn, key, code.unwrap_or(close::NORMAL), "", false);
+            close_ws(ctx, conn, key, code.unwrap_or(close::NORMAL), "", false, CloseReason::Normal);
         }
     }
 }
@@ -122,10 +123,12 @@ fn on_message(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, kind: MessageKind
             // The codec validated the UTF-8 of text messages.
             let content = std::str::from_utf8(payload).unwrap_or_default();
             ctx.hub.publish_chat(&membership.room, &ws.user, content, Format::Text, None, &mut ctx.scratch);
+            ctx.metrics.messages_received.inc();
         }
         (Format::Text, MessageKind::Binary) => {
             if let Some(membership) = ws.rooms.first() {
                 ctx.hub.publish_binary(&membership.room, payload);
+                ctx.metrics.binary_received.inc();
             }
         }
         (Format::Json, MessageKind::Binary) => {
@@ -177,6 +180,7 @@ fn on_command(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, command: Command<
                 client_id.as_deref(),
                 &mut ctx.scratch,
             );
+            ctx.metrics.messages_received.inc();
             Ok(())
         }
         Command::Join { room, since } => {
@@ -250,6 +254,7 @@ pub fn join(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, since: 
     let resume_from = since.filter(|&s| format == Format::Json && s < joined.last_id && ctx.store.is_some());
     let held = resume_from.is_some();
     ctx.local.add(joined.room.id, LocalMember { key, min_id: joined.last_id, format, held });
+    ctx.metrics.room_members.add(1);
     ws.rooms.push(Membership { room: Arc::clone(&joined.room), held: held.then(Vec::new), held_bytes: 0 });
     if format == Format::Json {
         let names: Vec<&str> = joined.member_names.iter().map(|n| &**n).collect();
@@ -380,6 +385,7 @@ fn leave(ctx: &mut ShardCtx, key: usize, format: Format, user: &Arc<str>, member
         }
     });
     ctx.local.remove(room.id, key);
+    ctx.metrics.room_members.add(-1);
 }
 
 /// Leaves every room of a connection that is going away.
@@ -395,6 +401,7 @@ fn text_frame(payload: &[u8]) -> Bytes {
 
 /// Queues an `error` event for this connection.
 pub(super) fn send_error(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, err: &ClientError) {
+    ctx.metrics.error_frame(err.code);
     send_frame(ctx, conn, key, text_frame(&json::error_event(err)));
 }
 
@@ -403,7 +410,7 @@ pub(super) fn send_error(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, err: &
 fn send_frame(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, frame: Bytes) -> bool {
     if conn.send(frame, ctx.cfg.max_outbuf).is_err() {
         tracing::warn!(shard = ctx.shard, key, peer = %conn.peer, "slow consumer: output queue full, closing");
-        close_ws(ctx, conn, key, close::TRY_AGAIN_LATER, "slow consumer", true);
+        close_ws(ctx, conn, key, close::TRY_AGAIN_LATER, "slow consumer", true, CloseReason::SlowConsumer);
         return false;
     }
     ctx.schedule_flush(conn, key);

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod config;
 mod conformance;
 mod core_chat;
 mod history;
@@ -9,6 +10,8 @@ mod hostile;
 mod http_errors;
 mod json_protocol;
 mod lifecycle;
+mod metrics;
+mod ops;
 mod scale;
 mod security;
 mod tidy;

@@ -1,0 +1,65 @@
+//! WebSocket frame codec: server frame encoding and client frame decoding (with unmasking and UTF-8
+//! validation) at 16 B, 128 B, 1 KiB and 16 KiB payloads.
+//!
+//! Why: every published message is encoded once per wire format, and every client message is decoded
+//! and unmasked once; these are the per-message codec costs the reactor pays on top of syscalls.
+//! Throughput is in payload bytes.
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use roomcast::ws::codec::{self, Decoded, FrameDecoder, WsEvent};
+use std::hint::black_box;
+use tungstenite::protocol::frame::FrameHeader;
+
+const SIZES: [(usize, &str); 4] = [(16, "16B"), (128, "128B"), (1024, "1KiB"), (16 * 1024, "16KiB")];
+const MAX_MESSAGE: usize = 16 * 1024 + 4096;
+
+/// Printable ASCII payload, like chat text.
+fn payload(len: usize) -> Vec<u8> {
+    (0..len).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
+/// A masked, final text frame as a browser would send it.
+fn client_frame(payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let header = FrameHeader { opcode: codec::TEXT, mask: Some(mask), ..FrameHeader::default() };
+    let mut out = Vec::with_capacity(payload.len() + 14);
+    header.format(payload.len() as u64, &mut out).expect("write to Vec");
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+fn encode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("frame/encode");
+    for (len, name) in SIZES {
+        let data = payload(len);
+        group.throughput(Throughput::Bytes(len as u64));
+        group.bench_function(name, |b| b.iter(|| codec::encode_frame(codec::TEXT, black_box(&data))));
+    }
+    group.finish();
+}
+
+fn decode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("frame/decode_unmask");
+    for (len, name) in SIZES {
+        let frame = client_frame(&payload(len));
+        let mut decoder = FrameDecoder::default();
+        // Decoding unmasks in place, so each iteration gets a fresh masked copy (the copy is not timed).
+        group.throughput(Throughput::Bytes(len as u64));
+        group.bench_function(name, |b| {
+            b.iter_batched_ref(
+                || frame.clone(),
+                |input| match decoder.decode(input, MAX_MESSAGE) {
+                    Ok(Decoded::Frame { consumed, event: Some(WsEvent::Message(_, text)) }) => {
+                        black_box((consumed, text.len()));
+                    }
+                    other => panic!("unexpected decode result {other:?}"),
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, encode, decode);
+criterion_main!(benches);
