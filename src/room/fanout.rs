@@ -60,6 +60,11 @@ impl Hub {
         Hub { directory: Directory::new(shards.len()), shards, next_id: AtomicU64::new(last_stored_id), store }
     }
 
+    /// The largest message id assigned so far (a floor for the ids of rooms created now).
+    pub fn last_assigned_id(&self) -> u64 {
+        self.next_id.load(Ordering::Relaxed)
+    }
+
     /// Number of shards.
     pub fn n_shards(&self) -> usize {
         self.shards.len()
