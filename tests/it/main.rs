@@ -2,6 +2,7 @@
 
 mod support;
 
+mod cluster;
 mod core_chat;
 mod history;
 mod http_errors;
