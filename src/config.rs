@@ -1,21 +1,45 @@
-//! Command-line flags and `ROOMCAST_*` environment variables, validated into one [`Config`].
+//! Command-line flags, `ROOMCAST_*` environment variables and an optional TOML file, validated into one
+//! [`Config`].
 //!
 //! Every field documents its default and when to change it; `main` turns a validation error into a
-//! message naming the setting.
+//! message naming the setting. Precedence (flag > env > file > default) is implemented in [`load`];
+//! the file format in [`file`]; `docs/CONFIG.md` lists every setting. The file key of a setting is its
+//! long flag name without the dashes (`max-message = 1000`), which is also how `--print-config` prints it.
+
+pub mod file;
+pub mod load;
+pub mod logging;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use serde::Serialize;
+
+pub use logging::LogFormat;
 
 /// File descriptors kept free for the listener, the database, log files and the waker eventfds.
 pub const FD_RESERVE: usize = 64;
 
-/// The server's configuration (flags override environment variables).
-#[derive(Debug, Clone, Parser)]
+/// The server's configuration (flags override environment variables, which override the file).
+///
+/// Serialised (kebab-case keys, as in the file) by `--print-config`.
+#[derive(Debug, Clone, Parser, Serialize)]
 #[command(name = "roomcast", version, about = "Real-time WebSocket chat server")]
+#[serde(rename_all = "kebab-case")]
 pub struct Config {
+    /// Read settings from this TOML file (keys are the long flag names: `max-message = 1000`). Flags and
+    /// environment variables override it.
+    #[arg(long, env = "ROOMCAST_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective configuration as TOML (usable as a `--config` file) and exit.
+    #[arg(long)]
+    #[serde(skip)]
+    pub print_config: bool,
+
     /// Address to listen on. Use 0.0.0.0:8000 to accept from other machines (behind a TLS proxy).
     #[arg(long, env = "ROOMCAST_ADDR", default_value = "127.0.0.1:8000")]
     pub addr: SocketAddr,
@@ -57,15 +81,21 @@ pub struct Config {
 
     /// Seconds a client may take to complete its HTTP request / handshake before it is dropped.
     #[arg(long = "handshake-timeout", env = "ROOMCAST_HANDSHAKE_TIMEOUT", default_value_t = 10)]
+    #[serde(rename = "handshake-timeout")]
     pub handshake_timeout_secs: u64,
 
     /// Serve the web client from this directory instead of the copy embedded in the binary.
     #[arg(long, env = "ROOMCAST_STATIC_DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub static_dir: Option<PathBuf>,
 
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or `RUST_LOG`-style directives).
     #[arg(long, env = "ROOMCAST_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+
+    /// Log line format: `text` (human-readable) or `json` (one JSON object per line, for log shippers).
+    #[arg(long, env = "ROOMCAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 
     /// History writer: rows per transaction at most.
     #[arg(long, env = "ROOMCAST_BATCH_SIZE", default_value_t = 512)]
@@ -90,6 +120,7 @@ pub struct Config {
 
     /// Seconds to wait, on SIGINT/SIGTERM, for clients to acknowledge the close before exiting.
     #[arg(long = "shutdown-grace", env = "ROOMCAST_SHUTDOWN_GRACE", default_value_t = 3)]
+    #[serde(rename = "shutdown-grace")]
     pub shutdown_grace_secs: u64,
 
     /// Cluster mode: the Redis every node shares rooms through (`redis://host:port`). Unset: one node,
@@ -147,6 +178,13 @@ impl Config {
             self.max_message.to_string(),
         )?;
         range("max-outbuf", "at least 4096", self.max_outbuf >= 4096, self.max_outbuf.to_string())?;
+        // A message larger than the output bound could never be delivered to anyone.
+        range(
+            "max-outbuf",
+            "at least --max-message + 4110 (one largest frame must fit)",
+            self.max_outbuf >= self.max_frame_bytes() + 14,
+            self.max_outbuf.to_string(),
+        )?;
         range("max-rooms-per-conn", "at least 1", self.max_rooms_per_conn >= 1, self.max_rooms_per_conn.to_string())?;
         range(
             "max-header-bytes",
@@ -212,4 +250,41 @@ pub fn raise_fd_limit() -> usize {
         }
     }
     usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validate(args: &[&str]) -> Result<Config, String> {
+        let cfg = Config::try_parse_from(std::iter::once("roomcast").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        cfg.validate(20_000).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_valid_and_fill_automatic_values() {
+        let cfg = validate(&[]).expect("defaults");
+        assert_eq!(cfg.addr.to_string(), "127.0.0.1:8000");
+        assert!(cfg.shards >= 1);
+        assert_eq!(cfg.max_connections, 20_000 - FD_RESERVE);
+        assert_eq!(cfg.max_frame_bytes(), 16 * 1024 + 4096);
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        for (args, flag) in [
+            (&["--max-outbuf", "100"][..], "--max-outbuf"),
+            (&["--max-message", "2000000"][..], "--max-outbuf"),
+            (&["--max-message", "0"][..], "--max-message"),
+            (&["--batch-size", "0"][..], "--batch-size"),
+            (&["--max-connections", "30000"][..], "--max-connections"),
+            (&["--queue-capacity", "10"][..], "--queue-capacity"),
+        ] {
+            let err = validate(args).expect_err("invalid");
+            assert!(err.contains(flag), "{args:?}: {err}");
+        }
+        assert!(validate(&["--sync", "sometimes"]).is_err());
+        assert!(validate(&["--addr", "nowhere"]).is_err());
+    }
 }

@@ -9,6 +9,8 @@ pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod http;
+pub mod metrics;
+pub mod ops;
 pub mod protocol;
 pub mod reactor;
 pub mod room;

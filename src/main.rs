@@ -1,11 +1,12 @@
-//! roomcast binary: parse the configuration, start the server, wait for SIGINT/SIGTERM, stop cleanly.
+//! roomcast binary: load the configuration (flags, environment, `--config` file), set up logging, start
+//! the server, wait for SIGINT/SIGTERM, stop cleanly. `--print-config` prints the effective settings and exits.
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
-use roomcast::config::{self, Config};
+use roomcast::config::file::LoadError;
+use roomcast::config::{self, load, logging};
 use roomcast::reactor::Server;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -22,10 +23,20 @@ fn main() -> ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let fd_limit = config::raise_fd_limit();
-    let cfg = Config::parse().validate(fd_limit).context("invalid configuration")?;
-    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log_level)
-        .with_context(|| format!("invalid --log-level {:?}: use error, warn, info, debug or trace", cfg.log_level))?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let loaded = match load::load(std::env::args_os()) {
+        Ok(loaded) => loaded,
+        // --help, --version and command-line mistakes: clap prints and exits as usual.
+        Err(LoadError::Cli(err)) => err.exit(),
+        Err(err) => return Err(err).context("invalid configuration"),
+    };
+    let cfg = loaded.validate(fd_limit).context("invalid configuration")?;
+    if cfg.print_config {
+        let text = toml::to_string(&cfg).context("cannot print the configuration")?;
+        print!("{text}");
+        std::io::stdout().flush().context("stdout")?;
+        return Ok(());
+    }
+    logging::init(&cfg.log_level, cfg.log_format)?;
 
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
     let shards = cfg.shards;

@@ -8,6 +8,8 @@
 //! resume show it).
 
 use super::Outgoing;
+use std::time::Instant;
+
 use super::ids::next_provisional;
 use super::wire::WireMessage;
 use crate::room::fanout::Hub;
@@ -27,7 +29,7 @@ pub fn deliver_sequenced(hub: &Hub, msg: &WireMessage, live: bool, scratch: &mut
         let mut state = room.state.lock();
         hub.observe_id(msg.id);
         if msg.id > state.last_id {
-            hub.fan_out_locked(&room, &mut state, rec, msg.format, msg.client_id.as_deref(), scratch);
+            hub.fan_out_locked(&room, &mut state, rec, msg.format, msg.client_id.as_deref(), scratch, Instant::now());
             return true;
         }
     } else {
@@ -51,7 +53,15 @@ pub fn deliver_provisional(hub: &Hub, msg: &Outgoing, slot: u64, scratch: &mut V
         let mut state = room.state.lock();
         let last = state.last_id;
         let id = hub.allocate_id(|seen| next_provisional(seen.max(last), slot));
-        hub.fan_out_locked(&room, &mut state, record(id), msg.format, msg.client_id.as_deref(), scratch);
+        hub.fan_out_locked(
+            &room,
+            &mut state,
+            record(id),
+            msg.format,
+            msg.client_id.as_deref(),
+            scratch,
+            Instant::now(),
+        );
         return id;
     }
     let id = hub.allocate_id(|seen| next_provisional(seen, slot));

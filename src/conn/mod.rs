@@ -14,6 +14,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use mio::net::TcpStream;
 
+use crate::metrics::CloseReason;
 use crate::protocol::Format;
 use crate::room::directory::Room;
 use crate::ws::codec::{self, FrameDecoder};
@@ -63,6 +64,8 @@ pub struct Membership {
     pub room: Arc<Room>,
     /// While catching up after a resume: live frames held back until history has been sent.
     pub held: Option<Vec<Bytes>>,
+    /// Bytes in `held` (bounded, with the output queue, by `max_outbuf`).
+    pub held_bytes: usize,
 }
 
 impl WsState {
@@ -104,6 +107,8 @@ pub struct Conn {
     pub flush_scheduled: bool,
     /// The peer may have more input that a paused or budget-limited read left in the socket.
     pub read_pending: bool,
+    /// Why the server decided to close it (first decision wins); `None` counts as normal at the reap.
+    pub close_reason: Option<CloseReason>,
 }
 
 impl Conn {
@@ -119,7 +124,13 @@ impl Conn {
             deadline: Some(deadline),
             flush_scheduled: false,
             read_pending: false,
+            close_reason: None,
         }
+    }
+
+    /// Records why the connection is being closed, unless a reason was recorded already.
+    pub fn set_close_reason(&mut self, reason: CloseReason) {
+        self.close_reason.get_or_insert(reason);
     }
 
     /// Reads once into `scratch`.

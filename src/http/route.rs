@@ -9,6 +9,10 @@ pub enum Route {
     WebSocket,
     /// `/healthz`: liveness.
     Health,
+    /// `/readyz`: readiness (database writable, not draining).
+    Ready,
+    /// `/metrics`: Prometheus / OpenMetrics exposition.
+    Metrics,
     /// `/` or `/static/<file>`: a web client file, by its path relative to the static root.
     Static(String),
     /// `/rooms/{room}/messages`: history of a room (room percent-decoded).
@@ -22,6 +26,8 @@ pub fn route(path: &str) -> Route {
     match path {
         "/ws" | "/ws/chat" => Route::WebSocket,
         "/healthz" => Route::Health,
+        "/readyz" => Route::Ready,
+        "/metrics" => Route::Metrics,
         "/" | "/index.html" => Route::Static("index.html".into()),
         _ => {
             if let Some(rest) = path.strip_prefix("/static/") {
@@ -49,6 +55,8 @@ mod tests {
         assert_eq!(route("/static/%2e%2e/x"), Route::Static("../x".into()));
         assert_eq!(route("/rooms/caf%C3%A9+1/messages"), Route::History("café+1".into()));
         assert_eq!(route("/healthz"), Route::Health);
+        assert_eq!(route("/readyz"), Route::Ready);
+        assert_eq!(route("/metrics"), Route::Metrics);
         assert_eq!(route("/nope"), Route::NotFound);
         assert_eq!(route("/ws/other"), Route::NotFound);
     }

@@ -34,6 +34,47 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in [`ErrorCode::index`] order (the `code` label of `roomcast_error_frames_sent_total`).
+    pub const ALL: [ErrorCode; 14] = [
+        ErrorCode::BadJson,
+        ErrorCode::UnknownType,
+        ErrorCode::MissingField,
+        ErrorCode::InvalidRoom,
+        ErrorCode::InvalidNick,
+        ErrorCode::MessageTooLarge,
+        ErrorCode::EmptyMessage,
+        ErrorCode::InvalidClientId,
+        ErrorCode::BinaryNotSupported,
+        ErrorCode::NotJoined,
+        ErrorCode::AlreadyJoined,
+        ErrorCode::TooManyRooms,
+        ErrorCode::InvalidParameter,
+        ErrorCode::HistoryUnavailable,
+    ];
+
+    /// Number of codes.
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// Position in [`ErrorCode::ALL`]; exhaustive, so a new code cannot be forgotten in the metrics.
+    pub fn index(self) -> usize {
+        match self {
+            ErrorCode::BadJson => 0,
+            ErrorCode::UnknownType => 1,
+            ErrorCode::MissingField => 2,
+            ErrorCode::InvalidRoom => 3,
+            ErrorCode::InvalidNick => 4,
+            ErrorCode::MessageTooLarge => 5,
+            ErrorCode::EmptyMessage => 6,
+            ErrorCode::InvalidClientId => 7,
+            ErrorCode::BinaryNotSupported => 8,
+            ErrorCode::NotJoined => 9,
+            ErrorCode::AlreadyJoined => 10,
+            ErrorCode::TooManyRooms => 11,
+            ErrorCode::InvalidParameter => 12,
+            ErrorCode::HistoryUnavailable => 13,
+        }
+    }
+
     /// The code as it appears on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -68,5 +109,17 @@ impl ClientError {
     /// Builds an error.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ClientError { code, message: message.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_is_in_index_order() {
+        for (i, code) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(code.index(), i, "{}", code.as_str());
+        }
     }
 }

@@ -344,6 +344,18 @@ pub fn health(
     to_vec(&Health { status: "ok", connections, shards, persistence, cluster })
 }
 
+/// `/readyz` body: `status` is `ready` or `not_ready`; `store` says why the database is or is not
+/// writable (`ok`, `disabled`, `retrying`, `writer_down`); `draining` is true during shutdown.
+pub fn readiness(ready: bool, store: &str, draining: bool) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Readiness<'a> {
+        status: &'static str,
+        store: &'a str,
+        draining: bool,
+    }
+    to_vec(&Readiness { status: if ready { "ready" } else { "not_ready" }, store, draining })
+}
+
 fn to_vec(value: &impl Serialize) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
     write(&mut out, value);

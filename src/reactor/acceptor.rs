@@ -15,6 +15,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::inbox::ShardMsg;
+use crate::metrics::AcceptorMetrics;
 use crate::room::fanout::Hub;
 
 /// Token of the listening socket.
@@ -52,6 +53,8 @@ pub struct Acceptor {
     pub max_connections: usize,
     /// Set to stop the loop (then wake it).
     pub stop: Arc<AtomicBool>,
+    /// Accepted and refused counts (this thread is their only writer).
+    pub metrics: Arc<AcceptorMetrics>,
 }
 
 impl Acceptor {
@@ -72,6 +75,8 @@ impl Acceptor {
         let mut next_shard = 0usize;
         let n_shards = self.hub.n_shards();
         let mut backoff: Option<Duration> = None;
+        // Inside a streak of connections closed unread for being over the limit (logged once per streak).
+        let mut refusing = false;
         loop {
             if let Err(err) = self.poll.poll(&mut events, backoff)
                 && err.kind() != io::ErrorKind::Interrupted
@@ -86,12 +91,23 @@ impl Acceptor {
             loop {
                 match self.listener.accept() {
                     Ok((stream, peer)) => {
+                        self.metrics.accepted.inc();
                         let open = self.open_conns.fetch_add(1, Ordering::Relaxed) + 1;
                         if open > self.max_connections + OVER_CAPACITY_SLACK {
                             self.open_conns.fetch_sub(1, Ordering::Relaxed);
+                            self.metrics.refused.inc();
+                            if !refusing {
+                                refusing = true;
+                                tracing::warn!(
+                                    open,
+                                    max_connections = self.max_connections,
+                                    "over the connection limit: closing new connections unread"
+                                );
+                            }
                             drop(stream);
                             continue;
                         }
+                        refusing = false;
                         let _ = stream.set_nodelay(true);
                         let over_capacity = open > self.max_connections;
                         self.hub.send_to_shard(next_shard, ShardMsg::Accept { stream, peer, over_capacity });

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
@@ -44,6 +45,8 @@ pub struct HistoryReply {
     pub purpose: HistoryPurpose,
     /// The page, or why it could not be read.
     pub result: Result<HistoryPage, StoreError>,
+    /// When the shard submitted the query (for the history latency histogram).
+    pub submitted_at: Instant,
 }
 
 /// Why a connection asked for history, which decides how the page is sent.

@@ -19,6 +19,7 @@ use thiserror::Error;
 
 use crate::cluster::{self, Cluster, ClusterConfig, ClusterError};
 use crate::config::Config;
+use crate::ops::Telemetry;
 use crate::room::fanout::Hub;
 use crate::session::ShardCtx;
 use crate::store::{Store, StoreConfig, StoreError};
@@ -61,6 +62,7 @@ pub struct Server {
     stop: Arc<AtomicBool>,
     shards: Vec<JoinHandle<io::Result<()>>>,
     open_conns: Arc<AtomicUsize>,
+    telemetry: Arc<Telemetry>,
     cluster: Option<Cluster>,
 }
 
@@ -114,11 +116,19 @@ impl Server {
         let hub = Arc::new(hub);
         let cluster = cluster_input.map(|input| Cluster::start(Arc::clone(&hub), input, last_id)).transpose()?;
         let open_conns = Arc::new(AtomicUsize::new(0));
+        let telemetry = Telemetry::new(cfg.shards, store.as_ref(), Arc::clone(&hub));
 
         let mut shards = Vec::with_capacity(cfg.shards);
         for (index, ((poll, rx), inbox)) in polls.into_iter().zip(inboxes).enumerate() {
-            let ctx =
-                ShardCtx::new(index, Arc::clone(&hub), Arc::clone(&cfg), store.clone(), inbox, Arc::clone(&open_conns));
+            let ctx = ShardCtx::new(
+                index,
+                Arc::clone(&hub),
+                Arc::clone(&cfg),
+                store.clone(),
+                inbox,
+                Arc::clone(&open_conns),
+                Arc::clone(&telemetry),
+            );
             let shard = Shard::new(poll, rx, ctx);
             shards.push(std::thread::Builder::new().name(format!("shard-{index}")).spawn(move || shard.run())?);
         }
@@ -132,9 +142,10 @@ impl Server {
             open_conns: Arc::clone(&open_conns),
             max_connections: cfg.max_connections,
             stop: Arc::clone(&stop),
+            metrics: telemetry.acceptor(),
         };
         let acceptor = std::thread::Builder::new().name("acceptor".into()).spawn(move || acceptor.run())?;
-        Ok(Server { local_addr, hub, store, acceptor, acceptor_waker, stop, shards, open_conns, cluster })
+        Ok(Server { local_addr, hub, store, acceptor, acceptor_waker, stop, shards, open_conns, telemetry, cluster })
     }
 
     /// The address actually bound (useful with port 0).
@@ -153,6 +164,7 @@ impl Server {
     /// # Errors
     /// A thread that panicked or a store that could not drain.
     pub fn shutdown(self) -> Result<(), ServerError> {
+        self.telemetry.set_draining();
         self.stop.store(true, Ordering::SeqCst);
         self.acceptor_waker.wake()?;
         self.acceptor.join().map_err(|_| ServerError::Panicked("acceptor"))?;

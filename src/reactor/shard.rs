@@ -15,6 +15,7 @@ use slab::Slab;
 use super::inbox::ShardMsg;
 use crate::conn::outbuf::Flushed;
 use crate::conn::{Conn, Phase, ReadOutcome};
+use crate::metrics::CloseReason;
 use crate::room::fanout::Delivery;
 use crate::session::{self, ShardCtx};
 use crate::ws::close;
@@ -84,6 +85,7 @@ impl Shard {
                 Err(e) => return Err(e),
             }
             self.ctx.inbox.awake();
+            let turn_started = Instant::now();
 
             for event in events.iter() {
                 let key = event.token().0;
@@ -105,6 +107,7 @@ impl Shard {
             self.reap();
 
             let now = Instant::now();
+            self.ctx.metrics.loop_iteration.observe_duration(now - turn_started);
             if now >= next_sweep {
                 next_sweep = now + SWEEP_EVERY;
                 self.sweep(now);
@@ -138,6 +141,7 @@ impl Shard {
         for _ in 0..READS_PER_TURN {
             match conn.read(&mut self.scratch) {
                 ReadOutcome::Data(n) => {
+                    self.ctx.metrics.bytes_in.add(n as u64);
                     session::on_input(&mut self.ctx, conn, key, &mut self.scratch[..n]);
                     if self.ctx.is_marked(key) {
                         return;
@@ -181,6 +185,7 @@ impl Shard {
                 ShardMsg::Accept { stream, peer, over_capacity } => self.accept(stream, peer, over_capacity),
                 ShardMsg::Deliver(delivery) => self.deliver(&delivery),
                 ShardMsg::History(reply) => {
+                    self.ctx.metrics.history_latency.observe_duration(reply.submitted_at.elapsed());
                     if let Some(conn) = self.conns.get_mut(reply.conn_key)
                         && conn.serial == reply.conn_serial
                     {
@@ -196,6 +201,7 @@ impl Shard {
     fn accept(&mut self, mut stream: mio::net::TcpStream, peer: std::net::SocketAddr, over_capacity: bool) {
         if self.shutdown_deadline.is_some() {
             self.ctx.open_conns.fetch_sub(1, Ordering::Relaxed);
+            self.ctx.metrics.dropped(CloseReason::Normal);
             return;
         }
         let entry = self.conns.vacant_entry();
@@ -205,11 +211,13 @@ impl Shard {
         {
             tracing::warn!(%err, %peer, "could not register a connection");
             self.ctx.open_conns.fetch_sub(1, Ordering::Relaxed);
+            self.ctx.metrics.dropped(CloseReason::Error);
             return;
         }
         let serial = self.ctx.next_serial();
         let deadline = Instant::now() + self.ctx.cfg.handshake_timeout();
         entry.insert(Conn::new(stream, peer, serial, over_capacity, deadline));
+        self.ctx.metrics.connections_open.add(1);
         tracing::debug!(shard = self.ctx.shard, key, %peer, "accepted");
         // The request may already be waiting: edge-triggered registration reports it, but read now
         // anyway so a fast client does not wait a turn.
@@ -221,6 +229,7 @@ impl Shard {
         let max_outbuf = self.ctx.cfg.max_outbuf;
         let mut to_flush = std::mem::take(&mut self.ctx.to_flush);
         let mut slow = Vec::new();
+        let mut delivered = 0u64;
         for member in members {
             if delivery.id != 0 && delivery.id <= member.min_id {
                 continue;
@@ -228,10 +237,19 @@ impl Shard {
             let Some(frame) = delivery.frame(member.format) else { continue };
             let Some(conn) = self.conns.get_mut(member.key) else { continue };
             if member.held {
-                if let Some(held) =
-                    conn.ws_mut().and_then(|ws| ws.membership_mut(delivery.room_id)).and_then(|m| m.held.as_mut())
+                // Live frames wait while a resuming member catches up; they count against the same
+                // bound as its output queue.
+                let queued = conn.out.queued_bytes();
+                if let Some(membership) = conn.ws_mut().and_then(|ws| ws.membership_mut(delivery.room_id))
+                    && let Some(held) = membership.held.as_mut()
                 {
-                    held.push(frame.clone());
+                    if queued + membership.held_bytes + frame.len() > max_outbuf {
+                        slow.push(member.key);
+                    } else {
+                        membership.held_bytes += frame.len();
+                        held.push(frame.clone());
+                        delivered += 1;
+                    }
                 }
                 continue;
             }
@@ -239,30 +257,43 @@ impl Shard {
                 slow.push(member.key);
                 continue;
             }
+            delivered += 1;
             if !conn.flush_scheduled {
                 conn.flush_scheduled = true;
                 to_flush.push(member.key);
             }
         }
         self.ctx.to_flush = to_flush;
+        if delivered > 0 {
+            self.ctx.metrics.deliveries.add(delivered);
+            self.ctx.metrics.fanout_latency.observe_duration(delivery.published_at.elapsed());
+        }
         for key in slow {
             if let Some(conn) = self.conns.get_mut(key) {
                 tracing::warn!(shard = self.ctx.shard, key, peer = %conn.peer, "slow consumer: output queue full, closing");
-                session::close_ws(&mut self.ctx, conn, key, close::TRY_AGAIN_LATER, "slow consumer", true);
+                let why = CloseReason::SlowConsumer;
+                session::close_ws(&mut self.ctx, conn, key, close::TRY_AGAIN_LATER, "slow consumer", true, why);
             }
         }
     }
 
     fn flush_scheduled(&mut self) {
         let keys = std::mem::take(&mut self.ctx.to_flush);
+        let mut written = 0;
         for &key in &keys {
             let Some(conn) = self.conns.get_mut(key) else { continue };
             conn.flush_scheduled = false;
+            let queued = conn.out.queued_bytes();
             match conn.flush() {
                 Ok(Flushed::All) | Ok(Flushed::WouldBlock) => {}
-                Err(_) => self.ctx.mark_for_removal(key),
+                Err(_) => {
+                    conn.set_close_reason(CloseReason::Error);
+                    self.ctx.mark_for_removal(key);
+                }
             }
+            written += queued.saturating_sub(conn.out.queued_bytes());
         }
+        self.ctx.metrics.bytes_out.add(written as u64);
         // Reuse the allocation for the next turn.
         let mut keys = keys;
         keys.clear();
@@ -283,7 +314,9 @@ impl Shard {
             session::release(&mut self.ctx, key, phase);
             let _ = self.poll.registry().deregister(&mut conn.sock);
             self.ctx.open_conns.fetch_sub(1, Ordering::Relaxed);
-            tracing::debug!(shard = self.ctx.shard, key, peer = %conn.peer, "closed");
+            let reason = conn.close_reason.unwrap_or(CloseReason::Normal);
+            self.ctx.metrics.closed(reason);
+            tracing::debug!(shard = self.ctx.shard, key, peer = %conn.peer, reason = reason.as_str(), "closed");
         }
     }
 
@@ -293,6 +326,7 @@ impl Shard {
             if conn.deadline.is_some_and(|d| now >= d) {
                 if matches!(conn.phase, Phase::Http(_)) {
                     tracing::debug!(key, peer = %conn.peer, "handshake timeout");
+                    conn.set_close_reason(CloseReason::Timeout);
                 }
                 self.ctx.mark_for_removal(key);
             }
@@ -308,7 +342,8 @@ impl Shard {
             let conn = &mut self.conns[key];
             match conn.phase {
                 Phase::Ws(_) => {
-                    session::close_ws(&mut self.ctx, conn, key, close::GOING_AWAY, "server shutting down", false)
+                    let why = CloseReason::Normal;
+                    session::close_ws(&mut self.ctx, conn, key, close::GOING_AWAY, "server shutting down", false, why)
                 }
                 Phase::Http(_) => self.ctx.mark_for_removal(key),
                 Phase::Closing { .. } => {}

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -31,6 +32,8 @@ pub struct Delivery {
     pub text: Option<Bytes>,
     /// Frame for JSON members, if the event is meant for them.
     pub json: Option<Bytes>,
+    /// When it was published (for the fan-out latency histogram).
+    pub published_at: Instant,
 }
 
 impl Delivery {
@@ -145,6 +148,8 @@ impl Hub {
             });
             return 0;
         }
+        // Taken before the lock: the fan-out latency includes waiting for the room.
+        let published_at = Instant::now();
         let mut state = room.state.lock();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let rec = ChatRecord {
@@ -154,12 +159,13 @@ impl Hub {
             content: Arc::from(content),
             created_at_ms: json::now_millis(),
         };
-        self.fan_out_locked(room, &mut state, rec, origin, client_id, scratch);
+        self.fan_out_locked(room, &mut state, rec, origin, client_id, scratch, published_at);
         id
     }
 
     /// With the room's lock held: encodes `rec` once per format members speak, makes it the room's
     /// last id, queues it for the store and sends it to every shard with members.
+    #[allow(clippy::too_many_arguments, reason = "the publish path's inputs, passed without a struct on the hot path")]
     pub(crate) fn fan_out_locked(
         &self,
         room: &Room,
@@ -168,6 +174,7 @@ impl Hub {
         origin: Format,
         client_id: Option<&str>,
         scratch: &mut Vec<u8>,
+        published_at: Instant,
     ) {
         let id = rec.id;
         let text = (state.text_members > 0).then(|| match origin {
@@ -187,7 +194,7 @@ impl Hub {
         });
         state.last_id = id;
         self.store_record(rec);
-        self.send_to_members(state, Arc::new(Delivery { room_id: room.id, id, text, json }));
+        self.send_to_members(state, Arc::new(Delivery { room_id: room.id, id, text, json, published_at }));
     }
 
     /// Queues `rec` for the store (when persistence is on).
@@ -211,7 +218,9 @@ impl Hub {
             return;
         }
         let frame = Bytes::from(codec::encode_frame(codec::BINARY, payload));
-        self.send_to_members(&state, Arc::new(Delivery { room_id: room.id, id: 0, text: Some(frame), json: None }));
+        let delivery =
+            Delivery { room_id: room.id, id: 0, text: Some(frame), json: None, published_at: Instant::now() };
+        self.send_to_members(&state, Arc::new(delivery));
     }
 
     /// Publishes a `presence` event to the JSON members; call with the room's state locked.
@@ -220,7 +229,9 @@ impl Hub {
             return;
         }
         let frame = Bytes::from(codec::encode_frame(codec::TEXT, &json::presence(&room.name, user, event)));
-        self.send_to_members(state, Arc::new(Delivery { room_id: room.id, id: 0, text: None, json: Some(frame) }));
+        let delivery =
+            Delivery { room_id: room.id, id: 0, text: None, json: Some(frame), published_at: Instant::now() };
+        self.send_to_members(state, Arc::new(delivery));
     }
 
     fn send_to_members(&self, state: &RoomState, delivery: Arc<Delivery>) {

@@ -6,19 +6,23 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::ShardCtx;
 use super::ws;
+use super::{ShardCtx, ops};
 use crate::conn::{Conn, Phase, WsState};
 use crate::http::request::{self, Request, query_pairs};
 use crate::http::response::Response;
 use crate::http::route::{Route, route};
 use crate::http::upgrade;
+use crate::metrics::{CloseReason, HistoryKind};
 use crate::protocol::error::{ClientError, ErrorCode};
 use crate::protocol::{Format, json, names};
 use crate::reactor::inbox::{HistoryPurpose, HistoryReply, ShardMsg};
 use crate::static_files;
 use crate::store::{HistoryPage, HistoryQuery, StoreError};
 use crate::ws::codec;
+
+/// Name of connections that gave no nickname.
+static ANONYMOUS: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("anonymous"));
 
 /// Default page size of REST history.
 pub const DEFAULT_PAGE: usize = 50;
@@ -38,6 +42,7 @@ fn serve_buffered(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
         let Phase::Http(state) = &conn.phase else { return };
         if state.awaiting_reply {
             if conn.inbuf.len() > max {
+                conn.set_close_reason(CloseReason::ProtocolError);
                 respond(
                     ctx,
                     conn,
@@ -55,6 +60,7 @@ fn serve_buffered(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
             Ok(Some(parsed)) => parsed,
             Err(err) => {
                 let resp = Response::error(err.status(), err.code(), &err.to_string());
+                conn.set_close_reason(CloseReason::ProtocolError);
                 respond(ctx, conn, key, &resp, false, false);
                 return;
             }
@@ -66,6 +72,7 @@ fn serve_buffered(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
         if over_capacity {
             let resp = Response::error(503, "server_full", "the server is at its connection limit; retry later")
                 .with_header("Retry-After: 1".into());
+            conn.set_close_reason(CloseReason::OverLimit);
             respond(ctx, conn, key, &resp, false, req.head_only);
             return;
         }
@@ -111,6 +118,8 @@ fn handle(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: Request) {
             respond(ctx, conn, key, &resp, keep_alive, head_only);
         }
         Route::History(room) => history(ctx, conn, key, &room, &req),
+        Route::Metrics => respond(ctx, conn, key, &ops::metrics(ctx), keep_alive, head_only),
+        Route::Ready => respond(ctx, conn, key, &ops::ready(ctx), keep_alive, head_only),
         Route::NotFound => {
             let resp = Response::error(404, "not_found", &format!("no such path: {}", req.path));
             respond(ctx, conn, key, &resp, keep_alive, head_only);
@@ -180,16 +189,24 @@ fn parse_id(name: &str, value: &str) -> Result<u64, ClientError> {
 fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
     let accepted = match upgrade::validate(req) {
         Ok(accepted) => accepted,
-        Err(err) => return respond(ctx, conn, key, &err.response(), false, false),
+        Err(err) => {
+            conn.set_close_reason(CloseReason::ProtocolError);
+            return respond(ctx, conn, key, &err.response(), false, false);
+        }
     };
     let params = match ws_params(&req.query, accepted.json_subprotocol) {
         Ok(params) => params,
         Err(err) => {
+            conn.set_close_reason(CloseReason::ProtocolError);
             return respond(ctx, conn, key, &Response::error(400, err.code.as_str(), &err.message), false, false);
         }
     };
     conn.send_unbounded(upgrade::switching_protocols(&accepted));
-    let user: Arc<str> = Arc::from(params.nick.as_deref().unwrap_or("anonymous"));
+    let user: Arc<str> = match params.nick.as_deref() {
+        Some(nick) => Arc::from(nick),
+        // Shared: thousands of anonymous load-test connections need not each allocate the name.
+        None => Arc::clone(&ANONYMOUS),
+    };
     conn.phase = Phase::Ws(Box::new(WsState {
         format: params.format,
         user: Arc::clone(&user),
@@ -263,9 +280,18 @@ pub fn submit_history(
     query.visible_seq = writer.enqueued_seq();
     let inbox = Arc::clone(&ctx.inbox);
     let (conn_key, conn_serial) = (key, conn.serial);
+    ctx.metrics.history_request(match purpose {
+        HistoryPurpose::Rest { .. } => HistoryKind::Rest,
+        HistoryPurpose::Command { .. } => HistoryKind::Command,
+        HistoryPurpose::Resume { .. } => HistoryKind::Resume,
+    });
+    let submitted_at = Instant::now();
     store.query(
         query,
-        Box::new(move |result| inbox.send(ShardMsg::History(HistoryReply { conn_key, conn_serial, purpose, result }))),
+        Box::new(move |result| {
+            let reply = HistoryReply { conn_key, conn_serial, purpose, result, submitted_at };
+            inbox.send(ShardMsg::History(reply));
+        }),
     );
     true
 }

@@ -7,6 +7,7 @@
 
 pub mod http;
 pub mod local;
+pub mod ops;
 pub mod ws;
 
 use std::collections::HashSet;
@@ -16,6 +17,8 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::conn::{Conn, Phase};
+use crate::metrics::{CloseReason, ShardMetrics};
+use crate::ops::Telemetry;
 use crate::protocol::json::JsonParser;
 use crate::reactor::inbox::{HistoryPurpose, ShardInbox};
 use crate::reactor::shard::CLOSE_LINGER;
@@ -49,6 +52,10 @@ pub struct ShardCtx {
     pub to_remove: Vec<usize>,
     /// Set view of `to_remove`.
     pub removing: HashSet<usize>,
+    /// This shard's counters (this thread is their only writer).
+    pub metrics: Arc<ShardMetrics>,
+    /// Metrics registry and readiness, for `/metrics` and `/readyz`.
+    pub telemetry: Arc<Telemetry>,
     serial: u64,
 }
 
@@ -61,8 +68,11 @@ impl ShardCtx {
         store: Option<Arc<Store>>,
         inbox: Arc<ShardInbox>,
         open_conns: Arc<AtomicUsize>,
+        telemetry: Arc<Telemetry>,
     ) -> Self {
         ShardCtx {
+            metrics: telemetry.shard(shard),
+            telemetry,
             shard,
             hub,
             cfg,
@@ -139,11 +149,21 @@ pub fn on_history(
 }
 
 /// Closes a WebSocket connection with `code`: queues the close frame (dropping unsent frames first if
-/// `discard_queued`), leaves its rooms and lets it linger until the peer closes.
-pub fn close_ws(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, code: u16, reason: &str, discard_queued: bool) {
+/// `discard_queued`), leaves its rooms and lets it linger until the peer closes. `why` is counted in
+/// `roomcast_connections_closed_total` when the connection is reaped.
+pub fn close_ws(
+    ctx: &mut ShardCtx,
+    conn: &mut Conn,
+    key: usize,
+    code: u16,
+    reason: &str,
+    discard_queued: bool,
+    why: CloseReason,
+) {
     if !matches!(conn.phase, Phase::Ws(_)) {
         return;
     }
+    conn.set_close_reason(why);
     let deadline = ctx.linger_deadline();
     let old = conn.close_ws(code, reason, discard_queued, deadline);
     release(ctx, key, old);

@@ -13,6 +13,7 @@ use super::local::LocalMember;
 use super::{ShardCtx, close_ws};
 use crate::config::Config;
 use crate::conn::{Conn, Membership, Phase, WsState};
+use crate::metrics::CloseReason;
 use crate::protocol::error::{ClientError, ErrorCode};
 use crate::protocol::json::{self, Command, MAX_CLIENT_ID_BYTES, WelcomeLimits};
 use crate::protocol::{Format, names};
@@ -66,7 +67,7 @@ fn decode_frames(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8
             }
             Err(err) => {
                 tracing::debug!(shard = ctx.shard, key, peer = %conn.peer, %err, "protocol violation");
-                close_ws(ctx, conn, key, err.close_code(), &err.to_string(), false);
+                close_ws(ctx, conn, key, err.close_code(), &err.to_string(), false, CloseReason::ProtocolError);
                 return data.len();
             }
         }
@@ -87,7 +88,7 @@ fn on_event(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, event: WsEvent<'_>)
         WsEvent::Pong => {}
         WsEvent::Close(code) => {
             // Echo the peer's code (RFC 6455 §5.5.1); an empty close gets an empty-reason 1000.
-            close_ws(ctx, conn, key, code.unwrap_or(close::NORMAL), "", false);
+            close_ws(ctx, conn, key, code.unwrap_or(close::NORMAL), "", false, CloseReason::Normal);
         }
     }
 }
@@ -105,10 +106,12 @@ fn on_message(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, kind: MessageKind
             // The codec validated the UTF-8 of text messages.
             let content = std::str::from_utf8(payload).unwrap_or_default();
             ctx.hub.publish_chat(&membership.room, &ws.user, content, Format::Text, None, &mut ctx.scratch);
+            ctx.metrics.messages_received.inc();
         }
         (Format::Text, MessageKind::Binary) => {
             if let Some(membership) = ws.rooms.first() {
                 ctx.hub.publish_binary(&membership.room, payload);
+                ctx.metrics.binary_received.inc();
             }
         }
         (Format::Json, MessageKind::Binary) => {
@@ -157,6 +160,7 @@ fn on_command(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, command: Command<
                 client_id.as_deref(),
                 &mut ctx.scratch,
             );
+            ctx.metrics.messages_received.inc();
             Ok(())
         }
         Command::Join { room, since } => {
@@ -224,7 +228,8 @@ pub fn join(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, since: 
     let resume_from = since.filter(|&s| format == Format::Json && s < joined.last_id && ctx.store.is_some());
     let held = resume_from.is_some();
     ctx.local.add(joined.room.id, LocalMember { key, min_id: joined.last_id, format, held });
-    ws.rooms.push(Membership { room: Arc::clone(&joined.room), held: held.then(Vec::new) });
+    ctx.metrics.room_members.add(1);
+    ws.rooms.push(Membership { room: Arc::clone(&joined.room), held: held.then(Vec::new), held_bytes: 0 });
     if format == Format::Json {
         let names: Vec<&str> = joined.member_names.iter().map(|n| &**n).collect();
         let frame = json::joined(room, &names, joined.member_count, joined.last_id);
@@ -299,7 +304,10 @@ pub fn on_resume_page(
 }
 
 fn release_held(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64) {
-    let held = conn.ws_mut().and_then(|ws| ws.membership_mut(room_id)).and_then(|m| m.held.take());
+    let held = conn.ws_mut().and_then(|ws| ws.membership_mut(room_id)).and_then(|m| {
+        m.held_bytes = 0;
+        m.held.take()
+    });
     ctx.local.set_held(room_id, key, false);
     for frame in held.unwrap_or_default() {
         if !send_frame(ctx, conn, key, frame) {
@@ -351,6 +359,7 @@ fn leave(ctx: &mut ShardCtx, key: usize, format: Format, user: &Arc<str>, member
         }
     });
     ctx.local.remove(room.id, key);
+    ctx.metrics.room_members.add(-1);
 }
 
 /// Leaves every room of a connection that is going away.
@@ -365,6 +374,7 @@ fn text_frame(payload: &[u8]) -> Bytes {
 }
 
 fn send_error(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, err: &ClientError) {
+    ctx.metrics.error_frame(err.code);
     send_frame(ctx, conn, key, text_frame(&json::error_event(err)));
 }
 
@@ -373,7 +383,7 @@ fn send_error(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, err: &ClientError
 fn send_frame(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, frame: Bytes) -> bool {
     if conn.send(frame, ctx.cfg.max_outbuf).is_err() {
         tracing::warn!(shard = ctx.shard, key, peer = %conn.peer, "slow consumer: output queue full, closing");
-        close_ws(ctx, conn, key, close::TRY_AGAIN_LATER, "slow consumer", true);
+        close_ws(ctx, conn, key, close::TRY_AGAIN_LATER, "slow consumer", true, CloseReason::SlowConsumer);
         return false;
     }
     ctx.schedule_flush(conn, key);

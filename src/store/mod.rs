@@ -102,6 +102,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, TrySendError};
 
+use crate::metrics::HistogramSnapshot;
+
 pub use error::StoreError;
 pub use reader::MAX_PAGE_LIMIT;
 pub use schema::SCHEMA_VERSION;
@@ -261,6 +263,16 @@ pub struct StoreStats {
     pub visible_wait_timeouts: u64,
     /// History requests waiting for a reader now.
     pub reader_queue_depth: usize,
+}
+
+/// The writer's histograms (for `/metrics`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreHistograms {
+    /// Rows per committed batch.
+    pub batch_rows: HistogramSnapshot,
+    /// Seconds taken by the successful insert + COMMIT of each batch (failed attempts are counted in
+    /// [`StoreStats::commit_errors`], not here).
+    pub commit_seconds: HistogramSnapshot,
 }
 
 /// The persistence layer: owns the writer thread and the reader pool. `Send + Sync`; share it
@@ -432,6 +444,17 @@ impl Store {
             }
         }
         result
+    }
+
+    /// A snapshot of the writer's histograms.
+    pub fn histograms(&self) -> StoreHistograms {
+        let h = &self.shared.histograms;
+        StoreHistograms { batch_rows: h.batch_rows.snapshot(), commit_seconds: h.commit_seconds.snapshot() }
+    }
+
+    /// Whether the writer thread is running (false after shutdown, or after a panic: a bug).
+    pub fn writer_alive(&self) -> bool {
+        self.shared.writer_alive()
     }
 
     /// A snapshot of the counters.

@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::metrics::Histogram;
+use crate::metrics::histogram::BATCH_BOUNDS;
+
 /// Held across `try_send` + counter increment by every producer.
 #[derive(Debug, Default)]
 pub(crate) struct Gate {
@@ -52,6 +55,21 @@ pub(crate) struct Counters {
     pub(crate) visible_wait_timeouts: AtomicU64,
 }
 
+/// Histograms written by the writer thread only (its single-writer cells), read by `/metrics`.
+#[derive(Debug)]
+pub(crate) struct WriterHistograms {
+    /// Rows per committed batch.
+    pub(crate) batch_rows: Histogram,
+    /// Duration of the successful insert + COMMIT of a batch.
+    pub(crate) commit_seconds: Histogram,
+}
+
+impl Default for WriterHistograms {
+    fn default() -> Self {
+        WriterHistograms { batch_rows: Histogram::new(BATCH_BOUNDS, 1.0), commit_seconds: Histogram::latency() }
+    }
+}
+
 /// Everything the handles and threads share, behind one `Arc`.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -61,6 +79,7 @@ pub(crate) struct Shared {
     pub(crate) watermark: Mutex<Watermark>,
     pub(crate) committed_cv: Condvar,
     pub(crate) counters: Counters,
+    pub(crate) histograms: WriterHistograms,
     /// Longest `enqueue_blocking` waits.
     pub(crate) enqueue_timeout: Duration,
     #[cfg(test)]
@@ -75,6 +94,7 @@ impl Shared {
             watermark: Mutex::new(Watermark { committed: 0, writer_alive: true }),
             committed_cv: Condvar::new(),
             counters: Counters::default(),
+            histograms: WriterHistograms::default(),
             enqueue_timeout,
             #[cfg(test)]
             fault: super::writer::FaultInjection::default(),
@@ -92,6 +112,11 @@ impl Shared {
         wm.committed += n;
         drop(wm);
         self.committed_cv.notify_all();
+    }
+
+    /// Whether the writer thread is still running.
+    pub(crate) fn writer_alive(&self) -> bool {
+        self.watermark.lock().writer_alive
     }
 
     /// Marks the writer as gone and wakes every waiter (called from the writer's exit guard).

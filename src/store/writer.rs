@@ -231,8 +231,12 @@ impl Writer {
         let outcome = loop {
             #[cfg(test)]
             self.apply_fault();
+            let attempt = Instant::now();
             match insert_batch(&mut self.conn, &self.batch) {
-                Ok(outcome) => break outcome,
+                Ok(outcome) => {
+                    shared.histograms.commit_seconds.observe_duration(attempt.elapsed());
+                    break outcome;
+                }
                 Err(err) => {
                     failures += 1;
                     // `retrying` first: whoever sees the error count also sees the flag.
@@ -271,6 +275,7 @@ impl Writer {
         bump(&counters.rows_rejected, outcome.rejected);
         bump(&counters.batches, 1);
         counters.last_batch_size.store(n, Ordering::SeqCst);
+        shared.histograms.batch_rows.observe(n);
         if let Some(retention) = &mut self.retention {
             for rec in &self.batch {
                 retention.note(&rec.room);

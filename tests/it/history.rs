@@ -221,3 +221,19 @@ fn count_rows(db: &std::path::Path, room: &str) -> i64 {
     let conn = rusqlite::Connection::open(db).expect("open");
     conn.query_row("SELECT COUNT(*) FROM messages WHERE room = ?1", [room], |r| r.get(0)).expect("count")
 }
+
+#[test]
+fn retention_keeps_the_newest_messages_per_room() {
+    let server = Server::start(&["--retain-per-room", "10"]);
+    let mut ws = connect_json(&server, "trim", "ann");
+    let posted = post(&mut ws, "trim", "m", 60);
+    let mut quiet = connect_json(&server, "quiet", "bob");
+    post(&mut quiet, "quiet", "q", 3);
+    // Trimming happens in the writer thread after the batches commit.
+    wait_until("the busy room to be trimmed to 10", || count_rows(&server.db_path(), "trim") == 10);
+    assert_eq!(
+        ids(&get_json(&server, "/rooms/trim/messages").1),
+        posted[50..].iter().rev().copied().collect::<Vec<_>>()
+    );
+    assert_eq!(count_rows(&server.db_path(), "quiet"), 3);
+}

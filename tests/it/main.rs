@@ -3,11 +3,15 @@
 mod support;
 
 mod cluster;
+mod config;
+mod conformance;
 mod core_chat;
 mod history;
 mod http_errors;
 mod json_protocol;
 mod lifecycle;
+mod metrics;
+mod ops;
 mod scale;
 mod tidy;
 mod ws_violations;

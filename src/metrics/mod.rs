@@ -1,0 +1,19 @@
+//! Metric primitives written on the hot path: single-writer counters, gauges and histograms, and the
+//! per-thread structs that hold them ([`ShardMetrics`] per shard, [`AcceptorMetrics`] for the acceptor).
+//!
+//! Each struct is owned by exactly one writing thread, which updates it with relaxed loads and stores
+//! (no read-modify-write, no lock, no allocation, no syscall); the `/metrics` scrape reads every struct
+//! and sums them (see `ops::collector`). This module depends on nothing else in the crate, so every
+//! layer can count into it. Names, labels and meanings are listed in `docs/METRICS.md`.
+
+pub mod acceptor;
+pub mod cell;
+pub mod histogram;
+pub mod reason;
+pub mod shard;
+
+pub use acceptor::AcceptorMetrics;
+pub use cell::{Counter, Gauge};
+pub use histogram::{Histogram, HistogramSnapshot};
+pub use reason::CloseReason;
+pub use shard::{HistoryKind, ShardMetrics};

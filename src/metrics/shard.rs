@@ -1,0 +1,113 @@
+//! The counters one shard thread writes: connections, closes by reason, messages, deliveries, bytes,
+//! `error` frames by code, room memberships, history requests and the shard's latency histograms.
+//!
+//! Owner: the shard thread whose `ShardCtx` holds it (every update goes through `ShardCtx::metrics`).
+//! The scrape reads all shards' structs and sums them.
+
+use super::cell::{Counter, Gauge};
+use super::histogram::Histogram;
+use super::reason::CloseReason;
+use crate::protocol::error::ErrorCode;
+
+/// What a history read was for (the `kind` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryKind {
+    /// `GET /rooms/{room}/messages`.
+    Rest,
+    /// A JSON `history` command.
+    Command,
+    /// A catch-up page for a reconnecting member (`since`).
+    Resume,
+}
+
+impl HistoryKind {
+    /// Every kind, in label order.
+    pub const ALL: [HistoryKind; 3] = [HistoryKind::Rest, HistoryKind::Command, HistoryKind::Resume];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HistoryKind::Rest => "rest",
+            HistoryKind::Command => "command",
+            HistoryKind::Resume => "resume",
+        }
+    }
+}
+
+/// One shard's metrics (see the module docs for ownership).
+#[derive(Debug)]
+pub struct ShardMetrics {
+    /// Connections in this shard's slab.
+    pub connections_open: Gauge,
+    /// Connections reaped, by [`CloseReason::index`].
+    pub closed: [Counter; CloseReason::COUNT],
+    /// Chat messages published from this shard's clients (text frames and JSON `message` commands).
+    pub messages_received: Counter,
+    /// Binary frames relayed from this shard's clients.
+    pub binary_received: Counter,
+    /// Frames queued (or held for a resuming member) by fan-out, one per recipient.
+    pub deliveries: Counter,
+    /// Bytes read from client sockets.
+    pub bytes_in: Counter,
+    /// Bytes written to client sockets.
+    pub bytes_out: Counter,
+    /// `error` frames sent, by [`ErrorCode::index`].
+    pub error_frames: [Counter; ErrorCode::COUNT],
+    /// Room memberships of this shard's connections.
+    pub room_members: Gauge,
+    /// History reads submitted, by kind (index in [`HistoryKind::ALL`]).
+    pub history_requests: [Counter; 3],
+    /// Submission of a history read to its answer arriving back on the shard.
+    pub history_latency: Histogram,
+    /// Publish (message decoded) to the last local recipient queued, per delivery handled.
+    pub fanout_latency: Histogram,
+    /// Work per event-loop turn (after `poll` returns until the turn ends).
+    pub loop_iteration: Histogram,
+}
+
+impl Default for ShardMetrics {
+    fn default() -> Self {
+        ShardMetrics {
+            connections_open: Gauge::default(),
+            closed: Default::default(),
+            messages_received: Counter::default(),
+            binary_received: Counter::default(),
+            deliveries: Counter::default(),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            error_frames: std::array::from_fn(|_| Counter::default()),
+            room_members: Gauge::default(),
+            history_requests: Default::default(),
+            history_latency: Histogram::latency(),
+            fanout_latency: Histogram::latency(),
+            loop_iteration: Histogram::latency(),
+        }
+    }
+}
+
+impl ShardMetrics {
+    /// Counts a reaped connection.
+    #[inline]
+    pub fn closed(&self, reason: CloseReason) {
+        self.closed[reason.index()].inc();
+        self.connections_open.add(-1);
+    }
+
+    /// Counts a connection closed before it entered the slab (it was never counted as open).
+    #[inline]
+    pub fn dropped(&self, reason: CloseReason) {
+        self.closed[reason.index()].inc();
+    }
+
+    /// Counts an `error` frame.
+    #[inline]
+    pub fn error_frame(&self, code: ErrorCode) {
+        self.error_frames[code.index()].inc();
+    }
+
+    /// Counts a history read submitted.
+    #[inline]
+    pub fn history_request(&self, kind: HistoryKind) {
+        self.history_requests[kind as usize].inc();
+    }
+}

@@ -1,0 +1,325 @@
+//! The custom `prometheus_client` collector: at each scrape, sums every shard's counters and reads the
+//! acceptor, store, room directory, process and build figures, then encodes them.
+//!
+//! Everything is encoded with `prometheus_client`'s encoder (`ConstCounter`, `ConstGauge`,
+//! `encode_histogram`, `encode_info`); this file only decides names, help texts and labels, which
+//! `docs/METRICS.md` lists.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use super::build_info;
+use super::process::ProcessStats;
+use super::readiness::{Readiness, StoreState};
+use crate::metrics::histogram::{BATCH_BOUNDS, LATENCY_BOUNDS_NS, NANOS};
+use crate::metrics::{AcceptorMetrics, CloseReason, HistogramSnapshot, HistoryKind, ShardMetrics};
+use crate::protocol::error::ErrorCode;
+use crate::room::fanout::Hub;
+use crate::store::{Store, StoreHistograms, StoreStats};
+
+/// Reads everything at scrape time (registered once in [`super::Telemetry`]).
+pub struct RoomcastCollector {
+    /// Every shard's counters.
+    pub shards: Vec<Arc<ShardMetrics>>,
+    /// The acceptor's counters.
+    pub acceptor: Arc<AcceptorMetrics>,
+    /// The store, when persistence is on (weak: shutdown must be able to take it back).
+    pub store: Option<Weak<Store>>,
+    /// The room directory.
+    pub hub: Arc<Hub>,
+    /// Set when shutdown begins.
+    pub draining: Arc<AtomicBool>,
+}
+
+impl fmt::Debug for RoomcastCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RoomcastCollector").field("shards", &self.shards.len()).finish_non_exhaustive()
+    }
+}
+
+impl Collector for RoomcastCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), fmt::Error> {
+        self.encode_connections(&mut enc)?;
+        self.encode_traffic(&mut enc)?;
+        self.encode_history(&mut enc)?;
+        self.encode_store(&mut enc)?;
+        encode_redis_placeholders(&mut enc)?;
+        encode_process(&mut enc, &ProcessStats::read())?;
+        let readiness =
+            Readiness { store: StoreState::of(self.store.as_ref()), draining: self.draining.load(Ordering::SeqCst) };
+        gauge(&mut enc, "roomcast_ready", "1 when /readyz answers 200, else 0.", i64::from(readiness.is_ready()))?;
+        let labels = [("version", build_info::VERSION), ("git_commit", build_info::GIT_COMMIT)];
+        let mut m = enc.encode_descriptor(
+            "roomcast_build",
+            "Version and git commit of the running binary (value always 1).",
+            None,
+            MetricType::Info,
+        )?;
+        m.encode_info(&labels)
+    }
+}
+
+impl RoomcastCollector {
+    fn sum(&self, f: impl Fn(&ShardMetrics) -> u64) -> u64 {
+        self.shards.iter().map(|s| f(s)).sum()
+    }
+
+    fn merged(&self, f: impl Fn(&ShardMetrics) -> HistogramSnapshot) -> HistogramSnapshot {
+        let mut total = HistogramSnapshot::empty(LATENCY_BOUNDS_NS, NANOS);
+        for shard in &self.shards {
+            total.merge(&f(shard));
+        }
+        total
+    }
+
+    fn encode_connections(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        per_shard_gauge(enc, "roomcast_connections_open", "Connections held by each shard.", &self.shards, |s| {
+            s.connections_open.get()
+        })?;
+        counter(
+            enc,
+            "roomcast_connections_accepted",
+            "TCP connections accepted (HTTP and WebSocket).",
+            self.acceptor.accepted.get(),
+        )?;
+        let closed = CloseReason::ALL.iter().map(|&r| {
+            let mut n = self.sum(|s| s.closed[r.index()].get());
+            if r == CloseReason::OverLimit {
+                n += self.acceptor.refused.get();
+            }
+            (r.as_str(), n)
+        });
+        labeled_counters(enc, "roomcast_connections_closed", "Connections closed, by reason.", "reason", closed)?;
+        let rooms = i64::try_from(self.hub.directory.len()).unwrap_or(i64::MAX);
+        gauge(enc, "roomcast_rooms", "Rooms with at least one member.", rooms)?;
+        per_shard_gauge(
+            enc,
+            "roomcast_room_members",
+            "Room memberships of each shard's connections (a JSON connection in 3 rooms counts 3).",
+            &self.shards,
+            |s| s.room_members.get(),
+        )
+    }
+
+    fn encode_traffic(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        counter(
+            enc,
+            "roomcast_messages_received",
+            "Chat messages accepted from clients and published (text frames and JSON message commands).",
+            self.sum(|s| s.messages_received.get()),
+        )?;
+        counter(
+            enc,
+            "roomcast_binary_messages_received",
+            "Binary frames relayed to text-format rooms.",
+            self.sum(|s| s.binary_received.get()),
+        )?;
+        counter(
+            enc,
+            "roomcast_deliveries",
+            "Frames fanned out to room members (one per recipient: messages, binary relays, presence).",
+            self.sum(|s| s.deliveries.get()),
+        )?;
+        counter(enc, "roomcast_received_bytes", "Bytes read from client sockets.", self.sum(|s| s.bytes_in.get()))?;
+        counter(enc, "roomcast_sent_bytes", "Bytes written to client sockets.", self.sum(|s| s.bytes_out.get()))?;
+        let errors = ErrorCode::ALL.iter().map(|&c| (c.as_str(), self.sum(|s| s.error_frames[c.index()].get())));
+        labeled_counters(
+            enc,
+            "roomcast_error_frames_sent",
+            "`error` frames sent to clients, by code.",
+            "code",
+            errors,
+        )?;
+        histogram(
+            enc,
+            "roomcast_fanout_latency_seconds",
+            "From publishing an event to queueing it for the last member on a shard (one observation per \
+             shard and event).",
+            &self.merged(|s| s.fanout_latency.snapshot()),
+        )?;
+        histogram(
+            enc,
+            "roomcast_event_loop_iteration_seconds",
+            "Work done per shard event-loop turn (time in poll excluded).",
+            &self.merged(|s| s.loop_iteration.snapshot()),
+        )
+    }
+
+    fn encode_history(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        let kinds = HistoryKind::ALL.iter().map(|&k| (k.as_str(), self.sum(|s| s.history_requests[k as usize].get())));
+        labeled_counters(enc, "roomcast_history_requests", "History reads submitted, by kind.", "kind", kinds)?;
+        histogram(
+            enc,
+            "roomcast_history_request_duration_seconds",
+            "From submitting a history read to its page arriving back on the shard.",
+            &self.merged(|s| s.history_latency.snapshot()),
+        )
+    }
+
+    fn encode_store(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        let store = self.store.as_ref().and_then(Weak::upgrade);
+        let stats = store.as_ref().map(|s| s.stats()).unwrap_or_default();
+        let hist = store.as_ref().map_or_else(
+            || StoreHistograms {
+                batch_rows: HistogramSnapshot::empty(BATCH_BOUNDS, 1.0),
+                commit_seconds: HistogramSnapshot::empty(LATENCY_BOUNDS_NS, NANOS),
+            },
+            |s| s.histograms(),
+        );
+        drop(store);
+        let StoreStats { queue_depth, queue_capacity, congested, retrying, .. } = stats;
+        let g = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+        gauge(
+            enc,
+            "roomcast_store_enabled",
+            "1 when history is persisted, 0 with --no-persist.",
+            i64::from(self.store.is_some()),
+        )?;
+        gauge(enc, "roomcast_store_queue_depth", "Messages waiting in the write-behind queue.", g(queue_depth))?;
+        gauge(enc, "roomcast_store_queue_capacity", "Bound of the write-behind queue.", g(queue_capacity))?;
+        gauge(
+            enc,
+            "roomcast_store_congested",
+            "1 while the queue is 7/8 full and shards stop reading senders.",
+            i64::from(congested),
+        )?;
+        gauge(enc, "roomcast_store_retrying", "1 while the writer retries a failed commit.", i64::from(retrying))?;
+        counter(enc, "roomcast_store_rows_written", "Messages committed to SQLite.", stats.rows_written)?;
+        counter(enc, "roomcast_store_rows_trimmed", "Messages deleted by --retain-per-room.", stats.rows_trimmed)?;
+        let errors = [
+            ("commit", stats.commit_errors),
+            ("trim", stats.trim_errors),
+            ("rejected_row", stats.rows_rejected),
+            ("query", stats.queries_failed),
+        ];
+        labeled_counters(enc, "roomcast_store_errors", "Persistence errors, by kind.", "kind", errors.into_iter())?;
+        let queries = [("served", stats.queries_served), ("busy", stats.queries_rejected_busy)];
+        labeled_counters(
+            enc,
+            "roomcast_store_history_queries",
+            "History queries answered by the reader pool, by outcome (failures: store_errors{kind=\"query\"}).",
+            "outcome",
+            queries.into_iter(),
+        )?;
+        counter(
+            enc,
+            "roomcast_store_visible_wait_timeouts",
+            "History reads answered before their read-your-writes watermark was committed (2 s wait ran out).",
+            stats.visible_wait_timeouts,
+        )?;
+        gauge(
+            enc,
+            "roomcast_store_reader_queue_depth",
+            "History queries waiting for a reader.",
+            g(stats.reader_queue_depth),
+        )?;
+        histogram(enc, "roomcast_store_batch_rows", "Rows per committed batch.", &hist.batch_rows)?;
+        histogram(
+            enc,
+            "roomcast_store_commit_duration_seconds",
+            "Duration of each successful batch insert + COMMIT.",
+            &hist.commit_seconds,
+        )
+    }
+}
+
+/// Cluster mode (Redis) is not implemented yet; these stay 0 so dashboards and alerts can be built now.
+fn encode_redis_placeholders(enc: &mut DescriptorEncoder) -> fmt::Result {
+    counter(enc, "roomcast_redis_published", "Messages published to Redis (cluster mode; 0 until it exists).", 0)?;
+    counter(
+        enc,
+        "roomcast_redis_received",
+        "Messages received from Redis subscriptions (cluster mode; 0 until it exists).",
+        0,
+    )?;
+    counter(enc, "roomcast_redis_errors", "Redis command or connection errors (cluster mode; 0 until it exists).", 0)?;
+    counter(enc, "roomcast_redis_reconnects", "Reconnections to Redis (cluster mode; 0 until it exists).", 0)
+}
+
+fn encode_process(enc: &mut DescriptorEncoder, p: &ProcessStats) -> fmt::Result {
+    let g = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    if let Some(v) = p.resident_bytes {
+        gauge(enc, "process_resident_memory_bytes", "Resident memory size in bytes.", g(v))?;
+    }
+    if let Some(v) = p.open_fds {
+        gauge(enc, "process_open_fds", "Open file descriptors.", g(v))?;
+    }
+    if let Some(v) = p.max_fds {
+        gauge(enc, "process_max_fds", "Limit on open file descriptors (soft RLIMIT_NOFILE).", g(v))?;
+    }
+    if let Some(v) = p.threads {
+        gauge(enc, "process_threads", "OS threads in the process.", g(v))?;
+    }
+    if let Some(v) = p.cpu_seconds {
+        let m = enc.encode_descriptor(
+            "process_cpu_seconds",
+            "User and system CPU time, seconds.",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(v).encode(m)?;
+    }
+    if let Some(v) = p.start_time_seconds {
+        let m = enc.encode_descriptor(
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch, seconds.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(v).encode(m)?;
+    }
+    Ok(())
+}
+
+fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> fmt::Result {
+    let m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    ConstCounter::new(v).encode(m)
+}
+
+fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> fmt::Result {
+    let m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    ConstGauge::new(v).encode(m)
+}
+
+fn labeled_counters<'a>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl Iterator<Item = (&'a str, u64)>,
+) -> fmt::Result {
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (value, n) in values {
+        let labels = [(label, value)];
+        ConstCounter::new(n).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn per_shard_gauge(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    shards: &[Arc<ShardMetrics>],
+    f: impl Fn(&ShardMetrics) -> i64,
+) -> fmt::Result {
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (index, shard) in shards.iter().enumerate() {
+        let index = index.to_string();
+        let labels = [("shard", index.as_str())];
+        ConstGauge::new(f(shard)).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn histogram(enc: &mut DescriptorEncoder, name: &str, help: &str, snap: &HistogramSnapshot) -> fmt::Result {
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    m.encode_histogram::<NoLabelSet>(snap.scaled_sum(), snap.count, &snap.scaled_buckets(), None)
+}

@@ -1,0 +1,25 @@
+//! The operations endpoints as HTTP responses: `/metrics` (OpenMetrics text) and `/readyz` (JSON,
+//! 200 or 503). The figures come from `ops::Telemetry`; this file only wraps them in responses.
+
+use super::ShardCtx;
+use crate::http::response::Response;
+use crate::ops::OPENMETRICS_CONTENT_TYPE;
+use crate::protocol::json;
+
+/// `GET /metrics`: every metric, rendered now.
+pub fn metrics(ctx: &ShardCtx) -> Response {
+    match ctx.telemetry.render() {
+        Ok(text) => Response::new(200, OPENMETRICS_CONTENT_TYPE, text.into_bytes()),
+        Err(err) => {
+            tracing::warn!(%err, "could not render /metrics");
+            Response::error(500, "metrics_unavailable", "metrics could not be rendered")
+        }
+    }
+}
+
+/// `GET /readyz`: 200 `{"status":"ready",…}` when the server can take traffic, else 503.
+pub fn ready(ctx: &ShardCtx) -> Response {
+    let readiness = ctx.telemetry.readiness();
+    let body = json::readiness(readiness.is_ready(), readiness.store.as_str(), readiness.draining);
+    Response::json(readiness.status(), body)
+}

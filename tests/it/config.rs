@@ -1,0 +1,107 @@
+//! Configuration layers with the real binary: flag > `ROOMCAST_*` variable > `--config` file > default,
+//! `--print-config`, and file values rejected with a message naming the key.
+
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+
+use crate::support::*;
+
+/// The binary with no inherited `ROOMCAST_*` variables.
+fn roomcast() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_roomcast"));
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("ROOMCAST_")) {
+        cmd.env_remove(key);
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs to exit (killed and failed after `PATIENCE`).
+fn run(mut cmd: Command) -> Output {
+    let child = cmd.spawn().expect("spawn roomcast");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(PATIENCE) {
+        Ok(output) => output.expect("wait"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            let _ = rx.recv_timeout(PATIENCE);
+            panic!("roomcast did not exit");
+        }
+    }
+}
+
+fn write_config(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
+    let path = dir.path().join("roomcast.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn printed(output: &Output) -> toml::Table {
+    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).parse().expect("--print-config prints TOML")
+}
+
+#[test]
+fn flag_beats_env_beats_file_beats_default() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = write_config(
+        &dir,
+        "max-message = 1000\nmax-outbuf = 8192\nbatch-size = 7\nflush-interval-ms = 20\nsync = \"full\"\n",
+    );
+    let mut cmd = roomcast();
+    cmd.arg("--config").arg(&path).args(["--batch-size", "9", "--flush-interval-ms", "30", "--print-config"]);
+    cmd.env("ROOMCAST_MAX_OUTBUF", "16384").env("ROOMCAST_BATCH_SIZE", "8");
+    let config = printed(&run(cmd));
+    let int = |key: &str| config.get(key).and_then(toml::Value::as_integer).unwrap_or_else(|| panic!("{key}"));
+    assert_eq!(int("max-message"), 1000, "file beats default");
+    assert_eq!(int("max-outbuf"), 16384, "env beats file");
+    assert_eq!(int("batch-size"), 9, "flag beats env and file");
+    assert_eq!(int("flush-interval-ms"), 30, "flag beats file");
+    assert_eq!(int("queue-capacity"), 65536, "default when nobody sets it");
+    assert_eq!(config.get("sync").and_then(toml::Value::as_str), Some("full"));
+
+    // The config file can also come from the environment, and the printout is itself a valid file.
+    let again_path = dir.path().join("printed.toml");
+    std::fs::write(&again_path, toml::to_string(&config).expect("toml")).expect("write");
+    let mut cmd = roomcast();
+    cmd.arg("--print-config").env("ROOMCAST_CONFIG", &again_path);
+    assert_eq!(printed(&run(cmd)), config);
+}
+
+#[test]
+fn invalid_file_values_are_rejected_naming_the_key() {
+    let dir = tempfile::tempdir().expect("dir");
+    for (text, key) in [
+        ("max-message = \"lots\"", "`max-message`"),
+        ("max-message = 0", "max-message"),
+        ("sync = \"sometimes\"", "`sync`"),
+        ("max-mesage = 100", "`max-mesage`"),
+    ] {
+        let path = write_config(&dir, text);
+        let mut cmd = roomcast();
+        cmd.arg("--config").arg(&path).args(["--addr", "127.0.0.1:0", "--no-persist"]);
+        let output = run(cmd);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{text}: must not start");
+        assert!(stderr.contains(key), "{text}: {stderr}");
+        assert!(stderr.contains(&path.display().to_string()), "{text}: names the file: {stderr}");
+        assert!(output.stdout.is_empty(), "{text}: never started listening");
+    }
+}
+
+#[test]
+fn the_server_runs_with_the_file_settings() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = write_config(&dir, "max-message = 1234\nmax-rooms-per-conn = 3\n");
+    let path = path.to_str().expect("utf-8 path");
+    let server = Server::start(&["--config", path]);
+    let mut ws = connect_ws(&server, "/ws?format=json&room=cfg&nick=cfg");
+    let welcome = recv_json(&mut ws);
+    assert_eq!(welcome["type"], "welcome");
+    assert_eq!(welcome["limits"]["max_message_bytes"], 1234, "{welcome}");
+    assert_eq!(welcome["limits"]["max_rooms"], 3, "{welcome}");
+}

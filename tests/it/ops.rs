@@ -1,0 +1,90 @@
+//! Operations endpoints and logs: `/readyz` with and without persistence, and `--log-format json`
+//! producing one JSON object per line.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+fn readyz(server: &Server) -> (u16, Value) {
+    let (status, _, body) = http_get(server, "/readyz");
+    (status, serde_json::from_slice(&body).expect("readyz is JSON"))
+}
+
+#[test]
+fn readyz_reports_a_writable_store() {
+    let server = Server::start(&[]);
+    let (status, body) = readyz(&server);
+    assert_eq!(status, 200);
+    assert_eq!(body, serde_json::json!({"status": "ready", "store": "ok", "draining": false}));
+
+    let relay = Server::start(&["--no-persist"]);
+    let (status, body) = readyz(&relay);
+    assert_eq!(status, 200);
+    assert_eq!(body["store"], "disabled");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_roomcast"))
+        .args(["--addr", "127.0.0.1:0", "--shards", "1", "--log-format", "json", "--log-level", "debug"])
+        .arg("--db")
+        .arg(dir.path().join("roomcast.db"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    let stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("listening on http://") {
+                let _ = tx.send(addr.to_string());
+            }
+        }
+    });
+    let (err_tx, err_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        let _ = err_tx.send(text);
+    });
+    let kill = || {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    };
+    let Ok(addr) = rx.recv_timeout(PATIENCE) else {
+        kill();
+        let _ = child.wait();
+        panic!("roomcast did not start");
+    };
+    // One connection, for a debug lifecycle line.
+    let mut raw = std::net::TcpStream::connect(&addr).expect("connect");
+    raw.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    std::io::Write::write_all(&mut raw, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut response = Vec::new();
+    let _ = raw.read_to_end(&mut response);
+    assert!(response.starts_with(b"HTTP/1.1 200"));
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let logs = err_rx.recv_timeout(PATIENCE).unwrap_or_else(|_| {
+        kill();
+        panic!("roomcast did not exit on SIGTERM")
+    });
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status:?}\n{logs}");
+    let lines: Vec<Value> = logs
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
+        .collect();
+    let message = |v: &Value| v["fields"]["message"].as_str().unwrap_or_default().to_string();
+    assert!(lines.iter().any(|v| message(v) == "roomcast ready" && v["level"] == "INFO"), "{logs}");
+    assert!(lines.iter().any(|v| message(v) == "closed" && v["level"] == "DEBUG"), "lifecycle line: {logs}");
+}
