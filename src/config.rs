@@ -123,14 +123,15 @@ pub struct Config {
     #[serde(rename = "shutdown-grace")]
     pub shutdown_grace_secs: u64,
 
-    /// Cluster mode: the Redis every node shares rooms through (`redis://host:port`). Unset: one node,
-    /// no Redis needed.
-    #[arg(long, env = "ROOMCAST_REDIS_URL")]
-    pub redis_url: Option<String>,
+    /// Cluster mode: the Redis every node shares rooms through (`redis://host:port`). Empty (default):
+    /// one node, no Redis needed.
+    #[arg(long, env = "ROOMCAST_REDIS_URL", default_value = "")]
+    pub redis_url: String,
 
-    /// Cluster mode: this node's name (default: random). Give every node a distinct, stable one.
-    #[arg(long, env = "ROOMCAST_NODE_ID")]
-    pub node_id: Option<String>,
+    /// Cluster mode: this node's name; empty (default) picks a random one. Give every node a distinct,
+    /// stable one.
+    #[arg(long, env = "ROOMCAST_NODE_ID", default_value = "")]
+    pub node_id: String,
 
     /// Cluster mode: messages kept per room stream in Redis (approximately): how far back a node that
     /// was away can catch up.

@@ -102,10 +102,10 @@ impl Server {
         let last_id = store.as_ref().map_or(0, |s| s.max_id());
         let mut hub = Hub::new(inboxes.clone(), last_id, store.as_ref().map(|s| s.writer()));
         let mut cluster_input = None;
-        if let Some(url) = &cfg.redis_url {
+        if !cfg.redis_url.is_empty() {
             let cluster_cfg = ClusterConfig::new(
-                url.clone(),
-                cfg.node_id.clone(),
+                cfg.redis_url.clone(),
+                (!cfg.node_id.is_empty()).then(|| cfg.node_id.clone()),
                 cfg.redis_stream_maxlen,
                 cfg.redis_queue_capacity,
             )?;
