@@ -48,6 +48,12 @@
 //! overlap after a resubscribe) and, per (room, origin), the last seq; the origin skips its own
 //! replays; the hub delivers only ids above the room's last id; the store rejects an id it has.
 //!
+//! # Not (yet) across nodes
+//! Presence events and member lists (`joined.members`) are per node; binary relays stay on the node
+//! that received them; there is no per-user rate limit in Redis. See the README of the cluster branch
+//! report for the plan (membership hash `rc:{room}:members` node → count, presence on the room
+//! channel, a token-bucket script called from the session's per-connection limiter).
+//!
 //! # Past one Redis
 //! Every per-room key and channel carries `{room}` as a hash tag, so a room's stream, origin table and
 //! channel share one hash slot, and `PUBLISH` can become `SPUBLISH` (sharded pub/sub, one
