@@ -50,9 +50,10 @@
 //!
 //! # Not (yet) across nodes
 //! Presence events and member lists (`joined.members`) are per node; binary relays stay on the node
-//! that received them; there is no per-user rate limit in Redis. See the README of the cluster branch
-//! report for the plan (membership hash `rc:{room}:members` node → count, presence on the room
-//! channel, a token-bucket script called from the session's per-connection limiter).
+//! that received them; there is no per-user rate limit in Redis. Plan: a membership hash
+//! `rc:{room}:members` (node → count, removed by the survivors when a node's heartbeat key expires),
+//! presence events on the room channel, and a token-bucket script called from the session's
+//! per-connection limiter once that limiter is on main.
 //!
 //! # Past one Redis
 //! Every per-room key and channel carries `{room}` as a hash tag, so a room's stream, origin table and
