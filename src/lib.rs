@@ -5,6 +5,7 @@
 //! `reactor` (threads, polls) → `conn` (sockets, buffers) → `session` (what bytes mean) → `room`
 //! (membership, fan-out) → `store` (SQLite); `ws`, `http` and `protocol` are sans-IO codecs.
 
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod http;

@@ -314,16 +314,40 @@ pub struct PersistenceHealth {
     pub rows_written: u64,
 }
 
-/// `/healthz` body; `persistence` is `None` with `--no-persist`.
-pub fn health(connections: usize, shards: usize, persistence: Option<PersistenceHealth>) -> Vec<u8> {
+/// Cluster link figures shown in `/healthz` in cluster mode.
+#[derive(Serialize, Debug, Clone)]
+pub struct ClusterHealth {
+    /// This node's `--node-id`.
+    pub node: String,
+    /// The publisher is connected to Redis.
+    pub publisher_up: bool,
+    /// The subscriber is connected to Redis and caught up.
+    pub subscriber_up: bool,
+    /// Accepted messages waiting to be published (during an outage: to be replayed).
+    pub outbox: usize,
+    /// Messages delivered here with a provisional id while Redis was away, since start.
+    pub provisional: u64,
+    /// Lost connections and failed connection attempts, since start.
+    pub link_errors: u64,
+}
+
+/// `/healthz` body; `persistence` is `None` with `--no-persist`; `cluster` only in cluster mode.
+pub fn health(
+    connections: usize,
+    shards: usize,
+    persistence: Option<PersistenceHealth>,
+    cluster: Option<ClusterHealth>,
+) -> Vec<u8> {
     #[derive(Serialize)]
     struct Health {
         status: &'static str,
         connections: usize,
         shards: usize,
         persistence: Option<PersistenceHealth>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cluster: Option<ClusterHealth>,
     }
-    to_vec(&Health { status: "ok", connections, shards, persistence })
+    to_vec(&Health { status: "ok", connections, shards, persistence, cluster })
 }
 
 /// `/readyz` body: `status` is `ready` or `not_ready`; `store` says why the database is or is not

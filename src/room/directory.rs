@@ -79,6 +79,11 @@ impl Directory {
         self.rooms.read().len()
     }
 
+    /// The room called `name`, if it has members.
+    pub fn get(&self, name: &str) -> Option<Arc<Room>> {
+        self.rooms.read().get(name).cloned()
+    }
+
     /// Whether no room has members.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -221,7 +221,7 @@ pub fn join(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, since: 
     let (format, user) = (ws.format, Arc::clone(&ws.user));
     let hub = Arc::clone(&ctx.hub);
     let (joined, ()) = hub.directory.join(
-        || hub.last_assigned_id(),
+        || hub.max_id(),
         room,
         ctx.shard,
         format,
