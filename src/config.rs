@@ -184,6 +184,26 @@ pub struct Config {
     #[arg(long = "ping-timeout", env = "ROOMCAST_PING_TIMEOUT", default_value_t = 10)]
     #[serde(rename = "ping-timeout")]
     pub ping_timeout_secs: u64,
+
+    /// Cluster mode: the Redis every node shares rooms through (`redis://host:port`). Empty (default):
+    /// one node, no Redis needed.
+    #[arg(long, env = "ROOMCAST_REDIS_URL", default_value = "")]
+    pub redis_url: String,
+
+    /// Cluster mode: this node's name; empty (default) picks a random one. Give every node a distinct,
+    /// stable one.
+    #[arg(long, env = "ROOMCAST_NODE_ID", default_value = "")]
+    pub node_id: String,
+
+    /// Cluster mode: messages kept per room stream in Redis (approximately): how far back a node that
+    /// was away can catch up.
+    #[arg(long, env = "ROOMCAST_REDIS_STREAM_MAXLEN", default_value_t = 100_000)]
+    pub redis_stream_maxlen: u64,
+
+    /// Cluster mode: bound of the queue to Redis and of the outage replay queue, in messages. When full,
+    /// clients that send are not read until it drains.
+    #[arg(long, env = "ROOMCAST_REDIS_QUEUE_CAPACITY", default_value_t = 65_536)]
+    pub redis_queue_capacity: usize,
 }
 
 /// A setting that cannot work, named so the user can fix it.
@@ -321,6 +341,11 @@ pub fn raise_fd_limit() -> usize {
     usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
 }
 
+/// `--print-config` form of a repeatable flag: one comma-separated string (the file loader splits it).
+fn comma_separated<S: serde::Serializer>(values: &[String], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&values.join(","))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,9 +381,4 @@ mod tests {
         assert!(validate(&["--sync", "sometimes"]).is_err());
         assert!(validate(&["--addr", "nowhere"]).is_err());
     }
-}
-
-/// `--print-config` form of a repeatable flag: one comma-separated string (the file loader splits it).
-fn comma_separated<S: serde::Serializer>(values: &[String], serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&values.join(","))
 }

@@ -6,6 +6,7 @@
 //! (membership, fan-out) → `store` (SQLite); `ws`, `http` and `protocol` are sans-IO codecs.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod http;

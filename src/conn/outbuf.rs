@@ -84,13 +84,14 @@ impl OutBuf {
     /// The socket's error (other than `WouldBlock`/`Interrupted`); the connection is then dead.
     pub fn flush(&mut self, sock: &mut impl Write) -> io::Result<Flushed> {
         while !self.frames.is_empty() {
-            let mut slices: [IoSlice<'_>; MAX_IOVECS] = [IoSlice::new(&[]); MAX_IOVECS];
-            let mut n = 0;
-            for (i, frame) in self.frames.iter().take(MAX_IOVECS).enumerate() {
-                slices[i] = IoSlice::new(if i == 0 { &frame[self.front_written..] } else { frame });
-                n += 1;
-            }
-            match sock.write_vectored(&slices[..n]) {
+            // Most flushes carry one or a few frames: only build as many iovecs as there are frames.
+            let result = match self.frames.len() {
+                1 => sock.write(&self.frames[0][self.front_written..]),
+                2..=4 => self.write_batch::<4>(sock),
+                5..=16 => self.write_batch::<16>(sock),
+                _ => self.write_batch::<MAX_IOVECS>(sock),
+            };
+            match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => self.advance(written),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::WouldBlock),
@@ -102,6 +103,17 @@ impl OutBuf {
             self.frames = VecDeque::new();
         }
         Ok(Flushed::All)
+    }
+
+    /// One `writev` of up to `N` queued frames.
+    fn write_batch<const N: usize>(&self, sock: &mut impl Write) -> io::Result<usize> {
+        let mut slices = [IoSlice::new(&[]); N];
+        let mut n = 0;
+        for (slot, frame) in slices.iter_mut().zip(&self.frames) {
+            *slot = IoSlice::new(if n == 0 { &frame[self.front_written..] } else { frame });
+            n += 1;
+        }
+        sock.write_vectored(&slices[..n])
     }
 
     fn advance(&mut self, mut written: usize) {

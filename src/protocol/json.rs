@@ -118,10 +118,16 @@ impl JsonParser {
     }
 }
 
-/// RFC 3339 UTC timestamp with milliseconds for a time in ms since the Unix epoch.
-pub fn rfc3339_millis(ms: i64) -> String {
-    let time = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_millis(time).to_string()
+/// A time in ms since the Unix epoch that serializes as an RFC 3339 UTC string with milliseconds,
+/// formatted straight into the output (no intermediate `String` on the publish path).
+#[derive(Debug, Clone, Copy)]
+pub struct Rfc3339Millis(pub i64);
+
+impl Serialize for Rfc3339Millis {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let time = UNIX_EPOCH + Duration::from_millis(u64::try_from(self.0).unwrap_or(0));
+        serializer.collect_str(&humantime::format_rfc3339_millis(time))
+    }
 }
 
 /// Milliseconds since the Unix epoch now.
@@ -137,7 +143,7 @@ struct MessageEvent<'a> {
     room: &'a str,
     user: &'a str,
     content: &'a str,
-    ts: String,
+    ts: Rfc3339Millis,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_id: Option<&'a str>,
 }
@@ -150,7 +156,7 @@ pub fn write_message(out: &mut Vec<u8>, rec: &ChatRecord, client_id: Option<&str
         room: &rec.room,
         user: &rec.user,
         content: &rec.content,
-        ts: rfc3339_millis(rec.created_at_ms),
+        ts: Rfc3339Millis(rec.created_at_ms),
         client_id,
     };
     write(out, &event);
@@ -257,7 +263,7 @@ struct HistoryRow<'a> {
     room: &'a str,
     user: &'a str,
     content: &'a str,
-    created_at: String,
+    created_at: Rfc3339Millis,
 }
 
 fn history_rows(messages: &[ChatRecord]) -> Vec<HistoryRow<'_>> {
@@ -268,7 +274,7 @@ fn history_rows(messages: &[ChatRecord]) -> Vec<HistoryRow<'_>> {
             room: &m.room,
             user: &m.user,
             content: &m.content,
-            created_at: rfc3339_millis(m.created_at_ms),
+            created_at: Rfc3339Millis(m.created_at_ms),
         })
         .collect()
 }
@@ -308,16 +314,40 @@ pub struct PersistenceHealth {
     pub rows_written: u64,
 }
 
-/// `/healthz` body; `persistence` is `None` with `--no-persist`.
-pub fn health(connections: usize, shards: usize, persistence: Option<PersistenceHealth>) -> Vec<u8> {
+/// Cluster link figures shown in `/healthz` in cluster mode.
+#[derive(Serialize, Debug, Clone)]
+pub struct ClusterHealth {
+    /// This node's `--node-id`.
+    pub node: String,
+    /// The publisher is connected to Redis.
+    pub publisher_up: bool,
+    /// The subscriber is connected to Redis and caught up.
+    pub subscriber_up: bool,
+    /// Accepted messages waiting to be published (during an outage: to be replayed).
+    pub outbox: usize,
+    /// Messages delivered here with a provisional id while Redis was away, since start.
+    pub provisional: u64,
+    /// Lost connections and failed connection attempts, since start.
+    pub link_errors: u64,
+}
+
+/// `/healthz` body; `persistence` is `None` with `--no-persist`; `cluster` only in cluster mode.
+pub fn health(
+    connections: usize,
+    shards: usize,
+    persistence: Option<PersistenceHealth>,
+    cluster: Option<ClusterHealth>,
+) -> Vec<u8> {
     #[derive(Serialize)]
     struct Health {
         status: &'static str,
         connections: usize,
         shards: usize,
         persistence: Option<PersistenceHealth>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cluster: Option<ClusterHealth>,
     }
-    to_vec(&Health { status: "ok", connections, shards, persistence })
+    to_vec(&Health { status: "ok", connections, shards, persistence, cluster })
 }
 
 /// `/readyz` body: `status` is `ready` or `not_ready`; `store` says why the database is or is not

@@ -18,6 +18,7 @@ use mio::{Poll, Waker};
 use thiserror::Error;
 
 use crate::auth::AuthConfigError;
+use crate::cluster::{self, Cluster, ClusterConfig, ClusterError};
 use crate::config::Config;
 use crate::limits::per_ip::PerIpLimiter;
 use crate::ops::Telemetry;
@@ -49,6 +50,9 @@ pub enum ServerError {
     /// Authentication could not be set up (unreadable or unusable key).
     #[error("authentication setup failed")]
     Auth(#[from] AuthConfigError),
+    /// Cluster mode could not be set up.
+    #[error("cluster: {0}")]
+    Cluster(#[from] ClusterError),
     /// A thread panicked (a bug); the message says which.
     #[error("a {0} thread panicked")]
     Panicked(&'static str),
@@ -65,6 +69,7 @@ pub struct Server {
     shards: Vec<JoinHandle<io::Result<()>>>,
     open_conns: Arc<AtomicUsize>,
     telemetry: Arc<Telemetry>,
+    cluster: Option<Cluster>,
 }
 
 impl Server {
@@ -102,7 +107,21 @@ impl Server {
             inboxes.push(inbox);
         }
         let last_id = store.as_ref().map_or(0, |s| s.max_id());
-        let hub = Arc::new(Hub::new(inboxes.clone(), last_id, store.as_ref().map(|s| s.writer())));
+        let mut hub = Hub::new(inboxes.clone(), last_id, store.as_ref().map(|s| s.writer()));
+        let mut cluster_input = None;
+        if !cfg.redis_url.is_empty() {
+            let cluster_cfg = ClusterConfig::new(
+                cfg.redis_url.clone(),
+                (!cfg.node_id.is_empty()).then(|| cfg.node_id.clone()),
+                cfg.redis_stream_maxlen,
+                cfg.redis_queue_capacity,
+            )?;
+            let (sink, input) = cluster::channel(cluster_cfg);
+            hub = hub.with_cluster(sink);
+            cluster_input = Some(input);
+        }
+        let hub = Arc::new(hub);
+        let cluster = cluster_input.map(|input| Cluster::start(Arc::clone(&hub), input, last_id)).transpose()?;
         let open_conns = Arc::new(AtomicUsize::new(0));
         let telemetry = Telemetry::new(cfg.shards, store.as_ref(), Arc::clone(&hub));
 
@@ -135,7 +154,7 @@ impl Server {
             metrics: telemetry.acceptor(),
         };
         let acceptor = std::thread::Builder::new().name("acceptor".into()).spawn(move || acceptor.run())?;
-        Ok(Server { local_addr, hub, store, acceptor, acceptor_waker, stop, shards, open_conns, telemetry })
+        Ok(Server { local_addr, hub, store, acceptor, acceptor_waker, stop, shards, open_conns, telemetry, cluster })
     }
 
     /// The address actually bound (useful with port 0).
@@ -161,6 +180,9 @@ impl Server {
         self.hub.broadcast_to_shards(|| ShardMsg::Shutdown);
         for shard in self.shards {
             shard.join().map_err(|_| ServerError::Panicked("shard"))??;
+        }
+        if let Some(cluster) = self.cluster {
+            cluster.shutdown();
         }
         drop(self.hub);
         if let Some(store) = self.store {

@@ -79,6 +79,11 @@ impl Directory {
         self.rooms.read().len()
     }
 
+    /// The room called `name`, if it has members.
+    pub fn get(&self, name: &str) -> Option<Arc<Room>> {
+        self.rooms.read().get(name).cloned()
+    }
+
     /// Whether no room has members.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -86,9 +91,17 @@ impl Directory {
 
     /// Adds a connection of `user` on `shard` speaking `format` to room `name`, creating the room.
     ///
+    /// A room created here starts with `last_id = id_floor()` (read under the table lock): the largest
+    /// id assigned anywhere so far.
+    /// The room may have older messages in history (it was forgotten when its last member left), and
+    /// every message it gets from now on has a larger id, so `last_id` is exactly the boundary between
+    /// history and live delivery that a resuming member needs.
+    ///
     /// `on_joined` runs under the room's lock, so whatever it publishes is ordered with the join.
+    #[allow(clippy::too_many_arguments)]
     pub fn join<R>(
         &self,
+        id_floor: impl FnOnce() -> u64,
         name: &str,
         shard: usize,
         format: Format,
@@ -109,7 +122,7 @@ impl Directory {
                         json_members: 0,
                         text_members: 0,
                         users: HashMap::new(),
-                        last_id: 0,
+                        last_id: id_floor(),
                     }),
                 });
                 rooms.insert(name, Arc::clone(&room));
@@ -182,8 +195,8 @@ mod tests {
     fn rooms_live_while_they_have_members() {
         let dir = Directory::new(2);
         let alice: Arc<str> = Arc::from("alice");
-        let (a, _) = dir.join("r", 0, Format::Json, &alice, 10, |_, _| ());
-        let (b, _) = dir.join("r", 1, Format::Text, &alice, 10, |_, _| ());
+        let (a, _) = dir.join(|| 0, "r", 0, Format::Json, &alice, 10, |_, _| ());
+        let (b, _) = dir.join(|| 0, "r", 1, Format::Text, &alice, 10, |_, _| ());
         assert!(a.first_of_user && !b.first_of_user);
         assert!(Arc::ptr_eq(&a.room, &b.room));
         assert_eq!(a.room.state.lock().per_shard, [1, 1]);
@@ -194,7 +207,7 @@ mod tests {
         dir.leave(&b.room, 1, Format::Text, &alice, |gone, _| last.push(gone));
         assert_eq!(last, [false, true]);
         assert!(dir.is_empty());
-        let (c, _) = dir.join("r", 0, Format::Json, &alice, 10, |_, _| ());
+        let (c, _) = dir.join(|| 0, "r", 0, Format::Json, &alice, 10, |_, _| ());
         assert_ne!(c.room.id, a.room.id, "a recreated room gets a new id");
     }
 }

@@ -12,6 +12,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::directory::{Directory, Room, RoomState};
+use crate::cluster::{ClusterSink, Outgoing};
 use crate::protocol::{Format, json};
 use crate::reactor::inbox::{ShardInbox, ShardMsg};
 use crate::store::{ChatRecord, StoreWriter};
@@ -50,14 +51,57 @@ pub struct Hub {
     /// Rooms and their members.
     pub directory: Directory,
     shards: Vec<Arc<ShardInbox>>,
+    /// Single node: the last id allocated. Cluster mode: the largest id seen (see `cluster::ids`).
     next_id: AtomicU64,
     store: Option<StoreWriter>,
+    /// Cluster mode: chat messages go to Redis first (see `crate::cluster`).
+    cluster: Option<ClusterSink>,
 }
 
 impl Hub {
     /// A hub over `shards`, continuing ids after `last_stored_id`; `store` is `None` without persistence.
     pub fn new(shards: Vec<Arc<ShardInbox>>, last_stored_id: u64, store: Option<StoreWriter>) -> Self {
-        Hub { directory: Directory::new(shards.len()), shards, next_id: AtomicU64::new(last_stored_id), store }
+        Hub {
+            directory: Directory::new(shards.len()),
+            shards,
+            next_id: AtomicU64::new(last_stored_id),
+            store,
+            cluster: None,
+        }
+    }
+
+    /// Cluster mode: chat messages are handed to `sink` (Redis) and delivered when they come back.
+    pub fn with_cluster(mut self, sink: ClusterSink) -> Self {
+        self.cluster = Some(sink);
+        self
+    }
+
+    /// The cluster hand-off, in cluster mode.
+    pub fn cluster(&self) -> Option<&ClusterSink> {
+        self.cluster.as_ref()
+    }
+
+    /// The last id allocated (single node) or the largest id seen (cluster mode): every message
+    /// published from now on gets a larger id, so it is the floor for rooms created now.
+    pub fn max_id(&self) -> u64 {
+        self.next_id.load(Ordering::SeqCst)
+    }
+
+    /// Cluster mode: records that id `id` exists (ids allocated here later are above it).
+    pub(crate) fn observe_id(&self, id: u64) {
+        self.next_id.fetch_max(id, Ordering::SeqCst);
+    }
+
+    /// Cluster mode: moves the id sequence from `seen` to `next(seen)` atomically; returns the new id.
+    pub(crate) fn allocate_id(&self, next: impl Fn(u64) -> u64) -> u64 {
+        let mut seen = self.next_id.load(Ordering::SeqCst);
+        loop {
+            let id = next(seen);
+            match self.next_id.compare_exchange_weak(seen, id, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => return id,
+                Err(actual) => seen = actual,
+            }
+        }
     }
 
     /// Number of shards.
@@ -76,10 +120,12 @@ impl Hub {
     /// are simply not read (TCP pushes back on them) until the queues drain.
     pub fn ingress_paused(&self) -> bool {
         self.store.as_ref().is_some_and(StoreWriter::is_congested)
+            || self.cluster.as_ref().is_some_and(ClusterSink::is_congested)
             || self.shards.iter().any(|s| s.len() > INBOX_SOFT_CAP)
     }
 
-    /// Publishes a chat message from `user` to `room` and returns its id.
+    /// Publishes a chat message from `user` to `room` and returns its id (0 in cluster mode, where
+    /// Redis assigns it and the message is delivered when it comes back).
     ///
     /// `origin` is the sender's format: a text client's frame is relayed verbatim to text members, a
     /// JSON client's reaches them as `user: content`. `scratch` is a reusable encoding buffer.
@@ -92,6 +138,17 @@ impl Hub {
         client_id: Option<&str>,
         scratch: &mut Vec<u8>,
     ) -> u64 {
+        if let Some(cluster) = &self.cluster {
+            cluster.submit(Outgoing {
+                room: Arc::clone(&room.name),
+                user: Arc::clone(user),
+                content: Arc::from(content),
+                format: origin,
+                client_id: client_id.map(Arc::from),
+                created_at_ms: json::now_millis(),
+            });
+            return 0;
+        }
         // Taken before the lock: the fan-out latency includes waiting for the room.
         let published_at = Instant::now();
         let mut state = room.state.lock();
@@ -103,13 +160,31 @@ impl Hub {
             content: Arc::from(content),
             created_at_ms: json::now_millis(),
         };
+        self.fan_out_locked(room, &mut state, rec, origin, client_id, scratch, published_at);
+        id
+    }
+
+    /// With the room's lock held: encodes `rec` once per format members speak, makes it the room's
+    /// last id, queues it for the store and sends it to every shard with members.
+    #[allow(clippy::too_many_arguments, reason = "the publish path's inputs, passed without a struct on the hot path")]
+    pub(crate) fn fan_out_locked(
+        &self,
+        room: &Room,
+        state: &mut RoomState,
+        rec: ChatRecord,
+        origin: Format,
+        client_id: Option<&str>,
+        scratch: &mut Vec<u8>,
+        published_at: Instant,
+    ) {
+        let id = rec.id;
         let text = (state.text_members > 0).then(|| match origin {
-            Format::Text => Bytes::from(codec::encode_frame(codec::TEXT, content.as_bytes())),
+            Format::Text => Bytes::from(codec::encode_frame(codec::TEXT, rec.content.as_bytes())),
             Format::Json => {
                 scratch.clear();
-                scratch.extend_from_slice(user.as_bytes());
+                scratch.extend_from_slice(rec.user.as_bytes());
                 scratch.extend_from_slice(b": ");
-                scratch.extend_from_slice(content.as_bytes());
+                scratch.extend_from_slice(rec.content.as_bytes());
                 Bytes::from(codec::encode_frame(codec::TEXT, scratch))
             }
         });
@@ -119,7 +194,14 @@ impl Hub {
             Bytes::from(codec::encode_frame(codec::TEXT, scratch))
         });
         state.last_id = id;
+        self.store_record(rec);
+        self.send_to_members(state, Arc::new(Delivery { room_id: room.id, id, text, json, published_at }));
+    }
+
+    /// Queues `rec` for the store (when persistence is on).
+    pub(crate) fn store_record(&self, rec: ChatRecord) {
         if let Some(store) = &self.store {
+            let id = rec.id;
             // The queue has room unless every shard ignored `ingress_paused`'s reserve at once; then wait
             // for the writer (bounded: it drains continuously) rather than drop an accepted message.
             if let Err(rec) = store.try_enqueue(rec)
@@ -128,8 +210,6 @@ impl Hub {
                 tracing::error!(%err, id, "message could not be queued for persistence");
             }
         }
-        self.send_to_members(&state, Arc::new(Delivery { room_id: room.id, id, text, json, published_at }));
-        id
     }
 
     /// Relays a binary frame verbatim to the text-format members of `room` (no id, not stored).

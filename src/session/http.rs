@@ -113,7 +113,8 @@ fn handle(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: Request) {
                 }
             });
             let connections = ctx.open_conns.load(std::sync::atomic::Ordering::Relaxed);
-            let body = json::health(connections, ctx.hub.n_shards(), persistence);
+            let cluster = ctx.hub.cluster().map(|sink| sink.shared().health());
+            let body = json::health(connections, ctx.hub.n_shards(), persistence, cluster);
             respond(ctx, conn, key, &Response::json(200, body), keep_alive, head_only);
         }
         Route::Static(path) => {

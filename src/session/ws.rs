@@ -246,11 +246,19 @@ pub fn join(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, since: 
     let Phase::Ws(ws) = &mut conn.phase else { return };
     let (format, user) = (ws.format, Arc::clone(&ws.user));
     let hub = Arc::clone(&ctx.hub);
-    let (joined, ()) = hub.directory.join(room, ctx.shard, format, &user, MAX_MEMBER_NAMES, |joined, state| {
-        if joined.first_of_user {
-            hub.publish_presence(&joined.room, state, &user, "join");
-        }
-    });
+    let (joined, ()) = hub.directory.join(
+        || hub.max_id(),
+        room,
+        ctx.shard,
+        format,
+        &user,
+        MAX_MEMBER_NAMES,
+        |joined, state| {
+            if joined.first_of_user {
+                hub.publish_presence(&joined.room, state, &user, "join");
+            }
+        },
+    );
     let resume_from = since.filter(|&s| format == Format::Json && s < joined.last_id && ctx.store.is_some());
     let held = resume_from.is_some();
     ctx.local.add(joined.room.id, LocalMember { key, min_id: joined.last_id, format, held });

@@ -237,3 +237,20 @@ fn retention_keeps_the_newest_messages_per_room() {
     );
     assert_eq!(count_rows(&server.db_path(), "quiet"), 3);
 }
+
+/// Regression (found by the browser tests): a room is forgotten when its last member leaves; a member
+/// resuming into it must still get what it missed.
+#[test]
+fn resume_into_a_room_that_emptied_meanwhile() {
+    let server = Server::start(&[]);
+    let mut eve = connect_json(&server, "emptied", "eve");
+    let posted = post(&mut eve, "emptied", "m", 3);
+    drop(eve);
+    wait_until("eve to be gone", || open_connections(&server) == 1);
+    let mut dave = connect_ws(&server, &format!("/ws?format=json&room=emptied&nick=dave&since={}", posted[0]));
+    assert_eq!(recv_event(&mut dave, "welcome")["user"], "dave");
+    let joined = recv_event(&mut dave, "joined");
+    assert!(joined["last_id"].as_u64() >= posted.last().copied(), "{joined}");
+    let got: Vec<u64> = (0..2).map(|_| recv_event(&mut dave, "message")["id"].as_u64().expect("id")).collect();
+    assert_eq!(got, posted[1..].to_vec());
+}

@@ -45,12 +45,16 @@ fn a_client_that_stops_reading_is_dropped_while_others_keep_receiving() {
     let mut witness = connect_ws(&server, "/ws/chat?room=slow");
     let mut sender = connect_ws(&server, "/ws/chat?room=slow");
     // 16 MB in all: more than the stalled socket's kernel buffers (autotuned up to 4 MB) plus its
-    // 256 KiB output queue, so it must overflow; the witness reads as it goes and never does.
+    // 256 KiB output queue, so it must overflow. The sender waits for the witness to acknowledge each
+    // message before sending the next, so the witness is never more than one message behind however
+    // loaded the machine is: only the stalled client can overflow.
     let messages = 1000;
+    let (ack_tx, ack_rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         for i in 0..messages {
             let text = recv_text(&mut witness);
             assert!(text.starts_with(&format!("{i}:")), "message {i} in order");
+            let _ = ack_tx.send(i);
         }
     });
     let filler = "x".repeat(16_000);
@@ -58,6 +62,7 @@ fn a_client_that_stops_reading_is_dropped_while_others_keep_receiving() {
         send_text(&mut sender, &format!("{i}:{filler}"));
         // The sender reads its own echo so that it is not itself a stalled reader.
         recv_text(&mut sender);
+        assert_eq!(ack_rx.recv_timeout(PATIENCE).ok(), Some(i), "the witness received message {i}");
     }
     reader.join().expect("the witness received every message");
     // The stalled client has been dropped: only the witness, the sender and the probe remain.

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod cluster;
 mod config;
 mod conformance;
 mod core_chat;

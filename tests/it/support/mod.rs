@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod proc;
+pub mod redis;
 pub mod tokens;
 
 use std::io::{BufRead, BufReader, Read, Write};

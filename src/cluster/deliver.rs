@@ -1,0 +1,70 @@
+//! Where cluster messages meet the [`Hub`]: delivering a message that came back through Redis in
+//! its final order, and delivering a message locally with a provisional id while Redis is away.
+//!
+//! Both run under the room's lock (when the room has local members), like the single-node publish
+//! path, so a room's local members receive ids in increasing order: a message whose id is not above
+//! the room's last delivered id is stored but not delivered live (it is a duplicate, or a message
+//! from the other side of an outage that is older than what members here already saw; history and
+//! resume show it).
+
+use super::Outgoing;
+use std::time::Instant;
+
+use super::ids::next_provisional;
+use super::wire::WireMessage;
+use crate::room::fanout::Hub;
+use crate::store::ChatRecord;
+
+/// Delivers `msg` (sequenced by Redis) to this node's members of its room (when `live`) and stores
+/// it; returns whether it was delivered live.
+pub fn deliver_sequenced(hub: &Hub, msg: &WireMessage, live: bool, scratch: &mut Vec<u8>) -> bool {
+    let rec = ChatRecord {
+        id: msg.id,
+        room: msg.room.clone(),
+        user: msg.user.clone(),
+        content: msg.content.clone(),
+        created_at_ms: msg.created_at_ms,
+    };
+    if let Some(room) = hub.directory.get(&msg.room).filter(|_| live) {
+        let mut state = room.state.lock();
+        hub.observe_id(msg.id);
+        if msg.id > state.last_id {
+            hub.fan_out_locked(&room, &mut state, rec, msg.format, msg.client_id.as_deref(), scratch, Instant::now());
+            return true;
+        }
+    } else {
+        hub.observe_id(msg.id);
+    }
+    hub.store_record(rec);
+    false
+}
+
+/// Delivers `msg` to this node's members with a provisional id from `slot` and stores it; returns
+/// the id (which the replay to Redis keeps).
+pub fn deliver_provisional(hub: &Hub, msg: &Outgoing, slot: u64, scratch: &mut Vec<u8>) -> u64 {
+    let record = |id| ChatRecord {
+        id,
+        room: msg.room.clone(),
+        user: msg.user.clone(),
+        content: msg.content.clone(),
+        created_at_ms: msg.created_at_ms,
+    };
+    if let Some(room) = hub.directory.get(&msg.room) {
+        let mut state = room.state.lock();
+        let last = state.last_id;
+        let id = hub.allocate_id(|seen| next_provisional(seen.max(last), slot));
+        hub.fan_out_locked(
+            &room,
+            &mut state,
+            record(id),
+            msg.format,
+            msg.client_id.as_deref(),
+            scratch,
+            Instant::now(),
+        );
+        return id;
+    }
+    let id = hub.allocate_id(|seen| next_provisional(seen, slot));
+    hub.store_record(record(id));
+    id
+}

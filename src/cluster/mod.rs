@@ -1,0 +1,374 @@
+//! Cluster mode over Redis (`--redis-url`): every node delivers each room's messages in one total
+//! order, Redis's; each node keeps its own complete SQLite history; a node cut off from Redis keeps
+//! serving its clients alone and replays what it accepted once Redis is back.
+//!
+//! # Threads and channels
+//! Shards never call Redis. [`crate::room::fanout::Hub::publish_chat`] hands an [`Outgoing`] to the
+//! **publisher** thread over a bounded crossbeam channel (`--redis-queue-capacity`); the publisher
+//! gives it a sequence number (`origin` = `node_id/incarnation`, plus `seq`: the message uuid) and
+//! runs the publish script for batches of up to 256 messages in one pipeline. The **subscriber**
+//! thread holds a pattern subscription to every room's channel, hands each message to
+//! [`deliver::deliver_sequenced`] (room lock, encode once, store queue, shard inboxes: the
+//! single-node path), and catches up from the rooms' streams after every (re)connect. The origin's
+//! own messages come back the same way, so the sender's echo is ordered like everyone else's.
+//!
+//! # Order and ids
+//! The publish script (`script.rs`) allocates the id from `rc:ids`, appends the message to the
+//! room's stream `rc:{room}:log` (`MAXLEN ~ --redis-stream-maxlen`) and publishes `entry_id + body`
+//! on `rc:{room}:msg`, atomically, so publish order is id order. Redis ids are multiples of
+//! [`ids::ID_STRIDE`] (1024). Before publishing anything after a connect, the publisher raises the
+//! counter above the largest id the node has seen or stored (`FLOOR_SCRIPT`), so a Redis that lost
+//! its data (restarted without persistence) never reissues an id.
+//!
+//! # Redis down: ids during an outage, and the replay
+//! Decision: a node cut off from Redis keeps accepting, delivering and storing messages with
+//! **provisional ids that are final**: the smallest id above everything the node has seen whose
+//! residue modulo 1024 is the node's *slot* (a hash of `--node-id` in `1..1024`, claimed in the
+//! `rc:slots` hash at connect; a conflict is logged and counted). Each such message is queued in the
+//! publisher's outbox (bounded by the same capacity; when full, the channel fills and shards stop
+//! reading clients: `Hub::ingress_paused`). When Redis is back the publisher floors the counter above
+//! the node's provisional ids, then replays the outbox in order with the provisional id kept and a
+//! `replay` flag. Consequences:
+//! - Ids stay unique across nodes (distinct residues) and increase in the order each node's members
+//!   receive them, and every node stores each message under the same id, so histories agree.
+//! - While cut off, a node's clients see only that node's messages. After the outage each node
+//!   receives the other side's messages; one whose id is not above what the room's local members
+//!   already received is stored (history, resume) but **not delivered live** (the id order wins).
+//! - Messages in the pipeline batch that failed are not known to be published or not: they are not
+//!   delivered locally during the outage but retried with the same (origin, seq); the script ignores a
+//!   seq it has seen (`rc:{room}:origins`) and every subscriber drops an (origin, seq) it has seen.
+//! - Ids jump by up to 1024 per message in cluster mode (they are unique and ordered, not dense).
+//! - Two live nodes whose ids hash to the same slot could produce equal provisional ids during a
+//!   simultaneous outage; give nodes distinct `--node-id`s and watch the `slot_conflicts` counter.
+//! - The outbox is in memory: a node that is killed while cut off loses the replay of what only it
+//!   accepted (its own SQLite still has the messages).
+//!
+//! # Dedupe
+//! The subscriber keeps, per room, the last stream entry id it applied (catch-up and live messages
+//! overlap after a resubscribe) and, per (room, origin), the last seq; the origin skips its own
+//! replays; the hub delivers only ids above the room's last id; the store rejects an id it has.
+//!
+//! # Not (yet) across nodes
+//! Presence events and member lists (`joined.members`) are per node; binary relays stay on the node
+//! that received them; there is no per-user rate limit in Redis. Plan: a membership hash
+//! `rc:{room}:members` (node → count, removed by the survivors when a node's heartbeat key expires),
+//! presence events on the room channel, and a token-bucket script called from the session's
+//! per-connection limiter once that limiter is on main.
+//!
+//! # Past one Redis
+//! Every per-room key and channel carries `{room}` as a hash tag, so a room's stream, origin table and
+//! channel share one hash slot, and `PUBLISH` can become `SPUBLISH` (sharded pub/sub, one
+//! `SSUBSCRIBE` per shard node instead of the pattern subscription). The id counter `rc:ids` is the
+//! one cross-slot key: in Redis Cluster it must become per room (`rc:{room}:ids`), so ids would be
+//! unique and ordered per room only (history pages and resume are per room already; the protocol's
+//! "unique across the server" would become "unique within a room"), or come from a dedicated
+//! counter node at the cost of a second round trip.
+
+pub mod deliver;
+pub mod ids;
+pub mod keys;
+pub mod publisher;
+pub mod redis_link;
+pub mod script;
+pub mod subscriber;
+pub mod wire;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use thiserror::Error;
+
+use crate::protocol::Format;
+use crate::room::fanout::Hub;
+use crate::store::congestion_threshold;
+
+/// How long a shard waits for room in a full publisher channel before it logs and drops the message
+/// (only when every shard ignored `ingress_paused`'s reserve at once).
+const SUBMIT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What can go wrong in cluster mode.
+#[derive(Debug, Error)]
+pub enum ClusterError {
+    /// `--node-id` is unusable.
+    #[error("--node-id must be 1-64 characters of A-Z, a-z, 0-9, '.', '_' or '-' (got {0:?})")]
+    BadNodeId(String),
+    /// `--redis-url` does not parse.
+    #[error("--redis-url: {0}")]
+    BadUrl(redis::RedisError),
+    /// Redis refused or dropped a command.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// Redis answered something the scripts never produce.
+    #[error("unexpected reply from redis: {0}")]
+    Reply(&'static str),
+    /// A cluster thread could not be started.
+    #[error("cannot start a cluster thread: {0}")]
+    Spawn(std::io::Error),
+}
+
+/// Cluster settings, resolved from the command line.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `redis://host:port[/db]`.
+    pub redis_url: String,
+    /// This node's name (random when not given).
+    pub node_id: String,
+    /// Approximate cap of each room's stream.
+    pub stream_maxlen: u64,
+    /// Bound of the publisher channel and of the outbox.
+    pub queue_capacity: usize,
+}
+
+impl ClusterConfig {
+    /// Checks the node id (or picks a random one).
+    ///
+    /// # Errors
+    /// [`ClusterError::BadNodeId`].
+    pub fn new(
+        redis_url: String,
+        node_id: Option<String>,
+        stream_maxlen: u64,
+        queue_capacity: usize,
+    ) -> Result<ClusterConfig, ClusterError> {
+        let node_id = node_id.unwrap_or_else(|| format!("node-{:08x}", random_u64() as u32));
+        let valid = (1..=64).contains(&node_id.len())
+            && node_id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !valid {
+            return Err(ClusterError::BadNodeId(node_id));
+        }
+        Ok(ClusterConfig {
+            redis_url,
+            node_id,
+            stream_maxlen: stream_maxlen.max(1),
+            queue_capacity: queue_capacity.max(1),
+        })
+    }
+}
+
+/// A number that differs between processes and calls (time, pid and a counter through a hash); not
+/// cryptographic, only for default node ids and incarnations.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
+/// A chat message accepted by a shard, on its way to Redis.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Room name.
+    pub room: Arc<str>,
+    /// Sender's name.
+    pub user: Arc<str>,
+    /// Content.
+    pub content: Arc<str>,
+    /// Sender's wire format.
+    pub format: Format,
+    /// Client-chosen id.
+    pub client_id: Option<Arc<str>>,
+    /// Acceptance time, ms since the epoch.
+    pub created_at_ms: i64,
+}
+
+/// Counters and gauges of the cluster link (for logs, `/healthz` and the metrics exporter).
+#[derive(Debug, Default)]
+pub struct ClusterCounters {
+    /// Publisher connected to Redis now.
+    pub publisher_up: AtomicBool,
+    /// Subscriber connected and caught up now.
+    pub subscriber_up: AtomicBool,
+    /// Successful (re)connections of either thread.
+    pub connects: AtomicU64,
+    /// Lost connections or failed connection attempts (either thread).
+    pub link_errors: AtomicU64,
+    /// Messages appended to Redis by this node.
+    pub published: AtomicU64,
+    /// Messages delivered locally with a provisional id while Redis was away.
+    pub provisional: AtomicU64,
+    /// Provisional messages replayed to Redis after an outage.
+    pub replayed: AtomicU64,
+    /// Messages dropped as duplicates (script, stream cursor, origin seq, own replay).
+    pub duplicates: AtomicU64,
+    /// Messages from Redis delivered to local members or stored.
+    pub received: AtomicU64,
+    /// Messages in the outbox now (waiting to be published).
+    pub outbox_depth: AtomicUsize,
+    /// Another node holds this node's id slot.
+    pub slot_conflicts: AtomicU64,
+    /// Malformed messages skipped.
+    pub malformed: AtomicU64,
+}
+
+/// What the cluster threads and the hub share.
+#[derive(Debug)]
+pub struct ClusterShared {
+    /// Settings.
+    pub cfg: ClusterConfig,
+    /// `node_id/incarnation`: identifies this process as the origin of messages.
+    pub origin: Arc<str>,
+    /// Residue of this node's provisional ids.
+    pub slot: u64,
+    /// Counters.
+    pub counters: ClusterCounters,
+}
+
+impl ClusterShared {
+    /// The `/healthz` figures.
+    pub fn health(&self) -> crate::protocol::json::ClusterHealth {
+        let c = &self.counters;
+        crate::protocol::json::ClusterHealth {
+            node: self.cfg.node_id.clone(),
+            publisher_up: c.publisher_up.load(Ordering::Relaxed),
+            subscriber_up: c.subscriber_up.load(Ordering::Relaxed),
+            outbox: c.outbox_depth.load(Ordering::Relaxed),
+            provisional: c.provisional.load(Ordering::Relaxed),
+            link_errors: c.link_errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The shards' side of the publisher channel (held by the [`Hub`]).
+pub struct ClusterSink {
+    tx: Sender<Outgoing>,
+    shared: Arc<ClusterShared>,
+}
+
+impl ClusterSink {
+    /// Queues `msg` for Redis. Waits (bounded) when the channel is full; see [`SUBMIT_TIMEOUT`].
+    pub fn submit(&self, msg: Outgoing) {
+        let msg = match self.tx.try_send(msg) {
+            Ok(()) => return,
+            Err(TrySendError::Full(msg)) => msg,
+            Err(TrySendError::Disconnected(_)) => {
+                tracing::error!("cluster publisher is gone; message dropped");
+                return;
+            }
+        };
+        if let Err(err) = self.tx.send_timeout(msg, SUBMIT_TIMEOUT) {
+            tracing::error!(%err, "cluster publisher queue stayed full; message dropped");
+        }
+    }
+
+    /// Whether shards should stop reading clients: the channel or the outbox is 7/8 full.
+    pub fn is_congested(&self) -> bool {
+        let threshold = congestion_threshold(self.shared.cfg.queue_capacity);
+        self.tx.len() >= threshold || self.shared.counters.outbox_depth.load(Ordering::Relaxed) >= threshold
+    }
+
+    /// The shared state (counters, node identity).
+    pub fn shared(&self) -> &Arc<ClusterShared> {
+        &self.shared
+    }
+}
+
+/// The receiving side, handed to [`Cluster::start`].
+pub struct ClusterInput {
+    rx: Receiver<Outgoing>,
+    shared: Arc<ClusterShared>,
+}
+
+/// Creates the publisher channel: the sink goes into the [`Hub`], the input to [`Cluster::start`].
+pub fn channel(cfg: ClusterConfig) -> (ClusterSink, ClusterInput) {
+    let slot = ids::slot_for(&cfg.node_id);
+    let origin: Arc<str> = Arc::from(format!("{}/{:x}", cfg.node_id, random_u64()));
+    let (tx, rx) = crossbeam_channel::bounded(cfg.queue_capacity);
+    let shared = Arc::new(ClusterShared { cfg, origin, slot, counters: ClusterCounters::default() });
+    (ClusterSink { tx, shared: Arc::clone(&shared) }, ClusterInput { rx, shared })
+}
+
+/// The running publisher and subscriber threads.
+pub struct Cluster {
+    stop: Arc<AtomicBool>,
+    publisher: JoinHandle<()>,
+    subscriber: JoinHandle<()>,
+}
+
+impl Cluster {
+    /// Starts both threads; they connect (and keep reconnecting) in the background.
+    ///
+    /// # Errors
+    /// [`ClusterError::BadUrl`] or [`ClusterError::Spawn`].
+    pub fn start(hub: Arc<Hub>, input: ClusterInput, startup_max_id: u64) -> Result<Cluster, ClusterError> {
+        let client = redis::Client::open(input.shared.cfg.redis_url.as_str()).map_err(ClusterError::BadUrl)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        tracing::info!(
+            node = %input.shared.cfg.node_id,
+            origin = %input.shared.origin,
+            slot = input.shared.slot,
+            "cluster mode"
+        );
+        let publisher = publisher::Publisher::new(
+            Arc::clone(&hub),
+            Arc::clone(&input.shared),
+            client.clone(),
+            input.rx,
+            Arc::clone(&stop),
+        );
+        let publisher = std::thread::Builder::new()
+            .name("redis-pub".into())
+            .spawn(move || publisher.run())
+            .map_err(ClusterError::Spawn)?;
+        let subscriber =
+            subscriber::Subscriber::new(hub, Arc::clone(&input.shared), client, Arc::clone(&stop), startup_max_id);
+        let subscriber = std::thread::Builder::new()
+            .name("redis-sub".into())
+            .spawn(move || subscriber.run())
+            .map_err(ClusterError::Spawn)?;
+        Ok(Cluster { stop, publisher, subscriber })
+    }
+
+    /// Publishes what is queued (waiting a few seconds for Redis if it is away), then stops both
+    /// threads. Call after the shards stopped.
+    pub fn shutdown(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if self.publisher.join().is_err() {
+            tracing::error!("cluster publisher panicked");
+        }
+        if self.subscriber.join().is_err() {
+            tracing::error!("cluster subscriber panicked");
+        }
+    }
+}
+
+/// Exponential reconnect delay: 100 ms doubling to 5 s, reset by a success.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    delay: Duration,
+    next: std::time::Instant,
+}
+
+impl Backoff {
+    const MIN: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(5);
+
+    pub(crate) fn new() -> Self {
+        Backoff { delay: Self::MIN, next: std::time::Instant::now() }
+    }
+
+    /// Whether the next attempt is due.
+    pub(crate) fn due(&self) -> bool {
+        std::time::Instant::now() >= self.next
+    }
+
+    /// Time until the next attempt.
+    pub(crate) fn remaining(&self) -> Duration {
+        self.next.saturating_duration_since(std::time::Instant::now())
+    }
+
+    /// An attempt failed: wait longer next time.
+    pub(crate) fn failed(&mut self) {
+        self.next = std::time::Instant::now() + self.delay;
+        self.delay = (self.delay * 2).min(Self::MAX);
+    }
+
+    /// Connected: the next outage starts with the shortest delay.
+    pub(crate) fn reset(&mut self) {
+        self.delay = Self::MIN;
+        self.next = std::time::Instant::now();
+    }
+}

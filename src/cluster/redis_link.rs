@@ -1,0 +1,187 @@
+//! One blocking Redis connection with the scripts loaded: what the publisher and the subscriber's
+//! catch-up need (floor, slot claim, pipelined publishes, stream scans and reads). Every call has a
+//! socket timeout, and any error means the caller drops the link and reconnects.
+
+use std::time::Duration;
+
+use redis::{Client, Connection, RedisResult, Value};
+
+use super::ClusterError;
+use super::ids::ID_STRIDE;
+use super::keys;
+use super::script::{FLOOR_SCRIPT, PUBLISH_SCRIPT};
+use super::wire::EntryId;
+
+/// How long connecting, reading and writing may take before the link counts as broken.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// One message to publish: the arguments of [`PUBLISH_SCRIPT`] that vary.
+#[derive(Debug, Clone)]
+pub struct PublishArgs {
+    /// Room name.
+    pub room: String,
+    /// `node/incarnation`.
+    pub origin: String,
+    /// Origin sequence number.
+    pub seq: u64,
+    /// Provisional id (0: let Redis allocate).
+    pub provisional_id: u64,
+    /// Body after the id line (`wire::encode_tail`).
+    pub tail: Vec<u8>,
+}
+
+/// What Redis answered for one publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Published {
+    /// Appended and published with this id.
+    Appended(u64),
+    /// A replay of a sequence number this origin already published; nothing happened.
+    Duplicate,
+}
+
+/// A connection with both scripts loaded.
+pub struct RedisLink {
+    conn: Connection,
+    publish_sha: String,
+    floor_sha: String,
+}
+
+impl RedisLink {
+    /// Connects with timeouts and loads the scripts.
+    ///
+    /// # Errors
+    /// The Redis error (connection refused, timeout, …).
+    pub fn connect(client: &Client) -> RedisResult<RedisLink> {
+        let mut conn = client.get_connection_with_timeout(IO_TIMEOUT)?;
+        conn.set_read_timeout(Some(IO_TIMEOUT))?;
+        conn.set_write_timeout(Some(IO_TIMEOUT))?;
+        let publish_sha = redis::cmd("SCRIPT").arg("LOAD").arg(PUBLISH_SCRIPT).query(&mut conn)?;
+        let floor_sha = redis::cmd("SCRIPT").arg("LOAD").arg(FLOOR_SCRIPT).query(&mut conn)?;
+        Ok(RedisLink { conn, publish_sha, floor_sha })
+    }
+
+    /// Checks the connection is alive.
+    ///
+    /// # Errors
+    /// The Redis error.
+    pub fn ping(&mut self) -> RedisResult<()> {
+        redis::cmd("PING").query(&mut self.conn)
+    }
+
+    /// Raises the id counter to at least `min`; returns the counter after.
+    ///
+    /// # Errors
+    /// The Redis error.
+    pub fn floor(&mut self, min: u64) -> RedisResult<u64> {
+        redis::cmd("EVALSHA").arg(&self.floor_sha).arg(1).arg(keys::ID_COUNTER).arg(min).query(&mut self.conn)
+    }
+
+    /// Claims id slot `slot` for `node_id`; returns the other node's id when someone else holds it.
+    ///
+    /// # Errors
+    /// The Redis error.
+    pub fn claim_slot(&mut self, slot: u64, node_id: &str) -> RedisResult<Option<String>> {
+        let _: i64 = redis::cmd("HSETNX").arg(keys::SLOTS).arg(slot).arg(node_id).query(&mut self.conn)?;
+        let owner: Option<String> = redis::cmd("HGET").arg(keys::SLOTS).arg(slot).query(&mut self.conn)?;
+        Ok(owner.filter(|o| o != node_id))
+    }
+
+    /// Publishes `batch` in one pipeline, in order; one answer per message.
+    ///
+    /// # Errors
+    /// A Redis error (then it is unknown which of the batch were published: replaying them is safe,
+    /// the script ignores sequence numbers it has seen) or [`ClusterError::Reply`].
+    pub fn publish_batch(&mut self, batch: &[PublishArgs], maxlen: u64) -> Result<Vec<Published>, ClusterError> {
+        let mut pipe = redis::pipe();
+        for msg in batch {
+            pipe.cmd("EVALSHA")
+                .arg(&self.publish_sha)
+                .arg(3)
+                .arg(keys::ID_COUNTER)
+                .arg(keys::log(&msg.room))
+                .arg(keys::origins(&msg.room))
+                .arg(&msg.origin)
+                .arg(msg.seq)
+                .arg(msg.provisional_id)
+                .arg(ID_STRIDE)
+                .arg(maxlen)
+                .arg(&msg.tail)
+                .arg(keys::channel(&msg.room));
+        }
+        let replies: Vec<(u64, String)> = pipe.query(&mut self.conn)?;
+        if replies.len() != batch.len() {
+            return Err(ClusterError::Reply("publish pipeline answered a different number of replies"));
+        }
+        Ok(replies
+            .into_iter()
+            .map(|(id, _)| if id == 0 { Published::Duplicate } else { Published::Appended(id) })
+            .collect())
+    }
+
+    /// Names of every room stream.
+    ///
+    /// # Errors
+    /// The Redis error.
+    pub fn scan_logs(&mut self) -> RedisResult<Vec<String>> {
+        let mut cursor = "0".to_string();
+        let mut found = Vec::new();
+        loop {
+            let (next, keys): (String, Vec<String>) = redis::cmd("SCAN")
+                .arg(&cursor)
+                .arg("MATCH")
+                .arg(keys::LOG_PATTERN)
+                .arg("COUNT")
+                .arg(1000)
+                .arg("TYPE")
+                .arg("stream")
+                .query(&mut self.conn)?;
+            found.extend(keys);
+            if next == "0" {
+                return Ok(found);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Up to `count` entries of stream `key` after `after` (from the start with `None`): (entry, body).
+    ///
+    /// # Errors
+    /// The Redis error, or [`ClusterError::Reply`] for an entry that is not `[id, [m, body]]`.
+    pub fn read_log(
+        &mut self,
+        key: &str,
+        after: Option<EntryId>,
+        count: usize,
+    ) -> Result<Vec<(EntryId, Vec<u8>)>, ClusterError> {
+        let start = after.map_or_else(|| "-".to_string(), |e| format!("({e}"));
+        let reply: Value =
+            redis::cmd("XRANGE").arg(key).arg(start).arg("+").arg("COUNT").arg(count).query(&mut self.conn)?;
+        let Value::Array(entries) = reply else { return Err(ClusterError::Reply("XRANGE did not answer an array")) };
+        let mut out = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let Value::Array(mut parts) = entry else {
+                return Err(ClusterError::Reply("stream entry is not an array"));
+            };
+            if parts.len() != 2 {
+                return Err(ClusterError::Reply("stream entry is not [id, fields]"));
+            }
+            let fields = parts.pop();
+            let id = match parts.pop() {
+                Some(Value::BulkString(id)) => String::from_utf8(id).ok(),
+                Some(Value::SimpleString(id)) => Some(id),
+                _ => None,
+            };
+            let id = id.ok_or(ClusterError::Reply("stream entry id is not a string"))?;
+            let id = EntryId::parse(&id).map_err(|_| ClusterError::Reply("stream entry id is malformed"))?;
+            let body = match fields {
+                Some(Value::Array(mut fields)) if fields.len() == 2 => match fields.pop() {
+                    Some(Value::BulkString(body)) => Some(body),
+                    _ => None,
+                },
+                _ => None,
+            };
+            out.push((id, body.ok_or(ClusterError::Reply("stream entry has no `m` field"))?));
+        }
+        Ok(out)
+    }
+}

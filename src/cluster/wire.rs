@@ -1,0 +1,228 @@
+//! The message format carried through Redis: one byte string per message, stored as field `m` of
+//! the room's stream entry and published (prefixed with the entry id) on the room's channel.
+//!
+//! Layout (`\n`-terminated decimal or short tokens, then raw bytes, so content may hold anything):
+//! `id \n origin \n seq \n replay(0|1) \n format(t|j) \n created_at_ms \n room_len \n user_len \n
+//! client_id_len|- \n` followed by room, user, client id and content bytes. The publish script
+//! prepends the id line, so Rust builds everything after it ([`encode_tail`]). A published payload is
+//! `entry_id \n` + body.
+
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::protocol::Format;
+
+/// A body or payload that is not in the format above (a bug or a foreign writer on our keys).
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum WireError {
+    /// A header line is missing.
+    #[error("truncated header: missing {0}")]
+    Missing(&'static str),
+    /// A header field does not parse.
+    #[error("bad header field {0}")]
+    BadField(&'static str),
+    /// The declared lengths exceed the payload or split a UTF-8 character.
+    #[error("bad lengths or text encoding")]
+    BadText,
+}
+
+/// A stream entry id (`ms-seq`), ordered as Redis orders them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct EntryId {
+    /// Milliseconds part.
+    pub ms: u64,
+    /// Sequence part.
+    pub seq: u64,
+}
+
+impl EntryId {
+    /// Parses `ms-seq`.
+    ///
+    /// # Errors
+    /// [`WireError::BadField`] when it is not two decimal numbers joined by `-`.
+    pub fn parse(text: &str) -> Result<EntryId, WireError> {
+        let (ms, seq) = text.split_once('-').ok_or(WireError::BadField("entry id"))?;
+        Ok(EntryId {
+            ms: ms.parse().map_err(|_| WireError::BadField("entry id"))?,
+            seq: seq.parse().map_err(|_| WireError::BadField("entry id"))?,
+        })
+    }
+}
+
+impl std::fmt::Display for EntryId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+/// A chat message as it travels through Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireMessage {
+    /// Message id (from Redis, or provisional from the origin's slot during an outage).
+    pub id: u64,
+    /// `node_id/incarnation` of the node that accepted it.
+    pub origin: Arc<str>,
+    /// The origin's sequence number (increases in the order the origin accepted messages).
+    pub seq: u64,
+    /// The origin delivered and stored it already, during an outage (a replay).
+    pub replay: bool,
+    /// The sender's wire format (text senders are relayed verbatim to text members).
+    pub format: Format,
+    /// When the origin accepted it (ms since the epoch, UTC).
+    pub created_at_ms: i64,
+    /// Room name.
+    pub room: Arc<str>,
+    /// Sender's name.
+    pub user: Arc<str>,
+    /// Client-chosen id, echoed to JSON members.
+    pub client_id: Option<Arc<str>>,
+    /// Content.
+    pub content: Arc<str>,
+}
+
+/// Everything after the id line, as the publish script expects it.
+pub fn encode_tail(msg: &WireMessage) -> Vec<u8> {
+    let cid_len = msg.client_id.as_ref().map_or_else(|| "-".to_string(), |c| c.len().to_string());
+    let format = match msg.format {
+        Format::Text => 't',
+        Format::Json => 'j',
+    };
+    let mut out = format!(
+        "{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n",
+        msg.origin,
+        msg.seq,
+        u8::from(msg.replay),
+        format,
+        msg.created_at_ms,
+        msg.room.len(),
+        msg.user.len(),
+        cid_len
+    )
+    .into_bytes();
+    out.reserve(msg.room.len() + msg.user.len() + msg.content.len() + 16);
+    out.extend_from_slice(msg.room.as_bytes());
+    out.extend_from_slice(msg.user.as_bytes());
+    if let Some(cid) = &msg.client_id {
+        out.extend_from_slice(cid.as_bytes());
+    }
+    out.extend_from_slice(msg.content.as_bytes());
+    out
+}
+
+/// A full body (id line + tail), as stored in the stream.
+pub fn encode_body(msg: &WireMessage) -> Vec<u8> {
+    let mut out = format!("{}\n", msg.id).into_bytes();
+    out.extend_from_slice(&encode_tail(msg));
+    out
+}
+
+fn line<'a>(rest: &mut &'a [u8], what: &'static str) -> Result<&'a str, WireError> {
+    let end = rest.iter().position(|&b| b == b'\n').ok_or(WireError::Missing(what))?;
+    let text = std::str::from_utf8(&rest[..end]).map_err(|_| WireError::BadField(what))?;
+    *rest = &rest[end + 1..];
+    Ok(text)
+}
+
+fn number<T: std::str::FromStr>(rest: &mut &[u8], what: &'static str) -> Result<T, WireError> {
+    line(rest, what)?.parse().map_err(|_| WireError::BadField(what))
+}
+
+fn text(rest: &mut &[u8], len: usize) -> Result<Arc<str>, WireError> {
+    if rest.len() < len {
+        return Err(WireError::BadText);
+    }
+    let (head, tail) = rest.split_at(len);
+    *rest = tail;
+    std::str::from_utf8(head).map(Arc::from).map_err(|_| WireError::BadText)
+}
+
+/// Parses a stream body.
+///
+/// # Errors
+/// [`WireError`] when the body is not in this module's format.
+pub fn parse_body(body: &[u8]) -> Result<WireMessage, WireError> {
+    let mut rest = body;
+    let id = number(&mut rest, "id")?;
+    let origin = Arc::from(line(&mut rest, "origin")?);
+    let seq = number(&mut rest, "seq")?;
+    let replay = match line(&mut rest, "replay")? {
+        "0" => false,
+        "1" => true,
+        _ => return Err(WireError::BadField("replay")),
+    };
+    let format = match line(&mut rest, "format")? {
+        "t" => Format::Text,
+        "j" => Format::Json,
+        _ => return Err(WireError::BadField("format")),
+    };
+    let created_at_ms = number(&mut rest, "created_at")?;
+    let room_len: usize = number(&mut rest, "room length")?;
+    let user_len: usize = number(&mut rest, "user length")?;
+    let cid_len = match line(&mut rest, "client id length")? {
+        "-" => None,
+        n => Some(n.parse::<usize>().map_err(|_| WireError::BadField("client id length"))?),
+    };
+    let room = text(&mut rest, room_len)?;
+    let user = text(&mut rest, user_len)?;
+    let client_id = cid_len.map(|n| text(&mut rest, n)).transpose()?;
+    let remaining = rest.len();
+    let content = text(&mut rest, remaining)?;
+    Ok(WireMessage { id, origin, seq, replay, format, created_at_ms, room, user, client_id, content })
+}
+
+/// Parses a published payload: `entry_id \n body`.
+///
+/// # Errors
+/// [`WireError`] when the payload is not in this module's format.
+pub fn parse_published(payload: &[u8]) -> Result<(EntryId, WireMessage), WireError> {
+    let mut rest = payload;
+    let entry = EntryId::parse(line(&mut rest, "entry id")?)?;
+    Ok((entry, parse_body(rest)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(client_id: Option<&str>) -> WireMessage {
+        WireMessage {
+            id: 2048,
+            origin: Arc::from("node-a/1f"),
+            seq: 3,
+            replay: true,
+            format: Format::Json,
+            created_at_ms: 1_700_000_000_123,
+            room: Arc::from("café\nroom"),
+            user: Arc::from("ann"),
+            client_id: client_id.map(Arc::from),
+            content: Arc::from("line one\nline two ✓"),
+        }
+    }
+
+    #[test]
+    fn bodies_round_trip_with_newlines_and_unicode() {
+        for cid in [None, Some("c-1"), Some("")] {
+            let msg = sample(cid);
+            assert_eq!(parse_body(&encode_body(&msg)), Ok(msg.clone()));
+            let mut published = b"1700000000000-5\n".to_vec();
+            published.extend_from_slice(&encode_body(&msg));
+            let (entry, parsed) = parse_published(&published).expect("parses");
+            assert_eq!(entry, EntryId { ms: 1_700_000_000_000, seq: 5 });
+            assert_eq!(parsed, msg);
+        }
+    }
+
+    #[test]
+    fn malformed_bodies_are_errors_not_panics() {
+        let good = encode_body(&sample(Some("x")));
+        for cut in 0..good.len() {
+            let _ = parse_body(&good[..cut]);
+        }
+        assert_eq!(parse_body(b"12\n"), Err(WireError::Missing("origin")));
+        assert_eq!(parse_body(b"x\n"), Err(WireError::BadField("id")));
+        assert!(EntryId::parse("5-1").expect("ok") < EntryId::parse("5-2").expect("ok"));
+        assert!(EntryId::parse("10-0").expect("ok") > EntryId::parse("9-99").expect("ok"));
+        assert!(EntryId::parse("nope").is_err());
+    }
+}

@@ -1,0 +1,250 @@
+//! Cluster mode: real `redis-server` and several real `roomcast` nodes. One order for every client of
+//! a room whichever node it is on, the same history from every node, nothing lost or duplicated when
+//! a node is killed or Redis goes away and comes back, late nodes catching up.
+
+use std::collections::HashSet;
+
+use serde_json::{Value, json};
+
+use crate::support::redis::RedisServer;
+use crate::support::*;
+
+/// A node on `redis` named `id`.
+fn node(redis: &RedisServer, id: &str) -> Server {
+    let url = redis.url();
+    let server = Server::start(&["--redis-url", &url, "--node-id", id]);
+    wait_linked(&server);
+    server
+}
+
+fn cluster_health(server: &Server) -> Value {
+    let (status, _, body) = http_get(server, "/healthz");
+    assert_eq!(status, 200);
+    let health: Value = serde_json::from_slice(&body).expect("json");
+    health["cluster"].clone()
+}
+
+/// Waits until both Redis links of `server` are up and nothing waits for replay.
+fn wait_linked(server: &Server) {
+    wait_until("node linked to redis", || {
+        let c = cluster_health(server);
+        c["publisher_up"] == true && c["subscriber_up"] == true && c["outbox"] == 0
+    });
+}
+
+/// `(id, user, content)` of a room's history, oldest first (up to 200 messages).
+fn history(server: &Server, room: &str) -> Vec<(u64, String, String)> {
+    let (status, _, body) = http_get(server, &format!("/rooms/{room}/messages?limit=200"));
+    assert_eq!(status, 200);
+    let page: Value = serde_json::from_slice(&body).expect("json");
+    let mut rows: Vec<_> = page
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|m| {
+            (
+                m["id"].as_u64().expect("id"),
+                m["user"].as_str().expect("user").to_string(),
+                m["content"].as_str().expect("content").to_string(),
+            )
+        })
+        .collect();
+    rows.reverse();
+    rows
+}
+
+/// Reads `message` events until `n` arrived; returns `(id, content)` in arrival order.
+fn receive(ws: &mut Client, n: usize) -> Vec<(u64, String)> {
+    (0..n)
+        .map(|_| {
+            let event = recv_event(ws, "message");
+            (event["id"].as_u64().expect("id"), event["content"].as_str().expect("content").to_string())
+        })
+        .collect()
+}
+
+fn send_message(ws: &mut Client, room: &str, content: &str) {
+    send_json(ws, json!({"type": "message", "room": room, "content": content}));
+}
+
+fn assert_increasing(ids: &[u64], who: &str) {
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{who}: ids not strictly increasing: {ids:?}");
+}
+
+#[test]
+fn clients_on_different_nodes_see_one_order_and_every_node_serves_the_same_history() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "a");
+    let b = node(&redis, "b");
+    let mut ann = connect_json(&a, "r", "ann");
+    let mut bob = connect_json(&b, "r", "bob");
+    let mut text_b = connect_ws(&b, "/ws/chat?room=r");
+
+    // Interleave sends from both nodes without waiting for echoes.
+    for i in 0..20 {
+        send_message(&mut ann, "r", &format!("ann{i}"));
+        send_message(&mut bob, "r", &format!("bob{i}"));
+    }
+    send_text(&mut text_b, "Alice: Hello");
+    let seen_ann = receive(&mut ann, 41);
+    let seen_bob = receive(&mut bob, 41);
+    assert_eq!(seen_ann, seen_bob, "clients on both nodes see the same messages in the same order");
+    let ids: Vec<u64> = seen_ann.iter().map(|m| m.0).collect();
+    assert_increasing(&ids, "ann");
+    let contents: HashSet<&str> = seen_ann.iter().map(|m| m.1.as_str()).collect();
+    assert_eq!(contents.len(), 41, "no duplicates");
+    assert!(contents.contains("ann19") && contents.contains("bob0") && contents.contains("Alice: Hello"));
+    // The text client gets the same order, JSON senders as `user: content`, text verbatim.
+    let texts: Vec<String> = (0..41).map(|_| recv_text(&mut text_b)).collect();
+    let expected: Vec<String> = seen_ann
+        .iter()
+        .map(|(_, c)| {
+            if c == "Alice: Hello" {
+                c.clone()
+            } else {
+                format!("{}: {c}", if c.starts_with("ann") { "ann" } else { "bob" })
+            }
+        })
+        .collect();
+    assert_eq!(texts, expected);
+
+    let from_a = history(&a, "r");
+    let from_b = history(&b, "r");
+    assert_eq!(from_a.len(), 41);
+    assert_eq!(from_a, from_b, "history is the same whichever node answers");
+    assert_eq!(from_a.iter().map(|m| m.0).collect::<Vec<_>>(), ids, "history order is delivery order");
+}
+
+#[test]
+fn a_killed_node_loses_nothing_it_accepted_and_catches_up_after_restart() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "a");
+    let b = node(&redis, "b");
+    let mut ann = connect_json(&a, "k", "ann");
+    let mut bob = connect_json(&b, "k", "bob");
+    for i in 0..15 {
+        send_message(&mut ann, "k", &format!("m{i}"));
+    }
+    // Accepted: every message came back to its sender.
+    let accepted = receive(&mut ann, 15);
+    let dir = a.kill9();
+    assert_eq!(receive(&mut bob, 15), accepted, "the other node delivered everything");
+    let expected: Vec<(u64, String, String)> =
+        accepted.iter().map(|(id, c)| (*id, "ann".to_string(), c.clone())).collect();
+    assert_eq!(history(&b, "k"), expected);
+
+    // More traffic while `a` is down, then `a` comes back on its database and catches up.
+    for i in 0..5 {
+        send_message(&mut bob, "k", &format!("late{i}"));
+    }
+    receive(&mut bob, 5);
+    let a = Server::start_in(dir, &["--redis-url", &redis.url(), "--node-id", "a"]);
+    wait_linked(&a);
+    let from_b = history(&b, "k");
+    assert_eq!(from_b.len(), 20);
+    wait_until("restarted node caught up", || history(&a, "k") == from_b);
+}
+
+#[test]
+fn a_node_started_late_catches_up_from_the_streams() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "a");
+    let b = node(&redis, "b");
+    let mut ann = connect_json(&a, "early", "ann");
+    let mut bob = connect_json(&b, "other", "bob");
+    for i in 0..30 {
+        send_message(&mut ann, "early", &format!("e{i}"));
+    }
+    for i in 0..10 {
+        send_message(&mut bob, "other", &format!("o{i}"));
+    }
+    receive(&mut ann, 30);
+    receive(&mut bob, 10);
+    let c = node(&redis, "c");
+    for room in ["early", "other"] {
+        let expected = history(&a, room);
+        assert_eq!(history(&b, room), expected);
+        wait_until("late node caught up", || history(&c, room) == expected);
+    }
+    // And it takes part in live traffic from then on.
+    let mut cid = connect_json(&c, "early", "cid");
+    send_message(&mut cid, "early", "from c");
+    let (id, _) = receive(&mut ann, 1).remove(0);
+    assert_eq!(receive(&mut cid, 1), vec![(id, "from c".to_string())]);
+}
+
+#[test]
+fn a_redis_outage_loses_nothing_and_duplicates_nothing() {
+    let mut redis = RedisServer::start();
+    let a = node(&redis, "a");
+    let b = node(&redis, "b");
+    let mut ann = connect_json(&a, "o", "ann");
+    let mut amy = connect_json(&a, "o", "amy");
+    let mut bob = connect_json(&b, "o", "bob");
+    let mut seen: Vec<Vec<(u64, String)>> = vec![Vec::new(); 3];
+
+    send_message(&mut ann, "o", "before");
+    for (i, ws) in [&mut ann, &mut amy, &mut bob].into_iter().enumerate() {
+        seen[i].extend(receive(ws, 1));
+    }
+
+    redis.kill();
+    for server in [&a, &b] {
+        wait_until("node noticed the outage", || {
+            let c = cluster_health(server);
+            c["publisher_up"] == false && c["subscriber_up"] == false
+        });
+    }
+    // Each node keeps serving its own clients alone.
+    for i in 0..5 {
+        send_message(&mut ann, "o", &format!("a-down{i}"));
+        send_message(&mut bob, "o", &format!("b-down{i}"));
+    }
+    seen[0].extend(receive(&mut ann, 5));
+    seen[1].extend(receive(&mut amy, 5));
+    seen[2].extend(receive(&mut bob, 5));
+    assert_eq!(seen[0], seen[1], "members of one node agree during the outage");
+
+    redis.restart();
+    wait_linked(&a);
+    wait_linked(&b);
+    send_message(&mut bob, "o", "after");
+    // Everyone gets `after`; a's clients may also get b's outage messages first (when their ids are
+    // above what a delivered), b's clients likewise a's.
+    for (i, ws) in [&mut ann, &mut amy, &mut bob].into_iter().enumerate() {
+        loop {
+            let message = receive(ws, 1).remove(0);
+            let done = message.1 == "after";
+            seen[i].push(message);
+            if done {
+                break;
+            }
+        }
+    }
+    for (i, got) in seen.iter().enumerate() {
+        let ids: Vec<u64> = got.iter().map(|m| m.0).collect();
+        assert_increasing(&ids, &format!("client {i}"));
+        let contents: HashSet<&str> = got.iter().map(|m| m.1.as_str()).collect();
+        assert_eq!(contents.len(), got.len(), "client {i} got a duplicate: {got:?}");
+    }
+
+    let mut all: Vec<String> = vec!["before".into(), "after".into()];
+    all.extend((0..5).flat_map(|i| [format!("a-down{i}"), format!("b-down{i}")]));
+    all.sort();
+    wait_until("both histories hold every message once", || {
+        let from_a = history(&a, "o");
+        let mut contents: Vec<String> = from_a.iter().map(|m| m.2.clone()).collect();
+        contents.sort();
+        contents == all && history(&b, "o") == from_a
+    });
+    let from_a = history(&a, "o");
+    let ids: Vec<u64> = from_a.iter().map(|m| m.0).collect();
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len(), "ids unique");
+    // Every id a client received is the id the histories hold for that message.
+    for got in &seen {
+        for (id, content) in got {
+            assert!(from_a.iter().any(|m| m.0 == *id && &m.2 == content), "{id} {content} not in history");
+        }
+    }
+    assert_eq!(from_a.last().map(|m| m.2.as_str()), Some("after"), "the first message after the outage is newest");
+}
