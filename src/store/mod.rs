@@ -35,7 +35,9 @@
 //! and the increment): the first N records in the channel are then exactly the first N counted.
 //! Crossbeam's bounded channel is FIFO and the writer is its only consumer, and it advances
 //! `committed_seq` by the batch length only after COMMIT returns, under a mutex whose condition
-//! variable wakes waiting readers. The reader waits at most `visible_wait` (default 2 s); after
+//! variable wakes waiting readers. A reader that has to wait first asks the writer to commit now
+//! (`Ctrl::Flush`), so it waits for one commit rather than the rest of the flush interval; many
+//! waiting readers collapse into one early commit. The reader waits at most `visible_wait` (default 2 s); after
 //! that it answers from what is committed and logs a warning (counted in
 //! [`StoreStats::visible_wait_timeouts`]). The same gate closes the queue at shutdown, so no
 //! record can be accepted after the writer's final drain.
@@ -325,7 +327,7 @@ impl Store {
         // If a later spawn fails, the threads already started see their channels disconnect
         // when these senders drop, drain and exit on their own.
         let writer_thread = writer::spawn(writer_conn, data_rx, ctrl_rx, Arc::clone(&shared), writer_cfg)?;
-        let reader_threads = reader::spawn_pool(reader_conns, &req_rx, &shared, cfg.visible_wait)?;
+        let reader_threads = reader::spawn_pool(reader_conns, &req_rx, &shared, cfg.visible_wait, &ctrl_tx)?;
         tracing::info!(
             path = %cfg.path.display(),
             max_id,

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{Connection, params};
 
 use super::state::{Shared, WaitOutcome, bump};
+use super::writer::Ctrl;
 use super::{ChatRecord, HistoryPage, HistoryQuery, StoreError};
 
 /// Hard upper bound on a page, whatever the caller asks for.
@@ -83,15 +84,17 @@ pub(crate) fn spawn_pool(
     requests: &Receiver<Request>,
     shared: &Arc<Shared>,
     visible_wait: Duration,
+    writer_ctrl: &Sender<Ctrl>,
 ) -> Result<Vec<(String, JoinHandle<()>)>, StoreError> {
     let mut handles = Vec::with_capacity(conns.len());
     for (i, conn) in conns.into_iter().enumerate() {
         let name = format!("store-reader-{i}");
         let rx = requests.clone();
         let shared = Arc::clone(shared);
+        let writer_ctrl = writer_ctrl.clone();
         let handle = std::thread::Builder::new()
             .name(name.clone())
-            .spawn(move || run(conn, rx, shared, visible_wait))
+            .spawn(move || run(conn, rx, shared, visible_wait, writer_ctrl))
             .map_err(|source| StoreError::Spawn { name: name.clone(), source })?;
         handles.push((name, handle));
     }
@@ -99,9 +102,15 @@ pub(crate) fn spawn_pool(
 }
 
 /// Serves requests until the [`Store`](super::Store) drops the sending side and the queue is empty.
-fn run(conn: Connection, requests: Receiver<Request>, shared: Arc<Shared>, visible_wait: Duration) {
+fn run(
+    conn: Connection,
+    requests: Receiver<Request>,
+    shared: Arc<Shared>,
+    visible_wait: Duration,
+    writer_ctrl: Sender<Ctrl>,
+) {
     while let Ok(Request { plan, reply }) = requests.recv() {
-        let result = serve(&conn, &shared, &plan, visible_wait);
+        let result = serve(&conn, &shared, &plan, visible_wait, &writer_ctrl);
         match &result {
             Ok(_) => bump(&shared.counters.queries_served, 1),
             Err(err) => {
@@ -117,7 +126,19 @@ fn run(conn: Connection, requests: Receiver<Request>, shared: Arc<Shared>, visib
 }
 
 /// Waits for the request's commit watermark (bounded), then reads the page.
-fn serve(conn: &Connection, shared: &Shared, plan: &Plan, visible_wait: Duration) -> Result<HistoryPage, StoreError> {
+fn serve(
+    conn: &Connection,
+    shared: &Shared,
+    plan: &Plan,
+    visible_wait: Duration,
+    writer_ctrl: &Sender<Ctrl>,
+) -> Result<HistoryPage, StoreError> {
+    if shared.committed() < plan.visible_seq {
+        // Ask the writer to commit its batch now rather than at the end of its flush interval, so a
+        // history read under live load waits for one commit, not for the interval (many requests
+        // waiting at once collapse into one early commit). If the writer is gone, waiting says so.
+        let _ = writer_ctrl.send(Ctrl::Flush);
+    }
     match shared.wait_committed(plan.visible_seq, Some(Instant::now() + visible_wait)) {
         WaitOutcome::Reached => {}
         WaitOutcome::TimedOut(committed) => {
