@@ -65,8 +65,11 @@
 //! counter node at the cost of a second round trip.
 
 pub mod deliver;
+pub mod events;
 pub mod ids;
 pub mod keys;
+pub mod membership;
+pub mod membership_link;
 pub mod publisher;
 pub mod redis_link;
 pub mod script;
@@ -80,6 +83,9 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use thiserror::Error;
+
+use self::events::PresenceChange;
+use self::membership::MembershipView;
 
 use crate::protocol::Format;
 use crate::room::fanout::Hub;
@@ -175,6 +181,20 @@ pub struct Outgoing {
     pub created_at_ms: i64,
 }
 
+/// What shards hand to the publisher thread on the bounded channel.
+#[derive(Debug, Clone)]
+pub enum ToRedis {
+    /// A chat message (sequenced and stored through Redis).
+    Chat(Outgoing),
+    /// A binary frame from a text client, for the room's text members on every node (no id, not stored).
+    Binary {
+        /// Room name.
+        room: Arc<str>,
+        /// The frame's payload.
+        payload: Vec<u8>,
+    },
+}
+
 /// Counters and gauges of the cluster link (for logs, `/healthz` and the metrics exporter).
 #[derive(Debug, Default)]
 pub struct ClusterCounters {
@@ -215,6 +235,8 @@ pub struct ClusterShared {
     pub slot: u64,
     /// Counters.
     pub counters: ClusterCounters,
+    /// Cluster-wide members per room, as this node last heard (see [`membership`]).
+    pub view: MembershipView,
 }
 
 impl ClusterShared {
@@ -232,15 +254,49 @@ impl ClusterShared {
     }
 }
 
-/// The shards' side of the publisher channel (held by the [`Hub`]).
+/// The shards' side of the publisher channels (held by the [`Hub`]).
 pub struct ClusterSink {
-    tx: Sender<Outgoing>,
+    tx: Sender<ToRedis>,
+    presence_tx: Sender<PresenceChange>,
     shared: Arc<ClusterShared>,
 }
 
 impl ClusterSink {
-    /// Queues `msg` for Redis. Waits (bounded) when the channel is full; see [`SUBMIT_TIMEOUT`].
+    /// Queues chat message `msg` for Redis. Waits (bounded) when the channel is full; see
+    /// [`SUBMIT_TIMEOUT`].
     pub fn submit(&self, msg: Outgoing) {
+        self.send(ToRedis::Chat(msg));
+    }
+
+    /// Queues a binary relay for the text members of `room` on every node.
+    pub fn submit_binary(&self, room: &Arc<str>, payload: &[u8]) {
+        self.send(ToRedis::Binary { room: Arc::clone(room), payload: payload.to_vec() });
+    }
+
+    /// Reports that `user` got its first connection in `room` on this node (`joined`) or lost its
+    /// last one. Call under the room's lock, so the changes of a room reach Redis in the order the
+    /// room table made them; the channel is unbounded (one entry per join or leave), so this never
+    /// waits.
+    pub fn submit_presence(&self, room: &Arc<str>, user: &Arc<str>, joined: bool) {
+        let change = PresenceChange { room: Arc::clone(room), user: Arc::clone(user), joined };
+        if self.presence_tx.send(change).is_err() {
+            tracing::error!("cluster publisher is gone; presence change dropped");
+        }
+    }
+
+    /// Cluster-wide members of `room` (names capped at `max_names`, exact count), merging this node's
+    /// `local` users; `None` while the subscriber is not connected (then the node answers with its own
+    /// members only).
+    pub fn members<V>(
+        &self,
+        room: &str,
+        local: &std::collections::HashMap<Arc<str>, V>,
+        max_names: usize,
+    ) -> Option<(Vec<Arc<str>>, usize)> {
+        self.shared.counters.subscriber_up.load(Ordering::SeqCst).then(|| self.shared.view.members(room, local, max_names))
+    }
+
+    fn send(&self, msg: ToRedis) {
         let msg = match self.tx.try_send(msg) {
             Ok(()) => return,
             Err(TrySendError::Full(msg)) => msg,
@@ -268,7 +324,8 @@ impl ClusterSink {
 
 /// The receiving side, handed to [`Cluster::start`].
 pub struct ClusterInput {
-    rx: Receiver<Outgoing>,
+    rx: Receiver<ToRedis>,
+    presence_rx: Receiver<PresenceChange>,
     shared: Arc<ClusterShared>,
 }
 
@@ -277,8 +334,15 @@ pub fn channel(cfg: ClusterConfig) -> (ClusterSink, ClusterInput) {
     let slot = ids::slot_for(&cfg.node_id);
     let origin: Arc<str> = Arc::from(format!("{}/{:x}", cfg.node_id, random_u64()));
     let (tx, rx) = crossbeam_channel::bounded(cfg.queue_capacity);
-    let shared = Arc::new(ClusterShared { cfg, origin, slot, counters: ClusterCounters::default() });
-    (ClusterSink { tx, shared: Arc::clone(&shared) }, ClusterInput { rx, shared })
+    let (presence_tx, presence_rx) = crossbeam_channel::unbounded();
+    let shared = Arc::new(ClusterShared {
+        cfg,
+        origin,
+        slot,
+        counters: ClusterCounters::default(),
+        view: MembershipView::default(),
+    });
+    (ClusterSink { tx, presence_tx, shared: Arc::clone(&shared) }, ClusterInput { rx, presence_rx, shared })
 }
 
 /// The running publisher and subscriber threads.
@@ -307,6 +371,7 @@ impl Cluster {
             Arc::clone(&input.shared),
             client.clone(),
             input.rx,
+            input.presence_rx,
             Arc::clone(&stop),
         );
         let publisher = std::thread::Builder::new()
