@@ -110,9 +110,8 @@ mod tests {
         let view = MembershipView::default();
         view.apply(&change("r", "gone", true));
         view.apply(&change("r", "stays", true));
-        let snapshot: Snapshot = [(Arc::from("r"), [Arc::from("stays"), Arc::from("new")].into_iter().collect())]
-            .into_iter()
-            .collect();
+        let snapshot: Snapshot =
+            [(Arc::from("r"), [Arc::from("stays"), Arc::from("new")].into_iter().collect())].into_iter().collect();
         let mut changes = view.replace(snapshot);
         changes.sort_by(|a, b| a.user.cmp(&b.user));
         assert_eq!(changes, [change("r", "gone", false), change("r", "new", true)]);

@@ -293,7 +293,11 @@ impl ClusterSink {
         local: &std::collections::HashMap<Arc<str>, V>,
         max_names: usize,
     ) -> Option<(Vec<Arc<str>>, usize)> {
-        self.shared.counters.subscriber_up.load(Ordering::SeqCst).then(|| self.shared.view.members(room, local, max_names))
+        self.shared
+            .counters
+            .subscriber_up
+            .load(Ordering::SeqCst)
+            .then(|| self.shared.view.members(room, local, max_names))
     }
 
     fn send(&self, msg: ToRedis) {

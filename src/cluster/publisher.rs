@@ -395,7 +395,9 @@ impl Publisher {
 
     fn batch_item(&self, pending: &Pending) -> BatchItem {
         match pending {
-            Pending::Chat { msg, seq, provisional_id } => BatchItem::Chat(self.publish_args(msg, *seq, *provisional_id)),
+            Pending::Chat { msg, seq, provisional_id } => {
+                BatchItem::Chat(self.publish_args(msg, *seq, *provisional_id))
+            }
             Pending::Presence(change) => BatchItem::Presence(change.clone()),
             Pending::Binary { room, payload } => BatchItem::Binary { room: Arc::clone(room), payload: payload.clone() },
         }

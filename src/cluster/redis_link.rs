@@ -10,9 +10,9 @@ use std::sync::Arc;
 use redis::{Client, Connection, RedisResult, Value};
 
 use super::ClusterError;
+use super::events::{PresenceChange, encode_binary};
 use super::ids::ID_STRIDE;
 use super::keys;
-use super::events::{PresenceChange, encode_binary};
 use super::script::{FLOOR_SCRIPT, PRESENCE_SCRIPT, PUBLISH_SCRIPT};
 use super::wire::EntryId;
 
@@ -173,7 +173,14 @@ impl RedisLink {
     }
 
     /// Adds one call of the presence script to `pipe` (see [`PRESENCE_SCRIPT`] for `mode`).
-    pub(super) fn presence_cmd(&self, pipe: &mut redis::Pipeline, room: &str, origin: &str, mode: &str, users: &[&str]) {
+    pub(super) fn presence_cmd(
+        &self,
+        pipe: &mut redis::Pipeline,
+        room: &str,
+        origin: &str,
+        mode: &str,
+        users: &[&str],
+    ) {
         pipe.cmd("EVALSHA")
             .arg(&self.presence_sha)
             .arg(3)
