@@ -1,6 +1,7 @@
 //! Cluster mode over Redis (`--redis-url`): every node delivers each room's messages in one total
-//! order, Redis's; each node keeps its own complete SQLite history; a node cut off from Redis keeps
-//! serving its clients alone and replays what it accepted once Redis is back.
+//! order, Redis's; each node keeps its own complete SQLite history; presence, member lists and binary
+//! relays span the nodes; a node cut off from Redis keeps serving its clients alone and replays what
+//! it accepted once Redis is back.
 //!
 //! # Threads and channels
 //! Shards never call Redis. [`crate::room::fanout::Hub::publish_chat`] hands an [`Outgoing`] to the
@@ -48,18 +49,63 @@
 //! overlap after a resubscribe) and, per (room, origin), the last seq; the origin skips its own
 //! replays; the hub delivers only ids above the room's last id; the store rejects an id it has.
 //!
+//! # Presence and members across nodes
+//! Decision: **per-node membership, aggregated in Redis**. A node reports only its own transitions
+//! (a user's first connection in a room on this node, or its last one leaving), which its room table
+//! already knows; Redis aggregates them, atomically, in the presence script (`script.rs`):
+//! `rc:{room}:on:<origin>` is the set of the room's users on node incarnation `origin`, and
+//! `rc:{room}:users` counts, per user, the nodes where that user is present. A count going 0 → 1 or
+//! 1 → 0 publishes a `presence` change on the room's channel, inside the same script, so it is
+//! cluster-wide (a user's first / last connection on the *cluster*), published once, and ordered
+//! among the room's messages like them. Each node delivers it to its JSON members from its
+//! subscriber, under the room's lock; the origin node too (it does not announce its own users
+//! directly).
+//! - **Joins never wait for Redis.** Each node keeps a [`membership::MembershipView`] (room → users
+//!   present on the cluster) fed by the presence events and replaced by a snapshot of every
+//!   `rc:{room}:users` on each subscriber (re)connect. `joined.members` (up to 100 names) and
+//!   `joined.member_count` come from that view merged with the node's own room table: exact for
+//!   everything this node has heard, **eventually consistent** (a join on another node is counted
+//!   once its event has come through).
+//! - **Heartbeat.** The publisher registers its incarnation in `rc:nodes` and renews `rc:node:<origin>`
+//!   (`SET … PX 5000 XX`) every second. Every node's publisher looks, every second, for registered
+//!   incarnations whose heartbeat key is gone and reaps them: the presence script (mode `r`, which
+//!   rechecks the heartbeat inside the script) empties the dead incarnation's sets, so each of its
+//!   users whose count reaches 0 gets one `leave`, whichever survivor got there first. A node whose
+//!   renewal finds its key gone (it stalled for over 5 s, or Redis lost its data) resyncs. A node
+//!   that shuts down cleanly removes its members at once.
+//! - **Resync.** The publisher mirrors the node's users per room (from the same change stream) and,
+//!   after every (re)connect, makes its sets in Redis exactly that (mode `s`): the joins and leaves
+//!   of an outage are published then, once.
+//! - **Redis away.** Presence changes are delivered to the node's own JSON members directly, and
+//!   `joined` lists the node's own members only (the view is not used while the subscriber is
+//!   down). On reconnect the resync publishes the changes and the subscriber's snapshot tells local
+//!   members what changed elsewhere meanwhile. Around an outage a member may see a presence event
+//!   twice (e.g. a join told locally during the outage, then again when the resync publishes it) or
+//!   a `leave` then `join` flap for a remote user (a snapshot read before that node resynced); the
+//!   lists converge. A `leave` for a user who still has a connection on this node is not told to
+//!   its members (the node's own room table is the authority on its users).
+//!
+//! # Binary relays across nodes
+//! A text client's binary frame goes to the publisher like a chat message and is published on the
+//! room's channel as a `b` payload (`events.rs`; raw bytes, Redis strings are binary-safe); every
+//! node, the origin included, relays it verbatim to its text members when it comes back, so it keeps
+//! its place among the sender's text messages. It has no id, is not in the stream and is not stored:
+//! a node that is not subscribed at that moment never gets it, and one in flight when the link
+//! breaks is not retried (at most once). While Redis is away it is relayed to local members only.
+//!
 //! # Not (yet) across nodes
-//! Presence events and member lists (`joined.members`) are per node; binary relays stay on the node
-//! that received them; there is no per-user rate limit in Redis. Plan: a membership hash
-//! `rc:{room}:members` (node → count, removed by the survivors when a node's heartbeat key expires),
-//! presence events on the room channel, and a token-bucket script called from the session's
-//! per-connection limiter once that limiter is on main.
+//! There is no per-user rate limit in Redis. Plan: a token-bucket script called from the session's
+//! per-connection limiter once that limiter is on main. The heartbeat period and expiry are
+//! constants (1 s, 5 s: `publisher::HEARTBEAT_EVERY`, `HEARTBEAT_TTL`), not flags.
 //!
 //! # Past one Redis
 //! Every per-room key and channel carries `{room}` as a hash tag, so a room's stream, origin table and
 //! channel share one hash slot, and `PUBLISH` can become `SPUBLISH` (sharded pub/sub, one
-//! `SSUBSCRIBE` per shard node instead of the pattern subscription). The id counter `rc:ids` is the
-//! one cross-slot key: in Redis Cluster it must become per room (`rc:{room}:ids`), so ids would be
+//! `SSUBSCRIBE` per shard node instead of the pattern subscription). The membership registry
+//! (`rc:nodes`, the heartbeat keys, which the reaping script reads beside a room's keys) is global:
+//! in Redis Cluster the reaper must check the heartbeat outside the script (see
+//! `membership_link`). The id counter `rc:ids` is the other cross-slot key: in Redis Cluster it must
+//! become per room (`rc:{room}:ids`), so ids would be
 //! unique and ordered per room only (history pages and resume are per room already; the protocol's
 //! "unique across the server" would become "unique within a room"), or come from a dedicated
 //! counter node at the cost of a second round trip.

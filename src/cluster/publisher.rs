@@ -332,6 +332,8 @@ impl Publisher {
                     return;
                 }
             }
+            // A long replay must not let the heartbeat expire (the others would reap this node).
+            self.heartbeat();
         }
     }
 
