@@ -84,7 +84,7 @@ wait_port() {
 start_roomcast() {
     local log="$OUT/roomcast.stdout"
     : >"$log"
-    "$BIN/roomcast" --addr 127.0.0.1:0 --no-persist --log-level warn >"$log" 2>"$OUT/roomcast.stderr" &
+    "$BIN/roomcast" --addr 127.0.0.1:0 --no-persist --log-level warn --rate-limit 0 --rate-limit-bytes 0 >"$log" 2>"$OUT/roomcast.stderr" &
     ROOMCAST_PID=$!
     for _ in $(seq 1 200); do
         if grep -q '^listening on http://' "$log"; then break; fi

@@ -123,6 +123,68 @@ pub struct Config {
     #[serde(rename = "shutdown-grace")]
     pub shutdown_grace_secs: u64,
 
+    /// Turns authentication on with HS256 tokens signed with this shared secret (use at least 32
+    /// random bytes; shorter ones are accepted with a warning). Prefer the environment variable:
+    /// command lines are visible to every local user.
+    #[arg(long, env = "ROOMCAST_JWT_SECRET", conflicts_with = "jwt_public_key", hide_env_values = true)]
+    #[serde(skip)]
+    pub jwt_secret: Option<String>,
+
+    /// Turns authentication on with RS256 (RSA key) or ES256 (P-256 key) tokens verified with this PEM
+    /// public key; the key type pins the algorithm.
+    #[arg(long, env = "ROOMCAST_JWT_PUBLIC_KEY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// With authentication on, tokens must carry this `aud`. Without it, tokens carrying any `aud`
+    /// are refused (RFC 7519 §4.1.3: a principal that is not named in `aud` must reject the token).
+    #[arg(long, env = "ROOMCAST_JWT_AUDIENCE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_audience: Option<String>,
+
+    /// Browser origins allowed to open WebSockets (repeatable; `*` allows any). Without it, a request's
+    /// `Origin` must name the host it was sent to (`Host`); requests without `Origin` (non-browsers)
+    /// are allowed. Others get 403 `forbidden_origin`.
+    #[arg(long = "allowed-origin", env = "ROOMCAST_ALLOWED_ORIGINS", value_delimiter = ',')]
+    #[serde(rename = "allowed-origin", skip_serializing_if = "Vec::is_empty", serialize_with = "comma_separated")]
+    pub allowed_origins: Vec<String>,
+
+    /// Messages (data frames and pings) a connection may send per second on average; 0 turns the
+    /// message limit off (load tests). Over it a message is refused with `rate_limited`.
+    #[arg(long, env = "ROOMCAST_RATE_LIMIT", default_value_t = 20)]
+    pub rate_limit: u32,
+
+    /// Messages a connection may send in a burst above `--rate-limit`.
+    #[arg(long, env = "ROOMCAST_RATE_BURST", default_value_t = 40)]
+    pub rate_burst: u32,
+
+    /// Payload bytes a connection may send per second on average (bursts up to two seconds' worth);
+    /// 0 turns the byte limit off.
+    #[arg(long, env = "ROOMCAST_RATE_LIMIT_BYTES", default_value_t = 1024 * 1024)]
+    pub rate_limit_bytes: u64,
+
+    /// Open connections per client IP address; 0 (default) means no limit. Behind a reverse proxy
+    /// every client has the proxy's address: leave it off there. Over it: HTTP 429.
+    #[arg(long, env = "ROOMCAST_MAX_CONNS_PER_IP", default_value_t = 0)]
+    pub max_conns_per_ip: usize,
+
+    /// Seconds a WebSocket client may send no frame at all (pongs count) before it is closed with
+    /// 1008; 0 turns it off.
+    #[arg(long = "idle-timeout", env = "ROOMCAST_IDLE_TIMEOUT", default_value_t = 300)]
+    #[serde(rename = "idle-timeout")]
+    pub idle_timeout_secs: u64,
+
+    /// Seconds of client silence after which the server sends a ping; 0 turns heartbeats off.
+    #[arg(long = "ping-interval", env = "ROOMCAST_PING_INTERVAL", default_value_t = 30)]
+    #[serde(rename = "ping-interval")]
+    pub ping_interval_secs: u64,
+
+    /// Seconds a client has to answer a ping (with a pong or any other frame) before it is closed
+    /// with 1001 as gone.
+    #[arg(long = "ping-timeout", env = "ROOMCAST_PING_TIMEOUT", default_value_t = 10)]
+    #[serde(rename = "ping-timeout")]
+    pub ping_timeout_secs: u64,
+
     /// Cluster mode: the Redis every node shares rooms through (`redis://host:port`). Empty (default):
     /// one node, no Redis needed.
     #[arg(long, env = "ROOMCAST_REDIS_URL", default_value = "")]
@@ -206,6 +268,21 @@ impl Config {
             self.batch_size.to_string(),
         )?;
         range("queue-capacity", "at least 1024", self.queue_capacity >= 1024, self.queue_capacity.to_string())?;
+        range(
+            "ping-timeout",
+            "at least 1",
+            self.ping_timeout_secs >= 1 || self.ping_interval_secs == 0,
+            self.ping_timeout_secs.to_string(),
+        )?;
+        range(
+            "rate-burst",
+            "at least 1 when --rate-limit is on",
+            self.rate_burst >= 1 || self.rate_limit == 0,
+            self.rate_burst.to_string(),
+        )?;
+        if let Some(secret) = &self.jwt_secret {
+            range("jwt-secret", "non-empty", !secret.is_empty(), "an empty string".into())?;
+        }
         let auto = fd_limit.saturating_sub(FD_RESERVE).max(1);
         if self.max_connections == 0 {
             self.max_connections = auto;
@@ -227,6 +304,17 @@ impl Config {
     /// How long a client may take over its request head or handshake.
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_secs(self.handshake_timeout_secs)
+    }
+
+    /// How long a WebSocket client may send nothing (`None`: no limit).
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        (self.idle_timeout_secs > 0).then(|| Duration::from_secs(self.idle_timeout_secs))
+    }
+
+    /// Client silence after which a ping is sent, and how long the answer may take (`None`: off).
+    pub fn heartbeat(&self) -> Option<(Duration, Duration)> {
+        (self.ping_interval_secs > 0)
+            .then(|| (Duration::from_secs(self.ping_interval_secs), Duration::from_secs(self.ping_timeout_secs)))
     }
 
     /// How long the history writer lets a batch wait.
@@ -251,6 +339,11 @@ pub fn raise_fd_limit() -> usize {
         }
     }
     usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+}
+
+/// `--print-config` form of a repeatable flag: one comma-separated string (the file loader splits it).
+fn comma_separated<S: serde::Serializer>(values: &[String], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&values.join(","))
 }
 
 #[cfg(test)]

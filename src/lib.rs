@@ -5,10 +5,12 @@
 //! `reactor` (threads, polls) → `conn` (sockets, buffers) → `session` (what bytes mean) → `room`
 //! (membership, fan-out) → `store` (SQLite); `ws`, `http` and `protocol` are sans-IO codecs.
 
+pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod ops;
 pub mod protocol;

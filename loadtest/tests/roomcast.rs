@@ -40,7 +40,8 @@ impl Roomcast {
              `cargo test --workspace`, which builds it)",
         );
         let mut child = Command::new(&bin)
-            .args(["--addr", "127.0.0.1:0", "--log-level", "error"])
+            // The generator sends far faster than the default per-connection rate limits allow.
+            .args(["--addr", "127.0.0.1:0", "--log-level", "error", "--rate-limit", "0", "--rate-limit-bytes", "0"])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -14,6 +14,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use mio::net::TcpStream;
 
+use crate::limits::per_ip::IpSlot;
+use crate::limits::ws_guard::WsGuard;
 use crate::metrics::CloseReason;
 use crate::protocol::Format;
 use crate::room::directory::Room;
@@ -55,6 +57,8 @@ pub struct WsState {
     pub decoder: FrameDecoder,
     /// Rooms joined (text connections: exactly one).
     pub rooms: Vec<Membership>,
+    /// Room grant, rate throttle and liveness clock.
+    pub guard: WsGuard,
 }
 
 /// One room a connection is in.
@@ -107,6 +111,8 @@ pub struct Conn {
     pub flush_scheduled: bool,
     /// The peer may have more input that a paused or budget-limited read left in the socket.
     pub read_pending: bool,
+    /// This connection's share of its address's count (`--max-conns-per-ip`); released on drop.
+    pub ip_slot: IpSlot,
     /// Why the server decided to close it (first decision wins); `None` counts as normal at the reap.
     pub close_reason: Option<CloseReason>,
 }
@@ -124,6 +130,7 @@ impl Conn {
             deadline: Some(deadline),
             flush_scheduled: false,
             read_pending: false,
+            ip_slot: IpSlot::untracked(),
             close_reason: None,
         }
     }

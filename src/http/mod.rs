@@ -2,8 +2,10 @@
 //!
 //! [`request`] parses a request head with `httparse` (sans-IO, bounded), [`route`] decides what a request
 //! asks for, [`upgrade`] validates a WebSocket handshake and builds the 101 answer with tungstenite's
-//! accept-key derivation, [`response`] renders status lines, headers and bodies. Only `conn/` feeds it.
+//! accept-key derivation, [`origin`] decides whether a browser origin may open a WebSocket
+//! (cross-site WebSocket hijacking), [`response`] renders status lines, headers and bodies. Only `conn/` feeds it.
 
+pub mod origin;
 pub mod request;
 pub mod response;
 pub mod route;

@@ -31,11 +31,15 @@ pub enum ErrorCode {
     InvalidParameter,
     /// History could not be read (database unavailable or overloaded); retry later.
     HistoryUnavailable,
+    /// Over the connection's message or byte rate: the message was dropped; slow down.
+    RateLimited,
+    /// The token's `rooms` claim does not include the room.
+    Forbidden,
 }
 
 impl ErrorCode {
     /// Every code, in [`ErrorCode::index`] order (the `code` label of `roomcast_error_frames_sent_total`).
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::MissingField,
@@ -50,6 +54,8 @@ impl ErrorCode {
         ErrorCode::TooManyRooms,
         ErrorCode::InvalidParameter,
         ErrorCode::HistoryUnavailable,
+        ErrorCode::RateLimited,
+        ErrorCode::Forbidden,
     ];
 
     /// Number of codes.
@@ -72,6 +78,8 @@ impl ErrorCode {
             ErrorCode::TooManyRooms => 11,
             ErrorCode::InvalidParameter => 12,
             ErrorCode::HistoryUnavailable => 13,
+            ErrorCode::RateLimited => 14,
+            ErrorCode::Forbidden => 15,
         }
     }
 
@@ -92,6 +100,8 @@ impl ErrorCode {
             ErrorCode::TooManyRooms => "too_many_rooms",
             ErrorCode::InvalidParameter => "invalid_parameter",
             ErrorCode::HistoryUnavailable => "history_unavailable",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Forbidden => "forbidden",
         }
     }
 }

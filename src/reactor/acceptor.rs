@@ -15,6 +15,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::inbox::ShardMsg;
+use crate::limits::per_ip::PerIpLimiter;
 use crate::metrics::AcceptorMetrics;
 use crate::room::fanout::Hub;
 
@@ -51,6 +52,8 @@ pub struct Acceptor {
     pub open_conns: Arc<AtomicUsize>,
     /// Connection limit.
     pub max_connections: usize,
+    /// Connections per client address (`--max-conns-per-ip`).
+    pub per_ip: Arc<PerIpLimiter>,
     /// Set to stop the loop (then wake it).
     pub stop: Arc<AtomicBool>,
     /// Accepted and refused counts (this thread is their only writer).
@@ -109,8 +112,10 @@ impl Acceptor {
                         }
                         refusing = false;
                         let _ = stream.set_nodelay(true);
+                        crate::limits::keepalive::enable(&stream);
                         let over_capacity = open > self.max_connections;
-                        self.hub.send_to_shard(next_shard, ShardMsg::Accept { stream, peer, over_capacity });
+                        let ip_slot = self.per_ip.acquire(peer.ip());
+                        self.hub.send_to_shard(next_shard, ShardMsg::Accept { stream, peer, over_capacity, ip_slot });
                         next_shard = (next_shard + 1) % n_shards;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

@@ -13,6 +13,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 
+use crate::limits::per_ip::IpSlot;
 use crate::room::fanout::Delivery;
 use crate::store::{HistoryPage, StoreError};
 
@@ -26,6 +27,8 @@ pub enum ShardMsg {
         peer: SocketAddr,
         /// The server is at `max_connections`.
         over_capacity: bool,
+        /// The connection's share of its address's count (`--max-conns-per-ip`), released on drop.
+        ip_slot: IpSlot,
     },
     /// An event published to a room this shard has members in.
     Deliver(Arc<Delivery>),

@@ -17,11 +17,14 @@ use std::thread::JoinHandle;
 use mio::{Poll, Waker};
 use thiserror::Error;
 
+use crate::auth::AuthConfigError;
 use crate::cluster::{self, Cluster, ClusterConfig, ClusterError};
 use crate::config::Config;
+use crate::limits::per_ip::PerIpLimiter;
 use crate::ops::Telemetry;
 use crate::room::fanout::Hub;
 use crate::session::ShardCtx;
+use crate::session::guard::Guard;
 use crate::store::{Store, StoreConfig, StoreError};
 use acceptor::Acceptor;
 use inbox::{ShardInbox, ShardMsg};
@@ -44,6 +47,9 @@ pub enum ServerError {
     /// The history database could not be opened or drained.
     #[error("history database: {0}")]
     Store(#[from] StoreError),
+    /// Authentication could not be set up (unreadable or unusable key).
+    #[error("authentication setup failed")]
+    Auth(#[from] AuthConfigError),
     /// Cluster mode could not be set up.
     #[error("cluster: {0}")]
     Cluster(#[from] ClusterError),
@@ -73,6 +79,7 @@ impl Server {
     /// [`ServerError`] naming what could not be set up.
     pub fn start(cfg: Config) -> Result<Server, ServerError> {
         let cfg = Arc::new(cfg);
+        let guard = Guard::from_config(&cfg)?;
         let listener = acceptor::bind(cfg.addr).map_err(|source| ServerError::Bind { addr: cfg.addr, source })?;
         let local_addr = listener.local_addr()?;
         let store = if cfg.no_persist {
@@ -120,7 +127,7 @@ impl Server {
 
         let mut shards = Vec::with_capacity(cfg.shards);
         for (index, ((poll, rx), inbox)) in polls.into_iter().zip(inboxes).enumerate() {
-            let ctx = ShardCtx::new(
+            let mut ctx = ShardCtx::new(
                 index,
                 Arc::clone(&hub),
                 Arc::clone(&cfg),
@@ -129,6 +136,7 @@ impl Server {
                 Arc::clone(&open_conns),
                 Arc::clone(&telemetry),
             );
+            ctx.guard = Arc::clone(&guard);
             let shard = Shard::new(poll, rx, ctx);
             shards.push(std::thread::Builder::new().name(format!("shard-{index}")).spawn(move || shard.run())?);
         }
@@ -141,6 +149,7 @@ impl Server {
             hub: Arc::clone(&hub),
             open_conns: Arc::clone(&open_conns),
             max_connections: cfg.max_connections,
+            per_ip: PerIpLimiter::new(cfg.max_conns_per_ip),
             stop: Arc::clone(&stop),
             metrics: telemetry.acceptor(),
         };

@@ -3,7 +3,7 @@
 //! Each loop turn has a fixed shape: poll; read every readable connection (unless ingress is paused);
 //! retry reads that were deferred; drain the inbox (new connections, deliveries, history replies);
 //! write every connection with queued output in one vectored write each; reap connections marked for
-//! removal; every 250 ms, expire deadlines. Nothing here blocks except `poll` itself.
+//! removal; every 250 ms, expire deadlines and run heartbeats (`session::guard::on_sweep`). Nothing here blocks except `poll` itself.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use slab::Slab;
 use super::inbox::ShardMsg;
 use crate::conn::outbuf::Flushed;
 use crate::conn::{Conn, Phase, ReadOutcome};
+use crate::limits::per_ip::IpSlot;
 use crate::metrics::CloseReason;
 use crate::room::fanout::Delivery;
 use crate::session::{self, ShardCtx};
@@ -182,7 +183,9 @@ impl Shard {
         for _ in 0..INBOX_PER_TURN {
             let Ok(msg) = self.inbox_rx.try_recv() else { break };
             match msg {
-                ShardMsg::Accept { stream, peer, over_capacity } => self.accept(stream, peer, over_capacity),
+                ShardMsg::Accept { stream, peer, over_capacity, ip_slot } => {
+                    self.accept(stream, peer, over_capacity, ip_slot)
+                }
                 ShardMsg::Deliver(delivery) => self.deliver(&delivery),
                 ShardMsg::History(reply) => {
                     self.ctx.metrics.history_latency.observe_duration(reply.submitted_at.elapsed());
@@ -198,7 +201,13 @@ impl Shard {
         false
     }
 
-    fn accept(&mut self, mut stream: mio::net::TcpStream, peer: std::net::SocketAddr, over_capacity: bool) {
+    fn accept(
+        &mut self,
+        mut stream: mio::net::TcpStream,
+        peer: std::net::SocketAddr,
+        over_capacity: bool,
+        ip_slot: IpSlot,
+    ) {
         if self.shutdown_deadline.is_some() {
             self.ctx.open_conns.fetch_sub(1, Ordering::Relaxed);
             self.ctx.metrics.dropped(CloseReason::Normal);
@@ -216,7 +225,9 @@ impl Shard {
         }
         let serial = self.ctx.next_serial();
         let deadline = Instant::now() + self.ctx.cfg.handshake_timeout();
-        entry.insert(Conn::new(stream, peer, serial, over_capacity, deadline));
+        let mut conn = Conn::new(stream, peer, serial, over_capacity, deadline);
+        conn.ip_slot = ip_slot;
+        entry.insert(conn);
         self.ctx.metrics.connections_open.add(1);
         tracing::debug!(shard = self.ctx.shard, key, %peer, "accepted");
         // The request may already be waiting: edge-triggered registration reports it, but read now
@@ -320,7 +331,7 @@ impl Shard {
         }
     }
 
-    /// Expires handshake and linger deadlines.
+    /// Expires handshake and linger deadlines; heartbeats and idle timeouts of WebSocket clients.
     fn sweep(&mut self, now: Instant) {
         for (key, conn) in self.conns.iter_mut() {
             if conn.deadline.is_some_and(|d| now >= d) {
@@ -329,8 +340,11 @@ impl Shard {
                     conn.set_close_reason(CloseReason::Timeout);
                 }
                 self.ctx.mark_for_removal(key);
+            } else if matches!(conn.phase, Phase::Ws(_)) {
+                session::guard::on_sweep(&mut self.ctx, conn, key, now);
             }
         }
+        self.flush_scheduled();
         self.reap();
     }
 

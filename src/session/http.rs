@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::guard::AccessError;
 use super::ws;
 use super::{ShardCtx, ops};
 use crate::conn::{Conn, Phase, WsState};
@@ -13,6 +14,7 @@ use crate::http::request::{self, Request, query_pairs};
 use crate::http::response::Response;
 use crate::http::route::{Route, route};
 use crate::http::upgrade;
+use crate::limits::ws_guard::WsGuard;
 use crate::metrics::{CloseReason, HistoryKind};
 use crate::protocol::error::{ClientError, ErrorCode};
 use crate::protocol::{Format, json, names};
@@ -74,6 +76,11 @@ fn serve_buffered(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
                 .with_header("Retry-After: 1".into());
             conn.set_close_reason(CloseReason::OverLimit);
             respond(ctx, conn, key, &resp, false, req.head_only);
+            return;
+        }
+        if conn.ip_slot.over_limit() {
+            conn.set_close_reason(AccessError::TooManyFromAddress.close_reason());
+            respond(ctx, conn, key, &AccessError::TooManyFromAddress.response(), false, req.head_only);
             return;
         }
         handle(ctx, conn, key, req);
@@ -201,9 +208,17 @@ fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
             return respond(ctx, conn, key, &Response::error(400, err.code.as_str(), &err.message), false, false);
         }
     };
+    let admitted = match ctx.guard.admit_upgrade(req, &params.room) {
+        Ok(admitted) => admitted,
+        Err(err) => {
+            conn.set_close_reason(err.close_reason());
+            return respond(ctx, conn, key, &err.response(), false, false);
+        }
+    };
     conn.send_unbounded(upgrade::switching_protocols(&accepted));
-    let user: Arc<str> = match params.nick.as_deref() {
-        Some(nick) => Arc::from(nick),
+    // With auth on, the name comes from the token and `nick` is ignored.
+    let user: Arc<str> = match admitted.user.as_deref().or(params.nick.as_deref()) {
+        Some(name) => Arc::from(name),
         // Shared: thousands of anonymous load-test connections need not each allocate the name.
         None => Arc::clone(&ANONYMOUS),
     };
@@ -212,6 +227,7 @@ fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
         user: Arc::clone(&user),
         decoder: Default::default(),
         rooms: Vec::new(),
+        guard: WsGuard::new(admitted.grant, &ctx.guard.rates, Instant::now()),
     }));
     conn.deadline = None;
     if params.format == Format::Json {
@@ -225,6 +241,12 @@ fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
 
 fn history(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, req: &Request) {
     let (keep_alive, head_only) = (req.keep_alive, req.head_only);
+    if let Err(err) = ctx.guard.admit_rest(req, room) {
+        if !keep_alive {
+            conn.set_close_reason(err.close_reason());
+        }
+        return respond(ctx, conn, key, &err.response(), keep_alive, head_only);
+    }
     let query = match history_query(room, &req.query) {
         Ok(query) => query,
         Err(err) => {

@@ -3,8 +3,10 @@
 //! The shard reads and writes; this layer decides what to answer. [`ShardCtx`] is the per-shard state
 //! the sessions work with (hub, config, local room index, reusable parser and buffers, the lists of
 //! connections to flush and to reap). [`http`] serves requests and performs the upgrade; [`ws`]
-//! handles frames, commands, joins, leaves and resumes.
+//! handles frames, commands, joins, leaves and resumes; [`guard`] admits handshakes (origin, token,
+//! rooms), rate-limits messages and runs heartbeats.
 
+pub mod guard;
 pub mod http;
 pub mod local;
 pub mod ops;
@@ -52,6 +54,8 @@ pub struct ShardCtx {
     pub to_remove: Vec<usize>,
     /// Set view of `to_remove`.
     pub removing: HashSet<usize>,
+    /// Auth, origins and rate limits (shared by every shard; anonymous and unlimited until set).
+    pub guard: Arc<guard::Guard>,
     /// This shard's counters (this thread is their only writer).
     pub metrics: Arc<ShardMetrics>,
     /// Metrics registry and readiness, for `/metrics` and `/readyz`.
@@ -85,6 +89,7 @@ impl ShardCtx {
             to_flush: Vec::new(),
             to_remove: Vec::new(),
             removing: HashSet::new(),
+            guard: Arc::new(guard::Guard::default()),
             serial: 0,
         }
     }

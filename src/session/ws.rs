@@ -5,12 +5,13 @@
 //! `error` frames and the connection stays open; protocol violations close it with the RFC code.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 
 use super::http::{MAX_PAGE, submit_history};
 use super::local::LocalMember;
-use super::{ShardCtx, close_ws};
+use super::{ShardCtx, close_ws, guard};
 use crate::config::Config;
 use crate::conn::{Conn, Membership, Phase, WsState};
 use crate::metrics::CloseReason;
@@ -34,15 +35,17 @@ pub fn limits(cfg: &Config) -> WelcomeLimits {
 
 /// Decodes and handles every complete frame in the connection's buffered input plus `data`.
 pub fn on_input(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8]) {
+    // One clock read per read batch serves the rate limits and the liveness clock of every frame in it.
+    let now = Instant::now();
     if conn.inbuf.is_empty() {
-        let consumed = decode_frames(ctx, conn, key, data);
+        let consumed = decode_frames(ctx, conn, key, data, now);
         if consumed < data.len() && matches!(conn.phase, Phase::Ws(_)) {
             conn.inbuf.extend_from_slice(&data[consumed..]);
         }
     } else {
         let mut buf = std::mem::take(&mut conn.inbuf);
         buf.extend_from_slice(data);
-        let consumed = decode_frames(ctx, conn, key, &mut buf);
+        let consumed = decode_frames(ctx, conn, key, &mut buf, now);
         if matches!(conn.phase, Phase::Ws(_)) && consumed < buf.len() {
             buf.drain(..consumed);
             conn.inbuf = buf;
@@ -51,7 +54,7 @@ pub fn on_input(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8]
 }
 
 /// Decodes frames from `data` until it runs out or the connection closes; returns bytes consumed.
-fn decode_frames(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8]) -> usize {
+fn decode_frames(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8], now: Instant) -> usize {
     let Phase::Ws(ws) = &mut conn.phase else { return data.len() };
     let mut decoder = std::mem::take(&mut ws.decoder);
     let max_frame = ctx.cfg.max_frame_bytes();
@@ -62,7 +65,7 @@ fn decode_frames(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8
             Ok(Decoded::Frame { consumed, event }) => {
                 at += consumed;
                 if let Some(event) = event {
-                    on_event(ctx, conn, key, event);
+                    on_event(ctx, conn, key, event, now);
                 }
             }
             Err(err) => {
@@ -75,11 +78,25 @@ fn decode_frames(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8
     decoder.finish_message();
     if let Phase::Ws(ws) = &mut conn.phase {
         ws.decoder = decoder;
+        if at > 0 {
+            // A complete frame, whatever it was, shows the client is alive.
+            ws.guard.seen(now);
+        }
     }
     at
 }
 
-fn on_event(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, event: WsEvent<'_>) {
+fn on_event(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, event: WsEvent<'_>, now: Instant) {
+    let charged = match &event {
+        WsEvent::Message(_, payload) => Some(payload.len()),
+        WsEvent::Ping(payload) => Some(payload.len()),
+        WsEvent::Pong | WsEvent::Close(_) => None,
+    };
+    if let Some(len) = charged
+        && !guard::admit_message(ctx, conn, key, now, len)
+    {
+        return;
+    }
     match event {
         WsEvent::Message(kind, payload) => on_message(ctx, conn, key, kind, payload),
         WsEvent::Ping(payload) => {
@@ -139,6 +156,9 @@ fn on_command(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, command: Command<
     match command {
         Command::Message { room, content, client_id } => {
             names::validate_room(&room)?;
+            if !ws.guard.grant.allows(&room) {
+                return Err(guard::forbidden_room(&room));
+            }
             if content.is_empty() {
                 return Err(ClientError::new(ErrorCode::EmptyMessage, "content must not be empty"));
             }
@@ -165,6 +185,9 @@ fn on_command(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, command: Command<
         }
         Command::Join { room, since } => {
             names::validate_room(&room)?;
+            if !ws.guard.grant.allows(&room) {
+                return Err(guard::forbidden_room(&room));
+            }
             if ws.rooms.iter().any(|m| *m.room.name == *room) {
                 return Err(ClientError::new(ErrorCode::AlreadyJoined, format!("already in room {room:?}")));
             }
@@ -193,6 +216,9 @@ fn on_command(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, command: Command<
         }
         Command::History { room, before_id, after_id, limit } => {
             names::validate_room(&room)?;
+            if !ws.guard.grant.allows(&room) {
+                return Err(guard::forbidden_room(&room));
+            }
             if before_id.is_some() && after_id.is_some() {
                 return Err(ClientError::new(ErrorCode::InvalidParameter, "before_id and after_id cannot be combined"));
             }
@@ -386,7 +412,8 @@ fn text_frame(payload: &[u8]) -> Bytes {
     Bytes::from(codec::encode_frame(codec::TEXT, payload))
 }
 
-fn send_error(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, err: &ClientError) {
+/// Queues an `error` event for this connection.
+pub(super) fn send_error(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, err: &ClientError) {
     ctx.metrics.error_frame(err.code);
     send_frame(ctx, conn, key, text_frame(&json::error_event(err)));
 }

@@ -18,7 +18,7 @@ fn echo(raw: &mut Raw, opcode: u8, payload: &[u8]) {
 
 #[test]
 fn case_1_framing_text_and_binary_of_every_length_class() {
-    let server = Server::start(&["--max-message", "1048576", "--max-outbuf", "4194304"]);
+    let server = Server::start(&["--max-message", "1048576", "--max-outbuf", "4194304", "--rate-limit-bytes", "0"]);
     let mut raw = alone(&server, "c1");
     for len in [0usize, 1, 125, 126, 127, 128, 65535, 65536, 65537, 1_000_000] {
         let text: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
@@ -162,7 +162,7 @@ fn case_7_close_handshake_and_codes() {
 
 #[test]
 fn case_9_limits_large_messages_in_many_fragments() {
-    let server = Server::start(&["--max-message", "4194304", "--max-outbuf", "8388608"]);
+    let server = Server::start(&["--max-message", "4194304", "--max-outbuf", "8388608", "--rate-limit-bytes", "0"]);
     let mut raw = alone(&server, "c9");
     let payload: Vec<u8> = (0..4_000_000).map(|i| b'a' + (i % 26) as u8).collect();
     let chunks: Vec<&[u8]> = payload.chunks(65536).collect();

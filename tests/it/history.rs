@@ -34,7 +34,7 @@ fn ids(page: &Value) -> Vec<u64> {
 
 #[test]
 fn rest_pages_newest_first_with_cursors_and_read_your_writes() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--rate-limit", "0"]);
     let mut ws = connect_json(&server, "caf%C3%A9", "ann");
     let posted = post(&mut ws, "café", "m", 120);
     // Read-your-writes: the last message was just received; the page must already contain it.
@@ -80,7 +80,7 @@ fn rest_pages_newest_first_with_cursors_and_read_your_writes() {
 
 #[test]
 fn rest_history_rejects_bad_parameters_with_400() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--rate-limit", "0"]);
     for query in ["limit=abc", "limit=-1", "limit=0", "before_id=x", "after_id=-3", "before_id=1&after_id=2"] {
         let (status, body) = get_json(&server, &format!("/rooms/r/messages?{query}"));
         assert_eq!(status, 400, "{query}");
@@ -95,7 +95,7 @@ fn rest_history_rejects_bad_parameters_with_400() {
 
 #[test]
 fn websocket_history_command() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--rate-limit", "0"]);
     let mut ws = connect_json(&server, "h", "ann");
     let posted = post(&mut ws, "h", "x", 30);
     send_json(&mut ws, json!({"type": "history", "room": "h", "limit": 10}));
@@ -122,7 +122,7 @@ fn history_is_unavailable_without_persistence() {
 
 #[test]
 fn resume_after_reconnect_delivers_missed_then_live_without_gap_or_duplicate() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--rate-limit", "0"]);
     let mut sender = connect_json(&server, "res", "sender");
     let mut reader = connect_json(&server, "res", "reader");
     let before = post(&mut sender, "res", "a", 10);
@@ -151,7 +151,7 @@ fn resume_after_reconnect_delivers_missed_then_live_without_gap_or_duplicate() {
 
 #[test]
 fn resume_through_join_command() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--rate-limit", "0"]);
     let mut sender = connect_json(&server, "j", "sender");
     let posted = post(&mut sender, "j", "m", 8);
     let mut late = connect_json(&server, "other", "late");
@@ -164,7 +164,7 @@ fn resume_through_join_command() {
 
 #[test]
 fn sigterm_commits_everything_and_ids_continue_after_restart() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--rate-limit", "0"]);
     let mut ws = connect_json(&server, "persist", "ann");
     // Fire many messages without waiting, then wait for all echoes: all were accepted.
     for i in 0..2000 {
@@ -177,7 +177,7 @@ fn sigterm_commits_everything_and_ids_continue_after_restart() {
     drop(ws);
     let (status, dir) = server.stop();
     assert!(status.success());
-    let server = Server::start_in(dir, &[]);
+    let server = Server::start_in(dir, &["--rate-limit", "0"]);
     let all = ids(&get_json(&server, "/rooms/persist/messages?limit=200").1);
     assert_eq!(all[0], last, "the last accepted message survived the shutdown");
     assert_eq!(count_rows(&server.db_path(), "persist"), 2000);
@@ -188,7 +188,7 @@ fn sigterm_commits_everything_and_ids_continue_after_restart() {
 
 #[test]
 fn kill_9_keeps_every_committed_batch_and_the_database_intact() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--rate-limit", "0"]);
     let mut ws = connect_json(&server, "crash", "ann");
     let posted: BTreeSet<u64> = post(&mut ws, "crash", "m", 300).into_iter().collect();
     // Everything echoed more than a flush interval (10 ms) ago is committed; wait comfortably longer.
@@ -211,7 +211,7 @@ fn kill_9_keeps_every_committed_batch_and_the_database_intact() {
         stmt.query_map([], |r| r.get::<_, i64>(0)).expect("query").map(|r| r.expect("row") as u64).collect()
     };
     assert!(posted.is_subset(&stored), "every message committed before the kill is there");
-    let server = Server::start_in(dir, &[]);
+    let server = Server::start_in(dir, &["--rate-limit", "0"]);
     let mut ws = connect_json(&server, "crash", "ann");
     let next = post(&mut ws, "crash", "after", 1)[0];
     assert!(next > *stored.iter().max().expect("rows"), "ids continue after a crash");
@@ -224,7 +224,7 @@ fn count_rows(db: &std::path::Path, room: &str) -> i64 {
 
 #[test]
 fn retention_keeps_the_newest_messages_per_room() {
-    let server = Server::start(&["--retain-per-room", "10"]);
+    let server = Server::start(&["--retain-per-room", "10", "--rate-limit", "0"]);
     let mut ws = connect_json(&server, "trim", "ann");
     let posted = post(&mut ws, "trim", "m", 60);
     let mut quiet = connect_json(&server, "quiet", "bob");

@@ -33,7 +33,7 @@ fn over_the_connection_limit_new_clients_get_503() {
 
 #[test]
 fn a_client_that_stops_reading_is_dropped_while_others_keep_receiving() {
-    let server = Server::start(&["--max-outbuf", "262144"]);
+    let server = Server::start(&["--max-outbuf", "262144", "--rate-limit", "0", "--rate-limit-bytes", "0"]);
     // A client with a tiny receive window that never reads.
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
     socket.set_recv_buffer_size(4096).expect("rcvbuf");

@@ -130,6 +130,8 @@ impl Drop for Server {
 fn spawn_server(dir: &Path, addr: &str) -> Result<(Child, SocketAddr), String> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_roomcast"))
         .args(["--addr", addr, "--log-level", "warn", "--shards", "2"])
+        // The helper client seeds history faster than the default per-connection rate limit.
+        .args(["--rate-limit", "0"])
         .arg("--db")
         .arg(dir.join("roomcast.db"))
         .stdin(Stdio::null())

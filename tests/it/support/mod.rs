@@ -5,7 +5,9 @@
 
 #![allow(dead_code)]
 
+pub mod proc;
 pub mod redis;
+pub mod tokens;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -245,6 +247,21 @@ impl Raw {
         let (status, _, _) = raw.read_response_head();
         assert_eq!(status, 101);
         raw
+    }
+
+    /// Sends a WebSocket handshake for `path_and_query` with `extra` header lines (each ending in CRLF)
+    /// and returns the response status and body (a refusal's JSON error; empty for 101).
+    pub fn handshake(&mut self, server: &Server, path_and_query: &str, extra: &str) -> (u16, String) {
+        self.send(
+            format!(
+                "GET {path_and_query} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n",
+                server.addr
+            )
+            .as_bytes(),
+        );
+        let (status, _, body) = self.read_response();
+        (status, String::from_utf8_lossy(&body).into_owned())
     }
 
     /// Writes bytes.

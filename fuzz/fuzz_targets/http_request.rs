@@ -1,0 +1,26 @@
+//! Fuzz target: the HTTP request head parser, the router and the WebSocket upgrade validation (plus
+//! the origin check and query decoding), as the HTTP session runs them on a client's bytes.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use roomcast::http::origin::origin_allowed;
+use roomcast::http::request::{query_pairs, try_parse};
+use roomcast::http::route::route;
+use roomcast::http::upgrade;
+
+fuzz_target!(|data: &[u8]| {
+    // The session parses repeatedly from one buffer (keep-alive, pipelining): do the same.
+    let mut buf = data;
+    while let Ok(Some((consumed, req))) = try_parse(buf, 8192) {
+        assert!(consumed > 0 && consumed <= buf.len());
+        let _ = route(&req.path);
+        if let Ok(accepted) = upgrade::validate(&req) {
+            let _ = upgrade::switching_protocols(&accepted);
+        }
+        let _ = origin_allowed(req.origin.as_deref(), req.host.as_deref(), &[]);
+        for (k, v) in query_pairs(&req.query) {
+            let _ = (k.len(), v.len());
+        }
+        buf = &buf[consumed..];
+    }
+});
