@@ -63,7 +63,7 @@ start_node() {
     shift
     local log="$OUT/$name.stdout"
     : >"$log"
-    "$BIN/roomcast" --addr 127.0.0.1:0 --no-persist --log-level warn "$@" >"$log" 2>"$OUT/$name.stderr" &
+    "$BIN/roomcast" --addr 127.0.0.1:0 --no-persist --log-level warn --rate-limit 0 --rate-limit-bytes 0 "$@" >"$log" 2>"$OUT/$name.stderr" &
     PIDS+=($!)
     local pid=$!
     for _ in $(seq 1 200); do
