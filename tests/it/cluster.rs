@@ -373,3 +373,32 @@ fn binary_frames_reach_text_members_on_other_nodes_verbatim() {
     // Binary is not stored.
     assert_eq!(history(&b, "bin").iter().map(|m| m.2.as_str()).collect::<Vec<_>>(), ["before", "after"]);
 }
+
+#[test]
+fn membership_is_resynced_after_redis_comes_back_empty() {
+    let mut redis = RedisServer::start();
+    let a = node(&redis, "a");
+    let b = node(&redis, "b");
+    let mut ann = connect_json(&a, "s", "ann");
+    let _bob = connect_json(&b, "s", "bob");
+    wait_presence(&mut ann, "bob", "join");
+
+    // Redis loses everything (no persistence); while it is away, joins list local members only.
+    redis.kill();
+    wait_until("a noticed the outage", || cluster_health(&a)["subscriber_up"] == false);
+    let (_amy, joined) = connect_json_joined(&a, "s", "amy");
+    assert_eq!(member_names(&joined), ["ann", "amy"].map(String::from).into(), "local members only");
+
+    // Back, empty: each node re-registers its members and the lists span both nodes again.
+    redis.restart();
+    wait_linked(&a);
+    wait_linked(&b);
+    wait_until("b's members back in a's view", || {
+        let (_ws, joined) = connect_json_joined(&a, "s", "cid");
+        joined["member_count"] == 4 && member_names(&joined) == ["ann", "amy", "bob", "cid"].map(String::from).into()
+    });
+    wait_until("a's members back in b's view", || {
+        let (_ws, joined) = connect_json_joined(&b, "s", "dee");
+        joined["member_count"] == 4 && member_names(&joined) == ["ann", "amy", "bob", "dee"].map(String::from).into()
+    });
+}
