@@ -31,7 +31,7 @@ trap cleanup EXIT
 start_server() {
   local log="$OUT/server.out"
   : >"$log"
-  "$BIN/roomcast" --addr 127.0.0.1:0 --log-level warn "$@" >"$log" 2>>"$OUT/server.stderr" &
+  "$BIN/roomcast" --addr 127.0.0.1:0 --log-level warn --rate-limit 0 --rate-limit-bytes 0 "$@" >"$log" 2>>"$OUT/server.stderr" &
   SERVER_PID=$!
   for _ in $(seq 1 300); do
     if grep -q "listening on" "$log"; then
