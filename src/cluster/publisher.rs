@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::Receiver;
 
 use super::deliver::{deliver_binary, deliver_presence_locally, deliver_provisional};
 use super::events::PresenceChange;
@@ -136,9 +136,7 @@ impl Publisher {
     /// Moves presence changes, then messages from the channels into the outbox (waiting briefly when
     /// there is nothing to do).
     fn take_input(&mut self, stopping: bool) {
-        while let Ok(change) = self.presence_rx.try_recv() {
-            self.accept_presence(change);
-        }
+        self.drain_presence();
         let capacity = self.shared.cfg.queue_capacity;
         if self.outbox.len() >= capacity {
             // Full: leave the channel to fill so shards pause their clients (backpressure).
@@ -156,14 +154,35 @@ impl Publisher {
         } else {
             self.backoff.remaining().min(IDLE_WAIT)
         };
-        match self.rx.recv_timeout(wait) {
-            Ok(msg) => self.accept(msg),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return,
+        crossbeam_channel::select! {
+            recv(self.rx) -> msg => match msg {
+                Ok(msg) => self.accept_after_presence(msg),
+                Err(_) => return,
+            },
+            recv(self.presence_rx) -> change => {
+                if let Ok(change) = change {
+                    self.accept_presence(change);
+                }
+            },
+            default(wait) => return,
         }
         while self.outbox.len() < capacity {
             let Ok(msg) = self.rx.try_recv() else { break };
-            self.accept(msg);
+            self.accept_after_presence(msg);
         }
+    }
+
+    fn drain_presence(&mut self) {
+        while let Ok(change) = self.presence_rx.try_recv() {
+            self.accept_presence(change);
+        }
+    }
+
+    /// Accepts `msg` after every presence change sent before it (a user's join goes out before the
+    /// first message they send after it: the two channels are read in the order the shards wrote).
+    fn accept_after_presence(&mut self, msg: ToRedis) {
+        self.drain_presence();
+        self.accept(msg);
     }
 
     fn accept(&mut self, msg: ToRedis) {
