@@ -257,7 +257,8 @@ pub fn join(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, since: 
             if joined.first_of_user {
                 hub.announce_presence(&joined.room, state, &user, "join");
             }
-            hub.cluster_members(&joined.room, state, MAX_MEMBER_NAMES)
+            // Only JSON members get a member list.
+            (format == Format::Json).then(|| hub.cluster_members(&joined.room, state, MAX_MEMBER_NAMES)).flatten()
         },
     );
     let resume_from = since.filter(|&s| format == Format::Json && s < joined.last_id && ctx.store.is_some());
