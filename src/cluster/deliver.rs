@@ -6,11 +6,16 @@
 //! the room's last delivered id is stored but not delivered live (it is a duplicate, or a message
 //! from the other side of an outage that is older than what members here already saw; history and
 //! resume show it).
+//!
+//! Presence changes and binary relays from Redis take the same room lock, so they keep their place
+//! among the room's messages.
 
-use super::Outgoing;
 use std::time::Instant;
 
+use super::Outgoing;
+use super::events::PresenceChange;
 use super::ids::next_provisional;
+use super::membership::MembershipView;
 use super::wire::WireMessage;
 use crate::room::fanout::Hub;
 use crate::store::ChatRecord;
@@ -67,4 +72,43 @@ pub fn deliver_provisional(hub: &Hub, msg: &Outgoing, slot: u64, scratch: &mut V
     let id = hub.allocate_id(|seen| next_provisional(seen, slot));
     hub.store_record(record(id));
     id
+}
+
+/// Applies a cluster-wide presence change to the node's view and, when it changed the view, tells
+/// the room's local JSON members, in the room's order. A `leave` of a user who still has a
+/// connection here is not told (this node's own room table is the authority on its users; the event
+/// is from an older state, e.g. a snapshot taken before this node's resync reached Redis).
+pub fn deliver_presence(hub: &Hub, view: &MembershipView, change: &PresenceChange) {
+    match hub.directory.get(&change.room) {
+        Some(room) => {
+            let state = room.state.lock();
+            let stale_leave = !change.joined && state.users.contains_key(&change.user);
+            if view.apply(change) && !stale_leave {
+                hub.publish_presence(&room, &state, &change.user, presence_word(change.joined));
+            }
+        }
+        None => {
+            view.apply(change);
+        }
+    }
+}
+
+/// Tells the room's local JSON members about a change this node made while Redis was away (the
+/// view is not touched: it holds what Redis says, and is replaced on reconnect).
+pub fn deliver_presence_locally(hub: &Hub, change: &PresenceChange) {
+    if let Some(room) = hub.directory.get(&change.room) {
+        let state = room.state.lock();
+        hub.publish_presence(&room, &state, &change.user, presence_word(change.joined));
+    }
+}
+
+/// Relays a binary frame to the room's local text members.
+pub fn deliver_binary(hub: &Hub, room: &str, payload: &[u8]) {
+    if let Some(room) = hub.directory.get(room) {
+        hub.relay_binary_locally(&room, payload);
+    }
+}
+
+fn presence_word(joined: bool) -> &'static str {
+    if joined { "join" } else { "leave" }
 }

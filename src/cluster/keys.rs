@@ -7,7 +7,11 @@
 //! | `rc:slots` | hash | id slot → node id that claimed it |
 //! | `rc:{room}:log` | stream | the room's messages in delivery order, field `m`, capped `MAXLEN ~ N` |
 //! | `rc:{room}:origins` | hash | origin (`node/incarnation`) → last sequence number published |
-//! | `rc:{room}:msg` | channel | `entry_id \n body` for every message appended to the log |
+//! | `rc:{room}:msg` | channel | `entry_id \n body` for every message appended to the log; presence and binary relays (`events`) |
+//! | `rc:{room}:users` | hash | user → number of nodes where the user has a connection in the room |
+//! | `rc:{room}:on:<origin>` | set | users with a connection in the room on node incarnation `origin` |
+//! | `rc:nodes` | set | origins (`node/incarnation`) that registered membership (for reaping) |
+//! | `rc:node:<origin>` | string | heartbeat of a node incarnation, `PX` expiry renewed by its publisher |
 
 /// The id counter.
 pub const ID_COUNTER: &str = "rc:ids";
@@ -17,6 +21,11 @@ pub const SLOTS: &str = "rc:slots";
 pub const CHANNEL_PATTERN: &str = "rc:{*}:msg";
 /// Pattern matching every room's stream (for catch-up scans).
 pub const LOG_PATTERN: &str = "rc:{*}:log";
+
+/// Registered node incarnations.
+pub const NODES: &str = "rc:nodes";
+/// Pattern matching every room's user table (for membership snapshots).
+pub const USERS_PATTERN: &str = "rc:{*}:users";
 
 /// The room's stream.
 pub fn log(room: &str) -> String {
@@ -33,6 +42,37 @@ pub fn channel(room: &str) -> String {
     format!("rc:{{{room}}}:msg")
 }
 
+/// The room's user table (user → nodes where present).
+pub fn users(room: &str) -> String {
+    format!("rc:{{{room}}}:users")
+}
+
+/// The set of users in `room` on node incarnation `origin`.
+pub fn on_node(room: &str, origin: &str) -> String {
+    format!("rc:{{{room}}}:on:{origin}")
+}
+
+/// Pattern matching every room's set of `origin` (for resync and reaping; origins hold no glob
+/// characters: see `ClusterConfig::new` and `channel`).
+pub fn on_node_pattern(origin: &str) -> String {
+    format!("rc:{{*}}:on:{origin}")
+}
+
+/// The room of a key made by [`on_node`] for `origin`.
+pub fn room_of_on_node<'a>(key: &'a str, origin: &str) -> Option<&'a str> {
+    key.strip_prefix("rc:{")?.strip_suffix(origin)?.strip_suffix("}:on:")
+}
+
+/// The room of a key made by [`users`].
+pub fn room_of_users(key: &str) -> Option<&str> {
+    key.strip_prefix("rc:{")?.strip_suffix("}:users")
+}
+
+/// Heartbeat key of node incarnation `origin`.
+pub fn heartbeat(origin: &str) -> String {
+    format!("rc:node:{origin}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,5 +82,17 @@ mod tests {
         assert_eq!(log("dev"), "rc:{dev}:log");
         assert_eq!(origins("dev"), "rc:{dev}:origins");
         assert_eq!(channel("dev"), "rc:{dev}:msg");
+        assert_eq!(users("dev"), "rc:{dev}:users");
+        assert_eq!(on_node("dev", "a/1f"), "rc:{dev}:on:a/1f");
+    }
+
+    #[test]
+    fn rooms_are_read_back_from_membership_keys() {
+        for room in ["dev", "a}:on:b", "", "x:users"] {
+            assert_eq!(room_of_on_node(&on_node(room, "n/2"), "n/2"), Some(room));
+            assert_eq!(room_of_users(&users(room)), Some(room));
+        }
+        assert_eq!(room_of_on_node("rc:{dev}:on:other/1", "n/2"), None);
+        assert_eq!(room_of_users("rc:{dev}:log"), None);
     }
 }

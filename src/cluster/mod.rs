@@ -1,6 +1,7 @@
 //! Cluster mode over Redis (`--redis-url`): every node delivers each room's messages in one total
-//! order, Redis's; each node keeps its own complete SQLite history; a node cut off from Redis keeps
-//! serving its clients alone and replays what it accepted once Redis is back.
+//! order, Redis's; each node keeps its own complete SQLite history; presence, member lists and binary
+//! relays span the nodes; a node cut off from Redis keeps serving its clients alone and replays what
+//! it accepted once Redis is back.
 //!
 //! # Threads and channels
 //! Shards never call Redis. [`crate::room::fanout::Hub::publish_chat`] hands an [`Outgoing`] to the
@@ -48,25 +49,73 @@
 //! overlap after a resubscribe) and, per (room, origin), the last seq; the origin skips its own
 //! replays; the hub delivers only ids above the room's last id; the store rejects an id it has.
 //!
+//! # Presence and members across nodes
+//! Decision: **per-node membership, aggregated in Redis**. A node reports only its own transitions
+//! (a user's first connection in a room on this node, or its last one leaving), which its room table
+//! already knows; Redis aggregates them, atomically, in the presence script (`script.rs`):
+//! `rc:{room}:on:<origin>` is the set of the room's users on node incarnation `origin`, and
+//! `rc:{room}:users` counts, per user, the nodes where that user is present. A count going 0 → 1 or
+//! 1 → 0 publishes a `presence` change on the room's channel, inside the same script, so it is
+//! cluster-wide (a user's first / last connection on the *cluster*), published once, and ordered
+//! among the room's messages like them. Each node delivers it to its JSON members from its
+//! subscriber, under the room's lock; the origin node too (it does not announce its own users
+//! directly).
+//! - **Joins never wait for Redis.** Each node keeps a [`membership::MembershipView`] (room → users
+//!   present on the cluster) fed by the presence events and replaced by a snapshot of every
+//!   `rc:{room}:users` on each subscriber (re)connect. `joined.members` (up to 100 names) and
+//!   `joined.member_count` come from that view merged with the node's own room table: exact for
+//!   everything this node has heard, **eventually consistent** (a join on another node is counted
+//!   once its event has come through).
+//! - **Heartbeat.** The publisher registers its incarnation in `rc:nodes` and renews `rc:node:<origin>`
+//!   (`SET … PX 5000 XX`) every second. Every node's publisher looks, every second, for registered
+//!   incarnations whose heartbeat key is gone and reaps them: the presence script (mode `r`, which
+//!   rechecks the heartbeat inside the script) empties the dead incarnation's sets, so each of its
+//!   users whose count reaches 0 gets one `leave`, whichever survivor got there first. A node whose
+//!   renewal finds its key gone (it stalled for over 5 s, or Redis lost its data) resyncs. A node
+//!   that shuts down cleanly removes its members at once.
+//! - **Resync.** The publisher mirrors the node's users per room (from the same change stream) and,
+//!   after every (re)connect, makes its sets in Redis exactly that (mode `s`): the joins and leaves
+//!   of an outage are published then, once.
+//! - **Redis away.** Presence changes are delivered to the node's own JSON members directly, and
+//!   `joined` lists the node's own members only (the view is not used while the subscriber is
+//!   down). On reconnect the resync publishes the changes and the subscriber's snapshot tells local
+//!   members what changed elsewhere meanwhile. Around an outage a member may see a presence event
+//!   twice (e.g. a join told locally during the outage, then again when the resync publishes it) or
+//!   a `leave` then `join` flap for a remote user (a snapshot read before that node resynced); the
+//!   lists converge. A `leave` for a user who still has a connection on this node is not told to
+//!   its members (the node's own room table is the authority on its users).
+//!
+//! # Binary relays across nodes
+//! A text client's binary frame goes to the publisher like a chat message and is published on the
+//! room's channel as a `b` payload (`events.rs`; raw bytes, Redis strings are binary-safe); every
+//! node, the origin included, relays it verbatim to its text members when it comes back, so it keeps
+//! its place among the sender's text messages. It has no id, is not in the stream and is not stored:
+//! a node that is not subscribed at that moment never gets it, and one in flight when the link
+//! breaks is not retried (at most once). While Redis is away it is relayed to local members only.
+//!
 //! # Not (yet) across nodes
-//! Presence events and member lists (`joined.members`) are per node; binary relays stay on the node
-//! that received them; there is no per-user rate limit in Redis. Plan: a membership hash
-//! `rc:{room}:members` (node → count, removed by the survivors when a node's heartbeat key expires),
-//! presence events on the room channel, and a token-bucket script called from the session's
-//! per-connection limiter once that limiter is on main.
+//! There is no per-user rate limit in Redis. Plan: a token-bucket script called from the session's
+//! per-connection limiter once that limiter is on main. The heartbeat period and expiry are
+//! constants (1 s, 5 s: `publisher::HEARTBEAT_EVERY`, `HEARTBEAT_TTL`), not flags.
 //!
 //! # Past one Redis
 //! Every per-room key and channel carries `{room}` as a hash tag, so a room's stream, origin table and
 //! channel share one hash slot, and `PUBLISH` can become `SPUBLISH` (sharded pub/sub, one
-//! `SSUBSCRIBE` per shard node instead of the pattern subscription). The id counter `rc:ids` is the
-//! one cross-slot key: in Redis Cluster it must become per room (`rc:{room}:ids`), so ids would be
+//! `SSUBSCRIBE` per shard node instead of the pattern subscription). The membership registry
+//! (`rc:nodes`, the heartbeat keys, which the reaping script reads beside a room's keys) is global:
+//! in Redis Cluster the reaper must check the heartbeat outside the script (see
+//! `membership_link`). The id counter `rc:ids` is the other cross-slot key: in Redis Cluster it must
+//! become per room (`rc:{room}:ids`), so ids would be
 //! unique and ordered per room only (history pages and resume are per room already; the protocol's
 //! "unique across the server" would become "unique within a room"), or come from a dedicated
 //! counter node at the cost of a second round trip.
 
 pub mod deliver;
+pub mod events;
 pub mod ids;
 pub mod keys;
+pub mod membership;
+pub mod membership_link;
 pub mod publisher;
 pub mod redis_link;
 pub mod script;
@@ -80,6 +129,9 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use thiserror::Error;
+
+use self::events::PresenceChange;
+use self::membership::MembershipView;
 
 use crate::protocol::Format;
 use crate::room::fanout::Hub;
@@ -175,6 +227,20 @@ pub struct Outgoing {
     pub created_at_ms: i64,
 }
 
+/// What shards hand to the publisher thread on the bounded channel.
+#[derive(Debug, Clone)]
+pub enum ToRedis {
+    /// A chat message (sequenced and stored through Redis).
+    Chat(Outgoing),
+    /// A binary frame from a text client, for the room's text members on every node (no id, not stored).
+    Binary {
+        /// Room name.
+        room: Arc<str>,
+        /// The frame's payload.
+        payload: Vec<u8>,
+    },
+}
+
 /// Counters and gauges of the cluster link (for logs, `/healthz` and the metrics exporter).
 #[derive(Debug, Default)]
 pub struct ClusterCounters {
@@ -215,6 +281,8 @@ pub struct ClusterShared {
     pub slot: u64,
     /// Counters.
     pub counters: ClusterCounters,
+    /// Cluster-wide members per room, as this node last heard (see [`membership`]).
+    pub view: MembershipView,
 }
 
 impl ClusterShared {
@@ -232,15 +300,53 @@ impl ClusterShared {
     }
 }
 
-/// The shards' side of the publisher channel (held by the [`Hub`]).
+/// The shards' side of the publisher channels (held by the [`Hub`]).
 pub struct ClusterSink {
-    tx: Sender<Outgoing>,
+    tx: Sender<ToRedis>,
+    presence_tx: Sender<PresenceChange>,
     shared: Arc<ClusterShared>,
 }
 
 impl ClusterSink {
-    /// Queues `msg` for Redis. Waits (bounded) when the channel is full; see [`SUBMIT_TIMEOUT`].
+    /// Queues chat message `msg` for Redis. Waits (bounded) when the channel is full; see
+    /// [`SUBMIT_TIMEOUT`].
     pub fn submit(&self, msg: Outgoing) {
+        self.send(ToRedis::Chat(msg));
+    }
+
+    /// Queues a binary relay for the text members of `room` on every node.
+    pub fn submit_binary(&self, room: &Arc<str>, payload: &[u8]) {
+        self.send(ToRedis::Binary { room: Arc::clone(room), payload: payload.to_vec() });
+    }
+
+    /// Reports that `user` got its first connection in `room` on this node (`joined`) or lost its
+    /// last one. Call under the room's lock, so the changes of a room reach Redis in the order the
+    /// room table made them; the channel is unbounded (one entry per join or leave), so this never
+    /// waits.
+    pub fn submit_presence(&self, room: &Arc<str>, user: &Arc<str>, joined: bool) {
+        let change = PresenceChange { room: Arc::clone(room), user: Arc::clone(user), joined };
+        if self.presence_tx.send(change).is_err() {
+            tracing::error!("cluster publisher is gone; presence change dropped");
+        }
+    }
+
+    /// Cluster-wide members of `room` (names capped at `max_names`, exact count), merging this node's
+    /// `local` users; `None` while the subscriber is not connected (then the node answers with its own
+    /// members only).
+    pub fn members<V>(
+        &self,
+        room: &str,
+        local: &std::collections::HashMap<Arc<str>, V>,
+        max_names: usize,
+    ) -> Option<(Vec<Arc<str>>, usize)> {
+        self.shared
+            .counters
+            .subscriber_up
+            .load(Ordering::SeqCst)
+            .then(|| self.shared.view.members(room, local, max_names))
+    }
+
+    fn send(&self, msg: ToRedis) {
         let msg = match self.tx.try_send(msg) {
             Ok(()) => return,
             Err(TrySendError::Full(msg)) => msg,
@@ -268,7 +374,8 @@ impl ClusterSink {
 
 /// The receiving side, handed to [`Cluster::start`].
 pub struct ClusterInput {
-    rx: Receiver<Outgoing>,
+    rx: Receiver<ToRedis>,
+    presence_rx: Receiver<PresenceChange>,
     shared: Arc<ClusterShared>,
 }
 
@@ -277,8 +384,15 @@ pub fn channel(cfg: ClusterConfig) -> (ClusterSink, ClusterInput) {
     let slot = ids::slot_for(&cfg.node_id);
     let origin: Arc<str> = Arc::from(format!("{}/{:x}", cfg.node_id, random_u64()));
     let (tx, rx) = crossbeam_channel::bounded(cfg.queue_capacity);
-    let shared = Arc::new(ClusterShared { cfg, origin, slot, counters: ClusterCounters::default() });
-    (ClusterSink { tx, shared: Arc::clone(&shared) }, ClusterInput { rx, shared })
+    let (presence_tx, presence_rx) = crossbeam_channel::unbounded();
+    let shared = Arc::new(ClusterShared {
+        cfg,
+        origin,
+        slot,
+        counters: ClusterCounters::default(),
+        view: MembershipView::default(),
+    });
+    (ClusterSink { tx, presence_tx, shared: Arc::clone(&shared) }, ClusterInput { rx, presence_rx, shared })
 }
 
 /// The running publisher and subscriber threads.
@@ -307,6 +421,7 @@ impl Cluster {
             Arc::clone(&input.shared),
             client.clone(),
             input.rx,
+            input.presence_rx,
             Arc::clone(&stop),
         );
         let publisher = std::thread::Builder::new()

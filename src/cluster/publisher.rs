@@ -2,18 +2,26 @@
 //! and publishes them to Redis in pipelined batches through the publish script. While Redis is away
 //! it delivers each new message locally with a provisional id and keeps it in the outbox; on
 //! reconnect it floors the id counter, claims its slot, and replays the outbox in order.
+//!
+//! It also owns this node's membership in Redis: it mirrors the room table's per-node presence
+//! changes (shards send them on an unbounded channel, under the room's lock), publishes them through
+//! the presence script, keeps the node's heartbeat key alive, resynchronises the node's members after
+//! every (re)connect or an expired heartbeat, and reaps the members of nodes whose heartbeat expired.
+//! While Redis is away, presence changes and binary relays are delivered to local members only (they
+//! are not replayed: the resync on reconnect stands for the presence changes).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::Receiver;
 
-use super::deliver::deliver_provisional;
-use super::redis_link::{PublishArgs, Published, RedisLink};
+use super::deliver::{deliver_binary, deliver_presence_locally, deliver_provisional};
+use super::events::PresenceChange;
+use super::redis_link::{BatchItem, PublishArgs, Published, RedisLink};
 use super::wire::{WireMessage, encode_tail};
-use super::{Backoff, ClusterError, ClusterShared, Outgoing};
+use super::{Backoff, ClusterError, ClusterShared, Outgoing, ToRedis};
 use crate::room::fanout::Hub;
 
 /// Messages per pipeline.
@@ -25,13 +33,24 @@ const SHUTDOWN_FLUSH: Duration = Duration::from_secs(3);
 const PING_EVERY: Duration = Duration::from_millis(500);
 /// Longest idle wait for input (bounds how late the stop flag and reconnects are noticed).
 const IDLE_WAIT: Duration = Duration::from_millis(50);
+/// How often the heartbeat key is renewed and dead nodes are looked for.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// Expiry of the heartbeat key: a node silent for this long has its members reaped by the others.
+pub const HEARTBEAT_TTL: Duration = Duration::from_secs(5);
 
-/// One accepted message not yet confirmed by Redis.
-struct Pending {
-    msg: Outgoing,
-    seq: u64,
-    /// The id it was delivered locally with during an outage; 0 if not delivered locally yet.
-    provisional_id: u64,
+/// One accepted item not yet confirmed by Redis.
+enum Pending {
+    Chat {
+        msg: Outgoing,
+        seq: u64,
+        /// The id it was delivered locally with during an outage; 0 if not delivered locally yet.
+        provisional_id: u64,
+    },
+    Presence(PresenceChange),
+    Binary {
+        room: Arc<str>,
+        payload: Vec<u8>,
+    },
 }
 
 /// The publisher thread's state.
@@ -39,9 +58,13 @@ pub struct Publisher {
     hub: Arc<Hub>,
     shared: Arc<ClusterShared>,
     client: redis::Client,
-    rx: Receiver<Outgoing>,
+    rx: Receiver<ToRedis>,
+    presence_rx: Receiver<PresenceChange>,
     stop: Arc<AtomicBool>,
     outbox: VecDeque<Pending>,
+    /// This node's users per room (the room table's view, in the order the shards changed it).
+    local_members: HashMap<Arc<str>, HashSet<Arc<str>>>,
+    last_heartbeat: Instant,
     seq: u64,
     link: Option<RedisLink>,
     backoff: Backoff,
@@ -56,7 +79,8 @@ impl Publisher {
         hub: Arc<Hub>,
         shared: Arc<ClusterShared>,
         client: redis::Client,
-        rx: Receiver<Outgoing>,
+        rx: Receiver<ToRedis>,
+        presence_rx: Receiver<PresenceChange>,
         stop: Arc<AtomicBool>,
     ) -> Self {
         Publisher {
@@ -64,8 +88,11 @@ impl Publisher {
             shared,
             client,
             rx,
+            presence_rx,
             stop,
             outbox: VecDeque::new(),
+            local_members: HashMap::new(),
+            last_heartbeat: Instant::now(),
             seq: 0,
             link: None,
             backoff: Backoff::new(),
@@ -90,10 +117,12 @@ impl Publisher {
             if self.link.is_some() {
                 self.flush();
                 self.ping_when_idle();
+                self.heartbeat();
             }
             self.shared.counters.outbox_depth.store(self.outbox.len(), Ordering::Relaxed);
             if let Some(deadline) = stop_deadline {
-                if self.outbox.is_empty() && self.rx.is_empty() {
+                if self.outbox.is_empty() && self.rx.is_empty() && self.presence_rx.is_empty() {
+                    self.deregister();
                     return;
                 }
                 if Instant::now() >= deadline {
@@ -104,8 +133,10 @@ impl Publisher {
         }
     }
 
-    /// Moves messages from the channel into the outbox (waiting briefly when there is nothing to do).
+    /// Moves presence changes, then messages from the channels into the outbox (waiting briefly when
+    /// there is nothing to do).
     fn take_input(&mut self, stopping: bool) {
+        self.drain_presence();
         let capacity = self.shared.cfg.queue_capacity;
         if self.outbox.len() >= capacity {
             // Full: leave the channel to fill so shards pause their clients (backpressure).
@@ -123,20 +154,66 @@ impl Publisher {
         } else {
             self.backoff.remaining().min(IDLE_WAIT)
         };
-        match self.rx.recv_timeout(wait) {
-            Ok(msg) => self.accept(msg),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return,
+        crossbeam_channel::select! {
+            recv(self.rx) -> msg => match msg {
+                Ok(msg) => self.accept_after_presence(msg),
+                Err(_) => return,
+            },
+            recv(self.presence_rx) -> change => {
+                if let Ok(change) = change {
+                    self.accept_presence(change);
+                }
+            },
+            default(wait) => return,
         }
         while self.outbox.len() < capacity {
             let Ok(msg) = self.rx.try_recv() else { break };
-            self.accept(msg);
+            self.accept_after_presence(msg);
         }
     }
 
-    fn accept(&mut self, msg: Outgoing) {
-        self.seq += 1;
-        let provisional_id = if self.link.is_some() { 0 } else { self.deliver_locally(&msg) };
-        self.outbox.push_back(Pending { msg, seq: self.seq, provisional_id });
+    fn drain_presence(&mut self) {
+        while let Ok(change) = self.presence_rx.try_recv() {
+            self.accept_presence(change);
+        }
+    }
+
+    /// Accepts `msg` after every presence change sent before it (a user's join goes out before the
+    /// first message they send after it: the two channels are read in the order the shards wrote).
+    fn accept_after_presence(&mut self, msg: ToRedis) {
+        self.drain_presence();
+        self.accept(msg);
+    }
+
+    fn accept(&mut self, msg: ToRedis) {
+        match msg {
+            ToRedis::Chat(msg) => {
+                self.seq += 1;
+                let provisional_id = if self.link.is_some() { 0 } else { self.deliver_locally(&msg) };
+                self.outbox.push_back(Pending::Chat { msg, seq: self.seq, provisional_id });
+            }
+            ToRedis::Binary { room, payload } if self.link.is_some() => {
+                self.outbox.push_back(Pending::Binary { room, payload });
+            }
+            ToRedis::Binary { room, payload } => deliver_binary(&self.hub, &room, &payload),
+        }
+    }
+
+    /// Mirrors a change of this node's members; publishes it (or, without Redis, tells local members).
+    fn accept_presence(&mut self, change: PresenceChange) {
+        if change.joined {
+            self.local_members.entry(Arc::clone(&change.room)).or_default().insert(Arc::clone(&change.user));
+        } else if let Some(users) = self.local_members.get_mut(&change.room) {
+            users.remove(&change.user);
+            if users.is_empty() {
+                self.local_members.remove(&change.room);
+            }
+        }
+        if self.link.is_some() {
+            self.outbox.push_back(Pending::Presence(change));
+        } else {
+            deliver_presence_locally(&self.hub, &change);
+        }
     }
 
     fn deliver_locally(&mut self, msg: &Outgoing) -> u64 {
@@ -165,9 +242,11 @@ impl Publisher {
         }
     }
 
-    /// Connects, raises the id counter above every id this node has seen, and claims the id slot.
-    fn try_connect(&self) -> Result<RedisLink, ClusterError> {
+    /// Connects, raises the id counter above every id this node has seen, claims the id slot, and
+    /// registers and resynchronises this node's members.
+    fn try_connect(&mut self) -> Result<RedisLink, ClusterError> {
         let mut link = RedisLink::connect(&self.client)?;
+        self.resync(&mut link)?;
         link.floor(self.hub.max_id())?;
         if let Some(owner) = link.claim_slot(self.shared.slot, &self.shared.cfg.node_id)? {
             self.shared.counters.slot_conflicts.fetch_add(1, Ordering::Relaxed);
@@ -178,6 +257,56 @@ impl Publisher {
             );
         }
         Ok(link)
+    }
+
+    /// Registers this incarnation with a fresh heartbeat and makes its members in Redis match the
+    /// mirror (publishing the presence changes of the outage, or of a reap that hit a live node).
+    fn resync(&mut self, link: &mut RedisLink) -> Result<(), ClusterError> {
+        let origin = &self.shared.origin;
+        link.register(origin, HEARTBEAT_TTL)?;
+        let changed = link.sync_members(origin, &self.local_members)?;
+        if changed > 0 {
+            tracing::info!(changed, "cluster membership resynchronised");
+        }
+        self.last_heartbeat = Instant::now();
+        Ok(())
+    }
+
+    /// Every [`HEARTBEAT_EVERY`]: renews the heartbeat (resyncing if it had expired) and reaps dead
+    /// nodes.
+    fn heartbeat(&mut self) {
+        if self.last_heartbeat.elapsed() < HEARTBEAT_EVERY {
+            return;
+        }
+        self.last_heartbeat = Instant::now();
+        let Some(mut link) = self.link.take() else { return };
+        let result = self.beat(&mut link);
+        match result {
+            Ok(()) => self.link = Some(link),
+            Err(err) => self.link_lost(&err, 0),
+        }
+    }
+
+    fn beat(&mut self, link: &mut RedisLink) -> Result<(), ClusterError> {
+        let origin = Arc::clone(&self.shared.origin);
+        if !link.renew(&origin, HEARTBEAT_TTL)? {
+            tracing::warn!("this node's heartbeat had expired (stalled or Redis lost its data); resyncing members");
+            self.resync(link)?;
+        }
+        for dead in link.reap_dead(&origin)? {
+            tracing::info!(node = %dead, "reaped the members of a node whose heartbeat expired");
+        }
+        Ok(())
+    }
+
+    /// Clean shutdown: this node's members leave (their `leave` events go out now, not after the
+    /// heartbeat expiry).
+    fn deregister(&mut self) {
+        if let Some(link) = self.link.as_mut()
+            && let Err(err) = link.deregister(&self.shared.origin)
+        {
+            tracing::warn!(%err, "could not remove this node's members from redis; the others reap them");
+        }
     }
 
     fn ping_when_idle(&mut self) {
@@ -197,22 +326,23 @@ impl Publisher {
         let maxlen = self.shared.cfg.stream_maxlen;
         while !self.outbox.is_empty() {
             let n = self.outbox.len().min(BATCH);
-            let batch: Vec<PublishArgs> = self.outbox.iter().take(n).map(|p| self.publish_args(p)).collect();
+            let batch: Vec<BatchItem> = self.outbox.iter().take(n).map(|p| self.batch_item(p)).collect();
             let Some(link) = self.link.as_mut() else { return };
-            match link.publish_batch(&batch, maxlen) {
+            match link.publish_batch(&batch, maxlen, &self.shared.origin) {
                 Ok(results) => {
                     let counters = &self.shared.counters;
                     for (pending, result) in self.outbox.drain(..n).zip(results) {
-                        match result {
-                            Published::Appended(_) => {
+                        match (pending, result) {
+                            (Pending::Chat { provisional_id, .. }, Published::Appended(_)) => {
                                 counters.published.fetch_add(1, Ordering::Relaxed);
-                                if pending.provisional_id != 0 {
+                                if provisional_id != 0 {
                                     counters.replayed.fetch_add(1, Ordering::Relaxed);
                                 }
                             }
-                            Published::Duplicate => {
+                            (_, Published::Duplicate) => {
                                 counters.duplicates.fetch_add(1, Ordering::Relaxed);
                             }
+                            _ => {}
                         }
                     }
                 }
@@ -221,11 +351,16 @@ impl Publisher {
                     return;
                 }
             }
+            // A long replay must not let the heartbeat expire (the others would reap this node).
+            self.heartbeat();
         }
     }
 
-    /// The link broke with `in_flight` messages sent but unconfirmed: those stay undelivered (they may
-    /// have been published); every later one is delivered locally now, as during the outage.
+    /// The link broke with `in_flight` items sent but unconfirmed: those chat messages stay
+    /// undelivered (they may have been published); every later one is delivered locally now, as during
+    /// the outage. Presence changes are told to local members (in flight or not: at least once; the
+    /// resync on reconnect stands for them in Redis) and binary relays after the in-flight ones are
+    /// delivered locally (in-flight ones may have been published: at most once).
     fn link_lost(&mut self, err: &ClusterError, in_flight: usize) {
         tracing::warn!(%err, in_flight, outbox = self.outbox.len(), "redis publish failed; serving local clients alone");
         self.link = None;
@@ -233,40 +368,68 @@ impl Publisher {
         self.backoff.failed();
         self.shared.counters.publisher_up.store(false, Ordering::SeqCst);
         self.shared.counters.link_errors.fetch_add(1, Ordering::Relaxed);
-        let mut outbox = std::mem::take(&mut self.outbox);
-        for pending in outbox.iter_mut().skip(in_flight) {
-            if pending.provisional_id == 0 {
-                pending.provisional_id = self.deliver_locally(&pending.msg);
+        self.deliver_outbox_locally(in_flight);
+    }
+
+    /// Delivers the outbox locally (chat with provisional ids, skipping the first `in_flight` chat
+    /// messages) and keeps only the chat messages for the replay.
+    fn deliver_outbox_locally(&mut self, in_flight: usize) {
+        let outbox = std::mem::take(&mut self.outbox);
+        for (index, mut pending) in outbox.into_iter().enumerate() {
+            match &mut pending {
+                Pending::Chat { msg, provisional_id, .. } => {
+                    if index >= in_flight && *provisional_id == 0 {
+                        *provisional_id = self.deliver_locally(msg);
+                    }
+                }
+                Pending::Presence(change) => {
+                    deliver_presence_locally(&self.hub, change);
+                    continue;
+                }
+                Pending::Binary { room, payload } => {
+                    if index >= in_flight {
+                        deliver_binary(&self.hub, room, payload);
+                    }
+                    continue;
+                }
             }
+            self.outbox.push_back(pending);
         }
-        self.outbox = outbox;
     }
 
     /// Shutdown without Redis: what was never delivered anywhere is at least delivered and stored
     /// here; nothing in the outbox will be replayed (it is in memory).
     fn abandon(&mut self) {
+        self.link = None;
+        while let Ok(change) = self.presence_rx.try_recv() {
+            self.accept_presence(change);
+        }
         while let Ok(msg) = self.rx.try_recv() {
             self.accept(msg);
         }
-        let mut outbox = std::mem::take(&mut self.outbox);
-        for pending in outbox.iter_mut() {
-            if pending.provisional_id == 0 {
-                pending.provisional_id = self.deliver_locally(&pending.msg);
-            }
-        }
+        self.deliver_outbox_locally(0);
         tracing::error!(
-            messages = outbox.len(),
+            messages = self.outbox.len(),
             "shutting down while redis is unreachable: these messages are stored here but were not replicated"
         );
     }
 
-    fn publish_args(&self, pending: &Pending) -> PublishArgs {
-        let msg = &pending.msg;
+    fn batch_item(&self, pending: &Pending) -> BatchItem {
+        match pending {
+            Pending::Chat { msg, seq, provisional_id } => {
+                BatchItem::Chat(self.publish_args(msg, *seq, *provisional_id))
+            }
+            Pending::Presence(change) => BatchItem::Presence(change.clone()),
+            Pending::Binary { room, payload } => BatchItem::Binary { room: Arc::clone(room), payload: payload.clone() },
+        }
+    }
+
+    fn publish_args(&self, msg: &Outgoing, seq: u64, provisional_id: u64) -> PublishArgs {
         let wire = WireMessage {
-            id: pending.provisional_id,
+            id: provisional_id,
             origin: Arc::clone(&self.shared.origin),
-            seq: pending.seq,
-            replay: pending.provisional_id != 0,
+            seq,
+            replay: provisional_id != 0,
             format: msg.format,
             created_at_ms: msg.created_at_ms,
             room: Arc::clone(&msg.room),
@@ -277,8 +440,8 @@ impl Publisher {
         PublishArgs {
             room: msg.room.to_string(),
             origin: self.shared.origin.to_string(),
-            seq: pending.seq,
-            provisional_id: pending.provisional_id,
+            seq,
+            provisional_id,
             tail: encode_tail(&wire),
         }
     }

@@ -1,15 +1,19 @@
 //! One blocking Redis connection with the scripts loaded: what the publisher and the subscriber's
-//! catch-up need (floor, slot claim, pipelined publishes, stream scans and reads). Every call has a
-//! socket timeout, and any error means the caller drops the link and reconnects.
+//! catch-up need (floor, slot claim, pipelined publishes, stream scans and reads; membership calls
+//! are in `membership_link`). Every call has a socket timeout, and any error means the caller drops
+//! the link and reconnects.
 
 use std::time::Duration;
+
+use std::sync::Arc;
 
 use redis::{Client, Connection, RedisResult, Value};
 
 use super::ClusterError;
+use super::events::{PresenceChange, encode_binary};
 use super::ids::ID_STRIDE;
 use super::keys;
-use super::script::{FLOOR_SCRIPT, PUBLISH_SCRIPT};
+use super::script::{FLOOR_SCRIPT, PRESENCE_SCRIPT, PUBLISH_SCRIPT};
 use super::wire::EntryId;
 
 /// How long connecting, reading and writing may take before the link counts as broken.
@@ -30,20 +34,39 @@ pub struct PublishArgs {
     pub tail: Vec<u8>,
 }
 
-/// What Redis answered for one publish.
+/// One entry of a publish pipeline.
+#[derive(Debug, Clone)]
+pub enum BatchItem {
+    /// A chat message, through the publish script.
+    Chat(PublishArgs),
+    /// This node's first or last connection of a user in a room, through the presence script.
+    Presence(PresenceChange),
+    /// A binary relay, published as it is on the room's channel.
+    Binary {
+        /// Room name.
+        room: Arc<str>,
+        /// The frame's payload.
+        payload: Vec<u8>,
+    },
+}
+
+/// What Redis answered for one pipeline entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Published {
     /// Appended and published with this id.
     Appended(u64),
     /// A replay of a sequence number this origin already published; nothing happened.
     Duplicate,
+    /// A presence change or binary relay was applied or published.
+    Done,
 }
 
-/// A connection with both scripts loaded.
+/// A connection with the scripts loaded.
 pub struct RedisLink {
-    conn: Connection,
+    pub(super) conn: Connection,
     publish_sha: String,
     floor_sha: String,
+    pub(super) presence_sha: String,
 }
 
 impl RedisLink {
@@ -57,7 +80,8 @@ impl RedisLink {
         conn.set_write_timeout(Some(IO_TIMEOUT))?;
         let publish_sha = redis::cmd("SCRIPT").arg("LOAD").arg(PUBLISH_SCRIPT).query(&mut conn)?;
         let floor_sha = redis::cmd("SCRIPT").arg("LOAD").arg(FLOOR_SCRIPT).query(&mut conn)?;
-        Ok(RedisLink { conn, publish_sha, floor_sha })
+        let presence_sha = redis::cmd("SCRIPT").arg("LOAD").arg(PRESENCE_SCRIPT).query(&mut conn)?;
+        Ok(RedisLink { conn, publish_sha, floor_sha, presence_sha })
     }
 
     /// Checks the connection is alive.
@@ -86,54 +110,105 @@ impl RedisLink {
         Ok(owner.filter(|o| o != node_id))
     }
 
-    /// Publishes `batch` in one pipeline, in order; one answer per message.
+    /// Publishes `batch` in one pipeline, in order; one answer per entry. `origin` is this node
+    /// incarnation (whose membership the presence entries change).
     ///
     /// # Errors
-    /// A Redis error (then it is unknown which of the batch were published: replaying them is safe,
-    /// the script ignores sequence numbers it has seen) or [`ClusterError::Reply`].
-    pub fn publish_batch(&mut self, batch: &[PublishArgs], maxlen: u64) -> Result<Vec<Published>, ClusterError> {
+    /// A Redis error (then it is unknown which of the batch were published: replaying chat is safe,
+    /// the script ignores sequence numbers it has seen; presence changes are idempotent) or
+    /// [`ClusterError::Reply`].
+    pub fn publish_batch(
+        &mut self,
+        batch: &[BatchItem],
+        maxlen: u64,
+        origin: &str,
+    ) -> Result<Vec<Published>, ClusterError> {
         let mut pipe = redis::pipe();
-        for msg in batch {
-            pipe.cmd("EVALSHA")
-                .arg(&self.publish_sha)
-                .arg(3)
-                .arg(keys::ID_COUNTER)
-                .arg(keys::log(&msg.room))
-                .arg(keys::origins(&msg.room))
-                .arg(&msg.origin)
-                .arg(msg.seq)
-                .arg(msg.provisional_id)
-                .arg(ID_STRIDE)
-                .arg(maxlen)
-                .arg(&msg.tail)
-                .arg(keys::channel(&msg.room));
+        for item in batch {
+            match item {
+                BatchItem::Chat(msg) => {
+                    pipe.cmd("EVALSHA")
+                        .arg(&self.publish_sha)
+                        .arg(3)
+                        .arg(keys::ID_COUNTER)
+                        .arg(keys::log(&msg.room))
+                        .arg(keys::origins(&msg.room))
+                        .arg(&msg.origin)
+                        .arg(msg.seq)
+                        .arg(msg.provisional_id)
+                        .arg(ID_STRIDE)
+                        .arg(maxlen)
+                        .arg(&msg.tail)
+                        .arg(keys::channel(&msg.room));
+                }
+                BatchItem::Presence(change) => {
+                    let mode = if change.joined { "j" } else { "l" };
+                    self.presence_cmd(&mut pipe, &change.room, origin, mode, &[&*change.user]);
+                }
+                BatchItem::Binary { room, payload } => {
+                    pipe.cmd("PUBLISH").arg(keys::channel(room)).arg(encode_binary(room, payload));
+                }
+            }
         }
-        let replies: Vec<(u64, String)> = pipe.query(&mut self.conn)?;
+        let replies: Vec<Value> = pipe.query(&mut self.conn)?;
         if replies.len() != batch.len() {
             return Err(ClusterError::Reply("publish pipeline answered a different number of replies"));
         }
-        Ok(replies
-            .into_iter()
-            .map(|(id, _)| if id == 0 { Published::Duplicate } else { Published::Appended(id) })
-            .collect())
+        batch
+            .iter()
+            .zip(replies)
+            .map(|(item, reply)| match item {
+                BatchItem::Chat(_) => {
+                    let (id, _): (u64, String) = redis::from_redis_value(reply)
+                        .map_err(|_| ClusterError::Reply("publish script did not answer {id, entry}"))?;
+                    Ok(if id == 0 { Published::Duplicate } else { Published::Appended(id) })
+                }
+                BatchItem::Presence(_) | BatchItem::Binary { .. } => match reply {
+                    Value::Int(_) => Ok(Published::Done),
+                    Value::ServerError(_) => Err(ClusterError::Reply("presence script failed")),
+                    _ => Err(ClusterError::Reply("presence or binary publish did not answer a number")),
+                },
+            })
+            .collect()
     }
 
-    /// Names of every room stream.
+    /// Adds one call of the presence script to `pipe` (see [`PRESENCE_SCRIPT`] for `mode`).
+    pub(super) fn presence_cmd(
+        &self,
+        pipe: &mut redis::Pipeline,
+        room: &str,
+        origin: &str,
+        mode: &str,
+        users: &[&str],
+    ) {
+        pipe.cmd("EVALSHA")
+            .arg(&self.presence_sha)
+            .arg(3)
+            .arg(keys::users(room))
+            .arg(keys::on_node(room, origin))
+            .arg(keys::heartbeat(origin))
+            .arg(keys::channel(room))
+            .arg(room)
+            .arg(mode)
+            .arg(users);
+    }
+
+    /// Every key matching `pattern` of Redis type `kind`.
     ///
     /// # Errors
     /// The Redis error.
-    pub fn scan_logs(&mut self) -> RedisResult<Vec<String>> {
+    pub fn scan(&mut self, pattern: &str, kind: &str) -> RedisResult<Vec<String>> {
         let mut cursor = "0".to_string();
         let mut found = Vec::new();
         loop {
             let (next, keys): (String, Vec<String>) = redis::cmd("SCAN")
                 .arg(&cursor)
                 .arg("MATCH")
-                .arg(keys::LOG_PATTERN)
+                .arg(pattern)
                 .arg("COUNT")
                 .arg(1000)
                 .arg("TYPE")
-                .arg("stream")
+                .arg(kind)
                 .query(&mut self.conn)?;
             found.extend(keys);
             if next == "0" {
@@ -141,6 +216,14 @@ impl RedisLink {
             }
             cursor = next;
         }
+    }
+
+    /// Names of every room stream.
+    ///
+    /// # Errors
+    /// The Redis error.
+    pub fn scan_logs(&mut self) -> RedisResult<Vec<String>> {
+        self.scan(keys::LOG_PATTERN, "stream")
     }
 
     /// Up to `count` entries of stream `key` after `after` (from the start with `None`): (entry, body).

@@ -1,6 +1,7 @@
 //! The Lua scripts that make Redis the single order of every room: `PUBLISH_SCRIPT` (allocate or
 //! keep an id, append to the room's stream, publish, all in one atomic step, idempotent per origin
-//! sequence) and `FLOOR_SCRIPT` (raise the id counter above what a node has seen).
+//! sequence), `FLOOR_SCRIPT` (raise the id counter above what a node has seen) and `PRESENCE_SCRIPT`
+//! (cluster-wide membership and presence events).
 
 /// Publishes one message atomically.
 ///
@@ -41,4 +42,59 @@ if floor > counter then
   return floor
 end
 return counter
+";
+
+/// Changes the members one node incarnation has in a room and publishes the cluster-wide presence
+/// changes that follow, atomically, on the room's channel (so in the room's order).
+///
+/// `KEYS`: room user table (user → number of nodes where present), the set of the incarnation's
+/// users in the room, the incarnation's heartbeat key. `ARGV`: channel, room, mode, users…
+///
+/// Modes: `j` adds the users, `l` removes them, `s` makes the set exactly the users (resync after a
+/// reconnect), `r` empties the set only if the heartbeat key is gone (reaping a dead node; a node that
+/// renewed meanwhile keeps its members). A user's node count going 0 → 1 publishes
+/// `p\nj\n<room_len>\n<room><user>`, 1 → 0 publishes the same with `l` and deletes the field. Adding a
+/// user already in the set or removing one not in it changes nothing, so every call is idempotent and
+/// two survivors reaping the same node publish each `leave` once. Returns the number of changes.
+pub const PRESENCE_SCRIPT: &str = r"
+local changes = 0
+local function announce(kind, user)
+  redis.call('PUBLISH', ARGV[1], 'p\n' .. kind .. '\n' .. #ARGV[2] .. '\n' .. ARGV[2] .. user)
+end
+local function join(user)
+  if redis.call('SADD', KEYS[2], user) == 1 then
+    changes = changes + 1
+    if redis.call('HINCRBY', KEYS[1], user, 1) == 1 then announce('j', user) end
+  end
+end
+local function leave(user)
+  if redis.call('SREM', KEYS[2], user) == 1 then
+    changes = changes + 1
+    local n = redis.call('HINCRBY', KEYS[1], user, -1)
+    if n <= 0 then
+      redis.call('HDEL', KEYS[1], user)
+      if n == 0 then announce('l', user) end
+    end
+  end
+end
+local mode = ARGV[3]
+if mode == 'r' then
+  if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+  mode = 's'
+end
+if mode == 's' then
+  local want = {}
+  for i = 4, #ARGV do want[ARGV[i]] = true end
+  for _, user in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+    if not want[user] then leave(user) end
+  end
+  for i = 4, #ARGV do join(ARGV[i]) end
+elseif mode == 'j' then
+  for i = 4, #ARGV do join(ARGV[i]) end
+elseif mode == 'l' then
+  for i = 4, #ARGV do leave(ARGV[i]) end
+else
+  return redis.error_reply('unknown presence mode')
+end
+return changes
 ";

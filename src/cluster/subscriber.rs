@@ -7,15 +7,21 @@
 //! Messages are also dropped when their (room, origin) seq was already applied (a replay after an
 //! ambiguous publish into a Redis that lost its data) and when they are this process's own replays
 //! (delivered and stored during the outage already).
+//!
+//! Presence changes and binary relays on the same channels are delivered live in the room's order
+//! (they are not in the streams: nothing to catch up). After catching up, the subscriber replaces the
+//! node's membership view with a snapshot of every room's users and tells local members what changed
+//! while it was away.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::deliver::deliver_sequenced;
+use super::deliver::{deliver_binary, deliver_presence, deliver_sequenced};
+use super::events::{ChannelPayload, parse_channel};
 use super::redis_link::{IO_TIMEOUT, RedisLink};
-use super::wire::{EntryId, WireMessage, parse_body, parse_published};
+use super::wire::{EntryId, WireMessage, parse_body};
 use super::{Backoff, ClusterError, ClusterShared, keys};
 use crate::room::fanout::Hub;
 
@@ -95,6 +101,7 @@ impl Subscriber {
         pubsub.psubscribe(keys::CHANNEL_PATTERN)?;
         pubsub.set_read_timeout(Some(POLL))?;
         let caught_up = self.catch_up(&mut link)?;
+        self.refresh_membership(&mut link)?;
         drop(link);
         *connected = true;
         self.shared.counters.connects.fetch_add(1, Ordering::Relaxed);
@@ -102,8 +109,12 @@ impl Subscriber {
         tracing::info!(caught_up, "redis subscriber connected");
         loop {
             match pubsub.get_message() {
-                Ok(msg) => match parse_published(msg.get_payload_bytes()) {
-                    Ok((entry, wire)) => self.apply(entry, wire),
+                Ok(msg) => match parse_channel(msg.get_payload_bytes()) {
+                    Ok(ChannelPayload::Chat(entry, wire)) => self.apply(entry, wire),
+                    Ok(ChannelPayload::Presence(change)) => {
+                        deliver_presence(&self.hub, &self.shared.view, &change);
+                    }
+                    Ok(ChannelPayload::Binary { room, payload }) => deliver_binary(&self.hub, &room, &payload),
                     Err(err) => self.malformed(&err),
                 },
                 Err(err) if err.is_timeout() => {
@@ -137,6 +148,24 @@ impl Subscriber {
             }
         }
         Ok(self.shared.counters.received.load(Ordering::Relaxed) - before)
+    }
+
+    /// Replaces the membership view with Redis's and tells local members the differences. Presence
+    /// events published meanwhile are already queued on the subscription and apply on top (the view
+    /// is a set: a repeated event changes nothing).
+    fn refresh_membership(&mut self, link: &mut RedisLink) -> Result<(), ClusterError> {
+        let snapshot = link.membership_snapshot()?;
+        let changes = self.shared.view.replace(snapshot);
+        for change in &changes {
+            let Some(room) = self.hub.directory.get(&change.room) else { continue };
+            let state = room.state.lock();
+            // This node's own users are announced by its own changes, not by a snapshot.
+            if !state.users.contains_key(&change.user) {
+                let word = if change.joined { "join" } else { "leave" };
+                self.hub.publish_presence(&room, &state, &change.user, word);
+            }
+        }
+        Ok(())
     }
 
     /// Applies one message unless it is a duplicate.

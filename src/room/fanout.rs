@@ -212,8 +212,17 @@ impl Hub {
         }
     }
 
-    /// Relays a binary frame verbatim to the text-format members of `room` (no id, not stored).
+    /// Relays a binary frame verbatim to the text-format members of `room` (no id, not stored); in
+    /// cluster mode through Redis, to the room's text members on every node.
     pub fn publish_binary(&self, room: &Arc<Room>, payload: &[u8]) {
+        match &self.cluster {
+            Some(cluster) => cluster.submit_binary(&room.name, payload),
+            None => self.relay_binary_locally(room, payload),
+        }
+    }
+
+    /// Relays a binary frame verbatim to this node's text-format members of `room`.
+    pub fn relay_binary_locally(&self, room: &Room, payload: &[u8]) {
         let state = room.state.lock();
         if state.text_members == 0 {
             return;
@@ -222,6 +231,24 @@ impl Hub {
         let delivery =
             Delivery { room_id: room.id, id: 0, text: Some(frame), json: None, published_at: Instant::now() };
         self.send_to_members(&state, Arc::new(delivery));
+    }
+
+    /// A user's first connection in `room` on this node joined (`event` `"join"`) or its last one
+    /// left (`"leave"`); call with the room's state locked. Single node: the `presence` event goes to
+    /// the room's JSON members now. Cluster mode: the change goes to Redis, which decides whether it is
+    /// the user's first or last connection on the cluster and sends the event to every node.
+    pub fn announce_presence(&self, room: &Room, state: &RoomState, user: &Arc<str>, event: &str) {
+        match &self.cluster {
+            Some(cluster) => cluster.submit_presence(&room.name, user, event == "join"),
+            None => self.publish_presence(room, state, user, event),
+        }
+    }
+
+    /// Cluster mode with the subscriber connected: `room`'s members across the cluster (up to
+    /// `max_names` names, exact count), from the node's in-memory view; `None` otherwise (the room
+    /// table's own members are the answer). Call with the room's state locked.
+    pub fn cluster_members(&self, room: &Room, state: &RoomState, max_names: usize) -> Option<(Vec<Arc<str>>, usize)> {
+        self.cluster.as_ref()?.members(&room.name, &state.users, max_names)
     }
 
     /// Publishes a `presence` event to the JSON members; call with the room's state locked.

@@ -246,7 +246,7 @@ pub fn join(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, since: 
     let Phase::Ws(ws) = &mut conn.phase else { return };
     let (format, user) = (ws.format, Arc::clone(&ws.user));
     let hub = Arc::clone(&ctx.hub);
-    let (joined, ()) = hub.directory.join(
+    let (joined, cluster_members) = hub.directory.join(
         || hub.max_id(),
         room,
         ctx.shard,
@@ -255,8 +255,10 @@ pub fn join(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, since: 
         MAX_MEMBER_NAMES,
         |joined, state| {
             if joined.first_of_user {
-                hub.publish_presence(&joined.room, state, &user, "join");
+                hub.announce_presence(&joined.room, state, &user, "join");
             }
+            // Only JSON members get a member list.
+            (format == Format::Json).then(|| hub.cluster_members(&joined.room, state, MAX_MEMBER_NAMES)).flatten()
         },
     );
     let resume_from = since.filter(|&s| format == Format::Json && s < joined.last_id && ctx.store.is_some());
@@ -265,8 +267,12 @@ pub fn join(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, since: 
     ctx.metrics.room_members.add(1);
     ws.rooms.push(Membership { room: Arc::clone(&joined.room), held: held.then(Vec::new), held_bytes: 0 });
     if format == Format::Json {
-        let names: Vec<&str> = joined.member_names.iter().map(|n| &**n).collect();
-        let frame = json::joined(room, &names, joined.member_count, joined.last_id);
+        let (names, count) = match &cluster_members {
+            Some((names, count)) => (names, *count),
+            None => (&joined.member_names, joined.member_count),
+        };
+        let names: Vec<&str> = names.iter().map(|n| &**n).collect();
+        let frame = json::joined(room, &names, count, joined.last_id);
         conn.send_unbounded(codec::encode_frame(codec::TEXT, &frame));
         ctx.schedule_flush(conn, key);
     }
@@ -389,7 +395,7 @@ fn leave(ctx: &mut ShardCtx, key: usize, format: Format, user: &Arc<str>, member
     let room = membership.room;
     hub.directory.leave(&room, ctx.shard, format, user, |last_of_user, state| {
         if last_of_user {
-            hub.publish_presence(&room, state, user, "leave");
+            hub.announce_presence(&room, state, user, "leave");
         }
     });
     ctx.local.remove(room.id, key);

@@ -248,3 +248,165 @@ fn a_redis_outage_loses_nothing_and_duplicates_nothing() {
     }
     assert_eq!(from_a.last().map(|m| m.2.as_str()), Some("after"), "the first message after the outage is newest");
 }
+
+/// Reads presence events until `user`'s `event` (`join` or `leave`) arrives; other presence events
+/// (e.g. the reader's own join coming back through Redis) are skipped, anything else fails.
+fn wait_presence(ws: &mut Client, user: &str, event: &str) {
+    loop {
+        let got = recv_event(ws, "presence");
+        if got["user"] == user && got["event"] == event {
+            return;
+        }
+    }
+}
+
+/// Connects a JSON client and returns it with its `joined` event.
+fn connect_json_joined(server: &Server, room: &str, nick: &str) -> (Client, Value) {
+    let mut ws = connect_ws(server, &format!("/ws?format=json&room={room}&nick={nick}"));
+    assert_eq!(recv_json(&mut ws)["type"], "welcome");
+    let joined = recv_json(&mut ws);
+    assert_eq!(joined["type"], "joined", "{joined}");
+    (ws, joined)
+}
+
+fn member_names(joined: &Value) -> HashSet<String> {
+    joined["members"].as_array().expect("members").iter().map(|m| m.as_str().expect("name").to_string()).collect()
+}
+
+#[test]
+fn presence_and_member_lists_span_the_nodes() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "a");
+    let b = node(&redis, "b");
+    let mut ann = connect_json(&a, "p", "ann");
+    wait_presence(&mut ann, "ann", "join");
+
+    // bob speaks at once: everyone hears of his join before his first message (one order per room).
+    let (mut bob, _) = connect_json_joined(&b, "p", "bob");
+    send_message(&mut bob, "p", "hi");
+    for ws in [&mut ann, &mut bob] {
+        wait_presence(ws, "bob", "join");
+        assert_eq!(recv_event(ws, "message")["content"], "hi");
+    }
+
+    // A third connection on `a` lists and counts the members of both nodes (a's view has bob: ann
+    // got his event through it).
+    let (cid, joined) = connect_json_joined(&a, "p", "cid");
+    assert_eq!(joined["member_count"], 3, "{joined}");
+    assert_eq!(member_names(&joined), ["ann", "bob", "cid"].map(String::from).into_iter().collect());
+    wait_presence(&mut bob, "cid", "join");
+
+    // A second connection of a user present elsewhere is no presence change: bob's next presence
+    // event is cid's leave, not a join of ann.
+    let mut ann_on_b = connect_json(&b, "p", "ann");
+    drop(cid);
+    let next = recv_event(&mut bob, "presence");
+    assert_eq!((next["user"].as_str(), next["event"].as_str()), (Some("cid"), Some("leave")), "{next}");
+    ann_on_b.close(None).expect("close");
+
+    // The user's last connection on the cluster leaving is a `leave` everywhere.
+    drop(bob);
+    wait_presence(&mut ann, "cid", "leave");
+    wait_presence(&mut ann, "bob", "leave");
+    // b's view has ann (still on a) and bob gone; a late joiner on b sees exactly that.
+    wait_until("b's view caught up", || {
+        let (_ws, joined) = connect_json_joined(&b, "p", "dee");
+        joined["member_count"] == 2 && member_names(&joined) == ["ann", "dee"].map(String::from).into()
+    });
+}
+
+#[test]
+fn a_killed_nodes_users_leave_once_its_heartbeat_expires() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "a");
+    let b = node(&redis, "b");
+    let c = node(&redis, "c");
+    let mut ann = connect_json(&a, "h", "ann");
+    wait_presence(&mut ann, "ann", "join");
+    let mut cat = connect_json(&c, "h", "cat");
+    wait_presence(&mut cat, "cat", "join");
+    wait_presence(&mut ann, "cat", "join");
+    let _bob = connect_json(&b, "h", "bob");
+    let _bea = connect_json(&b, "h", "bea");
+    // Also on `b`: a user who stays present (her connection on `a` survives); no event.
+    let _ann_on_b = connect_json(&b, "h", "ann");
+    for ws in [&mut ann, &mut cat] {
+        let mut joined = HashSet::new();
+        while joined.len() < 2 {
+            let event = recv_event(ws, "presence");
+            assert_eq!(event["event"], "join", "{event}");
+            assert!(joined.insert(event["user"].as_str().expect("user").to_string()), "join twice: {event}");
+        }
+        assert_eq!(joined, ["bob", "bea"].map(String::from).into());
+    }
+
+    drop(b.kill9());
+    // Both survivors deliver each leave (reaped once in Redis, published once, delivered by each node).
+    for ws in [&mut ann, &mut cat] {
+        let mut left = HashSet::new();
+        while left.len() < 2 {
+            let event = recv_event(ws, "presence");
+            assert_eq!(event["event"], "leave", "{event}");
+            assert_ne!(event["user"], "ann", "ann still has a connection on a");
+            assert!(left.insert(event["user"].as_str().expect("user").to_string()), "leave twice: {event}");
+        }
+        assert_eq!(left, ["bob", "bea"].map(String::from).into());
+    }
+    let (_dan, joined) = connect_json_joined(&a, "h", "dan");
+    assert_eq!(member_names(&joined), ["ann", "cat", "dan"].map(String::from).into());
+    assert_eq!(joined["member_count"], 3);
+}
+
+#[test]
+fn binary_frames_reach_text_members_on_other_nodes_verbatim() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "a");
+    let b = node(&redis, "b");
+    let mut on_a = connect_ws(&a, "/ws/chat?room=bin");
+    let mut on_b = connect_ws(&b, "/ws/chat?room=bin");
+    // A JSON member on b ties the order down: the text message sent before the binary frame arrives
+    // first; presence of the text clients is not awaited (text clients get no presence).
+    let payload: Vec<u8> = vec![0, 1, 2, 0xff, 0xfe, b'\n', b'p', b'\n', 0x80];
+    send_text(&mut on_a, "before");
+    on_a.send(tungstenite::Message::binary(payload.clone())).expect("send binary");
+    send_text(&mut on_a, "after");
+    for ws in [&mut on_b, &mut on_a] {
+        assert_eq!(recv_text(ws), "before");
+        match recv(ws) {
+            tungstenite::Message::Binary(got) => assert_eq!(got.to_vec(), payload),
+            other => panic!("expected the binary frame, got {other:?}"),
+        }
+        assert_eq!(recv_text(ws), "after");
+    }
+    // Binary is not stored.
+    assert_eq!(history(&b, "bin").iter().map(|m| m.2.as_str()).collect::<Vec<_>>(), ["before", "after"]);
+}
+
+#[test]
+fn membership_is_resynced_after_redis_comes_back_empty() {
+    let mut redis = RedisServer::start();
+    let a = node(&redis, "a");
+    let b = node(&redis, "b");
+    let mut ann = connect_json(&a, "s", "ann");
+    let _bob = connect_json(&b, "s", "bob");
+    wait_presence(&mut ann, "bob", "join");
+
+    // Redis loses everything (no persistence); while it is away, joins list local members only.
+    redis.kill();
+    wait_until("a noticed the outage", || cluster_health(&a)["subscriber_up"] == false);
+    let (_amy, joined) = connect_json_joined(&a, "s", "amy");
+    assert_eq!(member_names(&joined), ["ann", "amy"].map(String::from).into(), "local members only");
+
+    // Back, empty: each node re-registers its members and the lists span both nodes again.
+    redis.restart();
+    wait_linked(&a);
+    wait_linked(&b);
+    wait_until("b's members back in a's view", || {
+        let (_ws, joined) = connect_json_joined(&a, "s", "cid");
+        joined["member_count"] == 4 && member_names(&joined) == ["ann", "amy", "bob", "cid"].map(String::from).into()
+    });
+    wait_until("a's members back in b's view", || {
+        let (_ws, joined) = connect_json_joined(&b, "s", "dee");
+        joined["member_count"] == 4 && member_names(&joined) == ["ann", "amy", "bob", "dee"].map(String::from).into()
+    });
+}
