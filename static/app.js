@@ -313,8 +313,8 @@ function onJoined(event) {
     // newest page and let the id check drop any overlap.)
     requestHistory(room, "older", event.last_id > 0 ? event.last_id + 1 : null);
   } else if (event.last_id === 0 && room.lastId > 0) {
-    // The server has no live state for this room, so `since` did not trigger a resume (for
-    // example the room emptied while we were away): read what we missed ourselves.
+    // The server knows no message at all (e.g. it restarted without persistence), so `since` could
+    // not trigger a resume: ask history for anything newer than what we saw, in case it has some.
     requestHistory(room, "newer", room.lastId);
   }
   if (room.name === state.current) renderPresence();

@@ -56,8 +56,9 @@ fn page_reconnects_after_a_restart_and_misses_nothing() {
 }
 
 /// Like the restart test, but the sender leaves before the page is back, so the room is empty
-/// (and forgotten by the server) when the page rejoins. The server then reports `last_id` 0 and
-/// does not resume from `since`; the client notices and reads the gap with `history after_id`.
+/// (and forgotten by the server) when the page rejoins. Regression for the server bug this test
+/// found: a room re-created on join must still resume from `since` (the server now starts
+/// re-created rooms at its last assigned id).
 #[test]
 fn page_catches_up_on_messages_from_someone_who_already_left() {
     run(async {
