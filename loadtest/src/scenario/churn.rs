@@ -3,10 +3,8 @@
 //! report's completeness tells how much of the traffic the churned clients still received.
 
 use crate::cli::ChurnArgs;
-use crate::engine::{self, Mode};
+use crate::engine::Mode;
 use crate::error::LoadError;
-use crate::progress::Progress;
-use crate::report::Report;
 
 pub fn run(a: ChurnArgs) -> Result<i32, LoadError> {
     let mut cfg = super::run_config(Mode::Churn, &a.common, Some(&a.traffic))?;
@@ -18,12 +16,6 @@ pub fn run(a: ChurnArgs) -> Result<i32, LoadError> {
     let mut config = super::config_map(&cfg, &a.common.url);
     config.insert("churn_fraction".into(), serde_json::json!(a.churn_fraction));
     config.insert("churn_interval_secs".into(), serde_json::json!(cfg.churn_interval.as_secs_f64()));
-    let (run_id, threads) = (cfg.run_id, cfg.threads);
-    let progress = Progress::new(a.common.output.quiet);
-    let outcome = engine::run(cfg, &progress)?;
-    if outcome.stats.connects_ok == 0 {
-        return Err(LoadError::NoConnections(format!("{:?}", outcome.stats.errors)));
-    }
-    let report = Report::from_run("churn", run_id, config, &outcome, threads);
+    let (report, outcome) = super::run_connected("churn", cfg, config, a.common.output.quiet)?;
     super::finish(report, &a.common.output, &outcome.stats.corrected, Some(&outcome.stats.raw))
 }

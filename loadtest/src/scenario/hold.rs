@@ -2,23 +2,15 @@
 //! ping round-trip percentiles and disconnect reasons.
 
 use crate::cli::HoldArgs;
-use crate::engine::{self, Mode};
+use crate::engine::Mode;
 use crate::error::LoadError;
-use crate::progress::Progress;
-use crate::report::Report;
 
 pub fn run(a: HoldArgs) -> Result<i32, LoadError> {
     let mut cfg = super::run_config(Mode::Hold, &a.common, None)?;
     cfg.duration = a.duration;
     cfg.ping_interval = a.ping_interval.max(std::time::Duration::from_millis(10));
     let config = super::config_map(&cfg, &a.common.url);
-    let (run_id, threads) = (cfg.run_id, cfg.threads);
-    let progress = Progress::new(a.common.output.quiet);
-    let outcome = engine::run(cfg, &progress)?;
-    if outcome.stats.connects_ok == 0 {
-        return Err(LoadError::NoConnections(format!("{:?}", outcome.stats.errors)));
-    }
-    let mut report = Report::from_run("hold", run_id, config, &outcome, threads);
+    let (mut report, outcome) = super::run_connected("hold", cfg, config, a.common.output.quiet)?;
     if a.common.output.fail_if_lost && report.connections.disconnects > 0 {
         report
             .failures

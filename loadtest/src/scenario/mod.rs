@@ -9,8 +9,9 @@ mod hold;
 mod ramp;
 
 use crate::cli::{Command, Common, Output, Traffic};
-use crate::engine::{Mode, RunConfig};
+use crate::engine::{self, Mode, RunConfig, RunOutcome};
 use crate::error::LoadError;
+use crate::progress::Progress;
 use crate::protocol::Format;
 use crate::report::{Report, fmt_us};
 use crate::target::Target;
@@ -95,6 +96,26 @@ pub fn run_config(mode: Mode, c: &Common, t: Option<&Traffic>) -> Result<RunConf
         churn_interval: Duration::from_secs(1),
         run_id: new_run_id(),
     })
+}
+
+/// Runs the engine for a scenario that needs at least one connection and builds its report.
+///
+/// # Errors
+/// The engine's error, or [`LoadError::NoConnections`] when no connection could be opened.
+pub fn run_connected(
+    scenario: &str,
+    cfg: RunConfig,
+    config: BTreeMap<String, Value>,
+    quiet: bool,
+) -> Result<(Report, RunOutcome), LoadError> {
+    let (run_id, threads) = (cfg.run_id, cfg.threads);
+    let progress = Progress::new(quiet);
+    let outcome = engine::run(cfg, &progress)?;
+    if outcome.stats.connects_ok == 0 {
+        return Err(LoadError::NoConnections(format!("{:?}", outcome.stats.errors)));
+    }
+    let report = Report::from_run(scenario, run_id, config, &outcome, threads);
+    Ok((report, outcome))
 }
 
 /// The configuration echoed into the report.
