@@ -229,12 +229,13 @@ fn retention_keeps_the_newest_messages_per_room() {
     let posted = post(&mut ws, "trim", "m", 60);
     let mut quiet = connect_json(&server, "quiet", "bob");
     post(&mut quiet, "quiet", "q", 3);
-    // Trimming happens in the writer thread after the batches commit.
-    wait_until("the busy room to be trimmed to 10", || count_rows(&server.db_path(), "trim") == 10);
-    assert_eq!(
-        ids(&get_json(&server, "/rooms/trim/messages").1),
-        posted[50..].iter().rev().copied().collect::<Vec<_>>()
-    );
+    // Trimming happens in the writer thread after each batch commits, so the file can hold 10 rows
+    // of an early batch while later batches are still queued: wait until REST (which waits for every
+    // accepted message to be committed) shows exactly the newest 10 and the file holds 10 rows.
+    let newest: Vec<u64> = posted[50..].iter().rev().copied().collect();
+    wait_until("the busy room to be trimmed to its newest 10", || {
+        count_rows(&server.db_path(), "trim") == 10 && ids(&get_json(&server, "/rooms/trim/messages").1) == newest
+    });
     // Through REST, which waits for the quiet room's batch to commit (reading the file directly could
     // run before that commit on a loaded machine).
     assert_eq!(ids(&get_json(&server, "/rooms/quiet/messages").1).len(), 3, "rooms under the limit keep everything");
