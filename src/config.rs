@@ -204,6 +204,16 @@ pub struct Config {
     /// clients that send are not read until it drains.
     #[arg(long, env = "ROOMCAST_REDIS_QUEUE_CAPACITY", default_value_t = 65_536)]
     pub redis_queue_capacity: usize,
+
+    /// Cluster mode: messages per second a user name may send on average across the whole cluster
+    /// (all its connections on every node, counted in Redis); 0 (default) turns it off. Over it a
+    /// message is refused with `rate_limited`. Single-node mode ignores it (use `--rate-limit`).
+    #[arg(long, env = "ROOMCAST_USER_RATE_LIMIT", default_value_t = 0.0)]
+    pub user_rate_limit: f64,
+
+    /// Cluster mode: messages a user name may send in a burst above `--user-rate-limit`.
+    #[arg(long, env = "ROOMCAST_USER_RATE_BURST", default_value_t = 40)]
+    pub user_rate_burst: u32,
 }
 
 /// A setting that cannot work, named so the user can fix it.
@@ -279,6 +289,18 @@ impl Config {
             "at least 1 when --rate-limit is on",
             self.rate_burst >= 1 || self.rate_limit == 0,
             self.rate_burst.to_string(),
+        )?;
+        range(
+            "user-rate-limit",
+            "a finite number, 0 or more",
+            self.user_rate_limit.is_finite() && self.user_rate_limit >= 0.0,
+            self.user_rate_limit.to_string(),
+        )?;
+        range(
+            "user-rate-burst",
+            "at least 1 when --user-rate-limit is on",
+            self.user_rate_burst >= 1 || self.user_rate_limit == 0.0,
+            self.user_rate_burst.to_string(),
         )?;
         if let Some(secret) = &self.jwt_secret {
             range("jwt-secret", "non-empty", !secret.is_empty(), "an empty string".into())?;

@@ -12,6 +12,7 @@
 //! | `rc:{room}:on:<origin>` | set | users with a connection in the room on node incarnation `origin` |
 //! | `rc:nodes` | set | origins (`node/incarnation`) that registered membership (for reaping) |
 //! | `rc:node:<origin>` | string | heartbeat of a node incarnation, `PX` expiry renewed by its publisher |
+//! | `rc:user:{<user>}:bucket` | hash | per-user token bucket (`t` tokens, `ts` ms of the last refill), expires once full again; only with `--user-rate-limit` (another hash slot than the room's: see the module doc of `cluster`) |
 
 /// The id counter.
 pub const ID_COUNTER: &str = "rc:ids";
@@ -40,6 +41,11 @@ pub fn origins(room: &str) -> String {
 /// The room's channel.
 pub fn channel(room: &str) -> String {
     format!("rc:{{{room}}}:msg")
+}
+
+/// The per-user token bucket (`--user-rate-limit`).
+pub fn user_bucket(user: &str) -> String {
+    format!("rc:user:{{{user}}}:bucket")
 }
 
 /// The room's user table (user → nodes where present).

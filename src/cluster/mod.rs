@@ -93,10 +93,21 @@
 //! a node that is not subscribed at that moment never gets it, and one in flight when the link
 //! breaks is not retried (at most once). While Redis is away it is relayed to local members only.
 //!
+//! # Per-user rate limit across nodes
+//! `--user-rate-limit` (messages per second per user name, cluster-wide; 0: off) and
+//! `--user-rate-burst` are enforced by the publish script itself, atomically with the append: a
+//! token bucket per user (`rc:user:{<user>}:bucket`, refilled from Redis's `TIME`, so every node
+//! shares one clock) is checked and charged one token for each *fresh* message. Outbox replays of
+//! messages already delivered during an outage are never refused (they are in histories already).
+//! A refused message is not appended nor published, but its origin seq is recorded, so a retry of
+//! the same seq is a duplicate (a refusal whose reply was lost with the link is therefore silent).
+//! The publisher routes the refusal back to the sender's shard ([`ReplyTo`], `ShardMsg::Refused`),
+//! which sends an `error` `rate_limited` to that connection if it is still open. Single-node mode
+//! keeps only the per-connection limit (`--rate-limit`).
+//!
 //! # Not (yet) across nodes
-//! There is no per-user rate limit in Redis. Plan: a token-bucket script called from the session's
-//! per-connection limiter once that limiter is on main. The heartbeat period and expiry are
-//! constants (1 s, 5 s: `publisher::HEARTBEAT_EVERY`, `HEARTBEAT_TTL`), not flags.
+//! The heartbeat period and expiry are constants (1 s, 5 s: `publisher::HEARTBEAT_EVERY`,
+//! `HEARTBEAT_TTL`), not flags.
 //!
 //! # Past one Redis
 //! Every per-room key and channel carries `{room}` as a hash tag, so a room's stream, origin table and
@@ -108,7 +119,11 @@
 //! become per room (`rc:{room}:ids`), so ids would be
 //! unique and ordered per room only (history pages and resume are per room already; the protocol's
 //! "unique across the server" would become "unique within a room"), or come from a dedicated
-//! counter node at the cost of a second round trip.
+//! counter node at the cost of a second round trip. The per-user bucket `rc:user:{<user>}:bucket`
+//! hashes to the user's slot, not the room's: in Redis Cluster the publish script cannot touch it
+//! beside the room's keys, so the check would become a separate bucket script on the user's slot
+//! before the publish (not atomic with it: a message charged then lost in a failed pipeline costs a
+//! token), or the bucket would be per user and room (`rc:{room}:bucket:<user>`).
 
 pub mod deliver;
 pub mod events;
@@ -172,6 +187,10 @@ pub struct ClusterConfig {
     pub stream_maxlen: u64,
     /// Bound of the publisher channel and of the outbox.
     pub queue_capacity: usize,
+    /// Messages per second per user name across the cluster (`--user-rate-limit`; 0: off).
+    pub user_rate_limit: f64,
+    /// Burst of the per-user bucket (`--user-rate-burst`).
+    pub user_rate_burst: u32,
 }
 
 impl ClusterConfig {
@@ -196,7 +215,17 @@ impl ClusterConfig {
             node_id,
             stream_maxlen: stream_maxlen.max(1),
             queue_capacity: queue_capacity.max(1),
+            user_rate_limit: 0.0,
+            user_rate_burst: 1,
         })
+    }
+
+    /// Turns on the cluster-wide per-user token bucket: `limit` messages per second on average
+    /// (0 or less, or not finite: off), bursts of `burst` (at least 1).
+    pub fn with_user_rate(mut self, limit: f64, burst: u32) -> ClusterConfig {
+        self.user_rate_limit = if limit.is_finite() && limit > 0.0 { limit } else { 0.0 };
+        self.user_rate_burst = burst.max(1);
+        self
     }
 }
 
@@ -225,6 +254,19 @@ pub struct Outgoing {
     pub client_id: Option<Arc<str>>,
     /// Acceptance time, ms since the epoch.
     pub created_at_ms: i64,
+    /// The sending connection, told when Redis refuses the message (per-user rate limit).
+    pub reply_to: Option<ReplyTo>,
+}
+
+/// Where a refusal from Redis goes back to: one connection of one shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyTo {
+    /// Index of the sender's shard.
+    pub shard: usize,
+    /// Slab key of the connection on that shard.
+    pub conn_key: usize,
+    /// Serial of the connection (guards against a reused slab key).
+    pub conn_serial: u64,
 }
 
 /// What shards hand to the publisher thread on the bounded channel.
@@ -268,6 +310,8 @@ pub struct ClusterCounters {
     pub slot_conflicts: AtomicU64,
     /// Malformed messages skipped.
     pub malformed: AtomicU64,
+    /// Messages Redis refused for the per-user rate limit (`--user-rate-limit`).
+    pub user_rate_limited: AtomicU64,
 }
 
 /// What the cluster threads and the hub share.

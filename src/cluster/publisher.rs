@@ -22,6 +22,7 @@ use super::events::PresenceChange;
 use super::redis_link::{BatchItem, PublishArgs, Published, RedisLink};
 use super::wire::{WireMessage, encode_tail};
 use super::{Backoff, ClusterError, ClusterShared, Outgoing, ToRedis};
+use crate::protocol::error::{ClientError, ErrorCode};
 use crate::room::fanout::Hub;
 
 /// Messages per pipeline.
@@ -342,6 +343,12 @@ impl Publisher {
                             (_, Published::Duplicate) => {
                                 counters.duplicates.fetch_add(1, Ordering::Relaxed);
                             }
+                            (Pending::Chat { msg, .. }, Published::Refused) => {
+                                counters.user_rate_limited.fetch_add(1, Ordering::Relaxed);
+                                if let Some(reply_to) = msg.reply_to {
+                                    self.hub.refuse(reply_to, &user_rate_limited(&msg.user, &self.shared));
+                                }
+                            }
                             _ => {}
                         }
                     }
@@ -443,6 +450,20 @@ impl Publisher {
             seq,
             provisional_id,
             tail: encode_tail(&wire),
+            user: msg.user.to_string(),
+            user_rate: self.shared.cfg.user_rate_limit,
+            user_burst: self.shared.cfg.user_rate_burst,
         }
     }
+}
+
+/// The `error` a sender gets when the cluster-wide bucket of `user` is empty.
+fn user_rate_limited(user: &str, shared: &ClusterShared) -> ClientError {
+    ClientError::new(
+        ErrorCode::RateLimited,
+        format!(
+            "user {user:?} is over {} messages per second across the cluster; message dropped",
+            shared.cfg.user_rate_limit
+        ),
+    )
 }

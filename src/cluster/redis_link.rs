@@ -32,6 +32,12 @@ pub struct PublishArgs {
     pub provisional_id: u64,
     /// Body after the id line (`wire::encode_tail`).
     pub tail: Vec<u8>,
+    /// Sender's name (whose token bucket a fresh message is charged to).
+    pub user: String,
+    /// `--user-rate-limit` (0: no per-user limit).
+    pub user_rate: f64,
+    /// `--user-rate-burst`.
+    pub user_burst: u32,
 }
 
 /// One entry of a publish pipeline.
@@ -57,6 +63,8 @@ pub enum Published {
     Appended(u64),
     /// A replay of a sequence number this origin already published; nothing happened.
     Duplicate,
+    /// Refused by the sender's per-user token bucket; not published (its seq is recorded).
+    Refused,
     /// A presence change or binary relay was applied or published.
     Done,
 }
@@ -129,17 +137,20 @@ impl RedisLink {
                 BatchItem::Chat(msg) => {
                     pipe.cmd("EVALSHA")
                         .arg(&self.publish_sha)
-                        .arg(3)
+                        .arg(4)
                         .arg(keys::ID_COUNTER)
                         .arg(keys::log(&msg.room))
                         .arg(keys::origins(&msg.room))
+                        .arg(keys::user_bucket(&msg.user))
                         .arg(&msg.origin)
                         .arg(msg.seq)
                         .arg(msg.provisional_id)
                         .arg(ID_STRIDE)
                         .arg(maxlen)
                         .arg(&msg.tail)
-                        .arg(keys::channel(&msg.room));
+                        .arg(keys::channel(&msg.room))
+                        .arg(msg.user_rate)
+                        .arg(msg.user_burst);
                 }
                 BatchItem::Presence(change) => {
                     let mode = if change.joined { "j" } else { "l" };
@@ -158,11 +169,7 @@ impl RedisLink {
             .iter()
             .zip(replies)
             .map(|(item, reply)| match item {
-                BatchItem::Chat(_) => {
-                    let (id, _): (u64, String) = redis::from_redis_value(reply)
-                        .map_err(|_| ClusterError::Reply("publish script did not answer {id, entry}"))?;
-                    Ok(if id == 0 { Published::Duplicate } else { Published::Appended(id) })
-                }
+                BatchItem::Chat(_) => parse_publish_reply(reply),
                 BatchItem::Presence(_) | BatchItem::Binary { .. } => match reply {
                     Value::Int(_) => Ok(Published::Done),
                     Value::ServerError(_) => Err(ClusterError::Reply("presence script failed")),
@@ -266,5 +273,42 @@ impl RedisLink {
             out.push((id, body.ok_or(ClusterError::Reply("stream entry has no `m` field"))?));
         }
         Ok(out)
+    }
+}
+
+/// Reads the publish script's answer: `{id, entry}` (appended), `{0, ""}` (duplicate) or `{-1, ""}`
+/// (refused by the per-user bucket).
+///
+/// # Errors
+/// [`ClusterError::Reply`] for anything else.
+pub fn parse_publish_reply(reply: Value) -> Result<Published, ClusterError> {
+    let (id, _): (i64, String) =
+        redis::from_redis_value(reply).map_err(|_| ClusterError::Reply("publish script did not answer {id, entry}"))?;
+    match id {
+        -1 => Ok(Published::Refused),
+        0 => Ok(Published::Duplicate),
+        id => u64::try_from(id)
+            .map(Published::Appended)
+            .map_err(|_| ClusterError::Reply("publish script answered a negative id")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(id: i64, entry: &str) -> Value {
+        Value::Array(vec![Value::Int(id), Value::BulkString(entry.as_bytes().to_vec())])
+    }
+
+    #[test]
+    fn publish_replies_parse_to_appended_duplicate_or_refused() {
+        assert_eq!(parse_publish_reply(reply(2048, "1-0")).ok(), Some(Published::Appended(2048)));
+        assert_eq!(parse_publish_reply(reply(0, "")).ok(), Some(Published::Duplicate));
+        assert_eq!(parse_publish_reply(reply(-1, "")).ok(), Some(Published::Refused));
+        assert!(parse_publish_reply(reply(-2, "")).is_err());
+        assert!(parse_publish_reply(Value::Int(3)).is_err());
+        assert!(parse_publish_reply(Value::Array(vec![Value::Int(1)])).is_err());
+        assert!(parse_publish_reply(Value::Nil).is_err());
     }
 }

@@ -5,18 +5,45 @@
 
 /// Publishes one message atomically.
 ///
-/// `KEYS`: id counter, room stream, room origin table. `ARGV`: origin, seq, provisional id (`0`:
-/// allocate), id stride, stream max length, body tail (everything after the id line), channel.
+/// `KEYS`: id counter, room stream, room origin table, sender's token bucket
+/// (`rc:user:{<user>}:bucket`). `ARGV`: origin, seq, provisional id (`0`: allocate), id stride, stream
+/// max length, body tail (everything after the id line), channel, user rate (tokens per second; `0`:
+/// no limit), user burst.
 ///
 /// A `seq` at or below the origin's last published one is a replay of something already published:
-/// nothing happens and `{0, ""}` is returned. Otherwise the id is the next multiple of the stride
-/// after the counter (or the given provisional id, raising the counter to it), the body is appended
-/// to the stream (trimmed `MAXLEN ~`), the origin's seq recorded, and `entry_id \n body` published.
-/// Returns `{id, entry_id}`. Lua numbers are doubles: ids are exact up to 2^53.
+/// nothing happens and `{0, ""}` is returned. Then, for a fresh message (provisional id `0`) with a
+/// rate set, the sender's bucket is refilled from `TIME` (up to the burst) and charged one token;
+/// without a whole token the origin's seq is recorded, nothing is appended nor published, and
+/// `{-1, ""}` is returned. Replays (provisional id set) are never refused nor charged. Otherwise the
+/// id is the next multiple of the stride after the counter (or the given provisional id, raising the
+/// counter to it), the body is appended to the stream (trimmed `MAXLEN ~`), the origin's seq
+/// recorded, and `entry_id \n body` published. Returns `{id, entry_id}`. Lua numbers are doubles:
+/// ids are exact up to 2^53. The bucket expires once it would be full again (at most 30 days; a
+/// missing bucket is a full one). `TIME` in a script needs effect replication (the default from Redis 5; Redis 7 only
+/// replicates effects).
 pub const PUBLISH_SCRIPT: &str = r"
 local seq = tonumber(ARGV[2])
 local last = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
 if seq <= last then return {0, ''} end
+local rate = tonumber(ARGV[8])
+if ARGV[3] == '0' and rate > 0 then
+  local burst = tonumber(ARGV[9])
+  local now = redis.call('TIME')
+  local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local state = redis.call('HMGET', KEYS[4], 't', 'ts')
+  local tokens = tonumber(state[1]) or burst
+  local since = tonumber(state[2]) or now_ms
+  if now_ms > since then tokens = math.min(burst, tokens + (now_ms - since) * rate / 1000) end
+  local ttl = math.min(math.ceil(burst / rate * 1000) + 1000, 2592000000)
+  if tokens < 1 then
+    redis.call('HSET', KEYS[4], 't', tostring(tokens), 'ts', string.format('%d', now_ms))
+    redis.call('PEXPIRE', KEYS[4], string.format('%d', ttl))
+    redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+    return {-1, ''}
+  end
+  redis.call('HSET', KEYS[4], 't', tostring(tokens - 1), 'ts', string.format('%d', now_ms))
+  redis.call('PEXPIRE', KEYS[4], string.format('%d', ttl))
+end
 local counter = tonumber(redis.call('GET', KEYS[1]) or '0')
 local stride = tonumber(ARGV[4])
 local id = tonumber(ARGV[3])

@@ -14,6 +14,7 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 
 use crate::limits::per_ip::IpSlot;
+use crate::protocol::error::ClientError;
 use crate::room::fanout::Delivery;
 use crate::store::{HistoryPage, StoreError};
 
@@ -34,6 +35,16 @@ pub enum ShardMsg {
     Deliver(Arc<Delivery>),
     /// A history page read by the store's reader pool for one of this shard's connections.
     History(HistoryReply),
+    /// Cluster mode: Redis refused a message of this connection (per-user rate limit); send it
+    /// `error` if it is still open.
+    Refused {
+        /// Slab key of the connection.
+        conn_key: usize,
+        /// Serial of the connection (guards against a reused slab key).
+        conn_serial: u64,
+        /// The error to send.
+        error: ClientError,
+    },
     /// Stop: close every connection with 1001 and exit the loop.
     Shutdown,
 }

@@ -115,7 +115,8 @@ impl Server {
                 (!cfg.node_id.is_empty()).then(|| cfg.node_id.clone()),
                 cfg.redis_stream_maxlen,
                 cfg.redis_queue_capacity,
-            )?;
+            )?
+            .with_user_rate(cfg.user_rate_limit, cfg.user_rate_burst);
             let (sink, input) = cluster::channel(cluster_cfg);
             hub = hub.with_cluster(sink);
             cluster_input = Some(input);

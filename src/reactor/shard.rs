@@ -195,6 +195,13 @@ impl Shard {
                         session::on_history(&mut self.ctx, conn, reply.conn_key, reply.purpose, reply.result);
                     }
                 }
+                ShardMsg::Refused { conn_key, conn_serial, error } => {
+                    if let Some(conn) = self.conns.get_mut(conn_key)
+                        && conn.serial == conn_serial
+                    {
+                        session::on_refused(&mut self.ctx, conn, conn_key, &error);
+                    }
+                }
                 ShardMsg::Shutdown => self.begin_shutdown(),
             }
         }

@@ -12,7 +12,8 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::directory::{Directory, Room, RoomState};
-use crate::cluster::{ClusterSink, Outgoing};
+use crate::cluster::{ClusterSink, Outgoing, ReplyTo};
+use crate::protocol::error::ClientError;
 use crate::protocol::{Format, json};
 use crate::reactor::inbox::{ShardInbox, ShardMsg};
 use crate::store::{ChatRecord, StoreWriter};
@@ -104,6 +105,18 @@ impl Hub {
         }
     }
 
+    /// Cluster mode: tells the connection `reply_to` that its message was refused (never blocks:
+    /// the shard's inbox is unbounded; a connection closed meanwhile is skipped by the shard).
+    pub fn refuse(&self, reply_to: ReplyTo, error: &ClientError) {
+        if let Some(inbox) = self.shards.get(reply_to.shard) {
+            inbox.send(ShardMsg::Refused {
+                conn_key: reply_to.conn_key,
+                conn_serial: reply_to.conn_serial,
+                error: error.clone(),
+            });
+        }
+    }
+
     /// Number of shards.
     pub fn n_shards(&self) -> usize {
         self.shards.len()
@@ -129,6 +142,9 @@ impl Hub {
     ///
     /// `origin` is the sender's format: a text client's frame is relayed verbatim to text members, a
     /// JSON client's reaches them as `user: content`. `scratch` is a reusable encoding buffer.
+    /// `reply_to` is the sending connection, told (cluster mode) when Redis refuses the message for
+    /// the per-user rate limit.
+    #[allow(clippy::too_many_arguments)]
     pub fn publish_chat(
         &self,
         room: &Arc<Room>,
@@ -136,6 +152,7 @@ impl Hub {
         content: &str,
         origin: Format,
         client_id: Option<&str>,
+        reply_to: Option<ReplyTo>,
         scratch: &mut Vec<u8>,
     ) -> u64 {
         if let Some(cluster) = &self.cluster {
@@ -146,6 +163,7 @@ impl Hub {
                 format: origin,
                 client_id: client_id.map(Arc::from),
                 created_at_ms: json::now_millis(),
+                reply_to,
             });
             return 0;
         }

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::conn::{Conn, Phase};
 use crate::metrics::{CloseReason, ShardMetrics};
 use crate::ops::Telemetry;
+use crate::protocol::error::ClientError;
 use crate::protocol::json::JsonParser;
 use crate::reactor::inbox::{HistoryPurpose, ShardInbox};
 use crate::reactor::shard::CLOSE_LINGER;
@@ -133,6 +134,15 @@ pub fn on_input(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8]
         Phase::Ws(_) => ws::on_input(ctx, conn, key, data),
         // Input after our close is read and dropped until the peer closes.
         Phase::Closing { .. } => {}
+    }
+}
+
+/// Tells a WebSocket session that a message it sent was refused after it left the shard (cluster
+/// mode: the per-user rate limit in Redis). Anything else (the connection closed and its key was
+/// reused by an HTTP request) is ignored.
+pub fn on_refused(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, err: &ClientError) {
+    if matches!(conn.phase, Phase::Ws(_)) {
+        ws::send_error(ctx, conn, key, err);
     }
 }
 

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use super::http::{MAX_PAGE, submit_history};
 use super::local::LocalMember;
 use super::{ShardCtx, close_ws, guard};
+use crate::cluster::ReplyTo;
 use crate::config::Config;
 use crate::conn::{Conn, Membership, Phase, WsState};
 use crate::metrics::CloseReason;
@@ -122,7 +123,8 @@ fn on_message(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, kind: MessageKind
             let Some(membership) = ws.rooms.first() else { return };
             // The codec validated the UTF-8 of text messages.
             let content = std::str::from_utf8(payload).unwrap_or_default();
-            ctx.hub.publish_chat(&membership.room, &ws.user, content, Format::Text, None, &mut ctx.scratch);
+            let reply_to = reply_to(ctx, conn.serial, key);
+            ctx.hub.publish_chat(&membership.room, &ws.user, content, Format::Text, None, reply_to, &mut ctx.scratch);
             ctx.metrics.messages_received.inc();
         }
         (Format::Text, MessageKind::Binary) => {
@@ -145,6 +147,11 @@ fn on_message(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, kind: MessageKind
             }
         }
     }
+}
+
+/// Where a refusal from Redis for this connection's message goes (cluster mode only).
+fn reply_to(ctx: &ShardCtx, conn_serial: u64, key: usize) -> Option<ReplyTo> {
+    ctx.hub.cluster().is_some().then_some(ReplyTo { shard: ctx.shard, conn_key: key, conn_serial })
 }
 
 fn too_large(len: usize, max: usize) -> ClientError {
@@ -178,6 +185,7 @@ fn on_command(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, command: Command<
                 &content,
                 Format::Json,
                 client_id.as_deref(),
+                reply_to(ctx, conn.serial, key),
                 &mut ctx.scratch,
             );
             ctx.metrics.messages_received.inc();

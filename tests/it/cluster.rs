@@ -11,8 +11,15 @@ use crate::support::*;
 
 /// A node on `redis` named `id`.
 fn node(redis: &RedisServer, id: &str) -> Server {
+    node_with(redis, id, &[])
+}
+
+/// A node on `redis` named `id`, with `extra` flags.
+fn node_with(redis: &RedisServer, id: &str, extra: &[&str]) -> Server {
     let url = redis.url();
-    let server = Server::start(&["--redis-url", &url, "--node-id", id]);
+    let mut args = vec!["--redis-url", url.as_str(), "--node-id", id];
+    args.extend_from_slice(extra);
+    let server = Server::start(&args);
     wait_linked(&server);
     server
 }
@@ -409,4 +416,68 @@ fn membership_is_resynced_after_redis_comes_back_empty() {
         let (_ws, joined) = connect_json_joined(&b, "s", "dee");
         joined["member_count"] == 4 && member_names(&joined) == ["ann", "amy", "bob", "dee"].map(String::from).into()
     });
+}
+
+/// Reads `ws` until the `sent` messages it sent (client ids starting with `prefix`) are each either
+/// delivered back or refused with `rate_limited`; returns `(delivered, refused)`. Messages of other
+/// connections and other events are skipped; every read has the 30 s deadline of the client socket.
+fn outcomes(ws: &mut Client, prefix: &str, sent: usize) -> (usize, usize) {
+    let (mut delivered, mut refused) = (0, 0);
+    while delivered + refused < sent {
+        let event = recv_json(ws);
+        match event["type"].as_str() {
+            Some("message") if event["client_id"].as_str().is_some_and(|c| c.starts_with(prefix)) => delivered += 1,
+            Some("error") => {
+                assert_eq!(event["code"], "rate_limited", "{event}");
+                refused += 1;
+            }
+            _ => {}
+        }
+    }
+    (delivered, refused)
+}
+
+#[test]
+fn the_per_user_rate_limit_holds_across_nodes() {
+    let redis = RedisServer::start();
+    let flags = ["--rate-limit", "0", "--rate-limit-bytes", "0", "--user-rate-limit", "0.01", "--user-rate-burst", "5"];
+    let a = node_with(&redis, "a", &flags);
+    let b = node_with(&redis, "b", &flags);
+    let mut carol = connect_json(&a, "r", "carol");
+    let mut ann_a = connect_json(&a, "r", "ann");
+    let mut ann_b = connect_json(&b, "r", "ann");
+
+    for i in 0..6 {
+        send_json(
+            &mut ann_a,
+            json!({"type": "message", "room": "r", "content": format!("a{i}"), "client_id": format!("a{i}")}),
+        );
+        send_json(
+            &mut ann_b,
+            json!({"type": "message", "room": "r", "content": format!("b{i}"), "client_id": format!("b{i}")}),
+        );
+    }
+    // Every one of the 12 messages is either delivered (its sender sees its echo) or refused.
+    let (delivered_a, refused_a) = outcomes(&mut ann_a, "a", 6);
+    let (delivered_b, refused_b) = outcomes(&mut ann_b, "b", 6);
+    assert_eq!(delivered_a + delivered_b, 5, "the burst of 5 is shared by both connections on both nodes");
+    assert_eq!(refused_a + refused_b, 7, "every other message is refused with rate_limited");
+
+    // Carol (another user, not limited) counts ann's messages up to her own marker, which Redis
+    // orders after all of ann's (they were all decided before it was sent).
+    send_message(&mut carol, "r", "marker");
+    let mut from_ann = Vec::new();
+    loop {
+        let event = recv_event(&mut carol, "message");
+        let content = event["content"].as_str().expect("content").to_string();
+        match event["user"].as_str() {
+            Some("carol") if content == "marker" => break,
+            Some("ann") => from_ann.push(content),
+            other => panic!("unexpected sender {other:?}"),
+        }
+    }
+    assert_eq!(from_ann.len(), 5, "exactly 5 of ann's messages are delivered cluster-wide: {from_ann:?}");
+    wait_until("node b stored the marker", || history(&b, "r").iter().any(|m| m.2 == "marker"));
+    let stored = history(&b, "r").iter().filter(|m| m.1 == "ann").count();
+    assert_eq!(stored, 5, "refused messages are not stored");
 }
