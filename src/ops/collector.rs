@@ -18,6 +18,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use super::build_info;
 use super::process::ProcessStats;
 use super::readiness::{Readiness, StoreState};
+use crate::cluster::ClusterCounters;
 use crate::metrics::histogram::{BATCH_BOUNDS, LATENCY_BOUNDS_NS, NANOS};
 use crate::metrics::{AcceptorMetrics, CloseReason, HistogramSnapshot, HistoryKind, ShardMetrics};
 use crate::protocol::error::ErrorCode;
@@ -50,7 +51,7 @@ impl Collector for RoomcastCollector {
         self.encode_traffic(&mut enc)?;
         self.encode_history(&mut enc)?;
         self.encode_store(&mut enc)?;
-        encode_redis_placeholders(&mut enc)?;
+        self.encode_redis(&mut enc)?;
         encode_process(&mut enc, &ProcessStats::read())?;
         let readiness =
             Readiness { store: StoreState::of(self.store.as_ref()), draining: self.draining.load(Ordering::SeqCst) };
@@ -230,17 +231,75 @@ impl RoomcastCollector {
     }
 }
 
-/// Cluster mode (Redis) is not implemented yet; these stay 0 so dashboards and alerts can be built now.
-fn encode_redis_placeholders(enc: &mut DescriptorEncoder) -> fmt::Result {
-    counter(enc, "roomcast_redis_published", "Messages published to Redis (cluster mode; 0 until it exists).", 0)?;
-    counter(
-        enc,
-        "roomcast_redis_received",
-        "Messages received from Redis subscriptions (cluster mode; 0 until it exists).",
-        0,
-    )?;
-    counter(enc, "roomcast_redis_errors", "Redis command or connection errors (cluster mode; 0 until it exists).", 0)?;
-    counter(enc, "roomcast_redis_reconnects", "Reconnections to Redis (cluster mode; 0 until it exists).", 0)
+impl RoomcastCollector {
+    /// Cluster-mode figures from the cluster threads' counters (all 0 in single-node mode).
+    fn encode_redis(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        let counters = self.hub.cluster().map(|sink| &sink.shared().counters);
+        let load = |f: fn(&ClusterCounters) -> u64| counters.map_or(0, f);
+        counter(
+            enc,
+            "roomcast_redis_published",
+            "Messages this node appended to Redis.",
+            load(|c| c.published.load(Ordering::Relaxed)),
+        )?;
+        counter(
+            enc,
+            "roomcast_redis_received",
+            "Messages from Redis delivered to local members or stored.",
+            load(|c| c.received.load(Ordering::Relaxed)),
+        )?;
+        counter(
+            enc,
+            "roomcast_redis_errors",
+            "Lost Redis connections or failed connection attempts (publisher or subscriber).",
+            load(|c| c.link_errors.load(Ordering::Relaxed)),
+        )?;
+        counter(
+            enc,
+            "roomcast_redis_connects",
+            "Successful connections to Redis by the cluster threads, first ones included (more than the \
+             thread count means reconnects).",
+            load(|c| c.connects.load(Ordering::Relaxed)),
+        )?;
+        counter(
+            enc,
+            "roomcast_redis_duplicates",
+            "Messages dropped as duplicates (script, stream cursor, origin seq, own replay).",
+            load(|c| c.duplicates.load(Ordering::Relaxed)),
+        )?;
+        counter(
+            enc,
+            "roomcast_redis_provisional",
+            "Messages delivered locally with a provisional id while Redis was away.",
+            load(|c| c.provisional.load(Ordering::Relaxed)),
+        )?;
+        counter(
+            enc,
+            "roomcast_redis_replayed",
+            "Provisional messages replayed to Redis after an outage.",
+            load(|c| c.replayed.load(Ordering::Relaxed)),
+        )?;
+        counter(
+            enc,
+            "roomcast_redis_user_rate_limited",
+            "Messages Redis refused for the per-user rate limit (--user-rate-limit).",
+            load(|c| c.user_rate_limited.load(Ordering::Relaxed)),
+        )?;
+        let outbox = load(|c| c.outbox_depth.load(Ordering::Relaxed) as u64);
+        gauge(
+            enc,
+            "roomcast_redis_outbox_depth",
+            "Messages waiting to be published to Redis.",
+            i64::try_from(outbox).unwrap_or(i64::MAX),
+        )?;
+        let up = load(|c| u64::from(c.publisher_up.load(Ordering::Relaxed) && c.subscriber_up.load(Ordering::Relaxed)));
+        gauge(
+            enc,
+            "roomcast_redis_up",
+            "1 when both cluster threads are connected to Redis (cluster mode), else 0.",
+            up as i64,
+        )
+    }
 }
 
 fn encode_process(enc: &mut DescriptorEncoder, p: &ProcessStats) -> fmt::Result {

@@ -120,6 +120,27 @@ fn clients_on_different_nodes_see_one_order_and_every_node_serves_the_same_histo
     assert_eq!(from_a.len(), 41);
     assert_eq!(from_a, from_b, "history is the same whichever node answers");
     assert_eq!(from_a.iter().map(|m| m.0).collect::<Vec<_>>(), ids, "history order is delivery order");
+
+    // /metrics shows the cluster traffic: each node received all 41 messages from Redis, the two nodes
+    // together appended all 41, and both links are up.
+    let (a_metrics, b_metrics) = (redis_metrics(&a), redis_metrics(&b));
+    for m in [&a_metrics, &b_metrics] {
+        assert!(m["roomcast_redis_received_total"] >= 41.0, "{m:?}");
+        assert_eq!(m["roomcast_redis_up"], 1.0, "{m:?}");
+        assert!(m["roomcast_redis_connects_total"] >= 2.0, "{m:?}");
+    }
+    assert_eq!(a_metrics["roomcast_redis_published_total"] + b_metrics["roomcast_redis_published_total"], 41.0);
+}
+
+/// The `roomcast_redis_*` samples of a node's `/metrics`.
+fn redis_metrics(server: &Server) -> std::collections::HashMap<String, f64> {
+    let (status, _, body) = http_get(server, "/metrics");
+    assert_eq!(status, 200);
+    String::from_utf8_lossy(&body)
+        .lines()
+        .filter(|l| l.starts_with("roomcast_redis_"))
+        .filter_map(|l| l.split_once(' ').and_then(|(k, v)| v.trim().parse().ok().map(|v| (k.to_string(), v))))
+        .collect()
 }
 
 #[test]
