@@ -20,12 +20,7 @@ fn page_reconnects_after_a_restart_and_misses_nothing() {
         drop(eve);
 
         server.stop();
-        page.wait_js(
-            "the page noticing the server is gone",
-            "return document.getElementById('status').dataset.state !== 'online'",
-            vec![],
-        )
-        .await;
+        page.wait_offline().await;
         page.screenshot("reconnect-offline").await;
 
         server.restart();
@@ -72,12 +67,7 @@ fn page_catches_up_on_messages_from_someone_who_already_left() {
         drop(eve);
 
         server.stop();
-        page.wait_js(
-            "the page noticing the server is gone",
-            "return document.getElementById('status').dataset.state !== 'online'",
-            vec![],
-        )
-        .await;
+        page.wait_offline().await;
         server.restart();
         let mut eve = Peer::join(&server, "quiet", "eve");
         eve.say("quiet", "posted and gone 1");

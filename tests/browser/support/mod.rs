@@ -375,6 +375,16 @@ impl Browser {
         .await;
     }
 
+    /// Waits until the page shows that it lost its connection (after the server stopped).
+    pub async fn wait_offline(&self) {
+        self.wait_js(
+            "the page noticing the server is gone",
+            "return document.getElementById('status').dataset.state !== 'online'",
+            vec![],
+        )
+        .await;
+    }
+
     /// Types `text` into the message box and presses Enter.
     pub async fn say(&self, text: &str) {
         let input = self.client.find(Locator::Id("text")).await.expect("message box");
