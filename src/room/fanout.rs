@@ -47,6 +47,25 @@ impl Delivery {
     }
 }
 
+/// One chat message as a session hands it to [`Hub::publish_chat`].
+#[derive(Debug, Clone, Copy)]
+pub struct ChatPost<'a> {
+    /// The room (the sender is a member).
+    pub room: &'a Arc<Room>,
+    /// The sender's display name.
+    pub user: &'a Arc<str>,
+    /// The message text.
+    pub content: &'a str,
+    /// The sender's format: a text client's frame is relayed verbatim to text members, a JSON
+    /// client's reaches them as `user: content`.
+    pub origin: Format,
+    /// Echoed in the `message` event.
+    pub client_id: Option<&'a str>,
+    /// The sending connection, told (cluster mode) when Redis refuses the message for the per-user
+    /// rate limit.
+    pub reply_to: Option<ReplyTo>,
+}
+
 /// Shared publish state: the room table, the shard inboxes, the id sequence and the store queue.
 pub struct Hub {
     /// Rooms and their members.
@@ -137,24 +156,10 @@ impl Hub {
             || self.shards.iter().any(|s| s.len() > INBOX_SOFT_CAP)
     }
 
-    /// Publishes a chat message from `user` to `room` and returns its id (0 in cluster mode, where
-    /// Redis assigns it and the message is delivered when it comes back).
-    ///
-    /// `origin` is the sender's format: a text client's frame is relayed verbatim to text members, a
-    /// JSON client's reaches them as `user: content`. `scratch` is a reusable encoding buffer.
-    /// `reply_to` is the sending connection, told (cluster mode) when Redis refuses the message for
-    /// the per-user rate limit.
-    #[allow(clippy::too_many_arguments)]
-    pub fn publish_chat(
-        &self,
-        room: &Arc<Room>,
-        user: &Arc<str>,
-        content: &str,
-        origin: Format,
-        client_id: Option<&str>,
-        reply_to: Option<ReplyTo>,
-        scratch: &mut Vec<u8>,
-    ) -> u64 {
+    /// Publishes a chat message and returns its id (0 in cluster mode, where Redis assigns it and
+    /// the message is delivered when it comes back). `scratch` is a reusable encoding buffer.
+    pub fn publish_chat(&self, post: ChatPost<'_>, scratch: &mut Vec<u8>) -> u64 {
+        let ChatPost { room, user, content, origin, client_id, reply_to } = post;
         if let Some(cluster) = &self.cluster {
             cluster.submit(Outgoing {
                 room: Arc::clone(&room.name),

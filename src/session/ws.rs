@@ -20,6 +20,7 @@ use crate::protocol::error::{ClientError, ErrorCode};
 use crate::protocol::json::{self, Command, MAX_CLIENT_ID_BYTES, WelcomeLimits};
 use crate::protocol::{Format, names};
 use crate::reactor::inbox::HistoryPurpose;
+use crate::room::fanout::ChatPost;
 use crate::store::{ChatRecord, HistoryPage, HistoryQuery, StoreError};
 use crate::ws::close;
 use crate::ws::codec::{self, Decoded, MessageKind, WsEvent};
@@ -124,7 +125,15 @@ fn on_message(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, kind: MessageKind
             // The codec validated the UTF-8 of text messages.
             let content = std::str::from_utf8(payload).unwrap_or_default();
             let reply_to = reply_to(ctx, conn.serial, key);
-            ctx.hub.publish_chat(&membership.room, &ws.user, content, Format::Text, None, reply_to, &mut ctx.scratch);
+            let post = ChatPost {
+                room: &membership.room,
+                user: &ws.user,
+                content,
+                origin: Format::Text,
+                client_id: None,
+                reply_to,
+            };
+            ctx.hub.publish_chat(post, &mut ctx.scratch);
             ctx.metrics.messages_received.inc();
         }
         (Format::Text, MessageKind::Binary) => {
@@ -179,15 +188,15 @@ fn on_command(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, command: Command<
                 ));
             }
             let membership = ws.rooms.iter().find(|m| *m.room.name == *room).ok_or_else(|| not_joined(&room))?;
-            ctx.hub.publish_chat(
-                &membership.room,
-                &ws.user,
-                &content,
-                Format::Json,
-                client_id.as_deref(),
-                reply_to(ctx, conn.serial, key),
-                &mut ctx.scratch,
-            );
+            let post = ChatPost {
+                room: &membership.room,
+                user: &ws.user,
+                content: &content,
+                origin: Format::Json,
+                client_id: client_id.as_deref(),
+                reply_to: reply_to(ctx, conn.serial, key),
+            };
+            ctx.hub.publish_chat(post, &mut ctx.scratch);
             ctx.metrics.messages_received.inc();
             Ok(())
         }
