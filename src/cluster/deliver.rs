@@ -17,7 +17,7 @@ use super::events::PresenceChange;
 use super::ids::next_provisional;
 use super::membership::MembershipView;
 use super::wire::WireMessage;
-use crate::room::fanout::Hub;
+use crate::room::fanout::{Hub, Wakeups};
 use crate::store::ChatRecord;
 
 /// Delivers `msg` (sequenced by Redis) to this node's members of its room (when `live`) and stores
@@ -31,10 +31,14 @@ pub fn deliver_sequenced(hub: &Hub, msg: &WireMessage, live: bool, scratch: &mut
         created_at_ms: msg.created_at_ms,
     };
     if let Some(room) = hub.directory.get(&msg.room).filter(|_| live) {
+        let mut wakes = Wakeups::default();
         let mut state = room.state.lock();
         hub.observe_id(msg.id);
         if msg.id > state.last_id {
-            hub.fan_out_locked(&room, &mut state, rec, msg.format, msg.client_id.as_deref(), scratch, Instant::now());
+            let (format, client_id) = (msg.format, msg.client_id.as_deref());
+            hub.fan_out_locked(&room, &mut state, rec, format, client_id, scratch, Instant::now(), &mut wakes);
+            drop(state);
+            hub.wake(wakes);
             return true;
         }
     } else {
@@ -55,18 +59,14 @@ pub fn deliver_provisional(hub: &Hub, msg: &Outgoing, slot: u64, scratch: &mut V
         created_at_ms: msg.created_at_ms,
     };
     if let Some(room) = hub.directory.get(&msg.room) {
+        let mut wakes = Wakeups::default();
         let mut state = room.state.lock();
         let last = state.last_id;
         let id = hub.allocate_id(|seen| next_provisional(seen.max(last), slot));
-        hub.fan_out_locked(
-            &room,
-            &mut state,
-            record(id),
-            msg.format,
-            msg.client_id.as_deref(),
-            scratch,
-            Instant::now(),
-        );
+        let (format, client_id) = (msg.format, msg.client_id.as_deref());
+        hub.fan_out_locked(&room, &mut state, record(id), format, client_id, scratch, Instant::now(), &mut wakes);
+        drop(state);
+        hub.wake(wakes);
         return id;
     }
     let id = hub.allocate_id(|seen| next_provisional(seen, slot));
@@ -81,11 +81,14 @@ pub fn deliver_provisional(hub: &Hub, msg: &Outgoing, slot: u64, scratch: &mut V
 pub fn deliver_presence(hub: &Hub, view: &MembershipView, change: &PresenceChange) {
     match hub.directory.get(&change.room) {
         Some(room) => {
+            let mut wakes = Wakeups::default();
             let state = room.state.lock();
             let stale_leave = !change.joined && state.users.contains_key(&change.user);
             if view.apply(change) && !stale_leave {
-                hub.publish_presence(&room, &state, &change.user, presence_word(change.joined));
+                hub.publish_presence(&room, &state, &change.user, presence_word(change.joined), &mut wakes);
             }
+            drop(state);
+            hub.wake(wakes);
         }
         None => {
             view.apply(change);
@@ -97,8 +100,11 @@ pub fn deliver_presence(hub: &Hub, view: &MembershipView, change: &PresenceChang
 /// view is not touched: it holds what Redis says, and is replaced on reconnect).
 pub fn deliver_presence_locally(hub: &Hub, change: &PresenceChange) {
     if let Some(room) = hub.directory.get(&change.room) {
+        let mut wakes = Wakeups::default();
         let state = room.state.lock();
-        hub.publish_presence(&room, &state, &change.user, presence_word(change.joined));
+        hub.publish_presence(&room, &state, &change.user, presence_word(change.joined), &mut wakes);
+        drop(state);
+        hub.wake(wakes);
     }
 }
 

@@ -23,7 +23,7 @@ use super::events::{ChannelPayload, parse_channel};
 use super::redis_link::{IO_TIMEOUT, RedisLink};
 use super::wire::{EntryId, WireMessage, parse_body};
 use super::{Backoff, ClusterError, ClusterShared, keys};
-use crate::room::fanout::Hub;
+use crate::room::fanout::{Hub, Wakeups};
 
 /// How often a blocked read returns to check the stop flag.
 const POLL: Duration = Duration::from_millis(200);
@@ -158,12 +158,15 @@ impl Subscriber {
         let changes = self.shared.view.replace(snapshot);
         for change in &changes {
             let Some(room) = self.hub.directory.get(&change.room) else { continue };
+            let mut wakes = Wakeups::default();
             let state = room.state.lock();
             // This node's own users are announced by its own changes, not by a snapshot.
             if !state.users.contains_key(&change.user) {
                 let word = if change.joined { "join" } else { "leave" };
-                self.hub.publish_presence(&room, &state, &change.user, word);
+                self.hub.publish_presence(&room, &state, &change.user, word, &mut wakes);
             }
+            drop(state);
+            self.hub.wake(wakes);
         }
         Ok(())
     }

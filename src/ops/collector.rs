@@ -209,6 +209,15 @@ impl RoomcastCollector {
             "outcome",
             queries.into_iter(),
         )?;
+        let wakeups = stats.writer_wakeups;
+        let causes = [("timer", wakeups.timer), ("producer", wakeups.producer), ("control", wakeups.control)];
+        labeled_counters(
+            enc,
+            "roomcast_store_writer_wakeups",
+            "Times the store writer thread woke up, by cause (never once per message).",
+            "cause",
+            causes.into_iter(),
+        )?;
         counter(
             enc,
             "roomcast_store_visible_wait_timeouts",

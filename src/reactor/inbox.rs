@@ -103,11 +103,23 @@ impl ShardInbox {
 
     /// Queues `msg` and wakes the shard if it is (about to be) asleep.
     pub fn send(&self, msg: ShardMsg) {
+        if self.push(msg) {
+            self.wake();
+        }
+    }
+
+    /// Queues `msg` without waking anyone; returns whether the shard is (about to be) asleep and
+    /// must be woken with [`ShardInbox::wake`]. For callers holding a room's lock: the push is a
+    /// lock-free list append (no syscall, no other thread woken), the wake-up (an eventfd write)
+    /// comes after the lock is released.
+    pub fn push(&self, msg: ShardMsg) -> bool {
         // A send only fails once the shard has exited (shutdown); the message is then moot.
-        if self.tx.send(msg).is_ok()
-            && self.sleeping.swap(false, Ordering::SeqCst)
-            && let Err(err) = self.waker.wake()
-        {
+        self.tx.send(msg).is_ok() && self.sleeping.swap(false, Ordering::SeqCst)
+    }
+
+    /// Wakes the shard (after a [`ShardInbox::push`] that asked for it).
+    pub fn wake(&self) {
+        if let Err(err) = self.waker.wake() {
             tracing::error!(%err, "could not wake a shard");
         }
     }

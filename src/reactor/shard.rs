@@ -30,6 +30,10 @@ const READ_CHUNK: usize = 64 * 1024;
 const READS_PER_TURN: usize = 4;
 /// Inbox messages handled per turn before flushing (keeps latency bounded under bursts).
 const INBOX_PER_TURN: usize = 8192;
+/// Frames queued on connections per turn before flushing: a busy shard writes what it has queued
+/// after at most this much delivery work, so no connection waits behind a long inbox backlog
+/// (64 deliveries to 1,000 local members, or 8,192 to a few).
+const DELIVERIES_PER_TURN: usize = 65_536;
 /// How often deadlines are checked.
 const SWEEP_EVERY: Duration = Duration::from_millis(250);
 /// How long a closing connection may linger for its peer's close before it is dropped.
@@ -180,13 +184,19 @@ impl Shard {
 
     /// Handles queued inbox messages; returns `true` when the shard must exit now.
     fn drain_inbox(&mut self) -> bool {
+        let mut frames_budget = DELIVERIES_PER_TURN;
         for _ in 0..INBOX_PER_TURN {
+            if frames_budget == 0 {
+                break;
+            }
             let Ok(msg) = self.inbox_rx.try_recv() else { break };
             match msg {
                 ShardMsg::Accept { stream, peer, over_capacity, ip_slot } => {
                     self.accept(stream, peer, over_capacity, ip_slot)
                 }
-                ShardMsg::Deliver(delivery) => self.deliver(&delivery),
+                ShardMsg::Deliver(delivery) => {
+                    frames_budget = frames_budget.saturating_sub(self.deliver(&delivery).max(1));
+                }
                 ShardMsg::History(reply) => {
                     self.ctx.metrics.history_latency.observe_duration(reply.submitted_at.elapsed());
                     if let Some(conn) = self.conns.get_mut(reply.conn_key)
@@ -242,8 +252,10 @@ impl Shard {
         self.on_readable(key);
     }
 
-    fn deliver(&mut self, delivery: &Delivery) {
-        let Some(members) = self.ctx.local.members(delivery.room_id) else { return };
+    /// Queues `delivery` on every local member; returns the number of members looked at.
+    fn deliver(&mut self, delivery: &Delivery) -> usize {
+        let Some(members) = self.ctx.local.members(delivery.room_id) else { return 0 };
+        let visited = members.len();
         let max_outbuf = self.ctx.cfg.max_outbuf;
         let mut to_flush = std::mem::take(&mut self.ctx.to_flush);
         let mut slow = Vec::new();
@@ -293,6 +305,7 @@ impl Shard {
                 session::close_ws(&mut self.ctx, conn, key, close::TRY_AGAIN_LATER, "slow consumer", true, why);
             }
         }
+        visited
     }
 
     fn flush_scheduled(&mut self) {

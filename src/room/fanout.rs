@@ -4,6 +4,13 @@
 //! order, delivery order) happens under the room's lock, and every delivery, including to the
 //! sender's own shard, goes through the shard inboxes, which are FIFO: so every member of a room
 //! receives the room's messages in one and the same order, the order of their ids.
+//!
+//! The room's lock covers sequencing only. Under it: the id, the encoding (pure CPU), the store
+//! queue push and the inbox pushes, none of which makes a syscall or wakes a thread. The wake-ups
+//! those pushes call for (a sleeping shard's eventfd, an idle store writer) are collected in
+//! [`Wakeups`] and done by [`Hub::wake`] after the lock is released: a thread woken while the lock
+//! is held could preempt its waker on a busy core and stall every other publisher of the room
+//! behind a descheduled lock holder.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,11 +23,28 @@ use crate::cluster::{ClusterSink, Outgoing, ReplyTo};
 use crate::protocol::error::ClientError;
 use crate::protocol::{Format, json};
 use crate::reactor::inbox::{ShardInbox, ShardMsg};
-use crate::store::{ChatRecord, StoreWriter};
+use crate::store::{ChatRecord, StoreWriter, WriterWake};
 use crate::ws::codec;
 
 /// Soft bound on a shard inbox: above it, shards stop reading client sockets until it drains.
 pub const INBOX_SOFT_CAP: usize = 16_384;
+
+/// Threads to wake once a room's lock is released: shards whose inbox got a message while they
+/// were (about to be) asleep, and the store writer. Collected by the `*_locked` publish functions,
+/// performed by [`Hub::wake`].
+#[must_use = "pass it to Hub::wake after releasing the room's lock"]
+#[derive(Debug, Default)]
+pub struct Wakeups {
+    /// One bit per shard (at most 256, see `Config::shards`).
+    shards: [u64; 4],
+    writer: bool,
+}
+
+impl Wakeups {
+    fn shard(&mut self, shard: usize) {
+        self.shards[shard / 64] |= 1 << (shard % 64);
+    }
+}
 
 /// One published event, shared by every recipient.
 #[derive(Debug)]
@@ -174,21 +198,44 @@ impl Hub {
         }
         // Taken before the lock: the fan-out latency includes waiting for the room.
         let published_at = Instant::now();
+        let rec_content: Arc<str> = Arc::from(content);
+        let created_at_ms = json::now_millis();
+        let mut wakes = Wakeups::default();
         let mut state = room.state.lock();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let rec = ChatRecord {
             id,
             room: Arc::clone(&room.name),
             user: Arc::clone(user),
-            content: Arc::from(content),
-            created_at_ms: json::now_millis(),
+            content: rec_content,
+            created_at_ms,
         };
-        self.fan_out_locked(room, &mut state, rec, origin, client_id, scratch, published_at);
+        self.fan_out_locked(room, &mut state, rec, origin, client_id, scratch, published_at, &mut wakes);
+        drop(state);
+        self.wake(wakes);
         id
     }
 
+    /// Wakes the threads collected in `wakes`; call after releasing the room's lock.
+    pub fn wake(&self, wakes: Wakeups) {
+        for (word, &bits) in wakes.shards.iter().enumerate() {
+            let mut bits = bits;
+            while bits != 0 {
+                let bit = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                self.shards[word * 64 + bit].wake();
+            }
+        }
+        if wakes.writer
+            && let Some(store) = &self.store
+        {
+            store.wake();
+        }
+    }
+
     /// With the room's lock held: encodes `rec` once per format members speak, makes it the room's
-    /// last id, queues it for the store and sends it to every shard with members.
+    /// last id, queues it for the store and pushes it to every shard with members; the wake-ups
+    /// this calls for go into `wakes` (see [`Hub::wake`]).
     #[allow(clippy::too_many_arguments, reason = "the publish path's inputs, passed without a struct on the hot path")]
     pub(crate) fn fan_out_locked(
         &self,
@@ -199,6 +246,7 @@ impl Hub {
         client_id: Option<&str>,
         scratch: &mut Vec<u8>,
         published_at: Instant,
+        wakes: &mut Wakeups,
     ) {
         let id = rec.id;
         let text = (state.text_members > 0).then(|| match origin {
@@ -217,20 +265,32 @@ impl Hub {
             Bytes::from(codec::encode_frame(codec::TEXT, scratch))
         });
         state.last_id = id;
-        self.store_record(rec);
-        self.send_to_members(state, Arc::new(Delivery { room_id: room.id, id, text, json, published_at }));
+        self.store_record_locked(rec, wakes);
+        self.push_to_members(state, Arc::new(Delivery { room_id: room.id, id, text, json, published_at }), wakes);
     }
 
-    /// Queues `rec` for the store (when persistence is on).
+    /// Queues `rec` for the store (when persistence is on); call without a room's lock held.
     pub(crate) fn store_record(&self, rec: ChatRecord) {
+        let mut wakes = Wakeups::default();
+        self.store_record_locked(rec, &mut wakes);
+        self.wake(wakes);
+    }
+
+    /// Queues `rec` for the store (when persistence is on), leaving the writer's wake-up to `wakes`.
+    fn store_record_locked(&self, rec: ChatRecord, wakes: &mut Wakeups) {
         if let Some(store) = &self.store {
             let id = rec.id;
-            // The queue has room unless every shard ignored `ingress_paused`'s reserve at once; then wait
-            // for the writer (bounded: it drains continuously) rather than drop an accepted message.
-            if let Err(rec) = store.try_enqueue(rec)
-                && let Err(err) = store.enqueue_blocking(rec)
-            {
-                tracing::error!(%err, id, "message could not be queued for persistence");
+            match store.try_enqueue_deferred(rec) {
+                Ok(wake) => wakes.writer |= wake == WriterWake::Needed,
+                // The queue has room unless every shard ignored `ingress_paused`'s reserve at once;
+                // then wait for the writer (bounded: it drains continuously) rather than drop an
+                // accepted message. The only place a room's lock is held across a wait, and only
+                // when backpressure was not enough.
+                Err(rec) => {
+                    if let Err(err) = store.enqueue_blocking(rec) {
+                        tracing::error!(%err, id, "message could not be queued for persistence");
+                    }
+                }
             }
         }
     }
@@ -246,24 +306,34 @@ impl Hub {
 
     /// Relays a binary frame verbatim to this node's text-format members of `room`.
     pub fn relay_binary_locally(&self, room: &Room, payload: &[u8]) {
-        let state = room.state.lock();
-        if state.text_members == 0 {
-            return;
-        }
         let frame = Bytes::from(codec::encode_frame(codec::BINARY, payload));
         let delivery =
-            Delivery { room_id: room.id, id: 0, text: Some(frame), json: None, published_at: Instant::now() };
-        self.send_to_members(&state, Arc::new(delivery));
+            Arc::new(Delivery { room_id: room.id, id: 0, text: Some(frame), json: None, published_at: Instant::now() });
+        let mut wakes = Wakeups::default();
+        let state = room.state.lock();
+        if state.text_members > 0 {
+            self.push_to_members(&state, delivery, &mut wakes);
+        }
+        drop(state);
+        self.wake(wakes);
     }
 
     /// A user's first connection in `room` on this node joined (`event` `"join"`) or its last one
     /// left (`"leave"`); call with the room's state locked. Single node: the `presence` event goes to
     /// the room's JSON members now. Cluster mode: the change goes to Redis, which decides whether it is
     /// the user's first or last connection on the cluster and sends the event to every node.
-    pub fn announce_presence(&self, room: &Room, state: &RoomState, user: &Arc<str>, event: &str) {
+    /// Wake-ups go into `wakes` (see [`Hub::wake`]).
+    pub fn announce_presence(
+        &self,
+        room: &Room,
+        state: &RoomState,
+        user: &Arc<str>,
+        event: &str,
+        wakes: &mut Wakeups,
+    ) {
         match &self.cluster {
             Some(cluster) => cluster.submit_presence(&room.name, user, event == "join"),
-            None => self.publish_presence(room, state, user, event),
+            None => self.publish_presence(room, state, user, event, wakes),
         }
     }
 
@@ -274,21 +344,23 @@ impl Hub {
         self.cluster.as_ref()?.members(&room.name, &state.users, max_names)
     }
 
-    /// Publishes a `presence` event to the JSON members; call with the room's state locked.
-    pub fn publish_presence(&self, room: &Room, state: &RoomState, user: &str, event: &str) {
+    /// Publishes a `presence` event to the JSON members; call with the room's state locked, then
+    /// [`Hub::wake`] `wakes` after releasing it.
+    pub fn publish_presence(&self, room: &Room, state: &RoomState, user: &str, event: &str, wakes: &mut Wakeups) {
         if state.json_members == 0 {
             return;
         }
         let frame = Bytes::from(codec::encode_frame(codec::TEXT, &json::presence(&room.name, user, event)));
         let delivery =
             Delivery { room_id: room.id, id: 0, text: None, json: Some(frame), published_at: Instant::now() };
-        self.send_to_members(state, Arc::new(delivery));
+        self.push_to_members(state, Arc::new(delivery), wakes);
     }
 
-    fn send_to_members(&self, state: &RoomState, delivery: Arc<Delivery>) {
+    /// Pushes `delivery` onto the inbox of every shard with members (no syscall: see the module doc).
+    fn push_to_members(&self, state: &RoomState, delivery: Arc<Delivery>, wakes: &mut Wakeups) {
         for (shard, &members) in state.per_shard.iter().enumerate() {
-            if members > 0 {
-                self.shards[shard].send(ShardMsg::Deliver(Arc::clone(&delivery)));
+            if members > 0 && self.shards[shard].push(ShardMsg::Deliver(Arc::clone(&delivery))) {
+                wakes.shard(shard);
             }
         }
     }

@@ -20,7 +20,7 @@ use crate::protocol::error::{ClientError, ErrorCode};
 use crate::protocol::json::{self, Command, MAX_CLIENT_ID_BYTES, WelcomeLimits};
 use crate::protocol::{Format, names};
 use crate::reactor::inbox::HistoryPurpose;
-use crate::room::fanout::ChatPost;
+use crate::room::fanout::{ChatPost, Wakeups};
 use crate::store::{ChatRecord, HistoryPage, HistoryQuery, StoreError};
 use crate::ws::close;
 use crate::ws::codec::{self, Decoded, MessageKind, WsEvent};
@@ -263,6 +263,7 @@ pub fn join(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, since: 
     let Phase::Ws(ws) = &mut conn.phase else { return };
     let (format, user) = (ws.format, Arc::clone(&ws.user));
     let hub = Arc::clone(&ctx.hub);
+    let mut wakes = Wakeups::default();
     let (joined, cluster_members) = hub.directory.join(
         || hub.max_id(),
         room,
@@ -272,12 +273,13 @@ pub fn join(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, since: 
         MAX_MEMBER_NAMES,
         |joined, state| {
             if joined.first_of_user {
-                hub.announce_presence(&joined.room, state, &user, "join");
+                hub.announce_presence(&joined.room, state, &user, "join", &mut wakes);
             }
             // Only JSON members get a member list.
             (format == Format::Json).then(|| hub.cluster_members(&joined.room, state, MAX_MEMBER_NAMES)).flatten()
         },
     );
+    hub.wake(wakes);
     let resume_from = since.filter(|&s| format == Format::Json && s < joined.last_id && ctx.store.is_some());
     let held = resume_from.is_some();
     ctx.local.add(joined.room.id, LocalMember { key, min_id: joined.last_id, format, held });
@@ -410,11 +412,13 @@ fn message_frame(scratch: &mut Vec<u8>, rec: &ChatRecord, format: Format) -> Byt
 fn leave(ctx: &mut ShardCtx, key: usize, format: Format, user: &Arc<str>, membership: Membership) {
     let hub = Arc::clone(&ctx.hub);
     let room = membership.room;
+    let mut wakes = Wakeups::default();
     hub.directory.leave(&room, ctx.shard, format, user, |last_of_user, state| {
         if last_of_user {
-            hub.announce_presence(&room, state, user, "leave");
+            hub.announce_presence(&room, state, user, "leave", &mut wakes);
         }
     });
+    hub.wake(wakes);
     ctx.local.remove(room.id, key);
     ctx.metrics.room_members.add(-1);
 }

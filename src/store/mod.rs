@@ -265,6 +265,20 @@ pub struct StoreStats {
     pub visible_wait_timeouts: u64,
     /// History requests waiting for a reader now.
     pub reader_queue_depth: usize,
+    /// Times the writer thread woke up, by cause.
+    pub writer_wakeups: WriterWakeups,
+}
+
+/// Why the store writer woke up, counted since `open`. The writer sleeps on its control channel,
+/// never on the record channel, so records arriving one by one do not wake it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterWakeups {
+    /// The flush interval of the oldest queued record ran out (a flush tick).
+    pub timer: u64,
+    /// A producer woke it: the queue reached `batch_size`, or a record arrived while it was idle.
+    pub producer: u64,
+    /// A control message: an early commit for a history read, or shutdown.
+    pub control: u64,
 }
 
 /// The writer's histograms (for `/metrics`).
@@ -315,7 +329,7 @@ impl Store {
             .map(|_| schema::open_reader(&cfg.path, cfg.busy_timeout))
             .collect::<Result<Vec<_>, _>>()?;
 
-        let shared = Arc::new(Shared::new(cfg.enqueue_timeout));
+        let shared = Arc::new(Shared::new(cfg.enqueue_timeout, cfg.batch_size));
         let (data_tx, data_rx) = crossbeam_channel::bounded(cfg.queue_capacity);
         let (ctrl_tx, ctrl_rx) = crossbeam_channel::unbounded();
         let (req_tx, req_rx) = crossbeam_channel::bounded(cfg.reader_queue);
@@ -355,7 +369,7 @@ impl Store {
 
     /// A handle for enqueuing records; clone one into every shard thread.
     pub fn writer(&self) -> StoreWriter {
-        StoreWriter { tx: self.data_tx.clone(), shared: Arc::clone(&self.shared) }
+        StoreWriter { tx: self.data_tx.clone(), ctrl: self.ctrl_tx.clone(), shared: Arc::clone(&self.shared) }
     }
 
     /// Queues a history request for the reader pool and returns at once.
@@ -483,6 +497,11 @@ impl Store {
             queries_rejected_busy: c.queries_rejected_busy.load(Ordering::SeqCst),
             visible_wait_timeouts: c.visible_wait_timeouts.load(Ordering::SeqCst),
             reader_queue_depth: self.req_tx.as_ref().map_or(0, Sender::len),
+            writer_wakeups: WriterWakeups {
+                timer: c.wakeups_timer.load(Ordering::SeqCst),
+                producer: c.wakeups_producer.load(Ordering::SeqCst),
+                control: c.wakeups_control.load(Ordering::SeqCst),
+            },
         }
     }
 }
@@ -506,7 +525,19 @@ pub fn congestion_threshold(capacity: usize) -> usize {
 #[derive(Clone)]
 pub struct StoreWriter {
     tx: Sender<ChatRecord>,
+    ctrl: Sender<Ctrl>,
     shared: Arc<Shared>,
+}
+
+/// What [`StoreWriter::try_enqueue_deferred`] asks of its caller: wake the writer once any lock the
+/// caller holds is released ([`StoreWriter::wake`]), or nothing.
+#[must_use = "a writer that must be woken and is not commits only at its next tick"]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriterWake {
+    /// The writer will find the record on its own (at its flush tick or next batch).
+    No,
+    /// The writer is idle, or the queue just reached a batch: call [`StoreWriter::wake`].
+    Needed,
 }
 
 impl std::fmt::Debug for StoreWriter {
@@ -519,12 +550,32 @@ impl std::fmt::Debug for StoreWriter {
 }
 
 impl StoreWriter {
-    /// Queues `rec` for the writer without blocking (holds the enqueue gate for one `try_send`).
+    /// Queues `rec` for the writer without blocking (holds the enqueue gate for one `try_send`) and
+    /// wakes the writer when it has to be woken.
     ///
     /// # Errors
     /// Hands `rec` back when the queue is full or the store is shut down
     /// ([`StoreWriter::is_closed`] tells which).
     pub fn try_enqueue(&self, rec: ChatRecord) -> Result<(), ChatRecord> {
+        if self.try_enqueue_deferred(rec)? == WriterWake::Needed {
+            self.wake();
+        }
+        Ok(())
+    }
+
+    /// Queues `rec` like [`StoreWriter::try_enqueue`] but never wakes the writer itself: it says
+    /// whether the caller must ([`WriterWake::Needed`], then call [`StoreWriter::wake`] after
+    /// releasing its locks). For the publish path, which holds a room's lock here: nothing in this
+    /// call makes a syscall or wakes a thread (the writer never blocks on the record channel, only
+    /// on its control channel).
+    ///
+    /// The writer is woken at most once per `batch_size` records (the queue reaching a batch) and
+    /// once per idle-to-busy transition (the first record after the writer found nothing to do);
+    /// otherwise it commits at its flush tick.
+    ///
+    /// # Errors
+    /// As [`StoreWriter::try_enqueue`].
+    pub fn try_enqueue_deferred(&self, rec: ChatRecord) -> Result<WriterWake, ChatRecord> {
         let gate = self.shared.gate.lock();
         if gate.closed {
             return Err(rec);
@@ -533,10 +584,23 @@ impl StoreWriter {
             Ok(()) => {
                 // Still under the gate: counter order == channel order (see module docs).
                 self.shared.enqueued.fetch_add(1, Ordering::SeqCst);
-                Ok(())
+                let reached_batch = self.tx.len() == self.shared.batch_size;
+                drop(gate);
+                // Pairs with the writer's `writer_idle` store and its emptiness check: either the
+                // writer sees this record before it blocks, or this load sees it idle.
+                std::sync::atomic::fence(Ordering::SeqCst);
+                let idle = self.shared.writer_idle.load(Ordering::SeqCst)
+                    && self.shared.writer_idle.swap(false, Ordering::SeqCst);
+                Ok(if idle || reached_batch { WriterWake::Needed } else { WriterWake::No })
             }
             Err(TrySendError::Full(rec) | TrySendError::Disconnected(rec)) => Err(rec),
         }
+    }
+
+    /// Wakes the writer (after [`StoreWriter::try_enqueue_deferred`] said so).
+    pub fn wake(&self) {
+        // Fails only once the writer is gone, when there is nothing left to wake.
+        let _ = self.ctrl.send(Ctrl::Wake);
     }
 
     /// Queues `rec`, waiting up to the configured `enqueue_timeout` for the writer to make room.

@@ -53,6 +53,10 @@ pub(crate) struct Counters {
     pub(crate) queries_failed: AtomicU64,
     pub(crate) queries_rejected_busy: AtomicU64,
     pub(crate) visible_wait_timeouts: AtomicU64,
+    /// Writer wake-ups by cause (see [`WriterWakeups`](super::WriterWakeups)).
+    pub(crate) wakeups_timer: AtomicU64,
+    pub(crate) wakeups_producer: AtomicU64,
+    pub(crate) wakeups_control: AtomicU64,
 }
 
 /// Histograms written by the writer thread only (its single-writer cells), read by `/metrics`.
@@ -82,13 +86,20 @@ pub(crate) struct Shared {
     pub(crate) histograms: WriterHistograms,
     /// Longest `enqueue_blocking` waits.
     pub(crate) enqueue_timeout: Duration,
+    /// The writer is blocked with an empty batch and an empty queue: the producer of the next
+    /// record must wake it (set by the writer before it blocks, cleared by whoever wakes it).
+    pub(crate) writer_idle: AtomicBool,
+    /// Rows per batch: a producer whose record makes the queue reach this depth wakes the writer.
+    pub(crate) batch_size: usize,
     #[cfg(test)]
     pub(crate) fault: super::writer::FaultInjection,
 }
 
 impl Shared {
-    pub(crate) fn new(enqueue_timeout: Duration) -> Self {
+    pub(crate) fn new(enqueue_timeout: Duration, batch_size: usize) -> Self {
         Shared {
+            writer_idle: AtomicBool::new(false),
+            batch_size,
             gate: Mutex::new(Gate::default()),
             enqueued: AtomicU64::new(0),
             watermark: Mutex::new(Watermark { committed: 0, writer_alive: true }),

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, TryRecvError, select};
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::state::{Shared, bump};
@@ -39,6 +39,8 @@ pub(crate) enum Ctrl {
     Flush,
     /// Close the gate, drain and commit everything, then exit.
     Shutdown,
+    /// A producer's wake-up: the queue reached a batch, or a record arrived while the writer was idle.
+    Wake,
 }
 
 /// The writer's share of [`StoreConfig`](super::StoreConfig).
@@ -157,6 +159,7 @@ impl Writer {
         match msg {
             Ctrl::Flush => self.urgent = true,
             Ctrl::Shutdown => self.begin_shutdown(),
+            Ctrl::Wake => {}
         }
     }
 
@@ -191,33 +194,45 @@ impl Writer {
         self.batch.push(rec);
     }
 
-    /// Blocks for the next record or control message, at most until the batch's flush deadline
-    /// (or, with an empty batch and retention work pending, one flush interval for an idle trim).
+    /// Blocks until the batch's flush deadline or a control message (a producer's wake-up among
+    /// them); with an empty batch and retention work pending, at most one flush interval (an idle
+    /// trim). The writer never blocks on the record channel itself: records arriving one by one do
+    /// not wake it. With an empty batch it first marks itself idle, so the producer of the next
+    /// record wakes it (see `StoreWriter::try_enqueue_deferred`).
     fn wait(&mut self) {
         let timeout = match self.first_at {
             Some(first) => Some((first + self.cfg.flush_interval).saturating_duration_since(Instant::now())),
             None if self.retention.as_ref().is_some_and(Retention::has_work) => Some(self.cfg.flush_interval),
             None => None,
         };
-        let data = &self.data;
-        let ctrl = &self.ctrl;
+        let counters = &self.shared.counters;
+        if self.first_at.is_none() {
+            self.shared.writer_idle.store(true, Ordering::SeqCst);
+            // Pairs with the producer's fence: a record sent before the flag was visible is seen here.
+            std::sync::atomic::fence(Ordering::SeqCst);
+            if !self.data.is_empty() {
+                self.shared.writer_idle.store(false, Ordering::SeqCst);
+                return;
+            }
+        }
         let event = match timeout {
-            Some(t) => select! {
-                recv(data) -> r => Event::Data(r.ok()),
-                recv(ctrl) -> c => Event::Ctrl(c.ok()),
-                default(t) => Event::Timeout,
-            },
-            None => select! {
-                recv(data) -> r => Event::Data(r.ok()),
-                recv(ctrl) -> c => Event::Ctrl(c.ok()),
-            },
+            Some(t) => self.ctrl.recv_timeout(t),
+            None => self.ctrl.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
+        self.shared.writer_idle.store(false, Ordering::SeqCst);
         match event {
-            Event::Data(Some(rec)) => self.push(rec),
-            Event::Data(None) | Event::Ctrl(None) => self.begin_shutdown(),
-            Event::Ctrl(Some(msg)) => self.on_ctrl(msg),
-            Event::Timeout if self.batch.is_empty() => self.trim_step(true),
-            Event::Timeout => {}
+            Ok(Ctrl::Wake) => bump(&counters.wakeups_producer, 1),
+            Ok(msg) => {
+                bump(&counters.wakeups_control, 1);
+                self.on_ctrl(msg);
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                bump(&counters.wakeups_timer, 1);
+                if self.batch.is_empty() {
+                    self.trim_step(true);
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => self.begin_shutdown(),
         }
     }
 
@@ -349,12 +364,6 @@ impl Writer {
             }
         }
     }
-}
-
-enum Event {
-    Data(Option<ChatRecord>),
-    Ctrl(Option<Ctrl>),
-    Timeout,
 }
 
 /// What one committed batch did.

@@ -202,3 +202,42 @@ fn every_metric_is_documented() {
     let missing: Vec<&&str> = families.iter().filter(|f| !docs.contains(&format!("`{f}"))).collect();
     assert!(missing.is_empty(), "metrics missing from docs/METRICS.md: {missing:?}");
 }
+
+/// The store writer is woken per batch or per flush tick, never per message: 10,000 messages sent as
+/// fast as one client can wake it at most twice per `--batch-size` records (the queue reaching a
+/// batch, and the first record after each idle spell, which follows a commit) plus once per tick.
+/// Waking it per message (what it did when it blocked on the record channel) fails this.
+#[test]
+fn store_writer_wakes_per_batch_or_tick_not_per_message() {
+    const N: usize = 10_000;
+    const BATCH: usize = 512;
+    let server = Server::start(&["--rate-limit", "0", "--rate-limit-bytes", "0", "--batch-size", "512"]);
+    let mut sender = connect_ws(&server, "/ws/chat?room=wakeups");
+    let before = scrape_until(&server, "memberships", |s| s.sum("roomcast_room_members") == 1.0);
+    let wakeups = |s: &Scrape, cause: &str| s.get(&format!("roomcast_store_writer_wakeups_total{{cause=\"{cause}\"}}"));
+    // Send in chunks, reading the echoes of each chunk, so the output bound never closes the client.
+    for chunk in 0..N / 500 {
+        for i in 0..500 {
+            send_text(&mut sender, &format!("w{}", chunk * 500 + i));
+        }
+        for i in 0..500 {
+            assert_eq!(recv_text(&mut sender), format!("w{}", chunk * 500 + i));
+        }
+    }
+    let rows = |s: &Scrape| s.get("roomcast_store_rows_written_total");
+    let after = scrape_until(&server, "rows written", |s| rows(s) >= rows(&before) + N as f64);
+    assert_eq!(rows(&after), rows(&before) + N as f64);
+    let timer = wakeups(&after, "timer") - wakeups(&before, "timer");
+    let producer = wakeups(&after, "producer") - wakeups(&before, "producer");
+    let bound = 2.0 * (N / BATCH + 1) as f64 + timer + 2.0;
+    assert!(
+        producer <= bound,
+        "{producer} producer wake-ups for {N} messages (timer ticks {timer}): more than {bound}, \
+         the writer is being woken per message"
+    );
+    assert_eq!(
+        wakeups(&after, "control"),
+        wakeups(&before, "control"),
+        "no history read, flush or shutdown asked for a commit"
+    );
+}
