@@ -1,8 +1,10 @@
 //! A connection's bounded output queue of encoded frames, written with one vectored write per turn.
 //!
 //! Frames are `Bytes` handles: a broadcast frame is shared by every recipient, so queuing it costs a
-//! reference-count increment, not a copy. The queue holds no allocation while idle (it gives its
-//! storage back once drained if it grew past a few slots) and refuses frames past `max_bytes`.
+//! reference-count increment, not a copy. The queue keeps its storage while the connection is busy
+//! (so a connection written every turn does not reallocate its deque every turn), gives it back at
+//! the shard's next sweep once drained ([`OutBuf::release_if_drained`]), so an idle connection holds
+//! nothing big, and refuses frames past `max_bytes`.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -99,10 +101,15 @@ impl OutBuf {
                 Err(e) => return Err(e),
             }
         }
-        if self.frames.capacity() > KEEP_SLOTS {
+        Ok(Flushed::All)
+    }
+
+    /// Frees the queue's storage if it is drained and grew past a few slots (the shard's sweep calls
+    /// this every 250 ms: a connection idle since its last write then holds nothing big).
+    pub fn release_if_drained(&mut self) {
+        if self.frames.is_empty() && self.frames.capacity() > KEEP_SLOTS {
             self.frames = VecDeque::new();
         }
-        Ok(Flushed::All)
     }
 
     /// One `writev` of up to `N` queued frames.
@@ -211,13 +218,15 @@ mod tests {
     }
 
     #[test]
-    fn a_drained_queue_gives_back_its_storage() {
+    fn a_drained_queue_gives_back_its_storage_at_the_sweep() {
         let mut buf = OutBuf::default();
         for _ in 0..100 {
             buf.push(Bytes::from_static(b"x"), 1000).expect("fits");
         }
         let mut sock = Trickle { out: Vec::new(), per_call: usize::MAX, total: usize::MAX, calls: 0 };
         buf.flush(&mut sock).expect("ok");
+        assert!(buf.frames.capacity() >= 100, "kept while the connection is busy");
+        buf.release_if_drained();
         assert_eq!(buf.frames.capacity(), 0);
     }
 }

@@ -361,6 +361,7 @@ impl Shard {
                 }
                 self.ctx.mark_for_removal(key);
             } else if matches!(conn.phase, Phase::Ws(_)) {
+                conn.out.release_if_drained();
                 session::guard::on_sweep(&mut self.ctx, conn, key, now);
             }
         }
