@@ -115,7 +115,6 @@ wait "$HISTORY_PID"
 HISTORY_PID=""
 wait "$LIVE_PID"
 LIVE_PID="" LOAD_PID=""
-""
 stop_server
 rm -rf "$dbdir"
 

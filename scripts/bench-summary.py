@@ -117,7 +117,10 @@ for name in sorted(runs, key=lambda n: (ORDER.index(n) if n in ORDER else 99, n)
         for k in keys:
             vals = [f[k] for f in by_variant[v].values() if num(f.get(k))]
             if vals:
-                medians[v][k] = statistics.median(vals)
+                med = statistics.median(vals)
+                if all(isinstance(x, int) for x in vals) and float(med).is_integer():
+                    med = int(med)
+                medians[v][k] = med
     num_keys = [k for k in keys if any(k in medians[v] for v in variants)]
     print("\nMedians over rounds, and ratios of medians:\n")
     print("| variant | " + " | ".join(num_keys) + " |")

@@ -191,6 +191,8 @@ async fn client(stream: TcpStream, hub: Arc<Hub>) {
         return;
     }
     let mut room = String::new();
+    // The result type is tungstenite's `Callback` signature (its error is an HTTP response).
+    #[allow(clippy::result_large_err)]
     let capture = |req: &Request, resp: Response| {
         room = room_of(req.uri().query());
         Ok(resp)
