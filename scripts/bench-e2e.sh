@@ -284,4 +284,11 @@ for s in "${SCENARIOS[@]}"; do
     esac
 done
 
-python3 "$ROOT/scripts/bench-summary.py" "$OUT" | tee "$OUT/summary.md"
+{
+    echo "# bench-e2e: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+    echo
+    echo "$(nproc) cores; load average before the summary: $(cut -d' ' -f1-3 /proc/loadavg);" \
+        "sched_autogroup_enabled=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo '?')" \
+        "(1: each session gets its own CPU share); rounds: $ROUNDS; variants: $VARIANTS; heavy: $HEAVY_VARIANTS"
+    python3 "$ROOT/scripts/bench-summary.py" "$OUT"
+} | tee "$OUT/summary.md"
