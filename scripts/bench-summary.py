@@ -56,6 +56,7 @@ def figures(rep, srv):
         f["CPU µs/handshake"] = cpu * 1e6 / n if n else None
     elif sc == "ramp":
         best = rep.get("ramp_max_sustainable_rate") or 0
+        best = int(best) if float(best).is_integer() else best
         f["max msgs/s"] = best
         f["= deliveries/s"] = best * rep["config"]["conns"]
         f["steps (msgs/s: p99 ms, lost)"] = "; ".join(
