@@ -10,8 +10,15 @@
 # `foreign_frames`. Latency percentiles of the 2-node run are merged from both generators' .hgrm
 # distributions (python3); throughput is the sum.
 #
+# Deployment conditions, as in scripts/bench-e2e.sh: Redis, every node and every generator run in
+# their own process session (`setsid`; started in the background from this script it execs in place,
+# so $! is the program's PID), and the nodes run with roomcast's defaults (history on, each node its
+# own database in a fresh directory under $OUT) except `--rate-limit 0 --rate-limit-bytes 0`, which a
+# load test needs. PERSIST=0 runs the nodes with --no-persist instead (how the figures in
+# BENCHMARKS.md before issue 12 were taken).
+#
 # Usage: scripts/bench-cluster.sh      Environment: OUT=dir (default out/cluster), SKIP_BUILD=1,
-#        CONNS (1000), SENDERS (10), RATE (200 msgs/s in total), FORMAT (json), DUR (10s).
+#        CONNS (1000), SENDERS (10), RATE (200 msgs/s in total), FORMAT (json), DUR (10s), PERSIST (1).
 # Every process started here is killed by PID on exit.
 set -euo pipefail
 
@@ -19,6 +26,8 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 OUT=${OUT:-out/cluster}
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+PERSIST=${PERSIST:-1}
 BIN="$ROOT/target/release"
 CONNS=${CONNS:-1000} SENDERS=${SENDERS:-10} RATE=${RATE:-200} FORMAT=${FORMAT:-json} DUR=${DUR:-10s}
 TRAFFIC=(--rooms 1 --format "$FORMAT" --warmup 2s --duration "$DUR" --drain 5s --size 100 --quiet)
@@ -37,7 +46,10 @@ cleanup() {
         fi
     done
     PIDS=()
+    for d in "${DB_DIRS[@]}"; do rm -rf "$d"; done
+    DB_DIRS=()
 }
+DB_DIRS=()
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -47,7 +59,7 @@ free_port() {
 
 start_redis() {
     REDIS_PORT=$(free_port)
-    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/redis.log" 2>&1 &
+    setsid redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/redis.log" 2>&1 &
     PIDS+=($!)
     for _ in $(seq 1 100); do
         redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return 0
@@ -63,7 +75,14 @@ start_node() {
     shift
     local log="$OUT/$name.stdout"
     : >"$log"
-    "$BIN/roomcast" --addr 127.0.0.1:0 --no-persist --log-level warn --rate-limit 0 --rate-limit-bytes 0 "$@" >"$log" 2>"$OUT/$name.stderr" &
+    local store=(--no-persist)
+    if [[ "$PERSIST" == 1 ]]; then
+        local dir
+        dir=$(mktemp -d "$OUT/db-$name.XXXXXX")
+        DB_DIRS+=("$dir")
+        store=(--db "$dir/roomcast.db")
+    fi
+    setsid "$BIN/roomcast" --addr 127.0.0.1:0 "${store[@]}" --rate-limit 0 --rate-limit-bytes 0 "$@" >"$log" 2>"$OUT/$name.stderr" &
     PIDS+=($!)
     local pid=$!
     for _ in $(seq 1 200); do
@@ -77,19 +96,26 @@ start_node() {
     printf -v "PORT_$name" '%s' "$port"
 }
 
-load() { # load REPORT PORT CONNS SENDERS RATE
-    "$BIN/roomcast-load" broadcast --url "ws://127.0.0.1:$2/ws" --conns "$3" --senders "$4" --rate "$5" \
-        "${TRAFFIC[@]}" --json "$OUT/$1.json" --hgrm "$OUT/$1.hgrm" >"$OUT/$1.stdout" 2>&1
+load_bg() { # load_bg REPORT PORT CONNS SENDERS RATE: a generator in its own session; sets GEN_PID
+    setsid "$BIN/roomcast-load" broadcast --url "ws://127.0.0.1:$2/ws" --conns "$3" --senders "$4" --rate "$5" \
+        "${TRAFFIC[@]}" --json "$OUT/$1.json" --hgrm "$OUT/$1.hgrm" >"$OUT/$1.stdout" 2>&1 &
+    GEN_PID=$!
+    PIDS+=("$GEN_PID")
+}
+
+load() { # load REPORT PORT CONNS SENDERS RATE: one generator, waited for
+    load_bg "$@"
+    wait "$GEN_PID"
 }
 
 echo "== 2 nodes: $CONNS conns, $SENDERS senders, $RATE msgs/s in total, split over two generators" >&2
 start_redis
 start_node a --redis-url "redis://127.0.0.1:$REDIS_PORT" --node-id a
 start_node b --redis-url "redis://127.0.0.1:$REDIS_PORT" --node-id b
-load two-a "$PORT_a" $((CONNS / 2)) $((SENDERS / 2)) "$(python3 -c "print($RATE / 2)")" &
-GEN_A=$!
-load two-b "$PORT_b" $((CONNS / 2)) $((SENDERS / 2)) "$(python3 -c "print($RATE / 2)")" &
-GEN_B=$!
+load_bg two-a "$PORT_a" $((CONNS / 2)) $((SENDERS / 2)) "$(python3 -c "print($RATE / 2)")"
+GEN_A=$GEN_PID
+load_bg two-b "$PORT_b" $((CONNS / 2)) $((SENDERS / 2)) "$(python3 -c "print($RATE / 2)")"
+GEN_B=$GEN_PID
 wait "$GEN_A" "$GEN_B"
 cleanup
 

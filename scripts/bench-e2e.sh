@@ -1,17 +1,37 @@
 #!/usr/bin/env bash
-# End-to-end load benchmarks: roomcast (--no-persist) against the tokio-tungstenite baseline, in the
-# same run, on loopback, with roomcast-load on the same machine.
+# End-to-end load benchmarks under deployment conditions: roomcast with its defaults (history on,
+# database in a fresh directory on the same disk), roomcast --no-persist and the careful
+# tokio-tungstenite baseline (roomcast-baseline), in one run, on loopback, with roomcast-load on the
+# same machine.
 #
-# Every scenario gets fresh server processes (so RSS and CPU deltas belong to that scenario). For
-# each run the script keeps the load report (out/<scenario>-<server>.json) and the server's resource
-# use (out/<scenario>-<server>.server.json: VmRSS before/peak, VmHWM, CPU seconds, open fds), then
-# prints a table with roomcast/baseline ratios (also written to out/summary.md).
+# How a run is done (see BENCHMARKS.md, "Method"):
+# - Every server is started in its own process session (`setsid`), as a service manager or container
+#   runs it: Linux then gives it its own CPU share (autogroup), so it cannot borrow the generator's.
+#   The generator runs in its own session too. `setsid` started in the background from this
+#   non-interactive script is not a process-group leader, so it execs in place: $! is the program's
+#   own PID (checked: the script fails if a server is not its session's leader), and every process
+#   is killed and reaped by that PID.
+# - roomcast runs with its defaults except `--rate-limit 0 --rate-limit-bytes 0` (the per-connection
+#   limits would refuse a load test's senders) and `--db <fresh dir>/roomcast.db` (under $OUT, on the
+#   disk the repository is on). Variants (VARIANTS, space-separated, in this order within a round):
+#     default    roomcast defaults (history on)
+#     nopersist  roomcast --no-persist
+#     shards1    roomcast defaults with --shards 1
+#     baseline   roomcast-baseline (careful tokio + tokio-tungstenite; its /stats lag counter is read
+#                after every run and reported next to the generator's loss count)
+#   Default: "default nopersist baseline"; the heavy scenario adds shards1 (HEAVY_VARIANTS overrides).
+#   `rooms` runs only the roomcast variants.
+# - ROUNDS rounds (default 3), alternating servers within each scenario: A B C A B C ... Every run
+#   gets a fresh server process (so RSS and CPU belong to that run). Every round's figures are kept
+#   (out/<scenario>-<variant>-r<round>.{json,server.json,stdout}) and printed, then the medians and
+#   the ratios against the baseline computed from this run only (also written to out/summary.md).
 #
-# Usage: scripts/bench-e2e.sh [scenario...]   (default: all of s1k s2k rooms hold hold19k connect ramp)
-# Environment: QUICK=1 shortens durations and sizes for a smoke run; OUT=dir (default: out);
+# Usage: scripts/bench-e2e.sh [scenario...]
+#   scenarios: s1k heavy (alias s2k) rooms hold hold19k connect ramp   (default: all)
+# Environment: QUICK=1 shortens durations and sizes for a smoke run (ROUNDS defaults to 2 then);
+#              ROUNDS=n; VARIANTS="..."; HEAVY_VARIANTS="..."; OUT=dir (default: out);
 #              SKIP_BUILD=1 skips `cargo build --release --workspace`.
-# Every load run targets 127.0.0.1, is bounded in time and count, and both servers are killed by PID
-# on exit.
+# Every load run targets 127.0.0.1 and is bounded in time and count.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -19,6 +39,7 @@ ROOT=$(pwd)
 OUT=${OUT:-out}
 QUICK=${QUICK:-0}
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
 BIN="$ROOT/target/release"
 LOAD="$BIN/roomcast-load"
 SOURCE_IPS=127.0.0.1-127.0.0.8
@@ -30,21 +51,31 @@ fi
 for b in roomcast roomcast-baseline roomcast-load; do
     [[ -x "$BIN/$b" ]] || { echo "missing $BIN/$b" >&2; exit 1; }
 done
+command -v setsid >/dev/null || { echo "setsid (util-linux) is required" >&2; exit 1; }
 
-# Scenario sizes (QUICK=1: a smoke run that finishes in about two minutes).
+# Scenario sizes (QUICK=1: a small smoke run).
 if [[ "$QUICK" == 1 ]]; then
-    DUR=3s WARM=1s DRAIN=3s
+    ROUNDS=${ROUNDS:-2}
+    DUR=2s WARM=1s DRAIN=3s
     S1_CONNS=200 S2_CONNS=400 ROOMS_CONNS=500 HOLD_CONNS=2000 HOLD19_CONNS=3000 CONNECT_CONNS=2000
-    RAMP_STEPS=3 HOLD_DUR=3s
+    RAMP_STEPS=3 HOLD_DUR=2s
 else
+    ROUNDS=${ROUNDS:-3}
     DUR=10s WARM=2s DRAIN=5s
     S1_CONNS=1000 S2_CONNS=2000 ROOMS_CONNS=5000 HOLD_CONNS=15000 HOLD19_CONNS=19000 CONNECT_CONNS=15000
     RAMP_STEPS=20 HOLD_DUR=10s
 fi
+if [[ -n "${VARIANTS:-}" ]]; then
+    HEAVY_VARIANTS=${HEAVY_VARIANTS:-$VARIANTS}
+else
+    VARIANTS="default nopersist baseline"
+    HEAVY_VARIANTS=${HEAVY_VARIANTS:-"default nopersist shards1 baseline"}
+fi
+for v in $VARIANTS $HEAVY_VARIANTS; do
+    case "$v" in default | nopersist | shards1 | baseline) ;; *) echo "unknown variant $v" >&2; exit 2 ;; esac
+done
 
-ROOMCAST_PID=""
-BASELINE_PID=""
-SAMPLER_PID=""
+SERVER_PID="" LOAD_PID="" SAMPLER_PID="" DB_DIR=""
 
 kill_pid() {
     local pid=$1
@@ -54,52 +85,76 @@ kill_pid() {
     fi
 }
 
-stop_servers() {
+stop_all() {
     kill_pid "$SAMPLER_PID"
-    kill_pid "$ROOMCAST_PID"
-    kill_pid "$BASELINE_PID"
-    SAMPLER_PID="" ROOMCAST_PID="" BASELINE_PID=""
+    kill_pid "$LOAD_PID"
+    kill_pid "$SERVER_PID"
+    SAMPLER_PID="" LOAD_PID="" SERVER_PID=""
+    if [[ -n "$DB_DIR" ]]; then rm -rf "$DB_DIR"; fi
+    DB_DIR=""
 }
-trap stop_servers EXIT
+trap stop_all EXIT
 trap 'exit 130' INT TERM
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
+# session_of PID: the session id (field 6 of /proc/PID/stat).
+session_of() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $4}'; }
+
+# The program started with `setsid cmd &` must be its own session's leader.
+check_session() {
+    local pid=$1 what=$2 sid
+    sid=$(session_of "$pid")
+    if [[ "$sid" != "$pid" ]]; then
+        echo "$what (pid $pid) is in session $sid, not its own: setsid forked?" >&2
+        exit 1
+    fi
+}
+
 wait_port() {
     local port=$1 pid=$2
-    for _ in $(seq 1 200); do
-        if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$port),0.2).close()" 2>/dev/null; then
+    for _ in $(seq 1 400); do
+        if python3 -c "import socket; socket.create_connection(('127.0.0.1',$port),0.2).close()" 2>/dev/null; then
             return 0
         fi
-        kill -0 "$pid" 2>/dev/null || { echo "server $pid exited" >&2; return 1; }
+        kill -0 "$pid" 2>/dev/null || { echo "server $pid exited" >&2; exit 1; }
         sleep 0.05
     done
     echo "server $pid did not listen on $port" >&2
-    return 1
+    exit 1
 }
 
-# Starts roomcast on a free port (it prints the address) and sets ROOMCAST_PID, ROOMCAST_PORT.
-start_roomcast() {
-    local log="$OUT/roomcast.stdout"
+# start_server VARIANT LOGNAME: starts a fresh server in its own session; sets SERVER_PID, SERVER_PORT.
+start_server() {
+    local variant=$1 log="$OUT/$2.server.log"
     : >"$log"
-    "$BIN/roomcast" --addr 127.0.0.1:0 --no-persist --log-level warn --rate-limit 0 --rate-limit-bytes 0 >"$log" 2>"$OUT/roomcast.stderr" &
-    ROOMCAST_PID=$!
-    for _ in $(seq 1 200); do
-        if grep -q '^listening on http://' "$log"; then break; fi
-        kill -0 "$ROOMCAST_PID" 2>/dev/null || { echo "roomcast exited:" >&2; cat "$OUT/roomcast.stderr" >&2; exit 1; }
-        sleep 0.05
-    done
-    ROOMCAST_PORT=$(sed -n 's|^listening on http://127\.0\.0\.1:\([0-9]*\)$|\1|p' "$log")
-    [[ -n "$ROOMCAST_PORT" ]] || { echo "roomcast printed no address" >&2; exit 1; }
-}
-
-start_baseline() {
-    BASELINE_PORT=$(free_port)
-    "$BIN/roomcast-baseline" --addr "127.0.0.1:$BASELINE_PORT" >/dev/null 2>"$OUT/baseline.stderr" &
-    BASELINE_PID=$!
-    wait_port "$BASELINE_PORT" "$BASELINE_PID"
+    if [[ "$variant" == baseline ]]; then
+        SERVER_PORT=$(free_port)
+        setsid "$BIN/roomcast-baseline" --addr "127.0.0.1:$SERVER_PORT" >"$log" 2>&1 &
+        SERVER_PID=$!
+        wait_port "$SERVER_PORT" "$SERVER_PID"
+    else
+        local args=(--addr 127.0.0.1:0 --rate-limit 0 --rate-limit-bytes 0)
+        if [[ "$variant" == nopersist ]]; then
+            args+=(--no-persist)
+        else
+            DB_DIR=$(mktemp -d "$OUT/db.XXXXXX")
+            args+=(--db "$DB_DIR/roomcast.db")
+        fi
+        [[ "$variant" == shards1 ]] && args+=(--shards 1)
+        setsid "$BIN/roomcast" "${args[@]}" >"$log" 2>&1 &
+        SERVER_PID=$!
+        for _ in $(seq 1 400); do
+            grep -q '^listening on http://' "$log" && break
+            kill -0 "$SERVER_PID" 2>/dev/null || { echo "roomcast exited:" >&2; cat "$log" >&2; exit 1; }
+            sleep 0.05
+        done
+        SERVER_PORT=$(sed -n 's|^listening on http://127\.0\.0\.1:\([0-9]*\)$|\1|p' "$log")
+        [[ -n "$SERVER_PORT" ]] || { echo "roomcast printed no address" >&2; exit 1; }
+    fi
+    check_session "$SERVER_PID" "$variant server"
 }
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
@@ -116,182 +171,124 @@ sample() {
     done
 }
 
-# run NAME SERVER(roomcast|baseline) PID roomcast-load-args...
-# Runs one load against one server and records the report plus the server's resource use.
+# run NAME VARIANT ROUND roomcast-load-args...: one fresh server, one load run (URL appended), the
+# report plus the server's resource use; the server is stopped afterwards.
 run() {
-    local name=$1 server=$2 pid=$3
+    local name=$1 variant=$2 round=$3
     shift 3
-    local report="$OUT/$name-$server.json" samples="$OUT/$name-$server.samples"
+    local tag="$name-$variant-r$round"
+    start_server "$variant" "$tag"
+    local report="$OUT/$tag.json" samples="$OUT/$tag.samples"
     : >"$samples"
-    local rss0 cpu0 fds0 status=0
-    rss0=$(rss_kb "$pid")
-    fds0=$(nfds "$pid")
-    cpu0=$(cpu_ticks "$pid")
-    sample "$pid" "$samples" &
+    local rss0 cpu0 fds0 status=0 gen_sid=""
+    rss0=$(rss_kb "$SERVER_PID")
+    fds0=$(nfds "$SERVER_PID")
+    cpu0=$(cpu_ticks "$SERVER_PID")
+    sample "$SERVER_PID" "$samples" &
     SAMPLER_PID=$!
-    echo "== $name / $server: roomcast-load $*" >&2
-    "$LOAD" "$@" --json "$report" --quiet >"$OUT/$name-$server.stdout" 2>&1 || status=$?
-    local cpu1
-    cpu1=$(cpu_ticks "$pid")
+    echo "== round $round: $name / $variant: roomcast-load $*" >&2
+    setsid "$LOAD" "$@" --url "ws://127.0.0.1:$SERVER_PORT/ws/chat" --json "$report" --quiet \
+        >"$OUT/$tag.stdout" 2>&1 &
+    LOAD_PID=$!
+    local gen_pid=$LOAD_PID
+    sleep 0.1
+    gen_sid=$(session_of "$gen_pid" 2>/dev/null || true)
+    wait "$LOAD_PID" || status=$?
+    LOAD_PID=""
+    local cpu1 lagged=None
+    cpu1=$(cpu_ticks "$SERVER_PID")
     kill_pid "$SAMPLER_PID"
     SAMPLER_PID=""
-    python3 - "$samples" "$OUT/$name-$server.server.json" "$@" <<PY
+    if [[ "$variant" == baseline ]]; then
+        lagged=$(python3 -c "import json,urllib.request; print(json.load(urllib.request.urlopen('http://127.0.0.1:$SERVER_PORT/stats', timeout=30))['lagged'])" || echo None)
+    fi
+    python3 - "$samples" "$OUT/$tag.server.json" "$@" <<PY
 import json, sys
 rows = [l.split() for l in open(sys.argv[1]) if len(l.split()) == 2]
 rss = [int(r[0]) for r in rows]; fds = [int(r[1]) for r in rows]
 json.dump({
-    "server": "$server", "pid": $pid, "load_exit": $status,
-    "rss_before_kb": $rss0, "rss_peak_kb": max(rss + [$rss0]), "hwm_kb": $(hwm_kb "$pid"),
+    "scenario": "$name", "variant": "$variant", "round": $round,
+    "pid": $SERVER_PID, "generator_pid": $gen_pid, "generator_session": "$gen_sid", "load_exit": $status,
+    "rss_before_kb": $rss0, "rss_peak_kb": max(rss + [$rss0]), "hwm_kb": $(hwm_kb "$SERVER_PID"),
     "fds_before": $fds0, "fds_peak": max(fds + [$fds0]),
     "cpu_secs": ($cpu1 - $cpu0) / $CLK_TCK,
+    "baseline_lagged": $lagged,
     "command": "roomcast-load " + " ".join(sys.argv[3:]),
 }, open(sys.argv[2], "w"), indent=1)
 PY
-    if [[ $status -ne 0 ]]; then
-        echo "   (roomcast-load exited $status; see $OUT/$name-$server.stdout)" >&2
+    if [[ -n "$gen_sid" && "$gen_sid" != "$gen_pid" ]]; then
+        echo "   roomcast-load was not its own session's leader (session $gen_sid)" >&2
+        exit 1
     fi
+    if [[ $status -ne 0 ]]; then
+        echo "   (roomcast-load exited $status; see $OUT/$tag.stdout)" >&2
+    fi
+    stop_all
 }
 
-# both NAME roomcast-load-args... (URL is appended per server)
-both() {
-    local name=$1
-    shift
-    start_roomcast
-    run "$name" roomcast "$ROOMCAST_PID" "$@" --url "ws://127.0.0.1:$ROOMCAST_PORT/ws/chat"
-    stop_servers
-    start_baseline
-    run "$name" baseline "$BASELINE_PID" "$@" --url "ws://127.0.0.1:$BASELINE_PORT/ws/chat"
-    stop_servers
+# rounds NAME "VARIANTS" roomcast-load-args...: ROUNDS rounds of every variant, alternating.
+rounds() {
+    local name=$1 variants=$2
+    shift 2
+    for round in $(seq 1 "$ROUNDS"); do
+        for v in $variants; do
+            run "$name" "$v" "$round" "$@"
+        done
+    done
 }
 
-roomcast_only() {
-    local name=$1
-    shift
-    start_roomcast
-    run "$name" roomcast "$ROOMCAST_PID" "$@" --url "ws://127.0.0.1:$ROOMCAST_PORT/ws/chat"
-    stop_servers
-}
+roomcast_variants() { for v in $VARIANTS; do [[ "$v" == baseline ]] || printf '%s ' "$v"; done; }
 
 TRAFFIC=(--warmup "$WARM" --duration "$DUR" --drain "$DRAIN" --size 100)
 SCENARIOS=("$@")
-[[ ${#SCENARIOS[@]} -gt 0 ]] || SCENARIOS=(s1k s2k rooms hold hold19k connect ramp)
+[[ ${#SCENARIOS[@]} -gt 0 ]] || SCENARIOS=(s1k heavy rooms hold hold19k connect ramp)
 
 for s in "${SCENARIOS[@]}"; do
     case "$s" in
         s1k)
-            both s1k broadcast --conns "$S1_CONNS" --rooms 1 --senders 10 --rate 200 "${TRAFFIC[@]}"
+            # 1,000 clients, one room, 10 senders × 20 msgs/s: 200,000 deliveries/s.
+            rounds s1k "$VARIANTS" broadcast --conns "$S1_CONNS" --rooms 1 --senders 10 --rate 200 "${TRAFFIC[@]}"
             ;;
-        s2k)
-            both s2k broadcast --conns "$S2_CONNS" --rooms 1 --senders 20 --rate 1000 "${TRAFFIC[@]}" \
-                --source-ips "$SOURCE_IPS"
+        heavy | s2k)
+            # 2,000 clients, one room, 20 senders × 50 msgs/s: 2,000,000 deliveries/s.
+            rounds heavy "$HEAVY_VARIANTS" broadcast --conns "$S2_CONNS" --rooms 1 --senders 20 --rate 1000 \
+                "${TRAFFIC[@]}" --source-ips "$SOURCE_IPS"
             ;;
         rooms)
-            # The baseline has one global room, so this runs on roomcast only, in both formats.
-            roomcast_only rooms-text broadcast --format text --conns "$ROOMS_CONNS" --rooms 50 --senders 50 \
-                --rate 1000 "${TRAFFIC[@]}" --source-ips "$SOURCE_IPS"
-            roomcast_only rooms-json broadcast --format json --conns "$ROOMS_CONNS" --rooms 50 --senders 50 \
-                --rate 1000 "${TRAFFIC[@]}" --source-ips "$SOURCE_IPS"
+            rounds rooms-text "$(roomcast_variants)" broadcast --format text --conns "$ROOMS_CONNS" --rooms 50 \
+                --senders 50 --rate 1000 "${TRAFFIC[@]}" --source-ips "$SOURCE_IPS"
+            rounds rooms-json "$(roomcast_variants)" broadcast --format json --conns "$ROOMS_CONNS" --rooms 50 \
+                --senders 50 --rate 1000 "${TRAFFIC[@]}" --source-ips "$SOURCE_IPS"
             ;;
         hold)
-            both hold hold --conns "$HOLD_CONNS" --duration "$HOLD_DUR" --connect-timeout 30s \
+            rounds hold "$VARIANTS" hold --conns "$HOLD_CONNS" --duration "$HOLD_DUR" --connect-timeout 30s \
                 --source-ips "$SOURCE_IPS"
             ;;
         hold19k)
-            both hold19k hold --conns "$HOLD19_CONNS" --duration "$HOLD_DUR" --connect-timeout 30s \
+            rounds hold19k "$VARIANTS" hold --conns "$HOLD19_CONNS" --duration "$HOLD_DUR" --connect-timeout 30s \
                 --source-ips "$SOURCE_IPS"
             ;;
         connect)
-            both connect connect --conns "$CONNECT_CONNS" --connect-timeout 30s --source-ips "$SOURCE_IPS"
+            rounds connect "$VARIANTS" connect --conns "$CONNECT_CONNS" --connect-timeout 30s \
+                --source-ips "$SOURCE_IPS"
             ;;
         ramp)
             # 50, 150, ... msgs/s to 1,000 recipients: 50k, 150k, ... up to ~2M deliveries/s.
-            both ramp ramp --conns "$S1_CONNS" --rooms 1 --senders 10 --rate 50 --ramp-step 100 \
+            rounds ramp "$VARIANTS" ramp --conns "$S1_CONNS" --rooms 1 --senders 10 --rate 50 --ramp-step 100 \
                 --max-steps "$RAMP_STEPS" --p99-bound 10ms --warmup 1s --duration 3s --drain 3s --size 100
             ;;
         *)
-            echo "unknown scenario $s (s1k s2k rooms hold hold19k connect ramp)" >&2
+            echo "unknown scenario $s (s1k heavy rooms hold hold19k connect ramp)" >&2
             exit 2
             ;;
     esac
 done
 
-summary() {
-    python3 - "$OUT" <<'PY'
-import glob, json, os, sys
-
-out = sys.argv[1]
-
-
-def load(name, server):
-    try:
-        rep = json.load(open(f"{out}/{name}-{server}.json"))
-        srv = json.load(open(f"{out}/{name}-{server}.server.json"))
-        return rep, srv
-    except (OSError, ValueError):
-        return None
-
-
-def figures(rep, srv):
-    m, lat, conn = rep["messages"], rep["latency_us"], rep["connections"]
-    sc, cpu = rep["scenario"], srv["cpu_secs"]
-    f = {"connected": conn["connected"], "server CPU s": cpu, "server peak RSS MiB": srv["rss_peak_kb"] / 1024}
-    if sc in ("broadcast", "churn"):
-        total = m["delivered"] + m.get("delivered_warmup", 0)
-        f["msgs/s in"] = m["msgs_per_sec_in"]
-        f["deliveries/s"] = m["deliveries_per_sec_out"]
-        f["lost"] = m["lost"]
-        f["p50 ms"] = lat["corrected"]["p50"] / 1000
-        f["p99 ms"] = lat["corrected"]["p99"] / 1000
-        f["p99.9 ms"] = lat["corrected"]["p99_9"] / 1000
-        f["server CPU us/delivery"] = cpu * 1e6 / total if total else None
-        f["generator cores used"] = rep["generator"]["cores_used"]
-    elif sc == "hold":
-        n = conn["connected"]
-        f["disconnects"] = conn["disconnects"]
-        f["server fds peak"] = srv["fds_peak"]
-        f["RSS before KiB"] = srv["rss_before_kb"]
-        f["RSS per conn B"] = (srv["rss_peak_kb"] - srv["rss_before_kb"]) * 1024 / n if n else None
-    elif sc == "connect":
-        n = conn["connected"]
-        f["failed"] = conn["failed"]
-        f["connects/s"] = conn["connects_per_sec"]
-        f["handshake p50 ms"] = lat["handshake"]["p50"] / 1000
-        f["handshake p99 ms"] = lat["handshake"]["p99"] / 1000
-        f["server CPU us/handshake"] = cpu * 1e6 / n if n else None
-    elif sc == "ramp":
-        best = rep.get("ramp_max_sustainable_rate")
-        f["max sustainable msgs/s"] = best
-        f["= deliveries/s"] = best * rep["config"]["conns"] if best else 0
-        for st in rep.get("ramp", []):
-            f[f"step {st['rate']:.0f} msgs/s: p99 ms / lost"] = f"{st['p99_us'] / 1000:.2f} / {st['lost']}"
-    f["roomcast-load exit"] = srv["load_exit"]
-    return f
-
-
-def fmt(v):
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:,.3f}" if abs(v) < 100 else f"{v:,.0f}"
-    return f"{v:,}" if isinstance(v, int) else str(v)
-
-
-order = ["s1k", "s2k", "rooms-text", "rooms-json", "hold", "hold19k", "connect", "ramp"]
-names = {os.path.basename(p)[: -len(".server.json")].rsplit("-", 1)[0] for p in glob.glob(f"{out}/*.server.json")}
-for name in sorted(names, key=lambda n: (order.index(n) if n in order else 99, n)):
-    a, b = load(name, "roomcast"), load(name, "baseline")
-    if not (a or b):
-        continue
-    print(f"\n### {name}\n\n`{(a or b)[1]['command']}`\n")
-    fa, fb = (figures(*a) if a else {}), (figures(*b) if b else {})
-    print("| figure | roomcast | baseline | roomcast/baseline |")
-    print("| --- | ---: | ---: | ---: |")
-    for k in dict.fromkeys(list(fa) + list(fb)):
-        x, y = fa.get(k), fb.get(k)
-        num = (int, float)
-        ratio = f"{x / y:.2f}" if isinstance(x, num) and isinstance(y, num) and y else "-"
-        print(f"| {k} | {fmt(x)} | {fmt(y)} | {ratio} |")
-PY
-}
-
-summary | tee "$OUT/summary.md"
+{
+    echo "# bench-e2e: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+    echo
+    echo "$(nproc) cores; load average before the summary: $(cut -d' ' -f1-3 /proc/loadavg);" \
+        "sched_autogroup_enabled=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo '?')" \
+        "(1: each session gets its own CPU share); rounds: $ROUNDS; variants: $VARIANTS; heavy: $HEAVY_VARIANTS"
+    python3 "$ROOT/scripts/bench-summary.py" "$OUT"
+} | tee "$OUT/summary.md"

@@ -2,25 +2,35 @@
 # Persistence benchmarks (the history issue's figures), all in one run so ratios are meaningful:
 #  1. live-path latency with persistence on vs --no-persist (alternating runs, same load);
 #  2. history page latency on a 1,000,000-message database while live load runs.
-# Usage: scripts/bench-persistence.sh            (QUICK=1 for a short smoke run; SKIP_BUILD=1)
+# Deployment conditions, as in scripts/bench-e2e.sh: every server and every generator runs in its own
+# process session (`setsid`; started in the background from this script it execs in place, so $! is
+# the program's PID, killed and reaped by it); roomcast runs with its defaults (history on, the
+# database in a fresh directory under $OUT, i.e. on the repository's disk) except
+# `--rate-limit 0 --rate-limit-bytes 0`, which a load test needs.
+# Usage: scripts/bench-persistence.sh            (QUICK=1 for a short smoke run; SKIP_BUILD=1;
+#        ROUNDS=n, default 3)
 # Output: out/persist/*.json and a summary on stdout (also out/persist/summary.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=${OUT:-out/persist}
 BIN=target/release
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 ROWS=${ROWS:-1000000}
 if [ "${QUICK:-0}" = 1 ]; then
   ROUNDS=1 DURATION=3s ROWS=100000
 fi
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
 [ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release --workspace --quiet
 
 SERVER_PID=""
 LOAD_PID=""
+LIVE_PID=""
+HISTORY_PID=""
 cleanup() {
+  [ -n "$HISTORY_PID" ] && kill "$HISTORY_PID" 2>/dev/null && wait "$HISTORY_PID" 2>/dev/null
   [ -n "$LOAD_PID" ] && kill "$LOAD_PID" 2>/dev/null && wait "$LOAD_PID" 2>/dev/null
   [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
   true
@@ -31,7 +41,7 @@ trap cleanup EXIT
 start_server() {
   local log="$OUT/server.out"
   : >"$log"
-  "$BIN/roomcast" --addr 127.0.0.1:0 --log-level warn --rate-limit 0 --rate-limit-bytes 0 "$@" >"$log" 2>>"$OUT/server.stderr" &
+  setsid "$BIN/roomcast" --addr 127.0.0.1:0 --rate-limit 0 --rate-limit-bytes 0 "$@" >"$log" 2>>"$OUT/server.stderr" &
   SERVER_PID=$!
   for _ in $(seq 1 300); do
     if grep -q "listening on" "$log"; then
@@ -50,27 +60,33 @@ stop_server() {
   SERVER_PID=""
 }
 
-broadcast() { # broadcast OUTFILE [extra args]
-  local out=$1
-  shift
-  "$BIN/roomcast-load" broadcast --url "ws://127.0.0.1:$PORT/ws/chat" --conns 1000 --rooms 1 --senders 10 \
-    --rate 200 --size 100 --warmup 2s --duration "$DURATION" --drain 5s --quiet --json "$out" "$@" >/dev/null
+# broadcast_bg OUTFILE: starts the live load in its own session; sets LOAD_PID.
+broadcast_bg() {
+  setsid "$BIN/roomcast-load" broadcast --url "ws://127.0.0.1:$PORT/ws/chat" --conns 1000 --rooms 1 --senders 10 \
+    --rate 200 --size 100 --warmup 2s --duration "$DURATION" --drain 5s --quiet --json "$1" >/dev/null &
+  LOAD_PID=$!
 }
 
-# 1. Persistence on vs off, alternating so both see the same background drift.
+broadcast() { # broadcast OUTFILE: the live load, waited for
+  broadcast_bg "$1"
+  wait "$LOAD_PID"
+  LOAD_PID=""
+}
+
+# 1. Persistence on (defaults) vs off, alternating so both see the same background drift.
 for round in $(seq 1 "$ROUNDS"); do
   start_server --no-persist
   broadcast "$OUT/live-nopersist-$round.json"
   stop_server
-  db=$(mktemp -d)/roomcast.db
-  start_server --db "$db"
+  dbdir=$(mktemp -d "$OUT/db.XXXXXX")
+  start_server --db "$dbdir/roomcast.db"
   broadcast "$OUT/live-persist-$round.json"
   stop_server
-  rm -rf "$(dirname "$db")"
+  rm -rf "$dbdir"
 done
 
 # 2. History pages on a large database under live load.
-dbdir=$(mktemp -d)
+dbdir=$(mktemp -d "$OUT/db.XXXXXX")
 db="$dbdir/roomcast.db"
 start_server --db "$db"   # creates the schema
 stop_server
@@ -89,13 +105,16 @@ for start in range(1, rows + 1, batch):
 conn.close()
 EOF
 start_server --db "$db"
-broadcast "$OUT/live-during-history.json" &
-LOAD_PID=$!
+broadcast_bg "$OUT/live-during-history.json"
+LIVE_PID=$LOAD_PID
 sleep 3
-"$BIN/roomcast-load" history --url "http://127.0.0.1:$PORT" --room room-0 --rate 200 --limit 50 \
-  --duration "$DURATION" --quiet --json "$OUT/history-1m.json" >/dev/null
-wait "$LOAD_PID"
-LOAD_PID=""
+setsid "$BIN/roomcast-load" history --url "http://127.0.0.1:$PORT" --room room-0 --rate 200 --limit 50 \
+  --duration "$DURATION" --quiet --json "$OUT/history-1m.json" >/dev/null &
+HISTORY_PID=$!
+wait "$HISTORY_PID"
+HISTORY_PID=""
+wait "$LIVE_PID"
+LIVE_PID="" LOAD_PID=""
 stop_server
 rm -rf "$dbdir"
 

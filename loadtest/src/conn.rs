@@ -3,6 +3,7 @@
 
 use crate::accounting::Recipient;
 use crate::error::{FrameError, HandshakeError};
+use crate::spread::ConnHist;
 use crate::ws::{self, Kind};
 use mio::net::TcpStream;
 use std::io::{self, Read, Write};
@@ -29,6 +30,8 @@ pub struct Meta {
     /// Counted as a recipient of measured messages.
     pub counting: bool,
     pub recipient: Recipient,
+    /// Corrected latencies of the measured deliveries to this connection (allocated on the first).
+    pub latency: Option<ConnHist>,
     /// Highest server message id seen (json), for `since` on resume.
     pub last_id: Option<u64>,
     /// When the current connect attempt was meant to start.

@@ -19,6 +19,7 @@ mod report;
 mod scenario;
 mod schedule;
 mod sink;
+mod spread;
 mod stats;
 mod svg;
 mod target;

@@ -100,6 +100,32 @@ pub struct Ping {
     pub server_pings: u64,
 }
 
+/// The spread of per-connection p99 latency: each receiving connection's own corrected p99 is one
+/// value; these are its percentiles over the connections (µs).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ConnSpread {
+    pub connections: u64,
+    pub min: u64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+impl ConnSpread {
+    /// `None` when no connection received a measured message.
+    pub fn from_hist(h: &Histogram<u64>) -> Option<ConnSpread> {
+        (!h.is_empty()).then(|| ConnSpread {
+            connections: h.len(),
+            min: h.min(),
+            p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
+            p99: h.value_at_quantile(0.99),
+            max: h.max(),
+        })
+    }
+}
+
 /// One step of a ramp.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RampStep {
@@ -136,6 +162,9 @@ pub struct Report {
     pub connections: Connections,
     pub messages: Messages,
     pub latency_us: Latencies,
+    /// Spread of the per-connection corrected p99s (broadcast and churn runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_conn_p99_us: Option<ConnSpread>,
     pub ping: Ping,
     pub generator: Generator,
     pub frames_by_type: BTreeMap<String, u64>,
@@ -223,6 +252,7 @@ impl Report {
                 handshake: Latency::from_hist(&s.handshake),
                 ping_rtt: Latency::from_hist(&s.ping_rtt),
             },
+            per_conn_p99_us: ConnSpread::from_hist(&s.conn_p99),
             ping: Ping { sent: s.pings_sent, pongs: s.pongs_received, server_pings: s.server_pings },
             generator: Generator {
                 threads,
@@ -304,6 +334,18 @@ pub fn render_table(r: &Report) -> String {
             m.msgs_per_sec_in, m.deliveries_per_sec_out
         );
         latency_rows(&mut out, ("corrected", "raw"), &r.latency_us.corrected, &r.latency_us.raw);
+        if let Some(sp) = &r.per_conn_p99_us {
+            let _ = writeln!(
+                out,
+                "  per-conn p99 min {}  median {}  p90 {}  p99 {}  max {} (over {} connections)",
+                fmt_us(sp.min),
+                fmt_us(sp.p50),
+                fmt_us(sp.p90),
+                fmt_us(sp.p99),
+                fmt_us(sp.max),
+                sp.connections
+            );
+        }
         let _ = writeln!(
             out,
             "  send lag     p50 {}  p99 {}  max {}",

@@ -5,6 +5,7 @@
 use crate::conn::{Event, Meta};
 use crate::marker;
 use crate::protocol::{self, Format, Incoming};
+use crate::spread::ConnHist;
 use crate::stats::{Stats, new_hist, record_ns};
 use hdrhistogram::Histogram;
 
@@ -132,6 +133,7 @@ impl Sink {
                 }
                 let corrected = self.now.saturating_sub(m.intended_ns);
                 record_ns(&mut self.stats.corrected, corrected);
+                meta.latency.get_or_insert_with(ConnHist::default).record(corrected / 1_000);
                 record_ns(&mut self.interval, corrected);
                 record_ns(&mut self.stats.raw, self.now.saturating_sub(m.sent_ns));
             }

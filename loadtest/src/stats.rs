@@ -31,6 +31,8 @@ pub struct Stats {
     pub handshake: Histogram<u64>,
     /// Ping to pong round trips (hold scenario).
     pub ping_rtt: Histogram<u64>,
+    /// One value per receiving connection: its own corrected p99 (the per-connection spread).
+    pub conn_p99: Histogram<u64>,
     pub sent: u64,
     pub sent_warmup: u64,
     pub delivered: u64,
@@ -61,6 +63,7 @@ impl Stats {
             send_lag: new_hist(),
             handshake: new_hist(),
             ping_rtt: new_hist(),
+            conn_p99: new_hist(),
             sent: 0,
             sent_warmup: 0,
             delivered: 0,
@@ -100,6 +103,7 @@ impl Stats {
         let _ = self.send_lag.add(&o.send_lag);
         let _ = self.handshake.add(&o.handshake);
         let _ = self.ping_rtt.add(&o.ping_rtt);
+        let _ = self.conn_p99.add(&o.conn_p99);
         self.sent += o.sent;
         self.sent_warmup += o.sent_warmup;
         self.delivered += o.delivered;

@@ -515,8 +515,15 @@ impl Worker {
         }
     }
 
-    /// Closes every open connection politely (best effort, one flush).
+    /// Records every receiving connection's own p99, then closes every open connection politely
+    /// (best effort, one flush).
     fn shutdown(&mut self) {
+        for c in self.conns.iter().flatten() {
+            if let Some(h) = c.meta.latency.as_ref().filter(|h| !h.is_empty()) {
+                let p99 = h.value_at_quantile(0.99).clamp(1, crate::stats::MAX_US);
+                self.sink.stats.conn_p99.saturating_record(p99);
+            }
+        }
         for c in self.conns.iter_mut().flatten() {
             if c.phase == Phase::Open {
                 c.send_close();

@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::time::{Duration, Instant};
 use support::{Server, assert_complete, load, load_json, num, temp_path};
 
 const SMALL: &[&str] = &["--conns", "20", "--threads", "1"];
@@ -40,6 +41,102 @@ fn broadcast_delivers_every_message_to_every_client() {
     assert_eq!(num(&r, "/latency_us/raw/count"), sent * 20);
     assert_eq!(num(&r, "/latency_us/send_lag/count"), sent);
     assert!(stdout.contains("corrected") && stdout.contains("p99.99"), "{stdout}");
+    // Every receiving connection contributes its own p99 to the spread.
+    assert_eq!(num(&r, "/per_conn_p99_us/connections"), 20, "{:#}", r["per_conn_p99_us"]);
+    let (min, p50, max) =
+        (num(&r, "/per_conn_p99_us/min"), num(&r, "/per_conn_p99_us/p50"), num(&r, "/per_conn_p99_us/max"));
+    assert!(min <= p50 && p50 <= max, "{:#}", r["per_conn_p99_us"]);
+    assert!(stdout.contains("per-conn p99"), "{stdout}");
+    // The server saw every send and reports no lag.
+    let stats = s.stats();
+    assert_eq!(stats["lagged"], 0, "{stats}");
+    assert_eq!(stats["messages_in"].as_u64(), Some(sent + num(&r, "/messages/sent_warmup")), "{stats}");
+}
+
+#[test]
+fn rooms_are_separate_and_named_by_the_room_parameter() {
+    let s = Server::baseline();
+    let url = s.ws_url("/ws/chat");
+    let a = args(
+        "broadcast",
+        &url,
+        &["--rooms", "2", "--senders", "4", "--rate", "40", "--duration", "1s", "--warmup", "300ms", "--drain", "20s"],
+    );
+    let (code, r, stdout) = load_json(&a);
+    assert_eq!(code, 0, "{stdout}");
+    let sent = num(&r, "/messages/sent");
+    // 10 members per room: each message reaches its own room only.
+    assert_eq!(num(&r, "/messages/expected"), sent * 10);
+    assert_eq!(num(&r, "/messages/delivered"), sent * 10, "{stdout}");
+    assert_eq!(num(&r, "/messages/misrouted"), 0);
+    assert_eq!(num(&r, "/messages/lost"), 0);
+}
+
+/// A blocking tungstenite client on `/ws/chat?room=lag`.
+fn raw_client(port: u16) -> tungstenite::WebSocket<std::net::TcpStream> {
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let url = format!("ws://127.0.0.1:{port}/ws/chat?room=lag");
+    let (ws, _) = tungstenite::client(url.as_str(), stream).expect("handshake");
+    ws
+}
+
+/// Reads what has arrived within ~100 ms; returns the text frames read.
+fn drain(ws: &mut tungstenite::WebSocket<std::net::TcpStream>) -> u64 {
+    let mut n = 0;
+    loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Text(_)) => n += 1,
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+            {
+                return n;
+            }
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+}
+
+#[test]
+fn lag_is_counted_as_loss_never_skipped_silently() {
+    // Capacity 1: a client that does not read for a while is lapped by the channel. Every message
+    // must reach each client or be counted in `lagged`, so received + lagged == sent × clients.
+    let s = Server::baseline_with(&["--capacity", "1"]);
+    let mut idle = raw_client(s.port);
+    let mut sender = raw_client(s.port);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while s.stats()["connections"] != 2 {
+        assert!(Instant::now() < deadline, "both clients joined: {}", s.stats());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // 500 × 60 KiB = 30 MB: far more than the kernel buffers and tungstenite's write buffer
+    // hold for a client that reads nothing, so both clients' writers stall and are lapped.
+    let sent = 500u64;
+    let text = "x".repeat(60 * 1024);
+    for _ in 0..sent {
+        sender.send(tungstenite::Message::text(text.clone())).expect("send");
+    }
+    while s.stats()["messages_in"] != sent {
+        assert!(Instant::now() < deadline, "server read every message: {}", s.stats());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for ws in [&mut idle, &mut sender] {
+        ws.get_mut().set_read_timeout(Some(Duration::from_millis(100))).expect("read timeout");
+    }
+    let mut received = 0;
+    loop {
+        received += drain(&mut idle) + drain(&mut sender);
+        let lagged = s.stats()["lagged"].as_u64().expect("lagged is a number");
+        if received + lagged == 2 * sent {
+            assert!(lagged > 0, "a stalled client with capacity 1 must lag");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "every delivery is received or counted: received {received} + lagged {lagged} != {}",
+            2 * sent
+        );
+    }
 }
 
 #[test]

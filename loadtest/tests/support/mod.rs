@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -47,9 +48,28 @@ impl Server {
 
     /// The bundled tokio-tungstenite baseline on a free port.
     pub fn baseline() -> Server {
+        Server::baseline_with(&[])
+    }
+
+    /// The baseline on a free port with extra arguments (e.g. `--capacity 1`).
+    pub fn baseline_with(extra: &[&str]) -> Server {
         let port = free_port();
         let bin = PathBuf::from(env!("CARGO_BIN_EXE_roomcast-baseline"));
-        Server::start(bin, &["--addr".into(), format!("127.0.0.1:{port}")], port)
+        let mut args = vec!["--addr".to_string(), format!("127.0.0.1:{port}")];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Server::start(bin, &args, port)
+    }
+
+    /// The baseline's `GET /stats` counters.
+    pub fn stats(&self) -> Value {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect for /stats");
+        s.set_read_timeout(Some(Duration::from_secs(30))).expect("read timeout");
+        s.write_all(b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n").expect("send /stats request");
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).expect("read /stats reply");
+        assert!(reply.starts_with("HTTP/1.1 200 "), "{reply}");
+        let body = reply.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("/stats body is not JSON ({e}): {reply}"))
     }
 
     pub fn ws_url(&self, path: &str) -> String {
