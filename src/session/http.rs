@@ -10,7 +10,8 @@ use super::guard::AccessError;
 use super::ws;
 use super::{ShardCtx, ops};
 use crate::conn::{Conn, Phase, WsState};
-use crate::http::request::{self, Request, query_pairs};
+use crate::http::percent::{PercentError, query_pairs};
+use crate::http::request::{self, Request};
 use crate::http::response::Response;
 use crate::http::route::{Route, route};
 use crate::http::upgrade;
@@ -124,7 +125,13 @@ fn handle(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: Request) {
             };
             respond(ctx, conn, key, &resp, keep_alive, head_only);
         }
-        Route::History(room) => history(ctx, conn, key, &room, &req),
+        Route::History(room) => match decoded_room(room) {
+            Ok(room) => history(ctx, conn, key, &room, &req),
+            Err(err) => {
+                let resp = Response::error(400, err.code.as_str(), &err.message);
+                respond(ctx, conn, key, &resp, keep_alive, head_only);
+            }
+        },
         Route::Metrics => respond(ctx, conn, key, &ops::metrics(ctx), keep_alive, head_only),
         Route::Ready => respond(ctx, conn, key, &ops::ready(ctx), keep_alive, head_only),
         Route::NotFound => {
@@ -163,9 +170,9 @@ fn ws_params(query: &str, json_subprotocol: bool) -> Result<WsParams, ClientErro
     };
     for (k, v) in query_pairs(query) {
         match k.as_str() {
-            "room" => params.room = v,
-            "nick" => params.nick = Some(v),
-            "format" => match v.as_str() {
+            "room" => params.room = decoded_room(v)?,
+            "nick" => params.nick = Some(decoded(v, "nick", ErrorCode::InvalidNick)?),
+            "format" => match decoded(v, "format", ErrorCode::InvalidParameter)?.as_str() {
                 "json" => params.format = Format::Json,
                 "text" if !json_subprotocol => params.format = Format::Text,
                 "text" => {}
@@ -176,7 +183,7 @@ fn ws_params(query: &str, json_subprotocol: bool) -> Result<WsParams, ClientErro
                     ));
                 }
             },
-            "since" => params.since = Some(parse_id("since", &v)?),
+            "since" => params.since = Some(parse_id("since", v)?),
             _ => {}
         }
     }
@@ -187,7 +194,19 @@ fn ws_params(query: &str, json_subprotocol: bool) -> Result<WsParams, ClientErro
     Ok(params)
 }
 
-fn parse_id(name: &str, value: &str) -> Result<u64, ClientError> {
+/// A room name from a URL (query value or path segment): one that does not percent-decode is refused
+/// with `invalid_room`, never repaired.
+fn decoded_room(value: Result<String, PercentError>) -> Result<String, ClientError> {
+    decoded(value, "room name", ErrorCode::InvalidRoom)
+}
+
+/// A percent-decoded query value, or `code` naming the parameter whose escapes do not decode.
+fn decoded(value: Result<String, PercentError>, name: &str, code: ErrorCode) -> Result<String, ClientError> {
+    value.map_err(|err| ClientError::new(code, format!("{name}: {err}")))
+}
+
+fn parse_id(name: &str, value: Result<String, PercentError>) -> Result<u64, ClientError> {
+    let value = decoded(value, name, ErrorCode::InvalidParameter)?;
     value.parse::<u64>().map_err(|_| {
         ClientError::new(ErrorCode::InvalidParameter, format!("{name} must be a non-negative integer, not {value:?}"))
     })
@@ -270,10 +289,10 @@ fn history_query(room: &str, query: &str) -> Result<HistoryQuery, ClientError> {
         HistoryQuery { room: room.to_string(), before_id: None, after_id: None, limit: DEFAULT_PAGE, visible_seq: 0 };
     for (k, v) in query_pairs(query) {
         match k.as_str() {
-            "before_id" => q.before_id = Some(parse_id("before_id", &v)?),
-            "after_id" => q.after_id = Some(parse_id("after_id", &v)?),
+            "before_id" => q.before_id = Some(parse_id("before_id", v)?),
+            "after_id" => q.after_id = Some(parse_id("after_id", v)?),
             "limit" => {
-                let limit = parse_id("limit", &v)?;
+                let limit = parse_id("limit", v)?;
                 if limit == 0 {
                     return Err(ClientError::new(ErrorCode::InvalidParameter, "limit must be at least 1"));
                 }
@@ -353,6 +372,12 @@ mod tests {
         assert_eq!(code("nick=%01"), Some(ErrorCode::InvalidNick));
         assert_eq!(code("format=xml"), Some(ErrorCode::InvalidParameter));
         assert_eq!(code("since=-1"), Some(ErrorCode::InvalidParameter));
+        for bad in ["room=%ff", "room=%fe", "room=%zz", "room=%", "room=a%", "room=%C3%28"] {
+            assert_eq!(code(bad), Some(ErrorCode::InvalidRoom), "{bad}");
+        }
+        assert_eq!(code("nick=%ff"), Some(ErrorCode::InvalidNick));
+        assert_eq!(code("since=%zz"), Some(ErrorCode::InvalidParameter));
+        assert_eq!(ws_params("x%zz=1&room=ok", false).expect("unknown keys are ignored").room, "ok");
     }
 
     #[test]
