@@ -49,6 +49,13 @@ pub struct Config {
     #[arg(long, env = "ROOMCAST_ADDR", default_value = "127.0.0.1:8000")]
     pub addr: SocketAddr,
 
+    /// Serve `/metrics` on this separate address only (e.g. a private interface or loopback), and answer
+    /// 404 for it on `--addr`. `/healthz` and `/readyz` are served on both. Unset (default): `/metrics`
+    /// is served on `--addr`, to anyone who can reach it.
+    #[arg(long, env = "ROOMCAST_METRICS_ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_addr: Option<SocketAddr>,
+
     /// Event-loop threads; 0 means one per CPU core.
     #[arg(long, env = "ROOMCAST_SHARDS", default_value_t = 0)]
     pub shards: usize,
