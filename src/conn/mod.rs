@@ -2,7 +2,8 @@
 //!
 //! The only module that does socket IO (`read`, `writev`, `shutdown`); the shard decides when, the
 //! session layer decides what. Buffers exist only while in use: `inbuf` holds a partial request or
-//! frame between reads and is freed when empty, the output queue frees its storage once drained.
+//! frame between reads (or pipelined requests waiting for the output to drain, see `read_blocked`)
+//! and is freed when empty, the output queue frees its storage once drained.
 
 pub mod outbuf;
 

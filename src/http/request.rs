@@ -1,8 +1,9 @@
 //! Parsing one HTTP/1.1 request head out of a byte buffer (sans-IO).
 //!
 //! Only the facts the server acts on are kept (method, path, query, the handshake headers, keep-alive);
-//! the head is bounded by `max_header_bytes` and requests with bodies are refused, so a connection never
-//! buffers more than one head.
+//! the head is bounded by `max_header_bytes` and requests with bodies are refused, so a connection buffers
+//! at most one partial head beyond what one read brought (pipelined heads wait unread in the socket
+//! while responses are pending: see `session::http`).
 
 use thiserror::Error;
 
