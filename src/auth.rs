@@ -48,6 +48,10 @@ pub enum AuthError {
     /// Not three base64url parts, bad JSON, or claims of the wrong type.
     #[error("malformed token")]
     Malformed,
+    /// The header's `crit` lists extensions, which this server does not understand (RFC 7515 §4.1.11
+    /// requires refusing the token).
+    #[error("token header lists critical extensions this server does not understand: {0}")]
+    UnsupportedCritical(String),
     /// The header names an algorithm other than the configured one (including `none`).
     #[error("token algorithm not accepted (this server accepts {0:?} only)")]
     WrongAlgorithm(Algorithm),
@@ -170,11 +174,16 @@ impl Authenticator {
     /// [`AuthError`] naming the first reason the token is refused.
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         // Check the header's algorithm ourselves first so `none` (which the library cannot even name)
-        // and confusion attacks get a clear message; the library refuses them too.
-        match header_alg(token) {
+        // and confusion attacks get a clear message; the library refuses them too. The library does
+        // not look at `crit`: refuse any here.
+        let header = header_json(token).ok_or(AuthError::Malformed)?;
+        match header.get("alg").and_then(serde_json::Value::as_str) {
             Some(alg) if alg == format!("{:?}", self.algorithm) => {}
             Some(_) => return Err(AuthError::WrongAlgorithm(self.algorithm)),
             None => return Err(AuthError::Malformed),
+        }
+        if let Some(crit) = header.get("crit") {
+            return Err(AuthError::UnsupportedCritical(crit.to_string()));
         }
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
             ErrorKind::InvalidSignature => AuthError::BadSignature,
@@ -197,13 +206,13 @@ impl Authenticator {
     }
 }
 
-/// The `alg` of a token's header, without trusting anything else in it.
-fn header_alg(token: &str) -> Option<String> {
+/// A token's header as JSON (read before the signature is checked: only `alg` and `crit` are looked
+/// at, to refuse early).
+fn header_json(token: &str) -> Option<serde_json::Value> {
     use base64::Engine;
     let (header, _) = token.split_once('.')?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header.trim_end_matches('=')).ok()?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    value.get("alg")?.as_str().map(str::to_string)
+    serde_json::from_slice::<serde_json::Value>(&bytes).ok().filter(serde_json::Value::is_object)
 }
 
 /// Reads a PEM public key: RSA pins RS256, EC pins ES256.

@@ -19,6 +19,11 @@ use serde::Serialize;
 
 pub use logging::LogFormat;
 
+/// Frame bytes allowed beyond the content: the JSON envelope (type, room, client_id, whitespace).
+pub const ENVELOPE_BYTES: usize = 4096;
+/// Worst-case growth of JSON-escaped content: `\u0001` is 6 bytes for 1.
+pub const JSON_ESCAPE_FACTOR: usize = 6;
+
 /// File descriptors kept free for the listener, the database, log files and the waker eventfds.
 pub const FD_RESERVE: usize = 64;
 
@@ -44,6 +49,13 @@ pub struct Config {
     #[arg(long, env = "ROOMCAST_ADDR", default_value = "127.0.0.1:8000")]
     pub addr: SocketAddr,
 
+    /// Serve `/metrics` on this separate address only (e.g. a private interface or loopback), and answer
+    /// 404 for it on `--addr`. `/healthz` and `/readyz` are served on both. Unset (default): `/metrics`
+    /// is served on `--addr`, to anyone who can reach it.
+    #[arg(long, env = "ROOMCAST_METRICS_ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_addr: Option<SocketAddr>,
+
     /// Event-loop threads; 0 means one per CPU core.
     #[arg(long, env = "ROOMCAST_SHARDS", default_value_t = 0)]
     pub shards: usize,
@@ -56,8 +68,9 @@ pub struct Config {
     #[arg(long, env = "ROOMCAST_NO_PERSIST")]
     pub no_persist: bool,
 
-    /// Largest chat message content, in bytes. Frames may carry up to this plus 4 KiB of JSON envelope;
-    /// larger frames close the connection with 1009.
+    /// Largest chat message content, in bytes (after JSON unescaping). Text-format frames may carry up
+    /// to this plus 4 KiB, JSON frames up to six times this (every byte written as a `\u00XX` escape)
+    /// plus 4 KiB of envelope; larger frames close the connection with 1009.
     #[arg(long, env = "ROOMCAST_MAX_MESSAGE", default_value_t = 16 * 1024)]
     pub max_message: usize,
 
@@ -318,9 +331,17 @@ impl Config {
         Ok(self)
     }
 
-    /// Largest WebSocket frame or message accepted: the content limit plus room for the JSON envelope.
+    /// Largest WebSocket frame or message accepted from a text-format client: the content limit plus
+    /// 4 KiB (the content is the payload, verbatim).
     pub fn max_frame_bytes(&self) -> usize {
-        self.max_message + 4096
+        self.max_message + ENVELOPE_BYTES
+    }
+
+    /// Largest WebSocket frame or message accepted from a JSON client: room for a `max_message` content
+    /// written entirely in `\u00XX` escapes (6 bytes per content byte) plus the envelope. The content
+    /// limit itself is judged on the unescaped content (`message_too_large`, connection kept).
+    pub fn max_json_frame_bytes(&self) -> usize {
+        self.max_message.saturating_mul(JSON_ESCAPE_FACTOR).saturating_add(ENVELOPE_BYTES)
     }
 
     /// How long a client may take over its request head or handshake.
@@ -385,6 +406,7 @@ mod tests {
         assert!(cfg.shards >= 1);
         assert_eq!(cfg.max_connections, 20_000 - FD_RESERVE);
         assert_eq!(cfg.max_frame_bytes(), 16 * 1024 + 4096);
+        assert_eq!(cfg.max_json_frame_bytes(), 6 * 16 * 1024 + 4096);
     }
 
     #[test]

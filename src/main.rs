@@ -44,6 +44,10 @@ fn run() -> anyhow::Result<()> {
     let server = Server::start(cfg).context("cannot start the server")?;
     let addr = server.local_addr();
     tracing::info!(%addr, shards, max_connections, "roomcast ready");
+    if let Some(metrics) = server.metrics_addr() {
+        // Printed before the `listening on` line, so a reader that waits for that one has both.
+        println!("metrics on http://{metrics}");
+    }
     // Scripts and tests read the bound address (port 0 picks a free one) from this line.
     println!("listening on http://{addr}");
     std::io::stdout().flush().context("stdout")?;

@@ -4,7 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use roomcast::http::origin::origin_allowed;
-use roomcast::http::request::{query_pairs, try_parse};
+use roomcast::http::percent::query_pairs;
+use roomcast::http::request::try_parse;
 use roomcast::http::route::route;
 use roomcast::http::upgrade;
 
@@ -19,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
         }
         let _ = origin_allowed(req.origin.as_deref(), req.host.as_deref(), &[]);
         for (k, v) in query_pairs(&req.query) {
-            let _ = (k.len(), v.len());
+            let _ = (k.len(), v.map(|v| v.len()));
         }
         buf = &buf[consumed..];
     }

@@ -138,3 +138,15 @@ fn token_comes_from_bearer_header_or_query() {
     assert_eq!(token_from(Some("Basic abc"), None), Err(AuthError::Malformed));
     assert_eq!(token_from(Some("Bearer"), None), Err(AuthError::Malformed));
 }
+
+#[test]
+fn critical_extensions_are_refused_even_when_signed() {
+    let auth = hs_auth(None);
+    let mut header = Header::new(Algorithm::HS256);
+    header.crit = Some(vec!["http://example.invalid/must-understand".into()]);
+    let claims = json!({"sub": "u", "exp": now() + 60});
+    let token = encode(&header, &claims, &EncodingKey::from_secret(SECRET)).expect("encode");
+    assert!(matches!(auth.verify(&token), Err(AuthError::UnsupportedCritical(_))), "{token}");
+    // The same token without `crit` is fine: the refusal is the extension, not the signature.
+    assert!(auth.verify(&hs(&claims)).is_ok());
+}

@@ -182,6 +182,8 @@ mod tests {
             "/etc/roomcast/jwt.pem",
             "--jwt-audience",
             "roomcast",
+            "--metrics-addr",
+            "127.0.0.1:9100",
             "--allowed-origin",
             "https://a.example",
             "--allowed-origin",

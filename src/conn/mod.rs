@@ -2,7 +2,8 @@
 //!
 //! The only module that does socket IO (`read`, `writev`, `shutdown`); the shard decides when, the
 //! session layer decides what. Buffers exist only while in use: `inbuf` holds a partial request or
-//! frame between reads and is freed when empty, the output queue frees its storage once drained.
+//! frame between reads (or pipelined requests waiting for the output to drain, see `read_blocked`)
+//! and is freed when empty, the output queue frees its storage once drained.
 
 pub mod outbuf;
 
@@ -44,6 +45,8 @@ pub struct HttpState {
     pub over_capacity: bool,
     /// A response is being prepared elsewhere (history read); do not parse the next request yet.
     pub awaiting_reply: bool,
+    /// Accepted on the `--metrics-addr` listener: only the operations endpoints are served.
+    pub ops_only: bool,
 }
 
 /// WebSocket phase state.
@@ -111,6 +114,9 @@ pub struct Conn {
     pub flush_scheduled: bool,
     /// The peer may have more input that a paused or budget-limited read left in the socket.
     pub read_pending: bool,
+    /// The session may not take more input yet (an HTTP request waits for queued output to drain or
+    /// for a history reply): the socket is not read until it may, then buffered input is served first.
+    pub read_blocked: bool,
     /// This connection's share of its address's count (`--max-conns-per-ip`); released on drop.
     pub ip_slot: IpSlot,
     /// Why the server decided to close it (first decision wins); `None` counts as normal at the reap.
@@ -118,18 +124,26 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// A new connection in the HTTP phase.
-    pub fn new(sock: TcpStream, peer: SocketAddr, serial: u64, over_capacity: bool, deadline: Instant) -> Self {
+    /// A new connection in the HTTP phase (`ops_only`: from the `--metrics-addr` listener).
+    pub fn new(
+        sock: TcpStream,
+        peer: SocketAddr,
+        serial: u64,
+        over_capacity: bool,
+        ops_only: bool,
+        deadline: Instant,
+    ) -> Self {
         Conn {
             sock,
             peer,
             serial,
-            phase: Phase::Http(HttpState { over_capacity, awaiting_reply: false }),
+            phase: Phase::Http(HttpState { over_capacity, awaiting_reply: false, ops_only }),
             inbuf: Vec::new(),
             out: OutBuf::default(),
             deadline: Some(deadline),
             flush_scheduled: false,
             read_pending: false,
+            read_blocked: false,
             ip_slot: IpSlot::untracked(),
             close_reason: None,
         }

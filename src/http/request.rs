@@ -1,8 +1,9 @@
 //! Parsing one HTTP/1.1 request head out of a byte buffer (sans-IO).
 //!
 //! Only the facts the server acts on are kept (method, path, query, the handshake headers, keep-alive);
-//! the head is bounded by `max_header_bytes` and requests with bodies are refused, so a connection never
-//! buffers more than one head.
+//! the head is bounded by `max_header_bytes` and requests with bodies are refused, so a connection buffers
+//! at most one partial head beyond what one read brought (pipelined heads wait unread in the socket
+//! while responses are pending: see `session::http`).
 
 use thiserror::Error;
 
@@ -21,13 +22,17 @@ pub enum HttpError {
     /// Only GET and HEAD are served; a body is never read.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// An HTTP/1.1 request without `Host`, or any request with more than one or an invalid one
+    /// (RFC 9112 §3.2).
+    #[error("bad Host header: {0}")]
+    BadHost(&'static str),
 }
 
 impl HttpError {
     /// HTTP status answered for this error.
     pub fn status(&self) -> u16 {
         match self {
-            HttpError::Malformed(_) => 400,
+            HttpError::Malformed(_) | HttpError::BadHost(_) => 400,
             HttpError::HeadTooLarge => 431,
             HttpError::MethodNotAllowed => 405,
         }
@@ -36,7 +41,7 @@ impl HttpError {
     /// Machine-readable code for the JSON error body.
     pub fn code(&self) -> &'static str {
         match self {
-            HttpError::Malformed(_) => "bad_request",
+            HttpError::Malformed(_) | HttpError::BadHost(_) => "bad_request",
             HttpError::HeadTooLarge => "header_too_large",
             HttpError::MethodNotAllowed => "method_not_allowed",
         }
@@ -65,8 +70,12 @@ pub struct Request {
     pub upgrade_websocket: bool,
     /// `Connection` header contains the token `upgrade`.
     pub connection_upgrade: bool,
-    /// `Sec-WebSocket-Key`, as sent.
+    /// Minor HTTP version: 1 for HTTP/1.1, 0 for HTTP/1.0.
+    pub minor_version: u8,
+    /// `Sec-WebSocket-Key`, as sent (the last one if repeated).
     pub ws_key: Option<String>,
+    /// How many `Sec-WebSocket-Key` header lines the request carried (the handshake needs exactly one).
+    pub ws_key_count: u8,
     /// `Sec-WebSocket-Version`, as sent.
     pub ws_version: Option<String>,
     /// `Sec-WebSocket-Protocol` tokens, in order.
@@ -87,8 +96,8 @@ pub struct Request {
 /// `Ok(Some((consumed, request)))` once complete.
 ///
 /// # Errors
-/// [`HttpError`] for a malformed head, one over the size limit, or a method other than GET/HEAD, or a
-/// request announcing a body.
+/// [`HttpError`] for a malformed head, one over the size limit, a method other than GET/HEAD, a
+/// request announcing a body, or a missing (HTTP/1.1), repeated or invalid `Host`.
 pub fn try_parse(buf: &[u8], max_header_bytes: usize) -> Result<Option<(usize, Request)>, HttpError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
@@ -117,8 +126,10 @@ pub fn try_parse(buf: &[u8], max_header_bytes: usize) -> Result<Option<(usize, R
         path: path.to_string(),
         query: query.to_string(),
         keep_alive: parsed.version == Some(1),
+        minor_version: parsed.version.unwrap_or(0),
         ..Request::default()
     };
+    let mut hosts = 0u8;
     for header in parsed.headers.iter() {
         let value = std::str::from_utf8(header.value).map_err(|_| HttpError::Malformed("header value is not UTF-8"))?;
         let name = header.name;
@@ -133,6 +144,7 @@ pub fn try_parse(buf: &[u8], max_header_bytes: usize) -> Result<Option<(usize, R
             }
         } else if name.eq_ignore_ascii_case("sec-websocket-key") {
             req.ws_key = Some(value.trim().to_string());
+            req.ws_key_count = req.ws_key_count.saturating_add(1);
         } else if name.eq_ignore_ascii_case("sec-websocket-version") {
             req.ws_version = Some(value.trim().to_string());
         } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
@@ -140,6 +152,7 @@ pub fn try_parse(buf: &[u8], max_header_bytes: usize) -> Result<Option<(usize, R
         } else if name.eq_ignore_ascii_case("origin") {
             req.origin = Some(value.trim().to_string());
         } else if name.eq_ignore_ascii_case("host") {
+            hosts = hosts.saturating_add(1);
             req.host = Some(value.trim().to_string());
         } else if name.eq_ignore_ascii_case("authorization") {
             req.authorization = Some(value.trim().to_string());
@@ -151,29 +164,24 @@ pub fn try_parse(buf: &[u8], max_header_bytes: usize) -> Result<Option<(usize, R
             return Err(HttpError::Malformed("GET requests must not carry a body"));
         }
     }
+    match (hosts, req.host.as_deref()) {
+        (0, _) if req.minor_version >= 1 => return Err(HttpError::BadHost("HTTP/1.1 requests must carry one")),
+        (2.., _) => return Err(HttpError::BadHost("more than one")),
+        (_, Some(host)) if !valid_host(host) => return Err(HttpError::BadHost("not a host[:port]")),
+        _ => {}
+    }
     Ok(Some((consumed, req)))
+}
+
+/// Whether a `Host` value is made of the characters of `uri-host [":" port]` (RFC 3986 §3.2.2: reg-name,
+/// IP literal, IPv4) and carries no userinfo. Empty is allowed (RFC 9112 §3.2).
+fn valid_host(host: &str) -> bool {
+    host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b))
 }
 
 /// Whether a comma-separated header value contains `token` (case-insensitive).
 fn has_token(value: &str, token: &str) -> bool {
     value.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
-/// Iterates over the `key=value` pairs of a query string, percent-decoded (`+` is a space).
-///
-/// Pairs whose key or value is not valid UTF-8 after decoding are yielded with the replacement
-/// character, so a later validation step rejects them with a clear message.
-pub fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (decode_component(k), decode_component(v))
-    })
-}
-
-/// Percent-decodes one URL component, treating `+` as a space.
-pub fn decode_component(s: &str) -> String {
-    let spaced = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
 }
 
 #[cfg(test)]
@@ -225,12 +233,28 @@ mod tests {
     fn keep_alive_follows_version_and_connection() {
         assert!(!check("GET / HTTP/1.0\r\n\r\n").keep_alive);
         assert!(check("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").keep_alive);
-        assert!(!check("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").keep_alive);
+        assert!(!check("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").keep_alive);
     }
 
     #[test]
-    fn query_pairs_are_decoded() {
-        let pairs: Vec<_> = query_pairs("room=caf%C3%A9&nick=a+b&x").collect();
-        assert_eq!(pairs, [("room".into(), "café".into()), ("nick".into(), "a b".into()), ("x".into(), String::new())]);
+    fn host_is_required_once_on_http11() {
+        let status = |raw: &str| try_parse(raw.as_bytes(), 8192).map(|r| r.is_some()).map_err(|e| e.status());
+        assert_eq!(status("GET / HTTP/1.1\r\n\r\n"), Err(400));
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"), Err(400));
+        assert_eq!(status("GET / HTTP/1.0\r\nHost: a\r\nhost: b\r\n\r\n"), Err(400));
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: user@evil\r\n\r\n"), Err(400));
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: a b\r\n\r\n"), Err(400));
+        assert_eq!(status("GET / HTTP/1.0\r\n\r\n"), Ok(true));
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: \r\n\r\n"), Ok(true));
+        for host in ["example.com", "127.0.0.1:8000", "[::1]:80", "xn--caf-dma.example"] {
+            assert_eq!(status(&format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n")), Ok(true), "{host}");
+        }
+    }
+
+    #[test]
+    fn repeated_websocket_keys_are_counted() {
+        let req = check("GET /ws HTTP/1.1\r\nHost: a\r\nSec-WebSocket-Key: x\r\nSec-WebSocket-Key: y\r\n\r\n");
+        assert_eq!(req.ws_key_count, 2);
+        assert_eq!(check("GET / HTTP/1.0\r\n\r\n").minor_version, 0);
     }
 }

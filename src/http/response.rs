@@ -46,7 +46,24 @@ impl Response {
 
     /// Renders the response; `keep_alive` decides the `Connection` header, `head_only` drops the body.
     pub fn render(&self, keep_alive: bool, head_only: bool) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256 + self.body.len());
+        let mut out = self.head(keep_alive);
+        if !head_only {
+            out.reserve_exact(self.body.len());
+            out.extend_from_slice(&self.body);
+        }
+        out
+    }
+
+    /// Splits the response into its head and its body (empty for HEAD), so a large body is queued as it
+    /// is rather than copied behind the head.
+    pub fn into_parts(self, keep_alive: bool, head_only: bool) -> (Vec<u8>, Vec<u8>) {
+        let head = self.head(keep_alive);
+        (head, if head_only { Vec::new() } else { self.body })
+    }
+
+    /// Status line and headers, up to and including the blank line.
+    fn head(&self, keep_alive: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
         out.extend_from_slice(
             format!(
                 "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nX-Content-Type-Options: nosniff\r\n\
@@ -67,9 +84,6 @@ impl Response {
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        if !head_only {
-            out.extend_from_slice(&self.body);
-        }
         out
     }
 }
@@ -117,5 +131,14 @@ mod tests {
         assert!(text.contains("Connection: close\r\n"));
         assert!(text.ends_with("\r\n\r\n"));
         assert!(!text.contains("Content-Length: 0"));
+    }
+
+    #[test]
+    fn parts_are_the_rendered_bytes() {
+        let resp = Response::error(404, "not_found", "no");
+        for head_only in [false, true] {
+            let (head, body) = resp.clone().into_parts(true, head_only);
+            assert_eq!([head, body].concat(), resp.render(true, head_only));
+        }
     }
 }

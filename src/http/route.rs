@@ -1,6 +1,6 @@
 //! Mapping a request path to what it asks for. Pure: no IO, no state.
 
-use super::request::decode_component;
+use super::percent::{self, PercentError};
 
 /// What a request path names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,10 +13,12 @@ pub enum Route {
     Ready,
     /// `/metrics`: Prometheus / OpenMetrics exposition.
     Metrics,
-    /// `/` or `/static/<file>`: a web client file, by its path relative to the static root.
+    /// `/` or `/static/<file>`: a web client file, by its path relative to the static root (a path
+    /// whose escapes do not decode names no file: `NotFound`).
     Static(String),
-    /// `/rooms/{room}/messages`: history of a room (room percent-decoded).
-    History(String),
+    /// `/rooms/{room}/messages`: history of a room (room percent-decoded, `+` literal), or why the room
+    /// segment does not decode (answered 400 `invalid_room`).
+    History(Result<String, PercentError>),
     /// Anything else.
     NotFound,
 }
@@ -30,11 +32,11 @@ pub fn route(path: &str) -> Route {
         "/metrics" => Route::Metrics,
         "/" | "/index.html" => Route::Static("index.html".into()),
         _ => {
+            // In a path '+' is a literal, not a space.
             if let Some(rest) = path.strip_prefix("/static/") {
-                Route::Static(decode_component(rest))
+                percent::decode(rest, false).map_or(Route::NotFound, Route::Static)
             } else if let Some(room) = path.strip_prefix("/rooms/").and_then(|r| r.strip_suffix("/messages")) {
-                // Decode without treating '+' as space: in a path '+' is a literal.
-                Route::History(percent_encoding::percent_decode_str(room).decode_utf8_lossy().into_owned())
+                Route::History(percent::decode(room, false))
             } else {
                 Route::NotFound
             }
@@ -53,7 +55,10 @@ mod tests {
         assert_eq!(route("/"), Route::Static("index.html".into()));
         assert_eq!(route("/static/app.js"), Route::Static("app.js".into()));
         assert_eq!(route("/static/%2e%2e/x"), Route::Static("../x".into()));
-        assert_eq!(route("/rooms/caf%C3%A9+1/messages"), Route::History("café+1".into()));
+        assert_eq!(route("/rooms/caf%C3%A9+1/messages"), Route::History(Ok("café+1".into())));
+        assert_eq!(route("/rooms/%ff/messages"), Route::History(Err(PercentError::NotUtf8)));
+        assert_eq!(route("/rooms/a%zz/messages"), Route::History(Err(PercentError::BadEscape)));
+        assert_eq!(route("/static/%zz"), Route::NotFound);
         assert_eq!(route("/healthz"), Route::Health);
         assert_eq!(route("/readyz"), Route::Ready);
         assert_eq!(route("/metrics"), Route::Metrics);

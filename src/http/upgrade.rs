@@ -15,12 +15,18 @@ pub enum UpgradeError {
     /// No `Upgrade: websocket` / `Connection: Upgrade`: a plain HTTP request to a WebSocket endpoint.
     #[error("this endpoint speaks WebSocket only: send Upgrade: websocket and Connection: Upgrade")]
     NotAnUpgrade,
+    /// The request is HTTP/1.0: the handshake needs HTTP/1.1 or later (RFC 6455 §4.1).
+    #[error("a WebSocket handshake needs HTTP/1.1")]
+    OldHttpVersion,
     /// `Sec-WebSocket-Version` is missing or not 13.
     #[error("unsupported WebSocket version: only 13 is supported")]
     BadVersion,
     /// `Sec-WebSocket-Key` is missing or is not the base64 encoding of 16 bytes.
     #[error("Sec-WebSocket-Key must be the base64 encoding of 16 bytes")]
     BadKey,
+    /// More than one `Sec-WebSocket-Key` header (RFC 6455 §11.3.1: it must not appear more than once).
+    #[error("Sec-WebSocket-Key must appear exactly once")]
+    RepeatedKey,
 }
 
 impl UpgradeError {
@@ -32,7 +38,10 @@ impl UpgradeError {
                 .with_header("Sec-WebSocket-Version: 13".into()),
             UpgradeError::BadVersion => Response::error(426, "unsupported_version", &self.to_string())
                 .with_header("Sec-WebSocket-Version: 13".into()),
-            UpgradeError::BadKey => Response::error(400, "bad_websocket_key", &self.to_string()),
+            UpgradeError::OldHttpVersion => Response::error(400, "bad_request", &self.to_string()),
+            UpgradeError::BadKey | UpgradeError::RepeatedKey => {
+                Response::error(400, "bad_websocket_key", &self.to_string())
+            }
         }
     }
 }
@@ -54,8 +63,14 @@ pub fn validate(req: &Request) -> Result<Accepted, UpgradeError> {
     if !req.upgrade_websocket || !req.connection_upgrade {
         return Err(UpgradeError::NotAnUpgrade);
     }
+    if req.minor_version < 1 {
+        return Err(UpgradeError::OldHttpVersion);
+    }
     if req.ws_version.as_deref() != Some("13") {
         return Err(UpgradeError::BadVersion);
+    }
+    if req.ws_key_count > 1 {
+        return Err(UpgradeError::RepeatedKey);
     }
     let key = req.ws_key.as_deref().ok_or(UpgradeError::BadKey)?;
     if !is_base64_of_16_bytes(key) {
@@ -101,7 +116,9 @@ mod tests {
             upgrade_websocket: true,
             connection_upgrade: true,
             ws_key: Some(key.into()),
+            ws_key_count: 1,
             ws_version: Some(version.into()),
+            minor_version: 1,
             ..Request::default()
         }
     }
@@ -122,6 +139,14 @@ mod tests {
         assert_eq!(validate(&request("short", "13")), Err(UpgradeError::BadKey));
         assert_eq!(validate(&request("dGhlIHNhbXBsZSBub25jZR==", "13")), Err(UpgradeError::BadKey));
         assert_eq!(validate(&request("dGhlIHNhbXBsZSBub25j!Q==", "13")), Err(UpgradeError::BadKey));
+        let mut twice = request("dGhlIHNhbXBsZSBub25jZQ==", "13");
+        twice.ws_key_count = 2;
+        assert_eq!(validate(&twice), Err(UpgradeError::RepeatedKey));
+        let mut old = request("dGhlIHNhbXBsZSBub25jZQ==", "13");
+        old.minor_version = 0;
+        assert_eq!(validate(&old), Err(UpgradeError::OldHttpVersion));
+        assert_eq!(UpgradeError::OldHttpVersion.response().status, 400);
+        assert_eq!(UpgradeError::RepeatedKey.response().status, 400);
         assert_eq!(UpgradeError::NotAnUpgrade.response().status, 426);
         assert_eq!(UpgradeError::BadKey.response().status, 400);
     }

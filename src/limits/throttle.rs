@@ -37,7 +37,7 @@ impl RateLimits {
             messages_per_sec: f64::from(cfg.rate_limit),
             message_burst: f64::from(cfg.rate_burst.max(1)),
             bytes_per_sec: bytes,
-            byte_burst: (2.0 * bytes).max(cfg.max_frame_bytes() as f64),
+            byte_burst: (2.0 * bytes).max(cfg.max_json_frame_bytes() as f64),
         }
     }
 

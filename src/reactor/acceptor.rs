@@ -4,6 +4,8 @@
 //! connections (SO_REUSEPORT hashes by address and port), and one accepting thread is far from this
 //! machine's accept ceiling (see ARCHITECTURE.md for what was and was not measured). Over `max_connections` a connection is still handed to a
 //! shard, which answers 503; past a further slack it is closed at once so descriptors stay bounded.
+//! With `--metrics-addr` the same thread also accepts on that second listener and tags its connections
+//! `ops_only` (served `/metrics`, `/healthz`, `/readyz` only; see `session::http`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -23,6 +25,8 @@ use crate::room::fanout::Hub;
 const LISTENER: Token = Token(0);
 /// Token of the acceptor's waker (used to stop it).
 pub const WAKER: Token = Token(1);
+/// Token of the `--metrics-addr` listener.
+const METRICS_LISTENER: Token = Token(2);
 /// Connections accepted past `max_connections` only to be told 503; beyond this they are closed unread.
 const OVER_CAPACITY_SLACK: usize = 32;
 
@@ -46,6 +50,8 @@ pub struct Acceptor {
     pub poll: Poll,
     /// The listening socket.
     pub listener: TcpListener,
+    /// The `--metrics-addr` listening socket: its connections are served the operations endpoints only.
+    pub metrics_listener: Option<TcpListener>,
     /// Publish hub (for the shard inboxes).
     pub hub: Arc<Hub>,
     /// Open connections across shards.
@@ -61,25 +67,28 @@ pub struct Acceptor {
 }
 
 impl Acceptor {
-    /// Creates the poll and waker for a listener.
+    /// Creates the poll and waker for the listeners (`metrics`: the `--metrics-addr` one, if any).
     ///
     /// # Errors
     /// The OS refusing epoll or the eventfd.
-    pub fn prepare(mut listener: TcpListener) -> io::Result<(Poll, TcpListener, Arc<Waker>)> {
+    pub fn prepare(
+        mut listener: TcpListener,
+        mut metrics: Option<TcpListener>,
+    ) -> io::Result<(Poll, TcpListener, Option<TcpListener>, Arc<Waker>)> {
         let poll = Poll::new()?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        if let Some(metrics) = metrics.as_mut() {
+            poll.registry().register(metrics, METRICS_LISTENER, Interest::READABLE)?;
+        }
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        Ok((poll, listener, waker))
+        Ok((poll, listener, metrics, waker))
     }
 
     /// Accepts until stopped.
     pub fn run(mut self) {
         let mut events = Events::with_capacity(64);
-        let mut next_shard = 0usize;
-        let n_shards = self.hub.n_shards();
+        let mut turn = Turn { next_shard: 0, refusing: false };
         let mut backoff: Option<Duration> = None;
-        // Inside a streak of connections closed unread for being over the limit (logged once per streak).
-        let mut refusing = false;
         loop {
             if let Err(err) = self.poll.poll(&mut events, backoff)
                 && err.kind() != io::ErrorKind::Interrupted
@@ -90,45 +99,64 @@ impl Acceptor {
             if self.stop.load(Ordering::SeqCst) {
                 return;
             }
-            backoff = None;
-            loop {
-                match self.listener.accept() {
-                    Ok((stream, peer)) => {
-                        self.metrics.accepted.inc();
-                        let open = self.open_conns.fetch_add(1, Ordering::Relaxed) + 1;
-                        if open > self.max_connections + OVER_CAPACITY_SLACK {
-                            self.open_conns.fetch_sub(1, Ordering::Relaxed);
-                            self.metrics.refused.inc();
-                            if !refusing {
-                                refusing = true;
-                                tracing::warn!(
-                                    open,
-                                    max_connections = self.max_connections,
-                                    "over the connection limit: closing new connections unread"
-                                );
-                            }
-                            drop(stream);
-                            continue;
+            // Edge-triggered: drain both listeners whatever woke us (cheap: one WouldBlock each).
+            let main = self.accept_all(false, &mut turn);
+            let ops = self.accept_all(true, &mut turn);
+            backoff = main.or(ops);
+        }
+    }
+
+    /// Accepts every pending connection of the main listener (or, with `ops_only`, of the metrics
+    /// listener) and hands each to a shard. Returns a retry delay when `accept` failed for want of
+    /// descriptors or buffers.
+    fn accept_all(&self, ops_only: bool, turn: &mut Turn) -> Option<Duration> {
+        let listener = if ops_only { self.metrics_listener.as_ref()? } else { &self.listener };
+        let n_shards = self.hub.n_shards();
+        loop {
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    self.metrics.accepted.inc();
+                    let open = self.open_conns.fetch_add(1, Ordering::Relaxed) + 1;
+                    if open > self.max_connections + OVER_CAPACITY_SLACK {
+                        self.open_conns.fetch_sub(1, Ordering::Relaxed);
+                        self.metrics.refused.inc();
+                        if !turn.refusing {
+                            turn.refusing = true;
+                            tracing::warn!(
+                                open,
+                                max_connections = self.max_connections,
+                                "over the connection limit: closing new connections unread"
+                            );
                         }
-                        refusing = false;
-                        let _ = stream.set_nodelay(true);
-                        crate::limits::keepalive::enable(&stream);
-                        let over_capacity = open > self.max_connections;
-                        let ip_slot = self.per_ip.acquire(peer.ip());
-                        self.hub.send_to_shard(next_shard, ShardMsg::Accept { stream, peer, over_capacity, ip_slot });
-                        next_shard = (next_shard + 1) % n_shards;
+                        drop(stream);
+                        continue;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(err) => {
-                        // EMFILE/ENFILE/ENOBUFS: the pending connection stays queued; retry shortly
-                        // (edge-triggered polling would not report it again).
-                        tracing::warn!(%err, "accept failed; retrying in 50 ms");
-                        backoff = Some(Duration::from_millis(50));
-                        break;
-                    }
+                    turn.refusing = false;
+                    let _ = stream.set_nodelay(true);
+                    crate::limits::keepalive::enable(&stream);
+                    let over_capacity = open > self.max_connections;
+                    let ip_slot = self.per_ip.acquire(peer.ip());
+                    let msg = ShardMsg::Accept { stream, peer, over_capacity, ops_only, ip_slot };
+                    self.hub.send_to_shard(turn.next_shard, msg);
+                    turn.next_shard = (turn.next_shard + 1) % n_shards;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    // EMFILE/ENFILE/ENOBUFS: the pending connection stays queued; retry shortly
+                    // (edge-triggered polling would not report it again).
+                    tracing::warn!(%err, "accept failed; retrying in 50 ms");
+                    return Some(Duration::from_millis(50));
                 }
             }
         }
     }
+}
+
+/// What the accept loop carries from one connection to the next.
+struct Turn {
+    /// Shard the next connection goes to (round-robin).
+    next_shard: usize,
+    /// Inside a streak of connections closed unread for being over the limit (logged once per streak).
+    refusing: bool,
 }

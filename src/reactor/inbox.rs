@@ -28,6 +28,8 @@ pub enum ShardMsg {
         peer: SocketAddr,
         /// The server is at `max_connections`.
         over_capacity: bool,
+        /// Accepted on the `--metrics-addr` listener: serves the operations endpoints only.
+        ops_only: bool,
         /// The connection's share of its address's count (`--max-conns-per-ip`), released on drop.
         ip_slot: IpSlot,
     },

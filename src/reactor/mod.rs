@@ -61,6 +61,7 @@ pub enum ServerError {
 /// A running server.
 pub struct Server {
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     hub: Arc<Hub>,
     store: Option<Arc<Store>>,
     acceptor: JoinHandle<()>,
@@ -82,6 +83,11 @@ impl Server {
         let guard = Guard::from_config(&cfg)?;
         let listener = acceptor::bind(cfg.addr).map_err(|source| ServerError::Bind { addr: cfg.addr, source })?;
         let local_addr = listener.local_addr()?;
+        let metrics_listener = match cfg.metrics_addr {
+            Some(addr) => Some(acceptor::bind(addr).map_err(|source| ServerError::Bind { addr, source })?),
+            None => None,
+        };
+        let metrics_addr = metrics_listener.as_ref().map(mio::net::TcpListener::local_addr).transpose()?;
         let store = if cfg.no_persist {
             None
         } else {
@@ -142,11 +148,12 @@ impl Server {
             shards.push(std::thread::Builder::new().name(format!("shard-{index}")).spawn(move || shard.run())?);
         }
 
-        let (poll, listener, acceptor_waker) = Acceptor::prepare(listener)?;
+        let (poll, listener, metrics_listener, acceptor_waker) = Acceptor::prepare(listener, metrics_listener)?;
         let stop = Arc::new(AtomicBool::new(false));
         let acceptor = Acceptor {
             poll,
             listener,
+            metrics_listener,
             hub: Arc::clone(&hub),
             open_conns: Arc::clone(&open_conns),
             max_connections: cfg.max_connections,
@@ -155,12 +162,29 @@ impl Server {
             metrics: telemetry.acceptor(),
         };
         let acceptor = std::thread::Builder::new().name("acceptor".into()).spawn(move || acceptor.run())?;
-        Ok(Server { local_addr, hub, store, acceptor, acceptor_waker, stop, shards, open_conns, telemetry, cluster })
+        Ok(Server {
+            local_addr,
+            metrics_addr,
+            hub,
+            store,
+            acceptor,
+            acceptor_waker,
+            stop,
+            shards,
+            open_conns,
+            telemetry,
+            cluster,
+        })
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address the `--metrics-addr` listener actually bound, if there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Open connections right now.

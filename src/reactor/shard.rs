@@ -143,7 +143,24 @@ impl Shard {
             }
             return;
         }
+        if conn.read_blocked {
+            // Woken after the output drained (see `flush_scheduled`): serve what was read before the
+            // block, then read on if the session still takes input.
+            if !session::wants_input(&self.ctx, conn) {
+                return;
+            }
+            conn.read_blocked = false;
+            session::resume_input(&mut self.ctx, conn, key);
+            if self.ctx.is_marked(key) {
+                return;
+            }
+        }
         for _ in 0..READS_PER_TURN {
+            if !session::wants_input(&self.ctx, conn) {
+                // Leave the input in the socket (TCP pushes back) until the session wants it.
+                conn.read_blocked = true;
+                return;
+            }
             match conn.read(&mut self.scratch) {
                 ReadOutcome::Data(n) => {
                     self.ctx.metrics.bytes_in.add(n as u64);
@@ -191,8 +208,8 @@ impl Shard {
             }
             let Ok(msg) = self.inbox_rx.try_recv() else { break };
             match msg {
-                ShardMsg::Accept { stream, peer, over_capacity, ip_slot } => {
-                    self.accept(stream, peer, over_capacity, ip_slot)
+                ShardMsg::Accept { stream, peer, over_capacity, ops_only, ip_slot } => {
+                    self.accept(stream, peer, (over_capacity, ops_only), ip_slot)
                 }
                 ShardMsg::Deliver(delivery) => {
                     frames_budget = frames_budget.saturating_sub(self.deliver(&delivery).max(1));
@@ -222,7 +239,7 @@ impl Shard {
         &mut self,
         mut stream: mio::net::TcpStream,
         peer: std::net::SocketAddr,
-        over_capacity: bool,
+        (over_capacity, ops_only): (bool, bool),
         ip_slot: IpSlot,
     ) {
         if self.shutdown_deadline.is_some() {
@@ -242,7 +259,7 @@ impl Shard {
         }
         let serial = self.ctx.next_serial();
         let deadline = Instant::now() + self.ctx.cfg.handshake_timeout();
-        let mut conn = Conn::new(stream, peer, serial, over_capacity, deadline);
+        let mut conn = Conn::new(stream, peer, serial, over_capacity, ops_only, deadline);
         conn.ip_slot = ip_slot;
         entry.insert(conn);
         self.ctx.metrics.connections_open.add(1);
@@ -323,6 +340,12 @@ impl Shard {
                 }
             }
             written += queued.saturating_sub(conn.out.queued_bytes());
+            // Edge-triggered: input left unread while the session did not want it is not reported
+            // again, so once the output drained below the mark read it (next turn, with the rest).
+            if conn.read_blocked && !conn.read_pending && session::wants_input(&self.ctx, conn) {
+                conn.read_pending = true;
+                self.deferred_reads.push(key);
+            }
         }
         self.ctx.metrics.bytes_out.add(written as u64);
         // Reuse the allocation for the next turn.

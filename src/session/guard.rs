@@ -19,7 +19,8 @@ use crate::auth::{AuthConfigError, AuthError, Authenticator, Identity, RoomGrant
 use crate::config::Config;
 use crate::conn::{Conn, Phase};
 use crate::http::origin::origin_allowed;
-use crate::http::request::{Request, query_pairs};
+use crate::http::percent::query_pairs;
+use crate::http::request::Request;
 use crate::http::response::Response;
 use crate::limits::throttle::{RateLimits, Verdict};
 use crate::limits::ws_guard::Liveness;
@@ -137,7 +138,10 @@ impl Guard {
     /// [`AccessError::Unauthorized`] or [`AccessError::ForbiddenRoom`].
     pub fn admit_rest(&self, req: &Request, room: &str) -> Result<Admitted, AccessError> {
         let Some(auth) = &self.auth else { return Ok(Admitted { user: None, grant: RoomGrant::All }) };
-        let query_token = query_pairs(&req.query).find(|(k, _)| k == "token").map(|(_, v)| v);
+        let query_token = match query_pairs(&req.query).find(|(k, _)| k == "token").map(|(_, v)| v) {
+            Some(Err(_)) => return Err(AuthError::Malformed.into()),
+            other => other.and_then(Result::ok),
+        };
         let token = crate::auth::token_from(req.authorization.as_deref(), query_token.as_deref())?;
         let Identity { user, rooms } = auth.verify(&token)?;
         if !rooms.allows(room) {

@@ -1,7 +1,15 @@
 //! The HTTP session: parse request heads, answer them, or upgrade to WebSocket.
 //!
-//! Plain requests are served keep-alive (one at a time; a pipelined request waits in the connection's
-//! input buffer, bounded by `max_header_bytes`). Every refusal is a status with a JSON error body.
+//! Plain requests are served keep-alive, pipelined requests in order. Memory per connection is bounded
+//! by configuration whatever the client does: the next request is parsed only while the connection's
+//! queued output is under [`output_mark`] (16 KiB, or `--max-outbuf` if smaller) and no history read
+//! is outstanding, so a client that pipelines requests and never reads holds at most the mark plus one
+//! response (a single response may be larger than the mark or `--max-outbuf`, e.g. a history page:
+//! the bound applies to the output already pending when a request would be taken). While a request
+//! waits, the shard does not read the socket (`Conn::read_blocked`), so unparsed input is bounded by
+//! one read (64 KiB) plus one partial head (`--max-header-bytes`) and TCP pushes back on the sender;
+//! when the output drains the shard serves the buffered requests and reads again. Every refusal is a
+//! status with a JSON error body.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,7 +18,8 @@ use super::guard::AccessError;
 use super::ws;
 use super::{ShardCtx, ops};
 use crate::conn::{Conn, Phase, WsState};
-use crate::http::request::{self, Request, query_pairs};
+use crate::http::percent::{PercentError, query_pairs};
+use crate::http::request::{self, Request};
 use crate::http::response::Response;
 use crate::http::route::{Route, route};
 use crate::http::upgrade;
@@ -31,74 +40,88 @@ pub const DEFAULT_PAGE: usize = 50;
 /// Largest page of REST history (larger `limit`s are clamped).
 pub const MAX_PAGE: usize = 200;
 
-/// Appends input to the request buffer and serves every complete request in it.
+/// Output queued on an HTTP connection above which no further request is parsed.
+const PIPELINE_MARK: usize = 16 * 1024;
+
+/// The output mark: [`PIPELINE_MARK`], or `--max-outbuf` if that is smaller.
+pub fn output_mark(ctx: &ShardCtx) -> usize {
+    PIPELINE_MARK.min(ctx.cfg.max_outbuf)
+}
+
+/// Whether an HTTP connection may take its next request now: no history read outstanding and its
+/// queued output under the mark. The shard does not read a connection that may not.
+pub fn accepts_request(ctx: &ShardCtx, conn: &Conn) -> bool {
+    match &conn.phase {
+        Phase::Http(state) => !state.awaiting_reply && conn.out.queued_bytes() < output_mark(ctx),
+        _ => true,
+    }
+}
+
+/// Appends input to the request buffer and serves the complete requests in it, as far as the output
+/// mark allows.
 pub fn on_input(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &[u8]) {
     conn.inbuf.extend_from_slice(data);
     serve_buffered(ctx, conn, key);
 }
 
-/// Serves the requests waiting in the connection's input buffer.
-fn serve_buffered(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
+/// Serves the requests waiting in the connection's input buffer until it runs out of complete
+/// requests or may not take another one yet ([`accepts_request`]).
+pub fn serve_buffered(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
     let max = ctx.cfg.max_header_bytes;
+    // Bytes of `inbuf` served so far (removed once at the end, not per request).
+    let mut at = 0;
     loop {
-        let Phase::Http(state) = &conn.phase else { return };
-        if state.awaiting_reply {
-            if conn.inbuf.len() > max {
-                conn.set_close_reason(CloseReason::ProtocolError);
-                respond(
-                    ctx,
-                    conn,
-                    key,
-                    &Response::error(431, "header_too_large", "request header too large"),
-                    false,
-                    false,
-                );
-            }
-            return;
+        if !accepts_request(ctx, conn) {
+            break;
         }
+        let Phase::Http(state) = &conn.phase else { break };
         let over_capacity = state.over_capacity;
-        let (consumed, req) = match request::try_parse(&conn.inbuf, max) {
-            Ok(None) => return,
+        let (consumed, req) = match request::try_parse(&conn.inbuf[at..], max) {
+            Ok(None) => break,
             Ok(Some(parsed)) => parsed,
             Err(err) => {
                 let resp = Response::error(err.status(), err.code(), &err.to_string());
                 conn.set_close_reason(CloseReason::ProtocolError);
-                respond(ctx, conn, key, &resp, false, false);
-                return;
+                respond(ctx, conn, key, resp, false, false);
+                break;
             }
         };
-        conn.inbuf.drain(..consumed);
-        if conn.inbuf.is_empty() {
-            conn.inbuf = Vec::new();
-        }
+        at += consumed;
         if over_capacity {
             let resp = Response::error(503, "server_full", "the server is at its connection limit; retry later")
                 .with_header("Retry-After: 1".into());
             conn.set_close_reason(CloseReason::OverLimit);
-            respond(ctx, conn, key, &resp, false, req.head_only);
-            return;
+            respond(ctx, conn, key, resp, false, req.head_only);
+            break;
         }
         if conn.ip_slot.over_limit() {
             conn.set_close_reason(AccessError::TooManyFromAddress.close_reason());
-            respond(ctx, conn, key, &AccessError::TooManyFromAddress.response(), false, req.head_only);
-            return;
+            respond(ctx, conn, key, AccessError::TooManyFromAddress.response(), false, req.head_only);
+            break;
         }
         handle(ctx, conn, key, req);
         if matches!(conn.phase, Phase::Ws(_)) {
             // Bytes after the handshake are the client's first frames.
             let mut rest = std::mem::take(&mut conn.inbuf);
-            if !rest.is_empty() {
-                ws::on_input(ctx, conn, key, &mut rest);
+            if rest.len() > at {
+                ws::on_input(ctx, conn, key, &mut rest[at..]);
             }
             return;
         }
+    }
+    // A closing connection has dropped its input already.
+    if at >= conn.inbuf.len() {
+        conn.inbuf = Vec::new();
+    } else if at > 0 {
+        conn.inbuf.drain(..at);
     }
 }
 
 fn handle(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: Request) {
     let keep_alive = req.keep_alive;
     let head_only = req.head_only;
-    match route(&req.path) {
+    let ops_only = matches!(&conn.phase, Phase::Http(state) if state.ops_only);
+    match listener_route(route(&req.path), ops_only, ctx.cfg.metrics_addr.is_some()) {
         Route::WebSocket => upgrade(ctx, conn, key, &req),
         Route::Health => {
             let persistence = ctx.store.as_ref().map(|store| {
@@ -115,28 +138,51 @@ fn handle(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: Request) {
             let connections = ctx.open_conns.load(std::sync::atomic::Ordering::Relaxed);
             let cluster = ctx.hub.cluster().map(|sink| sink.shared().health());
             let body = json::health(connections, ctx.hub.n_shards(), persistence, cluster);
-            respond(ctx, conn, key, &Response::json(200, body), keep_alive, head_only);
+            respond(ctx, conn, key, Response::json(200, body), keep_alive, head_only);
         }
         Route::Static(path) => {
             let resp = match static_files::lookup(ctx.cfg.static_dir.as_deref(), &path) {
                 Ok(file) => Response::new(200, file.content_type, file.body.into_owned()),
                 Err(err) => Response::error(err.status(), err.code(), &err.to_string()),
             };
-            respond(ctx, conn, key, &resp, keep_alive, head_only);
+            respond(ctx, conn, key, resp, keep_alive, head_only);
         }
-        Route::History(room) => history(ctx, conn, key, &room, &req),
-        Route::Metrics => respond(ctx, conn, key, &ops::metrics(ctx), keep_alive, head_only),
-        Route::Ready => respond(ctx, conn, key, &ops::ready(ctx), keep_alive, head_only),
+        Route::History(room) => match decoded_room(room) {
+            Ok(room) => history(ctx, conn, key, &room, &req),
+            Err(err) => {
+                let resp = Response::error(400, err.code.as_str(), &err.message);
+                respond(ctx, conn, key, resp, keep_alive, head_only);
+            }
+        },
+        Route::Metrics => respond(ctx, conn, key, ops::metrics(ctx), keep_alive, head_only),
+        Route::Ready => respond(ctx, conn, key, ops::ready(ctx), keep_alive, head_only),
         Route::NotFound => {
             let resp = Response::error(404, "not_found", &format!("no such path: {}", req.path));
-            respond(ctx, conn, key, &resp, keep_alive, head_only);
+            respond(ctx, conn, key, resp, keep_alive, head_only);
         }
     }
 }
 
-/// Queues a response; closes after it unless `keep_alive`, else re-arms the idle deadline.
-fn respond(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, resp: &Response, keep_alive: bool, head_only: bool) {
-    conn.send_unbounded(resp.render(keep_alive, head_only));
+/// What a listener serves of a route. The `--metrics-addr` listener (`ops_only`) serves the operations
+/// endpoints only; when it exists, the main listener no longer serves `/metrics`. `/healthz` and
+/// `/readyz` stay on both (they tell little: up, ready, connection count).
+fn listener_route(route: Route, ops_only: bool, separate_metrics: bool) -> Route {
+    match route {
+        Route::Metrics if !ops_only && separate_metrics => Route::NotFound,
+        Route::Metrics | Route::Health | Route::Ready => route,
+        _ if ops_only => Route::NotFound,
+        _ => route,
+    }
+}
+
+/// Queues a response (head and body as they are, the body not copied); closes after it unless
+/// `keep_alive`, else re-arms the idle deadline.
+fn respond(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, resp: Response, keep_alive: bool, head_only: bool) {
+    let (head, body) = resp.into_parts(keep_alive, head_only);
+    conn.send_unbounded(head);
+    if !body.is_empty() {
+        conn.send_unbounded(body);
+    }
     if keep_alive {
         conn.deadline = Some(Instant::now() + ctx.cfg.handshake_timeout());
     } else {
@@ -163,9 +209,9 @@ fn ws_params(query: &str, json_subprotocol: bool) -> Result<WsParams, ClientErro
     };
     for (k, v) in query_pairs(query) {
         match k.as_str() {
-            "room" => params.room = v,
-            "nick" => params.nick = Some(v),
-            "format" => match v.as_str() {
+            "room" => params.room = decoded_room(v)?,
+            "nick" => params.nick = Some(decoded(v, "nick", ErrorCode::InvalidNick)?),
+            "format" => match decoded(v, "format", ErrorCode::InvalidParameter)?.as_str() {
                 "json" => params.format = Format::Json,
                 "text" if !json_subprotocol => params.format = Format::Text,
                 "text" => {}
@@ -176,7 +222,7 @@ fn ws_params(query: &str, json_subprotocol: bool) -> Result<WsParams, ClientErro
                     ));
                 }
             },
-            "since" => params.since = Some(parse_id("since", &v)?),
+            "since" => params.since = Some(parse_id("since", v)?),
             _ => {}
         }
     }
@@ -187,7 +233,19 @@ fn ws_params(query: &str, json_subprotocol: bool) -> Result<WsParams, ClientErro
     Ok(params)
 }
 
-fn parse_id(name: &str, value: &str) -> Result<u64, ClientError> {
+/// A room name from a URL (query value or path segment): one that does not percent-decode is refused
+/// with `invalid_room`, never repaired.
+fn decoded_room(value: Result<String, PercentError>) -> Result<String, ClientError> {
+    decoded(value, "room name", ErrorCode::InvalidRoom)
+}
+
+/// A percent-decoded query value, or `code` naming the parameter whose escapes do not decode.
+fn decoded(value: Result<String, PercentError>, name: &str, code: ErrorCode) -> Result<String, ClientError> {
+    value.map_err(|err| ClientError::new(code, format!("{name}: {err}")))
+}
+
+fn parse_id(name: &str, value: Result<String, PercentError>) -> Result<u64, ClientError> {
+    let value = decoded(value, name, ErrorCode::InvalidParameter)?;
     value.parse::<u64>().map_err(|_| {
         ClientError::new(ErrorCode::InvalidParameter, format!("{name} must be a non-negative integer, not {value:?}"))
     })
@@ -198,21 +256,21 @@ fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
         Ok(accepted) => accepted,
         Err(err) => {
             conn.set_close_reason(CloseReason::ProtocolError);
-            return respond(ctx, conn, key, &err.response(), false, false);
+            return respond(ctx, conn, key, err.response(), false, false);
         }
     };
     let params = match ws_params(&req.query, accepted.json_subprotocol) {
         Ok(params) => params,
         Err(err) => {
             conn.set_close_reason(CloseReason::ProtocolError);
-            return respond(ctx, conn, key, &Response::error(400, err.code.as_str(), &err.message), false, false);
+            return respond(ctx, conn, key, Response::error(400, err.code.as_str(), &err.message), false, false);
         }
     };
     let admitted = match ctx.guard.admit_upgrade(req, &params.room) {
         Ok(admitted) => admitted,
         Err(err) => {
             conn.set_close_reason(err.close_reason());
-            return respond(ctx, conn, key, &err.response(), false, false);
+            return respond(ctx, conn, key, err.response(), false, false);
         }
     };
     conn.send_unbounded(upgrade::switching_protocols(&accepted));
@@ -245,19 +303,19 @@ fn history(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, req: &Re
         if !keep_alive {
             conn.set_close_reason(err.close_reason());
         }
-        return respond(ctx, conn, key, &err.response(), keep_alive, head_only);
+        return respond(ctx, conn, key, err.response(), keep_alive, head_only);
     }
     let query = match history_query(room, &req.query) {
         Ok(query) => query,
         Err(err) => {
             let resp = Response::error(400, err.code.as_str(), &err.message);
-            return respond(ctx, conn, key, &resp, keep_alive, head_only);
+            return respond(ctx, conn, key, resp, keep_alive, head_only);
         }
     };
     let purpose = HistoryPurpose::Rest { keep_alive, head_only };
     if !submit_history(ctx, conn, key, query, purpose) {
         let resp = Response::error(503, "history_unavailable", "history is disabled on this server (--no-persist)");
-        return respond(ctx, conn, key, &resp, keep_alive, head_only);
+        return respond(ctx, conn, key, resp, keep_alive, head_only);
     }
     if let Phase::Http(state) = &mut conn.phase {
         state.awaiting_reply = true;
@@ -270,10 +328,10 @@ fn history_query(room: &str, query: &str) -> Result<HistoryQuery, ClientError> {
         HistoryQuery { room: room.to_string(), before_id: None, after_id: None, limit: DEFAULT_PAGE, visible_seq: 0 };
     for (k, v) in query_pairs(query) {
         match k.as_str() {
-            "before_id" => q.before_id = Some(parse_id("before_id", &v)?),
-            "after_id" => q.after_id = Some(parse_id("after_id", &v)?),
+            "before_id" => q.before_id = Some(parse_id("before_id", v)?),
+            "after_id" => q.after_id = Some(parse_id("after_id", v)?),
             "limit" => {
-                let limit = parse_id("limit", &v)?;
+                let limit = parse_id("limit", v)?;
                 if limit == 0 {
                     return Err(ClientError::new(ErrorCode::InvalidParameter, "limit must be at least 1"));
                 }
@@ -333,7 +391,7 @@ pub fn on_history(
         Ok(page) => Response::json(200, json::history_array(&page.messages)),
         Err(err) => Response::error(503, "history_unavailable", &format!("history could not be read: {err}")),
     };
-    respond(ctx, conn, key, &resp, keep_alive, head_only);
+    respond(ctx, conn, key, resp, keep_alive, head_only);
     serve_buffered(ctx, conn, key);
 }
 
@@ -353,6 +411,28 @@ mod tests {
         assert_eq!(code("nick=%01"), Some(ErrorCode::InvalidNick));
         assert_eq!(code("format=xml"), Some(ErrorCode::InvalidParameter));
         assert_eq!(code("since=-1"), Some(ErrorCode::InvalidParameter));
+        for bad in ["room=%ff", "room=%fe", "room=%zz", "room=%", "room=a%", "room=%C3%28"] {
+            assert_eq!(code(bad), Some(ErrorCode::InvalidRoom), "{bad}");
+        }
+        assert_eq!(code("nick=%ff"), Some(ErrorCode::InvalidNick));
+        assert_eq!(code("since=%zz"), Some(ErrorCode::InvalidParameter));
+        assert_eq!(ws_params("x%zz=1&room=ok", false).expect("unknown keys are ignored").room, "ok");
+    }
+
+    #[test]
+    fn the_metrics_listener_serves_operations_only() {
+        use Route::*;
+        assert_eq!(listener_route(Metrics, false, false), Metrics, "default: /metrics on the main listener");
+        assert_eq!(listener_route(Metrics, false, true), NotFound);
+        assert_eq!(listener_route(Metrics, true, true), Metrics);
+        for ops in [Health, Ready] {
+            assert_eq!(listener_route(ops.clone(), false, true), ops);
+            assert_eq!(listener_route(ops.clone(), true, true), ops);
+        }
+        for other in [WebSocket, Static("index.html".into()), History(Ok("r".into()))] {
+            assert_eq!(listener_route(other.clone(), true, true), NotFound);
+            assert_eq!(listener_route(other.clone(), false, true), other);
+        }
     }
 
     #[test]

@@ -137,6 +137,20 @@ pub fn on_input(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8]
     }
 }
 
+/// Whether the session takes more input now. `false` only for an HTTP connection whose next request
+/// must wait (see [`http::accepts_request`]): the shard then leaves the socket unread, so TCP pushes
+/// back on a client that pipelines without reading.
+pub fn wants_input(ctx: &ShardCtx, conn: &Conn) -> bool {
+    http::accepts_request(ctx, conn)
+}
+
+/// Serves input buffered while the session did not want more (after its output drained).
+pub fn resume_input(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
+    if matches!(conn.phase, Phase::Http(_)) {
+        http::serve_buffered(ctx, conn, key);
+    }
+}
+
 /// Tells a WebSocket session that a message it sent was refused after it left the shard (cluster
 /// mode: the per-user rate limit in Redis). Anything else (the connection closed and its key was
 /// reused by an HTTP request) is ignored.

@@ -59,7 +59,11 @@ pub fn on_input(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8]
 fn decode_frames(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8], now: Instant) -> usize {
     let Phase::Ws(ws) = &mut conn.phase else { return data.len() };
     let mut decoder = std::mem::take(&mut ws.decoder);
-    let max_frame = ctx.cfg.max_frame_bytes();
+    // JSON content may arrive escaped (up to 6 bytes per content byte); its limit is checked unescaped.
+    let max_frame = match ws.format {
+        Format::Json => ctx.cfg.max_json_frame_bytes(),
+        Format::Text => ctx.cfg.max_frame_bytes(),
+    };
     let mut at = 0;
     while matches!(conn.phase, Phase::Ws(_)) && at < data.len() {
         match decoder.decode(&mut data[at..], max_frame) {

@@ -105,3 +105,27 @@ fn the_server_runs_with_the_file_settings() {
     assert_eq!(welcome["limits"]["max_message_bytes"], 1234, "{welcome}");
     assert_eq!(welcome["limits"]["max_rooms"], 3, "{welcome}");
 }
+
+#[test]
+fn metrics_addr_comes_from_the_flag_the_environment_or_the_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = write_config(&dir, "metrics-addr = \"127.0.0.1:9101\"\n");
+    let addr = |cmd: Command| printed(&run(cmd)).get("metrics-addr").and_then(|v| v.as_str().map(str::to_string));
+    let mut cmd = roomcast();
+    cmd.arg("--print-config");
+    assert_eq!(addr(cmd), None, "unset by default");
+    let mut cmd = roomcast();
+    cmd.arg("--config").arg(&path).arg("--print-config");
+    assert_eq!(addr(cmd).as_deref(), Some("127.0.0.1:9101"), "file");
+    let mut cmd = roomcast();
+    cmd.arg("--config").arg(&path).arg("--print-config").env("ROOMCAST_METRICS_ADDR", "127.0.0.1:9102");
+    assert_eq!(addr(cmd).as_deref(), Some("127.0.0.1:9102"), "environment beats file");
+    let mut cmd = roomcast();
+    cmd.args(["--metrics-addr", "127.0.0.1:9103", "--print-config"]).env("ROOMCAST_METRICS_ADDR", "127.0.0.1:9102");
+    assert_eq!(addr(cmd).as_deref(), Some("127.0.0.1:9103"), "flag beats environment");
+    let mut cmd = roomcast();
+    cmd.args(["--metrics-addr", "nowhere", "--print-config"]);
+    let output = run(cmd);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--metrics-addr"));
+}

@@ -20,8 +20,12 @@ enum Expect {
     Status(u16, &'static str),
     /// A WebSocket close frame with this code (other frames before it are skipped).
     Close(u16),
-    /// An `error` frame with this code; the connection stays open.
+    /// An `error` frame with this code; the connection stays open (a `ping` command after it is
+    /// answered).
     ErrorFrame(&'static str),
+    /// The message is delivered: its `message` event comes back with content of this many bytes, and
+    /// the connection stays open.
+    Delivered(usize),
     /// The server hangs up without answering (slowloris heads).
     Hangup,
 }
@@ -72,6 +76,11 @@ fn upgrade_request(query: &str, extra: &str) -> String {
 
 fn with_token(extra_query: &str, extra_headers: &str) -> String {
     upgrade_request(&format!("room=hostile&token={}{extra_query}", good_token()), extra_headers)
+}
+
+/// A `message` command to room `hostile` whose content is `escaped` (already JSON-escaped).
+fn message_command(escaped: &str) -> String {
+    format!(r#"{{"type":"message","room":"hostile","content":"{escaped}"}}"#)
 }
 
 fn frames(list: &[(u8, &[u8])]) -> Vec<u8> {
@@ -172,6 +181,15 @@ fn cases() -> Vec<Case> {
             Status(404, "not_found"),
         ),
         http("unknown path", "GET /admin HTTP/1.1\r\nHost: x\r\n\r\n", Status(404, "not_found")),
+        http("http/1.1 without host", "GET /healthz HTTP/1.1\r\n\r\n", Status(400, "bad_request")),
+        http("two host headers", "GET /healthz HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", Status(400, "bad_request")),
+        http("host with userinfo", "GET /healthz HTTP/1.1\r\nHost: user@x\r\n\r\n", Status(400, "bad_request")),
+        http(
+            "upgrade without host",
+            with_token("", "").replace("Host: roomcast.test\r\n", ""),
+            Status(400, "bad_request"),
+        ),
+        http("upgrade with two host headers", with_token("", "Host: roomcast.test\r\n"), Status(400, "bad_request")),
         // --- WebSocket handshakes ---
         http(
             "plain get on ws path",
@@ -207,6 +225,12 @@ fn cases() -> Vec<Case> {
         key_case("key with bad characters", "dGhlIHNhbXBsZSBub25j!Q=="),
         key_case("key with non-zero padding bits", "dGhlIHNhbXBsZSBub25jZR=="),
         key_case("key of 32 bytes", "dGhlIHNhbXBsZSBub25jZdGhlIHNhbXBsZSBub25jZQ=="),
+        http(
+            "second websocket key",
+            with_token("", "Sec-WebSocket-Key: AQIDBAUGBwgJCgsMDQ4PEA==\r\n"),
+            Status(400, "bad_websocket_key"),
+        ),
+        http("http/1.0 upgrade", with_token("", "").replace("HTTP/1.1", "HTTP/1.0"), Status(400, "bad_request")),
         // --- Tokens (auth on) ---
         http("no token", upgrade_request("room=hostile", ""), Status(401, "unauthorized")),
         token_case("garbage token", "not.a.token".into()),
@@ -225,6 +249,10 @@ fn cases() -> Vec<Case> {
             tokens::signed_with(Algorithm::RS256, "rsa_private.pem", &claims(json!({}))),
         ),
         token_case("token with a control character in its name", tokens::hs256(&claims(json!({"name": "evil\u{7}"})))),
+        token_case(
+            "token with a critical header extension",
+            tokens::hs256_with_crit(&["urn:example:must-understand"], &claims(json!({}))),
+        ),
         http(
             "basic auth instead of bearer",
             upgrade_request("room=hostile", "Authorization: Basic dXNlcjpwYXNz\r\n"),
@@ -263,6 +291,33 @@ fn cases() -> Vec<Case> {
         http("oversize room", with_token(&format!("&room={}", "r".repeat(65)), ""), Status(400, "invalid_room")),
         http("unknown format", with_token("&format=xml", ""), Status(400, "invalid_parameter")),
         http("negative since", with_token("&format=json&since=-1", ""), Status(400, "invalid_parameter")),
+        http("room %ff", with_token("&room=%ff", ""), Status(400, "invalid_room")),
+        http("room %fe", with_token("&room=%fe", ""), Status(400, "invalid_room")),
+        http("room %zz", with_token("&room=%zz", ""), Status(400, "invalid_room")),
+        http("room with a lone %", with_token("&room=a%", ""), Status(400, "invalid_room")),
+        http("room %-escape cut short", with_token("&room=%4", ""), Status(400, "invalid_room")),
+        http("room decoding to non-utf-8", with_token("&room=caf%C3%28", ""), Status(400, "invalid_room")),
+        http(
+            "room %ff on /ws",
+            with_token("&room=%ff", "").replace("/ws/chat?", "/ws?format=json&"),
+            Status(400, "invalid_room"),
+        ),
+        http("nick %ff", with_token("&nick=%ff", ""), Status(400, "invalid_nick")),
+        http(
+            "rest history of room %ff",
+            format!("GET /rooms/%ff/messages?token={} HTTP/1.1\r\nHost: x\r\n\r\n", good_token()),
+            Status(400, "invalid_room"),
+        ),
+        http(
+            "rest history of room %zz",
+            format!("GET /rooms/%zz/messages?token={} HTTP/1.1\r\nHost: x\r\n\r\n", good_token()),
+            Status(400, "invalid_room"),
+        ),
+        http(
+            "rest history of a room with a lone %",
+            format!("GET /rooms/a%/messages?token={} HTTP/1.1\r\nHost: x\r\n\r\n", good_token()),
+            Status(400, "invalid_room"),
+        ),
         // --- Slowloris ---
         http("slowloris head", "GET /ws/chat HTTP/1.1\r\nHost: x\r\nX-Slow: a", Hangup),
         // --- WebSocket frames ---
@@ -312,6 +367,21 @@ fn cases() -> Vec<Case> {
             format!(r#"{{"type":"message","room":"hostile","content":"{}"}}"#, "x".repeat(1001)).as_bytes(),
             ErrorFrame("message_too_large"),
         ),
+        json_ws(
+            "content at the limit, every byte escaped as \\u0001",
+            message_command(&"\\u0001".repeat(1000)).as_bytes(),
+            Delivered(1000),
+        ),
+        json_ws(
+            "content at the limit, every byte a quote",
+            message_command(&"\\\"".repeat(1000)).as_bytes(),
+            Delivered(1000),
+        ),
+        json_ws(
+            "escaped content one byte over the limit",
+            message_command(&"\\u0001".repeat(1001)).as_bytes(),
+            ErrorFrame("message_too_large"),
+        ),
         json_ws("wrong field type", br#"{"type":"message","room":["hostile"],"content":"x"}"#, ErrorFrame("bad_json")),
         json_ws("join a forbidden room", br#"{"type":"join","room":"secret"}"#, ErrorFrame("forbidden")),
         json_ws(
@@ -356,21 +426,43 @@ fn run(server: &Server, case: &Case) -> Expect {
             Expect::Status(status, leak(code))
         }
         Expect::Close(_) => Expect::Close(raw.expect_close().unwrap_or(0)),
-        Expect::ErrorFrame(_) => loop {
-            match raw.read_frame() {
-                Some((0x1, payload)) => {
-                    let event: Value = serde_json::from_slice(&payload).unwrap_or(Value::Null);
-                    if event["type"] == "error" {
+        Expect::ErrorFrame(_) | Expect::Delivered(_) => {
+            let got = loop {
+                match next_event(&mut raw) {
+                    Some(event) if event["type"] == "error" => {
                         break Expect::ErrorFrame(leak(event["code"].as_str().unwrap_or("")));
                     }
+                    Some(event) if event["type"] == "message" => {
+                        break Expect::Delivered(event["content"].as_str().map_or(0, str::len));
+                    }
+                    Some(_) => {}
+                    None => return Expect::Close(0),
                 }
-                Some((0x8, _)) | None => break Expect::Close(0),
-                Some(_) => {}
+            };
+            // The connection is kept: it still answers a command.
+            raw.send_frame(0x81, br#"{"type":"ping"}"#);
+            loop {
+                match next_event(&mut raw) {
+                    Some(event) if event["type"] == "pong" => break got,
+                    Some(_) => {}
+                    None => break Expect::Close(0),
+                }
             }
-        },
+        }
         Expect::Hangup => {
             assert!(raw.reads_eof());
             Expect::Hangup
+        }
+    }
+}
+
+/// The next JSON event on a raw WebSocket connection (`None` once it closed).
+fn next_event(raw: &mut Raw) -> Option<Value> {
+    loop {
+        match raw.read_frame()? {
+            (0x1, payload) => return Some(serde_json::from_slice(&payload).unwrap_or(Value::Null)),
+            (0x8, _) => return None,
+            _ => {}
         }
     }
 }

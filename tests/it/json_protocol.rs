@@ -175,3 +175,21 @@ fn bad_handshake_parameters_get_400() {
         assert_eq!(body["error"]["code"], code, "{query}");
     }
 }
+
+#[test]
+fn content_within_the_limit_that_grows_when_escaped_is_delivered() {
+    // Default --max-message (16 KiB): 4,000 x U+0001 is a 24 KB frame, 16,384 x '"' a 32.8 KB one.
+    let server = Server::start(&["--rate-limit-bytes", "0"]);
+    let mut sender = connect_json(&server, "esc", "s");
+    let mut reader = connect_json(&server, "esc", "r");
+    for content in ["\u{1}".repeat(4000), "\"".repeat(16_384), "\\".repeat(16_384)] {
+        send_json(&mut sender, json!({"type": "message", "room": "esc", "content": content}));
+        assert_eq!(recv_event(&mut sender, "message")["content"], content.as_str());
+        assert_eq!(recv_event(&mut reader, "message")["content"], content.as_str());
+    }
+    // Over the limit once decoded: refused with an error frame, the connection kept.
+    send_json(&mut sender, json!({"type": "message", "room": "esc", "content": "\u{1}".repeat(16_385)}));
+    assert_eq!(recv_event(&mut sender, "error")["code"], "message_too_large");
+    send_json(&mut sender, json!({"type": "message", "room": "esc", "content": "still here"}));
+    assert_eq!(recv_event(&mut sender, "message")["content"], "still here");
+}

@@ -13,6 +13,7 @@ mod json_protocol;
 mod lifecycle;
 mod metrics;
 mod ops;
+mod pipelining;
 mod scale;
 mod security;
 mod tidy;

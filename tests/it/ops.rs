@@ -88,3 +88,46 @@ fn json_logs_are_one_object_per_line() {
     assert!(lines.iter().any(|v| message(v) == "roomcast ready" && v["level"] == "INFO"), "{logs}");
     assert!(lines.iter().any(|v| message(v) == "closed" && v["level"] == "DEBUG"), "lifecycle line: {logs}");
 }
+
+/// One GET on a fresh connection to `addr`: (status, body).
+fn get_at(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    std::io::Write::write_all(
+        &mut stream,
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .expect("write");
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn metrics_addr_moves_metrics_to_its_own_listener() {
+    let server = Server::start(&["--metrics-addr", "127.0.0.1:0", "--jwt-secret", crate::support::tokens::SECRET]);
+    let ops = server.metrics_addr.expect("the server printed its metrics address");
+    assert_ne!(ops, server.addr);
+    let (status, body) = get_at(server.addr, "/metrics");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("not_found"), "{body}");
+    let (status, body) = get_at(ops, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("roomcast_connections_open") && body.ends_with("# EOF\n"), "{body}");
+    // Health and readiness on both; nothing else on the metrics listener.
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(get_at(server.addr, path).0, 200, "{path} on the main listener");
+        assert_eq!(get_at(ops, path).0, 200, "{path} on the metrics listener");
+    }
+    for path in ["/", "/ws/chat", "/rooms/general/messages"] {
+        assert_eq!(get_at(ops, path).0, 404, "{path} on the metrics listener");
+    }
+    assert_eq!(get_at(server.addr, "/").0, 200);
+    // Without the flag, /metrics stays on the main listener (today's behaviour).
+    let plain = Server::start(&[]);
+    assert!(plain.metrics_addr.is_none());
+    assert_eq!(get_at(plain.addr, "/metrics").0, 200);
+}

@@ -224,9 +224,10 @@ fn rate_limit_zero_turns_the_limit_off() {
 fn the_byte_rate_limit_refuses_large_bursts() {
     let server = Server::start(&["--rate-limit", "0", "--rate-limit-bytes", "1000", "--max-message", "1000"]);
     let mut ws = connect_json(&server, "bytes", "b");
-    // The byte burst is one largest frame (5096 bytes): the sixth 1000-byte message cannot pass at once.
+    // The byte burst is one largest JSON frame (6 × 1000 + 4096 bytes): 16 messages of about 950
+    // bytes cannot all pass at once.
     let content = "x".repeat(900);
-    for _ in 0..12 {
+    for _ in 0..16 {
         send_json(&mut ws, json!({"type": "message", "room": "bytes", "content": content}));
     }
     loop {

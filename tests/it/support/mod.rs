@@ -27,6 +27,8 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 pub struct Server {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// The `--metrics-addr` listener's address, when the server was started with one.
+    pub metrics_addr: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
 }
 
@@ -54,20 +56,27 @@ impl Server {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("listening on http://") {
-                    let _ = tx.send(addr.to_string());
+                // The metrics line, if any, comes first.
+                if let Some(addr) = line.strip_prefix("metrics on http://") {
+                    let _ = tx.send((true, addr.to_string()));
+                } else if let Some(addr) = line.strip_prefix("listening on http://") {
+                    let _ = tx.send((false, addr.to_string()));
                 }
             }
         });
-        let addr = match rx.recv_timeout(PATIENCE) {
-            Ok(addr) => addr.parse().expect("address"),
-            Err(_) => {
-                let _ = child.kill();
-                let status = child.wait();
-                panic!("roomcast did not start: {status:?}");
+        let mut metrics_addr = None;
+        let addr = loop {
+            match rx.recv_timeout(PATIENCE) {
+                Ok((true, addr)) => metrics_addr = Some(addr.parse().expect("metrics address")),
+                Ok((false, addr)) => break addr.parse().expect("address"),
+                Err(_) => {
+                    let _ = child.kill();
+                    let status = child.wait();
+                    panic!("roomcast did not start: {status:?}");
+                }
             }
         };
-        Server { child: Some(child), addr, dir }
+        Server { child: Some(child), addr, metrics_addr, dir }
     }
 
     /// Path of the server's database.

@@ -51,3 +51,10 @@ pub fn unsigned(claims: &Value) -> String {
     let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
     format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(claims))
 }
+
+/// An HS256 token signed with [`SECRET`] whose header lists `crit` extensions (RFC 7515 §4.1.11).
+pub fn hs256_with_crit(crit: &[&str], claims: &Value) -> String {
+    let mut header = Header::new(Algorithm::HS256);
+    header.crit = Some(crit.iter().map(|c| c.to_string()).collect());
+    encode(&header, claims, &EncodingKey::from_secret(SECRET.as_bytes())).expect("encode")
+}
