@@ -56,7 +56,8 @@ pub struct Config {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_addr: Option<SocketAddr>,
 
-    /// Event-loop threads; 0 means one per CPU core.
+    /// Event-loop threads; 0 means one per CPU core but one (at least one): the remaining core is left
+    /// to the kernel's network processing, the store writer and whatever shares the machine.
     #[arg(long, env = "ROOMCAST_SHARDS", default_value_t = 0)]
     pub shards: usize,
 
@@ -244,6 +245,19 @@ pub enum ConfigError {
     },
 }
 
+/// The default shard count on a machine with `cores` cores: one per core but one, at least one.
+///
+/// Decision (BENCHMARKS.md, issue 12): on the 2-core machine with the load generator beside the
+/// server, started in its own session as a service manager runs it, one shard beat two in every
+/// round at 2,000 clients / 2M deliveries/s (p50 20–23 ms against 27–36 ms, p99 47–66 ms against
+/// 69–352 ms), at the same server CPU. Each shard's write to a client socket wakes a client thread
+/// on loopback (and a NIC's softirq work on a real network) that then preempts a shard; with a shard
+/// on every core nothing is left for that work, and a shard preempted mid-pass holds back all its
+/// connections. `--shards N` still sets any count.
+pub fn default_shards(cores: usize) -> usize {
+    cores.saturating_sub(1).max(1)
+}
+
 impl Config {
     /// Checks ranges and fills automatic values (`shards`, `max_connections`).
     ///
@@ -254,7 +268,7 @@ impl Config {
             if ok { Ok(()) } else { Err(ConfigError::OutOfRange { name, rule, value }) }
         };
         if self.shards == 0 {
-            self.shards = std::thread::available_parallelism().map_or(1, |n| n.get());
+            self.shards = default_shards(std::thread::available_parallelism().map_or(1, |n| n.get()));
         }
         range("shards", "between 1 and 256", self.shards <= 256, self.shards.to_string())?;
         range(
@@ -405,6 +419,7 @@ mod tests {
         assert_eq!(cfg.addr.to_string(), "127.0.0.1:8000");
         assert!(cfg.shards >= 1);
         assert_eq!(cfg.max_connections, 20_000 - FD_RESERVE);
+        assert_eq!([1, 2, 4, 8].map(default_shards), [1, 1, 3, 7], "one per core but one, at least one");
         assert_eq!(cfg.max_frame_bytes(), 16 * 1024 + 4096);
         assert_eq!(cfg.max_json_frame_bytes(), 6 * 16 * 1024 + 4096);
     }

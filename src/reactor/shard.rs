@@ -1,9 +1,13 @@
 //! A shard: one thread, one `mio::Poll`, a `Slab` of connections, an inbox.
 //!
 //! Each loop turn has a fixed shape: poll; read every readable connection (unless ingress is paused);
-//! retry reads that were deferred; drain the inbox (new connections, deliveries, history replies);
-//! write every connection with queued output in one vectored write each; reap connections marked for
-//! removal; every 250 ms, expire deadlines and run heartbeats (`session::guard::on_sweep`). Nothing here blocks except `poll` itself.
+//! retry reads that were deferred; drain the inbox (new connections, deliveries, history replies) up
+//! to a budget of frames; write the next slice of connections with queued output (at most 256, in
+//! the order they got output, one vectored write each); reap connections marked for removal; every
+//! 250 ms, expire deadlines and run heartbeats (`session::guard::on_sweep`). A busy shard thus reads,
+//! delivers and writes in bounded slices, so no connection waits behind thousands of others and new
+//! input is read every slice. Nothing here blocks except `poll`, and `poll` does not wait while
+//! output or inbox messages are pending.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -30,6 +34,12 @@ const READ_CHUNK: usize = 64 * 1024;
 const READS_PER_TURN: usize = 4;
 /// Inbox messages handled per turn before flushing (keeps latency bounded under bursts).
 const INBOX_PER_TURN: usize = 8192;
+/// Connections written per turn. A busy shard goes round its loop (poll, read, inbox, write) after
+/// this many writes instead of writing every connection with output first: new input is read and
+/// new deliveries are queued (onto connections still waiting their turn, which then carry them in
+/// the same write) every slice, not once per pass over thousands of connections. Connections are
+/// written in the order they got output, so each waits at most one pass.
+const FLUSHES_PER_TURN: usize = 256;
 /// Frames queued on connections per turn before flushing: a busy shard writes what it has queued
 /// after at most this much delivery work, so no connection waits behind a long inbox backlog
 /// (64 deliveries to 1,000 local members, or 8,192 to a few).
@@ -79,6 +89,10 @@ impl Shard {
             } else if !self.deferred_reads.is_empty() {
                 // Paused: poll again soon to see whether the queues drained.
                 timeout = timeout.min(Duration::from_millis(1));
+            }
+            if !self.ctx.to_flush.is_empty() {
+                // Output left from the last slice: write on after a non-blocking look at the sockets.
+                timeout = Duration::ZERO;
             }
             self.ctx.inbox.about_to_sleep();
             if !self.inbox_rx.is_empty() {
@@ -307,7 +321,7 @@ impl Shard {
             delivered += 1;
             if !conn.flush_scheduled {
                 conn.flush_scheduled = true;
-                to_flush.push(member.key);
+                to_flush.push_back(member.key);
             }
         }
         self.ctx.to_flush = to_flush;
@@ -325,10 +339,12 @@ impl Shard {
         visited
     }
 
+    /// Writes the next slice of connections with output (at most [`FLUSHES_PER_TURN`]), in the order
+    /// they got it; the rest wait for the next turn.
     fn flush_scheduled(&mut self) {
-        let keys = std::mem::take(&mut self.ctx.to_flush);
         let mut written = 0;
-        for &key in &keys {
+        for _ in 0..FLUSHES_PER_TURN {
+            let Some(key) = self.ctx.to_flush.pop_front() else { break };
             let Some(conn) = self.conns.get_mut(key) else { continue };
             conn.flush_scheduled = false;
             let queued = conn.out.queued_bytes();
@@ -348,11 +364,12 @@ impl Shard {
             }
         }
         self.ctx.metrics.bytes_out.add(written as u64);
-        // Reuse the allocation for the next turn.
-        let mut keys = keys;
-        keys.clear();
-        if self.ctx.to_flush.is_empty() {
-            self.ctx.to_flush = keys;
+    }
+
+    /// Writes every connection with output (shutdown and the sweep's closes, which reap right after).
+    fn flush_all(&mut self) {
+        while !self.ctx.to_flush.is_empty() {
+            self.flush_scheduled();
         }
     }
 
@@ -407,7 +424,7 @@ impl Shard {
                 Phase::Closing { .. } => {}
             }
         }
-        self.flush_scheduled();
+        self.flush_all();
         self.reap();
     }
 }

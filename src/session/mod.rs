@@ -12,7 +12,7 @@ pub mod local;
 pub mod ops;
 pub mod ws;
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Instant;
@@ -49,8 +49,9 @@ pub struct ShardCtx {
     pub parser: JsonParser,
     /// Reusable encoding buffer.
     pub scratch: Vec<u8>,
-    /// Connections with output to write this turn.
-    pub to_flush: Vec<usize>,
+    /// Connections with output to write, in the order they got it (the shard writes a bounded slice
+    /// from the front each turn; see `reactor::shard::FLUSHES_PER_TURN`).
+    pub to_flush: VecDeque<usize>,
     /// Connections to remove at the end of the turn.
     pub to_remove: Vec<usize>,
     /// Set view of `to_remove`.
@@ -87,7 +88,7 @@ impl ShardCtx {
             local: LocalRooms::default(),
             parser: JsonParser::default(),
             scratch: Vec::with_capacity(1024),
-            to_flush: Vec::new(),
+            to_flush: VecDeque::new(),
             to_remove: Vec::new(),
             removing: HashSet::new(),
             guard: Arc::new(guard::Guard::default()),
@@ -105,7 +106,7 @@ impl ShardCtx {
     pub fn schedule_flush(&mut self, conn: &mut Conn, key: usize) {
         if !conn.flush_scheduled {
             conn.flush_scheduled = true;
-            self.to_flush.push(key);
+            self.to_flush.push_back(key);
         }
     }
 
