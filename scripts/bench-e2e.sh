@@ -17,9 +17,11 @@
 #     default    roomcast defaults (history on)
 #     nopersist  roomcast --no-persist
 #     shards1    roomcast defaults with --shards 1
+#     shards2    roomcast defaults with --shards 2 (one per core on this machine; the default is one
+#                per core but one)
 #     baseline   roomcast-baseline (careful tokio + tokio-tungstenite; its /stats lag counter is read
 #                after every run and reported next to the generator's loss count)
-#   Default: "default nopersist baseline"; the heavy scenario adds shards1 (HEAVY_VARIANTS overrides).
+#   Default: "default nopersist baseline"; the heavy scenario adds shards1 and shards2 (HEAVY_VARIANTS overrides).
 #   `rooms` runs only the roomcast variants.
 # - ROUNDS rounds (default 3), alternating servers within each scenario: A B C A B C ... Every run
 #   gets a fresh server process (so RSS and CPU belong to that run). Every round's figures are kept
@@ -69,10 +71,10 @@ if [[ -n "${VARIANTS:-}" ]]; then
     HEAVY_VARIANTS=${HEAVY_VARIANTS:-$VARIANTS}
 else
     VARIANTS="default nopersist baseline"
-    HEAVY_VARIANTS=${HEAVY_VARIANTS:-"default nopersist shards1 baseline"}
+    HEAVY_VARIANTS=${HEAVY_VARIANTS:-"default nopersist shards1 shards2 baseline"}
 fi
 for v in $VARIANTS $HEAVY_VARIANTS; do
-    case "$v" in default | nopersist | shards1 | baseline) ;; *) echo "unknown variant $v" >&2; exit 2 ;; esac
+    case "$v" in default | nopersist | shards1 | shards2 | baseline) ;; *) echo "unknown variant $v" >&2; exit 2 ;; esac
 done
 
 SERVER_PID="" LOAD_PID="" SAMPLER_PID="" DB_DIR=""
@@ -144,6 +146,7 @@ start_server() {
             args+=(--db "$DB_DIR/roomcast.db")
         fi
         [[ "$variant" == shards1 ]] && args+=(--shards 1)
+        [[ "$variant" == shards2 ]] && args+=(--shards 2)
         setsid "$BIN/roomcast" "${args[@]}" >"$log" 2>&1 &
         SERVER_PID=$!
         for _ in $(seq 1 400); do

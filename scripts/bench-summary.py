@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Summarises a scripts/bench-e2e.sh run: every round's figures, the medians per variant, and the
-ratios against the baseline (and default against nopersist / shards1) from this run only.
+ratios against the baseline (and default against nopersist / shards1 / shards2) from this run only.
 
 Usage: scripts/bench-summary.py OUT_DIR   (reads OUT_DIR/<scenario>-<variant>-r<round>.{json,server.json})
 """
@@ -13,7 +13,7 @@ import sys
 
 out = sys.argv[1]
 ORDER = ["s1k", "heavy", "rooms-text", "rooms-json", "hold", "hold19k", "connect", "ramp"]
-VARIANT_ORDER = ["default", "nopersist", "shards1", "baseline"]
+VARIANT_ORDER = ["default", "nopersist", "shards1", "shards2", "baseline"]
 
 
 def figures(rep, srv):
@@ -129,7 +129,7 @@ for name in sorted(runs, key=lambda n: (ORDER.index(n) if n in ORDER else 99, n)
     for v in variants:
         print(f"| {v} (median) | " + " | ".join(fmt(medians[v].get(k)) for k in num_keys) + " |")
     pairs = [(v, "baseline") for v in variants if v != "baseline" and "baseline" in medians]
-    pairs += [("default", ref) for ref in ("nopersist", "shards1") if "default" in medians and ref in medians]
+    pairs += [("default", ref) for ref in ("nopersist", "shards1", "shards2") if "default" in medians and ref in medians]
     for a, b in pairs:
         cells = []
         for k in num_keys:
