@@ -9,7 +9,7 @@ use crate::support::*;
 
 /// Posts `n` messages from a JSON client in `room` and returns their ids (waiting for each echo, so
 /// every one of them was accepted by the server).
-fn post(ws: &mut Client, room: &str, prefix: &str, n: usize) -> Vec<u64> {
+pub(crate) fn post(ws: &mut Client, room: &str, prefix: &str, n: usize) -> Vec<u64> {
     (0..n)
         .map(|i| {
             send_json(ws, json!({"type": "message", "room": room, "content": format!("{prefix}{i}")}));
