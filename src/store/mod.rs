@@ -73,7 +73,8 @@
 //!
 //! # Schema
 //! A rowid table `messages(id INTEGER PRIMARY KEY, room, user, content, created_at)` plus an
-//! index on `(room, id)`, versioned with `PRAGMA user_version` (see `schema.rs`). Ids arrive in
+//! index on `(room, id)`, and (version 2) a `meta(key, value)` table holding the id ceiling,
+//! versioned with `PRAGMA user_version` (see `schema.rs`). Ids arrive in
 //! increasing order, so table inserts are appends and only the narrow index takes inserts in the
 //! middle. The alternative, a `WITHOUT ROWID` table clustered on `(room, id)` plus a unique index
 //! on `id`, was measured with raw SQL (`benches/store.rs`, group `layout`, 200k rows in 100 rooms,
