@@ -7,6 +7,7 @@
 
 pub mod outbuf;
 
+use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use crate::limits::ws_guard::WsGuard;
 use crate::metrics::CloseReason;
 use crate::protocol::Format;
 use crate::room::directory::Room;
+use crate::store::HistoryQuery;
 use crate::ws::codec::{self, FrameDecoder};
 use outbuf::{Flushed, Full, OutBuf};
 
@@ -62,6 +64,52 @@ pub struct WsState {
     pub rooms: Vec<Membership>,
     /// Room grant, rate throttle and liveness clock.
     pub guard: WsGuard,
+    /// History reads whose replies are paced by the client's reading (`session::catchup`).
+    pub paced: PacedReads,
+}
+
+/// History reads (resume pages, `history` replies) waiting to be sent at the client's pace: one at a
+/// time, the next only once the output queue has drained below the low-water mark.
+#[derive(Debug, Default)]
+pub struct PacedReads {
+    /// A read was submitted and its reply is not yet queued.
+    pub in_flight: bool,
+    /// Reads waiting their turn, oldest first (at most one `Resume` per room; `History` bounded).
+    pub waiting: VecDeque<PacedRead>,
+}
+
+/// One read waiting in [`PacedReads`].
+#[derive(Debug)]
+pub enum PacedRead {
+    /// The next catch-up page of the membership of room `room_id` (see [`CatchUp`]).
+    Resume {
+        /// The room.
+        room_id: u64,
+    },
+    /// A `history` command.
+    History {
+        /// The query.
+        query: HistoryQuery,
+        /// The room, as named in the command (echoed in the reply).
+        room: Arc<str>,
+    },
+}
+
+/// A membership catching up after a resume: history pages up to `upto`, then the held live frames.
+#[derive(Debug)]
+pub struct CatchUp {
+    /// The next page starts after this id.
+    pub next_after: u64,
+    /// Last id to send from history; live frames above it are held meanwhile.
+    pub upto: u64,
+    /// Messages asked per page (adapted so a page is about `--max-outbuf` bytes).
+    pub page_limit: usize,
+    /// Live frames held back (ids above `upto`, and id-less events).
+    pub held: Vec<Bytes>,
+    /// Bytes in `held`.
+    pub held_bytes: usize,
+    /// `held` passed its bound and was dropped: the catch-up continues from history past `upto`.
+    pub overflowed: bool,
 }
 
 /// One room a connection is in.
@@ -69,10 +117,8 @@ pub struct WsState {
 pub struct Membership {
     /// The room.
     pub room: Arc<Room>,
-    /// While catching up after a resume: live frames held back until history has been sent.
-    pub held: Option<Vec<Bytes>>,
-    /// Bytes in `held` (bounded, with the output queue, by `max_outbuf`).
-    pub held_bytes: usize,
+    /// While catching up after a resume.
+    pub catch_up: Option<CatchUp>,
 }
 
 impl WsState {
@@ -117,6 +163,9 @@ pub struct Conn {
     /// The session may not take more input yet (an HTTP request waits for queued output to drain or
     /// for a history reply): the socket is not read until it may, then buffered input is served first.
     pub read_blocked: bool,
+    /// A paced read waits for the output queue to drain below the low-water mark: the shard calls
+    /// `session::on_drained` after a flush that gets it there.
+    pub drain_wanted: bool,
     /// This connection's share of its address's count (`--max-conns-per-ip`); released on drop.
     pub ip_slot: IpSlot,
     /// Why the server decided to close it (first decision wins); `None` counts as normal at the reap.
@@ -144,6 +193,7 @@ impl Conn {
             flush_scheduled: false,
             read_pending: false,
             read_blocked: false,
+            drain_wanted: false,
             ip_slot: IpSlot::untracked(),
             close_reason: None,
         }
@@ -190,6 +240,11 @@ impl Conn {
     /// [`Full`]: the peer is not keeping up.
     pub fn send(&mut self, frame: Bytes, max_outbuf: usize) -> Result<(), Full> {
         self.out.push(frame, max_outbuf)
+    }
+
+    /// Queues a paced frame (history and catch-up pages): not judged by the bound, see [`OutBuf`].
+    pub fn send_paced(&mut self, frame: Bytes) {
+        self.out.push_paced(frame);
     }
 
     /// Queues bytes that must go out whatever the bound (responses, close frames, direct replies).

@@ -5,6 +5,12 @@
 //! (so a connection written every turn does not reallocate its deque every turn), gives it back at
 //! the shard's next sweep once drained ([`OutBuf::release_if_drained`]), so an idle connection holds
 //! nothing big, and refuses frames past `max_bytes`.
+//!
+//! *Paced* frames (history and resume catch-up pages, see `session::catchup`) are queued whatever the
+//! bound and are not counted when the bound judges later frames: the server chose to queue them and
+//! queues the next page only once the queue has drained below a low-water mark, so they are bounded
+//! by the page size, not by the client. The queue remembers which byte ranges of its stream are
+//! paced (a page is pushed contiguously, so there are only a few ranges).
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -37,6 +43,10 @@ pub struct OutBuf {
     front_written: usize,
     /// Bytes queued and not yet written.
     queued: usize,
+    /// Bytes ever queued (stream position of the queue's end; the write position is `pushed - queued`).
+    pushed: u64,
+    /// Stream ranges `[start, end)` of paced frames not yet completely written, oldest first.
+    paced: VecDeque<(u64, u64)>,
 }
 
 impl OutBuf {
@@ -45,18 +55,39 @@ impl OutBuf {
     /// # Errors
     /// [`Full`] when the frame does not fit: the caller treats the peer as a slow consumer.
     pub fn push(&mut self, frame: Bytes, max_bytes: usize) -> Result<(), Full> {
-        if self.queued + frame.len() > max_bytes {
+        if self.bounded_bytes() + frame.len() > max_bytes {
             return Err(Full);
         }
-        self.queued += frame.len();
-        self.frames.push_back(frame);
+        self.push_unbounded(frame);
         Ok(())
     }
 
     /// Queues a frame regardless of the bound (close frames and HTTP responses, which end a connection).
     pub fn push_unbounded(&mut self, frame: Bytes) {
         self.queued += frame.len();
+        self.pushed += frame.len() as u64;
         self.frames.push_back(frame);
+    }
+
+    /// Queues a paced frame: regardless of the bound, and not counted by it afterwards. The caller
+    /// bounds paced frames itself (one page at a time, the next only below a low-water mark).
+    pub fn push_paced(&mut self, frame: Bytes) {
+        let start = self.pushed;
+        self.push_unbounded(frame);
+        match self.paced.back_mut() {
+            Some(last) if last.1 == start => last.1 = self.pushed,
+            _ => self.paced.push_back((start, self.pushed)),
+        }
+    }
+
+    /// Bytes waiting that the bound counts: everything but the unwritten part of paced frames.
+    pub fn bounded_bytes(&self) -> usize {
+        if self.paced.is_empty() {
+            return self.queued;
+        }
+        let written = self.pushed - self.queued as u64;
+        let paced: u64 = self.paced.iter().map(|&(start, end)| end - start.max(written)).sum();
+        self.queued - usize::try_from(paced).unwrap_or(self.queued).min(self.queued)
     }
 
     /// Drops every frame not yet started, keeping a partly written front frame so the stream stays
@@ -66,8 +97,14 @@ impl OutBuf {
         while self.frames.len() > keep {
             if let Some(frame) = self.frames.pop_back() {
                 self.queued -= frame.len();
+                self.pushed -= frame.len() as u64;
             }
         }
+        let end = self.pushed;
+        self.paced.retain_mut(|range| {
+            range.1 = range.1.min(end);
+            range.0 < range.1
+        });
     }
 
     /// Bytes waiting.
@@ -110,6 +147,9 @@ impl OutBuf {
         if self.frames.is_empty() && self.frames.capacity() > KEEP_SLOTS {
             self.frames = VecDeque::new();
         }
+        if self.paced.is_empty() && self.paced.capacity() > KEEP_SLOTS {
+            self.paced = VecDeque::new();
+        }
     }
 
     /// One `writev` of up to `N` queued frames.
@@ -125,6 +165,10 @@ impl OutBuf {
 
     fn advance(&mut self, mut written: usize) {
         self.queued -= written;
+        let position = self.pushed - self.queued as u64;
+        while self.paced.front().is_some_and(|&(_, end)| end <= position) {
+            self.paced.pop_front();
+        }
         while written > 0 {
             let Some(front) = self.frames.front() else { break };
             let left = front.len() - self.front_written;
@@ -215,6 +259,30 @@ mod tests {
         assert!(buf.is_empty());
         buf.push_unbounded(Bytes::from(vec![0; 500]));
         assert_eq!(buf.queued_bytes(), 500);
+    }
+
+    #[test]
+    fn paced_frames_are_not_judged_by_the_bound() {
+        let mut buf = OutBuf::default();
+        buf.push(Bytes::from(vec![1; 10]), 100).expect("fits");
+        buf.push_paced(Bytes::from(vec![2; 300]));
+        buf.push_paced(Bytes::from(vec![3; 300]));
+        assert_eq!(buf.queued_bytes(), 610);
+        assert_eq!(buf.bounded_bytes(), 10, "paced bytes do not count");
+        buf.push(Bytes::from(vec![4; 90]), 100).expect("the bound sees 10 + 90");
+        assert_eq!(buf.push(Bytes::from(vec![5; 1]), 100), Err(Full));
+        // Write into the middle of the paced range: the bound still counts only the unpaced frames.
+        let mut sock = Trickle { out: Vec::new(), per_call: 50, total: 360, calls: 0 };
+        assert_eq!(buf.flush(&mut sock).expect("ok"), Flushed::WouldBlock);
+        assert_eq!(buf.queued_bytes(), 340);
+        assert_eq!(buf.bounded_bytes(), 90);
+        buf.drop_unstarted();
+        assert_eq!(buf.queued_bytes(), 250, "the partly written paced frame stays");
+        assert_eq!(buf.bounded_bytes(), 0);
+        sock.total = usize::MAX;
+        assert_eq!(buf.flush(&mut sock).expect("ok"), Flushed::All);
+        assert!(buf.paced.is_empty() && buf.bounded_bytes() == 0);
+        buf.push(Bytes::from(vec![6; 100]), 100).expect("an empty queue takes the bound again");
     }
 
     #[test]

@@ -80,12 +80,13 @@ pub enum HistoryPurpose {
         /// The room read.
         room: Arc<str>,
     },
-    /// Catching a resuming member up on `room` up to `upto`.
+    /// One page of catching a resuming member up (see `session::catchup`).
     Resume {
         /// Room id of the membership being resumed.
         room_id: u64,
-        /// Last id the member must receive from history (the room's last id at the join).
-        upto: u64,
+        /// The page starts after this id (matches the membership's `CatchUp::next_after` while the
+        /// reply is still wanted).
+        after: u64,
     },
 }
 

@@ -25,7 +25,7 @@ use crate::ops::Telemetry;
 use crate::room::fanout::Hub;
 use crate::session::ShardCtx;
 use crate::session::guard::Guard;
-use crate::store::{Store, StoreConfig, StoreError};
+use crate::store::{self, Store, StoreConfig, StoreError};
 use acceptor::Acceptor;
 use inbox::{ShardInbox, ShardMsg};
 use shard::Shard;
@@ -99,6 +99,8 @@ impl Server {
                 sync_full: cfg.sync == "full",
                 retain_per_room: (cfg.retain_per_room > 0).then_some(cfg.retain_per_room),
                 readers: 2,
+                // Cluster mode takes its ids from Redis (`cluster::ids`): no ceiling.
+                id_block: cfg.redis_url.is_empty().then(|| store::id_block(cfg.queue_capacity, cfg.batch_size)),
                 ..StoreConfig::default()
             })?))
         };
@@ -113,7 +115,11 @@ impl Server {
             inboxes.push(inbox);
         }
         let last_id = store.as_ref().map_or(0, |s| s.max_id());
-        let mut hub = Hub::new(inboxes.clone(), last_id, store.as_ref().map(|s| s.writer()));
+        let start_id = store.as_ref().map_or(0, |s| s.start_id());
+        let mut hub = Hub::new(inboxes.clone(), start_id, store.as_ref().map(|s| s.writer()));
+        if let Some(ceiling) = store.as_ref().and_then(|s| s.id_ceiling()) {
+            hub = hub.with_id_ceiling(ceiling);
+        }
         let mut cluster_input = None;
         if !cfg.redis_url.is_empty() {
             let cluster_cfg = ClusterConfig::new(

@@ -298,19 +298,9 @@ impl Shard {
             let Some(frame) = delivery.frame(member.format) else { continue };
             let Some(conn) = self.conns.get_mut(member.key) else { continue };
             if member.held {
-                // Live frames wait while a resuming member catches up; they count against the same
-                // bound as its output queue.
-                let queued = conn.out.queued_bytes();
-                if let Some(membership) = conn.ws_mut().and_then(|ws| ws.membership_mut(delivery.room_id))
-                    && let Some(held) = membership.held.as_mut()
-                {
-                    if queued + membership.held_bytes + frame.len() > max_outbuf {
-                        slow.push(member.key);
-                    } else {
-                        membership.held_bytes += frame.len();
-                        held.push(frame.clone());
-                        delivered += 1;
-                    }
+                // Live frames wait (bounded) while a resuming member catches up.
+                if session::catchup::hold_live(conn, delivery.room_id, frame, max_outbuf) {
+                    delivered += 1;
                 }
                 continue;
             }
@@ -361,6 +351,9 @@ impl Shard {
             if conn.read_blocked && !conn.read_pending && session::wants_input(&self.ctx, conn) {
                 conn.read_pending = true;
                 self.deferred_reads.push(key);
+            }
+            if conn.drain_wanted && conn.out.queued_bytes() < session::catchup::low_water(&self.ctx.cfg) {
+                session::on_drained(&mut self.ctx, conn, key);
             }
         }
         self.ctx.metrics.bytes_out.add(written as u64);

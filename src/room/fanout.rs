@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -23,11 +23,13 @@ use crate::cluster::{ClusterSink, Outgoing, ReplyTo};
 use crate::protocol::error::ClientError;
 use crate::protocol::{Format, json};
 use crate::reactor::inbox::{ShardInbox, ShardMsg};
-use crate::store::{ChatRecord, StoreWriter, WriterWake};
+use crate::store::{ChatRecord, IdCeiling, StoreWriter, WriterWake};
 use crate::ws::codec;
 
 /// Soft bound on a shard inbox: above it, shards stop reading client sockets until it drains.
 pub const INBOX_SOFT_CAP: usize = 16_384;
+/// Longest a publish waits for the store writer to raise the id ceiling (only if it is stuck).
+const CEILING_WAIT: Duration = Duration::from_secs(5);
 
 /// Threads to wake once a room's lock is released: shards whose inbox got a message while they
 /// were (about to be) asleep, and the store writer. Collected by the `*_locked` publish functions,
@@ -100,18 +102,45 @@ pub struct Hub {
     store: Option<StoreWriter>,
     /// Cluster mode: chat messages go to Redis first (see `crate::cluster`).
     cluster: Option<ClusterSink>,
+    /// Single node with persistence: ids are used only under this durable ceiling.
+    id_ceiling: Option<Arc<IdCeiling>>,
 }
 
 impl Hub {
-    /// A hub over `shards`, continuing ids after `last_stored_id`; `store` is `None` without persistence.
-    pub fn new(shards: Vec<Arc<ShardInbox>>, last_stored_id: u64, store: Option<StoreWriter>) -> Self {
+    /// A hub over `shards`, continuing ids after `start_id` (`Store::start_id`: above every id used
+    /// before); `store` is `None` without persistence.
+    pub fn new(shards: Vec<Arc<ShardInbox>>, start_id: u64, store: Option<StoreWriter>) -> Self {
         Hub {
             directory: Directory::new(shards.len()),
             shards,
-            next_id: AtomicU64::new(last_stored_id),
+            next_id: AtomicU64::new(start_id),
             store,
             cluster: None,
+            id_ceiling: None,
         }
+    }
+
+    /// Single node with persistence: use ids only under `ceiling` (see `store::IdCeiling`).
+    pub fn with_id_ceiling(mut self, ceiling: Arc<IdCeiling>) -> Self {
+        self.id_ceiling = Some(ceiling);
+        self
+    }
+
+    /// Single node: the next id. Under the durable ceiling: input pauses well before it is reached
+    /// (`ingress_paused`); only a writer stuck meanwhile makes this wait, bounded like a full store
+    /// queue.
+    fn next_local_id(&self) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(ceiling) = &self.id_ceiling
+            && !ceiling.wait_covers(id, CEILING_WAIT)
+        {
+            tracing::error!(
+                id,
+                ceiling = ceiling.durable(),
+                "id above the durable id ceiling: the store writer is stuck"
+            );
+        }
+        id
     }
 
     /// Cluster mode: chat messages are handed to `sink` (Redis) and delivered when they come back.
@@ -170,12 +199,14 @@ impl Hub {
         self.store.as_ref()
     }
 
-    /// Whether shards should stop reading client input for now: the store queue or an inbox is full.
+    /// Whether shards should stop reading client input for now: the store queue or an inbox is full,
+    /// or ids are close to the durable id ceiling.
     ///
     /// This is the backpressure policy for both queues: nothing accepted is dropped; clients that send
     /// are simply not read (TCP pushes back on them) until the queues drain.
     pub fn ingress_paused(&self) -> bool {
         self.store.as_ref().is_some_and(StoreWriter::is_congested)
+            || self.id_ceiling.as_ref().is_some_and(|c| c.is_near(self.max_id()))
             || self.cluster.as_ref().is_some_and(ClusterSink::is_congested)
             || self.shards.iter().any(|s| s.len() > INBOX_SOFT_CAP)
     }
@@ -202,7 +233,7 @@ impl Hub {
         let created_at_ms = json::now_millis();
         let mut wakes = Wakeups::default();
         let mut state = room.state.lock();
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = self.next_local_id();
         let rec = ChatRecord {
             id,
             room: Arc::clone(&room.name),

@@ -286,6 +286,7 @@ fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
         decoder: Default::default(),
         rooms: Vec::new(),
         guard: WsGuard::new(admitted.grant, &ctx.guard.rates, Instant::now()),
+        paced: Default::default(),
     }));
     conn.deadline = None;
     if params.format == Format::Json {

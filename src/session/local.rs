@@ -46,6 +46,13 @@ impl LocalRooms {
         self.rooms.get(&room_id).map(Vec::as_slice)
     }
 
+    /// Moves `key`'s floor in `room_id`: deliveries with ids up to `min_id` are skipped from now on.
+    pub fn set_min_id(&mut self, room_id: u64, key: usize, min_id: u64) {
+        if let Some(member) = self.rooms.get_mut(&room_id).and_then(|ms| ms.iter_mut().find(|m| m.key == key)) {
+            member.min_id = min_id;
+        }
+    }
+
     /// Sets whether `key`'s live frames for `room_id` are held back.
     pub fn set_held(&mut self, room_id: u64, key: usize, held: bool) {
         if let Some(member) = self.rooms.get_mut(&room_id).and_then(|ms| ms.iter_mut().find(|m| m.key == key)) {
@@ -66,6 +73,8 @@ mod tests {
         local.add(1, member(11));
         local.set_held(1, 11, true);
         assert_eq!(local.members(1).map(|m| m.iter().filter(|m| m.held).count()), Some(1));
+        local.set_min_id(1, 11, 42);
+        assert_eq!(local.members(1).and_then(|m| m.iter().find(|m| m.key == 11)).map(|m| m.min_id), Some(42));
         local.remove(1, 10);
         local.remove(1, 11);
         assert!(local.members(1).is_none(), "empty rooms are dropped from the index");

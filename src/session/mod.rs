@@ -3,9 +3,11 @@
 //! The shard reads and writes; this layer decides what to answer. [`ShardCtx`] is the per-shard state
 //! the sessions work with (hub, config, local room index, reusable parser and buffers, the lists of
 //! connections to flush and to reap). [`http`] serves requests and performs the upgrade; [`ws`]
-//! handles frames, commands, joins, leaves and resumes; [`guard`] admits handshakes (origin, token,
-//! rooms), rate-limits messages and runs heartbeats.
+//! handles frames, commands, joins and leaves; [`catchup`] paces resume catch-up and `history`
+//! replies by the client's reading; [`guard`] admits handshakes (origin, token, rooms), rate-limits
+//! messages and runs heartbeats.
 
+pub mod catchup;
 pub mod guard;
 pub mod http;
 pub mod local;
@@ -173,9 +175,15 @@ pub fn on_history(
         HistoryPurpose::Rest { keep_alive, head_only } => {
             http::on_history(ctx, conn, key, keep_alive, head_only, result)
         }
-        HistoryPurpose::Command { room } => ws::on_history_command(ctx, conn, key, &room, result),
-        HistoryPurpose::Resume { room_id, upto } => ws::on_resume_page(ctx, conn, key, room_id, upto, result),
+        HistoryPurpose::Command { room } => catchup::on_history_command(ctx, conn, key, &room, result),
+        HistoryPurpose::Resume { room_id, after } => catchup::on_resume_page(ctx, conn, key, room_id, after, result),
     }
+}
+
+/// The connection's output queue drained below the low-water mark while a paced read waited for it
+/// (`Conn::drain_wanted`): send the next one. Called by the shard after a flush.
+pub fn on_drained(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
+    catchup::on_drained(ctx, conn, key);
 }
 
 /// Closes a WebSocket connection with `code`: queues the close frame (dropping unsent frames first if

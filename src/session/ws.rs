@@ -3,15 +3,16 @@
 //! Text-format connections relay every text (and binary) frame to their one room. JSON connections send
 //! commands (`message`, `join`, `leave`, `ping`, `history`) and get events. Client mistakes become
 //! `error` frames and the connection stays open; protocol violations close it with the RFC code.
+//! Resume catch-up and `history` replies are paced by the client's reading (`super::catchup`).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::http::{MAX_PAGE, submit_history};
+use super::http::MAX_PAGE;
 use super::local::LocalMember;
-use super::{ShardCtx, close_ws, guard};
+use super::{ShardCtx, catchup, close_ws, guard};
 use crate::cluster::ReplyTo;
 use crate::config::Config;
 use crate::conn::{Conn, Membership, Phase, WsState};
@@ -19,16 +20,13 @@ use crate::metrics::CloseReason;
 use crate::protocol::error::{ClientError, ErrorCode};
 use crate::protocol::json::{self, Command, MAX_CLIENT_ID_BYTES, WelcomeLimits};
 use crate::protocol::{Format, names};
-use crate::reactor::inbox::HistoryPurpose;
 use crate::room::fanout::{ChatPost, Wakeups};
-use crate::store::{ChatRecord, HistoryPage, HistoryQuery, StoreError};
+use crate::store::{ChatRecord, HistoryQuery};
 use crate::ws::close;
 use crate::ws::codec::{self, Decoded, MessageKind, WsEvent};
 
 /// Names listed in a `joined` event (the count is always exact).
 const MAX_MEMBER_NAMES: usize = 100;
-/// Messages per history read while catching a resuming member up.
-const RESUME_PAGE: usize = 500;
 
 /// The limits announced in `welcome`.
 pub fn limits(cfg: &Config) -> WelcomeLimits {
@@ -249,11 +247,7 @@ fn on_command(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, command: Command<
                 Some(n) => usize::try_from(n).unwrap_or(MAX_PAGE).min(MAX_PAGE),
             };
             let query = HistoryQuery { room: room.to_string(), before_id, after_id, limit, visible_seq: 0 };
-            let purpose = HistoryPurpose::Command { room: Arc::from(&*room) };
-            if !submit_history(ctx, conn, key, query, purpose) {
-                return Err(ClientError::new(ErrorCode::HistoryUnavailable, "history is disabled on this server"));
-            }
-            Ok(())
+            catchup::request_history(ctx, conn, key, query, Arc::from(&*room))
         }
     }
 }
@@ -288,7 +282,8 @@ pub fn join(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, since: 
     let held = resume_from.is_some();
     ctx.local.add(joined.room.id, LocalMember { key, min_id: joined.last_id, format, held });
     ctx.metrics.room_members.add(1);
-    ws.rooms.push(Membership { room: Arc::clone(&joined.room), held: held.then(Vec::new), held_bytes: 0 });
+    let catch_up = resume_from.map(|since| catchup::catch_up(since, joined.last_id));
+    ws.rooms.push(Membership { room: Arc::clone(&joined.room), catch_up });
     if format == Format::Json {
         let (names, count) = match &cluster_members {
             Some((names, count)) => (names, *count),
@@ -299,108 +294,13 @@ pub fn join(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, since: 
         conn.send_unbounded(codec::encode_frame(codec::TEXT, &frame));
         ctx.schedule_flush(conn, key);
     }
-    if let Some(after) = resume_from {
-        request_resume_page(ctx, conn, key, &joined.room.name, joined.room.id, after, joined.last_id);
+    if held {
+        catchup::start(ctx, conn, key, joined.room.id);
     }
 }
 
-fn request_resume_page(
-    ctx: &mut ShardCtx,
-    conn: &mut Conn,
-    key: usize,
-    room: &str,
-    room_id: u64,
-    after: u64,
-    upto: u64,
-) {
-    let query = HistoryQuery {
-        room: room.to_string(),
-        before_id: None,
-        after_id: Some(after),
-        limit: RESUME_PAGE,
-        visible_seq: 0,
-    };
-    if !submit_history(ctx, conn, key, query, HistoryPurpose::Resume { room_id, upto }) {
-        release_held(ctx, conn, key, room_id);
-    }
-}
-
-/// Sends a page of missed messages to a resuming member; when caught up, releases the live frames
-/// held meanwhile. Ids never overlap: history stops at `upto`, live frames start after it.
-pub fn on_resume_page(
-    ctx: &mut ShardCtx,
-    conn: &mut Conn,
-    key: usize,
-    room_id: u64,
-    upto: u64,
-    result: Result<HistoryPage, StoreError>,
-) {
-    let Some(ws) = conn.ws_mut() else { return };
-    let format = ws.format;
-    let Some(membership) = ws.membership_mut(room_id) else { return };
-    let room = Arc::clone(&membership.room.name);
-    match result {
-        Ok(page) => {
-            let mut last = None;
-            let mut frames = Vec::with_capacity(page.messages.len());
-            for rec in page.messages.iter().take_while(|rec| rec.id <= upto) {
-                frames.push(message_frame(&mut ctx.scratch, rec, format));
-                last = Some(rec.id);
-            }
-            for frame in frames {
-                if !send_frame(ctx, conn, key, frame) {
-                    return;
-                }
-            }
-            if let Some(last) = last.filter(|&last| page.has_more && last < upto) {
-                request_resume_page(ctx, conn, key, &room, room_id, last, upto);
-                return;
-            }
-        }
-        Err(err) => {
-            let err =
-                ClientError::new(ErrorCode::HistoryUnavailable, format!("missed messages could not be read: {err}"));
-            send_error(ctx, conn, key, &err);
-        }
-    }
-    release_held(ctx, conn, key, room_id);
-}
-
-fn release_held(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64) {
-    let held = conn.ws_mut().and_then(|ws| ws.membership_mut(room_id)).and_then(|m| {
-        m.held_bytes = 0;
-        m.held.take()
-    });
-    ctx.local.set_held(room_id, key, false);
-    for frame in held.unwrap_or_default() {
-        if !send_frame(ctx, conn, key, frame) {
-            return;
-        }
-    }
-}
-
-/// Answers a `history` command.
-pub fn on_history_command(
-    ctx: &mut ShardCtx,
-    conn: &mut Conn,
-    key: usize,
-    room: &str,
-    result: Result<HistoryPage, StoreError>,
-) {
-    if conn.ws_mut().is_none() {
-        return;
-    }
-    match result {
-        Ok(page) => {
-            send_frame(ctx, conn, key, text_frame(&json::history_event(room, &page.messages, page.has_more)));
-        }
-        Err(err) => {
-            send_error(ctx, conn, key, &ClientError::new(ErrorCode::HistoryUnavailable, format!("{err}")));
-        }
-    }
-}
-
-fn message_frame(scratch: &mut Vec<u8>, rec: &ChatRecord, format: Format) -> Bytes {
+/// The frame of a stored message for a member speaking `format`.
+pub(super) fn message_frame(scratch: &mut Vec<u8>, rec: &ChatRecord, format: Format) -> Bytes {
     scratch.clear();
     match format {
         Format::Json => json::write_message(scratch, rec, None),
@@ -434,7 +334,8 @@ pub fn leave_all(ctx: &mut ShardCtx, key: usize, ws: WsState) {
     }
 }
 
-fn text_frame(payload: &[u8]) -> Bytes {
+/// A text frame.
+pub(super) fn text_frame(payload: &[u8]) -> Bytes {
     Bytes::from(codec::encode_frame(codec::TEXT, payload))
 }
 
@@ -446,7 +347,7 @@ pub(super) fn send_error(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, err: &
 
 /// Queues a frame for this connection only; a full queue makes it a slow consumer (closed with 1013).
 /// Returns whether the frame was queued.
-fn send_frame(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, frame: Bytes) -> bool {
+pub(super) fn send_frame(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, frame: Bytes) -> bool {
     if conn.send(frame, ctx.cfg.max_outbuf).is_err() {
         tracing::warn!(shard = ctx.shard, key, peer = %conn.peer, "slow consumer: output queue full, closing");
         close_ws(ctx, conn, key, close::TRY_AGAIN_LATER, "slow consumer", true, CloseReason::SlowConsumer);

@@ -22,6 +22,12 @@
 //! most `queue_capacity + batch_size` records, normally about `flush_interval` worth of traffic)
 //! are lost by any crash; [`Store::shutdown`] loses none.
 //!
+//! # Ids after a crash
+//! Ids are shown to clients before their records are committed, so with `id_block` set the store
+//! keeps an id ceiling committed ahead of use (`ceiling.rs`): after any crash the server continues
+//! above every id it may have shown ([`Store::start_id`]), never reusing one. Lost records leave
+//! gaps in the ids, never duplicates.
+//!
 //! # Read-your-writes across the write-behind boundary
 //! Decision: a history request waits for the **commit watermark**. Every record a client has
 //! received was enqueued before it was fanned out, so a request that carries
@@ -67,7 +73,8 @@
 //!
 //! # Schema
 //! A rowid table `messages(id INTEGER PRIMARY KEY, room, user, content, created_at)` plus an
-//! index on `(room, id)`, versioned with `PRAGMA user_version` (see `schema.rs`). Ids arrive in
+//! index on `(room, id)`, and (version 2) a `meta(key, value)` table holding the id ceiling,
+//! versioned with `PRAGMA user_version` (see `schema.rs`). Ids arrive in
 //! increasing order, so table inserts are appends and only the narrow index takes inserts in the
 //! middle. The alternative, a `WITHOUT ROWID` table clustered on `(room, id)` plus a unique index
 //! on `id`, was measured with raw SQL (`benches/store.rs`, group `layout`, 200k rows in 100 rooms,
@@ -87,6 +94,7 @@
 //! does the same and logs instead of returning errors. After shutdown `try_enqueue` hands
 //! records back and `query` answers [`StoreError::Closed`].
 
+mod ceiling;
 mod error;
 mod reader;
 mod schema;
@@ -106,6 +114,7 @@ use crossbeam_channel::{Sender, TrySendError};
 
 use crate::metrics::HistogramSnapshot;
 
+pub use ceiling::{IdCeiling, id_block};
 pub use error::StoreError;
 pub use reader::MAX_PAGE_LIMIT;
 pub use schema::SCHEMA_VERSION;
@@ -157,6 +166,10 @@ pub struct StoreConfig {
     /// SQLite busy timeout on every connection (default 1 s); a commit still busy after it counts
     /// as a commit error and is retried.
     pub busy_timeout: Duration,
+    /// `Some(block)`: keep an id ceiling (see `ceiling.rs`; the server uses [`id_block`]) so ids are
+    /// never reused after a crash; `None` (the default, and cluster mode, where Redis assigns ids):
+    /// ids continue after the largest stored id.
+    pub id_block: Option<u64>,
 }
 
 impl Default for StoreConfig {
@@ -173,6 +186,7 @@ impl Default for StoreConfig {
             visible_wait: Duration::from_secs(2),
             enqueue_timeout: Duration::from_secs(1),
             busy_timeout: Duration::from_secs(1),
+            id_block: None,
         }
     }
 }
@@ -191,6 +205,9 @@ impl StoreConfig {
         }
         if self.reader_queue == 0 {
             return bad("reader_queue must be at least 1");
+        }
+        if self.id_block == Some(0) {
+            return bad("id_block must be at least 1");
         }
         if self.retain_per_room == Some(0) {
             return bad("retain_per_room must be at least 1 (use None to keep everything)");
@@ -296,6 +313,8 @@ pub struct StoreHistograms {
 pub struct Store {
     shared: Arc<Shared>,
     max_id: u64,
+    start_id: u64,
+    ceiling: Option<Arc<IdCeiling>>,
     data_tx: Sender<ChatRecord>,
     ctrl_tx: Sender<Ctrl>,
     /// `None` once the readers were told to stop.
@@ -323,8 +342,15 @@ impl Store {
     /// be started.
     pub fn open(cfg: StoreConfig) -> Result<Store, StoreError> {
         cfg.validate()?;
-        let writer_conn = schema::open_writer(&cfg.path, cfg.sync_full, cfg.busy_timeout)?;
+        let mut writer_conn = schema::open_writer(&cfg.path, cfg.sync_full, cfg.busy_timeout)?;
         let max_id = schema::max_id(&writer_conn)?;
+        let (start_id, ceiling) = match cfg.id_block {
+            Some(block) => {
+                let (start, ceiling) = schema::reserve_ids(&mut writer_conn, max_id, block, cfg.sync_full)?;
+                (start, Some(Arc::new(IdCeiling::new(ceiling, block))))
+            }
+            None => (max_id, None),
+        };
         let reader_conns = (0..cfg.readers)
             .map(|_| schema::open_reader(&cfg.path, cfg.busy_timeout))
             .collect::<Result<Vec<_>, _>>()?;
@@ -337,6 +363,8 @@ impl Store {
             batch_size: cfg.batch_size,
             flush_interval: cfg.flush_interval,
             retain_per_room: cfg.retain_per_room,
+            sync_full: cfg.sync_full,
+            ceiling: ceiling.clone(),
         };
         // If a later spawn fails, the threads already started see their channels disconnect
         // when these senders drop, drain and exit on their own.
@@ -345,6 +373,8 @@ impl Store {
         tracing::info!(
             path = %cfg.path.display(),
             max_id,
+            start_id,
+            id_ceiling = ceiling.as_ref().map(|c| c.durable()),
             sync_full = cfg.sync_full,
             batch_size = cfg.batch_size,
             readers = cfg.readers,
@@ -353,6 +383,8 @@ impl Store {
         Ok(Store {
             shared,
             max_id,
+            start_id,
+            ceiling,
             data_tx,
             ctrl_tx,
             req_tx: Some(req_tx),
@@ -362,9 +394,20 @@ impl Store {
         })
     }
 
-    /// Largest id stored when the database was opened (0 if empty); the server continues after it.
+    /// Largest id stored when the database was opened (0 if empty).
     pub fn max_id(&self) -> u64 {
         self.max_id
+    }
+
+    /// Where a single node continues its ids: after every id it may have used before (the stored
+    /// id ceiling, or the largest stored id without one).
+    pub fn start_id(&self) -> u64 {
+        self.start_id
+    }
+
+    /// The id ceiling, when the store keeps one (`StoreConfig::id_block`).
+    pub fn id_ceiling(&self) -> Option<Arc<IdCeiling>> {
+        self.ceiling.clone()
     }
 
     /// A handle for enqueuing records; clone one into every shard thread.

@@ -7,33 +7,42 @@
 //! table itself is append-only and the index serves `room = ? AND id < ? ORDER BY id DESC`
 //! (and the `id > ?` resume query) as a range scan; see the module docs for why this layout and
 //! not a `WITHOUT ROWID` table clustered on `(room, id)`.
+//!
+//! Version 2 adds `meta(key, value)`, which holds the id ceiling (`id_ceiling`, see `ceiling.rs`).
 
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use super::StoreError;
 
 /// The newest schema version (`PRAGMA user_version`) this build knows and migrates to.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Name of the index that serves history pages (checked by the query-plan test).
 #[cfg(test)]
 pub(crate) const ROOM_ID_INDEX: &str = "messages_room_id";
 
 /// `(version, SQL)`: applying the SQL to a database at `version - 1` yields `version`.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE messages (
-         id         INTEGER PRIMARY KEY,
-         room       TEXT    NOT NULL,
-         user       TEXT    NOT NULL,
-         content    TEXT    NOT NULL,
-         created_at INTEGER NOT NULL
-     );
-     CREATE INDEX messages_room_id ON messages (room, id);",
-)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE messages (
+             id         INTEGER PRIMARY KEY,
+             room       TEXT    NOT NULL,
+             user       TEXT    NOT NULL,
+             content    TEXT    NOT NULL,
+             created_at INTEGER NOT NULL
+         );
+         CREATE INDEX messages_room_id ON messages (room, id);",
+    ),
+    (2, "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"),
+];
+
+/// Sets the id ceiling (inside the caller's transaction).
+pub(crate) const SET_CEILING_SQL: &str = "INSERT INTO meta (key, value) VALUES ('id_ceiling', ?1) \
+                                          ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 
 /// Opens the writer's read-write connection, switches it to WAL with the requested `synchronous`
 /// level, and migrates the schema to [`SCHEMA_VERSION`].
@@ -50,8 +59,7 @@ pub(crate) fn open_writer(path: &Path, sync_full: bool, busy_timeout: Duration) 
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::NoWal(mode));
     }
-    let sync = if sync_full { "FULL" } else { "NORMAL" };
-    conn.pragma_update(None, "synchronous", sync).map_err(setup("set synchronous"))?;
+    set_synchronous(&conn, sync_full)?;
     conn.pragma_update(None, "temp_store", "MEMORY").map_err(setup("set temp_store"))?;
     migrate(&mut conn)?;
     Ok(conn)
@@ -72,6 +80,44 @@ pub(crate) fn max_id(conn: &Connection) -> Result<u64, StoreError> {
     let max: Option<i64> =
         conn.query_row("SELECT MAX(id) FROM messages", [], |row| row.get(0)).map_err(setup("read max(id)"))?;
     Ok(max.map_or(0, |m| u64::try_from(m).unwrap_or(0)))
+}
+
+/// The stored id ceiling, 0 if none was ever stored.
+pub(crate) fn read_ceiling(conn: &Connection) -> Result<u64, StoreError> {
+    let value: Option<i64> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'id_ceiling'", [], |row| row.get(0))
+        .optional()
+        .map_err(setup("read the id ceiling"))?;
+    Ok(value.map_or(0, |v| u64::try_from(v).unwrap_or(0)))
+}
+
+/// At open: ids continue after `max(max_id, stored ceiling)`; commits the ceiling `start + block`
+/// with `synchronous=FULL` (then back to the configured level) before any of them is used. Returns
+/// `(start, ceiling)`.
+pub(crate) fn reserve_ids(
+    conn: &mut Connection,
+    max_id: u64,
+    block: u64,
+    sync_full: bool,
+) -> Result<(u64, u64), StoreError> {
+    let start = max_id.max(read_ceiling(conn)?);
+    let ceiling = start.saturating_add(block).min(i64::MAX as u64);
+    set_synchronous(conn, true)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(setup("reserve ids"))?;
+    tx.execute(SET_CEILING_SQL, [ceiling as i64]).map_err(setup("reserve ids"))?;
+    tx.commit().map_err(setup("reserve ids"))?;
+    set_synchronous(conn, sync_full)?;
+    Ok((start, ceiling))
+}
+
+/// Sets `PRAGMA synchronous` to FULL or NORMAL.
+fn set_synchronous(conn: &Connection, full: bool) -> Result<(), StoreError> {
+    synchronous(conn, full).map_err(setup("set synchronous"))
+}
+
+/// `PRAGMA synchronous = FULL` or `NORMAL`.
+pub(crate) fn synchronous(conn: &Connection, full: bool) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "synchronous", if full { "FULL" } else { "NORMAL" })
 }
 
 /// Reads `PRAGMA user_version`.

@@ -155,6 +155,60 @@ fn ids_continue_after_reopen() {
     assert_eq!(count_rows(&dir.path().join("test.db"), None), 150);
 }
 
+#[test]
+fn the_id_ceiling_is_reserved_at_open_raised_with_batches_and_continued_after() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let with_ceiling = || StoreConfig { id_block: Some(1000), batch_size: 16, ..cfg(dir.path()) };
+    let store = Store::open(with_ceiling()).expect("open");
+    let ceiling = store.id_ceiling().expect("a ceiling");
+    assert_eq!((store.start_id(), ceiling.durable()), (0, 1000), "reserved before any id is used");
+    let w = store.writer();
+    for id in 1..=400 {
+        enqueue(&w, rec(id, "r"));
+    }
+    store.flush().expect("flush");
+    assert_eq!(ceiling.durable(), 1000, "not raised while ids stay half a block below it");
+    for id in 401..=600 {
+        enqueue(&w, rec(id, "r"));
+    }
+    store.flush().expect("flush");
+    let raised = ceiling.durable();
+    assert!((1500..=1600).contains(&raised), "raised to the batch's largest id + the block: {raised}");
+    drop(w);
+    // Whatever ids were used before (committed or lost in a crash), they were under the ceiling.
+    drop(store);
+    let store = Store::open(with_ceiling()).expect("reopen");
+    assert_eq!(store.max_id(), 600);
+    assert_eq!(store.start_id(), raised, "ids continue above every id that may have been used");
+    assert_eq!(store.id_ceiling().map(|c| c.durable()), Some(raised + 1000));
+    store.shutdown().expect("shutdown");
+    // Without a ceiling (cluster mode) ids continue after the largest stored id.
+    let store = Store::open(cfg(dir.path())).expect("reopen without a ceiling");
+    assert!(store.id_ceiling().is_none());
+    assert_eq!(store.start_id(), 600);
+    store.shutdown().expect("shutdown");
+}
+
+#[test]
+fn a_version_1_database_is_migrated_and_continues_after_its_largest_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let conn = Connection::open(dir.path().join("test.db")).expect("create");
+        conn.execute_batch(
+            "CREATE TABLE messages (id INTEGER PRIMARY KEY, room TEXT NOT NULL, user TEXT NOT NULL,
+                                    content TEXT NOT NULL, created_at INTEGER NOT NULL);
+             CREATE INDEX messages_room_id ON messages (room, id);
+             INSERT INTO messages VALUES (77, 'r', 'u', 'c', 0);
+             PRAGMA user_version = 1;",
+        )
+        .expect("version 1 database");
+    }
+    let store = Store::open(StoreConfig { id_block: Some(1000), ..cfg(dir.path()) }).expect("open");
+    assert_eq!((store.max_id(), store.start_id()), (77, 77));
+    assert_eq!(store.id_ceiling().map(|c| c.durable()), Some(1077));
+    store.shutdown().expect("shutdown");
+}
+
 /// Fills room "a" with ids 1..=n interleaved with room "b".
 fn fill_two_rooms(store: &Store, n: u64) -> (Vec<u64>, Vec<u64>) {
     let w = store.writer();

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::ceiling::IdCeiling;
+use super::schema::{SET_CEILING_SQL, synchronous};
 use super::state::{Shared, bump};
 use super::{ChatRecord, StoreError};
 
@@ -49,6 +51,10 @@ pub(crate) struct WriterConfig {
     pub(crate) batch_size: usize,
     pub(crate) flush_interval: Duration,
     pub(crate) retain_per_room: Option<u64>,
+    /// The configured `synchronous=FULL` (restored after a ceiling commit, which always syncs).
+    pub(crate) sync_full: bool,
+    /// The id ceiling to raise along with batches (see `ceiling.rs`).
+    pub(crate) ceiling: Option<Arc<IdCeiling>>,
 }
 
 /// Test-only fault injection: a `PRAGMA max_page_count` the writer applies before each attempt,
@@ -243,11 +249,13 @@ impl Writer {
         let counters = &shared.counters;
         let mut backoff = RETRY_BACKOFF_MIN;
         let mut failures: u64 = 0;
+        let max_id = self.batch.iter().map(|rec| rec.id).max().unwrap_or(0);
+        let ceiling = self.cfg.ceiling.as_ref().and_then(|c| c.wanted(max_id));
         let outcome = loop {
             #[cfg(test)]
             self.apply_fault();
             let attempt = Instant::now();
-            match insert_batch(&mut self.conn, &self.batch) {
+            match insert_batch(&mut self.conn, &self.batch, ceiling, self.cfg.sync_full) {
                 Ok(outcome) => {
                     shared.histograms.commit_seconds.observe_duration(attempt.elapsed());
                     break outcome;
@@ -273,6 +281,9 @@ impl Writer {
                 }
             }
         };
+        if let (Some(shared_ceiling), Some(committed)) = (&self.cfg.ceiling, ceiling) {
+            shared_ceiling.committed(committed);
+        }
         if failures > 0 {
             counters.retrying.store(false, Ordering::SeqCst);
             tracing::info!(failures, batch = self.batch.len(), "store: commit succeeded again after failures");
@@ -375,9 +386,30 @@ struct BatchOutcome {
     first_rejected_id: Option<u64>,
 }
 
-/// Inserts the batch in one transaction with the cached insert statement.
-fn insert_batch(conn: &mut Connection, batch: &[ChatRecord]) -> rusqlite::Result<BatchOutcome> {
+/// Inserts the batch in one transaction with the cached insert statement; with `ceiling`, raises
+/// the id ceiling in the same transaction and commits it with `synchronous=FULL`.
+fn insert_batch(
+    conn: &mut Connection,
+    batch: &[ChatRecord],
+    ceiling: Option<u64>,
+    sync_full: bool,
+) -> rusqlite::Result<BatchOutcome> {
+    if ceiling.is_none() {
+        return insert_rows(conn, batch, None);
+    }
+    synchronous(conn, true)?;
+    let result = insert_rows(conn, batch, ceiling);
+    if let Err(err) = synchronous(conn, sync_full) {
+        tracing::warn!(error = %err, "store: could not restore the synchronous level after an id-ceiling commit");
+    }
+    result
+}
+
+fn insert_rows(conn: &mut Connection, batch: &[ChatRecord], ceiling: Option<u64>) -> rusqlite::Result<BatchOutcome> {
     let tx = conn.transaction()?;
+    if let Some(ceiling) = ceiling {
+        tx.execute(SET_CEILING_SQL, [i64::try_from(ceiling).unwrap_or(i64::MAX)])?;
+    }
     let mut outcome = BatchOutcome::default();
     {
         let mut stmt = tx.prepare_cached(INSERT_SQL)?;

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod catchup;
 mod cluster;
 mod config;
 mod conformance;

@@ -1,0 +1,298 @@
+//! Paced history: resume catch-up and `history` replies, sent as fast as the client reads them.
+//!
+//! The output bound (`--max-outbuf`) is for clients that stop reading; a page of history the server
+//! chose to queue must not trip it. So history reads of a WebSocket connection are *paced*:
+//!
+//! - One read at a time per connection ([`PacedReads`]): a resume page or a `history` command is
+//!   submitted to the reader pool only when no other is in flight and the output queue has drained
+//!   below the low-water mark ([`low_water`], a quarter of the bound). Otherwise it waits, and the
+//!   shard calls [`on_drained`] after the flush that brings the queue below the mark.
+//! - The reply is queued as *paced* frames (`OutBuf::push_paced`): whatever the bound, and not counted
+//!   when the bound judges later frames. A resume page stops after about `--max-outbuf` bytes (and the
+//!   next page asks for about that many), so a connection holds at most the mark, one page (at most
+//!   the bound plus one message) or one `history` reply (200 messages), and the bound itself.
+//! - At most `max(64, --max-rooms-per-conn)` `history` commands wait per connection; more are answered
+//!   `history_unavailable` at once.
+//!
+//! # Resume
+//! A member joining with `since` below the room's last id (`upto`) gets a [`CatchUp`]: pages of ids
+//! `> next_after` up to `upto` from the store, oldest first. Live frames for the room meanwhile (ids
+//! above `upto`, the shard skips the others) are held ([`hold_live`]) and sent after the last page:
+//! no gap, no duplicate, in id order. Held frames are bounded by half the output bound; past it they
+//! are dropped and the catch-up is extended instead: when history reaches `upto`, `upto` becomes the
+//! room's last id *now* (read under the room's lock), the member's `min_id` moves to it (live frames
+//! up to it, still in the inbox, are skipped) and paging continues. Every live message is also in the
+//! store, and each page waits for the commit watermark of everything enqueued before it was asked
+//! (read-your-writes, see `store`), so nothing is lost. Each round only covers what was published
+//! while the previous one was read, so a client that reads faster than the room produces catches up;
+//! one that does not stays bounded in memory. Id-less events (presence) dropped with an overflow are
+//! not replayed.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::ShardCtx;
+use super::http::submit_history;
+use super::ws::{message_frame, send_error, send_frame, text_frame};
+use crate::config::Config;
+use crate::conn::{CatchUp, Conn, PacedRead, PacedReads};
+use crate::protocol::error::{ClientError, ErrorCode};
+use crate::protocol::json;
+use crate::reactor::inbox::HistoryPurpose;
+use crate::store::{HistoryPage, HistoryQuery, StoreError};
+
+/// Most messages per catch-up page (fewer when messages are large, see [`CatchUp::page_limit`]).
+pub const RESUME_PAGE: usize = 500;
+/// `history` commands that may wait per connection (at least `--max-rooms-per-conn`).
+const MAX_WAITING_HISTORY: usize = 64;
+
+/// Queue size below which the next paced read is sent.
+pub fn low_water(cfg: &Config) -> usize {
+    cfg.max_outbuf / 4
+}
+
+/// A new catch-up state for a member resuming after `since` up to `upto`.
+pub fn catch_up(since: u64, upto: u64) -> CatchUp {
+    CatchUp { next_after: since, upto, page_limit: RESUME_PAGE, held: Vec::new(), held_bytes: 0, overflowed: false }
+}
+
+/// Starts paging history for the membership of `room_id` (which has a [`CatchUp`]).
+pub fn start(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64) {
+    if let Some(ws) = conn.ws_mut() {
+        queue_resume(&mut ws.paced, room_id);
+    }
+    pump(ctx, conn, key);
+}
+
+/// Answers a `history` command at the client's pace.
+///
+/// # Errors
+/// `history_unavailable` without persistence, or when too many `history` commands already wait.
+pub fn request_history(
+    ctx: &mut ShardCtx,
+    conn: &mut Conn,
+    key: usize,
+    query: HistoryQuery,
+    room: Arc<str>,
+) -> Result<(), ClientError> {
+    if ctx.store.is_none() || ctx.hub.store().is_none() {
+        return Err(ClientError::new(ErrorCode::HistoryUnavailable, "history is disabled on this server"));
+    }
+    let cap = MAX_WAITING_HISTORY.max(ctx.cfg.max_rooms_per_conn);
+    let Some(ws) = conn.ws_mut() else { return Ok(()) };
+    let waiting = ws.paced.waiting.iter().filter(|r| matches!(r, PacedRead::History { .. })).count();
+    if waiting >= cap {
+        return Err(ClientError::new(
+            ErrorCode::HistoryUnavailable,
+            format!("{waiting} history requests are already waiting on this connection; read their replies first"),
+        ));
+    }
+    ws.paced.waiting.push_back(PacedRead::History { query, room });
+    pump(ctx, conn, key);
+    Ok(())
+}
+
+/// A live frame for a member that is catching up: holds it back (bounded) for after the catch-up.
+/// Returns whether it was held; past the bound the held frames are dropped and the catch-up extended
+/// (see the module doc), never a slow-consumer close.
+pub fn hold_live(conn: &mut Conn, room_id: u64, frame: &Bytes, max_outbuf: usize) -> bool {
+    let Some(cu) = conn.ws_mut().and_then(|ws| ws.membership_mut(room_id)).and_then(|m| m.catch_up.as_mut()) else {
+        return false;
+    };
+    if cu.overflowed {
+        return false;
+    }
+    if cu.held_bytes + frame.len() > max_outbuf / 2 {
+        cu.held = Vec::new();
+        cu.held_bytes = 0;
+        cu.overflowed = true;
+        return false;
+    }
+    cu.held_bytes += frame.len();
+    cu.held.push(frame.clone());
+    true
+}
+
+/// The output queue drained below the low-water mark: send the next paced read.
+pub fn on_drained(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
+    conn.drain_wanted = false;
+    pump(ctx, conn, key);
+}
+
+/// A catch-up page arrived for the membership of `room_id`, asked for ids after `after`.
+pub fn on_resume_page(
+    ctx: &mut ShardCtx,
+    conn: &mut Conn,
+    key: usize,
+    room_id: u64,
+    after: u64,
+    result: Result<HistoryPage, StoreError>,
+) {
+    let Some(ws) = conn.ws_mut() else { return };
+    ws.paced.in_flight = false;
+    // A reply for a membership left meanwhile (or a page no longer wanted) is dropped.
+    let wanted = ws.membership_mut(room_id).and_then(|m| m.catch_up.as_ref()).is_some_and(|cu| cu.next_after == after);
+    if wanted {
+        match result {
+            Ok(page) => send_page(ctx, conn, key, room_id, &page),
+            Err(err) => {
+                let msg = format!("missed messages could not be read: {err}");
+                send_error(ctx, conn, key, &ClientError::new(ErrorCode::HistoryUnavailable, msg));
+                release(ctx, conn, key, room_id);
+            }
+        }
+    }
+    pump(ctx, conn, key);
+}
+
+/// A `history` command's reply arrived.
+pub fn on_history_command(
+    ctx: &mut ShardCtx,
+    conn: &mut Conn,
+    key: usize,
+    room: &str,
+    result: Result<HistoryPage, StoreError>,
+) {
+    let Some(ws) = conn.ws_mut() else { return };
+    ws.paced.in_flight = false;
+    match result {
+        Ok(page) => {
+            conn.send_paced(text_frame(&json::history_event(room, &page.messages, page.has_more)));
+            ctx.schedule_flush(conn, key);
+        }
+        Err(err) => {
+            send_error(ctx, conn, key, &ClientError::new(ErrorCode::HistoryUnavailable, format!("{err}")));
+        }
+    }
+    pump(ctx, conn, key);
+}
+
+/// Queues the page's messages up to `upto` (at most about `--max-outbuf` bytes of them), then asks
+/// for the next page or finishes.
+fn send_page(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64, page: &HistoryPage) {
+    let Some(ws) = conn.ws_mut() else { return };
+    let format = ws.format;
+    let Some(upto) = ws.membership_mut(room_id).and_then(|m| m.catch_up.as_ref()).map(|cu| cu.upto) else { return };
+    let budget = ctx.cfg.max_outbuf;
+    let (mut sent, mut bytes, mut last) = (0usize, 0usize, None);
+    let mut done = !page.has_more;
+    for rec in &page.messages {
+        if rec.id > upto {
+            done = true;
+            break;
+        }
+        if bytes >= budget {
+            done = false;
+            break;
+        }
+        let frame = message_frame(&mut ctx.scratch, rec, format);
+        bytes += frame.len();
+        sent += 1;
+        last = Some(rec.id);
+        conn.send_paced(frame);
+    }
+    if sent > 0 {
+        ctx.schedule_flush(conn, key);
+    }
+    let Some(ws) = conn.ws_mut() else { return };
+    let Some(cu) = ws.membership_mut(room_id).and_then(|m| m.catch_up.as_mut()) else { return };
+    if let Some(last) = last {
+        cu.next_after = last;
+        cu.page_limit = (budget / (bytes / sent).max(1)).clamp(1, RESUME_PAGE);
+        done |= last >= upto;
+    }
+    if done {
+        finish(ctx, conn, key, room_id);
+    } else {
+        queue_resume(&mut ws.paced, room_id);
+    }
+}
+
+/// History reached `upto`: extend the catch-up if live frames overflowed meanwhile, else release
+/// the held frames and go live.
+fn finish(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64) {
+    let Some(ws) = conn.ws_mut() else { return };
+    let Some(membership) = ws.membership_mut(room_id) else { return };
+    let room = Arc::clone(&membership.room);
+    let Some(cu) = membership.catch_up.as_mut() else { return };
+    if cu.overflowed {
+        // Under the room's lock: every message up to `last_id` is in the store queue (it is enqueued
+        // under the same lock), and every later one reaches this shard's inbox after now.
+        let last_id = room.state.lock().last_id;
+        cu.overflowed = false;
+        if last_id > cu.upto {
+            cu.next_after = cu.upto;
+            cu.upto = last_id;
+            ctx.local.set_min_id(room_id, key, last_id);
+            queue_resume(&mut ws.paced, room_id);
+            return;
+        }
+    }
+    release(ctx, conn, key, room_id);
+}
+
+/// Ends the catch-up of `room_id`: live frames flow again, the held ones first.
+fn release(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64) {
+    let catch_up = conn.ws_mut().and_then(|ws| ws.membership_mut(room_id)).and_then(|m| m.catch_up.take());
+    ctx.local.set_held(room_id, key, false);
+    for frame in catch_up.map(|cu| cu.held).unwrap_or_default() {
+        if !send_frame(ctx, conn, key, frame) {
+            return;
+        }
+    }
+}
+
+/// Asks for the next catch-up page of `room_id` unless it is already waiting.
+fn queue_resume(paced: &mut PacedReads, room_id: u64) {
+    if !paced.waiting.iter().any(|r| matches!(r, PacedRead::Resume { room_id: id } if *id == room_id)) {
+        paced.waiting.push_back(PacedRead::Resume { room_id });
+    }
+}
+
+/// Submits the next waiting read if none is in flight and the output queue is below the mark;
+/// otherwise asks the shard to call [`on_drained`] once it is.
+fn pump(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
+    let mark = low_water(&ctx.cfg);
+    loop {
+        let below = conn.out.queued_bytes() < mark;
+        let Some(ws) = conn.ws_mut() else { return };
+        if ws.paced.in_flight || ws.paced.waiting.is_empty() {
+            return;
+        }
+        if !below {
+            conn.drain_wanted = true;
+            return;
+        }
+        let Some(read) = ws.paced.waiting.pop_front() else { return };
+        let (query, purpose) = match read {
+            PacedRead::Resume { room_id } => {
+                let Some(membership) = ws.membership_mut(room_id) else { continue };
+                let Some(cu) = membership.catch_up.as_ref() else { continue };
+                let query = HistoryQuery {
+                    room: membership.room.name.to_string(),
+                    before_id: None,
+                    after_id: Some(cu.next_after),
+                    limit: cu.page_limit,
+                    visible_seq: 0,
+                };
+                (query, HistoryPurpose::Resume { room_id, after: cu.next_after })
+            }
+            PacedRead::History { query, room } => (query, HistoryPurpose::Command { room }),
+        };
+        if submit_history(ctx, conn, key, query, purpose.clone()) {
+            if let Some(ws) = conn.ws_mut() {
+                ws.paced.in_flight = true;
+            }
+            return;
+        }
+        // Only without persistence, which `join` and `request_history` already check.
+        match purpose {
+            HistoryPurpose::Resume { room_id, .. } => release(ctx, conn, key, room_id),
+            _ => {
+                let err = ClientError::new(ErrorCode::HistoryUnavailable, "history is disabled on this server");
+                send_error(ctx, conn, key, &err);
+            }
+        }
+    }
+}

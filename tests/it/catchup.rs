@@ -1,0 +1,84 @@
+//! Paced history: a resume over a gap far larger than the output bound, and `history` replies larger
+//! than it, reach a client that reads, without a slow-consumer close, each message once and in order.
+
+use serde_json::json;
+
+use crate::history::post;
+use crate::support::*;
+
+/// Content size of the big messages (the default `--max-message` is 16 KiB).
+const BIG: usize = 16_000;
+
+/// Posts `n` messages of `size` bytes in chunks (reading the echoes of each chunk, so the sender
+/// never becomes a slow consumer) and returns their ids in order.
+fn fill(ws: &mut Client, room: &str, n: usize, size: usize) -> Vec<u64> {
+    let mut ids = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(32) {
+        for &i in chunk {
+            let content = format!("{i:08}{}", "x".repeat(size - 8));
+            send_json(ws, json!({"type": "message", "room": room, "content": content}));
+        }
+        for _ in chunk {
+            ids.push(recv_event(ws, "message")["id"].as_u64().expect("id"));
+        }
+    }
+    ids
+}
+
+/// Reads `n` `message` events for `room` and returns their ids (any other event fails the test,
+/// presence aside).
+fn read_messages(ws: &mut Client, n: usize) -> Vec<u64> {
+    (0..n).map(|_| recv_event(ws, "message")["id"].as_u64().expect("id")).collect()
+}
+
+fn unlimited() -> [&'static str; 4] {
+    ["--rate-limit", "0", "--rate-limit-bytes", "0"]
+}
+
+#[test]
+fn resume_over_a_50_mib_gap_completes_in_order_then_goes_live() {
+    let server = Server::start(&unlimited());
+    let mut sender = connect_json(&server, "big", "sender");
+    // 3,500 × 16 KB = 56 MB missed: 53 times the 1 MiB output bound.
+    let missed = fill(&mut sender, "big", 3500, BIG);
+
+    let started = std::time::Instant::now();
+    let mut reader = connect_ws(&server, "/ws?format=json&room=big&nick=reader&since=0");
+    assert_eq!(recv_event(&mut reader, "welcome")["user"], "reader");
+    assert_eq!(recv_event(&mut reader, "joined")["last_id"].as_u64(), missed.last().copied());
+    // Live traffic while the reader has not read anything yet: 1.6 MB, more than the held-back bound,
+    // so the catch-up has to continue from history past the join's last id.
+    let live = fill(&mut sender, "big", 100, BIG);
+
+    let expected: Vec<u64> = missed.iter().chain(&live).copied().collect();
+    let got = read_messages(&mut reader, expected.len());
+    assert_eq!(got.len(), expected.len());
+    assert!(got == expected, "every missed and live message once, in id order");
+    eprintln!("resume of {} messages ({} MB) took {:?}", got.len(), got.len() * BIG / 1_000_000, started.elapsed());
+
+    // Then live.
+    let next = post(&mut sender, "big", "after", 1);
+    assert_eq!(recv_event(&mut reader, "message")["id"].as_u64(), Some(next[0]));
+}
+
+#[test]
+fn history_replies_larger_than_the_output_bound_reach_a_reading_client() {
+    let server = Server::start(&unlimited());
+    let mut ws = connect_json(&server, "hist", "ann");
+    let posted = fill(&mut ws, "hist", 260, BIG);
+    // Five pipelined requests, each reply over 1 MiB (64 or 200 messages of 16 KB): 11 MB in all.
+    for limit in [64, 200, 200, 64, 200] {
+        send_json(&mut ws, json!({"type": "history", "room": "hist", "limit": limit}));
+    }
+    for limit in [64usize, 200, 200, 64, 200] {
+        let page = recv_event(&mut ws, "history");
+        let ids: Vec<u64> =
+            page["messages"].as_array().expect("messages").iter().map(|m| m["id"].as_u64().expect("id")).collect();
+        let newest: Vec<u64> = posted.iter().rev().take(limit).copied().collect();
+        assert_eq!(ids, newest, "limit {limit}");
+        assert_eq!(page["has_more"], true);
+    }
+    // The connection is still open and usable.
+    send_json(&mut ws, json!({"type": "ping"}));
+    recv_event(&mut ws, "pong");
+}
