@@ -354,14 +354,7 @@ impl Hub {
     /// the room's JSON members now. Cluster mode: the change goes to Redis, which decides whether it is
     /// the user's first or last connection on the cluster and sends the event to every node.
     /// Wake-ups go into `wakes` (see [`Hub::wake`]).
-    pub fn announce_presence(
-        &self,
-        room: &Room,
-        state: &RoomState,
-        user: &Arc<str>,
-        event: &str,
-        wakes: &mut Wakeups,
-    ) {
+    pub fn announce_presence(&self, room: &Room, state: &RoomState, user: &Arc<str>, event: &str, wakes: &mut Wakeups) {
         match &self.cluster {
             Some(cluster) => cluster.submit_presence(&room.name, user, event == "join"),
             None => self.publish_presence(room, state, user, event, wakes),
