@@ -6,7 +6,8 @@
 #
 # See docs/DEPLOY.md.
 
-FROM rust:1-bookworm AS builder
+# Fully qualified names: buildah and podman refuse short names unless a search registry is configured.
+FROM docker.io/library/rust:1-bookworm AS builder
 WORKDIR /src
 # .git is not copied (see .dockerignore); pass the commit for roomcast_build_info instead.
 ARG ROOMCAST_GIT_COMMIT=unknown
@@ -14,7 +15,7 @@ ENV ROOMCAST_GIT_COMMIT=${ROOMCAST_GIT_COMMIT}
 COPY . .
 RUN bash scripts/build-release.sh
 
-FROM debian:bookworm-slim
+FROM docker.io/library/debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends curl ca-certificates \
     && rm -rf /var/lib/apt/lists/* \

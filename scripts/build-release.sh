@@ -8,12 +8,16 @@ cd "$(dirname "$0")/.."
 
 cargo build --release --locked -p roomcast --bin roomcast
 
-# Smoke check: the binary starts, parses its flags and reports the package version.
+# Smoke check: the binary starts, parses its flags and reports the package version and the commit
+# (`roomcast 0.1.0 (1a2b3c4)`, or `(unknown)` outside git without ROOMCAST_GIT_COMMIT).
 version="$(target/release/roomcast --version)"
-expected="roomcast $(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)"
-if [ "$version" != "$expected" ]; then
-  echo "build-release: expected '$expected', got '$version'" >&2
-  exit 1
-fi
+expected="roomcast $(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1) "
+case "$version" in
+  "$expected("*")") ;;
+  *)
+    echo "build-release: expected '$expected(<commit>)', got '$version'" >&2
+    exit 1
+    ;;
+esac
 target/release/roomcast --print-config >/dev/null
 echo "build-release: ok ($version)"

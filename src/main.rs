@@ -1,13 +1,18 @@
 //! roomcast binary: load the configuration (flags, environment, `--config` file), set up logging, start
 //! the server, wait for SIGINT/SIGTERM, stop cleanly. `--print-config` prints the effective settings and exits.
+//!
+//! A start that fails prints one line, `roomcast: <what> (<path or address>): <reason>`, and exits 1:
+//! an unreadable or invalid config file, a database directory that is missing or not writable, an
+//! address already in use.
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use roomcast::config::file::LoadError;
-use roomcast::config::{self, load, logging};
-use roomcast::reactor::Server;
+use roomcast::config::{self, load, logging, preflight};
+use roomcast::reactor::{Server, ServerError};
+use roomcast::store::StoreError;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -15,10 +20,37 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("roomcast: {err:#}");
+            eprintln!("roomcast: {}", one_line(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error as one line: the start failures that name a path or an address in their own words,
+/// anything else as its chain of causes.
+fn one_line(err: &anyhow::Error) -> String {
+    let text = match err.downcast_ref::<ServerError>() {
+        Some(ServerError::Bind { addr, source }) => format!("cannot listen ({addr}): {source}"),
+        Some(ServerError::Store(StoreError::Open { path, source })) => {
+            format!("cannot open the database ({}): {source}", path.display())
+        }
+        Some(_) => format!("cannot start the server: {}", causes(err)),
+        None => causes(err),
+    };
+    text.replace('\n', " ")
+}
+
+/// The chain of causes joined with `: `, leaving out a cause its parent's message already ends with
+/// (errors such as `cannot read config file (PATH): <os error>` print their source themselves).
+fn causes(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !parts.last().is_some_and(|parent| parent.ends_with(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
 }
 
 fn run() -> anyhow::Result<()> {
@@ -27,7 +59,8 @@ fn run() -> anyhow::Result<()> {
         Ok(loaded) => loaded,
         // --help, --version and command-line mistakes: clap prints and exits as usual.
         Err(LoadError::Cli(err)) => err.exit(),
-        Err(err) => return Err(err).context("invalid configuration"),
+        // The config file's errors name the file and what is wrong with it.
+        Err(err) => return Err(err.into()),
     };
     let cfg = loaded.validate(fd_limit).context("invalid configuration")?;
     if cfg.print_config {
@@ -36,12 +69,15 @@ fn run() -> anyhow::Result<()> {
         std::io::stdout().flush().context("stdout")?;
         return Ok(());
     }
+    if !cfg.no_persist {
+        preflight::check_database(&cfg.db)?;
+    }
     logging::init(&cfg.log_level, cfg.log_format)?;
 
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
     let shards = cfg.shards;
     let max_connections = cfg.max_connections;
-    let server = Server::start(cfg).context("cannot start the server")?;
+    let server = Server::start(cfg)?;
     let addr = server.local_addr();
     tracing::info!(%addr, shards, max_connections, "roomcast ready");
     if let Some(metrics) = server.metrics_addr() {

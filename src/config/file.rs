@@ -20,7 +20,7 @@ pub enum LoadError {
     #[error("{0}")]
     Cli(#[from] clap::Error),
     /// The file could not be read.
-    #[error("cannot read config file {}: {source}", path.display())]
+    #[error("cannot read config file ({}): {source}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
@@ -28,15 +28,15 @@ pub enum LoadError {
         source: std::io::Error,
     },
     /// The file is not valid TOML.
-    #[error("config file {} is not valid TOML: {message}", path.display())]
+    #[error("config file is not valid TOML ({}): {message}", path.display())]
     Parse {
         /// The file.
         path: PathBuf,
-        /// The parser's message (with line and column).
+        /// The parser's message with the line and column, on one line.
         message: String,
     },
     /// The file names a setting that does not exist.
-    #[error("config file {}: unknown setting `{key}` (settings are the long flag names, see docs/CONFIG.md)", path.display())]
+    #[error("invalid config file ({}): unknown setting `{key}` (settings are the long flag names, see docs/CONFIG.md)", path.display())]
     UnknownKey {
         /// The file.
         path: PathBuf,
@@ -44,7 +44,7 @@ pub enum LoadError {
         key: String,
     },
     /// A file value is not acceptable for its setting.
-    #[error("config file {}: invalid value for `{key}`: {message}", path.display())]
+    #[error("invalid config file ({}): invalid value for `{key}`: {message}", path.display())]
     InvalidValue {
         /// The file.
         path: PathBuf,
@@ -69,7 +69,18 @@ pub enum LoadError {
 /// [`LoadError::Read`] or [`LoadError::Parse`].
 pub fn read(path: &Path) -> Result<Table, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
-    text.parse::<Table>().map_err(|e| LoadError::Parse { path: path.to_path_buf(), message: e.to_string() })
+    text.parse::<Table>().map_err(|e| LoadError::Parse { path: path.to_path_buf(), message: one_line(&e, &text) })
+}
+
+/// The TOML parser's message with its position as `line L, column C`, on one line (its `Display` draws
+/// the offending line over several lines).
+fn one_line(err: &toml::de::Error, text: &str) -> String {
+    let message = err.message().trim().replace('\n', "; ");
+    let Some(span) = err.span() else { return message };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("{message} at line {line}, column {column}")
 }
 
 /// A file value as the text a flag would carry. Booleans come back as `true`/`false`.

@@ -1,5 +1,7 @@
 //! Configuration layers with the real binary: flag > `ROOMCAST_*` variable > `--config` file > default,
-//! `--print-config`, and file values rejected with a message naming the key.
+//! `--print-config`, file values rejected with a message naming the key, and start failures (config
+//! file unreadable, database directory missing or not writable, address in use) reported as one line
+//! `roomcast: <what> (<path or address>): <reason>` with exit status 1.
 
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
@@ -128,4 +130,89 @@ fn metrics_addr_comes_from_the_flag_the_environment_or_the_file() {
     let output = run(cmd);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--metrics-addr"));
+}
+
+/// The one line a failed start prints: exit status 1, nothing on stdout, exactly one line on stderr.
+fn start_failure(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "exit status; stderr: {stderr}");
+    assert!(output.stdout.is_empty(), "never started listening: {}", String::from_utf8_lossy(&output.stdout));
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line on stderr: {stderr}");
+    assert!(lines[0].starts_with("roomcast: "), "{stderr}");
+    assert!(lines[0].matches("(os error").count() <= 1, "the reason is given once: {stderr}");
+    lines[0].to_string()
+}
+
+#[test]
+fn an_unreadable_or_invalid_config_file_is_one_line() {
+    let dir = tempfile::tempdir().expect("dir");
+    let missing = dir.path().join("missing.toml");
+    let not_toml = write_config(&dir, "max-message = 1000\nsync = \n");
+    for (path, expected) in [
+        (missing.as_path(), format!("roomcast: cannot read config file ({}): No such file", missing.display())),
+        // A directory cannot be read as a file even by root (chmod 000 would not stop root).
+        (dir.path(), format!("roomcast: cannot read config file ({}): Is a directory", dir.path().display())),
+        (not_toml.as_path(), format!("roomcast: config file is not valid TOML ({}): ", not_toml.display())),
+    ] {
+        let mut cmd = roomcast();
+        cmd.arg("--config").arg(path).args(["--addr", "127.0.0.1:0", "--no-persist"]);
+        let line = start_failure(&run(cmd));
+        assert!(line.starts_with(&expected), "expected {expected:?}, got {line:?}");
+    }
+    let mut cmd = roomcast();
+    cmd.arg("--config").arg(&not_toml).args(["--addr", "127.0.0.1:0", "--no-persist"]);
+    let line = start_failure(&run(cmd));
+    assert!(line.contains(" at line 2, column "), "says where: {line}");
+}
+
+#[test]
+fn a_database_directory_missing_or_not_a_directory_is_one_line() {
+    let dir = tempfile::tempdir().expect("dir");
+    let missing = dir.path().join("no-such-dir");
+    let plain = dir.path().join("plain-file");
+    std::fs::write(&plain, b"not a directory").expect("write");
+    for (parent, expected) in [
+        (&missing, format!("roomcast: database directory is missing ({}): No such file", missing.display())),
+        (&plain, format!("roomcast: database directory is not writable ({}): Not a directory", plain.display())),
+    ] {
+        let mut cmd = roomcast();
+        cmd.args(["--addr", "127.0.0.1:0", "--db"]).arg(parent.join("roomcast.db"));
+        let line = start_failure(&run(cmd));
+        assert!(line.starts_with(&expected), "expected {expected:?}, got {line:?}");
+    }
+    assert!(!missing.exists(), "nothing was created");
+}
+
+#[test]
+fn a_database_directory_without_write_permission_is_one_line() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let read_only = dir.path().join("read-only");
+    std::fs::create_dir(&read_only).expect("mkdir");
+    std::fs::set_permissions(&read_only, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+    let mut cmd = roomcast();
+    cmd.args(["--addr", "127.0.0.1:0", "--db"]).arg(read_only.join("roomcast.db"));
+    // Root may write anywhere: run the server as `nobody` then (the directory belongs to root).
+    if std::fs::metadata("/proc/self").expect("/proc/self").uid() == 0 {
+        cmd.uid(65534).gid(65534);
+    }
+    let line = start_failure(&run(cmd));
+    let expected = format!("roomcast: database directory is not writable ({}): Permission denied", read_only.display());
+    assert!(line.starts_with(&expected), "expected {expected:?}, got {line:?}");
+    assert_eq!(std::fs::read_dir(&read_only).expect("list").count(), 0, "nothing was created");
+}
+
+#[test]
+fn an_address_in_use_is_one_line() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let mut cmd = roomcast();
+    cmd.arg("--addr").arg(addr.to_string()).arg("--no-persist");
+    let line = start_failure(&run(cmd));
+    let expected = format!("roomcast: cannot listen ({addr}): Address already in use");
+    assert!(line.starts_with(&expected), "expected {expected:?}, got {line:?}");
 }

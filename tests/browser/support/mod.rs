@@ -193,7 +193,7 @@ impl Driver {
             assert!(
                 Path::new(path).exists(),
                 "{path} is missing: the browser tests need {what}. Install it with \
-                 `apt-get install -y chromium chromium-driver` (CI installs both)."
+                 `apt-get install -y chromium chromium-driver` (`scripts/test` installs both)."
             );
         }
         let port = free_port();

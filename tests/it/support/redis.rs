@@ -39,7 +39,7 @@ impl RedisServer {
         let child = match child {
             Ok(child) => child,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => panic!(
-                "redis-server is not on PATH: the cluster tests need it (apt-get install redis-server, or run `bash .ci/run`)"
+                "redis-server is not on PATH: the cluster tests need it (`scripts/test` installs it, or apt-get install -y redis-server)"
             ),
             Err(err) => panic!("cannot start redis-server: {err}"),
         };
