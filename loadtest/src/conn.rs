@@ -40,6 +40,14 @@ pub struct Meta {
     pub settled: bool,
     /// Connect attempts so far (1 = first connect, more = reconnects).
     pub attempts: u32,
+    /// Avalanche: start of the current reconnect attempt while its catch-up is not complete.
+    pub catchup_from: Option<u64>,
+    /// Avalanche: the `last_id` of the `joined` answering the reconnect; larger ids are live.
+    pub live_after: Option<u64>,
+    /// Avalanche: when the reconnect's `joined` or its last replayed message arrived.
+    pub replay_done_ns: u64,
+    /// Avalanche: failed reconnect attempts in a row (the web client's backoff exponent).
+    pub backoff: u32,
 }
 
 /// Why a connection ended.

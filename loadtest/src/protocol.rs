@@ -69,6 +69,7 @@ struct InEnvelope<'a> {
     #[serde(borrow)]
     content: Option<Cow<'a, str>>,
     id: Option<u64>,
+    last_id: Option<u64>,
 }
 
 /// What an incoming text frame was.
@@ -76,8 +77,9 @@ struct InEnvelope<'a> {
 pub enum Incoming<'a> {
     /// A chat message whose content may hold a marker; `id` is the server's message id (json).
     Message { content: Cow<'a, str>, id: Option<u64> },
-    /// The server confirmed the room join (json `joined`).
-    Joined,
+    /// The server confirmed the room join (json `joined`); messages with a larger id than
+    /// `last_id` are live, the others are history (resume catch-up).
+    Joined { last_id: Option<u64> },
     /// Another typed frame (`welcome`, `presence`, `pong`, `error`, ...).
     Other(Cow<'a, str>),
     /// Not valid for the protocol.
@@ -91,7 +93,7 @@ pub fn decode(format: Format, text: &str) -> Incoming<'_> {
         Format::Json => match serde_json::from_str::<InEnvelope<'_>>(text) {
             Ok(env) => match env.ty.as_deref() {
                 Some("message") => Incoming::Message { content: env.content.unwrap_or_default(), id: env.id },
-                Some("joined") => Incoming::Joined,
+                Some("joined") => Incoming::Joined { last_id: env.last_id },
                 Some(_) => Incoming::Other(env.ty.unwrap_or_default()),
                 None => Incoming::Invalid,
             },
@@ -111,7 +113,11 @@ mod tests {
         assert_eq!(s, r#"{"type":"message","room":"room-1","content":"lt:1:2:3:4:5:","client_id":"c-1"}"#);
         let delivered = r#"{"type":"message","id":123,"room":"r","user":"n","content":"lt:x","ts":"2026-11-26T03:00:00.123Z","client_id":"c"}"#;
         assert_eq!(decode(Format::Json, delivered), Incoming::Message { content: "lt:x".into(), id: Some(123) });
-        assert_eq!(decode(Format::Json, r#"{"type":"joined","room":"r"}"#), Incoming::Joined);
+        assert_eq!(decode(Format::Json, r#"{"type":"joined","room":"r"}"#), Incoming::Joined { last_id: None });
+        assert_eq!(
+            decode(Format::Json, r#"{"type":"joined","room":"r","last_id":17}"#),
+            Incoming::Joined { last_id: Some(17) }
+        );
         assert_eq!(
             decode(Format::Json, r#"{"type":"error","code":"x","message":"m"}"#),
             Incoming::Other("error".into())
