@@ -59,6 +59,8 @@ pub struct AvalancheOutcome {
     pub restart_exit: Option<i32>,
     /// How long the restart command ran.
     pub restart_secs: f64,
+    /// When the restart command returned (clock ns; 0 without one).
+    pub restart_end_ns: u64,
     pub restart_error: Option<String>,
     pub server: Option<ServerUsage>,
 }
@@ -102,6 +104,9 @@ pub struct Control {
     pub start_ns: AtomicU64,
     /// Avalanche: 0 until the outage begins; then its start (clock ns).
     pub outage_ns: AtomicU64,
+    /// Avalanche: live connections lost, and reconnects that became ready again.
+    pub went_down: AtomicU64,
+    pub rejoined: AtomicU64,
     pub stop: AtomicBool,
     pub connected: AtomicU64,
     pub failed: AtomicU64,
@@ -118,6 +123,8 @@ impl Control {
         Control {
             start_ns: AtomicU64::new(0),
             outage_ns: AtomicU64::new(0),
+            went_down: AtomicU64::new(0),
+            rejoined: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             connected: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -156,12 +163,15 @@ pub struct RunOutcome {
 }
 
 /// Runs the restart command in the background; its outcome is collected at the end.
-fn spawn_restart(cmd: String) -> std::thread::JoinHandle<(Option<i32>, f64, Option<String>)> {
+/// Exit code, seconds, error, and when the command returned (clock ns).
+type RestartResult = (Option<i32>, f64, Option<String>, u64);
+
+fn spawn_restart(cmd: String) -> std::thread::JoinHandle<RestartResult> {
     std::thread::spawn(move || {
         let t = Instant::now();
         match std::process::Command::new("sh").arg("-c").arg(&cmd).stdin(std::process::Stdio::null()).status() {
-            Ok(st) => (st.code(), t.elapsed().as_secs_f64(), None),
-            Err(e) => (None, t.elapsed().as_secs_f64(), Some(e.to_string())),
+            Ok(st) => (st.code(), t.elapsed().as_secs_f64(), None, clock::now_ns()),
+            Err(e) => (None, t.elapsed().as_secs_f64(), Some(e.to_string()), clock::now_ns()),
         }
     })
 }
@@ -171,7 +181,7 @@ fn spawn_restart(cmd: String) -> std::thread::JoinHandle<(Option<i32>, f64, Opti
 struct Outage {
     cfg: AvalancheCfg,
     at_ns: u64,
-    restart: Option<std::thread::JoinHandle<(Option<i32>, f64, Option<String>)>>,
+    restart: Option<std::thread::JoinHandle<RestartResult>>,
     sampler: Option<Sampler>,
     outcome: AvalancheOutcome,
 }
@@ -207,7 +217,8 @@ impl Outage {
     fn finish(mut self) -> AvalancheOutcome {
         if let Some(h) = self.restart.take() {
             match h.join() {
-                Ok((code, secs, err)) => {
+                Ok((code, secs, err, end_ns)) => {
+                    self.outcome.restart_end_ns = end_ns;
                     self.outcome.restart_exit = code;
                     self.outcome.restart_secs = crate::report::round3(secs);
                     self.outcome.restart_error = err;
@@ -268,10 +279,21 @@ pub fn run(cfg: RunConfig, progress: &Progress) -> Result<RunOutcome, LoadError>
             let d0 = Instant::now();
             // Let in-flight sends leave the workers before comparing counts.
             std::thread::sleep(Duration::from_millis(20));
+            let mut quiet = (ctl.delivered.load(Ordering::Relaxed), Instant::now());
             while d0.elapsed() < cfg.drain && ctl.delivered.load(Ordering::Relaxed) < ctl.expected() {
                 progress.tick(&ctl, "drain");
                 if let Some(o) = outage.as_mut() {
                     o.tick(&ctl);
+                    // Messages nobody acknowledged are never delivered: the avalanche's drain also
+                    // ends once every client is back and deliveries stopped for a second.
+                    let delivered = ctl.delivered.load(Ordering::Relaxed);
+                    if delivered != quiet.0 {
+                        quiet = (delivered, Instant::now());
+                    }
+                    let all_back = ctl.rejoined.load(Ordering::Relaxed) >= ctl.went_down.load(Ordering::Relaxed);
+                    if all_back && quiet.1.elapsed() >= Duration::from_secs(1) {
+                        break;
+                    }
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }

@@ -171,6 +171,8 @@ pub struct Avalanche {
     pub caught_up: u64,
     /// Clients still without a live message after their reconnect when the run ended.
     pub not_caught_up: u64,
+    /// Clients without a joined connection when the run ended (still reconnecting).
+    pub not_connected_at_end: u64,
     /// From the start of the successful reconnect to the end of its replay (the last replayed
     /// message, or `joined` when nothing was missed), counted once a live message confirmed it.
     pub catchup_us: Latency,
@@ -181,15 +183,19 @@ pub struct Avalanche {
     pub replayed: u64,
     /// Measured messages that reached at least one client (the server accepted them).
     pub accepted: u64,
+    /// ... of which were sent after the outage (see `lost_after_outage`).
+    pub accepted_after_outage: u64,
     /// Measured messages sent that reached nobody: never acknowledged, e.g. written into a socket
     /// the outage cut ("lost in the crash window" when the server was killed).
     pub unconfirmed: u64,
     /// Deliveries of accepted messages that never arrived (= `messages.lost`) ...
     pub lost: u64,
-    /// ... of which the message was sent before the outage began ...
-    pub lost_sent_before_outage: u64,
-    /// ... and after it.
-    pub lost_sent_after_outage: u64,
+    /// ... of messages meant to be sent before the outage ended: before the drop (`--drop`), or
+    /// before the restart command returned (they may have met the old server: a kill -9's crash
+    /// window) ...
+    pub lost_during_outage: u64,
+    /// ... and of messages sent after it (only the server that came back saw them).
+    pub lost_after_outage: u64,
     pub duplicates: u64,
     pub reordered: u64,
     /// Scheduled sends skipped because the sender was disconnected.
@@ -425,18 +431,12 @@ pub fn render_table(r: &Report) -> String {
         );
         let _ = writeln!(
             out,
-            "  exactly once accepted {}, lost {} (sent before the outage {}, after {}), duplicates {}, reordered {}, unconfirmed {}",
-            a.accepted,
-            a.lost,
-            a.lost_sent_before_outage,
-            a.lost_sent_after_outage,
-            a.duplicates,
-            a.reordered,
-            a.unconfirmed
+            "  exactly once accepted {}, lost {} (sent during the outage {}, after {}), duplicates {}, reordered {}, unconfirmed {}",
+            a.accepted, a.lost, a.lost_during_outage, a.lost_after_outage, a.duplicates, a.reordered, a.unconfirmed
         );
         let _ = writeln!(
             out,
-            "  catch-up     p50 {}  p99 {}  max {}; first live p50 {}  p99 {}  max {} ({} caught up, {} not, {} replayed)",
+            "  catch-up     p50 {}  p99 {}  max {}; first live p50 {}  p99 {}  max {} ({} caught up, {} not, {} replayed, {} not connected at the end)",
             fmt_us(a.catchup_us.p50),
             fmt_us(a.catchup_us.p99),
             fmt_us(a.catchup_us.max),
@@ -445,7 +445,8 @@ pub fn render_table(r: &Report) -> String {
             fmt_us(a.first_live_us.max),
             a.caught_up,
             a.not_caught_up,
-            a.replayed
+            a.replayed,
+            a.not_connected_at_end
         );
         if let Some(sv) = &a.server {
             let _ = writeln!(

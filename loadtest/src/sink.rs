@@ -22,6 +22,8 @@ pub struct Sink {
     pub now: u64,
     /// Connections that became ready on their first attempt, not yet published.
     pub ready_delta: u64,
+    /// Reconnects that became ready, not yet published.
+    pub rejoined_delta: u64,
     /// Measured unique deliveries not yet published.
     pub delivered_delta: u64,
 }
@@ -37,6 +39,7 @@ impl Sink {
             warmup_end: u64::MAX,
             now: 0,
             ready_delta: 0,
+            rejoined_delta: 0,
             delivered_delta: 0,
         }
     }
@@ -48,6 +51,8 @@ impl Sink {
             if meta.attempts <= 1 {
                 self.stats.connects_ok += 1;
                 self.ready_delta += 1;
+            } else {
+                self.rejoined_delta += 1;
             }
         }
     }

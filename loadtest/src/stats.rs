@@ -62,6 +62,8 @@ pub struct Stats {
     pub replayed: u64,
     /// Avalanche: reconnected clients still waiting for their first live message at the end.
     pub not_caught_up: u64,
+    /// Avalanche: recipients without a joined connection when the run ended.
+    pub not_connected_at_end: u64,
     pub reconnect_attempts: u64,
     pub reconnect_failures: u64,
     /// Failed reconnect attempts by kind.
@@ -103,6 +105,7 @@ impl Stats {
             first_live: new_hist(),
             replayed: 0,
             not_caught_up: 0,
+            not_connected_at_end: 0,
             reconnect_attempts: 0,
             reconnect_failures: 0,
             reconnect_errors: BTreeMap::new(),
@@ -161,6 +164,7 @@ impl Stats {
         let _ = self.first_live.add(&o.first_live);
         self.replayed += o.replayed;
         self.not_caught_up += o.not_caught_up;
+        self.not_connected_at_end += o.not_connected_at_end;
         self.reconnect_attempts += o.reconnect_attempts;
         self.reconnect_failures += o.reconnect_failures;
         for (k, v) in &o.reconnect_errors {

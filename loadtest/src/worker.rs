@@ -61,6 +61,8 @@ pub struct Worker {
     retry: RetryQueue,
     rng: Rng,
     outage_done: bool,
+    /// Live connections lost (avalanche), not yet published.
+    went_down_delta: u64,
 }
 
 impl Worker {
@@ -104,6 +106,7 @@ impl Worker {
             retry: RetryQueue::default(),
             rng: Rng::new(0x2545_F491_4F6C_DD1D ^ ((id as u64) << 40) ^ clock::now_ns()),
             outage_done: false,
+            went_down_delta: 0,
             cfg,
             ctl,
         })
@@ -311,6 +314,7 @@ impl Worker {
                 return;
             }
             // A live connection ended (the server went away): reconnect within the jitter.
+            self.went_down_delta += 1;
             c.meta.backoff = 0;
             let jitter = self.cfg.avalanche.as_ref().map_or(0, |a| a.jitter.as_nanos() as u64);
             self.retry.push(now + self.rng.below(jitter), slot);
@@ -351,6 +355,9 @@ impl Worker {
             c.meta.ready = false;
             c.meta.backoff = 0;
             self.sink.stats.disconnects += 1;
+            if c.meta.settled {
+                self.went_down_delta += 1;
+            }
             self.retry.push(base + self.rng.below(jitter), slot);
         }
     }
@@ -587,6 +594,12 @@ impl Worker {
         if self.sink.ready_delta > 0 {
             ctl.connected.fetch_add(std::mem::take(&mut self.sink.ready_delta), Ordering::Relaxed);
         }
+        if self.sink.rejoined_delta > 0 {
+            ctl.rejoined.fetch_add(std::mem::take(&mut self.sink.rejoined_delta), Ordering::Relaxed);
+        }
+        if self.went_down_delta > 0 {
+            ctl.went_down.fetch_add(std::mem::take(&mut self.went_down_delta), Ordering::Relaxed);
+        }
         if self.failed_delta > 0 {
             ctl.failed.fetch_add(std::mem::take(&mut self.failed_delta), Ordering::Relaxed);
         }
@@ -621,6 +634,9 @@ impl Worker {
             if self.cfg.mode == Mode::Avalanche && c.meta.counting {
                 if c.meta.catchup_from.is_some() {
                     self.sink.stats.not_caught_up += 1;
+                }
+                if !(c.phase == Phase::Open && c.meta.ready) {
+                    self.sink.stats.not_connected_at_end += 1;
                 }
                 let r = std::mem::take(&mut c.meta.recipient);
                 self.sink.stats.recipients.push((c.meta.room, r));

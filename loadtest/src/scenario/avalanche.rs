@@ -15,6 +15,7 @@ use crate::schedule::Schedule;
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Loss {
     accepted: u64,
+    accepted_after: u64,
     expected: u64,
     lost: u64,
     before: u64,
@@ -22,12 +23,18 @@ struct Loss {
 }
 
 /// Walks every recipient over the accepted messages of its room.
-fn count_loss(o: &RunOutcome, rooms: u32, senders: u32, sched: &Schedule, outage_ns: u64) -> Loss {
+/// `boundary_ns`: messages meant to be sent before it count as lost during the outage.
+fn count_loss(o: &RunOutcome, rooms: u32, senders: u32, sched: &Schedule, boundary_ns: u64) -> Loss {
     let s = &o.stats;
     let mut l = Loss::default();
     let room_senders = |room: u32| (0..senders).filter(move |x| x % rooms.max(1) == room);
     for sender in 0..senders {
-        l.accepted += s.seen_any.seqs(sender).count() as u64;
+        for seq in s.seen_any.seqs(sender) {
+            l.accepted += 1;
+            if sched.intended(sender, seq) >= boundary_ns {
+                l.accepted_after += 1;
+            }
+        }
     }
     for (room, rec) in &s.recipients {
         for sender in room_senders(*room) {
@@ -35,7 +42,7 @@ fn count_loss(o: &RunOutcome, rooms: u32, senders: u32, sched: &Schedule, outage
                 l.expected += 1;
                 if !rec.has(sender, seq) {
                     l.lost += 1;
-                    if sched.intended(sender, seq) < outage_ns {
+                    if sched.intended(sender, seq) < boundary_ns {
                         l.before += 1;
                     } else {
                         l.after += 1;
@@ -83,8 +90,14 @@ pub fn run(a: AvalancheArgs) -> Result<i32, LoadError> {
     let (mut report, outcome) = super::run_connected("avalanche", cfg, config, a.common.output.quiet)?;
     let out = outcome.avalanche.clone().unwrap_or_default();
     let sched = Schedule::new(outcome.start_ns, rate, senders);
-    let outage_ns = if out.outage_ns == 0 { u64::MAX } else { out.outage_ns };
-    let loss = count_loss(&outcome, rooms, senders, &sched, outage_ns);
+    // Drop: the outage is the moment of the drop. Restart: everything sent until the restart
+    // command returned may have met the old server (the crash window of a kill -9).
+    let boundary = match (out.outage_ns, out.restart_end_ns) {
+        (0, _) => u64::MAX,
+        (o, 0) => o,
+        (_, r) => r,
+    };
+    let loss = count_loss(&outcome, rooms, senders, &sched, boundary);
     let s = &outcome.stats;
     let m = &mut report.messages;
     m.expected = loss.expected;
@@ -104,14 +117,16 @@ pub fn run(a: AvalancheArgs) -> Result<i32, LoadError> {
         reconnect_errors: s.reconnect_errors.clone(),
         caught_up: s.catchup.len(),
         not_caught_up: s.not_caught_up,
+        not_connected_at_end: s.not_connected_at_end,
         catchup_us: Latency::from_hist(&s.catchup),
         first_live_us: Latency::from_hist(&s.first_live),
         replayed: s.replayed,
         accepted: loss.accepted,
+        accepted_after_outage: loss.accepted_after,
         unconfirmed: s.sent.saturating_sub(loss.accepted),
         lost: loss.lost,
-        lost_sent_before_outage: loss.before,
-        lost_sent_after_outage: loss.after,
+        lost_during_outage: loss.before,
+        lost_after_outage: loss.after,
         duplicates: s.duplicates,
         reordered: s.reordered,
         sends_skipped_disconnected: s.errors.get("send_skipped_disconnected").copied().unwrap_or(0),
