@@ -70,6 +70,8 @@ struct InEnvelope<'a> {
     content: Option<Cow<'a, str>>,
     id: Option<u64>,
     last_id: Option<u64>,
+    #[serde(borrow)]
+    code: Option<Cow<'a, str>>,
 }
 
 /// What an incoming text frame was.
@@ -80,7 +82,9 @@ pub enum Incoming<'a> {
     /// The server confirmed the room join (json `joined`); messages with a larger id than
     /// `last_id` are live, the others are history (resume catch-up).
     Joined { last_id: Option<u64> },
-    /// Another typed frame (`welcome`, `presence`, `pong`, `error`, ...).
+    /// An `error` frame with its `code`.
+    Error(Cow<'a, str>),
+    /// Another typed frame (`welcome`, `presence`, `pong`, ...).
     Other(Cow<'a, str>),
     /// Not valid for the protocol.
     Invalid,
@@ -94,6 +98,7 @@ pub fn decode(format: Format, text: &str) -> Incoming<'_> {
             Ok(env) => match env.ty.as_deref() {
                 Some("message") => Incoming::Message { content: env.content.unwrap_or_default(), id: env.id },
                 Some("joined") => Incoming::Joined { last_id: env.last_id },
+                Some("error") => Incoming::Error(env.code.unwrap_or_default()),
                 Some(_) => Incoming::Other(env.ty.unwrap_or_default()),
                 None => Incoming::Invalid,
             },
@@ -118,10 +123,8 @@ mod tests {
             decode(Format::Json, r#"{"type":"joined","room":"r","last_id":17}"#),
             Incoming::Joined { last_id: Some(17) }
         );
-        assert_eq!(
-            decode(Format::Json, r#"{"type":"error","code":"x","message":"m"}"#),
-            Incoming::Other("error".into())
-        );
+        assert_eq!(decode(Format::Json, r#"{"type":"error","code":"x","message":"m"}"#), Incoming::Error("x".into()));
+        assert_eq!(decode(Format::Json, r#"{"type":"pong"}"#), Incoming::Other("pong".into()));
         assert_eq!(decode(Format::Json, "not json"), Incoming::Invalid);
         assert_eq!(decode(Format::Json, "[1,2]"), Incoming::Invalid);
         assert_eq!(decode(Format::Text, "hi"), Incoming::Message { content: "hi".into(), id: None });

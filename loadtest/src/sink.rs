@@ -99,12 +99,12 @@ impl Sink {
                         }
                         self.mark_ready(meta);
                     }
-                    Incoming::Other(ty) => {
-                        self.stats.frame_type(&ty);
-                        if ty == "error" {
-                            self.stats.error("server_error_frame");
-                        }
+                    Incoming::Error(code) => {
+                        self.stats.frame_type("error");
+                        self.stats.error("server_error_frame");
+                        self.stats.error(&format!("server_error_{code}"));
                     }
+                    Incoming::Other(ty) => self.stats.frame_type(&ty),
                     Incoming::Invalid => self.stats.frame_type("invalid"),
                 }
             }
@@ -215,6 +215,7 @@ mod tests {
         assert_eq!((st.delivered, st.duplicates, st.foreign_frames), (1, 1, 1));
         assert_eq!(meta.last_id, Some(42));
         assert_eq!(st.errors.get("server_error_frame"), Some(&1));
+        assert_eq!(st.errors.get("server_error_x"), Some(&1));
         assert_eq!(st.frames_by_type.get("invalid"), Some(&2));
         assert_eq!(st.frames_by_type.get("invalid_utf8"), Some(&1));
         assert_eq!(st.corrected.len(), 1);
