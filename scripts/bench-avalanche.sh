@@ -24,7 +24,20 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 SRC=()
 if [[ -n "${SOURCE_IPS:-}" ]]; then SRC=(--source-ips "$SOURCE_IPS"); elif ((CONNS > 20000)); then SRC=(--source-ips 127.0.0.1-127.0.0.8); fi
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# A free port below the ephemeral range: a client reconnecting while nothing listens could otherwise
+# connect to itself from that very port and keep it taken.
+PORT=$(python3 -c '
+import socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for p in range(20000, low):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); print(p); break
+    except OSError:
+        pass
+    finally:
+        s.close()
+')
 
 cleanup() {
     local pid

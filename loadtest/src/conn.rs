@@ -58,6 +58,9 @@ pub enum ConnError {
     Handshake(HandshakeError),
     Frame(FrameError),
     ServerClose,
+    /// The socket connected to itself: with nobody listening on a port inside the ephemeral range,
+    /// a connect from that same port succeeds (TCP simultaneous open) and keeps the port busy.
+    SelfConnect,
 }
 
 impl ConnError {
@@ -75,6 +78,7 @@ impl ConnError {
                 _ => "protocol_error".to_string(),
             },
             ConnError::ServerClose => "server_close".to_string(),
+            ConnError::SelfConnect => "self_connect".to_string(),
         }
     }
 }
@@ -144,6 +148,9 @@ impl Conn {
             return Err(ConnError::Io(e));
         }
         match self.stream.peer_addr() {
+            Ok(peer) if self.stream.local_addr().is_ok_and(|local| local == peer) => {
+                return Err(ConnError::SelfConnect);
+            }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
             Err(e) => return Err(ConnError::Io(e)),
