@@ -35,7 +35,12 @@ fn port_below_ephemeral_range() -> u16 {
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32768);
-    let start = 10_000 + (std::process::id() % 5_000) as u16;
+    // Tests of this process (and other processes) start at different ports, so two probes do not
+    // settle on the same one before either server binds it.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let span = u32::from(low.saturating_sub(10_000).max(1));
+    let start = 10_000 + ((std::process::id().wrapping_mul(97) + n * 1_009) % span) as u16;
     (start..low)
         .chain(10_000..start.min(low))
         .find(|&p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
