@@ -244,7 +244,8 @@ impl Worker {
                         c.reset(stream);
                         c.meta.attempts += 1;
                         c.meta.connect_ns = intended;
-                        if self.cfg.mode == Mode::Avalanche {
+                        // Catch-up needs message ids (JSON); the text protocol has none.
+                        if self.cfg.mode == Mode::Avalanche && self.cfg.format == Format::Json {
                             c.meta.catchup_from = Some(intended);
                             c.meta.live_after = None;
                         }
