@@ -60,6 +60,65 @@ impl Recipient {
     }
 }
 
+impl Recipient {
+    /// Whether message `seq` of `sender` arrived.
+    pub fn has(&self, sender: u32, seq: u64) -> bool {
+        let Some(t) = self.tracks.get(sender as usize) else { return false };
+        t.bits.get((seq / 64) as usize).is_some_and(|w| w & (1u64 << (seq % 64)) != 0)
+    }
+}
+
+/// Which measured `(sender, seq)` reached at least one recipient: one bit set per sender,
+/// indexed by sender. Merged across workers with a bitwise or.
+#[derive(Debug, Default, Clone)]
+pub struct SeenAny {
+    pub bits: Vec<Vec<u64>>,
+}
+
+impl SeenAny {
+    pub fn set(&mut self, sender: u32, seq: u64) {
+        let s = sender as usize;
+        if self.bits.len() <= s {
+            self.bits.resize_with(s + 1, Vec::new);
+        }
+        let w = (seq / 64) as usize;
+        if self.bits[s].len() <= w {
+            self.bits[s].resize(w + 1, 0);
+        }
+        self.bits[s][w] |= 1u64 << (seq % 64);
+    }
+
+    pub fn merge(&mut self, o: &SeenAny) {
+        for (s, words) in o.bits.iter().enumerate() {
+            for (w, &b) in words.iter().enumerate() {
+                if b != 0 {
+                    self.set_word(s, w, b);
+                }
+            }
+        }
+    }
+
+    fn set_word(&mut self, s: usize, w: usize, b: u64) {
+        if self.bits.len() <= s {
+            self.bits.resize_with(s + 1, Vec::new);
+        }
+        if self.bits[s].len() <= w {
+            self.bits[s].resize(w + 1, 0);
+        }
+        self.bits[s][w] |= b;
+    }
+
+    /// The sequence numbers of `sender` that reached someone, ascending.
+    pub fn seqs(&self, sender: u32) -> impl Iterator<Item = u64> + '_ {
+        self.bits.get(sender as usize).into_iter().flat_map(|words| {
+            words
+                .iter()
+                .enumerate()
+                .flat_map(|(w, &b)| (0..64).filter(move |i| b & (1u64 << i) != 0).map(move |i| w as u64 * 64 + i))
+        })
+    }
+}
+
 /// Totals for one room, merged across workers.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RoomTotals {
@@ -103,6 +162,21 @@ mod tests {
         assert_eq!(r.record(5, 0), Arrival::New);
         assert_eq!(r.record(0, 200), Arrival::New);
         assert_eq!((r.unique, r.duplicates, r.reordered), (5, 1, 1));
+    }
+
+    #[test]
+    fn seen_any_unions_workers_and_recipient_has() {
+        let (mut a, mut b) = (SeenAny::default(), SeenAny::default());
+        a.set(0, 3);
+        b.set(0, 70);
+        b.set(2, 1);
+        a.merge(&b);
+        assert_eq!(a.seqs(0).collect::<Vec<_>>(), [3, 70]);
+        assert_eq!(a.seqs(2).collect::<Vec<_>>(), [1]);
+        assert_eq!(a.seqs(9).count(), 0);
+        let mut r = Recipient::default();
+        r.record(0, 70);
+        assert!(r.has(0, 70) && !r.has(0, 3) && !r.has(4, 0));
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub enum Command {
     Ramp(RampArgs),
     /// Broadcast while a fraction of clients drop abruptly and reconnect.
     Churn(ChurnArgs),
+    /// Drop every client at once (or restart the server); all reconnect with resume (`since`).
+    Avalanche(AvalancheArgs),
     /// Compare two --json reports side by side.
     Compare(CompareArgs),
 }
@@ -156,6 +158,36 @@ pub struct ChurnArgs {
     /// Time between churn ticks.
     #[arg(long, value_parser = duration, default_value = "1s")]
     pub churn_interval: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct AvalancheArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub traffic: Traffic,
+    /// The outage: reset every client's TCP connection at once.
+    #[arg(long, conflicts_with = "restart_cmd")]
+    pub drop: bool,
+    /// The outage: run this shell command (`sh -c`), which restarts the server.
+    #[arg(long)]
+    pub restart_cmd: Option<String>,
+    /// How far into the measured window (--duration) the outage begins.
+    #[arg(long, value_parser = duration, default_value = "2s")]
+    pub outage_at: Duration,
+    /// --drop: how long the clients stay away before reconnecting.
+    #[arg(long, value_parser = duration, default_value = "3s")]
+    pub outage: Duration,
+    /// First reconnect attempts are spread uniformly over this; failed attempts then back off like
+    /// the web client (between half and all of min(15 s, 500 ms × 2^n)).
+    #[arg(long, value_parser = duration, default_value = "1s")]
+    pub jitter: Duration,
+    /// Sample this server process's CPU and RSS from the outage on.
+    #[arg(long, conflicts_with = "server_pid_file")]
+    pub server_pid: Option<u32>,
+    /// Like --server-pid, re-reading the pid from this file at every sample (follows a restart).
+    #[arg(long)]
+    pub server_pid_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

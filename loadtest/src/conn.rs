@@ -40,6 +40,14 @@ pub struct Meta {
     pub settled: bool,
     /// Connect attempts so far (1 = first connect, more = reconnects).
     pub attempts: u32,
+    /// Avalanche: start of the current reconnect attempt while its catch-up is not complete.
+    pub catchup_from: Option<u64>,
+    /// Avalanche: the `last_id` of the `joined` answering the reconnect; larger ids are live.
+    pub live_after: Option<u64>,
+    /// Avalanche: when the reconnect's `joined` or its last replayed message arrived.
+    pub replay_done_ns: u64,
+    /// Avalanche: failed reconnect attempts in a row (the web client's backoff exponent).
+    pub backoff: u32,
 }
 
 /// Why a connection ended.
@@ -50,6 +58,9 @@ pub enum ConnError {
     Handshake(HandshakeError),
     Frame(FrameError),
     ServerClose,
+    /// The socket connected to itself: with nobody listening on a port inside the ephemeral range,
+    /// a connect from that same port succeeds (TCP simultaneous open) and keeps the port busy.
+    SelfConnect,
 }
 
 impl ConnError {
@@ -67,6 +78,7 @@ impl ConnError {
                 _ => "protocol_error".to_string(),
             },
             ConnError::ServerClose => "server_close".to_string(),
+            ConnError::SelfConnect => "self_connect".to_string(),
         }
     }
 }
@@ -136,6 +148,9 @@ impl Conn {
             return Err(ConnError::Io(e));
         }
         match self.stream.peer_addr() {
+            Ok(peer) if self.stream.local_addr().is_ok_and(|local| local == peer) => {
+                return Err(ConnError::SelfConnect);
+            }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
             Err(e) => return Err(ConnError::Io(e)),

@@ -66,6 +66,14 @@ fn set_bind_no_port(sock: &Socket) {
     }
 }
 
+/// An unconnected TCP socket that takes the place of a dropped connection's stream until it
+/// reconnects, so the old socket can be closed (and reset) now.
+pub fn placeholder_stream() -> io::Result<mio::net::TcpStream> {
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_nonblocking(true)?;
+    Ok(mio::net::TcpStream::from_std(sock.into()))
+}
+
 /// Makes the next close send a RST instead of a FIN (abrupt client drop).
 pub fn set_abortive_close(stream: &mio::net::TcpStream) {
     let sock = socket2::SockRef::from(stream);

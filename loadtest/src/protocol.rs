@@ -69,6 +69,9 @@ struct InEnvelope<'a> {
     #[serde(borrow)]
     content: Option<Cow<'a, str>>,
     id: Option<u64>,
+    last_id: Option<u64>,
+    #[serde(borrow)]
+    code: Option<Cow<'a, str>>,
 }
 
 /// What an incoming text frame was.
@@ -76,9 +79,12 @@ struct InEnvelope<'a> {
 pub enum Incoming<'a> {
     /// A chat message whose content may hold a marker; `id` is the server's message id (json).
     Message { content: Cow<'a, str>, id: Option<u64> },
-    /// The server confirmed the room join (json `joined`).
-    Joined,
-    /// Another typed frame (`welcome`, `presence`, `pong`, `error`, ...).
+    /// The server confirmed the room join (json `joined`); messages with a larger id than
+    /// `last_id` are live, the others are history (resume catch-up).
+    Joined { last_id: Option<u64> },
+    /// An `error` frame with its `code`.
+    Error(Cow<'a, str>),
+    /// Another typed frame (`welcome`, `presence`, `pong`, ...).
     Other(Cow<'a, str>),
     /// Not valid for the protocol.
     Invalid,
@@ -91,7 +97,8 @@ pub fn decode(format: Format, text: &str) -> Incoming<'_> {
         Format::Json => match serde_json::from_str::<InEnvelope<'_>>(text) {
             Ok(env) => match env.ty.as_deref() {
                 Some("message") => Incoming::Message { content: env.content.unwrap_or_default(), id: env.id },
-                Some("joined") => Incoming::Joined,
+                Some("joined") => Incoming::Joined { last_id: env.last_id },
+                Some("error") => Incoming::Error(env.code.unwrap_or_default()),
                 Some(_) => Incoming::Other(env.ty.unwrap_or_default()),
                 None => Incoming::Invalid,
             },
@@ -111,11 +118,13 @@ mod tests {
         assert_eq!(s, r#"{"type":"message","room":"room-1","content":"lt:1:2:3:4:5:","client_id":"c-1"}"#);
         let delivered = r#"{"type":"message","id":123,"room":"r","user":"n","content":"lt:x","ts":"2026-11-26T03:00:00.123Z","client_id":"c"}"#;
         assert_eq!(decode(Format::Json, delivered), Incoming::Message { content: "lt:x".into(), id: Some(123) });
-        assert_eq!(decode(Format::Json, r#"{"type":"joined","room":"r"}"#), Incoming::Joined);
+        assert_eq!(decode(Format::Json, r#"{"type":"joined","room":"r"}"#), Incoming::Joined { last_id: None });
         assert_eq!(
-            decode(Format::Json, r#"{"type":"error","code":"x","message":"m"}"#),
-            Incoming::Other("error".into())
+            decode(Format::Json, r#"{"type":"joined","room":"r","last_id":17}"#),
+            Incoming::Joined { last_id: Some(17) }
         );
+        assert_eq!(decode(Format::Json, r#"{"type":"error","code":"x","message":"m"}"#), Incoming::Error("x".into()));
+        assert_eq!(decode(Format::Json, r#"{"type":"pong"}"#), Incoming::Other("pong".into()));
         assert_eq!(decode(Format::Json, "not json"), Incoming::Invalid);
         assert_eq!(decode(Format::Json, "[1,2]"), Incoming::Invalid);
         assert_eq!(decode(Format::Text, "hi"), Incoming::Message { content: "hi".into(), id: None });

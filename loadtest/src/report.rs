@@ -151,6 +151,67 @@ pub struct Http {
     pub latency_raw: Latency,
 }
 
+/// The avalanche's own figures (see loadtest/README.md, "Avalanche").
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Avalanche {
+    /// `drop` or `restart`.
+    pub mode: String,
+    /// Seconds into the measured window when the outage began.
+    pub outage_at_secs: f64,
+    /// Counting recipients (every client connected when measuring began).
+    pub clients: u64,
+    /// Connections that ended (dropped by us, or closed by the server).
+    pub disconnected: u64,
+    pub reconnect_attempts: u64,
+    /// Reconnect attempts that failed (refused, timed out, handshake status, closed before `joined`).
+    pub reconnect_failures: u64,
+    /// Failed reconnect attempts by kind (`connect_refused`, `handshake_status_503`, ...).
+    pub reconnect_errors: BTreeMap<String, u64>,
+    /// Reconnected clients whose catch-up completed (first live message received).
+    pub caught_up: u64,
+    /// Clients still without a live message after their reconnect when the run ended.
+    pub not_caught_up: u64,
+    /// Clients without a joined connection when the run ended (still reconnecting).
+    pub not_connected_at_end: u64,
+    /// From the start of the successful reconnect to the end of its replay (the last replayed
+    /// message, or `joined` when nothing was missed), counted once a live message confirmed it.
+    pub catchup_us: Latency,
+    /// From the start of the successful reconnect to the first live message after the replay
+    /// (includes waiting for the room's sender, who reconnects too).
+    pub first_live_us: Latency,
+    /// Messages received as catch-up (resume replay).
+    pub replayed: u64,
+    /// Measured messages that reached at least one client (the server accepted them).
+    pub accepted: u64,
+    /// ... of which were sent after the outage (see `lost_after_outage`).
+    pub accepted_after_outage: u64,
+    /// Measured messages sent that reached nobody: never acknowledged, e.g. written into a socket
+    /// the outage cut ("lost in the crash window" when the server was killed).
+    pub unconfirmed: u64,
+    /// Deliveries of accepted messages that never arrived (= `messages.lost`) ...
+    pub lost: u64,
+    /// ... of messages meant to be sent before the outage ended: before the drop (`--drop`), or
+    /// before the restart command returned (they may have met the old server: a kill -9's crash
+    /// window) ...
+    pub lost_during_outage: u64,
+    /// ... and of messages sent after it (only the server that came back saw them).
+    pub lost_after_outage: u64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    /// Scheduled sends skipped because the sender was disconnected.
+    pub sends_skipped_disconnected: u64,
+    /// Restart mode: the command's exit code (absent when killed by a signal or not run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_exit: Option<i32>,
+    #[serde(default)]
+    pub restart_secs: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_error: Option<String>,
+    /// The server's CPU and RSS from the outage to the end (with `--server-pid`/`--server-pid-file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<crate::procstat::ServerUsage>,
+}
+
 /// The complete report (`--json`). Field names are stable; see loadtest/README.md.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Report {
@@ -175,6 +236,8 @@ pub struct Report {
     pub ramp_max_sustainable_rate: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<Http>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avalanche: Option<Avalanche>,
     /// Threshold checks that failed (`--fail-if-*`); empty when the run passed.
     pub failures: Vec<String>,
 }
@@ -315,7 +378,7 @@ pub fn render_table(r: &Report) -> String {
         "  connections  {} connected, {} failed, {} reconnects, {} disconnects ({:.2}s to connect, {:.0}/s)",
         c.connected, c.failed, c.reconnects, c.disconnects, c.connect_secs, c.connects_per_sec
     );
-    if r.scenario == "broadcast" || r.scenario == "churn" || r.scenario == "ramp" {
+    if ["broadcast", "churn", "ramp", "avalanche"].contains(&r.scenario.as_str()) {
         let _ = writeln!(out, "  sent         {} (+{} warmup) to {} recipients", m.sent, m.sent_warmup, m.recipients);
         let _ = writeln!(
             out,
@@ -353,6 +416,49 @@ pub fn render_table(r: &Report) -> String {
             fmt_us(r.latency_us.send_lag.p99),
             fmt_us(r.latency_us.send_lag.max)
         );
+    }
+    if let Some(a) = &r.avalanche {
+        let _ = writeln!(
+            out,
+            "  avalanche    {} at {:.1}s: {} clients, {} disconnected, {} reconnect attempts ({} failed: {:?})",
+            a.mode,
+            a.outage_at_secs,
+            a.clients,
+            a.disconnected,
+            a.reconnect_attempts,
+            a.reconnect_failures,
+            a.reconnect_errors
+        );
+        let _ = writeln!(
+            out,
+            "  exactly once accepted {}, lost {} (sent during the outage {}, after {}), duplicates {}, reordered {}, unconfirmed {}",
+            a.accepted, a.lost, a.lost_during_outage, a.lost_after_outage, a.duplicates, a.reordered, a.unconfirmed
+        );
+        let _ = writeln!(
+            out,
+            "  catch-up     p50 {}  p99 {}  max {}; first live p50 {}  p99 {}  max {} ({} caught up, {} not, {} replayed, {} not connected at the end)",
+            fmt_us(a.catchup_us.p50),
+            fmt_us(a.catchup_us.p99),
+            fmt_us(a.catchup_us.max),
+            fmt_us(a.first_live_us.p50),
+            fmt_us(a.first_live_us.p99),
+            fmt_us(a.first_live_us.max),
+            a.caught_up,
+            a.not_caught_up,
+            a.replayed,
+            a.not_connected_at_end
+        );
+        if let Some(sv) = &a.server {
+            let _ = writeln!(
+                out,
+                "  server       pid {}: {:.2} CPU s over {:.1}s, peak {:.2} cores, peak RSS {} MiB",
+                sv.pid,
+                sv.cpu_secs,
+                sv.window_secs,
+                sv.cpu_peak_cores,
+                sv.rss_peak_kib / 1024
+            );
+        }
     }
     if r.latency_us.handshake.count > 0 {
         let h = &r.latency_us.handshake;

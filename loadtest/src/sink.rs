@@ -22,6 +22,8 @@ pub struct Sink {
     pub now: u64,
     /// Connections that became ready on their first attempt, not yet published.
     pub ready_delta: u64,
+    /// Reconnects that became ready, not yet published.
+    pub rejoined_delta: u64,
     /// Measured unique deliveries not yet published.
     pub delivered_delta: u64,
 }
@@ -37,6 +39,7 @@ impl Sink {
             warmup_end: u64::MAX,
             now: 0,
             ready_delta: 0,
+            rejoined_delta: 0,
             delivered_delta: 0,
         }
     }
@@ -48,6 +51,8 @@ impl Sink {
             if meta.attempts <= 1 {
                 self.stats.connects_ok += 1;
                 self.ready_delta += 1;
+            } else {
+                self.rejoined_delta += 1;
             }
         }
     }
@@ -78,22 +83,47 @@ impl Sink {
                         self.stats.frame_type("message");
                         if let Some(id) = id {
                             meta.last_id = Some(meta.last_id.map_or(id, |l| l.max(id)));
+                            self.on_catchup(meta, id);
                         }
                         self.on_content(meta, &content);
                     }
-                    Incoming::Joined => {
+                    Incoming::Joined { last_id } => {
                         self.stats.frame_type("joined");
+                        // A client that has seen no message yet resumes from its join.
+                        if meta.last_id.is_none() {
+                            meta.last_id = last_id;
+                        }
+                        if meta.catchup_from.is_some() {
+                            meta.live_after = last_id;
+                            meta.replay_done_ns = self.now;
+                        }
                         self.mark_ready(meta);
                     }
-                    Incoming::Other(ty) => {
-                        self.stats.frame_type(&ty);
-                        if ty == "error" {
-                            self.stats.error("server_error_frame");
-                        }
+                    Incoming::Error(code) => {
+                        self.stats.frame_type("error");
+                        self.stats.error("server_error_frame");
+                        self.stats.error(&format!("server_error_{code}"));
                     }
+                    Incoming::Other(ty) => self.stats.frame_type(&ty),
                     Incoming::Invalid => self.stats.frame_type("invalid"),
                 }
             }
+        }
+    }
+
+    /// After an avalanche reconnect, messages up to the reconnect's `joined.last_id` are replay;
+    /// the first newer one is live and proves the replay complete. Catch-up runs from the reconnect
+    /// to the last replayed message (or `joined` when nothing was missed); first-live to that live
+    /// message, so it also includes waiting for a sender that is itself still reconnecting.
+    fn on_catchup(&mut self, meta: &mut Meta, id: u64) {
+        let (Some(from), Some(live_after)) = (meta.catchup_from, meta.live_after) else { return };
+        if id > live_after {
+            record_ns(&mut self.stats.catchup, meta.replay_done_ns.saturating_sub(from));
+            record_ns(&mut self.stats.first_live, self.now.saturating_sub(from));
+            meta.catchup_from = None;
+        } else {
+            self.stats.replayed += 1;
+            meta.replay_done_ns = self.now;
         }
     }
 
@@ -128,6 +158,7 @@ impl Sink {
                 }
                 self.stats.delivered += 1;
                 self.delivered_delta += 1;
+                self.stats.seen_any.set(m.sender, m.seq);
                 if let Some(r) = self.stats.rooms.get_mut(meta.room as usize) {
                     r.unique += 1;
                 }
@@ -184,6 +215,7 @@ mod tests {
         assert_eq!((st.delivered, st.duplicates, st.foreign_frames), (1, 1, 1));
         assert_eq!(meta.last_id, Some(42));
         assert_eq!(st.errors.get("server_error_frame"), Some(&1));
+        assert_eq!(st.errors.get("server_error_x"), Some(&1));
         assert_eq!(st.frames_by_type.get("invalid"), Some(&2));
         assert_eq!(st.frames_by_type.get("invalid_utf8"), Some(&1));
         assert_eq!(st.corrected.len(), 1);

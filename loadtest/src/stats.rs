@@ -1,6 +1,6 @@
 //! Per-worker measurements (HdrHistograms in microseconds and counters) and their merge.
 
-use crate::accounting::RoomTotals;
+use crate::accounting::{Recipient, RoomTotals, SeenAny};
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 
@@ -53,6 +53,25 @@ pub struct Stats {
     /// Errors by kind.
     pub errors: BTreeMap<String, u64>,
     pub rooms: Vec<RoomTotals>,
+    /// Avalanche: from the start of a successful reconnect to the end of its replay (the last
+    /// replayed message, or `joined` when nothing was missed), confirmed by a live message.
+    pub catchup: Histogram<u64>,
+    /// Avalanche: from the start of a successful reconnect to its first live message.
+    pub first_live: Histogram<u64>,
+    /// Avalanche: messages received as resume catch-up (ids up to the reconnect's `joined.last_id`).
+    pub replayed: u64,
+    /// Avalanche: reconnected clients still waiting for their first live message at the end.
+    pub not_caught_up: u64,
+    /// Avalanche: recipients without a joined connection when the run ended.
+    pub not_connected_at_end: u64,
+    pub reconnect_attempts: u64,
+    pub reconnect_failures: u64,
+    /// Failed reconnect attempts by kind.
+    pub reconnect_errors: BTreeMap<String, u64>,
+    /// Measured messages that reached at least one recipient.
+    pub seen_any: SeenAny,
+    /// Avalanche: every counting recipient's arrivals with its room, for exact loss per message.
+    pub recipients: Vec<(u32, Recipient)>,
 }
 
 impl Stats {
@@ -82,6 +101,16 @@ impl Stats {
             frames_by_type: BTreeMap::new(),
             errors: BTreeMap::new(),
             rooms: vec![RoomTotals::default(); rooms],
+            catchup: new_hist(),
+            first_live: new_hist(),
+            replayed: 0,
+            not_caught_up: 0,
+            not_connected_at_end: 0,
+            reconnect_attempts: 0,
+            reconnect_failures: 0,
+            reconnect_errors: BTreeMap::new(),
+            seen_any: SeenAny::default(),
+            recipients: Vec::new(),
         }
     }
 
@@ -131,6 +160,18 @@ impl Stats {
         for (a, b) in self.rooms.iter_mut().zip(&o.rooms) {
             a.merge(b);
         }
+        let _ = self.catchup.add(&o.catchup);
+        let _ = self.first_live.add(&o.first_live);
+        self.replayed += o.replayed;
+        self.not_caught_up += o.not_caught_up;
+        self.not_connected_at_end += o.not_connected_at_end;
+        self.reconnect_attempts += o.reconnect_attempts;
+        self.reconnect_failures += o.reconnect_failures;
+        for (k, v) in &o.reconnect_errors {
+            *self.reconnect_errors.entry(k.clone()).or_default() += v;
+        }
+        self.seen_any.merge(&o.seen_any);
+        self.recipients.extend(o.recipients.iter().cloned());
     }
 
     /// Room totals summed over all rooms.

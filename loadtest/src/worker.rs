@@ -9,6 +9,7 @@ use crate::error::LoadError;
 use crate::marker::{self, Marker};
 use crate::net;
 use crate::protocol::{self, Format};
+use crate::reconnect::{self, RetryQueue, Rng};
 use crate::schedule::{Due, Schedule};
 use crate::sink::Sink;
 use crate::stats::{Stats, record_ns};
@@ -56,6 +57,12 @@ pub struct Worker {
     next_interval_push: u64,
     msg: String,
     frame: String,
+    /// Avalanche: slots waiting for their next reconnect attempt.
+    retry: RetryQueue,
+    rng: Rng,
+    outage_done: bool,
+    /// Live connections lost (avalanche), not yet published.
+    went_down_delta: u64,
 }
 
 impl Worker {
@@ -96,6 +103,10 @@ impl Worker {
             next_interval_push: 0,
             msg: String::new(),
             frame: String::new(),
+            retry: RetryQueue::default(),
+            rng: Rng::new(0x2545_F491_4F6C_DD1D ^ ((id as u64) << 40) ^ clock::now_ns()),
+            outage_done: false,
+            went_down_delta: 0,
             cfg,
             ctl,
         })
@@ -126,13 +137,21 @@ impl Worker {
                 }
             }
             if self.started {
+                // Before the sends: a message queued now would die unwritten with its socket.
+                self.outage(now);
                 self.send_due();
                 self.hold_pings(now);
                 self.churn(now);
+                self.start_due_retries(now);
             }
             self.flush_dirty();
             self.publish(now);
-            let wake = self.due.next_due().unwrap_or(u64::MAX).min(next_connect);
+            let wake = self
+                .due
+                .next_due()
+                .unwrap_or(u64::MAX)
+                .min(next_connect)
+                .min(self.retry.next_due().unwrap_or(u64::MAX));
             let now = clock::now_ns();
             let timeout = if wake <= now {
                 Duration::ZERO
@@ -210,7 +229,8 @@ impl Worker {
         let src =
             (!self.cfg.source_ips.is_empty()).then(|| self.cfg.source_ips[index as usize % self.cfg.source_ips.len()]);
         let result = net::start_connect(self.cfg.target.addr, src);
-        let is_sender = index < self.cfg.senders && matches!(self.cfg.mode, Mode::Broadcast | Mode::Churn);
+        let is_sender =
+            index < self.cfg.senders && matches!(self.cfg.mode, Mode::Broadcast | Mode::Churn | Mode::Avalanche);
         match result {
             Ok(mut stream) => {
                 if let Err(e) =
@@ -224,6 +244,11 @@ impl Worker {
                         c.reset(stream);
                         c.meta.attempts += 1;
                         c.meta.connect_ns = intended;
+                        // Catch-up needs message ids (JSON); the text protocol has none.
+                        if self.cfg.mode == Mode::Avalanche && self.cfg.format == Format::Json {
+                            c.meta.catchup_from = Some(intended);
+                            c.meta.live_after = None;
+                        }
                     }
                     none => {
                         let meta = Meta {
@@ -238,7 +263,14 @@ impl Worker {
                     }
                 }
             }
-            Err(e) => self.record_failure(slot, net::io_kind(&e), self.conns[slot].is_none()),
+            Err(e) => {
+                if let Some(c) = self.conns[slot].as_mut() {
+                    // A reconnect attempt that failed before it began.
+                    c.meta.attempts += 1;
+                    c.meta.settled = false;
+                }
+                self.record_failure(slot, net::io_kind(&e), self.conns[slot].is_none())
+            }
         }
     }
 
@@ -261,7 +293,8 @@ impl Worker {
             c.phase = Phase::Closed;
         }
         c.meta.ready = false;
-        if !c.meta.settled {
+        let failed_attempt = !c.meta.settled;
+        if failed_attempt {
             c.meta.settled = true;
             if c.meta.attempts <= 1 {
                 self.sink.stats.connects_failed += 1;
@@ -269,7 +302,77 @@ impl Worker {
                 return;
             }
         }
+        let now = clock::now_ns();
+        if self.cfg.mode == Mode::Avalanche && self.started {
+            if failed_attempt {
+                // A reconnect attempt failed: wait like the web client before the next.
+                let st = &mut self.sink.stats;
+                st.reconnect_failures += 1;
+                *st.reconnect_errors.entry(kind.to_string()).or_default() += 1;
+                let delay = reconnect::backoff_ns(c.meta.backoff, &mut self.rng);
+                c.meta.backoff += 1;
+                self.retry.push(now + delay, slot);
+                return;
+            }
+            // A live connection ended (the server went away): reconnect within the jitter.
+            self.went_down_delta += 1;
+            c.meta.backoff = 0;
+            let jitter = self.cfg.avalanche.as_ref().map_or(0, |a| a.jitter.as_nanos() as u64);
+            self.retry.push(now + self.rng.below(jitter), slot);
+        }
         self.sink.stats.disconnects += 1;
+    }
+
+    /// Avalanche `--drop`: when the outage begins, resets every client's connection at once and
+    /// schedules its reconnect after the outage, spread over the jitter.
+    fn outage(&mut self, now: u64) {
+        let Some(av) = self.cfg.avalanche.as_ref() else { return };
+        if self.outage_done {
+            return;
+        }
+        let at = self.ctl.outage_ns.load(Ordering::Acquire);
+        if at == 0 || now < at {
+            return;
+        }
+        self.outage_done = true;
+        if !av.drop {
+            return;
+        }
+        let (base, jitter) = (at + av.outage.as_nanos() as u64, av.jitter.as_nanos() as u64);
+        for slot in 0..self.conns.len() {
+            let Some(c) = self.conns[slot].as_mut() else { continue };
+            if c.phase == Phase::Closed {
+                continue;
+            }
+            let Ok(placeholder) = net::placeholder_stream() else {
+                self.sink.stats.error("drop_failed");
+                continue;
+            };
+            net::set_abortive_close(&c.stream);
+            let _ = self.poll.registry().deregister(&mut c.stream);
+            // Closing the old socket now sends the RST.
+            drop(std::mem::replace(&mut c.stream, placeholder));
+            c.phase = Phase::Closed;
+            c.meta.ready = false;
+            c.meta.backoff = 0;
+            self.sink.stats.disconnects += 1;
+            if c.meta.settled {
+                self.went_down_delta += 1;
+            }
+            self.retry.push(base + self.rng.below(jitter), slot);
+        }
+    }
+
+    /// Starts the reconnect attempts whose time has come.
+    fn start_due_retries(&mut self, now: u64) {
+        while let Some((at, slot)) = self.retry.pop_due(now) {
+            if self.conns[slot].as_ref().is_none_or(|c| c.phase != Phase::Closed) {
+                continue;
+            }
+            self.sink.stats.reconnect_attempts += 1;
+            self.sink.stats.reconnects += 1;
+            self.connect(slot, at);
+        }
     }
 
     /// Fails connection attempts that exceeded `--connect-timeout`.
@@ -492,6 +595,12 @@ impl Worker {
         if self.sink.ready_delta > 0 {
             ctl.connected.fetch_add(std::mem::take(&mut self.sink.ready_delta), Ordering::Relaxed);
         }
+        if self.sink.rejoined_delta > 0 {
+            ctl.rejoined.fetch_add(std::mem::take(&mut self.sink.rejoined_delta), Ordering::Relaxed);
+        }
+        if self.went_down_delta > 0 {
+            ctl.went_down.fetch_add(std::mem::take(&mut self.went_down_delta), Ordering::Relaxed);
+        }
         if self.failed_delta > 0 {
             ctl.failed.fetch_add(std::mem::take(&mut self.failed_delta), Ordering::Relaxed);
         }
@@ -518,10 +627,20 @@ impl Worker {
     /// Records every receiving connection's own p99, then closes every open connection politely
     /// (best effort, one flush).
     fn shutdown(&mut self) {
-        for c in self.conns.iter().flatten() {
+        for c in self.conns.iter_mut().flatten() {
             if let Some(h) = c.meta.latency.as_ref().filter(|h| !h.is_empty()) {
                 let p99 = h.value_at_quantile(0.99).clamp(1, crate::stats::MAX_US);
                 self.sink.stats.conn_p99.saturating_record(p99);
+            }
+            if self.cfg.mode == Mode::Avalanche && c.meta.counting {
+                if c.meta.catchup_from.is_some() {
+                    self.sink.stats.not_caught_up += 1;
+                }
+                if !(c.phase == Phase::Open && c.meta.ready) {
+                    self.sink.stats.not_connected_at_end += 1;
+                }
+                let r = std::mem::take(&mut c.meta.recipient);
+                self.sink.stats.recipients.push((c.meta.room, r));
             }
         }
         for c in self.conns.iter_mut().flatten() {

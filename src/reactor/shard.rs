@@ -1,13 +1,13 @@
 //! A shard: one thread, one `mio::Poll`, a `Slab` of connections, an inbox.
 //!
-//! Each loop turn has a fixed shape: poll; read every readable connection (unless ingress is paused);
-//! retry reads that were deferred; drain the inbox (new connections, deliveries, history replies) up
-//! to a budget of frames; write the next slice of connections with queued output (at most 256, in
-//! the order they got output, one vectored write each); reap connections marked for removal; every
-//! 250 ms, expire deadlines and run heartbeats (`session::guard::on_sweep`). A busy shard thus reads,
-//! delivers and writes in bounded slices, so no connection waits behind thousands of others and new
-//! input is read every slice. Nothing here blocks except `poll`, and `poll` does not wait while
-//! output or inbox messages are pending.
+//! Each loop turn has a fixed shape: poll; read every readable connection (WebSocket sessions not
+//! while ingress is paused); retry reads that were deferred; drain the inbox (new connections,
+//! deliveries, history replies) up to a budget of frames; write the next slice of connections with
+//! queued output (at most 256, in the order they got output, one vectored write each); reap
+//! connections marked for removal; every 250 ms, expire deadlines and run heartbeats
+//! (`session::guard::on_sweep`). A busy shard thus reads, delivers and writes in bounded slices, so
+//! no connection waits behind thousands of others and new input is read every slice. Nothing here
+//! blocks except `poll`, and `poll` does not wait while output or inbox messages are pending.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -149,8 +149,10 @@ impl Shard {
     fn on_readable(&mut self, key: usize) {
         let paused = self.ctx.hub.ingress_paused();
         let Some(conn) = self.conns.get_mut(key) else { return };
-        let closing = matches!(conn.phase, Phase::Closing { .. });
-        if paused && !closing {
+        // Only WebSocket sessions publish chat: plain HTTP (health, readiness, metrics, history,
+        // upgrade requests) is still served while ingress is paused, so `/readyz` can say why.
+        let holds = matches!(conn.phase, Phase::Ws(_));
+        if paused && holds {
             if !conn.read_pending {
                 conn.read_pending = true;
                 self.deferred_reads.push(key);
@@ -173,6 +175,11 @@ impl Shard {
             if !session::wants_input(&self.ctx, conn) {
                 // Leave the input in the socket (TCP pushes back) until the session wants it.
                 conn.read_blocked = true;
+                // HTTP waits for its output to drain; a paused WebSocket session for the queues.
+                if matches!(conn.phase, Phase::Ws(_)) && !conn.read_pending {
+                    conn.read_pending = true;
+                    self.deferred_reads.push(key);
+                }
                 return;
             }
             match conn.read(&mut self.scratch) {

@@ -199,6 +199,13 @@ pub fn admit_message(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, now: Insta
 pub fn on_sweep(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, now: Instant) {
     let (idle, heartbeat) = (ctx.cfg.idle_timeout(), ctx.cfg.heartbeat());
     let Phase::Ws(state) = &mut conn.phase else { return };
+    if ctx.hub.ingress_paused() {
+        // Input is not read while ingress is paused (backpressure), so a pong or a message may be
+        // waiting unread: heartbeat and idle timeout start over once reading resumes instead of
+        // closing healthy clients for the server's own silence.
+        state.guard.seen(now);
+        return;
+    }
     match state.guard.liveness(now, idle, heartbeat) {
         Liveness::Alive => {}
         Liveness::SendPing => {

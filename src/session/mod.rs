@@ -140,17 +140,23 @@ pub fn on_input(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8]
     }
 }
 
-/// Whether the session takes more input now. `false` only for an HTTP connection whose next request
-/// must wait (see [`http::accepts_request`]): the shard then leaves the socket unread, so TCP pushes
-/// back on a client that pipelines without reading.
+/// Whether the session takes more input now. `false` for an HTTP connection whose next request
+/// must wait (see [`http::accepts_request`]), and for a WebSocket session while ingress is paused
+/// (`Hub::ingress_paused`): the shard then leaves the socket unread, so TCP pushes back.
 pub fn wants_input(ctx: &ShardCtx, conn: &Conn) -> bool {
-    http::accepts_request(ctx, conn)
+    match conn.phase {
+        Phase::Ws(_) => !ctx.hub.ingress_paused(),
+        _ => http::accepts_request(ctx, conn),
+    }
 }
 
-/// Serves input buffered while the session did not want more (after its output drained).
+/// Serves input buffered while the session did not want more (after its output drained, or
+/// after ingress resumed).
 pub fn resume_input(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
-    if matches!(conn.phase, Phase::Http(_)) {
-        http::serve_buffered(ctx, conn, key);
+    match conn.phase {
+        Phase::Http(_) => http::serve_buffered(ctx, conn, key),
+        Phase::Ws(_) => ws::on_input(ctx, conn, key, &mut []),
+        Phase::Closing { .. } => {}
     }
 }
 

@@ -64,6 +64,11 @@ fn decode_frames(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8
     };
     let mut at = 0;
     while matches!(conn.phase, Phase::Ws(_)) && at < data.len() {
+        // Backpressure per frame, not per read: one read can carry thousands of small messages,
+        // more than the store queue's reserve. The rest waits in `inbuf` (see `wants_input`).
+        if at > 0 && ctx.hub.ingress_paused() {
+            break;
+        }
         match decoder.decode(&mut data[at..], max_frame) {
             Ok(Decoded::Incomplete) => break,
             Ok(Decoded::Frame { consumed, event }) => {

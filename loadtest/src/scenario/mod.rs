@@ -1,6 +1,7 @@
 //! Scenario dispatch plus what scenarios share: turning options into a `RunConfig`, and
 //! finishing a run (threshold checks, table, `--json`, `--hgrm`, `--svg`, exit status).
 
+mod avalanche;
 mod broadcast;
 mod churn;
 mod connect;
@@ -31,6 +32,7 @@ pub fn dispatch(cmd: Command) -> Result<i32, LoadError> {
         Command::History(a) => history::run(a),
         Command::Ramp(a) => ramp::run(a),
         Command::Churn(a) => churn::run(a),
+        Command::Avalanche(a) => avalanche::run(a),
         Command::Compare(a) => crate::compare::run(&a.a, &a.b),
     }
 }
@@ -94,6 +96,7 @@ pub fn run_config(mode: Mode, c: &Common, t: Option<&Traffic>) -> Result<RunConf
         ping_interval: Duration::from_secs(1),
         churn_fraction: 0.0,
         churn_interval: Duration::from_secs(1),
+        avalanche: None,
         run_id: new_run_id(),
     })
 }

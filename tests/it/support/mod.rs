@@ -30,6 +30,8 @@ pub struct Server {
     /// The `--metrics-addr` listener's address, when the server was started with one.
     pub metrics_addr: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
+    /// The server's stderr (its log), when started with [`Server::start_logged`].
+    pub log: Option<std::sync::Arc<std::sync::Mutex<String>>>,
 }
 
 impl Server {
@@ -42,16 +44,46 @@ impl Server {
     /// Starts the server with its database in `dir`.
     pub fn start_in(dir: tempfile::TempDir, args: &[&str]) -> Server {
         let db = dir.path().join("roomcast.db");
+        Self::spawn(dir, &db, args, false)
+    }
+
+    /// Starts the server with its database at `db` (anywhere), keeping its log (stderr) in
+    /// [`Server::log`] while still echoing it to the test's stderr.
+    pub fn start_logged(db: &Path, args: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::spawn(dir, db, args, true)
+    }
+
+    /// The log so far (empty unless started with [`Server::start_logged`]).
+    pub fn log_text(&self) -> String {
+        self.log.as_ref().map(|l| l.lock().map(|s| s.clone()).unwrap_or_default()).unwrap_or_default()
+    }
+
+    fn spawn(dir: tempfile::TempDir, db: &Path, args: &[&str], capture_log: bool) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_roomcast"))
             .args(["--addr", "127.0.0.1:0", "--log-level", "warn", "--shards", "2"])
             .arg("--db")
-            .arg(&db)
+            .arg(db)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if capture_log { Stdio::piped() } else { Stdio::inherit() })
             .spawn()
             .expect("spawn roomcast");
+        let log = child.stderr.take().map(|stderr| {
+            let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+            let sink = std::sync::Arc::clone(&log);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    eprintln!("{line}");
+                    if let Ok(mut l) = sink.lock() {
+                        l.push_str(&line);
+                        l.push('\n');
+                    }
+                }
+            });
+            log
+        });
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -76,7 +108,7 @@ impl Server {
                 }
             }
         };
-        Server { child: Some(child), addr, metrics_addr, dir }
+        Server { child: Some(child), addr, metrics_addr, dir, log }
     }
 
     /// Path of the server's database.
