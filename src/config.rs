@@ -125,6 +125,12 @@ pub struct Config {
     #[arg(long, env = "ROOMCAST_QUEUE_CAPACITY", default_value_t = 65_536)]
     pub queue_capacity: usize,
 
+    /// History reads (REST pages, `history` commands, resume pages) waiting for a reader thread. When
+    /// full, a read is refused at once: `history_unavailable` (REST 503), and a resuming client is
+    /// closed with 1013 to resume again later (never left with a gap).
+    #[arg(long, env = "ROOMCAST_HISTORY_QUEUE", default_value_t = 1024)]
+    pub history_queue: usize,
+
     /// `full` fsyncs every batch (survives power loss); `normal` (default) survives process crashes.
     #[arg(long, env = "ROOMCAST_SYNC", default_value = "normal", value_parser = ["normal", "full"])]
     pub sync: String,
@@ -306,6 +312,7 @@ impl Config {
             self.batch_size.to_string(),
         )?;
         range("queue-capacity", "at least 1024", self.queue_capacity >= 1024, self.queue_capacity.to_string())?;
+        range("history-queue", "at least 1", self.history_queue >= 1, self.history_queue.to_string())?;
         range(
             "ping-timeout",
             "at least 1",

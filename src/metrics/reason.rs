@@ -23,7 +23,8 @@ pub enum CloseReason {
     Timeout,
     /// The client failed authentication (set by the security layer).
     AuthFailure,
-    /// The server was at `--max-connections` (HTTP 503, or closed unread beyond the slack).
+    /// The server was at `--max-connections` (HTTP 503, or closed unread beyond the slack), or could
+    /// not read a resuming client's missed messages now (history readers busy: close 1013).
     OverLimit,
     /// A socket error (write failed, registration failed).
     Error,

@@ -99,6 +99,7 @@ impl Server {
                 sync_full: cfg.sync == "full",
                 retain_per_room: (cfg.retain_per_room > 0).then_some(cfg.retain_per_room),
                 readers: 2,
+                reader_queue: cfg.history_queue,
                 // Cluster mode takes its ids from Redis (`cluster::ids`): no ceiling.
                 id_block: cfg.redis_url.is_empty().then(|| store::id_block(cfg.queue_capacity, cfg.batch_size)),
                 ..StoreConfig::default()

@@ -37,10 +37,12 @@ use super::http::submit_history;
 use super::ws::{message_frame, send_error, send_frame, text_frame};
 use crate::config::Config;
 use crate::conn::{CatchUp, Conn, PacedRead, PacedReads};
+use crate::metrics::CloseReason;
 use crate::protocol::error::{ClientError, ErrorCode};
 use crate::protocol::json;
 use crate::reactor::inbox::HistoryPurpose;
 use crate::store::{HistoryPage, HistoryQuery, StoreError};
+use crate::ws::close;
 
 /// Most messages per catch-up page (fewer when messages are large, see [`CatchUp::page_limit`]).
 pub const RESUME_PAGE: usize = 500;
@@ -137,9 +139,16 @@ pub fn on_resume_page(
         match result {
             Ok(page) => send_page(ctx, conn, key, room_id, &page),
             Err(err) => {
-                let msg = format!("missed messages could not be read: {err}");
+                // Never leave a gap: going live now would skip what this page held. The client has
+                // everything up to the last page sent; it resumes again from there (`since`), as the
+                // web client and roomcast-load do after a 1013, with backoff. The held live frames
+                // are dropped with the membership.
+                tracing::debug!(key, room_id, after, %err, "resume page unavailable: closing with 1013");
+                let msg = format!("missed messages could not be read now ({err}); reconnect with since");
                 send_error(ctx, conn, key, &ClientError::new(ErrorCode::HistoryUnavailable, msg));
-                release(ctx, conn, key, room_id);
+                let reason = "history busy: resume again later";
+                super::close_ws(ctx, conn, key, close::TRY_AGAIN_LATER, reason, false, CloseReason::OverLimit);
+                return;
             }
         }
     }

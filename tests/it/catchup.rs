@@ -82,3 +82,50 @@ fn history_replies_larger_than_the_output_bound_reach_a_reading_client() {
     send_json(&mut ws, json!({"type": "ping"}));
     recv_event(&mut ws, "pong");
 }
+
+/// A resume whose page the history readers cannot take now (their queue is full) must not leave a
+/// gap: the server closes the connection with 1013 after the pages already sent, and the client
+/// resumes again from the last id it got. With `--history-queue 1`, 60 clients resuming at once
+/// overflow the queue; each one, reconnecting on 1013 as the web client does, ends with every
+/// missed message exactly once, in order. (Before, a refused page was answered with
+/// `history_unavailable` and the client went live past the missing messages.)
+#[test]
+fn a_resume_refused_for_a_full_history_queue_is_closed_and_resumes_without_a_gap() {
+    const CLIENTS: usize = 60;
+    const MISSED: usize = 600;
+    let server = Server::start(&["--rate-limit", "0", "--rate-limit-bytes", "0", "--history-queue", "1"]);
+    let mut sender = connect_json(&server, "busy", "sender");
+    let missed = fill(&mut sender, "busy", MISSED, 100);
+    let resume = |since: u64| connect_ws(&server, &format!("/ws?format=json&room=busy&nick=r&since={since}"));
+    // Every client's handshake first, so their resume reads reach the readers at once.
+    let mut clients: Vec<(Client, Vec<u64>)> = (0..CLIENTS).map(|_| (resume(0), Vec::new())).collect();
+    let mut closed_1013 = 0;
+    let deadline = std::time::Instant::now() + 2 * PATIENCE;
+    for (ws, got) in &mut clients {
+        while got.len() < MISSED {
+            // Heartbeat pings would keep a read timeout from ever firing on a client left with a gap.
+            assert!(std::time::Instant::now() < deadline, "stuck at {} of {MISSED} messages: a gap", got.len());
+            match ws.read() {
+                Ok(tungstenite::Message::Text(text)) => {
+                    let event: serde_json::Value = serde_json::from_str(&text).expect("json");
+                    match event["type"].as_str() {
+                        Some("message") => got.push(event["id"].as_u64().expect("id")),
+                        Some("error") => assert_eq!(event["code"], "history_unavailable", "{event}"),
+                        _ => {}
+                    }
+                }
+                Ok(tungstenite::Message::Close(frame)) => {
+                    let code = frame.map(|f| u16::from(f.code));
+                    assert_eq!(code, Some(1013), "only a refused resume page closes");
+                    closed_1013 += 1;
+                    *ws = resume(got.last().copied().unwrap_or(0));
+                }
+                Ok(_) => {}
+                Err(err) => panic!("read failed: {err}"),
+            }
+        }
+        assert!(*got == missed, "every missed message once, in order, across the 1013 resumes");
+    }
+    assert!(closed_1013 > 0, "{CLIENTS} simultaneous resumes never found the one-slot history queue full");
+    eprintln!("{closed_1013} resumes refused and resumed again");
+}
