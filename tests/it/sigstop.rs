@@ -48,6 +48,24 @@ fn read_all(ws: &mut Client, who: &str, seen: &AtomicU64, done: &AtomicBool) -> 
     pings
 }
 
+/// One read by the writer: counts a `message` event (its own echo) in `seen`; a read timeout is not
+/// an error, a close or a lost connection is.
+fn read_own_echo(writer: &mut Client, seen: &AtomicU64) {
+    match writer.read() {
+        Ok(Message::Text(text)) => {
+            let v: Value = serde_json::from_str(&text).expect("json");
+            if v["type"] == "message" {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        Ok(Message::Close(frame)) => panic!("the writer was disconnected: {frame:?}"),
+        Ok(_) => {}
+        Err(tungstenite::Error::Io(e))
+            if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+        Err(e) => panic!("the writer lost its connection: {e}"),
+    }
+}
+
 #[test]
 fn sigstop_for_two_seconds_loses_nothing_and_keeps_healthy_clients() {
     let server = Server::start(&["--ping-interval", "1", "--ping-timeout", "1", "--rate-limit", "0"]);
@@ -75,36 +93,12 @@ fn sigstop_for_two_seconds_loses_nothing_and_keeps_healthy_clients() {
             send_json(&mut writer, json!({"type": "message", "room": "frozen", "content": format!("s-{i}")}));
             let t = std::time::Instant::now();
             while t.elapsed() < Duration::from_millis(40) {
-                match writer.read() {
-                    Ok(Message::Text(text)) => {
-                        let v: Value = serde_json::from_str(&text).expect("json");
-                        if v["type"] == "message" {
-                            ws_seen.fetch_add(1, Ordering::SeqCst);
-                        }
-                    }
-                    Ok(Message::Close(frame)) => panic!("the writer was disconnected: {frame:?}"),
-                    Ok(_) => {}
-                    Err(tungstenite::Error::Io(e))
-                        if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-                    Err(e) => panic!("the writer lost its connection: {e}"),
-                }
+                read_own_echo(&mut writer, &ws_seen);
             }
         }
         writer.get_mut().set_read_timeout(Some(Duration::from_millis(50))).expect("read timeout");
         while ws_seen.load(Ordering::SeqCst) < MESSAGES || !writer_done.load(Ordering::SeqCst) {
-            match writer.read() {
-                Ok(Message::Text(text)) => {
-                    let v: Value = serde_json::from_str(&text).expect("json");
-                    if v["type"] == "message" {
-                        ws_seen.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-                Ok(Message::Close(frame)) => panic!("the writer was disconnected: {frame:?}"),
-                Ok(_) => {}
-                Err(tungstenite::Error::Io(e))
-                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-                Err(e) => panic!("the writer lost its connection: {e}"),
-            }
+            read_own_echo(&mut writer, &ws_seen);
         }
         writer
     });
