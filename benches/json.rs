@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use roomcast::protocol::json::{self, Command, JsonParser};
-use roomcast::store::ChatRecord;
+use roomcast::types::ChatRecord;
 use roomcast::ws::codec;
 use serde::Deserialize;
 

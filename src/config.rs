@@ -32,7 +32,7 @@ pub const FD_RESERVE: usize = 64;
 ///
 /// Serialised (kebab-case keys, as in the file) by `--print-config`.
 #[derive(Debug, Clone, Parser, Serialize)]
-#[command(name = "roomcast", version = crate::ops::build_info::VERSION_LINE, about = "Real-time WebSocket chat server")]
+#[command(name = "roomcast", version = crate::build_info::VERSION_LINE, about = "Real-time WebSocket chat server")]
 #[serde(rename_all = "kebab-case")]
 pub struct Config {
     /// Read settings from this TOML file (keys are the long flag names: `max-message = 1000`). Flags and

@@ -6,6 +6,7 @@
 //! (membership, fan-out) → `store` (SQLite); `ws`, `http` and `protocol` are sans-IO codecs.
 
 pub mod auth;
+pub mod build_info;
 pub mod cluster;
 pub mod config;
 pub mod conn;
@@ -19,4 +20,5 @@ pub mod room;
 pub mod session;
 pub mod static_files;
 pub mod store;
+pub mod types;
 pub mod ws;

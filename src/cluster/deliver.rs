@@ -18,7 +18,7 @@ use super::ids::next_provisional;
 use super::membership::MembershipView;
 use super::wire::WireMessage;
 use crate::room::fanout::{Hub, Wakeups};
-use crate::store::ChatRecord;
+use crate::types::ChatRecord;
 
 /// Delivers `msg` (sequenced by Redis) to this node's members of its room (when `live`) and stores
 /// it; returns whether it was delivered live.

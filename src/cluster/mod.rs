@@ -148,7 +148,7 @@ use thiserror::Error;
 use self::events::PresenceChange;
 use self::membership::MembershipView;
 
-use crate::protocol::Format;
+use crate::types::Format;
 use crate::room::fanout::Hub;
 use crate::store::congestion_threshold;
 

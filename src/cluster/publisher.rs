@@ -22,7 +22,7 @@ use super::events::PresenceChange;
 use super::redis_link::{BatchItem, PublishArgs, Published, RedisLink};
 use super::wire::{WireMessage, encode_tail};
 use super::{Backoff, ClusterError, ClusterShared, Outgoing, ToRedis};
-use crate::protocol::error::{ClientError, ErrorCode};
+use crate::types::{ClientError, ErrorCode};
 use crate::room::fanout::Hub;
 
 /// Messages per pipeline.

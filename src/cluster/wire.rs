@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::protocol::Format;
+use crate::types::Format;
 
 /// A body or payload that is not in the format above (a bug or a foreign writer on our keys).
 #[derive(Debug, Error, PartialEq, Eq)]

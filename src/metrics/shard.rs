@@ -7,7 +7,7 @@
 use super::cell::{Counter, Gauge};
 use super::histogram::Histogram;
 use super::reason::CloseReason;
-use crate::protocol::error::ErrorCode;
+use crate::types::ErrorCode;
 
 /// What a history read was for (the `kind` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

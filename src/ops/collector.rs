@@ -15,13 +15,13 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
-use super::build_info;
+use crate::build_info;
 use super::process::ProcessStats;
 use super::readiness::{Readiness, StoreState};
 use crate::cluster::ClusterCounters;
 use crate::metrics::histogram::{BATCH_BOUNDS, LATENCY_BOUNDS_NS, NANOS};
 use crate::metrics::{AcceptorMetrics, CloseReason, HistogramSnapshot, HistoryKind, ShardMetrics};
-use crate::protocol::error::ErrorCode;
+use crate::types::ErrorCode;
 use crate::room::fanout::Hub;
 use crate::store::{Store, StoreHistograms, StoreStats};
 

@@ -6,7 +6,6 @@
 //! directory and `/proc/self`, and renders them in the OpenMetrics text format. Nothing here runs on
 //! the message path: a scrape costs one pass over the shards' counters and a few small `/proc` reads.
 
-pub mod build_info;
 pub mod collector;
 pub mod process;
 pub mod readiness;

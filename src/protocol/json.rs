@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{ClientError, ErrorCode};
-use crate::store::ChatRecord;
+use crate::types::{ClientError, ErrorCode};
+use crate::types::ChatRecord;
 
 /// Longest `client_id`, in bytes.
 pub const MAX_CLIENT_ID_BYTES: usize = 128;

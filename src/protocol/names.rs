@@ -1,6 +1,6 @@
 //! Validation of room names and nicknames (the rules in `docs/PROTOCOL.md`).
 
-use super::error::{ClientError, ErrorCode};
+use crate::types::{ClientError, ErrorCode};
 
 /// Longest room name, in bytes.
 pub const MAX_ROOM_BYTES: usize = 64;

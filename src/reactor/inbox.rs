@@ -14,7 +14,7 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 
 use crate::limits::per_ip::IpSlot;
-use crate::protocol::error::ClientError;
+use crate::types::ClientError;
 use crate::room::fanout::Delivery;
 use crate::store::{HistoryPage, StoreError};
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::protocol::Format;
+use crate::types::Format;
 
 /// One room. Members keep an `Arc` to it for as long as they are in it.
 #[derive(Debug)]

@@ -20,10 +20,11 @@ use bytes::Bytes;
 
 use super::directory::{Directory, Room, RoomState};
 use crate::cluster::{ClusterSink, Outgoing, ReplyTo};
-use crate::protocol::error::ClientError;
-use crate::protocol::{Format, json};
+use crate::types::ClientError;
+use crate::protocol::json;
+use crate::types::{ChatRecord, Format};
 use crate::reactor::inbox::{ShardInbox, ShardMsg};
-use crate::store::{ChatRecord, IdCeiling, StoreWriter, WriterWake};
+use crate::store::{IdCeiling, StoreWriter, WriterWake};
 use crate::ws::codec;
 
 /// Soft bound on a shard inbox: above it, shards stop reading client sockets until it drains.

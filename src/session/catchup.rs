@@ -38,7 +38,7 @@ use super::ws::{message_frame, send_error, send_frame, text_frame};
 use crate::config::Config;
 use crate::conn::{CatchUp, Conn, PacedRead, PacedReads};
 use crate::metrics::CloseReason;
-use crate::protocol::error::{ClientError, ErrorCode};
+use crate::types::{ClientError, ErrorCode};
 use crate::protocol::json;
 use crate::reactor::inbox::HistoryPurpose;
 use crate::store::{HistoryPage, HistoryQuery, StoreError};

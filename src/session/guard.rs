@@ -25,7 +25,7 @@ use crate::http::response::Response;
 use crate::limits::throttle::{RateLimits, Verdict};
 use crate::limits::ws_guard::Liveness;
 use crate::metrics::CloseReason;
-use crate::protocol::error::{ClientError, ErrorCode};
+use crate::types::{ClientError, ErrorCode};
 use crate::ws::close;
 
 /// A ping frame with an empty payload (server frames are unmasked).

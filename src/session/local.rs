@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::protocol::Format;
+use crate::types::Format;
 
 /// One local member of a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

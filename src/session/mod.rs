@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::conn::{Conn, Phase};
 use crate::metrics::{CloseReason, ShardMetrics};
 use crate::ops::Telemetry;
-use crate::protocol::error::ClientError;
+use crate::types::ClientError;
 use crate::protocol::json::JsonParser;
 use crate::reactor::inbox::{HistoryPurpose, ShardInbox};
 use crate::reactor::shard::CLOSE_LINGER;

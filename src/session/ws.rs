@@ -17,11 +17,12 @@ use crate::cluster::ReplyTo;
 use crate::config::Config;
 use crate::conn::{Conn, Membership, Phase, WsState};
 use crate::metrics::CloseReason;
-use crate::protocol::error::{ClientError, ErrorCode};
+use crate::types::{ClientError, ErrorCode};
 use crate::protocol::json::{self, Command, MAX_CLIENT_ID_BYTES, WelcomeLimits};
-use crate::protocol::{Format, names};
+use crate::protocol::names;
+use crate::types::{ChatRecord, Format};
 use crate::room::fanout::{ChatPost, Wakeups};
-use crate::store::{ChatRecord, HistoryQuery};
+use crate::store::HistoryQuery;
 use crate::ws::close;
 use crate::ws::codec::{self, Decoded, MessageKind, WsEvent};
 

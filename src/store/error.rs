@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::ChatRecord;
+use crate::types::ChatRecord;
 
 /// Everything that can go wrong in the persistence layer.
 #[derive(thiserror::Error, Debug)]

@@ -113,6 +113,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Sender, TrySendError};
 
 use crate::metrics::HistogramSnapshot;
+use crate::types::ChatRecord;
 
 pub use ceiling::{IdCeiling, id_block};
 pub use error::StoreError;
@@ -122,21 +123,6 @@ pub use schema::SCHEMA_VERSION;
 use reader::{Plan, Request};
 use state::{Shared, WaitOutcome, bump};
 use writer::{Ctrl, WriterConfig};
-
-/// One accepted chat message as it is stored and read back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChatRecord {
-    /// Globally unique id; increases in the order the room's members receive messages.
-    pub id: u64,
-    /// Room name (validated: 1–64 bytes, no control characters).
-    pub room: Arc<str>,
-    /// Sender's display name.
-    pub user: Arc<str>,
-    /// Message text as the sender wrote it.
-    pub content: Arc<str>,
-    /// Milliseconds since the Unix epoch, UTC, taken when the server accepted the message.
-    pub created_at_ms: i64,
-}
 
 /// How to open and run the store. `Default` gives the documented server defaults.
 #[derive(Debug, Clone)]

@@ -15,7 +15,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::ceiling::IdCeiling;
 use super::schema::{SET_CEILING_SQL, synchronous};
 use super::state::{Shared, bump};
-use super::{ChatRecord, StoreError};
+use crate::types::ChatRecord;
+use super::{StoreError};
 
 /// First wait after a failed commit.
 pub(crate) const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(100);

@@ -1,0 +1,14 @@
+//! [`ConnRef`]: how a thread other than a connection's shard names that connection.
+
+/// One connection, named from outside its shard: the shard it lives on, its slab key there and its
+/// serial (slab keys are reused; the serial is unique, so a reply for a connection that closed
+/// meanwhile is recognised and dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnRef {
+    /// Index of the shard the connection lives on.
+    pub shard: usize,
+    /// Slab key on that shard.
+    pub key: usize,
+    /// Serial of the connection (guards against a reused slab key).
+    pub serial: u64,
+}

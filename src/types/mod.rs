@@ -1,0 +1,16 @@
+//! Shared data types, the bottom layer: what several layers pass to each other and nothing else
+//! (no behaviour beyond constructors and accessors, no I/O, no threads).
+//!
+//! [`ChatRecord`] (a stored message), [`Format`] (a connection's wire format), [`ErrorCode`] and
+//! [`ClientError`] (the stable error codes clients receive) and [`ConnRef`] (a connection named
+//! from another thread).
+
+mod client_error;
+mod conn_ref;
+mod format;
+mod record;
+
+pub use client_error::{ClientError, ErrorCode};
+pub use conn_ref::ConnRef;
+pub use format::Format;
+pub use record::ChatRecord;
