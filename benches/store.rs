@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use roomcast::types::ChatRecord;
 use roomcast::store::{HistoryPage, HistoryQuery, Store, StoreConfig, StoreError};
+use roomcast::types::ChatRecord;
 use rusqlite::{Connection, params};
 
 const ROOMS: u64 = 100;

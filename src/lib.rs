@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod build_info;
+pub mod bus;
 pub mod cluster;
 pub mod config;
 pub mod conn;

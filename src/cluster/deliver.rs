@@ -12,12 +12,12 @@
 
 use std::time::Instant;
 
-use super::Outgoing;
 use super::events::PresenceChange;
 use super::ids::next_provisional;
 use super::membership::MembershipView;
 use super::wire::WireMessage;
 use crate::room::fanout::{Hub, Wakeups};
+use crate::room::remote::Outgoing;
 use crate::types::ChatRecord;
 
 /// Delivers `msg` (sequenced by Redis) to this node's members of its room (when `live`) and stores

@@ -101,7 +101,7 @@
 //! messages already delivered during an outage are never refused (they are in histories already).
 //! A refused message is not appended nor published, but its origin seq is recorded, so a retry of
 //! the same seq is a duplicate (a refusal whose reply was lost with the link is therefore silent).
-//! The publisher routes the refusal back to the sender's shard ([`ReplyTo`], `ShardMsg::Refused`),
+//! The publisher routes the refusal back to the sender's shard (`Outgoing::reply_to`, a `ConnRef`, and `ShardMsg::Refused`),
 //! which sends an `error` `rate_limited` to that connection if it is still open. Single-node mode
 //! keeps only the per-connection limit (`--rate-limit`).
 //!
@@ -148,8 +148,8 @@ use thiserror::Error;
 use self::events::PresenceChange;
 use self::membership::MembershipView;
 
-use crate::types::Format;
 use crate::room::fanout::Hub;
+use crate::room::remote::{Outgoing, RemoteSequencer};
 use crate::store::congestion_threshold;
 
 /// How long a shard waits for room in a full publisher channel before it logs and drops the message
@@ -239,36 +239,6 @@ fn random_u64() -> u64 {
     hasher.finish()
 }
 
-/// A chat message accepted by a shard, on its way to Redis.
-#[derive(Debug, Clone)]
-pub struct Outgoing {
-    /// Room name.
-    pub room: Arc<str>,
-    /// Sender's name.
-    pub user: Arc<str>,
-    /// Content.
-    pub content: Arc<str>,
-    /// Sender's wire format.
-    pub format: Format,
-    /// Client-chosen id.
-    pub client_id: Option<Arc<str>>,
-    /// Acceptance time, ms since the epoch.
-    pub created_at_ms: i64,
-    /// The sending connection, told when Redis refuses the message (per-user rate limit).
-    pub reply_to: Option<ReplyTo>,
-}
-
-/// Where a refusal from Redis goes back to: one connection of one shard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReplyTo {
-    /// Index of the sender's shard.
-    pub shard: usize,
-    /// Slab key of the connection on that shard.
-    pub conn_key: usize,
-    /// Serial of the connection (guards against a reused slab key).
-    pub conn_serial: u64,
-}
-
 /// What shards hand to the publisher thread on the bounded channel.
 #[derive(Debug, Clone)]
 pub enum ToRedis {
@@ -351,36 +321,31 @@ pub struct ClusterSink {
     shared: Arc<ClusterShared>,
 }
 
-impl ClusterSink {
+impl RemoteSequencer for ClusterSink {
     /// Queues chat message `msg` for Redis. Waits (bounded) when the channel is full; see
     /// [`SUBMIT_TIMEOUT`].
-    pub fn submit(&self, msg: Outgoing) {
+    fn submit(&self, msg: Outgoing) {
         self.send(ToRedis::Chat(msg));
     }
 
-    /// Queues a binary relay for the text members of `room` on every node.
-    pub fn submit_binary(&self, room: &Arc<str>, payload: &[u8]) {
+    fn submit_binary(&self, room: &Arc<str>, payload: &[u8]) {
         self.send(ToRedis::Binary { room: Arc::clone(room), payload: payload.to_vec() });
     }
 
-    /// Reports that `user` got its first connection in `room` on this node (`joined`) or lost its
-    /// last one. Call under the room's lock, so the changes of a room reach Redis in the order the
-    /// room table made them; the channel is unbounded (one entry per join or leave), so this never
-    /// waits.
-    pub fn submit_presence(&self, room: &Arc<str>, user: &Arc<str>, joined: bool) {
+    /// Call under the room's lock, so the changes of a room reach Redis in the order the room table
+    /// made them; the channel is unbounded (one entry per join or leave), so this never waits.
+    fn submit_presence(&self, room: &Arc<str>, user: &Arc<str>, joined: bool) {
         let change = PresenceChange { room: Arc::clone(room), user: Arc::clone(user), joined };
         if self.presence_tx.send(change).is_err() {
             tracing::error!("cluster publisher is gone; presence change dropped");
         }
     }
 
-    /// Cluster-wide members of `room` (names capped at `max_names`, exact count), merging this node's
-    /// `local` users; `None` while the subscriber is not connected (then the node answers with its own
-    /// members only).
-    pub fn members<V>(
+    /// `None` while the subscriber is not connected.
+    fn members(
         &self,
         room: &str,
-        local: &std::collections::HashMap<Arc<str>, V>,
+        local: &std::collections::HashMap<Arc<str>, u32>,
         max_names: usize,
     ) -> Option<(Vec<Arc<str>>, usize)> {
         self.shared
@@ -390,6 +355,14 @@ impl ClusterSink {
             .then(|| self.shared.view.members(room, local, max_names))
     }
 
+    /// The channel or the outbox is 7/8 full.
+    fn is_congested(&self) -> bool {
+        let threshold = congestion_threshold(self.shared.cfg.queue_capacity);
+        self.tx.len() >= threshold || self.shared.counters.outbox_depth.load(Ordering::Relaxed) >= threshold
+    }
+}
+
+impl ClusterSink {
     fn send(&self, msg: ToRedis) {
         let msg = match self.tx.try_send(msg) {
             Ok(()) => return,
@@ -404,13 +377,7 @@ impl ClusterSink {
         }
     }
 
-    /// Whether shards should stop reading clients: the channel or the outbox is 7/8 full.
-    pub fn is_congested(&self) -> bool {
-        let threshold = congestion_threshold(self.shared.cfg.queue_capacity);
-        self.tx.len() >= threshold || self.shared.counters.outbox_depth.load(Ordering::Relaxed) >= threshold
-    }
-
-    /// The shared state (counters, node identity).
+    /// The shared state (counters, node identity, membership view), for telemetry and `/healthz`.
     pub fn shared(&self) -> &Arc<ClusterShared> {
         &self.shared
     }

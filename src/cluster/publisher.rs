@@ -21,9 +21,10 @@ use super::deliver::{deliver_binary, deliver_presence_locally, deliver_provision
 use super::events::PresenceChange;
 use super::redis_link::{BatchItem, PublishArgs, Published, RedisLink};
 use super::wire::{WireMessage, encode_tail};
-use super::{Backoff, ClusterError, ClusterShared, Outgoing, ToRedis};
-use crate::types::{ClientError, ErrorCode};
+use super::{Backoff, ClusterError, ClusterShared, ToRedis};
 use crate::room::fanout::Hub;
+use crate::room::remote::Outgoing;
+use crate::types::{ClientError, ErrorCode};
 
 /// Messages per pipeline.
 const BATCH: usize = 256;

@@ -19,9 +19,9 @@ use mio::net::TcpStream;
 use crate::limits::per_ip::IpSlot;
 use crate::limits::ws_guard::WsGuard;
 use crate::metrics::CloseReason;
-use crate::types::Format;
 use crate::room::directory::Room;
 use crate::store::HistoryQuery;
+use crate::types::Format;
 use crate::ws::codec::{self, FrameDecoder};
 use outbuf::{Flushed, Full, OutBuf};
 

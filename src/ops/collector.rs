@@ -15,15 +15,15 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
-use crate::build_info;
 use super::process::ProcessStats;
 use super::readiness::{Readiness, StoreState};
-use crate::cluster::ClusterCounters;
+use crate::build_info;
+use crate::cluster::{ClusterCounters, ClusterShared};
 use crate::metrics::histogram::{BATCH_BOUNDS, LATENCY_BOUNDS_NS, NANOS};
 use crate::metrics::{AcceptorMetrics, CloseReason, HistogramSnapshot, HistoryKind, ShardMetrics};
-use crate::types::ErrorCode;
 use crate::room::fanout::Hub;
 use crate::store::{Store, StoreHistograms, StoreStats};
+use crate::types::ErrorCode;
 
 /// Reads everything at scrape time (registered once in [`super::Telemetry`]).
 pub struct RoomcastCollector {
@@ -35,6 +35,8 @@ pub struct RoomcastCollector {
     pub store: Option<Weak<Store>>,
     /// The room directory.
     pub hub: Arc<Hub>,
+    /// Cluster mode: the links' counters.
+    pub cluster: Option<Arc<ClusterShared>>,
     /// Set when shutdown begins.
     pub draining: Arc<AtomicBool>,
 }
@@ -243,7 +245,7 @@ impl RoomcastCollector {
 impl RoomcastCollector {
     /// Cluster-mode figures from the cluster threads' counters (all 0 in single-node mode).
     fn encode_redis(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
-        let counters = self.hub.cluster().map(|sink| &sink.shared().counters);
+        let counters = self.cluster.as_deref().map(|shared| &shared.counters);
         let load = |f: fn(&ClusterCounters) -> u64| counters.map_or(0, f);
         counter(
             enc,

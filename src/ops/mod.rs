@@ -15,7 +15,9 @@ use std::sync::{Arc, Weak};
 
 use prometheus_client::registry::Registry;
 
+use crate::cluster::ClusterShared;
 use crate::metrics::{AcceptorMetrics, ShardMetrics};
+use crate::protocol::json::ClusterHealth;
 use crate::room::fanout::Hub;
 use crate::store::Store;
 use collector::RoomcastCollector;
@@ -31,13 +33,20 @@ pub struct Telemetry {
     shards: Vec<Arc<ShardMetrics>>,
     acceptor: Arc<AcceptorMetrics>,
     store: Option<Weak<Store>>,
+    cluster: Option<Arc<ClusterShared>>,
     draining: Arc<AtomicBool>,
 }
 
 impl Telemetry {
-    /// Builds the registry for `n_shards` shards; `store` is `None` without persistence. Holds only a
-    /// weak reference to the store so that shutdown can still take it back and drain it.
-    pub fn new(n_shards: usize, store: Option<&Arc<Store>>, hub: Arc<Hub>) -> Arc<Telemetry> {
+    /// Builds the registry for `n_shards` shards; `store` is `None` without persistence, `cluster`
+    /// outside cluster mode. Holds only a weak reference to the store so that shutdown can still take
+    /// it back and drain it.
+    pub fn new(
+        n_shards: usize,
+        store: Option<&Arc<Store>>,
+        hub: Arc<Hub>,
+        cluster: Option<Arc<ClusterShared>>,
+    ) -> Arc<Telemetry> {
         let shards: Vec<Arc<ShardMetrics>> = (0..n_shards).map(|_| Arc::new(ShardMetrics::default())).collect();
         let acceptor = Arc::new(AcceptorMetrics::default());
         let store = store.map(Arc::downgrade);
@@ -48,9 +57,10 @@ impl Telemetry {
             acceptor: Arc::clone(&acceptor),
             store: store.clone(),
             hub,
+            cluster: cluster.clone(),
             draining: Arc::clone(&draining),
         }));
-        Arc::new(Telemetry { registry, shards, acceptor, store, draining })
+        Arc::new(Telemetry { registry, shards, acceptor, store, cluster, draining })
     }
 
     /// Shard `index`'s counters (written by that shard only).
@@ -74,6 +84,11 @@ impl Telemetry {
         let mut out = String::with_capacity(16 * 1024);
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
+    }
+
+    /// Cluster mode: the links' state for `/healthz`; `None` on a single node.
+    pub fn cluster_health(&self) -> Option<ClusterHealth> {
+        self.cluster.as_ref().map(|shared| shared.health())
     }
 
     /// Marks the server as shutting down: `/readyz` answers 503 from now on.

@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{ClientError, ErrorCode};
 use crate::types::ChatRecord;
+use crate::types::{ClientError, ErrorCode};
 
 /// Longest `client_id`, in bytes.
 pub const MAX_CLIENT_ID_BYTES: usize = 128;

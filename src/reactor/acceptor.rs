@@ -16,7 +16,7 @@ use std::time::Duration;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::inbox::ShardMsg;
+use crate::bus::ShardMsg;
 use crate::limits::per_ip::PerIpLimiter;
 use crate::metrics::AcceptorMetrics;
 use crate::room::fanout::Hub;

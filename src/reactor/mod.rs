@@ -5,7 +5,6 @@
 //! to close its clients with 1001, joins them, then drains the store.
 
 pub mod acceptor;
-pub mod inbox;
 pub mod shard;
 
 use std::io;
@@ -18,6 +17,7 @@ use mio::{Poll, Waker};
 use thiserror::Error;
 
 use crate::auth::AuthConfigError;
+use crate::bus::{ShardInbox, ShardMsg};
 use crate::cluster::{self, Cluster, ClusterConfig, ClusterError};
 use crate::config::Config;
 use crate::limits::per_ip::PerIpLimiter;
@@ -27,7 +27,6 @@ use crate::session::ShardCtx;
 use crate::session::guard::Guard;
 use crate::store::{self, Store, StoreConfig, StoreError};
 use acceptor::Acceptor;
-use inbox::{ShardInbox, ShardMsg};
 use shard::Shard;
 
 /// Why the server could not start or stop cleanly.
@@ -122,6 +121,7 @@ impl Server {
             hub = hub.with_id_ceiling(ceiling);
         }
         let mut cluster_input = None;
+        let mut cluster_shared = None;
         if !cfg.redis_url.is_empty() {
             let cluster_cfg = ClusterConfig::new(
                 cfg.redis_url.clone(),
@@ -131,13 +131,14 @@ impl Server {
             )?
             .with_user_rate(cfg.user_rate_limit, cfg.user_rate_burst);
             let (sink, input) = cluster::channel(cluster_cfg);
-            hub = hub.with_cluster(sink);
+            cluster_shared = Some(Arc::clone(sink.shared()));
+            hub = hub.with_cluster(Box::new(sink));
             cluster_input = Some(input);
         }
         let hub = Arc::new(hub);
         let cluster = cluster_input.map(|input| Cluster::start(Arc::clone(&hub), input, last_id)).transpose()?;
         let open_conns = Arc::new(AtomicUsize::new(0));
-        let telemetry = Telemetry::new(cfg.shards, store.as_ref(), Arc::clone(&hub));
+        let telemetry = Telemetry::new(cfg.shards, store.as_ref(), Arc::clone(&hub), cluster_shared);
 
         let mut shards = Vec::with_capacity(cfg.shards);
         for (index, ((poll, rx), inbox)) in polls.into_iter().zip(inboxes).enumerate() {

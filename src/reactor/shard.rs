@@ -16,12 +16,12 @@ use crossbeam_channel::Receiver;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use super::inbox::ShardMsg;
+use crate::bus::Delivery;
+use crate::bus::ShardMsg;
 use crate::conn::outbuf::Flushed;
 use crate::conn::{Conn, Phase, ReadOutcome};
 use crate::limits::per_ip::IpSlot;
 use crate::metrics::CloseReason;
-use crate::room::fanout::Delivery;
 use crate::session::{self, ShardCtx};
 use crate::ws::close;
 
@@ -237,17 +237,17 @@ impl Shard {
                 }
                 ShardMsg::History(reply) => {
                     self.ctx.metrics.history_latency.observe_duration(reply.submitted_at.elapsed());
-                    if let Some(conn) = self.conns.get_mut(reply.conn_key)
-                        && conn.serial == reply.conn_serial
+                    if let Some(conn) = self.conns.get_mut(reply.conn.key)
+                        && conn.serial == reply.conn.serial
                     {
-                        session::on_history(&mut self.ctx, conn, reply.conn_key, reply.purpose, reply.result);
+                        session::on_history(&mut self.ctx, conn, reply.conn.key, reply.purpose, reply.result);
                     }
                 }
-                ShardMsg::Refused { conn_key, conn_serial, error } => {
-                    if let Some(conn) = self.conns.get_mut(conn_key)
-                        && conn.serial == conn_serial
+                ShardMsg::Refused { conn: to, error } => {
+                    if let Some(conn) = self.conns.get_mut(to.key)
+                        && conn.serial == to.serial
                     {
-                        session::on_refused(&mut self.ctx, conn, conn_key, &error);
+                        session::on_refused(&mut self.ctx, conn, to.key, &error);
                     }
                 }
                 ShardMsg::Shutdown => self.begin_shutdown(),

@@ -19,16 +19,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::directory::{Directory, Room, RoomState};
-use crate::cluster::{ClusterSink, Outgoing, ReplyTo};
-use crate::types::ClientError;
+use super::remote::{Outgoing, RemoteSequencer};
+use crate::bus::{Delivery, INBOX_SOFT_CAP, ShardInbox, ShardMsg};
 use crate::protocol::json;
-use crate::types::{ChatRecord, Format};
-use crate::reactor::inbox::{ShardInbox, ShardMsg};
 use crate::store::{IdCeiling, StoreWriter, WriterWake};
+use crate::types::{ChatRecord, Format};
+use crate::types::{ClientError, ConnRef};
 use crate::ws::codec;
 
-/// Soft bound on a shard inbox: above it, shards stop reading client sockets until it drains.
-pub const INBOX_SOFT_CAP: usize = 16_384;
 /// Longest a publish waits for the store writer to raise the id ceiling (only if it is stuck).
 const CEILING_WAIT: Duration = Duration::from_secs(5);
 
@@ -49,31 +47,6 @@ impl Wakeups {
     }
 }
 
-/// One published event, shared by every recipient.
-#[derive(Debug)]
-pub struct Delivery {
-    /// Room it belongs to ([`Room::id`]).
-    pub room_id: u64,
-    /// Message id; 0 for events without one (presence, binary relays), which are never filtered.
-    pub id: u64,
-    /// Frame for text-format members, if the event is meant for them.
-    pub text: Option<Bytes>,
-    /// Frame for JSON members, if the event is meant for them.
-    pub json: Option<Bytes>,
-    /// When it was published (for the fan-out latency histogram).
-    pub published_at: Instant,
-}
-
-impl Delivery {
-    /// The frame for a member speaking `format`.
-    pub fn frame(&self, format: Format) -> Option<&Bytes> {
-        match format {
-            Format::Text => self.text.as_ref(),
-            Format::Json => self.json.as_ref(),
-        }
-    }
-}
-
 /// One chat message as a session hands it to [`Hub::publish_chat`].
 #[derive(Debug, Clone, Copy)]
 pub struct ChatPost<'a> {
@@ -90,7 +63,7 @@ pub struct ChatPost<'a> {
     pub client_id: Option<&'a str>,
     /// The sending connection, told (cluster mode) when Redis refuses the message for the per-user
     /// rate limit.
-    pub reply_to: Option<ReplyTo>,
+    pub reply_to: Option<ConnRef>,
 }
 
 /// Shared publish state: the room table, the shard inboxes, the id sequence and the store queue.
@@ -102,7 +75,7 @@ pub struct Hub {
     next_id: AtomicU64,
     store: Option<StoreWriter>,
     /// Cluster mode: chat messages go to Redis first (see `crate::cluster`).
-    cluster: Option<ClusterSink>,
+    cluster: Option<Box<dyn RemoteSequencer>>,
     /// Single node with persistence: ids are used only under this durable ceiling.
     id_ceiling: Option<Arc<IdCeiling>>,
 }
@@ -145,14 +118,14 @@ impl Hub {
     }
 
     /// Cluster mode: chat messages are handed to `sink` (Redis) and delivered when they come back.
-    pub fn with_cluster(mut self, sink: ClusterSink) -> Self {
+    pub fn with_cluster(mut self, sink: Box<dyn RemoteSequencer>) -> Self {
         self.cluster = Some(sink);
         self
     }
 
-    /// The cluster hand-off, in cluster mode.
-    pub fn cluster(&self) -> Option<&ClusterSink> {
-        self.cluster.as_ref()
+    /// Whether chat is sequenced by the cluster (Redis) rather than here.
+    pub fn is_clustered(&self) -> bool {
+        self.cluster.is_some()
     }
 
     /// The last id allocated (single node) or the largest id seen (cluster mode): every message
@@ -180,13 +153,9 @@ impl Hub {
 
     /// Cluster mode: tells the connection `reply_to` that its message was refused (never blocks:
     /// the shard's inbox is unbounded; a connection closed meanwhile is skipped by the shard).
-    pub fn refuse(&self, reply_to: ReplyTo, error: &ClientError) {
-        if let Some(inbox) = self.shards.get(reply_to.shard) {
-            inbox.send(ShardMsg::Refused {
-                conn_key: reply_to.conn_key,
-                conn_serial: reply_to.conn_serial,
-                error: error.clone(),
-            });
+    pub fn refuse(&self, conn: ConnRef, error: &ClientError) {
+        if let Some(inbox) = self.shards.get(conn.shard) {
+            inbox.send(ShardMsg::Refused { conn, error: error.clone() });
         }
     }
 
@@ -208,7 +177,7 @@ impl Hub {
     pub fn ingress_paused(&self) -> bool {
         self.store.as_ref().is_some_and(StoreWriter::is_congested)
             || self.id_ceiling.as_ref().is_some_and(|c| c.is_near(self.max_id()))
-            || self.cluster.as_ref().is_some_and(ClusterSink::is_congested)
+            || self.cluster.as_ref().is_some_and(|c| c.is_congested())
             || self.shards.iter().any(|s| s.len() > INBOX_SOFT_CAP)
     }
 

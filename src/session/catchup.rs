@@ -35,13 +35,13 @@ use bytes::Bytes;
 use super::ShardCtx;
 use super::http::submit_history;
 use super::ws::{message_frame, send_error, send_frame, text_frame};
+use crate::bus::HistoryPurpose;
 use crate::config::Config;
 use crate::conn::{CatchUp, Conn, PacedRead, PacedReads};
 use crate::metrics::CloseReason;
-use crate::types::{ClientError, ErrorCode};
 use crate::protocol::json;
-use crate::reactor::inbox::HistoryPurpose;
 use crate::store::{HistoryPage, HistoryQuery, StoreError};
+use crate::types::{ClientError, ErrorCode};
 use crate::ws::close;
 
 /// Most messages per catch-up page (fewer when messages are large, see [`CatchUp::page_limit`]).

@@ -17,6 +17,7 @@ use std::time::Instant;
 use super::guard::AccessError;
 use super::ws;
 use super::{ShardCtx, ops};
+use crate::bus::{HistoryPurpose, HistoryReply, ShardMsg};
 use crate::conn::{Conn, Phase, WsState};
 use crate::http::percent::{PercentError, query_pairs};
 use crate::http::request::{self, Request};
@@ -25,12 +26,11 @@ use crate::http::route::{Route, route};
 use crate::http::upgrade;
 use crate::limits::ws_guard::WsGuard;
 use crate::metrics::{CloseReason, HistoryKind};
-use crate::types::{ClientError, ErrorCode};
 use crate::protocol::{json, names};
-use crate::types::Format;
-use crate::reactor::inbox::{HistoryPurpose, HistoryReply, ShardMsg};
 use crate::static_files;
 use crate::store::{HistoryPage, HistoryQuery, StoreError};
+use crate::types::{ClientError, ErrorCode};
+use crate::types::{ConnRef, Format};
 use crate::ws::codec;
 
 /// Name of connections that gave no nickname.
@@ -137,7 +137,7 @@ fn handle(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: Request) {
                 }
             });
             let connections = ctx.open_conns.load(std::sync::atomic::Ordering::Relaxed);
-            let cluster = ctx.hub.cluster().map(|sink| sink.shared().health());
+            let cluster = ctx.telemetry.cluster_health();
             let body = json::health(connections, ctx.hub.n_shards(), persistence, cluster);
             respond(ctx, conn, key, Response::json(200, body), keep_alive, head_only);
         }
@@ -361,7 +361,7 @@ pub fn submit_history(
     // Read-your-writes: the page must include everything enqueued so far (see `store`).
     query.visible_seq = writer.enqueued_seq();
     let inbox = Arc::clone(&ctx.inbox);
-    let (conn_key, conn_serial) = (key, conn.serial);
+    let to = ConnRef { shard: ctx.shard, key, serial: conn.serial };
     ctx.metrics.history_request(match purpose {
         HistoryPurpose::Rest { .. } => HistoryKind::Rest,
         HistoryPurpose::Command { .. } => HistoryKind::Command,
@@ -371,7 +371,7 @@ pub fn submit_history(
     store.query(
         query,
         Box::new(move |result| {
-            let reply = HistoryReply { conn_key, conn_serial, purpose, result, submitted_at };
+            let reply = HistoryReply { conn: to, purpose, result, submitted_at };
             inbox.send(ShardMsg::History(reply));
         }),
     );

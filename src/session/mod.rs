@@ -19,16 +19,16 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Instant;
 
+use crate::bus::{HistoryPurpose, ShardInbox};
 use crate::config::Config;
 use crate::conn::{Conn, Phase};
 use crate::metrics::{CloseReason, ShardMetrics};
 use crate::ops::Telemetry;
-use crate::types::ClientError;
 use crate::protocol::json::JsonParser;
-use crate::reactor::inbox::{HistoryPurpose, ShardInbox};
 use crate::reactor::shard::CLOSE_LINGER;
 use crate::room::fanout::Hub;
 use crate::store::{HistoryPage, Store, StoreError};
+use crate::types::ClientError;
 use local::LocalRooms;
 
 /// Per-shard state shared by every session on the shard.

@@ -13,16 +13,15 @@ use bytes::Bytes;
 use super::http::MAX_PAGE;
 use super::local::LocalMember;
 use super::{ShardCtx, catchup, close_ws, guard};
-use crate::cluster::ReplyTo;
 use crate::config::Config;
 use crate::conn::{Conn, Membership, Phase, WsState};
 use crate::metrics::CloseReason;
-use crate::types::{ClientError, ErrorCode};
 use crate::protocol::json::{self, Command, MAX_CLIENT_ID_BYTES, WelcomeLimits};
 use crate::protocol::names;
-use crate::types::{ChatRecord, Format};
 use crate::room::fanout::{ChatPost, Wakeups};
 use crate::store::HistoryQuery;
+use crate::types::{ChatRecord, ConnRef, Format};
+use crate::types::{ClientError, ErrorCode};
 use crate::ws::close;
 use crate::ws::codec::{self, Decoded, MessageKind, WsEvent};
 
@@ -167,8 +166,8 @@ fn on_message(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, kind: MessageKind
 }
 
 /// Where a refusal from Redis for this connection's message goes (cluster mode only).
-fn reply_to(ctx: &ShardCtx, conn_serial: u64, key: usize) -> Option<ReplyTo> {
-    ctx.hub.cluster().is_some().then_some(ReplyTo { shard: ctx.shard, conn_key: key, conn_serial })
+fn reply_to(ctx: &ShardCtx, conn_serial: u64, key: usize) -> Option<ConnRef> {
+    ctx.hub.is_clustered().then_some(ConnRef { shard: ctx.shard, key, serial: conn_serial })
 }
 
 fn too_large(len: usize, max: usize) -> ClientError {

@@ -13,8 +13,8 @@ use rusqlite::{Connection, params};
 
 use super::state::{Shared, WaitOutcome, bump};
 use super::writer::Ctrl;
-use crate::types::ChatRecord;
 use super::{HistoryPage, HistoryQuery, StoreError};
+use crate::types::ChatRecord;
 
 /// Hard upper bound on a page, whatever the caller asks for.
 pub const MAX_PAGE_LIMIT: usize = 1000;

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::StoreError;
 use super::ceiling::IdCeiling;
 use super::schema::{SET_CEILING_SQL, synchronous};
 use super::state::{Shared, bump};
 use crate::types::ChatRecord;
-use super::{StoreError};
 
 /// First wait after a failed commit.
 pub(crate) const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(100);

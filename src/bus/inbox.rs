@@ -1,7 +1,7 @@
 //! A shard's inbox: the one channel through which other threads talk to a shard, plus its waker.
 //!
 //! The channel is unbounded in type but bounded by policy: publishers stop reading client input while
-//! any inbox holds more than `room::fanout::INBOX_SOFT_CAP` messages (see `Hub::ingress_paused`), so it
+//! any inbox holds more than [`INBOX_SOFT_CAP`] messages (see `Hub::ingress_paused`), so it
 //! cannot grow past that by more than one read pass. Wake-ups are coalesced: a sender only writes the
 //! waker's eventfd when the shard announced it is about to sleep.
 
@@ -13,10 +13,13 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 
+use super::Delivery;
 use crate::limits::per_ip::IpSlot;
-use crate::types::ClientError;
-use crate::room::fanout::Delivery;
 use crate::store::{HistoryPage, StoreError};
+use crate::types::{ClientError, ConnRef};
+
+/// Soft bound on a shard inbox: above it, shards stop reading client sockets until it drains.
+pub const INBOX_SOFT_CAP: usize = 16_384;
 
 /// Everything a shard can be told.
 pub enum ShardMsg {
@@ -40,10 +43,8 @@ pub enum ShardMsg {
     /// Cluster mode: Redis refused a message of this connection (per-user rate limit); send it
     /// `error` if it is still open.
     Refused {
-        /// Slab key of the connection.
-        conn_key: usize,
-        /// Serial of the connection (guards against a reused slab key).
-        conn_serial: u64,
+        /// The connection that sent the message.
+        conn: ConnRef,
         /// The error to send.
         error: ClientError,
     },
@@ -53,10 +54,8 @@ pub enum ShardMsg {
 
 /// Answer to a history query, routed back to the connection that asked.
 pub struct HistoryReply {
-    /// Slab key of the connection.
-    pub conn_key: usize,
-    /// Serial of the connection (guards against a reused slab key).
-    pub conn_serial: u64,
+    /// The connection that asked.
+    pub conn: ConnRef,
     /// What the query was for.
     pub purpose: HistoryPurpose,
     /// The page, or why it could not be read.

@@ -1,0 +1,12 @@
+//! The message bus between threads: what other threads tell a shard ([`ShardMsg`] on its
+//! [`ShardInbox`]) and the published event every member shard receives ([`Delivery`]).
+//!
+//! Below rooms, sessions and the reactor: the room publish path pushes onto inboxes, the store's
+//! reader pool and the cluster threads reply through them, and the shard loop drains them. Nothing
+//! here knows what a room or a session is.
+
+mod delivery;
+mod inbox;
+
+pub use delivery::Delivery;
+pub use inbox::{HistoryPurpose, HistoryReply, INBOX_SOFT_CAP, ShardInbox, ShardMsg};
