@@ -16,8 +16,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use mio::net::TcpStream;
 
+use crate::limits::client::ClientLimits;
 use crate::limits::per_ip::IpSlot;
-use crate::limits::ws_guard::WsGuard;
 use crate::metrics::CloseReason;
 use crate::room::directory::Room;
 use crate::store::HistoryQuery;
@@ -63,7 +63,7 @@ pub struct WsState {
     /// Rooms joined (text connections: exactly one).
     pub rooms: Vec<Membership>,
     /// Room grant, rate throttle and liveness clock.
-    pub guard: WsGuard,
+    pub limits: ClientLimits,
     /// History reads whose replies are paced by the client's reading (`session::catchup`).
     pub paced: PacedReads,
 }
@@ -254,7 +254,7 @@ impl Conn {
 
     /// Queues a WebSocket close frame (after dropping unsent frames if `discard_queued`) and enters
     /// the closing phase with `deadline`. Returns the phase it left (to leave its rooms).
-    pub fn close_ws(&mut self, code: u16, reason: &str, discard_queued: bool, deadline: Instant) -> Phase {
+    pub fn begin_close(&mut self, code: u16, reason: &str, discard_queued: bool, deadline: Instant) -> Phase {
         if discard_queued {
             self.out.drop_unstarted();
         }

@@ -4,12 +4,12 @@
 //! [`bucket`] is a token bucket (O(1), no allocation, time passed in by the caller); [`throttle`] applies
 //! the two rate limits to one connection and decides when a client that keeps flooding is closed;
 //! [`per_ip`] counts open connections per address with an RAII slot released when the connection is
-//! dropped; [`ws_guard`] is the per-connection state (room grant, throttle, liveness clock) and the
+//! dropped; [`client`] is the per-connection state (room grant, throttle, liveness clock) and the
 //! heartbeat / idle decision the shard's sweep acts on; [`keepalive`] sets TCP keepalive on accepted
 //! sockets. The session layer asks; nothing here does IO.
 
 pub mod bucket;
+pub mod client;
 pub mod keepalive;
 pub mod per_ip;
 pub mod throttle;
-pub mod ws_guard;

@@ -1,12 +1,12 @@
 //! Why a connection was closed: the `reason` label of `roomcast_connections_closed_total`.
 //!
-//! The reason is decided where the close is decided (`session::close_ws`, HTTP error responses, the
+//! The reason is decided where the close is decided (`session::send::close_session`, HTTP error responses, the
 //! sweep's handshake timeout, a failed write, the acceptor's over-capacity path) and stored on the
 //! connection; the reap counts it once. A connection closed without a recorded reason (the peer hung
 //! up, a `Connection: close` response) counts as `normal`.
 
 /// The closing reasons. `RateLimit` and `AuthFailure` are for the security layer: pass them to
-/// `session::close_ws` (or set them with `Conn::set_close_reason` before an HTTP refusal) where a
+/// `session::send::close_session` (or set them with `Conn::set_close_reason` before an HTTP refusal) where a
 /// client is dropped for sending too fast or for a bad token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {

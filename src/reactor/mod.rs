@@ -21,11 +21,11 @@ use crate::bus::{ShardInbox, ShardMsg};
 use crate::cluster::{self, Cluster, ClusterConfig, ClusterError};
 use crate::config::Config;
 use crate::limits::per_ip::PerIpLimiter;
-use crate::ops::Telemetry;
 use crate::room::fanout::Hub;
-use crate::session::ShardCtx;
-use crate::session::guard::Guard;
+use crate::session::gate::Gate;
+use crate::session::{ShardCtx, Shared};
 use crate::store::{self, Store, StoreConfig, StoreError};
+use crate::telemetry::Telemetry;
 use acceptor::Acceptor;
 use shard::Shard;
 
@@ -67,7 +67,6 @@ pub struct Server {
     acceptor_waker: Arc<Waker>,
     stop: Arc<AtomicBool>,
     shards: Vec<JoinHandle<io::Result<()>>>,
-    open_conns: Arc<AtomicUsize>,
     telemetry: Arc<Telemetry>,
     cluster: Option<Cluster>,
 }
@@ -79,7 +78,7 @@ impl Server {
     /// [`ServerError`] naming what could not be set up.
     pub fn start(cfg: Config) -> Result<Server, ServerError> {
         let cfg = Arc::new(cfg);
-        let guard = Guard::from_config(&cfg)?;
+        let gate = Gate::from_config(&cfg)?;
         let listener = acceptor::bind(cfg.addr).map_err(|source| ServerError::Bind { addr: cfg.addr, source })?;
         let local_addr = listener.local_addr()?;
         let metrics_listener = match cfg.metrics_addr {
@@ -140,18 +139,17 @@ impl Server {
         let open_conns = Arc::new(AtomicUsize::new(0));
         let telemetry = Telemetry::new(cfg.shards, store.as_ref(), Arc::clone(&hub), cluster_shared);
 
+        let shared = Shared {
+            hub: Arc::clone(&hub),
+            cfg: Arc::clone(&cfg),
+            store: store.clone(),
+            open_conns: Arc::clone(&open_conns),
+            gate,
+            telemetry: Arc::clone(&telemetry),
+        };
         let mut shards = Vec::with_capacity(cfg.shards);
         for (index, ((poll, rx), inbox)) in polls.into_iter().zip(inboxes).enumerate() {
-            let mut ctx = ShardCtx::new(
-                index,
-                Arc::clone(&hub),
-                Arc::clone(&cfg),
-                store.clone(),
-                inbox,
-                Arc::clone(&open_conns),
-                Arc::clone(&telemetry),
-            );
-            ctx.guard = Arc::clone(&guard);
+            let ctx = ShardCtx::new(index, inbox, &shared);
             let shard = Shard::new(poll, rx, ctx);
             shards.push(std::thread::Builder::new().name(format!("shard-{index}")).spawn(move || shard.run())?);
         }
@@ -170,19 +168,7 @@ impl Server {
             metrics: telemetry.acceptor(),
         };
         let acceptor = std::thread::Builder::new().name("acceptor".into()).spawn(move || acceptor.run())?;
-        Ok(Server {
-            local_addr,
-            metrics_addr,
-            hub,
-            store,
-            acceptor,
-            acceptor_waker,
-            stop,
-            shards,
-            open_conns,
-            telemetry,
-            cluster,
-        })
+        Ok(Server { local_addr, metrics_addr, hub, store, acceptor, acceptor_waker, stop, shards, telemetry, cluster })
     }
 
     /// The address actually bound (useful with port 0).
@@ -193,11 +179,6 @@ impl Server {
     /// The address the `--metrics-addr` listener actually bound, if there is one.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
-    }
-
-    /// Open connections right now.
-    pub fn open_connections(&self) -> usize {
-        self.open_conns.load(Ordering::Relaxed)
     }
 
     /// Graceful stop: no new connections, close 1001 to every client (waiting up to the grace period

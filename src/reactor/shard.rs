@@ -5,7 +5,7 @@
 //! deliveries, history replies) up to a budget of frames; write the next slice of connections with
 //! queued output (at most 256, in the order they got output, one vectored write each); reap
 //! connections marked for removal; every 250 ms, expire deadlines and run heartbeats
-//! (`session::guard::on_sweep`). A busy shard thus reads, delivers and writes in bounded slices, so
+//! (`session::heartbeat::on_sweep`). A busy shard thus reads, delivers and writes in bounded slices, so
 //! no connection waits behind thousands of others and new input is read every slice. Nothing here
 //! blocks except `poll`, and `poll` does not wait while output or inbox messages are pending.
 
@@ -16,14 +16,12 @@ use crossbeam_channel::Receiver;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::bus::Delivery;
 use crate::bus::ShardMsg;
 use crate::conn::outbuf::Flushed;
 use crate::conn::{Conn, Phase, ReadOutcome};
 use crate::limits::per_ip::IpSlot;
 use crate::metrics::CloseReason;
 use crate::session::{self, ShardCtx};
-use crate::ws::close;
 
 /// Token of the shard's waker; connection tokens are slab keys, which never reach it.
 pub const WAKER: Token = Token(usize::MAX);
@@ -46,8 +44,6 @@ const FLUSHES_PER_TURN: usize = 256;
 const DELIVERIES_PER_TURN: usize = 65_536;
 /// How often deadlines are checked.
 const SWEEP_EVERY: Duration = Duration::from_millis(250);
-/// How long a closing connection may linger for its peer's close before it is dropped.
-pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
 
 /// Everything a shard thread owns.
 pub struct Shard {
@@ -55,7 +51,7 @@ pub struct Shard {
     conns: Slab<Conn>,
     inbox_rx: Receiver<ShardMsg>,
     ctx: ShardCtx,
-    scratch: Box<[u8]>,
+    read_buf: Box<[u8]>,
     deferred_reads: Vec<usize>,
     shutdown_deadline: Option<Instant>,
 }
@@ -68,7 +64,7 @@ impl Shard {
             conns: Slab::new(),
             inbox_rx,
             ctx,
-            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
             deferred_reads: Vec::new(),
             shutdown_deadline: None,
         }
@@ -90,7 +86,7 @@ impl Shard {
                 // Paused: poll again soon to see whether the queues drained.
                 timeout = timeout.min(Duration::from_millis(1));
             }
-            if !self.ctx.to_flush.is_empty() {
+            if self.ctx.schedule.has_flushes() {
                 // Output left from the last slice: write on after a non-blocking look at the sockets.
                 timeout = Duration::ZERO;
             }
@@ -119,9 +115,7 @@ impl Shard {
                 }
             }
             self.retry_deferred_reads();
-            if self.drain_inbox() {
-                return Ok(());
-            }
+            self.drain_inbox();
             self.flush_scheduled();
             self.reap();
 
@@ -182,10 +176,10 @@ impl Shard {
                 }
                 return;
             }
-            match conn.read(&mut self.scratch) {
+            match conn.read(&mut self.read_buf) {
                 ReadOutcome::Data(n) => {
                     self.ctx.metrics.bytes_in.add(n as u64);
-                    session::on_input(&mut self.ctx, conn, key, &mut self.scratch[..n]);
+                    session::on_input(&mut self.ctx, conn, key, &mut self.read_buf[..n]);
                     if self.ctx.is_marked(key) {
                         return;
                     }
@@ -220,8 +214,8 @@ impl Shard {
         }
     }
 
-    /// Handles queued inbox messages; returns `true` when the shard must exit now.
-    fn drain_inbox(&mut self) -> bool {
+    /// Handles queued inbox messages, up to the per-turn budgets.
+    fn drain_inbox(&mut self) {
         let mut frames_budget = DELIVERIES_PER_TURN;
         for _ in 0..INBOX_PER_TURN {
             if frames_budget == 0 {
@@ -233,7 +227,8 @@ impl Shard {
                     self.accept(stream, peer, (over_capacity, ops_only), ip_slot)
                 }
                 ShardMsg::Deliver(delivery) => {
-                    frames_budget = frames_budget.saturating_sub(self.deliver(&delivery).max(1));
+                    let visited = session::deliver::deliver(&mut self.ctx, &mut self.conns, &delivery);
+                    frames_budget = frames_budget.saturating_sub(visited.max(1));
                 }
                 ShardMsg::History(reply) => {
                     self.ctx.metrics.history_latency.observe_duration(reply.submitted_at.elapsed());
@@ -253,7 +248,6 @@ impl Shard {
                 ShardMsg::Shutdown => self.begin_shutdown(),
             }
         }
-        false
     }
 
     fn accept(
@@ -290,58 +284,12 @@ impl Shard {
         self.on_readable(key);
     }
 
-    /// Queues `delivery` on every local member; returns the number of members looked at.
-    fn deliver(&mut self, delivery: &Delivery) -> usize {
-        let Some(members) = self.ctx.local.members(delivery.room_id) else { return 0 };
-        let visited = members.len();
-        let max_outbuf = self.ctx.cfg.max_outbuf;
-        let mut to_flush = std::mem::take(&mut self.ctx.to_flush);
-        let mut slow = Vec::new();
-        let mut delivered = 0u64;
-        for member in members {
-            if delivery.id != 0 && delivery.id <= member.min_id {
-                continue;
-            }
-            let Some(frame) = delivery.frame(member.format) else { continue };
-            let Some(conn) = self.conns.get_mut(member.key) else { continue };
-            if member.held {
-                // Live frames wait (bounded) while a resuming member catches up.
-                if session::catchup::hold_live(conn, delivery.room_id, frame, max_outbuf) {
-                    delivered += 1;
-                }
-                continue;
-            }
-            if conn.send(frame.clone(), max_outbuf).is_err() {
-                slow.push(member.key);
-                continue;
-            }
-            delivered += 1;
-            if !conn.flush_scheduled {
-                conn.flush_scheduled = true;
-                to_flush.push_back(member.key);
-            }
-        }
-        self.ctx.to_flush = to_flush;
-        if delivered > 0 {
-            self.ctx.metrics.deliveries.add(delivered);
-            self.ctx.metrics.fanout_latency.observe_duration(delivery.published_at.elapsed());
-        }
-        for key in slow {
-            if let Some(conn) = self.conns.get_mut(key) {
-                tracing::warn!(shard = self.ctx.shard, key, peer = %conn.peer, "slow consumer: output queue full, closing");
-                let why = CloseReason::SlowConsumer;
-                session::close_ws(&mut self.ctx, conn, key, close::TRY_AGAIN_LATER, "slow consumer", true, why);
-            }
-        }
-        visited
-    }
-
     /// Writes the next slice of connections with output (at most [`FLUSHES_PER_TURN`]), in the order
     /// they got it; the rest wait for the next turn.
     fn flush_scheduled(&mut self) {
         let mut written = 0;
         for _ in 0..FLUSHES_PER_TURN {
-            let Some(key) = self.ctx.to_flush.pop_front() else { break };
+            let Some(key) = self.ctx.schedule.next_flush() else { break };
             let Some(conn) = self.conns.get_mut(key) else { continue };
             conn.flush_scheduled = false;
             let queued = conn.out.queued_bytes();
@@ -368,21 +316,20 @@ impl Shard {
 
     /// Writes every connection with output (shutdown and the sweep's closes, which reap right after).
     fn flush_all(&mut self) {
-        while !self.ctx.to_flush.is_empty() {
+        while self.ctx.schedule.has_flushes() {
             self.flush_scheduled();
         }
     }
 
     /// Removes connections marked for removal: leaves their rooms, deregisters, closes the socket.
     fn reap(&mut self) {
-        while let Some(key) = self.ctx.to_remove.pop() {
-            self.ctx.removing.remove(&key);
+        while let Some(key) = self.ctx.schedule.next_removal() {
             if !self.conns.contains(key) {
                 continue;
             }
             let mut conn = self.conns.remove(key);
             let phase = std::mem::replace(&mut conn.phase, Phase::Closing { write_shut: true });
-            session::release(&mut self.ctx, key, phase);
+            session::membership::release(&mut self.ctx, key, phase);
             let _ = self.poll.registry().deregister(&mut conn.sock);
             self.ctx.open_conns.fetch_sub(1, Ordering::Relaxed);
             let reason = conn.close_reason.unwrap_or(CloseReason::Normal);
@@ -402,7 +349,7 @@ impl Shard {
                 self.ctx.mark_for_removal(key);
             } else if matches!(conn.phase, Phase::Ws(_)) {
                 conn.out.release_if_drained();
-                session::guard::on_sweep(&mut self.ctx, conn, key, now);
+                session::heartbeat::on_sweep(&mut self.ctx, conn, key, now);
             }
         }
         self.flush_scheduled();
@@ -414,15 +361,7 @@ impl Shard {
         self.shutdown_deadline = Some(Instant::now() + grace);
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
-            let conn = &mut self.conns[key];
-            match conn.phase {
-                Phase::Ws(_) => {
-                    let why = CloseReason::Normal;
-                    session::close_ws(&mut self.ctx, conn, key, close::GOING_AWAY, "server shutting down", false, why)
-                }
-                Phase::Http(_) => self.ctx.mark_for_removal(key),
-                Phase::Closing { .. } => {}
-            }
+            session::on_shutdown(&mut self.ctx, &mut self.conns[key], key);
         }
         self.flush_all();
         self.reap();

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use super::directory::{Directory, Room, RoomState};
 use super::remote::{Outgoing, RemoteSequencer};
 use crate::bus::{Delivery, INBOX_SOFT_CAP, ShardInbox, ShardMsg};
-use crate::protocol::json;
+use crate::protocol::{json, text};
 use crate::store::{IdCeiling, StoreWriter, WriterWake};
 use crate::types::{ChatRecord, Format};
 use crate::types::{ClientError, ConnRef};
@@ -254,9 +254,7 @@ impl Hub {
             Format::Text => Bytes::from(codec::encode_frame(codec::TEXT, rec.content.as_bytes())),
             Format::Json => {
                 scratch.clear();
-                scratch.extend_from_slice(rec.user.as_bytes());
-                scratch.extend_from_slice(b": ");
-                scratch.extend_from_slice(rec.content.as_bytes());
+                text::write_line(scratch, &rec.user, &rec.content);
                 Bytes::from(codec::encode_frame(codec::TEXT, scratch))
             }
         });

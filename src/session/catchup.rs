@@ -32,9 +32,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::ShardCtx;
-use super::http::submit_history;
-use super::ws::{message_frame, send_error, send_frame, text_frame};
+use super::ctx::ShardCtx;
+use super::history;
+use super::send::{close_session, message_frame, send_error, send_frame, text_frame};
 use crate::bus::HistoryPurpose;
 use crate::config::Config;
 use crate::conn::{CatchUp, Conn, PacedRead, PacedReads};
@@ -147,7 +147,7 @@ pub fn on_resume_page(
                 let msg = format!("missed messages could not be read now ({err}); reconnect with since");
                 send_error(ctx, conn, key, &ClientError::new(ErrorCode::HistoryUnavailable, msg));
                 let reason = "history busy: resume again later";
-                super::close_ws(ctx, conn, key, close::TRY_AGAIN_LATER, reason, false, CloseReason::OverLimit);
+                close_session(ctx, conn, key, close::TRY_AGAIN_LATER, reason, false, CloseReason::OverLimit);
                 return;
             }
         }
@@ -195,7 +195,7 @@ fn send_page(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64, page
             done = false;
             break;
         }
-        let frame = message_frame(&mut ctx.scratch, rec, format);
+        let frame = message_frame(&mut ctx.encode_buf, rec, format);
         bytes += frame.len();
         sent += 1;
         last = Some(rec.id);
@@ -289,7 +289,7 @@ fn pump(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
             }
             PacedRead::History { query, room } => (query, HistoryPurpose::Command { room }),
         };
-        if submit_history(ctx, conn, key, query, purpose.clone()) {
+        if history::submit(ctx, key, conn.serial, query, purpose.clone()) {
             if let Some(ws) = conn.ws_mut() {
                 ws.paced.in_flight = true;
             }

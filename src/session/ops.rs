@@ -3,8 +3,8 @@
 
 use super::ShardCtx;
 use crate::http::response::Response;
-use crate::ops::OPENMETRICS_CONTENT_TYPE;
 use crate::protocol::json;
+use crate::telemetry::OPENMETRICS_CONTENT_TYPE;
 
 /// `GET /metrics`: every metric, rendered now.
 pub fn metrics(ctx: &ShardCtx) -> Response {

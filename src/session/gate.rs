@@ -1,35 +1,26 @@
-//! The session's security gate: who may upgrade or read history, which rooms they may use, how fast
-//! they may send, and whether they are still alive.
+//! Admission: who may upgrade or read history, and which rooms they may use.
 //!
-//! [`Guard`] is built once from the configuration (the authenticator, the allowed origins, the rate
-//! limits) and shared by every shard. At the handshake [`Guard::admit_upgrade`] checks the origin and
-//! the token and says who the user is; REST history goes through [`Guard::admit_rest`]. On every
-//! client message [`admit_message`] charges the connection's throttle; the shard's sweep calls
-//! [`on_sweep`] for heartbeats and idle timeouts. [`AccessError`] is the one place mapping each
-//! refusal to its HTTP status and code.
+//! [`Gate`] is built once from the configuration (the authenticator, the allowed origins, the rate
+//! limits) before the shards start, and shared by every shard. At the handshake
+//! [`Gate::admit_upgrade`] checks the origin and the token and says who the user is; REST history
+//! goes through [`Gate::admit_rest`]. Each message is charged to the connection's throttle by the
+//! WebSocket session (`super::ws_session`) with the gate's rates; heartbeats are
+//! `super::heartbeat`. [`AccessError`] is the one place mapping each refusal to its HTTP status and
+//! code.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use bytes::Bytes;
 use thiserror::Error;
 
-use super::{ShardCtx, close_ws, ws};
 use crate::auth::{AuthConfigError, AuthError, Authenticator, Identity, RoomGrant};
 use crate::config::Config;
-use crate::conn::{Conn, Phase};
 use crate::http::origin::origin_allowed;
 use crate::http::percent::query_pairs;
 use crate::http::request::Request;
 use crate::http::response::Response;
-use crate::limits::throttle::{RateLimits, Verdict};
-use crate::limits::ws_guard::Liveness;
+use crate::limits::throttle::RateLimits;
 use crate::metrics::CloseReason;
 use crate::types::{ClientError, ErrorCode};
-use crate::ws::close;
-
-/// A ping frame with an empty payload (server frames are unmasked).
-const PING_FRAME: &[u8] = &[0x89, 0x00];
 
 /// Why a request was refused before the upgrade or before reading history.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -96,10 +87,9 @@ pub struct Admitted {
     pub grant: RoomGrant,
 }
 
-/// Security settings shared by every shard. The default is anonymous, any origin check default, no rate
-/// limits (what a `ShardCtx` starts with until the server sets the configured one).
-#[derive(Debug, Default)]
-pub struct Guard {
+/// Security settings shared by every shard.
+#[derive(Debug)]
+pub struct Gate {
     /// Token verification (`None`: anonymous mode).
     pub auth: Option<Authenticator>,
     /// `--allowed-origin` entries.
@@ -108,13 +98,13 @@ pub struct Guard {
     pub rates: RateLimits,
 }
 
-impl Guard {
-    /// The guard `cfg` asks for.
+impl Gate {
+    /// The gate `cfg` asks for.
     ///
     /// # Errors
     /// [`AuthConfigError`] when the public key cannot be loaded.
-    pub fn from_config(cfg: &Config) -> Result<Arc<Guard>, AuthConfigError> {
-        Ok(Arc::new(Guard {
+    pub fn from_config(cfg: &Config) -> Result<Arc<Gate>, AuthConfigError> {
+        Ok(Arc::new(Gate {
             auth: Authenticator::from_config(cfg)?,
             allowed_origins: cfg.allowed_origins.clone(),
             rates: RateLimits::from_config(cfg),
@@ -154,76 +144,6 @@ impl Guard {
 /// The `error` a client gets for using a room its token does not grant.
 pub fn forbidden_room(room: &str) -> ClientError {
     ClientError::new(ErrorCode::Forbidden, format!("your token does not grant access to room {room:?}"))
-}
-
-/// Charges one message (data message or ping) of `len` payload bytes received at `now` to the
-/// connection's throttle. Returns whether to handle it; otherwise the client got `rate_limited`, or was
-/// closed with 1008 for flooding on despite the warnings.
-pub fn admit_message(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, now: Instant, len: usize) -> bool {
-    let rates = ctx.guard.rates;
-    if !rates.enabled() {
-        return true;
-    }
-    let Phase::Ws(state) = &mut conn.phase else { return false };
-    match state.guard.throttle.check(&rates, now, len) {
-        Verdict::Allow => true,
-        Verdict::Refuse => {
-            let err = ClientError::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "over the rate limit ({} messages/s, {} bytes/s); the message was dropped",
-                    rates.messages_per_sec, rates.bytes_per_sec
-                ),
-            );
-            ws::send_error(ctx, conn, key, &err);
-            false
-        }
-        Verdict::Close => {
-            tracing::info!(shard = ctx.shard, key, peer = %conn.peer, "closing a client that keeps flooding");
-            // Keep the queued warnings: they tell the client why (at most FLOOD_WARNINGS frames).
-            close_ws(
-                ctx,
-                conn,
-                key,
-                close::POLICY_VIOLATION,
-                "rate limit exceeded repeatedly",
-                false,
-                CloseReason::RateLimit,
-            );
-            false
-        }
-    }
-}
-
-/// Heartbeat and idle timeout for one WebSocket connection, from the shard's sweep.
-pub fn on_sweep(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, now: Instant) {
-    let (idle, heartbeat) = (ctx.cfg.idle_timeout(), ctx.cfg.heartbeat());
-    let Phase::Ws(state) = &mut conn.phase else { return };
-    if ctx.hub.ingress_paused() {
-        // Input is not read while ingress is paused (backpressure), so a pong or a message may be
-        // waiting unread: heartbeat and idle timeout start over once reading resumes instead of
-        // closing healthy clients for the server's own silence.
-        state.guard.seen(now);
-        return;
-    }
-    match state.guard.liveness(now, idle, heartbeat) {
-        Liveness::Alive => {}
-        Liveness::SendPing => {
-            if conn.send(Bytes::from_static(PING_FRAME), ctx.cfg.max_outbuf).is_err() {
-                close_ws(ctx, conn, key, close::TRY_AGAIN_LATER, "slow consumer", true, CloseReason::SlowConsumer);
-            } else {
-                ctx.schedule_flush(conn, key);
-            }
-        }
-        Liveness::Idle => {
-            tracing::debug!(shard = ctx.shard, key, peer = %conn.peer, "idle timeout");
-            close_ws(ctx, conn, key, close::POLICY_VIOLATION, "idle timeout", true, CloseReason::Timeout);
-        }
-        Liveness::Unresponsive => {
-            tracing::debug!(shard = ctx.shard, key, peer = %conn.peer, "no answer to ping");
-            close_ws(ctx, conn, key, close::GOING_AWAY, "ping timeout", true, CloseReason::Timeout);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -14,32 +14,28 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::guard::AccessError;
-use super::ws;
-use super::{ShardCtx, ops};
-use crate::bus::{HistoryPurpose, HistoryReply, ShardMsg};
+use super::ctx::ShardCtx;
+use super::gate::AccessError;
+use super::history::{self, PageRequest};
+use super::{ops, ws_session};
+use crate::bus::HistoryPurpose;
 use crate::conn::{Conn, Phase, WsState};
 use crate::http::percent::{PercentError, query_pairs};
 use crate::http::request::{self, Request};
 use crate::http::response::Response;
 use crate::http::route::{Route, route};
 use crate::http::upgrade;
-use crate::limits::ws_guard::WsGuard;
-use crate::metrics::{CloseReason, HistoryKind};
+use crate::limits::client::ClientLimits;
+use crate::metrics::CloseReason;
 use crate::protocol::{json, names};
 use crate::static_files;
 use crate::store::{HistoryPage, HistoryQuery, StoreError};
+use crate::types::Format;
 use crate::types::{ClientError, ErrorCode};
-use crate::types::{ConnRef, Format};
 use crate::ws::codec;
 
 /// Name of connections that gave no nickname.
 static ANONYMOUS: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("anonymous"));
-
-/// Default page size of REST history.
-pub const DEFAULT_PAGE: usize = 50;
-/// Largest page of REST history (larger `limit`s are clamped).
-pub const MAX_PAGE: usize = 200;
 
 /// Output queued on an HTTP connection above which no further request is parsed.
 const PIPELINE_MARK: usize = 16 * 1024;
@@ -105,7 +101,7 @@ pub fn serve_buffered(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
             // Bytes after the handshake are the client's first frames.
             let mut rest = std::mem::take(&mut conn.inbuf);
             if rest.len() > at {
-                ws::on_input(ctx, conn, key, &mut rest[at..]);
+                ws_session::on_input(ctx, conn, key, &mut rest[at..]);
             }
             return;
         }
@@ -267,7 +263,7 @@ fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
             return respond(ctx, conn, key, Response::error(400, err.code.as_str(), &err.message), false, false);
         }
     };
-    let admitted = match ctx.guard.admit_upgrade(req, &params.room) {
+    let admitted = match ctx.gate.admit_upgrade(req, &params.room) {
         Ok(admitted) => admitted,
         Err(err) => {
             conn.set_close_reason(err.close_reason());
@@ -286,22 +282,22 @@ fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
         user: Arc::clone(&user),
         decoder: Default::default(),
         rooms: Vec::new(),
-        guard: WsGuard::new(admitted.grant, &ctx.guard.rates, Instant::now()),
+        limits: ClientLimits::new(admitted.grant, &ctx.gate.rates, Instant::now()),
         paced: Default::default(),
     }));
     conn.deadline = None;
     if params.format == Format::Json {
-        let welcome = json::welcome(&user, conn.serial, &ws::limits(&ctx.cfg));
+        let welcome = json::welcome(&user, conn.serial, &ws_session::limits(&ctx.cfg));
         conn.send_unbounded(codec::encode_frame(codec::TEXT, &welcome));
     }
     tracing::debug!(shard = ctx.shard, key, peer = %conn.peer, room = %params.room, format = ?params.format, "upgraded");
-    ws::join(ctx, conn, key, &params.room, params.since);
+    ws_session::join(ctx, conn, key, &params.room, params.since);
     ctx.schedule_flush(conn, key);
 }
 
 fn history(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, req: &Request) {
     let (keep_alive, head_only) = (req.keep_alive, req.head_only);
-    if let Err(err) = ctx.guard.admit_rest(req, room) {
+    if let Err(err) = ctx.gate.admit_rest(req, room) {
         if !keep_alive {
             conn.set_close_reason(err.close_reason());
         }
@@ -315,7 +311,7 @@ fn history(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, req: &Re
         }
     };
     let purpose = HistoryPurpose::Rest { keep_alive, head_only };
-    if !submit_history(ctx, conn, key, query, purpose) {
+    if !history::submit(ctx, key, conn.serial, query, purpose) {
         let resp = Response::error(503, "history_unavailable", "history is disabled on this server (--no-persist)");
         return respond(ctx, conn, key, resp, keep_alive, head_only);
     }
@@ -326,56 +322,16 @@ fn history(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, req: &Re
 
 fn history_query(room: &str, query: &str) -> Result<HistoryQuery, ClientError> {
     names::validate_room(room)?;
-    let mut q =
-        HistoryQuery { room: room.to_string(), before_id: None, after_id: None, limit: DEFAULT_PAGE, visible_seq: 0 };
+    let mut req = PageRequest::default();
     for (k, v) in query_pairs(query) {
         match k.as_str() {
-            "before_id" => q.before_id = Some(parse_id("before_id", v)?),
-            "after_id" => q.after_id = Some(parse_id("after_id", v)?),
-            "limit" => {
-                let limit = parse_id("limit", v)?;
-                if limit == 0 {
-                    return Err(ClientError::new(ErrorCode::InvalidParameter, "limit must be at least 1"));
-                }
-                q.limit = usize::try_from(limit).unwrap_or(MAX_PAGE).min(MAX_PAGE);
-            }
+            "before_id" => req.before_id = Some(parse_id("before_id", v)?),
+            "after_id" => req.after_id = Some(parse_id("after_id", v)?),
+            "limit" => req.limit = Some(parse_id("limit", v)?),
             _ => {}
         }
     }
-    if q.before_id.is_some() && q.after_id.is_some() {
-        return Err(ClientError::new(ErrorCode::InvalidParameter, "before_id and after_id cannot be combined"));
-    }
-    Ok(q)
-}
-
-/// Sends a history query to the store's reader pool; the page comes back through this shard's inbox.
-/// Returns `false` when there is no store.
-pub fn submit_history(
-    ctx: &ShardCtx,
-    conn: &Conn,
-    key: usize,
-    mut query: HistoryQuery,
-    purpose: HistoryPurpose,
-) -> bool {
-    let (Some(store), Some(writer)) = (ctx.store.as_ref(), ctx.hub.store()) else { return false };
-    // Read-your-writes: the page must include everything enqueued so far (see `store`).
-    query.visible_seq = writer.enqueued_seq();
-    let inbox = Arc::clone(&ctx.inbox);
-    let to = ConnRef { shard: ctx.shard, key, serial: conn.serial };
-    ctx.metrics.history_request(match purpose {
-        HistoryPurpose::Rest { .. } => HistoryKind::Rest,
-        HistoryPurpose::Command { .. } => HistoryKind::Command,
-        HistoryPurpose::Resume { .. } => HistoryKind::Resume,
-    });
-    let submitted_at = Instant::now();
-    store.query(
-        query,
-        Box::new(move |result| {
-            let reply = HistoryReply { conn: to, purpose, result, submitted_at };
-            inbox.send(ShardMsg::History(reply));
-        }),
-    );
-    true
+    history::query(room, req)
 }
 
 /// Answers a REST history request with the page (or 503), then serves any pipelined request.
@@ -440,8 +396,8 @@ mod tests {
     #[test]
     fn history_query_validation() {
         let q = history_query("r", "").expect("defaults");
-        assert_eq!((q.before_id, q.after_id, q.limit), (None, None, DEFAULT_PAGE));
-        assert_eq!(history_query("r", "limit=1000").expect("clamped").limit, MAX_PAGE);
+        assert_eq!((q.before_id, q.after_id, q.limit), (None, None, history::DEFAULT_PAGE));
+        assert_eq!(history_query("r", "limit=1000").expect("clamped").limit, history::MAX_PAGE);
         assert_eq!(history_query("r", "before_id=10&limit=5").expect("ok").before_id, Some(10));
         for bad in ["limit=abc", "limit=-1", "limit=0", "before_id=x", "after_id=-5", "before_id=1&after_id=2"] {
             assert_eq!(history_query("r", bad).err().map(|e| e.code), Some(ErrorCode::InvalidParameter), "{bad}");

@@ -2,31 +2,31 @@
 //!
 //! Text-format connections relay every text (and binary) frame to their one room. JSON connections send
 //! commands (`message`, `join`, `leave`, `ping`, `history`) and get events. Client mistakes become
-//! `error` frames and the connection stays open; protocol violations close it with the RFC code.
-//! Resume catch-up and `history` replies are paced by the client's reading (`super::catchup`).
+//! `error` frames and the connection stays open; protocol violations close it with the RFC code. Each
+//! message is charged to the connection's rate limits before it is parsed. Resume catch-up and
+//! `history` replies are paced by the client's reading (`super::catchup`).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::http::MAX_PAGE;
-use super::local::LocalMember;
-use super::{ShardCtx, catchup, close_ws, guard};
+use super::catchup;
+use super::ctx::ShardCtx;
+use super::gate;
+use super::history::{self, MAX_PAGE, PageRequest};
+use super::membership::{self, Entered};
+use super::send::{close_session, send_error, send_frame, text_frame};
 use crate::config::Config;
-use crate::conn::{Conn, Membership, Phase, WsState};
+use crate::conn::{Conn, Membership, Phase};
+use crate::limits::throttle::Verdict;
 use crate::metrics::CloseReason;
 use crate::protocol::json::{self, Command, MAX_CLIENT_ID_BYTES, WelcomeLimits};
 use crate::protocol::names;
-use crate::room::fanout::{ChatPost, Wakeups};
-use crate::store::HistoryQuery;
-use crate::types::{ChatRecord, ConnRef, Format};
-use crate::types::{ClientError, ErrorCode};
+use crate::room::fanout::ChatPost;
+use crate::types::{ClientError, ConnRef, ErrorCode, Format};
 use crate::ws::close;
 use crate::ws::codec::{self, Decoded, MessageKind, WsEvent};
-
-/// Names listed in a `joined` event (the count is always exact).
-const MAX_MEMBER_NAMES: usize = 100;
 
 /// The limits announced in `welcome`.
 pub fn limits(cfg: &Config) -> WelcomeLimits {
@@ -79,7 +79,7 @@ fn decode_frames(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8
             }
             Err(err) => {
                 tracing::debug!(shard = ctx.shard, key, peer = %conn.peer, %err, "protocol violation");
-                close_ws(ctx, conn, key, err.close_code(), &err.to_string(), false, CloseReason::ProtocolError);
+                close_session(ctx, conn, key, err.close_code(), &err.to_string(), false, CloseReason::ProtocolError);
                 return data.len();
             }
         }
@@ -89,7 +89,7 @@ fn decode_frames(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8
         ws.decoder = decoder;
         if at > 0 {
             // A complete frame, whatever it was, shows the client is alive.
-            ws.guard.seen(now);
+            ws.limits.seen(now);
         }
     }
     at
@@ -102,7 +102,7 @@ fn on_event(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, event: WsEvent<'_>,
         WsEvent::Pong | WsEvent::Close(_) => None,
     };
     if let Some(len) = charged
-        && !guard::admit_message(ctx, conn, key, now, len)
+        && !admit_message(ctx, conn, key, now, len)
     {
         return;
     }
@@ -114,7 +114,7 @@ fn on_event(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, event: WsEvent<'_>,
         WsEvent::Pong => {}
         WsEvent::Close(code) => {
             // Echo the peer's code (RFC 6455 §5.5.1); an empty close gets an empty-reason 1000.
-            close_ws(ctx, conn, key, code.unwrap_or(close::NORMAL), "", false, CloseReason::Normal);
+            close_session(ctx, conn, key, code.unwrap_or(close::NORMAL), "", false, CloseReason::Normal);
         }
     }
 }
@@ -140,7 +140,7 @@ fn on_message(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, kind: MessageKind
                 client_id: None,
                 reply_to,
             };
-            ctx.hub.publish_chat(post, &mut ctx.scratch);
+            ctx.hub.publish_chat(post, &mut ctx.encode_buf);
             ctx.metrics.messages_received.inc();
         }
         (Format::Text, MessageKind::Binary) => {
@@ -175,86 +175,95 @@ fn too_large(len: usize, max: usize) -> ClientError {
 }
 
 fn on_command(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, command: Command<'_>) -> Result<(), ClientError> {
-    let Phase::Ws(ws) = &mut conn.phase else { return Ok(()) };
     match command {
-        Command::Message { room, content, client_id } => {
-            names::validate_room(&room)?;
-            if !ws.guard.grant.allows(&room) {
-                return Err(guard::forbidden_room(&room));
-            }
-            if content.is_empty() {
-                return Err(ClientError::new(ErrorCode::EmptyMessage, "content must not be empty"));
-            }
-            if content.len() > ctx.cfg.max_message {
-                return Err(too_large(content.len(), ctx.cfg.max_message));
-            }
-            if client_id.as_ref().is_some_and(|c| c.len() > MAX_CLIENT_ID_BYTES) {
-                return Err(ClientError::new(
-                    ErrorCode::InvalidClientId,
-                    format!("client_id is longer than {MAX_CLIENT_ID_BYTES} bytes"),
-                ));
-            }
-            let membership = ws.rooms.iter().find(|m| *m.room.name == *room).ok_or_else(|| not_joined(&room))?;
-            let post = ChatPost {
-                room: &membership.room,
-                user: &ws.user,
-                content: &content,
-                origin: Format::Json,
-                client_id: client_id.as_deref(),
-                reply_to: reply_to(ctx, conn.serial, key),
-            };
-            ctx.hub.publish_chat(post, &mut ctx.scratch);
-            ctx.metrics.messages_received.inc();
-            Ok(())
-        }
-        Command::Join { room, since } => {
-            names::validate_room(&room)?;
-            if !ws.guard.grant.allows(&room) {
-                return Err(guard::forbidden_room(&room));
-            }
-            if ws.rooms.iter().any(|m| *m.room.name == *room) {
-                return Err(ClientError::new(ErrorCode::AlreadyJoined, format!("already in room {room:?}")));
-            }
-            if ws.rooms.len() >= ctx.cfg.max_rooms_per_conn {
-                return Err(ClientError::new(
-                    ErrorCode::TooManyRooms,
-                    format!("a connection may be in at most {} rooms", ctx.cfg.max_rooms_per_conn),
-                ));
-            }
-            join(ctx, conn, key, &room, since);
-            Ok(())
-        }
-        Command::Leave { room } => {
-            let Some(index) = ws.rooms.iter().position(|m| *m.room.name == *room) else {
-                return Err(not_joined(&room));
-            };
-            let membership = ws.rooms.swap_remove(index);
-            let (format, user) = (ws.format, Arc::clone(&ws.user));
-            leave(ctx, key, format, &user, membership);
-            send_frame(ctx, conn, key, text_frame(&json::left(&room)));
-            Ok(())
-        }
+        Command::Message { room, content, client_id } => post(ctx, conn, key, &room, &content, client_id.as_deref()),
+        Command::Join { room, since } => on_join(ctx, conn, key, &room, since),
+        Command::Leave { room } => on_leave(ctx, conn, key, &room),
         Command::Ping => {
             send_frame(ctx, conn, key, text_frame(&json::pong()));
             Ok(())
         }
         Command::History { room, before_id, after_id, limit } => {
+            let Phase::Ws(ws) = &conn.phase else { return Ok(()) };
             names::validate_room(&room)?;
-            if !ws.guard.grant.allows(&room) {
-                return Err(guard::forbidden_room(&room));
+            if !ws.limits.grant.allows(&room) {
+                return Err(gate::forbidden_room(&room));
             }
-            if before_id.is_some() && after_id.is_some() {
-                return Err(ClientError::new(ErrorCode::InvalidParameter, "before_id and after_id cannot be combined"));
-            }
-            let limit = match limit {
-                None => super::http::DEFAULT_PAGE,
-                Some(0) => return Err(ClientError::new(ErrorCode::InvalidParameter, "limit must be at least 1")),
-                Some(n) => usize::try_from(n).unwrap_or(MAX_PAGE).min(MAX_PAGE),
-            };
-            let query = HistoryQuery { room: room.to_string(), before_id, after_id, limit, visible_seq: 0 };
+            let query = history::query(&room, PageRequest { before_id, after_id, limit })?;
             catchup::request_history(ctx, conn, key, query, Arc::from(&*room))
         }
     }
+}
+
+/// A JSON `message`: checked, then published to the room (which the sender must have joined).
+fn post(
+    ctx: &mut ShardCtx,
+    conn: &mut Conn,
+    key: usize,
+    room: &str,
+    content: &str,
+    client_id: Option<&str>,
+) -> Result<(), ClientError> {
+    let Phase::Ws(ws) = &conn.phase else { return Ok(()) };
+    names::validate_room(room)?;
+    if !ws.limits.grant.allows(room) {
+        return Err(gate::forbidden_room(room));
+    }
+    if content.is_empty() {
+        return Err(ClientError::new(ErrorCode::EmptyMessage, "content must not be empty"));
+    }
+    if content.len() > ctx.cfg.max_message {
+        return Err(too_large(content.len(), ctx.cfg.max_message));
+    }
+    if client_id.is_some_and(|c| c.len() > MAX_CLIENT_ID_BYTES) {
+        return Err(ClientError::new(
+            ErrorCode::InvalidClientId,
+            format!("client_id is longer than {MAX_CLIENT_ID_BYTES} bytes"),
+        ));
+    }
+    let membership = ws.rooms.iter().find(|m| *m.room.name == *room).ok_or_else(|| not_joined(room))?;
+    let post = ChatPost {
+        room: &membership.room,
+        user: &ws.user,
+        content,
+        origin: Format::Json,
+        client_id,
+        reply_to: reply_to(ctx, conn.serial, key),
+    };
+    ctx.hub.publish_chat(post, &mut ctx.encode_buf);
+    ctx.metrics.messages_received.inc();
+    Ok(())
+}
+
+fn on_join(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, since: Option<u64>) -> Result<(), ClientError> {
+    let Phase::Ws(ws) = &conn.phase else { return Ok(()) };
+    names::validate_room(room)?;
+    if !ws.limits.grant.allows(room) {
+        return Err(gate::forbidden_room(room));
+    }
+    if ws.rooms.iter().any(|m| *m.room.name == *room) {
+        return Err(ClientError::new(ErrorCode::AlreadyJoined, format!("already in room {room:?}")));
+    }
+    if ws.rooms.len() >= ctx.cfg.max_rooms_per_conn {
+        return Err(ClientError::new(
+            ErrorCode::TooManyRooms,
+            format!("a connection may be in at most {} rooms", ctx.cfg.max_rooms_per_conn),
+        ));
+    }
+    join(ctx, conn, key, room, since);
+    Ok(())
+}
+
+fn on_leave(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str) -> Result<(), ClientError> {
+    let Phase::Ws(ws) = &mut conn.phase else { return Ok(()) };
+    let Some(index) = ws.rooms.iter().position(|m| *m.room.name == *room) else {
+        return Err(not_joined(room));
+    };
+    let membership = ws.rooms.swap_remove(index);
+    let (format, user) = (ws.format, Arc::clone(&ws.user));
+    membership::leave(ctx, key, format, &user, membership);
+    send_frame(ctx, conn, key, text_frame(&json::left(room)));
+    Ok(())
 }
 
 fn not_joined(room: &str) -> ClientError {
@@ -265,28 +274,11 @@ fn not_joined(room: &str) -> ClientError {
 pub fn join(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, since: Option<u64>) {
     let Phase::Ws(ws) = &mut conn.phase else { return };
     let (format, user) = (ws.format, Arc::clone(&ws.user));
-    let hub = Arc::clone(&ctx.hub);
-    let mut wakes = Wakeups::default();
-    let (joined, cluster_members) = hub.directory.join(
-        || hub.max_id(),
-        room,
-        ctx.shard,
-        format,
-        &user,
-        MAX_MEMBER_NAMES,
-        |joined, state| {
-            if joined.first_of_user {
-                hub.announce_presence(&joined.room, state, &user, "join", &mut wakes);
-            }
-            // Only JSON members get a member list.
-            (format == Format::Json).then(|| hub.cluster_members(&joined.room, state, MAX_MEMBER_NAMES)).flatten()
-        },
-    );
-    hub.wake(wakes);
-    let resume_from = since.filter(|&s| format == Format::Json && s < joined.last_id && ctx.store.is_some());
-    let held = resume_from.is_some();
-    ctx.local.add(joined.room.id, LocalMember { key, min_id: joined.last_id, format, held });
-    ctx.metrics.room_members.add(1);
+    let persisted = ctx.store.is_some();
+    // A JSON member joining with `since` below the room's last id resumes: live frames wait.
+    let resumes = |last_id: u64| since.is_some_and(|s| format == Format::Json && s < last_id && persisted);
+    let Entered { joined, cluster_members } = membership::enter(ctx, key, format, &user, room, resumes);
+    let resume_from = since.filter(|_| resumes(joined.last_id));
     let catch_up = resume_from.map(|since| catchup::catch_up(since, joined.last_id));
     ws.rooms.push(Membership { room: Arc::clone(&joined.room), catch_up });
     if format == Format::Json {
@@ -299,65 +291,43 @@ pub fn join(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, since: 
         conn.send_unbounded(codec::encode_frame(codec::TEXT, &frame));
         ctx.schedule_flush(conn, key);
     }
-    if held {
+    if resume_from.is_some() {
         catchup::start(ctx, conn, key, joined.room.id);
     }
 }
 
-/// The frame of a stored message for a member speaking `format`.
-pub(super) fn message_frame(scratch: &mut Vec<u8>, rec: &ChatRecord, format: Format) -> Bytes {
-    scratch.clear();
-    match format {
-        Format::Json => json::write_message(scratch, rec, None),
-        Format::Text => {
-            scratch.extend_from_slice(rec.user.as_bytes());
-            scratch.extend_from_slice(b": ");
-            scratch.extend_from_slice(rec.content.as_bytes());
+fn admit_message(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, now: Instant, len: usize) -> bool {
+    let rates = ctx.gate.rates;
+    if !rates.enabled() {
+        return true;
+    }
+    let Phase::Ws(state) = &mut conn.phase else { return false };
+    match state.limits.throttle.check(&rates, now, len) {
+        Verdict::Allow => true,
+        Verdict::Refuse => {
+            let err = ClientError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "over the rate limit ({} messages/s, {} bytes/s); the message was dropped",
+                    rates.messages_per_sec, rates.bytes_per_sec
+                ),
+            );
+            send_error(ctx, conn, key, &err);
+            false
+        }
+        Verdict::Close => {
+            tracing::info!(shard = ctx.shard, key, peer = %conn.peer, "closing a client that keeps flooding");
+            // Keep the queued warnings: they tell the client why (at most FLOOD_WARNINGS frames).
+            close_session(
+                ctx,
+                conn,
+                key,
+                close::POLICY_VIOLATION,
+                "rate limit exceeded repeatedly",
+                false,
+                CloseReason::RateLimit,
+            );
+            false
         }
     }
-    Bytes::from(codec::encode_frame(codec::TEXT, scratch))
-}
-
-fn leave(ctx: &mut ShardCtx, key: usize, format: Format, user: &Arc<str>, membership: Membership) {
-    let hub = Arc::clone(&ctx.hub);
-    let room = membership.room;
-    let mut wakes = Wakeups::default();
-    hub.directory.leave(&room, ctx.shard, format, user, |last_of_user, state| {
-        if last_of_user {
-            hub.announce_presence(&room, state, user, "leave", &mut wakes);
-        }
-    });
-    hub.wake(wakes);
-    ctx.local.remove(room.id, key);
-    ctx.metrics.room_members.add(-1);
-}
-
-/// Leaves every room of a connection that is going away.
-pub fn leave_all(ctx: &mut ShardCtx, key: usize, ws: WsState) {
-    for membership in ws.rooms {
-        leave(ctx, key, ws.format, &ws.user, membership);
-    }
-}
-
-/// A text frame.
-pub(super) fn text_frame(payload: &[u8]) -> Bytes {
-    Bytes::from(codec::encode_frame(codec::TEXT, payload))
-}
-
-/// Queues an `error` event for this connection.
-pub(super) fn send_error(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, err: &ClientError) {
-    ctx.metrics.error_frame(err.code);
-    send_frame(ctx, conn, key, text_frame(&json::error_event(err)));
-}
-
-/// Queues a frame for this connection only; a full queue makes it a slow consumer (closed with 1013).
-/// Returns whether the frame was queued.
-pub(super) fn send_frame(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, frame: Bytes) -> bool {
-    if conn.send(frame, ctx.cfg.max_outbuf).is_err() {
-        tracing::warn!(shard = ctx.shard, key, peer = %conn.peer, "slow consumer: output queue full, closing");
-        close_ws(ctx, conn, key, close::TRY_AGAIN_LATER, "slow consumer", true, CloseReason::SlowConsumer);
-        return false;
-    }
-    ctx.schedule_flush(conn, key);
-    true
 }

@@ -1,7 +1,7 @@
 //! What a WebSocket connection carries for the security limits: the rooms it may use, its rate
 //! throttle, and its liveness clock (when it last sent a frame, whether a ping is outstanding).
 //!
-//! [`WsGuard::liveness`] is the pure decision the shard's 250 ms sweep acts on: send a heartbeat ping
+//! [`ClientLimits::liveness`] is the pure decision the shard's 250 ms sweep acts on: send a heartbeat ping
 //! after `--ping-interval` of client silence, close a client that answered nothing within
 //! `--ping-timeout` (1001), close one that sent no frame at all for `--idle-timeout` (1008). Any frame
 //! from the client, a pong included, counts as life.
@@ -13,7 +13,7 @@ use crate::auth::RoomGrant;
 
 /// Per-connection security state, inside the connection's `WsState`.
 #[derive(Debug)]
-pub struct WsGuard {
+pub struct ClientLimits {
     /// Rooms the connection may join, post to and read (`All` without auth).
     pub grant: RoomGrant,
     /// Message and byte buckets.
@@ -37,10 +37,10 @@ pub enum Liveness {
     Unresponsive,
 }
 
-impl WsGuard {
+impl ClientLimits {
     /// A guard for a connection upgraded at `now`.
     pub fn new(grant: RoomGrant, limits: &RateLimits, now: Instant) -> Self {
-        WsGuard { grant, throttle: Throttle::new(limits, now), last_seen: now, ping_sent: None }
+        ClientLimits { grant, throttle: Throttle::new(limits, now), last_seen: now, ping_sent: None }
     }
 
     /// Records that the client sent a frame at `now` (answers any outstanding ping).
@@ -88,7 +88,7 @@ mod tests {
     #[test]
     fn ping_after_silence_then_close_without_answer() {
         let t0 = Instant::now();
-        let mut g = WsGuard::new(RoomGrant::All, &NO_LIMITS, t0);
+        let mut g = ClientLimits::new(RoomGrant::All, &NO_LIMITS, t0);
         let hb = Some((secs(30), secs(10)));
         assert_eq!(g.liveness(t0 + secs(29), None, hb), Liveness::Alive);
         assert_eq!(g.liveness(t0 + secs(30), None, hb), Liveness::SendPing);
@@ -99,7 +99,7 @@ mod tests {
     #[test]
     fn any_frame_answers_the_ping() {
         let t0 = Instant::now();
-        let mut g = WsGuard::new(RoomGrant::All, &NO_LIMITS, t0);
+        let mut g = ClientLimits::new(RoomGrant::All, &NO_LIMITS, t0);
         let hb = Some((secs(30), secs(10)));
         assert_eq!(g.liveness(t0 + secs(30), None, hb), Liveness::SendPing);
         g.seen(t0 + secs(35));
@@ -110,7 +110,7 @@ mod tests {
     #[test]
     fn idle_timeout_and_off_switches() {
         let t0 = Instant::now();
-        let mut g = WsGuard::new(RoomGrant::All, &NO_LIMITS, t0);
+        let mut g = ClientLimits::new(RoomGrant::All, &NO_LIMITS, t0);
         assert_eq!(g.liveness(t0 + secs(299), Some(secs(300)), None), Liveness::Alive);
         assert_eq!(g.liveness(t0 + secs(300), Some(secs(300)), None), Liveness::Idle);
         assert_eq!(g.liveness(t0 + secs(100_000), None, None), Liveness::Alive);

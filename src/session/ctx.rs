@@ -1,0 +1,175 @@
+//! [`ShardCtx`]: the per-shard state every session works with, and [`Schedule`]: what the sessions
+//! ask the reactor to do with their connections (write them, remove them).
+//!
+//! The session decides, the reactor acts: session code never flushes or deregisters a socket. It
+//! records the connection in the [`Schedule`]; the shard loop (`reactor::shard`) writes the
+//! connections scheduled for a flush in slices and reaps the ones scheduled for removal at the end
+//! of the turn. A request list rather than a return value, because one input can touch several
+//! connections and the hot path must not allocate per call.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::{Duration, Instant};
+
+use super::gate::Gate;
+use super::local::LocalRooms;
+use crate::bus::ShardInbox;
+use crate::config::Config;
+use crate::conn::Conn;
+use crate::metrics::ShardMetrics;
+use crate::protocol::json::JsonParser;
+use crate::room::fanout::Hub;
+use crate::store::Store;
+use crate::telemetry::Telemetry;
+
+/// How long a closing connection may linger for its peer's close (or its last bytes to drain)
+/// before the shard drops it.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
+
+/// The sessions' requests to the reactor for this turn.
+#[derive(Debug, Default)]
+pub struct Schedule {
+    /// Connections with output to write, in the order they got it (the shard writes a bounded slice
+    /// from the front each turn; see `reactor::shard::FLUSHES_PER_TURN`).
+    flush: VecDeque<usize>,
+    /// Connections to remove at the end of the turn.
+    remove: Vec<usize>,
+    /// Set view of `remove`.
+    removing: HashSet<usize>,
+}
+
+impl Schedule {
+    /// Makes sure `conn` (slab key `key`) is written: queued once until the reactor writes it.
+    pub fn flush(&mut self, conn: &mut Conn, key: usize) {
+        if !conn.flush_scheduled {
+            conn.flush_scheduled = true;
+            self.flush.push_back(key);
+        }
+    }
+
+    /// Asks for connection `key` to be removed at the end of the turn.
+    pub fn remove(&mut self, key: usize) {
+        if self.removing.insert(key) {
+            self.remove.push(key);
+        }
+    }
+
+    /// Whether connection `key` is to be removed.
+    pub fn is_removing(&self, key: usize) -> bool {
+        self.removing.contains(&key)
+    }
+
+    /// Whether any connection waits to be written.
+    pub fn has_flushes(&self) -> bool {
+        !self.flush.is_empty()
+    }
+
+    /// The next connection to write (the reactor clears its `flush_scheduled`).
+    pub fn next_flush(&mut self) -> Option<usize> {
+        self.flush.pop_front()
+    }
+
+    /// The next connection to remove.
+    pub fn next_removal(&mut self) -> Option<usize> {
+        let key = self.remove.pop()?;
+        self.removing.remove(&key);
+        Some(key)
+    }
+}
+
+/// Per-shard state shared by every session on the shard.
+pub struct ShardCtx {
+    /// Index of this shard.
+    pub shard: usize,
+    /// Publish path and room table.
+    pub hub: Arc<Hub>,
+    /// Configuration.
+    pub cfg: Arc<Config>,
+    /// History reader (None without persistence).
+    pub store: Option<Arc<Store>>,
+    /// This shard's own inbox (history replies are sent to it).
+    pub inbox: Arc<ShardInbox>,
+    /// Open connections, all shards (the acceptor compares it with `max_connections`).
+    pub open_conns: Arc<AtomicUsize>,
+    /// Local members per room.
+    pub local: LocalRooms,
+    /// Reusable JSON parser.
+    pub parser: JsonParser,
+    /// Reusable buffer for encoding outgoing events.
+    pub encode_buf: Vec<u8>,
+    /// What the sessions ask the reactor to do this turn.
+    pub schedule: Schedule,
+    /// Admission: auth, origins and rate limits (one per server, built from the configuration
+    /// before the shards start).
+    pub gate: Arc<Gate>,
+    /// This shard's counters (this thread is their only writer).
+    pub metrics: Arc<ShardMetrics>,
+    /// Metrics registry and readiness, for `/metrics` and `/readyz`.
+    pub telemetry: Arc<Telemetry>,
+    serial: u64,
+}
+
+/// What a shard's sessions share with the rest of the server, handed to [`ShardCtx::new`].
+pub struct Shared {
+    /// Publish path and room table.
+    pub hub: Arc<Hub>,
+    /// Configuration.
+    pub cfg: Arc<Config>,
+    /// History reader (None without persistence).
+    pub store: Option<Arc<Store>>,
+    /// Open connections, all shards.
+    pub open_conns: Arc<AtomicUsize>,
+    /// Admission, built once from the configuration.
+    pub gate: Arc<Gate>,
+    /// Metrics registry and readiness.
+    pub telemetry: Arc<Telemetry>,
+}
+
+impl ShardCtx {
+    /// Fresh state for shard `shard`, whose inbox is `inbox`.
+    pub fn new(shard: usize, inbox: Arc<ShardInbox>, shared: &Shared) -> Self {
+        ShardCtx {
+            metrics: shared.telemetry.shard(shard),
+            telemetry: Arc::clone(&shared.telemetry),
+            shard,
+            hub: Arc::clone(&shared.hub),
+            cfg: Arc::clone(&shared.cfg),
+            store: shared.store.clone(),
+            inbox,
+            open_conns: Arc::clone(&shared.open_conns),
+            local: LocalRooms::default(),
+            parser: JsonParser::default(),
+            encode_buf: Vec::with_capacity(1024),
+            schedule: Schedule::default(),
+            gate: Arc::clone(&shared.gate),
+            serial: 0,
+        }
+    }
+
+    /// A serial unique across shards (shard index in the low byte).
+    pub fn next_serial(&mut self) -> u64 {
+        self.serial += 1;
+        (self.serial << 8) | (self.shard as u64 & 0xff)
+    }
+
+    /// Makes sure `conn` is written this turn (see [`Schedule::flush`]).
+    pub fn schedule_flush(&mut self, conn: &mut Conn, key: usize) {
+        self.schedule.flush(conn, key);
+    }
+
+    /// Marks a connection to be removed at the end of the turn.
+    pub fn mark_for_removal(&mut self, key: usize) {
+        self.schedule.remove(key);
+    }
+
+    /// Whether the connection is marked for removal.
+    pub fn is_marked(&self, key: usize) -> bool {
+        self.schedule.is_removing(key)
+    }
+
+    /// When a closing connection must be gone.
+    pub fn linger_deadline(&self) -> Instant {
+        Instant::now() + CLOSE_LINGER
+    }
+}

@@ -1,0 +1,54 @@
+//! Live delivery on a shard: one published event ([`Delivery`]) queued on every local member of its
+//! room, as a clone of the shared `Bytes` handle (no copy, no encoding).
+//!
+//! The session's rules for a live frame: a member that joined after the event (its id is not above
+//! the member's `min_id`) skips it; a member catching up holds it back (`super::catchup::hold_live`);
+//! a member whose output queue is full is a slow consumer (`super::send::close_slow_consumer`).
+
+use slab::Slab;
+
+use super::catchup;
+use super::ctx::ShardCtx;
+use super::send::close_slow_consumer;
+use crate::bus::Delivery;
+use crate::conn::Conn;
+
+/// Queues `delivery` on every local member of its room; returns the number of members looked at
+/// (the shard's per-turn delivery budget counts them).
+pub fn deliver(ctx: &mut ShardCtx, conns: &mut Slab<Conn>, delivery: &Delivery) -> usize {
+    let Some(members) = ctx.local.members(delivery.room_id) else { return 0 };
+    let visited = members.len();
+    let max_outbuf = ctx.cfg.max_outbuf;
+    let mut slow = Vec::new();
+    let mut delivered = 0u64;
+    for member in members {
+        if delivery.id != 0 && delivery.id <= member.min_id {
+            continue;
+        }
+        let Some(frame) = delivery.frame(member.format) else { continue };
+        let Some(conn) = conns.get_mut(member.key) else { continue };
+        if member.held {
+            // Live frames wait (bounded) while a resuming member catches up.
+            if catchup::hold_live(conn, delivery.room_id, frame, max_outbuf) {
+                delivered += 1;
+            }
+            continue;
+        }
+        if conn.send(frame.clone(), max_outbuf).is_err() {
+            slow.push(member.key);
+            continue;
+        }
+        delivered += 1;
+        ctx.schedule.flush(conn, member.key);
+    }
+    if delivered > 0 {
+        ctx.metrics.deliveries.add(delivered);
+        ctx.metrics.fanout_latency.observe_duration(delivery.published_at.elapsed());
+    }
+    for key in slow {
+        if let Some(conn) = conns.get_mut(key) {
+            close_slow_consumer(ctx, conn, key);
+        }
+    }
+    visited
+}

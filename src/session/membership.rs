@@ -1,0 +1,91 @@
+//! Room membership of this shard's connections: entering a room (the shared room table, presence,
+//! the shard's local index) and leaving it, including every room of a connection that goes away.
+//!
+//! Only bookkeeping: the frames a join answers with (`joined`, a resume catch-up) are the WebSocket
+//! session's (`super::ws_session::join`).
+
+use std::sync::Arc;
+
+use super::ctx::ShardCtx;
+use super::local::LocalMember;
+use crate::conn::{Membership, Phase, WsState};
+use crate::room::directory::Joined;
+use crate::room::fanout::Wakeups;
+use crate::types::Format;
+
+/// Names listed in a `joined` event (the count is always exact).
+pub const MAX_MEMBER_NAMES: usize = 100;
+
+/// What entering a room gave a connection.
+pub struct Entered {
+    /// The room table's answer (room, last id, this node's members).
+    pub joined: Joined,
+    /// Cluster mode with the cluster view up: the members across the cluster (names, count), for
+    /// JSON members only.
+    pub cluster_members: Option<(Vec<Arc<str>>, usize)>,
+}
+
+/// Adds connection `key` (speaking `format`, named `user`) to room `room` in the room table
+/// (announcing the user's presence if this is their first connection there) and to the shard's
+/// local index. `held`: live frames for it are held back while it catches up (`super::catchup`).
+pub fn enter(
+    ctx: &mut ShardCtx,
+    key: usize,
+    format: Format,
+    user: &Arc<str>,
+    room: &str,
+    held: impl FnOnce(u64) -> bool,
+) -> Entered {
+    let hub = Arc::clone(&ctx.hub);
+    let mut wakes = Wakeups::default();
+    let (joined, cluster_members) = hub.directory.join(
+        || hub.max_id(),
+        room,
+        ctx.shard,
+        format,
+        user,
+        MAX_MEMBER_NAMES,
+        |joined, state| {
+            if joined.first_of_user {
+                hub.announce_presence(&joined.room, state, user, "join", &mut wakes);
+            }
+            // Only JSON members get a member list.
+            (format == Format::Json).then(|| hub.cluster_members(&joined.room, state, MAX_MEMBER_NAMES)).flatten()
+        },
+    );
+    hub.wake(wakes);
+    let held = held(joined.last_id);
+    ctx.local.add(joined.room.id, LocalMember { key, min_id: joined.last_id, format, held });
+    ctx.metrics.room_members.add(1);
+    Entered { joined, cluster_members }
+}
+
+/// Removes connection `key` from one room (announcing the user's departure if this was their last
+/// connection there).
+pub fn leave(ctx: &mut ShardCtx, key: usize, format: Format, user: &Arc<str>, membership: Membership) {
+    let hub = Arc::clone(&ctx.hub);
+    let room = membership.room;
+    let mut wakes = Wakeups::default();
+    hub.directory.leave(&room, ctx.shard, format, user, |last_of_user, state| {
+        if last_of_user {
+            hub.announce_presence(&room, state, user, "leave", &mut wakes);
+        }
+    });
+    hub.wake(wakes);
+    ctx.local.remove(room.id, key);
+    ctx.metrics.room_members.add(-1);
+}
+
+/// Leaves every room of a session that is going away.
+pub fn leave_all(ctx: &mut ShardCtx, key: usize, ws: WsState) {
+    for membership in ws.rooms {
+        leave(ctx, key, ws.format, &ws.user, membership);
+    }
+}
+
+/// Releases what a connection's old phase held in shared state (its room memberships).
+pub fn release(ctx: &mut ShardCtx, key: usize, phase: Phase) {
+    if let Phase::Ws(ws) = phase {
+        leave_all(ctx, key, *ws);
+    }
+}

@@ -1,0 +1,78 @@
+//! Output of a WebSocket session: building frames, queueing them on one connection, and closing it.
+//!
+//! The one place a session queues a bounded frame ([`send_frame`]) and the one slow-consumer policy
+//! ([`close_slow_consumer`]): a connection whose output queue would pass `--max-outbuf` is closed
+//! with 1013, its unsent frames dropped. Live deliveries (`super::deliver`), replies, pings and
+//! held frames released after a catch-up all go through it.
+
+use bytes::Bytes;
+
+use super::ctx::ShardCtx;
+use super::membership;
+use crate::conn::{Conn, Phase};
+use crate::metrics::CloseReason;
+use crate::protocol::{json, text};
+use crate::types::{ChatRecord, ClientError, Format};
+use crate::ws::close;
+use crate::ws::codec;
+
+/// A text frame.
+pub fn text_frame(payload: &[u8]) -> Bytes {
+    Bytes::from(codec::encode_frame(codec::TEXT, payload))
+}
+
+/// The frame of a stored message for a member speaking `format` (history pages and resume).
+pub fn message_frame(encode_buf: &mut Vec<u8>, rec: &ChatRecord, format: Format) -> Bytes {
+    encode_buf.clear();
+    match format {
+        Format::Json => json::write_message(encode_buf, rec, None),
+        Format::Text => text::write_line(encode_buf, &rec.user, &rec.content),
+    }
+    text_frame(encode_buf)
+}
+
+/// Queues an `error` event for this connection.
+pub fn send_error(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, err: &ClientError) {
+    ctx.metrics.error_frame(err.code);
+    send_frame(ctx, conn, key, text_frame(&json::error_event(err)));
+}
+
+/// Queues a frame for this connection only; a full queue makes it a slow consumer
+/// ([`close_slow_consumer`]). Returns whether the frame was queued.
+pub fn send_frame(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, frame: Bytes) -> bool {
+    if conn.send(frame, ctx.cfg.max_outbuf).is_err() {
+        close_slow_consumer(ctx, conn, key);
+        return false;
+    }
+    ctx.schedule_flush(conn, key);
+    true
+}
+
+/// The slow-consumer policy: the connection's output queue is full, so it is closed with 1013 and
+/// its unsent frames dropped (the close frame goes first).
+pub fn close_slow_consumer(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
+    tracing::warn!(shard = ctx.shard, key, peer = %conn.peer, "slow consumer: output queue full, closing");
+    close_session(ctx, conn, key, close::TRY_AGAIN_LATER, "slow consumer", true, CloseReason::SlowConsumer);
+}
+
+/// Closes a WebSocket session with `code`: queues the close frame (dropping unsent frames first if
+/// `discard_queued`), leaves its rooms and lets the connection linger until the peer closes. `why`
+/// is counted in `roomcast_connections_closed_total` when the connection is reaped.
+pub fn close_session(
+    ctx: &mut ShardCtx,
+    conn: &mut Conn,
+    key: usize,
+    code: u16,
+    reason: &str,
+    discard_queued: bool,
+    why: CloseReason,
+) {
+    if !matches!(conn.phase, Phase::Ws(_)) {
+        return;
+    }
+    conn.set_close_reason(why);
+    let deadline = ctx.linger_deadline();
+    let old = conn.begin_close(code, reason, discard_queued, deadline);
+    membership::release(ctx, key, old);
+    ctx.schedule_flush(conn, key);
+}
