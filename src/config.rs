@@ -1,8 +1,11 @@
-//! Command-line flags, `ROOMCAST_*` environment variables and an optional TOML file, validated into one
-//! [`Config`].
+//! Command-line flags, `ROOMCAST_*` environment variables and an optional TOML file: what they say
+//! ([`Settings`]), and the [`Config`] that validation makes of it.
 //!
-//! Every field documents its default and when to change it; `main` turns a validation error into a
-//! message naming the setting. Precedence (flag > env > file > default) is implemented in [`load`];
+//! Two types so that nothing after start-up handles a setting that was not checked: [`Settings`] is what
+//! was parsed (sentinels and all: `shards = 0`, `redis-url = ""`), [`Settings::validate`] is the only way
+//! to a [`Config`] (defined in [`valid`]), whose fields cannot hold the refused states (`SyncMode`,
+//! `Option<RedisUrl>`, `NonZero` counts). Every `Settings` field documents its default and when to change
+//! it; `main` turns a validation error into a message naming the setting. Precedence (flag > env > file > default) is implemented in [`load`];
 //! the file format in [`file`]; `docs/CONFIG.md` lists every setting. The file key of a setting is its
 //! long flag name without the dashes (`max-message = 1000`), which is also how `--print-config` prints it.
 
@@ -10,15 +13,17 @@ pub mod file;
 pub mod load;
 pub mod logging;
 pub mod preflight;
+pub mod valid;
 
 use std::net::SocketAddr;
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Parser;
 use serde::Serialize;
 
 pub use logging::LogFormat;
+pub use valid::{Config, RedisUrl, SyncMode};
 
 /// Frame bytes allowed beyond the content: the JSON envelope (type, room, client_id, whitespace).
 pub const ENVELOPE_BYTES: usize = 4096;
@@ -28,13 +33,16 @@ pub const JSON_ESCAPE_FACTOR: usize = 6;
 /// File descriptors kept free for the listener, the database, log files and the waker eventfds.
 pub const FD_RESERVE: usize = 64;
 
+// This doc comment is also `--help`'s long description, kept as it was. As parsed, before validation
+// (automatic values still `0` or empty, ranges unchecked): only `Settings::validate` makes the `Config`
+// the server runs with, and `--print-config` prints `Settings::from(&config)`, automatic values resolved.
 /// The server's configuration (flags override environment variables, which override the file).
 ///
 /// Serialised (kebab-case keys, as in the file) by `--print-config`.
 #[derive(Debug, Clone, Parser, Serialize)]
 #[command(name = "roomcast", version = crate::build_info::VERSION_LINE, about = "Real-time WebSocket chat server")]
 #[serde(rename_all = "kebab-case")]
-pub struct Config {
+pub struct Settings {
     /// Read settings from this TOML file (keys are the long flag names: `max-message = 1000`). Flags and
     /// environment variables override it.
     #[arg(long, env = "ROOMCAST_CONFIG")]
@@ -240,7 +248,7 @@ pub struct Config {
 /// A setting that cannot work, named so the user can fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// A numeric setting is out of its range.
+    /// A numeric setting is out of its range (or a word setting is not one of its words).
     #[error("--{name} must be {rule} (got {value})")]
     OutOfRange {
         /// Flag name.
@@ -250,6 +258,26 @@ pub enum ConfigError {
         /// The value given.
         value: String,
     },
+    /// A text setting does not parse as what it names. The value is not repeated: it may carry a
+    /// password (`redis://:secret@host`).
+    #[error("--{name} must be {rule}: {reason}")]
+    Unparsable {
+        /// Flag name.
+        name: &'static str,
+        /// What it must be.
+        rule: &'static str,
+        /// The parser's explanation.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    /// The long flag name (also the file key) of the setting at fault.
+    pub fn setting(&self) -> &'static str {
+        match self {
+            ConfigError::OutOfRange { name, .. } | ConfigError::Unparsable { name, .. } => name,
+        }
+    }
 }
 
 /// The default shard count on a machine with `cores` cores: one per core but one, at least one.
@@ -265,19 +293,26 @@ pub fn default_shards(cores: usize) -> usize {
     cores.saturating_sub(1).max(1)
 }
 
-impl Config {
-    /// Checks ranges and fills automatic values (`shards`, `max_connections`).
+/// `value` as a non-zero count when `ok` holds for it, else the range error for `--name`.
+fn count(name: &'static str, rule: &'static str, value: usize, ok: bool) -> Result<NonZeroUsize, ConfigError> {
+    NonZeroUsize::new(value).filter(|_| ok).ok_or(ConfigError::OutOfRange { name, rule, value: value.to_string() })
+}
+
+impl Settings {
+    /// Checks ranges, resolves automatic values (`shards`, `max_connections`) and sentinels (`sync`,
+    /// empty `redis_url` and `node_id`, `retain_per_room = 0`), and returns the [`Config`] to run with.
     ///
     /// # Errors
     /// [`ConfigError`] naming the first bad setting.
-    pub fn validate(mut self, fd_limit: usize) -> Result<Self, ConfigError> {
+    pub fn validate(self, fd_limit: usize) -> Result<Config, ConfigError> {
         let range = |name, rule, ok: bool, value: String| {
             if ok { Ok(()) } else { Err(ConfigError::OutOfRange { name, rule, value }) }
         };
-        if self.shards == 0 {
-            self.shards = default_shards(std::thread::available_parallelism().map_or(1, |n| n.get()));
-        }
-        range("shards", "between 1 and 256", self.shards <= 256, self.shards.to_string())?;
+        let shards = match self.shards {
+            0 => default_shards(std::thread::available_parallelism().map_or(1, |n| n.get())),
+            n => n,
+        };
+        let shards = count("shards", "between 1 and 256", shards, shards <= 256)?;
         range(
             "max-message",
             "between 1 and 16777216",
@@ -289,7 +324,7 @@ impl Config {
         range(
             "max-outbuf",
             "at least --max-message + 4110 (one largest frame must fit)",
-            self.max_outbuf >= self.max_frame_bytes() + 14,
+            self.max_outbuf >= valid::max_frame_bytes(self.max_message) + 14,
             self.max_outbuf.to_string(),
         )?;
         range("max-rooms-per-conn", "at least 1", self.max_rooms_per_conn >= 1, self.max_rooms_per_conn.to_string())?;
@@ -305,14 +340,15 @@ impl Config {
             self.handshake_timeout_secs >= 1,
             self.handshake_timeout_secs.to_string(),
         )?;
-        range(
-            "batch-size",
-            "between 1 and 65536",
-            (1..=65536).contains(&self.batch_size),
-            self.batch_size.to_string(),
-        )?;
-        range("queue-capacity", "at least 1024", self.queue_capacity >= 1024, self.queue_capacity.to_string())?;
-        range("history-queue", "at least 1", self.history_queue >= 1, self.history_queue.to_string())?;
+        let batch_size = count("batch-size", "between 1 and 65536", self.batch_size, self.batch_size <= 65536)?;
+        let queue_capacity =
+            count("queue-capacity", "at least 1024", self.queue_capacity, self.queue_capacity >= 1024)?;
+        let history_queue = count("history-queue", "at least 1", self.history_queue, true)?;
+        let sync = match self.sync.as_str() {
+            "normal" => SyncMode::Normal,
+            "full" => SyncMode::Full,
+            other => return Err(ConfigError::OutOfRange { name: "sync", rule: "normal or full", value: other.into() }),
+        };
         range(
             "ping-timeout",
             "at least 1",
@@ -340,51 +376,66 @@ impl Config {
         if let Some(secret) = &self.jwt_secret {
             range("jwt-secret", "non-empty", !secret.is_empty(), "an empty string".into())?;
         }
+        let redis_url = match self.redis_url.as_str() {
+            "" => None,
+            text => Some(RedisUrl::parse(text).map_err(|e| ConfigError::Unparsable {
+                name: "redis-url",
+                rule: "a Redis URL (redis://host:port[/db] or unix:///path)",
+                reason: e.to_string(),
+            })?),
+        };
         let auto = fd_limit.saturating_sub(FD_RESERVE).max(1);
-        if self.max_connections == 0 {
-            self.max_connections = auto;
-        }
-        range(
+        let max_connections = match self.max_connections {
+            0 => auto,
+            n => n,
+        };
+        let max_connections = count(
             "max-connections",
             "at most the file-descriptor limit minus 64",
-            self.max_connections <= auto,
-            self.max_connections.to_string(),
+            max_connections,
+            max_connections <= auto,
         )?;
-        Ok(self)
-    }
-
-    /// Largest WebSocket frame or message accepted from a text-format client: the content limit plus
-    /// 4 KiB (the content is the payload, verbatim).
-    pub fn max_frame_bytes(&self) -> usize {
-        self.max_message + ENVELOPE_BYTES
-    }
-
-    /// Largest WebSocket frame or message accepted from a JSON client: room for a `max_message` content
-    /// written entirely in `\u00XX` escapes (6 bytes per content byte) plus the envelope. The content
-    /// limit itself is judged on the unescaped content (`message_too_large`, connection kept).
-    pub fn max_json_frame_bytes(&self) -> usize {
-        self.max_message.saturating_mul(JSON_ESCAPE_FACTOR).saturating_add(ENVELOPE_BYTES)
-    }
-
-    /// How long a client may take over its request head or handshake.
-    pub fn handshake_timeout(&self) -> Duration {
-        Duration::from_secs(self.handshake_timeout_secs)
-    }
-
-    /// How long a WebSocket client may send nothing (`None`: no limit).
-    pub fn idle_timeout(&self) -> Option<Duration> {
-        (self.idle_timeout_secs > 0).then(|| Duration::from_secs(self.idle_timeout_secs))
-    }
-
-    /// Client silence after which a ping is sent, and how long the answer may take (`None`: off).
-    pub fn heartbeat(&self) -> Option<(Duration, Duration)> {
-        (self.ping_interval_secs > 0)
-            .then(|| (Duration::from_secs(self.ping_interval_secs), Duration::from_secs(self.ping_timeout_secs)))
-    }
-
-    /// How long the history writer lets a batch wait.
-    pub fn flush_interval(&self) -> Duration {
-        Duration::from_millis(self.flush_interval_ms)
+        Ok(Config {
+            addr: self.addr,
+            metrics_addr: self.metrics_addr,
+            shards,
+            db: self.db,
+            no_persist: self.no_persist,
+            max_message: self.max_message,
+            max_outbuf: self.max_outbuf,
+            max_connections,
+            max_rooms_per_conn: self.max_rooms_per_conn,
+            max_header_bytes: self.max_header_bytes,
+            handshake_timeout_secs: self.handshake_timeout_secs,
+            static_dir: self.static_dir,
+            log_level: self.log_level,
+            log_format: self.log_format,
+            batch_size,
+            flush_interval_ms: self.flush_interval_ms,
+            queue_capacity,
+            history_queue,
+            sync,
+            retain_per_room: NonZeroU64::new(self.retain_per_room),
+            shutdown_grace_secs: self.shutdown_grace_secs,
+            jwt_secret: self.jwt_secret,
+            jwt_public_key: self.jwt_public_key,
+            jwt_audience: self.jwt_audience,
+            allowed_origins: self.allowed_origins,
+            rate_limit: self.rate_limit,
+            rate_burst: self.rate_burst,
+            rate_limit_bytes: self.rate_limit_bytes,
+            max_conns_per_ip: self.max_conns_per_ip,
+            idle_timeout_secs: self.idle_timeout_secs,
+            ping_interval_secs: self.ping_interval_secs,
+            ping_timeout_secs: self.ping_timeout_secs,
+            redis_url,
+            node_id: (!self.node_id.is_empty()).then_some(self.node_id),
+            redis_stream_maxlen: self.redis_stream_maxlen,
+            redis_queue_capacity: self.redis_queue_capacity,
+            user_rate_limit: self.user_rate_limit,
+            user_rate_burst: self.user_rate_burst,
+            _sealed: valid::Sealed,
+        })
     }
 }
 
@@ -415,37 +466,109 @@ fn comma_separated<S: serde::Serializer>(values: &[String], serializer: S) -> Re
 mod tests {
     use super::*;
 
+    fn settings(args: &[&str]) -> Settings {
+        Settings::try_parse_from(std::iter::once("roomcast").chain(args.iter().copied())).expect("parses")
+    }
+
     fn validate(args: &[&str]) -> Result<Config, String> {
-        let cfg = Config::try_parse_from(std::iter::once("roomcast").chain(args.iter().copied()))
+        let settings = Settings::try_parse_from(std::iter::once("roomcast").chain(args.iter().copied()))
             .map_err(|e| e.to_string())?;
-        cfg.validate(20_000).map_err(|e| e.to_string())
+        settings.validate(20_000).map_err(|e| e.to_string())
     }
 
     #[test]
     fn defaults_are_valid_and_fill_automatic_values() {
         let cfg = validate(&[]).expect("defaults");
         assert_eq!(cfg.addr.to_string(), "127.0.0.1:8000");
-        assert!(cfg.shards >= 1);
-        assert_eq!(cfg.max_connections, 20_000 - FD_RESERVE);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(cfg.shards.get(), default_shards(cores), "--shards 0 is resolved");
+        assert_eq!(cfg.max_connections.get(), 20_000 - FD_RESERVE, "--max-connections 0 is resolved");
         assert_eq!([1, 2, 4, 8].map(default_shards), [1, 1, 3, 7], "one per core but one, at least one");
         assert_eq!(cfg.max_frame_bytes(), 16 * 1024 + 4096);
         assert_eq!(cfg.max_json_frame_bytes(), 6 * 16 * 1024 + 4096);
+        assert_eq!(cfg.sync, SyncMode::Normal);
+        assert_eq!(cfg.redis_url, None, "empty --redis-url is single-node mode");
+        assert_eq!(cfg.node_id, None, "empty --node-id picks a random one later");
+        assert_eq!(cfg.retain_per_room, None, "--retain-per-room 0 keeps everything");
+        assert_eq!([cfg.batch_size, cfg.queue_capacity, cfg.history_queue].map(NonZeroUsize::get), [512, 65_536, 1024]);
+    }
+
+    #[test]
+    fn given_values_are_carried_typed() {
+        let cfg = validate(&[
+            "--shards",
+            "3",
+            "--max-connections",
+            "100",
+            "--sync",
+            "full",
+            "--redis-url",
+            "redis://127.0.0.1:6379/2",
+            "--node-id",
+            "n1",
+            "--retain-per-room",
+            "7",
+        ])
+        .expect("valid");
+        assert_eq!((cfg.shards.get(), cfg.max_connections.get()), (3, 100));
+        assert_eq!(cfg.sync, SyncMode::Full);
+        assert_eq!(cfg.redis_url.as_ref().map(RedisUrl::as_str), Some("redis://127.0.0.1:6379/2"));
+        assert_eq!(cfg.node_id.as_deref(), Some("n1"));
+        assert_eq!(cfg.retain_per_room.map(NonZeroU64::get), Some(7));
+        for url in ["redis://:secret@localhost", "redis://h:6380", "unix:///run/redis.sock"] {
+            assert!(RedisUrl::parse(url).is_ok(), "{url}");
+        }
     }
 
     #[test]
     fn bad_values_name_the_setting() {
         for (args, flag) in [
+            (&["--shards", "257"][..], "--shards must be between 1 and 256"),
             (&["--max-outbuf", "100"][..], "--max-outbuf"),
             (&["--max-message", "2000000"][..], "--max-outbuf"),
             (&["--max-message", "0"][..], "--max-message"),
-            (&["--batch-size", "0"][..], "--batch-size"),
+            (&["--max-rooms-per-conn", "0"][..], "--max-rooms-per-conn"),
+            (&["--max-header-bytes", "100"][..], "--max-header-bytes"),
+            (&["--handshake-timeout", "0"][..], "--handshake-timeout"),
+            (&["--batch-size", "0"][..], "--batch-size must be between 1 and 65536 (got 0)"),
+            (&["--batch-size", "65537"][..], "--batch-size"),
             (&["--max-connections", "30000"][..], "--max-connections"),
             (&["--queue-capacity", "10"][..], "--queue-capacity"),
+            (&["--queue-capacity", "0"][..], "--queue-capacity must be at least 1024 (got 0)"),
+            (&["--history-queue", "0"][..], "--history-queue must be at least 1 (got 0)"),
+            (&["--ping-timeout", "0"][..], "--ping-timeout"),
+            (&["--rate-burst", "0"][..], "--rate-burst"),
+            (&["--user-rate-limit", "NaN"][..], "--user-rate-limit"),
+            (&["--user-rate-limit", "1", "--user-rate-burst", "0"][..], "--user-rate-burst"),
+            (&["--jwt-secret", ""][..], "--jwt-secret"),
+            (&["--redis-url", "http://127.0.0.1:6379"][..], "--redis-url must be a Redis URL"),
+            (&["--redis-url", "redis://"][..], "--redis-url"),
+            (&["--redis-url", " "][..], "--redis-url"),
         ] {
             let err = validate(args).expect_err("invalid");
             assert!(err.contains(flag), "{args:?}: {err}");
         }
         assert!(validate(&["--sync", "sometimes"]).is_err());
         assert!(validate(&["--addr", "nowhere"]).is_err());
+        // Off switches that make the checks above moot.
+        validate(&["--ping-interval", "0", "--ping-timeout", "0", "--rate-limit", "0", "--rate-burst", "0"])
+            .expect("checks apply only when the feature is on");
+    }
+
+    #[test]
+    fn states_clap_cannot_produce_are_refused_too() {
+        // `Settings` is plain data: validation does not rely on clap's value parsers.
+        let mut hand_made = settings(&[]);
+        hand_made.sync = "sometimes".into();
+        let err = hand_made.validate(20_000).expect_err("not a sync mode");
+        assert_eq!(err.setting(), "sync");
+        assert_eq!(err.to_string(), "--sync must be normal or full (got sometimes)");
+    }
+
+    #[test]
+    fn a_bad_redis_url_is_not_echoed() {
+        let err = settings(&["--redis-url", "http://:hunter2@host"]).validate(20_000).expect_err("not Redis");
+        assert_eq!(err.setting(), "redis-url");
+        assert!(!err.to_string().contains("hunter2"), "the URL may carry a password: {err}");
     }
 }

@@ -62,9 +62,11 @@ fn run() -> anyhow::Result<()> {
         // The config file's errors name the file and what is wrong with it.
         Err(err) => return Err(err.into()),
     };
+    let print_config = loaded.settings.print_config;
     let cfg = loaded.validate(fd_limit).context("invalid configuration")?;
-    if cfg.print_config {
-        let text = toml::to_string(&cfg).context("cannot print the configuration")?;
+    if print_config {
+        // Written back as settings: automatic values resolved, readable as a `--config` file.
+        let text = toml::to_string(&config::Settings::from(&cfg)).context("cannot print the configuration")?;
         print!("{text}");
         std::io::stdout().flush().context("stdout")?;
         return Ok(());
@@ -75,8 +77,8 @@ fn run() -> anyhow::Result<()> {
     logging::init(&cfg.log_level, cfg.log_format)?;
 
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
-    let shards = cfg.shards;
-    let max_connections = cfg.max_connections;
+    let shards = cfg.shards.get();
+    let max_connections = cfg.max_connections.get();
     let server = Server::start(cfg)?;
     let addr = server.local_addr();
     tracing::info!(%addr, shards, max_connections, "roomcast ready");

@@ -1,4 +1,4 @@
-//! Building the effective [`Config`] from its layers: flag > environment variable > file > default.
+//! Building the effective [`Settings`] from their layers: flag > environment variable > file > default.
 //!
 //! clap resolves flags, `ROOMCAST_*` variables and defaults, and records for every setting where its
 //! value came from ([`ArgMatches::value_source`]). A setting whose value came from a flag or the
@@ -15,16 +15,16 @@ use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, Command, CommandFactory, FromArgMatches};
 
 use super::file::{self, LoadError};
-use super::{Config, ConfigError};
+use super::{Config, Settings};
 
 /// Settings that exist only on the command line (or environment), never in the file.
 const NOT_IN_FILE: &[&str] = &["config", "print-config", "help", "version"];
 
-/// The configuration as parsed, before range validation, with the settings that came from the file.
+/// The settings as parsed, before validation, with the ones that came from the file.
 #[derive(Debug)]
 pub struct Loaded {
     /// The merged settings.
-    pub config: Config,
+    pub settings: Settings,
     /// The file, if one was given.
     pub file: Option<PathBuf>,
     /// Long names of the settings taken from the file.
@@ -32,17 +32,17 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// Range-checks and completes the configuration (see [`Config::validate`]); an error for a setting
-    /// that came from the file says so.
+    /// Validates the settings into the [`Config`] to run with (see [`Settings::validate`]); an error for
+    /// a setting that came from the file says so.
     ///
     /// # Errors
     /// [`LoadError::Invalid`] naming the setting.
     pub fn validate(self, fd_limit: usize) -> Result<Config, LoadError> {
-        let Loaded { config, file, from_file } = self;
-        config.validate(fd_limit).map_err(|setting| {
-            let ConfigError::OutOfRange { name, .. } = &setting;
+        let Loaded { settings, file, from_file } = self;
+        settings.validate(fd_limit).map_err(|setting| {
+            let name = setting.setting();
             let origin = match &file {
-                Some(path) if from_file.contains(*name) => format!(" (set by `{name}` in {})", path.display()),
+                Some(path) if from_file.contains(name) => format!(" (set by `{name}` in {})", path.display()),
                 _ => String::new(),
             };
             LoadError::Invalid { setting, origin }
@@ -60,10 +60,10 @@ where
     T: Into<OsString> + Clone,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    let cmd = Config::command();
+    let cmd = Settings::command();
     let matches = cmd.clone().try_get_matches_from(&args)?;
     let Some(path) = matches.get_one::<PathBuf>("config").cloned() else {
-        return Ok(Loaded { config: Config::from_arg_matches(&matches)?, file: None, from_file: BTreeSet::new() });
+        return Ok(Loaded { settings: Settings::from_arg_matches(&matches)?, file: None, from_file: BTreeSet::new() });
     };
     let table = file::read(&path)?;
     let mut extra = Vec::new();
@@ -84,7 +84,7 @@ where
         from_file.insert(key.clone());
     }
     let matches = cmd.try_get_matches_from(args.into_iter().chain(extra))?;
-    Ok(Loaded { config: Config::from_arg_matches(&matches)?, file: Some(path), from_file })
+    Ok(Loaded { settings: Settings::from_arg_matches(&matches)?, file: Some(path), from_file })
 }
 
 /// The argument a file key sets, if it is one the file may set.
@@ -141,11 +141,11 @@ mod tests {
         let path = write(&dir, "max-message = 1000\nbatch-size = 7\nsync = \"full\"\nno-persist = true\n");
         let p = path.to_str().expect("utf-8");
         let loaded = load_with(&["--config", p, "--batch-size", "9"]).expect("loads");
-        assert_eq!(loaded.config.max_message, 1000);
-        assert_eq!(loaded.config.batch_size, 9, "the flag wins");
-        assert_eq!(loaded.config.sync, "full");
-        assert!(loaded.config.no_persist);
-        assert_eq!(loaded.config.queue_capacity, 65_536, "default kept");
+        assert_eq!(loaded.settings.max_message, 1000);
+        assert_eq!(loaded.settings.batch_size, 9, "the flag wins");
+        assert_eq!(loaded.settings.sync, "full");
+        assert!(loaded.settings.no_persist);
+        assert_eq!(loaded.settings.queue_capacity, 65_536, "default kept");
         assert!(loaded.from_file.contains("max-message") && !loaded.from_file.contains("batch-size"));
     }
 
@@ -174,7 +174,9 @@ mod tests {
 
     #[test]
     fn print_config_output_names_every_file_setting_and_reads_back() {
-        let cmd = Config::command();
+        let cmd = Settings::command();
+        // As `main` prints it: the validated configuration written back as settings.
+        let print = |config: &Config| toml::to_string(&Settings::from(config)).expect("serialises");
         let config = load_with(&[
             "--static-dir",
             "/srv/web",
@@ -188,10 +190,19 @@ mod tests {
             "https://a.example",
             "--allowed-origin",
             "https://b.example",
+            "--redis-url",
+            "redis://127.0.0.1:6379/0",
+            "--node-id",
+            "n1",
+            "--sync",
+            "full",
+            "--retain-per-room",
+            "5",
         ])
         .expect("defaults")
-        .config;
-        let printed = toml::to_string(&config).expect("serialises");
+        .validate(20_000)
+        .expect("valid");
+        let printed = print(&config);
         let table: toml::Table = printed.parse().expect("valid TOML");
         let settable: BTreeSet<&str> =
             cmd.get_arguments().filter_map(Arg::get_long).filter(|l| !NOT_IN_FILE.contains(l)).collect();
@@ -201,7 +212,7 @@ mod tests {
         assert_eq!(printed_keys, settable, "--print-config keys must be exactly the settable flags");
         let dir = tempfile::tempdir().expect("dir");
         let path = write(&dir, &printed);
-        let again = load_with(&["--config", path.to_str().expect("utf-8")]).expect("reads back").config;
-        assert_eq!(toml::to_string(&again).expect("serialises"), printed);
+        let again = load_with(&["--config", path.to_str().expect("utf-8")]).expect("reads back");
+        assert_eq!(print(&again.validate(20_000).expect("still valid")), printed);
     }
 }

@@ -19,7 +19,7 @@ use thiserror::Error;
 use crate::auth::AuthConfigError;
 use crate::bus::{ShardInbox, ShardMsg};
 use crate::cluster::{self, Cluster, ClusterConfig, ClusterError};
-use crate::config::Config;
+use crate::config::{Config, SyncMode};
 use crate::limits::per_ip::PerIpLimiter;
 use crate::room::fanout::Hub;
 use crate::session::gate::Gate;
@@ -91,22 +91,25 @@ impl Server {
         } else {
             Some(Arc::new(Store::open(StoreConfig {
                 path: cfg.db.clone(),
-                batch_size: cfg.batch_size,
+                batch_size: cfg.batch_size.get(),
                 flush_interval: cfg.flush_interval(),
-                queue_capacity: cfg.queue_capacity,
-                sync_full: cfg.sync == "full",
-                retain_per_room: (cfg.retain_per_room > 0).then_some(cfg.retain_per_room),
+                queue_capacity: cfg.queue_capacity.get(),
+                sync_full: cfg.sync == SyncMode::Full,
+                retain_per_room: cfg.retain_per_room.map(std::num::NonZeroU64::get),
                 readers: 2,
-                reader_queue: cfg.history_queue,
+                reader_queue: cfg.history_queue.get(),
                 // Cluster mode takes its ids from Redis (`cluster::ids`): no ceiling.
-                id_block: cfg.redis_url.is_empty().then(|| store::id_block(cfg.queue_capacity, cfg.batch_size)),
+                id_block: cfg
+                    .redis_url
+                    .is_none()
+                    .then(|| store::id_block(cfg.queue_capacity.get(), cfg.batch_size.get())),
                 ..StoreConfig::default()
             })?))
         };
 
-        let mut polls = Vec::with_capacity(cfg.shards);
-        let mut inboxes = Vec::with_capacity(cfg.shards);
-        for _ in 0..cfg.shards {
+        let mut polls = Vec::with_capacity(cfg.shards.get());
+        let mut inboxes = Vec::with_capacity(cfg.shards.get());
+        for _ in 0..cfg.shards.get() {
             let poll = Poll::new()?;
             let waker = Waker::new(poll.registry(), shard::WAKER)?;
             let (inbox, rx) = ShardInbox::new(waker);
@@ -121,10 +124,10 @@ impl Server {
         }
         let mut cluster_input = None;
         let mut cluster_shared = None;
-        if !cfg.redis_url.is_empty() {
+        if let Some(redis_url) = &cfg.redis_url {
             let cluster_cfg = ClusterConfig::new(
-                cfg.redis_url.clone(),
-                (!cfg.node_id.is_empty()).then(|| cfg.node_id.clone()),
+                redis_url.to_string(),
+                cfg.node_id.clone(),
                 cfg.redis_stream_maxlen,
                 cfg.redis_queue_capacity,
             )?
@@ -137,7 +140,7 @@ impl Server {
         let hub = Arc::new(hub);
         let cluster = cluster_input.map(|input| Cluster::start(Arc::clone(&hub), input, last_id)).transpose()?;
         let open_conns = Arc::new(AtomicUsize::new(0));
-        let telemetry = Telemetry::new(cfg.shards, store.as_ref(), Arc::clone(&hub), cluster_shared);
+        let telemetry = Telemetry::new(cfg.shards.get(), store.as_ref(), Arc::clone(&hub), cluster_shared);
 
         let shared = Shared {
             hub: Arc::clone(&hub),
@@ -147,7 +150,7 @@ impl Server {
             gate,
             telemetry: Arc::clone(&telemetry),
         };
-        let mut shards = Vec::with_capacity(cfg.shards);
+        let mut shards = Vec::with_capacity(cfg.shards.get());
         for (index, ((poll, rx), inbox)) in polls.into_iter().zip(inboxes).enumerate() {
             let ctx = ShardCtx::new(index, inbox, &shared);
             let shard = Shard::new(poll, rx, ctx);
@@ -162,7 +165,7 @@ impl Server {
             metrics_listener,
             hub: Arc::clone(&hub),
             open_conns: Arc::clone(&open_conns),
-            max_connections: cfg.max_connections,
+            max_connections: cfg.max_connections.get(),
             per_ip: PerIpLimiter::new(cfg.max_conns_per_ip),
             stop: Arc::clone(&stop),
             metrics: telemetry.acceptor(),

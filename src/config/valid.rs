@@ -1,0 +1,245 @@
+//! The validated configuration: [`Config`], made only by [`Settings::validate`], and the types its fields
+//! use so that a refused state cannot be written ([`SyncMode`], [`RedisUrl`], `NonZero` counts, `Option`
+//! instead of an empty or zero sentinel).
+//!
+//! Each field's default and when to change it are documented on the [`Settings`] field of the same
+//! name (that text is also `--help`); the docs here say what validation guarantees.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::{NonZeroU64, NonZeroUsize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use redis::IntoConnectionInfo;
+
+use super::{ENVELOPE_BYTES, JSON_ESCAPE_FACTOR, LogFormat, Settings};
+
+/// How the history writer commits (`--sync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// `normal` (default): survives process crashes.
+    Normal,
+    /// `full`: fsyncs every batch, survives power loss.
+    Full,
+}
+
+impl SyncMode {
+    /// The word the flag and the file use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncMode::Normal => "normal",
+            SyncMode::Full => "full",
+        }
+    }
+}
+
+/// A Redis URL the `redis` crate accepts (`redis://[user][:password@]host[:port][/db]`,
+/// `unix:///path/to/socket`; `rediss://` only with a TLS feature of the crate, which this build does not
+/// enable), checked with the same parser the cluster client uses, so opening it cannot fail on its form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    /// Checks `text` as a Redis URL.
+    ///
+    /// # Errors
+    /// The `redis` crate's reason (`Redis URL did not parse`, `Missing hostname`, ...).
+    pub fn parse(text: &str) -> Result<RedisUrl, redis::RedisError> {
+        text.into_connection_info()?;
+        Ok(RedisUrl(text.to_string()))
+    }
+
+    /// The URL as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Keeps [`Config`] from being built anywhere but in [`Settings::validate`].
+#[derive(Debug, Clone)]
+pub(super) struct Sealed;
+
+/// The configuration the server runs with: every range checked, automatic values resolved.
+///
+/// Made only by [`Settings::validate`]; written back as [`Settings`] (`Settings::from(&config)`) for
+/// `--print-config`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on (`--addr`).
+    pub addr: SocketAddr,
+    /// The separate `/metrics` listener (`--metrics-addr`); `None`: `/metrics` is served on `addr`.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Event-loop threads, 1 to 256 (`--shards`, `0` resolved by [`default_shards`](super::default_shards)).
+    pub shards: NonZeroUsize,
+    /// SQLite history file (`--db`).
+    pub db: PathBuf,
+    /// Store nothing (`--no-persist`).
+    pub no_persist: bool,
+    /// Largest message content in bytes, 1 to 16 MiB (`--max-message`).
+    pub max_message: usize,
+    /// Per-connection output bound in bytes, at least 4096 and one largest frame (`--max-outbuf`).
+    pub max_outbuf: usize,
+    /// Most open connections, at most the fd limit minus 64 (`--max-connections`, `0` resolved to that).
+    pub max_connections: NonZeroUsize,
+    /// Most rooms per JSON connection, at least 1 (`--max-rooms-per-conn`).
+    pub max_rooms_per_conn: usize,
+    /// Largest HTTP request head, 1024 to 65536 bytes (`--max-header-bytes`).
+    pub max_header_bytes: usize,
+    /// Seconds for the request head / handshake, at least 1 (`--handshake-timeout`; see
+    /// [`Config::handshake_timeout`]).
+    pub handshake_timeout_secs: u64,
+    /// Web client directory instead of the embedded copy (`--static-dir`).
+    pub static_dir: Option<PathBuf>,
+    /// Log filter (`--log-level`; checked when logging starts).
+    pub log_level: String,
+    /// Log line format (`--log-format`).
+    pub log_format: LogFormat,
+    /// History writer: rows per transaction, 1 to 65536 (`--batch-size`).
+    pub batch_size: NonZeroUsize,
+    /// History writer: milliseconds a batch may wait (`--flush-interval-ms`; see [`Config::flush_interval`]).
+    pub flush_interval_ms: u64,
+    /// History writer: queue bound in messages, at least 1024 (`--queue-capacity`).
+    pub queue_capacity: NonZeroUsize,
+    /// History reads waiting for a reader thread (`--history-queue`).
+    pub history_queue: NonZeroUsize,
+    /// How the history writer commits (`--sync`).
+    pub sync: SyncMode,
+    /// Messages kept per room; `None` keeps everything (`--retain-per-room 0`).
+    pub retain_per_room: Option<NonZeroU64>,
+    /// Seconds to wait for close acknowledgements on shutdown (`--shutdown-grace`).
+    pub shutdown_grace_secs: u64,
+    /// HS256 shared secret, non-empty (`--jwt-secret`); never printed.
+    pub jwt_secret: Option<String>,
+    /// RS256/ES256 PEM public key (`--jwt-public-key`); exclusive with `jwt_secret`.
+    pub jwt_public_key: Option<PathBuf>,
+    /// Required `aud` of tokens (`--jwt-audience`).
+    pub jwt_audience: Option<String>,
+    /// Browser origins allowed to open WebSockets (`--allowed-origin`); empty: same host only.
+    pub allowed_origins: Vec<String>,
+    /// Messages per second per connection; 0: off (`--rate-limit`).
+    pub rate_limit: u32,
+    /// Message burst, at least 1 when `rate_limit` is on (`--rate-burst`).
+    pub rate_burst: u32,
+    /// Payload bytes per second per connection; 0: off (`--rate-limit-bytes`).
+    pub rate_limit_bytes: u64,
+    /// Open connections per client IP; 0: no limit (`--max-conns-per-ip`).
+    pub max_conns_per_ip: usize,
+    /// Seconds of client silence before closing; 0: off (`--idle-timeout`; see [`Config::idle_timeout`]).
+    pub idle_timeout_secs: u64,
+    /// Seconds of client silence before a ping; 0: off (`--ping-interval`; see [`Config::heartbeat`]).
+    pub ping_interval_secs: u64,
+    /// Seconds to answer a ping, at least 1 when pings are on (`--ping-timeout`).
+    pub ping_timeout_secs: u64,
+    /// Cluster mode's Redis; `None`: one node, no Redis (`--redis-url`, empty).
+    pub redis_url: Option<RedisUrl>,
+    /// This node's cluster name; `None`: a random one is picked (`--node-id`, empty).
+    pub node_id: Option<String>,
+    /// Cluster mode: approximate messages kept per room stream (`--redis-stream-maxlen`).
+    pub redis_stream_maxlen: u64,
+    /// Cluster mode: bound of the Redis queue and replay queue (`--redis-queue-capacity`).
+    pub redis_queue_capacity: usize,
+    /// Cluster mode: messages per second per user name, finite and 0 or more; 0: off (`--user-rate-limit`).
+    pub user_rate_limit: f64,
+    /// Cluster mode: per-user burst, at least 1 when `user_rate_limit` is on (`--user-rate-burst`).
+    pub user_rate_burst: u32,
+    /// Only [`Settings::validate`] can write this.
+    pub(super) _sealed: Sealed,
+}
+
+/// Largest frame from a text-format client with `max_message` bytes of content: see
+/// [`Config::max_frame_bytes`].
+pub(super) fn max_frame_bytes(max_message: usize) -> usize {
+    max_message + ENVELOPE_BYTES
+}
+
+impl Config {
+    /// Largest WebSocket frame or message accepted from a text-format client: the content limit plus
+    /// 4 KiB (the content is the payload, verbatim).
+    pub fn max_frame_bytes(&self) -> usize {
+        max_frame_bytes(self.max_message)
+    }
+
+    /// Largest WebSocket frame or message accepted from a JSON client: room for a `max_message` content
+    /// written entirely in `\u00XX` escapes (6 bytes per content byte) plus the envelope. The content
+    /// limit itself is judged on the unescaped content (`message_too_large`, connection kept).
+    pub fn max_json_frame_bytes(&self) -> usize {
+        self.max_message.saturating_mul(JSON_ESCAPE_FACTOR).saturating_add(ENVELOPE_BYTES)
+    }
+
+    /// How long a client may take over its request head or handshake.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
+    }
+
+    /// How long a WebSocket client may send nothing (`None`: no limit).
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        (self.idle_timeout_secs > 0).then(|| Duration::from_secs(self.idle_timeout_secs))
+    }
+
+    /// Client silence after which a ping is sent, and how long the answer may take (`None`: off).
+    pub fn heartbeat(&self) -> Option<(Duration, Duration)> {
+        (self.ping_interval_secs > 0)
+            .then(|| (Duration::from_secs(self.ping_interval_secs), Duration::from_secs(self.ping_timeout_secs)))
+    }
+
+    /// How long the history writer lets a batch wait.
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.flush_interval_ms)
+    }
+}
+
+/// The settings that validate to `config` (automatic values as resolved, `None` as the empty or zero
+/// sentinel): what `--print-config` prints, and a file that reads back to the same configuration.
+impl From<&Config> for Settings {
+    fn from(config: &Config) -> Settings {
+        Settings {
+            config: None,
+            print_config: false,
+            addr: config.addr,
+            metrics_addr: config.metrics_addr,
+            shards: config.shards.get(),
+            db: config.db.clone(),
+            no_persist: config.no_persist,
+            max_message: config.max_message,
+            max_outbuf: config.max_outbuf,
+            max_connections: config.max_connections.get(),
+            max_rooms_per_conn: config.max_rooms_per_conn,
+            max_header_bytes: config.max_header_bytes,
+            handshake_timeout_secs: config.handshake_timeout_secs,
+            static_dir: config.static_dir.clone(),
+            log_level: config.log_level.clone(),
+            log_format: config.log_format,
+            batch_size: config.batch_size.get(),
+            flush_interval_ms: config.flush_interval_ms,
+            queue_capacity: config.queue_capacity.get(),
+            history_queue: config.history_queue.get(),
+            sync: config.sync.as_str().to_string(),
+            retain_per_room: config.retain_per_room.map_or(0, NonZeroU64::get),
+            shutdown_grace_secs: config.shutdown_grace_secs,
+            jwt_secret: config.jwt_secret.clone(),
+            jwt_public_key: config.jwt_public_key.clone(),
+            jwt_audience: config.jwt_audience.clone(),
+            allowed_origins: config.allowed_origins.clone(),
+            rate_limit: config.rate_limit,
+            rate_burst: config.rate_burst,
+            rate_limit_bytes: config.rate_limit_bytes,
+            max_conns_per_ip: config.max_conns_per_ip,
+            idle_timeout_secs: config.idle_timeout_secs,
+            ping_interval_secs: config.ping_interval_secs,
+            ping_timeout_secs: config.ping_timeout_secs,
+            redis_url: config.redis_url.as_ref().map_or_else(String::new, |url| url.as_str().to_string()),
+            node_id: config.node_id.clone().unwrap_or_default(),
+            redis_stream_maxlen: config.redis_stream_maxlen,
+            redis_queue_capacity: config.redis_queue_capacity,
+            user_rate_limit: config.user_rate_limit,
+            user_rate_burst: config.user_rate_burst,
+        }
+    }
+}
