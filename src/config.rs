@@ -439,22 +439,25 @@ impl Settings {
     }
 }
 
+/// This process's file-descriptor limits (soft, hard), or `None` if the OS does not say.
+pub fn fd_limits() -> Option<(u64, u64)> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit only writes the struct we pass it.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+    ok.then_some((lim.rlim_cur, lim.rlim_max))
+}
+
 /// The soft file-descriptor limit of this process, raised to the hard limit first where allowed.
 pub fn raise_fd_limit() -> usize {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass them.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 1024;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let wanted = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
-                lim = wanted;
-            }
+    let Some((mut soft, hard)) = fd_limits() else { return 1024 };
+    if soft < hard {
+        let wanted = libc::rlimit { rlim_cur: hard, rlim_max: hard };
+        // SAFETY: setrlimit only reads the struct we pass it.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) } == 0 {
+            soft = hard;
         }
     }
-    usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+    usize::try_from(soft).unwrap_or(usize::MAX)
 }
 
 /// `--print-config` form of a repeatable flag: one comma-separated string (the file loader splits it).

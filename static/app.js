@@ -10,7 +10,7 @@
 
 // ---- Tunables -------------------------------------------------------------------------------
 
-const HISTORY_PAGE = 50; // messages per history request (server maximum: 200)
+const HISTORY_PAGE = 50; // messages per history request (capped by the server's `max_history_page`)
 const NEAR_TOP_PX = 48; // scrolling this close to the top loads older messages
 const NEAR_BOTTOM_PX = 64; // when this close to the bottom, new messages keep the view pinned
 const BACKOFF_BASE_MS = 500; // first reconnect delay (before jitter)
@@ -25,7 +25,8 @@ const MAX_ROOM_BYTES = 64;
 const state = {
   nick: "", // what the user typed
   user: null, // the name the server gave us (from `welcome`)
-  limits: { max_message_bytes: 4096, max_rooms: 64, max_history_page: 200 },
+  // Replaced by the server's `welcome` before any command is sent; until then nothing is capped.
+  limits: { max_message_bytes: Infinity, max_rooms: Infinity, max_history_page: Infinity },
   socket: null,
   connection: "offline", // offline | connecting | online | waiting
   attempt: 0, // reconnect attempts since the last successful `welcome`
@@ -444,7 +445,8 @@ function onServerError(event) {
 
 function requestHistory(room, kind, cursor) {
   if (room.history || room.historyOff || !room.joined) return;
-  const command = { type: "history", room: room.name, limit: HISTORY_PAGE };
+  const limit = Math.min(HISTORY_PAGE, state.limits.max_history_page);
+  const command = { type: "history", room: room.name, limit };
   if (cursor !== null && kind === "older") command.before_id = cursor;
   if (cursor !== null && kind === "newer") command.after_id = cursor;
   if (send(command)) {

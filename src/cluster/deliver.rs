@@ -18,18 +18,11 @@ use super::membership::MembershipView;
 use super::wire::WireMessage;
 use crate::room::fanout::{Hub, Wakeups};
 use crate::room::remote::Outgoing;
-use crate::types::ChatRecord;
 
 /// Delivers `msg` (sequenced by Redis) to this node's members of its room (when `live`) and stores
 /// it; returns whether it was delivered live.
 pub fn deliver_sequenced(hub: &Hub, msg: &WireMessage, live: bool, scratch: &mut Vec<u8>) -> bool {
-    let rec = ChatRecord {
-        id: msg.id,
-        room: msg.room.clone(),
-        user: msg.user.clone(),
-        content: msg.content.clone(),
-        created_at_ms: msg.created_at_ms,
-    };
+    let rec = msg.record();
     if let Some(room) = hub.directory.get(&msg.room).filter(|_| live) {
         let mut wakes = Wakeups::default();
         let mut state = room.state.lock();
@@ -51,26 +44,19 @@ pub fn deliver_sequenced(hub: &Hub, msg: &WireMessage, live: bool, scratch: &mut
 /// Delivers `msg` to this node's members with a provisional id from `slot` and stores it; returns
 /// the id (which the replay to Redis keeps).
 pub fn deliver_provisional(hub: &Hub, msg: &Outgoing, slot: u64, scratch: &mut Vec<u8>) -> u64 {
-    let record = |id| ChatRecord {
-        id,
-        room: msg.room.clone(),
-        user: msg.user.clone(),
-        content: msg.content.clone(),
-        created_at_ms: msg.created_at_ms,
-    };
     if let Some(room) = hub.directory.get(&msg.room) {
         let mut wakes = Wakeups::default();
         let mut state = room.state.lock();
         let last = state.last_id;
         let id = hub.allocate_id(|seen| next_provisional(seen.max(last), slot));
         let (format, client_id) = (msg.format, msg.client_id.as_deref());
-        hub.fan_out_locked(&room, &mut state, record(id), format, client_id, scratch, Instant::now(), &mut wakes);
+        hub.fan_out_locked(&room, &mut state, msg.record(id), format, client_id, scratch, Instant::now(), &mut wakes);
         drop(state);
         hub.wake(wakes);
         return id;
     }
     let id = hub.allocate_id(|seen| next_provisional(seen, slot));
-    hub.store_record(record(id));
+    hub.store_record(msg.record(id));
     id
 }
 

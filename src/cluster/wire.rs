@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::types::Format;
+use crate::types::{ChatRecord, Format};
 
 /// A body or payload that is not in the format above (a bug or a foreign writer on our keys).
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -79,6 +79,19 @@ pub struct WireMessage {
     pub client_id: Option<Arc<str>>,
     /// Content.
     pub content: Arc<str>,
+}
+
+impl WireMessage {
+    /// The message as it is stored.
+    pub fn record(&self) -> ChatRecord {
+        ChatRecord {
+            id: self.id,
+            room: Arc::clone(&self.room),
+            user: Arc::clone(&self.user),
+            content: Arc::clone(&self.content),
+            created_at_ms: self.created_at_ms,
+        }
+    }
 }
 
 /// Everything after the id line, as the publish script expects it.

@@ -72,7 +72,7 @@ pub struct Hub {
     pub directory: Directory,
     shards: Vec<Arc<ShardInbox>>,
     /// Single node: the last id allocated. Cluster mode: the largest id seen (see `cluster::ids`).
-    next_id: AtomicU64,
+    last_id: AtomicU64,
     store: Option<StoreWriter>,
     /// Cluster mode: chat messages go to Redis first (see `crate::cluster`).
     cluster: Option<Box<dyn RemoteSequencer>>,
@@ -87,7 +87,7 @@ impl Hub {
         Hub {
             directory: Directory::new(shards.len()),
             shards,
-            next_id: AtomicU64::new(start_id),
+            last_id: AtomicU64::new(start_id),
             store,
             cluster: None,
             id_ceiling: None,
@@ -104,7 +104,7 @@ impl Hub {
     /// (`ingress_paused`); only a writer stuck meanwhile makes this wait, bounded like a full store
     /// queue.
     fn next_local_id(&self) -> u64 {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = self.last_id.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(ceiling) = &self.id_ceiling
             && !ceiling.wait_covers(id, CEILING_WAIT)
         {
@@ -131,20 +131,20 @@ impl Hub {
     /// The last id allocated (single node) or the largest id seen (cluster mode): every message
     /// published from now on gets a larger id, so it is the floor for rooms created now.
     pub fn max_id(&self) -> u64 {
-        self.next_id.load(Ordering::SeqCst)
+        self.last_id.load(Ordering::SeqCst)
     }
 
     /// Cluster mode: records that id `id` exists (ids allocated here later are above it).
     pub(crate) fn observe_id(&self, id: u64) {
-        self.next_id.fetch_max(id, Ordering::SeqCst);
+        self.last_id.fetch_max(id, Ordering::SeqCst);
     }
 
     /// Cluster mode: moves the id sequence from `seen` to `next(seen)` atomically; returns the new id.
     pub(crate) fn allocate_id(&self, next: impl Fn(u64) -> u64) -> u64 {
-        let mut seen = self.next_id.load(Ordering::SeqCst);
+        let mut seen = self.last_id.load(Ordering::SeqCst);
         loop {
             let id = next(seen);
-            match self.next_id.compare_exchange_weak(seen, id, Ordering::SeqCst, Ordering::SeqCst) {
+            match self.last_id.compare_exchange_weak(seen, id, Ordering::SeqCst, Ordering::SeqCst) {
                 Ok(_) => return id,
                 Err(actual) => seen = actual,
             }
@@ -181,9 +181,9 @@ impl Hub {
             || self.shards.iter().any(|s| s.len() > INBOX_SOFT_CAP)
     }
 
-    /// Publishes a chat message and returns its id (0 in cluster mode, where Redis assigns it and
-    /// the message is delivered when it comes back). `scratch` is a reusable encoding buffer.
-    pub fn publish_chat(&self, post: ChatPost<'_>, scratch: &mut Vec<u8>) -> u64 {
+    /// Publishes a chat message (in cluster mode: hands it to Redis, which assigns its id and
+    /// returns it for delivery). `scratch` is a reusable encoding buffer.
+    pub fn publish_chat(&self, post: ChatPost<'_>, scratch: &mut Vec<u8>) {
         let ChatPost { room, user, content, origin, client_id, reply_to } = post;
         if let Some(cluster) = &self.cluster {
             cluster.submit(Outgoing {
@@ -195,7 +195,7 @@ impl Hub {
                 created_at_ms: json::now_millis(),
                 reply_to,
             });
-            return 0;
+            return;
         }
         // Taken before the lock: the fan-out latency includes waiting for the room.
         let published_at = Instant::now();
@@ -214,7 +214,6 @@ impl Hub {
         self.fan_out_locked(room, &mut state, rec, origin, client_id, scratch, published_at, &mut wakes);
         drop(state);
         self.wake(wakes);
-        id
     }
 
     /// Wakes the threads collected in `wakes`; call after releasing the room's lock.

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::types::{ConnRef, Format};
+use crate::types::{ChatRecord, ConnRef, Format};
 
 /// A chat message accepted by a shard, on its way to Redis.
 #[derive(Debug, Clone)]
@@ -27,6 +27,19 @@ pub struct Outgoing {
     pub created_at_ms: i64,
     /// The sending connection, told when Redis refuses the message (per-user rate limit).
     pub reply_to: Option<ConnRef>,
+}
+
+impl Outgoing {
+    /// The record of this message once it has id `id`.
+    pub fn record(&self, id: u64) -> ChatRecord {
+        ChatRecord {
+            id,
+            room: Arc::clone(&self.room),
+            user: Arc::clone(&self.user),
+            content: Arc::clone(&self.content),
+            created_at_ms: self.created_at_ms,
+        }
+    }
 }
 
 /// Where chat goes in cluster mode instead of the local sequence.

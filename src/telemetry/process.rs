@@ -69,10 +69,7 @@ fn boot_time() -> Option<u64> {
 }
 
 fn max_fds() -> Option<u64> {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit only writes the struct we pass it.
-    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
-    ok.then_some(lim.rlim_cur)
+    crate::config::fd_limits().map(|(soft, _)| soft)
 }
 
 #[cfg(test)]

@@ -12,8 +12,6 @@ pub const INVALID_PAYLOAD: u16 = 1007;
 pub const POLICY_VIOLATION: u16 = 1008;
 /// 1009: a frame or message exceeded `max_message_bytes`.
 pub const MESSAGE_TOO_BIG: u16 = 1009;
-/// 1011: unexpected server condition.
-pub const INTERNAL_ERROR: u16 = 1011;
 /// 1013: try again later: the client could not keep up with its output queue (slow consumer).
 pub const TRY_AGAIN_LATER: u16 = 1013;
 
