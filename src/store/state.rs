@@ -92,7 +92,7 @@ pub(crate) struct Shared {
     /// Rows per batch: a producer whose record makes the queue reach this depth wakes the writer.
     pub(crate) batch_size: usize,
     #[cfg(test)]
-    pub(crate) fault: super::writer::FaultInjection,
+    pub(crate) fault: FaultInjection,
 }
 
 impl Shared {
@@ -108,7 +108,7 @@ impl Shared {
             histograms: WriterHistograms::default(),
             enqueue_timeout,
             #[cfg(test)]
-            fault: super::writer::FaultInjection::default(),
+            fault: FaultInjection::default(),
         }
     }
 
@@ -173,4 +173,13 @@ impl Shared {
 /// Increments a statistics counter (SeqCst: tests and operators read several counters together).
 pub(crate) fn bump(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::SeqCst);
+}
+
+/// Test-only fault injection: a `PRAGMA max_page_count` the writer applies before each attempt,
+/// so tests can make inserts fail with `SQLITE_FULL` and then lift the limit.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(crate) struct FaultInjection {
+    /// 0: leave alone; otherwise the value to set.
+    pub(crate) max_page_count: std::sync::atomic::AtomicU64,
 }

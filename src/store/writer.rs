@@ -58,15 +58,6 @@ pub(crate) struct WriterConfig {
     pub(crate) ceiling: Option<Arc<IdCeiling>>,
 }
 
-/// Test-only fault injection: a `PRAGMA max_page_count` the writer applies before each attempt,
-/// so tests can make inserts fail with `SQLITE_FULL` and then lift the limit.
-#[cfg(test)]
-#[derive(Debug, Default)]
-pub(crate) struct FaultInjection {
-    /// 0: leave alone; otherwise the value to set.
-    pub(crate) max_page_count: std::sync::atomic::AtomicU64,
-}
-
 /// Starts the writer thread.
 pub(crate) fn spawn(
     conn: Connection,
