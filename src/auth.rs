@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::protocol::names;
 
 /// Seconds of clock skew tolerated on `exp` and `nbf`.
-pub const CLOCK_LEEWAY_SECS: u64 = 30;
+pub(crate) const CLOCK_LEEWAY_SECS: u64 = 30;
 
 /// Why authentication could not be set up (a startup error, naming the setting).
 #[derive(Debug, Error)]
@@ -41,7 +41,7 @@ pub enum AuthConfigError {
 
 /// Why a token was refused; every variant is answered with 401 `unauthorized` and its message.
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum AuthError {
+pub(crate) enum AuthError {
     /// No `?token=` and no `Authorization: Bearer` header.
     #[error("missing token: send ?token=… or Authorization: Bearer …")]
     Missing,
@@ -77,14 +77,14 @@ pub enum AuthError {
 
 impl AuthError {
     /// Machine-readable code of the 401 body.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         "unauthorized"
     }
 }
 
 /// The rooms a user may join, post to and read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RoomGrant {
+pub(crate) enum RoomGrant {
     /// No `rooms` claim, or one containing `"*"`.
     All,
     /// Only these rooms.
@@ -93,7 +93,7 @@ pub enum RoomGrant {
 
 impl RoomGrant {
     /// Whether `room` is granted.
-    pub fn allows(&self, room: &str) -> bool {
+    pub(crate) fn allows(&self, room: &str) -> bool {
         match self {
             RoomGrant::All => true,
             RoomGrant::Only(rooms) => rooms.iter().any(|r| r == room),
@@ -103,11 +103,11 @@ impl RoomGrant {
 
 /// Who a verified token says the client is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
+pub(crate) struct Identity {
     /// Display name (from `name`, else `sub`), validated like a nickname.
-    pub user: String,
+    pub(crate) user: String,
     /// Rooms the user may use.
-    pub rooms: RoomGrant,
+    pub(crate) rooms: RoomGrant,
 }
 
 #[derive(Deserialize)]
@@ -121,7 +121,7 @@ struct Claims {
 }
 
 /// Verifies tokens with the configured key and algorithm.
-pub struct Authenticator {
+pub(crate) struct Authenticator {
     key: DecodingKey,
     validation: Validation,
     algorithm: Algorithm,
@@ -138,7 +138,7 @@ impl Authenticator {
     ///
     /// # Errors
     /// [`AuthConfigError`] when the public key file cannot be read or parsed.
-    pub fn from_config(cfg: &Config) -> Result<Option<Authenticator>, AuthConfigError> {
+    pub(crate) fn from_config(cfg: &Config) -> Result<Option<Authenticator>, AuthConfigError> {
         let (key, algorithm) = if let Some(secret) = &cfg.jwt_secret {
             if secret.len() < 32 {
                 tracing::warn!("--jwt-secret is shorter than 32 bytes; use a long random secret");
@@ -153,7 +153,7 @@ impl Authenticator {
     }
 
     /// An authenticator accepting only `algorithm` signed with `key`, and `audience` if given.
-    pub fn new(key: DecodingKey, algorithm: Algorithm, audience: Option<&str>) -> Authenticator {
+    pub(crate) fn new(key: DecodingKey, algorithm: Algorithm, audience: Option<&str>) -> Authenticator {
         let mut validation = Validation::new(algorithm);
         validation.leeway = CLOCK_LEEWAY_SECS;
         validation.validate_exp = true;
@@ -172,7 +172,7 @@ impl Authenticator {
     ///
     /// # Errors
     /// [`AuthError`] naming the first reason the token is refused.
-    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+    pub(crate) fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         // Check the header's algorithm ourselves first so `none` (which the library cannot even name)
         // and confusion attacks get a clear message; the library refuses them too. The library does
         // not look at `crit`: refuse any here.
@@ -229,7 +229,7 @@ fn load_public_key(path: &Path) -> Result<(DecodingKey, Algorithm), AuthConfigEr
 }
 
 /// The token a request carries: `Authorization: Bearer …` first, else the `token` query parameter.
-pub fn token_from(authorization: Option<&str>, query_token: Option<&str>) -> Result<String, AuthError> {
+pub(crate) fn token_from(authorization: Option<&str>, query_token: Option<&str>) -> Result<String, AuthError> {
     if let Some(value) = authorization {
         let (scheme, token) = value.split_once(' ').ok_or(AuthError::Malformed)?;
         if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {

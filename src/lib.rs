@@ -5,21 +5,23 @@
 //! `reactor` (threads, polls) → `conn` (sockets, buffers) → `session` (what bytes mean) → `room`
 //! (membership, fan-out) → `store` (SQLite); `ws`, `http` and `protocol` are sans-IO codecs.
 
-pub mod auth;
+#![warn(missing_docs, unreachable_pub)]
+
+pub(crate) mod auth;
 pub mod build_info;
-pub mod bus;
-pub mod cluster;
+pub(crate) mod bus;
+pub(crate) mod cluster;
 pub mod config;
 pub mod conn;
 pub mod http;
-pub mod limits;
-pub mod metrics;
+pub(crate) mod limits;
+pub(crate) mod metrics;
 pub mod protocol;
 pub mod reactor;
-pub mod room;
-pub mod session;
-pub mod static_files;
+pub(crate) mod room;
+pub(crate) mod session;
+pub(crate) mod static_files;
 pub mod store;
-pub mod telemetry;
+pub(crate) mod telemetry;
 pub mod types;
 pub mod ws;

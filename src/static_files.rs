@@ -10,7 +10,7 @@ use std::path::{Component, Path};
 use thiserror::Error;
 
 /// Largest file served from `--static-dir`.
-pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+pub(crate) const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// The embedded client.
 const EMBEDDED: &[(&str, &[u8])] = &[
@@ -21,16 +21,16 @@ const EMBEDDED: &[(&str, &[u8])] = &[
 
 /// A file to serve.
 #[derive(Debug)]
-pub struct StaticFile {
+pub(crate) struct StaticFile {
     /// `Content-Type`, from the extension.
-    pub content_type: &'static str,
+    pub(crate) content_type: &'static str,
     /// The bytes.
-    pub body: Cow<'static, [u8]>,
+    pub(crate) body: Cow<'static, [u8]>,
 }
 
 /// Why a static file is not served.
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum StaticError {
+pub(crate) enum StaticError {
     /// No such file (or a path that tries to leave the root: we do not say which).
     #[error("no such file")]
     NotFound,
@@ -41,7 +41,7 @@ pub enum StaticError {
 
 impl StaticError {
     /// HTTP status for the error.
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self {
             StaticError::NotFound => 404,
             StaticError::TooLarge => 500,
@@ -49,7 +49,7 @@ impl StaticError {
     }
 
     /// JSON error code.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             StaticError::NotFound => "not_found",
             StaticError::TooLarge => "file_too_large",
@@ -62,7 +62,7 @@ impl StaticError {
 /// # Errors
 /// [`StaticError::NotFound`] for missing files and any path that is not a plain relative path inside
 /// the root; [`StaticError::TooLarge`] past `MAX_FILE_BYTES`.
-pub fn lookup(dir: Option<&Path>, path: &str) -> Result<StaticFile, StaticError> {
+pub(crate) fn lookup(dir: Option<&Path>, path: &str) -> Result<StaticFile, StaticError> {
     let rel = Path::new(path);
     if path.is_empty() || path.contains('\0') || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
         return Err(StaticError::NotFound);

@@ -9,22 +9,22 @@ use crate::types::Format;
 
 /// One published event, shared by every recipient.
 #[derive(Debug)]
-pub struct Delivery {
+pub(crate) struct Delivery {
     /// Room it belongs to (`room::Room::id`).
-    pub room_id: u64,
+    pub(crate) room_id: u64,
     /// Message id; 0 for events without one (presence, binary relays), which are never filtered.
-    pub id: u64,
+    pub(crate) id: u64,
     /// Frame for text-format members, if the event is meant for them.
-    pub text: Option<Bytes>,
+    pub(crate) text: Option<Bytes>,
     /// Frame for JSON members, if the event is meant for them.
-    pub json: Option<Bytes>,
+    pub(crate) json: Option<Bytes>,
     /// When it was published (for the fan-out latency histogram).
-    pub published_at: Instant,
+    pub(crate) published_at: Instant,
 }
 
 impl Delivery {
     /// The frame for a member speaking `format`.
-    pub fn frame(&self, format: Format) -> Option<&Bytes> {
+    pub(crate) fn frame(&self, format: Format) -> Option<&Bytes> {
         match format {
             Format::Text => self.text.as_ref(),
             Format::Json => self.json.as_ref(),

@@ -19,10 +19,10 @@ use crate::store::{HistoryPage, StoreError};
 use crate::types::{ClientError, ConnRef};
 
 /// Soft bound on a shard inbox: above it, shards stop reading client sockets until it drains.
-pub const INBOX_SOFT_CAP: usize = 16_384;
+pub(crate) const INBOX_SOFT_CAP: usize = 16_384;
 
 /// Everything a shard can be told.
-pub enum ShardMsg {
+pub(crate) enum ShardMsg {
     /// A new connection from the acceptor; `over_capacity` connections are answered 503 and closed.
     Accept {
         /// The socket, already non-blocking.
@@ -53,20 +53,20 @@ pub enum ShardMsg {
 }
 
 /// Answer to a history query, routed back to the connection that asked.
-pub struct HistoryReply {
+pub(crate) struct HistoryReply {
     /// The connection that asked.
-    pub conn: ConnRef,
+    pub(crate) conn: ConnRef,
     /// What the query was for.
-    pub purpose: HistoryPurpose,
+    pub(crate) purpose: HistoryPurpose,
     /// The page, or why it could not be read.
-    pub result: Result<HistoryPage, StoreError>,
+    pub(crate) result: Result<HistoryPage, StoreError>,
     /// When the shard submitted the query (for the history latency histogram).
-    pub submitted_at: Instant,
+    pub(crate) submitted_at: Instant,
 }
 
 /// Why a connection asked for history, which decides how the page is sent.
 #[derive(Debug, Clone)]
-pub enum HistoryPurpose {
+pub(crate) enum HistoryPurpose {
     /// `GET /rooms/{room}/messages`: a JSON array in an HTTP response.
     Rest {
         /// Keep the connection open after the response.
@@ -90,7 +90,7 @@ pub enum HistoryPurpose {
 }
 
 /// The sending side of a shard's inbox.
-pub struct ShardInbox {
+pub(crate) struct ShardInbox {
     tx: Sender<ShardMsg>,
     waker: Waker,
     sleeping: AtomicBool,
@@ -98,13 +98,13 @@ pub struct ShardInbox {
 
 impl ShardInbox {
     /// Creates an inbox whose waker fires `waker`'s token on the shard's `Poll`.
-    pub fn new(waker: Waker) -> (Arc<ShardInbox>, Receiver<ShardMsg>) {
+    pub(crate) fn new(waker: Waker) -> (Arc<ShardInbox>, Receiver<ShardMsg>) {
         let (tx, rx) = crossbeam_channel::unbounded();
         (Arc::new(ShardInbox { tx, waker, sleeping: AtomicBool::new(false) }), rx)
     }
 
     /// Queues `msg` and wakes the shard if it is (about to be) asleep.
-    pub fn send(&self, msg: ShardMsg) {
+    pub(crate) fn send(&self, msg: ShardMsg) {
         if self.push(msg) {
             self.wake();
         }
@@ -114,35 +114,30 @@ impl ShardInbox {
     /// must be woken with [`ShardInbox::wake`]. For callers holding a room's lock: the push is a
     /// lock-free list append (no syscall, no other thread woken), the wake-up (an eventfd write)
     /// comes after the lock is released.
-    pub fn push(&self, msg: ShardMsg) -> bool {
+    pub(crate) fn push(&self, msg: ShardMsg) -> bool {
         // A send only fails once the shard has exited (shutdown); the message is then moot.
         self.tx.send(msg).is_ok() && self.sleeping.swap(false, Ordering::SeqCst)
     }
 
     /// Wakes the shard (after a [`ShardInbox::push`] that asked for it).
-    pub fn wake(&self) {
+    pub(crate) fn wake(&self) {
         if let Err(err) = self.waker.wake() {
             tracing::error!(%err, "could not wake a shard");
         }
     }
 
     /// Messages waiting.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.tx.len()
     }
 
-    /// Whether no message is waiting.
-    pub fn is_empty(&self) -> bool {
-        self.tx.is_empty()
-    }
-
     /// Called by the shard before it blocks in `poll`; it must then check the channel once more.
-    pub fn about_to_sleep(&self) {
+    pub(crate) fn about_to_sleep(&self) {
         self.sleeping.store(true, Ordering::SeqCst);
     }
 
     /// Called by the shard after `poll` returns.
-    pub fn awake(&self) {
+    pub(crate) fn awake(&self) {
         self.sleeping.store(false, Ordering::SeqCst);
     }
 }

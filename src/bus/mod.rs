@@ -8,5 +8,5 @@
 mod delivery;
 mod inbox;
 
-pub use delivery::Delivery;
-pub use inbox::{HistoryPurpose, HistoryReply, INBOX_SOFT_CAP, ShardInbox, ShardMsg};
+pub(crate) use delivery::Delivery;
+pub(crate) use inbox::{HistoryPurpose, HistoryReply, INBOX_SOFT_CAP, ShardInbox, ShardMsg};

@@ -21,7 +21,7 @@ use crate::room::remote::Outgoing;
 
 /// Delivers `msg` (sequenced by Redis) to this node's members of its room (when `live`) and stores
 /// it; returns whether it was delivered live.
-pub fn deliver_sequenced(hub: &Hub, msg: &WireMessage, live: bool, scratch: &mut Vec<u8>) -> bool {
+pub(crate) fn deliver_sequenced(hub: &Hub, msg: &WireMessage, live: bool, scratch: &mut Vec<u8>) -> bool {
     let rec = msg.record();
     if let Some(room) = hub.directory.get(&msg.room).filter(|_| live) {
         let mut wakes = Wakeups::default();
@@ -43,7 +43,7 @@ pub fn deliver_sequenced(hub: &Hub, msg: &WireMessage, live: bool, scratch: &mut
 
 /// Delivers `msg` to this node's members with a provisional id from `slot` and stores it; returns
 /// the id (which the replay to Redis keeps).
-pub fn deliver_provisional(hub: &Hub, msg: &Outgoing, slot: u64, scratch: &mut Vec<u8>) -> u64 {
+pub(crate) fn deliver_provisional(hub: &Hub, msg: &Outgoing, slot: u64, scratch: &mut Vec<u8>) -> u64 {
     if let Some(room) = hub.directory.get(&msg.room) {
         let mut wakes = Wakeups::default();
         let mut state = room.state.lock();
@@ -64,7 +64,7 @@ pub fn deliver_provisional(hub: &Hub, msg: &Outgoing, slot: u64, scratch: &mut V
 /// the room's local JSON members, in the room's order. A `leave` of a user who still has a
 /// connection here is not told (this node's own room table is the authority on its users; the event
 /// is from an older state, e.g. a snapshot taken before this node's resync reached Redis).
-pub fn deliver_presence(hub: &Hub, view: &MembershipView, change: &PresenceChange) {
+pub(crate) fn deliver_presence(hub: &Hub, view: &MembershipView, change: &PresenceChange) {
     match hub.directory.get(&change.room) {
         Some(room) => {
             let mut wakes = Wakeups::default();
@@ -84,7 +84,7 @@ pub fn deliver_presence(hub: &Hub, view: &MembershipView, change: &PresenceChang
 
 /// Tells the room's local JSON members about a change this node made while Redis was away (the
 /// view is not touched: it holds what Redis says, and is replaced on reconnect).
-pub fn deliver_presence_locally(hub: &Hub, change: &PresenceChange) {
+pub(crate) fn deliver_presence_locally(hub: &Hub, change: &PresenceChange) {
     if let Some(room) = hub.directory.get(&change.room) {
         let mut wakes = Wakeups::default();
         let state = room.state.lock();
@@ -95,7 +95,7 @@ pub fn deliver_presence_locally(hub: &Hub, change: &PresenceChange) {
 }
 
 /// Relays a binary frame to the room's local text members.
-pub fn deliver_binary(hub: &Hub, room: &str, payload: &[u8]) {
+pub(crate) fn deliver_binary(hub: &Hub, room: &str, payload: &[u8]) {
     if let Some(room) = hub.directory.get(room) {
         hub.relay_binary_locally(&room, payload);
     }

@@ -14,18 +14,18 @@ use super::wire::{EntryId, WireError, WireMessage, parse_published};
 /// A user became present in a room on the cluster (first connection on any node) or absent (last
 /// connection on every node gone, or its node's heartbeat expired).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PresenceChange {
+pub(crate) struct PresenceChange {
     /// Room name.
-    pub room: Arc<str>,
+    pub(crate) room: Arc<str>,
     /// User name.
-    pub user: Arc<str>,
+    pub(crate) user: Arc<str>,
     /// `true`: joined; `false`: left.
-    pub joined: bool,
+    pub(crate) joined: bool,
 }
 
 /// One payload received on a room's channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChannelPayload {
+pub(crate) enum ChannelPayload {
     /// A chat message and its stream entry.
     Chat(EntryId, WireMessage),
     /// A cluster-wide presence change.
@@ -40,7 +40,7 @@ pub enum ChannelPayload {
 }
 
 /// The payload that relays binary frame `payload` to `room`'s text members on every node.
-pub fn encode_binary(room: &str, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_binary(room: &str, payload: &[u8]) -> Vec<u8> {
     let mut out = format!("b\n{}\n", room.len()).into_bytes();
     out.reserve(room.len() + payload.len());
     out.extend_from_slice(room.as_bytes());
@@ -49,7 +49,8 @@ pub fn encode_binary(room: &str, payload: &[u8]) -> Vec<u8> {
 }
 
 /// The payload the presence script publishes (for tests; the script builds it in Lua).
-pub fn encode_presence(change: &PresenceChange) -> Vec<u8> {
+#[cfg(test)]
+pub(crate) fn encode_presence(change: &PresenceChange) -> Vec<u8> {
     let kind = if change.joined { 'j' } else { 'l' };
     format!("p\n{kind}\n{}\n{}{}", change.room.len(), change.room, change.user).into_bytes()
 }
@@ -80,7 +81,7 @@ fn room(rest: &mut &[u8]) -> Result<Arc<str>, WireError> {
 ///
 /// # Errors
 /// [`WireError`] when the payload is in none of the layouts.
-pub fn parse_channel(payload: &[u8]) -> Result<ChannelPayload, WireError> {
+pub(crate) fn parse_channel(payload: &[u8]) -> Result<ChannelPayload, WireError> {
     if let Some(mut rest) = payload.strip_prefix(b"p\n") {
         let joined = match line(&mut rest, "presence kind")? {
             b"j" => true,

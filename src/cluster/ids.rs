@@ -10,10 +10,10 @@
 //! as long as live nodes have distinct slots (checked in Redis at connect, see `redis_link`).
 
 /// Ids allocated by Redis are multiples of this; residues `1..ID_STRIDE` belong to node slots.
-pub const ID_STRIDE: u64 = 1024;
+pub(crate) const ID_STRIDE: u64 = 1024;
 
 /// The slot of `node_id`: a stable hash into `1..ID_STRIDE` (0 is Redis's residue).
-pub fn slot_for(node_id: &str) -> u64 {
+pub(crate) fn slot_for(node_id: &str) -> u64 {
     // FNV-1a: stable across builds and platforms (std's hasher is not guaranteed to be).
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in node_id.bytes() {
@@ -24,13 +24,14 @@ pub fn slot_for(node_id: &str) -> u64 {
 }
 
 /// The smallest id above `max_seen` in residue class `slot` (a provisional id during an outage).
-pub fn next_provisional(max_seen: u64, slot: u64) -> u64 {
+pub(crate) fn next_provisional(max_seen: u64, slot: u64) -> u64 {
     let candidate = max_seen - max_seen % ID_STRIDE + slot;
     if candidate > max_seen { candidate } else { candidate + ID_STRIDE }
 }
 
 /// The id Redis allocates after a counter at `counter` (mirrors the publish script; for tests).
-pub fn next_redis_id(counter: u64) -> u64 {
+#[cfg(test)]
+pub(crate) fn next_redis_id(counter: u64) -> u64 {
     (counter / ID_STRIDE + 1) * ID_STRIDE
 }
 

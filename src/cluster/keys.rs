@@ -15,67 +15,67 @@
 //! | `rc:user:{<user>}:bucket` | hash | per-user token bucket (`t` tokens, `ts` ms of the last refill), expires once full again; only with `--user-rate-limit` (another hash slot than the room's: see the module doc of `cluster`) |
 
 /// The id counter.
-pub const ID_COUNTER: &str = "rc:ids";
+pub(crate) const ID_COUNTER: &str = "rc:ids";
 /// Slot claims.
-pub const SLOTS: &str = "rc:slots";
+pub(crate) const SLOTS: &str = "rc:slots";
 /// Pattern every node subscribes to (all rooms' channels).
-pub const CHANNEL_PATTERN: &str = "rc:{*}:msg";
+pub(crate) const CHANNEL_PATTERN: &str = "rc:{*}:msg";
 /// Pattern matching every room's stream (for catch-up scans).
-pub const LOG_PATTERN: &str = "rc:{*}:log";
+pub(crate) const LOG_PATTERN: &str = "rc:{*}:log";
 
 /// Registered node incarnations.
-pub const NODES: &str = "rc:nodes";
+pub(crate) const NODES: &str = "rc:nodes";
 /// Pattern matching every room's user table (for membership snapshots).
-pub const USERS_PATTERN: &str = "rc:{*}:users";
+pub(crate) const USERS_PATTERN: &str = "rc:{*}:users";
 
 /// The room's stream.
-pub fn log(room: &str) -> String {
+pub(crate) fn log(room: &str) -> String {
     format!("rc:{{{room}}}:log")
 }
 
 /// The room's origin table.
-pub fn origins(room: &str) -> String {
+pub(crate) fn origins(room: &str) -> String {
     format!("rc:{{{room}}}:origins")
 }
 
 /// The room's channel.
-pub fn channel(room: &str) -> String {
+pub(crate) fn channel(room: &str) -> String {
     format!("rc:{{{room}}}:msg")
 }
 
 /// The per-user token bucket (`--user-rate-limit`).
-pub fn user_bucket(user: &str) -> String {
+pub(crate) fn user_bucket(user: &str) -> String {
     format!("rc:user:{{{user}}}:bucket")
 }
 
 /// The room's user table (user → nodes where present).
-pub fn users(room: &str) -> String {
+pub(crate) fn users(room: &str) -> String {
     format!("rc:{{{room}}}:users")
 }
 
 /// The set of users in `room` on node incarnation `origin`.
-pub fn on_node(room: &str, origin: &str) -> String {
+pub(crate) fn on_node(room: &str, origin: &str) -> String {
     format!("rc:{{{room}}}:on:{origin}")
 }
 
 /// Pattern matching every room's set of `origin` (for resync and reaping; origins hold no glob
 /// characters: see `ClusterConfig::new` and `channel`).
-pub fn on_node_pattern(origin: &str) -> String {
+pub(crate) fn on_node_pattern(origin: &str) -> String {
     format!("rc:{{*}}:on:{origin}")
 }
 
 /// The room of a key made by [`on_node`] for `origin`.
-pub fn room_of_on_node<'a>(key: &'a str, origin: &str) -> Option<&'a str> {
+pub(crate) fn room_of_on_node<'a>(key: &'a str, origin: &str) -> Option<&'a str> {
     key.strip_prefix("rc:{")?.strip_suffix(origin)?.strip_suffix("}:on:")
 }
 
 /// The room of a key made by [`users`].
-pub fn room_of_users(key: &str) -> Option<&str> {
+pub(crate) fn room_of_users(key: &str) -> Option<&str> {
     key.strip_prefix("rc:{")?.strip_suffix("}:users")
 }
 
 /// Heartbeat key of node incarnation `origin`.
-pub fn heartbeat(origin: &str) -> String {
+pub(crate) fn heartbeat(origin: &str) -> String {
     format!("rc:node:{origin}")
 }
 

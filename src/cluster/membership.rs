@@ -15,17 +15,17 @@ use parking_lot::Mutex;
 use super::events::PresenceChange;
 
 /// Users present per room, cluster-wide, as far as this node has heard.
-pub type Snapshot = HashMap<Arc<str>, HashSet<Arc<str>>>;
+pub(crate) type Snapshot = HashMap<Arc<str>, HashSet<Arc<str>>>;
 
 /// The cluster-wide membership view (see the module doc).
 #[derive(Debug, Default)]
-pub struct MembershipView {
+pub(crate) struct MembershipView {
     rooms: Mutex<Snapshot>,
 }
 
 impl MembershipView {
     /// Applies one event; returns whether it changed the view (a repeated event does not).
-    pub fn apply(&self, change: &PresenceChange) -> bool {
+    pub(crate) fn apply(&self, change: &PresenceChange) -> bool {
         let mut rooms = self.rooms.lock();
         if change.joined {
             rooms.entry(Arc::clone(&change.room)).or_default().insert(Arc::clone(&change.user))
@@ -41,7 +41,7 @@ impl MembershipView {
 
     /// Replaces the view with `snapshot`; returns the changes from the old view to the new one (what
     /// this node's members missed while the subscriber was away).
-    pub fn replace(&self, snapshot: Snapshot) -> Vec<PresenceChange> {
+    pub(crate) fn replace(&self, snapshot: Snapshot) -> Vec<PresenceChange> {
         let mut rooms = self.rooms.lock();
         let mut changes = Vec::new();
         for (room, users) in rooms.iter() {
@@ -62,7 +62,12 @@ impl MembershipView {
 
     /// Up to `max_names` names and the exact count of the users present in `room`: the view plus
     /// `local` (this node's users of the room), local names first.
-    pub fn members<V>(&self, room: &str, local: &HashMap<Arc<str>, V>, max_names: usize) -> (Vec<Arc<str>>, usize) {
+    pub(crate) fn members<V>(
+        &self,
+        room: &str,
+        local: &HashMap<Arc<str>, V>,
+        max_names: usize,
+    ) -> (Vec<Arc<str>>, usize) {
         let rooms = self.rooms.lock();
         let mut names: Vec<Arc<str>> = local.keys().take(max_names).cloned().collect();
         let mut count = local.len();

@@ -22,7 +22,7 @@ impl RedisLink {
     ///
     /// # Errors
     /// The Redis error.
-    pub fn register(&mut self, origin: &str, ttl: Duration) -> RedisResult<()> {
+    pub(crate) fn register(&mut self, origin: &str, ttl: Duration) -> RedisResult<()> {
         redis::pipe()
             .cmd("SET")
             .arg(keys::heartbeat(origin))
@@ -42,7 +42,7 @@ impl RedisLink {
     ///
     /// # Errors
     /// The Redis error.
-    pub fn renew(&mut self, origin: &str, ttl: Duration) -> RedisResult<bool> {
+    pub(crate) fn renew(&mut self, origin: &str, ttl: Duration) -> RedisResult<bool> {
         let reply: Option<String> = redis::cmd("SET")
             .arg(keys::heartbeat(origin))
             .arg(1)
@@ -57,7 +57,7 @@ impl RedisLink {
     ///
     /// # Errors
     /// The Redis error.
-    pub fn rooms_of(&mut self, origin: &str) -> RedisResult<Vec<String>> {
+    pub(crate) fn rooms_of(&mut self, origin: &str) -> RedisResult<Vec<String>> {
         let keys = self.scan(&keys::on_node_pattern(origin), "set")?;
         Ok(keys.iter().filter_map(|k| keys::room_of_on_node(k, origin)).map(str::to_string).collect())
     }
@@ -67,7 +67,7 @@ impl RedisLink {
     ///
     /// # Errors
     /// A Redis error or [`ClusterError::Reply`].
-    pub fn sync_members(
+    pub(crate) fn sync_members(
         &mut self,
         origin: &str,
         local: &HashMap<Arc<str>, HashSet<Arc<str>>>,
@@ -89,7 +89,7 @@ impl RedisLink {
     ///
     /// # Errors
     /// A Redis error or [`ClusterError::Reply`].
-    pub fn deregister(&mut self, origin: &str) -> Result<u64, ClusterError> {
+    pub(crate) fn deregister(&mut self, origin: &str) -> Result<u64, ClusterError> {
         let changed = self.sync_members(origin, &HashMap::new())?;
         redis::pipe()
             .cmd("DEL")
@@ -109,7 +109,7 @@ impl RedisLink {
     ///
     /// # Errors
     /// A Redis error or [`ClusterError::Reply`].
-    pub fn reap_dead(&mut self, own: &str) -> Result<Vec<String>, ClusterError> {
+    pub(crate) fn reap_dead(&mut self, own: &str) -> Result<Vec<String>, ClusterError> {
         let nodes: Vec<String> = redis::cmd("SMEMBERS").arg(keys::NODES).query(&mut self.conn)?;
         let mut reaped = Vec::new();
         for origin in nodes.into_iter().filter(|o| o != own) {
@@ -139,7 +139,7 @@ impl RedisLink {
     ///
     /// # Errors
     /// The Redis error.
-    pub fn membership_snapshot(&mut self) -> RedisResult<Snapshot> {
+    pub(crate) fn membership_snapshot(&mut self) -> RedisResult<Snapshot> {
         let mut snapshot = Snapshot::new();
         for key in self.scan(keys::USERS_PATTERN, "hash")? {
             let Some(room) = keys::room_of_users(&key) else { continue };

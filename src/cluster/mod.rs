@@ -125,17 +125,17 @@
 //! before the publish (not atomic with it: a message charged then lost in a failed pipeline costs a
 //! token), or the bucket would be per user and room (`rc:{room}:bucket:<user>`).
 
-pub mod deliver;
-pub mod events;
-pub mod ids;
-pub mod keys;
-pub mod membership;
-pub mod membership_link;
-pub mod publisher;
-pub mod redis_link;
-pub mod script;
-pub mod subscriber;
-pub mod wire;
+pub(crate) mod deliver;
+pub(crate) mod events;
+pub(crate) mod ids;
+pub(crate) mod keys;
+pub(crate) mod membership;
+pub(crate) mod membership_link;
+pub(crate) mod publisher;
+pub(crate) mod redis_link;
+pub(crate) mod script;
+pub(crate) mod subscriber;
+pub(crate) mod wire;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -178,19 +178,19 @@ pub enum ClusterError {
 
 /// Cluster settings, resolved from the command line.
 #[derive(Debug, Clone)]
-pub struct ClusterConfig {
+pub(crate) struct ClusterConfig {
     /// `redis://host:port[/db]`.
-    pub redis_url: String,
+    pub(crate) redis_url: String,
     /// This node's name (random when not given).
-    pub node_id: String,
+    pub(crate) node_id: String,
     /// Approximate cap of each room's stream.
-    pub stream_maxlen: u64,
+    pub(crate) stream_maxlen: u64,
     /// Bound of the publisher channel and of the outbox.
-    pub queue_capacity: usize,
+    pub(crate) queue_capacity: usize,
     /// Messages per second per user name across the cluster (`--user-rate-limit`; 0: off).
-    pub user_rate_limit: f64,
+    pub(crate) user_rate_limit: f64,
     /// Burst of the per-user bucket (`--user-rate-burst`).
-    pub user_rate_burst: u32,
+    pub(crate) user_rate_burst: u32,
 }
 
 impl ClusterConfig {
@@ -198,7 +198,7 @@ impl ClusterConfig {
     ///
     /// # Errors
     /// [`ClusterError::BadNodeId`].
-    pub fn new(
+    pub(crate) fn new(
         redis_url: String,
         node_id: Option<String>,
         stream_maxlen: u64,
@@ -222,7 +222,7 @@ impl ClusterConfig {
 
     /// Turns on the cluster-wide per-user token bucket: `limit` messages per second on average
     /// (0 or less, or not finite: off), bursts of `burst` (at least 1).
-    pub fn with_user_rate(mut self, limit: f64, burst: u32) -> ClusterConfig {
+    pub(crate) fn with_user_rate(mut self, limit: f64, burst: u32) -> ClusterConfig {
         self.user_rate_limit = if limit.is_finite() && limit > 0.0 { limit } else { 0.0 };
         self.user_rate_burst = burst.max(1);
         self
@@ -241,7 +241,7 @@ fn random_u64() -> u64 {
 
 /// What shards hand to the publisher thread on the bounded channel.
 #[derive(Debug, Clone)]
-pub enum ToRedis {
+pub(crate) enum ToRedis {
     /// A chat message (sequenced and stored through Redis).
     Chat(Outgoing),
     /// A binary frame from a text client, for the room's text members on every node (no id, not stored).
@@ -255,53 +255,53 @@ pub enum ToRedis {
 
 /// Counters and gauges of the cluster link (for logs, `/healthz` and the metrics exporter).
 #[derive(Debug, Default)]
-pub struct ClusterCounters {
+pub(crate) struct ClusterCounters {
     /// Publisher connected to Redis now.
-    pub publisher_up: AtomicBool,
+    pub(crate) publisher_up: AtomicBool,
     /// Subscriber connected and caught up now.
-    pub subscriber_up: AtomicBool,
+    pub(crate) subscriber_up: AtomicBool,
     /// Successful (re)connections of either thread.
-    pub connects: AtomicU64,
+    pub(crate) connects: AtomicU64,
     /// Lost connections or failed connection attempts (either thread).
-    pub link_errors: AtomicU64,
+    pub(crate) link_errors: AtomicU64,
     /// Messages appended to Redis by this node.
-    pub published: AtomicU64,
+    pub(crate) published: AtomicU64,
     /// Messages delivered locally with a provisional id while Redis was away.
-    pub provisional: AtomicU64,
+    pub(crate) provisional: AtomicU64,
     /// Provisional messages replayed to Redis after an outage.
-    pub replayed: AtomicU64,
+    pub(crate) replayed: AtomicU64,
     /// Messages dropped as duplicates (script, stream cursor, origin seq, own replay).
-    pub duplicates: AtomicU64,
+    pub(crate) duplicates: AtomicU64,
     /// Messages from Redis delivered to local members or stored.
-    pub received: AtomicU64,
+    pub(crate) received: AtomicU64,
     /// Messages in the outbox now (waiting to be published).
-    pub outbox_depth: AtomicUsize,
+    pub(crate) outbox_depth: AtomicUsize,
     /// Another node holds this node's id slot.
-    pub slot_conflicts: AtomicU64,
+    pub(crate) slot_conflicts: AtomicU64,
     /// Malformed messages skipped.
-    pub malformed: AtomicU64,
+    pub(crate) malformed: AtomicU64,
     /// Messages Redis refused for the per-user rate limit (`--user-rate-limit`).
-    pub user_rate_limited: AtomicU64,
+    pub(crate) user_rate_limited: AtomicU64,
 }
 
 /// What the cluster threads and the hub share.
 #[derive(Debug)]
-pub struct ClusterShared {
+pub(crate) struct ClusterShared {
     /// Settings.
-    pub cfg: ClusterConfig,
+    pub(crate) cfg: ClusterConfig,
     /// `node_id/incarnation`: identifies this process as the origin of messages.
-    pub origin: Arc<str>,
+    pub(crate) origin: Arc<str>,
     /// Residue of this node's provisional ids.
-    pub slot: u64,
+    pub(crate) slot: u64,
     /// Counters.
-    pub counters: ClusterCounters,
+    pub(crate) counters: ClusterCounters,
     /// Cluster-wide members per room, as this node last heard (see [`membership`]).
-    pub view: MembershipView,
+    pub(crate) view: MembershipView,
 }
 
 impl ClusterShared {
     /// The `/healthz` figures.
-    pub fn health(&self) -> crate::protocol::json::ClusterHealth {
+    pub(crate) fn health(&self) -> crate::protocol::json::ClusterHealth {
         let c = &self.counters;
         crate::protocol::json::ClusterHealth {
             node: self.cfg.node_id.clone(),
@@ -315,7 +315,7 @@ impl ClusterShared {
 }
 
 /// The shards' side of the publisher channels (held by the [`Hub`]).
-pub struct ClusterSink {
+pub(crate) struct ClusterSink {
     tx: Sender<ToRedis>,
     presence_tx: Sender<PresenceChange>,
     shared: Arc<ClusterShared>,
@@ -378,20 +378,20 @@ impl ClusterSink {
     }
 
     /// The shared state (counters, node identity, membership view), for telemetry and `/healthz`.
-    pub fn shared(&self) -> &Arc<ClusterShared> {
+    pub(crate) fn shared(&self) -> &Arc<ClusterShared> {
         &self.shared
     }
 }
 
 /// The receiving side, handed to [`Cluster::start`].
-pub struct ClusterInput {
+pub(crate) struct ClusterInput {
     rx: Receiver<ToRedis>,
     presence_rx: Receiver<PresenceChange>,
     shared: Arc<ClusterShared>,
 }
 
 /// Creates the publisher channel: the sink goes into the [`Hub`], the input to [`Cluster::start`].
-pub fn channel(cfg: ClusterConfig) -> (ClusterSink, ClusterInput) {
+pub(crate) fn channel(cfg: ClusterConfig) -> (ClusterSink, ClusterInput) {
     let slot = ids::slot_for(&cfg.node_id);
     let origin: Arc<str> = Arc::from(format!("{}/{:x}", cfg.node_id, random_u64()));
     let (tx, rx) = crossbeam_channel::bounded(cfg.queue_capacity);
@@ -407,7 +407,7 @@ pub fn channel(cfg: ClusterConfig) -> (ClusterSink, ClusterInput) {
 }
 
 /// The running publisher and subscriber threads.
-pub struct Cluster {
+pub(crate) struct Cluster {
     stop: Arc<AtomicBool>,
     publisher: JoinHandle<()>,
     subscriber: JoinHandle<()>,
@@ -418,7 +418,7 @@ impl Cluster {
     ///
     /// # Errors
     /// [`ClusterError::BadUrl`] or [`ClusterError::Spawn`].
-    pub fn start(hub: Arc<Hub>, input: ClusterInput, startup_max_id: u64) -> Result<Cluster, ClusterError> {
+    pub(crate) fn start(hub: Arc<Hub>, input: ClusterInput, startup_max_id: u64) -> Result<Cluster, ClusterError> {
         let client = redis::Client::open(input.shared.cfg.redis_url.as_str()).map_err(ClusterError::BadUrl)?;
         let stop = Arc::new(AtomicBool::new(false));
         tracing::info!(
@@ -450,7 +450,7 @@ impl Cluster {
 
     /// Publishes what is queued (waiting a few seconds for Redis if it is away), then stops both
     /// threads. Call after the shards stopped.
-    pub fn shutdown(self) {
+    pub(crate) fn shutdown(self) {
         self.stop.store(true, Ordering::SeqCst);
         if self.publisher.join().is_err() {
             tracing::error!("cluster publisher panicked");

@@ -36,9 +36,9 @@ const PING_EVERY: Duration = Duration::from_millis(500);
 /// Longest idle wait for input (bounds how late the stop flag and reconnects are noticed).
 const IDLE_WAIT: Duration = Duration::from_millis(50);
 /// How often the heartbeat key is renewed and dead nodes are looked for.
-pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// Expiry of the heartbeat key: a node silent for this long has its members reaped by the others.
-pub const HEARTBEAT_TTL: Duration = Duration::from_secs(5);
+pub(crate) const HEARTBEAT_TTL: Duration = Duration::from_secs(5);
 
 /// One accepted item not yet confirmed by Redis.
 enum Pending {
@@ -56,7 +56,7 @@ enum Pending {
 }
 
 /// The publisher thread's state.
-pub struct Publisher {
+pub(crate) struct Publisher {
     hub: Arc<Hub>,
     shared: Arc<ClusterShared>,
     client: redis::Client,
@@ -77,7 +77,7 @@ pub struct Publisher {
 
 impl Publisher {
     /// A publisher reading `rx`; it connects on its own thread.
-    pub fn new(
+    pub(crate) fn new(
         hub: Arc<Hub>,
         shared: Arc<ClusterShared>,
         client: redis::Client,
@@ -105,7 +105,7 @@ impl Publisher {
     }
 
     /// Runs until the stop flag is set and the outbox is published (or the shutdown wait ends).
-    pub fn run(mut self) {
+    pub(crate) fn run(mut self) {
         let mut stop_deadline = None;
         loop {
             if self.link.is_none() && self.backoff.due() {

@@ -17,32 +17,32 @@ use super::script::{FLOOR_SCRIPT, PRESENCE_SCRIPT, PUBLISH_SCRIPT};
 use super::wire::EntryId;
 
 /// How long connecting, reading and writing may take before the link counts as broken.
-pub const IO_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const IO_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// One message to publish: the arguments of [`PUBLISH_SCRIPT`] that vary.
 #[derive(Debug, Clone)]
-pub struct PublishArgs {
+pub(crate) struct PublishArgs {
     /// Room name.
-    pub room: String,
+    pub(crate) room: String,
     /// `node/incarnation`.
-    pub origin: String,
+    pub(crate) origin: String,
     /// Origin sequence number.
-    pub seq: u64,
+    pub(crate) seq: u64,
     /// Provisional id (0: let Redis allocate).
-    pub provisional_id: u64,
+    pub(crate) provisional_id: u64,
     /// Body after the id line (`wire::encode_tail`).
-    pub tail: Vec<u8>,
+    pub(crate) tail: Vec<u8>,
     /// Sender's name (whose token bucket a fresh message is charged to).
-    pub user: String,
+    pub(crate) user: String,
     /// `--user-rate-limit` (0: no per-user limit).
-    pub user_rate: f64,
+    pub(crate) user_rate: f64,
     /// `--user-rate-burst`.
-    pub user_burst: u32,
+    pub(crate) user_burst: u32,
 }
 
 /// One entry of a publish pipeline.
 #[derive(Debug, Clone)]
-pub enum BatchItem {
+pub(crate) enum BatchItem {
     /// A chat message, through the publish script.
     Chat(PublishArgs),
     /// This node's first or last connection of a user in a room, through the presence script.
@@ -58,7 +58,7 @@ pub enum BatchItem {
 
 /// What Redis answered for one pipeline entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Published {
+pub(crate) enum Published {
     /// Appended and published with this id.
     Appended(u64),
     /// A replay of a sequence number this origin already published; nothing happened.
@@ -70,7 +70,7 @@ pub enum Published {
 }
 
 /// A connection with the scripts loaded.
-pub struct RedisLink {
+pub(crate) struct RedisLink {
     pub(super) conn: Connection,
     publish_sha: String,
     floor_sha: String,
@@ -82,7 +82,7 @@ impl RedisLink {
     ///
     /// # Errors
     /// The Redis error (connection refused, timeout, …).
-    pub fn connect(client: &Client) -> RedisResult<RedisLink> {
+    pub(crate) fn connect(client: &Client) -> RedisResult<RedisLink> {
         let mut conn = client.get_connection_with_timeout(IO_TIMEOUT)?;
         conn.set_read_timeout(Some(IO_TIMEOUT))?;
         conn.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -96,7 +96,7 @@ impl RedisLink {
     ///
     /// # Errors
     /// The Redis error.
-    pub fn ping(&mut self) -> RedisResult<()> {
+    pub(crate) fn ping(&mut self) -> RedisResult<()> {
         redis::cmd("PING").query(&mut self.conn)
     }
 
@@ -104,7 +104,7 @@ impl RedisLink {
     ///
     /// # Errors
     /// The Redis error.
-    pub fn floor(&mut self, min: u64) -> RedisResult<u64> {
+    pub(crate) fn floor(&mut self, min: u64) -> RedisResult<u64> {
         redis::cmd("EVALSHA").arg(&self.floor_sha).arg(1).arg(keys::ID_COUNTER).arg(min).query(&mut self.conn)
     }
 
@@ -112,7 +112,7 @@ impl RedisLink {
     ///
     /// # Errors
     /// The Redis error.
-    pub fn claim_slot(&mut self, slot: u64, node_id: &str) -> RedisResult<Option<String>> {
+    pub(crate) fn claim_slot(&mut self, slot: u64, node_id: &str) -> RedisResult<Option<String>> {
         let _: i64 = redis::cmd("HSETNX").arg(keys::SLOTS).arg(slot).arg(node_id).query(&mut self.conn)?;
         let owner: Option<String> = redis::cmd("HGET").arg(keys::SLOTS).arg(slot).query(&mut self.conn)?;
         Ok(owner.filter(|o| o != node_id))
@@ -125,7 +125,7 @@ impl RedisLink {
     /// A Redis error (then it is unknown which of the batch were published: replaying chat is safe,
     /// the script ignores sequence numbers it has seen; presence changes are idempotent) or
     /// [`ClusterError::Reply`].
-    pub fn publish_batch(
+    pub(crate) fn publish_batch(
         &mut self,
         batch: &[BatchItem],
         maxlen: u64,
@@ -204,7 +204,7 @@ impl RedisLink {
     ///
     /// # Errors
     /// The Redis error.
-    pub fn scan(&mut self, pattern: &str, kind: &str) -> RedisResult<Vec<String>> {
+    pub(crate) fn scan(&mut self, pattern: &str, kind: &str) -> RedisResult<Vec<String>> {
         let mut cursor = "0".to_string();
         let mut found = Vec::new();
         loop {
@@ -229,7 +229,7 @@ impl RedisLink {
     ///
     /// # Errors
     /// The Redis error.
-    pub fn scan_logs(&mut self) -> RedisResult<Vec<String>> {
+    pub(crate) fn scan_logs(&mut self) -> RedisResult<Vec<String>> {
         self.scan(keys::LOG_PATTERN, "stream")
     }
 
@@ -237,7 +237,7 @@ impl RedisLink {
     ///
     /// # Errors
     /// The Redis error, or [`ClusterError::Reply`] for an entry that is not `[id, [m, body]]`.
-    pub fn read_log(
+    pub(crate) fn read_log(
         &mut self,
         key: &str,
         after: Option<EntryId>,
@@ -281,7 +281,7 @@ impl RedisLink {
 ///
 /// # Errors
 /// [`ClusterError::Reply`] for anything else.
-pub fn parse_publish_reply(reply: Value) -> Result<Published, ClusterError> {
+pub(crate) fn parse_publish_reply(reply: Value) -> Result<Published, ClusterError> {
     let (id, _): (i64, String) =
         redis::from_redis_value(reply).map_err(|_| ClusterError::Reply("publish script did not answer {id, entry}"))?;
     match id {

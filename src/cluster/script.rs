@@ -21,7 +21,7 @@
 /// ids are exact up to 2^53. The bucket expires once it would be full again (at most 30 days; a
 /// missing bucket is a full one). `TIME` in a script needs effect replication (the default from Redis 5; Redis 7 only
 /// replicates effects).
-pub const PUBLISH_SCRIPT: &str = r"
+pub(crate) const PUBLISH_SCRIPT: &str = r"
 local seq = tonumber(ARGV[2])
 local last = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
 if seq <= last then return {0, ''} end
@@ -61,7 +61,7 @@ return {id, entry}
 ";
 
 /// Raises the id counter (`KEYS[1]`) to at least `ARGV[1]`; returns the counter after.
-pub const FLOOR_SCRIPT: &str = r"
+pub(crate) const FLOOR_SCRIPT: &str = r"
 local counter = tonumber(redis.call('GET', KEYS[1]) or '0')
 local floor = tonumber(ARGV[1])
 if floor > counter then
@@ -83,7 +83,7 @@ return counter
 /// `p\nj\n<room_len>\n<room><user>`, 1 → 0 publishes the same with `l` and deletes the field. Adding a
 /// user already in the set or removing one not in it changes nothing, so every call is idempotent and
 /// two survivors reaping the same node publish each `leave` once. Returns the number of changes.
-pub const PRESENCE_SCRIPT: &str = r"
+pub(crate) const PRESENCE_SCRIPT: &str = r"
 local changes = 0
 local function announce(kind, user)
   redis.call('PUBLISH', ARGV[1], 'p\n' .. kind .. '\n' .. #ARGV[2] .. '\n' .. ARGV[2] .. user)

@@ -31,7 +31,7 @@ const POLL: Duration = Duration::from_millis(200);
 const CATCH_UP_PAGE: usize = 1000;
 
 /// The subscriber thread's state.
-pub struct Subscriber {
+pub(crate) struct Subscriber {
     hub: Arc<Hub>,
     shared: Arc<ClusterShared>,
     client: redis::Client,
@@ -45,7 +45,7 @@ pub struct Subscriber {
 
 impl Subscriber {
     /// A subscriber; it connects on its own thread.
-    pub fn new(
+    pub(crate) fn new(
         hub: Arc<Hub>,
         shared: Arc<ClusterShared>,
         client: redis::Client,
@@ -65,7 +65,7 @@ impl Subscriber {
     }
 
     /// Runs until the stop flag is set, reconnecting with backoff.
-    pub fn run(mut self) {
+    pub(crate) fn run(mut self) {
         let mut backoff = Backoff::new();
         let mut failing = false;
         while !self.stop.load(Ordering::SeqCst) {

@@ -15,7 +15,7 @@ use crate::types::{ChatRecord, Format};
 
 /// A body or payload that is not in the format above (a bug or a foreign writer on our keys).
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum WireError {
+pub(crate) enum WireError {
     /// A header line is missing.
     #[error("truncated header: missing {0}")]
     Missing(&'static str),
@@ -29,11 +29,11 @@ pub enum WireError {
 
 /// A stream entry id (`ms-seq`), ordered as Redis orders them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct EntryId {
+pub(crate) struct EntryId {
     /// Milliseconds part.
-    pub ms: u64,
+    pub(crate) ms: u64,
     /// Sequence part.
-    pub seq: u64,
+    pub(crate) seq: u64,
 }
 
 impl EntryId {
@@ -41,7 +41,7 @@ impl EntryId {
     ///
     /// # Errors
     /// [`WireError::BadField`] when it is not two decimal numbers joined by `-`.
-    pub fn parse(text: &str) -> Result<EntryId, WireError> {
+    pub(crate) fn parse(text: &str) -> Result<EntryId, WireError> {
         let (ms, seq) = text.split_once('-').ok_or(WireError::BadField("entry id"))?;
         Ok(EntryId {
             ms: ms.parse().map_err(|_| WireError::BadField("entry id"))?,
@@ -58,32 +58,32 @@ impl std::fmt::Display for EntryId {
 
 /// A chat message as it travels through Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WireMessage {
+pub(crate) struct WireMessage {
     /// Message id (from Redis, or provisional from the origin's slot during an outage).
-    pub id: u64,
+    pub(crate) id: u64,
     /// `node_id/incarnation` of the node that accepted it.
-    pub origin: Arc<str>,
+    pub(crate) origin: Arc<str>,
     /// The origin's sequence number (increases in the order the origin accepted messages).
-    pub seq: u64,
+    pub(crate) seq: u64,
     /// The origin delivered and stored it already, during an outage (a replay).
-    pub replay: bool,
+    pub(crate) replay: bool,
     /// The sender's wire format (text senders are relayed verbatim to text members).
-    pub format: Format,
+    pub(crate) format: Format,
     /// When the origin accepted it (ms since the epoch, UTC).
-    pub created_at_ms: i64,
+    pub(crate) created_at_ms: i64,
     /// Room name.
-    pub room: Arc<str>,
+    pub(crate) room: Arc<str>,
     /// Sender's name.
-    pub user: Arc<str>,
+    pub(crate) user: Arc<str>,
     /// Client-chosen id, echoed to JSON members.
-    pub client_id: Option<Arc<str>>,
+    pub(crate) client_id: Option<Arc<str>>,
     /// Content.
-    pub content: Arc<str>,
+    pub(crate) content: Arc<str>,
 }
 
 impl WireMessage {
     /// The message as it is stored.
-    pub fn record(&self) -> ChatRecord {
+    pub(crate) fn record(&self) -> ChatRecord {
         ChatRecord {
             id: self.id,
             room: Arc::clone(&self.room),
@@ -95,7 +95,7 @@ impl WireMessage {
 }
 
 /// Everything after the id line, as the publish script expects it.
-pub fn encode_tail(msg: &WireMessage) -> Vec<u8> {
+pub(crate) fn encode_tail(msg: &WireMessage) -> Vec<u8> {
     let cid_len = msg.client_id.as_ref().map_or_else(|| "-".to_string(), |c| c.len().to_string());
     let format = match msg.format {
         Format::Text => 't',
@@ -124,7 +124,8 @@ pub fn encode_tail(msg: &WireMessage) -> Vec<u8> {
 }
 
 /// A full body (id line + tail), as stored in the stream.
-pub fn encode_body(msg: &WireMessage) -> Vec<u8> {
+#[cfg(test)]
+pub(crate) fn encode_body(msg: &WireMessage) -> Vec<u8> {
     let mut out = format!("{}\n", msg.id).into_bytes();
     out.extend_from_slice(&encode_tail(msg));
     out
@@ -154,7 +155,7 @@ fn text(rest: &mut &[u8], len: usize) -> Result<Arc<str>, WireError> {
 ///
 /// # Errors
 /// [`WireError`] when the body is not in this module's format.
-pub fn parse_body(body: &[u8]) -> Result<WireMessage, WireError> {
+pub(crate) fn parse_body(body: &[u8]) -> Result<WireMessage, WireError> {
     let mut rest = body;
     let id = number(&mut rest, "id")?;
     let origin = Arc::from(line(&mut rest, "origin")?);
@@ -188,7 +189,7 @@ pub fn parse_body(body: &[u8]) -> Result<WireMessage, WireError> {
 ///
 /// # Errors
 /// [`WireError`] when the payload is not in this module's format.
-pub fn parse_published(payload: &[u8]) -> Result<(EntryId, WireMessage), WireError> {
+pub(crate) fn parse_published(payload: &[u8]) -> Result<(EntryId, WireMessage), WireError> {
     let mut rest = payload;
     let entry = EntryId::parse(line(&mut rest, "entry id")?)?;
     Ok((entry, parse_body(rest)?))

@@ -27,7 +27,7 @@ use outbuf::{Flushed, Full, OutBuf};
 
 /// Where a connection is in its life.
 #[derive(Debug)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Reading HTTP request heads (before an upgrade, or plain keep-alive HTTP).
     Http(HttpState),
     /// Upgraded: speaking WebSocket.
@@ -42,45 +42,45 @@ pub enum Phase {
 
 /// HTTP phase state.
 #[derive(Debug, Default)]
-pub struct HttpState {
+pub(crate) struct HttpState {
     /// The server was at `max_connections` when this connection arrived: answer 503.
-    pub over_capacity: bool,
+    pub(crate) over_capacity: bool,
     /// A response is being prepared elsewhere (history read); do not parse the next request yet.
-    pub awaiting_reply: bool,
+    pub(crate) awaiting_reply: bool,
     /// Accepted on the `--metrics-addr` listener: only the operations endpoints are served.
-    pub ops_only: bool,
+    pub(crate) ops_only: bool,
 }
 
 /// WebSocket phase state.
 #[derive(Debug)]
-pub struct WsState {
+pub(crate) struct WsState {
     /// Wire format chosen at the handshake.
-    pub format: Format,
+    pub(crate) format: Format,
     /// Display name (validated nick, or `anonymous`).
-    pub user: Arc<str>,
+    pub(crate) user: Arc<str>,
     /// Frame decoder (holds a buffer only while a fragmented message is in progress).
-    pub decoder: FrameDecoder,
+    pub(crate) decoder: FrameDecoder,
     /// Rooms joined (text connections: exactly one).
-    pub rooms: Vec<Membership>,
+    pub(crate) rooms: Vec<Membership>,
     /// Room grant, rate throttle and liveness clock.
-    pub limits: ClientLimits,
+    pub(crate) limits: ClientLimits,
     /// History reads whose replies are paced by the client's reading (`session::catchup`).
-    pub paced: PacedReads,
+    pub(crate) paced: PacedReads,
 }
 
 /// History reads (resume pages, `history` replies) waiting to be sent at the client's pace: one at a
 /// time, the next only once the output queue has drained below the low-water mark.
 #[derive(Debug, Default)]
-pub struct PacedReads {
+pub(crate) struct PacedReads {
     /// A read was submitted and its reply is not yet queued.
-    pub in_flight: bool,
+    pub(crate) in_flight: bool,
     /// Reads waiting their turn, oldest first (at most one `Resume` per room; `History` bounded).
-    pub waiting: VecDeque<PacedRead>,
+    pub(crate) waiting: VecDeque<PacedRead>,
 }
 
 /// One read waiting in [`PacedReads`].
 #[derive(Debug)]
-pub enum PacedRead {
+pub(crate) enum PacedRead {
     /// The next catch-up page of the membership of room `room_id` (see [`CatchUp`]).
     Resume {
         /// The room.
@@ -97,40 +97,40 @@ pub enum PacedRead {
 
 /// A membership catching up after a resume: history pages up to `upto`, then the held live frames.
 #[derive(Debug)]
-pub struct CatchUp {
+pub(crate) struct CatchUp {
     /// The next page starts after this id.
-    pub next_after: u64,
+    pub(crate) next_after: u64,
     /// Last id to send from history; live frames above it are held meanwhile.
-    pub upto: u64,
+    pub(crate) upto: u64,
     /// Messages asked per page (adapted so a page is about `--max-outbuf` bytes).
-    pub page_limit: usize,
+    pub(crate) page_limit: usize,
     /// Live frames held back (ids above `upto`, and id-less events).
-    pub held: Vec<Bytes>,
+    pub(crate) held: Vec<Bytes>,
     /// Bytes in `held`.
-    pub held_bytes: usize,
+    pub(crate) held_bytes: usize,
     /// `held` passed its bound and was dropped: the catch-up continues from history past `upto`.
-    pub overflowed: bool,
+    pub(crate) overflowed: bool,
 }
 
 /// One room a connection is in.
 #[derive(Debug)]
-pub struct Membership {
+pub(crate) struct Membership {
     /// The room.
-    pub room: Arc<Room>,
+    pub(crate) room: Arc<Room>,
     /// While catching up after a resume.
-    pub catch_up: Option<CatchUp>,
+    pub(crate) catch_up: Option<CatchUp>,
 }
 
 impl WsState {
     /// The membership for `room_id`, if joined.
-    pub fn membership_mut(&mut self, room_id: u64) -> Option<&mut Membership> {
+    pub(crate) fn membership_mut(&mut self, room_id: u64) -> Option<&mut Membership> {
         self.rooms.iter_mut().find(|m| m.room.id == room_id)
     }
 }
 
 /// What a read produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadOutcome {
+pub(crate) enum ReadOutcome {
     /// `n` bytes were read into the scratch buffer.
     Data(usize),
     /// Nothing more for now.
@@ -141,40 +141,40 @@ pub enum ReadOutcome {
 
 /// A client connection.
 #[derive(Debug)]
-pub struct Conn {
+pub(crate) struct Conn {
     /// The socket (registered with the shard's `Poll` under the slab key).
-    pub sock: TcpStream,
+    pub(crate) sock: TcpStream,
     /// Peer address, for logs and limits.
-    pub peer: SocketAddr,
+    pub(crate) peer: SocketAddr,
     /// Process-unique serial (slab keys are reused; replies carry the serial to find the right one).
-    pub serial: u64,
+    pub(crate) serial: u64,
     /// Life phase.
-    pub phase: Phase,
+    pub(crate) phase: Phase,
     /// Unparsed input left from earlier reads (empty, and unallocated, most of the time).
-    pub inbuf: Vec<u8>,
+    pub(crate) inbuf: Vec<u8>,
     /// Frames and responses waiting to be written.
-    pub out: OutBuf,
+    pub(crate) out: OutBuf,
     /// When the connection must be gone: handshake timeout in HTTP phase, linger limit when closing.
-    pub deadline: Option<Instant>,
+    pub(crate) deadline: Option<Instant>,
     /// Already on the shard's list of connections to flush this turn.
-    pub flush_scheduled: bool,
+    pub(crate) flush_scheduled: bool,
     /// The peer may have more input that a paused or budget-limited read left in the socket.
-    pub read_pending: bool,
+    pub(crate) read_pending: bool,
     /// The session may not take more input yet (an HTTP request waits for queued output to drain or
     /// for a history reply): the socket is not read until it may, then buffered input is served first.
-    pub read_blocked: bool,
+    pub(crate) read_blocked: bool,
     /// A paced read waits for the output queue to drain below the low-water mark: the shard calls
     /// `session::on_drained` after a flush that gets it there.
-    pub drain_wanted: bool,
+    pub(crate) drain_wanted: bool,
     /// This connection's share of its address's count (`--max-conns-per-ip`); released on drop.
-    pub ip_slot: IpSlot,
+    pub(crate) ip_slot: IpSlot,
     /// Why the server decided to close it (first decision wins); `None` counts as normal at the reap.
-    pub close_reason: Option<CloseReason>,
+    pub(crate) close_reason: Option<CloseReason>,
 }
 
 impl Conn {
     /// A new connection in the HTTP phase (`ops_only`: from the `--metrics-addr` listener).
-    pub fn new(
+    pub(crate) fn new(
         sock: TcpStream,
         peer: SocketAddr,
         serial: u64,
@@ -200,12 +200,12 @@ impl Conn {
     }
 
     /// Records why the connection is being closed, unless a reason was recorded already.
-    pub fn set_close_reason(&mut self, reason: CloseReason) {
+    pub(crate) fn set_close_reason(&mut self, reason: CloseReason) {
         self.close_reason.get_or_insert(reason);
     }
 
     /// Reads once into `scratch`.
-    pub fn read(&mut self, scratch: &mut [u8]) -> ReadOutcome {
+    pub(crate) fn read(&mut self, scratch: &mut [u8]) -> ReadOutcome {
         loop {
             return match self.sock.read(scratch) {
                 Ok(0) => ReadOutcome::Closed,
@@ -221,7 +221,7 @@ impl Conn {
     ///
     /// # Errors
     /// The socket's error: the connection is dead.
-    pub fn flush(&mut self) -> io::Result<Flushed> {
+    pub(crate) fn flush(&mut self) -> io::Result<Flushed> {
         let flushed = self.out.flush(&mut self.sock)?;
         if flushed == Flushed::All
             && let Phase::Closing { write_shut } = &mut self.phase
@@ -238,23 +238,23 @@ impl Conn {
     ///
     /// # Errors
     /// [`Full`]: the peer is not keeping up.
-    pub fn send(&mut self, frame: Bytes, max_outbuf: usize) -> Result<(), Full> {
+    pub(crate) fn send(&mut self, frame: Bytes, max_outbuf: usize) -> Result<(), Full> {
         self.out.push(frame, max_outbuf)
     }
 
     /// Queues a paced frame (history and catch-up pages): not judged by the bound, see [`OutBuf`].
-    pub fn send_paced(&mut self, frame: Bytes) {
+    pub(crate) fn send_paced(&mut self, frame: Bytes) {
         self.out.push_paced(frame);
     }
 
     /// Queues bytes that must go out whatever the bound (responses, close frames, direct replies).
-    pub fn send_unbounded(&mut self, bytes: impl Into<Bytes>) {
+    pub(crate) fn send_unbounded(&mut self, bytes: impl Into<Bytes>) {
         self.out.push_unbounded(bytes.into());
     }
 
     /// Queues a WebSocket close frame (after dropping unsent frames if `discard_queued`) and enters
     /// the closing phase with `deadline`. Returns the phase it left (to leave its rooms).
-    pub fn begin_close(&mut self, code: u16, reason: &str, discard_queued: bool, deadline: Instant) -> Phase {
+    pub(crate) fn begin_close(&mut self, code: u16, reason: &str, discard_queued: bool, deadline: Instant) -> Phase {
         if discard_queued {
             self.out.drop_unstarted();
         }
@@ -263,14 +263,14 @@ impl Conn {
     }
 
     /// Enters the closing phase (after a final HTTP response was queued). Returns the phase it left.
-    pub fn enter_closing(&mut self, deadline: Instant) -> Phase {
+    pub(crate) fn enter_closing(&mut self, deadline: Instant) -> Phase {
         self.deadline = Some(deadline);
         self.inbuf = Vec::new();
         std::mem::replace(&mut self.phase, Phase::Closing { write_shut: false })
     }
 
     /// Whether the connection speaks WebSocket and is not closing.
-    pub fn ws_mut(&mut self) -> Option<&mut WsState> {
+    pub(crate) fn ws_mut(&mut self) -> Option<&mut WsState> {
         match &mut self.phase {
             Phase::Ws(ws) => Some(ws),
             _ => None,

@@ -7,20 +7,20 @@ use std::time::Instant;
 
 /// A token bucket that starts full.
 #[derive(Debug, Clone)]
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     tokens: f64,
     last: Instant,
 }
 
 impl TokenBucket {
     /// A full bucket of `burst` tokens at `now`.
-    pub fn full(burst: f64, now: Instant) -> Self {
+    pub(crate) fn full(burst: f64, now: Instant) -> Self {
         TokenBucket { tokens: burst, last: now }
     }
 
     /// Refills for the time since the last call, then takes `cost` tokens if there are that many.
     /// A `cost` above `burst` can never be paid and always fails.
-    pub fn try_take(&mut self, now: Instant, rate: f64, burst: f64, cost: f64) -> bool {
+    pub(crate) fn try_take(&mut self, now: Instant, rate: f64, burst: f64, cost: f64) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = self.last.max(now);
         self.tokens = (self.tokens + elapsed * rate).min(burst);

@@ -13,20 +13,20 @@ use crate::auth::RoomGrant;
 
 /// Per-connection security state, inside the connection's `WsState`.
 #[derive(Debug)]
-pub struct ClientLimits {
+pub(crate) struct ClientLimits {
     /// Rooms the connection may join, post to and read (`All` without auth).
-    pub grant: RoomGrant,
+    pub(crate) grant: RoomGrant,
     /// Message and byte buckets.
-    pub throttle: Throttle,
+    pub(crate) throttle: Throttle,
     /// When the client's last complete frame arrived (the upgrade, at first).
-    pub last_seen: Instant,
+    pub(crate) last_seen: Instant,
     /// When the outstanding heartbeat ping was queued, if one is.
-    pub ping_sent: Option<Instant>,
+    pub(crate) ping_sent: Option<Instant>,
 }
 
 /// What the sweep must do about a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Liveness {
+pub(crate) enum Liveness {
     /// Nothing.
     Alive,
     /// Queue a ping (the guard now counts it as outstanding).
@@ -39,19 +39,19 @@ pub enum Liveness {
 
 impl ClientLimits {
     /// A guard for a connection upgraded at `now`.
-    pub fn new(grant: RoomGrant, limits: &RateLimits, now: Instant) -> Self {
+    pub(crate) fn new(grant: RoomGrant, limits: &RateLimits, now: Instant) -> Self {
         ClientLimits { grant, throttle: Throttle::new(limits, now), last_seen: now, ping_sent: None }
     }
 
     /// Records that the client sent a frame at `now` (answers any outstanding ping).
-    pub fn seen(&mut self, now: Instant) {
+    pub(crate) fn seen(&mut self, now: Instant) {
         self.last_seen = now;
         self.ping_sent = None;
     }
 
     /// Decides what the sweep at `now` must do, given the idle timeout and the heartbeat
     /// (`(interval, timeout)`), each `None` when off.
-    pub fn liveness(
+    pub(crate) fn liveness(
         &mut self,
         now: Instant,
         idle_timeout: Option<Duration>,

@@ -10,14 +10,14 @@ use std::time::Duration;
 use socket2::{SockRef, TcpKeepalive};
 
 /// Silence before the first probe.
-pub const IDLE: Duration = Duration::from_secs(60);
+pub(crate) const IDLE: Duration = Duration::from_secs(60);
 /// Time between probes.
-pub const INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const INTERVAL: Duration = Duration::from_secs(10);
 /// Unanswered probes before the connection is declared dead.
-pub const RETRIES: u32 = 6;
+pub(crate) const RETRIES: u32 = 6;
 
 /// Turns keepalive on for `stream`; a failure is logged and otherwise ignored (the heartbeat remains).
-pub fn enable(stream: &mio::net::TcpStream) {
+pub(crate) fn enable(stream: &mio::net::TcpStream) {
     let params = TcpKeepalive::new().with_time(IDLE).with_interval(INTERVAL).with_retries(RETRIES);
     if let Err(err) = SockRef::from(stream).set_tcp_keepalive(&params) {
         tracing::debug!(%err, "could not enable TCP keepalive");

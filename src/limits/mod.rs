@@ -8,8 +8,8 @@
 //! heartbeat / idle decision the shard's sweep acts on; [`keepalive`] sets TCP keepalive on accepted
 //! sockets. The session layer asks; nothing here does IO.
 
-pub mod bucket;
-pub mod client;
-pub mod keepalive;
-pub mod per_ip;
-pub mod throttle;
+pub(crate) mod bucket;
+pub(crate) mod client;
+pub(crate) mod keepalive;
+pub(crate) mod per_ip;
+pub(crate) mod throttle;

@@ -13,19 +13,19 @@ use parking_lot::Mutex;
 
 /// Connection counts per address, shared by the acceptor (takes) and the shards (drop slots).
 #[derive(Debug, Default)]
-pub struct PerIpLimiter {
+pub(crate) struct PerIpLimiter {
     max: usize,
     counts: Mutex<HashMap<IpAddr, usize>>,
 }
 
 impl PerIpLimiter {
     /// A limiter allowing `max` connections per address; 0 turns it off.
-    pub fn new(max: usize) -> Arc<Self> {
+    pub(crate) fn new(max: usize) -> Arc<Self> {
         Arc::new(PerIpLimiter { max, counts: Mutex::new(HashMap::new()) })
     }
 
     /// Counts one more connection from `ip`.
-    pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> IpSlot {
+    pub(crate) fn acquire(self: &Arc<Self>, ip: IpAddr) -> IpSlot {
         if self.max == 0 {
             return IpSlot::untracked();
         }
@@ -36,7 +36,8 @@ impl PerIpLimiter {
     }
 
     /// Connections counted for `ip` right now.
-    pub fn count(&self, ip: IpAddr) -> usize {
+    #[cfg(test)]
+    pub(crate) fn count(&self, ip: IpAddr) -> usize {
         self.counts.lock().get(&ip).copied().unwrap_or(0)
     }
 
@@ -53,19 +54,19 @@ impl PerIpLimiter {
 
 /// One connection's share of its address's count; released on drop.
 #[derive(Debug, Default)]
-pub struct IpSlot {
+pub(crate) struct IpSlot {
     held: Option<(Arc<PerIpLimiter>, IpAddr)>,
     over_limit: bool,
 }
 
 impl IpSlot {
     /// A slot that counts nothing (limit off).
-    pub fn untracked() -> Self {
+    pub(crate) fn untracked() -> Self {
         IpSlot::default()
     }
 
     /// Whether the address already had `max` connections when this one arrived.
-    pub fn over_limit(&self) -> bool {
+    pub(crate) fn over_limit(&self) -> bool {
         self.over_limit
     }
 }

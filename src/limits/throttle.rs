@@ -12,26 +12,26 @@ use crate::config::Config;
 
 /// Refusals (each answered with a `rate_limited` error) tolerated within [`FLOOD_WINDOW`]; one more
 /// closes the connection with 1008.
-pub const FLOOD_WARNINGS: u32 = 10;
+pub(crate) const FLOOD_WARNINGS: u32 = 10;
 /// The window over which refusals are counted.
-pub const FLOOD_WINDOW: Duration = Duration::from_secs(10);
+pub(crate) const FLOOD_WINDOW: Duration = Duration::from_secs(10);
 
 /// The configured rates; a rate of 0 turns its bucket off (the default: no limits).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct RateLimits {
+pub(crate) struct RateLimits {
     /// Messages per second.
-    pub messages_per_sec: f64,
+    pub(crate) messages_per_sec: f64,
     /// Messages in a burst.
-    pub message_burst: f64,
+    pub(crate) message_burst: f64,
     /// Payload bytes per second.
-    pub bytes_per_sec: f64,
+    pub(crate) bytes_per_sec: f64,
     /// Payload bytes in a burst: two seconds' worth, and never less than one largest frame.
-    pub byte_burst: f64,
+    pub(crate) byte_burst: f64,
 }
 
 impl RateLimits {
     /// The limits `cfg` asks for.
-    pub fn from_config(cfg: &Config) -> Self {
+    pub(crate) fn from_config(cfg: &Config) -> Self {
         let bytes = cfg.rate_limit_bytes as f64;
         RateLimits {
             messages_per_sec: f64::from(cfg.rate_limit),
@@ -42,14 +42,14 @@ impl RateLimits {
     }
 
     /// Whether any limit is on.
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.messages_per_sec > 0.0 || self.bytes_per_sec > 0.0
     }
 }
 
 /// What to do with one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Within the limits: handle it.
     Allow,
     /// Over a limit: drop it and answer `rate_limited`.
@@ -60,7 +60,7 @@ pub enum Verdict {
 
 /// One connection's buckets and warning count.
 #[derive(Debug, Clone)]
-pub struct Throttle {
+pub(crate) struct Throttle {
     messages: TokenBucket,
     bytes: TokenBucket,
     warnings: u32,
@@ -69,7 +69,7 @@ pub struct Throttle {
 
 impl Throttle {
     /// Full buckets at `now`.
-    pub fn new(limits: &RateLimits, now: Instant) -> Self {
+    pub(crate) fn new(limits: &RateLimits, now: Instant) -> Self {
         Throttle {
             messages: TokenBucket::full(limits.message_burst, now),
             bytes: TokenBucket::full(limits.byte_burst, now),
@@ -79,7 +79,7 @@ impl Throttle {
     }
 
     /// Charges one message of `payload_len` bytes received at `now`.
-    pub fn check(&mut self, limits: &RateLimits, now: Instant, payload_len: usize) -> Verdict {
+    pub(crate) fn check(&mut self, limits: &RateLimits, now: Instant, payload_len: usize) -> Verdict {
         let message_ok = limits.messages_per_sec <= 0.0
             || self.messages.try_take(now, limits.messages_per_sec, limits.message_burst, 1.0);
         let bytes_ok = !message_ok

@@ -4,10 +4,10 @@ use super::cell::Counter;
 
 /// What the acceptor counts.
 #[derive(Debug, Default)]
-pub struct AcceptorMetrics {
+pub(crate) struct AcceptorMetrics {
     /// Connections returned by `accept`.
-    pub accepted: Counter,
+    pub(crate) accepted: Counter,
     /// Connections closed unread because the server was past `--max-connections` plus the slack
     /// (part of `closed{reason="over_limit"}`).
-    pub refused: Counter,
+    pub(crate) refused: Counter,
 }

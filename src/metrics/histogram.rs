@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::cell::Counter;
 
 /// Upper bounds, in nanoseconds, for latencies: 10 µs to 5 s.
-pub const LATENCY_BOUNDS_NS: &[u64] = &[
+pub(crate) const LATENCY_BOUNDS_NS: &[u64] = &[
     10_000,
     25_000,
     50_000,
@@ -32,15 +32,15 @@ pub const LATENCY_BOUNDS_NS: &[u64] = &[
 ];
 
 /// Scale that turns nanoseconds into seconds.
-pub const NANOS: f64 = 1e-9;
+pub(crate) const NANOS: f64 = 1e-9;
 
 /// Upper bounds for batch sizes, in rows: powers of two up to 65,536 (the largest `--batch-size`).
-pub const BATCH_BOUNDS: &[u64] =
+pub(crate) const BATCH_BOUNDS: &[u64] =
     &[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16_384, 32_768, 65_536];
 
 /// A histogram with fixed bounds, updated by one thread.
 #[derive(Debug)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     bounds: &'static [u64],
     scale: f64,
     /// One slot per bound plus the `+Inf` slot; counts are per bucket (not cumulative).
@@ -51,7 +51,7 @@ pub struct Histogram {
 
 impl Histogram {
     /// A histogram over `bounds` (ascending, raw units) reported multiplied by `scale`.
-    pub fn new(bounds: &'static [u64], scale: f64) -> Self {
+    pub(crate) fn new(bounds: &'static [u64], scale: f64) -> Self {
         Histogram {
             bounds,
             scale,
@@ -62,13 +62,13 @@ impl Histogram {
     }
 
     /// A latency histogram (seconds, 10 µs to 5 s).
-    pub fn latency() -> Self {
+    pub(crate) fn latency() -> Self {
         Histogram::new(LATENCY_BOUNDS_NS, NANOS)
     }
 
     /// Records `value` in raw units (owner thread only).
     #[inline]
-    pub fn observe(&self, value: u64) {
+    pub(crate) fn observe(&self, value: u64) {
         let slot = self.bounds.partition_point(|&b| b < value);
         if let Some(bucket) = self.buckets.get(slot) {
             bucket.inc();
@@ -79,12 +79,12 @@ impl Histogram {
 
     /// Records a duration (owner thread only).
     #[inline]
-    pub fn observe_duration(&self, d: Duration) {
+    pub(crate) fn observe_duration(&self, d: Duration) {
         self.observe(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
     }
 
     /// A copy of the current values.
-    pub fn snapshot(&self) -> HistogramSnapshot {
+    pub(crate) fn snapshot(&self) -> HistogramSnapshot {
         HistogramSnapshot {
             bounds: self.bounds,
             scale: self.scale,
@@ -97,25 +97,25 @@ impl Histogram {
 
 /// A histogram's values at one moment; several can be merged (one per shard).
 #[derive(Debug, Clone, PartialEq)]
-pub struct HistogramSnapshot {
+pub(crate) struct HistogramSnapshot {
     bounds: &'static [u64],
     scale: f64,
     /// Per-bucket counts, `bounds.len() + 1` of them.
-    pub buckets: Vec<u64>,
+    pub(crate) buckets: Vec<u64>,
     /// Observations.
-    pub count: u64,
+    pub(crate) count: u64,
     /// Sum of the observations, raw units.
-    pub sum: u64,
+    pub(crate) sum: u64,
 }
 
 impl HistogramSnapshot {
     /// An empty snapshot with `bounds` and `scale` (what a disabled component reports).
-    pub fn empty(bounds: &'static [u64], scale: f64) -> Self {
+    pub(crate) fn empty(bounds: &'static [u64], scale: f64) -> Self {
         HistogramSnapshot { bounds, scale, buckets: vec![0; bounds.len() + 1], count: 0, sum: 0 }
     }
 
     /// Adds `other`'s observations (same bounds) to this one.
-    pub fn merge(&mut self, other: &HistogramSnapshot) {
+    pub(crate) fn merge(&mut self, other: &HistogramSnapshot) {
         for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
             *a += b;
         }
@@ -124,13 +124,13 @@ impl HistogramSnapshot {
     }
 
     /// Sum of the observations in reported units.
-    pub fn scaled_sum(&self) -> f64 {
+    pub(crate) fn scaled_sum(&self) -> f64 {
         self.sum as f64 * self.scale
     }
 
     /// `(upper bound in reported units, per-bucket count)` pairs, ending with `+Inf`, as
     /// `prometheus_client`'s encoder expects them.
-    pub fn scaled_buckets(&self) -> Vec<(f64, u64)> {
+    pub(crate) fn scaled_buckets(&self) -> Vec<(f64, u64)> {
         self.bounds
             .iter()
             .map(|&b| b as f64 * self.scale)

@@ -6,14 +6,13 @@
 //! and sums them (see `ops::collector`). This module depends on nothing else in the crate, so every
 //! layer can count into it. Names, labels and meanings are listed in `docs/METRICS.md`.
 
-pub mod acceptor;
-pub mod cell;
-pub mod histogram;
-pub mod reason;
-pub mod shard;
+pub(crate) mod acceptor;
+pub(crate) mod cell;
+pub(crate) mod histogram;
+pub(crate) mod reason;
+pub(crate) mod shard;
 
-pub use acceptor::AcceptorMetrics;
-pub use cell::{Counter, Gauge};
-pub use histogram::{Histogram, HistogramSnapshot};
-pub use reason::CloseReason;
-pub use shard::{HistoryKind, ShardMetrics};
+pub(crate) use acceptor::AcceptorMetrics;
+pub(crate) use histogram::{Histogram, HistogramSnapshot};
+pub(crate) use reason::CloseReason;
+pub(crate) use shard::{HistoryKind, ShardMetrics};

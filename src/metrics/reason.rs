@@ -9,7 +9,7 @@
 /// `session::send::close_session` (or set them with `Conn::set_close_reason` before an HTTP refusal) where a
 /// client is dropped for sending too fast or for a bad token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
+pub(crate) enum CloseReason {
     /// The peer closed, or the server did as part of normal operation (close handshake, shutdown,
     /// `Connection: close`).
     Normal,
@@ -32,7 +32,7 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every reason, in label order.
-    pub const ALL: [CloseReason; 8] = [
+    pub(crate) const ALL: [CloseReason; 8] = [
         CloseReason::Normal,
         CloseReason::ProtocolError,
         CloseReason::SlowConsumer,
@@ -44,10 +44,10 @@ impl CloseReason {
     ];
 
     /// Number of reasons.
-    pub const COUNT: usize = Self::ALL.len();
+    pub(crate) const COUNT: usize = Self::ALL.len();
 
     /// The label value.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             CloseReason::Normal => "normal",
             CloseReason::ProtocolError => "protocol_error",
@@ -61,7 +61,7 @@ impl CloseReason {
     }
 
     /// Position in [`CloseReason::ALL`].
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 }

@@ -11,7 +11,7 @@ use crate::types::ErrorCode;
 
 /// What a history read was for (the `kind` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HistoryKind {
+pub(crate) enum HistoryKind {
     /// `GET /rooms/{room}/messages`.
     Rest,
     /// A JSON `history` command.
@@ -22,10 +22,10 @@ pub enum HistoryKind {
 
 impl HistoryKind {
     /// Every kind, in label order.
-    pub const ALL: [HistoryKind; 3] = [HistoryKind::Rest, HistoryKind::Command, HistoryKind::Resume];
+    pub(crate) const ALL: [HistoryKind; 3] = [HistoryKind::Rest, HistoryKind::Command, HistoryKind::Resume];
 
     /// The label value.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             HistoryKind::Rest => "rest",
             HistoryKind::Command => "command",
@@ -36,33 +36,33 @@ impl HistoryKind {
 
 /// One shard's metrics (see the module docs for ownership).
 #[derive(Debug)]
-pub struct ShardMetrics {
+pub(crate) struct ShardMetrics {
     /// Connections in this shard's slab.
-    pub connections_open: Gauge,
+    pub(crate) connections_open: Gauge,
     /// Connections reaped, by [`CloseReason::index`].
-    pub closed: [Counter; CloseReason::COUNT],
+    pub(crate) closed: [Counter; CloseReason::COUNT],
     /// Chat messages published from this shard's clients (text frames and JSON `message` commands).
-    pub messages_received: Counter,
+    pub(crate) messages_received: Counter,
     /// Binary frames relayed from this shard's clients.
-    pub binary_received: Counter,
+    pub(crate) binary_received: Counter,
     /// Frames queued (or held for a resuming member) by fan-out, one per recipient.
-    pub deliveries: Counter,
+    pub(crate) deliveries: Counter,
     /// Bytes read from client sockets.
-    pub bytes_in: Counter,
+    pub(crate) bytes_in: Counter,
     /// Bytes written to client sockets.
-    pub bytes_out: Counter,
+    pub(crate) bytes_out: Counter,
     /// `error` frames sent, by [`ErrorCode::index`].
-    pub error_frames: [Counter; ErrorCode::COUNT],
+    pub(crate) error_frames: [Counter; ErrorCode::COUNT],
     /// Room memberships of this shard's connections.
-    pub room_members: Gauge,
+    pub(crate) room_members: Gauge,
     /// History reads submitted, by kind (index in [`HistoryKind::ALL`]).
-    pub history_requests: [Counter; 3],
+    pub(crate) history_requests: [Counter; 3],
     /// Submission of a history read to its answer arriving back on the shard.
-    pub history_latency: Histogram,
+    pub(crate) history_latency: Histogram,
     /// Publish (message decoded) to the last local recipient queued, per delivery handled.
-    pub fanout_latency: Histogram,
+    pub(crate) fanout_latency: Histogram,
     /// Work per event-loop turn (after `poll` returns until the turn ends).
-    pub loop_iteration: Histogram,
+    pub(crate) loop_iteration: Histogram,
 }
 
 impl Default for ShardMetrics {
@@ -88,26 +88,26 @@ impl Default for ShardMetrics {
 impl ShardMetrics {
     /// Counts a reaped connection.
     #[inline]
-    pub fn closed(&self, reason: CloseReason) {
+    pub(crate) fn closed(&self, reason: CloseReason) {
         self.closed[reason.index()].inc();
         self.connections_open.add(-1);
     }
 
     /// Counts a connection closed before it entered the slab (it was never counted as open).
     #[inline]
-    pub fn dropped(&self, reason: CloseReason) {
+    pub(crate) fn dropped(&self, reason: CloseReason) {
         self.closed[reason.index()].inc();
     }
 
     /// Counts an `error` frame.
     #[inline]
-    pub fn error_frame(&self, code: ErrorCode) {
+    pub(crate) fn error_frame(&self, code: ErrorCode) {
         self.error_frames[code.index()].inc();
     }
 
     /// Counts a history read submitted.
     #[inline]
-    pub fn history_request(&self, kind: HistoryKind) {
+    pub(crate) fn history_request(&self, kind: HistoryKind) {
         self.history_requests[kind as usize].inc();
     }
 }

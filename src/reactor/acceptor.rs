@@ -24,7 +24,7 @@ use crate::room::fanout::Hub;
 /// Token of the listening socket.
 const LISTENER: Token = Token(0);
 /// Token of the acceptor's waker (used to stop it).
-pub const WAKER: Token = Token(1);
+pub(crate) const WAKER: Token = Token(1);
 /// Token of the `--metrics-addr` listener.
 const METRICS_LISTENER: Token = Token(2);
 /// Connections accepted past `max_connections` only to be told 503; beyond this they are closed unread.
@@ -34,7 +34,7 @@ const OVER_CAPACITY_SLACK: usize = 32;
 ///
 /// # Errors
 /// The OS's refusal to create, bind or listen.
-pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
     let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     socket.set_reuse_address(true)?;
@@ -45,25 +45,25 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// The acceptor loop's state.
-pub struct Acceptor {
+pub(crate) struct Acceptor {
     /// Its poll (the listener and the waker are registered in it).
-    pub poll: Poll,
+    pub(crate) poll: Poll,
     /// The listening socket.
-    pub listener: TcpListener,
+    pub(crate) listener: TcpListener,
     /// The `--metrics-addr` listening socket: its connections are served the operations endpoints only.
-    pub metrics_listener: Option<TcpListener>,
+    pub(crate) metrics_listener: Option<TcpListener>,
     /// Publish hub (for the shard inboxes).
-    pub hub: Arc<Hub>,
+    pub(crate) hub: Arc<Hub>,
     /// Open connections across shards.
-    pub open_conns: Arc<AtomicUsize>,
+    pub(crate) open_conns: Arc<AtomicUsize>,
     /// Connection limit.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Connections per client address (`--max-conns-per-ip`).
-    pub per_ip: Arc<PerIpLimiter>,
+    pub(crate) per_ip: Arc<PerIpLimiter>,
     /// Set to stop the loop (then wake it).
-    pub stop: Arc<AtomicBool>,
+    pub(crate) stop: Arc<AtomicBool>,
     /// Accepted and refused counts (this thread is their only writer).
-    pub metrics: Arc<AcceptorMetrics>,
+    pub(crate) metrics: Arc<AcceptorMetrics>,
 }
 
 impl Acceptor {
@@ -71,7 +71,7 @@ impl Acceptor {
     ///
     /// # Errors
     /// The OS refusing epoll or the eventfd.
-    pub fn prepare(
+    pub(crate) fn prepare(
         mut listener: TcpListener,
         mut metrics: Option<TcpListener>,
     ) -> io::Result<(Poll, TcpListener, Option<TcpListener>, Arc<Waker>)> {
@@ -85,7 +85,7 @@ impl Acceptor {
     }
 
     /// Accepts until stopped.
-    pub fn run(mut self) {
+    pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(64);
         let mut turn = Turn { next_shard: 0, refusing: false };
         let mut backoff: Option<Duration> = None;

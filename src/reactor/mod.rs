@@ -16,9 +16,10 @@ use std::thread::JoinHandle;
 use mio::{Poll, Waker};
 use thiserror::Error;
 
-use crate::auth::AuthConfigError;
+pub use crate::auth::AuthConfigError;
 use crate::bus::{ShardInbox, ShardMsg};
-use crate::cluster::{self, Cluster, ClusterConfig, ClusterError};
+pub use crate::cluster::ClusterError;
+use crate::cluster::{self, Cluster, ClusterConfig};
 use crate::config::{Config, SyncMode};
 use crate::limits::per_ip::PerIpLimiter;
 use crate::room::fanout::Hub;

@@ -24,7 +24,7 @@ use crate::metrics::CloseReason;
 use crate::session::{self, ShardCtx};
 
 /// Token of the shard's waker; connection tokens are slab keys, which never reach it.
-pub const WAKER: Token = Token(usize::MAX);
+pub(crate) const WAKER: Token = Token(usize::MAX);
 
 /// Bytes read from a socket per `read` call (one scratch buffer per shard, not per connection).
 const READ_CHUNK: usize = 64 * 1024;
@@ -46,7 +46,7 @@ const DELIVERIES_PER_TURN: usize = 65_536;
 const SWEEP_EVERY: Duration = Duration::from_millis(250);
 
 /// Everything a shard thread owns.
-pub struct Shard {
+pub(crate) struct Shard {
     poll: Poll,
     conns: Slab<Conn>,
     inbox_rx: Receiver<ShardMsg>,
@@ -58,7 +58,7 @@ pub struct Shard {
 
 impl Shard {
     /// Builds a shard around its `poll` (whose waker is `ctx.inbox`'s) and the receiving end of its inbox.
-    pub fn new(poll: Poll, inbox_rx: Receiver<ShardMsg>, ctx: ShardCtx) -> Self {
+    pub(crate) fn new(poll: Poll, inbox_rx: Receiver<ShardMsg>, ctx: ShardCtx) -> Self {
         Shard {
             poll,
             conns: Slab::new(),
@@ -74,7 +74,7 @@ impl Shard {
     ///
     /// # Errors
     /// Only `poll` failing (the OS refusing epoll), which ends the shard.
-    pub fn run(mut self) -> std::io::Result<()> {
+    pub(crate) fn run(mut self) -> std::io::Result<()> {
         let mut events = Events::with_capacity(1024);
         let mut next_sweep = Instant::now() + SWEEP_EVERY;
         loop {

@@ -14,55 +14,55 @@ use crate::types::Format;
 
 /// One room. Members keep an `Arc` to it for as long as they are in it.
 #[derive(Debug)]
-pub struct Room {
+pub(crate) struct Room {
     /// Process-unique id, never reused (shards index their local members by it).
-    pub id: u64,
+    pub(crate) id: u64,
     /// The room's name.
-    pub name: Arc<str>,
+    pub(crate) name: Arc<str>,
     /// Membership and ordering state; its lock serialises every publish to the room.
-    pub state: Mutex<RoomState>,
+    pub(crate) state: Mutex<RoomState>,
 }
 
 /// Membership counts and ordering state of a room, behind [`Room::state`].
 #[derive(Debug)]
-pub struct RoomState {
+pub(crate) struct RoomState {
     /// Member connections per shard: a shard only receives the room's messages if its count is > 0.
-    pub per_shard: Vec<u32>,
+    pub(crate) per_shard: Vec<u32>,
     /// Member connections speaking JSON (a JSON frame is encoded only if > 0).
-    pub json_members: u32,
+    pub(crate) json_members: u32,
     /// Member connections speaking the text format (a text frame is encoded only if > 0).
-    pub text_members: u32,
+    pub(crate) text_members: u32,
     /// Connections per user name, for presence (a user is present while their count is > 0).
-    pub users: HashMap<Arc<str>, u32>,
+    pub(crate) users: HashMap<Arc<str>, u32>,
     /// Id of the last message published to the room (0 before the first).
-    pub last_id: u64,
+    pub(crate) last_id: u64,
 }
 
 impl RoomState {
     /// Total member connections.
-    pub fn members(&self) -> u32 {
+    pub(crate) fn members(&self) -> u32 {
         self.json_members + self.text_members
     }
 }
 
 /// What a join saw, taken under the room's lock.
 #[derive(Debug)]
-pub struct Joined {
+pub(crate) struct Joined {
     /// The room (kept by the member).
-    pub room: Arc<Room>,
+    pub(crate) room: Arc<Room>,
     /// Whether this connection made the user present (first connection of that user in the room).
-    pub first_of_user: bool,
+    pub(crate) first_of_user: bool,
     /// Up to `max_names` names of present users.
-    pub member_names: Vec<Arc<str>>,
+    pub(crate) member_names: Vec<Arc<str>>,
     /// Number of distinct present users.
-    pub member_count: usize,
+    pub(crate) member_count: usize,
     /// The room's last id at the join: live deliveries with ids up to it are filtered for this member.
-    pub last_id: u64,
+    pub(crate) last_id: u64,
 }
 
 /// The table of rooms.
 #[derive(Debug)]
-pub struct Directory {
+pub(crate) struct Directory {
     rooms: RwLock<HashMap<Arc<str>, Arc<Room>>>,
     next_room_id: AtomicU64,
     n_shards: usize,
@@ -70,23 +70,18 @@ pub struct Directory {
 
 impl Directory {
     /// An empty table for `n_shards` shards.
-    pub fn new(n_shards: usize) -> Self {
+    pub(crate) fn new(n_shards: usize) -> Self {
         Directory { rooms: RwLock::new(HashMap::new()), next_room_id: AtomicU64::new(1), n_shards }
     }
 
     /// Number of rooms with at least one member.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.rooms.read().len()
     }
 
     /// The room called `name`, if it has members.
-    pub fn get(&self, name: &str) -> Option<Arc<Room>> {
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<Room>> {
         self.rooms.read().get(name).cloned()
-    }
-
-    /// Whether no room has members.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Adds a connection of `user` on `shard` speaking `format` to room `name`, creating the room.
@@ -99,7 +94,7 @@ impl Directory {
     ///
     /// `on_joined` runs under the room's lock, so whatever it publishes is ordered with the join.
     #[allow(clippy::too_many_arguments)]
-    pub fn join<R>(
+    pub(crate) fn join<R>(
         &self,
         id_floor: impl FnOnce() -> u64,
         name: &str,
@@ -153,7 +148,7 @@ impl Directory {
     /// Removes a connection from `room`; drops the room from the table when it was the last member.
     ///
     /// `on_left(last_of_user, state)` runs under the room's lock after the counts are updated.
-    pub fn leave(
+    pub(crate) fn leave(
         &self,
         room: &Arc<Room>,
         shard: usize,
@@ -206,7 +201,7 @@ mod tests {
         assert_eq!(dir.len(), 1);
         dir.leave(&b.room, 1, Format::Text, &alice, |gone, _| last.push(gone));
         assert_eq!(last, [false, true]);
-        assert!(dir.is_empty());
+        assert_eq!(dir.len(), 0);
         let (c, _) = dir.join(|| 0, "r", 0, Format::Json, &alice, 10, |_, _| ());
         assert_ne!(c.room.id, a.room.id, "a recreated room gets a new id");
     }

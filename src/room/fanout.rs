@@ -35,7 +35,7 @@ const CEILING_WAIT: Duration = Duration::from_secs(5);
 /// performed by [`Hub::wake`].
 #[must_use = "pass it to Hub::wake after releasing the room's lock"]
 #[derive(Debug, Default)]
-pub struct Wakeups {
+pub(crate) struct Wakeups {
     /// One bit per shard (at most 256, see `Config::shards`).
     shards: [u64; 4],
     writer: bool,
@@ -49,27 +49,27 @@ impl Wakeups {
 
 /// One chat message as a session hands it to [`Hub::publish_chat`].
 #[derive(Debug, Clone, Copy)]
-pub struct ChatPost<'a> {
+pub(crate) struct ChatPost<'a> {
     /// The room (the sender is a member).
-    pub room: &'a Arc<Room>,
+    pub(crate) room: &'a Arc<Room>,
     /// The sender's display name.
-    pub user: &'a Arc<str>,
+    pub(crate) user: &'a Arc<str>,
     /// The message text.
-    pub content: &'a str,
+    pub(crate) content: &'a str,
     /// The sender's format: a text client's frame is relayed verbatim to text members, a JSON
     /// client's reaches them as `user: content`.
-    pub origin: Format,
+    pub(crate) origin: Format,
     /// Echoed in the `message` event.
-    pub client_id: Option<&'a str>,
+    pub(crate) client_id: Option<&'a str>,
     /// The sending connection, told (cluster mode) when Redis refuses the message for the per-user
     /// rate limit.
-    pub reply_to: Option<ConnRef>,
+    pub(crate) reply_to: Option<ConnRef>,
 }
 
 /// Shared publish state: the room table, the shard inboxes, the id sequence and the store queue.
-pub struct Hub {
+pub(crate) struct Hub {
     /// Rooms and their members.
-    pub directory: Directory,
+    pub(crate) directory: Directory,
     shards: Vec<Arc<ShardInbox>>,
     /// Single node: the last id allocated. Cluster mode: the largest id seen (see `cluster::ids`).
     last_id: AtomicU64,
@@ -83,7 +83,7 @@ pub struct Hub {
 impl Hub {
     /// A hub over `shards`, continuing ids after `start_id` (`Store::start_id`: above every id used
     /// before); `store` is `None` without persistence.
-    pub fn new(shards: Vec<Arc<ShardInbox>>, start_id: u64, store: Option<StoreWriter>) -> Self {
+    pub(crate) fn new(shards: Vec<Arc<ShardInbox>>, start_id: u64, store: Option<StoreWriter>) -> Self {
         Hub {
             directory: Directory::new(shards.len()),
             shards,
@@ -95,7 +95,7 @@ impl Hub {
     }
 
     /// Single node with persistence: use ids only under `ceiling` (see `store::IdCeiling`).
-    pub fn with_id_ceiling(mut self, ceiling: Arc<IdCeiling>) -> Self {
+    pub(crate) fn with_id_ceiling(mut self, ceiling: Arc<IdCeiling>) -> Self {
         self.id_ceiling = Some(ceiling);
         self
     }
@@ -118,19 +118,19 @@ impl Hub {
     }
 
     /// Cluster mode: chat messages are handed to `sink` (Redis) and delivered when they come back.
-    pub fn with_cluster(mut self, sink: Box<dyn RemoteSequencer>) -> Self {
+    pub(crate) fn with_cluster(mut self, sink: Box<dyn RemoteSequencer>) -> Self {
         self.cluster = Some(sink);
         self
     }
 
     /// Whether chat is sequenced by the cluster (Redis) rather than here.
-    pub fn is_clustered(&self) -> bool {
+    pub(crate) fn is_clustered(&self) -> bool {
         self.cluster.is_some()
     }
 
     /// The last id allocated (single node) or the largest id seen (cluster mode): every message
     /// published from now on gets a larger id, so it is the floor for rooms created now.
-    pub fn max_id(&self) -> u64 {
+    pub(crate) fn max_id(&self) -> u64 {
         self.last_id.load(Ordering::SeqCst)
     }
 
@@ -153,19 +153,19 @@ impl Hub {
 
     /// Cluster mode: tells the connection `reply_to` that its message was refused (never blocks:
     /// the shard's inbox is unbounded; a connection closed meanwhile is skipped by the shard).
-    pub fn refuse(&self, conn: ConnRef, error: &ClientError) {
+    pub(crate) fn refuse(&self, conn: ConnRef, error: &ClientError) {
         if let Some(inbox) = self.shards.get(conn.shard) {
             inbox.send(ShardMsg::Refused { conn, error: error.clone() });
         }
     }
 
     /// Number of shards.
-    pub fn n_shards(&self) -> usize {
+    pub(crate) fn n_shards(&self) -> usize {
         self.shards.len()
     }
 
     /// The store queue, when persistence is on.
-    pub fn store(&self) -> Option<&StoreWriter> {
+    pub(crate) fn store(&self) -> Option<&StoreWriter> {
         self.store.as_ref()
     }
 
@@ -174,7 +174,7 @@ impl Hub {
     ///
     /// This is the backpressure policy for both queues: nothing accepted is dropped; clients that send
     /// are simply not read (TCP pushes back on them) until the queues drain.
-    pub fn ingress_paused(&self) -> bool {
+    pub(crate) fn ingress_paused(&self) -> bool {
         self.store.as_ref().is_some_and(StoreWriter::is_congested)
             || self.id_ceiling.as_ref().is_some_and(|c| c.is_near(self.max_id()))
             || self.cluster.as_ref().is_some_and(|c| c.is_congested())
@@ -183,7 +183,7 @@ impl Hub {
 
     /// Publishes a chat message (in cluster mode: hands it to Redis, which assigns its id and
     /// returns it for delivery). `scratch` is a reusable encoding buffer.
-    pub fn publish_chat(&self, post: ChatPost<'_>, scratch: &mut Vec<u8>) {
+    pub(crate) fn publish_chat(&self, post: ChatPost<'_>, scratch: &mut Vec<u8>) {
         let ChatPost { room, user, content, origin, client_id, reply_to } = post;
         if let Some(cluster) = &self.cluster {
             cluster.submit(Outgoing {
@@ -217,7 +217,7 @@ impl Hub {
     }
 
     /// Wakes the threads collected in `wakes`; call after releasing the room's lock.
-    pub fn wake(&self, wakes: Wakeups) {
+    pub(crate) fn wake(&self, wakes: Wakeups) {
         for (word, &bits) in wakes.shards.iter().enumerate() {
             let mut bits = bits;
             while bits != 0 {
@@ -295,7 +295,7 @@ impl Hub {
 
     /// Relays a binary frame verbatim to the text-format members of `room` (no id, not stored); in
     /// cluster mode through Redis, to the room's text members on every node.
-    pub fn publish_binary(&self, room: &Arc<Room>, payload: &[u8]) {
+    pub(crate) fn publish_binary(&self, room: &Arc<Room>, payload: &[u8]) {
         match &self.cluster {
             Some(cluster) => cluster.submit_binary(&room.name, payload),
             None => self.relay_binary_locally(room, payload),
@@ -303,7 +303,7 @@ impl Hub {
     }
 
     /// Relays a binary frame verbatim to this node's text-format members of `room`.
-    pub fn relay_binary_locally(&self, room: &Room, payload: &[u8]) {
+    pub(crate) fn relay_binary_locally(&self, room: &Room, payload: &[u8]) {
         let frame = Bytes::from(codec::encode_frame(codec::BINARY, payload));
         let delivery =
             Arc::new(Delivery { room_id: room.id, id: 0, text: Some(frame), json: None, published_at: Instant::now() });
@@ -321,7 +321,14 @@ impl Hub {
     /// the room's JSON members now. Cluster mode: the change goes to Redis, which decides whether it is
     /// the user's first or last connection on the cluster and sends the event to every node.
     /// Wake-ups go into `wakes` (see [`Hub::wake`]).
-    pub fn announce_presence(&self, room: &Room, state: &RoomState, user: &Arc<str>, event: &str, wakes: &mut Wakeups) {
+    pub(crate) fn announce_presence(
+        &self,
+        room: &Room,
+        state: &RoomState,
+        user: &Arc<str>,
+        event: &str,
+        wakes: &mut Wakeups,
+    ) {
         match &self.cluster {
             Some(cluster) => cluster.submit_presence(&room.name, user, event == "join"),
             None => self.publish_presence(room, state, user, event, wakes),
@@ -331,13 +338,25 @@ impl Hub {
     /// Cluster mode with the subscriber connected: `room`'s members across the cluster (up to
     /// `max_names` names, exact count), from the node's in-memory view; `None` otherwise (the room
     /// table's own members are the answer). Call with the room's state locked.
-    pub fn cluster_members(&self, room: &Room, state: &RoomState, max_names: usize) -> Option<(Vec<Arc<str>>, usize)> {
+    pub(crate) fn cluster_members(
+        &self,
+        room: &Room,
+        state: &RoomState,
+        max_names: usize,
+    ) -> Option<(Vec<Arc<str>>, usize)> {
         self.cluster.as_ref()?.members(&room.name, &state.users, max_names)
     }
 
     /// Publishes a `presence` event to the JSON members; call with the room's state locked, then
     /// [`Hub::wake`] `wakes` after releasing it.
-    pub fn publish_presence(&self, room: &Room, state: &RoomState, user: &str, event: &str, wakes: &mut Wakeups) {
+    pub(crate) fn publish_presence(
+        &self,
+        room: &Room,
+        state: &RoomState,
+        user: &str,
+        event: &str,
+        wakes: &mut Wakeups,
+    ) {
         if state.json_members == 0 {
             return;
         }
@@ -357,12 +376,12 @@ impl Hub {
     }
 
     /// Sends `msg` to shard `shard`'s inbox.
-    pub fn send_to_shard(&self, shard: usize, msg: ShardMsg) {
+    pub(crate) fn send_to_shard(&self, shard: usize, msg: ShardMsg) {
         self.shards[shard].send(msg);
     }
 
     /// Sends `msg()` to every shard.
-    pub fn broadcast_to_shards(&self, msg: impl Fn() -> ShardMsg) {
+    pub(crate) fn broadcast_to_shards(&self, msg: impl Fn() -> ShardMsg) {
         for shard in &self.shards {
             shard.send(msg());
         }

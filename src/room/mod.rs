@@ -6,6 +6,6 @@
 //! the inbox of every shard that has members in the room. Shards then copy only the `Bytes` handle onto
 //! each local member's output queue.
 
-pub mod directory;
-pub mod fanout;
-pub mod remote;
+pub(crate) mod directory;
+pub(crate) mod fanout;
+pub(crate) mod remote;

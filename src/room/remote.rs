@@ -12,26 +12,26 @@ use crate::types::{ChatRecord, ConnRef, Format};
 
 /// A chat message accepted by a shard, on its way to Redis.
 #[derive(Debug, Clone)]
-pub struct Outgoing {
+pub(crate) struct Outgoing {
     /// Room name.
-    pub room: Arc<str>,
+    pub(crate) room: Arc<str>,
     /// Sender's name.
-    pub user: Arc<str>,
+    pub(crate) user: Arc<str>,
     /// Content.
-    pub content: Arc<str>,
+    pub(crate) content: Arc<str>,
     /// Sender's wire format.
-    pub format: Format,
+    pub(crate) format: Format,
     /// Client-chosen id.
-    pub client_id: Option<Arc<str>>,
+    pub(crate) client_id: Option<Arc<str>>,
     /// Acceptance time, ms since the epoch.
-    pub created_at_ms: i64,
+    pub(crate) created_at_ms: i64,
     /// The sending connection, told when Redis refuses the message (per-user rate limit).
-    pub reply_to: Option<ConnRef>,
+    pub(crate) reply_to: Option<ConnRef>,
 }
 
 impl Outgoing {
     /// The record of this message once it has id `id`.
-    pub fn record(&self, id: u64) -> ChatRecord {
+    pub(crate) fn record(&self, id: u64) -> ChatRecord {
         ChatRecord {
             id,
             room: Arc::clone(&self.room),
@@ -43,7 +43,7 @@ impl Outgoing {
 }
 
 /// Where chat goes in cluster mode instead of the local sequence.
-pub trait RemoteSequencer: Send + Sync {
+pub(crate) trait RemoteSequencer: Send + Sync {
     /// Queues chat message `msg` to be sequenced (waits, bounded, when the channel is full).
     fn submit(&self, msg: Outgoing);
     /// Queues a binary relay for the text members of `room` on every node.

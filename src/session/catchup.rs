@@ -45,22 +45,22 @@ use crate::types::{ClientError, ErrorCode};
 use crate::ws::close;
 
 /// Most messages per catch-up page (fewer when messages are large, see [`CatchUp::page_limit`]).
-pub const RESUME_PAGE: usize = 500;
+pub(crate) const RESUME_PAGE: usize = 500;
 /// `history` commands that may wait per connection (at least `--max-rooms-per-conn`).
 const MAX_WAITING_HISTORY: usize = 64;
 
 /// Queue size below which the next paced read is sent.
-pub fn low_water(cfg: &Config) -> usize {
+pub(crate) fn low_water(cfg: &Config) -> usize {
     cfg.max_outbuf / 4
 }
 
 /// A new catch-up state for a member resuming after `since` up to `upto`.
-pub fn catch_up(since: u64, upto: u64) -> CatchUp {
+pub(crate) fn catch_up(since: u64, upto: u64) -> CatchUp {
     CatchUp { next_after: since, upto, page_limit: RESUME_PAGE, held: Vec::new(), held_bytes: 0, overflowed: false }
 }
 
 /// Starts paging history for the membership of `room_id` (which has a [`CatchUp`]).
-pub fn start(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64) {
+pub(crate) fn start(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64) {
     if let Some(ws) = conn.ws_mut() {
         queue_resume(&mut ws.paced, room_id);
     }
@@ -71,7 +71,7 @@ pub fn start(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64) {
 ///
 /// # Errors
 /// `history_unavailable` without persistence, or when too many `history` commands already wait.
-pub fn request_history(
+pub(crate) fn request_history(
     ctx: &mut ShardCtx,
     conn: &mut Conn,
     key: usize,
@@ -98,7 +98,7 @@ pub fn request_history(
 /// A live frame for a member that is catching up: holds it back (bounded) for after the catch-up.
 /// Returns whether it was held; past the bound the held frames are dropped and the catch-up extended
 /// (see the module doc), never a slow-consumer close.
-pub fn hold_live(conn: &mut Conn, room_id: u64, frame: &Bytes, max_outbuf: usize) -> bool {
+pub(crate) fn hold_live(conn: &mut Conn, room_id: u64, frame: &Bytes, max_outbuf: usize) -> bool {
     let Some(cu) = conn.ws_mut().and_then(|ws| ws.membership_mut(room_id)).and_then(|m| m.catch_up.as_mut()) else {
         return false;
     };
@@ -117,13 +117,13 @@ pub fn hold_live(conn: &mut Conn, room_id: u64, frame: &Bytes, max_outbuf: usize
 }
 
 /// The output queue drained below the low-water mark: send the next paced read.
-pub fn on_drained(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
+pub(crate) fn on_drained(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
     conn.drain_wanted = false;
     pump(ctx, conn, key);
 }
 
 /// A catch-up page arrived for the membership of `room_id`, asked for ids after `after`.
-pub fn on_resume_page(
+pub(crate) fn on_resume_page(
     ctx: &mut ShardCtx,
     conn: &mut Conn,
     key: usize,
@@ -156,7 +156,7 @@ pub fn on_resume_page(
 }
 
 /// A `history` command's reply arrived.
-pub fn on_history_command(
+pub(crate) fn on_history_command(
     ctx: &mut ShardCtx,
     conn: &mut Conn,
     key: usize,

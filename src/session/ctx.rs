@@ -25,11 +25,11 @@ use crate::telemetry::Telemetry;
 
 /// How long a closing connection may linger for its peer's close (or its last bytes to drain)
 /// before the shard drops it.
-pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
+pub(crate) const CLOSE_LINGER: Duration = Duration::from_secs(5);
 
 /// The sessions' requests to the reactor for this turn.
 #[derive(Debug, Default)]
-pub struct Schedule {
+pub(crate) struct Schedule {
     /// Connections with output to write, in the order they got it (the shard writes a bounded slice
     /// from the front each turn; see `reactor::shard::FLUSHES_PER_TURN`).
     flush: VecDeque<usize>,
@@ -41,7 +41,7 @@ pub struct Schedule {
 
 impl Schedule {
     /// Makes sure `conn` (slab key `key`) is written: queued once until the reactor writes it.
-    pub fn flush(&mut self, conn: &mut Conn, key: usize) {
+    pub(crate) fn flush(&mut self, conn: &mut Conn, key: usize) {
         if !conn.flush_scheduled {
             conn.flush_scheduled = true;
             self.flush.push_back(key);
@@ -49,29 +49,29 @@ impl Schedule {
     }
 
     /// Asks for connection `key` to be removed at the end of the turn.
-    pub fn remove(&mut self, key: usize) {
+    pub(crate) fn remove(&mut self, key: usize) {
         if self.removing.insert(key) {
             self.remove.push(key);
         }
     }
 
     /// Whether connection `key` is to be removed.
-    pub fn is_removing(&self, key: usize) -> bool {
+    pub(crate) fn is_removing(&self, key: usize) -> bool {
         self.removing.contains(&key)
     }
 
     /// Whether any connection waits to be written.
-    pub fn has_flushes(&self) -> bool {
+    pub(crate) fn has_flushes(&self) -> bool {
         !self.flush.is_empty()
     }
 
     /// The next connection to write (the reactor clears its `flush_scheduled`).
-    pub fn next_flush(&mut self) -> Option<usize> {
+    pub(crate) fn next_flush(&mut self) -> Option<usize> {
         self.flush.pop_front()
     }
 
     /// The next connection to remove.
-    pub fn next_removal(&mut self) -> Option<usize> {
+    pub(crate) fn next_removal(&mut self) -> Option<usize> {
         let key = self.remove.pop()?;
         self.removing.remove(&key);
         Some(key)
@@ -79,56 +79,56 @@ impl Schedule {
 }
 
 /// Per-shard state shared by every session on the shard.
-pub struct ShardCtx {
+pub(crate) struct ShardCtx {
     /// Index of this shard.
-    pub shard: usize,
+    pub(crate) shard: usize,
     /// Publish path and room table.
-    pub hub: Arc<Hub>,
+    pub(crate) hub: Arc<Hub>,
     /// Configuration.
-    pub cfg: Arc<Config>,
+    pub(crate) cfg: Arc<Config>,
     /// History reader (None without persistence).
-    pub store: Option<Arc<Store>>,
+    pub(crate) store: Option<Arc<Store>>,
     /// This shard's own inbox (history replies are sent to it).
-    pub inbox: Arc<ShardInbox>,
+    pub(crate) inbox: Arc<ShardInbox>,
     /// Open connections, all shards (the acceptor compares it with `max_connections`).
-    pub open_conns: Arc<AtomicUsize>,
+    pub(crate) open_conns: Arc<AtomicUsize>,
     /// Local members per room.
-    pub local: LocalRooms,
+    pub(crate) local: LocalRooms,
     /// Reusable JSON parser.
-    pub parser: JsonParser,
+    pub(crate) parser: JsonParser,
     /// Reusable buffer for encoding outgoing events.
-    pub encode_buf: Vec<u8>,
+    pub(crate) encode_buf: Vec<u8>,
     /// What the sessions ask the reactor to do this turn.
-    pub schedule: Schedule,
+    pub(crate) schedule: Schedule,
     /// Admission: auth, origins and rate limits (one per server, built from the configuration
     /// before the shards start).
-    pub gate: Arc<Gate>,
+    pub(crate) gate: Arc<Gate>,
     /// This shard's counters (this thread is their only writer).
-    pub metrics: Arc<ShardMetrics>,
+    pub(crate) metrics: Arc<ShardMetrics>,
     /// Metrics registry and readiness, for `/metrics` and `/readyz`.
-    pub telemetry: Arc<Telemetry>,
+    pub(crate) telemetry: Arc<Telemetry>,
     serial: u64,
 }
 
 /// What a shard's sessions share with the rest of the server, handed to [`ShardCtx::new`].
-pub struct Shared {
+pub(crate) struct Shared {
     /// Publish path and room table.
-    pub hub: Arc<Hub>,
+    pub(crate) hub: Arc<Hub>,
     /// Configuration.
-    pub cfg: Arc<Config>,
+    pub(crate) cfg: Arc<Config>,
     /// History reader (None without persistence).
-    pub store: Option<Arc<Store>>,
+    pub(crate) store: Option<Arc<Store>>,
     /// Open connections, all shards.
-    pub open_conns: Arc<AtomicUsize>,
+    pub(crate) open_conns: Arc<AtomicUsize>,
     /// Admission, built once from the configuration.
-    pub gate: Arc<Gate>,
+    pub(crate) gate: Arc<Gate>,
     /// Metrics registry and readiness.
-    pub telemetry: Arc<Telemetry>,
+    pub(crate) telemetry: Arc<Telemetry>,
 }
 
 impl ShardCtx {
     /// Fresh state for shard `shard`, whose inbox is `inbox`.
-    pub fn new(shard: usize, inbox: Arc<ShardInbox>, shared: &Shared) -> Self {
+    pub(crate) fn new(shard: usize, inbox: Arc<ShardInbox>, shared: &Shared) -> Self {
         ShardCtx {
             metrics: shared.telemetry.shard(shard),
             telemetry: Arc::clone(&shared.telemetry),
@@ -148,28 +148,28 @@ impl ShardCtx {
     }
 
     /// A serial unique across shards (shard index in the low byte).
-    pub fn next_serial(&mut self) -> u64 {
+    pub(crate) fn next_serial(&mut self) -> u64 {
         self.serial += 1;
         (self.serial << 8) | (self.shard as u64 & 0xff)
     }
 
     /// Makes sure `conn` is written this turn (see [`Schedule::flush`]).
-    pub fn schedule_flush(&mut self, conn: &mut Conn, key: usize) {
+    pub(crate) fn schedule_flush(&mut self, conn: &mut Conn, key: usize) {
         self.schedule.flush(conn, key);
     }
 
     /// Marks a connection to be removed at the end of the turn.
-    pub fn mark_for_removal(&mut self, key: usize) {
+    pub(crate) fn mark_for_removal(&mut self, key: usize) {
         self.schedule.remove(key);
     }
 
     /// Whether the connection is marked for removal.
-    pub fn is_marked(&self, key: usize) -> bool {
+    pub(crate) fn is_marked(&self, key: usize) -> bool {
         self.schedule.is_removing(key)
     }
 
     /// When a closing connection must be gone.
-    pub fn linger_deadline(&self) -> Instant {
+    pub(crate) fn linger_deadline(&self) -> Instant {
         Instant::now() + CLOSE_LINGER
     }
 }

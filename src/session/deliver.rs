@@ -15,7 +15,7 @@ use crate::conn::Conn;
 
 /// Queues `delivery` on every local member of its room; returns the number of members looked at
 /// (the shard's per-turn delivery budget counts them).
-pub fn deliver(ctx: &mut ShardCtx, conns: &mut Slab<Conn>, delivery: &Delivery) -> usize {
+pub(crate) fn deliver(ctx: &mut ShardCtx, conns: &mut Slab<Conn>, delivery: &Delivery) -> usize {
     let Some(members) = ctx.local.members(delivery.room_id) else { return 0 };
     let visited = members.len();
     let max_outbuf = ctx.cfg.max_outbuf;

@@ -24,7 +24,7 @@ use crate::types::{ClientError, ErrorCode};
 
 /// Why a request was refused before the upgrade or before reading history.
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum AccessError {
+pub(crate) enum AccessError {
     /// No valid token (auth on): 401 `unauthorized`.
     #[error("{0}")]
     Unauthorized(#[from] AuthError),
@@ -41,7 +41,7 @@ pub enum AccessError {
 
 impl AccessError {
     /// HTTP status for this refusal.
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self {
             AccessError::Unauthorized(_) => 401,
             AccessError::ForbiddenRoom(_) | AccessError::ForbiddenOrigin(_) => 403,
@@ -50,7 +50,7 @@ impl AccessError {
     }
 
     /// Code of the JSON error body.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             AccessError::Unauthorized(err) => err.code(),
             AccessError::ForbiddenRoom(_) => ErrorCode::Forbidden.as_str(),
@@ -60,7 +60,7 @@ impl AccessError {
     }
 
     /// How a connection closed after this refusal is counted in the metrics.
-    pub fn close_reason(&self) -> CloseReason {
+    pub(crate) fn close_reason(&self) -> CloseReason {
         match self {
             AccessError::TooManyFromAddress => CloseReason::OverLimit,
             _ => CloseReason::AuthFailure,
@@ -68,7 +68,7 @@ impl AccessError {
     }
 
     /// The HTTP answer.
-    pub fn response(&self) -> Response {
+    pub(crate) fn response(&self) -> Response {
         let resp = Response::error(self.status(), self.code(), &self.to_string());
         match self {
             AccessError::Unauthorized(_) => resp.with_header("WWW-Authenticate: Bearer".into()),
@@ -80,22 +80,22 @@ impl AccessError {
 
 /// Who an admitted client is. Without auth: no verified name, every room.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Admitted {
+pub(crate) struct Admitted {
     /// The verified user name (auth on); `None` means the client's `nick` applies.
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     /// Rooms the client may use.
-    pub grant: RoomGrant,
+    pub(crate) grant: RoomGrant,
 }
 
 /// Security settings shared by every shard.
 #[derive(Debug)]
-pub struct Gate {
+pub(crate) struct Gate {
     /// Token verification (`None`: anonymous mode).
-    pub auth: Option<Authenticator>,
+    pub(crate) auth: Option<Authenticator>,
     /// `--allowed-origin` entries.
-    pub allowed_origins: Vec<String>,
+    pub(crate) allowed_origins: Vec<String>,
     /// Per-connection rate limits.
-    pub rates: RateLimits,
+    pub(crate) rates: RateLimits,
 }
 
 impl Gate {
@@ -103,7 +103,7 @@ impl Gate {
     ///
     /// # Errors
     /// [`AuthConfigError`] when the public key cannot be loaded.
-    pub fn from_config(cfg: &Config) -> Result<Arc<Gate>, AuthConfigError> {
+    pub(crate) fn from_config(cfg: &Config) -> Result<Arc<Gate>, AuthConfigError> {
         Ok(Arc::new(Gate {
             auth: Authenticator::from_config(cfg)?,
             allowed_origins: cfg.allowed_origins.clone(),
@@ -115,7 +115,7 @@ impl Gate {
     ///
     /// # Errors
     /// [`AccessError`] for the first check that fails (origin first).
-    pub fn admit_upgrade(&self, req: &Request, room: &str) -> Result<Admitted, AccessError> {
+    pub(crate) fn admit_upgrade(&self, req: &Request, room: &str) -> Result<Admitted, AccessError> {
         if !origin_allowed(req.origin.as_deref(), req.host.as_deref(), &self.allowed_origins) {
             return Err(AccessError::ForbiddenOrigin(req.origin.clone().unwrap_or_default()));
         }
@@ -126,7 +126,7 @@ impl Gate {
     ///
     /// # Errors
     /// [`AccessError::Unauthorized`] or [`AccessError::ForbiddenRoom`].
-    pub fn admit_rest(&self, req: &Request, room: &str) -> Result<Admitted, AccessError> {
+    pub(crate) fn admit_rest(&self, req: &Request, room: &str) -> Result<Admitted, AccessError> {
         let Some(auth) = &self.auth else { return Ok(Admitted { user: None, grant: RoomGrant::All }) };
         let query_token = match query_pairs(&req.query).find(|(k, _)| k == "token").map(|(_, v)| v) {
             Some(Err(_)) => return Err(AuthError::Malformed.into()),
@@ -142,7 +142,7 @@ impl Gate {
 }
 
 /// The `error` a client gets for using a room its token does not grant.
-pub fn forbidden_room(room: &str) -> ClientError {
+pub(crate) fn forbidden_room(room: &str) -> ClientError {
     ClientError::new(ErrorCode::Forbidden, format!("your token does not grant access to room {room:?}"))
 }
 

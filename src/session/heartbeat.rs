@@ -18,7 +18,7 @@ use crate::ws::codec;
 static PING_FRAME: LazyLock<Bytes> = LazyLock::new(|| Bytes::from(codec::encode_frame(codec::PING, &[])));
 
 /// Heartbeat and idle timeout for one WebSocket session at `now`.
-pub fn on_sweep(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, now: Instant) {
+pub(crate) fn on_sweep(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, now: Instant) {
     let (idle, heartbeat) = (ctx.cfg.idle_timeout(), ctx.cfg.heartbeat());
     let Phase::Ws(state) = &mut conn.phase else { return };
     if ctx.hub.ingress_paused() {

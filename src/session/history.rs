@@ -14,19 +14,19 @@ use crate::store::HistoryQuery;
 use crate::types::{ClientError, ConnRef, ErrorCode};
 
 /// Default page size of a history request.
-pub const DEFAULT_PAGE: usize = 50;
+pub(crate) const DEFAULT_PAGE: usize = 50;
 /// Largest page of a history request (larger `limit`s are clamped); announced in `welcome`.
-pub const MAX_PAGE: usize = 200;
+pub(crate) const MAX_PAGE: usize = 200;
 
 /// A history request as the client wrote it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PageRequest {
+pub(crate) struct PageRequest {
     /// Messages before this id (newest first up to it).
-    pub before_id: Option<u64>,
+    pub(crate) before_id: Option<u64>,
     /// Messages after this id (oldest first from it).
-    pub after_id: Option<u64>,
+    pub(crate) after_id: Option<u64>,
     /// Page size; `None` is [`DEFAULT_PAGE`].
-    pub limit: Option<u64>,
+    pub(crate) limit: Option<u64>,
 }
 
 /// Validates a request for `room`'s history into a store query.
@@ -34,7 +34,7 @@ pub struct PageRequest {
 /// # Errors
 /// `invalid_room` for a bad room name; `invalid_parameter` for `limit` 0 or `before_id` combined
 /// with `after_id`.
-pub fn query(room: &str, req: PageRequest) -> Result<HistoryQuery, ClientError> {
+pub(crate) fn query(room: &str, req: PageRequest) -> Result<HistoryQuery, ClientError> {
     names::validate_room(room)?;
     if req.before_id.is_some() && req.after_id.is_some() {
         return Err(ClientError::new(ErrorCode::InvalidParameter, "before_id and after_id cannot be combined"));
@@ -49,7 +49,13 @@ pub fn query(room: &str, req: PageRequest) -> Result<HistoryQuery, ClientError> 
 
 /// Submits `query` to the reader pool; the reply comes back to this shard for connection `key`.
 /// Returns `false` without persistence.
-pub fn submit(ctx: &mut ShardCtx, key: usize, serial: u64, mut query: HistoryQuery, purpose: HistoryPurpose) -> bool {
+pub(crate) fn submit(
+    ctx: &mut ShardCtx,
+    key: usize,
+    serial: u64,
+    mut query: HistoryQuery,
+    purpose: HistoryPurpose,
+) -> bool {
     let (Some(store), Some(writer)) = (ctx.store.as_ref(), ctx.hub.store()) else { return false };
     // Read-your-writes: the page must include everything enqueued so far (see `store`).
     query.visible_seq = writer.enqueued_seq();

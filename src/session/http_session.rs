@@ -41,13 +41,13 @@ static ANONYMOUS: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Ar
 const PIPELINE_MARK: usize = 16 * 1024;
 
 /// The output mark: [`PIPELINE_MARK`], or `--max-outbuf` if that is smaller.
-pub fn output_mark(ctx: &ShardCtx) -> usize {
+pub(crate) fn output_mark(ctx: &ShardCtx) -> usize {
     PIPELINE_MARK.min(ctx.cfg.max_outbuf)
 }
 
 /// Whether an HTTP connection may take its next request now: no history read outstanding and its
 /// queued output under the mark. The shard does not read a connection that may not.
-pub fn accepts_request(ctx: &ShardCtx, conn: &Conn) -> bool {
+pub(crate) fn accepts_request(ctx: &ShardCtx, conn: &Conn) -> bool {
     match &conn.phase {
         Phase::Http(state) => !state.awaiting_reply && conn.out.queued_bytes() < output_mark(ctx),
         _ => true,
@@ -56,14 +56,14 @@ pub fn accepts_request(ctx: &ShardCtx, conn: &Conn) -> bool {
 
 /// Appends input to the request buffer and serves the complete requests in it, as far as the output
 /// mark allows.
-pub fn on_input(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &[u8]) {
+pub(crate) fn on_input(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &[u8]) {
     conn.inbuf.extend_from_slice(data);
     serve_buffered(ctx, conn, key);
 }
 
 /// Serves the requests waiting in the connection's input buffer until it runs out of complete
 /// requests or may not take another one yet ([`accepts_request`]).
-pub fn serve_buffered(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
+pub(crate) fn serve_buffered(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
     let max = ctx.cfg.max_header_bytes;
     // Bytes of `inbuf` served so far (removed once at the end, not per request).
     let mut at = 0;
@@ -335,7 +335,7 @@ fn history_query(room: &str, query: &str) -> Result<HistoryQuery, ClientError> {
 }
 
 /// Answers a REST history request with the page (or 503), then serves any pipelined request.
-pub fn on_history(
+pub(crate) fn on_history(
     ctx: &mut ShardCtx,
     conn: &mut Conn,
     key: usize,

@@ -8,31 +8,31 @@ use crate::types::Format;
 
 /// One local member of a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LocalMember {
+pub(crate) struct LocalMember {
     /// Slab key of the connection.
-    pub key: usize,
+    pub(crate) key: usize,
     /// Deliveries with ids up to this were published before the member joined: skip them.
-    pub min_id: u64,
+    pub(crate) min_id: u64,
     /// The member's wire format (which frame of a delivery it takes).
-    pub format: Format,
+    pub(crate) format: Format,
     /// Catching up after a resume: live frames are held back until history has been sent.
-    pub held: bool,
+    pub(crate) held: bool,
 }
 
 /// Room id → local members.
 #[derive(Debug, Default)]
-pub struct LocalRooms {
+pub(crate) struct LocalRooms {
     rooms: HashMap<u64, Vec<LocalMember>>,
 }
 
 impl LocalRooms {
     /// Adds a member.
-    pub fn add(&mut self, room_id: u64, member: LocalMember) {
+    pub(crate) fn add(&mut self, room_id: u64, member: LocalMember) {
         self.rooms.entry(room_id).or_default().push(member);
     }
 
     /// Removes connection `key` from `room_id`.
-    pub fn remove(&mut self, room_id: u64, key: usize) {
+    pub(crate) fn remove(&mut self, room_id: u64, key: usize) {
         if let Some(members) = self.rooms.get_mut(&room_id) {
             members.retain(|m| m.key != key);
             if members.is_empty() {
@@ -42,19 +42,19 @@ impl LocalRooms {
     }
 
     /// Members of `room_id` on this shard.
-    pub fn members(&self, room_id: u64) -> Option<&[LocalMember]> {
+    pub(crate) fn members(&self, room_id: u64) -> Option<&[LocalMember]> {
         self.rooms.get(&room_id).map(Vec::as_slice)
     }
 
     /// Moves `key`'s floor in `room_id`: deliveries with ids up to `min_id` are skipped from now on.
-    pub fn set_min_id(&mut self, room_id: u64, key: usize, min_id: u64) {
+    pub(crate) fn set_min_id(&mut self, room_id: u64, key: usize, min_id: u64) {
         if let Some(member) = self.rooms.get_mut(&room_id).and_then(|ms| ms.iter_mut().find(|m| m.key == key)) {
             member.min_id = min_id;
         }
     }
 
     /// Sets whether `key`'s live frames for `room_id` are held back.
-    pub fn set_held(&mut self, room_id: u64, key: usize, held: bool) {
+    pub(crate) fn set_held(&mut self, room_id: u64, key: usize, held: bool) {
         if let Some(member) = self.rooms.get_mut(&room_id).and_then(|ms| ms.iter_mut().find(|m| m.key == key)) {
             member.held = held;
         }

@@ -14,21 +14,21 @@ use crate::room::fanout::Wakeups;
 use crate::types::Format;
 
 /// Names listed in a `joined` event (the count is always exact).
-pub const MAX_MEMBER_NAMES: usize = 100;
+pub(crate) const MAX_MEMBER_NAMES: usize = 100;
 
 /// What entering a room gave a connection.
-pub struct Entered {
+pub(crate) struct Entered {
     /// The room table's answer (room, last id, this node's members).
-    pub joined: Joined,
+    pub(crate) joined: Joined,
     /// Cluster mode with the cluster view up: the members across the cluster (names, count), for
     /// JSON members only.
-    pub cluster_members: Option<(Vec<Arc<str>>, usize)>,
+    pub(crate) cluster_members: Option<(Vec<Arc<str>>, usize)>,
 }
 
 /// Adds connection `key` (speaking `format`, named `user`) to room `room` in the room table
 /// (announcing the user's presence if this is their first connection there) and to the shard's
 /// local index. `held`: live frames for it are held back while it catches up (`super::catchup`).
-pub fn enter(
+pub(crate) fn enter(
     ctx: &mut ShardCtx,
     key: usize,
     format: Format,
@@ -62,7 +62,7 @@ pub fn enter(
 
 /// Removes connection `key` from one room (announcing the user's departure if this was their last
 /// connection there).
-pub fn leave(ctx: &mut ShardCtx, key: usize, format: Format, user: &Arc<str>, membership: Membership) {
+pub(crate) fn leave(ctx: &mut ShardCtx, key: usize, format: Format, user: &Arc<str>, membership: Membership) {
     let hub = Arc::clone(&ctx.hub);
     let room = membership.room;
     let mut wakes = Wakeups::default();
@@ -77,14 +77,14 @@ pub fn leave(ctx: &mut ShardCtx, key: usize, format: Format, user: &Arc<str>, me
 }
 
 /// Leaves every room of a session that is going away.
-pub fn leave_all(ctx: &mut ShardCtx, key: usize, ws: WsState) {
+pub(crate) fn leave_all(ctx: &mut ShardCtx, key: usize, ws: WsState) {
     for membership in ws.rooms {
         leave(ctx, key, ws.format, &ws.user, membership);
     }
 }
 
 /// Releases what a connection's old phase held in shared state (its room memberships).
-pub fn release(ctx: &mut ShardCtx, key: usize, phase: Phase) {
+pub(crate) fn release(ctx: &mut ShardCtx, key: usize, phase: Phase) {
     if let Phase::Ws(ws) = phase {
         leave_all(ctx, key, *ws);
     }

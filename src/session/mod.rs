@@ -16,20 +16,20 @@
 //! - [`ops`]: `/metrics` and `/readyz` as responses;
 //! - [`http_session`]: requests, keep-alive, pipelining, REST history, the upgrade.
 
-pub mod catchup;
-pub mod ctx;
-pub mod deliver;
-pub mod gate;
-pub mod heartbeat;
-pub mod history;
-pub mod http_session;
-pub mod local;
-pub mod membership;
-pub mod ops;
-pub mod send;
-pub mod ws_session;
+pub(crate) mod catchup;
+pub(crate) mod ctx;
+pub(crate) mod deliver;
+pub(crate) mod gate;
+pub(crate) mod heartbeat;
+pub(crate) mod history;
+pub(crate) mod http_session;
+pub(crate) mod local;
+pub(crate) mod membership;
+pub(crate) mod ops;
+pub(crate) mod send;
+pub(crate) mod ws_session;
 
-pub use ctx::{CLOSE_LINGER, ShardCtx, Shared};
+pub(crate) use ctx::{ShardCtx, Shared};
 
 use crate::bus::HistoryPurpose;
 use crate::conn::{Conn, Phase};
@@ -37,7 +37,7 @@ use crate::store::{HistoryPage, StoreError};
 use crate::types::ClientError;
 
 /// Feeds bytes read from `conn` to its session.
-pub fn on_input(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8]) {
+pub(crate) fn on_input(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8]) {
     match conn.phase {
         Phase::Http(_) => http_session::on_input(ctx, conn, key, data),
         Phase::Ws(_) => ws_session::on_input(ctx, conn, key, data),
@@ -49,7 +49,7 @@ pub fn on_input(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8]
 /// Whether the session takes more input now. `false` for an HTTP connection whose next request
 /// must wait (see [`http_session::accepts_request`]), and for a WebSocket session while ingress is
 /// paused (`Hub::ingress_paused`): the shard then leaves the socket unread, so TCP pushes back.
-pub fn wants_input(ctx: &ShardCtx, conn: &Conn) -> bool {
+pub(crate) fn wants_input(ctx: &ShardCtx, conn: &Conn) -> bool {
     match conn.phase {
         Phase::Ws(_) => !ctx.hub.ingress_paused(),
         _ => http_session::accepts_request(ctx, conn),
@@ -58,7 +58,7 @@ pub fn wants_input(ctx: &ShardCtx, conn: &Conn) -> bool {
 
 /// Serves input buffered while the session did not want more (after its output drained, or
 /// after ingress resumed).
-pub fn resume_input(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
+pub(crate) fn resume_input(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
     match conn.phase {
         Phase::Http(_) => http_session::serve_buffered(ctx, conn, key),
         Phase::Ws(_) => ws_session::on_input(ctx, conn, key, &mut []),
@@ -69,14 +69,14 @@ pub fn resume_input(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
 /// Tells a WebSocket session that a message it sent was refused after it left the shard (cluster
 /// mode: the per-user rate limit in Redis). Anything else (the connection closed and its key was
 /// reused by an HTTP request) is ignored.
-pub fn on_refused(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, err: &ClientError) {
+pub(crate) fn on_refused(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, err: &ClientError) {
     if matches!(conn.phase, Phase::Ws(_)) {
         send::send_error(ctx, conn, key, err);
     }
 }
 
 /// Routes a history page back to the session that asked.
-pub fn on_history(
+pub(crate) fn on_history(
     ctx: &mut ShardCtx,
     conn: &mut Conn,
     key: usize,
@@ -94,13 +94,13 @@ pub fn on_history(
 
 /// The connection's output queue drained below the low-water mark while a paced read waited for it
 /// (`Conn::drain_wanted`): send the next one. Called by the shard after a flush.
-pub fn on_drained(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
+pub(crate) fn on_drained(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
     catchup::on_drained(ctx, conn, key);
 }
 
 /// Shutdown: closes a WebSocket session with 1001 (its queued frames are still sent first) or an
 /// HTTP connection at once.
-pub fn on_shutdown(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
+pub(crate) fn on_shutdown(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
     match conn.phase {
         Phase::Ws(_) => {
             let why = crate::metrics::CloseReason::Normal;

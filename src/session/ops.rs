@@ -7,7 +7,7 @@ use crate::protocol::json;
 use crate::telemetry::OPENMETRICS_CONTENT_TYPE;
 
 /// `GET /metrics`: every metric, rendered now.
-pub fn metrics(ctx: &ShardCtx) -> Response {
+pub(crate) fn metrics(ctx: &ShardCtx) -> Response {
     match ctx.telemetry.render() {
         Ok(text) => Response::new(200, OPENMETRICS_CONTENT_TYPE, text.into_bytes()),
         Err(err) => {
@@ -18,7 +18,7 @@ pub fn metrics(ctx: &ShardCtx) -> Response {
 }
 
 /// `GET /readyz`: 200 `{"status":"ready",…}` when the server can take traffic, else 503.
-pub fn ready(ctx: &ShardCtx) -> Response {
+pub(crate) fn ready(ctx: &ShardCtx) -> Response {
     let readiness = ctx.telemetry.readiness();
     let body = json::readiness(readiness.is_ready(), readiness.store.as_str(), readiness.draining);
     Response::json(readiness.status(), body)

@@ -17,12 +17,12 @@ use crate::ws::close;
 use crate::ws::codec;
 
 /// A text frame.
-pub fn text_frame(payload: &[u8]) -> Bytes {
+pub(crate) fn text_frame(payload: &[u8]) -> Bytes {
     Bytes::from(codec::encode_frame(codec::TEXT, payload))
 }
 
 /// The frame of a stored message for a member speaking `format` (history pages and resume).
-pub fn message_frame(encode_buf: &mut Vec<u8>, rec: &ChatRecord, format: Format) -> Bytes {
+pub(crate) fn message_frame(encode_buf: &mut Vec<u8>, rec: &ChatRecord, format: Format) -> Bytes {
     encode_buf.clear();
     match format {
         Format::Json => json::write_message(encode_buf, rec, None),
@@ -32,14 +32,14 @@ pub fn message_frame(encode_buf: &mut Vec<u8>, rec: &ChatRecord, format: Format)
 }
 
 /// Queues an `error` event for this connection.
-pub fn send_error(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, err: &ClientError) {
+pub(crate) fn send_error(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, err: &ClientError) {
     ctx.metrics.error_frame(err.code);
     send_frame(ctx, conn, key, text_frame(&json::error_event(err)));
 }
 
 /// Queues a frame for this connection only; a full queue makes it a slow consumer
 /// ([`close_slow_consumer`]). Returns whether the frame was queued.
-pub fn send_frame(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, frame: Bytes) -> bool {
+pub(crate) fn send_frame(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, frame: Bytes) -> bool {
     if conn.send(frame, ctx.cfg.max_outbuf).is_err() {
         close_slow_consumer(ctx, conn, key);
         return false;
@@ -50,7 +50,7 @@ pub fn send_frame(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, frame: Bytes)
 
 /// The slow-consumer policy: the connection's output queue is full, so it is closed with 1013 and
 /// its unsent frames dropped (the close frame goes first).
-pub fn close_slow_consumer(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
+pub(crate) fn close_slow_consumer(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
     tracing::warn!(shard = ctx.shard, key, peer = %conn.peer, "slow consumer: output queue full, closing");
     close_session(ctx, conn, key, close::TRY_AGAIN_LATER, "slow consumer", true, CloseReason::SlowConsumer);
 }
@@ -58,7 +58,7 @@ pub fn close_slow_consumer(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
 /// Closes a WebSocket session with `code`: queues the close frame (dropping unsent frames first if
 /// `discard_queued`), leaves its rooms and lets the connection linger until the peer closes. `why`
 /// is counted in `roomcast_connections_closed_total` when the connection is reaped.
-pub fn close_session(
+pub(crate) fn close_session(
     ctx: &mut ShardCtx,
     conn: &mut Conn,
     key: usize,

@@ -29,12 +29,12 @@ use crate::ws::close;
 use crate::ws::codec::{self, Decoded, MessageKind, WsEvent};
 
 /// The limits announced in `welcome`.
-pub fn limits(cfg: &Config) -> WelcomeLimits {
+pub(crate) fn limits(cfg: &Config) -> WelcomeLimits {
     WelcomeLimits { max_message_bytes: cfg.max_message, max_rooms: cfg.max_rooms_per_conn, max_history_page: MAX_PAGE }
 }
 
 /// Decodes and handles every complete frame in the connection's buffered input plus `data`.
-pub fn on_input(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8]) {
+pub(crate) fn on_input(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8]) {
     // One clock read per read batch serves the rate limits and the liveness clock of every frame in it.
     let now = Instant::now();
     if conn.inbuf.is_empty() {
@@ -271,7 +271,7 @@ fn not_joined(room: &str) -> ClientError {
 }
 
 /// Adds the connection to `room`; a JSON member gets `joined`, and with `since` first catches up.
-pub fn join(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, since: Option<u64>) {
+pub(crate) fn join(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, since: Option<u64>) {
     let Phase::Ws(ws) = &mut conn.phase else { return };
     let (format, user) = (ws.format, Arc::clone(&ws.user));
     let persisted = ctx.store.is_some();

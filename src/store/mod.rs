@@ -286,7 +286,7 @@ pub struct WriterWakeups {
 
 /// The writer's histograms (for `/metrics`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct StoreHistograms {
+pub(crate) struct StoreHistograms {
     /// Rows per committed batch.
     pub batch_rows: HistogramSnapshot,
     /// Seconds taken by the successful insert + COMMIT of each batch (failed attempts are counted in
@@ -492,7 +492,7 @@ impl Store {
     }
 
     /// A snapshot of the writer's histograms.
-    pub fn histograms(&self) -> StoreHistograms {
+    pub(crate) fn histograms(&self) -> StoreHistograms {
         let h = &self.shared.histograms;
         StoreHistograms { batch_rows: h.batch_rows.snapshot(), commit_seconds: h.commit_seconds.snapshot() }
     }

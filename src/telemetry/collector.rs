@@ -26,19 +26,19 @@ use crate::store::{Store, StoreHistograms, StoreStats};
 use crate::types::ErrorCode;
 
 /// Reads everything at scrape time (registered once in [`super::Telemetry`]).
-pub struct RoomcastCollector {
+pub(crate) struct RoomcastCollector {
     /// Every shard's counters.
-    pub shards: Vec<Arc<ShardMetrics>>,
+    pub(crate) shards: Vec<Arc<ShardMetrics>>,
     /// The acceptor's counters.
-    pub acceptor: Arc<AcceptorMetrics>,
+    pub(crate) acceptor: Arc<AcceptorMetrics>,
     /// The store, when persistence is on (weak: shutdown must be able to take it back).
-    pub store: Option<Weak<Store>>,
+    pub(crate) store: Option<Weak<Store>>,
     /// The room directory.
-    pub hub: Arc<Hub>,
+    pub(crate) hub: Arc<Hub>,
     /// Cluster mode: the links' counters.
-    pub cluster: Option<Arc<ClusterShared>>,
+    pub(crate) cluster: Option<Arc<ClusterShared>>,
     /// Set when shutdown begins.
-    pub draining: Arc<AtomicBool>,
+    pub(crate) draining: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for RoomcastCollector {

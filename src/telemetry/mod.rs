@@ -6,9 +6,9 @@
 //! directory and `/proc/self`, and renders them in the OpenMetrics text format. Nothing here runs on
 //! the message path: a scrape costs one pass over the shards' counters and a few small `/proc` reads.
 
-pub mod collector;
-pub mod process;
-pub mod readiness;
+pub(crate) mod collector;
+pub(crate) mod process;
+pub(crate) mod readiness;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -24,11 +24,11 @@ use collector::RoomcastCollector;
 use readiness::{Readiness, StoreState};
 
 /// `Content-Type` of the `/metrics` response.
-pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Shared operational state: the metrics registry and the readiness inputs.
 #[derive(Debug)]
-pub struct Telemetry {
+pub(crate) struct Telemetry {
     registry: Registry,
     shards: Vec<Arc<ShardMetrics>>,
     acceptor: Arc<AcceptorMetrics>,
@@ -41,7 +41,7 @@ impl Telemetry {
     /// Builds the registry for `n_shards` shards; `store` is `None` without persistence, `cluster`
     /// outside cluster mode. Holds only a weak reference to the store so that shutdown can still take
     /// it back and drain it.
-    pub fn new(
+    pub(crate) fn new(
         n_shards: usize,
         store: Option<&Arc<Store>>,
         hub: Arc<Hub>,
@@ -67,12 +67,12 @@ impl Telemetry {
     ///
     /// # Panics
     /// If `index` is not below the shard count given to [`Telemetry::new`] (a bug in the caller).
-    pub fn shard(&self, index: usize) -> Arc<ShardMetrics> {
+    pub(crate) fn shard(&self, index: usize) -> Arc<ShardMetrics> {
         Arc::clone(&self.shards[index])
     }
 
     /// The acceptor's counters (written by the acceptor thread only).
-    pub fn acceptor(&self) -> Arc<AcceptorMetrics> {
+    pub(crate) fn acceptor(&self) -> Arc<AcceptorMetrics> {
         Arc::clone(&self.acceptor)
     }
 
@@ -80,24 +80,24 @@ impl Telemetry {
     ///
     /// # Errors
     /// Only a formatting error from the encoder (writing to a `String` does not fail).
-    pub fn render(&self) -> Result<String, std::fmt::Error> {
+    pub(crate) fn render(&self) -> Result<String, std::fmt::Error> {
         let mut out = String::with_capacity(16 * 1024);
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
     }
 
     /// Cluster mode: the links' state for `/healthz`; `None` on a single node.
-    pub fn cluster_health(&self) -> Option<ClusterHealth> {
+    pub(crate) fn cluster_health(&self) -> Option<ClusterHealth> {
         self.cluster.as_ref().map(|shared| shared.health())
     }
 
     /// Marks the server as shutting down: `/readyz` answers 503 from now on.
-    pub fn set_draining(&self) {
+    pub(crate) fn set_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
     }
 
     /// Whether the server can take traffic now (see [`Readiness`]).
-    pub fn readiness(&self) -> Readiness {
+    pub(crate) fn readiness(&self) -> Readiness {
         Readiness { store: StoreState::of(self.store.as_ref()), draining: self.draining.load(Ordering::SeqCst) }
     }
 }

@@ -6,24 +6,24 @@ use std::fs;
 
 /// One reading of the process figures.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct ProcessStats {
+pub(crate) struct ProcessStats {
     /// Resident set size, bytes.
-    pub resident_bytes: Option<u64>,
+    pub(crate) resident_bytes: Option<u64>,
     /// Open file descriptors.
-    pub open_fds: Option<u64>,
+    pub(crate) open_fds: Option<u64>,
     /// Soft limit on file descriptors.
-    pub max_fds: Option<u64>,
+    pub(crate) max_fds: Option<u64>,
     /// User + system CPU time, seconds.
-    pub cpu_seconds: Option<f64>,
+    pub(crate) cpu_seconds: Option<f64>,
     /// Threads.
-    pub threads: Option<u64>,
+    pub(crate) threads: Option<u64>,
     /// Start time, seconds since the Unix epoch.
-    pub start_time_seconds: Option<f64>,
+    pub(crate) start_time_seconds: Option<f64>,
 }
 
 impl ProcessStats {
     /// Reads the figures now (a few small `/proc` reads).
-    pub fn read() -> ProcessStats {
+    pub(crate) fn read() -> ProcessStats {
         // SAFETY: sysconf only reads a configuration value.
         let (page_size, ticks) = unsafe { (libc::sysconf(libc::_SC_PAGESIZE), libc::sysconf(libc::_SC_CLK_TCK)) };
         let stat = fs::read_to_string("/proc/self/stat").ok();

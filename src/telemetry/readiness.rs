@@ -11,7 +11,7 @@ use crate::store::Store;
 
 /// The history database's state, as readiness sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreState {
+pub(crate) enum StoreState {
     /// `--no-persist`: nothing to write.
     Disabled,
     /// Commits succeed.
@@ -24,7 +24,7 @@ pub enum StoreState {
 
 impl StoreState {
     /// Reads the state of `store` (`None`: persistence is off).
-    pub fn of(store: Option<&Weak<Store>>) -> StoreState {
+    pub(crate) fn of(store: Option<&Weak<Store>>) -> StoreState {
         let Some(store) = store else { return StoreState::Disabled };
         let Some(store) = store.upgrade() else { return StoreState::WriterDown };
         if !store.writer_alive() {
@@ -37,7 +37,7 @@ impl StoreState {
     }
 
     /// The value shown in the `store` field of `/readyz`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             StoreState::Disabled => "disabled",
             StoreState::Ok => "ok",
@@ -49,21 +49,21 @@ impl StoreState {
 
 /// The inputs of the readiness decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Readiness {
+pub(crate) struct Readiness {
     /// The database's state.
-    pub store: StoreState,
+    pub(crate) store: StoreState,
     /// Shutdown has begun.
-    pub draining: bool,
+    pub(crate) draining: bool,
 }
 
 impl Readiness {
     /// Whether to answer 200.
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         !self.draining && matches!(self.store, StoreState::Ok | StoreState::Disabled)
     }
 
     /// HTTP status for `/readyz`: 200 or 503.
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         if self.is_ready() { 200 } else { 503 }
     }
 }
