@@ -1,9 +1,13 @@
 //! roomcast: a real-time WebSocket chat server.
 //!
-//! The library holds every module so that `benches/` and `tests/` can link it; `src/main.rs` only parses
-//! the configuration and starts the threads. See `ARCHITECTURE.md` for the map, layered bottom-up:
-//! `reactor` (threads, polls) → `conn` (sockets, buffers) → `session` (what bytes mean) → `room`
-//! (membership, fan-out) → `store` (SQLite); `ws`, `http` and `protocol` are sans-IO codecs.
+//! The library holds every module so that `benches/` and fuzz targets can link it; `src/main.rs` only
+//! loads the configuration and starts the threads. Modules are layered; bottom first (each uses only
+//! the ones before it; `ARCHITECTURE.md` "Layers" is the declared order, `tests/it/tidy.rs` checks it):
+//! `types`, `build_info` (shared data) → `metrics`, `protocol`, `ws`, `config`, `static_files`
+//! (leaves, sans-IO codecs) → `http`, `auth`, `store` → `limits` → `bus` (shard inboxes) → `room`
+//! (membership, the publish path) → `cluster` (Redis) → `telemetry`, `conn` (sockets, buffers) →
+//! `session` (what bytes mean) → `reactor` (threads, polls). Only what `main.rs`, `benches/` and
+//! `fuzz/` use is public; everything else is `pub(crate)`.
 
 #![warn(missing_docs, unreachable_pub)]
 

@@ -3,7 +3,7 @@
 //! Only the facts the server acts on are kept (method, path, query, the handshake headers, keep-alive);
 //! the head is bounded by `max_header_bytes` and requests with bodies are refused, so a connection buffers
 //! at most one partial head beyond what one read brought (pipelined heads wait unread in the socket
-//! while responses are pending: see `session::http`).
+//! while responses are pending: see `session::http_session`).
 
 use thiserror::Error;
 

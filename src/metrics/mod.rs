@@ -3,8 +3,8 @@
 //!
 //! Each struct is owned by exactly one writing thread, which updates it with relaxed loads and stores
 //! (no read-modify-write, no lock, no allocation, no syscall); the `/metrics` scrape reads every struct
-//! and sums them (see `ops::collector`). This module depends on nothing else in the crate, so every
-//! layer can count into it. Names, labels and meanings are listed in `docs/METRICS.md`.
+//! and sums them (see `telemetry::collector`). This module uses only `types` (error codes label a counter), so
+//! every layer above can count into it. Names, labels and meanings are listed in `docs/METRICS.md`.
 
 pub(crate) mod acceptor;
 pub(crate) mod cell;

@@ -5,7 +5,7 @@
 //! machine's accept ceiling (see ARCHITECTURE.md for what was and was not measured). Over `max_connections` a connection is still handed to a
 //! shard, which answers 503; past a further slack it is closed at once so descriptors stay bounded.
 //! With `--metrics-addr` the same thread also accepts on that second listener and tags its connections
-//! `ops_only` (served `/metrics`, `/healthz`, `/readyz` only; see `session::http`).
+//! `ops_only` (served `/metrics`, `/healthz`, `/readyz` only; see `session::http_session`).
 
 use std::io;
 use std::net::SocketAddr;

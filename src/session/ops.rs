@@ -1,5 +1,5 @@
 //! The operations endpoints as HTTP responses: `/metrics` (OpenMetrics text) and `/readyz` (JSON,
-//! 200 or 503). The figures come from `ops::Telemetry`; this file only wraps them in responses.
+//! 200 or 503). The figures come from `telemetry::Telemetry`; this file only wraps them in responses.
 
 use super::ShardCtx;
 use crate::http::response::Response;
