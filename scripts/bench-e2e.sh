@@ -21,6 +21,9 @@
 #                per core but one)
 #     baseline   roomcast-baseline (careful tokio + tokio-tungstenite; its /stats lag counter is read
 #                after every run and reported next to the generator's loss count)
+#     alt        roomcast defaults, but the binary $ALT_BIN/roomcast (another build, e.g. the commit
+#                before a restructure: scripts/bench-ab.sh runs VARIANTS="default alt baseline" with
+#                BIN=before, ALT_BIN=after; the summary then prints alt / default per round)
 #   Default: "default nopersist baseline"; the heavy scenario adds shards1 and shards2 (HEAVY_VARIANTS overrides).
 #   `rooms` runs only the roomcast variants.
 # - ROUNDS rounds (default 3), alternating servers within each scenario: A B C A B C ... Every run
@@ -32,7 +35,9 @@
 #   scenarios: s1k heavy (alias s2k) rooms hold hold19k connect ramp   (default: all)
 # Environment: QUICK=1 shortens durations and sizes for a smoke run (ROUNDS defaults to 2 then);
 #              ROUNDS=n; VARIANTS="..."; HEAVY_VARIANTS="..."; OUT=dir (default: out);
-#              SKIP_BUILD=1 skips `cargo build --release --workspace`.
+#              SKIP_BUILD=1 skips `cargo build --release --workspace`;
+#              BIN=dir takes roomcast, roomcast-baseline and roomcast-load from dir instead of
+#              target/release (implies SKIP_BUILD=1); ALT_BIN=dir enables the `alt` variant.
 # Every load run targets 127.0.0.1 and is bounded in time and count.
 set -euo pipefail
 
@@ -42,8 +47,14 @@ OUT=${OUT:-out}
 QUICK=${QUICK:-0}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-BIN="$ROOT/target/release"
+if [[ -n "${BIN:-}" ]]; then
+    BIN=$(cd "$BIN" && pwd)
+    SKIP_BUILD=1
+else
+    BIN="$ROOT/target/release"
+fi
 LOAD="$BIN/roomcast-load"
+ALT_BIN=${ALT_BIN:+$(cd "$ALT_BIN" && pwd)}
 SOURCE_IPS=127.0.0.1-127.0.0.8
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -53,6 +64,9 @@ fi
 for b in roomcast roomcast-baseline roomcast-load; do
     [[ -x "$BIN/$b" ]] || { echo "missing $BIN/$b" >&2; exit 1; }
 done
+if [[ -n "$ALT_BIN" ]]; then
+    [[ -x "$ALT_BIN/roomcast" ]] || { echo "missing $ALT_BIN/roomcast" >&2; exit 1; }
+fi
 command -v setsid >/dev/null || { echo "setsid (util-linux) is required" >&2; exit 1; }
 
 # Scenario sizes (QUICK=1: a small smoke run).
@@ -74,7 +88,10 @@ else
     HEAVY_VARIANTS=${HEAVY_VARIANTS:-"default nopersist shards1 shards2 baseline"}
 fi
 for v in $VARIANTS $HEAVY_VARIANTS; do
-    case "$v" in default | nopersist | shards1 | shards2 | baseline) ;; *) echo "unknown variant $v" >&2; exit 2 ;; esac
+    case "$v" in default | nopersist | shards1 | shards2 | baseline) ;;
+        alt) [[ -n "$ALT_BIN" ]] || { echo "variant alt needs ALT_BIN=dir" >&2; exit 2; } ;;
+        *) echo "unknown variant $v" >&2; exit 2 ;;
+    esac
 done
 
 SERVER_PID="" LOAD_PID="" SAMPLER_PID="" DB_DIR=""
@@ -147,7 +164,9 @@ start_server() {
         fi
         [[ "$variant" == shards1 ]] && args+=(--shards 1)
         [[ "$variant" == shards2 ]] && args+=(--shards 2)
-        setsid "$BIN/roomcast" "${args[@]}" >"$log" 2>&1 &
+        local exe="$BIN/roomcast"
+        [[ "$variant" == alt ]] && exe="$ALT_BIN/roomcast"
+        setsid "$exe" "${args[@]}" >"$log" 2>&1 &
         SERVER_PID=$!
         for _ in $(seq 1 400); do
             grep -q '^listening on http://' "$log" && break
@@ -289,6 +308,11 @@ done
 
 {
     echo "# bench-e2e: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+    if [[ "$BIN" != "$ROOT/target/release" || -n "$ALT_BIN" ]]; then
+        # Directories filled by `scripts/bench-ab.sh collect` carry the commit they were built from.
+        echo
+        echo "binaries: BIN=$BIN (commit $(cat "$BIN/COMMIT" 2>/dev/null || echo '?'))${ALT_BIN:+; alt: ALT_BIN=$ALT_BIN (commit $(cat "$ALT_BIN/COMMIT" 2>/dev/null || echo '?'))}"
+    fi
     echo
     echo "$(nproc) cores; load average before the summary: $(cut -d' ' -f1-3 /proc/loadavg);" \
         "sched_autogroup_enabled=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo '?')" \

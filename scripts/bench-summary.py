@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Summarises a scripts/bench-e2e.sh run: every round's figures, the medians per variant, and the
 ratios against the baseline (and default against nopersist / shards1 / shards2) from this run only.
+With the `alt` variant (another roomcast build, scripts/bench-ab.sh) also alt / default: the ratio
+of medians and, per round, of p50, p99 and CPU per delivery.
 
 Usage: scripts/bench-summary.py OUT_DIR   (reads OUT_DIR/<scenario>-<variant>-r<round>.{json,server.json})
 """
@@ -13,7 +15,7 @@ import sys
 
 out = sys.argv[1]
 ORDER = ["s1k", "heavy", "rooms-text", "rooms-json", "hold", "hold19k", "connect", "ramp"]
-VARIANT_ORDER = ["default", "nopersist", "shards1", "shards2", "baseline"]
+VARIANT_ORDER = ["default", "alt", "nopersist", "shards1", "shards2", "baseline"]
 
 
 def figures(rep, srv):
@@ -130,19 +132,24 @@ for name in sorted(runs, key=lambda n: (ORDER.index(n) if n in ORDER else 99, n)
         print(f"| {v} (median) | " + " | ".join(fmt(medians[v].get(k)) for k in num_keys) + " |")
     pairs = [(v, "baseline") for v in variants if v != "baseline" and "baseline" in medians]
     pairs += [("default", ref) for ref in ("nopersist", "shards1", "shards2") if "default" in medians and ref in medians]
+    if "alt" in medians and "default" in medians:
+        pairs.append(("alt", "default"))
     for a, b in pairs:
         cells = []
         for k in num_keys:
             x, y = medians[a].get(k), medians[b].get(k)
             cells.append(f"{x / y:.2f}" if num(x) and num(y) and y else "-")
         print(f"| {a} / {b} | " + " | ".join(cells) + " |")
-    # Per-round p99 ratios (each round's servers ran back to back).
+    # Per-round ratios (each round's servers ran back to back): p99 for every pair; p50 and CPU per
+    # delivery too for alt / default (the before/after of scripts/bench-ab.sh).
     for a, b in pairs:
-        per = []
-        for rnd in sorted(by_variant[a]):
-            x = by_variant[a][rnd].get("p99 ms")
-            y = by_variant[b].get(rnd, {}).get("p99 ms")
-            if num(x) and num(y) and y:
-                per.append(f"{x / y:.2f}")
-        if per:
-            print(f"\np99 {a} / {b} per round: {', '.join(per)}")
+        for k in ("p50 ms", "p99 ms", "CPU µs/delivery") if (a, b) == ("alt", "default") else ("p99 ms",):
+            per = []
+            for rnd in sorted(by_variant[a]):
+                x = by_variant[a][rnd].get(k)
+                y = by_variant[b].get(rnd, {}).get(k)
+                if num(x) and num(y) and y:
+                    per.append(f"{x / y:.2f}")
+            if per:
+                label = {"p50 ms": "p50", "p99 ms": "p99", "CPU µs/delivery": "CPU per delivery"}[k]
+                print(f"\n{label} {a} / {b} per round: {', '.join(per)}")
