@@ -1,5 +1,6 @@
 //! The message bus between threads: what other threads tell a shard ([`ShardMsg`] on its
-//! [`ShardInbox`]) and the published event every member shard receives ([`Delivery`]).
+//! [`ShardInbox`], all of them addressed through [`Shards`]) and the published event every member
+//! shard receives ([`Delivery`]).
 //!
 //! Below rooms, sessions and the reactor: the room publish path pushes onto inboxes, the store's
 //! reader pool and the cluster threads reply through them, and the shard loop drains them. Nothing
@@ -7,6 +8,8 @@
 
 mod delivery;
 mod inbox;
+mod shards;
 
 pub(crate) use delivery::Delivery;
-pub(crate) use inbox::{HistoryPurpose, HistoryReply, INBOX_SOFT_CAP, ShardInbox, ShardMsg};
+pub(crate) use inbox::{HistoryPurpose, HistoryReply, ShardInbox, ShardMsg};
+pub(crate) use shards::Shards;

@@ -9,7 +9,7 @@
 //! gives it a sequence number (`origin` = `node_id/incarnation`, plus `seq`: the message uuid) and
 //! runs the publish script for batches of up to 256 messages in one pipeline. The **subscriber**
 //! thread holds a pattern subscription to every room's channel, hands each message to
-//! [`deliver::deliver_sequenced`] (room lock, encode once, store queue, shard inboxes: the
+//! `Hub::deliver_sequenced` (`room::remote_delivery`: room lock, encode once, store queue, shard inboxes: the
 //! single-node path), and catches up from the rooms' streams after every (re)connect. The origin's
 //! own messages come back the same way, so the sender's echo is ordered like everyone else's.
 //!
@@ -125,7 +125,6 @@
 //! before the publish (not atomic with it: a message charged then lost in a failed pipeline costs a
 //! token), or the bucket would be per user and room (`rc:{room}:bucket:<user>`).
 
-pub(crate) mod deliver;
 pub(crate) mod events;
 pub(crate) mod ids;
 pub(crate) mod keys;
@@ -149,7 +148,7 @@ use self::events::PresenceChange;
 use self::membership::MembershipView;
 
 use crate::room::fanout::Hub;
-use crate::room::remote::{Outgoing, RemoteSequencer};
+use crate::room::remote::{MemberList, Outgoing, RemoteSequencer};
 use crate::store::congestion_threshold;
 
 /// How long a shard waits for room in a full publisher channel before it logs and drops the message
@@ -347,7 +346,7 @@ impl RemoteSequencer for ClusterSink {
         room: &str,
         local: &std::collections::HashMap<Arc<str>, u32>,
         max_names: usize,
-    ) -> Option<(Vec<Arc<str>>, usize)> {
+    ) -> Option<MemberList> {
         self.shared
             .counters
             .subscriber_up
@@ -376,11 +375,6 @@ impl ClusterSink {
             tracing::error!(%err, "cluster publisher queue stayed full; message dropped");
         }
     }
-
-    /// The shared state (counters, node identity, membership view), for telemetry and `/healthz`.
-    pub(crate) fn shared(&self) -> &Arc<ClusterShared> {
-        &self.shared
-    }
 }
 
 /// The receiving side, handed to [`Cluster::start`].
@@ -388,6 +382,13 @@ pub(crate) struct ClusterInput {
     rx: Receiver<ToRedis>,
     presence_rx: Receiver<PresenceChange>,
     shared: Arc<ClusterShared>,
+}
+
+impl ClusterInput {
+    /// The shared state (counters, node identity, membership view), for telemetry and `/healthz`.
+    pub(crate) fn shared(&self) -> Arc<ClusterShared> {
+        Arc::clone(&self.shared)
+    }
 }
 
 /// Creates the publisher channel: the sink goes into the [`Hub`], the input to [`Cluster::start`].

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
-use super::deliver::{deliver_binary, deliver_presence_locally, deliver_provisional};
 use super::events::PresenceChange;
+use super::ids::next_provisional;
 use super::redis_link::{BatchItem, PublishArgs, Published, RedisLink};
 use super::wire::{WireMessage, encode_tail};
 use super::{Backoff, ClusterError, ClusterShared, ToRedis};
@@ -197,7 +197,7 @@ impl Publisher {
             ToRedis::Binary { room, payload } if self.link.is_some() => {
                 self.outbox.push_back(Pending::Binary { room, payload });
             }
-            ToRedis::Binary { room, payload } => deliver_binary(&self.hub, &room, &payload),
+            ToRedis::Binary { room, payload } => self.hub.relay_binary(&room, &payload),
         }
     }
 
@@ -214,13 +214,14 @@ impl Publisher {
         if self.link.is_some() {
             self.outbox.push_back(Pending::Presence(change));
         } else {
-            deliver_presence_locally(&self.hub, &change);
+            self.hub.announce_presence_locally(&change.room, &change.user, change.joined);
         }
     }
 
     fn deliver_locally(&mut self, msg: &Outgoing) -> u64 {
         self.shared.counters.provisional.fetch_add(1, Ordering::Relaxed);
-        deliver_provisional(&self.hub, msg, self.shared.slot, &mut self.scratch)
+        let slot = self.shared.slot;
+        self.hub.deliver_provisional(msg, |floor| next_provisional(floor, slot), &mut self.scratch)
     }
 
     fn connect(&mut self) {
@@ -391,12 +392,12 @@ impl Publisher {
                     }
                 }
                 Pending::Presence(change) => {
-                    deliver_presence_locally(&self.hub, change);
+                    self.hub.announce_presence_locally(&change.room, &change.user, change.joined);
                     continue;
                 }
                 Pending::Binary { room, payload } => {
                     if index >= in_flight {
-                        deliver_binary(&self.hub, room, payload);
+                        self.hub.relay_binary(room, payload);
                     }
                     continue;
                 }

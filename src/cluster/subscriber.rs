@@ -18,12 +18,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::deliver::{deliver_binary, deliver_presence, deliver_sequenced};
 use super::events::{ChannelPayload, parse_channel};
 use super::redis_link::{IO_TIMEOUT, RedisLink};
 use super::wire::{EntryId, WireMessage, parse_body};
 use super::{Backoff, ClusterError, ClusterShared, keys};
-use crate::room::fanout::{Hub, Wakeups};
+use crate::room::fanout::Hub;
 
 /// How often a blocked read returns to check the stop flag.
 const POLL: Duration = Duration::from_millis(200);
@@ -112,9 +111,11 @@ impl Subscriber {
                 Ok(msg) => match parse_channel(msg.get_payload_bytes()) {
                     Ok(ChannelPayload::Chat(entry, wire)) => self.apply(entry, wire),
                     Ok(ChannelPayload::Presence(change)) => {
-                        deliver_presence(&self.hub, &self.shared.view, &change);
+                        self.hub.deliver_presence(&change.room, &change.user, change.joined, || {
+                            self.shared.view.apply(&change)
+                        });
                     }
-                    Ok(ChannelPayload::Binary { room, payload }) => deliver_binary(&self.hub, &room, &payload),
+                    Ok(ChannelPayload::Binary { room, payload }) => self.hub.relay_binary(&room, &payload),
                     Err(err) => self.malformed(&err),
                 },
                 Err(err) if err.is_timeout() => {
@@ -157,16 +158,7 @@ impl Subscriber {
         let snapshot = link.membership_snapshot()?;
         let changes = self.shared.view.replace(snapshot);
         for change in &changes {
-            let Some(room) = self.hub.directory.get(&change.room) else { continue };
-            let mut wakes = Wakeups::default();
-            let state = room.state.lock();
-            // This node's own users are announced by its own changes, not by a snapshot.
-            if !state.users.contains_key(&change.user) {
-                let word = if change.joined { "join" } else { "leave" };
-                self.hub.publish_presence(&room, &state, &change.user, word, &mut wakes);
-            }
-            drop(state);
-            self.hub.wake(wakes);
+            self.hub.resync_presence(&change.room, &change.user, change.joined);
         }
         Ok(())
     }
@@ -198,7 +190,7 @@ impl Subscriber {
         // Ids up to what the store held at start were in the stream before this process: store them
         // (the store skips ids it has) but do not push them to members who joined since.
         let live = wire.id > self.startup_max_id;
-        deliver_sequenced(&self.hub, &wire, live, &mut self.scratch);
+        self.hub.deliver_sequenced(wire.record(), wire.format, wire.client_id.as_deref(), live, &mut self.scratch);
     }
 
     fn malformed(&self, err: &super::wire::WireError) {

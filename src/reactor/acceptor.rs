@@ -16,10 +16,9 @@ use std::time::Duration;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::bus::ShardMsg;
+use crate::bus::{ShardMsg, Shards};
 use crate::limits::per_ip::PerIpLimiter;
 use crate::metrics::AcceptorMetrics;
-use crate::room::fanout::Hub;
 
 /// Token of the listening socket.
 const LISTENER: Token = Token(0);
@@ -52,8 +51,8 @@ pub(crate) struct Acceptor {
     pub(crate) listener: TcpListener,
     /// The `--metrics-addr` listening socket: its connections are served the operations endpoints only.
     pub(crate) metrics_listener: Option<TcpListener>,
-    /// Publish hub (for the shard inboxes).
-    pub(crate) hub: Arc<Hub>,
+    /// The shards' inboxes (connections are handed over round-robin).
+    pub(crate) shards: Arc<Shards>,
     /// Open connections across shards.
     pub(crate) open_conns: Arc<AtomicUsize>,
     /// Connection limit.
@@ -111,7 +110,7 @@ impl Acceptor {
     /// descriptors or buffers.
     fn accept_all(&self, ops_only: bool, turn: &mut Turn) -> Option<Duration> {
         let listener = if ops_only { self.metrics_listener.as_ref()? } else { &self.listener };
-        let n_shards = self.hub.n_shards();
+        let n_shards = self.shards.len();
         loop {
             match listener.accept() {
                 Ok((stream, peer)) => {
@@ -137,7 +136,7 @@ impl Acceptor {
                     let over_capacity = open > self.max_connections;
                     let ip_slot = self.per_ip.acquire(peer.ip());
                     let msg = ShardMsg::Accept { stream, peer, over_capacity, ops_only, ip_slot };
-                    self.hub.send_to_shard(turn.next_shard, msg);
+                    self.shards.send(turn.next_shard, msg);
                     turn.next_shard = (turn.next_shard + 1) % n_shards;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,

@@ -17,12 +17,13 @@ use mio::{Poll, Waker};
 use thiserror::Error;
 
 pub use crate::auth::AuthConfigError;
-use crate::bus::{ShardInbox, ShardMsg};
+use crate::bus::{ShardInbox, ShardMsg, Shards};
 pub use crate::cluster::ClusterError;
-use crate::cluster::{self, Cluster, ClusterConfig};
+use crate::cluster::{self, Cluster, ClusterConfig, ClusterInput};
 use crate::config::{Config, SyncMode};
 use crate::limits::per_ip::PerIpLimiter;
 use crate::room::fanout::Hub;
+use crate::room::sequence::IdSequence;
 use crate::session::gate::Gate;
 use crate::session::{ShardCtx, Shared};
 use crate::store::{self, Store, StoreConfig, StoreError};
@@ -63,6 +64,7 @@ pub struct Server {
     local_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     hub: Arc<Hub>,
+    shard_router: Arc<Shards>,
     store: Option<Arc<Store>>,
     acceptor: JoinHandle<()>,
     acceptor_waker: Arc<Waker>,
@@ -87,26 +89,7 @@ impl Server {
             None => None,
         };
         let metrics_addr = metrics_listener.as_ref().map(mio::net::TcpListener::local_addr).transpose()?;
-        let store = if cfg.no_persist {
-            None
-        } else {
-            Some(Arc::new(Store::open(StoreConfig {
-                path: cfg.db.clone(),
-                batch_size: cfg.batch_size.get(),
-                flush_interval: cfg.flush_interval(),
-                queue_capacity: cfg.queue_capacity.get(),
-                sync_full: cfg.sync == SyncMode::Full,
-                retain_per_room: cfg.retain_per_room.map(std::num::NonZeroU64::get),
-                readers: 2,
-                reader_queue: cfg.history_queue.get(),
-                // Cluster mode takes its ids from Redis (`cluster::ids`): no ceiling.
-                id_block: cfg
-                    .redis_url
-                    .is_none()
-                    .then(|| store::id_block(cfg.queue_capacity.get(), cfg.batch_size.get())),
-                ..StoreConfig::default()
-            })?))
-        };
+        let store = open_store(&cfg)?;
 
         let mut polls = Vec::with_capacity(cfg.shards.get());
         let mut inboxes = Vec::with_capacity(cfg.shards.get());
@@ -117,28 +100,11 @@ impl Server {
             polls.push((poll, rx));
             inboxes.push(inbox);
         }
-        let last_id = store.as_ref().map_or(0, |s| s.max_id());
-        let start_id = store.as_ref().map_or(0, |s| s.start_id());
-        let mut hub = Hub::new(inboxes.clone(), start_id, store.as_ref().map(|s| s.writer()));
-        if let Some(ceiling) = store.as_ref().and_then(|s| s.id_ceiling()) {
-            hub = hub.with_id_ceiling(ceiling);
-        }
-        let mut cluster_input = None;
-        let mut cluster_shared = None;
-        if let Some(redis_url) = &cfg.redis_url {
-            let cluster_cfg = ClusterConfig::new(
-                redis_url.to_string(),
-                cfg.node_id.clone(),
-                cfg.redis_stream_maxlen,
-                cfg.redis_queue_capacity,
-            )?
-            .with_user_rate(cfg.user_rate_limit, cfg.user_rate_burst);
-            let (sink, input) = cluster::channel(cluster_cfg);
-            cluster_shared = Some(Arc::clone(sink.shared()));
-            hub = hub.with_cluster(Box::new(sink));
-            cluster_input = Some(input);
-        }
+        let shard_router = Arc::new(Shards::new(inboxes.clone()));
+        let (hub, cluster_input) = build_hub(&cfg, Arc::clone(&shard_router), store.as_ref())?;
+        let cluster_shared = cluster_input.as_ref().map(ClusterInput::shared);
         let hub = Arc::new(hub);
+        let last_id = store.as_ref().map_or(0, |s| s.max_id());
         let cluster = cluster_input.map(|input| Cluster::start(Arc::clone(&hub), input, last_id)).transpose()?;
         let open_conns = Arc::new(AtomicUsize::new(0));
         let telemetry = Telemetry::new(cfg.shards.get(), store.as_ref(), Arc::clone(&hub), cluster_shared);
@@ -164,7 +130,7 @@ impl Server {
             poll,
             listener,
             metrics_listener,
-            hub: Arc::clone(&hub),
+            shards: Arc::clone(&shard_router),
             open_conns: Arc::clone(&open_conns),
             max_connections: cfg.max_connections.get(),
             per_ip: PerIpLimiter::new(cfg.max_conns_per_ip),
@@ -172,7 +138,19 @@ impl Server {
             metrics: telemetry.acceptor(),
         };
         let acceptor = std::thread::Builder::new().name("acceptor".into()).spawn(move || acceptor.run())?;
-        Ok(Server { local_addr, metrics_addr, hub, store, acceptor, acceptor_waker, stop, shards, telemetry, cluster })
+        Ok(Server {
+            local_addr,
+            metrics_addr,
+            hub,
+            shard_router,
+            store,
+            acceptor,
+            acceptor_waker,
+            stop,
+            shards,
+            telemetry,
+            cluster,
+        })
     }
 
     /// The address actually bound (useful with port 0).
@@ -195,7 +173,7 @@ impl Server {
         self.stop.store(true, Ordering::SeqCst);
         self.acceptor_waker.wake()?;
         self.acceptor.join().map_err(|_| ServerError::Panicked("acceptor"))?;
-        self.hub.broadcast_to_shards(|| ShardMsg::Shutdown);
+        self.shard_router.broadcast(|| ShardMsg::Shutdown);
         for shard in self.shards {
             shard.join().map_err(|_| ServerError::Panicked("shard"))??;
         }
@@ -211,4 +189,48 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// The store `cfg` asks for: none with `--no-persist`.
+fn open_store(cfg: &Config) -> Result<Option<Arc<Store>>, StoreError> {
+    if cfg.no_persist {
+        return Ok(None);
+    }
+    let store = Store::open(StoreConfig {
+        path: cfg.db.clone(),
+        batch_size: cfg.batch_size.get(),
+        flush_interval: cfg.flush_interval(),
+        queue_capacity: cfg.queue_capacity.get(),
+        sync_full: cfg.sync == SyncMode::Full,
+        retain_per_room: cfg.retain_per_room.map(std::num::NonZeroU64::get),
+        readers: 2,
+        reader_queue: cfg.history_queue.get(),
+        // Cluster mode takes its ids from Redis (`cluster::ids`): no ceiling.
+        id_block: cfg.redis_url.is_none().then(|| store::id_block(cfg.queue_capacity.get(), cfg.batch_size.get())),
+        ..StoreConfig::default()
+    })?;
+    Ok(Some(Arc::new(store)))
+}
+
+/// The publish path over `shards`: ids continuing after the store's (under its durable ceiling),
+/// and in cluster mode the hand-off to Redis, whose receiving side is returned for
+/// [`Cluster::start`].
+fn build_hub(
+    cfg: &Config,
+    shards: Arc<Shards>,
+    store: Option<&Arc<Store>>,
+) -> Result<(Hub, Option<ClusterInput>), ServerError> {
+    let start_id = store.map_or(0, |s| s.start_id());
+    let ids = IdSequence::new(start_id, store.and_then(|s| s.id_ceiling()));
+    let hub = Hub::new(shards, ids, store.map(|s| s.writer()));
+    let Some(redis_url) = &cfg.redis_url else { return Ok((hub, None)) };
+    let cluster_cfg = ClusterConfig::new(
+        redis_url.to_string(),
+        cfg.node_id.clone(),
+        cfg.redis_stream_maxlen,
+        cfg.redis_queue_capacity,
+    )?
+    .with_user_rate(cfg.user_rate_limit, cfg.user_rate_burst);
+    let (sink, input) = cluster::channel(cluster_cfg);
+    Ok((hub.with_cluster(Box::new(sink)), Some(input)))
 }

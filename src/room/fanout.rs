@@ -5,37 +5,34 @@
 //! sender's own shard, goes through the shard inboxes, which are FIFO: so every member of a room
 //! receives the room's messages in one and the same order, the order of their ids.
 //!
-//! The room's lock covers sequencing only. Under it: the id, the encoding (pure CPU), the store
-//! queue push and the inbox pushes, none of which makes a syscall or wakes a thread. The wake-ups
-//! those pushes call for (a sleeping shard's eventfd, an idle store writer) are collected in
-//! [`Wakeups`] and done by [`Hub::wake`] after the lock is released: a thread woken while the lock
-//! is held could preempt its waker on a busy core and stall every other publisher of the room
-//! behind a descheduled lock holder.
+//! The room's lock covers sequencing only. Under it: the id ([`IdSequence`]), the encoding
+//! (`super::encode`, pure CPU), the store queue push and the inbox pushes, none of which makes a
+//! syscall or wakes a thread. The wake-ups those pushes call for (a sleeping shard's eventfd, an
+//! idle store writer) are collected in [`Wakeups`] and done after the lock is released: a thread
+//! woken while the lock is held could preempt its waker on a busy core and stall every other
+//! publisher of the room behind a descheduled lock holder.
+//!
+//! Joins and leaves go through the Hub too, because they announce presence under the same lock.
+//! Cluster mode's entry points (messages sequenced by Redis) are in `super::remote`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bytes::Bytes;
-
-use super::directory::{Directory, Room, RoomState};
-use super::remote::{Outgoing, RemoteSequencer};
-use crate::bus::{Delivery, INBOX_SOFT_CAP, ShardInbox, ShardMsg};
-use crate::protocol::{json, text};
-use crate::store::{IdCeiling, StoreWriter, WriterWake};
-use crate::types::{ChatRecord, Format};
-use crate::types::{ClientError, ConnRef};
-use crate::ws::codec;
-
-/// Longest a publish waits for the store writer to raise the id ceiling (only if it is stuck).
-const CEILING_WAIT: Duration = Duration::from_secs(5);
+use super::directory::{Directory, Joined, Room, RoomState};
+use super::encode;
+use super::remote::{MemberList, Outgoing, RemoteSequencer};
+use super::sequence::IdSequence;
+use crate::bus::{Delivery, ShardMsg, Shards};
+use crate::protocol::json;
+use crate::store::{StoreWriter, WriterWake};
+use crate::types::{ChatRecord, ClientError, ConnRef, Format};
 
 /// Threads to wake once a room's lock is released: shards whose inbox got a message while they
-/// were (about to be) asleep, and the store writer. Collected by the `*_locked` publish functions,
-/// performed by [`Hub::wake`].
+/// were (about to be) asleep, and the store writer. Collected under the lock, performed by
+/// [`Hub::wake`].
 #[must_use = "pass it to Hub::wake after releasing the room's lock"]
 #[derive(Debug, Default)]
-pub(crate) struct Wakeups {
+pub(super) struct Wakeups {
     /// One bit per shard (at most 256, see `Config::shards`).
     shards: [u64; 4],
     writer: bool,
@@ -66,55 +63,23 @@ pub(crate) struct ChatPost<'a> {
     pub(crate) reply_to: Option<ConnRef>,
 }
 
-/// Shared publish state: the room table, the shard inboxes, the id sequence and the store queue.
+/// Shared publish state: the room table, the shard inboxes, the id sequence, the store queue and,
+/// in cluster mode, the remote sequencer.
 pub(crate) struct Hub {
     /// Rooms and their members.
     pub(crate) directory: Directory,
-    shards: Vec<Arc<ShardInbox>>,
-    /// Single node: the last id allocated. Cluster mode: the largest id seen (see `cluster::ids`).
-    last_id: AtomicU64,
+    shards: Arc<Shards>,
+    pub(super) ids: IdSequence,
     store: Option<StoreWriter>,
     /// Cluster mode: chat messages go to Redis first (see `crate::cluster`).
-    cluster: Option<Box<dyn RemoteSequencer>>,
-    /// Single node with persistence: ids are used only under this durable ceiling.
-    id_ceiling: Option<Arc<IdCeiling>>,
+    pub(super) cluster: Option<Box<dyn RemoteSequencer>>,
 }
 
 impl Hub {
-    /// A hub over `shards`, continuing ids after `start_id` (`Store::start_id`: above every id used
-    /// before); `store` is `None` without persistence.
-    pub(crate) fn new(shards: Vec<Arc<ShardInbox>>, start_id: u64, store: Option<StoreWriter>) -> Self {
-        Hub {
-            directory: Directory::new(shards.len()),
-            shards,
-            last_id: AtomicU64::new(start_id),
-            store,
-            cluster: None,
-            id_ceiling: None,
-        }
-    }
-
-    /// Single node with persistence: use ids only under `ceiling` (see `store::IdCeiling`).
-    pub(crate) fn with_id_ceiling(mut self, ceiling: Arc<IdCeiling>) -> Self {
-        self.id_ceiling = Some(ceiling);
-        self
-    }
-
-    /// Single node: the next id. Under the durable ceiling: input pauses well before it is reached
-    /// (`ingress_paused`); only a writer stuck meanwhile makes this wait, bounded like a full store
-    /// queue.
-    fn next_local_id(&self) -> u64 {
-        let id = self.last_id.fetch_add(1, Ordering::Relaxed) + 1;
-        if let Some(ceiling) = &self.id_ceiling
-            && !ceiling.wait_covers(id, CEILING_WAIT)
-        {
-            tracing::error!(
-                id,
-                ceiling = ceiling.durable(),
-                "id above the durable id ceiling: the store writer is stuck"
-            );
-        }
-        id
+    /// A hub delivering through `shards`, numbering messages with `ids`; `store` is `None` without
+    /// persistence.
+    pub(crate) fn new(shards: Arc<Shards>, ids: IdSequence, store: Option<StoreWriter>) -> Self {
+        Hub { directory: Directory::new(shards.len()), shards, ids, store, cluster: None }
     }
 
     /// Cluster mode: chat messages are handed to `sink` (Redis) and delivered when they come back.
@@ -131,37 +96,13 @@ impl Hub {
     /// The last id allocated (single node) or the largest id seen (cluster mode): every message
     /// published from now on gets a larger id, so it is the floor for rooms created now.
     pub(crate) fn max_id(&self) -> u64 {
-        self.last_id.load(Ordering::SeqCst)
+        self.ids.max()
     }
 
-    /// Cluster mode: records that id `id` exists (ids allocated here later are above it).
-    pub(crate) fn observe_id(&self, id: u64) {
-        self.last_id.fetch_max(id, Ordering::SeqCst);
-    }
-
-    /// Cluster mode: moves the id sequence from `seen` to `next(seen)` atomically; returns the new id.
-    pub(crate) fn allocate_id(&self, next: impl Fn(u64) -> u64) -> u64 {
-        let mut seen = self.last_id.load(Ordering::SeqCst);
-        loop {
-            let id = next(seen);
-            match self.last_id.compare_exchange_weak(seen, id, Ordering::SeqCst, Ordering::SeqCst) {
-                Ok(_) => return id,
-                Err(actual) => seen = actual,
-            }
-        }
-    }
-
-    /// Cluster mode: tells the connection `reply_to` that its message was refused (never blocks:
-    /// the shard's inbox is unbounded; a connection closed meanwhile is skipped by the shard).
+    /// Cluster mode: tells the connection `conn` that its message was refused (never blocks: the
+    /// shard's inbox is unbounded; a connection closed meanwhile is skipped by the shard).
     pub(crate) fn refuse(&self, conn: ConnRef, error: &ClientError) {
-        if let Some(inbox) = self.shards.get(conn.shard) {
-            inbox.send(ShardMsg::Refused { conn, error: error.clone() });
-        }
-    }
-
-    /// Number of shards.
-    pub(crate) fn n_shards(&self) -> usize {
-        self.shards.len()
+        self.shards.send(conn.shard, ShardMsg::Refused { conn, error: error.clone() });
     }
 
     /// The store queue, when persistence is on.
@@ -176,9 +117,53 @@ impl Hub {
     /// are simply not read (TCP pushes back on them) until the queues drain.
     pub(crate) fn ingress_paused(&self) -> bool {
         self.store.as_ref().is_some_and(StoreWriter::is_congested)
-            || self.id_ceiling.as_ref().is_some_and(|c| c.is_near(self.max_id()))
+            || self.ids.near_ceiling()
             || self.cluster.as_ref().is_some_and(|c| c.is_congested())
-            || self.shards.iter().any(|s| s.len() > INBOX_SOFT_CAP)
+            || self.shards.congested()
+    }
+
+    /// Adds a connection of `user` on shard `shard` speaking `format` to room `name` (created if
+    /// needed), announcing the user's presence if this is their first connection there. Returns the
+    /// room table's answer and, in cluster mode with the cluster view up, the room's members across
+    /// the cluster (JSON members only; at most `max_names` names, exact count).
+    pub(crate) fn join(
+        &self,
+        name: &str,
+        shard: usize,
+        format: Format,
+        user: &Arc<str>,
+        max_names: usize,
+    ) -> (Joined, Option<MemberList>) {
+        let mut wakes = Wakeups::default();
+        let joined = self.directory.join(
+            || self.ids.max(),
+            name,
+            shard,
+            format,
+            user,
+            max_names,
+            |joined, state| {
+                if joined.first_of_user {
+                    self.announce_presence(&joined.room, state, user, true, &mut wakes);
+                }
+                let cluster = self.cluster.as_ref().filter(|_| format == Format::Json)?;
+                cluster.members(&joined.room.name, &state.users, max_names)
+            },
+        );
+        self.wake(wakes);
+        joined
+    }
+
+    /// Removes a connection of `user` from `room`, announcing the user's departure if this was their
+    /// last connection there.
+    pub(crate) fn leave(&self, room: &Arc<Room>, shard: usize, format: Format, user: &Arc<str>) {
+        let mut wakes = Wakeups::default();
+        self.directory.leave(room, shard, format, user, |last_of_user, state| {
+            if last_of_user {
+                self.announce_presence(room, state, user, false, &mut wakes);
+            }
+        });
+        self.wake(wakes);
     }
 
     /// Publishes a chat message (in cluster mode: hands it to Redis, which assigns its id and
@@ -203,7 +188,7 @@ impl Hub {
         let created_at_ms = json::now_millis();
         let mut wakes = Wakeups::default();
         let mut state = room.state.lock();
-        let id = self.next_local_id();
+        let id = self.ids.next_local();
         let rec = ChatRecord {
             id,
             room: Arc::clone(&room.name),
@@ -216,14 +201,23 @@ impl Hub {
         self.wake(wakes);
     }
 
+    /// Relays a binary frame verbatim to the text-format members of `room` (no id, not stored); in
+    /// cluster mode through Redis, to the room's text members on every node.
+    pub(crate) fn publish_binary(&self, room: &Arc<Room>, payload: &[u8]) {
+        match &self.cluster {
+            Some(cluster) => cluster.submit_binary(&room.name, payload),
+            None => self.relay_binary_locally(room, payload),
+        }
+    }
+
     /// Wakes the threads collected in `wakes`; call after releasing the room's lock.
-    pub(crate) fn wake(&self, wakes: Wakeups) {
+    pub(super) fn wake(&self, wakes: Wakeups) {
         for (word, &bits) in wakes.shards.iter().enumerate() {
             let mut bits = bits;
             while bits != 0 {
                 let bit = bits.trailing_zeros() as usize;
                 bits &= bits - 1;
-                self.shards[word * 64 + bit].wake();
+                self.shards.wake(word * 64 + bit);
             }
         }
         if wakes.writer
@@ -237,7 +231,7 @@ impl Hub {
     /// last id, queues it for the store and pushes it to every shard with members; the wake-ups
     /// this calls for go into `wakes` (see [`Hub::wake`]).
     #[allow(clippy::too_many_arguments, reason = "the publish path's inputs, passed without a struct on the hot path")]
-    pub(crate) fn fan_out_locked(
+    pub(super) fn fan_out_locked(
         &self,
         room: &Room,
         state: &mut RoomState,
@@ -249,26 +243,15 @@ impl Hub {
         wakes: &mut Wakeups,
     ) {
         let id = rec.id;
-        let text = (state.text_members > 0).then(|| match origin {
-            Format::Text => Bytes::from(codec::encode_frame(codec::TEXT, rec.content.as_bytes())),
-            Format::Json => {
-                scratch.clear();
-                text::write_line(scratch, &rec.user, &rec.content);
-                Bytes::from(codec::encode_frame(codec::TEXT, scratch))
-            }
-        });
-        let json = (state.json_members > 0).then(|| {
-            scratch.clear();
-            json::write_message(scratch, &rec, client_id);
-            Bytes::from(codec::encode_frame(codec::TEXT, scratch))
-        });
+        let wanted = (state.text_members > 0, state.json_members > 0);
+        let (text, json) = encode::chat_frames(&rec, origin, client_id, wanted, scratch);
         state.last_id = id;
         self.store_record_locked(rec, wakes);
         self.push_to_members(state, Arc::new(Delivery { room_id: room.id, id, text, json, published_at }), wakes);
     }
 
     /// Queues `rec` for the store (when persistence is on); call without a room's lock held.
-    pub(crate) fn store_record(&self, rec: ChatRecord) {
+    pub(super) fn store_record(&self, rec: ChatRecord) {
         let mut wakes = Wakeups::default();
         self.store_record_locked(rec, &mut wakes);
         self.wake(wakes);
@@ -293,18 +276,9 @@ impl Hub {
         }
     }
 
-    /// Relays a binary frame verbatim to the text-format members of `room` (no id, not stored); in
-    /// cluster mode through Redis, to the room's text members on every node.
-    pub(crate) fn publish_binary(&self, room: &Arc<Room>, payload: &[u8]) {
-        match &self.cluster {
-            Some(cluster) => cluster.submit_binary(&room.name, payload),
-            None => self.relay_binary_locally(room, payload),
-        }
-    }
-
     /// Relays a binary frame verbatim to this node's text-format members of `room`.
-    pub(crate) fn relay_binary_locally(&self, room: &Room, payload: &[u8]) {
-        let frame = Bytes::from(codec::encode_frame(codec::BINARY, payload));
+    pub(super) fn relay_binary_locally(&self, room: &Room, payload: &[u8]) {
+        let frame = encode::binary_frame(payload);
         let delivery =
             Arc::new(Delivery { room_id: room.id, id: 0, text: Some(frame), json: None, published_at: Instant::now() });
         let mut wakes = Wakeups::default();
@@ -316,51 +290,31 @@ impl Hub {
         self.wake(wakes);
     }
 
-    /// A user's first connection in `room` on this node joined (`event` `"join"`) or its last one
-    /// left (`"leave"`); call with the room's state locked. Single node: the `presence` event goes to
-    /// the room's JSON members now. Cluster mode: the change goes to Redis, which decides whether it is
-    /// the user's first or last connection on the cluster and sends the event to every node.
-    /// Wake-ups go into `wakes` (see [`Hub::wake`]).
-    pub(crate) fn announce_presence(
-        &self,
-        room: &Room,
-        state: &RoomState,
-        user: &Arc<str>,
-        event: &str,
-        wakes: &mut Wakeups,
-    ) {
+    /// A user's first connection in `room` on this node joined (`joined`) or its last one left;
+    /// called with the room's state locked. Single node: the `presence` event goes to the room's
+    /// JSON members now. Cluster mode: the change goes to Redis, which decides whether it is the
+    /// user's first or last connection on the cluster and sends the event to every node.
+    fn announce_presence(&self, room: &Room, state: &RoomState, user: &Arc<str>, joined: bool, wakes: &mut Wakeups) {
         match &self.cluster {
-            Some(cluster) => cluster.submit_presence(&room.name, user, event == "join"),
-            None => self.publish_presence(room, state, user, event, wakes),
+            Some(cluster) => cluster.submit_presence(&room.name, user, joined),
+            None => self.publish_presence(room, state, user, joined, wakes),
         }
-    }
-
-    /// Cluster mode with the subscriber connected: `room`'s members across the cluster (up to
-    /// `max_names` names, exact count), from the node's in-memory view; `None` otherwise (the room
-    /// table's own members are the answer). Call with the room's state locked.
-    pub(crate) fn cluster_members(
-        &self,
-        room: &Room,
-        state: &RoomState,
-        max_names: usize,
-    ) -> Option<(Vec<Arc<str>>, usize)> {
-        self.cluster.as_ref()?.members(&room.name, &state.users, max_names)
     }
 
     /// Publishes a `presence` event to the JSON members; call with the room's state locked, then
     /// [`Hub::wake`] `wakes` after releasing it.
-    pub(crate) fn publish_presence(
+    pub(super) fn publish_presence(
         &self,
         room: &Room,
         state: &RoomState,
         user: &str,
-        event: &str,
+        joined: bool,
         wakes: &mut Wakeups,
     ) {
         if state.json_members == 0 {
             return;
         }
-        let frame = Bytes::from(codec::encode_frame(codec::TEXT, &json::presence(&room.name, user, event)));
+        let frame = encode::presence_frame(&room.name, user, if joined { "join" } else { "leave" });
         let delivery =
             Delivery { room_id: room.id, id: 0, text: None, json: Some(frame), published_at: Instant::now() };
         self.push_to_members(state, Arc::new(delivery), wakes);
@@ -369,21 +323,9 @@ impl Hub {
     /// Pushes `delivery` onto the inbox of every shard with members (no syscall: see the module doc).
     fn push_to_members(&self, state: &RoomState, delivery: Arc<Delivery>, wakes: &mut Wakeups) {
         for (shard, &members) in state.per_shard.iter().enumerate() {
-            if members > 0 && self.shards[shard].push(ShardMsg::Deliver(Arc::clone(&delivery))) {
+            if members > 0 && self.shards.push(shard, ShardMsg::Deliver(Arc::clone(&delivery))) {
                 wakes.shard(shard);
             }
-        }
-    }
-
-    /// Sends `msg` to shard `shard`'s inbox.
-    pub(crate) fn send_to_shard(&self, shard: usize, msg: ShardMsg) {
-        self.shards[shard].send(msg);
-    }
-
-    /// Sends `msg()` to every shard.
-    pub(crate) fn broadcast_to_shards(&self, msg: impl Fn() -> ShardMsg) {
-        for shard in &self.shards {
-            shard.send(msg());
         }
     }
 }

@@ -2,8 +2,11 @@
 //! implemented by `cluster::ClusterSink` in the layer above) takes chat messages, binary relays and
 //! presence changes, orders them across nodes and hands them back for delivery.
 //!
-//! The trait is defined here, below the cluster, so the [`Hub`](super::fanout::Hub) can hand
-//! messages over without knowing Redis: the dependency points from `cluster` down to `room`.
+//! The trait is defined here, below the cluster, so the `Hub` can hand messages over without
+//! knowing Redis: the dependency points from `cluster` down to `room`. What comes back (messages
+//! in their final order, presence, binary relays) enters through the `Hub` methods of
+//! `super::remote_delivery`, so the cluster never touches a room's lock or the publish path's
+//! internals.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,6 +45,9 @@ impl Outgoing {
     }
 }
 
+/// Up to a cap of names of a room's present users, and their exact number.
+pub(crate) type MemberList = (Vec<Arc<str>>, usize);
+
 /// Where chat goes in cluster mode instead of the local sequence.
 pub(crate) trait RemoteSequencer: Send + Sync {
     /// Queues chat message `msg` to be sequenced (waits, bounded, when the channel is full).
@@ -54,7 +60,7 @@ pub(crate) trait RemoteSequencer: Send + Sync {
     /// Cluster-wide members of `room` (names capped at `max_names`, exact count), merging this
     /// node's `local` users; `None` when the cluster view is not available (the node then answers
     /// with its own members).
-    fn members(&self, room: &str, local: &HashMap<Arc<str>, u32>, max_names: usize) -> Option<(Vec<Arc<str>>, usize)>;
+    fn members(&self, room: &str, local: &HashMap<Arc<str>, u32>, max_names: usize) -> Option<MemberList>;
     /// Whether shards should stop reading clients because the hand-off is congested.
     fn is_congested(&self) -> bool;
 }

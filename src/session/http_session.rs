@@ -134,7 +134,7 @@ fn handle(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: Request) {
             });
             let connections = ctx.open_conns.load(std::sync::atomic::Ordering::Relaxed);
             let cluster = ctx.telemetry.cluster_health();
-            let body = json::health(connections, ctx.hub.n_shards(), persistence, cluster);
+            let body = json::health(connections, ctx.cfg.shards.get(), persistence, cluster);
             respond(ctx, conn, key, Response::json(200, body), keep_alive, head_only);
         }
         Route::Static(path) => {

@@ -10,7 +10,7 @@ use super::ctx::ShardCtx;
 use super::local::LocalMember;
 use crate::conn::{Membership, Phase, WsState};
 use crate::room::directory::Joined;
-use crate::room::fanout::Wakeups;
+use crate::room::remote::MemberList;
 use crate::types::Format;
 
 /// Names listed in a `joined` event (the count is always exact).
@@ -22,7 +22,7 @@ pub(crate) struct Entered {
     pub(crate) joined: Joined,
     /// Cluster mode with the cluster view up: the members across the cluster (names, count), for
     /// JSON members only.
-    pub(crate) cluster_members: Option<(Vec<Arc<str>>, usize)>,
+    pub(crate) cluster_members: Option<MemberList>,
 }
 
 /// Adds connection `key` (speaking `format`, named `user`) to room `room` in the room table
@@ -36,24 +36,7 @@ pub(crate) fn enter(
     room: &str,
     held: impl FnOnce(u64) -> bool,
 ) -> Entered {
-    let hub = Arc::clone(&ctx.hub);
-    let mut wakes = Wakeups::default();
-    let (joined, cluster_members) = hub.directory.join(
-        || hub.max_id(),
-        room,
-        ctx.shard,
-        format,
-        user,
-        MAX_MEMBER_NAMES,
-        |joined, state| {
-            if joined.first_of_user {
-                hub.announce_presence(&joined.room, state, user, "join", &mut wakes);
-            }
-            // Only JSON members get a member list.
-            (format == Format::Json).then(|| hub.cluster_members(&joined.room, state, MAX_MEMBER_NAMES)).flatten()
-        },
-    );
-    hub.wake(wakes);
+    let (joined, cluster_members) = ctx.hub.join(room, ctx.shard, format, user, MAX_MEMBER_NAMES);
     let held = held(joined.last_id);
     ctx.local.add(joined.room.id, LocalMember { key, min_id: joined.last_id, format, held });
     ctx.metrics.room_members.add(1);
@@ -63,15 +46,8 @@ pub(crate) fn enter(
 /// Removes connection `key` from one room (announcing the user's departure if this was their last
 /// connection there).
 pub(crate) fn leave(ctx: &mut ShardCtx, key: usize, format: Format, user: &Arc<str>, membership: Membership) {
-    let hub = Arc::clone(&ctx.hub);
     let room = membership.room;
-    let mut wakes = Wakeups::default();
-    hub.directory.leave(&room, ctx.shard, format, user, |last_of_user, state| {
-        if last_of_user {
-            hub.announce_presence(&room, state, user, "leave", &mut wakes);
-        }
-    });
-    hub.wake(wakes);
+    ctx.hub.leave(&room, ctx.shard, format, user);
     ctx.local.remove(room.id, key);
     ctx.metrics.room_members.add(-1);
 }
