@@ -293,6 +293,11 @@ pub fn default_shards(cores: usize) -> usize {
     cores.saturating_sub(1).max(1)
 }
 
+/// `Ok` when `ok`, else the out-of-range error naming the setting, its rule and the value given.
+fn range(name: &'static str, rule: &'static str, ok: bool, value: String) -> Result<(), ConfigError> {
+    if ok { Ok(()) } else { Err(ConfigError::OutOfRange { name, rule, value }) }
+}
+
 /// `value` as a non-zero count when `ok` holds for it, else the range error for `--name`.
 fn count(name: &'static str, rule: &'static str, value: usize, ok: bool) -> Result<NonZeroUsize, ConfigError> {
     NonZeroUsize::new(value).filter(|_| ok).ok_or(ConfigError::OutOfRange { name, rule, value: value.to_string() })
@@ -305,41 +310,12 @@ impl Settings {
     /// # Errors
     /// [`ConfigError`] naming the first bad setting.
     pub fn validate(self, fd_limit: usize) -> Result<Config, ConfigError> {
-        let range = |name, rule, ok: bool, value: String| {
-            if ok { Ok(()) } else { Err(ConfigError::OutOfRange { name, rule, value }) }
-        };
         let shards = match self.shards {
             0 => default_shards(std::thread::available_parallelism().map_or(1, |n| n.get())),
             n => n,
         };
         let shards = count("shards", "between 1 and 256", shards, shards <= 256)?;
-        range(
-            "max-message",
-            "between 1 and 16777216",
-            (1..=16 << 20).contains(&self.max_message),
-            self.max_message.to_string(),
-        )?;
-        range("max-outbuf", "at least 4096", self.max_outbuf >= 4096, self.max_outbuf.to_string())?;
-        // A message larger than the output bound could never be delivered to anyone.
-        range(
-            "max-outbuf",
-            "at least --max-message + 4110 (one largest frame must fit)",
-            self.max_outbuf >= valid::max_frame_bytes(self.max_message) + 14,
-            self.max_outbuf.to_string(),
-        )?;
-        range("max-rooms-per-conn", "at least 1", self.max_rooms_per_conn >= 1, self.max_rooms_per_conn.to_string())?;
-        range(
-            "max-header-bytes",
-            "between 1024 and 65536",
-            (1024..=65536).contains(&self.max_header_bytes),
-            self.max_header_bytes.to_string(),
-        )?;
-        range(
-            "handshake-timeout",
-            "at least 1",
-            self.handshake_timeout_secs >= 1,
-            self.handshake_timeout_secs.to_string(),
-        )?;
+        self.check_limits()?;
         let batch_size = count("batch-size", "between 1 and 65536", self.batch_size, self.batch_size <= 65536)?;
         let queue_capacity =
             count("queue-capacity", "at least 1024", self.queue_capacity, self.queue_capacity >= 1024)?;
@@ -349,33 +325,7 @@ impl Settings {
             "full" => SyncMode::Full,
             other => return Err(ConfigError::OutOfRange { name: "sync", rule: "normal or full", value: other.into() }),
         };
-        range(
-            "ping-timeout",
-            "at least 1",
-            self.ping_timeout_secs >= 1 || self.ping_interval_secs == 0,
-            self.ping_timeout_secs.to_string(),
-        )?;
-        range(
-            "rate-burst",
-            "at least 1 when --rate-limit is on",
-            self.rate_burst >= 1 || self.rate_limit == 0,
-            self.rate_burst.to_string(),
-        )?;
-        range(
-            "user-rate-limit",
-            "a finite number, 0 or more",
-            self.user_rate_limit.is_finite() && self.user_rate_limit >= 0.0,
-            self.user_rate_limit.to_string(),
-        )?;
-        range(
-            "user-rate-burst",
-            "at least 1 when --user-rate-limit is on",
-            self.user_rate_burst >= 1 || self.user_rate_limit == 0.0,
-            self.user_rate_burst.to_string(),
-        )?;
-        if let Some(secret) = &self.jwt_secret {
-            range("jwt-secret", "non-empty", !secret.is_empty(), "an empty string".into())?;
-        }
+        self.check_rates()?;
         let redis_url = match self.redis_url.as_str() {
             "" => None,
             text => Some(RedisUrl::parse(text).map_err(|e| ConfigError::Unparsable {
@@ -436,6 +386,72 @@ impl Settings {
             user_rate_burst: self.user_rate_burst,
             _sealed: valid::Sealed,
         })
+    }
+}
+
+impl Settings {
+    /// The connection and message limits are in range.
+    fn check_limits(&self) -> Result<(), ConfigError> {
+        range(
+            "max-message",
+            "between 1 and 16777216",
+            (1..=16 << 20).contains(&self.max_message),
+            self.max_message.to_string(),
+        )?;
+        range("max-outbuf", "at least 4096", self.max_outbuf >= 4096, self.max_outbuf.to_string())?;
+        // A message larger than the output bound could never be delivered to anyone.
+        range(
+            "max-outbuf",
+            "at least --max-message + 4110 (one largest frame must fit)",
+            self.max_outbuf >= valid::max_frame_bytes(self.max_message) + 14,
+            self.max_outbuf.to_string(),
+        )?;
+        range("max-rooms-per-conn", "at least 1", self.max_rooms_per_conn >= 1, self.max_rooms_per_conn.to_string())?;
+        range(
+            "max-header-bytes",
+            "between 1024 and 65536",
+            (1024..=65536).contains(&self.max_header_bytes),
+            self.max_header_bytes.to_string(),
+        )?;
+        range(
+            "handshake-timeout",
+            "at least 1",
+            self.handshake_timeout_secs >= 1,
+            self.handshake_timeout_secs.to_string(),
+        )?;
+        Ok(())
+    }
+
+    /// The rate limits and heartbeat settings are consistent, and a JWT secret is not empty.
+    fn check_rates(&self) -> Result<(), ConfigError> {
+        range(
+            "ping-timeout",
+            "at least 1",
+            self.ping_timeout_secs >= 1 || self.ping_interval_secs == 0,
+            self.ping_timeout_secs.to_string(),
+        )?;
+        range(
+            "rate-burst",
+            "at least 1 when --rate-limit is on",
+            self.rate_burst >= 1 || self.rate_limit == 0,
+            self.rate_burst.to_string(),
+        )?;
+        range(
+            "user-rate-limit",
+            "a finite number, 0 or more",
+            self.user_rate_limit.is_finite() && self.user_rate_limit >= 0.0,
+            self.user_rate_limit.to_string(),
+        )?;
+        range(
+            "user-rate-burst",
+            "at least 1 when --user-rate-limit is on",
+            self.user_rate_burst >= 1 || self.user_rate_limit == 0.0,
+            self.user_rate_burst.to_string(),
+        )?;
+        if let Some(secret) = &self.jwt_secret {
+            range("jwt-secret", "non-empty", !secret.is_empty(), "an empty string".into())?;
+        }
+        Ok(())
     }
 }
 
