@@ -29,7 +29,7 @@ pub(crate) struct ClientLimits {
 pub(crate) enum Liveness {
     /// Nothing.
     Alive,
-    /// Queue a ping (the guard now counts it as outstanding).
+    /// Queue a ping (it now counts as outstanding).
     SendPing,
     /// No frame for `--idle-timeout`: close with 1008.
     Idle,
@@ -38,7 +38,7 @@ pub(crate) enum Liveness {
 }
 
 impl ClientLimits {
-    /// A guard for a connection upgraded at `now`.
+    /// The limits of a connection upgraded at `now`.
     pub(crate) fn new(grant: RoomGrant, limits: &RateLimits, now: Instant) -> Self {
         ClientLimits { grant, throttle: Throttle::new(limits, now), last_seen: now, ping_sent: None }
     }

@@ -8,6 +8,10 @@
 //! (`session::heartbeat::on_sweep`). A busy shard thus reads, delivers and writes in bounded slices, so
 //! no connection waits behind thousands of others and new input is read every slice. Nothing here
 //! blocks except `poll`, and `poll` does not wait while output or inbox messages are pending.
+//!
+//! The shard does IO and keeps time; what bytes mean, what to answer and when to close is the
+//! session's (`crate::session`): the shard hands it input, deliveries and replies, and acts on its
+//! `Schedule` (connections to write, connections to remove).
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
