@@ -23,7 +23,7 @@ pub enum PercentError {
 ///
 /// # Errors
 /// [`PercentError`] for a malformed escape or a result that is not UTF-8.
-pub fn decode(s: &str, plus_is_space: bool) -> Result<String, PercentError> {
+pub(crate) fn decode(s: &str, plus_is_space: bool) -> Result<String, PercentError> {
     if !s.bytes().any(|b| b == b'%' || (plus_is_space && b == b'+')) {
         return Ok(s.to_string());
     }

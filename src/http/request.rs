@@ -30,7 +30,7 @@ pub enum HttpError {
 
 impl HttpError {
     /// HTTP status answered for this error.
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self {
             HttpError::Malformed(_) | HttpError::BadHost(_) => 400,
             HttpError::HeadTooLarge => 431,
@@ -39,7 +39,7 @@ impl HttpError {
     }
 
     /// Machine-readable code for the JSON error body.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             HttpError::Malformed(_) | HttpError::BadHost(_) => "bad_request",
             HttpError::HeadTooLarge => "header_too_large",
@@ -50,7 +50,7 @@ impl HttpError {
 
 /// Request method; anything but GET/HEAD is refused before routing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
+pub(crate) enum Method {
     /// GET.
     Get,
     /// HEAD: like GET, without the body.

@@ -6,46 +6,48 @@
 use crate::protocol::json;
 
 /// Content-Security-Policy sent with HTML: scripts, styles and connections only from this origin.
-pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+pub(crate) const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                        connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 /// A response ready to be rendered.
 #[derive(Debug, Clone)]
-pub struct Response {
+pub(crate) struct Response {
     /// Status code.
-    pub status: u16,
+    pub(crate) status: u16,
     /// `Content-Type` value.
-    pub content_type: &'static str,
+    pub(crate) content_type: &'static str,
     /// Body bytes (omitted on the wire for HEAD).
-    pub body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
     /// Extra header lines, without CRLF.
-    pub headers: Vec<String>,
+    pub(crate) headers: Vec<String>,
 }
 
 impl Response {
     /// A response with a body and content type.
-    pub fn new(status: u16, content_type: &'static str, body: Vec<u8>) -> Self {
+    pub(crate) fn new(status: u16, content_type: &'static str, body: Vec<u8>) -> Self {
         Response { status, content_type, body, headers: Vec::new() }
     }
 
     /// A JSON body.
-    pub fn json(status: u16, body: Vec<u8>) -> Self {
+    pub(crate) fn json(status: u16, body: Vec<u8>) -> Self {
         Response::new(status, "application/json", body)
     }
 
     /// A JSON error body `{"error":{"code":…,"message":…}}`.
-    pub fn error(status: u16, code: &str, message: &str) -> Self {
+    pub(crate) fn error(status: u16, code: &str, message: &str) -> Self {
         Response::json(status, json::http_error_body(code, message))
     }
 
     /// Adds one header line (`Name: value`).
-    pub fn with_header(mut self, line: String) -> Self {
+    pub(crate) fn with_header(mut self, line: String) -> Self {
         self.headers.push(line);
         self
     }
 
-    /// Renders the response; `keep_alive` decides the `Connection` header, `head_only` drops the body.
-    pub fn render(&self, keep_alive: bool, head_only: bool) -> Vec<u8> {
+    /// Renders the response; `keep_alive` decides the `Connection` header, `head_only` drops the body
+    /// (tests; the session sends head and body without joining them: `into_parts`).
+    #[cfg(test)]
+    pub(crate) fn render(&self, keep_alive: bool, head_only: bool) -> Vec<u8> {
         let mut out = self.head(keep_alive);
         if !head_only {
             out.reserve_exact(self.body.len());
@@ -56,7 +58,7 @@ impl Response {
 
     /// Splits the response into its head and its body (empty for HEAD), so a large body is queued as it
     /// is rather than copied behind the head.
-    pub fn into_parts(self, keep_alive: bool, head_only: bool) -> (Vec<u8>, Vec<u8>) {
+    pub(crate) fn into_parts(self, keep_alive: bool, head_only: bool) -> (Vec<u8>, Vec<u8>) {
         let head = self.head(keep_alive);
         (head, if head_only { Vec::new() } else { self.body })
     }
@@ -89,7 +91,7 @@ impl Response {
 }
 
 /// Reason phrase for the statuses the server uses.
-pub fn reason(status: u16) -> &'static str {
+pub(crate) fn reason(status: u16) -> &'static str {
     match status {
         101 => "Switching Protocols",
         200 => "OK",

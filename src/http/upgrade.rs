@@ -7,7 +7,7 @@ use super::request::Request;
 use super::response::Response;
 
 /// Subprotocol that selects the JSON wire format.
-pub const JSON_SUBPROTOCOL: &str = "roomcast.v1.json";
+pub(crate) const JSON_SUBPROTOCOL: &str = "roomcast.v1.json";
 
 /// Why a request to a WebSocket endpoint cannot be upgraded; [`UpgradeError::response`] maps each.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub enum UpgradeError {
 
 impl UpgradeError {
     /// The HTTP answer for this error.
-    pub fn response(&self) -> Response {
+    pub(crate) fn response(&self) -> Response {
         match self {
             UpgradeError::NotAnUpgrade => Response::error(426, "upgrade_required", &self.to_string())
                 .with_header("Upgrade: websocket".into())
@@ -50,9 +50,9 @@ impl UpgradeError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
     /// `Sec-WebSocket-Accept` value.
-    pub accept_key: String,
+    pub(crate) accept_key: String,
     /// Whether the client offered (and we selected) [`JSON_SUBPROTOCOL`].
-    pub json_subprotocol: bool,
+    pub(crate) json_subprotocol: bool,
 }
 
 /// Validates an upgrade request.

@@ -13,7 +13,7 @@ use crate::types::ChatRecord;
 use crate::types::{ClientError, ErrorCode};
 
 /// Longest `client_id`, in bytes.
-pub const MAX_CLIENT_ID_BYTES: usize = 128;
+pub(crate) const MAX_CLIENT_ID_BYTES: usize = 128;
 
 /// A client command, borrowing from the frame payload.
 #[derive(Debug, PartialEq, Eq)]
@@ -131,7 +131,7 @@ impl Serialize for Rfc3339Millis {
 }
 
 /// Milliseconds since the Unix epoch now.
-pub fn now_millis() -> i64 {
+pub(crate) fn now_millis() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
@@ -164,17 +164,17 @@ pub fn write_message(out: &mut Vec<u8>, rec: &ChatRecord, client_id: Option<&str
 
 /// Limits announced in `welcome`.
 #[derive(Serialize, Debug, Clone)]
-pub struct WelcomeLimits {
+pub(crate) struct WelcomeLimits {
     /// Largest message content, in bytes.
-    pub max_message_bytes: usize,
+    pub(crate) max_message_bytes: usize,
     /// Most rooms one connection may join.
-    pub max_rooms: usize,
+    pub(crate) max_rooms: usize,
     /// Largest history page.
-    pub max_history_page: usize,
+    pub(crate) max_history_page: usize,
 }
 
 /// `welcome`: sent first on every JSON connection.
-pub fn welcome(user: &str, conn_id: u64, limits: &WelcomeLimits) -> Vec<u8> {
+pub(crate) fn welcome(user: &str, conn_id: u64, limits: &WelcomeLimits) -> Vec<u8> {
     #[derive(Serialize)]
     struct Welcome<'a> {
         #[serde(rename = "type")]
@@ -187,7 +187,7 @@ pub fn welcome(user: &str, conn_id: u64, limits: &WelcomeLimits) -> Vec<u8> {
 }
 
 /// `joined`: answer to a join, with who is there (at most `members.len()` names) and how many.
-pub fn joined(room: &str, members: &[&str], member_count: usize, last_id: u64) -> Vec<u8> {
+pub(crate) fn joined(room: &str, members: &[&str], member_count: usize, last_id: u64) -> Vec<u8> {
     #[derive(Serialize)]
     struct Joined<'a> {
         #[serde(rename = "type")]
@@ -201,7 +201,7 @@ pub fn joined(room: &str, members: &[&str], member_count: usize, last_id: u64) -
 }
 
 /// `left`: answer to a leave.
-pub fn left(room: &str) -> Vec<u8> {
+pub(crate) fn left(room: &str) -> Vec<u8> {
     to_vec(&RoomEvent { kind: "left", room })
 }
 
@@ -213,7 +213,7 @@ struct RoomEvent<'a> {
 }
 
 /// `presence`: `user` joined (`"join"`) or left (`"leave"`) `room`.
-pub fn presence(room: &str, user: &str, event: &str) -> Vec<u8> {
+pub(crate) fn presence(room: &str, user: &str, event: &str) -> Vec<u8> {
     #[derive(Serialize)]
     struct Presence<'a> {
         #[serde(rename = "type")]
@@ -226,12 +226,12 @@ pub fn presence(room: &str, user: &str, event: &str) -> Vec<u8> {
 }
 
 /// `pong`: answer to a `ping` command.
-pub fn pong() -> Vec<u8> {
+pub(crate) fn pong() -> Vec<u8> {
     br#"{"type":"pong"}"#.to_vec()
 }
 
 /// `error` frame for a client error.
-pub fn error_event(err: &ClientError) -> Vec<u8> {
+pub(crate) fn error_event(err: &ClientError) -> Vec<u8> {
     #[derive(Serialize)]
     struct ErrorEvent<'a> {
         #[serde(rename = "type")]
@@ -243,7 +243,7 @@ pub fn error_event(err: &ClientError) -> Vec<u8> {
 }
 
 /// HTTP error body `{"error":{"code":…,"message":…}}`.
-pub fn http_error_body(code: &str, message: &str) -> Vec<u8> {
+pub(crate) fn http_error_body(code: &str, message: &str) -> Vec<u8> {
     #[derive(Serialize)]
     struct Inner<'a> {
         code: &'a str,
@@ -280,12 +280,12 @@ fn history_rows(messages: &[ChatRecord]) -> Vec<HistoryRow<'_>> {
 }
 
 /// REST history body: a JSON array of `{id, room, user, content, created_at}`.
-pub fn history_array(messages: &[ChatRecord]) -> Vec<u8> {
+pub(crate) fn history_array(messages: &[ChatRecord]) -> Vec<u8> {
     to_vec(&history_rows(messages))
 }
 
 /// `history` event: a page of messages for a WebSocket `history` command.
-pub fn history_event(room: &str, messages: &[ChatRecord], has_more: bool) -> Vec<u8> {
+pub(crate) fn history_event(room: &str, messages: &[ChatRecord], has_more: bool) -> Vec<u8> {
     #[derive(Serialize)]
     struct History<'a> {
         #[serde(rename = "type")]
@@ -299,40 +299,40 @@ pub fn history_event(room: &str, messages: &[ChatRecord], has_more: bool) -> Vec
 
 /// History persistence figures shown in `/healthz`.
 #[derive(Serialize, Debug, Clone, Copy)]
-pub struct PersistenceHealth {
+pub(crate) struct PersistenceHealth {
     /// Messages waiting in the write-behind queue.
-    pub queue_depth: usize,
+    pub(crate) queue_depth: usize,
     /// The queue's bound.
-    pub queue_capacity: usize,
+    pub(crate) queue_capacity: usize,
     /// Clients that send are not being read until the queue drains.
-    pub congested: bool,
+    pub(crate) congested: bool,
     /// The writer is retrying a failed commit (disk full, read-only file, lock).
-    pub retrying: bool,
+    pub(crate) retrying: bool,
     /// Failed commit attempts since start.
-    pub commit_errors: u64,
+    pub(crate) commit_errors: u64,
     /// Rows written since start.
-    pub rows_written: u64,
+    pub(crate) rows_written: u64,
 }
 
 /// Cluster link figures shown in `/healthz` in cluster mode.
 #[derive(Serialize, Debug, Clone)]
-pub struct ClusterHealth {
+pub(crate) struct ClusterHealth {
     /// This node's `--node-id`.
-    pub node: String,
+    pub(crate) node: String,
     /// The publisher is connected to Redis.
-    pub publisher_up: bool,
+    pub(crate) publisher_up: bool,
     /// The subscriber is connected to Redis and caught up.
-    pub subscriber_up: bool,
+    pub(crate) subscriber_up: bool,
     /// Accepted messages waiting to be published (during an outage: to be replayed).
-    pub outbox: usize,
+    pub(crate) outbox: usize,
     /// Messages delivered here with a provisional id while Redis was away, since start.
-    pub provisional: u64,
+    pub(crate) provisional: u64,
     /// Lost connections and failed connection attempts, since start.
-    pub link_errors: u64,
+    pub(crate) link_errors: u64,
 }
 
 /// `/healthz` body; `persistence` is `None` with `--no-persist`; `cluster` only in cluster mode.
-pub fn health(
+pub(crate) fn health(
     connections: usize,
     shards: usize,
     persistence: Option<PersistenceHealth>,
@@ -352,7 +352,7 @@ pub fn health(
 
 /// `/readyz` body: `status` is `ready` or `not_ready`; `store` says why the database is or is not
 /// writable (`ok`, `disabled`, `retrying`, `writer_down`); `draining` is true during shutdown.
-pub fn readiness(ready: bool, store: &str, draining: bool) -> Vec<u8> {
+pub(crate) fn readiness(ready: bool, store: &str, draining: bool) -> Vec<u8> {
     #[derive(Serialize)]
     struct Readiness<'a> {
         status: &'static str,

@@ -3,15 +3,15 @@
 use crate::types::{ClientError, ErrorCode};
 
 /// Longest room name, in bytes.
-pub const MAX_ROOM_BYTES: usize = 64;
+pub(crate) const MAX_ROOM_BYTES: usize = 64;
 /// Longest nickname, in characters (after trimming).
-pub const MAX_NICK_CHARS: usize = 32;
+pub(crate) const MAX_NICK_CHARS: usize = 32;
 
 /// Checks a room name: 1–64 bytes, no control characters.
 ///
 /// # Errors
 /// `invalid_room` naming the rule broken.
-pub fn validate_room(room: &str) -> Result<(), ClientError> {
+pub(crate) fn validate_room(room: &str) -> Result<(), ClientError> {
     if room.is_empty() {
         return Err(ClientError::new(ErrorCode::InvalidRoom, "room name must not be empty"));
     }
@@ -31,7 +31,7 @@ pub fn validate_room(room: &str) -> Result<(), ClientError> {
 ///
 /// # Errors
 /// `invalid_nick` naming the rule broken.
-pub fn validate_nick(nick: &str) -> Result<&str, ClientError> {
+pub(crate) fn validate_nick(nick: &str) -> Result<&str, ClientError> {
     let nick = nick.trim();
     let chars = nick.chars().count();
     if chars == 0 {

@@ -3,7 +3,7 @@
 
 /// Appends the text-format line of a message from `user` (how text members see a JSON client's
 /// message, and how history and resume render a stored message for them).
-pub fn write_line(out: &mut Vec<u8>, user: &str, content: &str) {
+pub(crate) fn write_line(out: &mut Vec<u8>, user: &str, content: &str) {
     out.extend_from_slice(user.as_bytes());
     out.extend_from_slice(b": ");
     out.extend_from_slice(content.as_bytes());

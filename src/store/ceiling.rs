@@ -28,14 +28,14 @@ const MIN_BLOCK: u64 = 1 << 20;
 
 /// The block for a store queue of `queue_capacity` records committed in batches of `batch_size`:
 /// at least 2^20 and eight times what can be in flight.
-pub fn id_block(queue_capacity: usize, batch_size: usize) -> u64 {
+pub(crate) fn id_block(queue_capacity: usize, batch_size: usize) -> u64 {
     let in_flight = (queue_capacity as u64).saturating_add(batch_size as u64);
     in_flight.saturating_mul(8).max(MIN_BLOCK)
 }
 
 /// The durable id ceiling, shared by the store writer (which raises it) and the publish path.
 #[derive(Debug)]
-pub struct IdCeiling {
+pub(crate) struct IdCeiling {
     durable: AtomicU64,
     block: u64,
 }
@@ -46,18 +46,18 @@ impl IdCeiling {
     }
 
     /// The largest id that may be used: the ceiling committed in the database.
-    pub fn durable(&self) -> u64 {
+    pub(crate) fn durable(&self) -> u64 {
         self.durable.load(Ordering::Acquire)
     }
 
     /// Whether the last allocated id is close enough to the ceiling that new input should wait.
-    pub fn is_near(&self, last_allocated: u64) -> bool {
+    pub(crate) fn is_near(&self, last_allocated: u64) -> bool {
         last_allocated.saturating_add(self.block / 4) >= self.durable()
     }
 
     /// Waits (sleeping, at most `timeout`) until `id` is under the durable ceiling; returns whether
     /// it is. Only reached when the writer has fallen `block / 4` ids behind.
-    pub fn wait_covers(&self, id: u64, timeout: Duration) -> bool {
+    pub(crate) fn wait_covers(&self, id: u64, timeout: Duration) -> bool {
         if id <= self.durable() {
             // The publish path, under a room's lock: one atomic load.
             return true;

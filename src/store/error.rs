@@ -89,8 +89,8 @@ pub enum StoreError {
         record: Box<ChatRecord>,
     },
 
-    /// [`Store::flush_timeout`](super::Store::flush_timeout) ran out of time before the writer
-    /// committed everything enqueued before the call.
+    /// A flush with a deadline ran out of time before the writer committed everything enqueued
+    /// before the call (no caller sets a deadline today; `Store::flush` waits without one).
     #[error("flush did not finish within {waited:?} (committed {committed} of {target} records)")]
     FlushTimeout {
         /// How long the call waited.

@@ -115,10 +115,8 @@ use crossbeam_channel::{Sender, TrySendError};
 use crate::metrics::HistogramSnapshot;
 use crate::types::ChatRecord;
 
-pub use ceiling::{IdCeiling, id_block};
+pub(crate) use ceiling::{IdCeiling, id_block};
 pub use error::StoreError;
-pub use reader::MAX_PAGE_LIMIT;
-pub use schema::SCHEMA_VERSION;
 
 use reader::{Plan, Request};
 use state::{Shared, WaitOutcome, bump};
@@ -231,67 +229,67 @@ pub struct HistoryPage {
 
 /// A snapshot of the store's counters (all since `open`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StoreStats {
+pub(crate) struct StoreStats {
     /// Records waiting in the write queue now.
-    pub queue_depth: usize,
+    pub(crate) queue_depth: usize,
     /// Write queue capacity.
-    pub queue_capacity: usize,
+    pub(crate) queue_capacity: usize,
     /// Whether [`StoreWriter::is_congested`] is true now.
-    pub congested: bool,
+    pub(crate) congested: bool,
     /// Records accepted so far.
-    pub enqueued_seq: u64,
+    pub(crate) enqueued_seq: u64,
     /// Records the writer has finished with (committed or rejected), in queue order.
-    pub committed_seq: u64,
+    pub(crate) committed_seq: u64,
     /// Rows inserted.
-    pub rows_written: u64,
+    pub(crate) rows_written: u64,
     /// Records skipped as unstorable (duplicate id or id above `i64::MAX`).
-    pub rows_rejected: u64,
+    pub(crate) rows_rejected: u64,
     /// Batches committed.
-    pub batches: u64,
+    pub(crate) batches: u64,
     /// Size of the last committed batch.
-    pub last_batch_size: u64,
+    pub(crate) last_batch_size: u64,
     /// Failed commit attempts (each retry that fails counts once).
-    pub commit_errors: u64,
+    pub(crate) commit_errors: u64,
     /// The writer is inside a failure streak, retrying a batch.
-    pub retrying: bool,
+    pub(crate) retrying: bool,
     /// Rows deleted by retention.
-    pub rows_trimmed: u64,
+    pub(crate) rows_trimmed: u64,
     /// Failed retention steps.
-    pub trim_errors: u64,
+    pub(crate) trim_errors: u64,
     /// History requests answered with a page.
-    pub queries_served: u64,
+    pub(crate) queries_served: u64,
     /// History requests that failed in SQLite.
-    pub queries_failed: u64,
+    pub(crate) queries_failed: u64,
     /// History requests refused with [`StoreError::Busy`].
-    pub queries_rejected_busy: u64,
+    pub(crate) queries_rejected_busy: u64,
     /// History requests answered after `visible_wait` ran out.
-    pub visible_wait_timeouts: u64,
+    pub(crate) visible_wait_timeouts: u64,
     /// History requests waiting for a reader now.
-    pub reader_queue_depth: usize,
+    pub(crate) reader_queue_depth: usize,
     /// Times the writer thread woke up, by cause.
-    pub writer_wakeups: WriterWakeups,
+    pub(crate) writer_wakeups: WriterWakeups,
 }
 
 /// Why the store writer woke up, counted since `open`. The writer sleeps on its control channel,
 /// never on the record channel, so records arriving one by one do not wake it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WriterWakeups {
+pub(crate) struct WriterWakeups {
     /// The flush interval of the oldest queued record ran out (a flush tick).
-    pub timer: u64,
+    pub(crate) timer: u64,
     /// A producer woke it: the queue reached `batch_size`, or a record arrived while it was idle.
-    pub producer: u64,
+    pub(crate) producer: u64,
     /// A control message: an early commit for a history read, or shutdown.
-    pub control: u64,
+    pub(crate) control: u64,
 }
 
 /// The writer's histograms (for `/metrics`).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct StoreHistograms {
     /// Rows per committed batch.
-    pub batch_rows: HistogramSnapshot,
+    pub(crate) batch_rows: HistogramSnapshot,
     /// Seconds taken by the successful insert + COMMIT of each batch (failed attempts are counted in
     /// [`StoreStats::commit_errors`], not here).
-    pub commit_seconds: HistogramSnapshot,
+    pub(crate) commit_seconds: HistogramSnapshot,
 }
 
 /// The persistence layer: owns the writer thread and the reader pool. `Send + Sync`; share it
@@ -381,18 +379,18 @@ impl Store {
     }
 
     /// Largest id stored when the database was opened (0 if empty).
-    pub fn max_id(&self) -> u64 {
+    pub(crate) fn max_id(&self) -> u64 {
         self.max_id
     }
 
     /// Where a single node continues its ids: after every id it may have used before (the stored
     /// id ceiling, or the largest stored id without one).
-    pub fn start_id(&self) -> u64 {
+    pub(crate) fn start_id(&self) -> u64 {
         self.start_id
     }
 
     /// The id ceiling, when the store keeps one (`StoreConfig::id_block`).
-    pub fn id_ceiling(&self) -> Option<Arc<IdCeiling>> {
+    pub(crate) fn id_ceiling(&self) -> Option<Arc<IdCeiling>> {
         self.ceiling.clone()
     }
 
@@ -433,15 +431,6 @@ impl Store {
     /// [`StoreError::WriterGone`] if the writer thread stopped first (only after a bug).
     pub fn flush(&self) -> Result<(), StoreError> {
         self.flush_until(None)
-    }
-
-    /// Like [`Store::flush`], but gives up after `timeout`.
-    ///
-    /// # Errors
-    /// [`StoreError::FlushTimeout`] when `timeout` passes first; [`StoreError::WriterGone`] if the
-    /// writer thread stopped first.
-    pub fn flush_timeout(&self, timeout: Duration) -> Result<(), StoreError> {
-        self.flush_until(Some(timeout))
     }
 
     fn flush_until(&self, timeout: Option<Duration>) -> Result<(), StoreError> {
@@ -498,12 +487,12 @@ impl Store {
     }
 
     /// Whether the writer thread is running (false after shutdown, or after a panic: a bug).
-    pub fn writer_alive(&self) -> bool {
+    pub(crate) fn writer_alive(&self) -> bool {
         self.shared.writer_alive()
     }
 
     /// A snapshot of the counters.
-    pub fn stats(&self) -> StoreStats {
+    pub(crate) fn stats(&self) -> StoreStats {
         let c = &self.shared.counters;
         let capacity = self.data_tx.capacity().unwrap_or(0);
         let depth = self.data_tx.len();
@@ -546,7 +535,7 @@ impl Drop for Store {
 
 /// The queue depth at which a queue of `capacity` counts as congested: everything but the last
 /// eighth (the reserve for messages already read while shards stop reading from senders).
-pub fn congestion_threshold(capacity: usize) -> usize {
+pub(crate) fn congestion_threshold(capacity: usize) -> usize {
     capacity - capacity / 8
 }
 
@@ -562,7 +551,7 @@ pub struct StoreWriter {
 /// caller holds is released ([`StoreWriter::wake`]), or nothing.
 #[must_use = "a writer that must be woken and is not commits only at its next tick"]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriterWake {
+pub(crate) enum WriterWake {
     /// The writer will find the record on its own (at its flush tick or next batch).
     No,
     /// The writer is idle, or the queue just reached a batch: call [`StoreWriter::wake`].
@@ -604,7 +593,7 @@ impl StoreWriter {
     ///
     /// # Errors
     /// As [`StoreWriter::try_enqueue`].
-    pub fn try_enqueue_deferred(&self, rec: ChatRecord) -> Result<WriterWake, ChatRecord> {
+    pub(crate) fn try_enqueue_deferred(&self, rec: ChatRecord) -> Result<WriterWake, ChatRecord> {
         let gate = self.shared.gate.lock();
         if gate.closed {
             return Err(rec);
@@ -627,7 +616,7 @@ impl StoreWriter {
     }
 
     /// Wakes the writer (after [`StoreWriter::try_enqueue_deferred`] said so).
-    pub fn wake(&self) {
+    pub(crate) fn wake(&self) {
         // Fails only once the writer is gone, when there is nothing left to wake.
         let _ = self.ctrl.send(Ctrl::Wake);
     }
@@ -639,7 +628,7 @@ impl StoreWriter {
     /// # Errors
     /// [`StoreError::EnqueueTimeout`] (with the record) when the queue stayed full;
     /// [`StoreError::Closed`] when the store is shut down.
-    pub fn enqueue_blocking(&self, rec: ChatRecord) -> Result<(), StoreError> {
+    pub(crate) fn enqueue_blocking(&self, rec: ChatRecord) -> Result<(), StoreError> {
         let start = Instant::now();
         let timeout = self.shared.enqueue_timeout;
         let mut pause = Duration::from_micros(50);
@@ -664,23 +653,23 @@ impl StoreWriter {
     /// True when the queue holds at least `capacity - capacity / 8` records: shards should stop
     /// reading the sockets of sending clients until it clears (the last eighth is the reserve for
     /// messages already read).
-    pub fn is_congested(&self) -> bool {
+    pub(crate) fn is_congested(&self) -> bool {
         let capacity = self.tx.capacity().unwrap_or(usize::MAX);
         self.tx.len() >= congestion_threshold(capacity)
     }
 
     /// Records waiting in the queue now.
-    pub fn depth(&self) -> usize {
+    pub(crate) fn depth(&self) -> usize {
         self.tx.len()
     }
 
     /// Records accepted so far: the read-your-writes token for [`HistoryQuery::visible_seq`].
-    pub fn enqueued_seq(&self) -> u64 {
+    pub(crate) fn enqueued_seq(&self) -> u64 {
         self.shared.enqueued.load(Ordering::SeqCst)
     }
 
     /// True once the store is shutting down and no longer accepts records.
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.shared.is_closed()
     }
 }

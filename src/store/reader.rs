@@ -17,7 +17,7 @@ use super::{HistoryPage, HistoryQuery, StoreError};
 use crate::types::ChatRecord;
 
 /// Hard upper bound on a page, whatever the caller asks for.
-pub const MAX_PAGE_LIMIT: usize = 1000;
+pub(crate) const MAX_PAGE_LIMIT: usize = 1000;
 
 /// Newest page of a room, newest first.
 pub(crate) const NEWEST_SQL: &str = "SELECT id, user, content, created_at FROM messages INDEXED BY messages_room_id \

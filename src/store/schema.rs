@@ -18,7 +18,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use super::StoreError;
 
 /// The newest schema version (`PRAGMA user_version`) this build knows and migrates to.
-pub const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// Name of the index that serves history pages (checked by the query-plan test).
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
+use super::reader::MAX_PAGE_LIMIT;
 use super::reader::{AFTER_SQL, BEFORE_SQL, NEWEST_SQL};
 use super::schema::{ROOM_ID_INDEX, SCHEMA_VERSION};
 use super::writer::{CUTOFF_SQL, TRIM_SQL};

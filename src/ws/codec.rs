@@ -195,7 +195,8 @@ impl FrameDecoder {
     }
 
     /// Whether a fragmented message is being assembled (the connection then holds its buffer).
-    pub fn in_fragmented_message(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn in_fragmented_message(&self) -> bool {
         self.fragments.as_ref().is_some_and(|f| !f.complete())
     }
 }
@@ -257,7 +258,7 @@ fn unmask(payload: &mut [u8], mask: [u8; 4]) {
 }
 
 /// Writes an unmasked server frame header for a final frame of `opcode` carrying `len` bytes.
-pub fn write_header(out: &mut Vec<u8>, opcode: OpCode, len: usize) {
+pub(crate) fn write_header(out: &mut Vec<u8>, opcode: OpCode, len: usize) {
     let header = FrameHeader { is_final: true, rsv1: false, rsv2: false, rsv3: false, opcode, mask: None };
     header.format(len as u64, out).expect("bug: writing to a Vec cannot fail");
 }
@@ -282,14 +283,14 @@ pub fn encode_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
 /// Opcode of a text frame.
 pub const TEXT: OpCode = OpCode::Data(Data::Text);
 /// Opcode of a binary frame.
-pub const BINARY: OpCode = OpCode::Data(Data::Binary);
+pub(crate) const BINARY: OpCode = OpCode::Data(Data::Binary);
 /// Opcode of a ping frame.
-pub const PING: OpCode = OpCode::Control(Control::Ping);
+pub(crate) const PING: OpCode = OpCode::Control(Control::Ping);
 /// Opcode of a pong frame.
-pub const PONG: OpCode = OpCode::Control(Control::Pong);
+pub(crate) const PONG: OpCode = OpCode::Control(Control::Pong);
 
 /// Encodes a close frame with `code` and a reason cut to fit the 125-byte control frame limit.
-pub fn encode_close(code: u16, reason: &str) -> Vec<u8> {
+pub(crate) fn encode_close(code: u16, reason: &str) -> Vec<u8> {
     let mut end = reason.len().min(123);
     while !reason.is_char_boundary(end) {
         end -= 1;
