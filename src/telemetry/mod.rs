@@ -1,4 +1,5 @@
-//! Operations: what `/metrics` and `/readyz` report, read at request time from every component.
+//! Telemetry: what `/metrics`, `/readyz` and the `cluster` part of `/healthz` report, read at
+//! request time from every component (the responses themselves are built in `session::ops`).
 //!
 //! [`Telemetry`] is built once by `Server::start` and shared by the shards. It owns the
 //! `prometheus_client` registry, whose one custom collector ([`collector::RoomcastCollector`]) sums the
