@@ -11,5 +11,7 @@ cd "$(dirname "$0")/../fuzz"
 cargo build --locked --bins --quiet
 for target in http_request json_command ws_decoder; do
     echo "fuzz-replay: $target: $(find "corpus/$target" -type f | wc -l) seeds"
-    "target/debug/$target" -runs=0 "corpus/$target" 2>&1 | tail -n 1
+    # A crash is reported by libFuzzer (exit status non-zero); its input is written to target/, not
+    # beside the sources.
+    "target/debug/$target" -runs=0 -artifact_prefix=target/ "corpus/$target" 2>&1 | tail -n 1
 done
