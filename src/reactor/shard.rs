@@ -112,7 +112,7 @@ impl Shard {
                     continue;
                 }
                 if event.is_writable() {
-                    self.ctx.schedule_flush(&mut self.conns[key], key);
+                    self.ctx.schedule.flush(&mut self.conns[key], key);
                 }
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
                     self.on_readable(key);
@@ -134,7 +134,7 @@ impl Shard {
             {
                 let left = self.conns.len();
                 for key in self.conns.iter().map(|(k, _)| k).collect::<Vec<_>>() {
-                    self.ctx.mark_for_removal(key);
+                    self.ctx.schedule.remove(key);
                 }
                 self.reap();
                 tracing::debug!(shard = self.ctx.shard, left, "shard stopped");
@@ -165,7 +165,7 @@ impl Shard {
             }
             conn.read_blocked = false;
             session::resume_input(&mut self.ctx, conn, key);
-            if self.ctx.is_marked(key) {
+            if self.ctx.schedule.is_removing(key) {
                 return;
             }
         }
@@ -184,7 +184,7 @@ impl Shard {
                 ReadOutcome::Data(n) => {
                     self.ctx.metrics.bytes_in.add(n as u64);
                     session::on_input(&mut self.ctx, conn, key, &mut self.read_buf[..n]);
-                    if self.ctx.is_marked(key) {
+                    if self.ctx.schedule.is_removing(key) {
                         return;
                     }
                 }
@@ -193,7 +193,7 @@ impl Shard {
                     return;
                 }
                 ReadOutcome::Closed => {
-                    self.ctx.mark_for_removal(key);
+                    self.ctx.schedule.remove(key);
                     return;
                 }
             }
@@ -301,7 +301,7 @@ impl Shard {
                 Ok(Flushed::All) | Ok(Flushed::WouldBlock) => {}
                 Err(_) => {
                     conn.set_close_reason(CloseReason::Error);
-                    self.ctx.mark_for_removal(key);
+                    self.ctx.schedule.remove(key);
                 }
             }
             written += queued.saturating_sub(conn.out.queued_bytes());
@@ -344,16 +344,18 @@ impl Shard {
 
     /// Expires handshake and linger deadlines; heartbeats and idle timeouts of WebSocket clients.
     fn sweep(&mut self, now: Instant) {
+        // One look at the queues per sweep, not one per connection (it reads every inbox's length).
+        let paused = self.ctx.hub.ingress_paused();
         for (key, conn) in self.conns.iter_mut() {
             if conn.deadline.is_some_and(|d| now >= d) {
                 if matches!(conn.phase, Phase::Http(_)) {
                     tracing::debug!(key, peer = %conn.peer, "handshake timeout");
                     conn.set_close_reason(CloseReason::Timeout);
                 }
-                self.ctx.mark_for_removal(key);
+                self.ctx.schedule.remove(key);
             } else if matches!(conn.phase, Phase::Ws(_)) {
                 conn.out.release_if_drained();
-                session::heartbeat::on_sweep(&mut self.ctx, conn, key, now);
+                session::heartbeat::on_sweep(&mut self.ctx, conn, key, now, paused);
             }
         }
         self.flush_scheduled();

@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use super::directory::{Room, RoomState};
 use super::fanout::{Hub, Wakeups};
 use super::remote::Outgoing;
 use crate::types::{ChatRecord, Format};
@@ -86,36 +87,36 @@ impl Hub {
             view_changed();
             return;
         };
-        let mut wakes = Wakeups::default();
-        let state = room.state.lock();
-        let stale_leave = !joined && state.users.contains_key(user);
-        if view_changed() && !stale_leave {
-            self.publish_presence(&room, &state, user, joined, &mut wakes);
-        }
-        drop(state);
-        self.wake(wakes);
+        self.tell_presence(&room, user, joined, |state| {
+            let stale_leave = !joined && state.users.contains_key(user);
+            view_changed() && !stale_leave
+        });
     }
 
     /// A difference between the node's old membership view and a fresh snapshot from Redis: told to
     /// the room's local JSON members unless `user` has a connection here (this node's own users are
     /// announced by its own changes, not by a snapshot).
     pub(crate) fn resync_presence(&self, room: &str, user: &str, joined: bool) {
-        let Some(room) = self.directory.get(room) else { return };
-        let mut wakes = Wakeups::default();
-        let state = room.state.lock();
-        if !state.users.contains_key(user) {
-            self.publish_presence(&room, &state, user, joined, &mut wakes);
+        if let Some(room) = self.directory.get(room) {
+            self.tell_presence(&room, user, joined, |state| !state.users.contains_key(user));
         }
-        drop(state);
-        self.wake(wakes);
     }
 
     /// Redis away: tells the room's local JSON members about a presence change this node made.
     pub(crate) fn announce_presence_locally(&self, room: &str, user: &str, joined: bool) {
-        let Some(room) = self.directory.get(room) else { return };
+        if let Some(room) = self.directory.get(room) {
+            self.tell_presence(&room, user, joined, |_| true);
+        }
+    }
+
+    /// Publishes `user`'s presence change to the local JSON members of `room` when `tell`, asked
+    /// under the room's lock, says so.
+    fn tell_presence(&self, room: &Room, user: &str, joined: bool, tell: impl FnOnce(&RoomState) -> bool) {
         let mut wakes = Wakeups::default();
         let state = room.state.lock();
-        self.publish_presence(&room, &state, user, joined, &mut wakes);
+        if tell(&state) {
+            self.publish_presence(room, &state, user, joined, &mut wakes);
+        }
         drop(state);
         self.wake(wakes);
     }

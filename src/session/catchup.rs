@@ -168,7 +168,7 @@ pub(crate) fn on_history_command(
     match result {
         Ok(page) => {
             conn.send_paced(text_frame(&json::history_event(room, &page.messages, page.has_more)));
-            ctx.schedule_flush(conn, key);
+            ctx.schedule.flush(conn, key);
         }
         Err(err) => {
             send_error(ctx, conn, key, &ClientError::new(ErrorCode::HistoryUnavailable, format!("{err}")));
@@ -202,7 +202,7 @@ fn send_page(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64, page
         conn.send_paced(frame);
     }
     if sent > 0 {
-        ctx.schedule_flush(conn, key);
+        ctx.schedule.flush(conn, key);
     }
     let Some(ws) = conn.ws_mut() else { return };
     let Some(cu) = ws.membership_mut(room_id).and_then(|m| m.catch_up.as_mut()) else { return };

@@ -153,21 +153,6 @@ impl ShardCtx {
         (self.serial << 8) | (self.shard as u64 & 0xff)
     }
 
-    /// Makes sure `conn` is written this turn (see [`Schedule::flush`]).
-    pub(crate) fn schedule_flush(&mut self, conn: &mut Conn, key: usize) {
-        self.schedule.flush(conn, key);
-    }
-
-    /// Marks a connection to be removed at the end of the turn.
-    pub(crate) fn mark_for_removal(&mut self, key: usize) {
-        self.schedule.remove(key);
-    }
-
-    /// Whether the connection is marked for removal.
-    pub(crate) fn is_marked(&self, key: usize) -> bool {
-        self.schedule.is_removing(key)
-    }
-
     /// When a closing connection must be gone.
     pub(crate) fn linger_deadline(&self) -> Instant {
         Instant::now() + CLOSE_LINGER

@@ -17,11 +17,12 @@ use crate::ws::codec;
 /// A ping with an empty payload, encoded once and shared by every connection.
 static PING_FRAME: LazyLock<Bytes> = LazyLock::new(|| Bytes::from(codec::encode_frame(codec::PING, &[])));
 
-/// Heartbeat and idle timeout for one WebSocket session at `now`.
-pub(crate) fn on_sweep(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, now: Instant) {
+/// Heartbeat and idle timeout for one WebSocket session at `now`; `ingress_paused` is
+/// `Hub::ingress_paused`, read once per sweep by the caller.
+pub(crate) fn on_sweep(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, now: Instant, ingress_paused: bool) {
     let (idle, heartbeat) = (ctx.cfg.idle_timeout(), ctx.cfg.heartbeat());
     let Phase::Ws(state) = &mut conn.phase else { return };
-    if ctx.hub.ingress_paused() {
+    if ingress_paused {
         // Input is not read while ingress is paused (backpressure), so a pong or a message may be
         // waiting unread: heartbeat and idle timeout start over once reading resumes instead of
         // closing healthy clients for the server's own silence.

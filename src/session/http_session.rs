@@ -186,7 +186,7 @@ fn respond(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, resp: Response, keep
         let deadline = ctx.linger_deadline();
         conn.enter_closing(deadline);
     }
-    ctx.schedule_flush(conn, key);
+    ctx.schedule.flush(conn, key);
 }
 
 /// Query parameters of the WebSocket endpoint.
@@ -292,7 +292,7 @@ fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
     }
     tracing::debug!(shard = ctx.shard, key, peer = %conn.peer, room = %params.room, format = ?params.format, "upgraded");
     ws_session::join(ctx, conn, key, &params.room, params.since);
-    ctx.schedule_flush(conn, key);
+    ctx.schedule.flush(conn, key);
 }
 
 fn history(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, req: &Request) {

@@ -106,7 +106,7 @@ pub(crate) fn on_shutdown(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
             let why = crate::metrics::CloseReason::Normal;
             send::close_session(ctx, conn, key, crate::ws::close::GOING_AWAY, "server shutting down", false, why);
         }
-        Phase::Http(_) => ctx.mark_for_removal(key),
+        Phase::Http(_) => ctx.schedule.remove(key),
         Phase::Closing { .. } => {}
     }
 }

@@ -44,7 +44,7 @@ pub(crate) fn send_frame(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, frame:
         close_slow_consumer(ctx, conn, key);
         return false;
     }
-    ctx.schedule_flush(conn, key);
+    ctx.schedule.flush(conn, key);
     true
 }
 
@@ -74,5 +74,5 @@ pub(crate) fn close_session(
     let deadline = ctx.linger_deadline();
     let old = conn.begin_close(code, reason, discard_queued, deadline);
     membership::release(ctx, key, old);
-    ctx.schedule_flush(conn, key);
+    ctx.schedule.flush(conn, key);
 }

@@ -289,7 +289,7 @@ pub(crate) fn join(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, 
         let names: Vec<&str> = names.iter().map(|n| &**n).collect();
         let frame = json::joined(room, &names, count, joined.last_id);
         conn.send_unbounded(codec::encode_frame(codec::TEXT, &frame));
-        ctx.schedule_flush(conn, key);
+        ctx.schedule.flush(conn, key);
     }
     if resume_from.is_some() {
         catchup::start(ctx, conn, key, joined.room.id);
