@@ -11,6 +11,7 @@
 # Exit status: run.sh's (0 only if no case FAILED). The server is killed and reaped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 BIN=${1:-target/release/roomcast}
 AGENT=${2:-roomcast}
 shift $(( $# > 2 ? 2 : $# ))
@@ -22,7 +23,5 @@ setsid "$BIN" --addr 127.0.0.1:0 --no-persist --rate-limit 0 --rate-limit-bytes 
     --max-message 16777216 --max-outbuf 33554432 --idle-timeout 0 >"$DIR/out" 2>"$DIR/err" &
 PID=$!
 trap 'kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -rf "$DIR"' EXIT
-for _ in $(seq 100); do grep -q "listening on" "$DIR/out" && break; sleep 0.1; done
-ADDR=$(grep -o "http://[0-9.:]*" "$DIR/out" | head -1 | sed 's#http://##')
-[[ -n "$ADDR" ]] || { echo "roomcast did not start:" >&2; cat "$DIR/err" >&2; exit 1; }
-"$AUTOBAHN_DIR/run.sh" "ws://$ADDR/ws/chat" --agent "$AGENT" "$@"
+PORT=$(wait_listening "$DIR/out" "$PID") || { cat "$DIR/err" >&2; exit 1; }
+"$AUTOBAHN_DIR/run.sh" "ws://127.0.0.1:$PORT/ws/chat" --agent "$AGENT" "$@"

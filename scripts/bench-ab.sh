@@ -152,6 +152,19 @@ kill_child() {
 trap kill_child EXIT
 trap 'exit 130' INT TERM
 
+# wait_child WHAT WHERE: waits for the job just started in the background ($!), which the EXIT trap
+# kills if this script is stopped meanwhile; exits 1 naming WHAT and where its output is if it failed.
+wait_child() {
+    CHILD_PID=$!
+    local status=0
+    wait "$CHILD_PID" || status=$?
+    CHILD_PID=""
+    if [[ $status -ne 0 ]]; then
+        echo "$1 exited $status; see $2" >&2
+        exit 1
+    fi
+}
+
 commit_of() { cat "$1/COMMIT" 2>/dev/null || echo '?'; }
 START=$(date +%s)
 echo "bench-ab: A = $A (commit $(commit_of "$A")), B = $B (commit $(commit_of "$B")); rounds: $ROUNDS;" \
@@ -175,14 +188,7 @@ if [[ " $PARTS " == *" criterion "* ]]; then
                 (cd "$CRIT/home-$side" &&
                     exec env CRITERION_HOME="$CRIT/home-$side" setsid "$dir/bench-$n" --bench --noplot --color never \
                         "${CRIT_ARGS[@]}" >"$log.txt" 2>"$log.err") &
-                CHILD_PID=$!
-                status=0
-                wait "$CHILD_PID" || status=$?
-                CHILD_PID=""
-                if [[ $status -ne 0 ]]; then
-                    echo "bench-$n ($side, round $round) exited $status; see $log.err" >&2
-                    exit 1
-                fi
+                wait_child "bench-$n ($side, round $round)" "$log.err"
             done
         done
     done
@@ -269,14 +275,7 @@ if [[ " $PARTS " == *" e2e "* ]]; then
     # shellcheck disable=SC2086
     env BIN="$A" ALT_BIN="$B" VARIANTS="$E2E_VARIANTS" HEAVY_VARIANTS="$E2E_VARIANTS" OUT="$OUT/e2e" \
         QUICK="$QUICK" ROUNDS="$ROUNDS" "$ROOT/scripts/bench-e2e.sh" $SCENARIOS >"$OUT/e2e.log" &
-    CHILD_PID=$!
-    status=0
-    wait "$CHILD_PID" || status=$?
-    CHILD_PID=""
-    if [[ $status -ne 0 ]]; then
-        echo "bench-e2e.sh exited $status; see $OUT/e2e.log and $OUT/e2e/" >&2
-        exit 1
-    fi
+    wait_child "bench-e2e.sh" "$OUT/e2e.log and $OUT/e2e/"
 fi
 
 {

@@ -23,6 +23,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 ROOT=$(pwd)
 OUT=${OUT:-out/cluster}
 mkdir -p "$OUT"
@@ -85,14 +86,8 @@ start_node() {
     setsid "$BIN/roomcast" --addr 127.0.0.1:0 "${store[@]}" --rate-limit 0 --rate-limit-bytes 0 "$@" >"$log" 2>"$OUT/$name.stderr" &
     PIDS+=($!)
     local pid=$!
-    for _ in $(seq 1 200); do
-        grep -q '^listening on http://' "$log" && break
-        kill -0 "$pid" 2>/dev/null || { cat "$OUT/$name.stderr" >&2; exit 1; }
-        sleep 0.05
-    done
     local port
-    port=$(sed -n 's|^listening on http://127\.0\.0\.1:\([0-9]*\)$|\1|p' "$log")
-    [[ -n "$port" ]] || { echo "$name printed no address" >&2; exit 1; }
+    port=$(wait_listening "$log" "$pid") || { cat "$OUT/$name.stderr" >&2; exit 1; }
     printf -v "PORT_$name" '%s' "$port"
 }
 

@@ -42,6 +42,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 ROOT=$(pwd)
 OUT=${OUT:-out}
 QUICK=${QUICK:-0}
@@ -168,13 +169,7 @@ start_server() {
         [[ "$variant" == alt ]] && exe="$ALT_BIN/roomcast"
         setsid "$exe" "${args[@]}" >"$log" 2>&1 &
         SERVER_PID=$!
-        for _ in $(seq 1 400); do
-            grep -q '^listening on http://' "$log" && break
-            kill -0 "$SERVER_PID" 2>/dev/null || { echo "roomcast exited:" >&2; cat "$log" >&2; exit 1; }
-            sleep 0.05
-        done
-        SERVER_PORT=$(sed -n 's|^listening on http://127\.0\.0\.1:\([0-9]*\)$|\1|p' "$log")
-        [[ -n "$SERVER_PORT" ]] || { echo "roomcast printed no address" >&2; exit 1; }
+        SERVER_PORT=$(wait_listening "$log" "$SERVER_PID")
     fi
     check_session "$SERVER_PID" "$variant server"
 }

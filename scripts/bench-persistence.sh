@@ -12,6 +12,7 @@
 # Output: out/persist/*.json and a summary on stdout (also out/persist/summary.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 OUT=${OUT:-out/persist}
 BIN=target/release
@@ -43,15 +44,7 @@ start_server() {
   : >"$log"
   setsid "$BIN/roomcast" --addr 127.0.0.1:0 --rate-limit 0 --rate-limit-bytes 0 "$@" >"$log" 2>>"$OUT/server.stderr" &
   SERVER_PID=$!
-  for _ in $(seq 1 300); do
-    if grep -q "listening on" "$log"; then
-      PORT=$(sed -n 's/.*127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log" | head -1)
-      return 0
-    fi
-    sleep 0.1
-  done
-  echo "roomcast did not start" >&2
-  exit 1
+  PORT=$(wait_listening "$log" "$SERVER_PID") || { cat "$OUT/server.stderr" >&2; exit 1; }
 }
 
 stop_server() {

@@ -6,13 +6,13 @@
 #   perf report -i /tmp/perf.data --no-children --sort sym --stdio
 set -u
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 BIN=$1; shift
 OUT=${OUT:-/tmp}
 D=$(mktemp -d /tmp/rc-prof.XXXX)
 setsid "$BIN" --addr 127.0.0.1:0 --db "$D/r.db" --rate-limit 0 --rate-limit-bytes 0 --log-level warn "$@" >"$D/out" 2>&1 &
 PID=$!
-for _ in $(seq 100); do grep -q "listening on" "$D/out" && break; sleep 0.1; done
-ADDR=$(sed -n 's/listening on http:\/\///p' "$D/out")
+ADDR=127.0.0.1:$(wait_listening "$D/out" "$PID") || exit 1
 setsid target/release/roomcast-load broadcast --url "ws://$ADDR/ws/chat" --conns 2000 --senders 20 \
     --rate 1000 --size 100 --duration 10s --warmup 2s --drain 5s --source-ips 127.0.0.1-127.0.0.8 \
     --quiet >"$D/load.txt" 2>&1 &

@@ -7,13 +7,13 @@
 # Prints one line: p50, p99, lost, deliveries/s, server CPU seconds, involuntary context switches.
 set -u
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 BIN=$1; LABEL=$2; shift 2
 D=$(mktemp -d /tmp/rc-spot.XXXX)
 [[ -n "${NICE_OTHERS:-}" ]] && scripts/bench-nice-others.sh "$NICE_OTHERS"
 setsid "$BIN" --addr 127.0.0.1:0 --db "$D/r.db" --rate-limit 0 --rate-limit-bytes 0 --log-level warn "$@" >"$D/out" 2>&1 &
 PID=$!
-for _ in $(seq 100); do grep -q "listening on" "$D/out" && break; sleep 0.1; done
-ADDR=$(sed -n 's/listening on http:\/\///p' "$D/out")
+ADDR=127.0.0.1:$(wait_listening "$D/out" "$PID") || exit 1
 T0=$(awk '{print $14+$15}' /proc/$PID/stat)
 setsid target/release/roomcast-load broadcast --url "ws://$ADDR/ws/chat" --conns "${CONNS:-2000}" \
     --rooms "${ROOMS:-1}" --format "${FORMAT:-text}" --senders "${SENDERS:-20}" --rate "${RATE:-1000}" \

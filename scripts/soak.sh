@@ -28,6 +28,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 ROOT=$(pwd)
 OUT=${OUT:-out/soak}
 MINUTES=${SOAK_MINUTES:-30}
@@ -65,13 +66,7 @@ setsid "$BIN/roomcast" --addr 127.0.0.1:0 --db "$OUT/db/roomcast.db" --rate-limi
     >"$OUT/server.log" 2>&1 &
 SERVER_PID=$!
 echo "$SERVER_PID" >"$OUT/server.pid"
-for _ in $(seq 1 400); do
-    grep -q '^listening on http://' "$OUT/server.log" && break
-    kill -0 "$SERVER_PID" 2>/dev/null || { echo "roomcast exited:" >&2; cat "$OUT/server.log" >&2; exit 1; }
-    sleep 0.05
-done
-PORT=$(sed -n 's|^listening on http://127\.0\.0\.1:\([0-9]*\)$|\1|p' "$OUT/server.log")
-[[ -n "$PORT" ]] || { echo "roomcast printed no address" >&2; exit 1; }
+PORT=$(wait_listening "$OUT/server.log" "$SERVER_PID")
 WS="ws://127.0.0.1:$PORT/ws/chat"
 START=$(date +%s)
 END=$((START + MINUTES * 60))
