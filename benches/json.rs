@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use roomcast::protocol::json::{self, Command, JsonParser};
-use roomcast::types::ChatRecord;
+use roomcast::types::{Event, Sequenced};
 use roomcast::ws::codec;
 use serde::Deserialize;
 
@@ -81,27 +81,29 @@ fn parse(c: &mut Criterion) {
 }
 
 fn encode(c: &mut Criterion) {
-    let rec = ChatRecord {
+    let rec = Sequenced {
         id: 123_456,
         room: Arc::from("room-7"),
-        user: Arc::from("u12"),
-        content: Arc::from("lt:9f3a2c1b:12:4711:1700000000123456789:1700000000123460000:xxxxxxx"),
-        created_at_ms: 1_700_000_000_123,
+        at_ms: 1_700_000_000_123,
+        event: Event::message(
+            Arc::from("u12"),
+            Arc::from("lt:9f3a2c1b:12:4711:1700000000123456789:1700000000123460000:xxxxxxx"),
+        ),
     };
     let mut group = c.benchmark_group("json/encode_message_event");
     let mut scratch = Vec::with_capacity(512);
     group.bench_function("write_message", |b| {
         b.iter(|| {
             scratch.clear();
-            json::write_message(&mut scratch, black_box(&rec), Some("9f3a2c1b-12-4711"));
+            json::write_event(&mut scratch, black_box(&rec), Some("9f3a2c1b-12-4711"));
             black_box(scratch.len());
         })
     });
-    // What `Hub::publish_chat` does per JSON publish: render the event, then frame it (one copy).
+    // What a shard does once per JSON delivery (`bus::Delivery::frame`): render the event, then frame it (one copy).
     group.bench_function("write_message+encode_frame", |b| {
         b.iter(|| {
             scratch.clear();
-            json::write_message(&mut scratch, black_box(&rec), Some("9f3a2c1b-12-4711"));
+            json::write_event(&mut scratch, black_box(&rec), Some("9f3a2c1b-12-4711"));
             black_box(bytes::Bytes::from(codec::encode_frame(codec::TEXT, &scratch)));
         })
     });
@@ -109,7 +111,7 @@ fn encode(c: &mut Criterion) {
     group.bench_function("rfc3339_millis", |b| {
         b.iter(|| {
             scratch.clear();
-            serde_json::to_writer(&mut scratch, &json::Rfc3339Millis(black_box(rec.created_at_ms))).expect("serialize");
+            serde_json::to_writer(&mut scratch, &json::Rfc3339Millis(black_box(rec.at_ms))).expect("serialize");
             black_box(scratch.len());
         })
     });

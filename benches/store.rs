@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use roomcast::store::{HistoryPage, HistoryQuery, Store, StoreConfig, StoreError};
-use roomcast::types::ChatRecord;
+use roomcast::types::{Event, Sequenced};
 use rusqlite::{Connection, params};
 
 const ROOMS: u64 = 100;
@@ -23,14 +23,13 @@ fn prefill_rows() -> u64 {
     std::env::var("ROOMCAST_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000)
 }
 
-fn record(id: u64, room_names: &[Arc<str>], user: &Arc<str>, content: &Arc<str>) -> ChatRecord {
-    ChatRecord {
+fn record(id: u64, room_names: &[Arc<str>], user: &Arc<str>, content: &Arc<str>) -> Arc<Sequenced> {
+    Arc::new(Sequenced {
         id,
         room: Arc::clone(&room_names[(id % ROOMS) as usize]),
-        user: Arc::clone(user),
-        content: Arc::clone(content),
-        created_at_ms: 1_700_000_000_000 + id as i64,
-    }
+        at_ms: 1_700_000_000_000 + id as i64,
+        event: Event::message(Arc::clone(user), Arc::clone(content)),
+    })
 }
 
 fn room_names() -> Vec<Arc<str>> {

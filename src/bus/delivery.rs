@@ -1,33 +1,90 @@
-//! [`Delivery`]: one published event as the shards receive it, encoded once per wire format and
-//! shared by every recipient.
+//! [`Delivery`]: one event of a room as the member shards receive it, with one shared frame cell
+//! per variant.
+//!
+//! The room's lock gives the event its place (`pos`, and `id` for sequenced events) and pushes one
+//! `Arc<Delivery>` to every member shard; it renders nothing. The first shard that has a member of
+//! a variant renders that variant's frame ([`Delivery::frame`]) into the variant's cell, outside
+//! any lock, and every other shard and member reuses the same `Bytes`. A variant no member uses is
+//! never rendered. Two shards that need a new variant at the same instant may both render it; one
+//! result is kept (`OnceLock::set`), neither waits for the other.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::types::Format;
+use crate::render::{self, Variant};
+use crate::types::{Origin, Sequenced, Transient};
 
-/// One published event, shared by every recipient.
+/// What a delivery carries.
+#[derive(Debug)]
+pub(crate) enum Payload {
+    /// An event of the room's ordered log (stored, with an id), sent as its origin says.
+    Sequenced(Arc<Sequenced>, Origin),
+    /// An event without an id (presence, binary relay).
+    Transient(Arc<str>, Transient),
+}
+
+/// One event of a room, shared by every recipient shard.
 #[derive(Debug)]
 pub(crate) struct Delivery {
     /// Room it belongs to (`room::Room::id`).
     pub(crate) room_id: u64,
-    /// Message id; 0 for events without one (presence, binary relays), which are never filtered.
-    pub(crate) id: u64,
-    /// Frame for text-format members, if the event is meant for them.
-    pub(crate) text: Option<Bytes>,
-    /// Frame for JSON members, if the event is meant for them.
-    pub(crate) json: Option<Bytes>,
+    /// Its place in the room's order on this node (every event, with an id or not, takes the next
+    /// one under the room's lock): a member skips events at or below the position it joined at.
+    pub(crate) pos: u64,
+    /// The event.
+    pub(crate) payload: Payload,
     /// When it was published (for the fan-out latency histogram).
     pub(crate) published_at: Instant,
+    frames: [OnceLock<Option<Bytes>>; Variant::COUNT],
 }
 
 impl Delivery {
-    /// The frame for a member speaking `format`.
-    pub(crate) fn frame(&self, format: Format) -> Option<&Bytes> {
-        match format {
-            Format::Text => self.text.as_ref(),
-            Format::Json => self.json.as_ref(),
+    /// A delivery of `payload` at position `pos` of room `room_id`, nothing rendered yet.
+    pub(crate) fn new(room_id: u64, pos: u64, payload: Payload, published_at: Instant) -> Delivery {
+        Delivery { room_id, pos, payload, published_at, frames: Default::default() }
+    }
+
+    /// The frame for members of `variant` (`None`: the event is not for them), rendered on first use
+    /// into the shared cell; `scratch` is a reusable buffer.
+    pub(crate) fn frame(&self, variant: Variant, scratch: &mut Vec<u8>) -> Option<&Bytes> {
+        let cell = &self.frames[variant.index()];
+        if let Some(frame) = cell.get() {
+            return frame.as_ref();
         }
+        let frame = match &self.payload {
+            Payload::Sequenced(seq, origin) => Some(render::sequenced_frame(seq, origin, variant, scratch)),
+            Payload::Transient(room, event) => render::transient_frame(room, event, variant),
+        };
+        // Another shard may have rendered it meanwhile: keep whichever was first.
+        let _ = cell.set(frame);
+        cell.get().and_then(Option::as_ref)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Event, Format};
+
+    #[test]
+    fn each_variant_is_rendered_once_and_shared() {
+        let seq = Arc::new(Sequenced {
+            id: 3,
+            room: Arc::from("r"),
+            at_ms: 0,
+            event: Event::message(Arc::from("a"), Arc::from("hi")),
+        });
+        let origin = Origin { format: Format::Text, client_id: None };
+        let delivery = Delivery::new(1, 1, Payload::Sequenced(seq, origin), Instant::now());
+        let mut scratch = Vec::new();
+        let text = Variant::plain(Format::Text);
+        let first = delivery.frame(text, &mut scratch).expect("text").clone();
+        let again = delivery.frame(text, &mut scratch).expect("text");
+        assert_eq!(first.as_ptr(), again.as_ptr(), "the same bytes, not a second rendering");
+        let presence = Transient::Presence { user: Arc::from("a"), joined: false };
+        let delivery = Delivery::new(1, 2, Payload::Transient(Arc::from("r"), presence), Instant::now());
+        assert!(delivery.frame(text, &mut scratch).is_none(), "presence is not for text members");
     }
 }

@@ -10,6 +10,6 @@ mod delivery;
 mod inbox;
 mod shards;
 
-pub(crate) use delivery::Delivery;
+pub(crate) use delivery::{Delivery, Payload};
 pub(crate) use inbox::{HistoryPurpose, HistoryReply, ShardInbox, ShardMsg};
 pub(crate) use shards::Shards;

@@ -49,7 +49,7 @@ impl Shards {
     }
 
     /// Whether any inbox holds more than [`INBOX_SOFT_CAP`] messages (shards then stop reading
-    /// client input: `room::fanout::Hub::ingress_paused`).
+    /// client input: `room::hub::Hub::ingress_paused`).
     pub(crate) fn congested(&self) -> bool {
         self.inboxes.iter().any(|inbox| inbox.len() > INBOX_SOFT_CAP)
     }

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use super::wire::{EntryId, WireError, WireMessage, parse_published};
+use super::wire::{EntryId, WireError, WireEvent, parse_published};
 
 /// A user became present in a room on the cluster (first connection on any node) or absent (last
 /// connection on every node gone, or its node's heartbeat expired).
@@ -27,7 +27,7 @@ pub(crate) struct PresenceChange {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ChannelPayload {
     /// A chat message and its stream entry.
-    Chat(EntryId, WireMessage),
+    Chat(EntryId, WireEvent),
     /// A cluster-wide presence change.
     Presence(PresenceChange),
     /// A binary frame for the room's text members.

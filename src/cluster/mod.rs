@@ -4,12 +4,12 @@
 //! it accepted once Redis is back.
 //!
 //! # Threads and channels
-//! Shards never call Redis. [`crate::room::fanout::Hub::publish_chat`] hands an [`Outgoing`] to the
+//! Shards never call Redis. [`crate::room::hub::Hub::publish`] hands an [`Outgoing`] to the
 //! **publisher** thread over a bounded crossbeam channel (`--redis-queue-capacity`); the publisher
 //! gives it a sequence number (`origin` = `node_id/incarnation`, plus `seq`: the message uuid) and
 //! runs the publish script for batches of up to 256 messages in one pipeline. The **subscriber**
 //! thread holds a pattern subscription to every room's channel, hands each message to
-//! `Hub::deliver_sequenced` (`room::remote_delivery`: room lock, encode once, store queue, shard inboxes: the
+//! `Hub::apply_remote` (`room::remote`: room lock, `Hub::apply_locked`, sinks, shard inboxes: the
 //! single-node path), and catches up from the rooms' streams after every (re)connect. The origin's
 //! own messages come back the same way, so the sender's echo is ordered like everyone else's.
 //!
@@ -147,13 +147,10 @@ use thiserror::Error;
 use self::events::PresenceChange;
 use self::membership::MembershipView;
 
-use crate::room::fanout::Hub;
-use crate::room::remote::{MemberList, Outgoing, RemoteSequencer};
-use crate::store::congestion_threshold;
-
-/// How long a shard waits for room in a full publisher channel before it logs and drops the message
-/// (only when every shard ignored `ingress_paused`'s reserve at once).
-const SUBMIT_TIMEOUT: Duration = Duration::from_secs(1);
+use crate::deferred::{self, DeferredReceiver, DeferredSender, Wake, congestion_threshold};
+use crate::room::hub::Hub;
+use crate::room::sequencer::{MemberList, Outgoing, PresenceRoute, Sequencer};
+use crate::types::{ClientError, ErrorCode, Transient};
 
 /// What can go wrong in cluster mode.
 #[derive(Debug, Error)]
@@ -241,8 +238,8 @@ fn random_u64() -> u64 {
 /// What shards hand to the publisher thread on the bounded channel.
 #[derive(Debug, Clone)]
 pub(crate) enum ToRedis {
-    /// A chat message (sequenced and stored through Redis).
-    Chat(Outgoing),
+    /// An event of a room's ordered log (sequenced and stored through Redis).
+    Event(Outgoing),
     /// A binary frame from a text client, for the room's text members on every node (no id, not stored).
     Binary {
         /// Room name.
@@ -281,6 +278,10 @@ pub(crate) struct ClusterCounters {
     pub(crate) malformed: AtomicU64,
     /// Messages Redis refused for the per-user rate limit (`--user-rate-limit`).
     pub(crate) user_rate_limited: AtomicU64,
+    /// Events refused at once because the hand-off to the publisher was full (`unavailable`).
+    pub(crate) refused_unavailable: AtomicU64,
+    /// Binary relays dropped because the hand-off to the publisher was full.
+    pub(crate) binary_dropped: AtomicU64,
 }
 
 /// What the cluster threads and the hub share.
@@ -313,30 +314,57 @@ impl ClusterShared {
     }
 }
 
-/// The shards' side of the publisher channels (held by the [`Hub`]).
+/// The shards' side of the publisher channels: the Redis [`Sequencer`], held by the [`Hub`].
+///
+/// Events go to the publisher on a bounded channel, outside any lock; a full channel refuses the
+/// event at once (`unavailable`, with its `client_id`), so an accepted event is never dropped
+/// later. Shards pause their input from 7/8 full, so a refusal needs every shard to have ignored
+/// that at once, or Redis and the outbox to be stuck. Presence changes go on a
+/// [`crate::deferred`] hand-off, under the room's lock and without waking the publisher (which
+/// is rung after the lock is released); it is unbounded because it holds at most one entry per
+/// join or leave, which the same ingress pause stops.
 pub(crate) struct ClusterSink {
     tx: Sender<ToRedis>,
-    presence_tx: Sender<PresenceChange>,
+    presence_tx: DeferredSender<PresenceChange>,
+    bell: Sender<()>,
     shared: Arc<ClusterShared>,
 }
 
-impl RemoteSequencer for ClusterSink {
-    /// Queues chat message `msg` for Redis. Waits (bounded) when the channel is full; see
-    /// [`SUBMIT_TIMEOUT`].
-    fn submit(&self, msg: Outgoing) {
-        self.send(ToRedis::Chat(msg));
+impl Sequencer for ClusterSink {
+    /// Hands the event to the publisher (it comes back from Redis), or refuses it at once.
+    fn take(&self, event: Outgoing) -> Result<Option<Outgoing>, ClientError> {
+        match self.tx.try_send(ToRedis::Event(event)) {
+            Ok(()) => Ok(None),
+            Err(TrySendError::Full(msg) | TrySendError::Disconnected(msg)) => {
+                self.shared.counters.refused_unavailable.fetch_add(1, Ordering::Relaxed);
+                let client_id = match msg {
+                    ToRedis::Event(event) => event.origin.client_id,
+                    ToRedis::Binary { .. } => None,
+                };
+                Err(unavailable(client_id))
+            }
+        }
     }
 
-    fn submit_binary(&self, room: &Arc<str>, payload: &[u8]) {
-        self.send(ToRedis::Binary { room: Arc::clone(room), payload: payload.to_vec() });
+    /// A binary relay is at most once (never stored or retried): a full channel drops it, counted.
+    fn take_relay(&self, room: &Arc<str>, event: Transient) -> Option<Transient> {
+        let Transient::Binary(payload) = event else { return Some(event) };
+        if self.tx.try_send(ToRedis::Binary { room: Arc::clone(room), payload: payload.to_vec() }).is_err() {
+            self.shared.counters.binary_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        None
     }
 
-    /// Call under the room's lock, so the changes of a room reach Redis in the order the room table
-    /// made them; the channel is unbounded (one entry per join or leave), so this never waits.
-    fn submit_presence(&self, room: &Arc<str>, user: &Arc<str>, joined: bool) {
+    /// Under the room's lock, so the changes of a room reach Redis in the order the room table
+    /// made them; never waits and never wakes the publisher (the hub rings it after the lock).
+    fn presence_locked(&self, room: &Arc<str>, user: &Arc<str>, joined: bool) -> PresenceRoute {
         let change = PresenceChange { room: Arc::clone(room), user: Arc::clone(user), joined };
-        if self.presence_tx.send(change).is_err() {
-            tracing::error!("cluster publisher is gone; presence change dropped");
+        match self.presence_tx.try_push(change) {
+            Ok(wake) => PresenceRoute::Sent(wake),
+            Err(_) => {
+                tracing::error!("cluster publisher is gone; presence change dropped");
+                PresenceRoute::Sent(Wake::No)
+            }
         }
     }
 
@@ -359,28 +387,27 @@ impl RemoteSequencer for ClusterSink {
         let threshold = congestion_threshold(self.shared.cfg.queue_capacity);
         self.tx.len() >= threshold || self.shared.counters.outbox_depth.load(Ordering::Relaxed) >= threshold
     }
+
+    fn wake(&self) {
+        // Full: it is rung already.
+        let _ = self.bell.try_send(());
+    }
 }
 
-impl ClusterSink {
-    fn send(&self, msg: ToRedis) {
-        let msg = match self.tx.try_send(msg) {
-            Ok(()) => return,
-            Err(TrySendError::Full(msg)) => msg,
-            Err(TrySendError::Disconnected(_)) => {
-                tracing::error!("cluster publisher is gone; message dropped");
-                return;
-            }
-        };
-        if let Err(err) = self.tx.send_timeout(msg, SUBMIT_TIMEOUT) {
-            tracing::error!(%err, "cluster publisher queue stayed full; message dropped");
-        }
-    }
+/// The refusal of an event the hand-off to Redis could not take.
+fn unavailable(client_id: Option<Arc<str>>) -> ClientError {
+    ClientError::new(
+        ErrorCode::Unavailable,
+        "the cluster cannot take messages now (the hand-off to Redis is full); it was not sent; send it again later",
+    )
+    .about(client_id)
 }
 
 /// The receiving side, handed to [`Cluster::start`].
 pub(crate) struct ClusterInput {
     rx: Receiver<ToRedis>,
-    presence_rx: Receiver<PresenceChange>,
+    presence_rx: DeferredReceiver<PresenceChange>,
+    bell: Receiver<()>,
     shared: Arc<ClusterShared>,
 }
 
@@ -396,7 +423,8 @@ pub(crate) fn channel(cfg: ClusterConfig) -> (ClusterSink, ClusterInput) {
     let slot = ids::slot_for(&cfg.node_id);
     let origin: Arc<str> = Arc::from(format!("{}/{:x}", cfg.node_id, random_u64()));
     let (tx, rx) = crossbeam_channel::bounded(cfg.queue_capacity);
-    let (presence_tx, presence_rx) = crossbeam_channel::unbounded();
+    let (presence_tx, presence_rx) = deferred::channel(None, usize::MAX);
+    let (bell, bell_rx) = crossbeam_channel::bounded(1);
     let shared = Arc::new(ClusterShared {
         cfg,
         origin,
@@ -404,7 +432,10 @@ pub(crate) fn channel(cfg: ClusterConfig) -> (ClusterSink, ClusterInput) {
         counters: ClusterCounters::default(),
         view: MembershipView::default(),
     });
-    (ClusterSink { tx, presence_tx, shared: Arc::clone(&shared) }, ClusterInput { rx, presence_rx, shared })
+    (
+        ClusterSink { tx, presence_tx, bell, shared: Arc::clone(&shared) },
+        ClusterInput { rx, presence_rx, bell: bell_rx, shared },
+    )
 }
 
 /// The running publisher and subscriber threads.
@@ -434,6 +465,7 @@ impl Cluster {
             client.clone(),
             input.rx,
             input.presence_rx,
+            input.bell,
             Arc::clone(&stop),
         );
         let publisher = std::thread::Builder::new()

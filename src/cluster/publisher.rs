@@ -20,10 +20,11 @@ use crossbeam_channel::Receiver;
 use super::events::PresenceChange;
 use super::ids::next_provisional;
 use super::redis_link::{BatchItem, PublishArgs, Published, RedisLink};
-use super::wire::{WireMessage, encode_tail};
+use super::wire::{WireEvent, encode_tail};
 use super::{Backoff, ClusterError, ClusterShared, ToRedis};
-use crate::room::fanout::Hub;
-use crate::room::remote::Outgoing;
+use crate::deferred::DeferredReceiver;
+use crate::room::hub::Hub;
+use crate::room::sequencer::Outgoing;
 use crate::types::{ClientError, ErrorCode};
 
 /// Messages per pipeline.
@@ -61,7 +62,9 @@ pub(crate) struct Publisher {
     shared: Arc<ClusterShared>,
     client: redis::Client,
     rx: Receiver<ToRedis>,
-    presence_rx: Receiver<PresenceChange>,
+    presence_rx: DeferredReceiver<PresenceChange>,
+    /// Rung by the shards after a presence change that found this thread idle.
+    bell: Receiver<()>,
     stop: Arc<AtomicBool>,
     outbox: VecDeque<Pending>,
     /// This node's users per room (the room table's view, in the order the shards changed it).
@@ -72,7 +75,6 @@ pub(crate) struct Publisher {
     backoff: Backoff,
     failing: bool,
     last_ping: Instant,
-    scratch: Vec<u8>,
 }
 
 impl Publisher {
@@ -82,7 +84,8 @@ impl Publisher {
         shared: Arc<ClusterShared>,
         client: redis::Client,
         rx: Receiver<ToRedis>,
-        presence_rx: Receiver<PresenceChange>,
+        presence_rx: DeferredReceiver<PresenceChange>,
+        bell: Receiver<()>,
         stop: Arc<AtomicBool>,
     ) -> Self {
         Publisher {
@@ -91,6 +94,7 @@ impl Publisher {
             client,
             rx,
             presence_rx,
+            bell,
             stop,
             outbox: VecDeque::new(),
             local_members: HashMap::new(),
@@ -100,7 +104,6 @@ impl Publisher {
             backoff: Backoff::new(),
             failing: false,
             last_ping: Instant::now(),
-            scratch: Vec::new(),
         }
     }
 
@@ -156,17 +159,20 @@ impl Publisher {
         } else {
             self.backoff.remaining().min(IDLE_WAIT)
         };
-        crossbeam_channel::select! {
-            recv(self.rx) -> msg => match msg {
-                Ok(msg) => self.accept_after_presence(msg),
-                Err(_) => return,
-            },
-            recv(self.presence_rx) -> change => {
-                if let Ok(change) = change {
-                    self.accept_presence(change);
-                }
-            },
-            default(wait) => return,
+        // Presence changes are pushed under a room's lock without waking this thread (see
+        // `crate::deferred`): it waits on the message channel and the bell, never on them.
+        if !wait.is_zero() && !self.presence_rx.go_idle() {
+            return;
+        }
+        let received = crossbeam_channel::select! {
+            recv(self.rx) -> msg => msg.ok(),
+            recv(self.bell) -> _ => None,
+            default(wait) => None,
+        };
+        self.presence_rx.busy();
+        match received {
+            Some(msg) => self.accept_after_presence(msg),
+            None => return,
         }
         while self.outbox.len() < capacity {
             let Ok(msg) = self.rx.try_recv() else { break };
@@ -189,7 +195,7 @@ impl Publisher {
 
     fn accept(&mut self, msg: ToRedis) {
         match msg {
-            ToRedis::Chat(msg) => {
+            ToRedis::Event(msg) => {
                 self.seq += 1;
                 let provisional_id = if self.link.is_some() { 0 } else { self.deliver_locally(&msg) };
                 self.outbox.push_back(Pending::Chat { msg, seq: self.seq, provisional_id });
@@ -197,7 +203,7 @@ impl Publisher {
             ToRedis::Binary { room, payload } if self.link.is_some() => {
                 self.outbox.push_back(Pending::Binary { room, payload });
             }
-            ToRedis::Binary { room, payload } => self.hub.relay_binary(&room, &payload),
+            ToRedis::Binary { room, payload } => self.hub.relay_binary(&room, payload.into()),
         }
     }
 
@@ -221,7 +227,7 @@ impl Publisher {
     fn deliver_locally(&mut self, msg: &Outgoing) -> u64 {
         self.shared.counters.provisional.fetch_add(1, Ordering::Relaxed);
         let slot = self.shared.slot;
-        self.hub.deliver_provisional(msg, |floor| next_provisional(floor, slot), &mut self.scratch)
+        self.hub.apply_provisional(msg, |floor| next_provisional(floor, slot))
     }
 
     fn connect(&mut self) {
@@ -348,7 +354,7 @@ impl Publisher {
                             (Pending::Chat { msg, .. }, Published::Refused) => {
                                 counters.user_rate_limited.fetch_add(1, Ordering::Relaxed);
                                 if let Some(reply_to) = msg.reply_to {
-                                    self.hub.refuse(reply_to, &user_rate_limited(&msg.user, &self.shared));
+                                    self.hub.refuse(reply_to, &user_rate_limited(&msg, &self.shared));
                                 }
                             }
                             _ => {}
@@ -397,7 +403,7 @@ impl Publisher {
                 }
                 Pending::Binary { room, payload } => {
                     if index >= in_flight {
-                        self.hub.relay_binary(room, payload);
+                        self.hub.relay_binary(room, payload.clone().into());
                     }
                     continue;
                 }
@@ -434,17 +440,15 @@ impl Publisher {
     }
 
     fn publish_args(&self, msg: &Outgoing, seq: u64, provisional_id: u64) -> PublishArgs {
-        let wire = WireMessage {
+        let wire = WireEvent {
             id: provisional_id,
             origin: Arc::clone(&self.shared.origin),
             seq,
             replay: provisional_id != 0,
-            format: msg.format,
-            created_at_ms: msg.created_at_ms,
+            sender: msg.origin.clone(),
+            at_ms: msg.at_ms,
             room: Arc::clone(&msg.room),
-            user: Arc::clone(&msg.user),
-            client_id: msg.client_id.clone(),
-            content: Arc::clone(&msg.content),
+            event: msg.event.clone(),
         };
         PublishArgs {
             room: msg.room.to_string(),
@@ -452,7 +456,7 @@ impl Publisher {
             seq,
             provisional_id,
             tail: encode_tail(&wire),
-            user: msg.user.to_string(),
+            user: msg.event.author().to_string(),
             user_rate: self.shared.cfg.user_rate_limit,
             user_burst: self.shared.cfg.user_rate_burst,
         }
@@ -460,7 +464,8 @@ impl Publisher {
 }
 
 /// The `error` a sender gets when the cluster-wide bucket of `user` is empty.
-fn user_rate_limited(user: &str, shared: &ClusterShared) -> ClientError {
+fn user_rate_limited(msg: &Outgoing, shared: &ClusterShared) -> ClientError {
+    let user = msg.event.author();
     ClientError::new(
         ErrorCode::RateLimited,
         format!(
@@ -468,4 +473,5 @@ fn user_rate_limited(user: &str, shared: &ClusterShared) -> ClientError {
             shared.cfg.user_rate_limit
         ),
     )
+    .about(msg.origin.client_id.clone())
 }

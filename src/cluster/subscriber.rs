@@ -20,9 +20,9 @@ use std::time::Duration;
 
 use super::events::{ChannelPayload, parse_channel};
 use super::redis_link::{IO_TIMEOUT, RedisLink};
-use super::wire::{EntryId, WireMessage, parse_body};
+use super::wire::{EntryId, WireEvent, parse_body};
 use super::{Backoff, ClusterError, ClusterShared, keys};
-use crate::room::fanout::Hub;
+use crate::room::hub::Hub;
 
 /// How often a blocked read returns to check the stop flag.
 const POLL: Duration = Duration::from_millis(200);
@@ -39,7 +39,6 @@ pub(crate) struct Subscriber {
     startup_max_id: u64,
     cursors: HashMap<Arc<str>, EntryId>,
     origin_seqs: HashMap<(Arc<str>, Arc<str>), u64>,
-    scratch: Vec<u8>,
 }
 
 impl Subscriber {
@@ -51,16 +50,7 @@ impl Subscriber {
         stop: Arc<AtomicBool>,
         startup_max_id: u64,
     ) -> Self {
-        Subscriber {
-            hub,
-            shared,
-            client,
-            stop,
-            startup_max_id,
-            cursors: HashMap::new(),
-            origin_seqs: HashMap::new(),
-            scratch: Vec::new(),
-        }
+        Subscriber { hub, shared, client, stop, startup_max_id, cursors: HashMap::new(), origin_seqs: HashMap::new() }
     }
 
     /// Runs until the stop flag is set, reconnecting with backoff.
@@ -115,7 +105,7 @@ impl Subscriber {
                             self.shared.view.apply(&change)
                         });
                     }
-                    Ok(ChannelPayload::Binary { room, payload }) => self.hub.relay_binary(&room, &payload),
+                    Ok(ChannelPayload::Binary { room, payload }) => self.hub.relay_binary(&room, payload.into()),
                     Err(err) => self.malformed(&err),
                 },
                 Err(err) if err.is_timeout() => {
@@ -164,7 +154,7 @@ impl Subscriber {
     }
 
     /// Applies one message unless it is a duplicate.
-    fn apply(&mut self, entry: EntryId, wire: WireMessage) {
+    fn apply(&mut self, entry: EntryId, wire: WireEvent) {
         let counters = &self.shared.counters;
         match self.cursors.get_mut(&wire.room) {
             Some(cursor) if entry <= *cursor => {
@@ -190,7 +180,7 @@ impl Subscriber {
         // Ids up to what the store held at start were in the stream before this process: store them
         // (the store skips ids it has) but do not push them to members who joined since.
         let live = wire.id > self.startup_max_id;
-        self.hub.deliver_sequenced(wire.record(), wire.format, wire.client_id.as_deref(), live, &mut self.scratch);
+        self.hub.apply_remote(wire.sequenced(), wire.sender, live);
     }
 
     fn malformed(&self, err: &super::wire::WireError) {

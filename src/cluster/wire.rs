@@ -1,17 +1,26 @@
-//! The message format carried through Redis: one byte string per message, stored as field `m` of
-//! the room's stream entry and published (prefixed with the entry id) on the room's channel.
+//! The event format carried through Redis: one byte string per sequenced event, stored as field `m`
+//! of the room's stream entry and published (prefixed with the entry id) on the room's channel.
 //!
-//! Layout (`\n`-terminated decimal or short tokens, then raw bytes, so content may hold anything):
-//! `id \n origin \n seq \n replay(0|1) \n format(t|j) \n created_at_ms \n room_len \n user_len \n
-//! client_id_len|- \n` followed by room, user, client id and content bytes. The publish script
-//! prepends the id line, so Rust builds everything after it ([`encode_tail`]). A published payload is
-//! `entry_id \n` + body.
+//! Layout, version `rc2` (`\n`-terminated decimal or short tokens, then raw bytes, so content may
+//! hold anything): `id \n rc2 \n kind \n origin \n seq \n replay(0|1) \n format(t|j) \n at_ms \n
+//! room_len \n client_id_len|- \n` then the kind's own header lines (a message: `user_len \n`),
+//! then room, client id and the kind's bytes (a message: user, content). The publish script
+//! prepends the id line, so Rust builds everything after it ([`encode_tail`]). A published payload
+//! is `entry_id \n` + body.
+//!
+//! Versioning: the second line names the format. A body of another version (a node of an older
+//! build wrote `origin` there; a newer one a later tag) is refused with [`WireError::Version`],
+//! counted as malformed and logged, never guessed at: a mixed-version cluster
+//! refuses clearly rather than misreads. Every node of a cluster is upgraded together.
 
 use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::types::{ChatRecord, Format};
+use crate::types::{Event, EventKind, Format, Origin, Sequenced};
+
+/// The version tag this build writes and reads.
+pub(crate) const WIRE_VERSION: &str = "rc2";
 
 /// A body or payload that is not in the format above (a bug or a foreign writer on our keys).
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -25,6 +34,14 @@ pub(crate) enum WireError {
     /// The declared lengths exceed the payload or split a UTF-8 character.
     #[error("bad lengths or text encoding")]
     BadText,
+    /// Written by a roomcast that speaks another version of this format.
+    #[error(
+        "event written in wire format {0:?}, this node reads {WIRE_VERSION:?}: every node of a cluster must run the same roomcast version"
+    )]
+    Version(String),
+    /// An event kind this build does not know.
+    #[error("unknown event kind {0}: every node of a cluster must run the same roomcast version")]
+    UnknownKind(String),
 }
 
 /// A stream entry id (`ms-seq`), ordered as Redis orders them.
@@ -56,76 +73,71 @@ impl std::fmt::Display for EntryId {
     }
 }
 
-/// A chat message as it travels through Redis.
+/// A sequenced event as it travels through Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct WireMessage {
-    /// Message id (from Redis, or provisional from the origin's slot during an outage).
+pub(crate) struct WireEvent {
+    /// Event id (from Redis, or provisional from the origin's slot during an outage).
     pub(crate) id: u64,
     /// `node_id/incarnation` of the node that accepted it.
     pub(crate) origin: Arc<str>,
-    /// The origin's sequence number (increases in the order the origin accepted messages).
+    /// The origin's sequence number (increases in the order the origin accepted events).
     pub(crate) seq: u64,
     /// The origin delivered and stored it already, during an outage (a replay).
     pub(crate) replay: bool,
-    /// The sender's wire format (text senders are relayed verbatim to text members).
-    pub(crate) format: Format,
+    /// How the sender sent it (text senders are relayed verbatim to text members).
+    pub(crate) sender: Origin,
     /// When the origin accepted it (ms since the epoch, UTC).
-    pub(crate) created_at_ms: i64,
+    pub(crate) at_ms: i64,
     /// Room name.
     pub(crate) room: Arc<str>,
-    /// Sender's name.
-    pub(crate) user: Arc<str>,
-    /// Client-chosen id, echoed to JSON members.
-    pub(crate) client_id: Option<Arc<str>>,
-    /// Content.
-    pub(crate) content: Arc<str>,
+    /// What happened.
+    pub(crate) event: Event,
 }
 
-impl WireMessage {
-    /// The message as it is stored.
-    pub(crate) fn record(&self) -> ChatRecord {
-        ChatRecord {
-            id: self.id,
-            room: Arc::clone(&self.room),
-            user: Arc::clone(&self.user),
-            content: Arc::clone(&self.content),
-            created_at_ms: self.created_at_ms,
-        }
+impl WireEvent {
+    /// The event as the room's log holds it.
+    pub(crate) fn sequenced(&self) -> Sequenced {
+        Sequenced { id: self.id, room: Arc::clone(&self.room), at_ms: self.at_ms, event: self.event.clone() }
     }
 }
 
 /// Everything after the id line, as the publish script expects it.
-pub(crate) fn encode_tail(msg: &WireMessage) -> Vec<u8> {
-    let cid_len = msg.client_id.as_ref().map_or_else(|| "-".to_string(), |c| c.len().to_string());
-    let format = match msg.format {
+pub(crate) fn encode_tail(msg: &WireEvent) -> Vec<u8> {
+    let cid_len = msg.sender.client_id.as_ref().map_or_else(|| "-".to_string(), |c| c.len().to_string());
+    let format = match msg.sender.format {
         Format::Text => 't',
         Format::Json => 'j',
     };
     let mut out = format!(
-        "{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n",
+        "{WIRE_VERSION}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n",
+        msg.event.kind().code(),
         msg.origin,
         msg.seq,
         u8::from(msg.replay),
         format,
-        msg.created_at_ms,
+        msg.at_ms,
         msg.room.len(),
-        msg.user.len(),
         cid_len
     )
     .into_bytes();
-    out.reserve(msg.room.len() + msg.user.len() + msg.content.len() + 16);
-    out.extend_from_slice(msg.room.as_bytes());
-    out.extend_from_slice(msg.user.as_bytes());
-    if let Some(cid) = &msg.client_id {
-        out.extend_from_slice(cid.as_bytes());
+    match &msg.event {
+        Event::Message(m) => {
+            out.extend_from_slice(format!("{}\n", m.user.len()).as_bytes());
+            out.reserve(msg.room.len() + m.user.len() + m.content.len() + 16);
+            out.extend_from_slice(msg.room.as_bytes());
+            if let Some(cid) = &msg.sender.client_id {
+                out.extend_from_slice(cid.as_bytes());
+            }
+            out.extend_from_slice(m.user.as_bytes());
+            out.extend_from_slice(m.content.as_bytes());
+        }
     }
-    out.extend_from_slice(msg.content.as_bytes());
     out
 }
 
 /// A full body (id line + tail), as stored in the stream.
 #[cfg(test)]
-pub(crate) fn encode_body(msg: &WireMessage) -> Vec<u8> {
+pub(crate) fn encode_body(msg: &WireEvent) -> Vec<u8> {
     let mut out = format!("{}\n", msg.id).into_bytes();
     out.extend_from_slice(&encode_tail(msg));
     out
@@ -154,10 +166,20 @@ fn text(rest: &mut &[u8], len: usize) -> Result<Arc<str>, WireError> {
 /// Parses a stream body.
 ///
 /// # Errors
-/// [`WireError`] when the body is not in this module's format.
-pub(crate) fn parse_body(body: &[u8]) -> Result<WireMessage, WireError> {
+/// [`WireError`] when the body is not in this module's format (of this version).
+pub(crate) fn parse_body(body: &[u8]) -> Result<WireEvent, WireError> {
     let mut rest = body;
     let id = number(&mut rest, "id")?;
+    let version = line(&mut rest, "version")?;
+    if version != WIRE_VERSION {
+        return Err(WireError::Version(version.chars().take(32).collect()));
+    }
+    let code = line(&mut rest, "kind")?;
+    let kind = code
+        .parse()
+        .ok()
+        .and_then(EventKind::from_code)
+        .ok_or_else(|| WireError::UnknownKind(code.chars().take(8).collect()))?;
     let origin = Arc::from(line(&mut rest, "origin")?);
     let seq = number(&mut rest, "seq")?;
     let replay = match line(&mut rest, "replay")? {
@@ -170,26 +192,30 @@ pub(crate) fn parse_body(body: &[u8]) -> Result<WireMessage, WireError> {
         "j" => Format::Json,
         _ => return Err(WireError::BadField("format")),
     };
-    let created_at_ms = number(&mut rest, "created_at")?;
+    let at_ms = number(&mut rest, "at")?;
     let room_len: usize = number(&mut rest, "room length")?;
-    let user_len: usize = number(&mut rest, "user length")?;
     let cid_len = match line(&mut rest, "client id length")? {
         "-" => None,
         n => Some(n.parse::<usize>().map_err(|_| WireError::BadField("client id length"))?),
     };
-    let room = text(&mut rest, room_len)?;
-    let user = text(&mut rest, user_len)?;
-    let client_id = cid_len.map(|n| text(&mut rest, n)).transpose()?;
-    let remaining = rest.len();
-    let content = text(&mut rest, remaining)?;
-    Ok(WireMessage { id, origin, seq, replay, format, created_at_ms, room, user, client_id, content })
+    let (room, client_id, event) = match kind {
+        EventKind::Message => {
+            let user_len: usize = number(&mut rest, "user length")?;
+            let room = text(&mut rest, room_len)?;
+            let client_id = cid_len.map(|n| text(&mut rest, n)).transpose()?;
+            let user = text(&mut rest, user_len)?;
+            let remaining = rest.len();
+            (room, client_id, Event::message(user, text(&mut rest, remaining)?))
+        }
+    };
+    Ok(WireEvent { id, origin, seq, replay, sender: Origin { format, client_id }, at_ms, room, event })
 }
 
 /// Parses a published payload: `entry_id \n body`.
 ///
 /// # Errors
 /// [`WireError`] when the payload is not in this module's format.
-pub(crate) fn parse_published(payload: &[u8]) -> Result<(EntryId, WireMessage), WireError> {
+pub(crate) fn parse_published(payload: &[u8]) -> Result<(EntryId, WireEvent), WireError> {
     let mut rest = payload;
     let entry = EntryId::parse(line(&mut rest, "entry id")?)?;
     Ok((entry, parse_body(rest)?))
@@ -199,18 +225,16 @@ pub(crate) fn parse_published(payload: &[u8]) -> Result<(EntryId, WireMessage), 
 mod tests {
     use super::*;
 
-    fn sample(client_id: Option<&str>) -> WireMessage {
-        WireMessage {
+    fn sample(client_id: Option<&str>) -> WireEvent {
+        WireEvent {
             id: 2048,
             origin: Arc::from("node-a/1f"),
             seq: 3,
             replay: true,
-            format: Format::Json,
-            created_at_ms: 1_700_000_000_123,
+            sender: Origin { format: Format::Json, client_id: client_id.map(Arc::from) },
+            at_ms: 1_700_000_000_123,
             room: Arc::from("café\nroom"),
-            user: Arc::from("ann"),
-            client_id: client_id.map(Arc::from),
-            content: Arc::from("line one\nline two ✓"),
+            event: Event::message(Arc::from("ann"), Arc::from("line one\nline two ✓")),
         }
     }
 
@@ -233,10 +257,21 @@ mod tests {
         for cut in 0..good.len() {
             let _ = parse_body(&good[..cut]);
         }
-        assert_eq!(parse_body(b"12\n"), Err(WireError::Missing("origin")));
+        assert_eq!(parse_body(b"12\n"), Err(WireError::Missing("version")));
         assert_eq!(parse_body(b"x\n"), Err(WireError::BadField("id")));
         assert!(EntryId::parse("5-1").expect("ok") < EntryId::parse("5-2").expect("ok"));
         assert!(EntryId::parse("10-0").expect("ok") > EntryId::parse("9-99").expect("ok"));
         assert!(EntryId::parse("nope").is_err());
+    }
+
+    #[test]
+    fn another_version_is_refused_not_misread() {
+        // What a node of the previous build wrote: no version line, the origin in its place.
+        let v1 = b"2048\nnode-a/1f\n3\n0\nj\n1700000000123\n1\n3\n-\nrannhello";
+        assert_eq!(parse_body(v1), Err(WireError::Version("node-a/1f".into())));
+        let unknown_kind = b"2048\nrc2\n9\nnode-a/1f\n3\n0\nj\n1\n1\n-\n";
+        assert_eq!(parse_body(unknown_kind), Err(WireError::UnknownKind("9".into())));
+        let err = parse_body(v1).expect_err("refused").to_string();
+        assert!(err.contains("same roomcast version"), "{err}");
     }
 }

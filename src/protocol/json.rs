@@ -9,8 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::ChatRecord;
-use crate::types::{ClientError, ErrorCode};
+use crate::types::{ClientError, ErrorCode, Event, Sequenced};
 
 /// Longest `client_id`, in bytes.
 pub(crate) const MAX_CLIENT_ID_BYTES: usize = 128;
@@ -148,18 +147,23 @@ struct MessageEvent<'a> {
     client_id: Option<&'a str>,
 }
 
-/// Appends the `message` event for `rec` to `out`.
-pub fn write_message(out: &mut Vec<u8>, rec: &ChatRecord, client_id: Option<&str>) {
-    let event = MessageEvent {
-        kind: "message",
-        id: rec.id,
-        room: &rec.room,
-        user: &rec.user,
-        content: &rec.content,
-        ts: Rfc3339Millis(rec.created_at_ms),
-        client_id,
-    };
-    write(out, &event);
+/// Appends the live event for `seq` to `out` (a `message` for [`Event::Message`]), echoing
+/// `client_id` when given.
+pub fn write_event(out: &mut Vec<u8>, seq: &Sequenced, client_id: Option<&str>) {
+    match &seq.event {
+        Event::Message(msg) => {
+            let event = MessageEvent {
+                kind: "message",
+                id: seq.id,
+                room: &seq.room,
+                user: &msg.user,
+                content: &msg.content,
+                ts: Rfc3339Millis(seq.at_ms),
+                client_id,
+            };
+            write(out, &event);
+        }
+    }
 }
 
 /// Limits announced in `welcome`.
@@ -238,8 +242,11 @@ pub(crate) fn error_event(err: &ClientError) -> Vec<u8> {
         kind: &'static str,
         code: &'a str,
         message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_id: Option<&'a str>,
     }
-    to_vec(&ErrorEvent { kind: "error", code: err.code.as_str(), message: &err.message })
+    let client_id = err.client_id.as_deref();
+    to_vec(&ErrorEvent { kind: "error", code: err.code.as_str(), message: &err.message, client_id })
 }
 
 /// HTTP error body `{"error":{"code":…,"message":…}}`.
@@ -266,26 +273,28 @@ struct HistoryRow<'a> {
     created_at: Rfc3339Millis,
 }
 
-fn history_rows(messages: &[ChatRecord]) -> Vec<HistoryRow<'_>> {
-    messages
+fn history_rows(events: &[Sequenced]) -> Vec<HistoryRow<'_>> {
+    events
         .iter()
-        .map(|m| HistoryRow {
-            id: m.id,
-            room: &m.room,
-            user: &m.user,
-            content: &m.content,
-            created_at: Rfc3339Millis(m.created_at_ms),
+        .map(|seq| match &seq.event {
+            Event::Message(msg) => HistoryRow {
+                id: seq.id,
+                room: &seq.room,
+                user: &msg.user,
+                content: &msg.content,
+                created_at: Rfc3339Millis(seq.at_ms),
+            },
         })
         .collect()
 }
 
 /// REST history body: a JSON array of `{id, room, user, content, created_at}`.
-pub(crate) fn history_array(messages: &[ChatRecord]) -> Vec<u8> {
+pub(crate) fn history_array(messages: &[Sequenced]) -> Vec<u8> {
     to_vec(&history_rows(messages))
 }
 
 /// `history` event: a page of messages for a WebSocket `history` command.
-pub(crate) fn history_event(room: &str, messages: &[ChatRecord], has_more: bool) -> Vec<u8> {
+pub(crate) fn history_event(room: &str, messages: &[Sequenced], has_more: bool) -> Vec<u8> {
     #[derive(Serialize)]
     struct History<'a> {
         #[serde(rename = "type")]
@@ -418,15 +427,14 @@ mod tests {
 
     #[test]
     fn message_event_round_trips_through_a_json_parser() {
-        let rec = ChatRecord {
+        let rec = Sequenced {
             id: 42,
             room: Arc::from("r"),
-            user: Arc::from("Al\"ice"),
-            content: Arc::from("<img onerror=x> \u{1}"),
-            created_at_ms: 1_700_000_000_123,
+            at_ms: 1_700_000_000_123,
+            event: Event::message(Arc::from("Al\"ice"), Arc::from("<img onerror=x> \u{1}")),
         };
         let mut out = Vec::new();
-        write_message(&mut out, &rec, Some("c1"));
+        write_event(&mut out, &rec, Some("c1"));
         let value: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
         assert_eq!(value["type"], "message");
         assert_eq!(value["id"], 42);
@@ -435,7 +443,7 @@ mod tests {
         assert_eq!(value["ts"], "2023-11-14T22:13:20.123Z");
         assert_eq!(value["client_id"], "c1");
         out.clear();
-        write_message(&mut out, &rec, None);
+        write_event(&mut out, &rec, None);
         assert!(!String::from_utf8_lossy(&out).contains("client_id"));
     }
 }

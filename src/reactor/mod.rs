@@ -22,8 +22,10 @@ pub use crate::cluster::ClusterError;
 use crate::cluster::{self, Cluster, ClusterConfig, ClusterInput};
 use crate::config::{Config, SyncMode};
 use crate::limits::per_ip::PerIpLimiter;
-use crate::room::fanout::Hub;
+use crate::room::hub::Hub;
 use crate::room::sequence::IdSequence;
+use crate::room::sequencer::LocalSequencer;
+use crate::room::sink::Sink;
 use crate::session::gate::Gate;
 use crate::session::{ShardCtx, Shared};
 use crate::store::{self, Store, StoreConfig, StoreError};
@@ -222,8 +224,11 @@ fn build_hub(
 ) -> Result<(Hub, Option<ClusterInput>), ServerError> {
     let start_id = store.map_or(0, |s| s.start_id());
     let ids = IdSequence::new(start_id, store.and_then(|s| s.id_ceiling()));
-    let hub = Hub::new(shards, ids, store.map(|s| s.writer()));
-    let Some(redis_url) = &cfg.redis_url else { return Ok((hub, None)) };
+    // The sinks of the ordered log: the store when persistence is on.
+    let sinks: Vec<Box<dyn Sink>> = store.map(|s| Box::new(s.writer()) as Box<dyn Sink>).into_iter().collect();
+    let Some(redis_url) = &cfg.redis_url else {
+        return Ok((Hub::new(shards, ids, Box::new(LocalSequencer), sinks), None));
+    };
     let cluster_cfg = ClusterConfig::new(
         redis_url.to_string(),
         cfg.node_id.clone(),
@@ -232,5 +237,5 @@ fn build_hub(
     )?
     .with_user_rate(cfg.user_rate_limit, cfg.user_rate_burst);
     let (sink, input) = cluster::channel(cluster_cfg);
-    Ok((hub.with_cluster(Box::new(sink)), Some(input)))
+    Ok((Hub::new(shards, ids, Box::new(sink), sinks), Some(input)))
 }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::render::Variant;
 use crate::types::Format;
 
 /// One room. Members keep an `Arc` to it for as long as they are in it.
@@ -28,20 +29,33 @@ pub(crate) struct Room {
 pub(crate) struct RoomState {
     /// Member connections per shard: a shard only receives the room's messages if its count is > 0.
     pub(crate) per_shard: Vec<u32>,
-    /// Member connections speaking JSON (a JSON frame is encoded only if > 0).
-    pub(crate) json_members: u32,
-    /// Member connections speaking the text format (a text frame is encoded only if > 0).
-    pub(crate) text_members: u32,
+    /// Member connections per frame variant (`Variant::index`).
+    pub(crate) per_variant: [u32; Variant::COUNT],
     /// Connections per user name, for presence (a user is present while their count is > 0).
     pub(crate) users: HashMap<Arc<str>, u32>,
     /// Id of the last message published to the room (0 before the first).
     pub(crate) last_id: u64,
+    /// Position of the last event delivered in the room on this node (every event, with an id or
+    /// not, takes the next one): the order members receive events in, and the boundary a new
+    /// member's live delivery starts after.
+    pub(crate) pos: u64,
 }
 
 impl RoomState {
     /// Total member connections.
     pub(crate) fn members(&self) -> u32 {
-        self.json_members + self.text_members
+        self.per_variant.iter().sum()
+    }
+
+    /// Whether any member speaks `format`.
+    pub(crate) fn has_format(&self, format: Format) -> bool {
+        self.per_variant.iter().enumerate().any(|(i, &n)| n > 0 && Variant::from_index(i).format == format)
+    }
+
+    /// The position of the next event.
+    pub(crate) fn next_pos(&mut self) -> u64 {
+        self.pos += 1;
+        self.pos
     }
 }
 
@@ -56,8 +70,11 @@ pub(crate) struct Joined {
     pub(crate) member_names: Vec<Arc<str>>,
     /// Number of distinct present users.
     pub(crate) member_count: usize,
-    /// The room's last id at the join: live deliveries with ids up to it are filtered for this member.
+    /// The room's last id at the join: a resume pages history up to it.
     pub(crate) last_id: u64,
+    /// The room's position at the join (before the member's own presence event): live deliveries
+    /// at or below it were published before the join and are skipped for this member.
+    pub(crate) pos: u64,
 }
 
 /// The table of rooms.
@@ -84,7 +101,48 @@ impl Directory {
         self.rooms.read().get(name).cloned()
     }
 
-    /// Adds a connection of `user` on `shard` speaking `format` to room `name`, creating the room.
+    /// The room called `name`, created (without members, `last_id = id_floor()`) if it has none:
+    /// for publishing into a room nobody on this node is in. The caller hands it back to
+    /// [`Directory::forget_if_empty`] once done.
+    pub(crate) fn get_or_create(&self, name: &str, id_floor: impl FnOnce() -> u64) -> Arc<Room> {
+        if let Some(room) = self.get(name) {
+            return room;
+        }
+        let mut rooms = self.rooms.write();
+        self.entry(&mut rooms, name, id_floor)
+    }
+
+    /// Drops `room` from the table if it has no members (it was created by
+    /// [`Directory::get_or_create`] and nobody joined meanwhile).
+    pub(crate) fn forget_if_empty(&self, room: &Arc<Room>) {
+        let mut rooms = self.rooms.write();
+        let state = room.state.lock();
+        if state.members() == 0 && rooms.get(&room.name).is_some_and(|r| Arc::ptr_eq(r, room)) {
+            rooms.remove(&room.name);
+        }
+    }
+
+    fn entry(&self, rooms: &mut HashMap<Arc<str>, Arc<Room>>, name: &str, id_floor: impl FnOnce() -> u64) -> Arc<Room> {
+        if let Some(room) = rooms.get(name) {
+            return Arc::clone(room);
+        }
+        let name: Arc<str> = Arc::from(name);
+        let room = Arc::new(Room {
+            id: self.next_room_id.fetch_add(1, Ordering::Relaxed),
+            name: Arc::clone(&name),
+            state: Mutex::new(RoomState {
+                per_shard: vec![0; self.n_shards],
+                per_variant: [0; Variant::COUNT],
+                users: HashMap::new(),
+                last_id: id_floor(),
+                pos: 0,
+            }),
+        });
+        rooms.insert(name, Arc::clone(&room));
+        room
+    }
+
+    /// Adds a connection of `user` on `shard` receiving `variant` to room `name`, creating the room.
     ///
     /// A room created here starts with `last_id = id_floor()` (read under the table lock): the largest
     /// id assigned anywhere so far.
@@ -99,38 +157,17 @@ impl Directory {
         id_floor: impl FnOnce() -> u64,
         name: &str,
         shard: usize,
-        format: Format,
+        variant: Variant,
         user: &Arc<str>,
         max_names: usize,
         on_joined: impl FnOnce(&Joined, &mut RoomState) -> R,
     ) -> (Joined, R) {
         let mut rooms = self.rooms.write();
-        let room = match rooms.get(name) {
-            Some(room) => Arc::clone(room),
-            None => {
-                let name: Arc<str> = Arc::from(name);
-                let room = Arc::new(Room {
-                    id: self.next_room_id.fetch_add(1, Ordering::Relaxed),
-                    name: Arc::clone(&name),
-                    state: Mutex::new(RoomState {
-                        per_shard: vec![0; self.n_shards],
-                        json_members: 0,
-                        text_members: 0,
-                        users: HashMap::new(),
-                        last_id: id_floor(),
-                    }),
-                });
-                rooms.insert(name, Arc::clone(&room));
-                room
-            }
-        };
+        let room = self.entry(&mut rooms, name, id_floor);
         let mut state = room.state.lock();
         drop(rooms);
         state.per_shard[shard] += 1;
-        match format {
-            Format::Json => state.json_members += 1,
-            Format::Text => state.text_members += 1,
-        }
+        state.per_variant[variant.index()] += 1;
         let count = state.users.entry(Arc::clone(user)).or_insert(0);
         *count += 1;
         let first_of_user = *count == 1;
@@ -140,6 +177,7 @@ impl Directory {
             member_names: state.users.keys().take(max_names).cloned().collect(),
             member_count: state.users.len(),
             last_id: state.last_id,
+            pos: state.pos,
         };
         let extra = on_joined(&joined, &mut state);
         (joined, extra)
@@ -152,17 +190,15 @@ impl Directory {
         &self,
         room: &Arc<Room>,
         shard: usize,
-        format: Format,
+        variant: Variant,
         user: &Arc<str>,
         on_left: impl FnOnce(bool, &mut RoomState),
     ) {
         let mut rooms = self.rooms.write();
         let mut state = room.state.lock();
         state.per_shard[shard] = state.per_shard[shard].saturating_sub(1);
-        match format {
-            Format::Json => state.json_members = state.json_members.saturating_sub(1),
-            Format::Text => state.text_members = state.text_members.saturating_sub(1),
-        }
+        let count = &mut state.per_variant[variant.index()];
+        *count = count.saturating_sub(1);
         let last_of_user = match state.users.get_mut(user) {
             Some(count) if *count > 1 => {
                 *count -= 1;
@@ -190,19 +226,34 @@ mod tests {
     fn rooms_live_while_they_have_members() {
         let dir = Directory::new(2);
         let alice: Arc<str> = Arc::from("alice");
-        let (a, _) = dir.join(|| 0, "r", 0, Format::Json, &alice, 10, |_, _| ());
-        let (b, _) = dir.join(|| 0, "r", 1, Format::Text, &alice, 10, |_, _| ());
+        let (a, _) = dir.join(|| 0, "r", 0, Variant::plain(Format::Json), &alice, 10, |_, _| ());
+        let (b, _) = dir.join(|| 0, "r", 1, Variant::plain(Format::Text), &alice, 10, |_, _| ());
         assert!(a.first_of_user && !b.first_of_user);
         assert!(Arc::ptr_eq(&a.room, &b.room));
         assert_eq!(a.room.state.lock().per_shard, [1, 1]);
         assert_eq!(b.member_count, 1);
         let mut last = Vec::new();
-        dir.leave(&a.room, 0, Format::Json, &alice, |gone, _| last.push(gone));
+        dir.leave(&a.room, 0, Variant::plain(Format::Json), &alice, |gone, _| last.push(gone));
         assert_eq!(dir.len(), 1);
-        dir.leave(&b.room, 1, Format::Text, &alice, |gone, _| last.push(gone));
+        dir.leave(&b.room, 1, Variant::plain(Format::Text), &alice, |gone, _| last.push(gone));
         assert_eq!(last, [false, true]);
         assert_eq!(dir.len(), 0);
-        let (c, _) = dir.join(|| 0, "r", 0, Format::Json, &alice, 10, |_, _| ());
+        let (c, _) = dir.join(|| 0, "r", 0, Variant::plain(Format::Json), &alice, 10, |_, _| ());
         assert_ne!(c.room.id, a.room.id, "a recreated room gets a new id");
+    }
+
+    #[test]
+    fn a_room_created_for_a_publish_is_forgotten_unless_someone_joined() {
+        let dir = Directory::new(1);
+        let room = dir.get_or_create("quiet", || 41);
+        assert_eq!(room.state.lock().last_id, 41, "starts at the id floor");
+        assert_eq!(dir.len(), 1);
+        dir.forget_if_empty(&room);
+        assert_eq!(dir.len(), 0);
+        let room = dir.get_or_create("busy", || 0);
+        let (joined, _) = dir.join(|| 0, "busy", 0, Variant::plain(Format::Text), &Arc::from("ann"), 10, |_, _| ());
+        assert!(Arc::ptr_eq(&room, &joined.room), "the join found the created room");
+        dir.forget_if_empty(&room);
+        assert_eq!(dir.len(), 1, "a room with a member stays");
     }
 }

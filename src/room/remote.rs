@@ -1,66 +1,118 @@
-//! Cluster mode's side of the publish path, as the room layer sees it: a [`RemoteSequencer`] (Redis,
-//! implemented by `cluster::ClusterSink` in the layer above) takes chat messages, binary relays and
-//! presence changes, orders them across nodes and hands them back for delivery.
-//!
-//! The trait is defined here, below the cluster, so the `Hub` can hand messages over without
-//! knowing Redis: the dependency points from `cluster` down to `room`. What comes back (messages
-//! in their final order, presence, binary relays) enters through the `Hub` methods of
-//! `super::remote_delivery`, so the cluster never touches a room's lock or the publish path's
-//! internals.
+//! Cluster mode's way back into the publish path: what Redis sequenced (or this node, with
+//! provisional ids, while Redis is away) reaches the room's local members through these `Hub`
+//! methods, called by the cluster's subscriber and publisher threads. Each ends in
+//! `Hub::apply_locked` / `Hub::relay_locked`, like a single-node publish.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use bytes::Bytes;
 
-use crate::types::{ChatRecord, ConnRef, Format};
+use super::directory::RoomState;
+use super::hub::{Hub, RoomRef};
+use super::sequencer::Outgoing;
+use crate::types::{Origin, Sequenced, Transient};
 
-/// A chat message accepted by a shard, on its way to Redis.
-#[derive(Debug, Clone)]
-pub(crate) struct Outgoing {
-    /// Room name.
-    pub(crate) room: Arc<str>,
-    /// Sender's name.
-    pub(crate) user: Arc<str>,
-    /// Content.
-    pub(crate) content: Arc<str>,
-    /// Sender's wire format.
-    pub(crate) format: Format,
-    /// Client-chosen id.
-    pub(crate) client_id: Option<Arc<str>>,
-    /// Acceptance time, ms since the epoch.
-    pub(crate) created_at_ms: i64,
-    /// The sending connection, told when Redis refuses the message (per-user rate limit).
-    pub(crate) reply_to: Option<ConnRef>,
-}
-
-impl Outgoing {
-    /// The record of this message once it has id `id`.
-    pub(crate) fn record(&self, id: u64) -> ChatRecord {
-        ChatRecord {
-            id,
-            room: Arc::clone(&self.room),
-            user: Arc::clone(&self.user),
-            content: Arc::clone(&self.content),
-            created_at_ms: self.created_at_ms,
+/// Cluster mode's entry points: events sequenced by Redis (or, while it is away, by this node with
+/// provisional ids) reach the room's local members here, under the room's lock like a single-node
+/// publish, so a room's local members receive ids in increasing order. An event whose id is not
+/// above the room's last id is stored but not delivered live (a duplicate, or an event from the
+/// other side of an outage older than what members here already saw; history and resume show it).
+impl Hub {
+    /// Delivers `seq` (sequenced by Redis, sent as `origin` says) to this node's members of its
+    /// room when `live`, and stores it; returns whether it was delivered live.
+    pub(crate) fn apply_remote(&self, seq: Sequenced, origin: Origin, live: bool) -> bool {
+        self.ids.observe(seq.id);
+        let Some(room) = self.directory.get(&seq.room).filter(|_| live) else {
+            self.store_only(seq);
+            return false;
+        };
+        let leftover = self.with_room(RoomRef::Joined(&room), |room, state, wakes| {
+            if seq.id > state.last_id {
+                self.apply_locked(room, state, seq, origin, wakes);
+                None
+            } else {
+                Some(seq)
+            }
+        });
+        match leftover {
+            None => true,
+            Some(seq) => {
+                self.store_only(seq);
+                false
+            }
         }
     }
-}
 
-/// Up to a cap of names of a room's present users, and their exact number.
-pub(crate) type MemberList = (Vec<Arc<str>>, usize);
+    /// Redis away: delivers `msg` to this node's members with the provisional id `next_id(floor)`
+    /// (`floor`: the largest id seen here and in the room) and stores it; returns the id (which the
+    /// replay to Redis keeps).
+    pub(crate) fn apply_provisional(&self, msg: &Outgoing, next_id: impl Fn(u64) -> u64) -> u64 {
+        let Some(room) = self.directory.get(&msg.room) else {
+            let id = self.ids.allocate(next_id);
+            self.store_only(msg.sequenced(id));
+            return id;
+        };
+        self.with_room(RoomRef::Joined(&room), |room, state, wakes| {
+            let last = state.last_id;
+            let id = self.ids.allocate(|seen| next_id(seen.max(last)));
+            self.apply_locked(room, state, msg.sequenced(id), msg.origin.clone(), wakes);
+            id
+        })
+    }
 
-/// Where chat goes in cluster mode instead of the local sequence.
-pub(crate) trait RemoteSequencer: Send + Sync {
-    /// Queues chat message `msg` to be sequenced (waits, bounded, when the channel is full).
-    fn submit(&self, msg: Outgoing);
-    /// Queues a binary relay for the text members of `room` on every node.
-    fn submit_binary(&self, room: &Arc<str>, payload: &[u8]);
-    /// Reports that `user` got its first connection in `room` on this node (`joined`) or lost its
-    /// last one; called under the room's lock, never waits.
-    fn submit_presence(&self, room: &Arc<str>, user: &Arc<str>, joined: bool);
-    /// Cluster-wide members of `room` (names capped at `max_names`, exact count), merging this
-    /// node's `local` users; `None` when the cluster view is not available (the node then answers
-    /// with its own members).
-    fn members(&self, room: &str, local: &HashMap<Arc<str>, u32>, max_names: usize) -> Option<MemberList>;
-    /// Whether shards should stop reading clients because the hand-off is congested.
-    fn is_congested(&self) -> bool;
+    /// A cluster-wide presence change of `user` in `room` from Redis: `view_changed` applies it to
+    /// the node's membership view (under the room's lock, so events keep their place among the
+    /// room's messages) and says whether the view changed; only then are the room's local JSON
+    /// members told. A `leave` of a user who still has a connection here is not told (this node's
+    /// room table is the authority on its own users; the event is from an older state).
+    pub(crate) fn deliver_presence(&self, room: &str, user: &str, joined: bool, view_changed: impl FnOnce() -> bool) {
+        let Some(room) = self.directory.get(room) else {
+            view_changed();
+            return;
+        };
+        self.tell_presence(&room, user, joined, |state| {
+            let stale_leave = !joined && state.users.contains_key(user);
+            view_changed() && !stale_leave
+        });
+    }
+
+    /// A difference between the node's old membership view and a fresh snapshot from Redis: told to
+    /// the room's local JSON members unless `user` has a connection here (this node's own users are
+    /// announced by its own changes, not by a snapshot).
+    pub(crate) fn resync_presence(&self, room: &str, user: &str, joined: bool) {
+        if let Some(room) = self.directory.get(room) {
+            self.tell_presence(&room, user, joined, |state| !state.users.contains_key(user));
+        }
+    }
+
+    /// Redis away: tells the room's local JSON members about a presence change this node made.
+    pub(crate) fn announce_presence_locally(&self, room: &str, user: &str, joined: bool) {
+        if let Some(room) = self.directory.get(room) {
+            self.tell_presence(&room, user, joined, |_| true);
+        }
+    }
+
+    /// Relays `user`'s presence change to the local members of `room` when `tell`, asked under the
+    /// room's lock, says so.
+    fn tell_presence(
+        &self,
+        room: &std::sync::Arc<super::directory::Room>,
+        user: &str,
+        joined: bool,
+        tell: impl FnOnce(&RoomState) -> bool,
+    ) {
+        self.with_room(RoomRef::Joined(room), |room, state, wakes| {
+            if tell(state) {
+                let event = Transient::Presence { user: user.into(), joined };
+                self.relay_locked(room, state, event, wakes);
+            }
+        });
+    }
+
+    /// Relays a binary frame to the local text members of the room named `room`.
+    pub(crate) fn relay_binary(&self, room: &str, payload: Bytes) {
+        if let Some(room) = self.directory.get(room) {
+            self.with_room(RoomRef::Joined(&room), |room, state, wakes| {
+                self.relay_locked(room, state, Transient::Binary(payload), wakes);
+            });
+        }
+    }
 }

@@ -20,8 +20,8 @@
 //! above `upto`, the shard skips the others) are held ([`hold_live`]) and sent after the last page:
 //! no gap, no duplicate, in id order. Held frames are bounded by half the output bound; past it they
 //! are dropped and the catch-up is extended instead: when history reaches `upto`, `upto` becomes the
-//! room's last id *now* (read under the room's lock), the member's `min_id` moves to it (live frames
-//! up to it, still in the inbox, are skipped) and paging continues. Every live message is also in the
+//! room's last id *now* (read under the room's lock), the member's `min_pos` moves to the room's
+//! position at that instant (live frames up to it, still in the inbox, are skipped) and paging continues. Every live message is also in the
 //! store, and each page waits for the commit watermark of everything enqueued before it was asked
 //! (read-your-writes, see `store`), so nothing is lost. Each round only covers what was published
 //! while the previous one was read, so a client that reads faster than the room produces catches up;
@@ -34,12 +34,13 @@ use bytes::Bytes;
 
 use super::ctx::ShardCtx;
 use super::history;
-use super::send::{close_session, message_frame, send_error, send_frame, text_frame};
+use super::send::{close_session, send_error, send_frame, text_frame};
 use crate::bus::HistoryPurpose;
 use crate::config::Config;
 use crate::conn::{CatchUp, Conn, PacedRead, PacedReads};
 use crate::metrics::CloseReason;
 use crate::protocol::json;
+use crate::render;
 use crate::store::{HistoryPage, HistoryQuery, StoreError};
 use crate::types::{ClientError, ErrorCode};
 use crate::ws::close;
@@ -78,7 +79,7 @@ pub(crate) fn request_history(
     query: HistoryQuery,
     room: Arc<str>,
 ) -> Result<(), ClientError> {
-    if ctx.store.is_none() || ctx.hub.store().is_none() {
+    if ctx.store.is_none() {
         return Err(ClientError::new(ErrorCode::HistoryUnavailable, "history is disabled on this server"));
     }
     let cap = MAX_WAITING_HISTORY.max(ctx.cfg.max_rooms_per_conn);
@@ -195,7 +196,7 @@ fn send_page(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64, page
             done = false;
             break;
         }
-        let frame = message_frame(&mut ctx.encode_buf, rec, format);
+        let frame = render::stored_frame(rec, format, &mut ctx.encode_buf);
         bytes += frame.len();
         sent += 1;
         last = Some(rec.id);
@@ -227,13 +228,17 @@ fn finish(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64) {
     let Some(cu) = membership.catch_up.as_mut() else { return };
     if cu.overflowed {
         // Under the room's lock: every message up to `last_id` is in the store queue (it is enqueued
-        // under the same lock), and every later one reaches this shard's inbox after now.
-        let last_id = room.state.lock().last_id;
+        // under the same lock), and every later event (position above `pos`) reaches this shard's
+        // inbox after now.
+        let (last_id, pos) = {
+            let state = room.state.lock();
+            (state.last_id, state.pos)
+        };
         cu.overflowed = false;
         if last_id > cu.upto {
             cu.next_after = cu.upto;
             cu.upto = last_id;
-            ctx.local.set_min_id(room_id, key, last_id);
+            ctx.local.set_min_pos(room_id, key, pos);
             queue_resume(&mut ws.paced, room_id);
             return;
         }

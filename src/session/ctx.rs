@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::conn::Conn;
 use crate::metrics::ShardMetrics;
 use crate::protocol::json::JsonParser;
-use crate::room::fanout::Hub;
+use crate::room::hub::Hub;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
 

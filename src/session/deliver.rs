@@ -1,8 +1,8 @@
 //! Live delivery on a shard: one published event ([`Delivery`]) queued on every local member of its
 //! room, as a clone of the shared `Bytes` handle (no copy, no encoding).
 //!
-//! The session's rules for a live frame: a member that joined after the event (its id is not above
-//! the member's `min_id`) skips it; a member catching up holds it back (`super::catchup::hold_live`);
+//! The session's rules for a live frame: a member that joined after the event (its room position is
+//! not above the member's `min_pos`) skips it; a member catching up holds it back (`super::catchup::hold_live`);
 //! a member whose output queue is full is a slow consumer (`super::send::close_slow_consumer`).
 
 use slab::Slab;
@@ -12,6 +12,7 @@ use super::ctx::ShardCtx;
 use super::send::close_slow_consumer;
 use crate::bus::Delivery;
 use crate::conn::Conn;
+use crate::render::Variant;
 
 /// Queues `delivery` on every local member of its room; returns the number of members looked at
 /// (the shard's per-turn delivery budget counts them).
@@ -21,11 +22,17 @@ pub(crate) fn deliver(ctx: &mut ShardCtx, conns: &mut Slab<Conn>, delivery: &Del
     let max_outbuf = ctx.cfg.max_outbuf;
     let mut slow = Vec::new();
     let mut delivered = 0u64;
+    // Each variant's frame looked up (and rendered, by the first shard that needs it) once per
+    // delivery, not per member.
+    let mut frames: [Option<Option<&bytes::Bytes>>; Variant::COUNT] = [None; Variant::COUNT];
     for member in members {
-        if delivery.id != 0 && delivery.id <= member.min_id {
+        if delivery.pos <= member.min_pos {
             continue;
         }
-        let Some(frame) = delivery.frame(member.format) else { continue };
+        let slot = &mut frames[member.variant.index()];
+        let Some(frame) = *slot.get_or_insert_with(|| delivery.frame(member.variant, &mut ctx.encode_buf)) else {
+            continue;
+        };
         let Some(conn) = conns.get_mut(member.key) else { continue };
         if member.held {
             // Live frames wait (bounded) while a resuming member catches up.

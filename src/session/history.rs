@@ -56,9 +56,9 @@ pub(crate) fn submit(
     mut query: HistoryQuery,
     purpose: HistoryPurpose,
 ) -> bool {
-    let (Some(store), Some(writer)) = (ctx.store.as_ref(), ctx.hub.store()) else { return false };
+    let Some(store) = ctx.store.as_ref() else { return false };
     // Read-your-writes: the page must include everything enqueued so far (see `store`).
-    query.visible_seq = writer.enqueued_seq();
+    query.visible_seq = store.enqueued_seq();
     let inbox = Arc::clone(&ctx.inbox);
     let to = ConnRef { shard: ctx.shard, key, serial };
     ctx.metrics.history_request(match purpose {

@@ -4,17 +4,18 @@
 
 use std::collections::HashMap;
 
-use crate::types::Format;
+use crate::render::Variant;
 
 /// One local member of a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LocalMember {
     /// Slab key of the connection.
     pub(crate) key: usize,
-    /// Deliveries with ids up to this were published before the member joined: skip them.
-    pub(crate) min_id: u64,
-    /// The member's wire format (which frame of a delivery it takes).
-    pub(crate) format: Format,
+    /// Deliveries at or below this room position were published before the member joined (or
+    /// are covered by its catch-up): skip them.
+    pub(crate) min_pos: u64,
+    /// Which frame of a delivery the member takes.
+    pub(crate) variant: Variant,
     /// Catching up after a resume: live frames are held back until history has been sent.
     pub(crate) held: bool,
 }
@@ -46,10 +47,11 @@ impl LocalRooms {
         self.rooms.get(&room_id).map(Vec::as_slice)
     }
 
-    /// Moves `key`'s floor in `room_id`: deliveries with ids up to `min_id` are skipped from now on.
-    pub(crate) fn set_min_id(&mut self, room_id: u64, key: usize, min_id: u64) {
+    /// Moves `key`'s floor in `room_id`: deliveries at or below position `min_pos` are skipped
+    /// from now on.
+    pub(crate) fn set_min_pos(&mut self, room_id: u64, key: usize, min_pos: u64) {
         if let Some(member) = self.rooms.get_mut(&room_id).and_then(|ms| ms.iter_mut().find(|m| m.key == key)) {
-            member.min_id = min_id;
+            member.min_pos = min_pos;
         }
     }
 
@@ -64,17 +66,18 @@ impl LocalRooms {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::Format;
 
     #[test]
     fn add_remove_hold() {
         let mut local = LocalRooms::default();
-        let member = |key| LocalMember { key, min_id: 0, format: Format::Text, held: false };
+        let member = |key| LocalMember { key, min_pos: 0, variant: Variant::plain(Format::Text), held: false };
         local.add(1, member(10));
         local.add(1, member(11));
         local.set_held(1, 11, true);
         assert_eq!(local.members(1).map(|m| m.iter().filter(|m| m.held).count()), Some(1));
-        local.set_min_id(1, 11, 42);
-        assert_eq!(local.members(1).and_then(|m| m.iter().find(|m| m.key == 11)).map(|m| m.min_id), Some(42));
+        local.set_min_pos(1, 11, 42);
+        assert_eq!(local.members(1).and_then(|m| m.iter().find(|m| m.key == 11)).map(|m| m.min_pos), Some(42));
         local.remove(1, 10);
         local.remove(1, 11);
         assert!(local.members(1).is_none(), "empty rooms are dropped from the index");

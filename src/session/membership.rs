@@ -9,8 +9,9 @@ use std::sync::Arc;
 use super::ctx::ShardCtx;
 use super::local::LocalMember;
 use crate::conn::{Membership, Phase, WsState};
+use crate::render::Variant;
 use crate::room::directory::Joined;
-use crate::room::remote::MemberList;
+use crate::room::sequencer::MemberList;
 use crate::types::Format;
 
 /// Names listed in a `joined` event (the count is always exact).
@@ -36,9 +37,10 @@ pub(crate) fn enter(
     room: &str,
     held: impl FnOnce(u64) -> bool,
 ) -> Entered {
-    let (joined, cluster_members) = ctx.hub.join(room, ctx.shard, format, user, MAX_MEMBER_NAMES);
+    let variant = Variant::plain(format);
+    let (joined, cluster_members) = ctx.hub.join(room, ctx.shard, variant, user, MAX_MEMBER_NAMES);
     let held = held(joined.last_id);
-    ctx.local.add(joined.room.id, LocalMember { key, min_id: joined.last_id, format, held });
+    ctx.local.add(joined.room.id, LocalMember { key, min_pos: joined.pos, variant, held });
     ctx.metrics.room_members.add(1);
     Entered { joined, cluster_members }
 }
@@ -47,7 +49,7 @@ pub(crate) fn enter(
 /// connection there).
 pub(crate) fn leave(ctx: &mut ShardCtx, key: usize, format: Format, user: &Arc<str>, membership: Membership) {
     let room = membership.room;
-    ctx.hub.leave(&room, ctx.shard, format, user);
+    ctx.hub.leave(&room, ctx.shard, Variant::plain(format), user);
     ctx.local.remove(room.id, key);
     ctx.metrics.room_members.add(-1);
 }

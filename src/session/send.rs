@@ -11,24 +11,14 @@ use super::ctx::ShardCtx;
 use super::membership;
 use crate::conn::{Conn, Phase};
 use crate::metrics::CloseReason;
-use crate::protocol::{json, text};
-use crate::types::{ChatRecord, ClientError, Format};
+use crate::protocol::json;
+use crate::types::ClientError;
 use crate::ws::close;
 use crate::ws::codec;
 
 /// A text frame.
 pub(crate) fn text_frame(payload: &[u8]) -> Bytes {
     Bytes::from(codec::encode_frame(codec::TEXT, payload))
-}
-
-/// The frame of a stored message for a member speaking `format` (history pages and resume).
-pub(crate) fn message_frame(encode_buf: &mut Vec<u8>, rec: &ChatRecord, format: Format) -> Bytes {
-    encode_buf.clear();
-    match format {
-        Format::Json => json::write_message(encode_buf, rec, None),
-        Format::Text => text::write_line(encode_buf, &rec.user, &rec.content),
-    }
-    text_frame(encode_buf)
 }
 
 /// Queues an `error` event for this connection.

@@ -23,8 +23,8 @@ use crate::limits::throttle::Verdict;
 use crate::metrics::CloseReason;
 use crate::protocol::json::{self, Command, MAX_CLIENT_ID_BYTES, WelcomeLimits};
 use crate::protocol::names;
-use crate::room::fanout::ChatPost;
-use crate::types::{ClientError, ConnRef, ErrorCode, Format};
+use crate::room::hub::RoomRef;
+use crate::types::{ClientError, ConnRef, ErrorCode, Event, Format, Origin, Transient};
 use crate::ws::close;
 use crate::ws::codec::{self, Decoded, MessageKind, WsEvent};
 
@@ -131,21 +131,18 @@ fn on_message(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, kind: MessageKind
             let Some(membership) = ws.rooms.first() else { return };
             // The codec validated the UTF-8 of text messages.
             let content = std::str::from_utf8(payload).unwrap_or_default();
-            let reply_to = reply_to(ctx, conn.serial, key);
-            let post = ChatPost {
-                room: &membership.room,
-                user: &ws.user,
-                content,
-                origin: Format::Text,
-                client_id: None,
-                reply_to,
-            };
-            ctx.hub.publish_chat(post, &mut ctx.encode_buf);
-            ctx.metrics.messages_received.inc();
+            let event = Event::message(Arc::clone(&ws.user), Arc::from(content));
+            let origin = Origin { format: Format::Text, client_id: None };
+            let result =
+                ctx.hub.publish(RoomRef::Joined(&membership.room), event, origin, reply_to(ctx, conn.serial, key));
+            match result {
+                Ok(()) => ctx.metrics.messages_received.inc(),
+                Err(err) => send_error(ctx, conn, key, &err),
+            }
         }
         (Format::Text, MessageKind::Binary) => {
             if let Some(membership) = ws.rooms.first() {
-                ctx.hub.publish_binary(&membership.room, payload);
+                ctx.hub.relay(&membership.room, Transient::Binary(Bytes::copy_from_slice(payload)));
                 ctx.metrics.binary_received.inc();
             }
         }
@@ -165,9 +162,10 @@ fn on_message(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, kind: MessageKind
     }
 }
 
-/// Where a refusal from Redis for this connection's message goes (cluster mode only).
+/// Where a refusal of this connection's message that comes after it left the shard goes (cluster
+/// mode: Redis's per-user rate limit).
 fn reply_to(ctx: &ShardCtx, conn_serial: u64, key: usize) -> Option<ConnRef> {
-    ctx.hub.is_clustered().then_some(ConnRef { shard: ctx.shard, key, serial: conn_serial })
+    Some(ConnRef { shard: ctx.shard, key, serial: conn_serial })
 }
 
 fn too_large(len: usize, max: usize) -> ClientError {
@@ -222,15 +220,9 @@ fn post(
         ));
     }
     let membership = ws.rooms.iter().find(|m| *m.room.name == *room).ok_or_else(|| not_joined(room))?;
-    let post = ChatPost {
-        room: &membership.room,
-        user: &ws.user,
-        content,
-        origin: Format::Json,
-        client_id,
-        reply_to: reply_to(ctx, conn.serial, key),
-    };
-    ctx.hub.publish_chat(post, &mut ctx.encode_buf);
+    let event = Event::message(Arc::clone(&ws.user), Arc::from(content));
+    let origin = Origin { format: Format::Json, client_id: client_id.map(Arc::from) };
+    ctx.hub.publish(RoomRef::Joined(&membership.room), event, origin, reply_to(ctx, conn.serial, key))?;
     ctx.metrics.messages_received.inc();
     Ok(())
 }

@@ -7,7 +7,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::types::ChatRecord;
+use std::sync::Arc;
+
+use crate::types::Sequenced;
 
 /// Everything that can go wrong in the persistence layer.
 #[derive(thiserror::Error, Debug)]
@@ -86,7 +88,7 @@ pub enum StoreError {
         /// How long the call waited.
         waited: Duration,
         /// The record that was not accepted.
-        record: Box<ChatRecord>,
+        record: Arc<Sequenced>,
     },
 
     /// A flush with a deadline ran out of time before the writer committed everything enqueued

@@ -1,5 +1,6 @@
 //! Persistence: the only module that touches SQLite. It owns a write-behind queue (shards enqueue
-//! [`ChatRecord`]s without blocking; one writer thread commits them in batches) and a pool of
+//! sequenced events ([`Sequenced`], shared with the live delivery as an `Arc`) without blocking;
+//! one writer thread commits them in batches) and a pool of
 //! history readers with their own read-only connections.
 //!
 //! # Threads and handles
@@ -112,8 +113,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, TrySendError};
 
+use crate::deferred::{self, DeferredSender, Wake};
+
 use crate::metrics::HistogramSnapshot;
-use crate::types::ChatRecord;
+use crate::types::Sequenced;
 
 pub(crate) use ceiling::{IdCeiling, id_block};
 pub use error::StoreError;
@@ -222,7 +225,7 @@ pub struct HistoryQuery {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HistoryPage {
     /// Newest first for `before_id`/newest queries, oldest first for `after_id` queries.
-    pub messages: Vec<ChatRecord>,
+    pub messages: Vec<Sequenced>,
     /// More messages exist beyond this page in the same direction.
     pub has_more: bool,
 }
@@ -299,7 +302,7 @@ pub struct Store {
     max_id: u64,
     start_id: u64,
     ceiling: Option<Arc<IdCeiling>>,
-    data_tx: Sender<ChatRecord>,
+    data_tx: DeferredSender<Arc<Sequenced>>,
     ctrl_tx: Sender<Ctrl>,
     /// `None` once the readers were told to stop.
     req_tx: Option<Sender<Request>>,
@@ -339,8 +342,8 @@ impl Store {
             .map(|_| schema::open_reader(&cfg.path, cfg.busy_timeout))
             .collect::<Result<Vec<_>, _>>()?;
 
-        let shared = Arc::new(Shared::new(cfg.enqueue_timeout, cfg.batch_size));
-        let (data_tx, data_rx) = crossbeam_channel::bounded(cfg.queue_capacity);
+        let shared = Arc::new(Shared::new(cfg.enqueue_timeout));
+        let (data_tx, data_rx) = deferred::channel(Some(cfg.queue_capacity), cfg.batch_size);
         let (ctrl_tx, ctrl_rx) = crossbeam_channel::unbounded();
         let (req_tx, req_rx) = crossbeam_channel::bounded(cfg.reader_queue);
         let writer_cfg = WriterConfig {
@@ -390,6 +393,11 @@ impl Store {
     }
 
     /// The id ceiling, when the store keeps one (`StoreConfig::id_block`).
+    /// Records accepted so far: the read-your-writes token for [`HistoryQuery::visible_seq`].
+    pub(crate) fn enqueued_seq(&self) -> u64 {
+        self.shared.enqueued.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn id_ceiling(&self) -> Option<Arc<IdCeiling>> {
         self.ceiling.clone()
     }
@@ -494,12 +502,12 @@ impl Store {
     /// A snapshot of the counters.
     pub(crate) fn stats(&self) -> StoreStats {
         let c = &self.shared.counters;
-        let capacity = self.data_tx.capacity().unwrap_or(0);
+        let capacity = self.data_tx.capacity();
         let depth = self.data_tx.len();
         StoreStats {
             queue_depth: depth,
             queue_capacity: capacity,
-            congested: depth >= congestion_threshold(capacity),
+            congested: self.data_tx.is_congested(),
             enqueued_seq: self.shared.enqueued.load(Ordering::SeqCst),
             committed_seq: self.shared.committed(),
             rows_written: c.rows_written.load(Ordering::SeqCst),
@@ -533,29 +541,12 @@ impl Drop for Store {
     }
 }
 
-/// The queue depth at which a queue of `capacity` counts as congested: everything but the last
-/// eighth (the reserve for messages already read while shards stop reading from senders).
-pub(crate) fn congestion_threshold(capacity: usize) -> usize {
-    capacity - capacity / 8
-}
-
 /// A cheap, cloneable handle for shard threads to enqueue records.
 #[derive(Clone)]
 pub struct StoreWriter {
-    tx: Sender<ChatRecord>,
+    tx: DeferredSender<Arc<Sequenced>>,
     ctrl: Sender<Ctrl>,
     shared: Arc<Shared>,
-}
-
-/// What [`StoreWriter::try_enqueue_deferred`] asks of its caller: wake the writer once any lock the
-/// caller holds is released ([`StoreWriter::wake`]), or nothing.
-#[must_use = "a writer that must be woken and is not commits only at its next tick"]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum WriterWake {
-    /// The writer will find the record on its own (at its flush tick or next batch).
-    No,
-    /// The writer is idle, or the queue just reached a batch: call [`StoreWriter::wake`].
-    Needed,
 }
 
 impl std::fmt::Debug for StoreWriter {
@@ -574,18 +565,18 @@ impl StoreWriter {
     /// # Errors
     /// Hands `rec` back when the queue is full or the store is shut down
     /// ([`StoreWriter::is_closed`] tells which).
-    pub fn try_enqueue(&self, rec: ChatRecord) -> Result<(), ChatRecord> {
-        if self.try_enqueue_deferred(rec)? == WriterWake::Needed {
+    pub fn try_enqueue(&self, rec: Arc<Sequenced>) -> Result<(), Arc<Sequenced>> {
+        if self.try_enqueue_deferred(rec)? == Wake::Needed {
             self.wake();
         }
         Ok(())
     }
 
     /// Queues `rec` like [`StoreWriter::try_enqueue`] but never wakes the writer itself: it says
-    /// whether the caller must ([`WriterWake::Needed`], then call [`StoreWriter::wake`] after
-    /// releasing its locks). For the publish path, which holds a room's lock here: nothing in this
-    /// call makes a syscall or wakes a thread (the writer never blocks on the record channel, only
-    /// on its control channel).
+    /// whether the caller must ([`Wake::Needed`], then call [`StoreWriter::wake`] after releasing
+    /// its locks). For the publish path, which holds a room's lock here: nothing in this call makes
+    /// a syscall or wakes a thread (a `crate::deferred` hand-off: the writer never blocks on the
+    /// record channel, only on its control channel).
     ///
     /// The writer is woken at most once per `batch_size` records (the queue reaching a batch) and
     /// once per idle-to-busy transition (the first record after the writer found nothing to do);
@@ -593,26 +584,16 @@ impl StoreWriter {
     ///
     /// # Errors
     /// As [`StoreWriter::try_enqueue`].
-    pub(crate) fn try_enqueue_deferred(&self, rec: ChatRecord) -> Result<WriterWake, ChatRecord> {
+    pub(crate) fn try_enqueue_deferred(&self, rec: Arc<Sequenced>) -> Result<Wake, Arc<Sequenced>> {
         let gate = self.shared.gate.lock();
         if gate.closed {
             return Err(rec);
         }
-        match self.tx.try_send(rec) {
-            Ok(()) => {
-                // Still under the gate: counter order == channel order (see module docs).
-                self.shared.enqueued.fetch_add(1, Ordering::SeqCst);
-                let reached_batch = self.tx.len() == self.shared.batch_size;
-                drop(gate);
-                // Pairs with the writer's `writer_idle` store and its emptiness check: either the
-                // writer sees this record before it blocks, or this load sees it idle.
-                std::sync::atomic::fence(Ordering::SeqCst);
-                let idle = self.shared.writer_idle.load(Ordering::SeqCst)
-                    && self.shared.writer_idle.swap(false, Ordering::SeqCst);
-                Ok(if idle || reached_batch { WriterWake::Needed } else { WriterWake::No })
-            }
-            Err(TrySendError::Full(rec) | TrySendError::Disconnected(rec)) => Err(rec),
-        }
+        let wake = self.tx.try_push(rec)?;
+        // Still under the gate: counter order == channel order (see module docs).
+        self.shared.enqueued.fetch_add(1, Ordering::SeqCst);
+        drop(gate);
+        Ok(wake)
     }
 
     /// Wakes the writer (after [`StoreWriter::try_enqueue_deferred`] said so).
@@ -628,7 +609,7 @@ impl StoreWriter {
     /// # Errors
     /// [`StoreError::EnqueueTimeout`] (with the record) when the queue stayed full;
     /// [`StoreError::Closed`] when the store is shut down.
-    pub(crate) fn enqueue_blocking(&self, rec: ChatRecord) -> Result<(), StoreError> {
+    pub(crate) fn enqueue_blocking(&self, rec: Arc<Sequenced>) -> Result<(), StoreError> {
         let start = Instant::now();
         let timeout = self.shared.enqueue_timeout;
         let mut pause = Duration::from_micros(50);
@@ -643,7 +624,7 @@ impl StoreWriter {
             }
             let waited = start.elapsed();
             if waited >= timeout {
-                return Err(StoreError::EnqueueTimeout { waited, record: Box::new(rec) });
+                return Err(StoreError::EnqueueTimeout { waited, record: rec });
             }
             std::thread::sleep(pause.min(timeout - waited));
             pause = (pause * 2).min(Duration::from_millis(5));
@@ -654,8 +635,7 @@ impl StoreWriter {
     /// reading the sockets of sending clients until it clears (the last eighth is the reserve for
     /// messages already read).
     pub(crate) fn is_congested(&self) -> bool {
-        let capacity = self.tx.capacity().unwrap_or(usize::MAX);
-        self.tx.len() >= congestion_threshold(capacity)
+        self.tx.is_congested()
     }
 
     /// Records waiting in the queue now.

@@ -14,19 +14,19 @@ use rusqlite::{Connection, params};
 use super::state::{Shared, WaitOutcome, bump};
 use super::writer::Ctrl;
 use super::{HistoryPage, HistoryQuery, StoreError};
-use crate::types::ChatRecord;
+use crate::types::{Event, EventKind, Sequenced};
 
 /// Hard upper bound on a page, whatever the caller asks for.
 pub(crate) const MAX_PAGE_LIMIT: usize = 1000;
 
 /// Newest page of a room, newest first.
-pub(crate) const NEWEST_SQL: &str = "SELECT id, user, content, created_at FROM messages INDEXED BY messages_room_id \
+pub(crate) const NEWEST_SQL: &str = "SELECT id, kind, user, content, created_at FROM messages INDEXED BY messages_room_id \
                                      WHERE room = ?1 ORDER BY id DESC LIMIT ?2";
 /// Page of ids below a cursor, newest first.
-pub(crate) const BEFORE_SQL: &str = "SELECT id, user, content, created_at FROM messages INDEXED BY messages_room_id \
+pub(crate) const BEFORE_SQL: &str = "SELECT id, kind, user, content, created_at FROM messages INDEXED BY messages_room_id \
                                      WHERE room = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3";
 /// Page of ids above a cursor, oldest first.
-pub(crate) const AFTER_SQL: &str = "SELECT id, user, content, created_at FROM messages INDEXED BY messages_room_id \
+pub(crate) const AFTER_SQL: &str = "SELECT id, kind, user, content, created_at FROM messages INDEXED BY messages_room_id \
                                     WHERE room = ?1 AND id > ?2 ORDER BY id ASC LIMIT ?3";
 
 /// The reply callback a [`Store::query`](super::Store::query) caller supplies.
@@ -170,15 +170,26 @@ fn read_page(conn: &Connection, plan: &Plan) -> Result<HistoryPage, StoreError> 
     let fetch = (plan.limit + 1) as i64;
     let mut messages = Vec::with_capacity(plan.limit + 1);
     let room = &plan.room;
-    let map_row = |row: &rusqlite::Row<'_>| -> rusqlite::Result<ChatRecord> {
+    let map_row = |row: &rusqlite::Row<'_>| -> rusqlite::Result<Sequenced> {
         let id: i64 = row.get(0)?;
-        Ok(ChatRecord {
+        let code: i64 = row.get(1)?;
+        // The schema version check keeps files of newer builds out, so an unknown kind is damage.
+        let kind = u8::try_from(code).ok().and_then(EventKind::from_code).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                1,
+                rusqlite::types::Type::Integer,
+                format!("unknown event kind {code}").into(),
+            )
+        })?;
+        let event = match kind {
+            EventKind::Message => Event::message(row.get(2)?, row.get(3)?),
+        };
+        Ok(Sequenced {
             // Negative ids are never written by this store; read them as 0 rather than fail.
             id: u64::try_from(id).unwrap_or(0),
             room: Arc::clone(room),
-            user: row.get(1)?,
-            content: row.get(2)?,
-            created_at_ms: row.get(3)?,
+            at_ms: row.get(4)?,
+            event,
         })
     };
     let rows = match plan.cursor {
@@ -199,9 +210,9 @@ fn read_page(conn: &Connection, plan: &Plan) -> Result<HistoryPage, StoreError> 
     Ok(HistoryPage { messages, has_more })
 }
 
-fn collect<I>(rows: I) -> rusqlite::Result<Vec<ChatRecord>>
+fn collect<I>(rows: I) -> rusqlite::Result<Vec<Sequenced>>
 where
-    I: Iterator<Item = rusqlite::Result<ChatRecord>>,
+    I: Iterator<Item = rusqlite::Result<Sequenced>>,
 {
     rows.collect()
 }

@@ -9,6 +9,9 @@
 //! not a `WITHOUT ROWID` table clustered on `(room, id)`.
 //!
 //! Version 2 adds `meta(key, value)`, which holds the id ceiling (`id_ceiling`, see `ceiling.rs`).
+//!
+//! Version 3 adds `messages.kind` (`types::EventKind::code`; 0, a chat message, for every row
+//! written before): the table is the room's ordered log, one row per sequenced event of any kind.
 
 use std::path::Path;
 use std::time::Duration;
@@ -18,7 +21,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use super::StoreError;
 
 /// The newest schema version (`PRAGMA user_version`) this build knows and migrates to.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// Name of the index that serves history pages (checked by the query-plan test).
 #[cfg(test)]
@@ -38,6 +41,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
          CREATE INDEX messages_room_id ON messages (room, id);",
     ),
     (2, "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"),
+    (3, "ALTER TABLE messages ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;"),
 ];
 
 /// Sets the id ceiling (inside the caller's transaction).

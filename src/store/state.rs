@@ -86,20 +86,13 @@ pub(crate) struct Shared {
     pub(crate) histograms: WriterHistograms,
     /// Longest `enqueue_blocking` waits.
     pub(crate) enqueue_timeout: Duration,
-    /// The writer is blocked with an empty batch and an empty queue: the producer of the next
-    /// record must wake it (set by the writer before it blocks, cleared by whoever wakes it).
-    pub(crate) writer_idle: AtomicBool,
-    /// Rows per batch: a producer whose record makes the queue reach this depth wakes the writer.
-    pub(crate) batch_size: usize,
     #[cfg(test)]
     pub(crate) fault: FaultInjection,
 }
 
 impl Shared {
-    pub(crate) fn new(enqueue_timeout: Duration, batch_size: usize) -> Self {
+    pub(crate) fn new(enqueue_timeout: Duration) -> Self {
         Shared {
-            writer_idle: AtomicBool::new(false),
-            batch_size,
             gate: Mutex::new(Gate::default()),
             enqueued: AtomicU64::new(0),
             watermark: Mutex::new(Watermark { committed: 0, writer_alive: true }),

@@ -22,17 +22,20 @@ fn cfg(dir: &Path) -> StoreConfig {
     StoreConfig { path: dir.join("test.db"), ..StoreConfig::default() }
 }
 
-fn rec(id: u64, room: &str) -> ChatRecord {
-    ChatRecord {
-        id,
-        room: Arc::from(room),
-        user: Arc::from(format!("user{}", id % 7)),
-        content: Arc::from(format!("message number {id}")),
-        created_at_ms: 1_700_000_000_000 + id as i64,
-    }
+fn rec(id: u64, room: &str) -> Arc<Sequenced> {
+    rec_with(id, room, &format!("message number {id}"))
 }
 
-fn enqueue(w: &StoreWriter, r: ChatRecord) {
+fn rec_with(id: u64, room: &str, content: &str) -> Arc<Sequenced> {
+    Arc::new(Sequenced {
+        id,
+        room: Arc::from(room),
+        at_ms: 1_700_000_000_000 + id as i64,
+        event: crate::types::Event::message(Arc::from(format!("user{}", id % 7)), Arc::from(content)),
+    })
+}
+
+fn enqueue(w: &StoreWriter, r: Arc<Sequenced>) {
     w.enqueue_blocking(r).expect("enqueue within the test deadline");
 }
 
@@ -124,7 +127,7 @@ fn batches_by_interval_without_flush() {
     wait_for("10 committed", || store.stats().committed_seq == 10);
     let page = query(&store, hq("r", None, None, 100)).expect("query");
     assert_eq!(ids(&page), (1..=10).rev().collect::<Vec<_>>());
-    assert_eq!(page.messages[0], rec(10, "r"));
+    assert_eq!(page.messages[0], *rec(10, "r"));
     store.shutdown().expect("shutdown");
 }
 
@@ -419,9 +422,7 @@ fn disk_full_commit_is_retried_until_space_returns() {
     store.shared.fault.max_page_count.store(1, Ordering::SeqCst);
     let big = "x".repeat(500);
     for id in 101..=2100 {
-        let mut r = rec(id, "r");
-        r.content = Arc::from(big.as_str());
-        enqueue(&w, r);
+        enqueue(&w, rec_with(id, "r", &big));
     }
     wait_for("a failed commit", || store.stats().commit_errors > 0);
     assert!(store.stats().retrying);
@@ -470,7 +471,7 @@ fn busy_database_commit_is_retried_and_backpressure_applies() {
     };
     assert_eq!(refused, rec(next, "r"), "the refused record is handed back");
     assert!(w.is_congested());
-    assert_eq!(congestion_threshold(16), 14);
+    assert_eq!(crate::deferred::congestion_threshold(16), 14);
     assert!(store.stats().congested);
 
     blocker.execute_batch("ROLLBACK").expect("unlock");

@@ -16,7 +16,8 @@ use super::StoreError;
 use super::ceiling::IdCeiling;
 use super::schema::{SET_CEILING_SQL, synchronous};
 use super::state::{Shared, bump};
-use crate::types::ChatRecord;
+use crate::deferred::DeferredReceiver;
+use crate::types::{Event, Sequenced};
 
 /// First wait after a failed commit.
 pub(crate) const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -25,8 +26,8 @@ pub(crate) const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Most rows one retention step deletes (one short transaction between two insert batches).
 const TRIM_BUDGET: u64 = 2048;
 
-const INSERT_SQL: &str = "INSERT OR IGNORE INTO messages (id, room, user, content, created_at) \
-                          VALUES (?1, ?2, ?3, ?4, ?5)";
+const INSERT_SQL: &str = "INSERT OR IGNORE INTO messages (id, room, kind, user, content, created_at) \
+                          VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 /// The id of the (N+1)-th newest row of a room: everything at or below it is beyond retention.
 pub(crate) const CUTOFF_SQL: &str = "SELECT id FROM messages INDEXED BY messages_room_id \
      WHERE room = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2";
@@ -61,7 +62,7 @@ pub(crate) struct WriterConfig {
 /// Starts the writer thread.
 pub(crate) fn spawn(
     conn: Connection,
-    data: Receiver<ChatRecord>,
+    data: DeferredReceiver<Arc<Sequenced>>,
     ctrl: Receiver<Ctrl>,
     shared: Arc<Shared>,
     cfg: WriterConfig,
@@ -98,12 +99,12 @@ impl Drop for ExitGuard {
 
 struct Writer {
     conn: Connection,
-    data: Receiver<ChatRecord>,
+    data: DeferredReceiver<Arc<Sequenced>>,
     ctrl: Receiver<Ctrl>,
     shared: Arc<Shared>,
     cfg: WriterConfig,
     /// Records received but not yet committed, in channel order.
-    batch: Vec<ChatRecord>,
+    batch: Vec<Arc<Sequenced>>,
     /// When the batch's first record was received.
     first_at: Option<Instant>,
     /// A flush was requested: commit as soon as the channel is empty.
@@ -185,7 +186,7 @@ impl Writer {
         false
     }
 
-    fn push(&mut self, rec: ChatRecord) {
+    fn push(&mut self, rec: Arc<Sequenced>) {
         if self.batch.is_empty() {
             self.first_at = Some(Instant::now());
         }
@@ -204,20 +205,15 @@ impl Writer {
             None => None,
         };
         let counters = &self.shared.counters;
-        if self.first_at.is_none() {
-            self.shared.writer_idle.store(true, Ordering::SeqCst);
-            // Pairs with the producer's fence: a record sent before the flag was visible is seen here.
-            std::sync::atomic::fence(Ordering::SeqCst);
-            if !self.data.is_empty() {
-                self.shared.writer_idle.store(false, Ordering::SeqCst);
-                return;
-            }
+        if self.first_at.is_none() && !self.data.go_idle() {
+            // A record arrived before the idle flag was visible: take it instead of sleeping.
+            return;
         }
         let event = match timeout {
             Some(t) => self.ctrl.recv_timeout(t),
             None => self.ctrl.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
-        self.shared.writer_idle.store(false, Ordering::SeqCst);
+        self.data.busy();
         match event {
             Ok(Ctrl::Wake) => bump(&counters.wakeups_producer, 1),
             Ok(msg) => {
@@ -382,7 +378,7 @@ struct BatchOutcome {
 /// the id ceiling in the same transaction and commits it with `synchronous=FULL`.
 fn insert_batch(
     conn: &mut Connection,
-    batch: &[ChatRecord],
+    batch: &[Arc<Sequenced>],
     ceiling: Option<u64>,
     sync_full: bool,
 ) -> rusqlite::Result<BatchOutcome> {
@@ -397,7 +393,11 @@ fn insert_batch(
     result
 }
 
-fn insert_rows(conn: &mut Connection, batch: &[ChatRecord], ceiling: Option<u64>) -> rusqlite::Result<BatchOutcome> {
+fn insert_rows(
+    conn: &mut Connection,
+    batch: &[Arc<Sequenced>],
+    ceiling: Option<u64>,
+) -> rusqlite::Result<BatchOutcome> {
     let tx = conn.transaction()?;
     if let Some(ceiling) = ceiling {
         tx.execute(SET_CEILING_SQL, [i64::try_from(ceiling).unwrap_or(i64::MAX)])?;
@@ -407,7 +407,7 @@ fn insert_rows(conn: &mut Connection, batch: &[ChatRecord], ceiling: Option<u64>
         let mut stmt = tx.prepare_cached(INSERT_SQL)?;
         for rec in batch {
             let changed = match i64::try_from(rec.id) {
-                Ok(id) => stmt.execute(params![id, rec.room, rec.user, rec.content, rec.created_at_ms])?,
+                Ok(id) => insert_row(&mut stmt, id, rec)?,
                 Err(_) => 0,
             };
             if changed == 1 {
@@ -420,6 +420,15 @@ fn insert_rows(conn: &mut Connection, batch: &[ChatRecord], ceiling: Option<u64>
     }
     tx.commit()?;
     Ok(outcome)
+}
+
+/// Inserts one event as the row with id `id`; returns the rows changed (0: the id exists).
+/// Every kind of [`Event`] maps to a row here (`kind` is [`crate::types::EventKind::code`]).
+fn insert_row(stmt: &mut rusqlite::CachedStatement<'_>, id: i64, rec: &Sequenced) -> rusqlite::Result<usize> {
+    let kind = rec.event.kind().code();
+    match &rec.event {
+        Event::Message(msg) => stmt.execute(params![id, rec.room, kind, msg.user, msg.content, rec.at_ms]),
+    }
 }
 
 /// Deletes, for each room, rows older than its `keep` newest, at most `budget` rows in all.

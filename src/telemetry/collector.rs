@@ -21,7 +21,7 @@ use crate::build_info;
 use crate::cluster::{ClusterCounters, ClusterShared};
 use crate::metrics::histogram::{BATCH_BOUNDS, LATENCY_BOUNDS_NS, NANOS};
 use crate::metrics::{AcceptorMetrics, CloseReason, HistogramSnapshot, HistoryKind, ShardMetrics};
-use crate::room::fanout::Hub;
+use crate::room::hub::Hub;
 use crate::store::{Store, StoreHistograms, StoreStats};
 use crate::types::ErrorCode;
 

@@ -19,7 +19,7 @@ use prometheus_client::registry::Registry;
 use crate::cluster::ClusterShared;
 use crate::metrics::{AcceptorMetrics, ShardMetrics};
 use crate::protocol::json::ClusterHealth;
-use crate::room::fanout::Hub;
+use crate::room::hub::Hub;
 use crate::store::Store;
 use collector::RoomcastCollector;
 use readiness::{Readiness, StoreState};

@@ -35,11 +35,14 @@ pub enum ErrorCode {
     RateLimited,
     /// The token's `rooms` claim does not include the room.
     Forbidden,
+    /// The server could not accept the message now (cluster mode: the hand-off to Redis is full);
+    /// it was not published; send it again later.
+    Unavailable,
 }
 
 impl ErrorCode {
     /// Every code, in [`ErrorCode::index`] order (the `code` label of `roomcast_error_frames_sent_total`).
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::MissingField,
@@ -56,6 +59,7 @@ impl ErrorCode {
         ErrorCode::HistoryUnavailable,
         ErrorCode::RateLimited,
         ErrorCode::Forbidden,
+        ErrorCode::Unavailable,
     ];
 
     /// Number of codes.
@@ -80,6 +84,7 @@ impl ErrorCode {
             ErrorCode::HistoryUnavailable => 13,
             ErrorCode::RateLimited => 14,
             ErrorCode::Forbidden => 15,
+            ErrorCode::Unavailable => 16,
         }
     }
 
@@ -102,6 +107,7 @@ impl ErrorCode {
             ErrorCode::HistoryUnavailable => "history_unavailable",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 }
@@ -113,12 +119,20 @@ pub struct ClientError {
     pub code: ErrorCode,
     /// Sentence for humans, naming the offending value or limit.
     pub message: String,
+    /// The `client_id` of the message the error is about, echoed in the `error` frame.
+    pub client_id: Option<std::sync::Arc<str>>,
 }
 
 impl ClientError {
     /// Builds an error.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ClientError { code, message: message.into() }
+        ClientError { code, message: message.into(), client_id: None }
+    }
+
+    /// The same error, about the message the client called `client_id`.
+    pub fn about(mut self, client_id: Option<std::sync::Arc<str>>) -> Self {
+        self.client_id = client_id;
+        self
     }
 }
 

@@ -1,16 +1,16 @@
 //! Shared data types, the bottom layer: what several layers pass to each other and nothing else
 //! (no behaviour beyond constructors and accessors, no I/O, no threads).
 //!
-//! [`ChatRecord`] (a stored message), [`Format`] (a connection's wire format), [`ErrorCode`] and
+//! [`Event`] and [`Sequenced`] (the room's ordered log, see `event.rs`), [`Format`] (a connection's wire format), [`ErrorCode`] and
 //! [`ClientError`] (the stable error codes clients receive) and [`ConnRef`] (a connection named
 //! from another thread).
 
 mod client_error;
 mod conn_ref;
+mod event;
 mod format;
-mod record;
 
 pub use client_error::{ClientError, ErrorCode};
 pub use conn_ref::ConnRef;
+pub use event::{Event, EventKind, Message, Origin, Sequenced, Transient};
 pub use format::Format;
-pub use record::ChatRecord;

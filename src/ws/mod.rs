@@ -4,7 +4,7 @@
 //! RFC's masking, opcode, reserved-bit, control-frame, fragmentation and UTF-8 rules; [`codec`]'s
 //! `encode_*` functions build server frames (never masked). [`close`] names the close codes we send.
 //! The WebSocket session (`session::ws_session`) decodes what the shard read with it; the publish
-//! path (`room::fanout`) and the session encode server frames with it. It uses nothing else of the
+//! path (`room::hub`) and the session encode server frames with it. It uses nothing else of the
 //! crate.
 
 pub mod close;

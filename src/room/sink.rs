@@ -1,0 +1,52 @@
+//! [`Sink`]: a consumer of a room's ordered log on a thread of its own (the store writer today;
+//! webhooks and a change feed are the next), fed under the room's lock so that it sees every
+//! sequenced event in the room's order.
+//!
+//! The contract, the same for every sink: `offer_locked` is called with the room's lock held and
+//! must not make a syscall, wake a thread or wait (a `crate::deferred` hand-off does all three
+//! right); it returns whether its consumer must be woken, which the `Hub` does after the lock is
+//! released. `is_congested` feeds the ingress pause. What a full queue means is the sink's own
+//! policy, written on its impl.
+
+use std::sync::Arc;
+
+use crate::deferred::Wake;
+use crate::store::StoreWriter;
+use crate::types::Sequenced;
+
+/// A consumer of every sequenced event, in each room's order.
+pub(crate) trait Sink: Send + Sync {
+    /// Takes `event` with the room's lock held (see the module doc).
+    fn offer_locked(&self, event: &Arc<Sequenced>) -> Wake;
+    /// Wakes the consumer (after an `offer_locked` that asked for it, without a lock held).
+    fn wake(&self);
+    /// Whether shards should stop reading client input until the consumer catches up.
+    fn is_congested(&self) -> bool;
+}
+
+/// The store: every sequenced event is persisted. Full queue: the publish waits for the writer
+/// (`StoreWriter::enqueue_blocking`, bounded) rather than drop an accepted event — the one place a
+/// room's lock is held across a wait, reached only if every shard ignored the ingress pause's
+/// reserve at once.
+impl Sink for StoreWriter {
+    fn offer_locked(&self, event: &Arc<Sequenced>) -> Wake {
+        match self.try_enqueue_deferred(Arc::clone(event)) {
+            Ok(wake) => wake,
+            Err(event) => {
+                let id = event.id;
+                if let Err(err) = self.enqueue_blocking(event) {
+                    tracing::error!(%err, id, "event could not be queued for persistence");
+                }
+                Wake::No
+            }
+        }
+    }
+
+    fn wake(&self) {
+        StoreWriter::wake(self);
+    }
+
+    fn is_congested(&self) -> bool {
+        StoreWriter::is_congested(self)
+    }
+}
