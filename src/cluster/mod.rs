@@ -531,3 +531,47 @@ impl Backoff {
         self.next = std::time::Instant::now();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Event, Format, Origin};
+
+    fn outgoing(cid: &str) -> Outgoing {
+        Outgoing {
+            room: Arc::from("r"),
+            event: Event::message(Arc::from("ann"), Arc::from("hi")),
+            origin: Origin { format: Format::Json, client_id: Some(Arc::from(cid)) },
+            at_ms: 0,
+            reply_to: None,
+        }
+    }
+
+    #[test]
+    fn a_full_hand_off_refuses_at_once_naming_the_message() {
+        let cfg = ClusterConfig::new("redis://127.0.0.1:1".into(), Some("n".into()), 100, 1).expect("config");
+        let (sink, _input) = channel(cfg);
+        assert!(matches!(sink.take(outgoing("a")), Ok(None)), "handed off, comes back from Redis");
+        assert!(sink.is_congested(), "1 of 1");
+        let err = sink.take(outgoing("b")).expect_err("full");
+        assert_eq!(err.code, ErrorCode::Unavailable);
+        assert_eq!(err.client_id.as_deref(), Some("b"), "the error names the refused message");
+        assert_eq!(sink.shared.counters.refused_unavailable.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn presence_is_handed_off_without_waking_a_busy_publisher() {
+        let cfg = ClusterConfig::new("redis://127.0.0.1:1".into(), Some("n".into()), 100, 4).expect("config");
+        let (sink, input) = channel(cfg);
+        let (room, user): (Arc<str>, Arc<str>) = (Arc::from("r"), Arc::from("ann"));
+        assert_eq!(sink.presence_locked(&room, &user, true), PresenceRoute::Sent(Wake::No), "publisher busy");
+        assert!(!input.presence_rx.go_idle(), "it sees the change before sleeping");
+        assert!(input.presence_rx.try_recv().is_ok());
+        assert!(input.presence_rx.go_idle());
+        assert_eq!(
+            sink.presence_locked(&room, &user, false),
+            PresenceRoute::Sent(Wake::Needed),
+            "idle: ring after the lock"
+        );
+    }
+}

@@ -44,7 +44,7 @@ impl Variant {
 
     /// The variant at position `index` of per-variant arrays (the inverse of [`Variant::index`]).
     pub(crate) const fn from_index(index: usize) -> Variant {
-        let format = if index % 2 == 0 { Format::Text } else { Format::Json };
+        let format = if index.is_multiple_of(2) { Format::Text } else { Format::Json };
         Variant { format, compression: Compression::None }
     }
 

@@ -302,9 +302,12 @@ mod tests {
     use crate::room::sequencer::LocalSequencer;
     use crate::types::Format;
 
+    /// What a [`Recorder`] was offered.
+    type Recorded = Arc<Mutex<Vec<Arc<Sequenced>>>>;
+
     /// A sink that records what it was offered.
     #[derive(Default)]
-    struct Recorder(Arc<Mutex<Vec<Arc<Sequenced>>>>);
+    struct Recorder(Recorded);
 
     impl Sink for Recorder {
         fn offer_locked(&self, event: &Arc<Sequenced>) -> Wake {
@@ -317,7 +320,7 @@ mod tests {
         }
     }
 
-    fn hub() -> (Hub, crossbeam_channel::Receiver<ShardMsg>, Arc<Mutex<Vec<Arc<Sequenced>>>>) {
+    fn hub() -> (Hub, crossbeam_channel::Receiver<ShardMsg>, Recorded) {
         let poll = mio::Poll::new().expect("poll");
         let waker = mio::Waker::new(poll.registry(), mio::Token(0)).expect("waker");
         let (inbox, rx) = ShardInbox::new(waker);

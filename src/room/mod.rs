@@ -15,3 +15,6 @@ mod remote;
 pub(crate) mod sequence;
 pub(crate) mod sequencer;
 pub(crate) mod sink;
+
+#[cfg(test)]
+mod log_tests;

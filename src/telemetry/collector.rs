@@ -296,6 +296,18 @@ impl RoomcastCollector {
             "Messages Redis refused for the per-user rate limit (--user-rate-limit).",
             load(|c| c.user_rate_limited.load(Ordering::Relaxed)),
         )?;
+        counter(
+            enc,
+            "roomcast_redis_refused_unavailable",
+            "Messages refused at once (error unavailable) because the hand-off to Redis was full.",
+            load(|c| c.refused_unavailable.load(Ordering::Relaxed)),
+        )?;
+        counter(
+            enc,
+            "roomcast_redis_binary_dropped",
+            "Binary relays dropped because the hand-off to Redis was full (relays are at most once).",
+            load(|c| c.binary_dropped.load(Ordering::Relaxed)),
+        )?;
         let outbox = load(|c| c.outbox_depth.load(Ordering::Relaxed) as u64);
         gauge(
             enc,

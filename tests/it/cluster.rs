@@ -450,6 +450,8 @@ fn outcomes(ws: &mut Client, prefix: &str, sent: usize) -> (usize, usize) {
             Some("message") if event["client_id"].as_str().is_some_and(|c| c.starts_with(prefix)) => delivered += 1,
             Some("error") => {
                 assert_eq!(event["code"], "rate_limited", "{event}");
+                let cid = event["client_id"].as_str().unwrap_or_default();
+                assert!(cid.starts_with(prefix), "the refusal names the refused message: {event}");
                 refused += 1;
             }
             _ => {}
@@ -501,4 +503,54 @@ fn the_per_user_rate_limit_holds_across_nodes() {
     wait_until("node b stored the marker", || history(&b, "r").iter().any(|m| m.2 == "marker"));
     let stored = history(&b, "r").iter().filter(|m| m.1 == "ann").count();
     assert_eq!(stored, 5, "refused messages are not stored");
+}
+
+/// Redis frozen (SIGSTOP) while two senders keep posting into a small hand-off
+/// (`--redis-queue-capacity 8`): every message is either delivered to its sender exactly once (live,
+/// with a provisional id while Redis is away, or from Redis afterwards) or refused with an `error`
+/// frame `unavailable` that names its `client_id`. None is lost silently, none arrives twice.
+#[test]
+fn a_frozen_redis_never_silently_drops_an_accepted_message() {
+    const PER_SENDER: usize = 150;
+    let redis = RedisServer::start();
+    let server = node_with(&redis, "frozen", &["--redis-queue-capacity", "8", "--rate-limit", "0"]);
+    let mut senders: Vec<Client> = (0..2).map(|i| connect_json(&server, "frozen", &format!("s{i}"))).collect();
+    redis.signal("STOP");
+    for i in 0..PER_SENDER {
+        for (s, ws) in senders.iter_mut().enumerate() {
+            let cid = format!("s{s}-{i}");
+            send_json(ws, json!({"type": "message", "room": "frozen", "content": cid, "client_id": cid}));
+        }
+    }
+    // Let the publisher notice the frozen link and the hand-off fill, then thaw.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    redis.signal("CONT");
+    for (s, ws) in senders.iter_mut().enumerate() {
+        let (mut delivered, mut refused) = (HashSet::new(), HashSet::new());
+        while delivered.len() + refused.len() < PER_SENDER {
+            let event = recv_json(ws);
+            match event["type"].as_str() {
+                Some("message") => {
+                    let cid = event["client_id"].as_str().expect("messages echo client_id").to_string();
+                    if !cid.starts_with(&format!("s{s}-")) {
+                        continue; // the other sender's
+                    }
+                    assert!(delivered.insert(cid.clone()), "s{s}: {cid} delivered twice");
+                    assert!(!refused.contains(&cid), "s{s}: {cid} refused and delivered");
+                }
+                Some("error") => {
+                    assert_eq!(event["code"], "unavailable", "s{s}: {event}");
+                    let cid = event["client_id"].as_str().expect("the refusal names the message").to_string();
+                    assert!(refused.insert(cid.clone()), "s{s}: {cid} refused twice");
+                    assert!(!delivered.contains(&cid), "s{s}: {cid} delivered and refused");
+                }
+                _ => {}
+            }
+        }
+        let all: HashSet<String> = (0..PER_SENDER).map(|i| format!("s{s}-{i}")).collect();
+        let answered: HashSet<String> = delivered.union(&refused).cloned().collect();
+        assert_eq!(answered, all, "s{s}: every message answered exactly once");
+        eprintln!("s{s}: {} delivered, {} refused unavailable", delivered.len(), refused.len());
+    }
+    wait_linked(&server);
 }

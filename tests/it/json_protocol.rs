@@ -193,3 +193,58 @@ fn content_within_the_limit_that_grows_when_escaped_is_delivered() {
     send_json(&mut sender, json!({"type": "message", "room": "esc", "content": "still here"}));
     assert_eq!(recv_event(&mut sender, "message")["content"], "still here");
 }
+
+/// Many clients join one room at once over two shards: none receives a `presence` `join` for a user
+/// its own `joined.members` already listed (a member sees only the changes after its snapshot).
+#[test]
+fn no_presence_from_before_ones_own_join() {
+    const CLIENTS: usize = 60;
+    let server = Server::start(&["--rate-limit", "0"]);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(CLIENTS));
+    let server = &server;
+    let violations: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..CLIENTS)
+            .map(|i| {
+                let barrier = std::sync::Arc::clone(&barrier);
+                scope.spawn(move || {
+                    let mut ws = connect_ws(server, &format!("/ws?format=json&room=crowd&nick=u{i}"));
+                    assert_eq!(recv_json(&mut ws)["type"], "welcome");
+                    let joined = recv_json(&mut ws);
+                    assert_eq!(joined["type"], "joined", "{joined}");
+                    let snapshot: Vec<String> = joined["members"]
+                        .as_array()
+                        .expect("members")
+                        .iter()
+                        .map(|m| m.as_str().expect("name").to_string())
+                        .collect();
+                    barrier.wait();
+                    send_json(&mut ws, json!({"type": "ping"}));
+                    let mut bad = Vec::new();
+                    loop {
+                        let event = recv_json(&mut ws);
+                        match event["type"].as_str() {
+                            Some("pong") => break,
+                            Some("presence") if event["event"] == "join" => {
+                                let user = event["user"].as_str().expect("user");
+                                if user != format!("u{i}") && snapshot.iter().any(|m| m == user) {
+                                    bad.push(format!("u{i} got a join of {user}, already in its snapshot"));
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    // Keep the connection until everyone has checked (a leave would be legitimate).
+                    barrier.wait();
+                    bad
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("client thread")).collect()
+    });
+    assert!(
+        violations.is_empty(),
+        "{} stale presence events, e.g. {:?}",
+        violations.len(),
+        &violations[..violations.len().min(3)]
+    );
+}

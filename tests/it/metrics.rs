@@ -149,7 +149,9 @@ fn counters_move_by_exactly_what_the_traffic_implies() {
     assert_eq!(settled.get("roomcast_ready"), 1.0);
     assert_eq!(settled.get("roomcast_store_enabled"), 1.0);
     // Single-node mode: no Redis, so the cluster figures stay 0 (tests/it/cluster.rs checks they move).
-    for name in ["published", "received", "errors", "connects", "user_rate_limited"] {
+    for name in
+        ["published", "received", "errors", "connects", "user_rate_limited", "refused_unavailable", "binary_dropped"]
+    {
         assert_eq!(settled.get(&format!("roomcast_redis_{name}_total")), 0.0, "redis {name} without cluster mode");
     }
     assert_eq!(settled.get("roomcast_redis_up"), 0.0);

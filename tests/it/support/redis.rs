@@ -66,6 +66,13 @@ impl RedisServer {
         }
     }
 
+    /// Sends `SIG<sig>` (e.g. `STOP`, `CONT`) to Redis.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("redis is running").id();
+        let status = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status().expect("kill");
+        assert!(status.success(), "kill -{sig} {pid}");
+    }
+
     /// Starts Redis again on the same port (empty).
     pub fn restart(&mut self) {
         self.kill();
@@ -75,6 +82,10 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
+        // A stopped Redis takes SIGKILL too, but continue it first so nothing lingers half-stopped.
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).status();
+        }
         self.kill();
     }
 }
