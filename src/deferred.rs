@@ -88,6 +88,11 @@ impl<T> DeferredSender<T> {
         self.tx.capacity().unwrap_or(usize::MAX)
     }
 
+    /// Items it still takes once congested (`usize::MAX` when unbounded).
+    pub(crate) fn reserve(&self) -> usize {
+        self.tx.capacity().map_or(usize::MAX, |capacity| capacity - congestion_threshold(capacity))
+    }
+
     /// Whether producers should pause their input (7/8 full).
     pub(crate) fn is_congested(&self) -> bool {
         self.tx.capacity().is_some_and(|capacity| self.tx.len() >= congestion_threshold(capacity))

@@ -48,6 +48,11 @@ impl Shards {
         }
     }
 
+    /// Messages an inbox takes beyond its soft cap before the pause is late (the ingress reserve).
+    pub(crate) fn reserve(&self) -> usize {
+        INBOX_SOFT_CAP
+    }
+
     /// Whether any inbox holds more than [`INBOX_SOFT_CAP`] messages (shards then stop reading
     /// client input: `room::hub::Hub::ingress_paused`).
     pub(crate) fn congested(&self) -> bool {

@@ -388,6 +388,11 @@ impl Sequencer for ClusterSink {
         self.tx.len() >= threshold || self.shared.counters.outbox_depth.load(Ordering::Relaxed) >= threshold
     }
 
+    fn reserve(&self) -> usize {
+        let capacity = self.shared.cfg.queue_capacity;
+        capacity - congestion_threshold(capacity)
+    }
+
     fn wake(&self) {
         // Full: it is rung already.
         let _ = self.bell.try_send(());

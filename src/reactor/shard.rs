@@ -21,10 +21,11 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::bus::ShardMsg;
+use crate::conn::ReadOutcome;
 use crate::conn::outbuf::Flushed;
-use crate::conn::{Conn, Phase, ReadOutcome};
 use crate::limits::per_ip::IpSlot;
 use crate::metrics::CloseReason;
+use crate::session::state::{Conn, Phase};
 use crate::session::{self, ShardCtx};
 
 /// Token of the shard's waker; connection tokens are slab keys, which never reach it.
@@ -84,7 +85,7 @@ impl Shard {
         loop {
             let now = Instant::now();
             let mut timeout = next_sweep.saturating_duration_since(now);
-            if !self.deferred_reads.is_empty() && !self.ctx.hub.ingress_paused() {
+            if !self.deferred_reads.is_empty() && !self.ctx.ingress_paused() {
                 timeout = Duration::ZERO;
             } else if !self.deferred_reads.is_empty() {
                 // Paused: poll again soon to see whether the queues drained.
@@ -105,6 +106,9 @@ impl Shard {
             }
             self.ctx.inbox.awake();
             let turn_started = Instant::now();
+            // One look at every queue of the publish path per turn (sessions look again only after
+            // `Hub::ingress_recheck` frames).
+            self.ctx.refresh_ingress();
 
             for event in events.iter() {
                 let key = event.token().0;
@@ -112,7 +116,7 @@ impl Shard {
                     continue;
                 }
                 if event.is_writable() {
-                    self.ctx.schedule.flush(&mut self.conns[key], key);
+                    self.ctx.schedule.flush(key);
                 }
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
                     self.on_readable(key);
@@ -145,7 +149,7 @@ impl Shard {
 
     /// Reads what a readable connection sent, up to the per-turn budget.
     fn on_readable(&mut self, key: usize) {
-        let paused = self.ctx.hub.ingress_paused();
+        let paused = self.ctx.ingress_paused();
         let Some(conn) = self.conns.get_mut(key) else { return };
         // Only WebSocket sessions publish chat: plain HTTP (health, readiness, metrics, history,
         // upgrade requests) is still served while ingress is paused, so `/readyz` can say why.
@@ -206,7 +210,7 @@ impl Shard {
     }
 
     fn retry_deferred_reads(&mut self) {
-        if self.deferred_reads.is_empty() || self.ctx.hub.ingress_paused() {
+        if self.deferred_reads.is_empty() || self.ctx.ingress_paused() {
             return;
         }
         let keys = std::mem::take(&mut self.deferred_reads);
@@ -278,7 +282,7 @@ impl Shard {
         }
         let serial = self.ctx.next_serial();
         let deadline = Instant::now() + self.ctx.cfg.handshake_timeout();
-        let mut conn = Conn::new(stream, peer, serial, over_capacity, ops_only, deadline);
+        let mut conn = Conn::new(stream, peer, serial, session::new_phase(over_capacity, ops_only), deadline);
         conn.ip_slot = ip_slot;
         entry.insert(conn);
         self.ctx.metrics.connections_open.add(1);
@@ -295,7 +299,6 @@ impl Shard {
         for _ in 0..FLUSHES_PER_TURN {
             let Some(key) = self.ctx.schedule.next_flush() else { break };
             let Some(conn) = self.conns.get_mut(key) else { continue };
-            conn.flush_scheduled = false;
             let queued = conn.out.queued_bytes();
             match conn.flush() {
                 Ok(Flushed::All) | Ok(Flushed::WouldBlock) => {}
@@ -311,9 +314,7 @@ impl Shard {
                 conn.read_pending = true;
                 self.deferred_reads.push(key);
             }
-            if conn.drain_wanted && conn.out.queued_bytes() < session::catchup::low_water(&self.ctx.cfg) {
-                session::on_drained(&mut self.ctx, conn, key);
-            }
+            session::on_flushed(&mut self.ctx, conn, key);
         }
         self.ctx.metrics.bytes_out.add(written as u64);
     }
@@ -332,8 +333,8 @@ impl Shard {
                 continue;
             }
             let mut conn = self.conns.remove(key);
-            let phase = std::mem::replace(&mut conn.phase, Phase::Closing { write_shut: true });
-            session::membership::release(&mut self.ctx, key, phase);
+            let phase = std::mem::replace(&mut conn.phase, Phase::Closing);
+            session::on_reaped(&mut self.ctx, key, phase);
             let _ = self.poll.registry().deregister(&mut conn.sock);
             self.ctx.open_conns.fetch_sub(1, Ordering::Relaxed);
             let reason = conn.close_reason.unwrap_or(CloseReason::Normal);
@@ -345,7 +346,8 @@ impl Shard {
     /// Expires handshake and linger deadlines; heartbeats and idle timeouts of WebSocket clients.
     fn sweep(&mut self, now: Instant) {
         // One look at the queues per sweep, not one per connection (it reads every inbox's length).
-        let paused = self.ctx.hub.ingress_paused();
+        self.ctx.refresh_ingress();
+        let paused = self.ctx.ingress_paused();
         for (key, conn) in self.conns.iter_mut() {
             if conn.deadline.is_some_and(|d| now >= d) {
                 if matches!(conn.phase, Phase::Http(_)) {

@@ -107,6 +107,17 @@ impl Hub {
             || self.shards.congested()
     }
 
+    /// How many frames a shard may take between two looks at [`Hub::ingress_paused`]: the smallest
+    /// reserve (what a queue still takes once congested) of every sink, the sequencer and the
+    /// inboxes, shared by the shards, at most 64 and at least 1. Every shard reading that many
+    /// frames at once after a look that said "go" still fits the reserve, so the pause stays ahead
+    /// of every bound while it is looked at once per loop turn, not once per frame.
+    pub(crate) fn ingress_recheck(&self) -> usize {
+        let reserve =
+            self.sinks.iter().map(|s| s.reserve()).chain([self.sequencer.reserve(), self.shards.reserve()]).min();
+        (reserve.unwrap_or(usize::MAX) / self.shards.len().max(1)).clamp(1, 64)
+    }
+
     /// Publishes `event` (sent the way `origin` says, by `reply_to` if a connection sent it) to
     /// `room`: the one entry for every event of a room's ordered log.
     ///
@@ -318,6 +329,9 @@ mod tests {
         fn is_congested(&self) -> bool {
             false
         }
+        fn reserve(&self) -> usize {
+            100
+        }
     }
 
     fn hub() -> (Hub, crossbeam_channel::Receiver<ShardMsg>, Recorded) {
@@ -373,5 +387,11 @@ mod tests {
         let seen_by_cid: Vec<_> = delivered.iter().filter(|(pos, _)| *pos > cid.pos).collect();
         assert_eq!(seen_by_cid.len(), 2, "its own join and the message, not Bob's earlier join: {delivered:?}");
         assert!(cid.member_names.iter().any(|n| &**n == "bob"));
+    }
+
+    #[test]
+    fn the_ingress_recheck_fits_the_smallest_reserve() {
+        let (hub, _rx, _) = hub();
+        assert_eq!(hub.ingress_recheck(), 64, "a reserve of 100 over one shard: the cap");
     }
 }

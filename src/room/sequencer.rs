@@ -68,6 +68,8 @@ pub(crate) trait Sequencer: Send + Sync {
     fn members(&self, room: &str, local: &HashMap<Arc<str>, u32>, max_names: usize) -> Option<MemberList>;
     /// Whether shards should stop reading client input because the sequencer is behind.
     fn is_congested(&self) -> bool;
+    /// Events it still takes once congested before it refuses (the ingress pause's reserve).
+    fn reserve(&self) -> usize;
     /// Wakes the sequencer's thread after a [`PresenceRoute::Sent`] that asked for it (no lock held).
     fn wake(&self);
 }
@@ -95,6 +97,10 @@ impl Sequencer for LocalSequencer {
 
     fn is_congested(&self) -> bool {
         false
+    }
+
+    fn reserve(&self) -> usize {
+        usize::MAX
     }
 
     fn wake(&self) {}

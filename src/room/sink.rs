@@ -22,6 +22,8 @@ pub(crate) trait Sink: Send + Sync {
     fn wake(&self);
     /// Whether shards should stop reading client input until the consumer catches up.
     fn is_congested(&self) -> bool;
+    /// Events it still takes once congested before it is full (the ingress pause's reserve).
+    fn reserve(&self) -> usize;
 }
 
 /// The store: every sequenced event is persisted. Full queue: the publish waits for the writer
@@ -48,5 +50,9 @@ impl Sink for StoreWriter {
 
     fn is_congested(&self) -> bool {
         StoreWriter::is_congested(self)
+    }
+
+    fn reserve(&self) -> usize {
+        StoreWriter::reserve(self)
     }
 }

@@ -17,7 +17,7 @@
 //! # Resume
 //! A member joining with `since` below the room's last id (`upto`) gets a [`CatchUp`]: pages of ids
 //! `> next_after` up to `upto` from the store, oldest first. Live frames for the room meanwhile (ids
-//! above `upto`, the shard skips the others) are held ([`hold_live`]) and sent after the last page:
+//! above `upto`, the shard skips the others) are held (`super::local::Held`) and sent after the last page:
 //! no gap, no duplicate, in id order. Held frames are bounded by half the output bound; past it they
 //! are dropped and the catch-up is extended instead: when history reaches `upto`, `upto` becomes the
 //! room's last id *now* (read under the room's lock), the member's `min_pos` moves to the room's
@@ -30,14 +30,12 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use super::ctx::ShardCtx;
 use super::history;
 use super::send::{close_session, send_error, send_frame, text_frame};
+use super::state::{CatchUp, Conn, PacedRead, PacedReads};
 use crate::bus::HistoryPurpose;
 use crate::config::Config;
-use crate::conn::{CatchUp, Conn, PacedRead, PacedReads};
 use crate::metrics::CloseReason;
 use crate::protocol::json;
 use crate::render;
@@ -57,12 +55,12 @@ pub(crate) fn low_water(cfg: &Config) -> usize {
 
 /// A new catch-up state for a member resuming after `since` up to `upto`.
 pub(crate) fn catch_up(since: u64, upto: u64) -> CatchUp {
-    CatchUp { next_after: since, upto, page_limit: RESUME_PAGE, held: Vec::new(), held_bytes: 0, overflowed: false }
+    CatchUp { next_after: since, upto, page_limit: RESUME_PAGE }
 }
 
 /// Starts paging history for the membership of `room_id` (which has a [`CatchUp`]).
 pub(crate) fn start(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64) {
-    if let Some(ws) = conn.ws_mut() {
+    if let Some(ws) = conn.phase.ws_mut() {
         queue_resume(&mut ws.paced, room_id);
     }
     pump(ctx, conn, key);
@@ -83,7 +81,7 @@ pub(crate) fn request_history(
         return Err(ClientError::new(ErrorCode::HistoryUnavailable, "history is disabled on this server"));
     }
     let cap = MAX_WAITING_HISTORY.max(ctx.cfg.max_rooms_per_conn);
-    let Some(ws) = conn.ws_mut() else { return Ok(()) };
+    let Some(ws) = conn.phase.ws_mut() else { return Ok(()) };
     let waiting = ws.paced.waiting.iter().filter(|r| matches!(r, PacedRead::History { .. })).count();
     if waiting >= cap {
         return Err(ClientError::new(
@@ -96,30 +94,11 @@ pub(crate) fn request_history(
     Ok(())
 }
 
-/// A live frame for a member that is catching up: holds it back (bounded) for after the catch-up.
-/// Returns whether it was held; past the bound the held frames are dropped and the catch-up extended
-/// (see the module doc), never a slow-consumer close.
-pub(crate) fn hold_live(conn: &mut Conn, room_id: u64, frame: &Bytes, max_outbuf: usize) -> bool {
-    let Some(cu) = conn.ws_mut().and_then(|ws| ws.membership_mut(room_id)).and_then(|m| m.catch_up.as_mut()) else {
-        return false;
-    };
-    if cu.overflowed {
-        return false;
-    }
-    if cu.held_bytes + frame.len() > max_outbuf / 2 {
-        cu.held = Vec::new();
-        cu.held_bytes = 0;
-        cu.overflowed = true;
-        return false;
-    }
-    cu.held_bytes += frame.len();
-    cu.held.push(frame.clone());
-    true
-}
-
 /// The output queue drained below the low-water mark: send the next paced read.
 pub(crate) fn on_drained(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
-    conn.drain_wanted = false;
+    if let Some(ws) = conn.phase.ws_mut() {
+        ws.paced.drain_wanted = false;
+    }
     pump(ctx, conn, key);
 }
 
@@ -132,7 +111,7 @@ pub(crate) fn on_resume_page(
     after: u64,
     result: Result<HistoryPage, StoreError>,
 ) {
-    let Some(ws) = conn.ws_mut() else { return };
+    let Some(ws) = conn.phase.ws_mut() else { return };
     ws.paced.in_flight = false;
     // A reply for a membership left meanwhile (or a page no longer wanted) is dropped.
     let wanted = ws.membership_mut(room_id).and_then(|m| m.catch_up.as_ref()).is_some_and(|cu| cu.next_after == after);
@@ -164,12 +143,12 @@ pub(crate) fn on_history_command(
     room: &str,
     result: Result<HistoryPage, StoreError>,
 ) {
-    let Some(ws) = conn.ws_mut() else { return };
+    let Some(ws) = conn.phase.ws_mut() else { return };
     ws.paced.in_flight = false;
     match result {
         Ok(page) => {
             conn.send_paced(text_frame(&json::history_event(room, &page.messages, page.has_more)));
-            ctx.schedule.flush(conn, key);
+            ctx.schedule.flush(key);
         }
         Err(err) => {
             send_error(ctx, conn, key, &ClientError::new(ErrorCode::HistoryUnavailable, format!("{err}")));
@@ -181,7 +160,7 @@ pub(crate) fn on_history_command(
 /// Queues the page's messages up to `upto` (at most about `--max-outbuf` bytes of them), then asks
 /// for the next page or finishes.
 fn send_page(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64, page: &HistoryPage) {
-    let Some(ws) = conn.ws_mut() else { return };
+    let Some(ws) = conn.phase.ws_mut() else { return };
     let format = ws.format;
     let Some(upto) = ws.membership_mut(room_id).and_then(|m| m.catch_up.as_ref()).map(|cu| cu.upto) else { return };
     let budget = ctx.cfg.max_outbuf;
@@ -203,9 +182,9 @@ fn send_page(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64, page
         conn.send_paced(frame);
     }
     if sent > 0 {
-        ctx.schedule.flush(conn, key);
+        ctx.schedule.flush(key);
     }
-    let Some(ws) = conn.ws_mut() else { return };
+    let Some(ws) = conn.phase.ws_mut() else { return };
     let Some(cu) = ws.membership_mut(room_id).and_then(|m| m.catch_up.as_mut()) else { return };
     if let Some(last) = last {
         cu.next_after = last;
@@ -222,11 +201,12 @@ fn send_page(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64, page
 /// History reached `upto`: extend the catch-up if live frames overflowed meanwhile, else release
 /// the held frames and go live.
 fn finish(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64) {
-    let Some(ws) = conn.ws_mut() else { return };
+    let Some(ws) = conn.phase.ws_mut() else { return };
     let Some(membership) = ws.membership_mut(room_id) else { return };
     let room = Arc::clone(&membership.room);
     let Some(cu) = membership.catch_up.as_mut() else { return };
-    if cu.overflowed {
+    let overflowed = ctx.local.held_mut(room_id, key).is_some_and(|held| std::mem::take(&mut held.overflowed));
+    if overflowed {
         // Under the room's lock: every message up to `last_id` is in the store queue (it is enqueued
         // under the same lock), and every later event (position above `pos`) reaches this shard's
         // inbox after now.
@@ -234,7 +214,6 @@ fn finish(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64) {
             let state = room.state.lock();
             (state.last_id, state.pos)
         };
-        cu.overflowed = false;
         if last_id > cu.upto {
             cu.next_after = cu.upto;
             cu.upto = last_id;
@@ -248,9 +227,10 @@ fn finish(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64) {
 
 /// Ends the catch-up of `room_id`: live frames flow again, the held ones first.
 fn release(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64) {
-    let catch_up = conn.ws_mut().and_then(|ws| ws.membership_mut(room_id)).and_then(|m| m.catch_up.take());
-    ctx.local.set_held(room_id, key, false);
-    for frame in catch_up.map(|cu| cu.held).unwrap_or_default() {
+    if let Some(membership) = conn.phase.ws_mut().and_then(|ws| ws.membership_mut(room_id)) {
+        membership.catch_up = None;
+    }
+    for frame in ctx.local.release_held(room_id, key) {
         if !send_frame(ctx, conn, key, frame) {
             return;
         }
@@ -270,12 +250,12 @@ fn pump(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
     let mark = low_water(&ctx.cfg);
     loop {
         let below = conn.out.queued_bytes() < mark;
-        let Some(ws) = conn.ws_mut() else { return };
+        let Some(ws) = conn.phase.ws_mut() else { return };
         if ws.paced.in_flight || ws.paced.waiting.is_empty() {
             return;
         }
         if !below {
-            conn.drain_wanted = true;
+            ws.paced.drain_wanted = true;
             return;
         }
         let Some(read) = ws.paced.waiting.pop_front() else { return };
@@ -295,7 +275,7 @@ fn pump(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
             PacedRead::History { query, room } => (query, HistoryPurpose::Command { room }),
         };
         if history::submit(ctx, key, conn.serial, query, purpose.clone()) {
-            if let Some(ws) = conn.ws_mut() {
+            if let Some(ws) = conn.phase.ws_mut() {
                 ws.paced.in_flight = true;
             }
             return;

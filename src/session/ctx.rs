@@ -16,7 +16,7 @@ use super::gate::Gate;
 use super::local::LocalRooms;
 use crate::bus::ShardInbox;
 use crate::config::Config;
-use crate::conn::Conn;
+
 use crate::metrics::ShardMetrics;
 use crate::protocol::json::JsonParser;
 use crate::room::hub::Hub;
@@ -33,6 +33,9 @@ pub(crate) struct Schedule {
     /// Connections with output to write, in the order they got it (the shard writes a bounded slice
     /// from the front each turn; see `reactor::shard::FLUSHES_PER_TURN`).
     flush: VecDeque<usize>,
+    /// By slab key: already in `flush` (so a connection is queued once, with no hashing on the hot
+    /// path; grown to the largest key seen).
+    flush_queued: Vec<bool>,
     /// Connections to remove at the end of the turn.
     remove: Vec<usize>,
     /// Set view of `remove`.
@@ -40,10 +43,12 @@ pub(crate) struct Schedule {
 }
 
 impl Schedule {
-    /// Makes sure `conn` (slab key `key`) is written: queued once until the reactor writes it.
-    pub(crate) fn flush(&mut self, conn: &mut Conn, key: usize) {
-        if !conn.flush_scheduled {
-            conn.flush_scheduled = true;
+    /// Makes sure connection `key` is written: queued once until the reactor writes it.
+    pub(crate) fn flush(&mut self, key: usize) {
+        if key >= self.flush_queued.len() {
+            self.flush_queued.resize(key + 1, false);
+        }
+        if !std::mem::replace(&mut self.flush_queued[key], true) {
             self.flush.push_back(key);
         }
     }
@@ -65,9 +70,11 @@ impl Schedule {
         !self.flush.is_empty()
     }
 
-    /// The next connection to write (the reactor clears its `flush_scheduled`).
+    /// The next connection to write.
     pub(crate) fn next_flush(&mut self) -> Option<usize> {
-        self.flush.pop_front()
+        let key = self.flush.pop_front()?;
+        self.flush_queued[key] = false;
+        Some(key)
     }
 
     /// The next connection to remove.
@@ -107,7 +114,18 @@ pub(crate) struct ShardCtx {
     pub(crate) metrics: Arc<ShardMetrics>,
     /// Metrics registry and readiness, for `/metrics` and `/readyz`.
     pub(crate) telemetry: Arc<Telemetry>,
+    /// The ingress pause as last computed (see [`ShardCtx::refresh_ingress`]).
+    ingress: Ingress,
     serial: u64,
+}
+
+/// The ingress pause (`Hub::ingress_paused`), computed from every sink, the sequencer and the inboxes
+/// once per loop turn and again after every `Hub::ingress_recheck` frames a session took in between.
+#[derive(Debug, Clone, Copy)]
+struct Ingress {
+    paused: bool,
+    frames_left: usize,
+    recheck: usize,
 }
 
 /// What a shard's sessions share with the rest of the server, handed to [`ShardCtx::new`].
@@ -143,8 +161,30 @@ impl ShardCtx {
             encode_buf: Vec::with_capacity(1024),
             schedule: Schedule::default(),
             gate: Arc::clone(&shared.gate),
+            ingress: Ingress { paused: false, frames_left: 0, recheck: shared.hub.ingress_recheck() },
             serial: 0,
         }
+    }
+
+    /// Looks at the queues again (the shard calls it once per loop turn).
+    pub(crate) fn refresh_ingress(&mut self) {
+        self.ingress.paused = self.hub.ingress_paused();
+        self.ingress.frames_left = self.ingress.recheck;
+    }
+
+    /// Whether WebSocket input is paused, as of the last look.
+    pub(crate) fn ingress_paused(&self) -> bool {
+        self.ingress.paused
+    }
+
+    /// A session is about to take one more frame: whether input must pause first (looked at again
+    /// once the frames allowed since the last look are used up).
+    pub(crate) fn pause_before_frame(&mut self) -> bool {
+        if self.ingress.frames_left == 0 {
+            self.refresh_ingress();
+        }
+        self.ingress.frames_left -= 1;
+        self.ingress.paused
     }
 
     /// A serial unique across shards (shard index in the low byte).

@@ -1,23 +1,24 @@
 //! Live delivery on a shard: one published event ([`Delivery`]) queued on every local member of its
-//! room, as a clone of the shared `Bytes` handle (no copy, no encoding).
+//! room, as a clone of the shared `Bytes` handle of the member's variant (rendered once, by the
+//! first shard that needs it; no copy, no encoding per member).
 //!
 //! The session's rules for a live frame: a member that joined after the event (its room position is
-//! not above the member's `min_pos`) skips it; a member catching up holds it back (`super::catchup::hold_live`);
-//! a member whose output queue is full is a slow consumer (`super::send::close_slow_consumer`).
+//! not above the member's `min_pos`) skips it; a member catching up holds it back
+//! (`super::local::Held`, bounded by half the output bound); a member whose output queue is full is
+//! a slow consumer (`super::send::close_slow_consumer`).
 
 use slab::Slab;
 
-use super::catchup;
 use super::ctx::ShardCtx;
 use super::send::close_slow_consumer;
+use super::state::Conn;
 use crate::bus::Delivery;
-use crate::conn::Conn;
 use crate::render::Variant;
 
 /// Queues `delivery` on every local member of its room; returns the number of members looked at
 /// (the shard's per-turn delivery budget counts them).
 pub(crate) fn deliver(ctx: &mut ShardCtx, conns: &mut Slab<Conn>, delivery: &Delivery) -> usize {
-    let Some(members) = ctx.local.members(delivery.room_id) else { return 0 };
+    let Some(members) = ctx.local.members_mut(delivery.room_id) else { return 0 };
     let visited = members.len();
     let max_outbuf = ctx.cfg.max_outbuf;
     let mut slow = Vec::new();
@@ -33,20 +34,20 @@ pub(crate) fn deliver(ctx: &mut ShardCtx, conns: &mut Slab<Conn>, delivery: &Del
         let Some(frame) = *slot.get_or_insert_with(|| delivery.frame(member.variant, &mut ctx.encode_buf)) else {
             continue;
         };
-        let Some(conn) = conns.get_mut(member.key) else { continue };
-        if member.held {
+        if let Some(held) = &mut member.held {
             // Live frames wait (bounded) while a resuming member catches up.
-            if catchup::hold_live(conn, delivery.room_id, frame, max_outbuf) {
+            if held.hold(frame, max_outbuf / 2) {
                 delivered += 1;
             }
             continue;
         }
+        let Some(conn) = conns.get_mut(member.key) else { continue };
         if conn.send(frame.clone(), max_outbuf).is_err() {
             slow.push(member.key);
             continue;
         }
         delivered += 1;
-        ctx.schedule.flush(conn, member.key);
+        ctx.schedule.flush(member.key);
     }
     if delivered > 0 {
         ctx.metrics.deliveries.add(delivered);

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::ctx::ShardCtx;
 use super::send::{close_session, send_frame};
-use crate::conn::{Conn, Phase};
+use super::state::{Conn, Phase};
 use crate::limits::client::Liveness;
 use crate::metrics::CloseReason;
 use crate::ws::close;

@@ -17,9 +17,9 @@ use std::time::Instant;
 use super::ctx::ShardCtx;
 use super::gate::AccessError;
 use super::history::{self, PageRequest};
+use super::state::{Conn, Phase, WsState};
 use super::{ops, ws_session};
 use crate::bus::HistoryPurpose;
-use crate::conn::{Conn, Phase, WsState};
 use crate::http::percent::{PercentError, query_pairs};
 use crate::http::request::{self, Request};
 use crate::http::response::Response;
@@ -184,9 +184,10 @@ fn respond(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, resp: Response, keep
         conn.deadline = Some(Instant::now() + ctx.cfg.handshake_timeout());
     } else {
         let deadline = ctx.linger_deadline();
-        conn.enter_closing(deadline);
+        conn.close_after_flush(deadline);
+        conn.phase = Phase::Closing;
     }
-    ctx.schedule.flush(conn, key);
+    ctx.schedule.flush(key);
 }
 
 /// Query parameters of the WebSocket endpoint.
@@ -292,7 +293,7 @@ fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
     }
     tracing::debug!(shard = ctx.shard, key, peer = %conn.peer, room = %params.room, format = ?params.format, "upgraded");
     ws_session::join(ctx, conn, key, &params.room, params.since);
-    ctx.schedule.flush(conn, key);
+    ctx.schedule.flush(key);
 }
 
 fn history(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, req: &Request) {

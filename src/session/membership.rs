@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::ctx::ShardCtx;
 use super::local::LocalMember;
-use crate::conn::{Membership, Phase, WsState};
+use super::state::{Membership, Phase, WsState};
 use crate::render::Variant;
 use crate::room::directory::Joined;
 use crate::room::sequencer::MemberList;
@@ -39,7 +39,7 @@ pub(crate) fn enter(
 ) -> Entered {
     let variant = Variant::plain(format);
     let (joined, cluster_members) = ctx.hub.join(room, ctx.shard, variant, user, MAX_MEMBER_NAMES);
-    let held = held(joined.last_id);
+    let held = held(joined.last_id).then(Box::default);
     ctx.local.add(joined.room.id, LocalMember { key, min_pos: joined.pos, variant, held });
     ctx.metrics.room_members.add(1);
     Entered { joined, cluster_members }

@@ -1,9 +1,32 @@
-//! What a connection's bytes mean: the HTTP and WebSocket sessions above the socket.
+//! What a connection's bytes mean: the HTTP and WebSocket sessions above the socket, and all of a
+//! connection's session state ([`state`]: its phase, memberships, catch-up paging, paced reads,
+//! decoder, limits; the frames held during a catch-up are in [`local`], beside the member).
 //!
-//! The shard (`reactor::shard`) reads and writes; this layer decides what to answer, and asks the
-//! shard to write or remove connections through [`ctx::Schedule`]. Files, each using only the ones
-//! listed before it (`tests/it/tidy.rs` checks there is no cycle):
-//! - [`local`]: the shard's index of its members per room;
+//! # The reactor–session contract
+//! The shard (`reactor::shard`) does IO and keeps time; this layer decides. This file is the whole
+//! contract; the reactor calls nothing else of the session.
+//!
+//! What the reactor tells the session:
+//! - a new connection: [`new_phase`] (its first phase);
+//! - input: [`wants_input`] (may the socket be read now?), [`on_input`] (bytes read),
+//!   [`resume_input`] (input buffered while it did not want more may be served now);
+//! - from the inbox: [`deliver::deliver`] (a room's event, for every local member),
+//!   [`on_history`] (a page read by the store), [`on_refused`] (a message refused after it left);
+//! - output: [`on_flushed`] (a write happened; the queue may now be below a low-water mark);
+//! - time: [`heartbeat::on_sweep`] (every 250 ms, with the ingress pause read once);
+//! - the end: [`on_shutdown`] (close with 1001), [`on_reaped`] (the connection is gone: leave its
+//!   rooms).
+//!
+//! What the session asks of the reactor, and only through [`ctx::Schedule`]: write connection `k`
+//! (`Schedule::flush`), remove connection `k` at the end of the turn (`Schedule::remove`). Closing
+//! a connection is the session's decision, made on the socket's state (`Conn::begin_close`,
+//! `Conn::close_after_flush`); the reactor then writes what is queued, shuts the write side and
+//! reaps it after the peer's EOF or the linger deadline. The socket's own flags (`read_pending`,
+//! `read_blocked`) are the reactor's alone.
+//!
+//! Files, each using only the ones listed before it (`tests/it/tidy.rs` checks there is no cycle):
+//! - [`state`]: a connection's session state ([`state::Phase`]) and the `Conn` the sessions see;
+//! - [`local`]: the shard's index of its members per room, with what is held for a catching-up one;
 //! - [`gate`]: admission (origin, token, room grant; the rate limits' settings);
 //! - [`ctx`]: [`ShardCtx`], the per-shard state, and the [`ctx::Schedule`] of flushes and removals;
 //! - [`membership`]: entering and leaving rooms;
@@ -27,14 +50,21 @@ pub(crate) mod local;
 pub(crate) mod membership;
 pub(crate) mod ops;
 pub(crate) mod send;
+pub(crate) mod state;
 pub(crate) mod ws_session;
 
 pub(crate) use ctx::{ShardCtx, Shared};
 
 use crate::bus::HistoryPurpose;
-use crate::conn::{Conn, Phase};
 use crate::store::{HistoryPage, StoreError};
 use crate::types::ClientError;
+use state::{Conn, HttpState, Phase};
+
+/// The first phase of a connection just accepted (`over_capacity`: answer 503; `ops_only`: from
+/// the `--metrics-addr` listener, which serves the operations endpoints only).
+pub(crate) fn new_phase(over_capacity: bool, ops_only: bool) -> Phase {
+    Phase::Http(HttpState { over_capacity, awaiting_reply: false, ops_only })
+}
 
 /// Feeds bytes read from `conn` to its session.
 pub(crate) fn on_input(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8]) {
@@ -42,16 +72,16 @@ pub(crate) fn on_input(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &m
         Phase::Http(_) => http_session::on_input(ctx, conn, key, data),
         Phase::Ws(_) => ws_session::on_input(ctx, conn, key, data),
         // Input after our close is read and dropped until the peer closes.
-        Phase::Closing { .. } => {}
+        Phase::Closing => {}
     }
 }
 
 /// Whether the session takes more input now. `false` for an HTTP connection whose next request
 /// must wait (see [`http_session::accepts_request`]), and for a WebSocket session while ingress is
-/// paused (`Hub::ingress_paused`): the shard then leaves the socket unread, so TCP pushes back.
+/// paused (`ShardCtx::ingress_paused`): the shard then leaves the socket unread, so TCP pushes back.
 pub(crate) fn wants_input(ctx: &ShardCtx, conn: &Conn) -> bool {
     match conn.phase {
-        Phase::Ws(_) => !ctx.hub.ingress_paused(),
+        Phase::Ws(_) => !ctx.ingress_paused(),
         _ => http_session::accepts_request(ctx, conn),
     }
 }
@@ -62,7 +92,7 @@ pub(crate) fn resume_input(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
     match conn.phase {
         Phase::Http(_) => http_session::serve_buffered(ctx, conn, key),
         Phase::Ws(_) => ws_session::on_input(ctx, conn, key, &mut []),
-        Phase::Closing { .. } => {}
+        Phase::Closing => {}
     }
 }
 
@@ -92,10 +122,18 @@ pub(crate) fn on_history(
     }
 }
 
-/// The connection's output queue drained below the low-water mark while a paced read waited for it
-/// (`Conn::drain_wanted`): send the next one. Called by the shard after a flush.
-pub(crate) fn on_drained(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
-    catchup::on_drained(ctx, conn, key);
+/// The reactor wrote some of `conn`'s output: a paced read waiting for the queue to drain below the
+/// low-water mark is sent once it has.
+pub(crate) fn on_flushed(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
+    let waiting = conn.phase.ws_mut().is_some_and(|ws| ws.paced.drain_wanted);
+    if waiting && conn.out.queued_bytes() < catchup::low_water(&ctx.cfg) {
+        catchup::on_drained(ctx, conn, key);
+    }
+}
+
+/// The reactor removed connection `key`, whose session state was `phase`: leaves its rooms.
+pub(crate) fn on_reaped(ctx: &mut ShardCtx, key: usize, phase: Phase) {
+    membership::release(ctx, key, phase);
 }
 
 /// Shutdown: closes a WebSocket session with 1001 (its queued frames are still sent first) or an
@@ -107,6 +145,6 @@ pub(crate) fn on_shutdown(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
             send::close_session(ctx, conn, key, crate::ws::close::GOING_AWAY, "server shutting down", false, why);
         }
         Phase::Http(_) => ctx.schedule.remove(key),
-        Phase::Closing { .. } => {}
+        Phase::Closing => {}
     }
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::ctx::ShardCtx;
 use super::membership;
-use crate::conn::{Conn, Phase};
+use super::state::{Conn, Phase};
 use crate::metrics::CloseReason;
 use crate::protocol::json;
 use crate::types::ClientError;
@@ -34,7 +34,7 @@ pub(crate) fn send_frame(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, frame:
         close_slow_consumer(ctx, conn, key);
         return false;
     }
-    ctx.schedule.flush(conn, key);
+    ctx.schedule.flush(key);
     true
 }
 
@@ -62,7 +62,8 @@ pub(crate) fn close_session(
     }
     conn.set_close_reason(why);
     let deadline = ctx.linger_deadline();
-    let old = conn.begin_close(code, reason, discard_queued, deadline);
+    conn.begin_close(code, reason, discard_queued, deadline);
+    let old = std::mem::replace(&mut conn.phase, Phase::Closing);
     membership::release(ctx, key, old);
-    ctx.schedule.flush(conn, key);
+    ctx.schedule.flush(key);
 }

@@ -17,8 +17,8 @@ use super::gate;
 use super::history::{self, MAX_PAGE, PageRequest};
 use super::membership::{self, Entered};
 use super::send::{close_session, send_error, send_frame, text_frame};
+use super::state::{Conn, Membership, Phase};
 use crate::config::Config;
-use crate::conn::{Conn, Membership, Phase};
 use crate::limits::throttle::Verdict;
 use crate::metrics::CloseReason;
 use crate::protocol::json::{self, Command, MAX_CLIENT_ID_BYTES, WelcomeLimits};
@@ -66,7 +66,7 @@ fn decode_frames(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8
     while matches!(conn.phase, Phase::Ws(_)) && at < data.len() {
         // Backpressure per frame, not per read: one read can carry thousands of small messages,
         // more than the store queue's reserve. The rest waits in `inbuf` (see `wants_input`).
-        if at > 0 && ctx.hub.ingress_paused() {
+        if at > 0 && ctx.pause_before_frame() {
             break;
         }
         match decoder.decode(&mut data[at..], max_frame) {
@@ -281,7 +281,7 @@ pub(crate) fn join(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, 
         let names: Vec<&str> = names.iter().map(|n| &**n).collect();
         let frame = json::joined(room, &names, count, joined.last_id);
         conn.send_unbounded(codec::encode_frame(codec::TEXT, &frame));
-        ctx.schedule.flush(conn, key);
+        ctx.schedule.flush(key);
     }
     if resume_from.is_some() {
         catchup::start(ctx, conn, key, joined.room.id);

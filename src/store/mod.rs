@@ -638,6 +638,11 @@ impl StoreWriter {
         self.tx.is_congested()
     }
 
+    /// Records the queue still takes once congested (its last eighth).
+    pub(crate) fn reserve(&self) -> usize {
+        self.tx.reserve()
+    }
+
     /// Records waiting in the queue now.
     pub(crate) fn depth(&self) -> usize {
         self.tx.len()

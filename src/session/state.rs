@@ -1,0 +1,125 @@
+//! The session's state of one connection, carried by `conn::Conn` (which treats it as opaque):
+//! its [`Phase`] (HTTP, WebSocket, closed) and, for a WebSocket session, everything it owns once:
+//! its memberships and their catch-up paging, the paced history reads, its decoder and limits.
+//! Live frames held back during a catch-up are the shard's (`super::local::LocalMember::held`),
+//! next to the member they are for, not here.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::limits::client::ClientLimits;
+use crate::room::directory::Room;
+use crate::store::HistoryQuery;
+use crate::types::Format;
+use crate::ws::codec::FrameDecoder;
+
+/// A connection as the sessions see it.
+pub(crate) type Conn = crate::conn::Conn<Phase>;
+
+/// Where a connection is in its life.
+#[derive(Debug)]
+pub(crate) enum Phase {
+    /// Reading HTTP request heads (before an upgrade, or plain keep-alive HTTP).
+    Http(HttpState),
+    /// Upgraded: speaking WebSocket.
+    Ws(Box<WsState>),
+    /// Closed by the server or the peer (the socket's side is `conn::Lifecycle::Closing`): input
+    /// is dropped until the peer closes or the linger deadline passes.
+    Closing,
+}
+
+/// HTTP phase state.
+#[derive(Debug, Default)]
+pub(crate) struct HttpState {
+    /// The server was at `max_connections` when this connection arrived: answer 503.
+    pub(crate) over_capacity: bool,
+    /// A response is being prepared elsewhere (history read); do not parse the next request yet.
+    pub(crate) awaiting_reply: bool,
+    /// Accepted on the `--metrics-addr` listener: only the operations endpoints are served.
+    pub(crate) ops_only: bool,
+}
+
+/// WebSocket phase state.
+#[derive(Debug)]
+pub(crate) struct WsState {
+    /// Wire format chosen at the handshake.
+    pub(crate) format: Format,
+    /// Display name (validated nick, or `anonymous`).
+    pub(crate) user: Arc<str>,
+    /// Frame decoder (holds a buffer only while a fragmented message is in progress).
+    pub(crate) decoder: FrameDecoder,
+    /// Rooms joined (text connections: exactly one).
+    pub(crate) rooms: Vec<Membership>,
+    /// Room grant, rate throttle and liveness clock.
+    pub(crate) limits: ClientLimits,
+    /// History reads whose replies are paced by the client's reading (`session::catchup`).
+    pub(crate) paced: PacedReads,
+}
+
+impl Phase {
+    /// The WebSocket session, unless the connection is in another phase.
+    pub(crate) fn ws_mut(&mut self) -> Option<&mut WsState> {
+        match self {
+            Phase::Ws(ws) => Some(ws),
+            _ => None,
+        }
+    }
+}
+
+/// History reads (resume pages, `history` replies) waiting to be sent at the client's pace: one at a
+/// time, the next only once the output queue has drained below the low-water mark.
+#[derive(Debug, Default)]
+pub(crate) struct PacedReads {
+    /// A read was submitted and its reply is not yet queued.
+    pub(crate) in_flight: bool,
+    /// A read waits for the output queue to drain below the low-water mark: the session sends it
+    /// when the reactor reports a flush that got there (`super::on_flushed`).
+    pub(crate) drain_wanted: bool,
+    /// Reads waiting their turn, oldest first (at most one `Resume` per room; `History` bounded).
+    pub(crate) waiting: VecDeque<PacedRead>,
+}
+
+/// One read waiting in [`PacedReads`].
+#[derive(Debug)]
+pub(crate) enum PacedRead {
+    /// The next catch-up page of the membership of room `room_id` (see [`CatchUp`]).
+    Resume {
+        /// The room.
+        room_id: u64,
+    },
+    /// A `history` command.
+    History {
+        /// The query.
+        query: HistoryQuery,
+        /// The room, as named in the command (echoed in the reply).
+        room: Arc<str>,
+    },
+}
+
+/// A membership catching up after a resume: history pages up to `upto`, then the live frames the
+/// shard held meanwhile (`super::local::Held`).
+#[derive(Debug)]
+pub(crate) struct CatchUp {
+    /// The next page starts after this id.
+    pub(crate) next_after: u64,
+    /// Last id to send from history; live frames above it are held meanwhile.
+    pub(crate) upto: u64,
+    /// Messages asked per page (adapted so a page is about `--max-outbuf` bytes).
+    pub(crate) page_limit: usize,
+}
+
+/// One room a connection is in.
+#[derive(Debug)]
+pub(crate) struct Membership {
+    /// The room.
+    pub(crate) room: Arc<Room>,
+    /// While catching up after a resume.
+    pub(crate) catch_up: Option<CatchUp>,
+}
+
+impl WsState {
+    /// The membership for `room_id`, if joined.
+    pub(crate) fn membership_mut(&mut self, room_id: u64) -> Option<&mut Membership> {
+        self.rooms.iter_mut().find(|m| m.room.id == room_id)
+    }
+}
