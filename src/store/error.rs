@@ -74,6 +74,20 @@ pub enum StoreError {
     #[error("history query sets both before_id and after_id; they are exclusive")]
     BothCursors,
 
+    /// A history read could not include every message clients had already received: the writer did
+    /// not commit them within the wait (a stalled disk, a full disk, another process holding the
+    /// database's write lock) or it is gone. Answering from what is committed would leave a gap, so
+    /// the read is refused; retry later.
+    #[error(
+        "messages already delivered are not yet stored (committed {committed} of {visible} records); history is unavailable until the writer catches up"
+    )]
+    NotVisible {
+        /// Records the read had to include.
+        visible: u64,
+        /// Records committed when it gave up.
+        committed: u64,
+    },
+
     /// The history reader pool's request queue is full; the request was not queued.
     #[error("history readers are busy ({capacity} requests already queued); try again later")]
     Busy {

@@ -45,8 +45,10 @@
 //! variable wakes waiting readers. A reader that has to wait first asks the writer to commit now
 //! (`Ctrl::Flush`), so it waits for one commit rather than the rest of the flush interval; many
 //! waiting readers collapse into one early commit. The reader waits at most `visible_wait` (default 2 s); after
-//! that it answers from what is committed and logs a warning (counted in
-//! [`StoreStats::visible_wait_timeouts`]). The same gate closes the queue at shutdown, so no
+//! that it refuses the read with [`StoreError::NotVisible`] and logs a warning (counted in
+//! [`StoreStats::visible_wait_timeouts`]): a page without messages clients already received would be
+//! a gap (a resume would then go live past it), so a stalled writer (a full disk, another process
+//! holding the write lock) makes history unavailable rather than wrong. The same gate closes the queue at shutdown, so no
 //! record can be accepted after the writer's final drain.
 //!
 //! # Backpressure

@@ -126,7 +126,8 @@ fn run(
     }
 }
 
-/// Waits for the request's commit watermark (bounded), then reads the page.
+/// Waits for the request's commit watermark (bounded), then reads the page; refuses
+/// ([`StoreError::NotVisible`]) rather than answer without messages clients already received.
 fn serve(
     conn: &Connection,
     shared: &Shared,
@@ -149,16 +150,18 @@ fn serve(
                 committed,
                 waited_ms = visible_wait.as_millis() as u64,
                 room = %plan.room,
-                "store: history request waited for the writer too long; answering from what is \
-                 committed (may miss messages the client already saw)"
+                "store: history request waited for the writer too long; refusing it (a page without \
+                 messages clients already saw would be a gap)"
             );
+            return Err(StoreError::NotVisible { visible: plan.visible_seq, committed });
         }
         WaitOutcome::WriterGone(committed) => {
             tracing::warn!(
                 visible_seq = plan.visible_seq,
                 committed,
-                "store: writer stopped; answering history from what is committed"
+                "store: writer stopped before committing what clients saw; refusing the history request"
             );
+            return Err(StoreError::NotVisible { visible: plan.visible_seq, committed });
         }
     }
     read_page(conn, plan)

@@ -342,13 +342,13 @@ fn read_your_writes_waits_for_the_commit_watermark() {
 }
 
 #[test]
-fn visible_wait_deadline_answers_from_committed_data() {
+fn a_read_past_the_visible_wait_is_refused_never_answered_with_a_gap() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(StoreConfig { visible_wait: Duration::from_millis(10), ..cfg(dir.path()) }).expect("open");
     let mut q = hq("r", None, None, 10);
     q.visible_seq = 1_000; // never reached: nothing is enqueued
-    let page = query(&store, q).expect("answered after the deadline");
-    assert!(page.messages.is_empty());
+    let err = query(&store, q).expect_err("refused after the deadline");
+    assert!(matches!(err, StoreError::NotVisible { visible: 1_000, committed: 0 }), "{err}");
     assert_eq!(store.stats().visible_wait_timeouts, 1);
     store.shutdown().expect("shutdown");
 }

@@ -129,3 +129,33 @@ fn a_resume_refused_for_a_full_history_queue_is_closed_and_resumes_without_a_gap
     assert!(closed_1013 > 0, "{CLIENTS} simultaneous resumes never found the one-slot history queue full");
     eprintln!("{closed_1013} resumes refused and resumed again");
 }
+
+/// Another process holds the database's write lock (`BEGIN IMMEDIATE`, as a backup or an operator
+/// does) while 150 messages are posted and echoed: a resume from before them is refused
+/// (`history_unavailable`, close 1013) and so is REST history (503), instead of going live past the
+/// uncommitted messages. Once the lock is released, the same resume gets every one of them.
+#[test]
+fn a_resume_during_a_writer_stall_is_refused_never_skips() {
+    let server = Server::start(&unlimited());
+    let mut sender = connect_json(&server, "stall", "sender");
+    let before = post(&mut sender, "stall", "before", 1)[0];
+    let mut lock = rusqlite::Connection::open(server.db_path()).expect("open the database");
+    lock.busy_timeout(std::time::Duration::from_secs(30)).expect("busy timeout");
+    let tx = lock.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).expect("write lock");
+    let stalled = fill(&mut sender, "stall", 150, 100);
+
+    let mut reader = connect_ws(&server, &format!("/ws?format=json&room=stall&nick=reader&since={before}"));
+    assert_eq!(recv_event(&mut reader, "welcome")["user"], "reader");
+    assert_eq!(recv_event(&mut reader, "joined")["last_id"].as_u64(), stalled.last().copied());
+    let error = recv_event(&mut reader, "error");
+    assert_eq!(error["code"], "history_unavailable", "{error}");
+    assert_eq!(expect_close(&mut reader), 1013, "told to resume later, not sent live messages past the gap");
+    let (status, _, body) = http_get(&server, &format!("/rooms/stall/messages?after_id={before}"));
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+
+    drop(tx);
+    let mut reader = connect_ws(&server, &format!("/ws?format=json&room=stall&nick=reader&since={before}"));
+    assert_eq!(recv_event(&mut reader, "welcome")["user"], "reader");
+    recv_event(&mut reader, "joined");
+    assert_eq!(read_messages(&mut reader, stalled.len()), stalled, "every stalled message once, in order");
+}
