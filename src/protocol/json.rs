@@ -32,6 +32,8 @@ pub enum Command<'a> {
         room: Cow<'a, str>,
         /// Resume point: the last message id the client has seen in this room.
         since: Option<u64>,
+        /// The `welcome.epoch` the client's `since` is from (see [`welcome`]).
+        epoch: Option<Cow<'a, str>>,
     },
     /// Leave `room`.
     Leave {
@@ -66,6 +68,8 @@ struct RawCommand<'a> {
     client_id: Option<Cow<'a, str>>,
     since: Option<u64>,
     resume: Option<u64>,
+    #[serde(borrow)]
+    epoch: Option<Cow<'a, str>>,
     before_id: Option<u64>,
     after_id: Option<u64>,
     limit: Option<u64>,
@@ -103,7 +107,7 @@ impl JsonParser {
                     .ok_or_else(|| ClientError::new(ErrorCode::MissingField, "\"message\" needs \"content\""))?,
                 client_id: raw.client_id,
             }),
-            "join" => Ok(Command::Join { room: room(raw.room)?, since: raw.since.or(raw.resume) }),
+            "join" => Ok(Command::Join { room: room(raw.room)?, since: raw.since.or(raw.resume), epoch: raw.epoch }),
             "leave" => Ok(Command::Leave { room: room(raw.room)? }),
             "ping" => Ok(Command::Ping),
             "history" => Ok(Command::History {
@@ -177,21 +181,26 @@ pub(crate) struct WelcomeLimits {
     pub(crate) max_history_page: usize,
 }
 
-/// `welcome`: sent first on every JSON connection.
-pub(crate) fn welcome(user: &str, conn_id: u64, limits: &WelcomeLimits) -> Vec<u8> {
+/// `welcome`: sent first on every JSON connection. `epoch` names the id space: it changes whenever
+/// ids may start again (every `--no-persist` start, a new database), so a client's `since` from
+/// another epoch is recognised and not applied.
+pub(crate) fn welcome(user: &str, conn_id: u64, limits: &WelcomeLimits, epoch: &str) -> Vec<u8> {
     #[derive(Serialize)]
     struct Welcome<'a> {
         #[serde(rename = "type")]
         kind: &'static str,
         user: &'a str,
         connection_id: u64,
+        epoch: &'a str,
         limits: &'a WelcomeLimits,
     }
-    to_vec(&Welcome { kind: "welcome", user, connection_id: conn_id, limits })
+    to_vec(&Welcome { kind: "welcome", user, connection_id: conn_id, epoch, limits })
 }
 
 /// `joined`: answer to a join, with who is there (at most `members.len()` names) and how many.
-pub(crate) fn joined(room: &str, members: &[&str], member_count: usize, last_id: u64) -> Vec<u8> {
+/// `reset`: the client resumed from another epoch; its `since` was not applied (it should drop what it
+/// keeps of the room's ids and page history afresh).
+pub(crate) fn joined(room: &str, members: &[&str], member_count: usize, last_id: u64, reset: bool) -> Vec<u8> {
     #[derive(Serialize)]
     struct Joined<'a> {
         #[serde(rename = "type")]
@@ -200,8 +209,10 @@ pub(crate) fn joined(room: &str, members: &[&str], member_count: usize, last_id:
         members: &'a [&'a str],
         member_count: usize,
         last_id: u64,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        reset: bool,
     }
-    to_vec(&Joined { kind: "joined", room, members, member_count, last_id })
+    to_vec(&Joined { kind: "joined", room, members, member_count, last_id, reset })
 }
 
 /// `left`: answer to a leave.
@@ -401,11 +412,11 @@ mod tests {
         );
         assert_eq!(
             parse(r#"{"type":"join","room":"r","since":5}"#),
-            Ok(r#"Join { room: "r", since: Some(5) }"#.into())
+            Ok(r#"Join { room: "r", since: Some(5), epoch: None }"#.into())
         );
         assert_eq!(
             parse(r#"{"type":"join","room":"r","resume":7}"#),
-            Ok(r#"Join { room: "r", since: Some(7) }"#.into())
+            Ok(r#"Join { room: "r", since: Some(7), epoch: None }"#.into())
         );
         assert_eq!(parse(r#"{"type":"leave","room":"r","extra":[1,2]}"#), Ok(r#"Leave { room: "r" }"#.into()));
         assert_eq!(parse(r#"{"type":"ping"}"#), Ok("Ping".into()));

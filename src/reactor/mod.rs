@@ -118,6 +118,8 @@ impl Server {
             open_conns: Arc::clone(&open_conns),
             gate,
             telemetry: Arc::clone(&telemetry),
+            // Ids restart only with a new database, or at every start without one.
+            epoch: Arc::from(format!("{:016x}", store.as_ref().map_or_else(store::fresh_epoch, |s| s.epoch()))),
         };
         let mut shards = Vec::with_capacity(cfg.shards.get());
         for (index, ((poll, rx), inbox)) in polls.into_iter().zip(inboxes).enumerate() {

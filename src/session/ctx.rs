@@ -114,6 +114,8 @@ pub(crate) struct ShardCtx {
     pub(crate) metrics: Arc<ShardMetrics>,
     /// Metrics registry and readiness, for `/metrics` and `/readyz`.
     pub(crate) telemetry: Arc<Telemetry>,
+    /// The id space's name, announced in `welcome` (see `protocol::json::welcome`).
+    pub(crate) epoch: Arc<str>,
     /// The ingress pause as last computed (see [`ShardCtx::refresh_ingress`]).
     ingress: Ingress,
     serial: u64,
@@ -142,6 +144,8 @@ pub(crate) struct Shared {
     pub(crate) gate: Arc<Gate>,
     /// Metrics registry and readiness.
     pub(crate) telemetry: Arc<Telemetry>,
+    /// The id space's name (the store's, or a fresh one per start without persistence).
+    pub(crate) epoch: Arc<str>,
 }
 
 impl ShardCtx {
@@ -161,6 +165,7 @@ impl ShardCtx {
             encode_buf: Vec::with_capacity(1024),
             schedule: Schedule::default(),
             gate: Arc::clone(&shared.gate),
+            epoch: Arc::clone(&shared.epoch),
             ingress: Ingress { paused: false, frames_left: 0, recheck: shared.hub.ingress_recheck() },
             serial: 0,
         }

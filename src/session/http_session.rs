@@ -196,6 +196,7 @@ struct WsParams {
     nick: Option<String>,
     format: Format,
     since: Option<u64>,
+    epoch: Option<String>,
 }
 
 fn ws_params(query: &str, json_subprotocol: bool) -> Result<WsParams, ClientError> {
@@ -204,6 +205,7 @@ fn ws_params(query: &str, json_subprotocol: bool) -> Result<WsParams, ClientErro
         nick: None,
         format: if json_subprotocol { Format::Json } else { Format::Text },
         since: None,
+        epoch: None,
     };
     for (k, v) in query_pairs(query) {
         match k.as_str() {
@@ -221,6 +223,7 @@ fn ws_params(query: &str, json_subprotocol: bool) -> Result<WsParams, ClientErro
                 }
             },
             "since" => params.since = Some(parse_id("since", v)?),
+            "epoch" => params.epoch = Some(decoded(v, "epoch", ErrorCode::InvalidParameter)?),
             _ => {}
         }
     }
@@ -288,11 +291,11 @@ fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
     }));
     conn.deadline = None;
     if params.format == Format::Json {
-        let welcome = json::welcome(&user, conn.serial, &ws_session::limits(&ctx.cfg));
+        let welcome = json::welcome(&user, conn.serial, &ws_session::limits(&ctx.cfg), &ctx.epoch);
         conn.send_unbounded(codec::encode_frame(codec::TEXT, &welcome));
     }
     tracing::debug!(shard = ctx.shard, key, peer = %conn.peer, room = %params.room, format = ?params.format, "upgraded");
-    ws_session::join(ctx, conn, key, &params.room, params.since);
+    ws_session::join(ctx, conn, key, &params.room, params.since, params.epoch.as_deref());
     ctx.schedule.flush(key);
 }
 

@@ -175,7 +175,7 @@ fn too_large(len: usize, max: usize) -> ClientError {
 fn on_command(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, command: Command<'_>) -> Result<(), ClientError> {
     match command {
         Command::Message { room, content, client_id } => post(ctx, conn, key, &room, &content, client_id.as_deref()),
-        Command::Join { room, since } => on_join(ctx, conn, key, &room, since),
+        Command::Join { room, since, epoch } => on_join(ctx, conn, key, &room, since, epoch.as_deref()),
         Command::Leave { room } => on_leave(ctx, conn, key, &room),
         Command::Ping => {
             send_frame(ctx, conn, key, text_frame(&json::pong()));
@@ -227,7 +227,14 @@ fn post(
     Ok(())
 }
 
-fn on_join(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, since: Option<u64>) -> Result<(), ClientError> {
+fn on_join(
+    ctx: &mut ShardCtx,
+    conn: &mut Conn,
+    key: usize,
+    room: &str,
+    since: Option<u64>,
+    epoch: Option<&str>,
+) -> Result<(), ClientError> {
     let Phase::Ws(ws) = &conn.phase else { return Ok(()) };
     names::validate_room(room)?;
     if !ws.limits.grant.allows(room) {
@@ -242,7 +249,7 @@ fn on_join(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, since: O
             format!("a connection may be in at most {} rooms", ctx.cfg.max_rooms_per_conn),
         ));
     }
-    join(ctx, conn, key, room, since);
+    join(ctx, conn, key, room, since, epoch);
     Ok(())
 }
 
@@ -263,7 +270,17 @@ fn not_joined(room: &str) -> ClientError {
 }
 
 /// Adds the connection to `room`; a JSON member gets `joined`, and with `since` first catches up.
-pub(crate) fn join(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, since: Option<u64>) {
+/// A `since` from another `epoch` than the server's is not applied: `joined` says `reset`.
+pub(crate) fn join(
+    ctx: &mut ShardCtx,
+    conn: &mut Conn,
+    key: usize,
+    room: &str,
+    since: Option<u64>,
+    epoch: Option<&str>,
+) {
+    let reset = since.is_some() && epoch.is_some_and(|e| e != &*ctx.epoch);
+    let since = since.filter(|_| !reset);
     let Phase::Ws(ws) = &mut conn.phase else { return };
     let (format, user) = (ws.format, Arc::clone(&ws.user));
     let persisted = ctx.store.is_some();
@@ -279,7 +296,7 @@ pub(crate) fn join(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, 
             None => (&joined.member_names, joined.member_count),
         };
         let names: Vec<&str> = names.iter().map(|n| &**n).collect();
-        let frame = json::joined(room, &names, count, joined.last_id);
+        let frame = json::joined(room, &names, count, joined.last_id, reset);
         conn.send_unbounded(codec::encode_frame(codec::TEXT, &frame));
         ctx.schedule.flush(key);
     }

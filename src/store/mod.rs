@@ -122,6 +122,7 @@ use crate::types::Sequenced;
 
 pub(crate) use ceiling::{IdCeiling, id_block};
 pub use error::StoreError;
+pub(crate) use schema::fresh_epoch;
 
 use reader::{Plan, Request};
 use state::{Shared, WaitOutcome, bump};
@@ -303,6 +304,7 @@ pub struct Store {
     shared: Arc<Shared>,
     max_id: u64,
     start_id: u64,
+    epoch: u64,
     ceiling: Option<Arc<IdCeiling>>,
     data_tx: DeferredSender<Arc<Sequenced>>,
     ctrl_tx: Sender<Ctrl>,
@@ -333,6 +335,7 @@ impl Store {
         cfg.validate()?;
         let mut writer_conn = schema::open_writer(&cfg.path, cfg.sync_full, cfg.busy_timeout)?;
         let max_id = schema::max_id(&writer_conn)?;
+        let epoch = schema::epoch(&writer_conn)?;
         let (start_id, ceiling) = match cfg.id_block {
             Some(block) => {
                 let (start, ceiling) = schema::reserve_ids(&mut writer_conn, max_id, block, cfg.sync_full)?;
@@ -373,6 +376,7 @@ impl Store {
             shared,
             max_id,
             start_id,
+            epoch,
             ceiling,
             data_tx,
             ctrl_tx,
@@ -395,6 +399,11 @@ impl Store {
     }
 
     /// The id ceiling, when the store keeps one (`StoreConfig::id_block`).
+    /// The database's epoch (the name of its id space; see `schema::epoch`).
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     /// Records accepted so far: the read-your-writes token for [`HistoryQuery::visible_seq`].
     pub(crate) fn enqueued_seq(&self) -> u64 {
         self.shared.enqueued.load(Ordering::SeqCst)

@@ -114,6 +114,32 @@ pub(crate) fn reserve_ids(
     Ok((start, ceiling))
 }
 
+/// The database's epoch (`meta` key `epoch`): made once, when this build first opens the file, and
+/// kept for its life, so it changes exactly when ids may start again (a new database file).
+pub(crate) fn epoch(conn: &Connection) -> Result<u64, StoreError> {
+    let found: Option<i64> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |row| row.get(0))
+        .optional()
+        .map_err(setup("read the epoch"))?;
+    if let Some(epoch) = found {
+        return Ok(epoch as u64);
+    }
+    let epoch = fresh_epoch();
+    conn.execute("INSERT INTO meta (key, value) VALUES ('epoch', ?1)", [epoch as i64])
+        .map_err(setup("record the epoch"))?;
+    Ok(epoch)
+}
+
+/// A new epoch: different for every call and process (time, pid and a per-process random key,
+/// hashed); a name, not a secret.
+pub(crate) fn fresh_epoch() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
 /// Sets `PRAGMA synchronous` to FULL or NORMAL.
 fn set_synchronous(conn: &Connection, full: bool) -> Result<(), StoreError> {
     synchronous(conn, full).map_err(setup("set synchronous"))

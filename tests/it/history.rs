@@ -284,3 +284,36 @@ fn resume_into_a_room_that_emptied_meanwhile() {
     let got: Vec<u64> = (0..2).map(|_| recv_event(&mut dave, "message")["id"].as_u64().expect("id")).collect();
     assert_eq!(got, posted[1..].to_vec());
 }
+
+/// `welcome.epoch` names the id space: the same across restarts on one database, new at every
+/// `--no-persist` start. A resume from another epoch is not applied: `joined` says `reset`.
+#[test]
+fn a_resume_from_another_epoch_is_reset_not_misapplied() {
+    let epoch_of = |server: &Server| {
+        let mut ws = connect_ws(server, "/ws?format=json&room=ep&nick=ann");
+        let welcome = recv_event(&mut ws, "welcome");
+        welcome["epoch"].as_str().expect("welcome carries the epoch").to_string()
+    };
+    let first = Server::start(&["--no-persist"]);
+    let old = epoch_of(&first);
+    let mut ws = connect_json(&first, "ep", "ann");
+    let ids = post(&mut ws, "ep", "m", 3);
+    drop(ws);
+    drop(first);
+    let second = Server::start(&["--no-persist"]);
+    let new = epoch_of(&second);
+    assert_ne!(old, new, "ids start again without persistence: a new epoch");
+    let mut stale = connect_ws(&second, &format!("/ws?format=json&room=ep&nick=ann&since={}&epoch={old}", ids[2]));
+    recv_event(&mut stale, "welcome");
+    assert_eq!(recv_event(&mut stale, "joined")["reset"], true, "a since from the old epoch is not applied");
+    send_json(&mut stale, json!({"type": "join", "room": "ep2", "since": 1, "epoch": new}));
+    assert!(recv_event(&mut stale, "joined").get("reset").is_none(), "the current epoch resumes as usual");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("keep.db");
+    let a = Server::start_logged(&db, &[]);
+    let kept = epoch_of(&a);
+    drop(a);
+    let b = Server::start_logged(&db, &[]);
+    assert_eq!(epoch_of(&b), kept, "one database, one epoch across restarts");
+}
