@@ -171,9 +171,9 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt_audience: Option<String>,
 
-    /// Browser origins allowed to open WebSockets (repeatable; `*` allows any). Without it, a request's
-    /// `Origin` must name the host it was sent to (`Host`); requests without `Origin` (non-browsers)
-    /// are allowed. Others get 403 `forbidden_origin`.
+    /// Browser origins allowed to open WebSockets (repeatable; `*` allows any; an empty entry matches
+    /// none). Without it, a request's `Origin` must name the host it was sent to (`Host`); requests
+    /// without `Origin` (non-browsers) are allowed. Others get 403 `forbidden_origin`.
     #[arg(long = "allowed-origin", env = "ROOMCAST_ALLOWED_ORIGINS", value_delimiter = ',')]
     #[serde(rename = "allowed-origin", skip_serializing_if = "Vec::is_empty", serialize_with = "comma_separated")]
     pub allowed_origins: Vec<String>,

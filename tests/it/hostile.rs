@@ -286,6 +286,7 @@ fn cases() -> Vec<Case> {
             with_token("", "Origin: http://roomcast.test.evil.example\r\n"),
             Status(403, "forbidden_origin"),
         ),
+        http("empty origin", with_token("", "Origin: \r\n"), Status(403, "forbidden_origin")),
         // --- Query parameters ---
         http("control character in room", with_token("&room=a%01b", ""), Status(400, "invalid_room")),
         http("oversize room", with_token(&format!("&room={}", "r".repeat(65)), ""), Status(400, "invalid_room")),

@@ -168,6 +168,14 @@ fn foreign_origins_get_403_unless_allowed() {
     drop(server);
     let server = Server::start(&["--allowed-origin", "*"]);
     assert_eq!(handshake(&server, "/ws/chat", "Origin: https://evil.example\r\n").0, 101);
+    drop(server);
+    // An empty entry names no origin: it does not make an empty (or blank) Origin acceptable.
+    let server = Server::start(&["--allowed-origin", "", "--allowed-origin", "/"]);
+    for blank in ["Origin: \r\n", "Origin:    \r\n", "Origin: /\r\n"] {
+        assert_eq!(handshake(&server, "/ws/chat", blank), (403, "forbidden_origin".into()), "{blank:?}");
+    }
+    let same = format!("Origin: http://{}\r\n", server.addr);
+    assert_eq!(handshake(&server, "/ws/chat", &same).0, 101, "the same host is still allowed");
 }
 
 #[test]
