@@ -28,6 +28,9 @@ enum Expect {
     Delivered(usize),
     /// The server hangs up without answering (slowloris heads).
     Hangup,
+    /// An HTTP response with this status and no body: nothing follows its head until the server
+    /// closes (HEAD requests, sent with `Connection: close`).
+    NoBody(u16),
 }
 
 /// How the input reaches the server.
@@ -72,6 +75,11 @@ fn upgrade_request(query: &str, extra: &str) -> String {
         "GET /ws/chat?{query} HTTP/1.1\r\nHost: roomcast.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
     )
+}
+
+/// A HEAD request for `path` with `Connection: close` and extra header lines.
+fn head(path: &str, extra: &str) -> String {
+    format!("HEAD {path} HTTP/1.1\r\nHost: roomcast.test\r\nConnection: close\r\n{extra}\r\n")
 }
 
 fn with_token(extra_query: &str, extra_headers: &str) -> String {
@@ -190,6 +198,20 @@ fn cases() -> Vec<Case> {
             Status(400, "bad_request"),
         ),
         http("upgrade with two host headers", with_token("", "Host: roomcast.test\r\n"), Status(400, "bad_request")),
+        // --- HEAD: never a body, never a handshake ---
+        http("head on the ws path", head("/ws", ""), NoBody(426)),
+        http("head on the web client", head("/", ""), NoBody(200)),
+        http("head on an unknown path", head("/admin", ""), NoBody(404)),
+        http(
+            "head with upgrade headers",
+            head(
+                &format!("/ws/chat?room=hostile&token={}", good_token()),
+                "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                 Sec-WebSocket-Version: 13\r\n",
+            ),
+            NoBody(400),
+        ),
+        http("head with a body", head("/healthz", "Content-Length: 5\r\n") + "hello", NoBody(400)),
         // --- WebSocket handshakes ---
         http(
             "plain get on ws path",
@@ -453,6 +475,11 @@ fn run(server: &Server, case: &Case) -> Expect {
         Expect::Hangup => {
             assert!(raw.reads_eof());
             Expect::Hangup
+        }
+        Expect::NoBody(_) => {
+            let (status, _, _) = raw.read_response_head();
+            let rest = raw.read_until_eof();
+            if rest.is_empty() { Expect::NoBody(status) } else { Expect::Status(status, "(a body)") }
         }
     }
 }
