@@ -178,12 +178,14 @@ pub struct Settings {
     #[serde(rename = "allowed-origin", skip_serializing_if = "Vec::is_empty", serialize_with = "comma_separated")]
     pub allowed_origins: Vec<String>,
 
-    /// Messages (data frames and pings) a connection may send per second on average; 0 turns the
-    /// message limit off (load tests). Over it a message is refused with `rate_limited`.
+    /// Chat messages a connection may send per second on average; every frame (commands and pings
+    /// too) is also held to this plus 10 per second. 0 turns both off (load tests). Over it a message
+    /// or frame is refused with `rate_limited`.
     #[arg(long, env = "ROOMCAST_RATE_LIMIT", default_value_t = 20)]
     pub rate_limit: u32,
 
-    /// Messages a connection may send in a burst above `--rate-limit`.
+    /// Chat messages a connection may send in a burst above `--rate-limit` (frames: this plus twice
+    /// `--max-rooms-per-conn` plus 16).
     #[arg(long, env = "ROOMCAST_RATE_BURST", default_value_t = 40)]
     pub rate_burst: u32,
 

@@ -30,6 +30,7 @@ pub(crate) mod send;
 pub(crate) mod ws_session;
 
 pub(crate) use ctx::{ShardCtx, Shared};
+pub(crate) use ws_session::close_flooders;
 
 use crate::bus::HistoryPurpose;
 use crate::conn::{Conn, Phase};

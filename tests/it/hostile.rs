@@ -91,6 +91,15 @@ fn message_command(escaped: &str) -> String {
     format!(r#"{{"type":"message","room":"hostile","content":"{escaped}"}}"#)
 }
 
+/// `count` copies of one JSON text frame, in one write.
+fn json_flood(payload: &[u8], count: usize) -> Vec<u8> {
+    (0..count).flat_map(|_| client_frame(0x81, payload, true)).collect()
+}
+
+fn json_frames(name: &'static str, bytes: Vec<u8>, expect: Expect) -> Case {
+    Case { name, input: Input::Ws { path: "/ws?format=json&room=hostile", bytes }, expect }
+}
+
 fn frames(list: &[(u8, &[u8])]) -> Vec<u8> {
     list.iter().flat_map(|(first, payload)| client_frame(*first, payload, true)).collect()
 }
@@ -133,7 +142,8 @@ fn cases() -> Vec<Case> {
     big_fragments.extend(client_frame(0x01, &[b'a'; 3000], true));
     big_fragments.extend(client_frame(0x00, &[b'a'; 3000], true));
     let mut ping_flood = Vec::new();
-    for _ in 0..200 {
+    // More than the frame budget (40 + 2 × 64 + 16) plus the ten warnings.
+    for _ in 0..400 {
         ping_flood.extend(client_frame(0x89, b"p", true));
     }
 
@@ -423,6 +433,15 @@ fn cases() -> Vec<Case> {
             input: Input::Ws { path: "/ws?format=json&room=hostile", bytes: client_frame(0x82, b"\x00\x01", true) },
             expect: ErrorFrame("binary_not_supported"),
         },
+        // --- Floods of frames that are not chat: every frame counts against the frame budget ---
+        json_frames("join flood", json_flood(br#"{"type":"join","room":"hostile"}"#, 400), Close(1008)),
+        json_frames("ping command flood", json_flood(br#"{"type":"ping"}"#, 400), Close(1008)),
+        json_frames("unparsable frame flood", json_flood(b"x", 400), Close(1008)),
+        json_frames(
+            "message flood on json",
+            json_flood(br#"{"type":"message","room":"hostile","content":"flood"}"#, 300),
+            Close(1008),
+        ),
     ]
 }
 
