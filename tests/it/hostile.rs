@@ -281,6 +281,7 @@ fn cases() -> Vec<Case> {
             tokens::signed_with(Algorithm::RS256, "rsa_private.pem", &claims(json!({}))),
         ),
         token_case("token with a control character in its name", tokens::hs256(&claims(json!({"name": "evil\u{7}"})))),
+        token_case("token with an override in its name", tokens::hs256(&claims(json!({"name": "\u{202e}nimda"})))),
         token_case(
             "token with a critical header extension",
             tokens::hs256_with_crit(&["urn:example:must-understand"], &claims(json!({}))),
@@ -336,6 +337,22 @@ fn cases() -> Vec<Case> {
             Status(400, "invalid_room"),
         ),
         http("nick %ff", with_token("&nick=%ff", ""), Status(400, "invalid_nick")),
+        // Bidirectional controls in identifiers: "\u{202e}nimda" would display as "admin".
+        http("right-to-left override in room", with_token("&room=%E2%80%AEnimda", ""), Status(400, "invalid_room")),
+        http("arabic letter mark in room", with_token("&room=a%D8%9Cb", ""), Status(400, "invalid_room")),
+        http("left-to-right isolate in room", with_token("&room=%E2%81%A6x", ""), Status(400, "invalid_room")),
+        http("right-to-left override in nick", with_token("&nick=%E2%80%AEnimda", ""), Status(400, "invalid_nick")),
+        http("right-to-left mark in nick", with_token("&nick=a%E2%80%8F", ""), Status(400, "invalid_nick")),
+        http("pop directional isolate in nick", with_token("&nick=%E2%81%A9", ""), Status(400, "invalid_nick")),
+        http(
+            "rest history of a room with an override",
+            // A token for every room: the room's name is what is wrong, not the grant.
+            format!(
+                "GET /rooms/%E2%80%AEnimda/messages?token={} HTTP/1.1\r\nHost: x\r\n\r\n",
+                tokens::user("hostile", Some(AUD), None)
+            ),
+            Status(400, "invalid_room"),
+        ),
         http(
             "rest history of room %ff",
             format!("GET /rooms/%ff/messages?token={} HTTP/1.1\r\nHost: x\r\n\r\n", good_token()),
@@ -417,6 +434,18 @@ fn cases() -> Vec<Case> {
         ),
         json_ws("wrong field type", br#"{"type":"message","room":["hostile"],"content":"x"}"#, ErrorFrame("bad_json")),
         json_ws("join a forbidden room", br#"{"type":"join","room":"secret"}"#, ErrorFrame("forbidden")),
+        json_ws("join a room with an override", br#"{"type":"join","room":"\u202enimda"}"#, ErrorFrame("invalid_room")),
+        json_ws("join a room with an isolate", br#"{"type":"join","room":"a\u2067b"}"#, ErrorFrame("invalid_room")),
+        json_ws(
+            "post to a room with a mark",
+            br#"{"type":"message","room":"hostile\u200e","content":"x"}"#,
+            ErrorFrame("invalid_room"),
+        ),
+        json_ws(
+            "history of a room with an embedding",
+            br#"{"type":"history","room":"\u202bx"}"#,
+            ErrorFrame("invalid_room"),
+        ),
         json_ws(
             "post to a forbidden room",
             br#"{"type":"message","room":"secret","content":"x"}"#,
