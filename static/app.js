@@ -18,6 +18,7 @@ const NEAR_TOP_PX = 48; // scrolling this close to the top loads older messages
 const NEAR_BOTTOM_PX = 64; // when this close to the bottom, new messages keep the view pinned
 const BACKOFF_BASE_MS = 500; // first reconnect delay (before jitter)
 const BACKOFF_MAX_MS = 15000; // reconnect delay cap
+const STABLE_AFTER_MS = 10000; // a connection up this long resets the backoff
 const PENDING_TIMEOUT_MS = 15000; // an unconfirmed message is marked failed after this
 const HEARTBEAT_MS = 25000; // ping period; a ping unanswered for a whole period drops the socket
 const MAX_NICK_CHARS = 32;
@@ -32,8 +33,9 @@ const state = {
   limits: { max_message_bytes: Infinity, max_rooms: Infinity, max_history_page: Infinity },
   socket: null,
   connection: "offline", // offline | connecting | online | waiting
-  attempt: 0, // reconnect attempts since the last successful `welcome`
+  attempt: 0, // reconnect attempts since the last connection that stayed up STABLE_AFTER_MS
   retryTimer: null,
+  stableTimer: null,
   heartbeatTimer: null,
   awaitingPong: false,
   rooms: new Map(), // name -> Room (insertion order = sidebar order)
@@ -204,6 +206,8 @@ function onSocketClosed(ev) {
   const wasOnline = state.connection === "online";
   state.socket = null;
   stopHeartbeat();
+  clearTimeout(state.stableTimer);
+  state.stableTimer = null;
   for (const room of state.rooms.values()) {
     // Mark the gap once per outage, not once per failed attempt.
     if (wasOnline) systemLine(room, "system", "connection lost, reconnecting…");
@@ -216,12 +220,14 @@ function onSocketClosed(ev) {
 }
 
 /**
- * Exponential backoff with jitter: the nth retry waits a random time between half and all of
- * min(cap, base * 2^n), so many clients dropped by one restart do not come back in lockstep.
+ * Exponential backoff with full jitter: the nth retry waits a random time between 0 and
+ * min(cap, base * 2^n), so many clients dropped by one restart do not come back in lockstep. The
+ * count starts over only once a connection has stayed up for STABLE_AFTER_MS (see onWelcome): a
+ * server that accepts and then closes at once (shutting down, overloaded) is not hammered.
  */
 function scheduleReconnect(code, reason) {
   const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** state.attempt);
-  const delay = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+  const delay = Math.round(Math.random() * ceiling);
   state.attempt += 1;
   const why = reason ? `: ${reason}` : code && code !== 1006 ? ` (code ${code})` : "";
   setConnection("waiting", `reconnecting in ${Math.ceil(delay / 1000)} s${why}`);
@@ -304,8 +310,14 @@ function onFrame(data, firstRoom) {
 function onWelcome(event, firstRoom) {
   state.user = event.user;
   if (event.limits) state.limits = event.limits;
-  state.attempt = 0;
-  $("me").textContent = `as ${event.user}`;
+  // Not `state.attempt = 0` here: a server that welcomes and then closes would get a reconnect
+  // every half second from every client. The backoff starts over once this socket stayed up.
+  clearTimeout(state.stableTimer);
+  const ws = state.socket;
+  state.stableTimer = setTimeout(() => {
+    if (state.socket === ws) state.attempt = 0;
+  }, STABLE_AFTER_MS);
+  $("me").replaceChildren("as ", isolated(event.user));
   setConnection("online");
   startHeartbeat();
   // Rejoin every other room, each from the last id this page saw, so the server sends what we
