@@ -171,3 +171,27 @@ fn a_server_that_closes_right_after_welcome_is_not_hammered() {
         page.finish(&["WebSocket connection to"]).await;
     });
 }
+
+/// The other half of the backoff rule: once a connection has stayed up for 10 s, the count starts
+/// over, so the next outage begins again with short delays. (Read from the page's own state: the
+/// delays themselves are random.)
+#[test]
+fn the_backoff_starts_over_after_ten_seconds_online() {
+    run(async {
+        let mut server = Server::start();
+        let mut driver = Driver::start();
+        let page = driver.browser("backoff-reset", 1000, 700).await;
+        page.login(&server, "dave", "steady").await;
+        server.stop();
+        page.wait_offline().await;
+        page.wait_js("a few failed attempts", "return state.attempt >= 3", vec![]).await;
+        server.restart();
+        page.wait_online().await;
+        let attempt = page.js("return state.attempt", vec![]).await;
+        assert!(attempt.as_u64().is_some_and(|a| a >= 3), "welcome alone does not reset it: {attempt}");
+        tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+        let attempt = page.js("return state.connection === 'online' ? state.attempt : null", vec![]).await;
+        assert_eq!(attempt, serde_json::json!(0), "reset after 10 s online");
+        page.finish(&["WebSocket connection to"]).await;
+    });
+}
