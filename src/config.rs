@@ -171,19 +171,21 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt_audience: Option<String>,
 
-    /// Browser origins allowed to open WebSockets (repeatable; `*` allows any). Without it, a request's
-    /// `Origin` must name the host it was sent to (`Host`); requests without `Origin` (non-browsers)
-    /// are allowed. Others get 403 `forbidden_origin`.
+    /// Browser origins allowed to open WebSockets (repeatable; `*` allows any; an empty entry matches
+    /// none). Without it, a request's `Origin` must name the host it was sent to (`Host`); requests
+    /// without `Origin` (non-browsers) are allowed. Others get 403 `forbidden_origin`.
     #[arg(long = "allowed-origin", env = "ROOMCAST_ALLOWED_ORIGINS", value_delimiter = ',')]
     #[serde(rename = "allowed-origin", skip_serializing_if = "Vec::is_empty", serialize_with = "comma_separated")]
     pub allowed_origins: Vec<String>,
 
-    /// Messages (data frames and pings) a connection may send per second on average; 0 turns the
-    /// message limit off (load tests). Over it a message is refused with `rate_limited`.
+    /// Chat messages a connection may send per second on average; every frame (commands and pings
+    /// too) is also held to this plus 10 per second. 0 turns both off (load tests). Over it a message
+    /// or frame is refused with `rate_limited`.
     #[arg(long, env = "ROOMCAST_RATE_LIMIT", default_value_t = 20)]
     pub rate_limit: u32,
 
-    /// Messages a connection may send in a burst above `--rate-limit`.
+    /// Chat messages a connection may send in a burst above `--rate-limit` (frames: this plus twice
+    /// `--max-rooms-per-conn` plus 16).
     #[arg(long, env = "ROOMCAST_RATE_BURST", default_value_t = 40)]
     pub rate_burst: u32,
 

@@ -3,6 +3,9 @@
 // Rules this file keeps:
 // - Every string that came from a user or the server is put in the DOM with textContent (never
 //   innerHTML), so chat text, nicknames and room names can never become markup.
+// - Every such string is also bidi-isolated (a <bdi> element, `dir="auto"` on blocks, U+2068…U+2069
+//   around it in attribute values), so right-to-left text or a stray override character in it can
+//   never reorder the text around it ("\u202eevil joined" must not display as "denioj live").
 // - The page runs under a strict CSP: no inline script or style, no eval.
 // - Messages are keyed by their server id. Each room's log is kept sorted by id, and an id is shown
 //   at most once, whichever way it arrived (live, history page, resume after a reconnect).
@@ -15,6 +18,7 @@ const NEAR_TOP_PX = 48; // scrolling this close to the top loads older messages
 const NEAR_BOTTOM_PX = 64; // when this close to the bottom, new messages keep the view pinned
 const BACKOFF_BASE_MS = 500; // first reconnect delay (before jitter)
 const BACKOFF_MAX_MS = 15000; // reconnect delay cap
+const STABLE_AFTER_MS = 10000; // a connection up this long resets the backoff
 const PENDING_TIMEOUT_MS = 15000; // an unconfirmed message is marked failed after this
 const HEARTBEAT_MS = 25000; // ping period; a ping unanswered for a whole period drops the socket
 const MAX_NICK_CHARS = 32;
@@ -29,8 +33,9 @@ const state = {
   limits: { max_message_bytes: Infinity, max_rooms: Infinity, max_history_page: Infinity },
   socket: null,
   connection: "offline", // offline | connecting | online | waiting
-  attempt: 0, // reconnect attempts since the last successful `welcome`
+  attempt: 0, // reconnect attempts since the last connection that stayed up STABLE_AFTER_MS
   retryTimer: null,
+  stableTimer: null,
   heartbeatTimer: null,
   awaitingPong: false,
   rooms: new Map(), // name -> Room (insertion order = sidebar order)
@@ -63,7 +68,7 @@ function makeRoom(name) {
   room.log.dataset.room = name;
   room.log.setAttribute("role", "log");
   room.log.setAttribute("aria-live", "polite");
-  room.log.setAttribute("aria-label", `Messages in ${name}`);
+  room.log.setAttribute("aria-label", `Messages in ${isolatedText(name)}`);
   room.log.tabIndex = 0; // scrollable with the keyboard
   room.log.hidden = true;
   room.marker.className = "marker";
@@ -80,7 +85,7 @@ function buildTab(room) {
   const open = document.createElement("button");
   open.type = "button";
   open.className = "room-open";
-  const label = document.createElement("span");
+  const label = document.createElement("bdi");
   label.className = "room-name";
   label.textContent = room.name;
   room.badge.className = "badge";
@@ -92,8 +97,8 @@ function buildTab(room) {
   leave.type = "button";
   leave.className = "room-leave";
   leave.textContent = "×";
-  leave.setAttribute("aria-label", `Leave ${room.name}`);
-  leave.title = `Leave ${room.name}`;
+  leave.setAttribute("aria-label", `Leave ${isolatedText(room.name)}`);
+  leave.title = `Leave ${isolatedText(room.name)}`;
   leave.addEventListener("click", () => leaveRoom(room.name));
 
   room.tab.className = "room";
@@ -113,6 +118,23 @@ function hasControlChars(s) {
   return /[\u0000-\u001f\u007f-\u009f]/.test(s);
 }
 
+function hasBidiControls(s) {
+  // Same rule as the server: no bidirectional formatting characters in names.
+  return /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/.test(s);
+}
+
+/** A user-provided string as an isolated element: its direction cannot leak into its neighbours. */
+function isolated(text) {
+  const bdi = document.createElement("bdi");
+  bdi.textContent = text;
+  return bdi;
+}
+
+/** The same for attribute values (titles, labels): FIRST STRONG ISOLATE … POP DIRECTIONAL ISOLATE. */
+function isolatedText(text) {
+  return `\u2068${text}\u2069`;
+}
+
 function utf8Length(s) {
   return new TextEncoder().encode(s).length;
 }
@@ -122,6 +144,7 @@ function checkNick(nick) {
   if (chars === 0) return "Pick a nickname.";
   if (chars > MAX_NICK_CHARS) return `A nickname has at most ${MAX_NICK_CHARS} characters.`;
   if (hasControlChars(nick)) return "A nickname cannot contain control characters.";
+  if (hasBidiControls(nick)) return "A nickname cannot contain bidirectional control characters.";
   return null;
 }
 
@@ -129,6 +152,7 @@ function checkRoom(name) {
   if (name.length === 0) return "Enter a room name.";
   if (utf8Length(name) > MAX_ROOM_BYTES) return `A room name has at most ${MAX_ROOM_BYTES} bytes.`;
   if (hasControlChars(name)) return "A room name cannot contain control characters.";
+  if (hasBidiControls(name)) return "A room name cannot contain bidirectional control characters.";
   return null;
 }
 
@@ -182,6 +206,8 @@ function onSocketClosed(ev) {
   const wasOnline = state.connection === "online";
   state.socket = null;
   stopHeartbeat();
+  clearTimeout(state.stableTimer);
+  state.stableTimer = null;
   for (const room of state.rooms.values()) {
     // Mark the gap once per outage, not once per failed attempt.
     if (wasOnline) systemLine(room, "system", "connection lost, reconnecting…");
@@ -194,12 +220,14 @@ function onSocketClosed(ev) {
 }
 
 /**
- * Exponential backoff with jitter: the nth retry waits a random time between half and all of
- * min(cap, base * 2^n), so many clients dropped by one restart do not come back in lockstep.
+ * Exponential backoff with full jitter: the nth retry waits a random time between 0 and
+ * min(cap, base * 2^n), so many clients dropped by one restart do not come back in lockstep. The
+ * count starts over only once a connection has stayed up for STABLE_AFTER_MS (see onWelcome): a
+ * server that accepts and then closes at once (shutting down, overloaded) is not hammered.
  */
 function scheduleReconnect(code, reason) {
   const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** state.attempt);
-  const delay = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+  const delay = Math.round(Math.random() * ceiling);
   state.attempt += 1;
   const why = reason ? `: ${reason}` : code && code !== 1006 ? ` (code ${code})` : "";
   setConnection("waiting", `reconnecting in ${Math.ceil(delay / 1000)} s${why}`);
@@ -246,7 +274,7 @@ function onFrame(data, firstRoom) {
   try {
     event = JSON.parse(data);
   } catch {
-    systemLine(currentRoom(), "error", `unreadable frame from the server: ${String(data).slice(0, 80)}`);
+    systemLine(currentRoom(), "error", "unreadable frame from the server: ", isolated(String(data).slice(0, 80)));
     return;
   }
   switch (event.type) {
@@ -282,8 +310,14 @@ function onFrame(data, firstRoom) {
 function onWelcome(event, firstRoom) {
   state.user = event.user;
   if (event.limits) state.limits = event.limits;
-  state.attempt = 0;
-  $("me").textContent = `as ${event.user}`;
+  // Not `state.attempt = 0` here: a server that welcomes and then closes would get a reconnect
+  // every half second from every client. The backoff starts over once this socket stayed up.
+  clearTimeout(state.stableTimer);
+  const ws = state.socket;
+  state.stableTimer = setTimeout(() => {
+    if (state.socket === ws) state.attempt = 0;
+  }, STABLE_AFTER_MS);
+  $("me").replaceChildren("as ", isolated(event.user));
   setConnection("online");
   startHeartbeat();
   // Rejoin every other room, each from the last id this page saw, so the server sends what we
@@ -307,7 +341,8 @@ function onJoined(event) {
   room.joined = true;
   room.members = new Set(event.members);
   room.memberTotal = event.member_count;
-  systemLine(room, "system", rejoin ? `rejoined ${room.name}` : `you joined ${room.name} (${event.member_count} here)`);
+  if (rejoin) systemLine(room, "system", "rejoined ", isolated(room.name));
+  else systemLine(room, "system", "you joined ", isolated(room.name), ` (${event.member_count} here)`);
   if (!rejoin) {
     // First visit: fetch the page just before the join point. Live messages all have ids above
     // last_id, so the two never overlap. (last_id 0: the server knows nothing yet; ask for the
@@ -335,10 +370,10 @@ function onPresence(event) {
   if (event.event === "join") {
     if (!room.members.has(event.user)) room.memberTotal += 1;
     room.members.add(event.user);
-    if (!self) systemLine(room, "system", `${event.user} joined`);
+    if (!self) systemLine(room, "system", isolated(event.user), " joined");
   } else {
     if (room.members.delete(event.user)) room.memberTotal = Math.max(0, room.memberTotal - 1);
-    if (!self) systemLine(room, "system", `${event.user} left`);
+    if (!self) systemLine(room, "system", isolated(event.user), " left");
   }
   if (room.name === state.current) renderPresence();
 }
@@ -424,7 +459,6 @@ function onHistory(event) {
 
 function onServerError(event) {
   const code = event.code || "error";
-  const text = `${code}: ${event.message || ""}`;
   if (code === "history_unavailable") {
     // Without history the log starts at the join; stop asking until the next connection.
     for (const room of state.rooms.values()) {
@@ -437,7 +471,7 @@ function onServerError(event) {
   }
   // Errors belong to the conversation the user is looking at (that is where they acted).
   const room = currentRoom();
-  systemLine(room, "error", text);
+  systemLine(room, "error", isolated(code), ": ", isolated(event.message || ""));
   if (room) scrollToBottom(room);
 }
 
@@ -480,13 +514,14 @@ function renderMessage(m) {
   li.className = "msg";
   const head = document.createElement("div");
   head.className = "head";
-  const user = document.createElement("span");
+  const user = document.createElement("bdi");
   user.className = "user";
   const time = document.createElement("time");
   time.className = "time";
   head.append(user, time);
   const content = document.createElement("div");
   content.className = "content";
+  content.dir = "auto";
   li.append(head, content);
   fillMessage(li, m);
   return li;
@@ -525,19 +560,22 @@ function placeMessage(room, li, id) {
   room.oldestId = room.oldestId === null ? id : Math.min(room.oldestId, id);
 }
 
-/** A line without an id: joins, leaves, errors. */
-function systemLine(room, kind, text) {
+/**
+ * A line without an id: joins, leaves, errors. `parts` are the app's own strings and isolated()
+ * elements for what came from users or the server.
+ */
+function systemLine(room, kind, ...parts) {
+  if (!room) {
+    $("login-error").replaceChildren(...parts);
+    return;
+  }
   const li = document.createElement("li");
   li.className = kind;
   if (kind === "error") li.setAttribute("role", "alert");
-  li.textContent = text;
-  if (room) {
-    const follow = isNearBottom(room.log);
-    room.log.append(li);
-    if (follow) scrollToBottom(room);
-  } else {
-    $("login-error").textContent = text;
-  }
+  li.append(...parts);
+  const follow = isNearBottom(room.log);
+  room.log.append(li);
+  if (follow) scrollToBottom(room);
 }
 
 function isNearBottom(log) {
@@ -641,7 +679,7 @@ function switchRoom(name) {
   }
   room.unread = 0;
   renderBadge(room);
-  $("room-title").textContent = name;
+  $("room-title").replaceChildren(isolated(name));
   renderPresence();
   updateComposer();
   scrollToBottom(room);
@@ -664,7 +702,7 @@ function renderPresence() {
   const names = [...room.members].sort((a, b) => a.localeCompare(b));
   for (const name of names) {
     const li = document.createElement("li");
-    li.textContent = name;
+    li.append(isolated(name));
     if (name === state.user) li.classList.add("mine");
     list.append(li);
   }

@@ -4,7 +4,9 @@
 //! included; the server must refuse foreign pages itself. Allowed: requests without `Origin`
 //! (non-browser clients), an origin naming the host the request was sent to (its `Host`, ports
 //! compared with the scheme's default filled in), and any origin listed with `--allowed-origin`
-//! (`*`: all). Pure: strings in, a verdict out.
+//! (`*`: all). An `--allowed-origin` entry that is empty (or only slashes and spaces) names no
+//! origin and matches none: `--allowed-origin ""` must not make an empty `Origin` header acceptable.
+//! Pure: strings in, a verdict out.
 
 /// Whether a handshake with `origin` sent to `host` may proceed, given the `--allowed-origin` list.
 pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[String]) -> bool {
@@ -13,7 +15,10 @@ pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[Strin
         return true;
     }
     let normalized = origin.trim_end_matches('/');
-    if allowed.iter().any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(normalized)) {
+    if allowed.iter().any(|a| {
+        let a = a.trim().trim_end_matches('/');
+        !a.is_empty() && a.eq_ignore_ascii_case(normalized)
+    }) {
         return true;
     }
     let (Some((o_host, o_port)), Some(host)) = (parse_origin(normalized), host) else { return false };
@@ -109,5 +114,17 @@ mod tests {
         assert!(!ok(Some("https://other.example"), "api.example", &["https://app.example"]));
         assert!(ok(Some("https://api.example"), "api.example", &["https://app.example"]), "same host still ok");
         assert!(ok(Some("null"), "api.example", &["*"]));
+    }
+
+    #[test]
+    fn an_empty_allowed_origin_matches_nothing() {
+        for empty in ["", " ", "/", " / "] {
+            assert!(!ok(Some(""), "chat.example", &[empty]), "{empty:?} must not admit an empty Origin");
+            assert!(!ok(Some("  "), "chat.example", &[empty]), "{empty:?} must not admit a blank Origin");
+            assert!(!ok(Some("/"), "chat.example", &[empty]), "{empty:?} must not admit Origin: /");
+            assert!(!ok(Some("https://evil.example"), "chat.example", &[empty]));
+            assert!(ok(Some("https://chat.example"), "chat.example", &[empty]), "same host is still allowed");
+        }
+        assert!(ok(Some("https://app.example"), "api.example", &["", "https://app.example"]));
     }
 }

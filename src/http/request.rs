@@ -184,6 +184,14 @@ fn has_token(value: &str, token: &str) -> bool {
     value.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+/// Whether `buf` starts with a HEAD request line (after any empty lines, which RFC 9112 §2.2 lets
+/// a server skip, as the parser does): a HEAD refused before it parses is still answered without a
+/// body.
+pub(crate) fn names_head(buf: &[u8]) -> bool {
+    let start = buf.iter().position(|b| !matches!(b, b'\r' | b'\n')).unwrap_or(buf.len());
+    buf[start..].starts_with(b"HEAD ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +204,15 @@ mod tests {
             }
             other => panic!("expected a complete request, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_head_request_is_recognised_before_it_parses() {
+        assert!(names_head(b"HEAD / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"));
+        assert!(names_head(b"\r\nHEAD /ws HTTP/1.1\r\n"));
+        assert!(!names_head(b"GET / HTTP/1.1\r\n\r\n"));
+        assert!(!names_head(b"HEADX / HTTP/1.1\r\n\r\n"));
+        assert!(!names_head(b""));
     }
 
     #[test]

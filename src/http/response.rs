@@ -6,8 +6,10 @@
 use crate::protocol::json;
 
 /// Content-Security-Policy sent with HTML: scripts, styles and connections only from this origin.
+/// `connect-src 'self'` covers the page's own WebSocket: CSP Level 3 matches `ws:`/`wss:` on the
+/// page's host and port under `'self'` (so `ws:`/`wss:` to any host are not listed).
 pub(crate) const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                       connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+                       connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 /// A response ready to be rendered.
 #[derive(Debug, Clone)]
@@ -124,6 +126,8 @@ mod tests {
         assert!(text.contains("Connection: keep-alive\r\n"));
         assert!(text.contains("X-Content-Type-Options: nosniff\r\n"));
         assert!(text.contains("Content-Security-Policy: "));
+        assert!(text.contains("connect-src 'self';"), "WebSockets to this origin only: {text}");
+        assert!(!text.contains("ws:"), "no WebSocket to any host: {text}");
         assert!(text.ends_with("\r\n\r\nhi"));
     }
 

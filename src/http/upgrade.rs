@@ -18,6 +18,10 @@ pub enum UpgradeError {
     /// The request is HTTP/1.0: the handshake needs HTTP/1.1 or later (RFC 6455 §4.1).
     #[error("a WebSocket handshake needs HTTP/1.1")]
     OldHttpVersion,
+    /// The upgrade request is not a GET (RFC 6455 §4.1: "The method of the request MUST be GET");
+    /// only HEAD gets this far (other methods are refused with 405 before routing).
+    #[error("a WebSocket handshake must be a GET request")]
+    NotGet,
     /// `Sec-WebSocket-Version` is missing or not 13.
     #[error("unsupported WebSocket version: only 13 is supported")]
     BadVersion,
@@ -38,7 +42,9 @@ impl UpgradeError {
                 .with_header("Sec-WebSocket-Version: 13".into()),
             UpgradeError::BadVersion => Response::error(426, "unsupported_version", &self.to_string())
                 .with_header("Sec-WebSocket-Version: 13".into()),
-            UpgradeError::OldHttpVersion => Response::error(400, "bad_request", &self.to_string()),
+            UpgradeError::OldHttpVersion | UpgradeError::NotGet => {
+                Response::error(400, "bad_request", &self.to_string())
+            }
             UpgradeError::BadKey | UpgradeError::RepeatedKey => {
                 Response::error(400, "bad_websocket_key", &self.to_string())
             }
@@ -62,6 +68,9 @@ pub struct Accepted {
 pub fn validate(req: &Request) -> Result<Accepted, UpgradeError> {
     if !req.upgrade_websocket || !req.connection_upgrade {
         return Err(UpgradeError::NotAnUpgrade);
+    }
+    if req.head_only {
+        return Err(UpgradeError::NotGet);
     }
     if req.minor_version < 1 {
         return Err(UpgradeError::OldHttpVersion);
@@ -145,6 +154,12 @@ mod tests {
         let mut old = request("dGhlIHNhbXBsZSBub25jZQ==", "13");
         old.minor_version = 0;
         assert_eq!(validate(&old), Err(UpgradeError::OldHttpVersion));
+        let mut head = request("dGhlIHNhbXBsZSBub25jZQ==", "13");
+        head.head_only = true;
+        assert_eq!(validate(&head), Err(UpgradeError::NotGet), "RFC 6455 §4.1: the method must be GET");
+        assert_eq!(UpgradeError::NotGet.response().status, 400);
+        let plain_head = Request { head_only: true, ..Request::default() };
+        assert_eq!(validate(&plain_head), Err(UpgradeError::NotAnUpgrade), "a plain HEAD is answered like GET");
         assert_eq!(UpgradeError::OldHttpVersion.response().status, 400);
         assert_eq!(UpgradeError::RepeatedKey.response().status, 400);
         assert_eq!(UpgradeError::NotAnUpgrade.response().status, 426);

@@ -78,8 +78,14 @@ impl ClientLimits {
 mod tests {
     use super::*;
 
-    const NO_LIMITS: RateLimits =
-        RateLimits { messages_per_sec: 0.0, message_burst: 1.0, bytes_per_sec: 0.0, byte_burst: 1.0 };
+    const NO_LIMITS: RateLimits = RateLimits {
+        messages_per_sec: 0.0,
+        message_burst: 1.0,
+        frames_per_sec: 0.0,
+        frame_burst: 1.0,
+        bytes_per_sec: 0.0,
+        byte_burst: 1.0,
+    };
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)

@@ -124,6 +124,8 @@ impl Shard {
             }
             self.retry_deferred_reads();
             self.drain_inbox();
+            // After the inbox, whose deliveries include the echoes of what they sent before.
+            session::close_flooders(&mut self.ctx, &mut self.conns);
             self.flush_scheduled();
             self.reap();
 
@@ -230,6 +232,7 @@ impl Shard {
                 break;
             }
             let Ok(msg) = self.inbox_rx.try_recv() else { break };
+            self.ctx.took_from_inbox();
             match msg {
                 ShardMsg::Accept { stream, peer, over_capacity, ops_only, ip_slot } => {
                     self.accept(stream, peer, (over_capacity, ops_only), ip_slot)

@@ -119,6 +119,20 @@ pub(crate) struct ShardCtx {
     /// The ingress pause as last computed (see [`ShardCtx::refresh_ingress`]).
     ingress: Ingress,
     serial: u64,
+    /// Messages the shard has taken from its inbox so far.
+    inbox_taken: u64,
+    /// Connections to close for flooding once `inbox_taken` reaches their mark.
+    flood_closes: Vec<FloodClose>,
+}
+
+/// A connection condemned for flooding, closed once the inbox messages that were waiting when it
+/// was condemned (the echoes of what it sent before, among them) have been handled.
+#[derive(Debug, Clone, Copy)]
+struct FloodClose {
+    key: usize,
+    serial: u64,
+    /// Close once this many inbox messages have been taken.
+    after: u64,
 }
 
 /// The ingress pause (`Hub::ingress_paused`), computed from every sink, the sequencer and the inboxes
@@ -168,6 +182,8 @@ impl ShardCtx {
             epoch: Arc::clone(&shared.epoch),
             ingress: Ingress { paused: false, frames_left: 0, recheck: shared.hub.ingress_recheck() },
             serial: 0,
+            inbox_taken: 0,
+            flood_closes: Vec::new(),
         }
     }
 
@@ -196,6 +212,37 @@ impl ShardCtx {
     pub(crate) fn next_serial(&mut self) -> u64 {
         self.serial += 1;
         (self.serial << 8) | (self.shard as u64 & 0xff)
+    }
+
+    /// Counts one message taken from the shard's inbox (the shard calls it for each).
+    pub(crate) fn took_from_inbox(&mut self) {
+        self.inbox_taken += 1;
+    }
+
+    /// Asks for connection `key` (`serial`) to be closed for flooding once every message now in
+    /// this shard's inbox has been handled. The inbox is FIFO and a publish pushes its delivery onto
+    /// it before returning, so the echoes of the messages the connection sent so far come first.
+    pub(crate) fn close_after_inbox(&mut self, key: usize, serial: u64) {
+        let after = self.inbox_taken + self.inbox.len() as u64;
+        self.flood_closes.push(FloodClose { key, serial, after });
+    }
+
+    /// The connections (`key`, `serial`) whose close [`Self::close_after_inbox`] asked for and whose
+    /// mark the shard has reached; they are forgotten.
+    pub(crate) fn due_closes(&mut self) -> Vec<(usize, u64)> {
+        if self.flood_closes.is_empty() {
+            return Vec::new();
+        }
+        let taken = self.inbox_taken;
+        let mut due = Vec::new();
+        self.flood_closes.retain(|c| {
+            let is_due = c.after <= taken;
+            if is_due {
+                due.push((c.key, c.serial));
+            }
+            !is_due
+        });
+        due
     }
 
     /// When a closing connection must be gone.

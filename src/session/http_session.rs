@@ -79,7 +79,9 @@ pub(crate) fn serve_buffered(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
             Err(err) => {
                 let resp = Response::error(err.status(), err.code(), &err.to_string());
                 conn.set_close_reason(CloseReason::ProtocolError);
-                respond(ctx, conn, key, resp, false, false);
+                // A refused HEAD (e.g. one announcing a body) still gets no body.
+                let head_only = request::names_head(&conn.inbuf[at..]);
+                respond(ctx, conn, key, resp, false, head_only);
                 break;
             }
         };
@@ -257,21 +259,22 @@ fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
         Ok(accepted) => accepted,
         Err(err) => {
             conn.set_close_reason(CloseReason::ProtocolError);
-            return respond(ctx, conn, key, err.response(), false, false);
+            return respond(ctx, conn, key, err.response(), false, req.head_only);
         }
     };
     let params = match ws_params(&req.query, accepted.json_subprotocol) {
         Ok(params) => params,
         Err(err) => {
             conn.set_close_reason(CloseReason::ProtocolError);
-            return respond(ctx, conn, key, Response::error(400, err.code.as_str(), &err.message), false, false);
+            let resp = Response::error(400, err.code.as_str(), &err.message);
+            return respond(ctx, conn, key, resp, false, req.head_only);
         }
     };
     let admitted = match ctx.gate.admit_upgrade(req, &params.room) {
         Ok(admitted) => admitted,
         Err(err) => {
             conn.set_close_reason(err.close_reason());
-            return respond(ctx, conn, key, err.response(), false, false);
+            return respond(ctx, conn, key, err.response(), false, req.head_only);
         }
     };
     conn.send_unbounded(upgrade::switching_protocols(&accepted));

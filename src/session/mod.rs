@@ -54,6 +54,7 @@ pub(crate) mod state;
 pub(crate) mod ws_session;
 
 pub(crate) use ctx::{ShardCtx, Shared};
+pub(crate) use ws_session::close_flooders;
 
 use crate::bus::HistoryPurpose;
 use crate::store::{HistoryPage, StoreError};

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use slab::Slab;
 
 use super::catchup;
 use super::ctx::ShardCtx;
@@ -96,14 +97,24 @@ fn decode_frames(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8
 }
 
 fn on_event(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, event: WsEvent<'_>, now: Instant) {
-    let charged = match &event {
-        WsEvent::Message(_, payload) => Some(payload.len()),
-        WsEvent::Ping(payload) => Some(payload.len()),
-        WsEvent::Pong | WsEvent::Close(_) => None,
+    let Phase::Ws(ws) = &conn.phase else { return };
+    if ws.limits.throttle.closing() {
+        // Being closed for flooding (see `admit`): nothing it sends is handled any more.
+        return;
+    }
+    // Every data frame and ping is charged before it is parsed; a chat message also to the message
+    // bucket: here when the format says so, in `on_command` for a JSON `message`.
+    let (charged, chat) = match &event {
+        WsEvent::Message(_, payload) => (Some(payload.len()), ws.format == Format::Text),
+        WsEvent::Ping(payload) => (Some(payload.len()), false),
+        WsEvent::Pong | WsEvent::Close(_) => (None, false),
     };
     if let Some(len) = charged
-        && !admit_message(ctx, conn, key, now, len)
+        && !admit(ctx, conn, key, Charge::Frame { now, len })
     {
+        return;
+    }
+    if chat && !admit(ctx, conn, key, Charge::Message) {
         return;
     }
     match event {
@@ -174,7 +185,13 @@ fn too_large(len: usize, max: usize) -> ClientError {
 
 fn on_command(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, command: Command<'_>) -> Result<(), ClientError> {
     match command {
-        Command::Message { room, content, client_id } => post(ctx, conn, key, &room, &content, client_id.as_deref()),
+        Command::Message { room, content, client_id } => {
+            // The frame was charged before parsing; a chat message costs a message token too.
+            if !admit(ctx, conn, key, Charge::Message) {
+                return Ok(());
+            }
+            post(ctx, conn, key, &room, &content, client_id.as_deref())
+        }
         Command::Join { room, since, epoch } => on_join(ctx, conn, key, &room, since, epoch.as_deref()),
         Command::Leave { room } => on_leave(ctx, conn, key, &room),
         Command::Ping => {
@@ -305,28 +322,63 @@ pub(crate) fn join(
     }
 }
 
-fn admit_message(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, now: Instant, len: usize) -> bool {
+/// What [`admit`] charges to the connection's throttle.
+#[derive(Debug, Clone, Copy)]
+enum Charge {
+    /// A data frame or ping of `len` payload bytes, read at `now` (before it is parsed).
+    Frame { now: Instant, len: usize },
+    /// A chat message (whose frame was charged just before).
+    Message,
+}
+
+/// Charges `charge` to the rate limits; `false` when the frame or message must be dropped (it was
+/// answered `rate_limited`, or the connection is now being closed for flooding).
+fn admit(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, charge: Charge) -> bool {
     let rates = ctx.gate.rates;
     if !rates.enabled() {
         return true;
     }
     let Phase::Ws(state) = &mut conn.phase else { return false };
-    match state.limits.throttle.check(&rates, now, len) {
+    let verdict = match charge {
+        Charge::Frame { now, len } => state.limits.throttle.admit_frame(&rates, now, len),
+        Charge::Message => state.limits.throttle.admit_message(&rates),
+    };
+    match verdict {
         Verdict::Allow => true,
         Verdict::Refuse => {
-            let err = ClientError::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "over the rate limit ({} messages/s, {} bytes/s); the message was dropped",
-                    rates.messages_per_sec, rates.bytes_per_sec
+            let message = match charge {
+                Charge::Frame { .. } => format!(
+                    "over the rate limit ({} frames/s, commands and pings included; {} bytes/s); the frame was dropped",
+                    rates.frames_per_sec, rates.bytes_per_sec
                 ),
-            );
-            send_error(ctx, conn, key, &err);
+                Charge::Message => format!(
+                    "over the message rate limit ({} messages/s); the message was dropped",
+                    rates.messages_per_sec
+                ),
+            };
+            send_error(ctx, conn, key, &ClientError::new(ErrorCode::RateLimited, message));
             false
         }
         Verdict::Close => {
             tracing::info!(shard = ctx.shard, key, peer = %conn.peer, "closing a client that keeps flooding");
-            // Keep the queued warnings: they tell the client why (at most FLOOD_WARNINGS frames).
+            // Not closed here: the messages it sent before are in the shard's inbox, on their way
+            // back to it as echoes, and a closed session is no longer their member. It takes no more
+            // input from now on (`Throttle::closing`) and is closed with 1008 once the inbox has been
+            // drained past them (`close_flooders`); the queued warnings go first and tell it why.
+            ctx.close_after_inbox(key, conn.serial);
+            false
+        }
+    }
+}
+
+/// Closes, with 1008, the connections that kept flooding once the shard has handled every inbox
+/// message that was waiting when each was condemned (so the echoes of the messages they sent before
+/// are queued ahead of the close). Called by the shard after each inbox drain.
+pub(crate) fn close_flooders(ctx: &mut ShardCtx, conns: &mut Slab<Conn>) {
+    for (key, serial) in ctx.due_closes() {
+        if let Some(conn) = conns.get_mut(key)
+            && conn.serial == serial
+        {
             close_session(
                 ctx,
                 conn,
@@ -336,7 +388,6 @@ fn admit_message(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, now: Instant, 
                 false,
                 CloseReason::RateLimit,
             );
-            false
         }
     }
 }

@@ -155,3 +155,67 @@ fn hostile_text_is_shown_literally() {
         page.finish(&[]).await;
     });
 }
+
+/// Where a line's substring `arguments[1]` is drawn: its bounding box, found in the text nodes of
+/// the first system line of room `arguments[0]` whose text contains `arguments[2]`.
+const SUBSTRING_BOX: &str = "\
+    const log = [...document.querySelectorAll('ol.log')].find(l => l.dataset.room === arguments[0]);\
+    const li = log && [...log.querySelectorAll('li.system')].find(li => li.textContent.includes(arguments[2]));\
+    if (!li) return null;\
+    const walker = document.createTreeWalker(li, NodeFilter.SHOW_TEXT);\
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {\
+      const i = node.data.indexOf(arguments[1]);\
+      if (i < 0) continue;\
+      const range = document.createRange();\
+      range.setStart(node, i);\
+      range.setEnd(node, i + arguments[1].length);\
+      const r = range.getBoundingClientRect();\
+      return { left: r.left, right: r.right };\
+    }\
+    return null;";
+
+/// Names with bidirectional controls are refused by the page (and by the server), and whatever
+/// user text the page is handed anyway (from an older server, or a stored name) cannot reorder the
+/// text around it: a presence line for `"\u{202e}evil"` still reads name first, then "joined",
+/// left to right. Before, the override ran to the end of the line ("denioj live").
+#[test]
+fn bidi_controls_cannot_spoof_names_or_reorder_lines() {
+    run(async {
+        let server = Server::start();
+        let mut driver = Driver::start();
+        let page = driver.browser("bidi", 1000, 700).await;
+        page.client.goto(&server.url()).await.expect("open the page");
+        page.client.wait().for_element(fantoccini::Locator::Id("nick")).await.expect("nickname field");
+        let refused = page
+            .js(
+                "document.getElementById('nick').value = '\\u202enimda';\
+                 document.getElementById('login').requestSubmit();\
+                 return document.getElementById('login-error').textContent;",
+                vec![],
+            )
+            .await;
+        assert!(refused.as_str().is_some_and(|t| t.contains("bidirectional")), "the form refuses it: {refused}");
+        // The server refuses it too, for clients that do not check.
+        let nick = crate::support::encode("\u{202e}nimda");
+        let url = format!("ws://{}/ws?format=json&room=bidi&nick={nick}", server.addr);
+        let stream = std::net::TcpStream::connect(server.addr).expect("connect");
+        match tungstenite::client::client(url, stream) {
+            Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(resp))) => assert_eq!(resp.status(), 400),
+            other => panic!("the handshake must be refused with 400, got {:?}", other.map(|_| ())),
+        }
+
+        page.login(&server, "alice", "bidi").await;
+        page.js(
+            "onFrame(JSON.stringify({type: 'presence', room: 'bidi', user: '\\u202eevil', event: 'join'}), 'bidi');",
+            vec![],
+        )
+        .await;
+        let name =
+            page.wait_js("the presence line", SUBSTRING_BOX, vec![json!("bidi"), json!("evil"), json!("evil")]).await;
+        let verb = page.js(SUBSTRING_BOX, vec![json!("bidi"), json!("joined"), json!("evil")]).await;
+        let (name_right, verb_left) = (name["right"].as_f64().expect("box"), verb["left"].as_f64().expect("box"));
+        assert!(verb_left >= name_right - 0.5, "\"joined\" is drawn after the name: name {name}, verb {verb}");
+        page.screenshot("bidi-isolated").await;
+        page.finish(&[]).await;
+    });
+}

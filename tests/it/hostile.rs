@@ -28,6 +28,9 @@ enum Expect {
     Delivered(usize),
     /// The server hangs up without answering (slowloris heads).
     Hangup,
+    /// An HTTP response with this status and no body: nothing follows its head until the server
+    /// closes (HEAD requests, sent with `Connection: close`).
+    NoBody(u16),
 }
 
 /// How the input reaches the server.
@@ -74,6 +77,11 @@ fn upgrade_request(query: &str, extra: &str) -> String {
     )
 }
 
+/// A HEAD request for `path` with `Connection: close` and extra header lines.
+fn head(path: &str, extra: &str) -> String {
+    format!("HEAD {path} HTTP/1.1\r\nHost: roomcast.test\r\nConnection: close\r\n{extra}\r\n")
+}
+
 fn with_token(extra_query: &str, extra_headers: &str) -> String {
     upgrade_request(&format!("room=hostile&token={}{extra_query}", good_token()), extra_headers)
 }
@@ -81,6 +89,15 @@ fn with_token(extra_query: &str, extra_headers: &str) -> String {
 /// A `message` command to room `hostile` whose content is `escaped` (already JSON-escaped).
 fn message_command(escaped: &str) -> String {
     format!(r#"{{"type":"message","room":"hostile","content":"{escaped}"}}"#)
+}
+
+/// `count` copies of one JSON text frame, in one write.
+fn json_flood(payload: &[u8], count: usize) -> Vec<u8> {
+    (0..count).flat_map(|_| client_frame(0x81, payload, true)).collect()
+}
+
+fn json_frames(name: &'static str, bytes: Vec<u8>, expect: Expect) -> Case {
+    Case { name, input: Input::Ws { path: "/ws?format=json&room=hostile", bytes }, expect }
 }
 
 fn frames(list: &[(u8, &[u8])]) -> Vec<u8> {
@@ -125,7 +142,8 @@ fn cases() -> Vec<Case> {
     big_fragments.extend(client_frame(0x01, &[b'a'; 3000], true));
     big_fragments.extend(client_frame(0x00, &[b'a'; 3000], true));
     let mut ping_flood = Vec::new();
-    for _ in 0..200 {
+    // More than the frame budget (40 + 2 × 64 + 16) plus the ten warnings.
+    for _ in 0..400 {
         ping_flood.extend(client_frame(0x89, b"p", true));
     }
 
@@ -190,6 +208,20 @@ fn cases() -> Vec<Case> {
             Status(400, "bad_request"),
         ),
         http("upgrade with two host headers", with_token("", "Host: roomcast.test\r\n"), Status(400, "bad_request")),
+        // --- HEAD: never a body, never a handshake ---
+        http("head on the ws path", head("/ws", ""), NoBody(426)),
+        http("head on the web client", head("/", ""), NoBody(200)),
+        http("head on an unknown path", head("/admin", ""), NoBody(404)),
+        http(
+            "head with upgrade headers",
+            head(
+                &format!("/ws/chat?room=hostile&token={}", good_token()),
+                "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                 Sec-WebSocket-Version: 13\r\n",
+            ),
+            NoBody(400),
+        ),
+        http("head with a body", head("/healthz", "Content-Length: 5\r\n") + "hello", NoBody(400)),
         // --- WebSocket handshakes ---
         http(
             "plain get on ws path",
@@ -249,6 +281,7 @@ fn cases() -> Vec<Case> {
             tokens::signed_with(Algorithm::RS256, "rsa_private.pem", &claims(json!({}))),
         ),
         token_case("token with a control character in its name", tokens::hs256(&claims(json!({"name": "evil\u{7}"})))),
+        token_case("token with an override in its name", tokens::hs256(&claims(json!({"name": "\u{202e}nimda"})))),
         token_case(
             "token with a critical header extension",
             tokens::hs256_with_crit(&["urn:example:must-understand"], &claims(json!({}))),
@@ -286,6 +319,7 @@ fn cases() -> Vec<Case> {
             with_token("", "Origin: http://roomcast.test.evil.example\r\n"),
             Status(403, "forbidden_origin"),
         ),
+        http("empty origin", with_token("", "Origin: \r\n"), Status(403, "forbidden_origin")),
         // --- Query parameters ---
         http("control character in room", with_token("&room=a%01b", ""), Status(400, "invalid_room")),
         http("oversize room", with_token(&format!("&room={}", "r".repeat(65)), ""), Status(400, "invalid_room")),
@@ -303,6 +337,22 @@ fn cases() -> Vec<Case> {
             Status(400, "invalid_room"),
         ),
         http("nick %ff", with_token("&nick=%ff", ""), Status(400, "invalid_nick")),
+        // Bidirectional controls in identifiers: "\u{202e}nimda" would display as "admin".
+        http("right-to-left override in room", with_token("&room=%E2%80%AEnimda", ""), Status(400, "invalid_room")),
+        http("arabic letter mark in room", with_token("&room=a%D8%9Cb", ""), Status(400, "invalid_room")),
+        http("left-to-right isolate in room", with_token("&room=%E2%81%A6x", ""), Status(400, "invalid_room")),
+        http("right-to-left override in nick", with_token("&nick=%E2%80%AEnimda", ""), Status(400, "invalid_nick")),
+        http("right-to-left mark in nick", with_token("&nick=a%E2%80%8F", ""), Status(400, "invalid_nick")),
+        http("pop directional isolate in nick", with_token("&nick=%E2%81%A9", ""), Status(400, "invalid_nick")),
+        http(
+            "rest history of a room with an override",
+            // A token for every room: the room's name is what is wrong, not the grant.
+            format!(
+                "GET /rooms/%E2%80%AEnimda/messages?token={} HTTP/1.1\r\nHost: x\r\n\r\n",
+                tokens::user("hostile", Some(AUD), None)
+            ),
+            Status(400, "invalid_room"),
+        ),
         http(
             "rest history of room %ff",
             format!("GET /rooms/%ff/messages?token={} HTTP/1.1\r\nHost: x\r\n\r\n", good_token()),
@@ -384,6 +434,18 @@ fn cases() -> Vec<Case> {
         ),
         json_ws("wrong field type", br#"{"type":"message","room":["hostile"],"content":"x"}"#, ErrorFrame("bad_json")),
         json_ws("join a forbidden room", br#"{"type":"join","room":"secret"}"#, ErrorFrame("forbidden")),
+        json_ws("join a room with an override", br#"{"type":"join","room":"\u202enimda"}"#, ErrorFrame("invalid_room")),
+        json_ws("join a room with an isolate", br#"{"type":"join","room":"a\u2067b"}"#, ErrorFrame("invalid_room")),
+        json_ws(
+            "post to a room with a mark",
+            br#"{"type":"message","room":"hostile\u200e","content":"x"}"#,
+            ErrorFrame("invalid_room"),
+        ),
+        json_ws(
+            "history of a room with an embedding",
+            br#"{"type":"history","room":"\u202bx"}"#,
+            ErrorFrame("invalid_room"),
+        ),
         json_ws(
             "post to a forbidden room",
             br#"{"type":"message","room":"secret","content":"x"}"#,
@@ -400,6 +462,15 @@ fn cases() -> Vec<Case> {
             input: Input::Ws { path: "/ws?format=json&room=hostile", bytes: client_frame(0x82, b"\x00\x01", true) },
             expect: ErrorFrame("binary_not_supported"),
         },
+        // --- Floods of frames that are not chat: every frame counts against the frame budget ---
+        json_frames("join flood", json_flood(br#"{"type":"join","room":"hostile"}"#, 400), Close(1008)),
+        json_frames("ping command flood", json_flood(br#"{"type":"ping"}"#, 400), Close(1008)),
+        json_frames("unparsable frame flood", json_flood(b"x", 400), Close(1008)),
+        json_frames(
+            "message flood on json",
+            json_flood(br#"{"type":"message","room":"hostile","content":"flood"}"#, 300),
+            Close(1008),
+        ),
     ]
 }
 
@@ -452,6 +523,11 @@ fn run(server: &Server, case: &Case) -> Expect {
         Expect::Hangup => {
             assert!(raw.reads_eof());
             Expect::Hangup
+        }
+        Expect::NoBody(_) => {
+            let (status, _, _) = raw.read_response_head();
+            let rest = raw.read_until_eof();
+            if rest.is_empty() { Expect::NoBody(status) } else { Expect::Status(status, "(a body)") }
         }
     }
 }

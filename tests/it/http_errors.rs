@@ -106,3 +106,68 @@ fn static_dir_serves_files_and_refuses_escapes() {
     }
     let _ = std::fs::remove_file(&secret);
 }
+
+/// A HEAD request with `Connection: close` on a fresh connection: (status, head, every byte the
+/// server sent after the head until it closed).
+fn head_request(server: &Server, path: &str, extra: &str) -> (u16, String, Vec<u8>) {
+    let mut raw = Raw::connect(server);
+    raw.send(format!("HEAD {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{extra}\r\n", server.addr).as_bytes());
+    let (status, head, _) = raw.read_response_head();
+    (status, head, raw.read_until_eof())
+}
+
+/// PROTOCOL.md: "`HEAD` is answered like `GET` without a body", on every route, refusals included,
+/// and a HEAD carrying upgrade headers is not a handshake (RFC 6455 §4.1: the method must be GET).
+#[test]
+fn head_is_answered_like_get_without_a_body_on_every_route() {
+    let server = Server::start(&[]);
+    let upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                   Sec-WebSocket-Version: 13\r\n";
+    let cases: [(&str, &str, u16); 14] = [
+        ("/", "", 200),
+        ("/static/app.js", "", 200),
+        ("/static/nope.js", "", 404),
+        ("/healthz", "", 200),
+        ("/readyz", "", 200),
+        ("/metrics", "", 200),
+        ("/nope", "", 404),
+        ("/rooms/a/messages", "", 200),
+        ("/rooms/%ff/messages", "", 400),
+        ("/rooms/a/messages?limit=0", "", 400),
+        ("/ws", "", 426),
+        ("/ws/chat", "", 426),
+        ("/ws/chat?room=%ff", "Upgrade: websocket\r\n", 426),
+        ("/ws?format=json", "Sec-WebSocket-Version: 8\r\n", 426),
+    ];
+    for (path, extra, status) in cases {
+        let (got, head, rest) = head_request(&server, path, extra);
+        assert_eq!(got, status, "HEAD {path}: {head}");
+        assert!(rest.is_empty(), "HEAD {path} got a {}-byte body: {:?}", rest.len(), String::from_utf8_lossy(&rest));
+        // Content-Length still says what GET would send (RFC 9110 §9.3.2 allows it), never a body.
+        assert!(head.contains("Content-Length: "), "HEAD {path}: {head}");
+    }
+    // HEAD with upgrade headers: refused (400), not switched, no body.
+    for path in ["/ws", "/ws/chat", "/ws?format=json&room=r"] {
+        let (status, head, rest) = head_request(&server, path, upgrade);
+        assert_eq!(status, 400, "HEAD {path} with upgrade headers: {head}");
+        assert!(!head.contains("Sec-WebSocket-Accept"), "{head}");
+        assert!(rest.is_empty(), "HEAD {path} with upgrade headers got a body: {:?}", String::from_utf8_lossy(&rest));
+    }
+    // A HEAD refused before it parses (it announces a body) gets no body either.
+    let mut raw = Raw::connect(&server);
+    raw.send(b"HEAD / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+    let (status, _, _) = raw.read_response_head();
+    assert_eq!(status, 400);
+    assert!(raw.read_until_eof().is_empty(), "no body after a refused HEAD");
+    // Keep-alive: a pipelined GET after a HEAD is answered right after the HEAD's head.
+    let mut raw = Raw::connect(&server);
+    raw.send(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\nHEAD /nope HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(raw.read_response_head().0, 200);
+    assert_eq!(raw.read_response_head().0, 404);
+    let (status, _, body) = raw.read_response();
+    assert_eq!(status, 200);
+    assert!(body.starts_with(b"{\"status\":\"ok\""), "{}", String::from_utf8_lossy(&body));
+    // GET with the same upgrade headers still upgrades.
+    let mut raw = Raw::connect(&server);
+    assert_eq!(raw.handshake(&server, "/ws/chat", "").0, 101);
+}

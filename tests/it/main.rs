@@ -16,6 +16,7 @@ mod lifecycle;
 mod metrics;
 mod ops;
 mod pipelining;
+mod rate_limits;
 mod scale;
 mod security;
 mod sigstop;

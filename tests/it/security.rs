@@ -168,6 +168,14 @@ fn foreign_origins_get_403_unless_allowed() {
     drop(server);
     let server = Server::start(&["--allowed-origin", "*"]);
     assert_eq!(handshake(&server, "/ws/chat", "Origin: https://evil.example\r\n").0, 101);
+    drop(server);
+    // An empty entry names no origin: it does not make an empty (or blank) Origin acceptable.
+    let server = Server::start(&["--allowed-origin", "", "--allowed-origin", "/"]);
+    for blank in ["Origin: \r\n", "Origin:    \r\n", "Origin: /\r\n"] {
+        assert_eq!(handshake(&server, "/ws/chat", blank), (403, "forbidden_origin".into()), "{blank:?}");
+    }
+    let same = format!("Origin: http://{}\r\n", server.addr);
+    assert_eq!(handshake(&server, "/ws/chat", &same).0, 101, "the same host is still allowed");
 }
 
 #[test]
@@ -198,6 +206,8 @@ fn a_flooding_client_is_refused_then_closed_with_1008_and_others_are_untouched()
     assert_eq!(code, 1008);
     assert_eq!(errors, 10, "ten warnings, then the close");
     assert!(delivered < 400, "refused messages are not delivered ({delivered})");
+    // The burst it was allowed (40) was echoed to it before the close.
+    assert!(delivered >= 40, "the accepted messages' echoes come before the close ({delivered})");
     send_text(&mut witness, "still fine");
     loop {
         if recv_text(&mut witness) == "still fine" {

@@ -73,14 +73,47 @@ pub struct Server {
     /// Address the server listens on.
     pub addr: SocketAddr,
     dir: tempfile::TempDir,
+    args: Vec<String>,
 }
 
 impl Server {
-    /// Starts a server on a free port with a fresh database.
+    /// Starts a server on a free port with a fresh database, with the rate limits off: the helper
+    /// client seeds history faster than the default per-connection rate limit.
     pub fn start() -> Server {
+        Self::start_with(&["--rate-limit", "0"])
+    }
+
+    /// Starts a server on a free port with a fresh database and exactly `args` besides the address,
+    /// log level, shard count and database (so the default rate limits apply unless `args` change
+    /// them). Restarts keep the same arguments.
+    pub fn start_with(args: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (child, addr) = spawn_server(dir.path(), "127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-        Server { child: Some(child), addr, dir }
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let (child, addr) = spawn_server(dir.path(), "127.0.0.1:0", &args).unwrap_or_else(|e| panic!("{e}"));
+        Server { child: Some(child), addr, dir, args }
+    }
+
+    /// `GET path` on a fresh connection: the response body (panics unless the status is 200).
+    pub fn get(&self, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut stream = TcpStream::connect(self.addr).expect("connect to roomcast");
+        stream.set_read_timeout(Some(PATIENCE)).expect("read timeout");
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr).expect("send");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read the response");
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+        body.to_string()
+    }
+
+    /// The value of an unlabelled counter or gauge in `/metrics` (`name` as exposed, e.g.
+    /// `roomcast_connections_accepted_total`), or of the sum of its labelled series.
+    pub fn metric(&self, name: &str) -> f64 {
+        self.get("/metrics")
+            .lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum()
     }
 
     /// Base URL, e.g. `http://127.0.0.1:4321`.
@@ -101,7 +134,7 @@ impl Server {
         self.stop();
         let deadline = Instant::now() + PATIENCE;
         loop {
-            match spawn_server(self.dir.path(), &self.addr.to_string()) {
+            match spawn_server(self.dir.path(), &self.addr.to_string(), &self.args) {
                 Ok((child, addr)) => {
                     assert_eq!(addr, self.addr, "the replacement must listen on the same address");
                     self.child = Some(child);
@@ -126,12 +159,12 @@ impl Drop for Server {
     }
 }
 
-/// Starts `roomcast` on `addr` with its database in `dir`; returns once it prints its address.
-fn spawn_server(dir: &Path, addr: &str) -> Result<(Child, SocketAddr), String> {
+/// Starts `roomcast` on `addr` with its database in `dir` and `args`; returns once it prints its
+/// address.
+fn spawn_server(dir: &Path, addr: &str, args: &[String]) -> Result<(Child, SocketAddr), String> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_roomcast"))
         .args(["--addr", addr, "--log-level", "warn", "--shards", "2"])
-        // The helper client seeds history faster than the default per-connection rate limit.
-        .args(["--rate-limit", "0"])
+        .args(args)
         .arg("--db")
         .arg(dir.join("roomcast.db"))
         .stdin(Stdio::null())
@@ -499,6 +532,17 @@ impl Peer {
                 return event;
             }
             assert_ne!(event["type"], "error", "roomcast answered with an error: {event}");
+        }
+    }
+
+    /// Joins one more room (a `join` command) and waits for `joined`.
+    pub fn enter(&mut self, room: &str) {
+        let command = json!({ "type": "join", "room": room });
+        self.ws.send(Message::text(command.to_string())).expect("send");
+        loop {
+            if self.next_event("joined")["room"] == room {
+                return;
+            }
         }
     }
 

@@ -392,6 +392,13 @@ impl Raw {
         None
     }
 
+    /// Everything the server sends from here until it closes the connection (what is left after
+    /// the last response or frame read, then every read until EOF).
+    pub fn read_until_eof(&mut self) -> Vec<u8> {
+        while self.fill() {}
+        std::mem::take(&mut self.buf)
+    }
+
     /// Whether the server closed the TCP connection (reads EOF within the patience window).
     pub fn reads_eof(&mut self) -> bool {
         self.buf.clear();
