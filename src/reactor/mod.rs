@@ -107,6 +107,7 @@ impl Server {
         let last_id = store.as_ref().map_or(0, |s| s.max_id());
         let cluster = cluster_input.map(|input| Cluster::start(Arc::clone(&hub), input, last_id)).transpose()?;
         let open_conns = Arc::new(AtomicUsize::new(0));
+        let ops_conns = Arc::new(AtomicUsize::new(0));
         let telemetry = Telemetry::new(cfg.shards.get(), store.as_ref(), Arc::clone(&hub), cluster_shared);
 
         let shared = Shared {
@@ -120,7 +121,7 @@ impl Server {
         let mut shards = Vec::with_capacity(cfg.shards.get());
         for (index, ((poll, rx), inbox)) in polls.into_iter().zip(inboxes).enumerate() {
             let ctx = ShardCtx::new(index, inbox, &shared);
-            let shard = Shard::new(poll, rx, ctx);
+            let shard = Shard::new(poll, rx, ctx, Arc::clone(&ops_conns));
             shards.push(std::thread::Builder::new().name(format!("shard-{index}")).spawn(move || shard.run())?);
         }
 
@@ -133,6 +134,8 @@ impl Server {
             shards: Arc::clone(&shard_router),
             open_conns: Arc::clone(&open_conns),
             max_connections: cfg.max_connections.get(),
+            ops_conns,
+            max_ops_connections: cfg.metrics_max_connections.get(),
             per_ip: PerIpLimiter::new(cfg.max_conns_per_ip),
             stop: Arc::clone(&stop),
             metrics: telemetry.acceptor(),

@@ -216,3 +216,97 @@ fn an_address_in_use_is_one_line() {
     let expected = format!("roomcast: cannot listen ({addr}): Address already in use");
     assert!(line.starts_with(&expected), "expected {expected:?}, got {line:?}");
 }
+
+/// The rows of the settings table in docs/CONFIG.md, as cells (flag, range, ...).
+fn config_md_rows() -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(repo_path("docs/CONFIG.md")).expect("docs/CONFIG.md");
+    let mut lines = text.lines().skip_while(|l| !l.starts_with("| setting (file key) |"));
+    let header: Vec<&str> = lines.next().expect("the settings table").split(" | ").collect();
+    assert_eq!(header.get(4).copied(), Some("range"), "column 5 is the range: {header:?}");
+    lines
+        .skip(1)
+        .take_while(|l| l.starts_with("| "))
+        .map(|l| l.trim_matches('|').split(" | ").map(|c| c.trim().to_string()).collect())
+        .collect()
+}
+
+/// The long flags `--help` lists.
+fn flags_in_help() -> std::collections::BTreeSet<String> {
+    let mut cmd = roomcast();
+    cmd.arg("--help");
+    let output = run(cmd);
+    assert!(output.status.success());
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| l.trim_start().split([' ', ',', '=']).find(|w| w.starts_with("--")).map(str::to_string))
+        .filter(|f| f != "--help" && f != "--version")
+        .collect()
+}
+
+#[test]
+fn every_flag_is_documented_in_config_md() {
+    let documented: std::collections::BTreeSet<String> =
+        config_md_rows().iter().filter_map(|row| row.get(1)?.split('`').nth(1).map(str::to_string)).collect();
+    let flags = flags_in_help();
+    assert!(flags.len() > 40, "read the flags from --help: {flags:?}");
+    let undocumented: Vec<_> = flags.difference(&documented).collect();
+    assert!(undocumented.is_empty(), "flags missing from docs/CONFIG.md: {undocumented:?}");
+    let unknown: Vec<_> = documented.difference(&flags).collect();
+    assert!(unknown.is_empty(), "docs/CONFIG.md documents flags that do not exist: {unknown:?}");
+}
+
+#[test]
+fn every_range_in_config_md_is_the_one_enforced() {
+    let mut ranged = Vec::new();
+    for row in config_md_rows() {
+        let flag = row[1].split('`').nth(1).expect("flag").to_string();
+        if let Some((lo, hi)) = row[4].split_once('–')
+            && let (Ok(_), Ok(hi)) = (lo.parse::<u64>(), hi.parse::<u64>())
+        {
+            ranged.push((flag, hi));
+        }
+    }
+    assert!(ranged.len() >= 25, "ranges found in docs/CONFIG.md: {ranged:?}");
+    // Every maximum at once is accepted ...
+    let mut cmd = roomcast();
+    cmd.arg("--print-config");
+    for (flag, hi) in &ranged {
+        cmd.arg(flag).arg(hi.to_string());
+    }
+    let config = printed(&run(cmd));
+    for (flag, hi) in &ranged {
+        let key = flag.trim_start_matches("--");
+        let value = config.get(key).unwrap_or_else(|| panic!("{key} printed"));
+        let value = value.as_integer().map(|v| v as f64).or_else(|| value.as_float()).expect("a number");
+        assert_eq!(value, *hi as f64, "{key}");
+    }
+    // ... and one more than it is refused at start, naming the flag and the documented range.
+    for (flag, hi) in &ranged {
+        let mut cmd = roomcast();
+        cmd.args(["--addr", "127.0.0.1:0", "--no-persist"]).arg(flag).arg((hi + 1).to_string());
+        let line = start_failure(&run(cmd));
+        assert!(line.contains(&format!("{flag} must be between ")), "{line}");
+        assert!(line.contains(&format!(" and {hi} (got {})", hi + 1)), "{line}");
+    }
+}
+
+#[test]
+fn huge_values_that_used_to_panic_or_exhaust_memory_are_refused_at_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    for (flag, value, rule) in [
+        // Overflowed the first handshake deadline: the shard thread died, the process kept the port.
+        ("--handshake-timeout", "18446744073709551615", "between 1 and 3600"),
+        // Overflowed the shutdown deadline on SIGTERM.
+        ("--shutdown-grace", "18446744073709551615", "between 0 and 3600"),
+        // Allocated up front: 289 MB idle, and SIGABRT.
+        ("--queue-capacity", "4000000", "between 1024 and 1048576"),
+        ("--queue-capacity", "1000000000000", "between 1024 and 1048576"),
+        ("--history-queue", "1000000000000", "between 1 and 65536"),
+    ] {
+        let mut cmd = roomcast();
+        cmd.args(["--addr", "127.0.0.1:0", "--db"]).arg(dir.path().join("roomcast.db")).args([flag, value]);
+        let line = start_failure(&run(cmd));
+        assert_eq!(line, format!("roomcast: invalid configuration: {flag} must be {rule} (got {value})"));
+    }
+    assert!(!dir.path().join("roomcast.db").exists(), "refused before the database was touched");
+}
