@@ -171,7 +171,7 @@ pub struct Settings {
     /// random bytes; shorter ones are accepted with a warning). Prefer the environment variable:
     /// command lines are visible to every local user.
     #[arg(long, env = "ROOMCAST_JWT_SECRET", conflicts_with = "jwt_public_key", hide_env_values = true)]
-    #[serde(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt_secret: Option<String>,
 
     /// Turns authentication on with RS256 (RSA key) or ES256 (P-256 key) tokens verified with this PEM
@@ -260,6 +260,12 @@ pub struct Settings {
     pub user_rate_burst: u32,
 }
 
+/// What `--print-config` prints in place of a secret (the JWT secret, a Redis URL's password).
+/// Validation refuses it, so a printed configuration fed back as a file never starts a server without
+/// the secret: with `ROOMCAST_JWT_SECRET` (or `ROOMCAST_REDIS_URL`) set, the environment wins over the
+/// file and the placeholder is never read.
+pub const REDACTED: &str = "***";
+
 /// Connections accepted past a connection limit only to be told 503; beyond this many more they are
 /// closed unread (the acceptor's rule, on both listeners). Counted in the descriptor budget.
 pub const OVER_CAPACITY_SLACK: usize = 32;
@@ -288,13 +294,26 @@ pub enum ConfigError {
         /// The parser's explanation.
         reason: String,
     },
+    /// A secret is the placeholder [`REDACTED`] that `--print-config` writes in its place.
+    #[error(
+        "--{name} holds the placeholder \"***\" that --print-config prints instead of a secret; \
+         set the real value ({env}, or --{name})"
+    )]
+    Redacted {
+        /// Flag name.
+        name: &'static str,
+        /// Its environment variable, the place a secret should come from.
+        env: &'static str,
+    },
 }
 
 impl ConfigError {
     /// The long flag name (also the file key) of the setting at fault.
     pub fn setting(&self) -> &'static str {
         match self {
-            ConfigError::OutOfRange { name, .. } | ConfigError::Unparsable { name, .. } => name,
+            ConfigError::OutOfRange { name, .. }
+            | ConfigError::Unparsable { name, .. }
+            | ConfigError::Redacted { name, .. } => name,
         }
     }
 }
@@ -387,6 +406,9 @@ impl Settings {
                 reason: e.to_string(),
             })?),
         };
+        if redis_url.as_ref().is_some_and(RedisUrl::is_redacted) {
+            return Err(ConfigError::Redacted { name: "redis-url", env: "ROOMCAST_REDIS_URL" });
+        }
         let metrics_max_connections = count_within("metrics-max-connections", self.metrics_max_connections, 1, 1024)?;
         // Descriptors: the main port's connections and slack, the metrics port's (when it exists), and
         // FD_RESERVE for the listeners, the database and the wakers.
@@ -480,7 +502,8 @@ impl Settings {
         Ok(())
     }
 
-    /// The rate limits are in range and consistent, and a JWT secret is not empty.
+    /// The rate limits are in range and consistent, and a JWT secret is neither empty nor the
+    /// `--print-config` placeholder.
     fn check_rates(&self) -> Result<(), ConfigError> {
         within("rate-limit", self.rate_limit, 0, 1_000_000)?;
         // 0 only with the message limit off.
@@ -488,6 +511,9 @@ impl Settings {
         within("rate-limit-bytes", self.rate_limit_bytes, 0, 1 << 30)?;
         if let Some(secret) = &self.jwt_secret {
             range("jwt-secret", "non-empty", !secret.is_empty(), "an empty string".into())?;
+            if secret == REDACTED {
+                return Err(ConfigError::Redacted { name: "jwt-secret", env: "ROOMCAST_JWT_SECRET" });
+            }
         }
         Ok(())
     }
@@ -667,6 +693,35 @@ mod tests {
         ] {
             let err = validate(&[flag, value]).expect_err(flag);
             assert!(err.starts_with(&format!("{flag} must be {rule} (got ")), "{err}");
+        }
+    }
+
+    #[test]
+    fn print_config_placeholders_are_refused() {
+        let err = settings(&["--jwt-secret", REDACTED]).validate(20_000).expect_err("placeholder");
+        assert_eq!(err.setting(), "jwt-secret");
+        assert!(err.to_string().contains("ROOMCAST_JWT_SECRET"), "{err}");
+        for url in ["redis://:***@127.0.0.1:6379", "redis://u:%2A%2A%2A@h/1", "unix:///run/redis.sock?pass=***"] {
+            let err = settings(&["--redis-url", url]).validate(20_000).expect_err(url);
+            assert_eq!(err.setting(), "redis-url", "{url}");
+            assert!(err.to_string().contains("ROOMCAST_REDIS_URL"), "{err}");
+        }
+        // A secret that merely contains stars is a secret.
+        validate(&["--jwt-secret", "****"]).expect("not the placeholder");
+    }
+
+    #[test]
+    fn redis_passwords_are_redacted_and_nothing_else_changes() {
+        for (url, printed) in [
+            ("redis://127.0.0.1:6379/2", "redis://127.0.0.1:6379/2"),
+            ("unix:///run/redis.sock?db=1", "unix:///run/redis.sock?db=1"),
+            ("redis://:hunter2@host:6380/1", "redis://:***@host:6380/1"),
+            ("redis://user:hunter2@host", "redis://user:***@host"),
+            ("unix:///run/redis.sock?db=1&pass=hunter2", "unix:///run/redis.sock?db=1&pass=***"),
+        ] {
+            let url = RedisUrl::parse(url).expect("valid");
+            assert_eq!(url.redacted(), printed);
+            assert_eq!(RedisUrl::parse(printed).expect("valid").is_redacted(), printed.contains("***"), "{printed}");
         }
     }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use redis::IntoConnectionInfo;
 
-use super::{ENVELOPE_BYTES, JSON_ESCAPE_FACTOR, LogFormat, Settings};
+use super::{ENVELOPE_BYTES, JSON_ESCAPE_FACTOR, LogFormat, REDACTED, Settings};
 
 /// How the history writer commits (`--sync`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +53,37 @@ impl RedisUrl {
     /// The URL as given.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The URL with its password (`redis://user:PASSWORD@host`, `unix:///path?pass=PASSWORD`)
+    /// replaced by [`REDACTED`]; as given when it has none. What `--print-config` prints.
+    pub fn redacted(&self) -> String {
+        // Parsed by the same parser that accepted it at validation; should that ever fail, print
+        // nothing of it rather than risk the password.
+        let Some(mut url) = redis::parse_redis_url(&self.0) else { return REDACTED.to_string() };
+        let in_query = url.query_pairs().any(|(key, _)| key == "pass");
+        if url.password().is_none() && !in_query {
+            return self.0.clone();
+        }
+        if url.password().is_some() && url.set_password(Some(REDACTED)).is_err() {
+            return REDACTED.to_string();
+        }
+        if in_query {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(key, value)| {
+                    let value = if key == "pass" { REDACTED.to_string() } else { value.into_owned() };
+                    (key.into_owned(), value)
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        url.to_string()
+    }
+
+    /// Whether its password is the [`REDACTED`] placeholder (a `--print-config` output used as is).
+    pub fn is_redacted(&self) -> bool {
+        self.0.as_str().into_connection_info().is_ok_and(|info| info.redis_settings().password() == Some(REDACTED))
     }
 }
 
@@ -123,7 +154,8 @@ pub struct Config {
     pub retain_per_room: Option<NonZeroU64>,
     /// Seconds to wait for close acknowledgements on shutdown, 0 to 3600 (`--shutdown-grace`).
     pub shutdown_grace_secs: u64,
-    /// HS256 shared secret, non-empty (`--jwt-secret`); never printed.
+    /// HS256 shared secret, non-empty and not the placeholder [`REDACTED`] (`--jwt-secret`); never
+    /// printed.
     pub jwt_secret: Option<String>,
     /// RS256/ES256 PEM public key (`--jwt-public-key`); exclusive with `jwt_secret`.
     pub jwt_public_key: Option<PathBuf>,
@@ -147,7 +179,8 @@ pub struct Config {
     pub ping_interval_secs: u64,
     /// Seconds to answer a ping, at most 86400 and at least 1 when pings are on (`--ping-timeout`).
     pub ping_timeout_secs: u64,
-    /// Cluster mode's Redis; `None`: one node, no Redis (`--redis-url`, empty).
+    /// Cluster mode's Redis, its password not the placeholder [`REDACTED`]; `None`: one node, no Redis
+    /// (`--redis-url`, empty).
     pub redis_url: Option<RedisUrl>,
     /// This node's cluster name; `None`: a random one is picked (`--node-id`, empty).
     pub node_id: Option<String>,
@@ -213,7 +246,9 @@ impl Config {
 }
 
 /// The settings that validate to `config` (automatic values as resolved, `None` as the empty or zero
-/// sentinel): what `--print-config` prints, and a file that reads back to the same configuration.
+/// sentinel), secrets replaced by [`REDACTED`]: what `--print-config` prints. Without secrets it reads
+/// back as a file to the same configuration; with them it is refused until the real secrets are set
+/// (the environment overrides the file's placeholders).
 impl From<&Config> for Settings {
     fn from(config: &Config) -> Settings {
         Settings {
@@ -242,7 +277,8 @@ impl From<&Config> for Settings {
             sync: config.sync.as_str().to_string(),
             retain_per_room: config.retain_per_room.map_or(0, NonZeroU64::get),
             shutdown_grace_secs: config.shutdown_grace_secs,
-            jwt_secret: config.jwt_secret.clone(),
+            // Secrets are never printed: the placeholder refuses to start when read back (see REDACTED).
+            jwt_secret: config.jwt_secret.as_ref().map(|_| REDACTED.to_string()),
             jwt_public_key: config.jwt_public_key.clone(),
             jwt_audience: config.jwt_audience.clone(),
             allowed_origins: config.allowed_origins.clone(),
@@ -253,7 +289,7 @@ impl From<&Config> for Settings {
             idle_timeout_secs: config.idle_timeout_secs,
             ping_interval_secs: config.ping_interval_secs,
             ping_timeout_secs: config.ping_timeout_secs,
-            redis_url: config.redis_url.as_ref().map_or_else(String::new, |url| url.as_str().to_string()),
+            redis_url: config.redis_url.as_ref().map_or_else(String::new, RedisUrl::redacted),
             node_id: config.node_id.clone().unwrap_or_default(),
             redis_stream_maxlen: config.redis_stream_maxlen,
             redis_queue_capacity: config.redis_queue_capacity,

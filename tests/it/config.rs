@@ -310,3 +310,76 @@ fn huge_values_that_used_to_panic_or_exhaust_memory_are_refused_at_start() {
     }
     assert!(!dir.path().join("roomcast.db").exists(), "refused before the database was touched");
 }
+
+#[test]
+fn print_config_never_prints_a_secret_and_its_output_never_starts_without_one() {
+    let dir = tempfile::tempdir().expect("dir");
+    let secret = crate::support::tokens::SECRET;
+    let mut cmd = roomcast();
+    cmd.arg("--print-config")
+        .env("ROOMCAST_JWT_SECRET", secret)
+        .env("ROOMCAST_REDIS_URL", "redis://roomcast:hunter2@127.0.0.1:6399/3");
+    let output = run(cmd);
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let config = printed(&output);
+    assert!(!text.contains(secret) && !text.contains("hunter2"), "a secret was printed: {text}");
+    assert_eq!(config.get("jwt-secret").and_then(toml::Value::as_str), Some("***"), "{text}");
+    assert_eq!(
+        config.get("redis-url").and_then(toml::Value::as_str),
+        Some("redis://roomcast:***@127.0.0.1:6399/3"),
+        "only the password is replaced"
+    );
+
+    // The printout used as a file refuses to start, for each secret, saying what to set.
+    let both = write_config(&dir, &text);
+    let mut only_redis = config.clone();
+    only_redis.remove("jwt-secret");
+    let only_redis_path = dir.path().join("only-redis.toml");
+    std::fs::write(&only_redis_path, toml::to_string(&only_redis).expect("toml")).expect("write");
+    for (path, setting, variable) in
+        [(&both, "--jwt-secret", "ROOMCAST_JWT_SECRET"), (&only_redis_path, "--redis-url", "ROOMCAST_REDIS_URL")]
+    {
+        let mut cmd = roomcast();
+        cmd.arg("--config").arg(path).args(["--addr", "127.0.0.1:0", "--db"]).arg(dir.path().join("a.db"));
+        let line = start_failure(&run(cmd));
+        assert!(line.contains(setting) && line.contains("placeholder") && line.contains(variable), "{line}");
+        assert!(line.contains(&path.display().to_string()), "names the file: {line}");
+    }
+
+    // With the real secret in the environment the same file starts, and with auth on.
+    let mut only_jwt = config.clone();
+    only_jwt.remove("redis-url");
+    let only_jwt_path = dir.path().join("only-jwt.toml");
+    std::fs::write(&only_jwt_path, toml::to_string(&only_jwt).expect("toml")).expect("write");
+    let mut cmd = roomcast();
+    cmd.arg("--config").arg(&only_jwt_path).args(["--addr", "127.0.0.1:0", "--db"]).arg(dir.path().join("b.db"));
+    cmd.env("ROOMCAST_JWT_SECRET", secret);
+    let mut child = cmd.spawn().expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("listening on http://") {
+                let _ = tx.send(addr.to_string());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(PATIENCE);
+    let status = addr.as_ref().ok().map(|addr| {
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        std::io::Write::write_all(
+            &mut stream,
+            b"GET /ws?room=r HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .expect("write");
+        let mut head = [0u8; 12];
+        std::io::Read::read_exact(&mut stream, &mut head).expect("response");
+        String::from_utf8_lossy(&head).into_owned()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status.as_deref(), Some("HTTP/1.1 401"), "started, and a client without a token is refused");
+}
