@@ -37,6 +37,13 @@ fn one_line(err: &anyhow::Error) -> String {
         Some(ServerError::Store(StoreError::Open { path, source })) => {
             format!("cannot open the database ({}): {source}", path.display())
         }
+        Some(ServerError::Store(StoreError::Locked { path, holder })) => {
+            let holder = holder.map_or_else(|| "pid unknown".to_string(), |pid| format!("pid {pid}"));
+            format!("the database is in use ({}): another roomcast process holds it ({holder})", path.display())
+        }
+        Some(ServerError::Store(StoreError::LockFile { path, source })) => {
+            format!("cannot lock the database ({}): {source}", path.display())
+        }
         Some(_) => format!("cannot start the server: {}", causes(err)),
         None => causes(err),
     };

@@ -2,6 +2,13 @@
 //! [`ChatRecord`]s without blocking; one writer thread commits them in batches) and a pool of
 //! history readers with their own read-only connections.
 //!
+//! # One server per database
+//! [`Store::open`] first takes an exclusive `flock` on `<db>.lock` beside the database and holds it
+//! until the `Store` is dropped; a second process on the same file gets [`StoreError::Locked`] with
+//! the holder's pid. A lock file rather than a lock on the database file (SQLite's own POSIX locks
+//! on that file are dropped when any descriptor of it is closed), released by the kernel however the
+//! process ends: see `lock.rs`.
+//!
 //! # Threads and handles
 //! [`Store::open`] opens the database (creating or migrating the schema, switching to WAL), reads
 //! the largest stored id ([`Store::max_id`]), and starts one writer thread (`store-writer`) and
@@ -96,6 +103,7 @@
 
 mod ceiling;
 mod error;
+mod lock;
 mod reader;
 mod schema;
 mod state;
@@ -118,6 +126,7 @@ use crate::types::ChatRecord;
 pub(crate) use ceiling::{IdCeiling, id_block};
 pub use error::StoreError;
 
+use lock::DbLock;
 use reader::{Plan, Request};
 use state::{Shared, WaitOutcome, bump};
 use writer::{Ctrl, WriterConfig};
@@ -306,6 +315,8 @@ pub struct Store {
     reader_queue: usize,
     writer_thread: Option<JoinHandle<()>>,
     reader_threads: Vec<(String, JoinHandle<()>)>,
+    /// One server per database (`lock.rs`): held until the Store is dropped, after its threads.
+    _lock: Option<DbLock>,
 }
 
 impl std::fmt::Debug for Store {
@@ -319,13 +330,19 @@ impl Store {
     /// stored id and starts the writer and reader threads.
     ///
     /// # Errors
-    /// [`StoreError::InvalidConfig`] for unusable settings; [`StoreError::Open`],
+    /// [`StoreError::InvalidConfig`] for unusable settings; [`StoreError::Locked`] when another process
+    /// holds the database (`lock.rs`), [`StoreError::LockFile`] when its lock file cannot be made;
+    /// [`StoreError::Open`],
     /// [`StoreError::Setup`], [`StoreError::NoWal`] when SQLite cannot open or configure the file;
     /// [`StoreError::SchemaTooNew`] when the file comes from a newer build;
     /// [`StoreError::Migration`] when a migration fails; [`StoreError::Spawn`] when a thread cannot
     /// be started.
     pub fn open(cfg: StoreConfig) -> Result<Store, StoreError> {
         cfg.validate()?;
+        // Before anything reads or changes the file. SQLite's special names are no files to lock
+        // (and fail below: no WAL).
+        let special = cfg.path.as_os_str().is_empty() || cfg.path.as_os_str() == ":memory:";
+        let lock = if special { None } else { Some(DbLock::acquire(&cfg.path)?) };
         let mut writer_conn = schema::open_writer(&cfg.path, cfg.sync_full, cfg.busy_timeout)?;
         let max_id = schema::max_id(&writer_conn)?;
         let (start_id, ceiling) = match cfg.id_block {
@@ -375,6 +392,7 @@ impl Store {
             reader_queue: cfg.reader_queue,
             writer_thread: Some(writer_thread),
             reader_threads,
+            _lock: lock,
         })
     }
 

@@ -383,3 +383,27 @@ fn print_config_never_prints_a_secret_and_its_output_never_starts_without_one() 
     let _ = child.wait();
     assert_eq!(status.as_deref(), Some("HTTP/1.1 401"), "started, and a client without a token is refused");
 }
+
+#[test]
+fn a_second_server_on_the_same_database_exits_1_naming_the_lock_and_its_holder() {
+    let first = Server::start(&[]);
+    let db = first.db_path();
+    let mut cmd = roomcast();
+    cmd.args(["--addr", "127.0.0.1:0", "--db"]).arg(&db);
+    let line = start_failure(&run(cmd));
+    let expected = format!(
+        "roomcast: the database is in use ({}.lock): another roomcast process holds it (pid {})",
+        db.display(),
+        first.pid()
+    );
+    assert_eq!(line, expected);
+    // Without persistence the database is not touched, so nothing is locked either.
+    let relay = Server::start_logged(&db, &["--no-persist"]);
+    drop(relay);
+    // The lock goes with the process, however it dies: a restart after kill -9 starts.
+    let dir = first.kill9();
+    let again = Server::start_in(dir, &[]);
+    let mut ws = connect_json(&again, "r", "back");
+    send_json(&mut ws, serde_json::json!({"type": "message", "room": "r", "content": "after kill -9"}));
+    assert_eq!(recv_event(&mut ws, "message")["content"], "after kill -9");
+}
