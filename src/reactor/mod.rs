@@ -167,7 +167,8 @@ impl Server {
     }
 
     /// Graceful stop: no new connections, close 1001 to every client (waiting up to the grace period
-    /// for them), then every accepted message is committed to the store.
+    /// for them), then every accepted message is committed to the store and the last id used is
+    /// recorded, so the next start continues right after it.
     ///
     /// # Errors
     /// A thread that panicked or a store that could not drain.
@@ -183,10 +184,13 @@ impl Server {
         if let Some(cluster) = self.cluster {
             cluster.shutdown();
         }
+        // Every shard has stopped: nothing publishes any more, so this is the last id anyone was
+        // shown (single node; the store keeps no ceiling in cluster mode and ignores it there).
+        let last_id = self.hub.max_id();
         drop(self.hub);
         if let Some(store) = self.store {
             match Arc::try_unwrap(store) {
-                Ok(store) => store.shutdown()?,
+                Ok(store) => store.shutdown_clean(last_id)?,
                 Err(_) => tracing::error!("store still referenced at shutdown; not drained"),
             }
         }

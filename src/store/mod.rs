@@ -29,11 +29,13 @@
 //! most `queue_capacity + batch_size` records, normally about `flush_interval` worth of traffic)
 //! are lost by any crash; [`Store::shutdown`] loses none.
 //!
-//! # Ids after a crash
+//! # Ids across restarts
 //! Ids are shown to clients before their records are committed, so with `id_block` set the store
 //! keeps an id ceiling committed ahead of use (`ceiling.rs`): after any crash the server continues
 //! above every id it may have shown ([`Store::start_id`]), never reusing one. Lost records leave
-//! gaps in the ids, never duplicates.
+//! gaps in the ids, never duplicates. A clean stop ([`Store::shutdown_clean`], after the final
+//! drain) records the last id used as the ceiling instead, so the next start continues right after
+//! it: only a crash skips the unused rest of the block.
 //!
 //! # Read-your-writes across the write-behind boundary
 //! Decision: a history request waits for the **commit watermark**. Every record a client has
@@ -315,6 +317,9 @@ pub struct Store {
     reader_queue: usize,
     writer_thread: Option<JoinHandle<()>>,
     reader_threads: Vec<(String, JoinHandle<()>)>,
+    /// The database and busy timeout, for [`Store::shutdown_clean`]'s own connection.
+    path: PathBuf,
+    busy_timeout: Duration,
     /// One server per database (`lock.rs`): held until the Store is dropped, after its threads.
     _lock: Option<DbLock>,
 }
@@ -392,6 +397,8 @@ impl Store {
             reader_queue: cfg.reader_queue,
             writer_thread: Some(writer_thread),
             reader_threads,
+            path: cfg.path.clone(),
+            busy_timeout: cfg.busy_timeout,
             _lock: lock,
         })
     }
@@ -477,6 +484,25 @@ impl Store {
     /// still joined.
     pub fn shutdown(mut self) -> Result<(), StoreError> {
         self.close()
+    }
+
+    /// [`Store::shutdown`] for a server that stops cleanly: after the final drain, with an id
+    /// ceiling, records `last_used_id` (the last id handed out; the caller has stopped everything
+    /// that publishes) as the ceiling, so the next start continues right after it
+    /// ([`schema::record_last_id`]). Only a crash then skips the rest of the reserved block. A
+    /// failure to record it is logged, not returned: ids then skip the block, as after a crash.
+    ///
+    /// # Errors
+    /// As [`Store::shutdown`]; nothing is recorded when the drain failed.
+    pub(crate) fn shutdown_clean(mut self, last_used_id: u64) -> Result<(), StoreError> {
+        self.close()?;
+        if self.ceiling.is_some() {
+            match schema::record_last_id(&self.path, self.busy_timeout, last_used_id) {
+                Ok(ceiling) => tracing::info!(ceiling, "store: ids continue after the last one used"),
+                Err(err) => tracing::warn!(%err, "store: could not record the last id; the next start skips ids"),
+            }
+        }
+        Ok(())
     }
 
     fn close(&mut self) -> Result<(), StoreError> {
