@@ -583,6 +583,13 @@ mod tests {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         assert_eq!(cfg.shards.get(), default_shards(cores), "--shards 0 is resolved");
         assert_eq!(cfg.max_connections.get(), 20_000 - FD_RESERVE, "--max-connections 0 is resolved");
+        let with_metrics = validate(&["--metrics-addr", "127.0.0.1:9100"]).expect("valid");
+        assert_eq!(
+            with_metrics.max_connections.get(),
+            20_000 - FD_RESERVE - 64 - OVER_CAPACITY_SLACK,
+            "the metrics listener's budget keeps its descriptors"
+        );
+        assert!(validate(&["--metrics-addr", "127.0.0.1:9100", "--max-connections", "19900"]).is_err());
         assert_eq!([1, 2, 4, 8].map(default_shards), [1, 1, 3, 7], "one per core but one, at least one");
         assert_eq!(cfg.max_frame_bytes(), 16 * 1024 + 4096);
         assert_eq!(cfg.max_json_frame_bytes(), 6 * 16 * 1024 + 4096);

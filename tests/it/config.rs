@@ -64,6 +64,7 @@ fn flag_beats_env_beats_file_beats_default() {
     assert_eq!(int("batch-size"), 9, "flag beats env and file");
     assert_eq!(int("flush-interval-ms"), 30, "flag beats file");
     assert_eq!(int("queue-capacity"), 65536, "default when nobody sets it");
+    assert_eq!((int("metrics-max-connections"), int("metrics-idle-timeout")), (64, 5), "documented defaults");
     assert_eq!(config.get("sync").and_then(toml::Value::as_str), Some("full"));
 
     // The config file can also come from the environment, and the printout is itself a valid file.
