@@ -104,8 +104,8 @@ pub struct Settings {
     #[arg(long, env = "ROOMCAST_MAX_OUTBUF", default_value_t = 1024 * 1024)]
     pub max_outbuf: usize,
 
-    /// Most open connections; 0 means the file-descriptor limit minus a reserve of 64. Connections
-    /// over it get HTTP 503.
+    /// Most open connections on `--addr`; 0 means the file-descriptor limit minus a reserve of 64 (and
+    /// minus `--metrics-max-connections` + 32 with `--metrics-addr`). Connections over it get HTTP 503.
     #[arg(long, env = "ROOMCAST_MAX_CONNECTIONS", default_value_t = 0)]
     pub max_connections: usize,
 
