@@ -15,6 +15,8 @@ pub mod logging;
 pub mod preflight;
 pub mod valid;
 
+use std::borrow::Cow;
+use std::fmt;
 use std::net::SocketAddr;
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
@@ -65,6 +67,19 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_addr: Option<SocketAddr>,
 
+    /// Open connections to `--metrics-addr` at most (1–1024); its own budget, apart from
+    /// `--max-connections` and `--max-conns-per-ip`, so a full main port leaves health checks and
+    /// scrapes answered and idle connections here cannot lock clients out. Over it: 503.
+    #[arg(long, env = "ROOMCAST_METRICS_MAX_CONNECTIONS", default_value_t = 64)]
+    pub metrics_max_connections: usize,
+
+    /// Seconds a connection to `--metrics-addr` may take over a request, and stay open idle between
+    /// keep-alive requests, before it is closed (1–3600). Short: scrapers and health checks send at
+    /// once, and an idle connection holds one of the few `--metrics-max-connections` slots.
+    #[arg(long = "metrics-idle-timeout", env = "ROOMCAST_METRICS_IDLE_TIMEOUT", default_value_t = 5)]
+    #[serde(rename = "metrics-idle-timeout")]
+    pub metrics_idle_timeout_secs: u64,
+
     /// Event-loop threads; 0 means one per CPU core but one (at least one): the remaining core is left
     /// to the kernel's network processing, the store writer and whatever shares the machine.
     #[arg(long, env = "ROOMCAST_SHARDS", default_value_t = 0)]
@@ -89,8 +104,8 @@ pub struct Settings {
     #[arg(long, env = "ROOMCAST_MAX_OUTBUF", default_value_t = 1024 * 1024)]
     pub max_outbuf: usize,
 
-    /// Most open connections; 0 means the file-descriptor limit minus a reserve of 64. Connections
-    /// over it get HTTP 503.
+    /// Most open connections on `--addr`; 0 means the file-descriptor limit minus a reserve of 64 (and
+    /// minus `--metrics-max-connections` + 32 with `--metrics-addr`). Connections over it get HTTP 503.
     #[arg(long, env = "ROOMCAST_MAX_CONNECTIONS", default_value_t = 0)]
     pub max_connections: usize,
 
@@ -156,7 +171,7 @@ pub struct Settings {
     /// random bytes; shorter ones are accepted with a warning). Prefer the environment variable:
     /// command lines are visible to every local user.
     #[arg(long, env = "ROOMCAST_JWT_SECRET", conflicts_with = "jwt_public_key", hide_env_values = true)]
-    #[serde(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt_secret: Option<String>,
 
     /// Turns authentication on with RS256 (RSA key) or ES256 (P-256 key) tokens verified with this PEM
@@ -247,6 +262,16 @@ pub struct Settings {
     pub user_rate_burst: u32,
 }
 
+/// What `--print-config` prints in place of a secret (the JWT secret, a Redis URL's password).
+/// Validation refuses it, so a printed configuration fed back as a file never starts a server without
+/// the secret: with `ROOMCAST_JWT_SECRET` (or `ROOMCAST_REDIS_URL`) set, the environment wins over the
+/// file and the placeholder is never read.
+pub const REDACTED: &str = "***";
+
+/// Connections accepted past a connection limit only to be told 503; beyond this many more they are
+/// closed unread (the acceptor's rule, on both listeners). Counted in the descriptor budget.
+pub const OVER_CAPACITY_SLACK: usize = 32;
+
 /// A setting that cannot work, named so the user can fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -255,8 +280,8 @@ pub enum ConfigError {
     OutOfRange {
         /// Flag name.
         name: &'static str,
-        /// The rule.
-        rule: &'static str,
+        /// The rule (`between 1 and 3600`).
+        rule: Cow<'static, str>,
         /// The value given.
         value: String,
     },
@@ -271,13 +296,26 @@ pub enum ConfigError {
         /// The parser's explanation.
         reason: String,
     },
+    /// A secret is the placeholder [`REDACTED`] that `--print-config` writes in its place.
+    #[error(
+        "--{name} holds the placeholder \"***\" that --print-config prints instead of a secret; \
+         set the real value ({env}, or --{name})"
+    )]
+    Redacted {
+        /// Flag name.
+        name: &'static str,
+        /// Its environment variable, the place a secret should come from.
+        env: &'static str,
+    },
 }
 
 impl ConfigError {
     /// The long flag name (also the file key) of the setting at fault.
     pub fn setting(&self) -> &'static str {
         match self {
-            ConfigError::OutOfRange { name, .. } | ConfigError::Unparsable { name, .. } => name,
+            ConfigError::OutOfRange { name, .. }
+            | ConfigError::Unparsable { name, .. }
+            | ConfigError::Redacted { name, .. } => name,
         }
     }
 }
@@ -297,12 +335,38 @@ pub fn default_shards(cores: usize) -> usize {
 
 /// `Ok` when `ok`, else the out-of-range error naming the setting, its rule and the value given.
 fn range(name: &'static str, rule: &'static str, ok: bool, value: String) -> Result<(), ConfigError> {
-    if ok { Ok(()) } else { Err(ConfigError::OutOfRange { name, rule, value }) }
+    if ok { Ok(()) } else { Err(ConfigError::OutOfRange { name, rule: rule.into(), value }) }
+}
+
+/// `Ok` when `lo <= value <= hi`, else the range error `--name must be between lo and hi`.
+///
+/// Every duration and size setting has an upper bound (docs/CONFIG.md, column "range"), so no value
+/// that parses can overflow an `Instant` (a panicking shard thread) or allocate a queue of gigabytes
+/// up front.
+fn within<T: PartialOrd + fmt::Display>(name: &'static str, value: T, lo: T, hi: T) -> Result<(), ConfigError> {
+    if lo <= value && value <= hi {
+        return Ok(());
+    }
+    Err(ConfigError::OutOfRange { name, rule: format!("between {lo} and {hi}").into(), value: value.to_string() })
 }
 
 /// `value` as a non-zero count when `ok` holds for it, else the range error for `--name`.
 fn count(name: &'static str, rule: &'static str, value: usize, ok: bool) -> Result<NonZeroUsize, ConfigError> {
-    NonZeroUsize::new(value).filter(|_| ok).ok_or(ConfigError::OutOfRange { name, rule, value: value.to_string() })
+    NonZeroUsize::new(value).filter(|_| ok).ok_or(ConfigError::OutOfRange {
+        name,
+        rule: rule.into(),
+        value: value.to_string(),
+    })
+}
+
+/// `value` as a count within `lo..=hi` (`lo` at least 1), else the range error for `--name`.
+fn count_within(name: &'static str, value: usize, lo: usize, hi: usize) -> Result<NonZeroUsize, ConfigError> {
+    within(name, value, lo.max(1), hi)?;
+    NonZeroUsize::new(value).ok_or(ConfigError::OutOfRange {
+        name,
+        rule: format!("between {lo} and {hi}").into(),
+        value: value.to_string(),
+    })
 }
 
 impl Settings {
@@ -318,16 +382,24 @@ impl Settings {
         };
         let shards = count("shards", "between 1 and 256", shards, shards <= 256)?;
         self.check_limits()?;
+        self.check_durations()?;
         let batch_size = count("batch-size", "between 1 and 65536", self.batch_size, self.batch_size <= 65536)?;
-        let queue_capacity =
-            count("queue-capacity", "at least 1024", self.queue_capacity, self.queue_capacity >= 1024)?;
-        let history_queue = count("history-queue", "at least 1", self.history_queue, true)?;
+        // Both queues are allocated whole at start (a store record slot is 72 bytes: 75 MB at the top).
+        let queue_capacity = count_within("queue-capacity", self.queue_capacity, 1024, 1 << 20)?;
+        let history_queue = count_within("history-queue", self.history_queue, 1, 65536)?;
         let sync = match self.sync.as_str() {
             "normal" => SyncMode::Normal,
             "full" => SyncMode::Full,
-            other => return Err(ConfigError::OutOfRange { name: "sync", rule: "normal or full", value: other.into() }),
+            other => {
+                return Err(ConfigError::OutOfRange {
+                    name: "sync",
+                    rule: "normal or full".into(),
+                    value: other.into(),
+                });
+            }
         };
         self.check_rates()?;
+        self.check_cluster()?;
         let redis_url = match self.redis_url.as_str() {
             "" => None,
             text => Some(RedisUrl::parse(text).map_err(|e| ConfigError::Unparsable {
@@ -336,20 +408,29 @@ impl Settings {
                 reason: e.to_string(),
             })?),
         };
-        let auto = fd_limit.saturating_sub(FD_RESERVE).max(1);
+        if redis_url.as_ref().is_some_and(RedisUrl::is_redacted) {
+            return Err(ConfigError::Redacted { name: "redis-url", env: "ROOMCAST_REDIS_URL" });
+        }
+        let metrics_max_connections = count_within("metrics-max-connections", self.metrics_max_connections, 1, 1024)?;
+        // Descriptors: the main port's connections and slack, the metrics port's (when it exists), and
+        // FD_RESERVE for the listeners, the database and the wakers.
+        let metrics_fds = self.metrics_addr.map_or(0, |_| metrics_max_connections.get() + OVER_CAPACITY_SLACK);
+        let auto = fd_limit.saturating_sub(FD_RESERVE).saturating_sub(metrics_fds).max(1);
         let max_connections = match self.max_connections {
             0 => auto,
             n => n,
         };
         let max_connections = count(
             "max-connections",
-            "at most the file-descriptor limit minus 64",
+            "at most the file-descriptor limit minus 64 (and minus --metrics-max-connections + 32 with --metrics-addr)",
             max_connections,
             max_connections <= auto,
         )?;
         Ok(Config {
             addr: self.addr,
             metrics_addr: self.metrics_addr,
+            metrics_max_connections,
+            metrics_idle_timeout_secs: self.metrics_idle_timeout_secs,
             shards,
             db: self.db,
             no_persist: self.no_persist,
@@ -392,15 +473,10 @@ impl Settings {
 }
 
 impl Settings {
-    /// The connection and message limits are in range.
+    /// The connection, message and memory limits are in range.
     fn check_limits(&self) -> Result<(), ConfigError> {
-        range(
-            "max-message",
-            "between 1 and 16777216",
-            (1..=16 << 20).contains(&self.max_message),
-            self.max_message.to_string(),
-        )?;
-        range("max-outbuf", "at least 4096", self.max_outbuf >= 4096, self.max_outbuf.to_string())?;
+        within("max-message", self.max_message, 1, 16 << 20)?;
+        within("max-outbuf", self.max_outbuf, 4096, 1 << 30)?;
         // A message larger than the output bound could never be delivered to anyone.
         range(
             "max-outbuf",
@@ -408,51 +484,56 @@ impl Settings {
             self.max_outbuf >= valid::max_frame_bytes(self.max_message) + 14,
             self.max_outbuf.to_string(),
         )?;
-        range("max-rooms-per-conn", "at least 1", self.max_rooms_per_conn >= 1, self.max_rooms_per_conn.to_string())?;
-        range(
-            "max-header-bytes",
-            "between 1024 and 65536",
-            (1024..=65536).contains(&self.max_header_bytes),
-            self.max_header_bytes.to_string(),
-        )?;
-        range(
-            "handshake-timeout",
-            "at least 1",
-            self.handshake_timeout_secs >= 1,
-            self.handshake_timeout_secs.to_string(),
-        )?;
+        within("max-rooms-per-conn", self.max_rooms_per_conn, 1, 4096)?;
+        within("max-header-bytes", self.max_header_bytes, 1024, 65536)?;
+        within("max-conns-per-ip", self.max_conns_per_ip, 0, 1 << 20)?;
+        within("retain-per-room", self.retain_per_room, 0, 1_000_000_000)?;
         Ok(())
     }
 
-    /// The rate limits and heartbeat settings are consistent, and a JWT secret is not empty.
+    /// Every duration is in range: none can overflow a deadline (`Instant + Duration` panics).
+    fn check_durations(&self) -> Result<(), ConfigError> {
+        within("handshake-timeout", self.handshake_timeout_secs, 1, 3600)?;
+        within("metrics-idle-timeout", self.metrics_idle_timeout_secs, 1, 3600)?;
+        within("flush-interval-ms", self.flush_interval_ms, 0, 60_000)?;
+        within("shutdown-grace", self.shutdown_grace_secs, 0, 3600)?;
+        within("idle-timeout", self.idle_timeout_secs, 0, 86_400)?;
+        within("ping-interval", self.ping_interval_secs, 0, 86_400)?;
+        // 0 only with heartbeats off (it is then never used).
+        within("ping-timeout", self.ping_timeout_secs, u64::from(self.ping_interval_secs > 0), 86_400)?;
+        Ok(())
+    }
+
+    /// The rate limits are in range and consistent, and a JWT secret is neither empty nor the
+    /// `--print-config` placeholder.
     fn check_rates(&self) -> Result<(), ConfigError> {
-        range(
-            "ping-timeout",
-            "at least 1",
-            self.ping_timeout_secs >= 1 || self.ping_interval_secs == 0,
-            self.ping_timeout_secs.to_string(),
-        )?;
-        range(
-            "rate-burst",
-            "at least 1 when --rate-limit is on",
-            self.rate_burst >= 1 || self.rate_limit == 0,
-            self.rate_burst.to_string(),
-        )?;
+        within("rate-limit", self.rate_limit, 0, 1_000_000)?;
+        // 0 only with the message limit off.
+        within("rate-burst", self.rate_burst, u32::from(self.rate_limit > 0), 1_000_000)?;
+        within("rate-limit-bytes", self.rate_limit_bytes, 0, 1 << 30)?;
+        if let Some(secret) = &self.jwt_secret {
+            range("jwt-secret", "non-empty", !secret.is_empty(), "an empty string".into())?;
+            if secret == REDACTED {
+                return Err(ConfigError::Redacted { name: "jwt-secret", env: "ROOMCAST_JWT_SECRET" });
+            }
+        }
+        Ok(())
+    }
+
+    /// The cluster-mode settings are in range.
+    fn check_cluster(&self) -> Result<(), ConfigError> {
+        within("redis-stream-maxlen", self.redis_stream_maxlen, 1, 100_000_000)?;
+        // Allocated whole at start, like --queue-capacity.
+        within("redis-queue-capacity", self.redis_queue_capacity, 8, 1 << 20)?;
         range(
             "user-rate-limit",
             "a finite number, 0 or more",
             self.user_rate_limit.is_finite() && self.user_rate_limit >= 0.0,
             self.user_rate_limit.to_string(),
         )?;
-        range(
-            "user-rate-burst",
-            "at least 1 when --user-rate-limit is on",
-            self.user_rate_burst >= 1 || self.user_rate_limit == 0.0,
-            self.user_rate_burst.to_string(),
-        )?;
-        if let Some(secret) = &self.jwt_secret {
-            range("jwt-secret", "non-empty", !secret.is_empty(), "an empty string".into())?;
-        }
+        within("user-rate-limit", self.user_rate_limit, 0.0, 1_000_000.0)?;
+        // 0 only with the per-user limit off.
+        within("user-rate-burst", self.user_rate_burst, u32::from(self.user_rate_limit > 0.0), 1_000_000)?;
         Ok(())
     }
 }
@@ -504,6 +585,13 @@ mod tests {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         assert_eq!(cfg.shards.get(), default_shards(cores), "--shards 0 is resolved");
         assert_eq!(cfg.max_connections.get(), 20_000 - FD_RESERVE, "--max-connections 0 is resolved");
+        let with_metrics = validate(&["--metrics-addr", "127.0.0.1:9100"]).expect("valid");
+        assert_eq!(
+            with_metrics.max_connections.get(),
+            20_000 - FD_RESERVE - 64 - OVER_CAPACITY_SLACK,
+            "the metrics listener's budget keeps its descriptors"
+        );
+        assert!(validate(&["--metrics-addr", "127.0.0.1:9100", "--max-connections", "19900"]).is_err());
         assert_eq!([1, 2, 4, 8].map(default_shards), [1, 1, 3, 7], "one per core but one, at least one");
         assert_eq!(cfg.max_frame_bytes(), 16 * 1024 + 4096);
         assert_eq!(cfg.max_json_frame_bytes(), 6 * 16 * 1024 + 4096);
@@ -555,8 +643,13 @@ mod tests {
             (&["--batch-size", "65537"][..], "--batch-size"),
             (&["--max-connections", "30000"][..], "--max-connections"),
             (&["--queue-capacity", "10"][..], "--queue-capacity"),
-            (&["--queue-capacity", "0"][..], "--queue-capacity must be at least 1024 (got 0)"),
-            (&["--history-queue", "0"][..], "--history-queue must be at least 1 (got 0)"),
+            (&["--queue-capacity", "0"][..], "--queue-capacity must be between 1024 and 1048576 (got 0)"),
+            (&["--history-queue", "0"][..], "--history-queue must be between 1 and 65536 (got 0)"),
+            (&["--metrics-max-connections", "0"][..], "--metrics-max-connections must be between 1 and 1024"),
+            (&["--metrics-idle-timeout", "0"][..], "--metrics-idle-timeout must be between 1 and 3600"),
+            (&["--redis-stream-maxlen", "0"][..], "--redis-stream-maxlen must be between 1 and 100000000"),
+            (&["--redis-queue-capacity", "4"][..], "--redis-queue-capacity must be between 8 and 1048576"),
+            (&["--ping-timeout", "0"][..], "--ping-timeout must be between 1 and 86400 (got 0)"),
             (&["--ping-timeout", "0"][..], "--ping-timeout"),
             (&["--rate-burst", "0"][..], "--rate-burst"),
             (&["--user-rate-limit", "NaN"][..], "--user-rate-limit"),
@@ -574,6 +667,71 @@ mod tests {
         // Off switches that make the checks above moot.
         validate(&["--ping-interval", "0", "--ping-timeout", "0", "--rate-limit", "0", "--rate-burst", "0"])
             .expect("checks apply only when the feature is on");
+    }
+
+    #[test]
+    fn huge_values_that_parse_are_refused_naming_the_range() {
+        let max = u64::MAX.to_string();
+        for (flag, rule) in [
+            ("--handshake-timeout", "between 1 and 3600"),
+            ("--shutdown-grace", "between 0 and 3600"),
+            ("--metrics-idle-timeout", "between 1 and 3600"),
+            ("--flush-interval-ms", "between 0 and 60000"),
+            ("--idle-timeout", "between 0 and 86400"),
+            ("--ping-interval", "between 0 and 86400"),
+            ("--ping-timeout", "between 1 and 86400"),
+            ("--queue-capacity", "between 1024 and 1048576"),
+            ("--history-queue", "between 1 and 65536"),
+            ("--redis-queue-capacity", "between 8 and 1048576"),
+            ("--redis-stream-maxlen", "between 1 and 100000000"),
+            ("--max-outbuf", "between 4096 and 1073741824"),
+            ("--max-rooms-per-conn", "between 1 and 4096"),
+            ("--max-conns-per-ip", "between 0 and 1048576"),
+            ("--retain-per-room", "between 0 and 1000000000"),
+            ("--rate-limit-bytes", "between 0 and 1073741824"),
+            ("--metrics-max-connections", "between 1 and 1024"),
+        ] {
+            let err = validate(&[flag, &max]).expect_err(flag);
+            assert_eq!(err, format!("{flag} must be {rule} (got {max})"));
+        }
+        for (flag, value, rule) in [
+            ("--rate-limit", "4294967295", "between 0 and 1000000"),
+            ("--rate-burst", "4294967295", "between 1 and 1000000"),
+            ("--user-rate-limit", "1e300", "between 0 and 1000000"),
+            ("--user-rate-burst", "4294967295", "between 0 and 1000000"),
+        ] {
+            let err = validate(&[flag, value]).expect_err(flag);
+            assert!(err.starts_with(&format!("{flag} must be {rule} (got ")), "{err}");
+        }
+    }
+
+    #[test]
+    fn print_config_placeholders_are_refused() {
+        let err = settings(&["--jwt-secret", REDACTED]).validate(20_000).expect_err("placeholder");
+        assert_eq!(err.setting(), "jwt-secret");
+        assert!(err.to_string().contains("ROOMCAST_JWT_SECRET"), "{err}");
+        for url in ["redis://:***@127.0.0.1:6379", "redis://u:%2A%2A%2A@h/1", "unix:///run/redis.sock?pass=***"] {
+            let err = settings(&["--redis-url", url]).validate(20_000).expect_err(url);
+            assert_eq!(err.setting(), "redis-url", "{url}");
+            assert!(err.to_string().contains("ROOMCAST_REDIS_URL"), "{err}");
+        }
+        // A secret that merely contains stars is a secret.
+        validate(&["--jwt-secret", "****"]).expect("not the placeholder");
+    }
+
+    #[test]
+    fn redis_passwords_are_redacted_and_nothing_else_changes() {
+        for (url, printed) in [
+            ("redis://127.0.0.1:6379/2", "redis://127.0.0.1:6379/2"),
+            ("unix:///run/redis.sock?db=1", "unix:///run/redis.sock?db=1"),
+            ("redis://:hunter2@host:6380/1", "redis://:***@host:6380/1"),
+            ("redis://user:hunter2@host", "redis://user:***@host"),
+            ("unix:///run/redis.sock?db=1&pass=hunter2", "unix:///run/redis.sock?db=1&pass=***"),
+        ] {
+            let url = RedisUrl::parse(url).expect("valid");
+            assert_eq!(url.redacted(), printed);
+            assert_eq!(RedisUrl::parse(printed).expect("valid").is_redacted(), printed.contains("***"), "{printed}");
+        }
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! the server, wait for SIGINT/SIGTERM, stop cleanly. `--print-config` prints the effective settings and exits.
 //!
 //! A start that fails prints one line, `roomcast: <what> (<path or address>): <reason>`, and exits 1:
-//! an unreadable or invalid config file, a database directory that is missing or not writable, an
-//! address already in use.
+//! an unreadable or invalid config file, a database directory that is missing or not writable, a
+//! database another server holds, an address already in use. A panic on any thread ends the process
+//! with status 101 (`logging::exit_on_panic`).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -17,6 +18,8 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 fn main() -> ExitCode {
+    // First: a panic on any thread, from here on, ends the process (status 101; docs/DEPLOY.md).
+    logging::exit_on_panic();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -33,6 +36,13 @@ fn one_line(err: &anyhow::Error) -> String {
         Some(ServerError::Bind { addr, source }) => format!("cannot listen ({addr}): {source}"),
         Some(ServerError::Store(StoreError::Open { path, source })) => {
             format!("cannot open the database ({}): {source}", path.display())
+        }
+        Some(ServerError::Store(StoreError::Locked { path, holder })) => {
+            let holder = holder.map_or_else(|| "pid unknown".to_string(), |pid| format!("pid {pid}"));
+            format!("the database is in use ({}): another roomcast process holds it ({holder})", path.display())
+        }
+        Some(ServerError::Store(StoreError::LockFile { path, source })) => {
+            format!("cannot lock the database ({}): {source}", path.display())
         }
         Some(_) => format!("cannot start the server: {}", causes(err)),
         None => causes(err),

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use redis::IntoConnectionInfo;
 
-use super::{ENVELOPE_BYTES, JSON_ESCAPE_FACTOR, LogFormat, Settings};
+use super::{ENVELOPE_BYTES, JSON_ESCAPE_FACTOR, LogFormat, REDACTED, Settings};
 
 /// How the history writer commits (`--sync`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +54,37 @@ impl RedisUrl {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The URL with its password (`redis://user:PASSWORD@host`, `unix:///path?pass=PASSWORD`)
+    /// replaced by [`REDACTED`]; as given when it has none. What `--print-config` prints.
+    pub fn redacted(&self) -> String {
+        // Parsed by the same parser that accepted it at validation; should that ever fail, print
+        // nothing of it rather than risk the password.
+        let Some(mut url) = redis::parse_redis_url(&self.0) else { return REDACTED.to_string() };
+        let in_query = url.query_pairs().any(|(key, _)| key == "pass");
+        if url.password().is_none() && !in_query {
+            return self.0.clone();
+        }
+        if url.password().is_some() && url.set_password(Some(REDACTED)).is_err() {
+            return REDACTED.to_string();
+        }
+        if in_query {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(key, value)| {
+                    let value = if key == "pass" { REDACTED.to_string() } else { value.into_owned() };
+                    (key.into_owned(), value)
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        url.to_string()
+    }
+
+    /// Whether its password is the [`REDACTED`] placeholder (a `--print-config` output used as is).
+    pub fn is_redacted(&self) -> bool {
+        self.0.as_str().into_connection_info().is_ok_and(|info| info.redis_settings().password() == Some(REDACTED))
+    }
 }
 
 impl fmt::Display for RedisUrl {
@@ -76,6 +107,12 @@ pub struct Config {
     pub addr: SocketAddr,
     /// The separate `/metrics` listener (`--metrics-addr`); `None`: `/metrics` is served on `addr`.
     pub metrics_addr: Option<SocketAddr>,
+    /// Open connections to `metrics_addr` at most, 1 to 1024; a budget of its own
+    /// (`--metrics-max-connections`).
+    pub metrics_max_connections: NonZeroUsize,
+    /// Seconds a `metrics_addr` connection may take over a request or idle between requests, 1 to
+    /// 3600 (`--metrics-idle-timeout`; see [`Config::metrics_idle_timeout`]).
+    pub metrics_idle_timeout_secs: u64,
     /// Event-loop threads, 1 to 256 (`--shards`, `0` resolved by [`default_shards`](super::default_shards)).
     pub shards: NonZeroUsize,
     /// SQLite history file (`--db`).
@@ -84,15 +121,16 @@ pub struct Config {
     pub no_persist: bool,
     /// Largest message content in bytes, 1 to 16 MiB (`--max-message`).
     pub max_message: usize,
-    /// Per-connection output bound in bytes, at least 4096 and one largest frame (`--max-outbuf`).
+    /// Per-connection output bound in bytes, 4096 to 1 GiB and at least one largest frame (`--max-outbuf`).
     pub max_outbuf: usize,
-    /// Most open connections, at most the fd limit minus 64 (`--max-connections`, `0` resolved to that).
+    /// Most open connections on `addr`, at most the fd limit minus 64, and minus the metrics listener's
+    /// budget plus 32 when it exists (`--max-connections`, `0` resolved to that).
     pub max_connections: NonZeroUsize,
-    /// Most rooms per JSON connection, at least 1 (`--max-rooms-per-conn`).
+    /// Most rooms per JSON connection, 1 to 4096 (`--max-rooms-per-conn`).
     pub max_rooms_per_conn: usize,
     /// Largest HTTP request head, 1024 to 65536 bytes (`--max-header-bytes`).
     pub max_header_bytes: usize,
-    /// Seconds for the request head / handshake, at least 1 (`--handshake-timeout`; see
+    /// Seconds for the request head / handshake, 1 to 3600 (`--handshake-timeout`; see
     /// [`Config::handshake_timeout`]).
     pub handshake_timeout_secs: u64,
     /// Web client directory instead of the embedded copy (`--static-dir`).
@@ -103,19 +141,21 @@ pub struct Config {
     pub log_format: LogFormat,
     /// History writer: rows per transaction, 1 to 65536 (`--batch-size`).
     pub batch_size: NonZeroUsize,
-    /// History writer: milliseconds a batch may wait (`--flush-interval-ms`; see [`Config::flush_interval`]).
+    /// History writer: milliseconds a batch may wait, 0 to 60000 (`--flush-interval-ms`; see
+    /// [`Config::flush_interval`]).
     pub flush_interval_ms: u64,
-    /// History writer: queue bound in messages, at least 1024 (`--queue-capacity`).
+    /// History writer: queue bound in messages, 1024 to 2^20 (`--queue-capacity`; allocated at start).
     pub queue_capacity: NonZeroUsize,
-    /// History reads waiting for a reader thread (`--history-queue`).
+    /// History reads waiting for a reader thread, 1 to 65536 (`--history-queue`; allocated at start).
     pub history_queue: NonZeroUsize,
     /// How the history writer commits (`--sync`).
     pub sync: SyncMode,
-    /// Messages kept per room; `None` keeps everything (`--retain-per-room 0`).
+    /// Messages kept per room, at most 10^9; `None` keeps everything (`--retain-per-room 0`).
     pub retain_per_room: Option<NonZeroU64>,
-    /// Seconds to wait for close acknowledgements on shutdown (`--shutdown-grace`).
+    /// Seconds to wait for close acknowledgements on shutdown, 0 to 3600 (`--shutdown-grace`).
     pub shutdown_grace_secs: u64,
-    /// HS256 shared secret, non-empty (`--jwt-secret`); never printed.
+    /// HS256 shared secret, non-empty and not the placeholder [`REDACTED`] (`--jwt-secret`); never
+    /// printed.
     pub jwt_secret: Option<String>,
     /// RS256/ES256 PEM public key (`--jwt-public-key`); exclusive with `jwt_secret`.
     pub jwt_public_key: Option<PathBuf>,
@@ -123,31 +163,35 @@ pub struct Config {
     pub jwt_audience: Option<String>,
     /// Browser origins allowed to open WebSockets (`--allowed-origin`); empty: same host only.
     pub allowed_origins: Vec<String>,
-    /// Messages per second per connection; 0: off (`--rate-limit`).
+    /// Messages per second per connection, at most 10^6; 0: off (`--rate-limit`).
     pub rate_limit: u32,
-    /// Message burst, at least 1 when `rate_limit` is on (`--rate-burst`).
+    /// Message burst, at most 10^6 and at least 1 when `rate_limit` is on (`--rate-burst`).
     pub rate_burst: u32,
-    /// Payload bytes per second per connection; 0: off (`--rate-limit-bytes`).
+    /// Payload bytes per second per connection, at most 1 GiB; 0: off (`--rate-limit-bytes`).
     pub rate_limit_bytes: u64,
-    /// Open connections per client IP; 0: no limit (`--max-conns-per-ip`).
+    /// Open connections per client IP, at most 2^20; 0: no limit (`--max-conns-per-ip`).
     pub max_conns_per_ip: usize,
-    /// Seconds of client silence before closing; 0: off (`--idle-timeout`; see [`Config::idle_timeout`]).
+    /// Seconds of client silence before closing, at most 86400; 0: off (`--idle-timeout`; see
+    /// [`Config::idle_timeout`]).
     pub idle_timeout_secs: u64,
-    /// Seconds of client silence before a ping; 0: off (`--ping-interval`; see [`Config::heartbeat`]).
+    /// Seconds of client silence before a ping, at most 86400; 0: off (`--ping-interval`; see
+    /// [`Config::heartbeat`]).
     pub ping_interval_secs: u64,
-    /// Seconds to answer a ping, at least 1 when pings are on (`--ping-timeout`).
+    /// Seconds to answer a ping, at most 86400 and at least 1 when pings are on (`--ping-timeout`).
     pub ping_timeout_secs: u64,
-    /// Cluster mode's Redis; `None`: one node, no Redis (`--redis-url`, empty).
+    /// Cluster mode's Redis, its password not the placeholder [`REDACTED`]; `None`: one node, no Redis
+    /// (`--redis-url`, empty).
     pub redis_url: Option<RedisUrl>,
     /// This node's cluster name; `None`: a random one is picked (`--node-id`, empty).
     pub node_id: Option<String>,
-    /// Cluster mode: approximate messages kept per room stream (`--redis-stream-maxlen`).
+    /// Cluster mode: approximate messages kept per room stream, 1 to 10^8 (`--redis-stream-maxlen`).
     pub redis_stream_maxlen: u64,
-    /// Cluster mode: bound of the Redis queue and replay queue (`--redis-queue-capacity`).
+    /// Cluster mode: bound of the Redis queue and replay queue, 1024 to 2^20 (`--redis-queue-capacity`).
     pub redis_queue_capacity: usize,
-    /// Cluster mode: messages per second per user name, finite and 0 or more; 0: off (`--user-rate-limit`).
+    /// Cluster mode: messages per second per user name, 0 to 10^6; 0: off (`--user-rate-limit`).
     pub user_rate_limit: f64,
-    /// Cluster mode: per-user burst, at least 1 when `user_rate_limit` is on (`--user-rate-burst`).
+    /// Cluster mode: per-user burst, at most 10^6 and at least 1 when `user_rate_limit` is on
+    /// (`--user-rate-burst`).
     pub user_rate_burst: u32,
     /// Only [`Settings::validate`] can write this.
     pub(super) _sealed: Sealed,
@@ -178,6 +222,12 @@ impl Config {
         Duration::from_secs(self.handshake_timeout_secs)
     }
 
+    /// How long a connection to the `--metrics-addr` listener may take over a request, or stay idle
+    /// between keep-alive requests.
+    pub fn metrics_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.metrics_idle_timeout_secs)
+    }
+
     /// How long a WebSocket client may send nothing (`None`: no limit).
     pub fn idle_timeout(&self) -> Option<Duration> {
         (self.idle_timeout_secs > 0).then(|| Duration::from_secs(self.idle_timeout_secs))
@@ -196,7 +246,9 @@ impl Config {
 }
 
 /// The settings that validate to `config` (automatic values as resolved, `None` as the empty or zero
-/// sentinel): what `--print-config` prints, and a file that reads back to the same configuration.
+/// sentinel), secrets replaced by [`REDACTED`]: what `--print-config` prints. Without secrets it reads
+/// back as a file to the same configuration; with them it is refused until the real secrets are set
+/// (the environment overrides the file's placeholders).
 impl From<&Config> for Settings {
     fn from(config: &Config) -> Settings {
         Settings {
@@ -204,6 +256,8 @@ impl From<&Config> for Settings {
             print_config: false,
             addr: config.addr,
             metrics_addr: config.metrics_addr,
+            metrics_max_connections: config.metrics_max_connections.get(),
+            metrics_idle_timeout_secs: config.metrics_idle_timeout_secs,
             shards: config.shards.get(),
             db: config.db.clone(),
             no_persist: config.no_persist,
@@ -223,7 +277,8 @@ impl From<&Config> for Settings {
             sync: config.sync.as_str().to_string(),
             retain_per_room: config.retain_per_room.map_or(0, NonZeroU64::get),
             shutdown_grace_secs: config.shutdown_grace_secs,
-            jwt_secret: config.jwt_secret.clone(),
+            // Secrets are never printed: the placeholder refuses to start when read back (see REDACTED).
+            jwt_secret: config.jwt_secret.as_ref().map(|_| REDACTED.to_string()),
             jwt_public_key: config.jwt_public_key.clone(),
             jwt_audience: config.jwt_audience.clone(),
             allowed_origins: config.allowed_origins.clone(),
@@ -234,7 +289,7 @@ impl From<&Config> for Settings {
             idle_timeout_secs: config.idle_timeout_secs,
             ping_interval_secs: config.ping_interval_secs,
             ping_timeout_secs: config.ping_timeout_secs,
-            redis_url: config.redis_url.as_ref().map_or_else(String::new, |url| url.as_str().to_string()),
+            redis_url: config.redis_url.as_ref().map_or_else(String::new, RedisUrl::redacted),
             node_id: config.node_id.clone().unwrap_or_default(),
             redis_stream_maxlen: config.redis_stream_maxlen,
             redis_queue_capacity: config.redis_queue_capacity,

@@ -6,6 +6,11 @@
 //! shard, which answers 503; past a further slack it is closed at once so descriptors stay bounded.
 //! With `--metrics-addr` the same thread also accepts on that second listener and tags its connections
 //! `ops_only` (served `/metrics`, `/healthz`, `/readyz` only; see `session::http_session`).
+//!
+//! Each listener has its own budget: the main one `--max-connections` (and `--max-conns-per-ip`),
+//! counted in `open_conns`; the metrics one `--metrics-max-connections`, counted in `ops_conns`, with
+//! the same 503-then-close rule and no per-address slot. A main port full of clients therefore leaves
+//! health checks and scrapes answered, and connections to the metrics port cannot lock clients out.
 
 use std::io;
 use std::net::SocketAddr;
@@ -17,7 +22,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::bus::{ShardMsg, Shards};
-use crate::limits::per_ip::PerIpLimiter;
+use crate::limits::per_ip::{IpSlot, PerIpLimiter};
 use crate::metrics::AcceptorMetrics;
 
 /// Token of the listening socket.
@@ -26,8 +31,8 @@ const LISTENER: Token = Token(0);
 pub(crate) const WAKER: Token = Token(1);
 /// Token of the `--metrics-addr` listener.
 const METRICS_LISTENER: Token = Token(2);
-/// Connections accepted past `max_connections` only to be told 503; beyond this they are closed unread.
-const OVER_CAPACITY_SLACK: usize = 32;
+/// Connections accepted past a listener's limit only to be told 503; beyond this they are closed unread.
+const OVER_CAPACITY_SLACK: usize = crate::config::OVER_CAPACITY_SLACK;
 
 /// Creates the listening socket with a deep backlog (connect storms) and SO_REUSEADDR (fast restarts).
 ///
@@ -53,10 +58,14 @@ pub(crate) struct Acceptor {
     pub(crate) metrics_listener: Option<TcpListener>,
     /// The shards' inboxes (connections are handed over round-robin).
     pub(crate) shards: Arc<Shards>,
-    /// Open connections across shards.
+    /// Open connections of the main listener across shards.
     pub(crate) open_conns: Arc<AtomicUsize>,
-    /// Connection limit.
+    /// Connection limit of the main listener (`--max-connections`).
     pub(crate) max_connections: usize,
+    /// Open connections of the `--metrics-addr` listener across shards.
+    pub(crate) ops_conns: Arc<AtomicUsize>,
+    /// Connection limit of the `--metrics-addr` listener (`--metrics-max-connections`).
+    pub(crate) max_ops_connections: usize,
     /// Connections per client address (`--max-conns-per-ip`).
     pub(crate) per_ip: Arc<PerIpLimiter>,
     /// Set to stop the loop (then wake it).
@@ -109,21 +118,26 @@ impl Acceptor {
     /// listener) and hands each to a shard. Returns a retry delay when `accept` failed for want of
     /// descriptors or buffers.
     fn accept_all(&self, ops_only: bool, turn: &mut Turn) -> Option<Duration> {
-        let listener = if ops_only { self.metrics_listener.as_ref()? } else { &self.listener };
+        let (listener, open_conns, limit) = if ops_only {
+            (self.metrics_listener.as_ref()?, &self.ops_conns, self.max_ops_connections)
+        } else {
+            (&self.listener, &self.open_conns, self.max_connections)
+        };
         let n_shards = self.shards.len();
         loop {
             match listener.accept() {
                 Ok((stream, peer)) => {
                     self.metrics.accepted.inc();
-                    let open = self.open_conns.fetch_add(1, Ordering::Relaxed) + 1;
-                    if open > self.max_connections + OVER_CAPACITY_SLACK {
-                        self.open_conns.fetch_sub(1, Ordering::Relaxed);
+                    let open = open_conns.fetch_add(1, Ordering::Relaxed) + 1;
+                    if open > limit + OVER_CAPACITY_SLACK {
+                        open_conns.fetch_sub(1, Ordering::Relaxed);
                         self.metrics.refused.inc();
                         if !turn.refusing {
                             turn.refusing = true;
                             tracing::warn!(
                                 open,
-                                max_connections = self.max_connections,
+                                limit,
+                                metrics_listener = ops_only,
                                 "over the connection limit: closing new connections unread"
                             );
                         }
@@ -133,8 +147,10 @@ impl Acceptor {
                     turn.refusing = false;
                     let _ = stream.set_nodelay(true);
                     crate::limits::keepalive::enable(&stream);
-                    let over_capacity = open > self.max_connections;
-                    let ip_slot = self.per_ip.acquire(peer.ip());
+                    let over_capacity = open > limit;
+                    // The metrics listener's budget is its own: its connections take no per-address
+                    // slot, so a scraper cannot crowd out clients from its address, nor they it.
+                    let ip_slot = if ops_only { IpSlot::untracked() } else { self.per_ip.acquire(peer.ip()) };
                     let msg = ShardMsg::Accept { stream, peer, over_capacity, ops_only, ip_slot };
                     self.shards.send(turn.next_shard, msg);
                     turn.next_shard = (turn.next_shard + 1) % n_shards;

@@ -109,6 +109,7 @@ impl Server {
         let last_id = store.as_ref().map_or(0, |s| s.max_id());
         let cluster = cluster_input.map(|input| Cluster::start(Arc::clone(&hub), input, last_id)).transpose()?;
         let open_conns = Arc::new(AtomicUsize::new(0));
+        let ops_conns = Arc::new(AtomicUsize::new(0));
         let telemetry = Telemetry::new(cfg.shards.get(), store.as_ref(), Arc::clone(&hub), cluster_shared);
 
         let shared = Shared {
@@ -124,7 +125,7 @@ impl Server {
         let mut shards = Vec::with_capacity(cfg.shards.get());
         for (index, ((poll, rx), inbox)) in polls.into_iter().zip(inboxes).enumerate() {
             let ctx = ShardCtx::new(index, inbox, &shared);
-            let shard = Shard::new(poll, rx, ctx);
+            let shard = Shard::new(poll, rx, ctx, Arc::clone(&ops_conns));
             shards.push(std::thread::Builder::new().name(format!("shard-{index}")).spawn(move || shard.run())?);
         }
 
@@ -137,6 +138,8 @@ impl Server {
             shards: Arc::clone(&shard_router),
             open_conns: Arc::clone(&open_conns),
             max_connections: cfg.max_connections.get(),
+            ops_conns,
+            max_ops_connections: cfg.metrics_max_connections.get(),
             per_ip: PerIpLimiter::new(cfg.max_conns_per_ip),
             stop: Arc::clone(&stop),
             metrics: telemetry.acceptor(),
@@ -168,7 +171,8 @@ impl Server {
     }
 
     /// Graceful stop: no new connections, close 1001 to every client (waiting up to the grace period
-    /// for them), then every accepted message is committed to the store.
+    /// for them), then every accepted message is committed to the store and the last id used is
+    /// recorded, so the next start continues right after it.
     ///
     /// # Errors
     /// A thread that panicked or a store that could not drain.
@@ -184,10 +188,13 @@ impl Server {
         if let Some(cluster) = self.cluster {
             cluster.shutdown();
         }
+        // Every shard has stopped: nothing publishes any more, so this is the last id anyone was
+        // shown (single node; the store keeps no ceiling in cluster mode and ignores it there).
+        let last_id = self.hub.max_id();
         drop(self.hub);
         if let Some(store) = self.store {
             match Arc::try_unwrap(store) {
-                Ok(store) => store.shutdown()?,
+                Ok(store) => store.shutdown_clean(last_id)?,
                 Err(_) => tracing::error!("store still referenced at shutdown; not drained"),
             }
         }

@@ -13,7 +13,8 @@
 //! session's (`crate::session`): the shard hands it input, deliveries and replies, and acts on its
 //! `Schedule` (connections to write, connections to remove).
 
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
@@ -59,11 +60,22 @@ pub(crate) struct Shard {
     read_buf: Box<[u8]>,
     deferred_reads: Vec<usize>,
     shutdown_deadline: Option<Instant>,
+    /// Open connections of the `--metrics-addr` listener, all shards (its own budget; the main
+    /// listener's count is `ctx.open_conns`).
+    ops_conns: Arc<AtomicUsize>,
+    /// By slab key: the connection came from the `--metrics-addr` listener (which count it is in).
+    ops_keys: Vec<bool>,
+    /// Debug builds only, for the test that a panicking thread ends the process
+    /// (`tests/it/lifecycle.rs`): `ROOMCAST_TEST_PANIC_ON_ACCEPT` set makes the shard panic on its
+    /// first connection. Release builds have neither the field nor the variable.
+    #[cfg(debug_assertions)]
+    panic_on_accept: bool,
 }
 
 impl Shard {
     /// Builds a shard around its `poll` (whose waker is `ctx.inbox`'s) and the receiving end of its inbox.
-    pub(crate) fn new(poll: Poll, inbox_rx: Receiver<ShardMsg>, ctx: ShardCtx) -> Self {
+    /// `ops_conns` counts the `--metrics-addr` listener's connections (shared with the acceptor).
+    pub(crate) fn new(poll: Poll, inbox_rx: Receiver<ShardMsg>, ctx: ShardCtx, ops_conns: Arc<AtomicUsize>) -> Self {
         Shard {
             poll,
             conns: Slab::new(),
@@ -72,7 +84,16 @@ impl Shard {
             read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
             deferred_reads: Vec::new(),
             shutdown_deadline: None,
+            ops_conns,
+            ops_keys: Vec::new(),
+            #[cfg(debug_assertions)]
+            panic_on_accept: std::env::var_os("ROOMCAST_TEST_PANIC_ON_ACCEPT").is_some(),
         }
+    }
+
+    /// The open-connection count a connection is in: the metrics listener's or the main one's.
+    fn count_of(&self, ops_only: bool) -> &AtomicUsize {
+        if ops_only { &self.ops_conns } else { &self.ctx.open_conns }
     }
 
     /// Runs the loop until shutdown completes.
@@ -268,26 +289,36 @@ impl Shard {
         (over_capacity, ops_only): (bool, bool),
         ip_slot: IpSlot,
     ) {
+        #[cfg(debug_assertions)]
+        if self.panic_on_accept {
+            panic!("ROOMCAST_TEST_PANIC_ON_ACCEPT is set (debug builds only): a shard panics on purpose");
+        }
         if self.shutdown_deadline.is_some() {
-            self.ctx.open_conns.fetch_sub(1, Ordering::Relaxed);
+            self.count_of(ops_only).fetch_sub(1, Ordering::Relaxed);
             self.ctx.metrics.dropped(CloseReason::Normal);
             return;
         }
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
+        let key = self.conns.vacant_key();
         if let Err(err) =
             self.poll.registry().register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE)
         {
             tracing::warn!(%err, %peer, "could not register a connection");
-            self.ctx.open_conns.fetch_sub(1, Ordering::Relaxed);
+            self.count_of(ops_only).fetch_sub(1, Ordering::Relaxed);
             self.ctx.metrics.dropped(CloseReason::Error);
             return;
         }
         let serial = self.ctx.next_serial();
-        let deadline = Instant::now() + self.ctx.cfg.handshake_timeout();
-        let mut conn = Conn::new(stream, peer, serial, session::new_phase(over_capacity, ops_only), deadline);
+        // The metrics listener has its own, short, limit (`--metrics-idle-timeout`).
+        let timeout = if ops_only { self.ctx.cfg.metrics_idle_timeout() } else { self.ctx.cfg.handshake_timeout() };
+        let phase = session::new_phase(over_capacity, ops_only);
+        let mut conn = Conn::new(stream, peer, serial, phase, Instant::now() + timeout);
         conn.ip_slot = ip_slot;
-        entry.insert(conn);
+        let inserted = self.conns.insert(conn);
+        debug_assert_eq!(inserted, key, "the slab hands out its vacant key");
+        if self.ops_keys.len() <= key {
+            self.ops_keys.resize(key + 1, false);
+        }
+        self.ops_keys[key] = ops_only;
         self.ctx.metrics.connections_open.add(1);
         tracing::debug!(shard = self.ctx.shard, key, %peer, "accepted");
         // The request may already be waiting: edge-triggered registration reports it, but read now
@@ -339,7 +370,8 @@ impl Shard {
             let phase = std::mem::replace(&mut conn.phase, Phase::Closing);
             session::on_reaped(&mut self.ctx, key, phase);
             let _ = self.poll.registry().deregister(&mut conn.sock);
-            self.ctx.open_conns.fetch_sub(1, Ordering::Relaxed);
+            let ops_only = self.ops_keys.get_mut(key).map(std::mem::take).unwrap_or(false);
+            self.count_of(ops_only).fetch_sub(1, Ordering::Relaxed);
             let reason = conn.close_reason.unwrap_or(CloseReason::Normal);
             self.ctx.metrics.closed(reason);
             tracing::debug!(shard = self.ctx.shard, key, peer = %conn.peer, reason = reason.as_str(), "closed");

@@ -183,7 +183,10 @@ fn respond(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, resp: Response, keep
         conn.send_unbounded(body);
     }
     if keep_alive {
-        conn.deadline = Some(Instant::now() + ctx.cfg.handshake_timeout());
+        // The metrics listener's connections have their own, short, idle limit.
+        let ops_only = matches!(&conn.phase, Phase::Http(state) if state.ops_only);
+        let idle = if ops_only { ctx.cfg.metrics_idle_timeout() } else { ctx.cfg.handshake_timeout() };
+        conn.deadline = Some(Instant::now() + idle);
     } else {
         let deadline = ctx.linger_deadline();
         conn.close_after_flush(deadline);

@@ -16,9 +16,12 @@
 //!   messages) waits for the writer, bounded, like a full store queue.
 //!
 //! `block` ([`id_block`]) is far larger than what can be in flight between allocation and commit
-//! (`queue_capacity + batch_size`), so in normal operation the pause never happens. Each restart
-//! after a crash skips the unused rest of the last block; ids stay unique and increasing, not
-//! contiguous. Cluster mode takes ids from Redis and runs without a ceiling (`id_block: None`).
+//! (`queue_capacity + batch_size`), so in normal operation the pause never happens.
+//! - A clean shutdown (SIGTERM/SIGINT), once the shards have stopped and the writer has drained,
+//!   sets the ceiling to the last id used (`schema::record_last_id`): the next start continues
+//!   right after it. Only a restart after a crash skips the unused rest of the last block; ids stay
+//!   unique and increasing, contiguous across clean restarts. Cluster mode takes ids from Redis and
+//!   runs without a ceiling (`id_block: None`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

@@ -29,6 +29,30 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
 
+    /// Another process holds the database's lock file (`<db>.lock`, see `lock.rs`): another server
+    /// runs on the same database.
+    #[error(
+        "database is in use: another process holds its lock file {} ({})",
+        path.display(),
+        holder.map_or_else(|| "pid unknown".to_string(), |pid| format!("pid {pid}"))
+    )]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// The pid the holder wrote into it, if it could be read.
+        holder: Option<u32>,
+    },
+
+    /// The database's lock file could not be created, opened or locked.
+    #[error("cannot lock the database with {}: {source}", path.display())]
+    LockFile {
+        /// The lock file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// Setting up a connection (pragmas, reading the schema version or the largest id) failed.
     #[error("cannot set up database connection ({step}): {source}")]
     Setup {

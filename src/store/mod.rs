@@ -3,6 +3,13 @@
 //! one writer thread commits them in batches) and a pool of
 //! history readers with their own read-only connections.
 //!
+//! # One server per database
+//! [`Store::open`] first takes an exclusive `flock` on `<db>.lock` beside the database and holds it
+//! until the `Store` is dropped; a second process on the same file gets [`StoreError::Locked`] with
+//! the holder's pid. A lock file rather than a lock on the database file (SQLite's own POSIX locks
+//! on that file are dropped when any descriptor of it is closed), released by the kernel however the
+//! process ends: see `lock.rs`.
+//!
 //! # Threads and handles
 //! [`Store::open`] opens the database (creating or migrating the schema, switching to WAL), reads
 //! the largest stored id ([`Store::max_id`]), and starts one writer thread (`store-writer`) and
@@ -23,11 +30,13 @@
 //! most `queue_capacity + batch_size` records, normally about `flush_interval` worth of traffic)
 //! are lost by any crash; [`Store::shutdown`] loses none.
 //!
-//! # Ids after a crash
+//! # Ids across restarts
 //! Ids are shown to clients before their records are committed, so with `id_block` set the store
 //! keeps an id ceiling committed ahead of use (`ceiling.rs`): after any crash the server continues
 //! above every id it may have shown ([`Store::start_id`]), never reusing one. Lost records leave
-//! gaps in the ids, never duplicates.
+//! gaps in the ids, never duplicates. A clean stop ([`Store::shutdown_clean`], after the final
+//! drain) records the last id used as the ceiling instead, so the next start continues right after
+//! it: only a crash skips the unused rest of the block.
 //!
 //! # Read-your-writes across the write-behind boundary
 //! Decision: a history request waits for the **commit watermark**. Every record a client has
@@ -99,6 +108,7 @@
 
 mod ceiling;
 mod error;
+mod lock;
 mod reader;
 mod schema;
 mod state;
@@ -124,6 +134,7 @@ pub(crate) use ceiling::{IdCeiling, id_block};
 pub use error::StoreError;
 pub(crate) use schema::fresh_epoch;
 
+use lock::DbLock;
 use reader::{Plan, Request};
 use state::{Shared, WaitOutcome, bump};
 use writer::{Ctrl, WriterConfig};
@@ -313,6 +324,11 @@ pub struct Store {
     reader_queue: usize,
     writer_thread: Option<JoinHandle<()>>,
     reader_threads: Vec<(String, JoinHandle<()>)>,
+    /// The database and busy timeout, for [`Store::shutdown_clean`]'s own connection.
+    path: PathBuf,
+    busy_timeout: Duration,
+    /// One server per database (`lock.rs`): held until the Store is dropped, after its threads.
+    _lock: Option<DbLock>,
 }
 
 impl std::fmt::Debug for Store {
@@ -326,13 +342,19 @@ impl Store {
     /// stored id and starts the writer and reader threads.
     ///
     /// # Errors
-    /// [`StoreError::InvalidConfig`] for unusable settings; [`StoreError::Open`],
+    /// [`StoreError::InvalidConfig`] for unusable settings; [`StoreError::Locked`] when another process
+    /// holds the database (`lock.rs`), [`StoreError::LockFile`] when its lock file cannot be made;
+    /// [`StoreError::Open`],
     /// [`StoreError::Setup`], [`StoreError::NoWal`] when SQLite cannot open or configure the file;
     /// [`StoreError::SchemaTooNew`] when the file comes from a newer build;
     /// [`StoreError::Migration`] when a migration fails; [`StoreError::Spawn`] when a thread cannot
     /// be started.
     pub fn open(cfg: StoreConfig) -> Result<Store, StoreError> {
         cfg.validate()?;
+        // Before anything reads or changes the file. SQLite's special names are no files to lock
+        // (and fail below: no WAL).
+        let special = cfg.path.as_os_str().is_empty() || cfg.path.as_os_str() == ":memory:";
+        let lock = if special { None } else { Some(DbLock::acquire(&cfg.path)?) };
         let mut writer_conn = schema::open_writer(&cfg.path, cfg.sync_full, cfg.busy_timeout)?;
         let max_id = schema::max_id(&writer_conn)?;
         let epoch = schema::epoch(&writer_conn)?;
@@ -384,6 +406,9 @@ impl Store {
             reader_queue: cfg.reader_queue,
             writer_thread: Some(writer_thread),
             reader_threads,
+            path: cfg.path.clone(),
+            busy_timeout: cfg.busy_timeout,
+            _lock: lock,
         })
     }
 
@@ -478,6 +503,25 @@ impl Store {
     /// still joined.
     pub fn shutdown(mut self) -> Result<(), StoreError> {
         self.close()
+    }
+
+    /// [`Store::shutdown`] for a server that stops cleanly: after the final drain, with an id
+    /// ceiling, records `last_used_id` (the last id handed out; the caller has stopped everything
+    /// that publishes) as the ceiling, so the next start continues right after it
+    /// ([`schema::record_last_id`]). Only a crash then skips the rest of the reserved block. A
+    /// failure to record it is logged, not returned: ids then skip the block, as after a crash.
+    ///
+    /// # Errors
+    /// As [`Store::shutdown`]; nothing is recorded when the drain failed.
+    pub(crate) fn shutdown_clean(mut self, last_used_id: u64) -> Result<(), StoreError> {
+        self.close()?;
+        if self.ceiling.is_some() {
+            match schema::record_last_id(&self.path, self.busy_timeout, last_used_id) {
+                Ok(ceiling) => tracing::info!(ceiling, "store: ids continue after the last one used"),
+                Err(err) => tracing::warn!(%err, "store: could not record the last id; the next start skips ids"),
+            }
+        }
+        Ok(())
     }
 
     fn close(&mut self) -> Result<(), StoreError> {

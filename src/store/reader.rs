@@ -119,7 +119,8 @@ fn run(
                 tracing::warn!(error = %err, room = %plan.room, "store: history query failed");
             }
         }
-        // A panicking callback is the caller's bug; it must not take a reader down with it.
+        // A panicking callback is the caller's bug; it must not take a reader down with it. (In the
+        // server binary the panic hook ends the process first: `config::logging::exit_on_panic`.)
         if std::panic::catch_unwind(AssertUnwindSafe(move || reply(result))).is_err() {
             tracing::error!("store: a history reply callback panicked");
         }

@@ -8,7 +8,9 @@
 //! (and the `id > ?` resume query) as a range scan; see the module docs for why this layout and
 //! not a `WITHOUT ROWID` table clustered on `(room, id)`.
 //!
-//! Version 2 adds `meta(key, value)`, which holds the id ceiling (`id_ceiling`, see `ceiling.rs`).
+//! Version 2 adds `meta(key, value)`, which holds the id ceiling (`id_ceiling`, see `ceiling.rs`):
+//! raised ahead of use at open ([`reserve_ids`]) and with batches, and set to the last id used at a
+//! clean shutdown ([`record_last_id`]).
 //!
 //! Version 3 adds `messages.kind` (`types::EventKind::code`; 0, a chat message, for every row
 //! written before): the table is the room's ordered log, one row per sequenced event of any kind.
@@ -138,6 +140,28 @@ pub(crate) fn fresh_epoch() -> u64 {
     hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
     hasher.write_u32(std::process::id());
     hasher.finish()
+}
+
+/// At a clean shutdown, once the writer has drained and stopped: sets the id ceiling to
+/// `max(last_used, largest stored id)`, so the next start continues right after the last id used
+/// instead of above the whole reserved block. On its own connection (the writer's is gone), in an
+/// IMMEDIATE transaction, with `synchronous=FULL`. Returns the ceiling written.
+///
+/// This lowers the ceiling, which is safe only because nothing can use an id any more (the shards
+/// have stopped, so `last_used` is the last id anyone was shown) and no other process uses the file
+/// (`lock.rs`). Should this commit be lost (power loss), the higher ceiling stays: ids skip, never
+/// repeat.
+pub(crate) fn record_last_id(path: &Path, busy_timeout: Duration, last_used: u64) -> Result<u64, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn = Connection::open_with_flags(path, flags)
+        .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+    conn.busy_timeout(busy_timeout).map_err(setup("set busy_timeout"))?;
+    set_synchronous(&conn, true)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(setup("record the last id"))?;
+    let ceiling = last_used.max(max_id(&tx)?).min(i64::MAX as u64);
+    tx.execute(SET_CEILING_SQL, [ceiling as i64]).map_err(setup("record the last id"))?;
+    tx.commit().map_err(setup("record the last id"))?;
+    Ok(ceiling)
 }
 
 /// Sets `PRAGMA synchronous` to FULL or NORMAL.

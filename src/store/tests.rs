@@ -194,6 +194,32 @@ fn the_id_ceiling_is_reserved_at_open_raised_with_batches_and_continued_after() 
 }
 
 #[test]
+fn a_clean_shutdown_records_the_last_id_used_and_the_next_open_continues_after_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let with_ceiling = || StoreConfig { id_block: Some(1000), ..cfg(dir.path()) };
+    let store = Store::open(with_ceiling()).expect("open");
+    let w = store.writer();
+    for id in 1..=5 {
+        enqueue(&w, rec(id, "r"));
+    }
+    drop(w);
+    // Ids 6 and 7 were handed out (and shown) but never stored: the next start must stay above them.
+    store.shutdown_clean(7).expect("clean shutdown");
+    let store = Store::open(with_ceiling()).expect("reopen");
+    assert_eq!((store.max_id(), store.start_id()), (5, 7), "continues right after the last id used");
+    assert_eq!(store.id_ceiling().map(|c| c.durable()), Some(1007));
+    // A stored id above the last one reported still wins (never below what is stored).
+    store.shutdown_clean(3).expect("clean shutdown");
+    let store = Store::open(with_ceiling()).expect("reopen");
+    assert_eq!(store.start_id(), 5);
+    // Without a clean shutdown (a crash, or a plain drop) the reserved block is skipped.
+    drop(store);
+    let store = Store::open(with_ceiling()).expect("reopen after a drop");
+    assert_eq!(store.start_id(), 1005);
+    store.shutdown().expect("shutdown");
+}
+
+#[test]
 fn a_version_1_database_is_migrated_and_continues_after_its_largest_id() {
     let dir = tempfile::tempdir().expect("tempdir");
     {

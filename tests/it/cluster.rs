@@ -513,7 +513,8 @@ fn the_per_user_rate_limit_holds_across_nodes() {
 fn a_frozen_redis_never_silently_drops_an_accepted_message() {
     const PER_SENDER: usize = 150;
     let redis = RedisServer::start();
-    let server = node_with(&redis, "frozen", &["--redis-queue-capacity", "8", "--rate-limit", "0"]);
+    let server =
+        node_with(&redis, "frozen", &["--redis-queue-capacity", "8", "--rate-limit", "0", "--rate-limit-bytes", "0"]);
     let mut senders: Vec<Client> = (0..2).map(|i| connect_json(&server, "frozen", &format!("s{i}"))).collect();
     redis.signal("STOP");
     for i in 0..PER_SENDER {

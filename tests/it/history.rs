@@ -317,3 +317,29 @@ fn a_resume_from_another_epoch_is_reset_not_misapplied() {
     let b = Server::start_logged(&db, &[]);
     assert_eq!(epoch_of(&b), kept, "one database, one epoch across restarts");
 }
+
+#[test]
+fn after_a_clean_restart_ids_continue_right_after_the_last_one_and_only_a_crash_skips() {
+    let server = Server::start(&[]);
+    let mut ws = connect_json(&server, "ids", "a");
+    let before = post(&mut ws, "ids", "m", 3);
+    drop(ws);
+    let (status, dir) = server.stop();
+    assert!(status.success(), "{status:?}");
+
+    // SIGTERM drained and recorded the last id used: the next start continues right after it.
+    let server = Server::start_in(dir, &[]);
+    let mut ws = connect_json(&server, "ids", "a");
+    let after_clean = post(&mut ws, "ids", "after a clean restart", 1)[0];
+    assert_eq!(after_clean, before[2] + 1, "ids before: {before:?}");
+    drop(ws);
+
+    // kill -9: the next start continues above the whole block reserved at the last start (2^20 ids by
+    // default), never at an id that may have been shown already.
+    let dir = server.kill9();
+    let server = Server::start_in(dir, &[]);
+    let mut ws = connect_json(&server, "ids", "a");
+    let after_crash = post(&mut ws, "ids", "after a crash", 1)[0];
+    assert_eq!(after_crash, before[2] + (1 << 20) + 1, "the rest of the block reserved at the restart is skipped");
+    assert!(after_crash > after_clean);
+}

@@ -1,5 +1,7 @@
 //! Hostile-input corpus: malformed handshakes, bad keys and versions, oversize heads, protocol
-//! violations, invalid UTF-8, huge lengths, bad JSON, bad tokens and origins, floods, slowloris heads.
+//! violations, invalid UTF-8, huge lengths, bad JSON, bad tokens and origins, floods, slowloris heads,
+//! and the same kinds of input on the `--metrics-addr` listener, which serves the operations endpoints
+//! only and hangs up on its own, shorter, idle limit.
 //!
 //! Every input goes over a real socket to the real binary (auth on, default rate limits) and gets its
 //! documented answer (HTTP status and error code, close code, or `error` frame code). A witness client
@@ -39,6 +41,8 @@ enum Input {
     Http(Vec<u8>),
     /// A valid (authenticated) handshake on `path`, then raw bytes.
     Ws { path: &'static str, bytes: Vec<u8> },
+    /// Raw bytes on a fresh connection to the `--metrics-addr` listener.
+    Ops(Vec<u8>),
 }
 
 struct Case {
@@ -55,6 +59,10 @@ fn good_token() -> String {
 
 fn http(name: &'static str, bytes: impl Into<Vec<u8>>, expect: Expect) -> Case {
     Case { name, input: Input::Http(bytes.into()), expect }
+}
+
+fn ops(name: &'static str, bytes: impl Into<Vec<u8>>, expect: Expect) -> Case {
+    Case { name, input: Input::Ops(bytes.into()), expect }
 }
 
 fn text(name: &'static str, bytes: Vec<u8>, expect: Expect) -> Case {
@@ -370,6 +378,28 @@ fn cases() -> Vec<Case> {
         ),
         // --- Slowloris ---
         http("slowloris head", "GET /ws/chat HTTP/1.1\r\nHost: x\r\nX-Slow: a", Hangup),
+        // --- The metrics listener: operations endpoints only, its own short idle limit ---
+        ops("metrics: websocket upgrade with a good token", with_token("", ""), Status(404, "not_found")),
+        ops(
+            "metrics: rest history with a good token",
+            format!("GET /rooms/hostile/messages?token={} HTTP/1.1\r\nHost: x\r\n\r\n", good_token()),
+            Status(404, "not_found"),
+        ),
+        ops("metrics: web client", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", Status(404, "not_found")),
+        ops("metrics: traversal", "GET /metrics/../ws/chat HTTP/1.1\r\nHost: x\r\n\r\n", Status(404, "not_found")),
+        ops("metrics: binary junk", b"\x00\x01\x02\x03garbage\r\n\r\n".to_vec(), Status(400, "bad_request")),
+        ops(
+            "metrics: oversize header",
+            format!("GET /metrics HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(3000)),
+            Status(431, "header_too_large"),
+        ),
+        ops(
+            "metrics: post",
+            "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+            Status(405, "method_not_allowed"),
+        ),
+        ops("metrics: slowloris head", "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: a", Hangup),
+        ops("metrics: silent connection", Vec::new(), Hangup),
         // --- WebSocket frames ---
         text("unmasked frame", client_frame(0x81, b"hi", false), Close(1002)),
         text("reserved data opcode", client_frame(0x83, b"hi", true), Close(1002)),
@@ -476,9 +506,12 @@ fn cases() -> Vec<Case> {
 
 /// Runs one case and returns what happened, in the same terms as [`Expect`].
 fn run(server: &Server, case: &Case) -> Expect {
-    let mut raw = Raw::connect(server);
+    let mut raw = match &case.input {
+        Input::Ops(_) => Raw::connect_to(server.metrics_addr.expect("started with --metrics-addr")),
+        _ => Raw::connect(server),
+    };
     let bytes = match &case.input {
-        Input::Http(bytes) => bytes.clone(),
+        Input::Http(bytes) | Input::Ops(bytes) => bytes.clone(),
         Input::Ws { path, bytes } => {
             let sep = if path.contains('?') { '&' } else { '?' };
             let path = format!("{path}{sep}token={}", good_token());
@@ -570,6 +603,10 @@ fn hostile_inputs_get_their_documented_answers_and_leave_nothing_behind() {
         "--max-header-bytes",
         "2048",
         "--handshake-timeout",
+        "2",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--metrics-idle-timeout",
         "2",
     ]);
     let pid = server.pid();

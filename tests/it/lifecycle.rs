@@ -81,3 +81,62 @@ fn a_client_that_never_finishes_its_request_is_dropped() {
     send_json(&mut ws, json!({"type": "ping"}));
     assert_eq!(recv_event(&mut ws, "pong")["type"], "pong");
 }
+
+#[test]
+fn a_panicking_thread_ends_the_process_with_status_101() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+
+    // Debug builds only (the tests run them): the variable makes a shard panic on its first
+    // connection; release builds do not contain it (src/reactor/shard.rs).
+    let dir = tempfile::tempdir().expect("dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_roomcast"))
+        .args(["--addr", "127.0.0.1:0", "--shards", "1", "--log-level", "warn"])
+        .arg("--db")
+        .arg(dir.path().join("roomcast.db"))
+        .env("ROOMCAST_TEST_PANIC_ON_ACCEPT", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        let _ = tx.send(text);
+    });
+    let addr = loop {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).unwrap_or(0) == 0 {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("roomcast did not start");
+        }
+        if let Some(addr) = line.trim().strip_prefix("listening on http://") {
+            break addr.to_string();
+        }
+    };
+    // The first connection makes the shard thread panic ...
+    let _conn = TcpStream::connect(&addr).expect("connect");
+    // ... which takes the whole process down instead of leaving it holding the port.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the process kept running after its shard thread panicked");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let log = rx.recv_timeout(PATIENCE).expect("stderr");
+    assert_eq!(status.code(), Some(101), "{log}");
+    assert!(log.contains("thread 'shard-0'") && log.contains("panicked"), "the panic is reported: {log}");
+    assert!(log.contains("a thread panicked (a bug): exiting with status 101"), "and logged: {log}");
+    assert!(TcpStream::connect(&addr).is_err(), "the port is released");
+}

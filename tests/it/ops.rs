@@ -131,3 +131,79 @@ fn metrics_addr_moves_metrics_to_its_own_listener() {
     assert!(plain.metrics_addr.is_none());
     assert_eq!(get_at(plain.addr, "/metrics").0, 200);
 }
+
+/// Idle TCP connections to `addr`, each counted by the server once accepted.
+fn idle_connections(addr: std::net::SocketAddr, n: usize) -> Vec<std::net::TcpStream> {
+    (0..n).map(|_| std::net::TcpStream::connect(addr).expect("connect")).collect()
+}
+
+#[test]
+fn a_full_main_port_leaves_the_metrics_port_answering() {
+    let server =
+        Server::start(&["--metrics-addr", "127.0.0.1:0", "--max-connections", "3", "--handshake-timeout", "120"]);
+    let ops = server.metrics_addr.expect("metrics address");
+    let _held = idle_connections(server.addr, 3);
+    wait_until("the main port to be full", || get_at(server.addr, "/healthz").0 == 503);
+    // A health check must not kill a server that is merely busy.
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let (status, body) = get_at(ops, path);
+        assert_eq!(status, 200, "{path} on the metrics port while the main port is full: {body}");
+    }
+}
+
+#[test]
+fn a_full_metrics_port_leaves_the_main_port_answering() {
+    let server = Server::start(&[
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--max-connections",
+        "8",
+        "--max-conns-per-ip",
+        "3",
+        "--metrics-max-connections",
+        "4",
+        "--metrics-idle-timeout",
+        "120",
+    ]);
+    let ops = server.metrics_addr.expect("metrics address");
+    // More idle connections to the metrics port than the main port's whole budget, and than the
+    // per-address limit, all from the clients' own address.
+    let _held = idle_connections(ops, 12);
+    // Over its budget (but within the 32 of slack) a connection is told 503.
+    wait_until("the metrics port to be full", || get_at(ops, "/healthz").0 == 503);
+    assert_eq!(get_at(server.addr, "/healthz").0, 200, "the main port does not share the metrics port's budget");
+    // /healthz counts the main port's connections only: none of the 12, just the probe itself (once
+    // the previous probe is reaped).
+    wait_until("/healthz to count only itself", || open_connections(&server) == 1);
+    let mut a = connect_json(&server, "ops", "a");
+    let mut b = connect_json(&server, "ops", "b");
+    send_json(&mut a, serde_json::json!({"type": "message", "room": "ops", "content": "still here"}));
+    assert_eq!(recv_event(&mut b, "message")["content"], "still here");
+}
+
+#[test]
+fn idle_metrics_connections_are_closed_after_their_own_short_timeout() {
+    // The main port's limit is far longer than the test's patience: a close seen here is the metrics
+    // listener's own default timeout (5 s).
+    let server = Server::start(&["--metrics-addr", "127.0.0.1:0", "--handshake-timeout", "300"]);
+    let ops = server.metrics_addr.expect("metrics address");
+    let mut main_idle = Raw::connect(&server);
+    let connect_ops = || {
+        let stream = std::net::TcpStream::connect(ops).expect("connect");
+        stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        stream
+    };
+    // Idle from the start: never sends a request.
+    let mut silent = connect_ops();
+    let mut rest = Vec::new();
+    assert_eq!(silent.read_to_end(&mut rest).map_err(|e| e.kind()), Ok(0), "closed without a response");
+    // Idle after a keep-alive response.
+    let mut kept = connect_ops();
+    std::io::Write::write_all(&mut kept, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+    let mut response = Vec::new();
+    kept.read_to_end(&mut response).expect("the server closes the idle keep-alive connection");
+    assert!(response.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&response));
+    // Meanwhile the main port's idle connection is still open and served.
+    main_idle.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(main_idle.read_response().0, 200, "the main port keeps its own --handshake-timeout");
+}

@@ -269,7 +269,12 @@ pub struct Raw {
 impl Raw {
     /// Connects.
     pub fn connect(server: &Server) -> Raw {
-        let stream = TcpStream::connect(server.addr).expect("connect");
+        Raw::connect_to(server.addr)
+    }
+
+    /// Connects to `addr` (e.g. the server's `--metrics-addr` listener).
+    pub fn connect_to(addr: SocketAddr) -> Raw {
+        let stream = TcpStream::connect(addr).expect("connect");
         stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
         Raw { stream, buf: Vec::new() }
     }
