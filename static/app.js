@@ -29,6 +29,7 @@ const MAX_ROOM_BYTES = 64;
 const state = {
   nick: "", // what the user typed
   user: null, // the name the server gave us (from `welcome`)
+  epoch: null, // the id space of our resume points (`welcome.epoch`)
   // Replaced by the server's `welcome` before any command is sent; until then nothing is capped.
   limits: { max_message_bytes: Infinity, max_rooms: Infinity, max_history_page: Infinity },
   socket: null,
@@ -189,6 +190,8 @@ function connect() {
   if (!first) return;
   const params = new URLSearchParams({ format: "json", room: first.name, nick: state.nick });
   if (first.lastId > 0) params.set("since", String(first.lastId));
+  // The id space our `since` values are from: a server whose ids started again answers `reset`.
+  if (first.lastId > 0 && state.epoch) params.set("epoch", state.epoch);
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const ws = new WebSocket(`${scheme}//${location.host}/ws?${params}`);
   state.socket = ws;
@@ -310,6 +313,9 @@ function onFrame(data, firstRoom) {
 function onWelcome(event, firstRoom) {
   state.user = event.user;
   if (event.limits) state.limits = event.limits;
+  // Kept until a `joined` says `reset` for every room resumed from an older epoch.
+  const resumedEpoch = state.epoch;
+  state.epoch = event.epoch || null;
   // Not `state.attempt = 0` here: a server that welcomes and then closes would get a reconnect
   // every half second from every client. The backoff starts over once this socket stayed up.
   clearTimeout(state.stableTimer);
@@ -326,6 +332,7 @@ function onWelcome(event, firstRoom) {
     if (room.name === firstRoom) continue;
     const join = { type: "join", room: room.name };
     if (room.lastId > 0) join.since = room.lastId;
+    if (room.lastId > 0 && resumedEpoch) join.epoch = resumedEpoch;
     send(join);
   }
 }
@@ -336,6 +343,11 @@ function onJoined(event) {
     // Joined a room this page no longer wants (left while the join was in flight).
     send({ type: "leave", room: event.room });
     return;
+  }
+  if (event.reset) {
+    // The server's ids started again (a restart without persistence, a new database): what this
+    // page holds of the room is from another id space. Start the room afresh.
+    forgetRoomIds(room);
   }
   const rejoin = room.ids.size > 0;
   room.joined = true;
@@ -355,6 +367,15 @@ function onJoined(event) {
   }
   if (room.name === state.current) renderPresence();
   updateComposer();
+}
+
+/** Drops everything this page knows of `room`'s ids (after a `joined` with `reset`). */
+function forgetRoomIds(room) {
+  room.ids.clear();
+  room.lastId = 0;
+  room.oldestId = null;
+  room.atStart = false;
+  systemLine(room, "system", "the server's history started over; earlier lines are from before");
 }
 
 function onLeft(event) {
