@@ -30,4 +30,5 @@ pub(crate) mod static_files;
 pub mod store;
 pub(crate) mod telemetry;
 pub mod types;
+pub(crate) mod unique;
 pub mod ws;

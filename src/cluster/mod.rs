@@ -151,6 +151,7 @@ use crate::deferred::{self, DeferredReceiver, DeferredSender, Wake, congestion_t
 use crate::room::hub::Hub;
 use crate::room::sequencer::{MemberList, Outgoing, PresenceRoute, Sequencer};
 use crate::types::{ClientError, ErrorCode, Transient};
+use crate::unique::unique_u64;
 
 /// What can go wrong in cluster mode.
 #[derive(Debug, Error)]
@@ -200,7 +201,7 @@ impl ClusterConfig {
         stream_maxlen: u64,
         queue_capacity: usize,
     ) -> Result<ClusterConfig, ClusterError> {
-        let node_id = node_id.unwrap_or_else(|| format!("node-{:08x}", random_u64() as u32));
+        let node_id = node_id.unwrap_or_else(|| format!("node-{:08x}", unique_u64() as u32));
         let valid = (1..=64).contains(&node_id.len())
             && node_id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         if !valid {
@@ -223,16 +224,6 @@ impl ClusterConfig {
         self.user_rate_burst = burst.max(1);
         self
     }
-}
-
-/// A number that differs between processes and calls (time, pid and a counter through a hash); not
-/// cryptographic, only for default node ids and incarnations.
-fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
-    hasher.write_u32(std::process::id());
-    hasher.finish()
 }
 
 /// What shards hand to the publisher thread on the bounded channel.
@@ -426,7 +417,7 @@ impl ClusterInput {
 /// Creates the publisher channel: the sink goes into the [`Hub`], the input to [`Cluster::start`].
 pub(crate) fn channel(cfg: ClusterConfig) -> (ClusterSink, ClusterInput) {
     let slot = ids::slot_for(&cfg.node_id);
-    let origin: Arc<str> = Arc::from(format!("{}/{:x}", cfg.node_id, random_u64()));
+    let origin: Arc<str> = Arc::from(format!("{}/{:x}", cfg.node_id, unique_u64()));
     let (tx, rx) = crossbeam_channel::bounded(cfg.queue_capacity);
     let (presence_tx, presence_rx) = deferred::channel(None, usize::MAX);
     let (bell, bell_rx) = crossbeam_channel::bounded(1);

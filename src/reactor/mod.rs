@@ -120,7 +120,7 @@ impl Server {
             gate,
             telemetry: Arc::clone(&telemetry),
             // Ids restart only with a new database, or at every start without one.
-            epoch: Arc::from(format!("{:016x}", store.as_ref().map_or_else(store::fresh_epoch, |s| s.epoch()))),
+            epoch: Arc::from(format!("{:016x}", store.as_ref().map_or_else(crate::unique::unique_u64, |s| s.epoch()))),
         };
         let mut shards = Vec::with_capacity(cfg.shards.get());
         for (index, ((poll, rx), inbox)) in polls.into_iter().zip(inboxes).enumerate() {

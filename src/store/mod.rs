@@ -132,7 +132,6 @@ use crate::types::Sequenced;
 
 pub(crate) use ceiling::{IdCeiling, id_block};
 pub use error::StoreError;
-pub(crate) use schema::fresh_epoch;
 
 use lock::DbLock;
 use reader::{Plan, Request};

@@ -21,6 +21,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use super::StoreError;
+use crate::unique::unique_u64;
 
 /// The newest schema version (`PRAGMA user_version`) this build knows and migrates to.
 pub(crate) const SCHEMA_VERSION: i64 = 3;
@@ -126,20 +127,10 @@ pub(crate) fn epoch(conn: &Connection) -> Result<u64, StoreError> {
     if let Some(epoch) = found {
         return Ok(epoch as u64);
     }
-    let epoch = fresh_epoch();
+    let epoch = unique_u64();
     conn.execute("INSERT INTO meta (key, value) VALUES ('epoch', ?1)", [epoch as i64])
         .map_err(setup("record the epoch"))?;
     Ok(epoch)
-}
-
-/// A new epoch: different for every call and process (time, pid and a per-process random key,
-/// hashed); a name, not a secret.
-pub(crate) fn fresh_epoch() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
-    hasher.write_u32(std::process::id());
-    hasher.finish()
 }
 
 /// At a clean shutdown, once the writer has drained and stopped: sets the id ceiling to
