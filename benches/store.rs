@@ -113,6 +113,7 @@ fn bench_history(c: &mut Criterion) {
                     after_id: None,
                     limit,
                     visible_seq: 0,
+                    whole_log: false,
                 };
                 black_box(query_sync(&store, q).expect("bench: query"))
             });
@@ -127,6 +128,7 @@ fn bench_history(c: &mut Criterion) {
                     after_id: None,
                     limit,
                     visible_seq: 0,
+                    whole_log: false,
                 };
                 black_box(query_sync(&store, q).expect("bench: query"))
             });

@@ -54,7 +54,7 @@ impl Delivery {
             return frame.as_ref();
         }
         let frame = match &self.payload {
-            Payload::Sequenced(seq, origin) => Some(render::sequenced_frame(seq, origin, variant, scratch)),
+            Payload::Sequenced(seq, origin) => render::sequenced_frame(seq, origin, variant, scratch),
             Payload::Transient(room, event) => render::transient_frame(room, event, variant),
         };
         // Another shard may have rendered it meanwhile: keep whichever was first.

@@ -3,8 +3,8 @@
 //!
 //! Layout, version `rc2` (`\n`-terminated decimal or short tokens, then raw bytes, so content may
 //! hold anything): `id \n rc2 \n kind \n origin \n seq \n replay(0|1) \n format(t|j) \n at_ms \n
-//! room_len \n client_id_len|- \n` then the kind's own header lines (a message: `user_len \n`),
-//! then room, client id and the kind's bytes (a message: user, content). The publish script
+//! room_len \n client_id_len|- \n user_len \n`, for an edit or a delete `target \n`, then room,
+//! client id, user and content (an edit's new content; empty for a delete). The publish script
 //! prepends the id line, so Rust builds everything after it ([`encode_tail`]). A published payload
 //! is `entry_id \n` + body.
 //!
@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::types::{Event, EventKind, Format, Origin, Sequenced};
+use crate::types::{Delete, Edit, Event, EventKind, Format, Origin, Sequenced};
 
 /// The version tag this build writes and reads.
 pub(crate) const WIRE_VERSION: &str = "rc2";
@@ -120,18 +120,23 @@ pub(crate) fn encode_tail(msg: &WireEvent) -> Vec<u8> {
         cid_len
     )
     .into_bytes();
-    match &msg.event {
-        Event::Message(m) => {
-            out.extend_from_slice(format!("{}\n", m.user.len()).as_bytes());
-            out.reserve(msg.room.len() + m.user.len() + m.content.len() + 16);
-            out.extend_from_slice(msg.room.as_bytes());
-            if let Some(cid) = &msg.sender.client_id {
-                out.extend_from_slice(cid.as_bytes());
-            }
-            out.extend_from_slice(m.user.as_bytes());
-            out.extend_from_slice(m.content.as_bytes());
-        }
+    // The kind's header lines, then room, client id, and the kind's bytes.
+    let (user, target, content): (&str, Option<u64>, &str) = match &msg.event {
+        Event::Message(m) => (&m.user, None, &m.content),
+        Event::Edit(e) => (&e.user, Some(e.target), &e.content),
+        Event::Delete(d) => (&d.user, Some(d.target), ""),
+    };
+    out.extend_from_slice(format!("{}\n", user.len()).as_bytes());
+    if let Some(target) = target {
+        out.extend_from_slice(format!("{target}\n").as_bytes());
     }
+    out.reserve(msg.room.len() + user.len() + content.len() + 16);
+    out.extend_from_slice(msg.room.as_bytes());
+    if let Some(cid) = &msg.sender.client_id {
+        out.extend_from_slice(cid.as_bytes());
+    }
+    out.extend_from_slice(user.as_bytes());
+    out.extend_from_slice(content.as_bytes());
     out
 }
 
@@ -198,15 +203,21 @@ pub(crate) fn parse_body(body: &[u8]) -> Result<WireEvent, WireError> {
         "-" => None,
         n => Some(n.parse::<usize>().map_err(|_| WireError::BadField("client id length"))?),
     };
-    let (room, client_id, event) = match kind {
-        EventKind::Message => {
-            let user_len: usize = number(&mut rest, "user length")?;
-            let room = text(&mut rest, room_len)?;
-            let client_id = cid_len.map(|n| text(&mut rest, n)).transpose()?;
-            let user = text(&mut rest, user_len)?;
-            let remaining = rest.len();
-            (room, client_id, Event::message(user, text(&mut rest, remaining)?))
-        }
+    let user_len: usize = number(&mut rest, "user length")?;
+    let target: Option<u64> = match kind {
+        EventKind::Message => None,
+        EventKind::Edit | EventKind::Delete => Some(number(&mut rest, "target")?),
+    };
+    let room = text(&mut rest, room_len)?;
+    let client_id = cid_len.map(|n| text(&mut rest, n)).transpose()?;
+    let user = text(&mut rest, user_len)?;
+    let remaining = rest.len();
+    let content = text(&mut rest, remaining)?;
+    let event = match (kind, target) {
+        (EventKind::Message, _) => Event::message(user, content),
+        (EventKind::Edit, Some(target)) => Event::Edit(Edit { user, target, content }),
+        (EventKind::Delete, Some(target)) => Event::Delete(Delete { user, target }),
+        (EventKind::Edit | EventKind::Delete, None) => return Err(WireError::Missing("target")),
     };
     Ok(WireEvent { id, origin, seq, replay, sender: Origin { format, client_id }, at_ms, room, event })
 }
@@ -249,6 +260,21 @@ mod tests {
             assert_eq!(entry, EntryId { ms: 1_700_000_000_000, seq: 5 });
             assert_eq!(parsed, msg);
         }
+    }
+
+    #[test]
+    fn edits_and_deletes_round_trip() {
+        let edit = Event::Edit(Edit { user: Arc::from("ann"), target: 2047, content: Arc::from("fixed\ntypo ✓") });
+        let delete = Event::Delete(Delete { user: Arc::from("ann"), target: 2047 });
+        for event in [edit, delete] {
+            let msg = WireEvent { event, ..sample(Some("c-9")) };
+            assert_eq!(parse_body(&encode_body(&msg)), Ok(msg.clone()));
+        }
+        // An edit without its target line is refused, not read as a message.
+        let mut body = encode_body(&sample(None));
+        let kind_at = body.iter().position(|&b| b == b'\n').map(|i| i + 5).expect("id line");
+        body[kind_at] = b'1';
+        assert!(parse_body(&body).is_err());
     }
 
     #[test]

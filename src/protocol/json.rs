@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{ClientError, ErrorCode, Event, Sequenced};
+use crate::types::{ClientError, ErrorCode, Event, Revision, Sequenced};
 
 /// Longest `client_id`, in bytes.
 pub(crate) const MAX_CLIENT_ID_BYTES: usize = 128;
@@ -144,27 +144,85 @@ struct MessageEvent<'a> {
     kind: &'static str,
     id: u64,
     room: &'a str,
-    user: &'a str,
-    content: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
     ts: Rfc3339Millis,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    edited_ts: Option<Rfc3339Millis>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    deleted: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_id: Option<&'a str>,
 }
 
-/// Appends the live event for `seq` to `out` (a `message` for [`Event::Message`]), echoing
-/// `client_id` when given.
+/// `edited`: message `id` has new content; `seq` is the edit's own place in the room's order.
+#[derive(Serialize)]
+struct EditedEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    room: &'a str,
+    id: u64,
+    user: &'a str,
+    content: &'a str,
+    edited_ts: Rfc3339Millis,
+    seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<&'a str>,
+}
+
+/// `deleted`: message `id` is gone; `seq` is the delete's own place in the room's order.
+#[derive(Serialize)]
+struct DeletedEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    room: &'a str,
+    id: u64,
+    seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<&'a str>,
+}
+
+/// Appends the event for `seq` to `out`, echoing `client_id` when given: a `message` (with
+/// `edited_ts`, or as a tombstone `deleted: true` without user and content, when read back after an
+/// edit or a delete), `edited` or `deleted`.
 pub fn write_event(out: &mut Vec<u8>, seq: &Sequenced, client_id: Option<&str>) {
     match &seq.event {
         Event::Message(msg) => {
+            let deleted = msg.revision == Revision::Deleted;
+            let edited_ts = match msg.revision {
+                Revision::Edited { at_ms } => Some(Rfc3339Millis(at_ms)),
+                Revision::Original | Revision::Deleted => None,
+            };
             let event = MessageEvent {
                 kind: "message",
                 id: seq.id,
                 room: &seq.room,
-                user: &msg.user,
-                content: &msg.content,
+                user: (!deleted).then_some(&*msg.user),
+                content: (!deleted).then_some(&*msg.content),
                 ts: Rfc3339Millis(seq.at_ms),
+                edited_ts,
+                deleted,
                 client_id,
             };
+            write(out, &event);
+        }
+        Event::Edit(edit) => {
+            let event = EditedEvent {
+                kind: "edited",
+                room: &seq.room,
+                id: edit.target,
+                user: &edit.user,
+                content: &edit.content,
+                edited_ts: Rfc3339Millis(seq.at_ms),
+                seq: seq.id,
+                client_id,
+            };
+            write(out, &event);
+        }
+        Event::Delete(delete) => {
+            let event = DeletedEvent { kind: "deleted", room: &seq.room, id: delete.target, seq: seq.id, client_id };
             write(out, &event);
         }
     }
@@ -274,27 +332,44 @@ pub(crate) fn http_error_body(code: &str, message: &str) -> Vec<u8> {
     to_vec(&Body { error: Inner { code, message } })
 }
 
-/// One stored message as REST history renders it.
+/// One stored message as REST history renders it, in its current state: edited ones carry
+/// `edited_ts`, deleted ones are tombstones `{id, room, deleted: true, created_at}`.
 #[derive(Serialize)]
 struct HistoryRow<'a> {
     id: u64,
     room: &'a str,
-    user: &'a str,
-    content: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
     created_at: Rfc3339Millis,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    edited_ts: Option<Rfc3339Millis>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    deleted: bool,
 }
 
+/// History pages hold messages only (`store` reads them so); an edit or a delete there is skipped.
 fn history_rows(events: &[Sequenced]) -> Vec<HistoryRow<'_>> {
     events
         .iter()
-        .map(|seq| match &seq.event {
-            Event::Message(msg) => HistoryRow {
-                id: seq.id,
-                room: &seq.room,
-                user: &msg.user,
-                content: &msg.content,
-                created_at: Rfc3339Millis(seq.at_ms),
-            },
+        .filter_map(|seq| match &seq.event {
+            Event::Message(msg) => {
+                let deleted = msg.revision == Revision::Deleted;
+                Some(HistoryRow {
+                    id: seq.id,
+                    room: &seq.room,
+                    user: (!deleted).then_some(&*msg.user),
+                    content: (!deleted).then_some(&*msg.content),
+                    created_at: Rfc3339Millis(seq.at_ms),
+                    edited_ts: match msg.revision {
+                        Revision::Edited { at_ms } => Some(Rfc3339Millis(at_ms)),
+                        Revision::Original | Revision::Deleted => None,
+                    },
+                    deleted,
+                })
+            }
+            Event::Edit(_) | Event::Delete(_) => None,
         })
         .collect()
 }

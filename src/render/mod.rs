@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tungstenite::protocol::frame::coding::OpCode;
 
 use crate::protocol::{json, text};
-use crate::types::{Event, Format, Origin, Sequenced, Transient};
+use crate::types::{Event, Format, Origin, Revision, Sequenced, Transient};
 use crate::ws::codec;
 
 /// How frames are compressed for a member.
@@ -61,19 +61,27 @@ impl Variant {
     }
 }
 
-/// The live frame of `seq` (sent the way `origin` says) for members of `variant`; `scratch` is a
-/// reusable buffer. A text client's message reaches text members verbatim, anyone else's as
-/// `user: content`; JSON members get the event with `client_id` echoed.
-pub(crate) fn sequenced_frame(seq: &Sequenced, origin: &Origin, variant: Variant, scratch: &mut Vec<u8>) -> Bytes {
+/// The live frame of `seq` (sent the way `origin` says) for members of `variant`, if they receive
+/// it; `scratch` is a reusable buffer. A text client's message reaches text members verbatim, anyone
+/// else's as `user: content`; the text protocol has no edits or deletes, so text members get
+/// neither (nor a deleted message in a page). JSON members get the event with `client_id` echoed.
+pub(crate) fn sequenced_frame(
+    seq: &Sequenced,
+    origin: &Origin,
+    variant: Variant,
+    scratch: &mut Vec<u8>,
+) -> Option<Bytes> {
     scratch.clear();
     match (variant.format, &seq.event) {
+        (Format::Text, Event::Message(msg)) if msg.revision == Revision::Deleted => return None,
         (Format::Text, Event::Message(msg)) => match origin.format {
-            Format::Text => return finish(variant, codec::TEXT, msg.content.as_bytes()),
+            Format::Text => return Some(finish(variant, codec::TEXT, msg.content.as_bytes())),
             Format::Json => text::write_line(scratch, &msg.user, &msg.content),
         },
+        (Format::Text, Event::Edit(_) | Event::Delete(_)) => return None,
         (Format::Json, _) => json::write_event(scratch, seq, origin.client_id.as_deref()),
     }
-    finish(variant, codec::TEXT, scratch)
+    Some(finish(variant, codec::TEXT, scratch))
 }
 
 /// The frame of `event` in room `room` for members of `variant`, if they receive it: presence goes
@@ -98,8 +106,8 @@ pub(crate) fn transient_format(event: &Transient) -> Format {
 }
 
 /// The frame of a stored event for a member speaking `format` (history and resume pages): rendered
-/// as a live event of [`Origin::STORED`].
-pub(crate) fn stored_frame(seq: &Sequenced, format: Format, scratch: &mut Vec<u8>) -> Bytes {
+/// as a live event of [`Origin::STORED`]; `None` when members of `format` do not receive it.
+pub(crate) fn stored_frame(seq: &Sequenced, format: Format, scratch: &mut Vec<u8>) -> Option<Bytes> {
     sequenced_frame(seq, &Origin::STORED, Variant::plain(format), scratch)
 }
 
@@ -137,15 +145,43 @@ mod tests {
         let mut scratch = Vec::new();
         let text = Origin { format: Format::Text, client_id: None };
         let json = Origin { format: Format::Json, client_id: Some(Arc::from("c1")) };
-        let frame = sequenced_frame(&rec, &text, Variant::plain(Format::Text), &mut scratch);
+        let frame = sequenced_frame(&rec, &text, Variant::plain(Format::Text), &mut scratch).expect("text");
         assert_eq!(&frame[2..], b"Hello", "a text sender is relayed verbatim");
-        let frame = sequenced_frame(&rec, &json, Variant::plain(Format::Text), &mut scratch);
+        let frame = sequenced_frame(&rec, &json, Variant::plain(Format::Text), &mut scratch).expect("text");
         assert_eq!(&frame[2..], b"Alice: Hello");
-        let frame = sequenced_frame(&rec, &json, Variant::plain(Format::Json), &mut scratch);
+        let frame = sequenced_frame(&rec, &json, Variant::plain(Format::Json), &mut scratch).expect("json");
         let body = std::str::from_utf8(&frame[2..]).expect("utf8");
         assert!(body.contains("\"id\":7") && body.contains("\"client_id\":\"c1\""), "{body}");
-        let stored = stored_frame(&rec, Format::Text, &mut scratch);
+        let stored = stored_frame(&rec, Format::Text, &mut scratch).expect("text");
         assert_eq!(&stored[2..], b"Alice: Hello", "history renders every message as user: content");
+    }
+
+    #[test]
+    fn edits_and_deletes_reach_json_members_only() {
+        let mut scratch = Vec::new();
+        let json = Origin { format: Format::Json, client_id: None };
+        let edit = Sequenced {
+            id: 9,
+            room: Arc::from("r"),
+            at_ms: 0,
+            event: Event::Edit(crate::types::Edit { user: Arc::from("a"), target: 7, content: Arc::from("fixed") }),
+        };
+        assert!(sequenced_frame(&edit, &json, Variant::plain(Format::Text), &mut scratch).is_none());
+        let frame = sequenced_frame(&edit, &json, Variant::plain(Format::Json), &mut scratch).expect("json");
+        let body: serde_json::Value = serde_json::from_slice(&frame[2..]).expect("json");
+        assert_eq!(
+            (body["type"].as_str(), body["id"].as_u64(), body["seq"].as_u64()),
+            (Some("edited"), Some(7), Some(9))
+        );
+        let mut gone = message("a", "");
+        if let Event::Message(msg) = &mut gone.event {
+            msg.revision = Revision::Deleted;
+        }
+        assert!(stored_frame(&gone, Format::Text, &mut scratch).is_none(), "no tombstones for text clients");
+        let frame = stored_frame(&gone, Format::Json, &mut scratch).expect("json");
+        let body: serde_json::Value = serde_json::from_slice(&frame[2..]).expect("json");
+        assert_eq!(body["deleted"], true);
+        assert!(body.get("content").is_none() && body.get("user").is_none(), "{body}");
     }
 
     #[test]

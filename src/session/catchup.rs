@@ -175,10 +175,10 @@ fn send_page(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64, page
             done = false;
             break;
         }
-        let frame = render::stored_frame(rec, format, &mut ctx.encode_buf);
+        last = Some(rec.id);
+        let Some(frame) = render::stored_frame(rec, format, &mut ctx.encode_buf) else { continue };
         bytes += frame.len();
         sent += 1;
-        last = Some(rec.id);
         conn.send_paced(frame);
     }
     if sent > 0 {
@@ -188,7 +188,7 @@ fn send_page(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64, page
     let Some(cu) = ws.membership_mut(room_id).and_then(|m| m.catch_up.as_mut()) else { return };
     if let Some(last) = last {
         cu.next_after = last;
-        cu.page_limit = (budget / (bytes / sent).max(1)).clamp(1, RESUME_PAGE);
+        cu.page_limit = (budget / bytes.checked_div(sent).unwrap_or(0).max(1)).clamp(1, RESUME_PAGE);
         done |= last >= upto;
     }
     if done {
@@ -269,6 +269,7 @@ fn pump(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
                     after_id: Some(cu.next_after),
                     limit: cu.page_limit,
                     visible_seq: 0,
+                    whole_log: true,
                 };
                 (query, HistoryPurpose::Resume { room_id, after: cu.next_after })
             }

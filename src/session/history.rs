@@ -44,7 +44,14 @@ pub(crate) fn query(room: &str, req: PageRequest) -> Result<HistoryQuery, Client
         Some(0) => return Err(ClientError::new(ErrorCode::InvalidParameter, "limit must be at least 1")),
         Some(n) => usize::try_from(n).unwrap_or(MAX_PAGE).min(MAX_PAGE),
     };
-    Ok(HistoryQuery { room: room.to_string(), before_id: req.before_id, after_id: req.after_id, limit, visible_seq: 0 })
+    Ok(HistoryQuery {
+        room: room.to_string(),
+        before_id: req.before_id,
+        after_id: req.after_id,
+        limit,
+        visible_seq: 0,
+        whole_log: false,
+    })
 }
 
 /// Submits `query` to the reader pool; the reply comes back to this shard for connection `key`.

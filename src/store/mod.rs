@@ -232,6 +232,9 @@ pub struct HistoryQuery {
     /// reader waits (up to `visible_wait`) until the writer has committed that many records.
     /// 0 means "do not wait".
     pub visible_seq: u64,
+    /// `false`: messages only, each as it is now (history pages); `true`: every event of the room's
+    /// log after `after_id` — messages, edits, deletes — in order (resume pages).
+    pub whole_log: bool,
 }
 
 /// One page of history.

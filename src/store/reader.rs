@@ -14,20 +14,31 @@ use rusqlite::{Connection, params};
 use super::state::{Shared, WaitOutcome, bump};
 use super::writer::Ctrl;
 use super::{HistoryPage, HistoryQuery, StoreError};
-use crate::types::{Event, EventKind, Sequenced};
+use crate::types::{Delete, Edit, Event, EventKind, Message, Revision, Sequenced};
 
 /// Hard upper bound on a page, whatever the caller asks for.
 pub(crate) const MAX_PAGE_LIMIT: usize = 1000;
 
-/// Newest page of a room, newest first.
-pub(crate) const NEWEST_SQL: &str = "SELECT id, kind, user, content, created_at FROM messages INDEXED BY messages_room_id \
-                                     WHERE room = ?1 ORDER BY id DESC LIMIT ?2";
-/// Page of ids below a cursor, newest first.
-pub(crate) const BEFORE_SQL: &str = "SELECT id, kind, user, content, created_at FROM messages INDEXED BY messages_room_id \
-                                     WHERE room = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3";
-/// Page of ids above a cursor, oldest first.
-pub(crate) const AFTER_SQL: &str = "SELECT id, kind, user, content, created_at FROM messages INDEXED BY messages_room_id \
-                                    WHERE room = ?1 AND id > ?2 ORDER BY id ASC LIMIT ?3";
+/// The columns every page reads (see `map_row`).
+macro_rules! page_sql {
+    ($filter:literal, $order:literal) => {
+        concat!(
+            "SELECT id, kind, user, content, created_at, target, edited_at, deleted FROM messages ",
+            "INDEXED BY messages_room_id WHERE room = ?1 ",
+            $filter,
+            " ORDER BY id ",
+            $order,
+            " LIMIT ?3"
+        )
+    };
+}
+
+/// Page of messages below a cursor, newest first (the newest page: below `i64::MAX`).
+pub(crate) const BEFORE_SQL: &str = page_sql!("AND kind = 0 AND id < ?2", "DESC");
+/// Page of messages above a cursor, oldest first.
+pub(crate) const AFTER_SQL: &str = page_sql!("AND kind = 0 AND id > ?2", "ASC");
+/// Page of the room's whole log above a cursor (messages, edits, deletes), oldest first: resume.
+pub(crate) const AFTER_LOG_SQL: &str = page_sql!("AND id > ?2", "ASC");
 
 /// The reply callback a [`Store::query`](super::Store::query) caller supplies.
 pub(crate) type Reply = Box<dyn FnOnce(Result<HistoryPage, StoreError>) + Send>;
@@ -52,6 +63,7 @@ pub(crate) struct Plan {
     cursor: Cursor,
     limit: usize,
     visible_seq: u64,
+    whole_log: bool,
 }
 
 impl Plan {
@@ -69,6 +81,7 @@ impl Plan {
             cursor,
             limit: q.limit.clamp(1, MAX_PAGE_LIMIT),
             visible_seq: q.visible_seq,
+            whole_log: q.whole_log,
         })
     }
 }
@@ -185,8 +198,23 @@ fn read_page(conn: &Connection, plan: &Plan) -> Result<HistoryPage, StoreError> 
                 format!("unknown event kind {code}").into(),
             )
         })?;
+        let target = || -> rusqlite::Result<u64> {
+            let target: Option<i64> = row.get(5)?;
+            Ok(target.and_then(|t| u64::try_from(t).ok()).unwrap_or(0))
+        };
         let event = match kind {
-            EventKind::Message => Event::message(row.get(2)?, row.get(3)?),
+            EventKind::Message => {
+                let edited_at: Option<i64> = row.get(6)?;
+                let deleted: i64 = row.get(7)?;
+                let revision = match (deleted, edited_at) {
+                    (0, None) => Revision::Original,
+                    (0, Some(at_ms)) => Revision::Edited { at_ms },
+                    _ => Revision::Deleted,
+                };
+                Event::Message(Message { user: row.get(2)?, content: row.get(3)?, revision })
+            }
+            EventKind::Edit => Event::Edit(Edit { user: row.get(2)?, target: target()?, content: row.get(3)? }),
+            EventKind::Delete => Event::Delete(Delete { user: row.get(2)?, target: target()? }),
         };
         Ok(Sequenced {
             // Negative ids are never written by this store; read them as 0 rather than fail.
@@ -198,14 +226,15 @@ fn read_page(conn: &Connection, plan: &Plan) -> Result<HistoryPage, StoreError> 
     };
     let rows = match plan.cursor {
         Cursor::Nothing => return Ok(HistoryPage::default()),
-        Cursor::Newest => {
-            conn.prepare_cached(NEWEST_SQL).and_then(|mut st| collect(st.query_map(params![room, fetch], map_row)?))
-        }
+        Cursor::Newest => conn
+            .prepare_cached(BEFORE_SQL)
+            .and_then(|mut st| collect(st.query_map(params![room, i64::MAX, fetch], map_row)?)),
         Cursor::Before(id) => {
             conn.prepare_cached(BEFORE_SQL).and_then(|mut st| collect(st.query_map(params![room, id, fetch], map_row)?))
         }
         Cursor::After(id) => {
-            conn.prepare_cached(AFTER_SQL).and_then(|mut st| collect(st.query_map(params![room, id, fetch], map_row)?))
+            let sql = if plan.whole_log { AFTER_LOG_SQL } else { AFTER_SQL };
+            conn.prepare_cached(sql).and_then(|mut st| collect(st.query_map(params![room, id, fetch], map_row)?))
         }
     };
     messages.extend(rows.map_err(StoreError::Query)?);

@@ -14,6 +14,12 @@
 //!
 //! Version 3 adds `messages.kind` (`types::EventKind::code`; 0, a chat message, for every row
 //! written before): the table is the room's ordered log, one row per sequenced event of any kind.
+//!
+//! Version 4 adds what edits and deletes need: `target` (the message an edit or delete row refers
+//! to, with the partial index `messages_target`), and on message rows `edited_at` (ms of the last
+//! edit) and `deleted` (1: the content, and that of its edits, is removed). A message row is kept
+//! in its current state, so history pages read it as it is now; the edit and delete rows stay in
+//! the log for resume pages.
 
 use std::path::Path;
 use std::time::Duration;
@@ -24,7 +30,7 @@ use super::StoreError;
 use crate::unique::unique_u64;
 
 /// The newest schema version (`PRAGMA user_version`) this build knows and migrates to.
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 
 /// Name of the index that serves history pages (checked by the query-plan test).
 #[cfg(test)]
@@ -45,6 +51,13 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (2, "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"),
     (3, "ALTER TABLE messages ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;"),
+    (
+        4,
+        "ALTER TABLE messages ADD COLUMN target INTEGER;
+         ALTER TABLE messages ADD COLUMN edited_at INTEGER;
+         ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+         CREATE INDEX messages_target ON messages (target) WHERE target IS NOT NULL;",
+    ),
 ];
 
 /// Sets the id ceiling (inside the caller's transaction).

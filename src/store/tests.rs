@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 
 use super::reader::MAX_PAGE_LIMIT;
-use super::reader::{AFTER_SQL, BEFORE_SQL, NEWEST_SQL};
+use super::reader::{AFTER_LOG_SQL, AFTER_SQL, BEFORE_SQL};
 use super::schema::{ROOM_ID_INDEX, SCHEMA_VERSION};
 use super::writer::{CUTOFF_SQL, TRIM_SQL};
 use super::*;
@@ -59,7 +59,7 @@ fn query(store: &Store, q: HistoryQuery) -> Result<HistoryPage, StoreError> {
 }
 
 fn hq(room: &str, before_id: Option<u64>, after_id: Option<u64>, limit: usize) -> HistoryQuery {
-    HistoryQuery { room: room.to_string(), before_id, after_id, limit, visible_seq: 0 }
+    HistoryQuery { room: room.to_string(), before_id, after_id, limit, visible_seq: 0, whole_log: false }
 }
 
 fn count_rows(path: &Path, room: Option<&str>) -> u64 {
@@ -613,10 +613,10 @@ fn history_queries_use_the_room_id_index() {
     // backwards; INDEXED BY keeps the index (a small room among millions of rows needs it).
     conn.execute_batch("ANALYZE").expect("analyze");
     for (sql, params) in [
-        (CUTOFF_SQL, vec!["a".to_string().into(), 10.into()]),
-        (NEWEST_SQL, vec![rusqlite::types::Value::from("a".to_string()), 10.into()]),
+        (CUTOFF_SQL, vec![rusqlite::types::Value::from("a".to_string()), 10.into()]),
         (BEFORE_SQL, vec!["a".to_string().into(), 100.into(), 10.into()]),
         (AFTER_SQL, vec!["a".to_string().into(), 100.into(), 10.into()]),
+        (AFTER_LOG_SQL, vec!["a".to_string().into(), 100.into(), 10.into()]),
         (TRIM_SQL, vec!["a".to_string().into(), 100.into(), 10.into()]),
     ] {
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect("explain");

@@ -26,11 +26,21 @@ pub(crate) const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Most rows one retention step deletes (one short transaction between two insert batches).
 const TRIM_BUDGET: u64 = 2048;
 
-const INSERT_SQL: &str = "INSERT OR IGNORE INTO messages (id, room, kind, user, content, created_at) \
-                          VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-/// The id of the (N+1)-th newest row of a room: everything at or below it is beyond retention.
+const INSERT_SQL: &str = "INSERT OR IGNORE INTO messages (id, room, kind, user, content, created_at, target) \
+                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+/// An edit: the target message (of the same room, not deleted) takes the new content.
+const EDIT_SQL: &str = "UPDATE messages SET content = ?3, edited_at = ?4 \
+                        WHERE id = ?1 AND room = ?2 AND kind = 0 AND deleted = 0";
+/// A delete: the target message loses its content ...
+const DELETE_SQL: &str = "UPDATE messages SET content = '', deleted = 1 WHERE id = ?1 AND room = ?2 AND kind = 0";
+/// ... and so do its edits.
+const DELETE_EDITS_SQL: &str = "UPDATE messages SET content = '' WHERE target = ?1 AND room = ?2 AND kind = 1";
+/// The id of the (N+1)-th newest message of a room (retention counts messages, not their edits and
+/// deletes): every row at or below it is beyond retention.
 pub(crate) const CUTOFF_SQL: &str = "SELECT id FROM messages INDEXED BY messages_room_id \
-     WHERE room = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2";
+     WHERE room = ?1 AND kind = 0 ORDER BY id DESC LIMIT 1 OFFSET ?2";
+/// Once a room is trimmed to a cutoff: the later edits and deletes of messages that went with it.
+pub(crate) const TRIM_ORPHANS_SQL: &str = "DELETE FROM messages WHERE target <= ?2 AND room = ?1";
 pub(crate) const TRIM_SQL: &str = "DELETE FROM messages WHERE id IN \
                         (SELECT id FROM messages INDEXED BY messages_room_id \
                          WHERE room = ?1 AND id <= ?2 ORDER BY id LIMIT ?3)";
@@ -403,31 +413,51 @@ fn insert_rows(
         tx.execute(SET_CEILING_SQL, [i64::try_from(ceiling).unwrap_or(i64::MAX)])?;
     }
     let mut outcome = BatchOutcome::default();
-    {
-        let mut stmt = tx.prepare_cached(INSERT_SQL)?;
-        for rec in batch {
-            let changed = match i64::try_from(rec.id) {
-                Ok(id) => insert_row(&mut stmt, id, rec)?,
-                Err(_) => 0,
-            };
-            if changed == 1 {
-                outcome.inserted += 1;
-            } else {
-                outcome.rejected += 1;
-                outcome.first_rejected_id.get_or_insert(rec.id);
-            }
+    for rec in batch {
+        let changed = match i64::try_from(rec.id) {
+            Ok(id) => insert_row(&tx, id, rec)?,
+            Err(_) => 0,
+        };
+        if changed == 1 {
+            outcome.inserted += 1;
+        } else {
+            outcome.rejected += 1;
+            outcome.first_rejected_id.get_or_insert(rec.id);
         }
     }
     tx.commit()?;
     Ok(outcome)
 }
 
-/// Inserts one event as the row with id `id`; returns the rows changed (0: the id exists).
+/// Writes one event as the row with id `id`, and applies an edit or a delete to its target message
+/// (an edit of a message deleted meanwhile is kept without content: a deleted message's words are
+/// gone from every row); returns the rows inserted (0: the id exists, and nothing was applied).
 /// Every kind of [`Event`] maps to a row here (`kind` is [`crate::types::EventKind::code`]).
-fn insert_row(stmt: &mut rusqlite::CachedStatement<'_>, id: i64, rec: &Sequenced) -> rusqlite::Result<usize> {
+fn insert_row(tx: &rusqlite::Transaction<'_>, id: i64, rec: &Sequenced) -> rusqlite::Result<usize> {
     let kind = rec.event.kind().code();
+    let mut insert = tx.prepare_cached(INSERT_SQL)?;
+    let target = rec.event.target().and_then(|t| i64::try_from(t).ok());
     match &rec.event {
-        Event::Message(msg) => stmt.execute(params![id, rec.room, kind, msg.user, msg.content, rec.at_ms]),
+        Event::Message(msg) => insert.execute(params![id, rec.room, kind, msg.user, msg.content, rec.at_ms, target]),
+        Event::Edit(edit) => {
+            let inserted = insert.execute(params![id, rec.room, kind, edit.user, edit.content, rec.at_ms, target])?;
+            if inserted == 1 {
+                let applied =
+                    tx.prepare_cached(EDIT_SQL)?.execute(params![target, rec.room, edit.content, rec.at_ms])?;
+                if applied == 0 {
+                    tx.prepare_cached("UPDATE messages SET content = '' WHERE id = ?1")?.execute([id])?;
+                }
+            }
+            Ok(inserted)
+        }
+        Event::Delete(delete) => {
+            let inserted = insert.execute(params![id, rec.room, kind, delete.user, "", rec.at_ms, target])?;
+            if inserted == 1 {
+                tx.prepare_cached(DELETE_SQL)?.execute(params![target, rec.room])?;
+                tx.prepare_cached(DELETE_EDITS_SQL)?.execute(params![target, rec.room])?;
+            }
+            Ok(inserted)
+        }
     }
 }
 
@@ -461,6 +491,8 @@ fn trim_rooms(
             budget = budget.saturating_sub(n);
             // Fewer rows than allowed went: nothing older than the cutoff is left.
             if n < chunk {
+                let orphans = tx.prepare_cached(TRIM_ORPHANS_SQL)?.execute(params![room, cutoff])? as u64;
+                deleted += orphans;
                 done.push(Arc::clone(room));
             }
         }

@@ -5,7 +5,9 @@
 //!
 //! The enums are closed and matched exhaustively by every encoder (`render`, `protocol::json`,
 //! `cluster::wire`) and every sink (`store`): a new kind does not compile until each of them
-//! handles it. Adding an edit, a delete or a read marker is one variant of [`Event`] each.
+//! handles it. An edit and a delete are variants of [`Event`] that refer to a message by its id;
+//! a message read back from the store carries its [`Revision`] (edited, deleted) so that history pages
+//! show each message as it is now.
 
 use std::sync::Arc;
 
@@ -18,6 +20,10 @@ use super::Format;
 pub enum Event {
     /// A chat message.
     Message(Message),
+    /// The author replaced a message's content.
+    Edit(Edit),
+    /// The author (or the server) deleted a message: its content is removed from the store.
+    Delete(Delete),
 }
 
 /// A chat message.
@@ -25,8 +31,45 @@ pub enum Event {
 pub struct Message {
     /// Sender's display name.
     pub user: Arc<str>,
-    /// Message text as the sender wrote it.
+    /// Message text as the sender wrote it (as last edited, in pages read back; empty once deleted).
     pub content: Arc<str>,
+    /// What became of it since: [`Revision::Original`] on the live path and in the cluster; pages
+    /// read back from the store say whether it was edited or deleted since.
+    pub revision: Revision,
+}
+
+/// A stored message's state, as history pages show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revision {
+    /// As sent.
+    Original,
+    /// Edited; the content is the last edit's, made at `at_ms` (ms since the Unix epoch).
+    Edited {
+        /// When the last edit was accepted.
+        at_ms: i64,
+    },
+    /// Deleted: a tombstone without content.
+    Deleted,
+}
+
+/// A new content for message `target`, by its author.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edit {
+    /// Who edited (the message's author).
+    pub user: Arc<str>,
+    /// The id of the message edited (a message of the same room).
+    pub target: u64,
+    /// The new content.
+    pub content: Arc<str>,
+}
+
+/// The removal of message `target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delete {
+    /// Who deleted it (the message's author, or the server API's caller).
+    pub user: Arc<str>,
+    /// The id of the message deleted (a message of the same room).
+    pub target: u64,
 }
 
 /// The kind of an [`Event`], as stored (`messages.kind`) and carried on the cluster wire.
@@ -34,16 +77,22 @@ pub struct Message {
 pub enum EventKind {
     /// [`Event::Message`].
     Message,
+    /// [`Event::Edit`].
+    Edit,
+    /// [`Event::Delete`].
+    Delete,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 1] = [EventKind::Message];
+    pub const ALL: [EventKind; 3] = [EventKind::Message, EventKind::Edit, EventKind::Delete];
 
     /// The stable code stored in the database and sent through Redis.
     pub fn code(self) -> u8 {
         match self {
             EventKind::Message => 0,
+            EventKind::Edit => 1,
+            EventKind::Delete => 2,
         }
     }
 
@@ -56,13 +105,15 @@ impl EventKind {
 impl Event {
     /// A chat message from `user`.
     pub fn message(user: Arc<str>, content: Arc<str>) -> Event {
-        Event::Message(Message { user, content })
+        Event::Message(Message { user, content, revision: Revision::Original })
     }
 
     /// Who the event is from (the cluster's per-user rate limit charges them).
     pub fn author(&self) -> &Arc<str> {
         match self {
             Event::Message(msg) => &msg.user,
+            Event::Edit(edit) => &edit.user,
+            Event::Delete(delete) => &delete.user,
         }
     }
 
@@ -70,6 +121,17 @@ impl Event {
     pub fn kind(&self) -> EventKind {
         match self {
             Event::Message(_) => EventKind::Message,
+            Event::Edit(_) => EventKind::Edit,
+            Event::Delete(_) => EventKind::Delete,
+        }
+    }
+
+    /// The message an edit or a delete refers to.
+    pub fn target(&self) -> Option<u64> {
+        match self {
+            Event::Message(_) => None,
+            Event::Edit(edit) => Some(edit.target),
+            Event::Delete(delete) => Some(delete.target),
         }
     }
 }
