@@ -15,8 +15,8 @@ use mio::Waker;
 
 use super::Delivery;
 use crate::limits::per_ip::IpSlot;
-use crate::store::{HistoryPage, StoreError};
-use crate::types::{ClientError, ConnRef};
+use crate::store::{HistoryPage, StoreError, Target};
+use crate::types::{ClientError, ConnRef, Event, Origin};
 
 /// Soft bound on a shard inbox: above it, shards stop reading client sockets until it drains.
 pub(crate) const INBOX_SOFT_CAP: usize = 16_384;
@@ -48,8 +48,25 @@ pub(crate) enum ShardMsg {
         /// The error to send.
         error: ClientError,
     },
+    /// The message an edit or a delete of one of this shard's connections refers to was looked up.
+    Amend(AmendReply),
     /// Stop: close every connection with 1001 and exit the loop.
     Shutdown,
+}
+
+/// Answer to the lookup of the message an edit or a delete refers to, with the event to publish
+/// if the sender may.
+pub(crate) struct AmendReply {
+    /// The connection that sent the edit or delete.
+    pub(crate) conn: ConnRef,
+    /// The room it is for.
+    pub(crate) room: Arc<str>,
+    /// The edit or delete, ready to publish.
+    pub(crate) event: Event,
+    /// How it was sent.
+    pub(crate) origin: Origin,
+    /// The message it refers to (`None`: not in that room), or why it could not be read.
+    pub(crate) result: Result<Option<Target>, StoreError>,
 }
 
 /// Answer to a history query, routed back to the connection that asked.

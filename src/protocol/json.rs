@@ -53,6 +53,26 @@ pub enum Command<'a> {
         /// Page size (clamped by the caller).
         limit: Option<u64>,
     },
+    /// Replace the content of message `id` of `room` (the sender's own).
+    Edit {
+        /// The message's room (which the connection must have joined).
+        room: Cow<'a, str>,
+        /// The message's id.
+        id: u64,
+        /// The new content.
+        content: Cow<'a, str>,
+        /// Echoed back in the `edited` event.
+        client_id: Option<Cow<'a, str>>,
+    },
+    /// Delete message `id` of `room` (the sender's own).
+    Delete {
+        /// The message's room (which the connection must have joined).
+        room: Cow<'a, str>,
+        /// The message's id.
+        id: u64,
+        /// Echoed back in the `deleted` event.
+        client_id: Option<Cow<'a, str>>,
+    },
 }
 
 /// Every field any command may carry; unknown fields are ignored.
@@ -73,6 +93,7 @@ struct RawCommand<'a> {
     before_id: Option<u64>,
     after_id: Option<u64>,
     limit: Option<u64>,
+    id: Option<u64>,
 }
 
 /// Reusable simd-json scratch buffers; one per shard thread.
@@ -115,6 +136,19 @@ impl JsonParser {
                 before_id: raw.before_id,
                 after_id: raw.after_id,
                 limit: raw.limit,
+            }),
+            "edit" => Ok(Command::Edit {
+                room: room(raw.room)?,
+                id: raw.id.ok_or_else(|| ClientError::new(ErrorCode::MissingField, "\"edit\" needs \"id\""))?,
+                content: raw
+                    .content
+                    .ok_or_else(|| ClientError::new(ErrorCode::MissingField, "\"edit\" needs \"content\""))?,
+                client_id: raw.client_id,
+            }),
+            "delete" => Ok(Command::Delete {
+                room: room(raw.room)?,
+                id: raw.id.ok_or_else(|| ClientError::new(ErrorCode::MissingField, "\"delete\" needs \"id\""))?,
+                client_id: raw.client_id,
             }),
             other => Err(ClientError::new(ErrorCode::UnknownType, format!("unknown type {other:?}"))),
         }
@@ -495,6 +529,16 @@ mod tests {
         );
         assert_eq!(parse(r#"{"type":"leave","room":"r","extra":[1,2]}"#), Ok(r#"Leave { room: "r" }"#.into()));
         assert_eq!(parse(r#"{"type":"ping"}"#), Ok("Ping".into()));
+        assert_eq!(
+            parse(r#"{"type":"edit","room":"r","id":3,"content":"x"}"#),
+            Ok(r#"Edit { room: "r", id: 3, content: "x", client_id: None }"#.into())
+        );
+        assert_eq!(
+            parse(r#"{"type":"delete","room":"r","id":3,"client_id":"d"}"#),
+            Ok(r#"Delete { room: "r", id: 3, client_id: Some("d") }"#.into())
+        );
+        assert_eq!(parse(r#"{"type":"edit","room":"r","content":"x"}"#), Err(ErrorCode::MissingField));
+        assert_eq!(parse(r#"{"type":"delete","room":"r","id":"3"}"#), Err(ErrorCode::BadJson));
     }
 
     #[test]

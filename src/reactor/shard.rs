@@ -277,6 +277,13 @@ impl Shard {
                         session::on_refused(&mut self.ctx, conn, to.key, &error);
                     }
                 }
+                ShardMsg::Amend(reply) => {
+                    if let Some(conn) = self.conns.get_mut(reply.conn.key)
+                        && conn.serial == reply.conn.serial
+                    {
+                        session::on_amend(&mut self.ctx, conn, reply.conn.key, reply);
+                    }
+                }
                 ShardMsg::Shutdown => self.begin_shutdown(),
             }
         }

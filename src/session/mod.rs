@@ -11,7 +11,8 @@
 //! - input: [`wants_input`] (may the socket be read now?), [`on_input`] (bytes read),
 //!   [`resume_input`] (input buffered while it did not want more may be served now);
 //! - from the inbox: [`deliver::deliver`] (a room's event, for every local member),
-//!   [`on_history`] (a page read by the store), [`on_refused`] (a message refused after it left);
+//!   [`on_history`] (a page read by the store), [`on_amend`] (the message an edit or delete refers
+//!   to was looked up), [`on_refused`] (a message refused after it left);
 //! - output: [`on_flushed`] (a write happened; the queue may now be below a low-water mark);
 //! - time: [`heartbeat::on_sweep`] (every 250 ms, with the ingress pause read once);
 //! - the end: [`on_shutdown`] (close with 1001), [`on_reaped`] (the connection is gone: leave its
@@ -33,12 +34,14 @@
 //! - [`send`]: building and queueing frames, the one slow-consumer close, closing a session;
 //! - [`history`]: page limits, validation and submission of history requests (REST and WebSocket);
 //! - [`catchup`]: resume catch-up and `history` replies, paced by the client's reading;
+//! - [`amend`]: edits and deletes (the target looked up in the store, then published);
 //! - [`deliver`]: a published event onto every local member;
 //! - [`heartbeat`]: pings and idle timeouts;
 //! - [`ws_session`]: frames, commands, joins and leaves;
 //! - [`ops`]: `/metrics` and `/readyz` as responses;
 //! - [`http_session`]: requests, keep-alive, pipelining, REST history, the upgrade.
 
+pub(crate) mod amend;
 pub(crate) mod catchup;
 pub(crate) mod ctx;
 pub(crate) mod deliver;
@@ -104,6 +107,12 @@ pub(crate) fn on_refused(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, err: &
     if matches!(conn.phase, Phase::Ws(_)) {
         send::send_error(ctx, conn, key, err);
     }
+}
+
+/// Routes the lookup for an edit or a delete back to the session that sent it (ignored unless it is
+/// still a WebSocket session).
+pub(crate) fn on_amend(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, reply: crate::bus::AmendReply) {
+    amend::on_reply(ctx, conn, key, reply);
 }
 
 /// Routes a history page back to the session that asked.

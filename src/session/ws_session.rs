@@ -1,7 +1,7 @@
 //! The WebSocket session: frames in, chat messages and commands out.
 //!
 //! Text-format connections relay every text (and binary) frame to their one room. JSON connections send
-//! commands (`message`, `join`, `leave`, `ping`, `history`) and get events. Client mistakes become
+//! commands (`message`, `join`, `leave`, `ping`, `history`, `edit`, `delete`) and get events. Client mistakes become
 //! `error` frames and the connection stays open; protocol violations close it with the RFC code. Each
 //! message is charged to the connection's rate limits before it is parsed. Resume catch-up and
 //! `history` replies are paced by the client's reading (`super::catchup`).
@@ -12,6 +12,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use slab::Slab;
 
+use super::amend::{self, Amendment};
 use super::catchup;
 use super::ctx::ShardCtx;
 use super::gate;
@@ -206,6 +207,16 @@ fn on_command(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, command: Command<
             }
             let query = history::query(&room, PageRequest { before_id, after_id, limit })?;
             catchup::request_history(ctx, conn, key, query, Arc::from(&*room))
+        }
+        Command::Edit { room, id, content, client_id } => {
+            // An edit costs what a message costs.
+            if !admit(ctx, conn, key, Charge::Message) {
+                return Ok(());
+            }
+            amend::request(ctx, conn, key, &room, id, Amendment::Edit(&content), client_id.as_deref())
+        }
+        Command::Delete { room, id, client_id } => {
+            amend::request(ctx, conn, key, &room, id, Amendment::Delete, client_id.as_deref())
         }
     }
 }

@@ -134,7 +134,8 @@ pub(crate) use ceiling::{IdCeiling, id_block};
 pub use error::StoreError;
 
 use lock::DbLock;
-use reader::{Plan, Request};
+pub use reader::Target;
+use reader::{LookupPlan, LookupReply, Plan, Request};
 use state::{Shared, WaitOutcome, bump};
 use writer::{Ctrl, WriterConfig};
 
@@ -460,13 +461,32 @@ impl Store {
         let Some(req_tx) = &self.req_tx else {
             return reply(Err(StoreError::Closed));
         };
-        match req_tx.try_send(Request { plan, reply }) {
+        match req_tx.try_send(Request::Page { plan, reply }) {
             Ok(()) => {}
             Err(TrySendError::Full(req)) => {
                 bump(&self.shared.counters.queries_rejected_busy, 1);
-                (req.reply)(Err(StoreError::Busy { capacity: self.reader_queue }));
+                req.refuse(StoreError::Busy { capacity: self.reader_queue });
             }
-            Err(TrySendError::Disconnected(req)) => (req.reply)(Err(StoreError::Closed)),
+            Err(TrySendError::Disconnected(req)) => req.refuse(StoreError::Closed),
+        }
+    }
+
+    /// Queues the lookup of message `id` of `room` (for an edit or a delete: its author, whether it
+    /// is deleted) for the reader pool and returns at once; like [`Store::query`], it waits for
+    /// `visible_seq` to be committed first, and `reply` is called from a pool thread (or here, when
+    /// the pool is busy or closed).
+    pub fn lookup(&self, room: Arc<str>, id: u64, visible_seq: u64, reply: LookupReply) {
+        let Some(req_tx) = &self.req_tx else {
+            return reply(Err(StoreError::Closed));
+        };
+        let plan = LookupPlan { room, id, visible_seq };
+        match req_tx.try_send(Request::Lookup { plan, reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(req)) => {
+                bump(&self.shared.counters.queries_rejected_busy, 1);
+                req.refuse(StoreError::Busy { capacity: self.reader_queue });
+            }
+            Err(TrySendError::Disconnected(req)) => req.refuse(StoreError::Closed),
         }
     }
 

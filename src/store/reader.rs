@@ -86,10 +86,45 @@ impl Plan {
     }
 }
 
-/// One queued history request.
-pub(crate) struct Request {
-    pub(crate) plan: Plan,
-    pub(crate) reply: Reply,
+/// The reply callback of a [`Store::lookup`](super::Store::lookup).
+pub(crate) type LookupReply = Box<dyn FnOnce(Result<Option<Target>, StoreError>) + Send>;
+
+/// What an edit or a delete needs to know of the message it refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The message's author.
+    pub author: Arc<str>,
+    /// It was deleted already.
+    pub deleted: bool,
+}
+
+/// The message `id` of `room`, looked up for an edit or a delete.
+#[derive(Debug, Clone)]
+pub(crate) struct LookupPlan {
+    pub(crate) room: Arc<str>,
+    pub(crate) id: u64,
+    pub(crate) visible_seq: u64,
+}
+
+/// Looks up a message row (kind 0) by id within its room.
+pub(crate) const TARGET_SQL: &str = "SELECT user, deleted FROM messages WHERE id = ?1 AND room = ?2 AND kind = 0";
+
+/// One queued request.
+pub(crate) enum Request {
+    /// A history or resume page.
+    Page { plan: Plan, reply: Reply },
+    /// A message an edit or delete refers to.
+    Lookup { plan: LookupPlan, reply: LookupReply },
+}
+
+impl Request {
+    /// Answers the request with `err` without reading anything.
+    pub(crate) fn refuse(self, err: StoreError) {
+        match self {
+            Request::Page { reply, .. } => reply(Err(err)),
+            Request::Lookup { reply, .. } => reply(Err(err)),
+        }
+    }
 }
 
 /// Starts one reader thread per connection, all fed by `requests`.
@@ -123,62 +158,96 @@ fn run(
     visible_wait: Duration,
     writer_ctrl: Sender<Ctrl>,
 ) {
-    while let Ok(Request { plan, reply }) = requests.recv() {
-        let result = serve(&conn, &shared, &plan, visible_wait, &writer_ctrl);
-        match &result {
-            Ok(_) => bump(&shared.counters.queries_served, 1),
-            Err(err) => {
-                bump(&shared.counters.queries_failed, 1);
-                tracing::warn!(error = %err, room = %plan.room, "store: history query failed");
+    while let Ok(request) = requests.recv() {
+        match request {
+            Request::Page { plan, reply } => {
+                let result = wait_visible(&shared, &plan.room, plan.visible_seq, visible_wait, &writer_ctrl)
+                    .and_then(|()| read_page(&conn, &plan));
+                count(&shared, &plan.room, &result);
+                answer(move || reply(result));
             }
-        }
-        // A panicking callback is the caller's bug; it must not take a reader down with it. (In the
-        // server binary the panic hook ends the process first: `config::logging::exit_on_panic`.)
-        if std::panic::catch_unwind(AssertUnwindSafe(move || reply(result))).is_err() {
-            tracing::error!("store: a history reply callback panicked");
+            Request::Lookup { plan, reply } => {
+                let result = wait_visible(&shared, &plan.room, plan.visible_seq, visible_wait, &writer_ctrl)
+                    .and_then(|()| lookup(&conn, &plan));
+                count(&shared, &plan.room, &result);
+                answer(move || reply(result));
+            }
         }
     }
 }
 
-/// Waits for the request's commit watermark (bounded), then reads the page; refuses
-/// ([`StoreError::NotVisible`]) rather than answer without messages clients already received.
-fn serve(
-    conn: &Connection,
+fn count<T>(shared: &Shared, room: &str, result: &Result<T, StoreError>) {
+    match result {
+        Ok(_) => bump(&shared.counters.queries_served, 1),
+        Err(err) => {
+            bump(&shared.counters.queries_failed, 1);
+            tracing::warn!(error = %err, room = %room, "store: history query failed");
+        }
+    }
+}
+
+/// Calls a reply: a panicking callback is the caller's bug; it must not take a reader down with it.
+/// (In the server binary the panic hook ends the process first: `config::logging::exit_on_panic`.)
+fn answer(reply: impl FnOnce()) {
+    if std::panic::catch_unwind(AssertUnwindSafe(reply)).is_err() {
+        tracing::error!("store: a history reply callback panicked");
+    }
+}
+
+/// Reads the message an edit or a delete refers to (`None`: no such message in that room).
+fn lookup(conn: &Connection, plan: &LookupPlan) -> Result<Option<Target>, StoreError> {
+    let Ok(id) = i64::try_from(plan.id) else { return Ok(None) };
+    let mut stmt = conn.prepare_cached(TARGET_SQL).map_err(StoreError::Query)?;
+    let mut rows = stmt.query(params![id, &*plan.room]).map_err(StoreError::Query)?;
+    match rows.next().map_err(StoreError::Query)? {
+        None => Ok(None),
+        Some(row) => {
+            let author: Arc<str> = row.get(0).map_err(StoreError::Query)?;
+            let deleted: i64 = row.get(1).map_err(StoreError::Query)?;
+            Ok(Some(Target { author, deleted: deleted != 0 }))
+        }
+    }
+}
+
+/// Waits for the request's commit watermark (bounded); refuses ([`StoreError::NotVisible`]) rather
+/// than answer without messages clients already received.
+fn wait_visible(
     shared: &Shared,
-    plan: &Plan,
+    room: &str,
+    visible_seq: u64,
     visible_wait: Duration,
     writer_ctrl: &Sender<Ctrl>,
-) -> Result<HistoryPage, StoreError> {
-    if shared.committed() < plan.visible_seq {
+) -> Result<(), StoreError> {
+    if shared.committed() < visible_seq {
         // Ask the writer to commit its batch now rather than at the end of its flush interval, so a
         // history read under live load waits for one commit, not for the interval (many requests
         // waiting at once collapse into one early commit). If the writer is gone, waiting says so.
         let _ = writer_ctrl.send(Ctrl::Flush);
     }
-    match shared.wait_committed(plan.visible_seq, Some(Instant::now() + visible_wait)) {
+    match shared.wait_committed(visible_seq, Some(Instant::now() + visible_wait)) {
         WaitOutcome::Reached => {}
         WaitOutcome::TimedOut(committed) => {
             bump(&shared.counters.visible_wait_timeouts, 1);
             tracing::warn!(
-                visible_seq = plan.visible_seq,
+                visible_seq = visible_seq,
                 committed,
                 waited_ms = visible_wait.as_millis() as u64,
-                room = %plan.room,
+                room = %room,
                 "store: history request waited for the writer too long; refusing it (a page without \
                  messages clients already saw would be a gap)"
             );
-            return Err(StoreError::NotVisible { visible: plan.visible_seq, committed });
+            return Err(StoreError::NotVisible { visible: visible_seq, committed });
         }
         WaitOutcome::WriterGone(committed) => {
             tracing::warn!(
-                visible_seq = plan.visible_seq,
+                visible_seq = visible_seq,
                 committed,
                 "store: writer stopped before committing what clients saw; refusing the history request"
             );
-            return Err(StoreError::NotVisible { visible: plan.visible_seq, committed });
+            return Err(StoreError::NotVisible { visible: visible_seq, committed });
         }
     }
-    read_page(conn, plan)
+    Ok(())
 }
 
 /// Runs the page query, fetching `limit + 1` rows to learn `has_more`.

@@ -402,6 +402,39 @@ fn retention_trims_each_room_to_its_newest_rows() {
 }
 
 #[test]
+fn retention_counts_messages_and_takes_their_edits_and_deletes_with_them() {
+    use crate::types::{Delete, Edit, Event};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(StoreConfig { retain_per_room: Some(3), ..cfg(dir.path()) }).expect("open");
+    let w = store.writer();
+    let amend = |id: u64, event: Event| Arc::new(Sequenced { id, room: Arc::from("r"), at_ms: id as i64, event });
+    let user: Arc<str> = Arc::from("ann");
+    // Messages 1..=5; message 1 edited late (id 20) and message 4 edited many times: edits do not
+    // count towards the 3 kept, and the late edit of a trimmed message goes with it.
+    for id in 1..=5 {
+        enqueue(&w, rec(id, "r"));
+    }
+    for id in 6..=15 {
+        enqueue(&w, amend(id, Event::Edit(Edit { user: Arc::clone(&user), target: 4, content: Arc::from("v") })));
+    }
+    enqueue(&w, amend(20, Event::Edit(Edit { user: Arc::clone(&user), target: 1, content: Arc::from("late") })));
+    enqueue(&w, amend(21, Event::Delete(Delete { user: Arc::clone(&user), target: 2 })));
+    store.flush().expect("flush");
+    let db = dir.path().join("test.db");
+    // Kept: messages 3, 4, 5 and the ten edits of 4; gone: 1, 2 and the edit and delete naming them.
+    wait_for("trimmed to 3 messages", || count_rows(&db, Some("r")) == 13);
+    let conn = Connection::open(&db).expect("open raw");
+    let ids: Vec<i64> = conn
+        .prepare("SELECT id FROM messages ORDER BY id")
+        .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+        .expect("ids");
+    let mut expected: Vec<i64> = vec![3, 4, 5];
+    expected.extend(6..=15);
+    assert_eq!(ids, expected);
+    store.shutdown().expect("shutdown");
+}
+
+#[test]
 fn shutdown_drains_every_accepted_record() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(StoreConfig { enqueue_timeout: DEADLINE, ..cfg(dir.path()) }).expect("open");

@@ -38,11 +38,13 @@ pub enum ErrorCode {
     /// The server could not accept the message now (cluster mode: the hand-off to Redis is full);
     /// it was not published; send it again later.
     Unavailable,
+    /// An edit or a delete names a message that is not in that room (or is deleted already).
+    NotFound,
 }
 
 impl ErrorCode {
     /// Every code, in [`ErrorCode::index`] order (the `code` label of `roomcast_error_frames_sent_total`).
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::MissingField,
@@ -60,6 +62,7 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::Forbidden,
         ErrorCode::Unavailable,
+        ErrorCode::NotFound,
     ];
 
     /// Number of codes.
@@ -85,6 +88,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => 14,
             ErrorCode::Forbidden => 15,
             ErrorCode::Unavailable => 16,
+            ErrorCode::NotFound => 17,
         }
     }
 
@@ -108,6 +112,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::NotFound => "not_found",
         }
     }
 }

@@ -555,3 +555,35 @@ fn a_frozen_redis_never_silently_drops_an_accepted_message() {
     }
     wait_linked(&server);
 }
+
+#[test]
+fn edits_and_deletes_take_the_ordered_path_to_every_node() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "a");
+    let b = node(&redis, "b");
+    let mut ann = connect_json(&a, "r", "ann");
+    let mut bob = connect_json(&b, "r", "bob");
+    send_json(&mut ann, json!({"type": "message", "room": "r", "content": "helo"}));
+    let id = recv_event(&mut ann, "message")["id"].as_u64().expect("id");
+    assert_eq!(recv_event(&mut bob, "message")["id"], id);
+    // Node b stored it too, so b's author check finds it: ann edits from a connection on b.
+    let mut ann_on_b = connect_json(&b, "r", "ann");
+    send_json(&mut ann_on_b, json!({"type": "edit", "room": "r", "id": id, "content": "hello"}));
+    for ws in [&mut ann, &mut bob, &mut ann_on_b] {
+        let edited = recv_event(ws, "edited");
+        assert_eq!((edited["id"].as_u64(), edited["content"].as_str()), (Some(id), Some("hello")), "{edited}");
+    }
+    send_json(&mut bob, json!({"type": "delete", "room": "r", "id": id}));
+    assert_eq!(recv_event(&mut bob, "error")["code"], "forbidden");
+    send_json(&mut ann, json!({"type": "delete", "room": "r", "id": id}));
+    for ws in [&mut ann, &mut bob, &mut ann_on_b] {
+        assert_eq!(recv_event(ws, "deleted")["id"].as_u64(), Some(id));
+    }
+    for server in [&a, &b] {
+        wait_until("the delete is in each node's history", || {
+            let (_, _, body) = http_get(server, "/rooms/r/messages");
+            let rows: Value = serde_json::from_slice(&body).expect("json");
+            rows[0]["deleted"] == true
+        });
+    }
+}

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod amend;
 mod catchup;
 mod cluster;
 mod config;

@@ -1,0 +1,143 @@
+//! Edits and deletes (PROTOCOL.md "Edit and delete"): only the author, everyone in the room sees
+//! them live, history shows each message as it is now, a resume replays what happened while away,
+//! text clients are untouched, and everything holds across a restart.
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// Posts `content` as `ws` in `room` and returns the echoed message's id.
+fn post(ws: &mut Client, room: &str, content: &str) -> u64 {
+    send_json(ws, json!({"type": "message", "room": room, "content": content}));
+    recv_event(ws, "message")["id"].as_u64().expect("id")
+}
+
+fn history(server: &Server, room: &str) -> Vec<Value> {
+    let (status, _, body) = http_get(server, &format!("/rooms/{room}/messages?limit=50"));
+    assert_eq!(status, 200);
+    let rows: Value = serde_json::from_slice(&body).expect("json");
+    rows.as_array().expect("array").clone()
+}
+
+#[test]
+fn the_author_edits_and_deletes_and_everyone_sees_it_live_and_in_history() {
+    let server = Server::start(&[]);
+    let mut ann = connect_json(&server, "r", "ann");
+    let mut bob = connect_json(&server, "r", "bob");
+    let mut text = connect_ws(&server, "/ws/chat?room=r");
+    let id = post(&mut ann, "r", "helo");
+    assert_eq!(recv_event(&mut bob, "message")["id"], id);
+    assert_eq!(recv_text(&mut text), "ann: helo");
+
+    send_json(&mut ann, json!({"type": "edit", "room": "r", "id": id, "content": "hello", "client_id": "e1"}));
+    let mut edit_seq = 0;
+    for ws in [&mut ann, &mut bob] {
+        let edited = recv_event(ws, "edited");
+        assert_eq!((edited["id"].as_u64(), edited["content"].as_str()), (Some(id), Some("hello")), "{edited}");
+        assert!(edited["seq"].as_u64() > Some(id), "an edit takes a later place in the order: {edited}");
+        assert!(edited["edited_ts"].as_str().is_some_and(|t| t.ends_with('Z')), "{edited}");
+        edit_seq = edited["seq"].as_u64().expect("seq");
+    }
+    send_json(&mut ann, json!({"type": "edit", "room": "r", "id": edit_seq, "content": "?"}));
+    assert_eq!(recv_event(&mut ann, "error")["code"], "not_found", "an edit's own seq is no message");
+    let rows = history(&server, "r");
+    assert_eq!(rows.len(), 1, "history lists messages, not edits: {rows:?}");
+    assert_eq!((rows[0]["content"].as_str(), rows[0]["edited_ts"].is_string()), (Some("hello"), true));
+
+    // Someone else's message, an unknown id, an id of another room: refused, nothing changes.
+    send_json(&mut bob, json!({"type": "edit", "room": "r", "id": id, "content": "mine now", "client_id": "x"}));
+    let err = recv_event(&mut bob, "error");
+    assert_eq!((err["code"].as_str(), err["client_id"].as_str()), (Some("forbidden"), Some("x")), "{err}");
+    send_json(&mut bob, json!({"type": "delete", "room": "r", "id": id}));
+    assert_eq!(recv_event(&mut bob, "error")["code"], "forbidden");
+    send_json(&mut ann, json!({"type": "edit", "room": "r", "id": id + 1000, "content": "?"}));
+    assert_eq!(recv_event(&mut ann, "error")["code"], "not_found");
+    send_json(&mut ann, json!({"type": "join", "room": "other"}));
+    recv_event(&mut ann, "joined");
+    send_json(&mut ann, json!({"type": "delete", "room": "other", "id": id}));
+    assert_eq!(recv_event(&mut ann, "error")["code"], "not_found", "an id of another room is not found");
+    send_json(&mut ann, json!({"type": "edit", "room": "r", "id": id, "content": ""}));
+    assert_eq!(recv_event(&mut ann, "error")["code"], "empty_message");
+    send_json(&mut ann, json!({"type": "edit", "room": "nowhere", "id": id, "content": "x"}));
+    assert_eq!(recv_event(&mut ann, "error")["code"], "not_joined");
+
+    send_json(&mut ann, json!({"type": "delete", "room": "r", "id": id}));
+    for ws in [&mut ann, &mut bob] {
+        let deleted = recv_event(ws, "deleted");
+        assert_eq!(deleted["id"].as_u64(), Some(id), "{deleted}");
+    }
+    let rows = history(&server, "r");
+    assert_eq!(rows[0]["deleted"], true, "{rows:?}");
+    assert!(rows[0].get("content").is_none() && rows[0].get("user").is_none(), "a tombstone: {rows:?}");
+    send_json(&mut ann, json!({"type": "edit", "room": "r", "id": id, "content": "back"}));
+    assert_eq!(recv_event(&mut ann, "error")["code"], "not_found", "a deleted message cannot be edited");
+
+    // The text client saw none of it: its next frame is the next message.
+    post(&mut ann, "r", "after");
+    assert_eq!(recv_text(&mut text), "ann: after");
+
+    // The words are gone from the file, not hidden.
+    let (_, dir) = server.stop();
+    let conn = rusqlite::Connection::open(dir.path().join("roomcast.db")).expect("open db");
+    let found: i64 =
+        conn.query_row("SELECT COUNT(*) FROM messages WHERE content LIKE '%hel%'", [], |r| r.get(0)).expect("count");
+    assert_eq!(found, 0, "the deleted message's content and its edit's are removed");
+}
+
+#[test]
+fn a_resume_replays_edits_and_deletes_made_while_away_in_order_and_history_survives_a_restart() {
+    let server = Server::start(&[]);
+    let mut ann = connect_json(&server, "r", "ann");
+    let first = post(&mut ann, "r", "one");
+    let second = post(&mut ann, "r", "two");
+    let seen = second;
+    // Away from here on.
+    send_json(&mut ann, json!({"type": "edit", "room": "r", "id": first, "content": "one (fixed)"}));
+    let edit_seq = recv_event(&mut ann, "edited")["seq"].as_u64().expect("seq");
+    send_json(&mut ann, json!({"type": "delete", "room": "r", "id": second}));
+    let delete_seq = recv_event(&mut ann, "deleted")["seq"].as_u64().expect("seq");
+    let third = post(&mut ann, "r", "three");
+
+    let mut back = connect_ws(&server, &format!("/ws?format=json&room=r&nick=bob&since={seen}"));
+    recv_event(&mut back, "welcome");
+    recv_event(&mut back, "joined");
+    let edited = recv_event(&mut back, "edited");
+    assert_eq!((edited["id"].as_u64(), edited["seq"].as_u64()), (Some(first), Some(edit_seq)), "{edited}");
+    assert_eq!(edited["content"], "one (fixed)");
+    let deleted = recv_event(&mut back, "deleted");
+    assert_eq!((deleted["id"].as_u64(), deleted["seq"].as_u64()), (Some(second), Some(delete_seq)));
+    assert_eq!(recv_event(&mut back, "message")["id"], third, "then the newer message, once");
+
+    let (_, dir) = server.stop();
+    let server = Server::start_in(dir, &[]);
+    let rows = history(&server, "r");
+    let state: Vec<(u64, Option<&str>, bool)> = rows
+        .iter()
+        .map(|r| (r["id"].as_u64().unwrap_or(0), r["content"].as_str(), r["deleted"].as_bool().unwrap_or(false)))
+        .collect();
+    assert_eq!(
+        state,
+        vec![(third, Some("three"), false), (second, None, true), (first, Some("one (fixed)"), false)],
+        "history after a restart shows each message as it is now, newest first"
+    );
+    let mut ann = connect_json(&server, "r", "ann");
+    send_json(&mut ann, json!({"type": "history", "room": "r"}));
+    let page = recv_event(&mut ann, "history");
+    let messages = page["messages"].as_array().expect("messages");
+    assert_eq!(messages.len(), 3, "{page}");
+    assert!(messages.iter().any(|m| m["id"] == first && m["edited_ts"].is_string()), "{page}");
+    send_json(&mut ann, json!({"type": "edit", "room": "r", "id": third, "content": "three!"}));
+    assert_eq!(recv_event(&mut ann, "edited")["content"], "three!", "a message from before the restart is editable");
+}
+
+#[test]
+fn without_history_edits_and_deletes_are_refused_with_a_code() {
+    let server = Server::start(&["--no-persist"]);
+    let mut ann = connect_json(&server, "r", "ann");
+    let id = post(&mut ann, "r", "x");
+    send_json(&mut ann, json!({"type": "edit", "room": "r", "id": id, "content": "y", "client_id": "c"}));
+    let err = recv_event(&mut ann, "error");
+    assert_eq!((err["code"].as_str(), err["client_id"].as_str()), (Some("history_unavailable"), Some("c")));
+    send_json(&mut ann, json!({"type": "delete", "room": "r", "id": id}));
+    assert_eq!(recv_event(&mut ann, "error")["code"], "history_unavailable");
+}
