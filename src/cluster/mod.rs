@@ -85,9 +85,11 @@
 //!   lists converge. A `leave` for a user who still has a connection on this node is not told to
 //!   its members (the node's own room table is the authority on its users).
 //!
-//! # Binary relays across nodes
-//! A text client's binary frame goes to the publisher like a chat message and is published on the
-//! room's channel as a `b` payload (`events.rs`; raw bytes, Redis strings are binary-safe); every
+//! # Binary relays and typing notices across nodes
+//! A text client's binary frame (and a JSON client's typing notice, a `t` payload naming its origin
+//! connection, which the origin node does not send it back to) goes to the publisher like a chat
+//! message and is published on the room's channel as a `b` payload (`events.rs`; raw bytes, Redis
+//! strings are binary-safe); every
 //! node, the origin included, relays it verbatim to its text members when it comes back, so it keeps
 //! its place among the sender's text messages. It has no id, is not in the stream and is not stored:
 //! a node that is not subscribed at that moment never gets it, and one in flight when the link
@@ -231,12 +233,13 @@ impl ClusterConfig {
 pub(crate) enum ToRedis {
     /// An event of a room's ordered log (sequenced and stored through Redis).
     Event(Outgoing),
-    /// A binary frame from a text client, for the room's text members on every node (no id, not stored).
-    Binary {
+    /// A transient event for the room's members on every node (no id, not stored): a text client's
+    /// binary frame, a typing notice.
+    Relay {
         /// Room name.
         room: Arc<str>,
-        /// The frame's payload.
-        payload: Vec<u8>,
+        /// The event (never presence: that has its own hand-off).
+        event: Transient,
     },
 }
 
@@ -330,7 +333,7 @@ impl Sequencer for ClusterSink {
                 self.shared.counters.refused_unavailable.fetch_add(1, Ordering::Relaxed);
                 let client_id = match msg {
                     ToRedis::Event(event) => event.origin.client_id,
-                    ToRedis::Binary { .. } => None,
+                    ToRedis::Relay { .. } => None,
                 };
                 Err(unavailable(client_id))
             }
@@ -339,8 +342,10 @@ impl Sequencer for ClusterSink {
 
     /// A binary relay is at most once (never stored or retried): a full channel drops it, counted.
     fn take_relay(&self, room: &Arc<str>, event: Transient) -> Option<Transient> {
-        let Transient::Binary(payload) = event else { return Some(event) };
-        if self.tx.try_send(ToRedis::Binary { room: Arc::clone(room), payload: payload.to_vec() }).is_err() {
+        if matches!(event, Transient::Presence { .. }) {
+            return Some(event);
+        }
+        if self.tx.try_send(ToRedis::Relay { room: Arc::clone(room), event }).is_err() {
             self.shared.counters.binary_dropped.fetch_add(1, Ordering::Relaxed);
         }
         None

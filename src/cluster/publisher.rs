@@ -10,6 +10,8 @@
 //! While Redis is away, presence changes and binary relays are delivered to local members only (they
 //! are not replayed: the resync on reconnect stands for the presence changes).
 
+use super::events::encode_relay;
+use crate::types::Transient;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,9 +52,9 @@ enum Pending {
         provisional_id: u64,
     },
     Presence(PresenceChange),
-    Binary {
+    Relay {
         room: Arc<str>,
-        payload: Vec<u8>,
+        event: Transient,
     },
 }
 
@@ -200,10 +202,10 @@ impl Publisher {
                 let provisional_id = if self.link.is_some() { 0 } else { self.deliver_locally(&msg) };
                 self.outbox.push_back(Pending::Chat { msg, seq: self.seq, provisional_id });
             }
-            ToRedis::Binary { room, payload } if self.link.is_some() => {
-                self.outbox.push_back(Pending::Binary { room, payload });
+            ToRedis::Relay { room, event } if self.link.is_some() => {
+                self.outbox.push_back(Pending::Relay { room, event });
             }
-            ToRedis::Binary { room, payload } => self.hub.relay_binary(&room, payload.into()),
+            ToRedis::Relay { room, event } => self.hub.relay_remote(&room, event),
         }
     }
 
@@ -401,9 +403,9 @@ impl Publisher {
                     self.hub.announce_presence_locally(&change.room, &change.user, change.joined);
                     continue;
                 }
-                Pending::Binary { room, payload } => {
+                Pending::Relay { room, event } => {
                     if index >= in_flight {
-                        self.hub.relay_binary(room, payload.clone().into());
+                        self.hub.relay_remote(room, event.clone());
                     }
                     continue;
                 }
@@ -435,7 +437,10 @@ impl Publisher {
                 BatchItem::Chat(self.publish_args(msg, *seq, *provisional_id))
             }
             Pending::Presence(change) => BatchItem::Presence(change.clone()),
-            Pending::Binary { room, payload } => BatchItem::Binary { room: Arc::clone(room), payload: payload.clone() },
+            Pending::Relay { room, event } => BatchItem::Relay {
+                room: Arc::clone(room),
+                payload: encode_relay(&self.shared.origin, room, event).unwrap_or_default(),
+            },
         }
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use redis::{Client, Connection, RedisResult, Value};
 
 use super::ClusterError;
-use super::events::{PresenceChange, encode_binary};
+use super::events::PresenceChange;
 use super::ids::ID_STRIDE;
 use super::keys;
 use super::script::{FLOOR_SCRIPT, PRESENCE_SCRIPT, PUBLISH_SCRIPT};
@@ -47,11 +47,11 @@ pub(crate) enum BatchItem {
     Chat(PublishArgs),
     /// This node's first or last connection of a user in a room, through the presence script.
     Presence(PresenceChange),
-    /// A binary relay, published as it is on the room's channel.
-    Binary {
+    /// A relayed transient event (binary frame, typing notice), published on the room's channel.
+    Relay {
         /// Room name.
         room: Arc<str>,
-        /// The frame's payload.
+        /// The channel payload (`events::encode_relay`).
         payload: Vec<u8>,
     },
 }
@@ -156,8 +156,8 @@ impl RedisLink {
                     let mode = if change.joined { "j" } else { "l" };
                     self.presence_cmd(&mut pipe, &change.room, origin, mode, &[&*change.user]);
                 }
-                BatchItem::Binary { room, payload } => {
-                    pipe.cmd("PUBLISH").arg(keys::channel(room)).arg(encode_binary(room, payload));
+                BatchItem::Relay { room, payload } => {
+                    pipe.cmd("PUBLISH").arg(keys::channel(room)).arg(payload);
                 }
             }
         }
@@ -170,10 +170,10 @@ impl RedisLink {
             .zip(replies)
             .map(|(item, reply)| match item {
                 BatchItem::Chat(_) => parse_publish_reply(reply),
-                BatchItem::Presence(_) | BatchItem::Binary { .. } => match reply {
+                BatchItem::Presence(_) | BatchItem::Relay { .. } => match reply {
                     Value::Int(_) => Ok(Published::Done),
                     Value::ServerError(_) => Err(ClusterError::Reply("presence script failed")),
-                    _ => Err(ClusterError::Reply("presence or binary publish did not answer a number")),
+                    _ => Err(ClusterError::Reply("presence or relay publish did not answer a number")),
                 },
             })
             .collect()

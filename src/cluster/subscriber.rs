@@ -13,6 +13,7 @@
 //! node's membership view with a snapshot of every room's users and tells local members what changed
 //! while it was away.
 
+use crate::types::Transient;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -105,7 +106,17 @@ impl Subscriber {
                             self.shared.view.apply(&change)
                         });
                     }
-                    Ok(ChannelPayload::Binary { room, payload }) => self.hub.relay_binary(&room, payload.into()),
+                    Ok(ChannelPayload::Relay { room, origin, event }) => {
+                        // Only the origin node knows the connection a typing notice came from.
+                        let event = match event {
+                            Transient::Typing { user, from } if origin == self.shared.origin => {
+                                Transient::Typing { user, from }
+                            }
+                            Transient::Typing { user, .. } => Transient::Typing { user, from: None },
+                            other => other,
+                        };
+                        self.hub.relay_remote(&room, event);
+                    }
                     Err(err) => self.malformed(&err),
                 },
                 Err(err) if err.is_timeout() => {

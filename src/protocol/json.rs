@@ -42,6 +42,11 @@ pub enum Command<'a> {
     },
     /// Application-level ping; answered with `pong`.
     Ping,
+    /// The sender is typing in `room` (told to the room's other members, never stored).
+    Typing {
+        /// The room (which the connection must have joined).
+        room: Cow<'a, str>,
+    },
     /// Read a page of history.
     History {
         /// Room to read.
@@ -131,6 +136,7 @@ impl JsonParser {
             "join" => Ok(Command::Join { room: room(raw.room)?, since: raw.since.or(raw.resume), epoch: raw.epoch }),
             "leave" => Ok(Command::Leave { room: room(raw.room)? }),
             "ping" => Ok(Command::Ping),
+            "typing" => Ok(Command::Typing { room: room(raw.room)? }),
             "history" => Ok(Command::History {
                 room: room(raw.room)?,
                 before_id: raw.before_id,
@@ -330,6 +336,18 @@ pub(crate) fn presence(room: &str, user: &str, event: &str) -> Vec<u8> {
         event: &'a str,
     }
     to_vec(&Presence { kind: "presence", room, user, event })
+}
+
+/// `typing`: `user` is typing in `room`.
+pub(crate) fn typing(room: &str, user: &str) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Typing<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        room: &'a str,
+        user: &'a str,
+    }
+    to_vec(&Typing { kind: "typing", room, user })
 }
 
 /// `pong`: answer to a `ping` command.

@@ -84,8 +84,8 @@ pub(crate) fn sequenced_frame(
     Some(finish(variant, codec::TEXT, scratch))
 }
 
-/// The frame of `event` in room `room` for members of `variant`, if they receive it: presence goes
-/// to JSON members, binary relays to text members.
+/// The frame of `event` in room `room` for members of `variant`, if they receive it: presence and
+/// typing go to JSON members, binary relays to text members.
 pub(crate) fn transient_frame(room: &str, event: &Transient, variant: Variant) -> Option<Bytes> {
     match (event, variant.format) {
         (Transient::Presence { user, joined }, Format::Json) => {
@@ -93,14 +93,16 @@ pub(crate) fn transient_frame(room: &str, event: &Transient, variant: Variant) -
             Some(finish(variant, codec::TEXT, &json::presence(room, user, what)))
         }
         (Transient::Binary(payload), Format::Text) => Some(finish(variant, codec::BINARY, payload)),
-        (Transient::Presence { .. }, Format::Text) | (Transient::Binary(_), Format::Json) => None,
+        (Transient::Typing { user, .. }, Format::Json) => Some(finish(variant, codec::TEXT, &json::typing(room, user))),
+        (Transient::Presence { .. } | Transient::Typing { .. }, Format::Text)
+        | (Transient::Binary(_), Format::Json) => None,
     }
 }
 
 /// The wire format of the members a transient event is for.
 pub(crate) fn transient_format(event: &Transient) -> Format {
     match event {
-        Transient::Presence { .. } => Format::Json,
+        Transient::Presence { .. } | Transient::Typing { .. } => Format::Json,
         Transient::Binary(_) => Format::Text,
     }
 }

@@ -3,8 +3,6 @@
 //! methods, called by the cluster's subscriber and publisher threads. Each ends in
 //! `Hub::apply_locked` / `Hub::relay_locked`, like a single-node publish.
 
-use bytes::Bytes;
-
 use super::directory::RoomState;
 use super::hub::{Hub, RoomRef};
 use super::sequencer::Outgoing;
@@ -107,11 +105,12 @@ impl Hub {
         });
     }
 
-    /// Relays a binary frame to the local text members of the room named `room`.
-    pub(crate) fn relay_binary(&self, room: &str, payload: Bytes) {
+    /// Relays a transient event that came through Redis (a binary frame, a typing notice) to the
+    /// local members of the room named `room`.
+    pub(crate) fn relay_remote(&self, room: &str, event: Transient) {
         if let Some(room) = self.directory.get(room) {
             self.with_room(RoomRef::Joined(&room), |room, state, wakes| {
-                self.relay_locked(room, state, Transient::Binary(payload), wakes);
+                self.relay_locked(room, state, event, wakes);
             });
         }
     }

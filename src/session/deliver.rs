@@ -12,8 +12,9 @@ use slab::Slab;
 use super::ctx::ShardCtx;
 use super::send::close_slow_consumer;
 use super::state::Conn;
-use crate::bus::Delivery;
+use crate::bus::{Delivery, Payload};
 use crate::render::Variant;
+use crate::types::Transient;
 
 /// Queues `delivery` on every local member of its room; returns the number of members looked at
 /// (the shard's per-turn delivery budget counts them).
@@ -26,8 +27,13 @@ pub(crate) fn deliver(ctx: &mut ShardCtx, conns: &mut Slab<Conn>, delivery: &Del
     // Each variant's frame looked up (and rendered, by the first shard that needs it) once per
     // delivery, not per member.
     let mut frames: [Option<Option<&bytes::Bytes>>; Variant::COUNT] = [None; Variant::COUNT];
+    // A typing notice is not sent back to the connection it came from.
+    let sender = match &delivery.payload {
+        Payload::Transient(_, Transient::Typing { from: Some(from), .. }) if from.shard == ctx.shard => Some(from.key),
+        _ => None,
+    };
     for member in members {
-        if delivery.pos <= member.min_pos {
+        if delivery.pos <= member.min_pos || sender == Some(member.key) {
             continue;
         }
         let slot = &mut frames[member.variant.index()];

@@ -115,7 +115,13 @@ pub(crate) struct Membership {
     pub(crate) room: Arc<Room>,
     /// While catching up after a resume.
     pub(crate) catch_up: Option<CatchUp>,
+    /// When this connection's last `typing` in the room was forwarded (at most one per
+    /// [`TYPING_EVERY`]).
+    pub(crate) typing_at: Option<std::time::Instant>,
 }
+
+/// At most one `typing` per connection and room is forwarded in this time; the rest are dropped.
+pub(crate) const TYPING_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl WsState {
     /// The membership for `room_id`, if joined.

@@ -19,7 +19,7 @@ use super::gate;
 use super::history::{self, MAX_PAGE, PageRequest};
 use super::membership::{self, Entered};
 use super::send::{close_session, send_error, send_frame, text_frame};
-use super::state::{Conn, Membership, Phase};
+use super::state::{Conn, Membership, Phase, TYPING_EVERY};
 use crate::config::Config;
 use crate::limits::throttle::Verdict;
 use crate::metrics::CloseReason;
@@ -199,6 +199,7 @@ fn on_command(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, command: Command<
             send_frame(ctx, conn, key, text_frame(&json::pong()));
             Ok(())
         }
+        Command::Typing { room } => on_typing(ctx, conn, key, &room),
         Command::History { room, before_id, after_id, limit } => {
             let Phase::Ws(ws) = &conn.phase else { return Ok(()) };
             names::validate_room(&room)?;
@@ -293,6 +294,30 @@ fn on_leave(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str) -> Resu
     Ok(())
 }
 
+/// `typing`: told to the room's other members, at most once per [`TYPING_EVERY`] per connection
+/// and room; the rest are dropped without an answer (a client may send one per key press: its frame
+/// was charged, but only a forwarded one costs a chat message's token too).
+fn on_typing(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str) -> Result<(), ClientError> {
+    names::validate_room(room)?;
+    let now = Instant::now();
+    let Phase::Ws(ws) = &conn.phase else { return Ok(()) };
+    let membership = ws.rooms.iter().find(|m| *m.room.name == *room).ok_or_else(|| not_joined(room))?;
+    if membership.typing_at.is_some_and(|at| now.duration_since(at) < TYPING_EVERY) {
+        return Ok(());
+    }
+    if !admit(ctx, conn, key, Charge::Message) {
+        return Ok(());
+    }
+    let serial = conn.serial;
+    let Phase::Ws(ws) = &mut conn.phase else { return Ok(()) };
+    let user = Arc::clone(&ws.user);
+    let Some(membership) = ws.rooms.iter_mut().find(|m| *m.room.name == *room) else { return Ok(()) };
+    membership.typing_at = Some(now);
+    let from = Some(ConnRef { shard: ctx.shard, key, serial });
+    ctx.hub.relay(&membership.room, Transient::Typing { user, from });
+    Ok(())
+}
+
 fn not_joined(room: &str) -> ClientError {
     ClientError::new(ErrorCode::NotJoined, format!("join room {room:?} before posting to or leaving it"))
 }
@@ -317,7 +342,7 @@ pub(crate) fn join(
     let Entered { joined, cluster_members } = membership::enter(ctx, key, format, &user, room, resumes);
     let resume_from = since.filter(|_| resumes(joined.last_id));
     let catch_up = resume_from.map(|since| catchup::catch_up(since, joined.last_id));
-    ws.rooms.push(Membership { room: Arc::clone(&joined.room), catch_up });
+    ws.rooms.push(Membership { room: Arc::clone(&joined.room), catch_up, typing_at: None });
     if format == Format::Json {
         let (names, count) = match &cluster_members {
             Some((names, count)) => (names, *count),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::Format;
+use super::{ConnRef, Format};
 
 /// An event that takes a place in a room's order, gets an id and is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,4 +177,11 @@ pub enum Transient {
     },
     /// A text client's binary frame, relayed verbatim to text members.
     Binary(Bytes),
+    /// `user` is typing: for the room's other JSON members.
+    Typing {
+        /// Who is typing.
+        user: Arc<str>,
+        /// The connection that said so, which does not receive it back (`None` from another node).
+        from: Option<ConnRef>,
+    },
 }

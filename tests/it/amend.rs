@@ -141,3 +141,40 @@ fn without_history_edits_and_deletes_are_refused_with_a_code() {
     send_json(&mut ann, json!({"type": "delete", "room": "r", "id": id}));
     assert_eq!(recv_event(&mut ann, "error")["code"], "history_unavailable");
 }
+
+#[test]
+fn typing_reaches_the_others_once_per_two_seconds_and_never_text_clients() {
+    let server = Server::start(&[]);
+    let mut ann = connect_json(&server, "r", "ann");
+    let mut bob = connect_json(&server, "r", "bob");
+    let mut text = connect_ws(&server, "/ws/chat?room=r");
+    // A key press each: one is forwarded per 2 s, the rest are dropped unanswered.
+    let started = std::time::Instant::now();
+    for _ in 0..20 {
+        send_json(&mut ann, json!({"type": "typing", "room": "r"}));
+    }
+    let id = post(&mut ann, "r", "done typing");
+    // Bound from the time the presses took (a stalled machine may spread them over two windows).
+    let allowed = 1 + started.elapsed().as_secs() / 2 + 1;
+    let mut notices = 0;
+    loop {
+        let event = recv_json(&mut bob);
+        match event["type"].as_str() {
+            Some("typing") => {
+                assert_eq!((event["room"].as_str(), event["user"].as_str()), (Some("r"), Some("ann")), "{event}");
+                notices += 1;
+            }
+            Some("message") => {
+                assert_eq!(event["id"], id);
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!((1..=allowed).contains(&notices), "{notices} typing notices for 20 presses (at most {allowed})");
+    // ann never got her own notice back, nor an error for the dropped ones: her next event is the echo
+    // (read by `post`), and the text client saw only the message.
+    assert_eq!(recv_text(&mut text), "ann: done typing");
+    send_json(&mut ann, json!({"type": "typing", "room": "elsewhere"}));
+    assert_eq!(recv_event(&mut ann, "error")["code"], "not_joined");
+}

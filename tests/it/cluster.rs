@@ -587,3 +587,21 @@ fn edits_and_deletes_take_the_ordered_path_to_every_node() {
         });
     }
 }
+
+#[test]
+fn typing_is_relayed_to_other_nodes_and_not_back_to_its_sender() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "a");
+    let b = node(&redis, "b");
+    let mut ann = connect_json(&a, "r", "ann");
+    let mut cat = connect_json(&a, "r", "cat");
+    let mut bob = connect_json(&b, "r", "bob");
+    send_json(&mut ann, json!({"type": "typing", "room": "r"}));
+    for ws in [&mut cat, &mut bob] {
+        let typing = recv_event(ws, "typing");
+        assert_eq!(typing["user"], "ann", "{typing}");
+    }
+    send_json(&mut ann, json!({"type": "message", "room": "r", "content": "hi"}));
+    let echo = recv_event(&mut ann, "message");
+    assert_eq!(echo["content"], "hi", "ann's next event is her message, not her own typing notice");
+}
