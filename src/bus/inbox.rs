@@ -50,6 +50,15 @@ pub(crate) enum ShardMsg {
     },
     /// The message an edit or a delete of one of this shard's connections refers to was looked up.
     Amend(AmendReply),
+    /// A connection's read marker in a room it joined, and the messages above it, were read.
+    ReadState {
+        /// The connection that joined.
+        conn: ConnRef,
+        /// The room.
+        room: Arc<str>,
+        /// `(marker, unread)`, or why they could not be read.
+        result: Result<(u64, u64), StoreError>,
+    },
     /// Stop: close every connection with 1001 and exit the loop.
     Shutdown,
 }

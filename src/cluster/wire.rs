@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::types::{Delete, Edit, Event, EventKind, Format, Origin, Sequenced};
+use crate::types::{Delete, Edit, Event, EventKind, Format, Origin, Read, Sequenced};
 
 /// The version tag this build writes and reads.
 pub(crate) const WIRE_VERSION: &str = "rc2";
@@ -125,6 +125,7 @@ pub(crate) fn encode_tail(msg: &WireEvent) -> Vec<u8> {
         Event::Message(m) => (&m.user, None, &m.content),
         Event::Edit(e) => (&e.user, Some(e.target), &e.content),
         Event::Delete(d) => (&d.user, Some(d.target), ""),
+        Event::Read(r) => (&r.user, Some(r.upto), ""),
     };
     out.extend_from_slice(format!("{}\n", user.len()).as_bytes());
     if let Some(target) = target {
@@ -206,7 +207,7 @@ pub(crate) fn parse_body(body: &[u8]) -> Result<WireEvent, WireError> {
     let user_len: usize = number(&mut rest, "user length")?;
     let target: Option<u64> = match kind {
         EventKind::Message => None,
-        EventKind::Edit | EventKind::Delete => Some(number(&mut rest, "target")?),
+        EventKind::Edit | EventKind::Delete | EventKind::Read => Some(number(&mut rest, "target")?),
     };
     let room = text(&mut rest, room_len)?;
     let client_id = cid_len.map(|n| text(&mut rest, n)).transpose()?;
@@ -217,7 +218,8 @@ pub(crate) fn parse_body(body: &[u8]) -> Result<WireEvent, WireError> {
         (EventKind::Message, _) => Event::message(user, content),
         (EventKind::Edit, Some(target)) => Event::Edit(Edit { user, target, content }),
         (EventKind::Delete, Some(target)) => Event::Delete(Delete { user, target }),
-        (EventKind::Edit | EventKind::Delete, None) => return Err(WireError::Missing("target")),
+        (EventKind::Read, Some(upto)) => Event::Read(Read { user, upto }),
+        (EventKind::Edit | EventKind::Delete | EventKind::Read, None) => return Err(WireError::Missing("target")),
     };
     Ok(WireEvent { id, origin, seq, replay, sender: Origin { format, client_id }, at_ms, room, event })
 }
@@ -266,7 +268,8 @@ mod tests {
     fn edits_and_deletes_round_trip() {
         let edit = Event::Edit(Edit { user: Arc::from("ann"), target: 2047, content: Arc::from("fixed\ntypo ✓") });
         let delete = Event::Delete(Delete { user: Arc::from("ann"), target: 2047 });
-        for event in [edit, delete] {
+        let read = Event::Read(Read { user: Arc::from("ann"), upto: 2047 });
+        for event in [edit, delete, read] {
             let msg = WireEvent { event, ..sample(Some("c-9")) };
             assert_eq!(parse_body(&encode_body(&msg)), Ok(msg.clone()));
         }

@@ -69,6 +69,13 @@ pub enum Command<'a> {
         /// Echoed back in the `edited` event.
         client_id: Option<Cow<'a, str>>,
     },
+    /// The sender has read `room` up to message `id`.
+    Read {
+        /// The room (which the connection must have joined).
+        room: Cow<'a, str>,
+        /// The last message id read.
+        id: u64,
+    },
     /// Delete message `id` of `room` (the sender's own).
     Delete {
         /// The message's room (which the connection must have joined).
@@ -150,6 +157,10 @@ impl JsonParser {
                     .content
                     .ok_or_else(|| ClientError::new(ErrorCode::MissingField, "\"edit\" needs \"content\""))?,
                 client_id: raw.client_id,
+            }),
+            "read" => Ok(Command::Read {
+                room: room(raw.room)?,
+                id: raw.id.ok_or_else(|| ClientError::new(ErrorCode::MissingField, "\"read\" needs \"id\""))?,
             }),
             "delete" => Ok(Command::Delete {
                 room: room(raw.room)?,
@@ -265,7 +276,25 @@ pub fn write_event(out: &mut Vec<u8>, seq: &Sequenced, client_id: Option<&str>) 
             let event = DeletedEvent { kind: "deleted", room: &seq.room, id: delete.target, seq: seq.id, client_id };
             write(out, &event);
         }
+        Event::Read(read) => write(out, &ReadEvent { kind: "read", room: &seq.room, id: read.upto, unread: None }),
     }
+}
+
+/// `read`: the user's read marker in `room` is at message `id` (to that user's connections); after a
+/// join it also says how many messages are `unread` above it.
+#[derive(Serialize)]
+struct ReadEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    room: &'a str,
+    id: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unread: Option<u64>,
+}
+
+/// `read` after a join: the user's marker in `room` (0: none yet) and the messages above it.
+pub(crate) fn read_state(room: &str, id: u64, unread: u64) -> Vec<u8> {
+    to_vec(&ReadEvent { kind: "read", room, id, unread: Some(unread) })
 }
 
 /// Limits announced in `welcome`.
@@ -421,7 +450,7 @@ fn history_rows(events: &[Sequenced]) -> Vec<HistoryRow<'_>> {
                     deleted,
                 })
             }
-            Event::Edit(_) | Event::Delete(_) => None,
+            Event::Edit(_) | Event::Delete(_) | Event::Read(_) => None,
         })
         .collect()
 }

@@ -284,6 +284,13 @@ impl Shard {
                         session::on_amend(&mut self.ctx, conn, reply.conn.key, reply);
                     }
                 }
+                ShardMsg::ReadState { conn: to, room, result } => {
+                    if let Some(conn) = self.conns.get_mut(to.key)
+                        && conn.serial == to.serial
+                    {
+                        session::on_read_state(&mut self.ctx, conn, to.key, &room, result);
+                    }
+                }
                 ShardMsg::Shutdown => self.begin_shutdown(),
             }
         }

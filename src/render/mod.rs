@@ -78,7 +78,7 @@ pub(crate) fn sequenced_frame(
             Format::Text => return Some(finish(variant, codec::TEXT, msg.content.as_bytes())),
             Format::Json => text::write_line(scratch, &msg.user, &msg.content),
         },
-        (Format::Text, Event::Edit(_) | Event::Delete(_)) => return None,
+        (Format::Text, Event::Edit(_) | Event::Delete(_) | Event::Read(_)) => return None,
         (Format::Json, _) => json::write_event(scratch, seq, origin.client_id.as_deref()),
     }
     Some(finish(variant, codec::TEXT, scratch))

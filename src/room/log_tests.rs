@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::protocol::json;
 use crate::render::{self, Variant};
 use crate::store::{HistoryPage, HistoryQuery, Store, StoreConfig};
-use crate::types::{Delete, Edit, Event, EventKind, Format, Origin, Revision, Sequenced};
+use crate::types::{Delete, Edit, Event, EventKind, Format, Origin, Read, Revision, Sequenced};
 
 /// An event of `kind` as a client would send it; edits and deletes refer to message 1.
 fn sample(kind: EventKind, id: u64) -> Sequenced {
@@ -18,6 +18,7 @@ fn sample(kind: EventKind, id: u64) -> Sequenced {
         EventKind::Message => Event::message(user, Arc::from("line one\nü \"quoted\" <b>")),
         EventKind::Edit => Event::Edit(Edit { user, target: 1, content: Arc::from("fixed ✓") }),
         EventKind::Delete => Event::Delete(Delete { user, target: 1 }),
+        EventKind::Read => Event::Read(Read { user, upto: 1 }),
     };
     Sequenced { id, room: Arc::from("log"), at_ms: 1_700_000_000_000 + id as i64, event }
 }
@@ -50,7 +51,7 @@ fn enqueue(store: &Store, seq: &Sequenced) {
 fn revision(seq: &Sequenced) -> Option<(Revision, &str)> {
     match &seq.event {
         Event::Message(msg) => Some((msg.revision, &*msg.content)),
-        Event::Edit(_) | Event::Delete(_) => None,
+        Event::Edit(_) | Event::Delete(_) | Event::Read(_) => None,
     }
 }
 
@@ -72,7 +73,7 @@ fn every_event_kind_goes_through_render_store_history_and_resume() {
         let expected = match seq.event.kind() {
             EventKind::Message => (Revision::Original, "line one\nü \"quoted\" <b>"),
             EventKind::Edit => (Revision::Edited { at_ms: seq.at_ms }, "fixed ✓"),
-            EventKind::Delete => (Revision::Deleted, ""),
+            EventKind::Delete | EventKind::Read => (Revision::Deleted, ""),
         };
         assert_eq!(revision(&now.messages[0]), Some(expected), "after {:?}", seq.event.kind());
     }
@@ -86,7 +87,7 @@ fn every_event_kind_goes_through_render_store_history_and_resume() {
         }
         other => panic!("expected the edit, got {other:?}"),
     }
-    assert_eq!(page.messages[2], events[2], "a delete reads back as it was written");
+    assert_eq!(page.messages[2..], events[2..], "a delete and a read marker read back as they were written");
     for stored in &page.messages {
         let resumed = render::stored_frame(stored, Format::Json, &mut scratch).expect("json");
         let body: serde_json::Value = serde_json::from_slice(&resumed[2..]).expect("json");

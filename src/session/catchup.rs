@@ -40,7 +40,7 @@ use crate::metrics::CloseReason;
 use crate::protocol::json;
 use crate::render;
 use crate::store::{HistoryPage, HistoryQuery, StoreError};
-use crate::types::{ClientError, ErrorCode};
+use crate::types::{ClientError, ErrorCode, Event};
 use crate::ws::close;
 
 /// Most messages per catch-up page (fewer when messages are large, see [`CatchUp::page_limit`]).
@@ -161,7 +161,7 @@ pub(crate) fn on_history_command(
 /// for the next page or finishes.
 fn send_page(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64, page: &HistoryPage) {
     let Some(ws) = conn.phase.ws_mut() else { return };
-    let format = ws.format;
+    let (format, user) = (ws.format, Arc::clone(&ws.user));
     let Some(upto) = ws.membership_mut(room_id).and_then(|m| m.catch_up.as_ref()).map(|cu| cu.upto) else { return };
     let budget = ctx.cfg.max_outbuf;
     let (mut sent, mut bytes, mut last) = (0usize, 0usize, None);
@@ -176,6 +176,12 @@ fn send_page(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64, page
             break;
         }
         last = Some(rec.id);
+        if let Event::Read(read) = &rec.event
+            && read.user != user
+        {
+            // Another user's read marker.
+            continue;
+        }
         let Some(frame) = render::stored_frame(rec, format, &mut ctx.encode_buf) else { continue };
         bytes += frame.len();
         sent += 1;

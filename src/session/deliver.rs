@@ -14,7 +14,7 @@ use super::send::close_slow_consumer;
 use super::state::Conn;
 use crate::bus::{Delivery, Payload};
 use crate::render::Variant;
-use crate::types::Transient;
+use crate::types::{Event, Transient};
 
 /// Queues `delivery` on every local member of its room; returns the number of members looked at
 /// (the shard's per-turn delivery budget counts them).
@@ -27,13 +27,26 @@ pub(crate) fn deliver(ctx: &mut ShardCtx, conns: &mut Slab<Conn>, delivery: &Del
     // Each variant's frame looked up (and rendered, by the first shard that needs it) once per
     // delivery, not per member.
     let mut frames: [Option<Option<&bytes::Bytes>>; Variant::COUNT] = [None; Variant::COUNT];
-    // A typing notice is not sent back to the connection it came from.
+    // A typing notice is not sent back to the connection it came from; a read marker goes to the
+    // connections of its user only.
     let sender = match &delivery.payload {
         Payload::Transient(_, Transient::Typing { from: Some(from), .. }) if from.shard == ctx.shard => Some(from.key),
         _ => None,
     };
+    let reader = match &delivery.payload {
+        Payload::Sequenced(seq, _) => match &seq.event {
+            Event::Read(read) => Some(&read.user),
+            Event::Message(_) | Event::Edit(_) | Event::Delete(_) => None,
+        },
+        Payload::Transient(..) => None,
+    };
     for member in members {
         if delivery.pos <= member.min_pos || sender == Some(member.key) {
+            continue;
+        }
+        if let Some(user) = reader
+            && conns.get(member.key).and_then(|c| c.phase.ws()).is_none_or(|ws| ws.user != *user)
+        {
             continue;
         }
         let slot = &mut frames[member.variant.index()];

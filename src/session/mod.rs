@@ -12,7 +12,7 @@
 //!   [`resume_input`] (input buffered while it did not want more may be served now);
 //! - from the inbox: [`deliver::deliver`] (a room's event, for every local member),
 //!   [`on_history`] (a page read by the store), [`on_amend`] (the message an edit or delete refers
-//!   to was looked up), [`on_refused`] (a message refused after it left);
+//!   to was looked up), [`on_read_state`] (a read marker after a join), [`on_refused`] (a message refused after it left);
 //! - output: [`on_flushed`] (a write happened; the queue may now be below a low-water mark);
 //! - time: [`heartbeat::on_sweep`] (every 250 ms, with the ingress pause read once);
 //! - the end: [`on_shutdown`] (close with 1001), [`on_reaped`] (the connection is gone: leave its
@@ -35,6 +35,7 @@
 //! - [`history`]: page limits, validation and submission of history requests (REST and WebSocket);
 //! - [`catchup`]: resume catch-up and `history` replies, paced by the client's reading;
 //! - [`amend`]: edits and deletes (the target looked up in the store, then published);
+//! - [`reads`]: read markers (published to the user's connections; the marker read after a join);
 //! - [`deliver`]: a published event onto every local member;
 //! - [`heartbeat`]: pings and idle timeouts;
 //! - [`ws_session`]: frames, commands, joins and leaves;
@@ -52,6 +53,7 @@ pub(crate) mod http_session;
 pub(crate) mod local;
 pub(crate) mod membership;
 pub(crate) mod ops;
+pub(crate) mod reads;
 pub(crate) mod send;
 pub(crate) mod state;
 pub(crate) mod ws_session;
@@ -113,6 +115,17 @@ pub(crate) fn on_refused(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, err: &
 /// still a WebSocket session).
 pub(crate) fn on_amend(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, reply: crate::bus::AmendReply) {
     amend::on_reply(ctx, conn, key, reply);
+}
+
+/// Routes a read marker read after a join back to the session (ignored unless it is still in the room).
+pub(crate) fn on_read_state(
+    ctx: &mut ShardCtx,
+    conn: &mut Conn,
+    key: usize,
+    room: &str,
+    result: Result<(u64, u64), StoreError>,
+) {
+    reads::on_state(ctx, conn, key, room, result);
 }
 
 /// Routes a history page back to the session that asked.

@@ -58,6 +58,14 @@ pub(crate) struct WsState {
 
 impl Phase {
     /// The WebSocket session, unless the connection is in another phase.
+    pub(crate) fn ws(&self) -> Option<&WsState> {
+        match self {
+            Phase::Ws(ws) => Some(ws),
+            _ => None,
+        }
+    }
+
+    /// The WebSocket session, unless the connection is in another phase.
     pub(crate) fn ws_mut(&mut self) -> Option<&mut WsState> {
         match self {
             Phase::Ws(ws) => Some(ws),
@@ -118,6 +126,8 @@ pub(crate) struct Membership {
     /// When this connection's last `typing` in the room was forwarded (at most one per
     /// [`TYPING_EVERY`]).
     pub(crate) typing_at: Option<std::time::Instant>,
+    /// The highest read marker this connection sent or was told in the room (an older one is ignored).
+    pub(crate) read_upto: u64,
 }
 
 /// At most one `typing` per connection and room is forwarded in this time; the rest are dropped.

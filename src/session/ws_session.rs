@@ -18,6 +18,7 @@ use super::ctx::ShardCtx;
 use super::gate;
 use super::history::{self, MAX_PAGE, PageRequest};
 use super::membership::{self, Entered};
+use super::reads;
 use super::send::{close_session, send_error, send_frame, text_frame};
 use super::state::{Conn, Membership, Phase, TYPING_EVERY};
 use crate::config::Config;
@@ -200,6 +201,7 @@ fn on_command(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, command: Command<
             Ok(())
         }
         Command::Typing { room } => on_typing(ctx, conn, key, &room),
+        Command::Read { room, id } => reads::on_read(ctx, conn, key, &room, id),
         Command::History { room, before_id, after_id, limit } => {
             let Phase::Ws(ws) = &conn.phase else { return Ok(()) };
             names::validate_room(&room)?;
@@ -342,7 +344,7 @@ pub(crate) fn join(
     let Entered { joined, cluster_members } = membership::enter(ctx, key, format, &user, room, resumes);
     let resume_from = since.filter(|_| resumes(joined.last_id));
     let catch_up = resume_from.map(|since| catchup::catch_up(since, joined.last_id));
-    ws.rooms.push(Membership { room: Arc::clone(&joined.room), catch_up, typing_at: None });
+    ws.rooms.push(Membership { room: Arc::clone(&joined.room), catch_up, typing_at: None, read_upto: 0 });
     if format == Format::Json {
         let (names, count) = match &cluster_members {
             Some((names, count)) => (names, *count),
@@ -352,6 +354,9 @@ pub(crate) fn join(
         let frame = json::joined(room, &names, count, joined.last_id, reset);
         conn.send_unbounded(codec::encode_frame(codec::TEXT, &frame));
         ctx.schedule.flush(key);
+    }
+    if format == Format::Json {
+        reads::after_join(ctx, conn, key, &joined.room.name);
     }
     if resume_from.is_some() {
         catchup::start(ctx, conn, key, joined.room.id);

@@ -135,7 +135,7 @@ pub use error::StoreError;
 
 use lock::DbLock;
 pub use reader::Target;
-use reader::{LookupPlan, LookupReply, Plan, Request};
+use reader::{LookupPlan, LookupReply, Plan, ReadStateReply, Request};
 use state::{Shared, WaitOutcome, bump};
 use writer::{Ctrl, WriterConfig};
 
@@ -458,17 +458,13 @@ impl Store {
             Ok(plan) => plan,
             Err(err) => return reply(Err(err)),
         };
-        let Some(req_tx) = &self.req_tx else {
-            return reply(Err(StoreError::Closed));
-        };
-        match req_tx.try_send(Request::Page { plan, reply }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(req)) => {
-                bump(&self.shared.counters.queries_rejected_busy, 1);
-                req.refuse(StoreError::Busy { capacity: self.reader_queue });
-            }
-            Err(TrySendError::Disconnected(req)) => req.refuse(StoreError::Closed),
-        }
+        self.submit(Request::Page { plan, reply });
+    }
+
+    /// Queues the read of `user`'s read marker in `room` and of the number of messages above it, like
+    /// [`Store::lookup`] (after `visible_seq` is committed; `reply` from a pool thread, or here).
+    pub fn read_state(&self, room: Arc<str>, user: Arc<str>, visible_seq: u64, reply: ReadStateReply) {
+        self.submit(Request::ReadState { room, user, visible_seq, reply });
     }
 
     /// Queues the lookup of message `id` of `room` (for an edit or a delete: its author, whether it
@@ -476,11 +472,16 @@ impl Store {
     /// `visible_seq` to be committed first, and `reply` is called from a pool thread (or here, when
     /// the pool is busy or closed).
     pub fn lookup(&self, room: Arc<str>, id: u64, visible_seq: u64, reply: LookupReply) {
+        self.submit(Request::Lookup { plan: LookupPlan { room, id, visible_seq }, reply });
+    }
+
+    /// Queues a request for the reader pool without blocking: a full queue answers
+    /// [`StoreError::Busy`] and a closed store [`StoreError::Closed`], on the caller's thread.
+    fn submit(&self, req: Request) {
         let Some(req_tx) = &self.req_tx else {
-            return reply(Err(StoreError::Closed));
+            return req.refuse(StoreError::Closed);
         };
-        let plan = LookupPlan { room, id, visible_seq };
-        match req_tx.try_send(Request::Lookup { plan, reply }) {
+        match req_tx.try_send(req) {
             Ok(()) => {}
             Err(TrySendError::Full(req)) => {
                 bump(&self.shared.counters.queries_rejected_busy, 1);

@@ -9,12 +9,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::state::{Shared, WaitOutcome, bump};
 use super::writer::Ctrl;
 use super::{HistoryPage, HistoryQuery, StoreError};
-use crate::types::{Delete, Edit, Event, EventKind, Message, Revision, Sequenced};
+use crate::types::{Delete, Edit, Event, EventKind, Message, Read, Revision, Sequenced};
 
 /// Hard upper bound on a page, whatever the caller asks for.
 pub(crate) const MAX_PAGE_LIMIT: usize = 1000;
@@ -109,8 +109,20 @@ pub(crate) struct LookupPlan {
 /// Looks up a message row (kind 0) by id within its room.
 pub(crate) const TARGET_SQL: &str = "SELECT user, deleted FROM messages WHERE id = ?1 AND room = ?2 AND kind = 0";
 
+/// The reply callback of a [`Store::read_state`](super::Store::read_state): the user's read marker in
+/// the room (0: none) and the messages above it.
+pub(crate) type ReadStateReply = Box<dyn FnOnce(Result<(u64, u64), StoreError>) + Send>;
+
+/// A user's read marker in a room.
+pub(crate) const READ_MARKER_SQL: &str = "SELECT last_read FROM read_markers WHERE room = ?1 AND user = ?2";
+/// The messages of a room above a marker that are still there.
+pub(crate) const UNREAD_SQL: &str = "SELECT COUNT(*) FROM messages INDEXED BY messages_room_id \
+                                     WHERE room = ?1 AND id > ?2 AND kind = 0 AND deleted = 0";
+
 /// One queued request.
 pub(crate) enum Request {
+    /// A user's read marker in a room, and the messages above it.
+    ReadState { room: Arc<str>, user: Arc<str>, visible_seq: u64, reply: ReadStateReply },
     /// A history or resume page.
     Page { plan: Plan, reply: Reply },
     /// A message an edit or delete refers to.
@@ -123,6 +135,7 @@ impl Request {
         match self {
             Request::Page { reply, .. } => reply(Err(err)),
             Request::Lookup { reply, .. } => reply(Err(err)),
+            Request::ReadState { reply, .. } => reply(Err(err)),
         }
     }
 }
@@ -166,6 +179,12 @@ fn run(
                 count(&shared, &plan.room, &result);
                 answer(move || reply(result));
             }
+            Request::ReadState { room, user, visible_seq, reply } => {
+                let result = wait_visible(&shared, &room, visible_seq, visible_wait, &writer_ctrl)
+                    .and_then(|()| read_state(&conn, &room, &user));
+                count(&shared, &room, &result);
+                answer(move || reply(result));
+            }
             Request::Lookup { plan, reply } => {
                 let result = wait_visible(&shared, &plan.room, plan.visible_seq, visible_wait, &writer_ctrl)
                     .and_then(|()| lookup(&conn, &plan));
@@ -192,6 +211,20 @@ fn answer(reply: impl FnOnce()) {
     if std::panic::catch_unwind(AssertUnwindSafe(reply)).is_err() {
         tracing::error!("store: a history reply callback panicked");
     }
+}
+
+/// Reads `user`'s read marker in `room` (0: none) and counts the messages above it.
+fn read_state(conn: &Connection, room: &str, user: &str) -> Result<(u64, u64), StoreError> {
+    let marker: Option<i64> = conn
+        .prepare_cached(READ_MARKER_SQL)
+        .and_then(|mut st| st.query_row(params![room, user], |row| row.get(0)).optional())
+        .map_err(StoreError::Query)?;
+    let marker = marker.unwrap_or(0);
+    let unread: i64 = conn
+        .prepare_cached(UNREAD_SQL)
+        .and_then(|mut st| st.query_row(params![room, marker], |row| row.get(0)))
+        .map_err(StoreError::Query)?;
+    Ok((u64::try_from(marker).unwrap_or(0), u64::try_from(unread).unwrap_or(0)))
 }
 
 /// Reads the message an edit or a delete refers to (`None`: no such message in that room).
@@ -284,6 +317,7 @@ fn read_page(conn: &Connection, plan: &Plan) -> Result<HistoryPage, StoreError> 
             }
             EventKind::Edit => Event::Edit(Edit { user: row.get(2)?, target: target()?, content: row.get(3)? }),
             EventKind::Delete => Event::Delete(Delete { user: row.get(2)?, target: target()? }),
+            EventKind::Read => Event::Read(Read { user: row.get(2)?, upto: target()? }),
         };
         Ok(Sequenced {
             // Negative ids are never written by this store; read them as 0 rather than fail.

@@ -19,7 +19,8 @@
 //! to, with the partial index `messages_target`), and on message rows `edited_at` (ms of the last
 //! edit) and `deleted` (1: the content, and that of its edits, is removed). A message row is kept
 //! in its current state, so history pages read it as it is now; the edit and delete rows stay in
-//! the log for resume pages.
+//! the log for resume pages. `read_markers(room, user, last_read)` holds each user's read marker per
+//! room (only ever raised); the read events stay in the log too (kind 3, `target` = the id read).
 
 use std::path::Path;
 use std::time::Duration;
@@ -56,7 +57,13 @@ const MIGRATIONS: &[(i64, &str)] = &[
         "ALTER TABLE messages ADD COLUMN target INTEGER;
          ALTER TABLE messages ADD COLUMN edited_at INTEGER;
          ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
-         CREATE INDEX messages_target ON messages (target) WHERE target IS NOT NULL;",
+         CREATE INDEX messages_target ON messages (target) WHERE target IS NOT NULL;
+         CREATE TABLE read_markers (
+             room      TEXT    NOT NULL,
+             user      TEXT    NOT NULL,
+             last_read INTEGER NOT NULL,
+             PRIMARY KEY (room, user)
+         ) WITHOUT ROWID;",
     ),
 ];
 

@@ -33,6 +33,9 @@ const EDIT_SQL: &str = "UPDATE messages SET content = ?3, edited_at = ?4 \
                         WHERE id = ?1 AND room = ?2 AND kind = 0 AND deleted = 0";
 /// A delete: the target message loses its content ...
 const DELETE_SQL: &str = "UPDATE messages SET content = '', deleted = 1 WHERE id = ?1 AND room = ?2 AND kind = 0";
+/// A read marker only ever goes up.
+const READ_SQL: &str = "INSERT INTO read_markers (room, user, last_read) VALUES (?1, ?2, ?3) \
+                        ON CONFLICT (room, user) DO UPDATE SET last_read = MAX(last_read, excluded.last_read)";
 /// ... and so do its edits.
 const DELETE_EDITS_SQL: &str = "UPDATE messages SET content = '' WHERE target = ?1 AND room = ?2 AND kind = 1";
 /// The id of the (N+1)-th newest message of a room (retention counts messages, not their edits and
@@ -447,6 +450,13 @@ fn insert_row(tx: &rusqlite::Transaction<'_>, id: i64, rec: &Sequenced) -> rusql
                 if applied == 0 {
                     tx.prepare_cached("UPDATE messages SET content = '' WHERE id = ?1")?.execute([id])?;
                 }
+            }
+            Ok(inserted)
+        }
+        Event::Read(read) => {
+            let inserted = insert.execute(params![id, rec.room, kind, read.user, "", rec.at_ms, target])?;
+            if inserted == 1 {
+                tx.prepare_cached(READ_SQL)?.execute(params![rec.room, read.user, target])?;
             }
             Ok(inserted)
         }

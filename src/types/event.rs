@@ -24,6 +24,8 @@ pub enum Event {
     Edit(Edit),
     /// The author (or the server) deleted a message: its content is removed from the store.
     Delete(Delete),
+    /// A user has read the room up to a message (for that user's connections only).
+    Read(Read),
 }
 
 /// A chat message.
@@ -63,6 +65,15 @@ pub struct Edit {
     pub content: Arc<str>,
 }
 
+/// `user`'s read marker in the room moves up to message `upto`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read {
+    /// Whose marker.
+    pub user: Arc<str>,
+    /// The last message id read.
+    pub upto: u64,
+}
+
 /// The removal of message `target`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delete {
@@ -81,11 +92,13 @@ pub enum EventKind {
     Edit,
     /// [`Event::Delete`].
     Delete,
+    /// [`Event::Read`].
+    Read,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 3] = [EventKind::Message, EventKind::Edit, EventKind::Delete];
+    pub const ALL: [EventKind; 4] = [EventKind::Message, EventKind::Edit, EventKind::Delete, EventKind::Read];
 
     /// The stable code stored in the database and sent through Redis.
     pub fn code(self) -> u8 {
@@ -93,6 +106,7 @@ impl EventKind {
             EventKind::Message => 0,
             EventKind::Edit => 1,
             EventKind::Delete => 2,
+            EventKind::Read => 3,
         }
     }
 
@@ -114,6 +128,7 @@ impl Event {
             Event::Message(msg) => &msg.user,
             Event::Edit(edit) => &edit.user,
             Event::Delete(delete) => &delete.user,
+            Event::Read(read) => &read.user,
         }
     }
 
@@ -123,15 +138,17 @@ impl Event {
             Event::Message(_) => EventKind::Message,
             Event::Edit(_) => EventKind::Edit,
             Event::Delete(_) => EventKind::Delete,
+            Event::Read(_) => EventKind::Read,
         }
     }
 
-    /// The message an edit or a delete refers to.
+    /// The message an edit, a delete or a read marker refers to.
     pub fn target(&self) -> Option<u64> {
         match self {
             Event::Message(_) => None,
             Event::Edit(edit) => Some(edit.target),
             Event::Delete(delete) => Some(delete.target),
+            Event::Read(read) => Some(read.upto),
         }
     }
 }

@@ -12,5 +12,5 @@ mod format;
 
 pub use client_error::{ClientError, ErrorCode};
 pub use conn_ref::ConnRef;
-pub use event::{Delete, Edit, Event, EventKind, Message, Origin, Revision, Sequenced, Transient};
+pub use event::{Delete, Edit, Event, EventKind, Message, Origin, Read, Revision, Sequenced, Transient};
 pub use format::Format;

@@ -178,3 +178,44 @@ fn typing_reaches_the_others_once_per_two_seconds_and_never_text_clients() {
     send_json(&mut ann, json!({"type": "typing", "room": "elsewhere"}));
     assert_eq!(recv_event(&mut ann, "error")["code"], "not_joined");
 }
+
+#[test]
+fn read_markers_reach_every_connection_of_the_user_only_go_up_and_come_back_after_a_join() {
+    let server = Server::start(&[]);
+    let mut phone = connect_json(&server, "r", "ann");
+    let mut laptop = connect_json(&server, "r", "ann");
+    let mut bob = connect_json(&server, "r", "bob");
+    let first = post(&mut bob, "r", "one");
+    let second = post(&mut bob, "r", "two");
+    let third = post(&mut bob, "r", "three");
+    for ws in [&mut phone, &mut laptop] {
+        for id in [first, second, third] {
+            assert_eq!(recv_event(ws, "message")["id"], id);
+        }
+    }
+    send_json(&mut phone, json!({"type": "read", "room": "r", "id": second}));
+    for ws in [&mut phone, &mut laptop] {
+        let read = recv_event(ws, "read");
+        assert_eq!((read["room"].as_str(), read["id"].as_u64()), (Some("r"), Some(second)), "{read}");
+    }
+    // Older than what was sent: ignored. Beyond the room's last id, or a room not joined: errors.
+    send_json(&mut phone, json!({"type": "read", "room": "r", "id": first}));
+    send_json(&mut phone, json!({"type": "read", "room": "r", "id": third + 1_000_000}));
+    assert_eq!(recv_event(&mut phone, "error")["code"], "invalid_parameter", "the older marker sent nothing");
+    send_json(&mut phone, json!({"type": "read", "room": "nope", "id": 1}));
+    assert_eq!(recv_event(&mut phone, "error")["code"], "not_joined");
+    // Bob never sees ann's marker: his next event is the next message.
+    let fourth = post(&mut phone, "r", "four");
+    assert_eq!(recv_event(&mut bob, "message")["id"], fourth);
+
+    // A new connection of ann's, after a restart, gets her marker and the unread count after joined.
+    let (_, dir) = server.stop();
+    let server = Server::start_in(dir, &[]);
+    let mut tablet = connect_json(&server, "r", "ann");
+    let read = recv_event(&mut tablet, "read");
+    assert_eq!((read["id"].as_u64(), read["unread"].as_u64()), (Some(second), Some(2)), "three and four: {read}");
+    let mut carl = connect_json(&server, "r", "carl");
+    send_json(&mut carl, json!({"type": "ping"}));
+    assert_eq!(recv_event(&mut carl, "pong")["type"], "pong", "no marker, no read event");
+    drop(tablet.close(None));
+}

@@ -573,8 +573,13 @@ fn edits_and_deletes_take_the_ordered_path_to_every_node() {
         let edited = recv_event(ws, "edited");
         assert_eq!((edited["id"].as_u64(), edited["content"].as_str()), (Some(id), Some("hello")), "{edited}");
     }
+    // A read marker goes through Redis to ann's connection on the other node, not to bob.
+    send_json(&mut ann, json!({"type": "read", "room": "r", "id": id}));
+    for ws in [&mut ann, &mut ann_on_b] {
+        assert_eq!(recv_event(ws, "read")["id"].as_u64(), Some(id));
+    }
     send_json(&mut bob, json!({"type": "delete", "room": "r", "id": id}));
-    assert_eq!(recv_event(&mut bob, "error")["code"], "forbidden");
+    assert_eq!(recv_event(&mut bob, "error")["code"], "forbidden", "bob got no read marker of ann's");
     send_json(&mut ann, json!({"type": "delete", "room": "r", "id": id}));
     for ws in [&mut ann, &mut bob, &mut ann_on_b] {
         assert_eq!(recv_event(ws, "deleted")["id"].as_u64(), Some(id));
