@@ -1,5 +1,5 @@
 // roomcast.js against the real roomcast binary: connect and echo, resume across a crash, a long gap,
-// an epoch reset, history paging. A raw WebSocket peer (support.js) is the independent witness of
+// an epoch reset, history paging, the heartbeat watchdog against a frozen server. A raw WebSocket peer (support.js) is the independent witness of
 // what the server stored and sent.
 
 import { test } from "node:test";
@@ -250,4 +250,33 @@ test("history pages go back from the join point, each message once, then the beg
   assert.deepEqual(delivered(seen, "archive"), [[live.id, "live after paging"]]);
   reader.close();
   seeder.close();
+});
+
+test("the heartbeat watchdog drops a connection to a frozen server and resumes after it thaws", { timeout: 120000 }, async () => {
+  const server = await Server.start();
+  const reader = client(server, { nick: "reader", heartbeatMs: 500 });
+  const seen = recorder(reader);
+  const room = reader.join("frozen");
+  reader.connect();
+  await waitFor("joined", () => room.joined);
+  const writer = await Peer.join(server, "frozen", "writer");
+  const before = await writer.say("frozen", "before the freeze");
+  await waitFor("received", () => seen.message.length === 1);
+  // SIGSTOP: the TCP connection stays up but nothing answers, the case only a watchdog notices.
+  server.child.kill("SIGSTOP");
+  try {
+    const dropped = await waitFor("the watchdog", () => seen.state.find((s) => s.kind === "heartbeat"));
+    assert.equal(dropped.willReconnect, true);
+  } finally {
+    server.child.kill("SIGCONT");
+  }
+  await waitFor("back", () => reader.state === "connected" && room.joined);
+  const after = await writer.say("frozen", "after the thaw");
+  await waitFor("live again", () => seen.message.length === 2);
+  assert.deepEqual(delivered(seen, "frozen"), [
+    [before.id, "before the freeze"],
+    [after.id, "after the thaw"],
+  ]);
+  reader.close();
+  writer.close();
 });
