@@ -1,4 +1,6 @@
-//! The web client's files: embedded in the binary (one file deploys), or read from `--static-dir`.
+//! The web client's files: embedded in the binary (one file deploys), or read from `--static-dir`;
+//! and the client library `roomcast.js` (clients/js/), always the embedded one: applications that
+//! import `/roomcast.js` get the library this server was built with, whatever `--static-dir` holds.
 //!
 //! Lookups from disk are confined to the directory: the request path must be relative, made of plain
 //! names (no `..`, no absolute parts), and its canonical path (symlinks resolved) must stay inside the
@@ -18,6 +20,14 @@ const EMBEDDED: &[(&str, &[u8])] = &[
     ("app.js", include_bytes!("../static/app.js")),
     ("style.css", include_bytes!("../static/style.css")),
 ];
+
+/// The client library, `clients/js/roomcast.js`, served at `/roomcast.js`.
+pub(crate) fn client_library() -> StaticFile {
+    StaticFile {
+        content_type: content_type("roomcast.js"),
+        body: Cow::Borrowed(include_bytes!("../clients/js/roomcast.js")),
+    }
+}
 
 /// A file to serve.
 #[derive(Debug)]
@@ -114,6 +124,7 @@ mod tests {
         assert_eq!(file.content_type, "text/html; charset=utf-8");
         assert_eq!(lookup(None, "app.js").expect("embedded").content_type, "text/javascript; charset=utf-8");
         assert_eq!(lookup(None, "nope.txt").err(), Some(StaticError::NotFound));
+        assert_eq!(client_library().content_type, "text/javascript; charset=utf-8");
     }
 
     #[test]

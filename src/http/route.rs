@@ -16,6 +16,8 @@ pub enum Route {
     /// `/` or `/static/<file>`: a web client file, by its path relative to the static root (a path
     /// whose escapes do not decode names no file: `NotFound`).
     Static(String),
+    /// `/roomcast.js`: the client library (clients/js/roomcast.js), always the one built in.
+    ClientLibrary,
     /// `/rooms/{room}/messages`: history of a room (room percent-decoded, `+` literal), or why the room
     /// segment does not decode (answered 400 `invalid_room`).
     History(Result<String, PercentError>),
@@ -31,6 +33,7 @@ pub fn route(path: &str) -> Route {
         "/readyz" => Route::Ready,
         "/metrics" => Route::Metrics,
         "/" | "/index.html" => Route::Static("index.html".into()),
+        "/roomcast.js" => Route::ClientLibrary,
         _ => {
             // In a path '+' is a literal, not a space.
             if let Some(rest) = path.strip_prefix("/static/") {
@@ -54,6 +57,7 @@ mod tests {
         assert_eq!(route("/ws/chat"), Route::WebSocket);
         assert_eq!(route("/"), Route::Static("index.html".into()));
         assert_eq!(route("/static/app.js"), Route::Static("app.js".into()));
+        assert_eq!(route("/roomcast.js"), Route::ClientLibrary);
         assert_eq!(route("/static/%2e%2e/x"), Route::Static("../x".into()));
         assert_eq!(route("/rooms/caf%C3%A9+1/messages"), Route::History(Ok("café+1".into())));
         assert_eq!(route("/rooms/%ff/messages"), Route::History(Err(PercentError::NotUtf8)));

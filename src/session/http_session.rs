@@ -146,6 +146,11 @@ fn handle(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: Request) {
             };
             respond(ctx, conn, key, resp, keep_alive, head_only);
         }
+        Route::ClientLibrary => {
+            let file = static_files::client_library();
+            let resp = Response::new(200, file.content_type, file.body.into_owned());
+            respond(ctx, conn, key, resp, keep_alive, head_only);
+        }
         Route::History(room) => match decoded_room(room) {
             Ok(room) => history(ctx, conn, key, &room, &req),
             Err(err) => {
@@ -397,7 +402,7 @@ mod tests {
             assert_eq!(listener_route(ops.clone(), false, true), ops);
             assert_eq!(listener_route(ops.clone(), true, true), ops);
         }
-        for other in [WebSocket, Static("index.html".into()), History(Ok("r".into()))] {
+        for other in [WebSocket, Static("index.html".into()), ClientLibrary, History(Ok("r".into()))] {
             assert_eq!(listener_route(other.clone(), true, true), NotFound);
             assert_eq!(listener_route(other.clone(), false, true), other);
         }

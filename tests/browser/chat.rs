@@ -72,7 +72,7 @@ fn two_browsers_chat_and_see_each_other() {
 
         // Server errors are shown in the conversation, not swallowed: send a command the server
         // does not know on the page's own socket and look for the error line.
-        alice.js("state.socket.send(JSON.stringify({ type: 'dance' })); return true", vec![]).await;
+        alice.js("roomcastApp.state.client.send({ type: 'dance' }); return true", vec![]).await;
         let error = alice
             .wait_js(
                 "the server error shown inline",
@@ -206,7 +206,7 @@ fn bidi_controls_cannot_spoof_names_or_reorder_lines() {
 
         page.login(&server, "alice", "bidi").await;
         page.js(
-            "onFrame(JSON.stringify({type: 'presence', room: 'bidi', user: '\\u202eevil', event: 'join'}), 'bidi');",
+            "roomcastApp.handlers.presence({room: 'bidi', user: '\\u202eevil', event: 'join', self: false});",
             vec![],
         )
         .await;

@@ -184,13 +184,15 @@ fn the_backoff_starts_over_after_ten_seconds_online() {
         page.login(&server, "dave", "steady").await;
         server.stop();
         page.wait_offline().await;
-        page.wait_js("a few failed attempts", "return state.attempt >= 3", vec![]).await;
+        page.wait_js("a few failed attempts", "return roomcastApp.state.client.attempt >= 3", vec![]).await;
         server.restart();
         page.wait_online().await;
-        let attempt = page.js("return state.attempt", vec![]).await;
+        let attempt = page.js("return roomcastApp.state.client.attempt", vec![]).await;
         assert!(attempt.as_u64().is_some_and(|a| a >= 3), "welcome alone does not reset it: {attempt}");
         tokio::time::sleep(std::time::Duration::from_secs(11)).await;
-        let attempt = page.js("return state.connection === 'online' ? state.attempt : null", vec![]).await;
+        let attempt = page
+            .js("const c = roomcastApp.state.client; return c.state === 'connected' ? c.attempt : null", vec![])
+            .await;
         assert_eq!(attempt, serde_json::json!(0), "reset after 10 s online");
         page.finish(&["WebSocket connection to"]).await;
     });

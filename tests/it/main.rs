@@ -12,6 +12,7 @@ mod disk_full;
 mod history;
 mod hostile;
 mod http_errors;
+mod js_client;
 mod json_protocol;
 mod lifecycle;
 mod metrics;

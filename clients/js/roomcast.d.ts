@@ -1,0 +1,213 @@
+// Types of roomcast.js, the client library of the roomcast chat server.
+
+/** Version of the library. */
+export declare const VERSION: string;
+
+/** Tunable options and their defaults. */
+export interface Tunables {
+  /** First reconnect delay ceiling, before jitter (500). */
+  backoffBaseMs: number;
+  /** Largest reconnect delay ceiling (20000). */
+  backoffMaxMs: number;
+  /** A connection up this long resets the backoff count (10000). */
+  stableAfterMs: number;
+  /** Ping period; a ping unanswered for a whole period drops the socket (25000). */
+  heartbeatMs: number;
+  /** A socket without `welcome` this long after it was created is dropped and retried (15000). */
+  connectTimeoutMs: number;
+  /** Messages per history page, capped by the server's `max_history_page` (50). */
+  historyPageSize: number;
+  /** Sent messages awaiting their echo; past it the oldest is given up (1000). */
+  maxUnconfirmed: number;
+}
+export declare const DEFAULTS: Readonly<Tunables>;
+
+/** Anything with the browser WebSocket's constructor (browsers, Node 22+, Node 20's behind a flag, the `ws` package). */
+export interface WebSocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  onclose: ((event: { code: number; reason: string; wasClean: boolean }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+}
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+export interface ClientOptions extends Partial<Tunables> {
+  /** `ws://host/ws` or `wss://…` (`http(s)://` is accepted). Default in a browser page: this page's host, `/ws`. */
+  url?: string;
+  /** Nickname (ignored by the server when auth is on: the token names the user). */
+  nick?: string;
+  /** A JWT, or a function giving one; the function is called before every connection attempt. */
+  token?: string | (() => string | undefined | null | Promise<string | undefined | null>);
+  /** The WebSocket constructor; default `globalThis.WebSocket`. */
+  WebSocket?: WebSocketConstructor;
+  /** Timers (tests pass a fake clock); default the global ones. */
+  clock?: { setTimeout(fn: () => void, ms: number): unknown; clearTimeout(id: unknown): void };
+  /** Uniform random numbers in [0, 1) for the jitter; default `Math.random`. */
+  random?: () => number;
+}
+
+export type ConnectionState = "connecting" | "connected" | "disconnected";
+
+/** Why the client is in its state (`state` events carry these fields too). */
+export interface StateReason {
+  /** `initial`, `connecting`, `connected`, `closed` (the socket closed), `heartbeat` (no answer to a ping), `timeout` (no `welcome` within connectTimeoutMs), `token` (the provider threw), `refused` (the WebSocket could not be created), `client` (close() was called). */
+  kind: "initial" | "connecting" | "connected" | "closed" | "heartbeat" | "timeout" | "token" | "refused" | "client";
+  /** Close code, for `closed`. */
+  code?: number;
+  /** Close reason, for `closed`. */
+  reason?: string;
+  wasClean?: boolean;
+  message?: string;
+  /** A reconnect is scheduled (false after close(), and after a 4500–4999 close). */
+  willReconnect: boolean;
+  /** Delay before it, when one is scheduled. */
+  retryInMs?: number;
+}
+
+export interface StateEvent extends StateReason {
+  state: ConnectionState;
+  previous: ConnectionState;
+}
+
+export interface Limits {
+  max_message_bytes: number;
+  max_rooms: number;
+  max_history_page: number;
+}
+
+export interface WelcomeEvent {
+  user: string;
+  epoch: string | null;
+  limits: Limits | null;
+  connectionId: number;
+}
+
+export interface JoinedEvent {
+  room: string;
+  members: string[];
+  memberCount: number;
+  /** The room's `last_id` at the join. */
+  lastId: number;
+  /** The server's ids started again: forget what you hold of the room and page history afresh. */
+  reset: boolean;
+  /** This subscription was joined before (a resume after a reconnect). */
+  rejoin: boolean;
+}
+
+export interface Message {
+  id: number;
+  room: string;
+  user: string;
+  content: string;
+  /** RFC 3339 UTC with milliseconds. */
+  ts: string;
+  /** The sender's client_id, when it gave one (live messages only). */
+  clientId?: string;
+  /** The client id of this client's own publish() that this message confirms. */
+  confirms?: string;
+  /** Sent by this client's user. */
+  mine: boolean;
+}
+
+export interface PresenceEvent {
+  room: string;
+  user: string;
+  event: "join" | "leave";
+  /** About this client's own user. */
+  self: boolean;
+}
+
+export interface ErrorEvent {
+  /** Server error code (docs/PROTOCOL.md), or `bad_frame`. */
+  code: string;
+  message: string;
+  clientId?: string;
+}
+
+export interface HistoryPage {
+  room: string;
+  messages: Message[];
+  hasMore: boolean;
+}
+
+export interface OlderPage {
+  /** Oldest first. */
+  messages: Message[];
+  hasMore: boolean;
+}
+
+export interface EventMap {
+  state: StateEvent;
+  welcome: WelcomeEvent;
+  joined: JoinedEvent;
+  left: { room: string };
+  message: Message;
+  presence: PresenceEvent;
+  error: ErrorEvent;
+  /** A frame of a type this library does not know (a newer server). */
+  unknown: Record<string, unknown>;
+}
+
+export declare class RoomcastError extends Error {
+  constructor(code: string, message: string);
+  readonly code: string;
+}
+
+export declare class Room {
+  readonly client: RoomcastClient;
+  readonly name: string;
+  readonly joined: boolean;
+  readonly members: ReadonlySet<string>;
+  readonly memberCount: number;
+  /** The resume cursor (null before the first `joined`). */
+  readonly lastId: number | null;
+  readonly cursorEpoch: string | null;
+  /** `last_id` of the `joined` that started the subscription (or of the last reset). */
+  readonly startId: number | null;
+  readonly oldestId: number | null;
+  readonly atStart: boolean;
+  loadOlder(options?: { limit?: number }): Promise<OlderPage>;
+  publish(content: string, options?: { clientId?: string }): Published;
+  leave(): Promise<void>;
+}
+
+export interface Published {
+  clientId: string;
+  /** Resolves with the stored message; rejects with a RoomcastError when refused, discarded or left. */
+  confirmed: Promise<Message>;
+}
+
+export declare class RoomcastClient {
+  constructor(options?: ClientOptions);
+  readonly state: ConnectionState;
+  readonly reason: StateReason;
+  readonly user: string | null;
+  readonly epoch: string | null;
+  readonly limits: Limits | null;
+  readonly attempt: number;
+  readonly rooms: ReadonlyMap<string, Room>;
+  room(name: string): Room | undefined;
+  on<K extends keyof EventMap>(type: K, listener: (event: EventMap[K]) => void): () => void;
+  off<K extends keyof EventMap>(type: K, listener: (event: EventMap[K]) => void): void;
+  connect(): void;
+  close(): void;
+  reconnectNow(): void;
+  send(command: Record<string, unknown>): boolean;
+  join(name: string): Room;
+  leave(name: string): Promise<void>;
+  publish(room: string, content: string, options?: { clientId?: string }): Published;
+  discard(clientId: string): void;
+  history(room: string, page?: { beforeId?: number; afterId?: number; limit?: number }): Promise<HistoryPage>;
+}
+
+export declare function utf8Length(text: string): number;
+export declare function roomNameProblem(name: string): string | null;
+export declare function nickProblem(nick: string): string | null;
+export declare function reconnectAllowed(code: number | undefined): boolean;
+export declare function backoffDelay(
+  attempt: number,
+  policy: Pick<Tunables, "backoffBaseMs" | "backoffMaxMs">,
+  random?: () => number,
+): number;
