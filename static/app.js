@@ -20,6 +20,8 @@ const HISTORY_PAGE = 50; // messages per history request (capped by the server's
 const NEAR_TOP_PX = 48; // scrolling this close to the top loads older messages
 const NEAR_BOTTOM_PX = 64; // when this close to the bottom, new messages keep the view pinned
 const PENDING_TIMEOUT_MS = 15000; // an unconfirmed message is marked failed after this
+const TYPING_SHOWN_MS = 5000; // a typing notice is shown this long unless its user posts first
+const READ_EVERY_MS = 1000; // read markers of the room on screen go out at most this often
 
 // ---- State ----------------------------------------------------------------------------------
 
@@ -29,6 +31,7 @@ const state = {
   connection: "offline", // offline | connecting | online | waiting (the status line's data-state)
   views: new Map(), // room name -> View (insertion order = sidebar order)
   current: null, // name of the room on screen
+  editing: null, // { room, id } while the composer edits one of your messages
 };
 
 /** Creates a room's page state and its DOM (sidebar entry + message log). */
@@ -43,6 +46,8 @@ function makeView(name) {
     historyOff: false, // the server answered history_unavailable on this connection
     leaving: false, // leave() was called; the view goes when the library says the room is left
     pending: new Map(), // client_id -> { li, content, timer }
+    typing: new Map(), // user -> timer: who is typing (shown under the log while on screen)
+    readTimer: null, // a read marker is due (see markSeen)
     log: document.createElement("ol"),
     marker: document.createElement("li"),
     tab: document.createElement("li"),
@@ -214,6 +219,7 @@ const handlers = {
   message(m) {
     const view = state.views.get(m.room);
     if (!view) return;
+    stopTyping(view, m.user);
     const pending = m.confirms ? view.pending.get(m.confirms) : undefined;
     if (view.ids.has(m.id)) {
       if (pending) dropPending(view, m.confirms);
@@ -237,7 +243,41 @@ const handlers = {
     if (view.name !== state.current && !m.mine) {
       view.unread += 1;
       renderBadge(view);
+    } else if (view.name === state.current) {
+      markSeen(view);
     }
+  },
+
+  edited(e) {
+    const view = state.views.get(e.room);
+    const li = view && messageElement(view, e.id);
+    if (!li || li.classList.contains("deleted")) return; // not shown, or deleted already
+    li.querySelector(".content").textContent = e.content;
+    showEdited(li, e.editedTs);
+  },
+
+  deleted(e) {
+    const view = state.views.get(e.room);
+    const li = view && messageElement(view, e.id);
+    if (li) showDeleted(li);
+    if (state.editing && state.editing.room === e.room && state.editing.id === e.id) stopEditing();
+  },
+
+  typing(e) {
+    const view = state.views.get(e.room);
+    if (!view || e.user === state.client?.user) return;
+    clearTimeout(view.typing.get(e.user));
+    view.typing.set(e.user, setTimeout(() => stopTyping(view, e.user), TYPING_SHOWN_MS));
+    if (view.name === state.current) renderTyping();
+  },
+
+  read(e) {
+    // Your user's marker, from this tab or another: what is at or below it is read.
+    const view = state.views.get(e.room);
+    if (!view) return;
+    if (e.unread !== null) view.unread = view.name === state.current ? 0 : e.unread;
+    else if (e.id >= newestId(view)) view.unread = 0;
+    renderBadge(view);
   },
 
   error(event) {
@@ -332,12 +372,150 @@ function renderMessage(m) {
 /** Writes a message's fields into its element (text only). `m.id` may be absent (pending). */
 function fillMessage(li, m) {
   if (m.id !== undefined) li.dataset.id = String(m.id);
-  if (m.user === state.client?.user) li.classList.add("mine");
-  li.querySelector(".user").textContent = m.user;
   const time = li.querySelector(".time");
   time.textContent = localTime(m.ts);
   time.dateTime = m.ts || "";
+  if (m.deleted) {
+    showDeleted(li);
+    return;
+  }
+  const mine = m.user === state.client?.user;
+  if (mine) li.classList.add("mine");
+  li.querySelector(".user").textContent = m.user;
   li.querySelector(".content").textContent = m.content;
+  if (m.editedTs) showEdited(li, m.editedTs);
+  if (mine && m.id !== undefined && !li.querySelector(".actions")) li.append(messageActions(li));
+}
+
+/** Edit and Delete buttons on one of your own messages. */
+function messageActions(li) {
+  const actions = document.createElement("span");
+  actions.className = "actions";
+  const editButton = document.createElement("button");
+  editButton.type = "button";
+  editButton.className = "edit";
+  editButton.textContent = "Edit";
+  editButton.addEventListener("click", () => startEditing(li));
+  const deleteButton = document.createElement("button");
+  deleteButton.type = "button";
+  deleteButton.className = "delete";
+  deleteButton.textContent = "Delete";
+  deleteButton.addEventListener("click", () => {
+    const view = currentView();
+    const room = view && roomOf(view);
+    if (!room || !room.joined || state.connection !== "online") return;
+    try {
+      room.delete(Number(li.dataset.id));
+    } catch (err) {
+      systemLine(view, "error", isolated(err.code || "error"), ": ", isolated(err.message));
+    }
+  });
+  actions.append(editButton, deleteButton);
+  return actions;
+}
+
+function showEdited(li, editedTs) {
+  let tag = li.querySelector(".edited");
+  if (!tag) {
+    tag = document.createElement("span");
+    tag.className = "edited";
+    tag.textContent = "(edited)";
+    li.querySelector(".head").append(tag);
+  }
+  tag.title = editedTs ? `edited ${localTime(editedTs)}` : "edited";
+}
+
+/** A deleted message: its place stays, its words go. */
+function showDeleted(li) {
+  li.classList.add("deleted");
+  li.classList.remove("mine");
+  li.querySelector(".user").textContent = "";
+  li.querySelector(".content").textContent = "message deleted";
+  li.querySelector(".actions")?.remove();
+  li.querySelector(".edited")?.remove();
+}
+
+function messageElement(view, id) {
+  return view.log.querySelector(`li[data-id="${Number(id)}"]`);
+}
+
+/** The highest message id shown in the room (0: none). */
+function newestId(view) {
+  let newest = 0;
+  for (const id of view.ids) newest = Math.max(newest, id);
+  return newest;
+}
+
+/**
+ * The room is on screen: its newest message is read (every tab of this user hears of it). Sent at
+ * most once per READ_EVERY_MS per room (a busy room must not spend the connection's frame budget on
+ * markers), with the newest id at that moment.
+ */
+function markSeen(view) {
+  if (view.readTimer) return;
+  view.readTimer = setTimeout(() => {
+    view.readTimer = null;
+    const room = roomOf(view);
+    const newest = newestId(view);
+    if (room && newest > 0 && view.name === state.current && document.visibilityState !== "hidden") {
+      room.markRead(newest);
+    }
+  }, READ_EVERY_MS);
+}
+
+function stopTyping(view, user) {
+  if (!view.typing.has(user)) return;
+  clearTimeout(view.typing.get(user));
+  view.typing.delete(user);
+  if (view.name === state.current) renderTyping();
+}
+
+/** "ann is typing…" under the log of the room on screen. */
+function renderTyping() {
+  const view = currentView();
+  const names = view ? [...view.typing.keys()].sort((a, b) => a.localeCompare(b)) : [];
+  const line = $("typing");
+  if (names.length === 0) {
+    line.replaceChildren();
+    return;
+  }
+  const parts = [];
+  names.slice(0, 3).forEach((name, i) => {
+    if (i > 0) parts.push(", ");
+    parts.push(isolated(name));
+  });
+  if (names.length > 3) parts.push(` and ${names.length - 3} more`);
+  parts.push(names.length === 1 ? " is typing…" : " are typing…");
+  line.replaceChildren(...parts);
+}
+
+// ---- Editing --------------------------------------------------------------------------------
+
+/** Puts one of your messages in the composer; Enter saves the edit, Escape cancels. */
+function startEditing(li) {
+  const view = currentView();
+  if (!view || !li.dataset.id || li.classList.contains("deleted")) return;
+  state.editing = { room: view.name, id: Number(li.dataset.id) };
+  const text = $("text");
+  text.value = li.querySelector(".content").textContent;
+  text.placeholder = "Editing: Enter saves, Escape cancels";
+  $("send-button").textContent = "Save";
+  $("send").classList.add("editing");
+  text.focus();
+}
+
+function stopEditing() {
+  state.editing = null;
+  $("text").value = "";
+  $("text").placeholder = "Message (Enter sends)";
+  $("send-button").textContent = "Send";
+  $("send").classList.remove("editing");
+}
+
+/** Your newest message still shown (not deleted), for the Up arrow. */
+function lastOwnMessage(view) {
+  const mine = view.log.querySelectorAll("li.msg.mine[data-id]:not(.pending)");
+  return mine.length > 0 ? mine[mine.length - 1] : null;
 }
 
 /**
@@ -466,6 +644,8 @@ function leaveRoom(name) {
 
 function removeView(view) {
   for (const entry of view.pending.values()) clearTimeout(entry.timer);
+  for (const timer of view.typing.values()) clearTimeout(timer);
+  clearTimeout(view.readTimer);
   view.log.remove();
   view.tab.remove();
   state.views.delete(view.name);
@@ -488,6 +668,9 @@ function switchRoom(name) {
   }
   view.unread = 0;
   renderBadge(view);
+  markSeen(view);
+  if (state.editing && state.editing.room !== name) stopEditing();
+  renderTyping();
   $("room-title").replaceChildren(isolated(name));
   renderPresence();
   updateComposer();
@@ -560,8 +743,44 @@ $("send").addEventListener("submit", (ev) => {
   const room = view && roomOf(view);
   const content = $("text").value;
   if (!room || !room.joined || content.trim() === "") return;
-  if (sendMessage(view, content)) $("text").value = "";
+  if (state.editing && state.editing.room === view.name) {
+    try {
+      room.edit(state.editing.id, content);
+      stopEditing();
+    } catch (err) {
+      systemLine(view, "error", isolated(err.code || "error"), ": ", isolated(err.message));
+    }
+  } else if (sendMessage(view, content)) {
+    $("text").value = "";
+  }
   $("text").focus();
+});
+
+// Up in an empty composer edits your last message; Escape cancels an edit. Typing tells the room.
+$("text").addEventListener("keydown", (ev) => {
+  const view = currentView();
+  if (!view) return;
+  if (ev.key === "ArrowUp" && $("text").value === "" && !state.editing) {
+    const li = lastOwnMessage(view);
+    if (li) {
+      ev.preventDefault();
+      startEditing(li);
+    }
+  } else if (ev.key === "Escape" && state.editing) {
+    ev.preventDefault();
+    stopEditing();
+  }
+});
+$("text").addEventListener("input", () => {
+  const view = currentView();
+  const room = view && roomOf(view);
+  if (room && $("text").value !== "" && !state.editing) room.typing();
+});
+
+// Back in this tab: what is on screen is read.
+document.addEventListener("visibilitychange", () => {
+  const view = currentView();
+  if (view && document.visibilityState === "visible") markSeen(view);
 });
 
 // Back online after the OS said we were offline: do not wait out the backoff.

@@ -109,6 +109,36 @@ export interface Message {
   confirms?: string;
   /** Sent by this client's user. */
   mine: boolean;
+  /** When it was last edited (read back from history; live edits arrive as `edited` events). */
+  editedTs?: string;
+  /** Deleted: a tombstone without user and content (read back from history). */
+  deleted: boolean;
+}
+
+/** A message's new content; `seq` is the edit's own place in the room's order. */
+export interface EditedEvent {
+  room: string;
+  /** The message edited. */
+  id: number;
+  user: string;
+  content: string;
+  editedTs: string;
+  seq: number | null;
+  mine: boolean;
+}
+
+/** A message was deleted (show it as gone). */
+export interface DeletedEvent {
+  room: string;
+  id: number;
+  seq: number | null;
+}
+
+/** Your user's read marker in a room; `unread` only right after `joined`. */
+export interface ReadEvent {
+  room: string;
+  id: number;
+  unread: number | null;
 }
 
 export interface PresenceEvent {
@@ -144,6 +174,11 @@ export interface EventMap {
   joined: JoinedEvent;
   left: { room: string };
   message: Message;
+  edited: EditedEvent;
+  deleted: DeletedEvent;
+  read: ReadEvent;
+  /** Someone else is typing: show it until their next message or for 5 s. */
+  typing: { room: string; user: string };
   presence: PresenceEvent;
   error: ErrorEvent;
   /** A frame of a type this library does not know (a newer server). */
@@ -168,8 +203,14 @@ export declare class Room {
   readonly startId: number | null;
   readonly oldestId: number | null;
   readonly atStart: boolean;
+  /** Your user's read marker, as far as this client knows. */
+  readonly readId: number | null;
   loadOlder(options?: { limit?: number }): Promise<OlderPage>;
   publish(content: string, options?: { clientId?: string }): Published;
+  edit(id: number, content: string): void;
+  delete(id: number): void;
+  typing(): void;
+  markRead(id: number): void;
   leave(): Promise<void>;
 }
 
@@ -199,6 +240,11 @@ export declare class RoomcastClient {
   leave(name: string): Promise<void>;
   publish(room: string, content: string, options?: { clientId?: string }): Published;
   discard(clientId: string): void;
+  edit(room: string, id: number, content: string): void;
+  delete(room: string, id: number): void;
+  /** Call on every key press: at most one notice per 2 s is sent. */
+  typing(room: string): void;
+  markRead(room: string, id: number): void;
   history(room: string, page?: { beforeId?: number; afterId?: number; limit?: number }): Promise<HistoryPage>;
 }
 

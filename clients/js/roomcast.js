@@ -145,6 +145,10 @@ export class Room {
     this.atStart = false;
     /** @internal in-flight `loadOlder` page */
     this._older = null;
+    /** Your user's read marker in the room, as far as this client knows. @type {number | null} */
+    this.readId = null;
+    /** @internal when the last `typing` notice was sent (client clock) */
+    this._typingAt = null;
   }
 
   /** Loads the page of messages just older than what this subscription handed out so far. */
@@ -155,6 +159,26 @@ export class Room {
   /** Sends a message to this room (see {@link RoomcastClient#publish}). */
   publish(content, options) {
     return this.client.publish(this.name, content, options);
+  }
+
+  /** Edits one of your messages in this room (see {@link RoomcastClient#edit}). */
+  edit(id, content) {
+    return this.client.edit(this.name, id, content);
+  }
+
+  /** Deletes one of your messages in this room (see {@link RoomcastClient#delete}). */
+  delete(id) {
+    return this.client.delete(this.name, id);
+  }
+
+  /** Tells the room's other members you are typing (see {@link RoomcastClient#typing}). */
+  typing() {
+    return this.client.typing(this.name);
+  }
+
+  /** Moves your read marker in this room (see {@link RoomcastClient#markRead}). */
+  markRead(id) {
+    return this.client.markRead(this.name, id);
   }
 
   /** Leaves this room (see {@link RoomcastClient#leave}). */
@@ -174,6 +198,8 @@ function toMessage(raw, room, fields) {
     content: raw.content,
     ts: raw.ts ?? raw.created_at,
     clientId: raw.client_id,
+    editedTs: raw.edited_ts,
+    deleted: !!raw.deleted,
     ...fields,
   };
 }
@@ -193,8 +219,8 @@ function reportListenerError(err) {
 /**
  * One connection to a roomcast server, kept up across outages, with the rooms subscribed to.
  *
- * Events (`client.on(type, listener)`): `state`, `welcome`, `joined`, `left`, `message`, `presence`,
- * `error`, `unknown`. See clients/js/README.md.
+ * Events (`client.on(type, listener)`): `state`, `welcome`, `joined`, `left`, `message`, `edited`,
+ * `deleted`, `read`, `typing`, `presence`, `error`, `unknown`. See clients/js/README.md.
  */
 export class RoomcastClient {
   #options;
@@ -576,6 +602,72 @@ export class RoomcastClient {
     return { clientId, confirmed };
   }
 
+  /**
+   * Replaces the content of your message `id` in `roomName`; every member gets an `edited` event.
+   * The server answers `forbidden` (not yours), `not_found` (unknown or deleted) as `error` events.
+   * @param {string} roomName
+   * @param {number} id
+   * @param {string} content
+   */
+  edit(roomName, id, content) {
+    this.#checkAmend(roomName, id);
+    if (typeof content !== "string" || content.length === 0) {
+      throw new RoomcastError("empty_message", "an edit needs content");
+    }
+    const max = this.#limits?.max_message_bytes;
+    if (max !== undefined && utf8Length(content) > max) {
+      throw new RoomcastError("message_too_large", `content is ${utf8Length(content)} bytes; the limit is ${max}`);
+    }
+    this.send({ type: "edit", room: roomName, id, content });
+  }
+
+  /**
+   * Deletes your message `id` in `roomName`; every member gets a `deleted` event.
+   * @param {string} roomName
+   * @param {number} id
+   */
+  delete(roomName, id) {
+    this.#checkAmend(roomName, id);
+    this.send({ type: "delete", room: roomName, id });
+  }
+
+  #checkAmend(roomName, id) {
+    const room = this.#rooms.get(roomName);
+    if (!room) throw new RoomcastError("not_joined", `not subscribed to ${roomName}`);
+    if (!Number.isSafeInteger(id) || id < 1) throw new RoomcastError("invalid_parameter", `not a message id: ${id}`);
+    if (this.#state !== "connected" || !room.joined) {
+      throw new RoomcastError("not_connected", `not connected to ${roomName} right now`);
+    }
+  }
+
+  /**
+   * Tells the room's other members you are typing. Call it on every key press: at most one notice
+   * per `typingEveryMs` (2 s, the server's own limit) is sent, and nothing while disconnected.
+   * @param {string} roomName
+   */
+  typing(roomName) {
+    const room = this.#rooms.get(roomName);
+    if (!room || !room.joined || this.#state !== "connected") return;
+    const now = this.#clock.now?.() ?? Date.now();
+    if (room._typingAt !== null && now - room._typingAt < 2000) return;
+    room._typingAt = now;
+    this.send({ type: "typing", room: roomName });
+  }
+
+  /**
+   * Moves your read marker in `roomName` up to message `id` (ignored if not above the marker you
+   * know); every connection of your user in the room gets a `read` event.
+   * @param {string} roomName
+   * @param {number} id
+   */
+  markRead(roomName, id) {
+    const room = this.#rooms.get(roomName);
+    if (!room || !room.joined || this.#state !== "connected") return;
+    if (!Number.isSafeInteger(id) || id <= (room.readId ?? 0)) return;
+    room.readId = id;
+    this.send({ type: "read", room: roomName, id });
+  }
+
   /** Stops waiting for the echo of `clientId` (its `confirmed` rejects with `discarded`). */
   discard(clientId) {
     this.#settle(clientId, new RoomcastError("discarded", "no longer waiting for this message"));
@@ -686,6 +778,14 @@ export class RoomcastClient {
       case "message":
         this.#onMessage(event);
         break;
+      case "edited":
+      case "deleted":
+      case "read":
+        this.#onLogEvent(event);
+        break;
+      case "typing":
+        if (this.#rooms.has(event.room)) this.#emit("typing", { room: event.room, user: event.user });
+        break;
       case "presence":
         this.#onPresence(event);
         break;
@@ -794,6 +894,38 @@ export class RoomcastClient {
       room.cursorEpoch = this.#epoch;
     }
     if (confirms) this.#settle(confirms, null, message);
+  }
+
+  /**
+   * `edited`, `deleted` and `read`: events of the room's log with their own place (`seq`), so they
+   * are de-duplicated and advance the cursor like messages (a resume replays the ones missed, once).
+   * A `read` after `joined` has no `seq` (it is the marker's state, with `unread`).
+   */
+  #onLogEvent(event) {
+    const room = this.#rooms.get(event.room);
+    if (!room || typeof event.id !== "number") return;
+    const seq = typeof event.seq === "number" ? event.seq : null;
+    if (seq !== null && room.lastId !== null && seq <= room.lastId) return; // seen already
+    if (event.type === "edited") {
+      this.#emit("edited", {
+        room: room.name,
+        id: event.id,
+        user: event.user,
+        content: event.content,
+        editedTs: event.edited_ts,
+        seq,
+        mine: event.user === this.#user,
+      });
+    } else if (event.type === "deleted") {
+      this.#emit("deleted", { room: room.name, id: event.id, seq });
+    } else {
+      room.readId = Math.max(room.readId ?? 0, event.id);
+      this.#emit("read", { room: room.name, id: event.id, unread: typeof event.unread === "number" ? event.unread : null });
+    }
+    if (seq !== null && this.#rooms.get(room.name) === room && (room.lastId === null || seq > room.lastId)) {
+      room.lastId = seq;
+      room.cursorEpoch = this.#epoch;
+    }
   }
 
   #onPresence(event) {

@@ -276,7 +276,9 @@ pub fn write_event(out: &mut Vec<u8>, seq: &Sequenced, client_id: Option<&str>) 
             let event = DeletedEvent { kind: "deleted", room: &seq.room, id: delete.target, seq: seq.id, client_id };
             write(out, &event);
         }
-        Event::Read(read) => write(out, &ReadEvent { kind: "read", room: &seq.room, id: read.upto, unread: None }),
+        Event::Read(read) => {
+            write(out, &ReadEvent { kind: "read", room: &seq.room, id: read.upto, seq: Some(seq.id), unread: None })
+        }
     }
 }
 
@@ -289,12 +291,14 @@ struct ReadEvent<'a> {
     room: &'a str,
     id: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     unread: Option<u64>,
 }
 
 /// `read` after a join: the user's marker in `room` (0: none yet) and the messages above it.
 pub(crate) fn read_state(room: &str, id: u64, unread: u64) -> Vec<u8> {
-    to_vec(&ReadEvent { kind: "read", room, id, unread: Some(unread) })
+    to_vec(&ReadEvent { kind: "read", room, id, seq: None, unread: Some(unread) })
 }
 
 /// Limits announced in `welcome`.

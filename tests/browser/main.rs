@@ -8,4 +8,5 @@
 mod chat;
 mod history;
 mod reconnect;
+mod semantics;
 mod support;

@@ -197,6 +197,7 @@ fn read_markers_reach_every_connection_of_the_user_only_go_up_and_come_back_afte
     for ws in [&mut phone, &mut laptop] {
         let read = recv_event(ws, "read");
         assert_eq!((read["room"].as_str(), read["id"].as_u64()), (Some("r"), Some(second)), "{read}");
+        assert!(read["seq"].as_u64() > Some(third), "the marker's own place in the order: {read}");
     }
     // Older than what was sent: ignored. Beyond the room's last id, or a room not joined: errors.
     send_json(&mut phone, json!({"type": "read", "room": "r", "id": first}));

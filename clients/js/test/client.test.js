@@ -280,3 +280,61 @@ test("the heartbeat watchdog drops a connection to a frozen server and resumes a
   reader.close();
   writer.close();
 });
+
+test("edits, deletes and read markers made while away are replayed once each, in order", { timeout: 120000 }, async () => {
+  const server = await Server.start(["--rate-limit", "0"]);
+  let hold = null;
+  const ann = client(server, { nick: "ann", token: () => hold });
+  const seen = recorder(ann, ["state", "joined", "message", "edited", "deleted", "read", "typing", "error"]);
+  const lobby = ann.join("lobby");
+  ann.connect();
+  await waitFor("joined", () => lobby.joined);
+  const bob = await Peer.join(server, "lobby", "bob");
+  const first = await bob.say("lobby", "frist");
+  const second = await bob.say("lobby", "second");
+  await waitFor("both delivered", () => seen.message.length === 2);
+  // Typing reaches ann (bob is someone else); ann's own typing does not come back to her.
+  bob.ws.send(JSON.stringify({ type: "typing", room: "lobby" }));
+  await waitFor("bob's typing", () => seen.typing.some((t) => t.user === "bob" && t.room === "lobby"));
+  lobby.markRead(second.id);
+  await waitFor("ann's marker comes back", () => seen.read.some((r) => r.id === second.id));
+
+  // Away: bob fixes a typo, deletes a message, and posts again.
+  let release;
+  hold = new Promise((r) => (release = r)); // the next connection attempt waits
+  await server.restart();
+  await waitFor("ann is away", () => ann.state !== "connected");
+  const bob2 = await Peer.join(server, "lobby", "bob");
+  bob2.ws.send(JSON.stringify({ type: "edit", room: "lobby", id: first.id, content: "first" }));
+  const edited = await waitFor("edit echoed", () => bob2.events.find((e) => e.type === "edited"));
+  bob2.ws.send(JSON.stringify({ type: "delete", room: "lobby", id: second.id }));
+  const deleted = await waitFor("delete echoed", () => bob2.events.find((e) => e.type === "deleted"));
+  const third = await bob2.say("lobby", "third");
+  release();
+  hold = null;
+
+  await waitFor("the newer message arrived", () => seen.message.some((m) => m.id === third.id));
+  assert.deepEqual(
+    seen.edited.map((e) => [e.id, e.content, e.seq]),
+    [[first.id, "first", edited.seq]],
+    "the edit made while away, once",
+  );
+  assert.deepEqual(seen.deleted.map((d) => [d.id, d.seq]), [[second.id, deleted.seq]], "the delete, once");
+  assert.ok(edited.seq < deleted.seq && deleted.seq < third.id, "in the room's order");
+  assert.equal(lobby.lastId, third.id, "the cursor went past the edit and the delete");
+  // After the rejoin the server told ann her marker and what is unread above it.
+  const after = seen.read.filter((r) => r.unread !== null);
+  assert.ok(after.some((r) => r.id === second.id && r.unread === 1), JSON.stringify(seen.read));
+  // History shows the current state.
+  const page = await ann.history("lobby", { limit: 10 });
+  const state = page.messages.map((m) => [m.id, m.deleted ? null : m.content, !!m.editedTs]);
+  assert.deepEqual(state, [
+    [third.id, "third", false],
+    [second.id, null, false],
+    [first.id, "first", true],
+  ]);
+  ann.close();
+  bob.close();
+  bob2.close();
+  await server.stop();
+});
