@@ -138,6 +138,27 @@ fn ed25519_keys_work_too() {
 }
 
 #[test]
+fn rsa_keys_work_too() {
+    // ring cannot generate RSA keys: openssl makes one (scripts/test installs openssl).
+    let dir = tempfile::tempdir().expect("dir");
+    let key_path = dir.path().join("rsa.pem");
+    let status = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+        .arg(&key_path)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl (scripts/test installs it)");
+    assert!(status.success());
+    let key_pem = std::fs::read_to_string(&key_path).expect("rsa key");
+    let ca = TestCa::new();
+    let leaf = ca.leaf_for_key(&["localhost"], &key_pem, &rcgen::PKCS_RSA_SHA256);
+    let (server, _pems) = tls_server(&leaf, &[]);
+    let config = ca.client_config();
+    let mut frank = connect_wss(&server, &config, "/ws/chat?room=rsa");
+    chat(&mut frank, &mut [], "Frank: signed with RSA-2048");
+}
+
+#[test]
 fn a_verifying_client_refuses_an_expired_certificate_and_a_wrong_host_name() {
     let ca = TestCa::new();
     let expired = ca.expired_leaf(&["localhost"]);

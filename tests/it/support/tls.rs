@@ -54,6 +54,21 @@ impl TestCa {
         self.leaf_with(names, alg, |_| {})
     }
 
+    /// A leaf for `names` whose key is the PEM (PKCS#8) `key_pem` of algorithm `alg` (an RSA key
+    /// made by `openssl`, which rcgen cannot generate with ring).
+    pub fn leaf_for_key(&self, names: &[&str], key_pem: &str, alg: &'static rcgen::SignatureAlgorithm) -> Leaf {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names).expect("leaf params");
+        params.distinguished_name.push(DnType::CommonName, "roomcast test server");
+        let key = KeyPair::from_pem_and_sign_algo(key_pem, alg).expect("leaf key from PEM");
+        let cert = params.signed_by(&key, &self.issuer).expect("leaf cert");
+        Leaf {
+            chain_pem: format!("{}{}", cert.pem(), self.cert_pem),
+            key_pem: key_pem.to_string(),
+            der: cert.der().clone(),
+        }
+    }
+
     /// A leaf whose validity ended in 2021.
     pub fn expired_leaf(&self, names: &[&str]) -> Leaf {
         self.leaf_with(names, &rcgen::PKCS_ECDSA_P256_SHA256, |params| {
