@@ -9,3 +9,4 @@ mod chat;
 mod history;
 mod reconnect;
 mod support;
+mod tls;
