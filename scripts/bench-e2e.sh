@@ -21,6 +21,10 @@
 #                per core but one)
 #     baseline   roomcast-baseline (careful tokio + tokio-tungstenite; its /stats lag counter is read
 #                after every run and reported next to the generator's loss count)
+#     tls        roomcast defaults with --tls-cert/--tls-key (clients use wss:// with --ca)
+#     baselinetls roomcast-baseline with --tls-cert/--tls-key (tokio-rustls)
+#                (the pair: a self-signed certificate for 127.0.0.1 made with openssl under $OUT/tls,
+#                TLS_KEY=ec (P-256, default) or TLS_KEY=rsa (RSA-2048))
 #     alt        roomcast defaults, but the binary $ALT_BIN/roomcast (another build, e.g. the commit
 #                before a restructure: scripts/bench-ab.sh runs VARIANTS="default alt baseline" with
 #                BIN=before, ALT_BIN=after; the summary then prints alt / default per round)
@@ -35,6 +39,8 @@
 #   scenarios: s1k heavy (alias s2k) rooms hold hold19k connect ramp   (default: all)
 # Environment: QUICK=1 shortens durations and sizes for a smoke run (ROUNDS defaults to 2 then);
 #              ROUNDS=n; VARIANTS="..."; HEAVY_VARIANTS="..."; OUT=dir (default: out);
+#              LOAD_ARGS="..." extra roomcast-load arguments for every run (e.g. "--connect-rate 2000":
+#              TLS servers close connections over their handshake bound instead of queueing them);
 #              SKIP_BUILD=1 skips `cargo build --release --workspace`;
 #              BIN=dir takes roomcast, roomcast-baseline and roomcast-load from dir instead of
 #              target/release (implies SKIP_BUILD=1); ALT_BIN=dir enables the `alt` variant.
@@ -89,13 +95,29 @@ else
     HEAVY_VARIANTS=${HEAVY_VARIANTS:-"default nopersist shards1 shards2 baseline"}
 fi
 for v in $VARIANTS $HEAVY_VARIANTS; do
-    case "$v" in default | nopersist | shards1 | shards2 | baseline) ;;
+    case "$v" in default | nopersist | shards1 | shards2 | baseline | tls | baselinetls) ;;
         alt) [[ -n "$ALT_BIN" ]] || { echo "variant alt needs ALT_BIN=dir" >&2; exit 2; } ;;
         *) echo "unknown variant $v" >&2; exit 2 ;;
     esac
 done
 
 SERVER_PID="" LOAD_PID="" SAMPLER_PID="" DB_DIR=""
+
+# The TLS variants' certificate and key (made once per run).
+TLS_DIR="$OUT/tls"
+if [[ " $VARIANTS $HEAVY_VARIANTS " == *" tls "* || " $VARIANTS $HEAVY_VARIANTS " == *" baselinetls "* ]]; then
+    mkdir -p "$TLS_DIR"
+    case "${TLS_KEY:-ec}" in
+        ec) newkey=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1) ;;
+        rsa) newkey=(-newkey rsa:2048) ;;
+        *) echo "TLS_KEY must be ec or rsa" >&2; exit 2 ;;
+    esac
+    # A leaf, not a CA (openssl's default v3_ca extensions would make it one, which clients refuse).
+    openssl req -x509 "${newkey[@]}" -nodes -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/cert.pem" -days 2 \
+        -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE \
+        -addext keyUsage=digitalSignature,keyEncipherment -addext extendedKeyUsage=serverAuth 2>/dev/null
+fi
+TLS_ARGS=(--tls-cert "$TLS_DIR/cert.pem" --tls-key "$TLS_DIR/key.pem")
 
 kill_pid() {
     local pid=$1
@@ -150,9 +172,11 @@ wait_port() {
 start_server() {
     local variant=$1 log="$OUT/$2.server.log"
     : >"$log"
-    if [[ "$variant" == baseline ]]; then
+    if [[ "$variant" == baseline || "$variant" == baselinetls ]]; then
         SERVER_PORT=$(free_port)
-        setsid "$BIN/roomcast-baseline" --addr "127.0.0.1:$SERVER_PORT" >"$log" 2>&1 &
+        local tls=()
+        [[ "$variant" == baselinetls ]] && tls=("${TLS_ARGS[@]}")
+        setsid "$BIN/roomcast-baseline" --addr "127.0.0.1:$SERVER_PORT" "${tls[@]}" >"$log" 2>&1 &
         SERVER_PID=$!
         wait_port "$SERVER_PORT" "$SERVER_PID"
     else
@@ -165,6 +189,7 @@ start_server() {
         fi
         [[ "$variant" == shards1 ]] && args+=(--shards 1)
         [[ "$variant" == shards2 ]] && args+=(--shards 2)
+        [[ "$variant" == tls ]] && args+=("${TLS_ARGS[@]}")
         local exe="$BIN/roomcast"
         [[ "$variant" == alt ]] && exe="$ALT_BIN/roomcast"
         setsid "$exe" "${args[@]}" >"$log" 2>&1 &
@@ -204,7 +229,12 @@ run() {
     sample "$SERVER_PID" "$samples" &
     SAMPLER_PID=$!
     echo "== round $round: $name / $variant: roomcast-load $*" >&2
-    setsid "$LOAD" "$@" --url "ws://127.0.0.1:$SERVER_PORT/ws/chat" --json "$report" --quiet \
+    local url=(--url "ws://127.0.0.1:$SERVER_PORT/ws/chat")
+    if [[ "$variant" == tls || "$variant" == baselinetls ]]; then
+        url=(--url "wss://127.0.0.1:$SERVER_PORT/ws/chat" --ca "$TLS_DIR/cert.pem")
+    fi
+    # shellcheck disable=SC2086 # LOAD_ARGS is a list of words
+    setsid "$LOAD" "$@" ${LOAD_ARGS:-} "${url[@]}" --json "$report" --quiet \
         >"$OUT/$tag.stdout" 2>&1 &
     LOAD_PID=$!
     local gen_pid=$LOAD_PID
@@ -218,6 +248,8 @@ run() {
     SAMPLER_PID=""
     if [[ "$variant" == baseline ]]; then
         lagged=$(python3 -c "import json,urllib.request; print(json.load(urllib.request.urlopen('http://127.0.0.1:$SERVER_PORT/stats', timeout=30))['lagged'])" || echo None)
+    elif [[ "$variant" == baselinetls ]]; then
+        lagged=$(python3 -c "import json,ssl,urllib.request; print(json.load(urllib.request.urlopen('https://127.0.0.1:$SERVER_PORT/stats', timeout=30, context=ssl._create_unverified_context()))['lagged'])" || echo None)
     fi
     python3 - "$samples" "$OUT/$tag.server.json" "$@" <<PY
 import json, sys

@@ -15,7 +15,9 @@ import sys
 
 out = sys.argv[1]
 ORDER = ["s1k", "heavy", "rooms-text", "rooms-json", "hold", "hold19k", "connect", "ramp"]
-VARIANT_ORDER = ["default", "alt", "nopersist", "shards1", "shards2", "baseline"]
+VARIANT_ORDER = ["default", "alt", "tls", "nopersist", "shards1", "shards2", "baseline", "baselinetls"]
+# Before/after pairs whose per-round p50, p99 and CPU ratios are printed (same-run comparisons).
+FULL_PAIRS = [("alt", "default"), ("tls", "default"), ("baselinetls", "baseline"), ("tls", "baselinetls")]
 
 
 def figures(rep, srv):
@@ -130,10 +132,9 @@ for name in sorted(runs, key=lambda n: (ORDER.index(n) if n in ORDER else 99, n)
     print("| --- | " + " | ".join("---:" for _ in num_keys) + " |")
     for v in variants:
         print(f"| {v} (median) | " + " | ".join(fmt(medians[v].get(k)) for k in num_keys) + " |")
-    pairs = [(v, "baseline") for v in variants if v != "baseline" and "baseline" in medians]
+    pairs = [(v, "baseline") for v in variants if v not in ("baseline", "baselinetls") and "baseline" in medians]
     pairs += [("default", ref) for ref in ("nopersist", "shards1", "shards2") if "default" in medians and ref in medians]
-    if "alt" in medians and "default" in medians:
-        pairs.append(("alt", "default"))
+    pairs += [(a, b) for a, b in FULL_PAIRS if a in medians and b in medians]
     for a, b in pairs:
         cells = []
         for k in num_keys:
@@ -143,7 +144,8 @@ for name in sorted(runs, key=lambda n: (ORDER.index(n) if n in ORDER else 99, n)
     # Per-round ratios (each round's servers ran back to back): p99 for every pair; p50 and CPU per
     # delivery too for alt / default (the before/after of scripts/bench-ab.sh).
     for a, b in pairs:
-        for k in ("p50 ms", "p99 ms", "CPU µs/delivery") if (a, b) == ("alt", "default") else ("p99 ms",):
+        full = ("p50 ms", "p99 ms", "CPU µs/delivery", "CPU µs/handshake", "connects/s", "RSS/conn B")
+        for k in full if (a, b) in FULL_PAIRS else ("p99 ms",):
             per = []
             for rnd in sorted(by_variant[a]):
                 x = by_variant[a][rnd].get(k)
@@ -151,5 +153,5 @@ for name in sorted(runs, key=lambda n: (ORDER.index(n) if n in ORDER else 99, n)
                 if num(x) and num(y) and y:
                     per.append(f"{x / y:.2f}")
             if per:
-                label = {"p50 ms": "p50", "p99 ms": "p99", "CPU µs/delivery": "CPU per delivery"}[k]
+                label = {"p50 ms": "p50", "p99 ms": "p99", "CPU µs/delivery": "CPU per delivery"}.get(k, k)
                 print(f"\n{label} {a} / {b} per round: {', '.join(per)}")

@@ -25,7 +25,7 @@ use clap::Parser;
 use serde::Serialize;
 
 pub use logging::LogFormat;
-pub use valid::{Config, RedisUrl, SyncMode};
+pub use valid::{Config, RedisUrl, SyncMode, TlsFiles};
 
 /// Frame bytes allowed beyond the content: the JSON envelope (type, room, client_id, whitespace).
 pub const ENVELOPE_BYTES: usize = 4096;
@@ -121,6 +121,24 @@ pub struct Settings {
     #[arg(long = "handshake-timeout", env = "ROOMCAST_HANDSHAKE_TIMEOUT", default_value_t = 10)]
     #[serde(rename = "handshake-timeout")]
     pub handshake_timeout_secs: u64,
+
+    /// Speak TLS only on `--addr` (`wss://` and `https://`) with this PEM certificate chain, leaf
+    /// first (ECDSA P-256, Ed25519 or RSA). Needs `--tls-key`. SIGHUP reads both files again for new
+    /// connections. `--metrics-addr` stays plain.
+    #[arg(long, env = "ROOMCAST_TLS_CERT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of `--tls-cert` (PKCS#8, PKCS#1 or SEC1). Needs `--tls-cert`.
+    #[arg(long, env = "ROOMCAST_TLS_KEY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+
+    /// TLS handshakes in progress per shard at most (1–65536). A new TLS connection over it is
+    /// closed at once and counted (`roomcast_tls_handshake_failures_total{reason="overloaded"}`), so a
+    /// reconnecting crowd cannot starve connected clients of the shard's time.
+    #[arg(long, env = "ROOMCAST_TLS_MAX_HANDSHAKES", default_value_t = 256)]
+    pub tls_max_handshakes: usize,
 
     /// Serve the web client from this directory instead of the copy embedded in the binary.
     #[arg(long, env = "ROOMCAST_STATIC_DIR")]
@@ -272,6 +290,10 @@ pub const REDACTED: &str = "***";
 /// closed unread (the acceptor's rule, on both listeners). Counted in the descriptor budget.
 pub const OVER_CAPACITY_SLACK: usize = 32;
 
+/// Output bytes rustls may hold per TLS connection (encrypted records not yet written); a TLS
+/// connection's frame queue is bounded by `--max-outbuf` minus this, so both fit in `--max-outbuf`.
+pub const TLS_BUFFER_LIMIT: usize = 32 * 1024;
+
 /// A setting that cannot work, named so the user can fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -296,6 +318,14 @@ pub enum ConfigError {
         /// The parser's explanation.
         reason: String,
     },
+    /// A setting that is useless, or dangerous, without another one.
+    #[error("--{name} needs --{other} (give both or neither)")]
+    Needs {
+        /// Flag name of the one given.
+        name: &'static str,
+        /// Flag name of the one missing.
+        other: &'static str,
+    },
     /// A secret is the placeholder [`REDACTED`] that `--print-config` writes in its place.
     #[error(
         "--{name} holds the placeholder \"***\" that --print-config prints instead of a secret; \
@@ -315,6 +345,7 @@ impl ConfigError {
         match self {
             ConfigError::OutOfRange { name, .. }
             | ConfigError::Unparsable { name, .. }
+            | ConfigError::Needs { name, .. }
             | ConfigError::Redacted { name, .. } => name,
         }
     }
@@ -412,6 +443,8 @@ impl Settings {
             return Err(ConfigError::Redacted { name: "redis-url", env: "ROOMCAST_REDIS_URL" });
         }
         let metrics_max_connections = count_within("metrics-max-connections", self.metrics_max_connections, 1, 1024)?;
+        let tls = self.check_tls()?;
+        let tls_max_handshakes = count_within("tls-max-handshakes", self.tls_max_handshakes, 1, 65536)?;
         // Descriptors: the main port's connections and slack, the metrics port's (when it exists), and
         // FD_RESERVE for the listeners, the database and the wakers.
         let metrics_fds = self.metrics_addr.map_or(0, |_| metrics_max_connections.get() + OVER_CAPACITY_SLACK);
@@ -440,6 +473,8 @@ impl Settings {
             max_rooms_per_conn: self.max_rooms_per_conn,
             max_header_bytes: self.max_header_bytes,
             handshake_timeout_secs: self.handshake_timeout_secs,
+            tls,
+            tls_max_handshakes,
             static_dir: self.static_dir,
             log_level: self.log_level,
             log_format: self.log_format,
@@ -489,6 +524,24 @@ impl Settings {
         within("max-conns-per-ip", self.max_conns_per_ip, 0, 1 << 20)?;
         within("retain-per-room", self.retain_per_room, 0, 1_000_000_000)?;
         Ok(())
+    }
+
+    /// `--tls-cert` and `--tls-key` come together, and with TLS the output bound leaves room for what
+    /// rustls holds ([`TLS_BUFFER_LIMIT`]) beside one largest frame.
+    fn check_tls(&self) -> Result<Option<valid::TlsFiles>, ConfigError> {
+        let files = match (&self.tls_cert, &self.tls_key) {
+            (None, None) => return Ok(None),
+            (Some(cert), Some(key)) => valid::TlsFiles { cert: cert.clone(), key: key.clone() },
+            (Some(_), None) => return Err(ConfigError::Needs { name: "tls-cert", other: "tls-key" }),
+            (None, Some(_)) => return Err(ConfigError::Needs { name: "tls-key", other: "tls-cert" }),
+        };
+        range(
+            "max-outbuf",
+            "at least --max-message + 4110 + 32768 with TLS (one largest frame and what TLS holds must fit)",
+            self.max_outbuf >= valid::max_frame_bytes(self.max_message) + 14 + TLS_BUFFER_LIMIT,
+            self.max_outbuf.to_string(),
+        )?;
+        Ok(Some(files))
     }
 
     /// Every duration is in range: none can overflow a deadline (`Instant + Duration` panics).

@@ -29,6 +29,7 @@ pub(crate) mod session;
 pub(crate) mod static_files;
 pub mod store;
 pub(crate) mod telemetry;
+pub mod tls;
 pub mod types;
 pub(crate) mod unique;
 pub mod ws;

@@ -1,5 +1,5 @@
 //! roomcast binary: load the configuration (flags, environment, `--config` file), set up logging, start
-//! the server, wait for SIGINT/SIGTERM, stop cleanly. `--print-config` prints the effective settings and exits.
+//! the server, wait for SIGINT/SIGTERM (SIGHUP with TLS: reload the certificate and key), stop cleanly. `--print-config` prints the effective settings and exits.
 //!
 //! A start that fails prints one line, `roomcast: <what> (<path or address>): <reason>`, and exits 1:
 //! an unreadable or invalid config file, a database directory that is missing or not writable, a
@@ -14,7 +14,7 @@ use roomcast::config::file::LoadError;
 use roomcast::config::{self, load, logging, preflight};
 use roomcast::reactor::{Server, ServerError};
 use roomcast::store::StoreError;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 fn main() -> ExitCode {
@@ -44,6 +44,7 @@ fn one_line(err: &anyhow::Error) -> String {
         Some(ServerError::Store(StoreError::LockFile { path, source })) => {
             format!("cannot lock the database ({}): {source}", path.display())
         }
+        Some(ServerError::Tls(err)) => err.to_string(),
         Some(_) => format!("cannot start the server: {}", causes(err)),
         None => causes(err),
     };
@@ -86,7 +87,9 @@ fn run() -> anyhow::Result<()> {
     }
     logging::init(&cfg.log_level, cfg.log_format)?;
 
-    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
+    // SIGHUP reloads the TLS certificate and key; without TLS it keeps its default (ends the process).
+    let hup: &[i32] = if cfg.tls.is_some() { &[SIGHUP] } else { &[] };
+    let mut signals = Signals::new([SIGINT, SIGTERM].iter().chain(hup)).context("cannot install signal handlers")?;
     let shards = cfg.shards.get();
     let max_connections = cfg.max_connections.get();
     let server = Server::start(cfg)?;
@@ -97,11 +100,20 @@ fn run() -> anyhow::Result<()> {
         println!("metrics on http://{metrics}");
     }
     // Scripts and tests read the bound address (port 0 picks a free one) from this line.
-    println!("listening on http://{addr}");
+    let scheme = if server.is_tls() { "https" } else { "http" };
+    println!("listening on {scheme}://{addr}");
     std::io::stdout().flush().context("stdout")?;
 
-    if let Some(signal) = signals.forever().next() {
+    for signal in signals.forever() {
+        if signal == SIGHUP {
+            match server.reload_tls() {
+                Ok(_) => tracing::info!("SIGHUP: TLS certificate and key reloaded; new connections use them"),
+                Err(err) => tracing::error!("SIGHUP: TLS reload refused, the previous certificate stays in use: {err}"),
+            }
+            continue;
+        }
         tracing::info!(signal, "shutting down");
+        break;
     }
     server.shutdown().context("shutdown")?;
     tracing::info!("bye");

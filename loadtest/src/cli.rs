@@ -43,9 +43,15 @@ pub enum Command {
 /// Options every WebSocket scenario shares.
 #[derive(Debug, Args, Clone)]
 pub struct Common {
-    /// Server endpoint (ws:// only).
+    /// Server endpoint (ws:// or wss://; wss needs --ca or --insecure).
     #[arg(long, default_value = "ws://127.0.0.1:8000/ws/chat")]
     pub url: String,
+    /// wss://: trust the CA certificates in this PEM file.
+    #[arg(long)]
+    pub ca: Option<std::path::PathBuf>,
+    /// wss://: accept any server certificate (handshake signatures are still checked).
+    #[arg(long, conflicts_with = "ca")]
+    pub insecure: bool,
     /// Number of client connections.
     #[arg(long, default_value_t = 100)]
     pub conns: u32,

@@ -1,11 +1,13 @@
 //! One client connection: non-blocking connect, upgrade handshake, frame reassembly, automatic
-//! pong/close replies, and a write buffer flushed in batches by the worker.
+//! pong/close replies, and a write buffer flushed in batches by the worker. For `wss://` a rustls
+//! `ClientConnection` sits between the socket and these bytes (sans-IO, moved here).
 
 use crate::accounting::Recipient;
 use crate::error::{FrameError, HandshakeError};
 use crate::spread::ConnHist;
 use crate::ws::{self, Kind};
 use mio::net::TcpStream;
+use rustls::ClientConnection;
 use std::io::{self, Read, Write};
 
 /// Lifecycle of a connection.
@@ -58,6 +60,8 @@ pub enum ConnError {
     Handshake(HandshakeError),
     Frame(FrameError),
     ServerClose,
+    /// A TLS error (the server's certificate refused, a bad record).
+    Tls(rustls::Error),
     /// The socket connected to itself: with nobody listening on a port inside the ephemeral range,
     /// a connect from that same port succeeds (TCP simultaneous open) and keeps the port busy.
     SelfConnect,
@@ -79,6 +83,8 @@ impl ConnError {
             },
             ConnError::ServerClose => "server_close".to_string(),
             ConnError::SelfConnect => "self_connect".to_string(),
+            ConnError::Tls(rustls::Error::InvalidCertificate(_)) => "tls_certificate".to_string(),
+            ConnError::Tls(_) => "tls_error".to_string(),
         }
     }
 }
@@ -95,6 +101,8 @@ pub enum Event<'a> {
 /// A client connection.
 pub struct Conn {
     pub stream: TcpStream,
+    /// TLS between the socket and the WebSocket bytes (`wss://`).
+    tls: Option<Box<ClientConnection>>,
     pub phase: Phase,
     key: String,
     pending: Vec<u8>,
@@ -110,6 +118,7 @@ impl Conn {
         let seed = 0x9E37_79B9_7F4A_7C15u64 ^ ((meta.index as u64) << 17) ^ crate::clock::now_ns();
         Conn {
             stream,
+            tls: None,
             phase: Phase::Connecting,
             key: ws::new_key(),
             pending: Vec::new(),
@@ -124,6 +133,7 @@ impl Conn {
     /// Replaces the socket for a reconnect, keeping the metadata.
     pub fn reset(&mut self, stream: TcpStream) {
         self.stream = stream;
+        self.tls = None;
         self.phase = Phase::Connecting;
         self.key = ws::new_key();
         self.pending.clear();
@@ -132,6 +142,11 @@ impl Conn {
         self.frag_kind = None;
         self.meta.ready = false;
         self.meta.settled = false;
+    }
+
+    /// Speaks TLS with `session` on this socket (call right after `new` or `reset`).
+    pub fn set_tls(&mut self, session: ClientConnection) {
+        self.tls = Some(Box::new(session));
     }
 
     fn mask(&mut self) -> [u8; 4] {
@@ -179,11 +194,29 @@ impl Conn {
     }
 
     pub fn wants_write(&self) -> bool {
-        !self.wbuf.is_empty()
+        !self.wbuf.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 
     /// Writes as much of the buffer as the socket takes.
     pub fn flush(&mut self) -> Result<(), ConnError> {
+        if let Some(tls) = self.tls.as_mut() {
+            loop {
+                if !self.wbuf.is_empty() {
+                    let n = tls.writer().write(&self.wbuf).map_err(ConnError::Io)?;
+                    self.wbuf.drain(..n);
+                }
+                if !tls.wants_write() {
+                    return Ok(());
+                }
+                match tls.write_tls(&mut self.stream) {
+                    Ok(0) => return Err(ConnError::Eof),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(ConnError::Io(e)),
+                }
+            }
+        }
         let mut pos = 0;
         while pos < self.wbuf.len() {
             match self.stream.write(&self.wbuf[pos..]) {
@@ -206,12 +239,32 @@ impl Conn {
         cb: &mut dyn FnMut(&mut Meta, Event<'_>),
     ) -> Result<(), ConnError> {
         loop {
-            let n = match self.stream.read(scratch) {
-                Ok(0) => return Err(ConnError::Eof),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(ConnError::Io(e)),
+            let n = if let Some(tls) = self.tls.as_mut() {
+                match tls.reader().read(scratch) {
+                    Ok(0) => return Err(ConnError::Eof),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        match tls.read_tls(&mut self.stream) {
+                            Ok(0) => return Err(ConnError::Eof),
+                            Ok(_) => {
+                                tls.process_new_packets().map_err(ConnError::Tls)?;
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => return Err(ConnError::Io(e)),
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(ConnError::Io(e)),
+                }
+            } else {
+                match self.stream.read(scratch) {
+                    Ok(0) => return Err(ConnError::Eof),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(ConnError::Io(e)),
+                }
             };
             if self.pending.is_empty() {
                 let used = self.process(&mut scratch[..n], cb)?;

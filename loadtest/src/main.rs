@@ -26,6 +26,7 @@ mod stats;
 mod svg;
 mod target;
 mod timer;
+mod tls;
 mod worker;
 mod ws;
 

@@ -1,7 +1,9 @@
-//! Parsing of `ws://host:port/path?query` targets and building per-connection request paths.
+//! Parsing of `ws://host:port/path?query` (and `wss://`) targets and building per-connection request paths.
 
 use crate::error::LoadError;
+use crate::tls::ClientTls;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
 
 /// A WebSocket (or HTTP) endpoint: resolved address plus the request path.
 #[derive(Debug, Clone)]
@@ -13,18 +15,24 @@ pub struct Target {
     pub path: String,
     /// Query string without `?`, possibly empty.
     pub query: String,
+    /// `wss://` or `https://`.
+    pub secure: bool,
+    /// The TLS client of a secure target (set by [`Target::with_tls`]).
+    pub tls: Option<ClientTls>,
 }
 
 impl Target {
-    /// Parses `ws://` or `http://` URLs; `wss`/`https` are refused (no TLS in the generator).
+    /// Parses `ws://`, `http://`, `wss://` or `https://` URLs (a secure one needs [`Target::with_tls`]).
     pub fn parse(url: &str) -> Result<Target, LoadError> {
         let bad = |reason| LoadError::BadUrl { url: url.to_string(), reason };
-        let rest = if let Some(r) = url.strip_prefix("ws://") {
-            r
+        let (rest, secure) = if let Some(r) = url.strip_prefix("ws://") {
+            (r, false)
         } else if let Some(r) = url.strip_prefix("http://") {
-            r
+            (r, false)
+        } else if let Some(r) = url.strip_prefix("wss://").or_else(|| url.strip_prefix("https://")) {
+            (r, true)
         } else {
-            return Err(bad("scheme must be ws:// or http:// (no TLS)"));
+            return Err(bad("scheme must be ws://, wss://, http:// or https://"));
         };
         let (authority, path_query) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -37,7 +45,7 @@ impl Target {
             Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
                 (h.to_string(), p.parse::<u16>().map_err(|_| bad("bad port"))?)
             }
-            _ => (authority.to_string(), 80),
+            _ => (authority.to_string(), if secure { 443 } else { 80 }),
         };
         let (path, query) = match path_query.split_once('?') {
             Some((p, q)) => (p.to_string(), q.to_string()),
@@ -49,12 +57,22 @@ impl Target {
             .map_err(|_| bad("cannot resolve host"))?
             .next()
             .ok_or_else(|| bad("host resolves to nothing"))?;
-        Ok(Target { host, port, addr, path, query })
+        Ok(Target { host, port, addr, path, query, secure, tls: None })
+    }
+
+    /// Sets up TLS for a secure target (trusting `ca`, or anything with `insecure`); a plain target
+    /// is left as it is.
+    pub fn with_tls(mut self, ca: Option<&Path>, insecure: bool) -> Result<Target, LoadError> {
+        if self.secure {
+            self.tls = Some(ClientTls::new(&self.host, ca, insecure)?);
+        }
+        Ok(self)
     }
 
     /// `Host` header value.
     pub fn host_header(&self) -> String {
-        if self.port == 80 { self.host.clone() } else { format!("{}:{}", self.host, self.port) }
+        let default = if self.secure { 443 } else { 80 };
+        if self.port == default { self.host.clone() } else { format!("{}:{}", self.host, self.port) }
     }
 
     /// Request target with the base query plus extra `key=value` pairs appended.
@@ -101,6 +119,9 @@ mod tests {
         assert_eq!(t.request_path(&[("room", "room-1")]), "/ws/chat?x=1&room=room-1");
         let t = Target::parse("ws://127.0.0.1:9/").unwrap();
         assert_eq!(t.request_path(&[("nick", "a b")]), "/?nick=a%20b");
-        assert!(Target::parse("wss://127.0.0.1/").is_err());
+        let t = Target::parse("wss://127.0.0.1/ws").unwrap();
+        assert!(t.secure && t.port == 443 && t.host_header() == "127.0.0.1");
+        assert!(Target::parse("ftp://127.0.0.1/").is_err());
+        assert!(t.with_tls(None, false).is_err(), "wss needs --ca or --insecure");
     }
 }

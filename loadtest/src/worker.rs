@@ -262,6 +262,16 @@ impl Worker {
                         *none = Some(Conn::new(stream, meta));
                     }
                 }
+                if let Some(tls) = &self.cfg.target.tls {
+                    match tls.session() {
+                        Ok(session) => {
+                            if let Some(c) = self.conns[slot].as_mut() {
+                                c.set_tls(session);
+                            }
+                        }
+                        Err(_) => self.record_failure(slot, "tls_setup", false),
+                    }
+                }
             }
             Err(e) => {
                 if let Some(c) = self.conns[slot].as_mut() {

@@ -198,6 +198,10 @@ mod tests {
             "full",
             "--retain-per-room",
             "5",
+            "--tls-cert",
+            "/etc/roomcast/fullchain.pem",
+            "--tls-key",
+            "/etc/roomcast/key.pem",
         ])
         .expect("defaults")
         .validate(20_000)

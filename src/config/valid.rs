@@ -93,6 +93,15 @@ impl fmt::Display for RedisUrl {
     }
 }
 
+/// The certificate chain and key files of `--tls-cert` and `--tls-key` (read by `tls::TlsConfig`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The PEM private key.
+    pub key: PathBuf,
+}
+
 /// Keeps [`Config`] from being built anywhere but in [`Settings::validate`].
 #[derive(Debug, Clone)]
 pub(super) struct Sealed;
@@ -133,6 +142,10 @@ pub struct Config {
     /// Seconds for the request head / handshake, 1 to 3600 (`--handshake-timeout`; see
     /// [`Config::handshake_timeout`]).
     pub handshake_timeout_secs: u64,
+    /// TLS on `addr` (`--tls-cert` and `--tls-key`, both or neither); `None`: plain.
+    pub tls: Option<TlsFiles>,
+    /// TLS handshakes in progress per shard at most, 1 to 65536 (`--tls-max-handshakes`).
+    pub tls_max_handshakes: NonZeroUsize,
     /// Web client directory instead of the embedded copy (`--static-dir`).
     pub static_dir: Option<PathBuf>,
     /// Log filter (`--log-level`; checked when logging starts).
@@ -267,6 +280,9 @@ impl From<&Config> for Settings {
             max_rooms_per_conn: config.max_rooms_per_conn,
             max_header_bytes: config.max_header_bytes,
             handshake_timeout_secs: config.handshake_timeout_secs,
+            tls_cert: config.tls.as_ref().map(|t| t.cert.clone()),
+            tls_key: config.tls.as_ref().map(|t| t.key.clone()),
+            tls_max_handshakes: config.tls_max_handshakes.get(),
             static_dir: config.static_dir.clone(),
             log_level: config.log_level.clone(),
             log_format: config.log_format,

@@ -7,11 +7,13 @@
 //! so this module depends on nothing above the codecs. Buffers exist only while in use: `inbuf`
 //! holds a partial request or frame between reads (or pipelined requests waiting for the output
 //! to drain, see `read_blocked`) and is freed when empty, the output queue frees its storage once
-//! drained.
+//! drained. With TLS, [`tls::Transport`] sits between the socket and these bytes: the session sees
+//! plaintext either way, and the socket is still touched only here.
 
 pub mod outbuf;
+pub(crate) mod tls;
 
-use std::io::{self, Read};
+use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::time::Instant;
 
@@ -19,9 +21,10 @@ use bytes::Bytes;
 use mio::net::TcpStream;
 
 use crate::limits::per_ip::IpSlot;
-use crate::metrics::CloseReason;
+use crate::metrics::{CloseReason, TlsMetrics};
 use crate::ws::codec;
 use outbuf::{Flushed, Full, OutBuf};
+use tls::Transport;
 
 /// The socket's side of a connection's life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +48,8 @@ pub(crate) enum ReadOutcome {
     WouldBlock,
     /// The peer closed its side (or reset).
     Closed,
+    /// A TLS error (counted by reason already): the connection must be closed.
+    Failed,
 }
 
 /// A client connection carrying session state `S`.
@@ -52,6 +57,8 @@ pub(crate) enum ReadOutcome {
 pub(crate) struct Conn<S> {
     /// The socket (registered with the shard's `Poll` under the slab key).
     pub(crate) sock: TcpStream,
+    /// Plain, or TLS between the socket and the session's bytes.
+    pub(crate) transport: Transport,
     /// Peer address, for logs and limits.
     pub(crate) peer: SocketAddr,
     /// Process-unique serial (slab keys are reused; replies carry the serial to find the right one).
@@ -85,6 +92,7 @@ impl<S> Conn<S> {
     pub(crate) fn new(sock: TcpStream, peer: SocketAddr, serial: u64, phase: S, deadline: Instant) -> Self {
         Conn {
             sock,
+            transport: Transport::Plain,
             peer,
             serial,
             phase,
@@ -104,17 +112,16 @@ impl<S> Conn<S> {
         self.close_reason.get_or_insert(reason);
     }
 
-    /// Reads once into `scratch`.
-    pub(crate) fn read(&mut self, scratch: &mut [u8]) -> ReadOutcome {
-        loop {
-            return match self.sock.read(scratch) {
-                Ok(0) => ReadOutcome::Closed,
-                Ok(n) => ReadOutcome::Data(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::WouldBlock,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => ReadOutcome::Closed,
-            };
-        }
+    /// Reads once into `scratch` (plaintext, through TLS when the connection has it; TLS handshakes
+    /// and failures are counted in `tls_metrics`).
+    pub(crate) fn read(&mut self, scratch: &mut [u8], tls_metrics: &TlsMetrics) -> ReadOutcome {
+        self.transport.read(&mut self.sock, scratch, tls_metrics)
+    }
+
+    /// The transport has output of its own (TLS handshake, ticket, alert): the connection must be
+    /// flushed even if no frame is queued.
+    pub(crate) fn transport_wants_write(&self) -> bool {
+        self.transport.wants_write()
     }
 
     /// Writes queued output; in the closing phase, shuts the write side once everything is out.
@@ -122,7 +129,8 @@ impl<S> Conn<S> {
     /// # Errors
     /// The socket's error: the connection is dead.
     pub(crate) fn flush(&mut self) -> io::Result<Flushed> {
-        let flushed = self.out.flush(&mut self.sock)?;
+        let closing = matches!(self.lifecycle, Lifecycle::Closing { .. });
+        let flushed = self.transport.flush(&mut self.sock, &mut self.out, closing)?;
         if flushed == Flushed::All
             && let Lifecycle::Closing { write_shut } = &mut self.lifecycle
             && !*write_shut
@@ -139,7 +147,8 @@ impl<S> Conn<S> {
     /// # Errors
     /// [`Full`]: the peer is not keeping up.
     pub(crate) fn send(&mut self, frame: Bytes, max_outbuf: usize) -> Result<(), Full> {
-        self.out.push(frame, max_outbuf)
+        // What TLS may hold counts against the same bound.
+        self.out.push(frame, max_outbuf.saturating_sub(self.transport.reserved()))
     }
 
     /// Queues a paced frame (history and catch-up pages): not judged by the bound, see [`OutBuf`].

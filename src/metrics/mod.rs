@@ -11,8 +11,10 @@ pub(crate) mod cell;
 pub(crate) mod histogram;
 pub(crate) mod reason;
 pub(crate) mod shard;
+pub(crate) mod tls;
 
 pub(crate) use acceptor::AcceptorMetrics;
 pub(crate) use histogram::{Histogram, HistogramSnapshot};
 pub(crate) use reason::CloseReason;
 pub(crate) use shard::{HistoryKind, ShardMetrics};
+pub(crate) use tls::{TlsFailure, TlsMetrics};

@@ -7,6 +7,7 @@
 use super::cell::{Counter, Gauge};
 use super::histogram::Histogram;
 use super::reason::CloseReason;
+use super::tls::TlsMetrics;
 use crate::types::ErrorCode;
 
 /// What a history read was for (the `kind` label).
@@ -63,6 +64,8 @@ pub(crate) struct ShardMetrics {
     pub(crate) fanout_latency: Histogram,
     /// Work per event-loop turn (after `poll` returns until the turn ends).
     pub(crate) loop_iteration: Histogram,
+    /// Handshakes and failures of TLS connections (all zero without `--tls-cert`).
+    pub(crate) tls: TlsMetrics,
 }
 
 impl Default for ShardMetrics {
@@ -81,6 +84,7 @@ impl Default for ShardMetrics {
             history_latency: Histogram::latency(),
             fanout_latency: Histogram::latency(),
             loop_iteration: Histogram::latency(),
+            tls: TlsMetrics::default(),
         }
     }
 }

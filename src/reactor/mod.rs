@@ -21,6 +21,7 @@ use crate::bus::{ShardInbox, ShardMsg, Shards};
 pub use crate::cluster::ClusterError;
 use crate::cluster::{self, Cluster, ClusterConfig, ClusterInput};
 use crate::config::{Config, SyncMode};
+use crate::conn::tls::TlsAccept;
 use crate::limits::per_ip::PerIpLimiter;
 use crate::room::hub::Hub;
 use crate::room::sequence::IdSequence;
@@ -30,6 +31,8 @@ use crate::session::gate::Gate;
 use crate::session::{ShardCtx, Shared};
 use crate::store::{self, Store, StoreConfig, StoreError};
 use crate::telemetry::Telemetry;
+use crate::tls::TlsConfig;
+pub use crate::tls::TlsError;
 use acceptor::Acceptor;
 use shard::Shard;
 
@@ -53,6 +56,9 @@ pub enum ServerError {
     /// Authentication could not be set up (unreadable or unusable key).
     #[error("authentication setup failed")]
     Auth(#[from] AuthConfigError),
+    /// The TLS certificate or key could not be used (the error names the file).
+    #[error("{0}")]
+    Tls(#[from] TlsError),
     /// Cluster mode could not be set up.
     #[error("cluster: {0}")]
     Cluster(#[from] ClusterError),
@@ -74,6 +80,7 @@ pub struct Server {
     shards: Vec<JoinHandle<io::Result<()>>>,
     telemetry: Arc<Telemetry>,
     cluster: Option<Cluster>,
+    tls: Option<Arc<TlsConfig>>,
 }
 
 impl Server {
@@ -84,6 +91,8 @@ impl Server {
     pub fn start(cfg: Config) -> Result<Server, ServerError> {
         let cfg = Arc::new(cfg);
         let gate = Gate::from_config(&cfg)?;
+        // Read before anything is bound: a bad file fails the start naming it.
+        let tls = cfg.tls.as_ref().map(|files| TlsConfig::load(&files.cert, &files.key)).transpose()?.map(Arc::new);
         let listener = acceptor::bind(cfg.addr).map_err(|source| ServerError::Bind { addr: cfg.addr, source })?;
         let local_addr = listener.local_addr()?;
         let metrics_listener = match cfg.metrics_addr {
@@ -125,7 +134,8 @@ impl Server {
         let mut shards = Vec::with_capacity(cfg.shards.get());
         for (index, ((poll, rx), inbox)) in polls.into_iter().zip(inboxes).enumerate() {
             let ctx = ShardCtx::new(index, inbox, &shared);
-            let shard = Shard::new(poll, rx, ctx, Arc::clone(&ops_conns));
+            let shard_tls = tls.as_ref().map(|t| TlsAccept::new(Arc::clone(t), cfg.tls_max_handshakes.get()));
+            let shard = Shard::new(poll, rx, ctx, Arc::clone(&ops_conns)).with_tls(shard_tls);
             shards.push(std::thread::Builder::new().name(format!("shard-{index}")).spawn(move || shard.run())?);
         }
 
@@ -157,7 +167,24 @@ impl Server {
             shards,
             telemetry,
             cluster,
+            tls,
         })
+    }
+
+    /// Whether the main listener speaks TLS (`--tls-cert`).
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Reads the TLS certificate and key again (SIGHUP): connections accepted from now on get the
+    /// new pair; open connections keep theirs. `Ok(false)` without TLS.
+    ///
+    /// # Errors
+    /// [`TlsError`] naming the file and the reason; the pair in use is then unchanged.
+    pub fn reload_tls(&self) -> Result<bool, TlsError> {
+        let Some(tls) = &self.tls else { return Ok(false) };
+        tls.reload()?;
+        Ok(true)
     }
 
     /// The address actually bound (useful with port 0).

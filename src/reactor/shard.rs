@@ -24,8 +24,9 @@ use slab::Slab;
 use crate::bus::ShardMsg;
 use crate::conn::ReadOutcome;
 use crate::conn::outbuf::Flushed;
+use crate::conn::tls::{TlsAccept, Transport};
 use crate::limits::per_ip::IpSlot;
-use crate::metrics::CloseReason;
+use crate::metrics::{CloseReason, TlsFailure};
 use crate::session::state::{Conn, Phase};
 use crate::session::{self, ShardCtx};
 
@@ -65,6 +66,8 @@ pub(crate) struct Shard {
     ops_conns: Arc<AtomicUsize>,
     /// By slab key: the connection came from the `--metrics-addr` listener (which count it is in).
     ops_keys: Vec<bool>,
+    /// TLS for the main listener's connections (`--tls-cert`); `None`: plain.
+    tls: Option<TlsAccept>,
     /// Debug builds only, for the test that a panicking thread ends the process
     /// (`tests/it/lifecycle.rs`): `ROOMCAST_TEST_PANIC_ON_ACCEPT` set makes the shard panic on its
     /// first connection. Release builds have neither the field nor the variable.
@@ -86,9 +89,16 @@ impl Shard {
             shutdown_deadline: None,
             ops_conns,
             ops_keys: Vec::new(),
+            tls: None,
             #[cfg(debug_assertions)]
             panic_on_accept: std::env::var_os("ROOMCAST_TEST_PANIC_ON_ACCEPT").is_some(),
         }
+    }
+
+    /// Gives the main listener's connections TLS.
+    pub(crate) fn with_tls(mut self, tls: Option<TlsAccept>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// The open-connection count a connection is in: the metrics listener's or the main one's.
@@ -207,7 +217,11 @@ impl Shard {
                 }
                 return;
             }
-            match conn.read(&mut self.read_buf) {
+            let outcome = conn.read(&mut self.read_buf, &self.ctx.metrics.tls);
+            if conn.transport_wants_write() {
+                self.ctx.schedule.flush(key);
+            }
+            match outcome {
                 ReadOutcome::Data(n) => {
                     self.ctx.metrics.bytes_in.add(n as u64);
                     session::on_input(&mut self.ctx, conn, key, &mut self.read_buf[..n]);
@@ -220,6 +234,11 @@ impl Shard {
                     return;
                 }
                 ReadOutcome::Closed => {
+                    self.ctx.schedule.remove(key);
+                    return;
+                }
+                ReadOutcome::Failed => {
+                    conn.set_close_reason(CloseReason::ProtocolError);
                     self.ctx.schedule.remove(key);
                     return;
                 }
@@ -312,6 +331,16 @@ impl Shard {
             self.ctx.metrics.dropped(CloseReason::Normal);
             return;
         }
+        let transport = match self.tls.as_ref().filter(|_| !ops_only).map(TlsAccept::transport) {
+            None => Transport::Plain,
+            Some(Ok(transport)) => transport,
+            Some(Err(why)) => {
+                self.ctx.metrics.tls.handshake_failed(why);
+                self.count_of(ops_only).fetch_sub(1, Ordering::Relaxed);
+                self.ctx.metrics.dropped(CloseReason::OverLimit);
+                return;
+            }
+        };
         let key = self.conns.vacant_key();
         if let Err(err) =
             self.poll.registry().register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE)
@@ -327,6 +356,7 @@ impl Shard {
         let phase = session::new_phase(over_capacity, ops_only);
         let mut conn = Conn::new(stream, peer, serial, phase, Instant::now() + timeout);
         conn.ip_slot = ip_slot;
+        conn.transport = transport;
         let inserted = self.conns.insert(conn);
         debug_assert_eq!(inserted, key, "the slab hands out its vacant key");
         if self.ops_keys.len() <= key {
@@ -402,6 +432,9 @@ impl Shard {
                 if matches!(conn.phase, Phase::Http(_)) {
                     tracing::debug!(key, peer = %conn.peer, "handshake timeout");
                     conn.set_close_reason(CloseReason::Timeout);
+                    if conn.transport.is_handshaking() {
+                        self.ctx.metrics.tls.handshake_failed(TlsFailure::Timeout);
+                    }
                 }
                 self.ctx.schedule.remove(key);
             } else if matches!(conn.phase, Phase::Ws(_)) {

@@ -20,7 +20,7 @@ use super::readiness::{Readiness, StoreState};
 use crate::build_info;
 use crate::cluster::{ClusterCounters, ClusterShared};
 use crate::metrics::histogram::{BATCH_BOUNDS, LATENCY_BOUNDS_NS, NANOS};
-use crate::metrics::{AcceptorMetrics, CloseReason, HistogramSnapshot, HistoryKind, ShardMetrics};
+use crate::metrics::{AcceptorMetrics, CloseReason, HistogramSnapshot, HistoryKind, ShardMetrics, TlsFailure};
 use crate::room::hub::Hub;
 use crate::store::{Store, StoreHistograms, StoreStats};
 use crate::types::ErrorCode;
@@ -52,6 +52,7 @@ impl Collector for RoomcastCollector {
         self.encode_connections(&mut enc)?;
         self.encode_traffic(&mut enc)?;
         self.encode_history(&mut enc)?;
+        self.encode_tls(&mut enc)?;
         self.encode_store(&mut enc)?;
         self.encode_redis(&mut enc)?;
         encode_process(&mut enc, &ProcessStats::read())?;
@@ -163,6 +164,34 @@ impl RoomcastCollector {
             "roomcast_history_request_duration_seconds",
             "From submitting a history read to its page arriving back on the shard.",
             &self.merged(|s| s.history_latency.snapshot()),
+        )
+    }
+
+    fn encode_tls(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        counter(
+            enc,
+            "roomcast_tls_handshakes",
+            "TLS handshakes completed on the main listener (0 without --tls-cert).",
+            self.sum(|s| s.tls.handshakes.get()),
+        )?;
+        let failures =
+            TlsFailure::ALL.iter().map(|&r| (r.as_str(), self.sum(|s| s.tls.handshake_failures[r.index()].get())));
+        labeled_counters(
+            enc,
+            "roomcast_tls_handshake_failures",
+            "TLS handshakes that failed or were refused (overloaded), by reason.",
+            "reason",
+            failures,
+        )?;
+        let errors = [TlsFailure::BadRecord, TlsFailure::Protocol]
+            .into_iter()
+            .map(|r| (r.as_str(), self.sum(|s| s.tls.session_errors[r.index()].get())));
+        labeled_counters(
+            enc,
+            "roomcast_tls_session_errors",
+            "Established TLS sessions closed for a TLS error (a record that does not decrypt or parse), by reason.",
+            "reason",
+            errors,
         )
     }
 

@@ -10,3 +10,4 @@ mod history;
 mod reconnect;
 mod semantics;
 mod support;
+mod tls;

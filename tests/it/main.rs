@@ -23,4 +23,5 @@ mod scale;
 mod security;
 mod sigstop;
 mod tidy;
+mod tls;
 mod ws_violations;

@@ -23,6 +23,9 @@
 //!   written out once it holds 64 KiB (so one flush of a large batch issues few large writes) and
 //!   may not exceed 1 MiB (tungstenite's default is unbounded): a client whose socket will not
 //!   take that is disconnected.
+//! - `--tls-cert FILE --tls-key FILE`: the listener speaks only TLS (tokio-rustls, the same rustls
+//!   and `ring` provider as roomcast, TLS 1.2/1.3, ALPN `http/1.1`), so a TLS comparison is fair;
+//!   `GET /stats` is then served over TLS too.
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -30,29 +33,37 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-type Ws = WebSocketStream<TcpStream>;
+type Ws<S> = WebSocketStream<S>;
 
-const USAGE: &str = "roomcast-baseline [--addr 127.0.0.1:8000] [--capacity 65536]
+const USAGE: &str = "roomcast-baseline [--addr 127.0.0.1:8000] [--capacity 65536] [--tls-cert FILE --tls-key FILE]
   careful tokio + tokio-tungstenite broadcast server (roomcast's text protocol):
   every text frame sent to /ws/chat?room=NAME goes to every client in room NAME.
   --capacity  broadcast channel capacity per room, in messages
+  --tls-cert, --tls-key  PEM certificate chain and key: speak only TLS (wss://, https://)
   GET /stats  counters as JSON: connections, messages_in, lagged (deliveries lost to lag)";
 
 struct Args {
     addr: SocketAddr,
     capacity: usize,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut addr: SocketAddr = "127.0.0.1:8000".parse().map_err(|_| "default addr")?;
     let mut capacity = 65_536;
+    let (mut tls_cert, mut tls_key) = (None, None);
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -64,6 +75,8 @@ fn parse_args() -> Result<Args, String> {
                     return Err("--capacity must be at least 1".into());
                 }
             }
+            "--tls-cert" => tls_cert = Some(it.next().ok_or("--tls-cert needs a value")?),
+            "--tls-key" => tls_key = Some(it.next().ok_or("--tls-key needs a value")?),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -71,7 +84,27 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    Ok(Args { addr, capacity })
+    if tls_cert.is_some() != tls_key.is_some() {
+        return Err("--tls-cert and --tls-key go together".into());
+    }
+    Ok(Args { addr, capacity, tls_cert, tls_key })
+}
+
+/// The TLS acceptor of `--tls-cert`/`--tls-key`: rustls with ring, TLS 1.2 and 1.3, ALPN http/1.1.
+fn tls_acceptor(cert: &str, key: &str) -> Result<TlsAcceptor, String> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("--tls-cert {cert}: {e}"))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("--tls-key {key}: {e}"))?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&tokio_rustls::rustls::version::TLS13, &tokio_rustls::rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("TLS certificate and key: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Process-wide counters, served at `GET /stats`.
@@ -151,19 +184,14 @@ async fn is_stats_request(stream: &TcpStream) -> bool {
 }
 
 /// Answers `GET /stats` with the counters and closes the connection.
-async fn serve_stats(stream: TcpStream, hub: &Hub) {
+async fn serve_stats<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, hub: &Hub) {
     // Read the request head (bounded) so closing does not reset the connection under the reply.
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
-        if stream.readable().await.is_err() {
-            return;
-        }
-        match stream.try_read(&mut buf) {
-            Ok(0) => return,
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
             Ok(n) => head.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(_) => return,
         }
     }
     let body = hub.stats_json();
@@ -171,25 +199,33 @@ async fn serve_stats(stream: TcpStream, hub: &Hub) {
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    let mut rest = reply.as_bytes();
-    while !rest.is_empty() {
-        if stream.writable().await.is_err() {
-            return;
-        }
-        match stream.try_write(rest) {
-            Ok(n) => rest = &rest[n..],
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(_) => return,
-        }
+    if stream.write_all(reply.as_bytes()).await.is_ok() {
+        let _ = stream.shutdown().await;
     }
 }
 
-async fn client(stream: TcpStream, hub: Arc<Hub>) {
+async fn client(stream: TcpStream, hub: Arc<Hub>, tls: Option<TlsAcceptor>) {
     let _ = stream.set_nodelay(true);
-    if is_stats_request(&stream).await {
-        serve_stats(stream, &hub).await;
+    let Some(tls) = tls else {
+        if is_stats_request(&stream).await {
+            serve_stats(stream, &hub).await;
+        } else {
+            serve_ws(stream, hub).await;
+        }
         return;
+    };
+    let Ok(stream) = tls.accept(stream).await else { return };
+    // The first plaintext bytes, looked at without consuming them (the TLS stream cannot peek).
+    let mut stream = BufReader::new(stream);
+    let stats = stream.fill_buf().await.is_ok_and(|b| b.starts_with(b"GET /stats"));
+    if stats {
+        serve_stats(stream, &hub).await;
+    } else {
+        serve_ws(stream, hub).await;
     }
+}
+
+async fn serve_ws<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S, hub: Arc<Hub>) {
     let mut room = String::new();
     // The result type is tungstenite's `Callback` signature (its error is an HTTP response).
     #[allow(clippy::result_large_err)]
@@ -213,7 +249,11 @@ async fn client(stream: TcpStream, hub: Arc<Hub>) {
 
 /// Relays the client's text frames to its room until it closes or errs. tungstenite queues the
 /// pong for a ping and sends it on the next read or flush.
-async fn read_loop(mut source: SplitStream<Ws>, tx: broadcast::Sender<Utf8Bytes>, hub: &Hub) {
+async fn read_loop<S: AsyncRead + AsyncWrite + Unpin>(
+    mut source: SplitStream<Ws<S>>,
+    tx: broadcast::Sender<Utf8Bytes>,
+    hub: &Hub,
+) {
     while let Some(msg) = source.next().await {
         match msg {
             Ok(Message::Text(t)) => {
@@ -228,7 +268,11 @@ async fn read_loop(mut source: SplitStream<Ws>, tx: broadcast::Sender<Utf8Bytes>
 }
 
 /// Waits for one message, then feeds everything already queued and flushes once.
-async fn write_loop(mut sink: SplitSink<Ws, Message>, mut rx: broadcast::Receiver<Utf8Bytes>, hub: Arc<Hub>) {
+async fn write_loop<S: AsyncRead + AsyncWrite + Unpin>(
+    mut sink: SplitSink<Ws<S>, Message>,
+    mut rx: broadcast::Receiver<Utf8Bytes>,
+    hub: Arc<Hub>,
+) {
     let lagged = |n: u64| hub.counters.lagged.fetch_add(n, Ordering::Relaxed);
     loop {
         let first = match rx.recv().await {
@@ -287,12 +331,22 @@ async fn main() {
         }
     };
     println!("roomcast-baseline listening on {}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match tls_acceptor(cert, key) {
+            Ok(acceptor) => Some(acceptor),
+            Err(e) => {
+                eprintln!("roomcast-baseline: {e}");
+                std::process::exit(1);
+            }
+        },
+        _ => None,
+    };
     let hub =
         Arc::new(Hub { capacity: args.capacity, rooms: Mutex::new(HashMap::new()), counters: Counters::default() });
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(client(stream, hub.clone()));
+                tokio::spawn(client(stream, hub.clone(), tls.clone()));
             }
             Err(e) => {
                 eprintln!("roomcast-baseline: accept failed: {e}");

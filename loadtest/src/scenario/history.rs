@@ -87,6 +87,9 @@ fn worker(t: &Target, a: &HistoryArgs, sched: Schedule, me: u32, end: u64) -> (H
 
 pub fn run(a: HistoryArgs) -> Result<i32, LoadError> {
     let target = Target::parse(&a.url)?;
+    if target.secure {
+        return Err(LoadError::BadArg("the history scenario speaks plain http:// only".into()));
+    }
     if a.rate.is_nan() || a.rate <= 0.0 || a.connections == 0 {
         return Err(LoadError::BadArg("--rate and --connections must be positive".into()));
     }

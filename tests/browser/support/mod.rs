@@ -74,9 +74,34 @@ pub struct Server {
     pub addr: SocketAddr,
     dir: tempfile::TempDir,
     args: Vec<String>,
+    /// Speaks TLS (`https://`, a self-signed certificate the browsers ignore, see [`Driver::browser`]).
+    tls: bool,
 }
 
 impl Server {
+    /// Starts a server speaking only TLS with a self-signed certificate for 127.0.0.1 made now.
+    pub fn start_tls() -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("certificate");
+        let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert_path, cert.pem()).expect("write cert");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+        let args: Vec<String> = vec![
+            "--rate-limit".into(),
+            "0".into(),
+            "--tls-cert".into(),
+            cert_path.display().to_string(),
+            "--tls-key".into(),
+            key_path.display().to_string(),
+        ];
+        let (child, addr) = spawn_server(dir.path(), "127.0.0.1:0", &args).unwrap_or_else(|e| panic!("{e}"));
+        Server { child: Some(child), addr, dir, args, tls: true }
+    }
+
     /// Starts a server on a free port with a fresh database, with the rate limits off: the helper
     /// client seeds history faster than the default per-connection rate limit.
     pub fn start() -> Server {
@@ -90,7 +115,7 @@ impl Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let (child, addr) = spawn_server(dir.path(), "127.0.0.1:0", &args).unwrap_or_else(|e| panic!("{e}"));
-        Server { child: Some(child), addr, dir, args }
+        Server { child: Some(child), addr, dir, args, tls: false }
     }
 
     /// `GET path` on a fresh connection: the response body (panics unless the status is 200).
@@ -116,9 +141,9 @@ impl Server {
             .sum()
     }
 
-    /// Base URL, e.g. `http://127.0.0.1:4321`.
+    /// Base URL, e.g. `http://127.0.0.1:4321` (`https://` with TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", if self.tls { "https" } else { "http" }, self.addr)
     }
 
     /// Stops the server (SIGTERM, then SIGKILL if it lingers) and waits for it.
@@ -176,7 +201,9 @@ fn spawn_server(dir: &Path, addr: &str, args: &[String]) -> Result<(Child, Socke
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("listening on http://") {
+            if let Some(addr) =
+                line.strip_prefix("listening on http://").or_else(|| line.strip_prefix("listening on https://"))
+            {
                 let _ = tx.send(addr.to_string());
             }
         }
@@ -268,6 +295,8 @@ impl Driver {
             "--disable-background-networking".into(),
             "--disable-component-update".into(),
             "--disable-sync".into(),
+            // The TLS test's server has a self-signed certificate made at test time.
+            "--ignore-certificate-errors".into(),
             format!("--window-size={width},{height}"),
             format!("--user-data-dir={}", profile.display()),
         ];

@@ -7,6 +7,7 @@
 
 pub mod proc;
 pub mod redis;
+pub mod tls;
 pub mod tokens;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -91,7 +92,9 @@ impl Server {
                 // The metrics line, if any, comes first.
                 if let Some(addr) = line.strip_prefix("metrics on http://") {
                     let _ = tx.send((true, addr.to_string()));
-                } else if let Some(addr) = line.strip_prefix("listening on http://") {
+                } else if let Some(addr) =
+                    line.strip_prefix("listening on http://").or_else(|| line.strip_prefix("listening on https://"))
+                {
                     let _ = tx.send((false, addr.to_string()));
                 }
             }

@@ -1,0 +1,162 @@
+//! `roomcast-load` over `wss://` against the TLS baseline (`roomcast-baseline --tls-cert/--tls-key`,
+//! tokio-rustls) and against roomcast with `--tls-cert/--tls-key`: a short lossless broadcast with
+//! `--ca` (the test's self-signed certificate) and with `--insecure`, and a refusal without either.
+//! Certificates are made at test time (rcgen). No timing assertions: only counts.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{Server, assert_complete, free_port, load, load_json, num, roomcast_server_bin, temp_path};
+
+/// A self-signed certificate for 127.0.0.1 and its key, written as PEM files.
+struct Pems {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl Pems {
+    fn new() -> Pems {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("certificate");
+        let pems = Pems { cert: temp_path("cert.pem"), key: temp_path("key.pem") };
+        std::fs::write(&pems.cert, cert.pem()).expect("write cert");
+        std::fs::write(&pems.key, key.serialize_pem()).expect("write key");
+        pems
+    }
+}
+
+impl Drop for Pems {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.cert);
+        let _ = std::fs::remove_file(&self.key);
+    }
+}
+
+/// roomcast with TLS, killed and reaped on drop.
+struct RoomcastTls {
+    child: Child,
+    addr: String,
+}
+
+impl RoomcastTls {
+    fn start(pems: &Pems) -> RoomcastTls {
+        let bin = roomcast_server_bin().expect("target/<profile>/roomcast is missing: `cargo build -p roomcast` first");
+        let mut child = Command::new(&bin)
+            .args(["--addr", "127.0.0.1:0", "--log-level", "error", "--rate-limit", "0", "--rate-limit-bytes", "0"])
+            .args(["--no-persist", "--tls-cert"])
+            .arg(&pems.cert)
+            .arg("--tls-key")
+            .arg(&pems.key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn roomcast");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening on https://") {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(60)).expect("roomcast printed `listening on https://`");
+        RoomcastTls { child, addr }
+    }
+}
+
+impl Drop for RoomcastTls {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const CONNS: u64 = 20;
+
+fn broadcast(url: &str, trust: &[&str]) -> (i32, Value, String) {
+    let conns = CONNS.to_string();
+    let mut args = vec![
+        "broadcast",
+        "--url",
+        url,
+        "--conns",
+        &conns,
+        "--senders",
+        "2",
+        "--rate",
+        "20",
+        "--size",
+        "100",
+        "--threads",
+        "2",
+        "--warmup",
+        "500ms",
+        "--duration",
+        "2s",
+        "--drain",
+        "10s",
+        "--connect-timeout",
+        "30s",
+    ];
+    args.extend_from_slice(trust);
+    load_json(&args)
+}
+
+fn assert_lossless(code: i32, v: &Value, stdout: &str) {
+    assert_eq!(code, 0, "roomcast-load failed: {stdout}\n{v:#}");
+    assert_complete(v);
+    assert_eq!(num(v, "/connections/connected"), CONNS, "{v:#}");
+    assert_eq!(num(v, "/connections/failed"), 0, "{v:#}");
+    let sent = num(v, "/messages/sent");
+    assert!(sent > 0, "nothing was sent: {v:#}");
+    assert_eq!(num(v, "/messages/delivered"), sent * CONNS, "{v:#}");
+    assert_eq!(num(v, "/messages/lost"), 0, "{v:#}");
+}
+
+#[test]
+fn wss_broadcast_through_the_tls_baseline_with_ca_and_insecure() {
+    let pems = Pems::new();
+    let port = free_port();
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_roomcast-baseline"));
+    let args: Vec<String> = [
+        "--addr".to_string(),
+        format!("127.0.0.1:{port}"),
+        "--tls-cert".into(),
+        pems.cert.display().to_string(),
+        "--tls-key".into(),
+        pems.key.display().to_string(),
+    ]
+    .to_vec();
+    let _server = Server::start(bin, &args, port);
+    let url = format!("wss://127.0.0.1:{port}/ws/chat");
+    let ca = pems.cert.display().to_string();
+    let (code, v, stdout) = broadcast(&url, &["--ca", &ca]);
+    assert_lossless(code, &v, &stdout);
+    let (code, v, stdout) = broadcast(&url, &["--insecure"]);
+    assert_lossless(code, &v, &stdout);
+    // Neither: refused before connecting, saying what is missing.
+    let out = load(&["broadcast", "--url", &url, "--conns", "1", "--duration", "1s"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--ca FILE or --insecure"), "{out:?}");
+}
+
+#[test]
+fn wss_broadcast_through_roomcast_with_tls() {
+    let pems = Pems::new();
+    let server = RoomcastTls::start(&pems);
+    let url = format!("wss://{}/ws/chat", server.addr);
+    let ca = pems.cert.display().to_string();
+    let (code, v, stdout) = broadcast(&url, &["--ca", &ca]);
+    assert_lossless(code, &v, &stdout);
+}
