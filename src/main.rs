@@ -1,5 +1,5 @@
 //! roomcast binary: load the configuration (flags, environment, `--config` file), set up logging, start
-//! the server, wait for SIGINT/SIGTERM, stop cleanly. `--print-config` prints the effective settings and exits.
+//! the server, wait for SIGINT/SIGTERM (SIGHUP reads `--api-keys-file` again), stop cleanly. `--print-config` prints the effective settings and exits.
 //!
 //! A start that fails prints one line, `roomcast: <what> (<path or address>): <reason>`, and exits 1:
 //! an unreadable or invalid config file, a database directory that is missing or not writable, a
@@ -14,7 +14,7 @@ use roomcast::config::file::LoadError;
 use roomcast::config::{self, load, logging, preflight};
 use roomcast::reactor::{Server, ServerError};
 use roomcast::store::StoreError;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 fn main() -> ExitCode {
@@ -63,6 +63,15 @@ fn causes(err: &anyhow::Error) -> String {
     parts.join(": ")
 }
 
+/// SIGHUP: reads `--api-keys-file` again (a failure keeps the keys in force; never logs a key).
+fn reload_api_keys(server: &Server) {
+    match server.reload_api_keys() {
+        Ok(Some(keys)) => tracing::info!(keys, "SIGHUP: API keys file read again"),
+        Ok(None) => tracing::info!("SIGHUP: no --api-keys-file to read"),
+        Err(err) => tracing::error!(%err, "SIGHUP: the API keys in force are kept"),
+    }
+}
+
 fn run() -> anyhow::Result<()> {
     let fd_limit = config::raise_fd_limit();
     let loaded = match load::load(std::env::args_os()) {
@@ -86,7 +95,7 @@ fn run() -> anyhow::Result<()> {
     }
     logging::init(&cfg.log_level, cfg.log_format)?;
 
-    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).context("cannot install signal handlers")?;
     let shards = cfg.shards.get();
     let max_connections = cfg.max_connections.get();
     let server = Server::start(cfg)?;
@@ -100,8 +109,13 @@ fn run() -> anyhow::Result<()> {
     println!("listening on http://{addr}");
     std::io::stdout().flush().context("stdout")?;
 
-    if let Some(signal) = signals.forever().next() {
+    for signal in signals.forever() {
+        if signal == SIGHUP {
+            reload_api_keys(&server);
+            continue;
+        }
         tracing::info!(signal, "shutting down");
+        break;
     }
     server.shutdown().context("shutdown")?;
     tracing::info!("bye");

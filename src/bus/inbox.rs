@@ -14,6 +14,7 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 
 use super::Delivery;
+use crate::http::response::Response;
 use crate::limits::per_ip::IpSlot;
 use crate::store::{HistoryPage, StoreError};
 use crate::types::{ClientError, ConnRef};
@@ -47,6 +48,26 @@ pub(crate) enum ShardMsg {
         conn: ConnRef,
         /// The error to send.
         error: ClientError,
+    },
+    /// An HTTP answer decided off the shard (the server API, once the store committed the change):
+    /// sent if the connection is still the one that asked.
+    Reply {
+        /// The HTTP connection that asked.
+        conn: ConnRef,
+        /// The answer.
+        response: Response,
+        /// Whether the connection stays open after it.
+        keep_alive: bool,
+    },
+    /// Close a WebSocket connection with an application close code (the server API: disconnect,
+    /// ban); ignored if it has closed meanwhile.
+    Close {
+        /// The connection.
+        conn: ConnRef,
+        /// The close code (docs/PROTOCOL.md, "Close codes").
+        code: u16,
+        /// The close frame's reason.
+        reason: Arc<str>,
     },
     /// Stop: close every connection with 1001 and exit the loop.
     Shutdown,

@@ -277,6 +277,20 @@ impl Shard {
                         session::on_refused(&mut self.ctx, conn, to.key, &error);
                     }
                 }
+                ShardMsg::Reply { conn: to, response, keep_alive } => {
+                    if let Some(conn) = self.conns.get_mut(to.key)
+                        && conn.serial == to.serial
+                    {
+                        session::on_reply(&mut self.ctx, conn, to.key, response, keep_alive);
+                    }
+                }
+                ShardMsg::Close { conn: to, code, reason } => {
+                    if let Some(conn) = self.conns.get_mut(to.key)
+                        && conn.serial == to.serial
+                    {
+                        session::on_close_request(&mut self.ctx, conn, to.key, code, &reason);
+                    }
+                }
                 ShardMsg::Shutdown => self.begin_shutdown(),
             }
         }

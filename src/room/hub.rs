@@ -54,9 +54,8 @@ impl Wakeups {
 pub(crate) enum RoomRef<'a> {
     /// A room the publishing connection has joined.
     Joined(&'a Arc<Room>),
-    /// A room by (validated) name. Nothing in the server publishes by name yet: the backend API
-    /// will (posting into rooms without members); `tests::a_publish_by_name_needs_no_member`.
-    #[allow(dead_code, reason = "the server API's entry; exercised by this module's tests")]
+    /// A room by (validated) name: the server API posting into rooms with or without members
+    /// (`tests::a_publish_by_name_needs_no_member`).
     Named(&'a str),
 }
 
@@ -121,6 +120,9 @@ impl Hub {
     /// Publishes `event` (sent the way `origin` says, by `reply_to` if a connection sent it) to
     /// `room`: the one entry for every event of a room's ordered log.
     ///
+    /// Returns the event's id when it was ordered here (single node), `None` when the sequencer
+    /// kept it (cluster mode: Redis gives the id).
+    ///
     /// # Errors
     /// `unavailable` (with `origin.client_id`) when the sequencer cannot take it now; nothing was
     /// published.
@@ -130,19 +132,20 @@ impl Hub {
         event: Event,
         origin: Origin,
         reply_to: Option<ConnRef>,
-    ) -> Result<(), ClientError> {
+    ) -> Result<Option<u64>, ClientError> {
         let name = match room {
             RoomRef::Joined(room) => Arc::clone(&room.name),
             RoomRef::Named(name) => Arc::from(name),
         };
         let out = Outgoing { room: name, event, origin, at_ms: json::now_millis(), reply_to };
-        if let Some(out) = self.sequencer.take(out)? {
-            self.with_room(room, |room, state, wakes| {
-                let seq = out.sequenced(self.ids.next_local());
-                self.apply_locked(room, state, seq, out.origin, wakes);
-            });
-        }
-        Ok(())
+        let Some(out) = self.sequencer.take(out)? else { return Ok(None) };
+        let id = self.with_room(room, |room, state, wakes| {
+            let seq = out.sequenced(self.ids.next_local());
+            let id = seq.id;
+            self.apply_locked(room, state, seq, out.origin, wakes);
+            id
+        });
+        Ok(Some(id))
     }
 
     /// Relays `event` (a binary frame: no id, not stored) to the members of `room`.
@@ -356,7 +359,8 @@ mod tests {
     #[test]
     fn a_publish_by_name_needs_no_member() {
         let (hub, rx, recorded) = hub();
-        hub.publish(RoomRef::Named("empty"), message("hello"), Origin::STORED, None).expect("published");
+        let id = hub.publish(RoomRef::Named("empty"), message("hello"), Origin::STORED, None).expect("published");
+        assert_eq!(id, Some(11), "ordered here: the id is known at once");
         let stored = recorded.lock().expect("recorder").clone();
         assert_eq!(stored.len(), 1, "the sinks got it");
         assert_eq!((stored[0].id, &*stored[0].room), (11, "empty"));

@@ -11,7 +11,9 @@
 //! - input: [`wants_input`] (may the socket be read now?), [`on_input`] (bytes read),
 //!   [`resume_input`] (input buffered while it did not want more may be served now);
 //! - from the inbox: [`deliver::deliver`] (a room's event, for every local member),
-//!   [`on_history`] (a page read by the store), [`on_refused`] (a message refused after it left);
+//!   [`on_history`] (a page read by the store), [`on_refused`] (a message refused after it left),
+//!   [`on_reply`] (an HTTP answer decided elsewhere), [`on_close_request`] (the server API closes a
+//!   WebSocket session);
 //! - output: [`on_flushed`] (a write happened; the queue may now be below a low-water mark);
 //! - time: [`heartbeat::on_sweep`] (every 250 ms, with the ingress pause read once);
 //! - the end: [`on_shutdown`] (close with 1001), [`on_reaped`] (the connection is gone: leave its
@@ -37,8 +39,10 @@
 //! - [`heartbeat`]: pings and idle timeouts;
 //! - [`ws_session`]: frames, commands, joins and leaves;
 //! - [`ops`]: `/metrics` and `/readyz` as responses;
-//! - [`http_session`]: requests, keep-alive, pipelining, REST history, the upgrade.
+//! - [`api_session`]: the server API's requests (admission from the head, the actions);
+//! - [`http_session`]: requests, keep-alive, pipelining, bodies, REST history, the upgrade.
 
+pub(crate) mod api_session;
 pub(crate) mod catchup;
 pub(crate) mod ctx;
 pub(crate) mod deliver;
@@ -104,6 +108,23 @@ pub(crate) fn on_refused(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, err: &
     if matches!(conn.phase, Phase::Ws(_)) {
         send::send_error(ctx, conn, key, err);
     }
+}
+
+/// An HTTP answer decided off the shard (the server API): sent if the connection still waits for it.
+pub(crate) fn on_reply(
+    ctx: &mut ShardCtx,
+    conn: &mut Conn,
+    key: usize,
+    response: crate::http::response::Response,
+    keep_alive: bool,
+) {
+    http_session::on_reply(ctx, conn, key, response, keep_alive);
+}
+
+/// The server API closes this WebSocket session (disconnect, ban) with `code` and `reason`.
+pub(crate) fn on_close_request(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, code: u16, reason: &str) {
+    let why = crate::metrics::CloseReason::Moderation;
+    send::close_session(ctx, conn, key, code, reason, false, why);
 }
 
 /// Routes a history page back to the session that asked.

@@ -140,6 +140,9 @@ fn on_message(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, kind: MessageKind
         }
         (Format::Text, MessageKind::Text) => {
             let Some(membership) = ws.rooms.first() else { return };
+            if let Err(err) = not_muted(ctx, &membership.room.name, &ws.user) {
+                return send_error(ctx, conn, key, &err);
+            }
             // The codec validated the UTF-8 of text messages.
             let content = std::str::from_utf8(payload).unwrap_or_default();
             let event = Event::message(Arc::clone(&ws.user), Arc::from(content));
@@ -147,7 +150,7 @@ fn on_message(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, kind: MessageKind
             let result =
                 ctx.hub.publish(RoomRef::Joined(&membership.room), event, origin, reply_to(ctx, conn.serial, key));
             match result {
-                Ok(()) => ctx.metrics.messages_received.inc(),
+                Ok(_) => ctx.metrics.messages_received.inc(),
                 Err(err) => send_error(ctx, conn, key, &err),
             }
         }
@@ -177,6 +180,18 @@ fn on_message(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, kind: MessageKind
 /// mode: Redis's per-user rate limit).
 fn reply_to(ctx: &ShardCtx, conn_serial: u64, key: usize) -> Option<ConnRef> {
     Some(ConnRef { shard: ctx.shard, key, serial: conn_serial })
+}
+
+/// `muted` while the server API has muted `user` in `room` (the user still receives the room).
+fn not_muted(ctx: &ShardCtx, room: &str, user: &str) -> Result<(), ClientError> {
+    let now = json::now_millis();
+    match ctx.api.moderation.muted_until(room, user, now) {
+        None => Ok(()),
+        Some(until) => Err(ClientError::new(
+            ErrorCode::Muted,
+            format!("you are muted in {room:?} for {} more seconds", (until - now + 999) / 1000),
+        )),
+    }
 }
 
 fn too_large(len: usize, max: usize) -> ClientError {
@@ -237,6 +252,7 @@ fn post(
         ));
     }
     let membership = ws.rooms.iter().find(|m| *m.room.name == *room).ok_or_else(|| not_joined(room))?;
+    not_muted(ctx, room, &ws.user).map_err(|err| err.about(client_id.map(Arc::from)))?;
     let event = Event::message(Arc::clone(&ws.user), Arc::from(content));
     let origin = Origin { format: Format::Json, client_id: client_id.map(Arc::from) };
     ctx.hub.publish(RoomRef::Joined(&membership.room), event, origin, reply_to(ctx, conn.serial, key))?;

@@ -38,11 +38,14 @@ pub enum ErrorCode {
     /// The server could not accept the message now (cluster mode: the hand-off to Redis is full);
     /// it was not published; send it again later.
     Unavailable,
+    /// The sender is muted in the room (server API: `POST /api/rooms/{room}/mute/{user}`): it still
+    /// receives the room, but its messages are refused until the mute expires or is lifted.
+    Muted,
 }
 
 impl ErrorCode {
     /// Every code, in [`ErrorCode::index`] order (the `code` label of `roomcast_error_frames_sent_total`).
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::MissingField,
@@ -60,6 +63,7 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::Forbidden,
         ErrorCode::Unavailable,
+        ErrorCode::Muted,
     ];
 
     /// Number of codes.
@@ -85,6 +89,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => 14,
             ErrorCode::Forbidden => 15,
             ErrorCode::Unavailable => 16,
+            ErrorCode::Muted => 17,
         }
     }
 
@@ -108,6 +113,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Muted => "muted",
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod api;
 mod catchup;
 mod cluster;
 mod config;

@@ -1,0 +1,199 @@
+//! The server API's state and the actions that are not tied to one HTTP connection: keys
+//! ([`keys`]), the paths ([`route`]), bans and mutes in force ([`moderation`]), idempotency keys
+//! ([`idempotency`]), every WebSocket connection by user ([`registry`]), the durable changes
+//! through the store's control thread, closing a user's connections, and the listings.
+//!
+//! One [`Api`] per server, shared by the shards (`session::api_session` serves the requests). A
+//! change that must survive a restart (a ban, a mute, an idempotency key) is in force in memory at
+//! once and is answered only once the store committed it: the answer then comes through the
+//! asking shard's inbox (`ShardMsg::Reply`), like a history page. Closing a user's connections is a
+//! `ShardMsg::Close` to the shard of each.
+
+pub(crate) mod idempotency;
+pub mod keys;
+pub(crate) mod moderation;
+pub(crate) mod registry;
+pub(crate) mod route;
+
+use std::sync::Arc;
+
+use crate::bus::{ShardMsg, Shards};
+use crate::http::response::Response;
+use crate::protocol::api::{ConnectionRow, PresenceRow, RoomRow};
+use crate::room::hub::Hub;
+use crate::store::{ControlOp, ControlStore, Store, StoreError};
+use crate::types::{ConnRef, Format};
+use crate::ws::close;
+
+pub use keys::KeysError;
+
+/// Why the API could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The keys file could not be read.
+    #[error(transparent)]
+    Keys(#[from] KeysError),
+    /// The store's control state could not be opened or read.
+    #[error("cannot open the API's state in the database: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The server API, shared by every shard.
+pub(crate) struct Api {
+    /// The keys.
+    pub(crate) keys: keys::ApiKeys,
+    /// Bans and mutes in force.
+    pub(crate) moderation: moderation::Moderation,
+    /// Idempotency keys within their window.
+    pub(crate) idempotency: Arc<idempotency::Idempotency>,
+    /// WebSocket connections by user.
+    pub(crate) registry: registry::Registry,
+    /// Durable changes (`None` with `--no-persist`: in memory only).
+    control: Option<ControlStore>,
+    shards: Arc<Shards>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").field("enabled", &self.keys.enabled()).finish_non_exhaustive()
+    }
+}
+
+impl Api {
+    /// The API over `shards`, with `keys`; its state is loaded from `store` (bans, mutes, keys in
+    /// force at `now_ms`) when there is one.
+    ///
+    /// # Errors
+    /// [`ApiError::Store`] when the state cannot be read.
+    pub(crate) fn new(
+        keys: keys::ApiKeys,
+        store: Option<&Store>,
+        shards: Arc<Shards>,
+        now_ms: i64,
+    ) -> Result<Api, ApiError> {
+        let moderation = moderation::Moderation::default();
+        let (control, idempotency) = match store {
+            Some(store) => {
+                let (control, snapshot) = store.open_control(now_ms, idempotency::WINDOW_MS)?;
+                for (user, until) in &snapshot.bans {
+                    moderation.ban(user, *until, now_ms);
+                }
+                for (room, user, until) in &snapshot.mutes {
+                    moderation.mute(room, user, *until, now_ms);
+                }
+                (Some(control), idempotency::Idempotency::load(snapshot.keys))
+            }
+            None => (None, idempotency::Idempotency::default()),
+        };
+        Ok(Api {
+            keys,
+            moderation,
+            idempotency: Arc::new(idempotency),
+            registry: registry::Registry::default(),
+            control,
+            shards,
+        })
+    }
+
+    /// Makes `op` durable, then runs `then` (on the control thread; at once without a store).
+    /// Returns `false`, running nothing, when the control queue is full.
+    pub(crate) fn persist(&self, op: ControlOp, then: impl FnOnce(Result<(), StoreError>) + Send + 'static) -> bool {
+        match &self.control {
+            Some(control) => control.submit(op, Box::new(then)).is_ok(),
+            None => {
+                then(Ok(()));
+                true
+            }
+        }
+    }
+
+    /// A handle that answers HTTP connections from any thread.
+    pub(crate) fn answerer(&self) -> Answerer {
+        Answerer { shards: Arc::clone(&self.shards) }
+    }
+
+    /// Closes every WebSocket connection of `user` on this node with `code` and the reason built
+    /// from `text`; returns how many were told to close.
+    pub(crate) fn close_user(&self, user: &str, code: u16, text: &str) -> usize {
+        let conns = self.registry.of(user);
+        let reason: Arc<str> = Arc::from(close::app_reason(code, text));
+        for entry in &conns {
+            let msg = ShardMsg::Close { conn: entry.conn, code, reason: Arc::clone(&reason) };
+            self.shards.send(entry.conn.shard, msg);
+        }
+        conns.len()
+    }
+
+    /// `GET /api/rooms`: every room with members on this node, by name.
+    pub(crate) fn rooms(hub: &Hub) -> Vec<RoomRow> {
+        let mut rows: Vec<RoomRow> = hub
+            .directory
+            .rooms()
+            .iter()
+            .filter_map(|room| {
+                let state = room.state.lock();
+                (state.members() > 0).then(|| RoomRow {
+                    room: room.name.to_string(),
+                    members: state.users.len(),
+                    connections: u64::from(state.members()),
+                })
+            })
+            .collect();
+        rows.sort_by(|a, b| a.room.cmp(&b.room));
+        rows
+    }
+
+    /// `GET /api/rooms/{room}/presence`: the users present, by name.
+    pub(crate) fn presence(hub: &Hub, room: &str) -> Vec<PresenceRow> {
+        let Some(room) = hub.directory.get(room) else { return Vec::new() };
+        let mut rows: Vec<PresenceRow> = room
+            .state
+            .lock()
+            .users
+            .iter()
+            .map(|(user, &connections)| PresenceRow { user: user.to_string(), connections })
+            .collect();
+        rows.sort_by(|a, b| a.user.cmp(&b.user));
+        rows
+    }
+
+    /// `GET /api/users/{user}/connections`: the user's connections and the rooms they are in.
+    pub(crate) fn connections(&self, hub: &Hub, user: &str) -> (Vec<ConnectionRow>, Vec<String>) {
+        let rows = self
+            .registry
+            .of(user)
+            .into_iter()
+            .map(|e| ConnectionRow {
+                id: e.conn.serial,
+                format: match e.format {
+                    Format::Json => "json",
+                    Format::Text => "text",
+                },
+                peer: e.peer.to_string(),
+                connected_at_ms: e.connected_at_ms,
+            })
+            .collect();
+        let mut rooms: Vec<String> = hub
+            .directory
+            .rooms()
+            .iter()
+            .filter(|room| room.state.lock().users.contains_key(user))
+            .map(|room| room.name.to_string())
+            .collect();
+        rooms.sort();
+        (rows, rooms)
+    }
+}
+
+/// Answers HTTP connections through their shard's inbox, from any thread.
+#[derive(Clone)]
+pub(crate) struct Answerer {
+    shards: Arc<Shards>,
+}
+
+impl Answerer {
+    /// Sends `response` to the HTTP connection `conn`.
+    pub(crate) fn answer(&self, conn: ConnRef, response: Response, keep_alive: bool) {
+        self.shards.send(conn.shard, ShardMsg::Reply { conn, response, keep_alive });
+    }
+}
