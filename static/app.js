@@ -219,7 +219,22 @@ function onSocketClosed(ev) {
     room.historyOff = false;
   }
   renderPresence();
+  if (!mayReconnect(ev.code, ev.reason)) return;
   scheduleReconnect(ev.code, ev.reason);
+}
+
+/**
+ * Application close codes (docs/PROTOCOL.md, "Close codes"): 4000–4499 say why and allow a
+ * reconnect, 4500–4999 (kicked, banned) say why and forbid one. Returns whether to reconnect.
+ */
+function mayReconnect(code, reason) {
+  if (code < 4000 || code > 4999) return true;
+  const why = reason || `code ${code}`;
+  for (const room of state.rooms.values()) systemLine(room, "system", `closed by the server: ${why}`);
+  if (code < 4500) return true;
+  state.retryTimer = null;
+  setConnection("offline", `disconnected by the server: ${why} (reload the page to try again)`);
+  return false;
 }
 
 /**
