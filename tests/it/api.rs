@@ -97,6 +97,7 @@ fn bad_requests_get_their_status() {
         call(&server, "POST", "/api/rooms/r/messages", Some("test-api-key-0123456788"), Some(&msg), "");
     assert_eq!(status, 401, "a wrong key");
     assert_eq!(get(&server, "/api/nope").0, 404);
+    assert_eq!(call(&server, "GET", "/api/nope", None, None, "").0, 401, "the key is checked before the path");
     let (status, head, body) = call(&server, "GET", "/api/rooms/r/messages", Some(KEY), None, "");
     assert_eq!((status, error_code(&body)), (405, "method_not_allowed"));
     assert!(head.contains("Allow: POST"), "{head}");
@@ -224,6 +225,16 @@ fn an_idempotency_key_publishes_once_even_across_a_restart() {
     let (first, replayed) = with_key(&server, "order-1");
     assert!(!replayed);
     assert_eq!(with_key(&server, "order-1"), (first, true));
+    let (status, _, body) = call(
+        &server,
+        "POST",
+        "/api/rooms/elsewhere/messages",
+        Some(KEY),
+        Some(&json!({"user": "x", "content": "y"})),
+        "Idempotency-Key: order-1\r\n",
+    );
+    assert_eq!((status, body["id"].as_u64()), (201, Some(first)), "the key alone decides");
+    assert!(history(&server, "elsewhere").is_empty());
     let (other, _) = with_key(&server, "order-2");
     assert_ne!(other, first);
     // Concurrent requests with one key: one publish, one id.
