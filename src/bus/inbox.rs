@@ -17,7 +17,7 @@ use super::Delivery;
 use crate::http::response::Response;
 use crate::limits::per_ip::IpSlot;
 use crate::store::{HistoryPage, StoreError};
-use crate::types::{ClientError, ConnRef};
+use crate::types::{ClientError, ConnRef, IdWaiter};
 
 /// Soft bound on a shard inbox: above it, shards stop reading client sockets until it drains.
 pub(crate) const INBOX_SOFT_CAP: usize = 16_384;
@@ -68,6 +68,14 @@ pub(crate) enum ShardMsg {
         code: u16,
         /// The close frame's reason.
         reason: Arc<str>,
+    },
+    /// Cluster mode: the id an event published by the server API got (or why it got none), for
+    /// the HTTP connection waiting for it.
+    Sequenced {
+        /// The waiting request.
+        waiter: IdWaiter,
+        /// The id, or the error.
+        result: Result<u64, ClientError>,
     },
     /// Stop: close every connection with 1001 and exit the loop.
     Shutdown,

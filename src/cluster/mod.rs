@@ -540,6 +540,7 @@ mod tests {
             origin: Origin { format: Format::Json, client_id: Some(Arc::from(cid)) },
             at_ms: 0,
             reply_to: None,
+            ack: None,
         }
     }
 

@@ -224,10 +224,16 @@ impl Publisher {
         }
     }
 
+    /// Redis away: delivers and stores `msg` here with a provisional id, which is final (the replay
+    /// keeps it), so a request waiting for it is told now.
     fn deliver_locally(&mut self, msg: &Outgoing) -> u64 {
         self.shared.counters.provisional.fetch_add(1, Ordering::Relaxed);
         let slot = self.shared.slot;
-        self.hub.apply_provisional(msg, |floor| next_provisional(floor, slot))
+        let id = self.hub.apply_provisional(msg, |floor| next_provisional(floor, slot));
+        if let Some(ack) = msg.ack {
+            self.hub.acknowledge(ack, Ok(id));
+        }
+        id
     }
 
     fn connect(&mut self) {
@@ -342,19 +348,31 @@ impl Publisher {
                     let counters = &self.shared.counters;
                     for (pending, result) in self.outbox.drain(..n).zip(results) {
                         match (pending, result) {
-                            (Pending::Chat { provisional_id, .. }, Published::Appended(_)) => {
+                            (Pending::Chat { msg, provisional_id, .. }, Published::Appended(id)) => {
                                 counters.published.fetch_add(1, Ordering::Relaxed);
                                 if provisional_id != 0 {
                                     counters.replayed.fetch_add(1, Ordering::Relaxed);
+                                } else if let Some(ack) = msg.ack {
+                                    self.hub.acknowledge(ack, Ok(id));
                                 }
                             }
-                            (_, Published::Duplicate) => {
+                            (pending, Published::Duplicate) => {
                                 counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                                // A retry after a lost reply: published before, its id unknown here.
+                                if let Pending::Chat { msg, provisional_id: 0, .. } = pending
+                                    && let Some(ack) = msg.ack
+                                {
+                                    self.hub.acknowledge(ack, Err(id_unknown()));
+                                }
                             }
                             (Pending::Chat { msg, .. }, Published::Refused) => {
                                 counters.user_rate_limited.fetch_add(1, Ordering::Relaxed);
+                                let err = user_rate_limited(&msg, &self.shared);
                                 if let Some(reply_to) = msg.reply_to {
-                                    self.hub.refuse(reply_to, &user_rate_limited(&msg, &self.shared));
+                                    self.hub.refuse(reply_to, &err);
+                                }
+                                if let Some(ack) = msg.ack {
+                                    self.hub.acknowledge(ack, Err(err));
                                 }
                             }
                             _ => {}
@@ -464,6 +482,14 @@ impl Publisher {
 }
 
 /// The `error` a sender gets when the cluster-wide bucket of `user` is empty.
+/// A message whose publish reply was lost and whose retry found it published: its id is unknown.
+fn id_unknown() -> ClientError {
+    ClientError::new(
+        ErrorCode::Unavailable,
+        "the message was published, but its id was lost with the link to Redis; it is in the room's history",
+    )
+}
+
 fn user_rate_limited(msg: &Outgoing, shared: &ClusterShared) -> ClientError {
     let user = msg.event.author();
     ClientError::new(

@@ -36,5 +36,7 @@ mod tests {
         assert_eq!(of(ErrorCode::MissingField), 400);
         assert_eq!(of(ErrorCode::MessageTooLarge), 413);
         assert_eq!(of(ErrorCode::Unavailable), 503);
+        assert_eq!(of(ErrorCode::RateLimited), 429);
+        assert_eq!(of(ErrorCode::Muted), 403);
     }
 }

@@ -291,6 +291,13 @@ impl Shard {
                         session::on_close_request(&mut self.ctx, conn, to.key, code, &reason);
                     }
                 }
+                ShardMsg::Sequenced { waiter, result } => {
+                    if let Some(conn) = self.conns.get_mut(waiter.conn.key)
+                        && conn.serial == waiter.conn.serial
+                    {
+                        session::on_sequenced(&mut self.ctx, conn, waiter.conn.key, waiter.index, result);
+                    }
+                }
                 ShardMsg::Shutdown => self.begin_shutdown(),
             }
         }

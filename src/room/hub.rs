@@ -26,7 +26,7 @@ use crate::bus::{Delivery, Payload, ShardMsg, Shards};
 use crate::deferred::Wake;
 use crate::protocol::json;
 use crate::render::{self, Variant};
-use crate::types::{ClientError, ConnRef, Event, Origin, Sequenced, Transient};
+use crate::types::{ClientError, ConnRef, Event, IdWaiter, Origin, Sequenced, Transient};
 
 /// Threads to wake once a room's lock is released: shards whose inbox got a message while they
 /// were (about to be) asleep, sink consumers, the sequencer's thread. Collected under the lock,
@@ -94,6 +94,12 @@ impl Hub {
         self.shards.send(conn.shard, ShardMsg::Refused { conn, error: error.clone() });
     }
 
+    /// Tells `waiter` the id its event got after it left the shard (cluster mode), or why it got
+    /// none (never blocks: the shard's inbox is unbounded; a connection closed meanwhile is skipped).
+    pub(crate) fn acknowledge(&self, waiter: IdWaiter, result: Result<u64, ClientError>) {
+        self.shards.send(waiter.conn.shard, ShardMsg::Sequenced { waiter, result });
+    }
+
     /// Whether shards should stop reading client input for now: a sink or an inbox is congested,
     /// the sequencer is behind, or ids are close to the durable id ceiling.
     ///
@@ -133,11 +139,27 @@ impl Hub {
         origin: Origin,
         reply_to: Option<ConnRef>,
     ) -> Result<Option<u64>, ClientError> {
+        self.publish_acked(room, event, origin, reply_to, None)
+    }
+
+    /// [`Hub::publish`], and when the sequencer keeps the event (`Ok(None)`), `ack` is told its id
+    /// (or why it has none) through [`Hub::acknowledge`] once it is sequenced.
+    ///
+    /// # Errors
+    /// As [`Hub::publish`].
+    pub(crate) fn publish_acked(
+        &self,
+        room: RoomRef<'_>,
+        event: Event,
+        origin: Origin,
+        reply_to: Option<ConnRef>,
+        ack: Option<IdWaiter>,
+    ) -> Result<Option<u64>, ClientError> {
         let name = match room {
             RoomRef::Joined(room) => Arc::clone(&room.name),
             RoomRef::Named(name) => Arc::from(name),
         };
-        let out = Outgoing { room: name, event, origin, at_ms: json::now_millis(), reply_to };
+        let out = Outgoing { room: name, event, origin, at_ms: json::now_millis(), reply_to, ack };
         let Some(out) = self.sequencer.take(out)? else { return Ok(None) };
         let id = self.with_room(room, |room, state, wakes| {
             let seq = out.sequenced(self.ids.next_local());

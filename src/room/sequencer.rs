@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::deferred::Wake;
-use crate::types::{ClientError, ConnRef, Event, Origin, Sequenced, Transient};
+use crate::types::{ClientError, ConnRef, Event, IdWaiter, Origin, Sequenced, Transient};
 
 /// An event accepted for publishing, before it has an id.
 #[derive(Debug, Clone)]
@@ -26,6 +26,9 @@ pub(crate) struct Outgoing {
     /// The sending connection, told when the event is refused after it left the shard (cluster
     /// mode: Redis's per-user rate limit).
     pub(crate) reply_to: Option<ConnRef>,
+    /// Who waits for the event's id when the sequencer keeps it (the server API in cluster mode:
+    /// told through `Hub::acknowledge` once Redis, or this node while Redis is away, gave it one).
+    pub(crate) ack: Option<IdWaiter>,
 }
 
 impl Outgoing {

@@ -10,10 +10,10 @@
 use std::sync::Arc;
 
 use super::ctx::ShardCtx;
-use super::state::Conn;
+use super::state::{Conn, PendingIds, Phase};
+use crate::api::Api;
 use crate::api::idempotency::{self, Claim, Waiter};
 use crate::api::route::{self, ApiRoute, Routed};
-use crate::api::{Answerer, Api};
 use crate::config::ENVELOPE_BYTES;
 use crate::http::request::Request;
 use crate::http::response::Response;
@@ -21,7 +21,7 @@ use crate::protocol::api::{self as bodies, ApiMessage};
 use crate::protocol::{json, names};
 use crate::room::hub::RoomRef;
 use crate::store::ControlOp;
-use crate::types::{ClientError, ConnRef, ErrorCode, Event, Format, Origin};
+use crate::types::{ClientError, ConnRef, ErrorCode, Event, Format, IdWaiter, Origin};
 use crate::ws::close;
 
 /// How a request was served.
@@ -87,7 +87,7 @@ pub(crate) fn admit(ctx: &ShardCtx, req: &Request) -> Result<ApiRoute, Response>
 /// Serves an admitted request whose body has arrived.
 pub(crate) fn serve(
     ctx: &mut ShardCtx,
-    conn: &Conn,
+    conn: &mut Conn,
     key: usize,
     req: &Request,
     route: ApiRoute,
@@ -95,12 +95,30 @@ pub(crate) fn serve(
 ) -> Served {
     let me = ConnRef { shard: ctx.shard, key, serial: conn.serial };
     match act(ctx, me, req, route, body) {
-        Ok(served) => served,
+        Ok(Action::Done(served)) => served,
+        Ok(Action::Wait(pending)) => {
+            if let Phase::Http(state) = &mut conn.phase {
+                state.pending_ids = Some(pending);
+            }
+            Served::Later
+        }
         Err(err) => Served::Now(Response::client_error(&err)),
     }
 }
 
-fn act(ctx: &mut ShardCtx, me: ConnRef, req: &Request, route: ApiRoute, body: &[u8]) -> Result<Served, ClientError> {
+/// What a request came to: served (now or later), or waiting for ids from the cluster.
+enum Action {
+    Done(Served),
+    Wait(Box<PendingIds>),
+}
+
+impl From<Served> for Action {
+    fn from(served: Served) -> Action {
+        Action::Done(served)
+    }
+}
+
+fn act(ctx: &mut ShardCtx, me: ConnRef, req: &Request, route: ApiRoute, body: &[u8]) -> Result<Action, ClientError> {
     let now = json::now_millis();
     match route {
         ApiRoute::PostMessage(room) => {
@@ -111,23 +129,28 @@ fn act(ctx: &mut ShardCtx, me: ConnRef, req: &Request, route: ApiRoute, body: &[
         }
         ApiRoute::Publish => {
             let messages = bodies::parse_batch(body, ctx.cfg.max_message)?;
-            publish_batch(ctx, messages)
+            publish_batch(ctx, me, req, messages)
         }
-        ApiRoute::Rooms => Ok(Served::Now(Response::json(200, bodies::rooms_body(&Api::rooms(&ctx.hub))))),
+        ApiRoute::Rooms => {
+            Ok(Action::Done(Served::Now(Response::json(200, bodies::rooms_body(&Api::rooms(&ctx.hub))))))
+        }
         ApiRoute::Presence(room) => {
             names::validate_room(&room)?;
-            Ok(Served::Now(Response::json(200, bodies::presence_body(&room, &Api::presence(&ctx.hub, &room)))))
+            Ok(Action::Done(Served::Now(Response::json(
+                200,
+                bodies::presence_body(&room, &Api::presence(&ctx.hub, &room)),
+            ))))
         }
         ApiRoute::Connections(user) => {
             let (connections, rooms) = ctx.api.connections(&ctx.hub, &user);
-            Ok(Served::Now(Response::json(200, bodies::connections_body(&user, &connections, &rooms))))
+            Ok(Action::Done(Served::Now(Response::json(200, bodies::connections_body(&user, &connections, &rooms)))))
         }
         ApiRoute::Disconnect(user) => {
             let how = bodies::parse_disconnect(body)?;
             let code = if how.reconnect { close::DISCONNECTED } else { close::KICKED };
             let closed = ctx.api.close_user(&user, code, &how.reason);
             tracing::info!(%user, closed, code, "api: disconnected a user");
-            Ok(Served::Now(Response::json(200, bodies::disconnect_body(&user, closed))))
+            Ok(Action::Done(Served::Now(Response::json(200, bodies::disconnect_body(&user, closed)))))
         }
         ApiRoute::Ban { user, lift: false } => {
             let until = now.saturating_add(seconds_ms(bodies::parse_seconds(body)?));
@@ -135,24 +158,24 @@ fn act(ctx: &mut ShardCtx, me: ConnRef, req: &Request, route: ApiRoute, body: &[
             let closed = ctx.api.close_user(&user, close::BANNED, "");
             tracing::info!(%user, until, closed, "api: banned a user");
             let answer = Response::json(200, bodies::ban_body(&user, until, closed));
-            Ok(durable(ctx, me, req, ControlOp::Ban { user, until_ms: until }, answer))
+            Ok(Action::Done(durable(ctx, me, req, ControlOp::Ban { user, until_ms: until }, answer)))
         }
         ApiRoute::Ban { user, lift: true } => {
             let lifted = ctx.api.moderation.unban(&user, now);
             let answer = Response::json(200, bodies::lifted_body(lifted));
-            Ok(durable(ctx, me, req, ControlOp::Unban { user }, answer))
+            Ok(Action::Done(durable(ctx, me, req, ControlOp::Unban { user }, answer)))
         }
         ApiRoute::Mute { room, user, lift: false } => {
             names::validate_room(&room)?;
             let until = now.saturating_add(seconds_ms(bodies::parse_seconds(body)?));
             ctx.api.moderation.mute(&room, &user, until, now);
             let answer = Response::json(200, bodies::mute_body(&room, &user, until));
-            Ok(durable(ctx, me, req, ControlOp::Mute { room, user, until_ms: until }, answer))
+            Ok(Action::Done(durable(ctx, me, req, ControlOp::Mute { room, user, until_ms: until }, answer)))
         }
         ApiRoute::Mute { room, user, lift: true } => {
             let lifted = ctx.api.moderation.unmute(&room, &user, now);
             let answer = Response::json(200, bodies::lifted_body(lifted));
-            Ok(durable(ctx, me, req, ControlOp::Unmute { room, user }, answer))
+            Ok(Action::Done(durable(ctx, me, req, ControlOp::Unmute { room, user }, answer)))
         }
     }
 }
@@ -180,29 +203,14 @@ fn not_stored(why: &str) -> Response {
 }
 
 /// Publishes one API message into its room (with or without members) as a JSON client's message
-/// would be; the id once sequenced.
-fn publish_one(ctx: &ShardCtx, msg: ApiMessage) -> Result<u64, ClientError> {
+/// would be: its id when it was ordered here; `None` when the sequencer kept it (cluster mode), and
+/// `ack` is told the id later (`ShardMsg::Sequenced`).
+fn publish_one(ctx: &ShardCtx, msg: ApiMessage, ack: IdWaiter) -> Result<Option<u64>, ClientError> {
     let event = Event::message(Arc::from(msg.user.as_str()), Arc::from(msg.content.as_str()));
     let origin = Origin { format: Format::Json, client_id: msg.client_id.as_deref().map(Arc::from) };
-    match ctx.hub.publish(RoomRef::Named(&msg.room), event, origin, None)? {
-        Some(id) => Ok(id),
-        // Cluster mode hands the event to Redis; its id is not known here (see `refuse_in_cluster`).
-        None => {
-            Err(ClientError::new(ErrorCode::Unavailable, "the message was handed to the cluster; its id is unknown"))
-        }
-    }
-}
-
-/// Cluster mode: publishing through the API is not available yet (the id is assigned by Redis and
-/// not reported back to the publishing connection); refused before anything is published.
-fn refuse_in_cluster(ctx: &ShardCtx) -> Option<Served> {
-    ctx.cfg.redis_url.is_some().then(|| {
-        Served::Now(Response::error(
-            501,
-            "not_implemented",
-            "publishing through the server API is not available in cluster mode yet",
-        ))
-    })
+    let id = ctx.hub.publish_acked(RoomRef::Named(&msg.room), event, origin, None, Some(ack))?;
+    ctx.metrics.messages_received.inc();
+    Ok(id)
 }
 
 fn post_message(
@@ -211,14 +219,22 @@ fn post_message(
     req: &Request,
     msg: ApiMessage,
     now: i64,
-) -> Result<Served, ClientError> {
-    if let Some(refused) = refuse_in_cluster(ctx) {
-        return Ok(refused);
-    }
+) -> Result<Action, ClientError> {
+    let ack = IdWaiter { conn: me, index: 0 };
+    let waiting = |idempotency_key: Option<String>| {
+        Action::Wait(Box::new(PendingIds {
+            ids: vec![None],
+            missing: 1,
+            idempotency_key,
+            keep_alive: req.keep_alive,
+            ..PendingIds::default()
+        }))
+    };
     let Some(key) = req.idempotency_key.as_deref() else {
-        let id = publish_one(ctx, msg)?;
-        ctx.metrics.messages_received.inc();
-        return Ok(Served::Now(Response::json(201, bodies::id_body(id))));
+        return Ok(match publish_one(ctx, msg, ack)? {
+            Some(id) => Served::Now(Response::json(201, bodies::id_body(id))).into(),
+            None => waiting(None),
+        });
     };
     if !idempotency::valid_key(key) {
         return Err(ClientError::new(
@@ -229,35 +245,42 @@ fn post_message(
     let waiter = Waiter { conn: me, keep_alive: req.keep_alive };
     match ctx.api.idempotency.claim(key, waiter, now) {
         Claim::Done(id) => {
-            Ok(Served::Now(Response::json(201, bodies::id_body(id)).with_header("Idempotent-Replayed: true".into())))
+            Ok(Served::Now(Response::json(201, bodies::id_body(id)).with_header("Idempotent-Replayed: true".into()))
+                .into())
         }
-        Claim::Joined => Ok(Served::Later),
+        Claim::Joined => Ok(Served::Later.into()),
         Claim::Full => Ok(Served::Now(Response::error(
             503,
             "unavailable",
             &format!("{} idempotency keys are already remembered; retry later", idempotency::MAX_KEYS),
-        ))),
-        Claim::New => {
-            let answerer = ctx.api.answerer();
-            match publish_one(ctx, msg) {
-                Ok(id) => {
-                    ctx.metrics.messages_received.inc();
-                    remember(ctx, answerer, key.to_string(), id, now);
-                }
-                Err(err) => {
-                    let response = Response::client_error(&err);
-                    for w in ctx.api.idempotency.abandon(key) {
-                        answerer.answer(w.conn, response.clone(), w.keep_alive);
-                    }
-                }
+        ))
+        .into()),
+        Claim::New => match publish_one(ctx, msg, ack) {
+            Ok(Some(id)) => {
+                remember(ctx, key.to_string(), id, now);
+                Ok(Served::Later.into())
             }
-            Ok(Served::Later)
-        }
+            Ok(None) => Ok(waiting(Some(key.to_string()))),
+            Err(err) => {
+                forget(ctx, key, &err);
+                Ok(Served::Later.into())
+            }
+        },
+    }
+}
+
+/// `key`'s publish failed: every request waiting for it (the first one included) gets `err`.
+fn forget(ctx: &ShardCtx, key: &str, err: &ClientError) {
+    let answerer = ctx.api.answerer();
+    let response = Response::client_error(err);
+    for w in ctx.api.idempotency.abandon(key) {
+        answerer.answer(w.conn, response.clone(), w.keep_alive);
     }
 }
 
 /// Writes `key` → `id` to the store; once committed, every request waiting for the key gets `id`.
-fn remember(ctx: &ShardCtx, answerer: Answerer, key: String, id: u64, now: i64) {
+fn remember(ctx: &ShardCtx, key: String, id: u64, now: i64) {
+    let answerer = ctx.api.answerer();
     let idem = Arc::clone(&ctx.api.idempotency);
     let finish = move |idem: &idempotency::Idempotency, key: &str| {
         for w in idem.complete(key, id) {
@@ -280,26 +303,78 @@ fn remember(ctx: &ShardCtx, answerer: Answerer, key: String, id: u64, now: i64) 
     }
 }
 
-fn publish_batch(ctx: &mut ShardCtx, messages: Vec<ApiMessage>) -> Result<Served, ClientError> {
-    if let Some(refused) = refuse_in_cluster(ctx) {
-        return Ok(refused);
-    }
+fn publish_batch(
+    ctx: &mut ShardCtx,
+    me: ConnRef,
+    req: &Request,
+    messages: Vec<ApiMessage>,
+) -> Result<Action, ClientError> {
     let mut ids = Vec::with_capacity(messages.len());
-    for msg in messages {
-        match publish_one(ctx, msg) {
+    for (index, msg) in messages.into_iter().enumerate() {
+        let ack = IdWaiter { conn: me, index: u32::try_from(index).unwrap_or(u32::MAX) };
+        match publish_one(ctx, msg, ack) {
             Ok(id) => ids.push(id),
             Err(err) => {
+                let published: Vec<u64> = ids.iter().flatten().copied().collect();
+                let unknown = if published.len() < ids.len() { ", the others' ids are not known yet" } else { "" };
                 let message = format!(
-                    "messages[{}] was not published: {}; the ones before it were, ids {ids:?}",
+                    "messages[{index}] was not published: {}; the {} before it were (ids {published:?}{unknown})",
+                    err.message,
                     ids.len(),
-                    err.message
                 );
                 return Err(ClientError::new(err.code, message));
             }
         }
-        ctx.metrics.messages_received.inc();
     }
-    Ok(Served::Now(Response::json(201, bodies::ids_body(&ids))))
+    let missing = ids.iter().filter(|id| id.is_none()).count();
+    if missing == 0 {
+        let ids: Vec<u64> = ids.into_iter().flatten().collect();
+        return Ok(Served::Now(Response::json(201, bodies::ids_body(&ids))).into());
+    }
+    let pending = PendingIds { ids, missing, batch: true, keep_alive: req.keep_alive, ..PendingIds::default() };
+    Ok(Action::Wait(Box::new(pending)))
+}
+
+/// Cluster mode: event `index` of the waiting request got its id (or an error). Once every id is
+/// told, the answer: `Now` (no idempotency key), or `Later` (the key is stored first, or the waiters
+/// are told through the inbox). `None` while ids are still missing.
+pub(crate) fn on_sequenced(
+    ctx: &ShardCtx,
+    pending: &mut PendingIds,
+    index: u32,
+    result: Result<u64, ClientError>,
+) -> Option<Served> {
+    let slot = pending.ids.get_mut(usize::try_from(index).ok()?)?;
+    if slot.is_some() {
+        return None;
+    }
+    match result {
+        Ok(id) => *slot = Some(id),
+        Err(err) => {
+            // Told (with no id): the request is answered once every event is.
+            *slot = Some(0);
+            pending.error.get_or_insert(err);
+        }
+    }
+    pending.missing -= 1;
+    if pending.missing > 0 {
+        return None;
+    }
+    let ids: Vec<u64> = pending.ids.iter().flatten().copied().collect();
+    let first = ids.first().copied().unwrap_or_default();
+    match (pending.error.take(), pending.idempotency_key.take()) {
+        (Some(err), Some(key)) => {
+            forget(ctx, &key, &err);
+            Some(Served::Later)
+        }
+        (Some(err), None) => Some(Served::Now(Response::client_error(&err))),
+        (None, Some(key)) => {
+            remember(ctx, key, first, json::now_millis());
+            Some(Served::Later)
+        }
+        (None, None) if pending.batch => Some(Served::Now(Response::json(201, bodies::ids_body(&ids)))),
+        (None, None) => Some(Served::Now(Response::json(201, bodies::id_body(first)))),
+    }
 }
 
 #[cfg(test)]

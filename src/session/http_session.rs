@@ -174,6 +174,26 @@ fn api_request(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request, b
     matches!(conn.phase, Phase::Http(_)).then_some(end)
 }
 
+/// Cluster mode: an id a server API request waits for; answers it once every id is told.
+pub(crate) fn on_sequenced(
+    ctx: &mut ShardCtx,
+    conn: &mut Conn,
+    key: usize,
+    index: u32,
+    result: Result<u64, ClientError>,
+) {
+    let Phase::Http(state) = &mut conn.phase else { return };
+    let Some(pending) = state.pending_ids.as_mut() else { return };
+    let Some(served) = api_session::on_sequenced(ctx, pending, index, result) else { return };
+    let keep_alive = pending.keep_alive;
+    state.pending_ids = None;
+    if let api_session::Served::Now(resp) = served {
+        state.awaiting_reply = false;
+        respond(ctx, conn, key, resp, keep_alive, false);
+        serve_buffered(ctx, conn, key);
+    }
+}
+
 /// An answer the server API decided elsewhere (see `api_session`), then any pipelined request.
 pub(crate) fn on_reply(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, resp: Response, keep_alive: bool) {
     let Phase::Http(state) = &mut conn.phase else { return };

@@ -12,7 +12,7 @@
 //!   [`resume_input`] (input buffered while it did not want more may be served now);
 //! - from the inbox: [`deliver::deliver`] (a room's event, for every local member),
 //!   [`on_history`] (a page read by the store), [`on_refused`] (a message refused after it left),
-//!   [`on_reply`] (an HTTP answer decided elsewhere), [`on_close_request`] (the server API closes a
+//!   [`on_reply`] (an HTTP answer decided elsewhere), [`on_sequenced`] (an id the API waited for), [`on_close_request`] (the server API closes a
 //!   WebSocket session);
 //! - output: [`on_flushed`] (a write happened; the queue may now be below a low-water mark);
 //! - time: [`heartbeat::on_sweep`] (every 250 ms, with the ingress pause read once);
@@ -68,7 +68,7 @@ use state::{Conn, HttpState, Phase};
 /// The first phase of a connection just accepted (`over_capacity`: answer 503; `ops_only`: from
 /// the `--metrics-addr` listener, which serves the operations endpoints only).
 pub(crate) fn new_phase(over_capacity: bool, ops_only: bool) -> Phase {
-    Phase::Http(HttpState { over_capacity, awaiting_reply: false, ops_only })
+    Phase::Http(HttpState { over_capacity, awaiting_reply: false, ops_only, pending_ids: None })
 }
 
 /// Feeds bytes read from `conn` to its session.
@@ -119,6 +119,17 @@ pub(crate) fn on_reply(
     keep_alive: bool,
 ) {
     http_session::on_reply(ctx, conn, key, response, keep_alive);
+}
+
+/// Cluster mode: an event a server API request published got its id (or an error).
+pub(crate) fn on_sequenced(
+    ctx: &mut ShardCtx,
+    conn: &mut Conn,
+    key: usize,
+    index: u32,
+    result: Result<u64, ClientError>,
+) {
+    http_session::on_sequenced(ctx, conn, key, index, result);
 }
 
 /// The server API closes this WebSocket session (disconnect, ban) with `code` and `reason`.

@@ -434,3 +434,80 @@ fn keep_alive_requests_are_answered_in_order() {
     let stored: Vec<u64> = history(&server, "ka").iter().rev().map(|m| m["id"].as_u64().expect("id")).collect();
     assert_eq!(stored, ids);
 }
+
+mod cluster {
+    //! Two nodes on a real `redis-server`: the API publishes through Redis (the answer carries the id
+    //! Redis gave) and members on both nodes receive it; with Redis away the node's provisional id.
+
+    use super::*;
+    use crate::support::redis::RedisServer;
+
+    fn node(redis: &RedisServer, id: &str) -> Server {
+        let url = redis.url();
+        let server = Server::start(&["--redis-url", url.as_str(), "--node-id", id, "--api-key", KEY]);
+        wait_until("node linked to redis", || linked(&server) == Some(true));
+        server
+    }
+
+    /// Both links up and nothing waiting for a replay (`Some(false)`: both down).
+    fn linked(server: &Server) -> Option<bool> {
+        let (_, _, body) = http_get(server, "/healthz");
+        let c = serde_json::from_slice::<Value>(&body).expect("json")["cluster"].clone();
+        match (&c["publisher_up"], &c["subscriber_up"]) {
+            (Value::Bool(true), Value::Bool(true)) if c["outbox"] == 0 => Some(true),
+            (Value::Bool(false), Value::Bool(false)) => Some(false),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn publishing_through_either_node_reaches_members_on_both() {
+        let mut redis = RedisServer::start();
+        let a = node(&redis, "api-a");
+        let b = node(&redis, "api-b");
+        let mut on_a = connect_json(&a, "c", "ann");
+        let mut on_b = connect_json(&b, "c", "bob");
+        let (status, body) = post(&a, "/api/rooms/c/messages", &json!({"user": "bot", "content": "via a"}));
+        assert_eq!(status, 201, "{body}");
+        let id = body["id"].as_u64().expect("id");
+        for ws in [&mut on_a, &mut on_b] {
+            let event = recv_event(ws, "message");
+            assert_eq!((event["id"].as_u64(), event["content"].as_str()), (Some(id), Some("via a")));
+        }
+        let messages: Vec<Value> =
+            (0..5).map(|i| json!({"room": "c", "user": "bot", "content": format!("b{i}")})).collect();
+        let (status, body) = post(&b, "/api/publish", &json!({ "messages": messages }));
+        assert_eq!(status, 201, "{body}");
+        let ids: Vec<u64> = body["ids"].as_array().expect("ids").iter().filter_map(Value::as_u64).collect();
+        assert!(ids.len() == 5 && ids.windows(2).all(|w| w[0] < w[1]) && ids[0] > id, "{ids:?}");
+        for ws in [&mut on_a, &mut on_b] {
+            let got: Vec<u64> = (0..5).map(|_| recv_event(ws, "message")["id"].as_u64().expect("id")).collect();
+            assert_eq!(got, ids);
+        }
+        // An idempotency key holds on the node that remembers it.
+        let keyed = |server: &Server| {
+            let msg = json!({"user": "bot", "content": "once"});
+            let (status, _, body) =
+                call(server, "POST", "/api/rooms/c/messages", Some(KEY), Some(&msg), "Idempotency-Key: c-1\r\n");
+            assert_eq!(status, 201, "{body}");
+            body["id"].as_u64().expect("id")
+        };
+        let first = keyed(&a);
+        assert_eq!(keyed(&a), first);
+        assert_eq!(recv_event(&mut on_b, "message")["id"].as_u64(), Some(first));
+
+        // Redis away: the node's provisional id, final (the replay keeps it).
+        redis.kill();
+        wait_until("a noticed the outage", || linked(&a) == Some(false));
+        let (status, body) = post(&a, "/api/rooms/c/messages", &json!({"user": "bot", "content": "while away"}));
+        assert_eq!(status, 201, "{body}");
+        let provisional = body["id"].as_u64().expect("id");
+        loop {
+            let event = recv_event(&mut on_a, "message");
+            if event["content"] == "while away" {
+                assert_eq!(event["id"].as_u64(), Some(provisional));
+                break;
+            }
+        }
+    }
+}
