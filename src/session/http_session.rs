@@ -119,7 +119,7 @@ pub(crate) fn serve_buffered(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
             let resp = Response::error(405, "method_not_allowed", &format!("{} allows GET, HEAD", req.path))
                 .with_header("Allow: GET, HEAD".into());
             let keep_alive = req.keep_alive && req.content_length == 0;
-            respond(ctx, conn, key, resp, keep_alive, false);
+            respond(ctx, conn, key, resp, keep_alive, req.head_only);
             if keep_alive {
                 continue;
             }
@@ -157,7 +157,7 @@ fn api_request(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request, b
         Err(resp) => {
             // An unread body cannot be skipped safely: close after the answer.
             let keep_alive = req.keep_alive && req.content_length == 0;
-            respond(ctx, conn, key, resp, keep_alive, false);
+            respond(ctx, conn, key, resp, keep_alive, req.head_only);
             return keep_alive.then_some(body_at);
         }
     };

@@ -184,13 +184,15 @@ fn reply_to(ctx: &ShardCtx, conn_serial: u64, key: usize) -> Option<ConnRef> {
 
 /// `muted` while the server API has muted `user` in `room` (the user still receives the room).
 fn not_muted(ctx: &ShardCtx, room: &str, user: &str) -> Result<(), ClientError> {
-    let now = json::now_millis();
-    match ctx.api.moderation.muted_until(room, user, now) {
+    match ctx.api.moderation.muted_until(room, user, json::now_millis) {
         None => Ok(()),
-        Some(until) => Err(ClientError::new(
-            ErrorCode::Muted,
-            format!("you are muted in {room:?} for {} more seconds", (until - now + 999) / 1000),
-        )),
+        Some(until) => {
+            let left = (until - json::now_millis()).max(1);
+            Err(ClientError::new(
+                ErrorCode::Muted,
+                format!("you are muted in {room:?} for {} more seconds", (left + 999) / 1000),
+            ))
+        }
     }
 }
 

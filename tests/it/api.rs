@@ -106,6 +106,19 @@ fn bad_requests_get_their_status() {
     let (status, head, _) = call(&server, "POST", "/rooms/r/messages", Some(KEY), Some(&msg), "");
     assert!(status == 405 && head.contains("Allow: GET, HEAD"), "{status} {head}");
 
+    // HEAD gets its refusal without a body: the next pipelined answer follows the head directly.
+    let mut raw = Raw::connect(&server);
+    raw.send(
+        format!(
+            "HEAD /api/rooms HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n\r\n\
+             GET /api/rooms HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    let (status, head, _) = raw.read_response_head();
+    assert!(status == 405 && head.contains("Allow: GET"), "{head}");
+    assert_eq!(raw.read_response().0, 200);
+
     // Content type, size, chunked: decided from the head.
     let mut raw = Raw::connect(&server);
     raw.send(
