@@ -19,7 +19,9 @@ use std::sync::Arc;
 
 use crate::bus::{ShardMsg, Shards};
 use crate::http::response::Response;
-use crate::protocol::api::{ConnectionRow, PresenceRow, RoomRow};
+use crate::protocol::api::{
+    ConnectionRow, ModerationChange, ModerationEvent, PresenceRow, RoomRow, encode_moderation, parse_moderation,
+};
 use crate::room::hub::Hub;
 use crate::store::{ControlOp, ControlStore, Store, StoreError};
 use crate::types::{ConnRef, Format};
@@ -51,6 +53,8 @@ pub(crate) struct Api {
     /// Durable changes (`None` with `--no-persist`: in memory only).
     control: Option<ControlStore>,
     shards: Arc<Shards>,
+    /// This process's tag on the moderation events it sends the cluster (it skips its own).
+    node: u64,
 }
 
 impl std::fmt::Debug for Api {
@@ -92,7 +96,74 @@ impl Api {
             registry: registry::Registry::default(),
             control,
             shards,
+            node: crate::unique::unique_u64(),
         })
+    }
+
+    /// Applies `change` on this node: bans and mutes in force in memory at once and written to the
+    /// store (`then` runs once committed, with how many connections were told to close), connections
+    /// closed. Returns that count, and `false` when the store's queue was full (`then` does not run;
+    /// the change is in force until a restart).
+    pub(crate) fn apply(
+        &self,
+        change: &ModerationChange,
+        now_ms: i64,
+        then: impl FnOnce(usize, Result<(), StoreError>) + Send + 'static,
+    ) -> (usize, bool) {
+        let (closed, op) = match change {
+            ModerationChange::Ban { user, until_ms } => {
+                self.moderation.ban(user, *until_ms, now_ms);
+                let closed = self.close_user(user, close::BANNED, "");
+                (closed, Some(ControlOp::Ban { user: user.clone(), until_ms: *until_ms }))
+            }
+            ModerationChange::Unban { user } => {
+                self.moderation.unban(user, now_ms);
+                (0, Some(ControlOp::Unban { user: user.clone() }))
+            }
+            ModerationChange::Mute { room, user, until_ms } => {
+                self.moderation.mute(room, user, *until_ms, now_ms);
+                let op = ControlOp::Mute { room: room.clone(), user: user.clone(), until_ms: *until_ms };
+                (0, Some(op))
+            }
+            ModerationChange::Unmute { room, user } => {
+                self.moderation.unmute(room, user, now_ms);
+                (0, Some(ControlOp::Unmute { room: room.clone(), user: user.clone() }))
+            }
+            ModerationChange::Disconnect { user, code, reason } => (self.close_user(user, *code, reason), None),
+        };
+        let stored = match op {
+            Some(op) => self.persist(op, move |result| then(closed, result)),
+            None => {
+                then(closed, Ok(()));
+                true
+            }
+        };
+        (closed, stored)
+    }
+
+    /// Tells every other node of the cluster to apply `change` too (nothing on a single node).
+    pub(crate) fn tell_cluster(&self, hub: &Hub, change: ModerationChange) {
+        let payload = encode_moderation(&ModerationEvent { node: self.node, change });
+        if hub.is_clustered() && !hub.broadcast_control(payload) {
+            tracing::warn!("api: the hand-off to Redis is full; a moderation change stays on this node");
+        }
+    }
+
+    /// A moderation event from the cluster: applied here unless this node sent it.
+    pub(crate) fn on_cluster_event(&self, payload: &[u8]) {
+        let Some(event) = parse_moderation(payload) else {
+            tracing::warn!("api: a moderation event from the cluster did not parse; ignored");
+            return;
+        };
+        if event.node == self.node {
+            return;
+        }
+        let (closed, stored) = self.apply(&event.change, crate::protocol::json::now_millis(), |_, result| {
+            if let Err(err) = result {
+                tracing::error!(%err, "api: a moderation change from the cluster could not be stored");
+            }
+        });
+        tracing::info!(closed, stored, change = ?event.change, "api: applied a moderation change from the cluster");
     }
 
     /// Makes `op` durable, then runs `then` (on the control thread; at once without a store).

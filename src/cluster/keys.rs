@@ -20,6 +20,9 @@ pub(crate) const ID_COUNTER: &str = "rc:ids";
 pub(crate) const SLOTS: &str = "rc:slots";
 /// Pattern every node subscribes to (all rooms' channels).
 pub(crate) const CHANNEL_PATTERN: &str = "rc:{*}:msg";
+/// The cluster-wide control channel: the server API's moderation (bans, mutes, disconnects), an
+/// opaque payload for the nodes' `api` (`protocol::api::ModerationEvent`); pub/sub, at most once.
+pub(crate) const CONTROL_CHANNEL: &str = "rc:control";
 /// Pattern matching every room's stream (for catch-up scans).
 pub(crate) const LOG_PATTERN: &str = "rc:{*}:log";
 

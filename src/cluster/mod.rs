@@ -231,6 +231,8 @@ impl ClusterConfig {
 pub(crate) enum ToRedis {
     /// An event of a room's ordered log (sequenced and stored through Redis).
     Event(Outgoing),
+    /// A control message for every node (`keys::CONTROL_CHANNEL`).
+    Control(Vec<u8>),
     /// A binary frame from a text client, for the room's text members on every node (no id, not stored).
     Binary {
         /// Room name.
@@ -330,7 +332,7 @@ impl Sequencer for ClusterSink {
                 self.shared.counters.refused_unavailable.fetch_add(1, Ordering::Relaxed);
                 let client_id = match msg {
                     ToRedis::Event(event) => event.origin.client_id,
-                    ToRedis::Binary { .. } => None,
+                    ToRedis::Binary { .. } | ToRedis::Control(_) => None,
                 };
                 Err(unavailable(client_id))
             }
@@ -338,6 +340,14 @@ impl Sequencer for ClusterSink {
     }
 
     /// A binary relay is at most once (never stored or retried): a full channel drops it, counted.
+    fn take_control(&self, payload: Vec<u8>) -> bool {
+        self.tx.try_send(ToRedis::Control(payload)).is_ok()
+    }
+
+    fn is_remote(&self) -> bool {
+        true
+    }
+
     fn take_relay(&self, room: &Arc<str>, event: Transient) -> Option<Transient> {
         let Transient::Binary(payload) = event else { return Some(event) };
         if self.tx.try_send(ToRedis::Binary { room: Arc::clone(room), payload: payload.to_vec() }).is_err() {

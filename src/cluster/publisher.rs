@@ -50,6 +50,8 @@ enum Pending {
         provisional_id: u64,
     },
     Presence(PresenceChange),
+    /// A control message for every node (at most once: dropped if the link fails with it).
+    Control(Vec<u8>),
     Binary {
         room: Arc<str>,
         payload: Vec<u8>,
@@ -204,6 +206,8 @@ impl Publisher {
                 self.outbox.push_back(Pending::Binary { room, payload });
             }
             ToRedis::Binary { room, payload } => self.hub.relay_binary(&room, payload.into()),
+            ToRedis::Control(payload) if self.link.is_some() => self.outbox.push_back(Pending::Control(payload)),
+            ToRedis::Control(_) => tracing::warn!("redis is away: a moderation message for the other nodes is dropped"),
         }
     }
 
@@ -419,6 +423,7 @@ impl Publisher {
                     self.hub.announce_presence_locally(&change.room, &change.user, change.joined);
                     continue;
                 }
+                Pending::Control(_) => continue,
                 Pending::Binary { room, payload } => {
                     if index >= in_flight {
                         self.hub.relay_binary(room, payload.clone().into());
@@ -454,6 +459,7 @@ impl Publisher {
             }
             Pending::Presence(change) => BatchItem::Presence(change.clone()),
             Pending::Binary { room, payload } => BatchItem::Binary { room: Arc::clone(room), payload: payload.clone() },
+            Pending::Control(payload) => BatchItem::Control(payload.clone()),
         }
     }
 

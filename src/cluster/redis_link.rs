@@ -47,6 +47,8 @@ pub(crate) enum BatchItem {
     Chat(PublishArgs),
     /// This node's first or last connection of a user in a room, through the presence script.
     Presence(PresenceChange),
+    /// A control message, published on `keys::CONTROL_CHANNEL`.
+    Control(Vec<u8>),
     /// A binary relay, published as it is on the room's channel.
     Binary {
         /// Room name.
@@ -159,6 +161,9 @@ impl RedisLink {
                 BatchItem::Binary { room, payload } => {
                     pipe.cmd("PUBLISH").arg(keys::channel(room)).arg(encode_binary(room, payload));
                 }
+                BatchItem::Control(payload) => {
+                    pipe.cmd("PUBLISH").arg(keys::CONTROL_CHANNEL).arg(payload.as_slice());
+                }
             }
         }
         let replies: Vec<Value> = pipe.query(&mut self.conn)?;
@@ -170,7 +175,7 @@ impl RedisLink {
             .zip(replies)
             .map(|(item, reply)| match item {
                 BatchItem::Chat(_) => parse_publish_reply(reply),
-                BatchItem::Presence(_) | BatchItem::Binary { .. } => match reply {
+                BatchItem::Presence(_) | BatchItem::Binary { .. } | BatchItem::Control(_) => match reply {
                     Value::Int(_) => Ok(Published::Done),
                     Value::ServerError(_) => Err(ClusterError::Reply("presence script failed")),
                     _ => Err(ClusterError::Reply("presence or binary publish did not answer a number")),

@@ -2,7 +2,7 @@
 //! is refused with a message naming the field (`messages[3].content must be a string`), and every
 //! response body rendered. The routes and what they do are `api`'s; this file only knows the shapes.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::json::MAX_CLIENT_ID_BYTES;
@@ -172,6 +172,69 @@ pub fn parse_seconds(body: &[u8]) -> Result<u64, ClientError> {
     }
 }
 
+/// A moderation change every node of a cluster applies (the server API sends it through Redis; the
+/// node that made it skips its own, by `node`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModerationEvent {
+    /// The node that made it (a number unique per process).
+    pub node: u64,
+    /// What it is.
+    pub change: ModerationChange,
+}
+
+/// The change of a [`ModerationEvent`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ModerationChange {
+    /// `user` banned until `until_ms`.
+    Ban {
+        /// The user.
+        user: String,
+        /// Expiry, ms since the epoch.
+        until_ms: i64,
+    },
+    /// `user`'s ban lifted.
+    Unban {
+        /// The user.
+        user: String,
+    },
+    /// `user` muted in `room` until `until_ms`.
+    Mute {
+        /// The room.
+        room: String,
+        /// The user.
+        user: String,
+        /// Expiry, ms since the epoch.
+        until_ms: i64,
+    },
+    /// `user`'s mute in `room` lifted.
+    Unmute {
+        /// The room.
+        room: String,
+        /// The user.
+        user: String,
+    },
+    /// Every connection of `user` closed with `code` and the operator's `reason`.
+    Disconnect {
+        /// The user.
+        user: String,
+        /// The close code.
+        code: u16,
+        /// The operator's text.
+        reason: String,
+    },
+}
+
+/// A moderation event as the cluster carries it.
+pub fn encode_moderation(event: &ModerationEvent) -> Vec<u8> {
+    to_vec(event)
+}
+
+/// A moderation event from the cluster (`None`: not one this build understands).
+pub fn parse_moderation(payload: &[u8]) -> Option<ModerationEvent> {
+    serde_json::from_slice(payload).ok()
+}
+
 fn to_vec<T: Serialize>(value: &T) -> Vec<u8> {
     // Serialising plain structs of strings and numbers cannot fail.
     serde_json::to_vec(value).unwrap_or_default()
@@ -298,6 +361,16 @@ mod tests {
         assert_eq!(err(parse_batch(br#"{"messages":[]}"#, 10)).0, ErrorCode::InvalidParameter);
         let many = format!(r#"{{"messages":[{}]}}"#, vec![r#"{"room":"a","user":"u","content":"1"}"#; 1001].join(","));
         assert_eq!(err(parse_batch(many.as_bytes(), 10)).0, ErrorCode::InvalidParameter);
+    }
+
+    #[test]
+    fn moderation_events_round_trip() {
+        let event = ModerationEvent {
+            node: 7,
+            change: ModerationChange::Mute { room: "r".into(), user: "al".into(), until_ms: 5 },
+        };
+        assert_eq!(parse_moderation(&encode_moderation(&event)), Some(event));
+        assert_eq!(parse_moderation(b"{\"node\":1,\"change\":{\"op\":\"explode\"}}"), None);
     }
 
     #[test]

@@ -120,6 +120,14 @@ impl Server {
         let telemetry = Telemetry::new(cfg.shards.get(), store.as_ref(), Arc::clone(&hub), cluster_shared);
         let now = crate::protocol::json::now_millis();
         let api = Arc::new(Api::new(api_keys, store.as_deref(), Arc::clone(&shard_router), now)?);
+        // Moderation from other nodes (cluster mode). Weak: the API's control thread is joined at
+        // shutdown when the server drops it, whoever still holds the hub.
+        let api_for_cluster = Arc::downgrade(&api);
+        hub.set_control_hook(Box::new(move |payload| {
+            if let Some(api) = api_for_cluster.upgrade() {
+                api.on_cluster_event(payload);
+            }
+        }));
 
         let shared = Shared {
             hub: Arc::clone(&hub),

@@ -67,7 +67,12 @@ pub(crate) struct Hub {
     pub(crate) ids: IdSequence,
     sequencer: Box<dyn Sequencer>,
     sinks: Vec<Box<dyn Sink>>,
+    /// Where the cluster's control messages go (the server API's moderation, set at start).
+    control: std::sync::OnceLock<ControlHook>,
 }
+
+/// What a node does with a control message from the cluster (see [`Hub::set_control_hook`]).
+pub(crate) type ControlHook = Box<dyn Fn(&[u8]) + Send + Sync>;
 
 impl Hub {
     /// A hub delivering through `shards`, ordering with `sequencer`, tracking ids in `ids`, and
@@ -79,7 +84,8 @@ impl Hub {
         sinks: Vec<Box<dyn Sink>>,
     ) -> Self {
         assert!(sinks.len() <= 64, "Wakeups has one bit per sink");
-        Hub { directory: Directory::new(shards.len()), shards, ids, sequencer, sinks }
+        let control = std::sync::OnceLock::new();
+        Hub { directory: Directory::new(shards.len()), shards, ids, sequencer, sinks, control }
     }
 
     /// The last id allocated (single node) or the largest id seen (cluster mode): every event
@@ -92,6 +98,29 @@ impl Hub {
     /// blocks: the shard's inbox is unbounded; a connection closed meanwhile is skipped there).
     pub(crate) fn refuse(&self, conn: ConnRef, error: &ClientError) {
         self.shards.send(conn.shard, ShardMsg::Refused { conn, error: error.clone() });
+    }
+
+    /// Sets what this node does with the cluster's control messages (once, at start).
+    pub(crate) fn set_control_hook(&self, hook: ControlHook) {
+        let _ = self.control.set(hook);
+    }
+
+    /// Sends a control message to every node of the cluster (this one included, through Redis);
+    /// `false` on a single node, or when the hand-off to Redis is full.
+    pub(crate) fn broadcast_control(&self, payload: Vec<u8>) -> bool {
+        self.sequencer.take_control(payload)
+    }
+
+    /// Whether the events are sequenced elsewhere (cluster mode).
+    pub(crate) fn is_clustered(&self) -> bool {
+        self.sequencer.is_remote()
+    }
+
+    /// A control message from the cluster (the subscriber thread).
+    pub(crate) fn on_control(&self, payload: &[u8]) {
+        if let Some(hook) = self.control.get() {
+            hook(payload);
+        }
     }
 
     /// Tells `waiter` the id its event got after it left the shard (cluster mode), or why it got

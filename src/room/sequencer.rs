@@ -60,6 +60,15 @@ pub(crate) trait Sequencer: Send + Sync {
     /// `unavailable` when it cannot be taken now (cluster mode: the hand-off to Redis is full):
     /// nothing was published.
     fn take(&self, event: Outgoing) -> Result<Option<Outgoing>, ClientError>;
+    /// Takes a control message for every node of the cluster (the server API's moderation); `false`
+    /// when there is no cluster (single node: the default) or it cannot be taken now.
+    fn take_control(&self, _payload: Vec<u8>) -> bool {
+        false
+    }
+    /// Whether events are sequenced on another thread (cluster mode), not here.
+    fn is_remote(&self) -> bool {
+        false
+    }
     /// Takes a transient `event` (a binary relay) of room `room`: `Some` hands it back to be relayed
     /// to this node's members now; `None`, it was handed off (cluster mode: at most once).
     fn take_relay(&self, room: &Arc<str>, event: Transient) -> Option<Transient>;

@@ -17,7 +17,7 @@ use crate::api::route::{self, ApiRoute, Routed};
 use crate::config::ENVELOPE_BYTES;
 use crate::http::request::Request;
 use crate::http::response::Response;
-use crate::protocol::api::{self as bodies, ApiMessage};
+use crate::protocol::api::{self as bodies, ApiMessage, ModerationChange};
 use crate::protocol::{json, names};
 use crate::room::hub::RoomRef;
 use crate::store::ControlOp;
@@ -148,34 +148,35 @@ fn act(ctx: &mut ShardCtx, me: ConnRef, req: &Request, route: ApiRoute, body: &[
         ApiRoute::Disconnect(user) => {
             let how = bodies::parse_disconnect(body)?;
             let code = if how.reconnect { close::DISCONNECTED } else { close::KICKED };
-            let closed = ctx.api.close_user(&user, code, &how.reason);
+            let change = ModerationChange::Disconnect { user: user.clone(), code, reason: how.reason };
+            let (closed, _) = ctx.api.apply(&change, now, |_, _| {});
+            ctx.api.tell_cluster(&ctx.hub, change);
             tracing::info!(%user, closed, code, "api: disconnected a user");
             Ok(Action::Done(Served::Now(Response::json(200, bodies::disconnect_body(&user, closed)))))
         }
         ApiRoute::Ban { user, lift: false } => {
-            let until = now.saturating_add(seconds_ms(bodies::parse_seconds(body)?));
-            ctx.api.moderation.ban(&user, until, now);
-            let closed = ctx.api.close_user(&user, close::BANNED, "");
-            tracing::info!(%user, until, closed, "api: banned a user");
-            let answer = Response::json(200, bodies::ban_body(&user, until, closed));
-            Ok(Action::Done(durable(ctx, me, req, ControlOp::Ban { user, until_ms: until }, answer)))
+            let until_ms = now.saturating_add(seconds_ms(bodies::parse_seconds(body)?));
+            let change = ModerationChange::Ban { user: user.clone(), until_ms };
+            Ok(Action::Done(moderate(ctx, me, req, change, now, move |closed| {
+                bodies::ban_body(&user, until_ms, closed)
+            })))
         }
         ApiRoute::Ban { user, lift: true } => {
-            let lifted = ctx.api.moderation.unban(&user, now);
-            let answer = Response::json(200, bodies::lifted_body(lifted));
-            Ok(Action::Done(durable(ctx, me, req, ControlOp::Unban { user }, answer)))
+            let lifted = ctx.api.moderation.banned_until(&user, now).is_some();
+            let change = ModerationChange::Unban { user };
+            Ok(Action::Done(moderate(ctx, me, req, change, now, move |_| bodies::lifted_body(lifted))))
         }
         ApiRoute::Mute { room, user, lift: false } => {
             names::validate_room(&room)?;
-            let until = now.saturating_add(seconds_ms(bodies::parse_seconds(body)?));
-            ctx.api.moderation.mute(&room, &user, until, now);
-            let answer = Response::json(200, bodies::mute_body(&room, &user, until));
-            Ok(Action::Done(durable(ctx, me, req, ControlOp::Mute { room, user, until_ms: until }, answer)))
+            let until_ms = now.saturating_add(seconds_ms(bodies::parse_seconds(body)?));
+            let answer = bodies::mute_body(&room, &user, until_ms);
+            let change = ModerationChange::Mute { room, user, until_ms };
+            Ok(Action::Done(moderate(ctx, me, req, change, now, move |_| answer)))
         }
         ApiRoute::Mute { room, user, lift: true } => {
-            let lifted = ctx.api.moderation.unmute(&room, &user, now);
-            let answer = Response::json(200, bodies::lifted_body(lifted));
-            Ok(Action::Done(durable(ctx, me, req, ControlOp::Unmute { room, user }, answer)))
+            let lifted = ctx.api.moderation.muted_until(&room, &user, || now).is_some();
+            let change = ModerationChange::Unmute { room, user };
+            Ok(Action::Done(moderate(ctx, me, req, change, now, move |_| bodies::lifted_body(lifted))))
         }
     }
 }
@@ -184,18 +185,28 @@ fn seconds_ms(seconds: u64) -> i64 {
     i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
-/// A change in force in memory: written to the store, `answer` sent once it is committed.
-fn durable(ctx: &ShardCtx, me: ConnRef, req: &Request, op: ControlOp, answer: Response) -> Served {
+/// A ban or mute (or its lifting): in force here at once, told to the other nodes of a cluster,
+/// answered (`answer`, given how many connections it closed) once the store committed it.
+fn moderate(
+    ctx: &ShardCtx,
+    me: ConnRef,
+    req: &Request,
+    change: ModerationChange,
+    now: i64,
+    answer: impl FnOnce(usize) -> Vec<u8> + Send + 'static,
+) -> Served {
     let answerer = ctx.api.answerer();
     let keep_alive = req.keep_alive;
-    let queued = ctx.api.persist(op, move |result| {
+    let (closed, stored) = ctx.api.apply(&change, now, move |closed, result| {
         let response = match result {
-            Ok(()) => answer,
+            Ok(()) => Response::json(200, answer(closed)),
             Err(err) => not_stored(&err.to_string()),
         };
         answerer.answer(me, response, keep_alive);
     });
-    if queued { Served::Later } else { Served::Now(not_stored("the store's control queue is full")) }
+    ctx.api.tell_cluster(&ctx.hub, change);
+    tracing::info!(closed, stored, "api: moderation change");
+    if stored { Served::Later } else { Served::Now(not_stored("the store's control queue is full")) }
 }
 
 fn not_stored(why: &str) -> Response {

@@ -523,4 +523,49 @@ mod cluster {
             }
         }
     }
+
+    /// Sends messages as `ws` until one is refused with `muted` (`true`) or accepted (`false`,
+    /// once the state wanted is reached).
+    fn posts_muted(ws: &mut Client, n: &mut u32) -> bool {
+        *n += 1;
+        let cid = format!("p{n}");
+        send_json(ws, json!({"type": "message", "room": "m", "content": "try", "client_id": cid}));
+        loop {
+            let event = recv_json(ws);
+            if event["client_id"] == cid.as_str() {
+                return event["type"] == "error" && event["code"] == "muted";
+            }
+        }
+    }
+
+    #[test]
+    fn moderation_through_one_node_holds_on_the_other() {
+        let redis = RedisServer::start();
+        let a = node(&redis, "mod-a");
+        let b = node(&redis, "mod-b");
+        let mut al = connect_json(&b, "m", "al");
+        let mut n = 0;
+        let (status, _) = post(&a, "/api/rooms/m/mute/al", &json!({"seconds": 600}));
+        assert_eq!(status, 200);
+        wait_until("al muted on b", || posts_muted(&mut al, &mut n));
+        let (status, _, _) = call(&a, "DELETE", "/api/rooms/m/mute/al", Some(KEY), None, "");
+        assert_eq!(status, 200);
+        wait_until("al free on b", || !posts_muted(&mut al, &mut n));
+
+        let (status, _) = post(&a, "/api/users/al/disconnect", &json!({"reason": "from a", "reconnect": true}));
+        assert_eq!(status, 200);
+        assert_eq!(close_of(&mut al), (4000, "disconnected: from a".to_string()));
+
+        let mut al = connect_json(&b, "m", "al");
+        let (status, _) = post(&a, "/api/users/al/ban", &json!({"seconds": 600}));
+        assert_eq!(status, 200);
+        assert_eq!(close_of(&mut al).0, 4501, "closed on the other node");
+        let mut raw = Raw::connect(&b);
+        assert_eq!(raw.handshake(&b, "/ws?format=json&room=m&nick=al", "").0, 403);
+        let (status, _, _) = call(&a, "DELETE", "/api/users/al/ban", Some(KEY), None, "");
+        assert_eq!(status, 200);
+        wait_until("al may connect to b again", || {
+            Raw::connect(&b).handshake(&b, "/ws?format=json&room=m&nick=al", "").0 == 101
+        });
+    }
 }
