@@ -105,6 +105,13 @@
 //! which sends an `error` `rate_limited` to that connection if it is still open. Single-node mode
 //! keeps only the per-connection limit (`--rate-limit`).
 //!
+//! # The server API across nodes
+//! An API publish is an `Outgoing` with an `ack` (`IdWaiter`): the publisher tells it the id once the
+//! publish script appended the message (or the provisional id, while Redis is away) through
+//! `Hub::acknowledge`. Moderation (bans, mutes, disconnects) is a control message
+//! (`ToRedis::Control`, an opaque payload the `api` layer encodes) published on `rc:control`; every
+//! subscriber hands it to `Hub::on_control`. Pub/sub: at most once, a node not subscribed then misses it.
+//!
 //! # Not (yet) across nodes
 //! The heartbeat period and expiry are constants (1 s, 5 s: `publisher::HEARTBEAT_EVERY`,
 //! `HEARTBEAT_TTL`), not flags.
