@@ -29,6 +29,9 @@ use crate::ws::close;
 
 pub use keys::KeysError;
 
+/// Users one presence answer lists at most.
+pub(crate) const MAX_LISTED: usize = 10_000;
+
 /// Why the API could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -195,37 +198,51 @@ impl Api {
         conns.len()
     }
 
-    /// `GET /api/rooms`: every room with members on this node, by name.
+    /// `GET /api/rooms`: every room with members, by name: on this node, and in cluster mode on
+    /// every node (`members` cluster-wide from the membership view, `connections` this node's).
     pub(crate) fn rooms(hub: &Hub) -> Vec<RoomRow> {
-        let mut rows: Vec<RoomRow> = hub
+        let mut rows: std::collections::BTreeMap<String, RoomRow> = hub
             .directory
             .rooms()
             .iter()
             .filter_map(|room| {
                 let state = room.state.lock();
-                (state.members() > 0).then(|| RoomRow {
-                    room: room.name.to_string(),
-                    members: state.users.len(),
-                    connections: u64::from(state.members()),
+                (state.members() > 0).then(|| {
+                    let row = RoomRow {
+                        room: room.name.to_string(),
+                        members: state.users.len(),
+                        connections: u64::from(state.members()),
+                    };
+                    (row.room.clone(), row)
                 })
             })
             .collect();
-        rows.sort_by(|a, b| a.room.cmp(&b.room));
-        rows
+        for (room, _) in hub.cluster_rooms().unwrap_or_default() {
+            let members = hub.cluster_members(&room, 0).map_or(0, |(_, count)| count);
+            let row = rows.entry(room.to_string()).or_insert_with(|| RoomRow {
+                room: room.to_string(),
+                members: 0,
+                connections: 0,
+            });
+            row.members = row.members.max(members);
+        }
+        rows.into_values().collect()
     }
 
-    /// `GET /api/rooms/{room}/presence`: the users present, by name.
-    pub(crate) fn presence(hub: &Hub, room: &str) -> Vec<PresenceRow> {
-        let Some(room) = hub.directory.get(room) else { return Vec::new() };
-        let mut rows: Vec<PresenceRow> = room
-            .state
-            .lock()
-            .users
-            .iter()
-            .map(|(user, &connections)| PresenceRow { user: user.to_string(), connections })
-            .collect();
-        rows.sort_by(|a, b| a.user.cmp(&b.user));
-        rows
+    /// `GET /api/rooms/{room}/presence`: the users present, by name: on this node, and in cluster
+    /// mode on every node (from the membership view; `connections` counts this node's, 0 for a user
+    /// connected elsewhere only). At most [`MAX_LISTED`] users.
+    pub(crate) fn presence(hub: &Hub, room_name: &str) -> Vec<PresenceRow> {
+        let local: std::collections::HashMap<Arc<str>, u32> =
+            hub.directory.get(room_name).map(|room| room.state.lock().users.clone()).unwrap_or_default();
+        let mut rows: std::collections::BTreeMap<String, u32> =
+            local.iter().map(|(user, &connections)| (user.to_string(), connections)).collect();
+        if let Some((names, _)) = hub.cluster_members(room_name, MAX_LISTED) {
+            for name in names {
+                rows.entry(name.to_string()).or_insert(0);
+            }
+        }
+        rows.into_iter().take(MAX_LISTED).map(|(user, connections)| PresenceRow { user, connections }).collect()
     }
 
     /// `GET /api/users/{user}/connections`: the user's connections and the rooms they are in.

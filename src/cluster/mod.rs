@@ -355,6 +355,10 @@ impl Sequencer for ClusterSink {
         true
     }
 
+    fn rooms(&self) -> Option<Vec<(Arc<str>, usize)>> {
+        self.shared.counters.subscriber_up.load(Ordering::SeqCst).then(|| self.shared.view.rooms())
+    }
+
     fn take_relay(&self, room: &Arc<str>, event: Transient) -> Option<Transient> {
         let Transient::Binary(payload) = event else { return Some(event) };
         if self.tx.try_send(ToRedis::Binary { room: Arc::clone(room), payload: payload.to_vec() }).is_err() {

@@ -111,6 +111,20 @@ impl Hub {
         self.sequencer.take_control(payload)
     }
 
+    /// Cluster mode with the cluster view up: the rooms with users anywhere (`None` otherwise).
+    pub(crate) fn cluster_rooms(&self) -> Option<Vec<(Arc<str>, usize)>> {
+        self.sequencer.rooms()
+    }
+
+    /// Cluster mode with the cluster view up: up to `max_names` users of `room` anywhere (this node's
+    /// first) and their exact number; `None` otherwise.
+    pub(crate) fn cluster_members(&self, room: &str, max_names: usize) -> Option<MemberList> {
+        match self.directory.get(room) {
+            Some(local) => self.sequencer.members(room, &local.state.lock().users, max_names),
+            None => self.sequencer.members(room, &std::collections::HashMap::<Arc<str>, u32>::new(), max_names),
+        }
+    }
+
     /// Whether the events are sequenced elsewhere (cluster mode).
     pub(crate) fn is_clustered(&self) -> bool {
         self.sequencer.is_remote()

@@ -65,6 +65,11 @@ pub(crate) trait Sequencer: Send + Sync {
     fn take_control(&self, _payload: Vec<u8>) -> bool {
         false
     }
+    /// Cluster-wide rooms with users and their number of users (`None`: only this node's are
+    /// known: single node, or the cluster view is down).
+    fn rooms(&self) -> Option<Vec<(Arc<str>, usize)>> {
+        None
+    }
     /// Whether events are sequenced on another thread (cluster mode), not here.
     fn is_remote(&self) -> bool {
         false

@@ -568,4 +568,27 @@ mod cluster {
             Raw::connect(&b).handshake(&b, "/ws?format=json&room=m&nick=al", "").0 == 101
         });
     }
+
+    #[test]
+    fn presence_and_rooms_agree_from_either_node() {
+        let redis = RedisServer::start();
+        let a = node(&redis, "list-a");
+        let b = node(&redis, "list-b");
+        let _al = connect_json(&a, "p", "al");
+        let _bo = connect_json(&b, "p", "bo");
+        for server in [&a, &b] {
+            wait_until("both users listed", || {
+                let users = get(server, "/api/rooms/p/presence").1["users"].clone();
+                users.as_array().is_some_and(|u| u.len() == 2)
+            });
+            let (_, presence) = get(server, "/api/rooms/p/presence");
+            let names: Vec<&str> =
+                presence["users"].as_array().expect("users").iter().filter_map(|u| u["user"].as_str()).collect();
+            assert_eq!((names, &presence["members"]), (vec!["al", "bo"], &json!(2)));
+            let (_, rooms) = get(server, "/api/rooms");
+            assert_eq!(rooms["rooms"][0]["room"], "p");
+            assert_eq!(rooms["rooms"][0]["members"], 2, "{rooms}");
+            assert_eq!(rooms["rooms"][0]["connections"], 1, "this node's connections: {rooms}");
+        }
+    }
 }
