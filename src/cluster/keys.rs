@@ -47,6 +47,14 @@ pub(crate) fn channel(room: &str) -> String {
 }
 
 /// The per-user token bucket (`--user-rate-limit`).
+/// An API idempotency key's first id (`SET … PX`, the window), cluster-wide.
+pub(crate) fn idempotency(key: &str) -> String {
+    format!("rc:idem:{{{key}}}")
+}
+
+/// The key passed to the publish script for a message without an idempotency key (never written).
+pub(crate) const NO_IDEMPOTENCY: &str = "rc:idem:-";
+
 pub(crate) fn user_bucket(user: &str) -> String {
     format!("rc:user:{{{user}}}:bucket")
 }

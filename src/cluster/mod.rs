@@ -108,7 +108,9 @@
 //! # The server API across nodes
 //! An API publish is an `Outgoing` with an `ack` (`IdWaiter`): the publisher tells it the id once the
 //! publish script appended the message (or the provisional id, while Redis is away) through
-//! `Hub::acknowledge`. Moderation (bans, mutes, disconnects) is a control message
+//! `Hub::acknowledge`; with an `Idempotency-Key` the publish script publishes once per key within
+//! 10 minutes (`rc:idem:{<key>}`, set with the publish; a later one answers the first id: `{-2, id}`),
+//! whichever node is asked. Moderation (bans, mutes, disconnects) is a control message
 //! (`ToRedis::Control`, an opaque payload the `api` layer encodes) published on `rc:control`; every
 //! subscriber hands it to `Hub::on_control`. Pub/sub: at most once, a node not subscribed then misses it.
 //!
@@ -126,7 +128,8 @@
 //! become per room (`rc:{room}:ids`), so ids would be
 //! unique and ordered per room only (history pages and resume are per room already; the protocol's
 //! "unique across the server" would become "unique within a room"), or come from a dedicated
-//! counter node at the cost of a second round trip. The per-user bucket `rc:user:{<user>}:bucket`
+//! counter node at the cost of a second round trip. The API's idempotency key `rc:idem:{<key>}` is
+//! cross-slot too (the same choice as the bucket below). The per-user bucket `rc:user:{<user>}:bucket`
 //! hashes to the user's slot, not the room's: in Redis Cluster the publish script cannot touch it
 //! beside the room's keys, so the check would become a separate bucket script on the user's slot
 //! before the publish (not atomic with it: a message charged then lost in a failed pipeline costs a
@@ -562,6 +565,7 @@ mod tests {
             at_ms: 0,
             reply_to: None,
             ack: None,
+            idempotency_key: None,
         }
     }
 

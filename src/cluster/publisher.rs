@@ -360,6 +360,13 @@ impl Publisher {
                                     self.hub.acknowledge(ack, Ok(id));
                                 }
                             }
+                            (Pending::Chat { msg, .. }, Published::Existing(id)) => {
+                                // An idempotency key another request (on any node) published first.
+                                counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                                if let Some(ack) = msg.ack {
+                                    self.hub.acknowledge(ack, Ok(id));
+                                }
+                            }
                             (pending, Published::Duplicate) => {
                                 counters.duplicates.fetch_add(1, Ordering::Relaxed);
                                 // A retry after a lost reply: published before, its id unknown here.
@@ -483,11 +490,11 @@ impl Publisher {
             user: msg.event.author().to_string(),
             user_rate: self.shared.cfg.user_rate_limit,
             user_burst: self.shared.cfg.user_rate_burst,
+            idempotency_key: msg.idempotency_key.as_deref().map(str::to_string),
         }
     }
 }
 
-/// The `error` a sender gets when the cluster-wide bucket of `user` is empty.
 /// A message whose publish reply was lost and whose retry found it published: its id is unknown.
 fn id_unknown() -> ClientError {
     ClientError::new(
@@ -496,6 +503,7 @@ fn id_unknown() -> ClientError {
     )
 }
 
+/// The `error` a sender gets when the cluster-wide bucket of `user` is empty.
 fn user_rate_limited(msg: &Outgoing, shared: &ClusterShared) -> ClientError {
     let user = msg.event.author();
     ClientError::new(

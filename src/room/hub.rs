@@ -182,11 +182,12 @@ impl Hub {
         origin: Origin,
         reply_to: Option<ConnRef>,
     ) -> Result<Option<u64>, ClientError> {
-        self.publish_acked(room, event, origin, reply_to, None)
+        self.publish_acked(room, event, origin, reply_to, None, None)
     }
 
     /// [`Hub::publish`], and when the sequencer keeps the event (`Ok(None)`), `ack` is told its id
-    /// (or why it has none) through [`Hub::acknowledge`] once it is sequenced.
+    /// (or why it has none) through [`Hub::acknowledge`] once it is sequenced; the sequencer then
+    /// publishes it at most once per `idempotency_key` (cluster mode).
     ///
     /// # Errors
     /// As [`Hub::publish`].
@@ -197,12 +198,13 @@ impl Hub {
         origin: Origin,
         reply_to: Option<ConnRef>,
         ack: Option<IdWaiter>,
+        idempotency_key: Option<Arc<str>>,
     ) -> Result<Option<u64>, ClientError> {
         let name = match room {
             RoomRef::Joined(room) => Arc::clone(&room.name),
             RoomRef::Named(name) => Arc::from(name),
         };
-        let out = Outgoing { room: name, event, origin, at_ms: json::now_millis(), reply_to, ack };
+        let out = Outgoing { room: name, event, origin, at_ms: json::now_millis(), reply_to, ack, idempotency_key };
         let Some(out) = self.sequencer.take(out)? else { return Ok(None) };
         let id = self.with_room(room, |room, state, wakes| {
             let seq = out.sequenced(self.ids.next_local());

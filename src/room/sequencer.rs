@@ -29,6 +29,9 @@ pub(crate) struct Outgoing {
     /// Who waits for the event's id when the sequencer keeps it (the server API in cluster mode:
     /// told through `Hub::acknowledge` once Redis, or this node while Redis is away, gave it one).
     pub(crate) ack: Option<IdWaiter>,
+    /// The server API's `Idempotency-Key` (cluster mode: the publish script publishes once per key
+    /// within the window, whichever node is asked).
+    pub(crate) idempotency_key: Option<Arc<str>>,
 }
 
 impl Outgoing {

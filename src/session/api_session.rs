@@ -216,10 +216,10 @@ fn not_stored(why: &str) -> Response {
 /// Publishes one API message into its room (with or without members) as a JSON client's message
 /// would be: its id when it was ordered here; `None` when the sequencer kept it (cluster mode), and
 /// `ack` is told the id later (`ShardMsg::Sequenced`).
-fn publish_one(ctx: &ShardCtx, msg: ApiMessage, ack: IdWaiter) -> Result<Option<u64>, ClientError> {
+fn publish_one(ctx: &ShardCtx, msg: ApiMessage, ack: IdWaiter, key: Option<&str>) -> Result<Option<u64>, ClientError> {
     let event = Event::message(Arc::from(msg.user.as_str()), Arc::from(msg.content.as_str()));
     let origin = Origin { format: Format::Json, client_id: msg.client_id.as_deref().map(Arc::from) };
-    let id = ctx.hub.publish_acked(RoomRef::Named(&msg.room), event, origin, None, Some(ack))?;
+    let id = ctx.hub.publish_acked(RoomRef::Named(&msg.room), event, origin, None, Some(ack), key.map(Arc::from))?;
     ctx.metrics.messages_received.inc();
     Ok(id)
 }
@@ -242,7 +242,7 @@ fn post_message(
         }))
     };
     let Some(key) = req.idempotency_key.as_deref() else {
-        return Ok(match publish_one(ctx, msg, ack)? {
+        return Ok(match publish_one(ctx, msg, ack, None)? {
             Some(id) => Served::Now(Response::json(201, bodies::id_body(id))).into(),
             None => waiting(None),
         });
@@ -266,7 +266,7 @@ fn post_message(
             &format!("{} idempotency keys are already remembered; retry later", idempotency::MAX_KEYS),
         ))
         .into()),
-        Claim::New => match publish_one(ctx, msg, ack) {
+        Claim::New => match publish_one(ctx, msg, ack, Some(key)) {
             Ok(Some(id)) => {
                 remember(ctx, key.to_string(), id, now);
                 Ok(Served::Later.into())
@@ -323,7 +323,7 @@ fn publish_batch(
     let mut ids = Vec::with_capacity(messages.len());
     for (index, msg) in messages.into_iter().enumerate() {
         let ack = IdWaiter { conn: me, index: u32::try_from(index).unwrap_or(u32::MAX) };
-        match publish_one(ctx, msg, ack) {
+        match publish_one(ctx, msg, ack, None) {
             Ok(id) => ids.push(id),
             Err(err) => {
                 let published: Vec<u64> = ids.iter().flatten().copied().collect();

@@ -591,4 +591,35 @@ mod cluster {
             assert_eq!(rooms["rooms"][0]["connections"], 1, "this node's connections: {rooms}");
         }
     }
+
+    #[test]
+    fn an_idempotency_key_publishes_once_whichever_node_is_asked() {
+        let redis = RedisServer::start();
+        let a = node(&redis, "idem-a");
+        let b = node(&redis, "idem-b");
+        let keyed = |server: &Server, key: &str| {
+            let msg = json!({"user": "bot", "content": format!("once {key}")});
+            let (status, _, body) = call(
+                server,
+                "POST",
+                "/api/rooms/i/messages",
+                Some(KEY),
+                Some(&msg),
+                &format!("Idempotency-Key: {key}\r\n"),
+            );
+            assert_eq!(status, 201, "{body}");
+            body["id"].as_u64().expect("id")
+        };
+        let first = keyed(&a, "x-1");
+        assert_eq!(keyed(&b, "x-1"), first, "the other node answers the first id");
+        assert_eq!(keyed(&b, "x-1"), first);
+        let other = keyed(&b, "x-2");
+        assert_ne!(other, first);
+        assert_eq!(keyed(&a, "x-2"), other);
+        for server in [&a, &b] {
+            wait_until("both messages stored", || history(server, "i").len() >= 2);
+            let ids: Vec<u64> = history(server, "i").iter().filter_map(|m| m["id"].as_u64()).collect();
+            assert_eq!(ids, vec![other, first], "each key published once (newest first)");
+        }
+    }
 }
