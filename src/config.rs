@@ -278,6 +278,25 @@ pub struct Settings {
     /// Cluster mode: messages a user name may send in a burst above `--user-rate-limit`.
     #[arg(long, env = "ROOMCAST_USER_RATE_BURST", default_value_t = 40)]
     pub user_rate_burst: u32,
+
+    /// Turns the server API (`/api/…`, docs/API.md) on with this key (repeatable; at least 16
+    /// characters, no whitespace). Requests carry `Authorization: Bearer KEY`. Prefer the environment
+    /// variable (comma-separated) or `--api-keys-file`: command lines are visible to every local user.
+    /// Without any key every `/api/` path answers 404.
+    #[arg(long = "api-key", env = "ROOMCAST_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    #[serde(rename = "api-key", skip_serializing_if = "Vec::is_empty", serialize_with = "redacted_list")]
+    pub api_keys: Vec<String>,
+
+    /// Server API keys from this file, one per line (blank lines and `#` comments skipped); read
+    /// again on SIGHUP (a file that cannot be read then keeps the keys in force).
+    #[arg(long, env = "ROOMCAST_API_KEYS_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_keys_file: Option<PathBuf>,
+
+    /// Largest body of `POST /api/publish` (a batch of up to 1,000 messages), in bytes (1 KiB to
+    /// 64 MiB); larger: 413. The single-message route takes `--max-message` + 4 KiB.
+    #[arg(long, env = "ROOMCAST_MAX_BATCH_BYTES", default_value_t = 4 << 20)]
+    pub max_batch_bytes: usize,
 }
 
 /// What `--print-config` prints in place of a secret (the JWT secret, a Redis URL's password).
@@ -502,6 +521,9 @@ impl Settings {
             redis_queue_capacity: self.redis_queue_capacity,
             user_rate_limit: self.user_rate_limit,
             user_rate_burst: self.user_rate_burst,
+            api_keys: self.api_keys,
+            api_keys_file: self.api_keys_file,
+            max_batch_bytes: self.max_batch_bytes,
             _sealed: valid::Sealed,
         })
     }
@@ -523,6 +545,7 @@ impl Settings {
         within("max-header-bytes", self.max_header_bytes, 1024, 65536)?;
         within("max-conns-per-ip", self.max_conns_per_ip, 0, 1 << 20)?;
         within("retain-per-room", self.retain_per_room, 0, 1_000_000_000)?;
+        within("max-batch-bytes", self.max_batch_bytes, 1024, 64 << 20)?;
         Ok(())
     }
 
@@ -564,6 +587,18 @@ impl Settings {
         // 0 only with the message limit off.
         within("rate-burst", self.rate_burst, u32::from(self.rate_limit > 0), 1_000_000)?;
         within("rate-limit-bytes", self.rate_limit_bytes, 0, 1 << 30)?;
+        for key in &self.api_keys {
+            if key == REDACTED {
+                return Err(ConfigError::Redacted { name: "api-key", env: "ROOMCAST_API_KEYS" });
+            }
+            // The key itself is never echoed: only its length.
+            range(
+                "api-key",
+                "at least 16 characters without whitespace",
+                key.chars().count() >= 16 && !key.chars().any(char::is_whitespace),
+                format!("a key of {} characters", key.chars().count()),
+            )?;
+        }
         if let Some(secret) = &self.jwt_secret {
             range("jwt-secret", "non-empty", !secret.is_empty(), "an empty string".into())?;
             if secret == REDACTED {
@@ -610,6 +645,11 @@ pub fn raise_fd_limit() -> usize {
         }
     }
     usize::try_from(soft).unwrap_or(usize::MAX)
+}
+
+/// `--print-config` form of a repeatable secret: the placeholder once per value.
+fn redacted_list<S: serde::Serializer>(values: &[String], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&vec![REDACTED; values.len()].join(","))
 }
 
 /// `--print-config` form of a repeatable flag: one comma-separated string (the file loader splits it).
@@ -760,6 +800,13 @@ mod tests {
 
     #[test]
     fn print_config_placeholders_are_refused() {
+        let err = settings(&["--api-key", REDACTED]).validate(20_000).expect_err("placeholder");
+        assert_eq!(err.setting(), "api-key");
+        let err = settings(&["--api-key", "short"]).validate(20_000).expect_err("short");
+        assert!(!err.to_string().contains("short"), "the key is not echoed: {err}");
+        let cfg = validate(&["--api-key", "k-0123456789abcdef", "--api-key", "k-fedcba9876543210"]).expect("valid");
+        let printed = toml::to_string(&Settings::from(&cfg)).expect("toml");
+        assert!(printed.contains("api-key = \"***,***\"") && !printed.contains("k-0123"), "{printed}");
         let err = settings(&["--jwt-secret", REDACTED]).validate(20_000).expect_err("placeholder");
         assert_eq!(err.setting(), "jwt-secret");
         assert!(err.to_string().contains("ROOMCAST_JWT_SECRET"), "{err}");

@@ -11,6 +11,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod api;
 pub(crate) mod auth;
 pub mod build_info;
 pub(crate) mod bus;

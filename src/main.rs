@@ -1,5 +1,6 @@
 //! roomcast binary: load the configuration (flags, environment, `--config` file), set up logging, start
-//! the server, wait for SIGINT/SIGTERM (SIGHUP with TLS: reload the certificate and key), stop cleanly. `--print-config` prints the effective settings and exits.
+//! the server, wait for SIGINT/SIGTERM (SIGHUP: reload the TLS certificate and key, and read
+//! `--api-keys-file` again), stop cleanly. `--print-config` prints the effective settings and exits.
 //!
 //! A start that fails prints one line, `roomcast: <what> (<path or address>): <reason>`, and exits 1:
 //! an unreadable or invalid config file, a database directory that is missing or not writable, a
@@ -64,6 +65,15 @@ fn causes(err: &anyhow::Error) -> String {
     parts.join(": ")
 }
 
+/// SIGHUP: reads `--api-keys-file` again (a failure keeps the keys in force; never logs a key).
+fn reload_api_keys(server: &Server) {
+    match server.reload_api_keys() {
+        Ok(Some(keys)) => tracing::info!(keys, "SIGHUP: API keys file read again"),
+        Ok(None) => tracing::info!("SIGHUP: no --api-keys-file to read"),
+        Err(err) => tracing::error!(%err, "SIGHUP: the API keys in force are kept"),
+    }
+}
+
 fn run() -> anyhow::Result<()> {
     let fd_limit = config::raise_fd_limit();
     let loaded = match load::load(std::env::args_os()) {
@@ -87,8 +97,10 @@ fn run() -> anyhow::Result<()> {
     }
     logging::init(&cfg.log_level, cfg.log_format)?;
 
-    // SIGHUP reloads the TLS certificate and key; without TLS it keeps its default (ends the process).
-    let hup: &[i32] = if cfg.tls.is_some() { &[SIGHUP] } else { &[] };
+    // SIGHUP reloads the TLS certificate and key and the API keys file; with neither configured it
+    // keeps its default (ends the process).
+    let reloadable = cfg.tls.is_some() || cfg.api_keys_file.is_some();
+    let hup: &[i32] = if reloadable { &[SIGHUP] } else { &[] };
     let mut signals = Signals::new([SIGINT, SIGTERM].iter().chain(hup)).context("cannot install signal handlers")?;
     let shards = cfg.shards.get();
     let max_connections = cfg.max_connections.get();
@@ -107,9 +119,11 @@ fn run() -> anyhow::Result<()> {
     for signal in signals.forever() {
         if signal == SIGHUP {
             match server.reload_tls() {
-                Ok(_) => tracing::info!("SIGHUP: TLS certificate and key reloaded; new connections use them"),
+                Ok(false) => {}
+                Ok(true) => tracing::info!("SIGHUP: TLS certificate and key reloaded; new connections use them"),
                 Err(err) => tracing::error!("SIGHUP: TLS reload refused, the previous certificate stays in use: {err}"),
             }
+            reload_api_keys(&server);
             continue;
         }
         tracing::info!(signal, "shutting down");

@@ -172,7 +172,9 @@ const handlers = {
     for (const view of state.views.values()) {
       // Mark the gap once per outage, not once per failed attempt.
       if (event.previous === "connected") {
-        systemLine(view, "system", event.willReconnect ? "connection lost, reconnecting…" : "connection closed");
+        // Application close codes (4000–4999, docs/PROTOCOL.md) carry the server's reason: show it.
+        const told = event.code >= 4000 && event.code <= 4999 ? `closed by the server: ${event.reason || event.code}` : null;
+        systemLine(view, "system", told ?? (event.willReconnect ? "connection lost, reconnecting…" : "connection closed"));
       }
       view.history = null;
       view.historyOff = false;

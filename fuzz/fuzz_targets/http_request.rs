@@ -1,5 +1,6 @@
 //! Fuzz target: the HTTP request head parser, the router and the WebSocket upgrade validation (plus
-//! the origin check and query decoding), as the HTTP session runs them on a client's bytes.
+//! the origin check and query decoding), and the server API's body parsers on a request's body, as
+//! the HTTP session runs them on a client's bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -8,6 +9,7 @@ use roomcast::http::percent::query_pairs;
 use roomcast::http::request::try_parse;
 use roomcast::http::route::route;
 use roomcast::http::upgrade;
+use roomcast::protocol::api;
 
 fuzz_target!(|data: &[u8]| {
     // The session parses repeatedly from one buffer (keep-alive, pipelining): do the same.
@@ -22,6 +24,12 @@ fuzz_target!(|data: &[u8]| {
         for (k, v) in query_pairs(&req.query) {
             let _ = (k.len(), v.map(|v| v.len()));
         }
-        buf = &buf[consumed..];
+        // The body follows the head (the session reads exactly `content_length` bytes).
+        let Some(body) = consumed.checked_add(req.content_length).and_then(|end| buf.get(consumed..end)) else { break };
+        let _ = api::parse_message(body, 16 * 1024);
+        let _ = api::parse_batch(body, 16 * 1024);
+        let _ = api::parse_disconnect(body);
+        let _ = api::parse_seconds(body);
+        buf = &buf[consumed + body.len()..];
     }
 });

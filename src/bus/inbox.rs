@@ -14,9 +14,10 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 
 use super::Delivery;
+use crate::http::response::Response;
 use crate::limits::per_ip::IpSlot;
 use crate::store::{HistoryPage, StoreError, Target};
-use crate::types::{ClientError, ConnRef, Event, Origin};
+use crate::types::{ClientError, ConnRef, Event, IdWaiter, Origin};
 
 /// Soft bound on a shard inbox: above it, shards stop reading client sockets until it drains.
 pub(crate) const INBOX_SOFT_CAP: usize = 16_384;
@@ -58,6 +59,34 @@ pub(crate) enum ShardMsg {
         room: Arc<str>,
         /// `(marker, unread)`, or why they could not be read.
         result: Result<(u64, u64), StoreError>,
+    },
+    /// An HTTP answer decided off the shard (the server API, once the store committed the change):
+    /// sent if the connection is still the one that asked.
+    Reply {
+        /// The HTTP connection that asked.
+        conn: ConnRef,
+        /// The answer.
+        response: Response,
+        /// Whether the connection stays open after it.
+        keep_alive: bool,
+    },
+    /// Close a WebSocket connection with an application close code (the server API: disconnect,
+    /// ban); ignored if it has closed meanwhile.
+    Close {
+        /// The connection.
+        conn: ConnRef,
+        /// The close code (docs/PROTOCOL.md, "Close codes").
+        code: u16,
+        /// The close frame's reason.
+        reason: Arc<str>,
+    },
+    /// Cluster mode: the id an event published by the server API got (or why it got none), for
+    /// the HTTP connection waiting for it.
+    Sequenced {
+        /// The waiting request.
+        waiter: IdWaiter,
+        /// The id, or the error.
+        result: Result<u64, ClientError>,
     },
     /// Stop: close every connection with 1001 and exit the loop.
     Shutdown,

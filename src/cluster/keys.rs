@@ -20,6 +20,9 @@ pub(crate) const ID_COUNTER: &str = "rc:ids";
 pub(crate) const SLOTS: &str = "rc:slots";
 /// Pattern every node subscribes to (all rooms' channels).
 pub(crate) const CHANNEL_PATTERN: &str = "rc:{*}:msg";
+/// The cluster-wide control channel: the server API's moderation (bans, mutes, disconnects), an
+/// opaque payload for the nodes' `api` (`protocol::api::ModerationEvent`); pub/sub, at most once.
+pub(crate) const CONTROL_CHANNEL: &str = "rc:control";
 /// Pattern matching every room's stream (for catch-up scans).
 pub(crate) const LOG_PATTERN: &str = "rc:{*}:log";
 
@@ -44,6 +47,14 @@ pub(crate) fn channel(room: &str) -> String {
 }
 
 /// The per-user token bucket (`--user-rate-limit`).
+/// An API idempotency key's first id (`SET … PX`, the window), cluster-wide.
+pub(crate) fn idempotency(key: &str) -> String {
+    format!("rc:idem:{{{key}}}")
+}
+
+/// The key passed to the publish script for a message without an idempotency key (never written).
+pub(crate) const NO_IDEMPOTENCY: &str = "rc:idem:-";
+
 pub(crate) fn user_bucket(user: &str) -> String {
     format!("rc:user:{{{user}}}:bucket")
 }

@@ -60,6 +60,11 @@ impl MembershipView {
         changes
     }
 
+    /// Every room with users in the view, with their number.
+    pub(crate) fn rooms(&self) -> Vec<(Arc<str>, usize)> {
+        self.rooms.lock().iter().map(|(room, users)| (Arc::clone(room), users.len())).collect()
+    }
+
     /// Up to `max_names` names and the exact count of the users present in `room`: the view plus
     /// `local` (this node's users of the room), local names first.
     pub(crate) fn members<V>(

@@ -107,6 +107,15 @@
 //! which sends an `error` `rate_limited` to that connection if it is still open. Single-node mode
 //! keeps only the per-connection limit (`--rate-limit`).
 //!
+//! # The server API across nodes
+//! An API publish is an `Outgoing` with an `ack` (`IdWaiter`): the publisher tells it the id once the
+//! publish script appended the message (or the provisional id, while Redis is away) through
+//! `Hub::acknowledge`; with an `Idempotency-Key` the publish script publishes once per key within
+//! 10 minutes (`rc:idem:{<key>}`, set with the publish; a later one answers the first id: `{-2, id}`),
+//! whichever node is asked. Moderation (bans, mutes, disconnects) is a control message
+//! (`ToRedis::Control`, an opaque payload the `api` layer encodes) published on `rc:control`; every
+//! subscriber hands it to `Hub::on_control`. Pub/sub: at most once, a node not subscribed then misses it.
+//!
 //! # Not (yet) across nodes
 //! The heartbeat period and expiry are constants (1 s, 5 s: `publisher::HEARTBEAT_EVERY`,
 //! `HEARTBEAT_TTL`), not flags.
@@ -121,7 +130,8 @@
 //! become per room (`rc:{room}:ids`), so ids would be
 //! unique and ordered per room only (history pages and resume are per room already; the protocol's
 //! "unique across the server" would become "unique within a room"), or come from a dedicated
-//! counter node at the cost of a second round trip. The per-user bucket `rc:user:{<user>}:bucket`
+//! counter node at the cost of a second round trip. The API's idempotency key `rc:idem:{<key>}` is
+//! cross-slot too (the same choice as the bucket below). The per-user bucket `rc:user:{<user>}:bucket`
 //! hashes to the user's slot, not the room's: in Redis Cluster the publish script cannot touch it
 //! beside the room's keys, so the check would become a separate bucket script on the user's slot
 //! before the publish (not atomic with it: a message charged then lost in a failed pipeline costs a
@@ -233,6 +243,8 @@ impl ClusterConfig {
 pub(crate) enum ToRedis {
     /// An event of a room's ordered log (sequenced and stored through Redis).
     Event(Outgoing),
+    /// A control message for every node (`keys::CONTROL_CHANNEL`).
+    Control(Vec<u8>),
     /// A transient event for the room's members on every node (no id, not stored): a text client's
     /// binary frame, a typing notice.
     Relay {
@@ -333,7 +345,7 @@ impl Sequencer for ClusterSink {
                 self.shared.counters.refused_unavailable.fetch_add(1, Ordering::Relaxed);
                 let client_id = match msg {
                     ToRedis::Event(event) => event.origin.client_id,
-                    ToRedis::Relay { .. } => None,
+                    ToRedis::Relay { .. } | ToRedis::Control(_) => None,
                 };
                 Err(unavailable(client_id))
             }
@@ -341,6 +353,18 @@ impl Sequencer for ClusterSink {
     }
 
     /// A binary relay is at most once (never stored or retried): a full channel drops it, counted.
+    fn take_control(&self, payload: Vec<u8>) -> bool {
+        self.tx.try_send(ToRedis::Control(payload)).is_ok()
+    }
+
+    fn is_remote(&self) -> bool {
+        true
+    }
+
+    fn rooms(&self) -> Option<Vec<(Arc<str>, usize)>> {
+        self.shared.counters.subscriber_up.load(Ordering::SeqCst).then(|| self.shared.view.rooms())
+    }
+
     fn take_relay(&self, room: &Arc<str>, event: Transient) -> Option<Transient> {
         if matches!(event, Transient::Presence { .. }) {
             return Some(event);
@@ -545,6 +569,8 @@ mod tests {
             origin: Origin { format: Format::Json, client_id: Some(Arc::from(cid)) },
             at_ms: 0,
             reply_to: None,
+            ack: None,
+            idempotency_key: None,
         }
     }
 

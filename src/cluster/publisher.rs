@@ -52,6 +52,8 @@ enum Pending {
         provisional_id: u64,
     },
     Presence(PresenceChange),
+    /// A control message for every node (at most once: dropped if the link fails with it).
+    Control(Vec<u8>),
     Relay {
         room: Arc<str>,
         event: Transient,
@@ -206,6 +208,8 @@ impl Publisher {
                 self.outbox.push_back(Pending::Relay { room, event });
             }
             ToRedis::Relay { room, event } => self.hub.relay_remote(&room, event),
+            ToRedis::Control(payload) if self.link.is_some() => self.outbox.push_back(Pending::Control(payload)),
+            ToRedis::Control(_) => tracing::warn!("redis is away: a moderation message for the other nodes is dropped"),
         }
     }
 
@@ -226,10 +230,16 @@ impl Publisher {
         }
     }
 
+    /// Redis away: delivers and stores `msg` here with a provisional id, which is final (the replay
+    /// keeps it), so a request waiting for it is told now.
     fn deliver_locally(&mut self, msg: &Outgoing) -> u64 {
         self.shared.counters.provisional.fetch_add(1, Ordering::Relaxed);
         let slot = self.shared.slot;
-        self.hub.apply_provisional(msg, |floor| next_provisional(floor, slot))
+        let id = self.hub.apply_provisional(msg, |floor| next_provisional(floor, slot));
+        if let Some(ack) = msg.ack {
+            self.hub.acknowledge(ack, Ok(id));
+        }
+        id
     }
 
     fn connect(&mut self) {
@@ -344,19 +354,38 @@ impl Publisher {
                     let counters = &self.shared.counters;
                     for (pending, result) in self.outbox.drain(..n).zip(results) {
                         match (pending, result) {
-                            (Pending::Chat { provisional_id, .. }, Published::Appended(_)) => {
+                            (Pending::Chat { msg, provisional_id, .. }, Published::Appended(id)) => {
                                 counters.published.fetch_add(1, Ordering::Relaxed);
                                 if provisional_id != 0 {
                                     counters.replayed.fetch_add(1, Ordering::Relaxed);
+                                } else if let Some(ack) = msg.ack {
+                                    self.hub.acknowledge(ack, Ok(id));
                                 }
                             }
-                            (_, Published::Duplicate) => {
+                            (Pending::Chat { msg, .. }, Published::Existing(id)) => {
+                                // An idempotency key another request (on any node) published first.
                                 counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                                if let Some(ack) = msg.ack {
+                                    self.hub.acknowledge(ack, Ok(id));
+                                }
+                            }
+                            (pending, Published::Duplicate) => {
+                                counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                                // A retry after a lost reply: published before, its id unknown here.
+                                if let Pending::Chat { msg, provisional_id: 0, .. } = pending
+                                    && let Some(ack) = msg.ack
+                                {
+                                    self.hub.acknowledge(ack, Err(id_unknown()));
+                                }
                             }
                             (Pending::Chat { msg, .. }, Published::Refused) => {
                                 counters.user_rate_limited.fetch_add(1, Ordering::Relaxed);
+                                let err = user_rate_limited(&msg, &self.shared);
                                 if let Some(reply_to) = msg.reply_to {
-                                    self.hub.refuse(reply_to, &user_rate_limited(&msg, &self.shared));
+                                    self.hub.refuse(reply_to, &err);
+                                }
+                                if let Some(ack) = msg.ack {
+                                    self.hub.acknowledge(ack, Err(err));
                                 }
                             }
                             _ => {}
@@ -403,6 +432,7 @@ impl Publisher {
                     self.hub.announce_presence_locally(&change.room, &change.user, change.joined);
                     continue;
                 }
+                Pending::Control(_) => continue,
                 Pending::Relay { room, event } => {
                     if index >= in_flight {
                         self.hub.relay_remote(room, event.clone());
@@ -441,6 +471,7 @@ impl Publisher {
                 room: Arc::clone(room),
                 payload: encode_relay(&self.shared.origin, room, event).unwrap_or_default(),
             },
+            Pending::Control(payload) => BatchItem::Control(payload.clone()),
         }
     }
 
@@ -464,8 +495,17 @@ impl Publisher {
             user: msg.event.author().to_string(),
             user_rate: self.shared.cfg.user_rate_limit,
             user_burst: self.shared.cfg.user_rate_burst,
+            idempotency_key: msg.idempotency_key.as_deref().map(str::to_string),
         }
     }
+}
+
+/// A message whose publish reply was lost and whose retry found it published: its id is unknown.
+fn id_unknown() -> ClientError {
+    ClientError::new(
+        ErrorCode::Unavailable,
+        "the message was published, but its id was lost with the link to Redis; it is in the room's history",
+    )
 }
 
 /// The `error` a sender gets when the cluster-wide bucket of `user` is empty.

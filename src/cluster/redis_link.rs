@@ -16,6 +16,10 @@ use super::keys;
 use super::script::{FLOOR_SCRIPT, PRESENCE_SCRIPT, PUBLISH_SCRIPT};
 use super::wire::EntryId;
 
+/// How long Redis remembers an API idempotency key: 10 minutes, the API's own window
+/// (`api::idempotency::WINDOW_MS`, a layer above).
+const IDEMPOTENCY_WINDOW_MS: u64 = 10 * 60 * 1000;
+
 /// How long connecting, reading and writing may take before the link counts as broken.
 pub(crate) const IO_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -38,6 +42,8 @@ pub(crate) struct PublishArgs {
     pub(crate) user_rate: f64,
     /// `--user-rate-burst`.
     pub(crate) user_burst: u32,
+    /// The server API's `Idempotency-Key`, if any.
+    pub(crate) idempotency_key: Option<String>,
 }
 
 /// One entry of a publish pipeline.
@@ -47,6 +53,8 @@ pub(crate) enum BatchItem {
     Chat(PublishArgs),
     /// This node's first or last connection of a user in a room, through the presence script.
     Presence(PresenceChange),
+    /// A control message, published on `keys::CONTROL_CHANNEL`.
+    Control(Vec<u8>),
     /// A relayed transient event (binary frame, typing notice), published on the room's channel.
     Relay {
         /// Room name.
@@ -65,6 +73,8 @@ pub(crate) enum Published {
     Duplicate,
     /// Refused by the sender's per-user token bucket; not published (its seq is recorded).
     Refused,
+    /// Its idempotency key was published before with this id; not published again.
+    Existing(u64),
     /// A presence change or binary relay was applied or published.
     Done,
 }
@@ -135,13 +145,19 @@ impl RedisLink {
         for item in batch {
             match item {
                 BatchItem::Chat(msg) => {
+                    let idem = msg
+                        .idempotency_key
+                        .as_deref()
+                        .map_or_else(|| keys::NO_IDEMPOTENCY.to_string(), keys::idempotency);
+                    let window = if msg.idempotency_key.is_some() { IDEMPOTENCY_WINDOW_MS } else { 0 };
                     pipe.cmd("EVALSHA")
                         .arg(&self.publish_sha)
-                        .arg(4)
+                        .arg(5)
                         .arg(keys::ID_COUNTER)
                         .arg(keys::log(&msg.room))
                         .arg(keys::origins(&msg.room))
                         .arg(keys::user_bucket(&msg.user))
+                        .arg(idem)
                         .arg(&msg.origin)
                         .arg(msg.seq)
                         .arg(msg.provisional_id)
@@ -150,7 +166,8 @@ impl RedisLink {
                         .arg(&msg.tail)
                         .arg(keys::channel(&msg.room))
                         .arg(msg.user_rate)
-                        .arg(msg.user_burst);
+                        .arg(msg.user_burst)
+                        .arg(window);
                 }
                 BatchItem::Presence(change) => {
                     let mode = if change.joined { "j" } else { "l" };
@@ -158,6 +175,9 @@ impl RedisLink {
                 }
                 BatchItem::Relay { room, payload } => {
                     pipe.cmd("PUBLISH").arg(keys::channel(room)).arg(payload);
+                }
+                BatchItem::Control(payload) => {
+                    pipe.cmd("PUBLISH").arg(keys::CONTROL_CHANNEL).arg(payload.as_slice());
                 }
             }
         }
@@ -170,7 +190,7 @@ impl RedisLink {
             .zip(replies)
             .map(|(item, reply)| match item {
                 BatchItem::Chat(_) => parse_publish_reply(reply),
-                BatchItem::Presence(_) | BatchItem::Relay { .. } => match reply {
+                BatchItem::Presence(_) | BatchItem::Relay { .. } | BatchItem::Control(_) => match reply {
                     Value::Int(_) => Ok(Published::Done),
                     Value::ServerError(_) => Err(ClusterError::Reply("presence script failed")),
                     _ => Err(ClusterError::Reply("presence or relay publish did not answer a number")),
@@ -282,10 +302,14 @@ impl RedisLink {
 /// # Errors
 /// [`ClusterError::Reply`] for anything else.
 pub(crate) fn parse_publish_reply(reply: Value) -> Result<Published, ClusterError> {
-    let (id, _): (i64, String) =
+    let (id, entry): (i64, String) =
         redis::from_redis_value(reply).map_err(|_| ClusterError::Reply("publish script did not answer {id, entry}"))?;
     match id {
         -1 => Ok(Published::Refused),
+        -2 => entry
+            .parse::<u64>()
+            .map(Published::Existing)
+            .map_err(|_| ClusterError::Reply("publish script answered an idempotency key without its id")),
         0 => Ok(Published::Duplicate),
         id => u64::try_from(id)
             .map(Published::Appended)
@@ -306,6 +330,8 @@ mod tests {
         assert_eq!(parse_publish_reply(reply(2048, "1-0")).ok(), Some(Published::Appended(2048)));
         assert_eq!(parse_publish_reply(reply(0, "")).ok(), Some(Published::Duplicate));
         assert_eq!(parse_publish_reply(reply(-1, "")).ok(), Some(Published::Refused));
+        assert_eq!(parse_publish_reply(reply(-2, "4096")).ok(), Some(Published::Existing(4096)));
+        assert!(parse_publish_reply(reply(-2, "x")).is_err());
         assert!(parse_publish_reply(reply(-2, "")).is_err());
         assert!(parse_publish_reply(Value::Int(3)).is_err());
         assert!(parse_publish_reply(Value::Array(vec![Value::Int(1)])).is_err());

@@ -6,9 +6,13 @@
 /// Publishes one message atomically.
 ///
 /// `KEYS`: id counter, room stream, room origin table, sender's token bucket
-/// (`rc:user:{<user>}:bucket`). `ARGV`: origin, seq, provisional id (`0`: allocate), id stride, stream
-/// max length, body tail (everything after the id line), channel, user rate (tokens per second; `0`:
-/// no limit), user burst.
+/// (`rc:user:{<user>}:bucket`), the server API's idempotency key (`rc:idem:{<key>}`). `ARGV`: origin,
+/// seq, provisional id (`0`: allocate), id stride, stream max length, body tail (everything after the
+/// id line), channel, user rate (tokens per second; `0`: no limit), user burst, idempotency window in
+/// ms (`0`: no key).
+///
+/// With a window, a fresh message whose key is set already is not published: its seq is recorded
+/// and `{-2, "<first id>"}` returned; a published one sets the key to its id for the window.
 ///
 /// A `seq` at or below the origin's last published one is a replay of something already published:
 /// nothing happens and `{0, ""}` is returned. Then, for a fresh message (provisional id `0`) with a
@@ -25,6 +29,14 @@ pub(crate) const PUBLISH_SCRIPT: &str = r"
 local seq = tonumber(ARGV[2])
 local last = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
 if seq <= last then return {0, ''} end
+local window = tonumber(ARGV[10])
+if window > 0 and ARGV[3] == '0' then
+  local first = redis.call('GET', KEYS[5])
+  if first then
+    redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+    return {-2, first}
+  end
+end
 local rate = tonumber(ARGV[8])
 if ARGV[3] == '0' and rate > 0 then
   local burst = tonumber(ARGV[9])
@@ -57,6 +69,7 @@ local body = string.format('%d', id) .. '\n' .. ARGV[6]
 local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'm', body)
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 redis.call('PUBLISH', ARGV[7], entry .. '\n' .. body)
+if window > 0 then redis.call('SET', KEYS[5], string.format('%d', id), 'PX', ARGV[10]) end
 return {id, entry}
 ";
 

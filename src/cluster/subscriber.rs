@@ -89,6 +89,7 @@ impl Subscriber {
         let mut link = RedisLink::connect(&self.client)?;
         let mut pubsub = conn.as_pubsub();
         pubsub.psubscribe(keys::CHANNEL_PATTERN)?;
+        pubsub.subscribe(keys::CONTROL_CHANNEL)?;
         pubsub.set_read_timeout(Some(POLL))?;
         let caught_up = self.catch_up(&mut link)?;
         self.refresh_membership(&mut link)?;
@@ -99,6 +100,9 @@ impl Subscriber {
         tracing::info!(caught_up, "redis subscriber connected");
         loop {
             match pubsub.get_message() {
+                Ok(msg) if msg.get_channel_name() == keys::CONTROL_CHANNEL => {
+                    self.hub.on_control(msg.get_payload_bytes());
+                }
                 Ok(msg) => match parse_channel(msg.get_payload_bytes()) {
                     Ok(ChannelPayload::Chat(entry, wire)) => self.apply(entry, wire),
                     Ok(ChannelPayload::Presence(change)) => {

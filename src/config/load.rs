@@ -202,6 +202,8 @@ mod tests {
             "/etc/roomcast/fullchain.pem",
             "--tls-key",
             "/etc/roomcast/key.pem",
+            "--api-keys-file",
+            "/etc/roomcast/api-keys",
         ])
         .expect("defaults")
         .validate(20_000)
@@ -210,8 +212,8 @@ mod tests {
         let table: toml::Table = printed.parse().expect("valid TOML");
         let settable: BTreeSet<&str> =
             cmd.get_arguments().filter_map(Arg::get_long).filter(|l| !NOT_IN_FILE.contains(l)).collect();
-        // The secret may be set in the file but is never printed.
-        let settable: BTreeSet<&str> = settable.into_iter().filter(|l| *l != "jwt-secret").collect();
+        // The secrets may be set in the file but are never printed.
+        let settable: BTreeSet<&str> = settable.into_iter().filter(|l| *l != "jwt-secret" && *l != "api-key").collect();
         let printed_keys: BTreeSet<&str> = table.keys().map(String::as_str).collect();
         assert_eq!(printed_keys, settable, "--print-config keys must be exactly the settable flags");
         let dir = tempfile::tempdir().expect("dir");

@@ -206,6 +206,12 @@ pub struct Config {
     /// Cluster mode: per-user burst, at most 10^6 and at least 1 when `user_rate_limit` is on
     /// (`--user-rate-burst`).
     pub user_rate_burst: u32,
+    /// Server API keys, each at least 16 characters, not the placeholder (`--api-key`); never printed.
+    pub api_keys: Vec<String>,
+    /// Server API keys file, read at start and on SIGHUP (`--api-keys-file`).
+    pub api_keys_file: Option<PathBuf>,
+    /// Largest `POST /api/publish` body, 1 KiB to 64 MiB (`--max-batch-bytes`).
+    pub max_batch_bytes: usize,
     /// Only [`Settings::validate`] can write this.
     pub(super) _sealed: Sealed,
 }
@@ -311,6 +317,10 @@ impl From<&Config> for Settings {
             redis_queue_capacity: config.redis_queue_capacity,
             user_rate_limit: config.user_rate_limit,
             user_rate_burst: config.user_rate_burst,
+            // Secrets are never printed (see REDACTED).
+            api_keys: config.api_keys.iter().map(|_| REDACTED.to_string()).collect(),
+            api_keys_file: config.api_keys_file.clone(),
+            max_batch_bytes: config.max_batch_bytes,
         }
     }
 }

@@ -1,9 +1,12 @@
 //! Parsing one HTTP/1.1 request head out of a byte buffer (sans-IO).
 //!
-//! Only the facts the server acts on are kept (method, path, query, the handshake headers, keep-alive);
-//! the head is bounded by `max_header_bytes` and requests with bodies are refused, so a connection buffers
-//! at most one partial head beyond what one read brought (pipelined heads wait unread in the socket
-//! while responses are pending: see `session::http_session`).
+//! Only the facts the server acts on are kept (method, path, query, the handshake and API headers,
+//! keep-alive, the body's length); the head is bounded by `max_header_bytes`. A GET or HEAD carrying a
+//! body is refused; other methods announce theirs with `Content-Length` (`Transfer-Encoding` is
+//! refused with 411: no chunked bodies), and the session reads exactly that many bytes after the
+//! head, bounded per route (see `session::http_session`), so a connection buffers at most one partial
+//! request beyond what one read brought (pipelined requests wait unread in the socket while responses
+//! are pending).
 
 use thiserror::Error;
 
@@ -19,9 +22,12 @@ pub enum HttpError {
     /// The head exceeds `max_header_bytes` or has more than 64 header lines.
     #[error("request header too large")]
     HeadTooLarge,
-    /// Only GET and HEAD are served; a body is never read.
-    #[error("method not allowed")]
-    MethodNotAllowed,
+    /// A body announced with `Transfer-Encoding` (chunked): only `Content-Length` bodies are read.
+    #[error("request bodies must carry Content-Length (Transfer-Encoding is not supported)")]
+    LengthRequired,
+    /// `Content-Length` is not one decimal number, or is repeated with different values.
+    #[error("bad Content-Length header")]
+    BadContentLength,
     /// An HTTP/1.1 request without `Host`, or any request with more than one or an invalid one
     /// (RFC 9112 §3.2).
     #[error("bad Host header: {0}")]
@@ -34,34 +40,71 @@ impl HttpError {
         match self {
             HttpError::Malformed(_) | HttpError::BadHost(_) => 400,
             HttpError::HeadTooLarge => 431,
-            HttpError::MethodNotAllowed => 405,
+            HttpError::LengthRequired => 411,
+            HttpError::BadContentLength => 400,
         }
     }
 
     /// Machine-readable code for the JSON error body.
     pub(crate) fn code(&self) -> &'static str {
         match self {
-            HttpError::Malformed(_) | HttpError::BadHost(_) => "bad_request",
+            HttpError::Malformed(_) | HttpError::BadHost(_) | HttpError::BadContentLength => "bad_request",
             HttpError::HeadTooLarge => "header_too_large",
-            HttpError::MethodNotAllowed => "method_not_allowed",
+            HttpError::LengthRequired => "length_required",
         }
     }
 }
 
-/// Request method; anything but GET/HEAD is refused before routing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Method {
+/// Request method. Which ones a path serves is the router's decision (405 with `Allow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Method {
     /// GET.
+    #[default]
     Get,
     /// HEAD: like GET, without the body.
     Head,
+    /// POST.
+    Post,
+    /// PUT.
+    Put,
+    /// DELETE.
+    Delete,
+    /// Any other method token (refused with 405 wherever it is sent).
+    Other,
+}
+
+impl Method {
+    /// The method of request-line token `token`.
+    fn parse(token: &str) -> Method {
+        match token {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            _ => Method::Other,
+        }
+    }
+
+    /// Whether a request of this method may carry a body.
+    pub fn takes_body(self) -> bool {
+        matches!(self, Method::Post | Method::Put | Method::Delete | Method::Other)
+    }
 }
 
 /// The parts of a request head the server uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Request {
+    /// The method.
+    pub method: Method,
     /// `true` for HEAD (answer without body).
     pub head_only: bool,
+    /// Bytes of body after the head (`Content-Length`; 0 without one).
+    pub content_length: usize,
+    /// `Content-Type`, as sent.
+    pub content_type: Option<String>,
+    /// `Idempotency-Key`, as sent.
+    pub idempotency_key: Option<String>,
     /// Path without the query, still percent-encoded.
     pub path: String,
     /// Raw query string (after `?`), empty when absent.
@@ -93,11 +136,12 @@ pub struct Request {
 /// Tries to parse one request head from the front of `buf`.
 ///
 /// Returns `Ok(None)` while the head is incomplete and within `max_header_bytes`, and
-/// `Ok(Some((consumed, request)))` once complete.
+/// `Ok(Some((consumed, request)))` once complete (`consumed` covers the head only: the body, of
+/// `request.content_length` bytes, follows).
 ///
 /// # Errors
-/// [`HttpError`] for a malformed head, one over the size limit, a method other than GET/HEAD, a
-/// request announcing a body, or a missing (HTTP/1.1), repeated or invalid `Host`.
+/// [`HttpError`] for a malformed head, one over the size limit, a GET or HEAD announcing a body, a
+/// chunked body (411), a bad `Content-Length`, or a missing (HTTP/1.1), repeated or invalid `Host`.
 pub fn try_parse(buf: &[u8], max_header_bytes: usize) -> Result<Option<(usize, Request)>, HttpError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
@@ -111,17 +155,14 @@ pub fn try_parse(buf: &[u8], max_header_bytes: usize) -> Result<Option<(usize, R
     if consumed > max_header_bytes {
         return Err(HttpError::HeadTooLarge);
     }
-    let method = match parsed.method {
-        Some("GET") => Method::Get,
-        Some("HEAD") => Method::Head,
-        _ => return Err(HttpError::MethodNotAllowed),
-    };
+    let method = Method::parse(parsed.method.unwrap_or(""));
     let target = parsed.path.unwrap_or("/");
     if !target.starts_with('/') {
         return Err(HttpError::Malformed("request target must be an absolute path"));
     }
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let mut req = Request {
+        method,
         head_only: method == Method::Head,
         path: path.to_string(),
         query: query.to_string(),
@@ -130,6 +171,7 @@ pub fn try_parse(buf: &[u8], max_header_bytes: usize) -> Result<Option<(usize, R
         ..Request::default()
     };
     let mut hosts = 0u8;
+    let mut length: Option<usize> = None;
     for header in parsed.headers.iter() {
         let value = std::str::from_utf8(header.value).map_err(|_| HttpError::Malformed("header value is not UTF-8"))?;
         let name = header.name;
@@ -157,12 +199,29 @@ pub fn try_parse(buf: &[u8], max_header_bytes: usize) -> Result<Option<(usize, R
         } else if name.eq_ignore_ascii_case("authorization") {
             req.authorization = Some(value.trim().to_string());
         } else if name.eq_ignore_ascii_case("content-length") {
-            if value.trim() != "0" {
+            let value = value.trim();
+            let n = (!value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| value.parse::<usize>().ok())
+                .flatten()
+                .ok_or(HttpError::BadContentLength)?;
+            if length.is_some_and(|before| before != n) {
+                return Err(HttpError::BadContentLength);
+            }
+            length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            if !method.takes_body() {
                 return Err(HttpError::Malformed("GET requests must not carry a body"));
             }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(HttpError::Malformed("GET requests must not carry a body"));
+            return Err(HttpError::LengthRequired);
+        } else if name.eq_ignore_ascii_case("content-type") {
+            req.content_type = Some(value.trim().to_string());
+        } else if name.eq_ignore_ascii_case("idempotency-key") {
+            req.idempotency_key = Some(value.trim().to_string());
         }
+    }
+    req.content_length = length.unwrap_or(0);
+    if req.content_length > 0 && !method.takes_body() {
+        return Err(HttpError::Malformed("GET requests must not carry a body"));
     }
     match (hosts, req.host.as_deref()) {
         (0, _) if req.minor_version >= 1 => return Err(HttpError::BadHost("HTTP/1.1 requests must carry one")),
@@ -241,9 +300,32 @@ mod tests {
     #[test]
     fn bad_requests_map_to_statuses() {
         assert_eq!(try_parse(b"\x16\x03\x01garbage\r\n\r\n", 8192).map_err(|e| e.status()), Err(400));
-        assert_eq!(try_parse(b"POST / HTTP/1.1\r\n\r\n", 8192).map_err(|e| e.status()), Err(405));
+        assert_eq!(
+            try_parse(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 8192).map_err(|e| e.status()),
+            Err(411)
+        );
+        assert_eq!(try_parse(b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 8192).map_err(|e| e.status()), Err(400));
+        assert_eq!(
+            try_parse(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 8192)
+                .map_err(|e| e.status()),
+            Err(400)
+        );
         assert_eq!(try_parse(b"GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\n", 8192).map_err(|e| e.status()), Err(400));
         assert_eq!(try_parse(b"GET http://x/ HTTP/1.1\r\n\r\n", 8192).map_err(|e| e.status()), Err(400));
+    }
+
+    #[test]
+    fn bodies_are_announced_by_content_length() {
+        let raw = "POST /api/x HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\
+                   Idempotency-Key: k1\r\n\r\n{}";
+        let (n, req) = try_parse(raw.as_bytes(), 8192).expect("parses").expect("complete");
+        assert_eq!(n, raw.len() - 2, "the head only");
+        assert_eq!((req.method, req.content_length), (Method::Post, 2));
+        assert_eq!(req.content_type.as_deref(), Some("application/json"));
+        assert_eq!(req.idempotency_key.as_deref(), Some("k1"));
+        let del = check("DELETE /api/x HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!((del.method, del.content_length), (Method::Delete, 0));
+        assert_eq!(check("PATCH / HTTP/1.1\r\nHost: a\r\n\r\n").method, Method::Other);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! Every response says `X-Content-Type-Options: nosniff`; HTML also carries the Content-Security-Policy
 //! the bundled web client satisfies. Error bodies are JSON (`{"error":{"code","message"}}`).
 
+use super::status;
 use crate::protocol::json;
+use crate::types::ClientError;
 
 /// Content-Security-Policy sent with HTML: scripts, styles and connections only from this origin.
 /// `connect-src 'self'` covers the page's own WebSocket: CSP Level 3 matches `ws:`/`wss:` on the
@@ -38,6 +40,11 @@ impl Response {
     /// A JSON error body `{"error":{"code":…,"message":…}}`.
     pub(crate) fn error(status: u16, code: &str, message: &str) -> Self {
         Response::json(status, json::http_error_body(code, message))
+    }
+
+    /// The JSON error body of a client error, with the status [`status::of`] maps its code to.
+    pub(crate) fn client_error(err: &ClientError) -> Self {
+        Response::error(status::of(err.code), err.code.as_str(), &err.message)
     }
 
     /// Adds one header line (`Name: value`).
@@ -97,12 +104,17 @@ pub(crate) fn reason(status: u16) -> &'static str {
     match status {
         101 => "Switching Protocols",
         200 => "OK",
+        201 => "Created",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
         426 => "Upgrade Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",

@@ -28,11 +28,13 @@ pub(crate) enum CloseReason {
     OverLimit,
     /// A socket error (write failed, registration failed).
     Error,
+    /// The server API closed it (disconnect or ban of its user).
+    Moderation,
 }
 
 impl CloseReason {
     /// Every reason, in label order.
-    pub(crate) const ALL: [CloseReason; 8] = [
+    pub(crate) const ALL: [CloseReason; 9] = [
         CloseReason::Normal,
         CloseReason::ProtocolError,
         CloseReason::SlowConsumer,
@@ -41,6 +43,7 @@ impl CloseReason {
         CloseReason::AuthFailure,
         CloseReason::OverLimit,
         CloseReason::Error,
+        CloseReason::Moderation,
     ];
 
     /// Number of reasons.
@@ -57,6 +60,7 @@ impl CloseReason {
             CloseReason::AuthFailure => "auth_failure",
             CloseReason::OverLimit => "over_limit",
             CloseReason::Error => "error",
+            CloseReason::Moderation => "moderation",
         }
     }
 

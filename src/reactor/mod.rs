@@ -16,6 +16,8 @@ use std::thread::JoinHandle;
 use mio::{Poll, Waker};
 use thiserror::Error;
 
+use crate::api::keys::ApiKeys;
+use crate::api::{Api, ApiError, KeysError};
 pub use crate::auth::AuthConfigError;
 use crate::bus::{ShardInbox, ShardMsg, Shards};
 pub use crate::cluster::ClusterError;
@@ -62,6 +64,9 @@ pub enum ServerError {
     /// Cluster mode could not be set up.
     #[error("cluster: {0}")]
     Cluster(#[from] ClusterError),
+    /// The server API could not be set up (keys file, its state in the database).
+    #[error("server API: {0}")]
+    Api(#[from] ApiError),
     /// A thread panicked (a bug); the message says which.
     #[error("a {0} thread panicked")]
     Panicked(&'static str),
@@ -81,6 +86,7 @@ pub struct Server {
     telemetry: Arc<Telemetry>,
     cluster: Option<Cluster>,
     tls: Option<Arc<TlsConfig>>,
+    api: Arc<Api>,
 }
 
 impl Server {
@@ -101,6 +107,7 @@ impl Server {
         };
         let metrics_addr = metrics_listener.as_ref().map(mio::net::TcpListener::local_addr).transpose()?;
         let store = open_store(&cfg)?;
+        let api_keys = ApiKeys::new(&cfg.api_keys, cfg.api_keys_file.as_deref()).map_err(ApiError::from)?;
 
         let mut polls = Vec::with_capacity(cfg.shards.get());
         let mut inboxes = Vec::with_capacity(cfg.shards.get());
@@ -120,6 +127,16 @@ impl Server {
         let open_conns = Arc::new(AtomicUsize::new(0));
         let ops_conns = Arc::new(AtomicUsize::new(0));
         let telemetry = Telemetry::new(cfg.shards.get(), store.as_ref(), Arc::clone(&hub), cluster_shared);
+        let now = crate::protocol::json::now_millis();
+        let api = Arc::new(Api::new(api_keys, store.as_deref(), Arc::clone(&shard_router), now)?);
+        // Moderation from other nodes (cluster mode). Weak: the API's control thread is joined at
+        // shutdown when the server drops it, whoever still holds the hub.
+        let api_for_cluster = Arc::downgrade(&api);
+        hub.set_control_hook(Box::new(move |payload| {
+            if let Some(api) = api_for_cluster.upgrade() {
+                api.on_cluster_event(payload);
+            }
+        }));
 
         let shared = Shared {
             hub: Arc::clone(&hub),
@@ -130,6 +147,7 @@ impl Server {
             telemetry: Arc::clone(&telemetry),
             // Ids restart only with a new database, or at every start without one.
             epoch: Arc::from(format!("{:016x}", store.as_ref().map_or_else(crate::unique::unique_u64, |s| s.epoch()))),
+            api: Arc::clone(&api),
         };
         let mut shards = Vec::with_capacity(cfg.shards.get());
         for (index, ((poll, rx), inbox)) in polls.into_iter().zip(inboxes).enumerate() {
@@ -168,6 +186,7 @@ impl Server {
             telemetry,
             cluster,
             tls,
+            api,
         })
     }
 
@@ -185,6 +204,15 @@ impl Server {
         let Some(tls) = &self.tls else { return Ok(false) };
         tls.reload()?;
         Ok(true)
+    }
+
+    /// Reads `--api-keys-file` again (on SIGHUP): the number of keys it now holds (`None`: no file is
+    /// configured). On an error the keys read before stay in force.
+    ///
+    /// # Errors
+    /// [`KeysError`] when the file cannot be read.
+    pub fn reload_api_keys(&self) -> Result<Option<usize>, KeysError> {
+        self.api.keys.reload()
     }
 
     /// The address actually bound (useful with port 0).
@@ -215,6 +243,8 @@ impl Server {
         if let Some(cluster) = self.cluster {
             cluster.shutdown();
         }
+        // Commits the API's queued changes and stops its control thread.
+        drop(self.api);
         // Every shard has stopped: nothing publishes any more, so this is the last id anyone was
         // shown (single node; the store keeps no ceiling in cluster mode and ignores it there).
         let last_id = self.hub.max_id();

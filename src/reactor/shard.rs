@@ -310,6 +310,27 @@ impl Shard {
                         session::on_read_state(&mut self.ctx, conn, to.key, &room, result);
                     }
                 }
+                ShardMsg::Reply { conn: to, response, keep_alive } => {
+                    if let Some(conn) = self.conns.get_mut(to.key)
+                        && conn.serial == to.serial
+                    {
+                        session::on_reply(&mut self.ctx, conn, to.key, response, keep_alive);
+                    }
+                }
+                ShardMsg::Close { conn: to, code, reason } => {
+                    if let Some(conn) = self.conns.get_mut(to.key)
+                        && conn.serial == to.serial
+                    {
+                        session::on_close_request(&mut self.ctx, conn, to.key, code, &reason);
+                    }
+                }
+                ShardMsg::Sequenced { waiter, result } => {
+                    if let Some(conn) = self.conns.get_mut(waiter.conn.key)
+                        && conn.serial == waiter.conn.serial
+                    {
+                        session::on_sequenced(&mut self.ctx, conn, waiter.conn.key, waiter.index, result);
+                    }
+                }
                 ShardMsg::Shutdown => self.begin_shutdown(),
             }
         }

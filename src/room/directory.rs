@@ -96,6 +96,11 @@ impl Directory {
         self.rooms.read().len()
     }
 
+    /// Every room in the table (a snapshot; lock each room's state to read it).
+    pub(crate) fn rooms(&self) -> Vec<Arc<Room>> {
+        self.rooms.read().values().cloned().collect()
+    }
+
     /// The room called `name`, if it has members.
     pub(crate) fn get(&self, name: &str) -> Option<Arc<Room>> {
         self.rooms.read().get(name).cloned()

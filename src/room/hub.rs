@@ -26,7 +26,7 @@ use crate::bus::{Delivery, Payload, ShardMsg, Shards};
 use crate::deferred::Wake;
 use crate::protocol::json;
 use crate::render::{self, Variant};
-use crate::types::{ClientError, ConnRef, Event, Origin, Sequenced, Transient};
+use crate::types::{ClientError, ConnRef, Event, IdWaiter, Origin, Sequenced, Transient};
 
 /// Threads to wake once a room's lock is released: shards whose inbox got a message while they
 /// were (about to be) asleep, sink consumers, the sequencer's thread. Collected under the lock,
@@ -54,9 +54,8 @@ impl Wakeups {
 pub(crate) enum RoomRef<'a> {
     /// A room the publishing connection has joined.
     Joined(&'a Arc<Room>),
-    /// A room by (validated) name. Nothing in the server publishes by name yet: the backend API
-    /// will (posting into rooms without members); `tests::a_publish_by_name_needs_no_member`.
-    #[allow(dead_code, reason = "the server API's entry; exercised by this module's tests")]
+    /// A room by (validated) name: the server API posting into rooms with or without members
+    /// (`tests::a_publish_by_name_needs_no_member`).
     Named(&'a str),
 }
 
@@ -68,7 +67,12 @@ pub(crate) struct Hub {
     pub(crate) ids: IdSequence,
     sequencer: Box<dyn Sequencer>,
     sinks: Vec<Box<dyn Sink>>,
+    /// Where the cluster's control messages go (the server API's moderation, set at start).
+    control: std::sync::OnceLock<ControlHook>,
 }
+
+/// What a node does with a control message from the cluster (see [`Hub::set_control_hook`]).
+pub(crate) type ControlHook = Box<dyn Fn(&[u8]) + Send + Sync>;
 
 impl Hub {
     /// A hub delivering through `shards`, ordering with `sequencer`, tracking ids in `ids`, and
@@ -80,7 +84,8 @@ impl Hub {
         sinks: Vec<Box<dyn Sink>>,
     ) -> Self {
         assert!(sinks.len() <= 64, "Wakeups has one bit per sink");
-        Hub { directory: Directory::new(shards.len()), shards, ids, sequencer, sinks }
+        let control = std::sync::OnceLock::new();
+        Hub { directory: Directory::new(shards.len()), shards, ids, sequencer, sinks, control }
     }
 
     /// The last id allocated (single node) or the largest id seen (cluster mode): every event
@@ -93,6 +98,49 @@ impl Hub {
     /// blocks: the shard's inbox is unbounded; a connection closed meanwhile is skipped there).
     pub(crate) fn refuse(&self, conn: ConnRef, error: &ClientError) {
         self.shards.send(conn.shard, ShardMsg::Refused { conn, error: error.clone() });
+    }
+
+    /// Sets what this node does with the cluster's control messages (once, at start).
+    pub(crate) fn set_control_hook(&self, hook: ControlHook) {
+        let _ = self.control.set(hook);
+    }
+
+    /// Sends a control message to every node of the cluster (this one included, through Redis);
+    /// `false` on a single node, or when the hand-off to Redis is full.
+    pub(crate) fn broadcast_control(&self, payload: Vec<u8>) -> bool {
+        self.sequencer.take_control(payload)
+    }
+
+    /// Cluster mode with the cluster view up: the rooms with users anywhere (`None` otherwise).
+    pub(crate) fn cluster_rooms(&self) -> Option<Vec<(Arc<str>, usize)>> {
+        self.sequencer.rooms()
+    }
+
+    /// Cluster mode with the cluster view up: up to `max_names` users of `room` anywhere (this node's
+    /// first) and their exact number; `None` otherwise.
+    pub(crate) fn cluster_members(&self, room: &str, max_names: usize) -> Option<MemberList> {
+        match self.directory.get(room) {
+            Some(local) => self.sequencer.members(room, &local.state.lock().users, max_names),
+            None => self.sequencer.members(room, &std::collections::HashMap::<Arc<str>, u32>::new(), max_names),
+        }
+    }
+
+    /// Whether the events are sequenced elsewhere (cluster mode).
+    pub(crate) fn is_clustered(&self) -> bool {
+        self.sequencer.is_remote()
+    }
+
+    /// A control message from the cluster (the subscriber thread).
+    pub(crate) fn on_control(&self, payload: &[u8]) {
+        if let Some(hook) = self.control.get() {
+            hook(payload);
+        }
+    }
+
+    /// Tells `waiter` the id its event got after it left the shard (cluster mode), or why it got
+    /// none (never blocks: the shard's inbox is unbounded; a connection closed meanwhile is skipped).
+    pub(crate) fn acknowledge(&self, waiter: IdWaiter, result: Result<u64, ClientError>) {
+        self.shards.send(waiter.conn.shard, ShardMsg::Sequenced { waiter, result });
     }
 
     /// Whether shards should stop reading client input for now: a sink or an inbox is congested,
@@ -121,6 +169,9 @@ impl Hub {
     /// Publishes `event` (sent the way `origin` says, by `reply_to` if a connection sent it) to
     /// `room`: the one entry for every event of a room's ordered log.
     ///
+    /// Returns the event's id when it was ordered here (single node), `None` when the sequencer
+    /// kept it (cluster mode: Redis gives the id).
+    ///
     /// # Errors
     /// `unavailable` (with `origin.client_id`) when the sequencer cannot take it now; nothing was
     /// published.
@@ -130,19 +181,38 @@ impl Hub {
         event: Event,
         origin: Origin,
         reply_to: Option<ConnRef>,
-    ) -> Result<(), ClientError> {
+    ) -> Result<Option<u64>, ClientError> {
+        self.publish_acked(room, event, origin, reply_to, None, None)
+    }
+
+    /// [`Hub::publish`], and when the sequencer keeps the event (`Ok(None)`), `ack` is told its id
+    /// (or why it has none) through [`Hub::acknowledge`] once it is sequenced; the sequencer then
+    /// publishes it at most once per `idempotency_key` (cluster mode).
+    ///
+    /// # Errors
+    /// As [`Hub::publish`].
+    pub(crate) fn publish_acked(
+        &self,
+        room: RoomRef<'_>,
+        event: Event,
+        origin: Origin,
+        reply_to: Option<ConnRef>,
+        ack: Option<IdWaiter>,
+        idempotency_key: Option<Arc<str>>,
+    ) -> Result<Option<u64>, ClientError> {
         let name = match room {
             RoomRef::Joined(room) => Arc::clone(&room.name),
             RoomRef::Named(name) => Arc::from(name),
         };
-        let out = Outgoing { room: name, event, origin, at_ms: json::now_millis(), reply_to };
-        if let Some(out) = self.sequencer.take(out)? {
-            self.with_room(room, |room, state, wakes| {
-                let seq = out.sequenced(self.ids.next_local());
-                self.apply_locked(room, state, seq, out.origin, wakes);
-            });
-        }
-        Ok(())
+        let out = Outgoing { room: name, event, origin, at_ms: json::now_millis(), reply_to, ack, idempotency_key };
+        let Some(out) = self.sequencer.take(out)? else { return Ok(None) };
+        let id = self.with_room(room, |room, state, wakes| {
+            let seq = out.sequenced(self.ids.next_local());
+            let id = seq.id;
+            self.apply_locked(room, state, seq, out.origin, wakes);
+            id
+        });
+        Ok(Some(id))
     }
 
     /// Relays `event` (a binary frame: no id, not stored) to the members of `room`.
@@ -356,7 +426,8 @@ mod tests {
     #[test]
     fn a_publish_by_name_needs_no_member() {
         let (hub, rx, recorded) = hub();
-        hub.publish(RoomRef::Named("empty"), message("hello"), Origin::STORED, None).expect("published");
+        let id = hub.publish(RoomRef::Named("empty"), message("hello"), Origin::STORED, None).expect("published");
+        assert_eq!(id, Some(11), "ordered here: the id is known at once");
         let stored = recorded.lock().expect("recorder").clone();
         assert_eq!(stored.len(), 1, "the sinks got it");
         assert_eq!((stored[0].id, &*stored[0].room), (11, "empty"));

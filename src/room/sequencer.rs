@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::deferred::Wake;
-use crate::types::{ClientError, ConnRef, Event, Origin, Sequenced, Transient};
+use crate::types::{ClientError, ConnRef, Event, IdWaiter, Origin, Sequenced, Transient};
 
 /// An event accepted for publishing, before it has an id.
 #[derive(Debug, Clone)]
@@ -26,6 +26,12 @@ pub(crate) struct Outgoing {
     /// The sending connection, told when the event is refused after it left the shard (cluster
     /// mode: Redis's per-user rate limit).
     pub(crate) reply_to: Option<ConnRef>,
+    /// Who waits for the event's id when the sequencer keeps it (the server API in cluster mode:
+    /// told through `Hub::acknowledge` once Redis, or this node while Redis is away, gave it one).
+    pub(crate) ack: Option<IdWaiter>,
+    /// The server API's `Idempotency-Key` (cluster mode: the publish script publishes once per key
+    /// within the window, whichever node is asked).
+    pub(crate) idempotency_key: Option<Arc<str>>,
 }
 
 impl Outgoing {
@@ -57,6 +63,20 @@ pub(crate) trait Sequencer: Send + Sync {
     /// `unavailable` when it cannot be taken now (cluster mode: the hand-off to Redis is full):
     /// nothing was published.
     fn take(&self, event: Outgoing) -> Result<Option<Outgoing>, ClientError>;
+    /// Takes a control message for every node of the cluster (the server API's moderation); `false`
+    /// when there is no cluster (single node: the default) or it cannot be taken now.
+    fn take_control(&self, _payload: Vec<u8>) -> bool {
+        false
+    }
+    /// Cluster-wide rooms with users and their number of users (`None`: only this node's are
+    /// known: single node, or the cluster view is down).
+    fn rooms(&self) -> Option<Vec<(Arc<str>, usize)>> {
+        None
+    }
+    /// Whether events are sequenced on another thread (cluster mode), not here.
+    fn is_remote(&self) -> bool {
+        false
+    }
     /// Takes a transient `event` (a binary relay) of room `room`: `Some` hands it back to be relayed
     /// to this node's members now; `None`, it was handed off (cluster mode: at most once).
     fn take_relay(&self, room: &Arc<str>, event: Transient) -> Option<Transient>;

@@ -73,6 +73,7 @@ pub(crate) fn request(
                     format!("content is {} bytes; the limit is {}", content.len(), ctx.cfg.max_message),
                 ));
             }
+            ctx.not_muted(room, &user).map_err(|err| err.about(client_id.clone()))?;
             Event::Edit(Edit { user, target, content: Arc::from(content) })
         }
         Amendment::Delete => Event::Delete(Delete { user, target }),
@@ -128,7 +129,7 @@ pub(crate) fn on_reply(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, reply: A
         },
     };
     match verdict {
-        Ok(()) => ctx.metrics.messages_received.inc(),
+        Ok(_) => ctx.metrics.messages_received.inc(),
         Err(err) => send_error(ctx, conn, key, &err.about(client_id)),
     }
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::gate::Gate;
 use super::local::LocalRooms;
+use crate::api::Api;
 use crate::bus::ShardInbox;
 use crate::config::Config;
 
@@ -116,6 +117,8 @@ pub(crate) struct ShardCtx {
     pub(crate) telemetry: Arc<Telemetry>,
     /// The id space's name, announced in `welcome` (see `protocol::json::welcome`).
     pub(crate) epoch: Arc<str>,
+    /// The server API (keys, bans and mutes, idempotency keys, connections by user).
+    pub(crate) api: Arc<Api>,
     /// The ingress pause as last computed (see [`ShardCtx::refresh_ingress`]).
     ingress: Ingress,
     serial: u64,
@@ -160,9 +163,27 @@ pub(crate) struct Shared {
     pub(crate) telemetry: Arc<Telemetry>,
     /// The id space's name (the store's, or a fresh one per start without persistence).
     pub(crate) epoch: Arc<str>,
+    /// The server API.
+    pub(crate) api: Arc<Api>,
 }
 
 impl ShardCtx {
+    /// `muted` while the server API has muted `user` in `room` (the user still receives the room;
+    /// messages, edits and typing are refused).
+    pub(crate) fn not_muted(&self, room: &str, user: &str) -> Result<(), crate::types::ClientError> {
+        use crate::protocol::json::now_millis;
+        match self.api.moderation.muted_until(room, user, now_millis) {
+            None => Ok(()),
+            Some(until) => {
+                let left = (until - now_millis()).max(1);
+                Err(crate::types::ClientError::new(
+                    crate::types::ErrorCode::Muted,
+                    format!("you are muted in {room:?} for {} more seconds", (left + 999) / 1000),
+                ))
+            }
+        }
+    }
+
     /// Fresh state for shard `shard`, whose inbox is `inbox`.
     pub(crate) fn new(shard: usize, inbox: Arc<ShardInbox>, shared: &Shared) -> Self {
         ShardCtx {
@@ -180,6 +201,7 @@ impl ShardCtx {
             schedule: Schedule::default(),
             gate: Arc::clone(&shared.gate),
             epoch: Arc::clone(&shared.epoch),
+            api: Arc::clone(&shared.api),
             ingress: Ingress { paused: false, frames_left: 0, recheck: shared.hub.ingress_recheck() },
             serial: 0,
             inbox_taken: 0,

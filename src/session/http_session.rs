@@ -10,6 +10,11 @@
 //! one read (64 KiB) plus one partial head (`--max-header-bytes`) and TCP pushes back on the sender;
 //! when the output drains the shard serves the buffered requests and reads again. Every refusal is a
 //! status with a JSON error body.
+//!
+//! Bodies: only `/api/` requests (`api_session`) read one; it is bounded per route, checked on the
+//! head before a byte of it is buffered beyond one read (413), and waits in the input buffer until
+//! complete. Any other method than GET/HEAD elsewhere is 405 with `Allow: GET, HEAD`; a request
+//! refused with a body unread closes the connection after the answer.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,10 +23,12 @@ use super::ctx::ShardCtx;
 use super::gate::AccessError;
 use super::history::{self, PageRequest};
 use super::state::{Conn, Phase, WsState};
-use super::{ops, ws_session};
+use super::{api_session, ops, ws_session};
+use crate::api::registry::ConnEntry;
+use crate::api::route as api_route;
 use crate::bus::HistoryPurpose;
 use crate::http::percent::{PercentError, query_pairs};
-use crate::http::request::{self, Request};
+use crate::http::request::{self, Method, Request};
 use crate::http::response::Response;
 use crate::http::route::{Route, route};
 use crate::http::upgrade;
@@ -31,7 +38,7 @@ use crate::protocol::{json, names};
 use crate::static_files;
 use crate::store::{HistoryPage, HistoryQuery, StoreError};
 use crate::types::Format;
-use crate::types::{ClientError, ErrorCode};
+use crate::types::{ClientError, ConnRef, ErrorCode};
 use crate::ws::codec;
 
 /// Name of connections that gave no nickname.
@@ -85,7 +92,6 @@ pub(crate) fn serve_buffered(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
                 break;
             }
         };
-        at += consumed;
         if over_capacity {
             let resp = Response::error(503, "server_full", "the server is at its connection limit; retry later")
                 .with_header("Retry-After: 1".into());
@@ -96,6 +102,27 @@ pub(crate) fn serve_buffered(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
         if conn.ip_slot.over_limit() {
             conn.set_close_reason(AccessError::TooManyFromAddress.close_reason());
             respond(ctx, conn, key, AccessError::TooManyFromAddress.response(), false, req.head_only);
+            break;
+        }
+        if api_route::is_api(&req.path) && !ops_only(conn) {
+            match api_request(ctx, conn, key, &req, at + consumed) {
+                Some(end) => {
+                    at = end;
+                    continue;
+                }
+                None => break,
+            }
+        }
+        at += consumed;
+        if !matches!(req.method, Method::Get | Method::Head) {
+            // A body, if any, is not read: the connection closes after the answer.
+            let resp = Response::error(405, "method_not_allowed", &format!("{} allows GET, HEAD", req.path))
+                .with_header("Allow: GET, HEAD".into());
+            let keep_alive = req.keep_alive && req.content_length == 0;
+            respond(ctx, conn, key, resp, keep_alive, req.head_only);
+            if keep_alive {
+                continue;
+            }
             break;
         }
         handle(ctx, conn, key, req);
@@ -114,6 +141,68 @@ pub(crate) fn serve_buffered(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
     } else if at > 0 {
         conn.inbuf.drain(..at);
     }
+}
+
+fn ops_only(conn: &Conn) -> bool {
+    matches!(&conn.phase, Phase::Http(state) if state.ops_only)
+}
+
+/// A server API request whose head ends at `body_at` in the input buffer: refused from its head,
+/// or served once its body has arrived. Returns where the next request starts, or `None` when the
+/// body is still arriving (bounded by its route's limit, and in time by the handshake deadline, which
+/// only an answer re-arms) or the connection is closing.
+fn api_request(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request, body_at: usize) -> Option<usize> {
+    let route = match api_session::admit(ctx, req) {
+        Ok(route) => route,
+        Err(resp) => {
+            // An unread body cannot be skipped safely: close after the answer.
+            let keep_alive = req.keep_alive && req.content_length == 0;
+            respond(ctx, conn, key, resp, keep_alive, req.head_only);
+            return keep_alive.then_some(body_at);
+        }
+    };
+    let end = body_at.checked_add(req.content_length)?;
+    let body = conn.inbuf.get(body_at..end)?.to_vec();
+    match api_session::serve(ctx, conn, key, req, route, &body) {
+        api_session::Served::Now(resp) => respond(ctx, conn, key, resp, req.keep_alive, false),
+        api_session::Served::Later => {
+            if let Phase::Http(state) = &mut conn.phase {
+                state.awaiting_reply = true;
+            }
+        }
+    }
+    matches!(conn.phase, Phase::Http(_)).then_some(end)
+}
+
+/// Cluster mode: an id a server API request waits for; answers it once every id is told.
+pub(crate) fn on_sequenced(
+    ctx: &mut ShardCtx,
+    conn: &mut Conn,
+    key: usize,
+    index: u32,
+    result: Result<u64, ClientError>,
+) {
+    let Phase::Http(state) = &mut conn.phase else { return };
+    let Some(pending) = state.pending_ids.as_mut() else { return };
+    let Some(served) = api_session::on_sequenced(ctx, pending, index, result) else { return };
+    let keep_alive = pending.keep_alive;
+    state.pending_ids = None;
+    if let api_session::Served::Now(resp) = served {
+        state.awaiting_reply = false;
+        respond(ctx, conn, key, resp, keep_alive, false);
+        serve_buffered(ctx, conn, key);
+    }
+}
+
+/// An answer the server API decided elsewhere (see `api_session`), then any pipelined request.
+pub(crate) fn on_reply(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, resp: Response, keep_alive: bool) {
+    let Phase::Http(state) = &mut conn.phase else { return };
+    if !state.awaiting_reply {
+        return;
+    }
+    state.awaiting_reply = false;
+    respond(ctx, conn, key, resp, keep_alive, false);
+    serve_buffered(ctx, conn, key);
 }
 
 fn handle(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: Request) {
@@ -153,10 +242,7 @@ fn handle(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: Request) {
         }
         Route::History(room) => match decoded_room(room) {
             Ok(room) => history(ctx, conn, key, &room, &req),
-            Err(err) => {
-                let resp = Response::error(400, err.code.as_str(), &err.message);
-                respond(ctx, conn, key, resp, keep_alive, head_only);
-            }
+            Err(err) => respond(ctx, conn, key, Response::client_error(&err), keep_alive, head_only),
         },
         Route::Metrics => respond(ctx, conn, key, ops::metrics(ctx), keep_alive, head_only),
         Route::Ready => respond(ctx, conn, key, ops::ready(ctx), keep_alive, head_only),
@@ -274,8 +360,7 @@ fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
         Ok(params) => params,
         Err(err) => {
             conn.set_close_reason(CloseReason::ProtocolError);
-            let resp = Response::error(400, err.code.as_str(), &err.message);
-            return respond(ctx, conn, key, resp, false, req.head_only);
+            return respond(ctx, conn, key, Response::client_error(&err), false, req.head_only);
         }
     };
     let admitted = match ctx.gate.admit_upgrade(req, &params.room) {
@@ -285,13 +370,26 @@ fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
             return respond(ctx, conn, key, err.response(), false, req.head_only);
         }
     };
-    conn.send_unbounded(upgrade::switching_protocols(&accepted));
     // With auth on, the name comes from the token and `nick` is ignored.
     let user: Arc<str> = match admitted.user.as_deref().or(params.nick.as_deref()) {
         Some(name) => Arc::from(name),
         // Shared: thousands of anonymous load-test connections need not each allocate the name.
         None => Arc::clone(&ANONYMOUS),
     };
+    let now = json::now_millis();
+    if let Some(until) = ctx.api.moderation.banned_until(&user, now) {
+        conn.set_close_reason(CloseReason::AuthFailure);
+        let message = format!("{user:?} is banned for {} more seconds", (until - now + 999) / 1000);
+        return respond(ctx, conn, key, Response::error(403, "banned", &message), false, req.head_only);
+    }
+    conn.send_unbounded(upgrade::switching_protocols(&accepted));
+    let entry = ConnEntry {
+        conn: ConnRef { shard: ctx.shard, key, serial: conn.serial },
+        format: params.format,
+        peer: conn.peer,
+        connected_at_ms: now,
+    };
+    ctx.api.registry.add(&user, entry);
     conn.phase = Phase::Ws(Box::new(WsState {
         format: params.format,
         user: Arc::clone(&user),
@@ -320,10 +418,7 @@ fn history(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, req: &Re
     }
     let query = match history_query(room, &req.query) {
         Ok(query) => query,
-        Err(err) => {
-            let resp = Response::error(400, err.code.as_str(), &err.message);
-            return respond(ctx, conn, key, resp, keep_alive, head_only);
-        }
+        Err(err) => return respond(ctx, conn, key, Response::client_error(&err), keep_alive, head_only),
     };
     let purpose = HistoryPurpose::Rest { keep_alive, head_only };
     if !history::submit(ctx, key, conn.serial, query, purpose) {

@@ -61,9 +61,11 @@ pub(crate) fn leave_all(ctx: &mut ShardCtx, key: usize, ws: WsState) {
     }
 }
 
-/// Releases what a connection's old phase held in shared state (its room memberships).
+/// Releases what a connection's old phase held in shared state (its room memberships, its entry in
+/// the server API's registry of connections).
 pub(crate) fn release(ctx: &mut ShardCtx, key: usize, phase: Phase) {
     if let Phase::Ws(ws) = phase {
+        ctx.api.registry.remove(&ws.user, ctx.shard, key);
         leave_all(ctx, key, *ws);
     }
 }

@@ -12,7 +12,9 @@
 //!   [`resume_input`] (input buffered while it did not want more may be served now);
 //! - from the inbox: [`deliver::deliver`] (a room's event, for every local member),
 //!   [`on_history`] (a page read by the store), [`on_amend`] (the message an edit or delete refers
-//!   to was looked up), [`on_read_state`] (a read marker after a join), [`on_refused`] (a message refused after it left);
+//!   to was looked up), [`on_read_state`] (a read marker after a join), [`on_refused`] (a message
+//!   refused after it left), [`on_reply`] (an HTTP answer decided elsewhere), [`on_sequenced`] (an
+//!   id the API waited for), [`on_close_request`] (the server API closes a WebSocket session);
 //! - output: [`on_flushed`] (a write happened; the queue may now be below a low-water mark);
 //! - time: [`heartbeat::on_sweep`] (every 250 ms, with the ingress pause read once);
 //! - the end: [`on_shutdown`] (close with 1001), [`on_reaped`] (the connection is gone: leave its
@@ -40,9 +42,11 @@
 //! - [`heartbeat`]: pings and idle timeouts;
 //! - [`ws_session`]: frames, commands, joins and leaves;
 //! - [`ops`]: `/metrics` and `/readyz` as responses;
-//! - [`http_session`]: requests, keep-alive, pipelining, REST history, the upgrade.
+//! - [`api_session`]: the server API's requests (admission from the head, the actions);
+//! - [`http_session`]: requests, keep-alive, pipelining, bodies, REST history, the upgrade.
 
 pub(crate) mod amend;
+pub(crate) mod api_session;
 pub(crate) mod catchup;
 pub(crate) mod ctx;
 pub(crate) mod deliver;
@@ -69,7 +73,7 @@ use state::{Conn, HttpState, Phase};
 /// The first phase of a connection just accepted (`over_capacity`: answer 503; `ops_only`: from
 /// the `--metrics-addr` listener, which serves the operations endpoints only).
 pub(crate) fn new_phase(over_capacity: bool, ops_only: bool) -> Phase {
-    Phase::Http(HttpState { over_capacity, awaiting_reply: false, ops_only })
+    Phase::Http(HttpState { over_capacity, awaiting_reply: false, ops_only, pending_ids: None })
 }
 
 /// Feeds bytes read from `conn` to its session.
@@ -126,6 +130,34 @@ pub(crate) fn on_read_state(
     result: Result<(u64, u64), StoreError>,
 ) {
     reads::on_state(ctx, conn, key, room, result);
+}
+
+/// An HTTP answer decided off the shard (the server API): sent if the connection still waits for it.
+pub(crate) fn on_reply(
+    ctx: &mut ShardCtx,
+    conn: &mut Conn,
+    key: usize,
+    response: crate::http::response::Response,
+    keep_alive: bool,
+) {
+    http_session::on_reply(ctx, conn, key, response, keep_alive);
+}
+
+/// Cluster mode: an event a server API request published got its id (or an error).
+pub(crate) fn on_sequenced(
+    ctx: &mut ShardCtx,
+    conn: &mut Conn,
+    key: usize,
+    index: u32,
+    result: Result<u64, ClientError>,
+) {
+    http_session::on_sequenced(ctx, conn, key, index, result);
+}
+
+/// The server API closes this WebSocket session (disconnect, ban) with `code` and `reason`.
+pub(crate) fn on_close_request(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, code: u16, reason: &str) {
+    let why = crate::metrics::CloseReason::Moderation;
+    send::close_session(ctx, conn, key, code, reason, false, why);
 }
 
 /// Routes a history page back to the session that asked.

@@ -45,7 +45,7 @@ pub(crate) fn on_read(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &st
     membership.read_upto = id;
     let reply_to = Some(ConnRef { shard: ctx.shard, key, serial });
     let event = Event::Read(Read { user, upto: id });
-    ctx.hub.publish(RoomRef::Joined(&membership.room), event, Origin::STORED, reply_to)
+    ctx.hub.publish(RoomRef::Joined(&membership.room), event, Origin::STORED, reply_to).map(|_| ())
 }
 
 /// After a JSON connection joined `room`: asks the store for its user's marker there (none without

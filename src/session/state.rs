@@ -37,6 +37,25 @@ pub(crate) struct HttpState {
     pub(crate) awaiting_reply: bool,
     /// Accepted on the `--metrics-addr` listener: only the operations endpoints are served.
     pub(crate) ops_only: bool,
+    /// A server API request waiting for the ids of the events it published (cluster mode).
+    pub(crate) pending_ids: Option<Box<PendingIds>>,
+}
+
+/// The ids a server API request waits for (cluster mode: Redis gives them after the request left).
+#[derive(Debug, Default)]
+pub(crate) struct PendingIds {
+    /// By the event's index in the request; `None` until told.
+    pub(crate) ids: Vec<Option<u64>>,
+    /// How many are not told yet.
+    pub(crate) missing: usize,
+    /// The first error told, if any.
+    pub(crate) error: Option<crate::types::ClientError>,
+    /// The request's `Idempotency-Key` (single-message route).
+    pub(crate) idempotency_key: Option<String>,
+    /// The batch route (answers `{"ids"}`) rather than the single one (`{"id"}`).
+    pub(crate) batch: bool,
+    /// Whether the connection stays open after the answer.
+    pub(crate) keep_alive: bool,
 }
 
 /// WebSocket phase state.

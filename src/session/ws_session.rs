@@ -142,6 +142,9 @@ fn on_message(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, kind: MessageKind
         }
         (Format::Text, MessageKind::Text) => {
             let Some(membership) = ws.rooms.first() else { return };
+            if let Err(err) = not_muted(ctx, &membership.room.name, &ws.user) {
+                return send_error(ctx, conn, key, &err);
+            }
             // The codec validated the UTF-8 of text messages.
             let content = std::str::from_utf8(payload).unwrap_or_default();
             let event = Event::message(Arc::clone(&ws.user), Arc::from(content));
@@ -149,7 +152,7 @@ fn on_message(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, kind: MessageKind
             let result =
                 ctx.hub.publish(RoomRef::Joined(&membership.room), event, origin, reply_to(ctx, conn.serial, key));
             match result {
-                Ok(()) => ctx.metrics.messages_received.inc(),
+                Ok(_) => ctx.metrics.messages_received.inc(),
                 Err(err) => send_error(ctx, conn, key, &err),
             }
         }
@@ -179,6 +182,10 @@ fn on_message(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, kind: MessageKind
 /// mode: Redis's per-user rate limit).
 fn reply_to(ctx: &ShardCtx, conn_serial: u64, key: usize) -> Option<ConnRef> {
     Some(ConnRef { shard: ctx.shard, key, serial: conn_serial })
+}
+
+fn not_muted(ctx: &ShardCtx, room: &str, user: &str) -> Result<(), ClientError> {
+    ctx.not_muted(room, user)
 }
 
 fn too_large(len: usize, max: usize) -> ClientError {
@@ -251,6 +258,7 @@ fn post(
         ));
     }
     let membership = ws.rooms.iter().find(|m| *m.room.name == *room).ok_or_else(|| not_joined(room))?;
+    not_muted(ctx, room, &ws.user).map_err(|err| err.about(client_id.map(Arc::from)))?;
     let event = Event::message(Arc::clone(&ws.user), Arc::from(content));
     let origin = Origin { format: Format::Json, client_id: client_id.map(Arc::from) };
     ctx.hub.publish(RoomRef::Joined(&membership.room), event, origin, reply_to(ctx, conn.serial, key))?;
@@ -305,6 +313,10 @@ fn on_typing(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str) -> Res
     let Phase::Ws(ws) = &conn.phase else { return Ok(()) };
     let membership = ws.rooms.iter().find(|m| *m.room.name == *room).ok_or_else(|| not_joined(room))?;
     if membership.typing_at.is_some_and(|at| now.duration_since(at) < TYPING_EVERY) {
+        return Ok(());
+    }
+    if not_muted(ctx, room, &ws.user).is_err() {
+        // A muted user's typing is not shown either (dropped like a throttled one).
         return Ok(());
     }
     if !admit(ctx, conn, key, Charge::Message) {

@@ -107,6 +107,7 @@
 //! records back and `query` answers [`StoreError::Closed`].
 
 mod ceiling;
+mod control;
 mod error;
 mod lock;
 mod reader;
@@ -131,6 +132,7 @@ use crate::metrics::HistogramSnapshot;
 use crate::types::Sequenced;
 
 pub(crate) use ceiling::{IdCeiling, id_block};
+pub(crate) use control::{ControlOp, ControlSnapshot, ControlStore};
 pub use error::StoreError;
 
 use lock::DbLock;
@@ -413,6 +415,19 @@ impl Store {
             busy_timeout: cfg.busy_timeout,
             _lock: lock,
         })
+    }
+
+    /// Opens the server API's control store on this database (see `control.rs`): what is in force at
+    /// `now_ms`, idempotency keys younger than `key_window_ms`.
+    ///
+    /// # Errors
+    /// As [`ControlStore::open`].
+    pub(crate) fn open_control(
+        &self,
+        now_ms: i64,
+        key_window_ms: i64,
+    ) -> Result<(ControlStore, ControlSnapshot), StoreError> {
+        ControlStore::open(&self.path, self.busy_timeout, now_ms, key_window_ms)
     }
 
     /// Largest id stored when the database was opened (0 if empty).

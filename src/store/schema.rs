@@ -31,7 +31,7 @@ use super::StoreError;
 use crate::unique::unique_u64;
 
 /// The newest schema version (`PRAGMA user_version`) this build knows and migrates to.
-pub(crate) const SCHEMA_VERSION: i64 = 4;
+pub(crate) const SCHEMA_VERSION: i64 = 5;
 
 /// Name of the index that serves history pages (checked by the query-plan test).
 #[cfg(test)]
@@ -65,6 +65,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
              PRIMARY KEY (room, user)
          ) WITHOUT ROWID;",
     ),
+    // The server API's own state (`control.rs`): idempotency keys, bans, mutes.
+    (
+        5,
+        "CREATE TABLE api_idempotency (key TEXT PRIMARY KEY, id INTEGER NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID;
+         CREATE TABLE api_bans (user TEXT PRIMARY KEY, until_ms INTEGER NOT NULL) WITHOUT ROWID;
+         CREATE TABLE api_mutes (room TEXT NOT NULL, user TEXT NOT NULL, until_ms INTEGER NOT NULL,
+                                 PRIMARY KEY (room, user)) WITHOUT ROWID;",
+    ),
 ];
 
 /// Sets the id ceiling (inside the caller's transaction).
@@ -89,6 +97,15 @@ pub(crate) fn open_writer(path: &Path, sync_full: bool, busy_timeout: Duration) 
     set_synchronous(&conn, sync_full)?;
     conn.pragma_update(None, "temp_store", "MEMORY").map_err(setup("set temp_store"))?;
     migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Opens the control store's read-write connection (the writer must have created the schema).
+pub(crate) fn open_control(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+    conn.busy_timeout(busy_timeout).map_err(setup("set busy_timeout"))?;
     Ok(conn)
 }
 

@@ -40,11 +40,14 @@ pub enum ErrorCode {
     Unavailable,
     /// An edit or a delete names a message that is not in that room (or is deleted already).
     NotFound,
+    /// The sender is muted in the room (server API: `POST /api/rooms/{room}/mute/{user}`): it still
+    /// receives the room, but its messages are refused until the mute expires or is lifted.
+    Muted,
 }
 
 impl ErrorCode {
     /// Every code, in [`ErrorCode::index`] order (the `code` label of `roomcast_error_frames_sent_total`).
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::MissingField,
@@ -63,6 +66,7 @@ impl ErrorCode {
         ErrorCode::Forbidden,
         ErrorCode::Unavailable,
         ErrorCode::NotFound,
+        ErrorCode::Muted,
     ];
 
     /// Number of codes.
@@ -89,6 +93,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => 15,
             ErrorCode::Unavailable => 16,
             ErrorCode::NotFound => 17,
+            ErrorCode::Muted => 18,
         }
     }
 
@@ -113,6 +118,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::Muted => "muted",
         }
     }
 }

@@ -11,6 +11,6 @@ mod event;
 mod format;
 
 pub use client_error::{ClientError, ErrorCode};
-pub use conn_ref::ConnRef;
+pub use conn_ref::{ConnRef, IdWaiter};
 pub use event::{Delete, Edit, Event, EventKind, Message, Origin, Read, Revision, Sequenced, Transient};
 pub use format::Format;

@@ -15,6 +15,45 @@ pub(crate) const MESSAGE_TOO_BIG: u16 = 1009;
 /// 1013: try again later: the client could not keep up with its output queue (slow consumer).
 pub(crate) const TRY_AGAIN_LATER: u16 = 1013;
 
+// Application close codes (docs/PROTOCOL.md, "Close codes"): 4000–4499 the client may reconnect,
+// 4500–4999 it must not. Each has a stable reason word, first in the close frame's reason (an
+// operator's text may follow after ": ").
+
+/// 4000 `disconnected`: the server API disconnected the user and allows a reconnect.
+pub(crate) const DISCONNECTED: u16 = 4000;
+/// 4500 `kicked`: the server API disconnected the user; do not reconnect.
+pub(crate) const KICKED: u16 = 4500;
+/// 4501 `banned`: the user is banned; do not reconnect (new connections get 403 until it expires).
+pub(crate) const BANNED: u16 = 4501;
+
+/// The stable reason word of an application close code.
+pub(crate) fn reason_word(code: u16) -> &'static str {
+    match code {
+        DISCONNECTED => "disconnected",
+        KICKED => "kicked",
+        BANNED => "banned",
+        _ => "",
+    }
+}
+
+/// The close frame's reason for application code `code` with an operator's `text` (at most
+/// [`MAX_REASON_BYTES`] bytes: longer text is cut at a character boundary).
+pub(crate) fn app_reason(code: u16, text: &str) -> String {
+    let word = reason_word(code);
+    let mut reason = if text.is_empty() { word.to_string() } else { format!("{word}: {text}") };
+    if reason.len() > MAX_REASON_BYTES {
+        let mut end = MAX_REASON_BYTES;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+    reason
+}
+
+/// Longest close reason (RFC 6455 §5.5: a control frame's payload is at most 125 bytes, 2 of them the code).
+pub(crate) const MAX_REASON_BYTES: usize = 123;
+
 /// Whether a close code received from a peer is allowed on the wire (RFC 6455 §7.4).
 ///
 /// 1005, 1006 and 1015 are reserved for local use and must never appear in a close frame; 1000–1003,
@@ -26,6 +65,20 @@ pub(crate) fn is_valid_received_code(code: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn application_reasons_start_with_their_word_and_fit_a_frame() {
+        assert_eq!(app_reason(KICKED, ""), "kicked");
+        assert_eq!(app_reason(DISCONNECTED, "maintenance"), "disconnected: maintenance");
+        let long = app_reason(BANNED, &"é".repeat(100));
+        assert!(long.starts_with("banned: ") && long.len() <= MAX_REASON_BYTES, "{}", long.len());
+        for code in [DISCONNECTED, KICKED, BANNED] {
+            assert!(is_valid_received_code(code));
+        }
+        assert!(
+            (4000..4500).contains(&DISCONNECTED) && (4500..5000).contains(&KICKED) && (4500..5000).contains(&BANNED)
+        );
+    }
 
     #[test]
     fn received_codes_follow_rfc_ranges() {

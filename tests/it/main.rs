@@ -3,6 +3,7 @@
 mod support;
 
 mod amend;
+mod api;
 mod catchup;
 mod cluster;
 mod config;

@@ -1,0 +1,287 @@
+//! The server API's state and the actions that are not tied to one HTTP connection: keys
+//! ([`keys`]), the paths ([`route`]), bans and mutes in force ([`moderation`]), idempotency keys
+//! ([`idempotency`]), every WebSocket connection by user ([`registry`]), the durable changes
+//! through the store's control thread, closing a user's connections, and the listings.
+//!
+//! One [`Api`] per server, shared by the shards (`session::api_session` serves the requests). A
+//! change that must survive a restart (a ban, a mute, an idempotency key) is in force in memory at
+//! once and is answered only once the store committed it: the answer then comes through the
+//! asking shard's inbox (`ShardMsg::Reply`), like a history page. Closing a user's connections is a
+//! `ShardMsg::Close` to the shard of each.
+
+pub(crate) mod idempotency;
+pub mod keys;
+pub(crate) mod moderation;
+pub(crate) mod registry;
+pub(crate) mod route;
+
+use std::sync::Arc;
+
+use crate::bus::{ShardMsg, Shards};
+use crate::http::response::Response;
+use crate::protocol::api::{
+    ConnectionRow, ModerationChange, ModerationEvent, PresenceRow, RoomRow, encode_moderation, parse_moderation,
+};
+use crate::room::hub::Hub;
+use crate::store::{ControlOp, ControlStore, Store, StoreError};
+use crate::types::{ConnRef, Format};
+use crate::ws::close;
+
+pub use keys::KeysError;
+
+/// Users one presence answer lists at most.
+pub(crate) const MAX_LISTED: usize = 10_000;
+
+/// Why the API could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The keys file could not be read.
+    #[error(transparent)]
+    Keys(#[from] KeysError),
+    /// The store's control state could not be opened or read.
+    #[error("cannot open the API's state in the database: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The server API, shared by every shard.
+pub(crate) struct Api {
+    /// The keys.
+    pub(crate) keys: keys::ApiKeys,
+    /// Bans and mutes in force.
+    pub(crate) moderation: moderation::Moderation,
+    /// Idempotency keys within their window.
+    pub(crate) idempotency: Arc<idempotency::Idempotency>,
+    /// WebSocket connections by user.
+    pub(crate) registry: registry::Registry,
+    /// Durable changes (`None` with `--no-persist`: in memory only).
+    control: Option<ControlStore>,
+    shards: Arc<Shards>,
+    /// This process's tag on the moderation events it sends the cluster (it skips its own).
+    node: u64,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").field("enabled", &self.keys.enabled()).finish_non_exhaustive()
+    }
+}
+
+impl Api {
+    /// The API over `shards`, with `keys`; its state is loaded from `store` (bans, mutes, keys in
+    /// force at `now_ms`) when there is one.
+    ///
+    /// # Errors
+    /// [`ApiError::Store`] when the state cannot be read.
+    pub(crate) fn new(
+        keys: keys::ApiKeys,
+        store: Option<&Store>,
+        shards: Arc<Shards>,
+        now_ms: i64,
+    ) -> Result<Api, ApiError> {
+        let moderation = moderation::Moderation::default();
+        let (control, idempotency) = match store {
+            Some(store) => {
+                let (control, snapshot) = store.open_control(now_ms, idempotency::WINDOW_MS)?;
+                for (user, until) in &snapshot.bans {
+                    moderation.ban(user, *until, now_ms);
+                }
+                for (room, user, until) in &snapshot.mutes {
+                    moderation.mute(room, user, *until, now_ms);
+                }
+                (Some(control), idempotency::Idempotency::load(snapshot.keys))
+            }
+            None => (None, idempotency::Idempotency::default()),
+        };
+        Ok(Api {
+            keys,
+            moderation,
+            idempotency: Arc::new(idempotency),
+            registry: registry::Registry::default(),
+            control,
+            shards,
+            node: crate::unique::unique_u64(),
+        })
+    }
+
+    /// Applies `change` on this node: bans and mutes in force in memory at once and written to the
+    /// store (`then` runs once committed, with how many connections were told to close), connections
+    /// closed. Returns that count, and `false` when the store's queue was full (`then` does not run;
+    /// the change is in force until a restart).
+    pub(crate) fn apply(
+        &self,
+        change: &ModerationChange,
+        now_ms: i64,
+        then: impl FnOnce(usize, Result<(), StoreError>) + Send + 'static,
+    ) -> (usize, bool) {
+        let (closed, op) = match change {
+            ModerationChange::Ban { user, until_ms } => {
+                self.moderation.ban(user, *until_ms, now_ms);
+                let closed = self.close_user(user, close::BANNED, "");
+                (closed, Some(ControlOp::Ban { user: user.clone(), until_ms: *until_ms }))
+            }
+            ModerationChange::Unban { user } => {
+                self.moderation.unban(user, now_ms);
+                (0, Some(ControlOp::Unban { user: user.clone() }))
+            }
+            ModerationChange::Mute { room, user, until_ms } => {
+                self.moderation.mute(room, user, *until_ms, now_ms);
+                let op = ControlOp::Mute { room: room.clone(), user: user.clone(), until_ms: *until_ms };
+                (0, Some(op))
+            }
+            ModerationChange::Unmute { room, user } => {
+                self.moderation.unmute(room, user, now_ms);
+                (0, Some(ControlOp::Unmute { room: room.clone(), user: user.clone() }))
+            }
+            ModerationChange::Disconnect { user, code, reason } => (self.close_user(user, *code, reason), None),
+        };
+        let stored = match op {
+            Some(op) => self.persist(op, move |result| then(closed, result)),
+            None => {
+                then(closed, Ok(()));
+                true
+            }
+        };
+        (closed, stored)
+    }
+
+    /// Tells every other node of the cluster to apply `change` too (nothing on a single node).
+    pub(crate) fn tell_cluster(&self, hub: &Hub, change: ModerationChange) {
+        let payload = encode_moderation(&ModerationEvent { node: self.node, change });
+        if hub.is_clustered() && !hub.broadcast_control(payload) {
+            tracing::warn!("api: the hand-off to Redis is full; a moderation change stays on this node");
+        }
+    }
+
+    /// A moderation event from the cluster: applied here unless this node sent it.
+    pub(crate) fn on_cluster_event(&self, payload: &[u8]) {
+        let Some(event) = parse_moderation(payload) else {
+            tracing::warn!("api: a moderation event from the cluster did not parse; ignored");
+            return;
+        };
+        if event.node == self.node {
+            return;
+        }
+        let (closed, stored) = self.apply(&event.change, crate::protocol::json::now_millis(), |_, result| {
+            if let Err(err) = result {
+                tracing::error!(%err, "api: a moderation change from the cluster could not be stored");
+            }
+        });
+        tracing::info!(closed, stored, change = ?event.change, "api: applied a moderation change from the cluster");
+    }
+
+    /// Makes `op` durable, then runs `then` (on the control thread; at once without a store).
+    /// Returns `false`, running nothing, when the control queue is full.
+    pub(crate) fn persist(&self, op: ControlOp, then: impl FnOnce(Result<(), StoreError>) + Send + 'static) -> bool {
+        match &self.control {
+            Some(control) => control.submit(op, Box::new(then)).is_ok(),
+            None => {
+                then(Ok(()));
+                true
+            }
+        }
+    }
+
+    /// A handle that answers HTTP connections from any thread.
+    pub(crate) fn answerer(&self) -> Answerer {
+        Answerer { shards: Arc::clone(&self.shards) }
+    }
+
+    /// Closes every WebSocket connection of `user` on this node with `code` and the reason built
+    /// from `text`; returns how many were told to close.
+    pub(crate) fn close_user(&self, user: &str, code: u16, text: &str) -> usize {
+        let conns = self.registry.of(user);
+        let reason: Arc<str> = Arc::from(close::app_reason(code, text));
+        for entry in &conns {
+            let msg = ShardMsg::Close { conn: entry.conn, code, reason: Arc::clone(&reason) };
+            self.shards.send(entry.conn.shard, msg);
+        }
+        conns.len()
+    }
+
+    /// `GET /api/rooms`: every room with members, by name: on this node, and in cluster mode on
+    /// every node (`members` cluster-wide from the membership view, `connections` this node's).
+    pub(crate) fn rooms(hub: &Hub) -> Vec<RoomRow> {
+        let mut rows: std::collections::BTreeMap<String, RoomRow> = hub
+            .directory
+            .rooms()
+            .iter()
+            .filter_map(|room| {
+                let state = room.state.lock();
+                (state.members() > 0).then(|| {
+                    let row = RoomRow {
+                        room: room.name.to_string(),
+                        members: state.users.len(),
+                        connections: u64::from(state.members()),
+                    };
+                    (row.room.clone(), row)
+                })
+            })
+            .collect();
+        for (room, _) in hub.cluster_rooms().unwrap_or_default() {
+            let members = hub.cluster_members(&room, 0).map_or(0, |(_, count)| count);
+            let row = rows.entry(room.to_string()).or_insert_with(|| RoomRow {
+                room: room.to_string(),
+                members: 0,
+                connections: 0,
+            });
+            row.members = row.members.max(members);
+        }
+        rows.into_values().collect()
+    }
+
+    /// `GET /api/rooms/{room}/presence`: the users present, by name: on this node, and in cluster
+    /// mode on every node (from the membership view; `connections` counts this node's, 0 for a user
+    /// connected elsewhere only). At most [`MAX_LISTED`] users.
+    pub(crate) fn presence(hub: &Hub, room_name: &str) -> Vec<PresenceRow> {
+        let local: std::collections::HashMap<Arc<str>, u32> =
+            hub.directory.get(room_name).map(|room| room.state.lock().users.clone()).unwrap_or_default();
+        let mut rows: std::collections::BTreeMap<String, u32> =
+            local.iter().map(|(user, &connections)| (user.to_string(), connections)).collect();
+        if let Some((names, _)) = hub.cluster_members(room_name, MAX_LISTED) {
+            for name in names {
+                rows.entry(name.to_string()).or_insert(0);
+            }
+        }
+        rows.into_iter().take(MAX_LISTED).map(|(user, connections)| PresenceRow { user, connections }).collect()
+    }
+
+    /// `GET /api/users/{user}/connections`: the user's connections and the rooms they are in.
+    pub(crate) fn connections(&self, hub: &Hub, user: &str) -> (Vec<ConnectionRow>, Vec<String>) {
+        let rows = self
+            .registry
+            .of(user)
+            .into_iter()
+            .map(|e| ConnectionRow {
+                id: e.conn.serial,
+                format: match e.format {
+                    Format::Json => "json",
+                    Format::Text => "text",
+                },
+                peer: e.peer.to_string(),
+                connected_at_ms: e.connected_at_ms,
+            })
+            .collect();
+        let mut rooms: Vec<String> = hub
+            .directory
+            .rooms()
+            .iter()
+            .filter(|room| room.state.lock().users.contains_key(user))
+            .map(|room| room.name.to_string())
+            .collect();
+        rooms.sort();
+        (rows, rooms)
+    }
+}
+
+/// Answers HTTP connections through their shard's inbox, from any thread.
+#[derive(Clone)]
+pub(crate) struct Answerer {
+    shards: Arc<Shards>,
+}
+
+impl Answerer {
+    /// Sends `response` to the HTTP connection `conn`.
+    pub(crate) fn answer(&self, conn: ConnRef, response: Response, keep_alive: bool) {
+        self.shards.send(conn.shard, ShardMsg::Reply { conn, response, keep_alive });
+    }
+}

@@ -1,0 +1,78 @@
+//! Every WebSocket connection by user name, on this node: whom a disconnect or a ban closes, and
+//! what `GET /api/users/{user}/connections` lists. A connection is added at its upgrade and removed
+//! when it is reaped (by shard and slab key, unique among live connections).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::types::{ConnRef, Format};
+
+/// One live WebSocket connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConnEntry {
+    /// Where it lives.
+    pub(crate) conn: ConnRef,
+    /// Its wire format.
+    pub(crate) format: Format,
+    /// The client's address.
+    pub(crate) peer: SocketAddr,
+    /// When it upgraded, ms since the epoch.
+    pub(crate) connected_at_ms: i64,
+}
+
+/// The connections of every user.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    users: Mutex<HashMap<Arc<str>, Vec<ConnEntry>>>,
+}
+
+impl Registry {
+    /// `user` has a new connection.
+    pub(crate) fn add(&self, user: &Arc<str>, entry: ConnEntry) {
+        self.users.lock().entry(Arc::clone(user)).or_default().push(entry);
+    }
+
+    /// `user`'s connection at `shard`/`key` is gone.
+    pub(crate) fn remove(&self, user: &str, shard: usize, key: usize) {
+        let mut users = self.users.lock();
+        if let Some(conns) = users.get_mut(user) {
+            conns.retain(|e| !(e.conn.shard == shard && e.conn.key == key));
+            if conns.is_empty() {
+                users.remove(user);
+            }
+        }
+    }
+
+    /// `user`'s connections.
+    pub(crate) fn of(&self, user: &str) -> Vec<ConnEntry> {
+        self.users.lock().get(user).cloned().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_come_and_go() {
+        let reg = Registry::default();
+        let al: Arc<str> = Arc::from("al");
+        let entry = |shard, key| ConnEntry {
+            conn: ConnRef { shard, key, serial: 9 },
+            format: Format::Json,
+            peer: "127.0.0.1:1".parse().expect("addr"),
+            connected_at_ms: 0,
+        };
+        reg.add(&al, entry(0, 1));
+        reg.add(&al, entry(1, 1));
+        assert_eq!(reg.of("al").len(), 2);
+        reg.remove("al", 0, 1);
+        assert_eq!(reg.of("al"), vec![entry(1, 1)]);
+        reg.remove("al", 1, 1);
+        assert!(reg.of("al").is_empty());
+        assert!(reg.users.lock().is_empty());
+    }
+}
