@@ -197,9 +197,10 @@ fn full_disk_pauses_senders_and_loses_nothing_once_space_returns() {
     });
     let h = health(&server);
     assert_eq!(h["persistence"]["retrying"], json!(true), "{h}");
+    // Live chat went on while the queue had room (the reader may lag behind the queue on a loaded
+    // machine: wait for what was accepted to arrive rather than sample it) ...
+    wait_until("live chat to go on while the queue had room", || received.load(Ordering::SeqCst) > BEFORE + 500);
     let during_full = received.load(Ordering::SeqCst);
-    // Live chat went on while the queue had room ...
-    assert!(during_full > BEFORE + 500, "live chat stopped too early: {during_full} delivered, {h}");
     // ... and stopped short of everything: the writer is paused, not its messages dropped.
     assert!(during_full < total, "everything got through although nothing could be committed: {h}");
     // Paused, not spinning: the retry loop backs off (100 ms up to 5 s) and shards do not busy-poll.
