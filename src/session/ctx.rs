@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
+use super::catchup_budget::CatchupBudget;
 use super::gate::Gate;
 use super::local::LocalRooms;
 use crate::bus::ShardInbox;
@@ -116,6 +117,8 @@ pub(crate) struct ShardCtx {
     pub(crate) telemetry: Arc<Telemetry>,
     /// The id space's name, announced in `welcome` (see `protocol::json::welcome`).
     pub(crate) epoch: Arc<str>,
+    /// The server-wide budget of resume pages (`--catchup-budget`).
+    pub(crate) catchup: Arc<CatchupBudget>,
     /// The ingress pause as last computed (see [`ShardCtx::refresh_ingress`]).
     ingress: Ingress,
     serial: u64,
@@ -160,6 +163,8 @@ pub(crate) struct Shared {
     pub(crate) telemetry: Arc<Telemetry>,
     /// The id space's name (the store's, or a fresh one per start without persistence).
     pub(crate) epoch: Arc<str>,
+    /// The server-wide budget of resume pages, one for every shard.
+    pub(crate) catchup: Arc<CatchupBudget>,
 }
 
 impl ShardCtx {
@@ -180,6 +185,7 @@ impl ShardCtx {
             schedule: Schedule::default(),
             gate: Arc::clone(&shared.gate),
             epoch: Arc::clone(&shared.epoch),
+            catchup: Arc::clone(&shared.catchup),
             ingress: Ingress { paused: false, frames_left: 0, recheck: shared.hub.ingress_recheck() },
             serial: 0,
             inbox_taken: 0,
