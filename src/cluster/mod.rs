@@ -129,6 +129,7 @@
 
 pub(crate) mod events;
 pub(crate) mod ids;
+pub(crate) mod in_doubt;
 pub(crate) mod keys;
 pub(crate) mod membership;
 pub(crate) mod membership_link;
@@ -291,6 +292,8 @@ pub(crate) struct ClusterShared {
     pub(crate) counters: ClusterCounters,
     /// Cluster-wide members per room, as this node last heard (see [`membership`]).
     pub(crate) view: MembershipView,
+    /// Messages whose publish was in flight when the link broke (see [`in_doubt`]).
+    pub(crate) in_doubt: in_doubt::InDoubt,
 }
 
 impl ClusterShared {
@@ -432,6 +435,7 @@ pub(crate) fn channel(cfg: ClusterConfig) -> (ClusterSink, ClusterInput) {
         slot,
         counters: ClusterCounters::default(),
         view: MembershipView::default(),
+        in_doubt: in_doubt::InDoubt::default(),
     });
     (
         ClusterSink { tx, presence_tx, bell, shared: Arc::clone(&shared) },

@@ -344,10 +344,11 @@ impl Publisher {
                     let counters = &self.shared.counters;
                     for (pending, result) in self.outbox.drain(..n).zip(results) {
                         match (pending, result) {
-                            (Pending::Chat { provisional_id, .. }, Published::Appended(_)) => {
+                            (Pending::Chat { provisional_id, seq, .. }, Published::Appended(_)) => {
                                 counters.published.fetch_add(1, Ordering::Relaxed);
                                 if provisional_id != 0 {
                                     counters.replayed.fetch_add(1, Ordering::Relaxed);
+                                    self.shared.in_doubt.settled(seq);
                                 }
                             }
                             (_, Published::Duplicate) => {
@@ -373,9 +374,9 @@ impl Publisher {
         }
     }
 
-    /// The link broke with `in_flight` items sent but unconfirmed: those chat messages stay
-    /// undelivered (they may have been published); every later one is delivered locally now, as during
-    /// the outage. Presence changes are told to local members (in flight or not: at least once; the
+    /// The link broke with `in_flight` items sent but unconfirmed: those chat messages are in doubt
+    /// (Redis may run them late, `super::in_doubt`): each is delivered locally now unless the
+    /// subscriber already applied it, and so is every later one, as during the outage. Presence changes are told to local members (in flight or not: at least once; the
     /// resync on reconnect stands for them in Redis) and binary relays after the in-flight ones are
     /// delivered locally (in-flight ones may have been published: at most once).
     fn link_lost(&mut self, err: &ClusterError, in_flight: usize) {
@@ -388,14 +389,16 @@ impl Publisher {
         self.deliver_outbox_locally(in_flight);
     }
 
-    /// Delivers the outbox locally (chat with provisional ids, skipping the first `in_flight` chat
-    /// messages) and keeps only the chat messages for the replay.
+    /// Delivers the outbox locally (chat with provisional ids; of the first `in_flight` items only
+    /// the chat messages the subscriber has not applied) and keeps only the chat messages for the
+    /// replay.
     fn deliver_outbox_locally(&mut self, in_flight: usize) {
         let outbox = std::mem::take(&mut self.outbox);
         for (index, mut pending) in outbox.into_iter().enumerate() {
             match &mut pending {
-                Pending::Chat { msg, provisional_id, .. } => {
-                    if index >= in_flight && *provisional_id == 0 {
+                Pending::Chat { msg, provisional_id, seq } => {
+                    // A replayed one (with a provisional id) was delivered here in an earlier outage.
+                    if *provisional_id == 0 && (index >= in_flight || self.shared.in_doubt.claim(&msg.room, *seq)) {
                         *provisional_id = self.deliver_locally(msg);
                     }
                 }

@@ -5,8 +5,9 @@
 //! On connect it subscribes first and reads the streams second, so nothing published in between is
 //! missed; what both return is dropped by the per-room stream cursor (the last entry id applied).
 //! Messages are also dropped when their (room, origin) seq was already applied (a replay after an
-//! ambiguous publish into a Redis that lost its data) and when they are this process's own replays
-//! (delivered and stored during the outage already).
+//! ambiguous publish into a Redis that lost its data), when they are this process's own replays
+//! (delivered and stored during the outage already), and when they are this process's own messages
+//! that Redis published late after they were delivered here in doubt (`super::in_doubt`).
 //!
 //! Presence changes and binary relays on the same channels are delivered live in the room's order
 //! (they are not in the streams: nothing to catch up). After catching up, the subscriber replaces the
@@ -184,6 +185,11 @@ impl Subscriber {
         }
         *last_seq = wire.seq;
         if wire.replay && wire.origin == self.shared.origin {
+            counters.duplicates.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if wire.origin == self.shared.origin && !self.shared.in_doubt.arrived(&wire.room, wire.seq) {
+            // Published late by a Redis that was frozen; delivered here while in doubt already.
             counters.duplicates.fetch_add(1, Ordering::Relaxed);
             return;
         }

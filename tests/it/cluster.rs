@@ -511,25 +511,51 @@ fn the_per_user_rate_limit_holds_across_nodes() {
 /// frame `unavailable` that names its `client_id`. None is lost silently, none arrives twice.
 #[test]
 fn a_frozen_redis_never_silently_drops_an_accepted_message() {
-    const PER_SENDER: usize = 150;
+    frozen_redis_answers_every_message("8", 150, 3);
+}
+
+/// The same with the hand-off 1024 deep and 1,500 messages per sender: hundreds of messages are in
+/// flight in one pipelined batch when Redis freezes.
+#[test]
+fn a_frozen_redis_with_a_deep_hand_off_answers_every_message_after_the_thaw() {
+    frozen_redis_answers_every_message("1024", 1500, 8);
+}
+
+fn frozen_redis_answers_every_message(capacity: &str, per_sender: usize, freeze_secs: u64) {
     let redis = RedisServer::start();
-    let server =
-        node_with(&redis, "frozen", &["--redis-queue-capacity", "8", "--rate-limit", "0", "--rate-limit-bytes", "0"]);
+    let server = node_with(
+        &redis,
+        "frozen",
+        &["--redis-queue-capacity", capacity, "--rate-limit", "0", "--rate-limit-bytes", "0"],
+    );
     let mut senders: Vec<Client> = (0..2).map(|i| connect_json(&server, "frozen", &format!("s{i}"))).collect();
     redis.signal("STOP");
-    for i in 0..PER_SENDER {
+    for i in 0..per_sender {
         for (s, ws) in senders.iter_mut().enumerate() {
             let cid = format!("s{s}-{i}");
             send_json(ws, json!({"type": "message", "room": "frozen", "content": cid, "client_id": cid}));
         }
     }
     // Let the publisher notice the frozen link and the hand-off fill, then thaw.
-    std::thread::sleep(std::time::Duration::from_secs(3));
+    std::thread::sleep(std::time::Duration::from_secs(freeze_secs));
     redis.signal("CONT");
     for (s, ws) in senders.iter_mut().enumerate() {
         let (mut delivered, mut refused) = (HashSet::new(), HashSet::new());
-        while delivered.len() + refused.len() < PER_SENDER {
-            let event = recv_json(ws);
+        while delivered.len() + refused.len() < per_sender {
+            let text = match ws.read() {
+                Ok(tungstenite::Message::Text(text)) => text,
+                Ok(_) => continue,
+                Err(err) => {
+                    let missing: Vec<String> = (0..per_sender)
+                        .map(|i| format!("s{s}-{i}"))
+                        .filter(|c| !delivered.contains(c) && !refused.contains(c))
+                        .collect();
+                    let first: Vec<&String> = missing.iter().take(10).collect();
+                    let (d, r, m) = (delivered.len(), refused.len(), missing.len());
+                    panic!("s{s} ({err}): {d} delivered, {r} refused, {m} never answered: {first:?}…");
+                }
+            };
+            let event: Value = serde_json::from_str(&text).expect("json");
             match event["type"].as_str() {
                 Some("message") => {
                     let cid = event["client_id"].as_str().expect("messages echo client_id").to_string();
@@ -548,7 +574,7 @@ fn a_frozen_redis_never_silently_drops_an_accepted_message() {
                 _ => {}
             }
         }
-        let all: HashSet<String> = (0..PER_SENDER).map(|i| format!("s{s}-{i}")).collect();
+        let all: HashSet<String> = (0..per_sender).map(|i| format!("s{s}-{i}")).collect();
         let answered: HashSet<String> = delivered.union(&refused).cloned().collect();
         assert_eq!(answered, all, "s{s}: every message answered exactly once");
         eprintln!("s{s}: {} delivered, {} refused unavailable", delivered.len(), refused.len());
