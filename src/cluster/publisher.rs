@@ -199,7 +199,7 @@ impl Publisher {
         match msg {
             ToRedis::Event(msg) => {
                 self.seq += 1;
-                let provisional_id = if self.link.is_some() { 0 } else { self.deliver_locally(&msg) };
+                let provisional_id = if self.link.is_some() { 0 } else { self.deliver_locally(&msg, self.seq) };
                 self.outbox.push_back(Pending::Chat { msg, seq: self.seq, provisional_id });
             }
             ToRedis::Relay { room, event } if self.link.is_some() => {
@@ -226,10 +226,13 @@ impl Publisher {
         }
     }
 
-    fn deliver_locally(&mut self, msg: &Outgoing) -> u64 {
+    /// Delivers `msg` (origin seq `seq`) here with a provisional id, which it returns.
+    fn deliver_locally(&mut self, msg: &Outgoing, seq: u64) -> u64 {
         self.shared.counters.provisional.fetch_add(1, Ordering::Relaxed);
         let slot = self.shared.slot;
-        self.hub.apply_provisional(msg, |floor| next_provisional(floor, slot))
+        let id = self.hub.apply_provisional(msg, |floor| next_provisional(floor, slot));
+        self.shared.echoed.fetch_max(seq, Ordering::AcqRel);
+        id
     }
 
     fn connect(&mut self) {
@@ -354,11 +357,12 @@ impl Publisher {
                             (_, Published::Duplicate) => {
                                 counters.duplicates.fetch_add(1, Ordering::Relaxed);
                             }
-                            (Pending::Chat { msg, .. }, Published::Refused) => {
+                            (Pending::Chat { msg, seq, .. }, Published::Refused) => {
                                 counters.user_rate_limited.fetch_add(1, Ordering::Relaxed);
                                 if let Some(reply_to) = msg.reply_to {
                                     self.hub.refuse(reply_to, &user_rate_limited(&msg, &self.shared));
                                 }
+                                self.shared.echoed.fetch_max(seq, Ordering::AcqRel);
                             }
                             _ => {}
                         }
@@ -399,7 +403,7 @@ impl Publisher {
                 Pending::Chat { msg, provisional_id, seq } => {
                     // A replayed one (with a provisional id) was delivered here in an earlier outage.
                     if *provisional_id == 0 && (index >= in_flight || self.shared.in_doubt.claim(&msg.room, *seq)) {
-                        *provisional_id = self.deliver_locally(msg);
+                        *provisional_id = self.deliver_locally(msg, *seq);
                     }
                 }
                 Pending::Presence(change) => {

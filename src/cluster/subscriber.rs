@@ -165,8 +165,17 @@ impl Subscriber {
         Ok(())
     }
 
-    /// Applies one message unless it is a duplicate.
+    /// Applies one message unless it is a duplicate; one of this process's own has come back
+    /// either way (`ClusterShared::echoed`, after its delivery is in the inboxes).
     fn apply(&mut self, entry: EntryId, wire: WireEvent) {
+        let own_seq = (wire.origin == self.shared.origin).then_some(wire.seq);
+        self.apply_unless_duplicate(entry, wire);
+        if let Some(seq) = own_seq {
+            self.shared.echoed.fetch_max(seq, Ordering::AcqRel);
+        }
+    }
+
+    fn apply_unless_duplicate(&mut self, entry: EntryId, wire: WireEvent) {
         let counters = &self.shared.counters;
         match self.cursors.get_mut(&wire.room) {
             Some(cursor) if entry <= *cursor => {
