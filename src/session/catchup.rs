@@ -336,8 +336,14 @@ fn pump(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
                 // first page: a largest text frame each).
                 let per_message = if frame_bytes == 0 { ctx.cfg.max_frame_bytes() } else { frame_bytes };
                 let limit = (grant / per_message).clamp(1, RESUME_PAGE);
-                let query =
-                    HistoryQuery { room, before_id: None, after_id: Some(after), limit, visible_seq: 0, whole_log: true };
+                let query = HistoryQuery {
+                    room,
+                    before_id: None,
+                    after_id: Some(after),
+                    limit,
+                    visible_seq: 0,
+                    whole_log: true,
+                };
                 (query, HistoryPurpose::Resume { room_id, after })
             }
             PacedRead::History { query, room } => (query, HistoryPurpose::Command { room }),
