@@ -17,11 +17,11 @@ use std::net::{TcpListener, TcpStream};
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use roomcast::conn::outbuf::{Flushed, OutBuf};
+use roomcast::conn::outbuf::{Bound, Flushed, OutBuf};
 use roomcast::ws::codec;
 
 const RECIPIENTS: usize = 1000;
-const MAX_OUTBUF: usize = 1024 * 1024;
+const MAX_OUTBUF: Bound = Bound { soft: 1024 * 1024, hard: 8 * 1024 * 1024 };
 const PAYLOAD_BYTES: usize = 100;
 const BATCH: usize = 16;
 

@@ -99,10 +99,30 @@ pub struct Settings {
     #[arg(long, env = "ROOMCAST_MAX_MESSAGE", default_value_t = 16 * 1024)]
     pub max_message: usize,
 
-    /// Per-connection output queue bound, in bytes. A client whose queue would pass it is a slow
-    /// consumer and is closed with 1013. Raise it for clients on slow links with bursty rooms.
+    /// Per-connection output queue soft bound, in bytes. A client whose queue stays over it for
+    /// `--outbuf-grace` seconds, or passes `--max-outbuf-hard`, is a slow consumer and is closed with
+    /// 1013. Raise it for clients on slow links with bursty rooms.
     #[arg(long, env = "ROOMCAST_MAX_OUTBUF", default_value_t = 1024 * 1024)]
     pub max_outbuf: usize,
+
+    /// Per-connection output queue hard bound, in bytes; 0 (default) means 8 times `--max-outbuf`. A
+    /// client whose queue would pass it is closed with 1013 at once, whatever the grace. Output
+    /// memory is bounded by this times the connections.
+    #[arg(long, env = "ROOMCAST_MAX_OUTBUF_HARD", default_value_t = 0)]
+    pub max_outbuf_hard: usize,
+
+    /// Seconds a client's output queue may stay over `--max-outbuf` (while it reads, and under
+    /// `--max-outbuf-hard`) before it is closed as a slow consumer (0–3600; 0 closes it at the next
+    /// 250 ms sweep).
+    #[arg(long = "outbuf-grace", env = "ROOMCAST_OUTBUF_GRACE", default_value_t = 5)]
+    #[serde(rename = "outbuf-grace")]
+    pub outbuf_grace_secs: u64,
+
+    /// Bytes of resume catch-up pages queued on all connections together (one budget for the whole
+    /// server, shared fairly among the clients catching up); a client that finds none waits for its
+    /// share (never skipped, never closed for it).
+    #[arg(long, env = "ROOMCAST_CATCHUP_BUDGET", default_value_t = 64 * 1024 * 1024)]
+    pub catchup_budget: usize,
 
     /// Most open connections on `--addr`; 0 means the file-descriptor limit minus a reserve of 64 (and
     /// minus `--metrics-max-connections` + 32 with `--metrics-addr`). Connections over it get HTTP 503.
@@ -478,6 +498,10 @@ impl Settings {
             max_connections,
             max_connections <= auto,
         )?;
+        let max_outbuf_hard = match self.max_outbuf_hard {
+            0 => self.max_outbuf.saturating_mul(8),
+            n => n,
+        };
         Ok(Config {
             addr: self.addr,
             metrics_addr: self.metrics_addr,
@@ -488,6 +512,9 @@ impl Settings {
             no_persist: self.no_persist,
             max_message: self.max_message,
             max_outbuf: self.max_outbuf,
+            max_outbuf_hard,
+            outbuf_grace_secs: self.outbuf_grace_secs,
+            catchup_budget: self.catchup_budget,
             max_connections,
             max_rooms_per_conn: self.max_rooms_per_conn,
             max_header_bytes: self.max_header_bytes,
@@ -541,6 +568,16 @@ impl Settings {
             self.max_outbuf >= valid::max_frame_bytes(self.max_message) + 14,
             self.max_outbuf.to_string(),
         )?;
+        if self.max_outbuf_hard != 0 {
+            range(
+                "max-outbuf-hard",
+                "0 (8 × --max-outbuf) or between --max-outbuf and 8589934592",
+                self.max_outbuf <= self.max_outbuf_hard && self.max_outbuf_hard <= 1 << 33,
+                self.max_outbuf_hard.to_string(),
+            )?;
+        }
+        // Below one largest frame, a page still carries one message (see `session::catchup_budget`).
+        within("catchup-budget", self.catchup_budget, 1 << 16, 1 << 40)?;
         within("max-rooms-per-conn", self.max_rooms_per_conn, 1, 4096)?;
         within("max-header-bytes", self.max_header_bytes, 1024, 65536)?;
         within("max-conns-per-ip", self.max_conns_per_ip, 0, 1 << 20)?;
@@ -573,6 +610,7 @@ impl Settings {
         within("metrics-idle-timeout", self.metrics_idle_timeout_secs, 1, 3600)?;
         within("flush-interval-ms", self.flush_interval_ms, 0, 60_000)?;
         within("shutdown-grace", self.shutdown_grace_secs, 0, 3600)?;
+        within("outbuf-grace", self.outbuf_grace_secs, 0, 3600)?;
         within("idle-timeout", self.idle_timeout_secs, 0, 86_400)?;
         within("ping-interval", self.ping_interval_secs, 0, 86_400)?;
         // 0 only with heartbeats off (it is then never used).
@@ -687,6 +725,10 @@ mod tests {
         assert!(validate(&["--metrics-addr", "127.0.0.1:9100", "--max-connections", "19900"]).is_err());
         assert_eq!([1, 2, 4, 8].map(default_shards), [1, 1, 3, 7], "one per core but one, at least one");
         assert_eq!(cfg.max_frame_bytes(), 16 * 1024 + 4096);
+        assert_eq!((cfg.max_outbuf, cfg.max_outbuf_hard), (1 << 20, 8 << 20), "the hard bound is 8 × the soft one");
+        assert_eq!((cfg.outbuf_grace_secs, cfg.catchup_budget), (5, 64 << 20));
+        let given = validate(&["--max-outbuf", "65536", "--max-outbuf-hard", "65536"]).expect("hard = soft is valid");
+        assert_eq!(given.max_outbuf_hard, 65536);
         assert_eq!(cfg.max_json_frame_bytes(), 6 * 16 * 1024 + 4096);
         assert_eq!(cfg.sync, SyncMode::Normal);
         assert_eq!(cfg.redis_url, None, "empty --redis-url is single-node mode");
@@ -730,6 +772,8 @@ mod tests {
             (&["--max-message", "2000000"][..], "--max-outbuf"),
             (&["--max-message", "0"][..], "--max-message"),
             (&["--max-rooms-per-conn", "0"][..], "--max-rooms-per-conn"),
+            (&["--max-outbuf-hard", "65536"][..], "--max-outbuf-hard must be 0 (8 × --max-outbuf) or between"),
+            (&["--catchup-budget", "65535"][..], "--catchup-budget must be between 65536 and 1099511627776"),
             (&["--max-header-bytes", "100"][..], "--max-header-bytes"),
             (&["--handshake-timeout", "0"][..], "--handshake-timeout"),
             (&["--batch-size", "0"][..], "--batch-size must be between 1 and 65536 (got 0)"),
@@ -778,6 +822,9 @@ mod tests {
             ("--redis-queue-capacity", "between 8 and 1048576"),
             ("--redis-stream-maxlen", "between 1 and 100000000"),
             ("--max-outbuf", "between 4096 and 1073741824"),
+            ("--outbuf-grace", "between 0 and 3600"),
+            ("--catchup-budget", "between 65536 and 1099511627776"),
+            ("--max-outbuf-hard", "0 (8 × --max-outbuf) or between --max-outbuf and 8589934592"),
             ("--max-rooms-per-conn", "between 1 and 4096"),
             ("--max-conns-per-ip", "between 0 and 1048576"),
             ("--retain-per-room", "between 0 and 1000000000"),

@@ -139,6 +139,7 @@
 
 pub(crate) mod events;
 pub(crate) mod ids;
+pub(crate) mod in_doubt;
 pub(crate) mod keys;
 pub(crate) mod membership;
 pub(crate) mod membership_link;
@@ -303,6 +304,14 @@ pub(crate) struct ClusterShared {
     pub(crate) counters: ClusterCounters,
     /// Cluster-wide members per room, as this node last heard (see [`membership`]).
     pub(crate) view: MembershipView,
+    /// Messages whose publish was in flight when the link broke (see [`in_doubt`]).
+    pub(crate) in_doubt: in_doubt::InDoubt,
+    /// Chat events taken by the sink (counted before the hand-off, so the `k`-th event the
+    /// publisher takes, origin seq `k`, is counted by the time its `take` returns).
+    pub(crate) taken: AtomicU64,
+    /// Largest origin seq of this process that has come back: applied by the subscriber (or
+    /// dropped there as already here), delivered here during an outage, or refused by Redis.
+    pub(crate) echoed: AtomicU64,
 }
 
 impl ClusterShared {
@@ -339,9 +348,11 @@ pub(crate) struct ClusterSink {
 impl Sequencer for ClusterSink {
     /// Hands the event to the publisher (it comes back from Redis), or refuses it at once.
     fn take(&self, event: Outgoing) -> Result<Option<Outgoing>, ClientError> {
+        self.shared.taken.fetch_add(1, Ordering::AcqRel);
         match self.tx.try_send(ToRedis::Event(event)) {
             Ok(()) => Ok(None),
             Err(TrySendError::Full(msg) | TrySendError::Disconnected(msg)) => {
+                self.shared.taken.fetch_sub(1, Ordering::AcqRel);
                 self.shared.counters.refused_unavailable.fetch_add(1, Ordering::Relaxed);
                 let client_id = match msg {
                     ToRedis::Event(event) => event.origin.client_id,
@@ -402,6 +413,15 @@ impl Sequencer for ClusterSink {
             .then(|| self.shared.view.members(room, local, max_names))
     }
 
+    /// Every event taken so far comes back through Redis (or the outage path) later.
+    fn echo_mark(&self) -> Option<u64> {
+        Some(self.shared.taken.load(Ordering::Acquire))
+    }
+
+    fn echoed(&self, mark: u64) -> bool {
+        self.shared.echoed.load(Ordering::Acquire) >= mark
+    }
+
     /// The channel or the outbox is 7/8 full.
     fn is_congested(&self) -> bool {
         let threshold = congestion_threshold(self.shared.cfg.queue_capacity);
@@ -456,6 +476,9 @@ pub(crate) fn channel(cfg: ClusterConfig) -> (ClusterSink, ClusterInput) {
         slot,
         counters: ClusterCounters::default(),
         view: MembershipView::default(),
+        in_doubt: in_doubt::InDoubt::default(),
+        taken: AtomicU64::new(0),
+        echoed: AtomicU64::new(0),
     });
     (
         ClusterSink { tx, presence_tx, bell, shared: Arc::clone(&shared) },

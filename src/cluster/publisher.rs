@@ -201,7 +201,7 @@ impl Publisher {
         match msg {
             ToRedis::Event(msg) => {
                 self.seq += 1;
-                let provisional_id = if self.link.is_some() { 0 } else { self.deliver_locally(&msg) };
+                let provisional_id = if self.link.is_some() { 0 } else { self.deliver_locally(&msg, self.seq) };
                 self.outbox.push_back(Pending::Chat { msg, seq: self.seq, provisional_id });
             }
             ToRedis::Relay { room, event } if self.link.is_some() => {
@@ -230,12 +230,13 @@ impl Publisher {
         }
     }
 
-    /// Redis away: delivers and stores `msg` here with a provisional id, which is final (the replay
-    /// keeps it), so a request waiting for it is told now.
-    fn deliver_locally(&mut self, msg: &Outgoing) -> u64 {
+    /// Delivers `msg` (origin seq `seq`) here with a provisional id, which it returns. The id is
+    /// final (the replay keeps it), so a request waiting for it is told now.
+    fn deliver_locally(&mut self, msg: &Outgoing, seq: u64) -> u64 {
         self.shared.counters.provisional.fetch_add(1, Ordering::Relaxed);
         let slot = self.shared.slot;
         let id = self.hub.apply_provisional(msg, |floor| next_provisional(floor, slot));
+        self.shared.echoed.fetch_max(seq, Ordering::AcqRel);
         if let Some(ack) = msg.ack {
             self.hub.acknowledge(ack, Ok(id));
         }
@@ -354,10 +355,11 @@ impl Publisher {
                     let counters = &self.shared.counters;
                     for (pending, result) in self.outbox.drain(..n).zip(results) {
                         match (pending, result) {
-                            (Pending::Chat { msg, provisional_id, .. }, Published::Appended(id)) => {
+                            (Pending::Chat { msg, provisional_id, seq, .. }, Published::Appended(id)) => {
                                 counters.published.fetch_add(1, Ordering::Relaxed);
                                 if provisional_id != 0 {
                                     counters.replayed.fetch_add(1, Ordering::Relaxed);
+                                    self.shared.in_doubt.settled(seq);
                                 } else if let Some(ack) = msg.ack {
                                     self.hub.acknowledge(ack, Ok(id));
                                 }
@@ -378,7 +380,7 @@ impl Publisher {
                                     self.hub.acknowledge(ack, Err(id_unknown()));
                                 }
                             }
-                            (Pending::Chat { msg, .. }, Published::Refused) => {
+                            (Pending::Chat { msg, seq, .. }, Published::Refused) => {
                                 counters.user_rate_limited.fetch_add(1, Ordering::Relaxed);
                                 let err = user_rate_limited(&msg, &self.shared);
                                 if let Some(reply_to) = msg.reply_to {
@@ -387,6 +389,7 @@ impl Publisher {
                                 if let Some(ack) = msg.ack {
                                     self.hub.acknowledge(ack, Err(err));
                                 }
+                                self.shared.echoed.fetch_max(seq, Ordering::AcqRel);
                             }
                             _ => {}
                         }
@@ -402,9 +405,9 @@ impl Publisher {
         }
     }
 
-    /// The link broke with `in_flight` items sent but unconfirmed: those chat messages stay
-    /// undelivered (they may have been published); every later one is delivered locally now, as during
-    /// the outage. Presence changes are told to local members (in flight or not: at least once; the
+    /// The link broke with `in_flight` items sent but unconfirmed: those chat messages are in doubt
+    /// (Redis may run them late, `super::in_doubt`): each is delivered locally now unless the
+    /// subscriber already applied it, and so is every later one, as during the outage. Presence changes are told to local members (in flight or not: at least once; the
     /// resync on reconnect stands for them in Redis) and binary relays after the in-flight ones are
     /// delivered locally (in-flight ones may have been published: at most once).
     fn link_lost(&mut self, err: &ClusterError, in_flight: usize) {
@@ -417,15 +420,17 @@ impl Publisher {
         self.deliver_outbox_locally(in_flight);
     }
 
-    /// Delivers the outbox locally (chat with provisional ids, skipping the first `in_flight` chat
-    /// messages) and keeps only the chat messages for the replay.
+    /// Delivers the outbox locally (chat with provisional ids; of the first `in_flight` items only
+    /// the chat messages the subscriber has not applied) and keeps only the chat messages for the
+    /// replay.
     fn deliver_outbox_locally(&mut self, in_flight: usize) {
         let outbox = std::mem::take(&mut self.outbox);
         for (index, mut pending) in outbox.into_iter().enumerate() {
             match &mut pending {
-                Pending::Chat { msg, provisional_id, .. } => {
-                    if index >= in_flight && *provisional_id == 0 {
-                        *provisional_id = self.deliver_locally(msg);
+                Pending::Chat { msg, provisional_id, seq } => {
+                    // A replayed one (with a provisional id) was delivered here in an earlier outage.
+                    if *provisional_id == 0 && (index >= in_flight || self.shared.in_doubt.claim(&msg.room, *seq)) {
+                        *provisional_id = self.deliver_locally(msg, *seq);
                     }
                 }
                 Pending::Presence(change) => {

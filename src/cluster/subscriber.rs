@@ -5,8 +5,9 @@
 //! On connect it subscribes first and reads the streams second, so nothing published in between is
 //! missed; what both return is dropped by the per-room stream cursor (the last entry id applied).
 //! Messages are also dropped when their (room, origin) seq was already applied (a replay after an
-//! ambiguous publish into a Redis that lost its data) and when they are this process's own replays
-//! (delivered and stored during the outage already).
+//! ambiguous publish into a Redis that lost its data), when they are this process's own replays
+//! (delivered and stored during the outage already), and when they are this process's own messages
+//! that Redis published late after they were delivered here in doubt (`super::in_doubt`).
 //!
 //! Presence changes and binary relays on the same channels are delivered live in the room's order
 //! (they are not in the streams: nothing to catch up). After catching up, the subscriber replaces the
@@ -168,8 +169,17 @@ impl Subscriber {
         Ok(())
     }
 
-    /// Applies one message unless it is a duplicate.
+    /// Applies one message unless it is a duplicate; one of this process's own has come back
+    /// either way (`ClusterShared::echoed`, after its delivery is in the inboxes).
     fn apply(&mut self, entry: EntryId, wire: WireEvent) {
+        let own_seq = (wire.origin == self.shared.origin).then_some(wire.seq);
+        self.apply_unless_duplicate(entry, wire);
+        if let Some(seq) = own_seq {
+            self.shared.echoed.fetch_max(seq, Ordering::AcqRel);
+        }
+    }
+
+    fn apply_unless_duplicate(&mut self, entry: EntryId, wire: WireEvent) {
         let counters = &self.shared.counters;
         match self.cursors.get_mut(&wire.room) {
             Some(cursor) if entry <= *cursor => {
@@ -188,6 +198,11 @@ impl Subscriber {
         }
         *last_seq = wire.seq;
         if wire.replay && wire.origin == self.shared.origin {
+            counters.duplicates.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if wire.origin == self.shared.origin && !self.shared.in_doubt.arrived(&wire.room, wire.seq) {
+            // Published late by a Redis that was frozen; delivered here while in doubt already.
             counters.duplicates.fetch_add(1, Ordering::Relaxed);
             return;
         }

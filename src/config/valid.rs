@@ -130,8 +130,18 @@ pub struct Config {
     pub no_persist: bool,
     /// Largest message content in bytes, 1 to 16 MiB (`--max-message`).
     pub max_message: usize,
-    /// Per-connection output bound in bytes, 4096 to 1 GiB and at least one largest frame (`--max-outbuf`).
+    /// Per-connection output soft bound in bytes, 4096 to 1 GiB and at least one largest frame
+    /// (`--max-outbuf`): over it for `outbuf_grace_secs`, a slow consumer.
     pub max_outbuf: usize,
+    /// Per-connection output hard bound in bytes, `max_outbuf` to 8 GiB (`--max-outbuf-hard`, `0`
+    /// resolved to 8 × `max_outbuf`): a frame that would pass it makes a slow consumer at once.
+    pub max_outbuf_hard: usize,
+    /// Seconds an output queue may stay over `max_outbuf`, 0 to 3600 (`--outbuf-grace`; see
+    /// [`Config::outbuf_grace`]).
+    pub outbuf_grace_secs: u64,
+    /// Bytes of resume pages queued on all connections together, 64 KiB to 1 TiB
+    /// (`--catchup-budget`).
+    pub catchup_budget: usize,
     /// Most open connections on `addr`, at most the fd limit minus 64, and minus the metrics listener's
     /// budget plus 32 when it exists (`--max-connections`, `0` resolved to that).
     pub max_connections: NonZeroUsize,
@@ -236,6 +246,12 @@ impl Config {
         self.max_message.saturating_mul(JSON_ESCAPE_FACTOR).saturating_add(ENVELOPE_BYTES)
     }
 
+    /// How long an output queue may stay over the soft bound (`max_outbuf`) before its client is
+    /// closed as a slow consumer.
+    pub fn outbuf_grace(&self) -> Duration {
+        Duration::from_secs(self.outbuf_grace_secs)
+    }
+
     /// How long a client may take over its request head or handshake.
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_secs(self.handshake_timeout_secs)
@@ -282,6 +298,9 @@ impl From<&Config> for Settings {
             no_persist: config.no_persist,
             max_message: config.max_message,
             max_outbuf: config.max_outbuf,
+            max_outbuf_hard: config.max_outbuf_hard,
+            outbuf_grace_secs: config.outbuf_grace_secs,
+            catchup_budget: config.catchup_budget,
             max_connections: config.max_connections.get(),
             max_rooms_per_conn: config.max_rooms_per_conn,
             max_header_bytes: config.max_header_bytes,

@@ -23,7 +23,7 @@ use mio::net::TcpStream;
 use crate::limits::per_ip::IpSlot;
 use crate::metrics::{CloseReason, TlsMetrics};
 use crate::ws::codec;
-use outbuf::{Flushed, Full, OutBuf};
+use outbuf::{Bound, Flushed, Full, OutBuf};
 use tls::Transport;
 
 /// The socket's side of a connection's life.
@@ -142,13 +142,15 @@ impl<S> Conn<S> {
         Ok(flushed)
     }
 
-    /// Queues a frame within the output bound.
+    /// Queues a frame within the output's hard bound (see [`OutBuf::push`] for the soft one).
     ///
     /// # Errors
     /// [`Full`]: the peer is not keeping up.
-    pub(crate) fn send(&mut self, frame: Bytes, max_outbuf: usize) -> Result<(), Full> {
-        // What TLS may hold counts against the same bound.
-        self.out.push(frame, max_outbuf.saturating_sub(self.transport.reserved()))
+    pub(crate) fn send(&mut self, frame: Bytes, bound: Bound) -> Result<(), Full> {
+        // What TLS may hold counts against the same bounds.
+        let held = self.transport.reserved();
+        let bound = Bound { soft: bound.soft.saturating_sub(held), hard: bound.hard.saturating_sub(held) };
+        self.out.push(frame, bound)
     }
 
     /// Queues a paced frame (history and catch-up pages): not judged by the bound, see [`OutBuf`].

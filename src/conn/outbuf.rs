@@ -4,7 +4,9 @@
 //! reference-count increment, not a copy. The queue keeps its storage while the connection is busy
 //! (so a connection written every turn does not reallocate its deque every turn), gives it back at
 //! the shard's next sweep once drained ([`OutBuf::release_if_drained`]), so an idle connection holds
-//! nothing big, and refuses frames past `max_bytes`.
+//! nothing big, and refuses frames past the hard bound ([`Bound`]). Past the soft bound it queues on
+//! and remembers since when it has been over ([`OutBuf::over_soft_since`]); a write that brings it
+//! back under forgets it. The session decides how long a queue may stay over (`--outbuf-grace`).
 //!
 //! *Paced* frames (history and resume catch-up pages, see `session::catchup`) are queued whatever the
 //! bound and are not counted when the bound judges later frames: the server chose to queue them and
@@ -14,6 +16,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -35,6 +38,15 @@ pub enum Flushed {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
 
+/// The bounds a bounded frame is queued under (`--max-outbuf`, `--max-outbuf-hard`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bound {
+    /// Past it the queue may stay only for a grace period (the caller's rule).
+    pub soft: usize,
+    /// A frame that would take the queue past it is refused.
+    pub hard: usize,
+}
+
 /// Bounded queue of frames waiting for the socket.
 #[derive(Debug, Default)]
 pub struct OutBuf {
@@ -47,19 +59,47 @@ pub struct OutBuf {
     pushed: u64,
     /// Stream ranges `[start, end)` of paced frames not yet completely written, oldest first.
     paced: VecDeque<(u64, u64)>,
+    /// The soft bound of the last bounded push.
+    soft: usize,
+    /// When a bounded push took the queue over `soft` (`None` while under it).
+    over_since: Option<Instant>,
 }
 
 impl OutBuf {
-    /// Queues a frame unless that would take the queue past `max_bytes`.
+    /// Queues a frame unless that would take the queue past `bound.hard`; past `bound.soft` it is
+    /// queued and the time it went over is remembered ([`OutBuf::over_soft_since`]).
     ///
     /// # Errors
     /// [`Full`] when the frame does not fit: the caller treats the peer as a slow consumer.
-    pub fn push(&mut self, frame: Bytes, max_bytes: usize) -> Result<(), Full> {
-        if self.bounded_bytes() + frame.len() > max_bytes {
+    pub fn push(&mut self, frame: Bytes, bound: Bound) -> Result<(), Full> {
+        let after = self.bounded_bytes() + frame.len();
+        if after > bound.hard {
             return Err(Full);
+        }
+        self.soft = bound.soft;
+        if after > bound.soft && self.over_since.is_none() {
+            self.over_since = Some(Instant::now());
         }
         self.push_unbounded(frame);
         Ok(())
+    }
+
+    /// Since when the queue has been over its soft bound without a write bringing it back under
+    /// (`None`: it is under).
+    pub fn over_soft_since(&self) -> Option<Instant> {
+        self.over_since
+    }
+
+    /// Forgets the time over the soft bound once the queue is back under it.
+    fn recheck_soft(&mut self) {
+        if self.over_since.is_some() && self.bounded_bytes() <= self.soft {
+            self.over_since = None;
+        }
+    }
+
+    /// Stream positions: bytes written so far and bytes ever queued (the next frame starts there).
+    pub fn positions(&self) -> (u64, u64) {
+        (self.pushed - self.queued as u64, self.pushed)
     }
 
     /// Queues a frame regardless of the bound (close frames and HTTP responses, which end a connection).
@@ -105,6 +145,7 @@ impl OutBuf {
             range.1 = range.1.min(end);
             range.0 < range.1
         });
+        self.recheck_soft();
     }
 
     /// Bytes waiting.
@@ -181,12 +222,18 @@ impl OutBuf {
                 written = 0;
             }
         }
+        self.recheck_soft();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A bound whose soft limit is its hard one (the queue never is over soft without being full).
+    fn hard(bytes: usize) -> Bound {
+        Bound { soft: bytes, hard: bytes }
+    }
 
     /// A socket that accepts `budget` bytes per call, then reports `WouldBlock` once `total` is reached.
     struct Trickle {
@@ -226,7 +273,7 @@ mod tests {
     fn frames_are_coalesced_into_one_write() {
         let mut buf = OutBuf::default();
         for i in 0..10u8 {
-            buf.push(Bytes::from(vec![i; 3]), 1024).expect("fits");
+            buf.push(Bytes::from(vec![i; 3]), hard(1024)).expect("fits");
         }
         let mut sock = Trickle { out: Vec::new(), per_call: usize::MAX, total: usize::MAX, calls: 0 };
         assert_eq!(buf.flush(&mut sock).expect("ok"), Flushed::All);
@@ -238,8 +285,8 @@ mod tests {
     #[test]
     fn partial_writes_resume_where_they_stopped() {
         let mut buf = OutBuf::default();
-        buf.push(Bytes::from_static(b"hello "), 100).expect("fits");
-        buf.push(Bytes::from_static(b"world"), 100).expect("fits");
+        buf.push(Bytes::from_static(b"hello "), hard(100)).expect("fits");
+        buf.push(Bytes::from_static(b"world"), hard(100)).expect("fits");
         let mut sock = Trickle { out: Vec::new(), per_call: 4, total: 7, calls: 0 };
         assert_eq!(buf.flush(&mut sock).expect("ok"), Flushed::WouldBlock);
         assert_eq!(buf.queued_bytes(), 4);
@@ -253,8 +300,8 @@ mod tests {
     #[test]
     fn the_bound_refuses_frames_but_not_closing_ones() {
         let mut buf = OutBuf::default();
-        buf.push(Bytes::from(vec![0; 60]), 100).expect("fits");
-        assert_eq!(buf.push(Bytes::from(vec![0; 41]), 100), Err(Full));
+        buf.push(Bytes::from(vec![0; 60]), hard(100)).expect("fits");
+        assert_eq!(buf.push(Bytes::from(vec![0; 41]), hard(100)), Err(Full));
         buf.drop_unstarted();
         assert!(buf.is_empty());
         buf.push_unbounded(Bytes::from(vec![0; 500]));
@@ -264,13 +311,13 @@ mod tests {
     #[test]
     fn paced_frames_are_not_judged_by_the_bound() {
         let mut buf = OutBuf::default();
-        buf.push(Bytes::from(vec![1; 10]), 100).expect("fits");
+        buf.push(Bytes::from(vec![1; 10]), hard(100)).expect("fits");
         buf.push_paced(Bytes::from(vec![2; 300]));
         buf.push_paced(Bytes::from(vec![3; 300]));
         assert_eq!(buf.queued_bytes(), 610);
         assert_eq!(buf.bounded_bytes(), 10, "paced bytes do not count");
-        buf.push(Bytes::from(vec![4; 90]), 100).expect("the bound sees 10 + 90");
-        assert_eq!(buf.push(Bytes::from(vec![5; 1]), 100), Err(Full));
+        buf.push(Bytes::from(vec![4; 90]), hard(100)).expect("the bound sees 10 + 90");
+        assert_eq!(buf.push(Bytes::from(vec![5; 1]), hard(100)), Err(Full));
         // Write into the middle of the paced range: the bound still counts only the unpaced frames.
         let mut sock = Trickle { out: Vec::new(), per_call: 50, total: 360, calls: 0 };
         assert_eq!(buf.flush(&mut sock).expect("ok"), Flushed::WouldBlock);
@@ -282,19 +329,40 @@ mod tests {
         sock.total = usize::MAX;
         assert_eq!(buf.flush(&mut sock).expect("ok"), Flushed::All);
         assert!(buf.paced.is_empty() && buf.bounded_bytes() == 0);
-        buf.push(Bytes::from(vec![6; 100]), 100).expect("an empty queue takes the bound again");
+        buf.push(Bytes::from(vec![6; 100]), hard(100)).expect("an empty queue takes the bound again");
     }
 
     #[test]
     fn a_drained_queue_gives_back_its_storage_at_the_sweep() {
         let mut buf = OutBuf::default();
         for _ in 0..100 {
-            buf.push(Bytes::from_static(b"x"), 1000).expect("fits");
+            buf.push(Bytes::from_static(b"x"), hard(1000)).expect("fits");
         }
         let mut sock = Trickle { out: Vec::new(), per_call: usize::MAX, total: usize::MAX, calls: 0 };
         buf.flush(&mut sock).expect("ok");
         assert!(buf.frames.capacity() >= 100, "kept while the connection is busy");
         buf.release_if_drained();
         assert_eq!(buf.frames.capacity(), 0);
+    }
+
+    #[test]
+    fn past_the_soft_bound_frames_are_queued_and_the_time_remembered_until_a_write_brings_it_under() {
+        let bound = Bound { soft: 100, hard: 400 };
+        let mut buf = OutBuf::default();
+        buf.push(Bytes::from(vec![1; 100]), bound).expect("fits");
+        assert_eq!(buf.over_soft_since(), None, "at the soft bound is not over it");
+        buf.push(Bytes::from(vec![2; 200]), bound).expect("under the hard bound");
+        let since = buf.over_soft_since().expect("over the soft bound");
+        buf.push(Bytes::from(vec![3; 100]), bound).expect("up to the hard bound");
+        assert_eq!(buf.over_soft_since(), Some(since), "the first time over is kept");
+        assert_eq!(buf.push(Bytes::from(vec![4; 1]), bound), Err(Full), "past the hard bound");
+        let mut sock = Trickle { out: Vec::new(), per_call: 150, total: 150, calls: 0 };
+        assert_eq!(buf.flush(&mut sock).expect("ok"), Flushed::WouldBlock);
+        assert!(buf.over_soft_since().is_some(), "250 bytes left: still over");
+        sock.total = 300;
+        assert_eq!(buf.flush(&mut sock).expect("ok"), Flushed::WouldBlock);
+        assert_eq!(buf.over_soft_since(), None, "100 bytes left: back under, forgotten");
+        buf.push(Bytes::from(vec![5; 50]), bound).expect("fits");
+        assert!(buf.over_soft_since().is_some_and(|again| again >= since), "over again: a new time");
     }
 }

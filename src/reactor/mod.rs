@@ -5,6 +5,7 @@
 //! to close its clients with 1001, joins them, then drains the store.
 
 pub mod acceptor;
+mod handshakes;
 pub mod shard;
 
 use std::io;
@@ -29,6 +30,7 @@ use crate::room::hub::Hub;
 use crate::room::sequence::IdSequence;
 use crate::room::sequencer::LocalSequencer;
 use crate::room::sink::Sink;
+use crate::session::catchup_budget::CatchupBudget;
 use crate::session::gate::Gate;
 use crate::session::{ShardCtx, Shared};
 use crate::store::{self, Store, StoreConfig, StoreError};
@@ -148,6 +150,7 @@ impl Server {
             // Ids restart only with a new database, or at every start without one.
             epoch: Arc::from(format!("{:016x}", store.as_ref().map_or_else(crate::unique::unique_u64, |s| s.epoch()))),
             api: Arc::clone(&api),
+            catchup: Arc::new(CatchupBudget::for_config(&cfg)),
         };
         let mut shards = Vec::with_capacity(cfg.shards.get());
         for (index, ((poll, rx), inbox)) in polls.into_iter().zip(inboxes).enumerate() {

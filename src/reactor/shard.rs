@@ -1,7 +1,9 @@
 //! A shard: one thread, one `mio::Poll`, a `Slab` of connections, an inbox.
 //!
-//! Each loop turn has a fixed shape: poll; read every readable connection (WebSocket sessions not
-//! while ingress is paused); retry reads that were deferred; drain the inbox (new connections,
+//! Each loop turn has a fixed shape: poll; serve the HTTP connections waiting for a turn's handshake
+//! budget (`super::handshakes`: at most 32 requests and upgrades per turn, oldest first); read every
+//! readable connection (WebSocket sessions not while ingress is paused, HTTP within the budget);
+//! retry reads that were deferred; drain the inbox (new connections,
 //! deliveries, history replies) up to a budget of frames; write the next slice of connections with
 //! queued output (at most 256, in the order they got output, one vectored write each); reap
 //! connections marked for removal; every 250 ms, expire deadlines and run heartbeats
@@ -29,6 +31,8 @@ use crate::limits::per_ip::IpSlot;
 use crate::metrics::{CloseReason, TlsFailure};
 use crate::session::state::{Conn, Phase};
 use crate::session::{self, ShardCtx};
+
+use super::handshakes::Handshakes;
 
 /// Token of the shard's waker; connection tokens are slab keys, which never reach it.
 pub(crate) const WAKER: Token = Token(usize::MAX);
@@ -60,6 +64,8 @@ pub(crate) struct Shard {
     ctx: ShardCtx,
     read_buf: Box<[u8]>,
     deferred_reads: Vec<usize>,
+    /// HTTP work per turn, and the connections waiting for it.
+    handshakes: Handshakes,
     shutdown_deadline: Option<Instant>,
     /// Open connections of the `--metrics-addr` listener, all shards (its own budget; the main
     /// listener's count is `ctx.open_conns`).
@@ -86,6 +92,7 @@ impl Shard {
             ctx,
             read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
             deferred_reads: Vec::new(),
+            handshakes: Handshakes::default(),
             shutdown_deadline: None,
             ops_conns,
             ops_keys: Vec::new(),
@@ -122,8 +129,8 @@ impl Shard {
                 // Paused: poll again soon to see whether the queues drained.
                 timeout = timeout.min(Duration::from_millis(1));
             }
-            if self.ctx.schedule.has_flushes() {
-                // Output left from the last slice: write on after a non-blocking look at the sockets.
+            if self.ctx.schedule.has_flushes() || self.handshakes.any_waiting() {
+                // Output (or handshakes) left from the last slice: write on after a non-blocking look at the sockets.
                 timeout = Duration::ZERO;
             }
             self.ctx.inbox.about_to_sleep();
@@ -140,6 +147,7 @@ impl Shard {
             // One look at every queue of the publish path per turn (sessions look again only after
             // `Hub::ingress_recheck` frames).
             self.ctx.refresh_ingress();
+            self.serve_waiting_handshakes();
 
             for event in events.iter() {
                 let key = event.token().0;
@@ -180,8 +188,34 @@ impl Shard {
         }
     }
 
-    /// Reads what a readable connection sent, up to the per-turn budget.
+    /// A connection is readable: an HTTP one within the turn's handshake budget (else it waits for
+    /// a later turn, its socket unread), any other at once.
     fn on_readable(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        if matches!(conn.phase, Phase::Http(_)) && !self.handshakes.admit() {
+            if !conn.read_pending {
+                conn.read_pending = true;
+                self.handshakes.defer(key);
+            }
+            return;
+        }
+        self.read_input(key);
+    }
+
+    /// Serves the HTTP connections that waited for the handshake budget, oldest first, while this
+    /// turn's budget lasts.
+    fn serve_waiting_handshakes(&mut self) {
+        self.handshakes.new_turn();
+        while let Some(key) = self.handshakes.next_waiting() {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.read_pending = false;
+                self.read_input(key);
+            }
+        }
+    }
+
+    /// Reads what a readable connection sent, up to the per-turn budget.
+    fn read_input(&mut self, key: usize) {
         let paused = self.ctx.ingress_paused();
         let Some(conn) = self.conns.get_mut(key) else { return };
         // Only WebSocket sessions publish chat: plain HTTP (health, readiness, metrics, history,

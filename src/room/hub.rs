@@ -143,6 +143,17 @@ impl Hub {
         self.shards.send(waiter.conn.shard, ShardMsg::Sequenced { waiter, result });
     }
 
+    /// A mark covering every event published so far whose delivery comes back later (cluster
+    /// mode); `None` when a publish has queued its deliveries before it returns.
+    pub(crate) fn echo_mark(&self) -> Option<u64> {
+        self.sequencer.echo_mark()
+    }
+
+    /// Whether every event up to `mark` ([`Hub::echo_mark`]) came back from the sequencer.
+    pub(crate) fn echoed(&self, mark: u64) -> bool {
+        self.sequencer.echoed(mark)
+    }
+
     /// Whether shards should stop reading client input for now: a sink or an inbox is congested,
     /// the sequencer is behind, or ids are close to the durable id ceiling.
     ///

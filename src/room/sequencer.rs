@@ -92,6 +92,16 @@ pub(crate) trait Sequencer: Send + Sync {
     fn reserve(&self) -> usize;
     /// Wakes the sequencer's thread after a [`PresenceRoute::Sent`] that asked for it (no lock held).
     fn wake(&self);
+    /// A mark covering every event taken so far, when their echoes come back later (cluster mode:
+    /// through Redis); `None` when `take` hands them straight back (their deliveries are in the
+    /// inboxes when it returns).
+    fn echo_mark(&self) -> Option<u64> {
+        None
+    }
+    /// Whether every event up to `mark` has come back (delivered into the inboxes, or refused).
+    fn echoed(&self, _mark: u64) -> bool {
+        true
+    }
 }
 
 /// Single node: every event is ordered here, at once.

@@ -8,9 +8,12 @@
 //!   below the low-water mark ([`low_water`], a quarter of the bound). Otherwise it waits, and the
 //!   shard calls [`on_drained`] after the flush that brings the queue below the mark.
 //! - The reply is queued as *paced* frames (`OutBuf::push_paced`): whatever the bound, and not counted
-//!   when the bound judges later frames. A resume page stops after about `--max-outbuf` bytes (and the
-//!   next page asks for about that many), so a connection holds at most the mark, one page (at most
-//!   the bound plus one message) or one `history` reply (200 messages), and the bound itself.
+//!   when the bound judges later frames. A resume page holds what the connection reserved of the
+//!   server-wide catch-up budget before asking for it (`super::catchup_budget`: at most
+//!   `--max-outbuf`, less in a crowd, and all pages together within `--catchup-budget`); a
+//!   connection without budget waits for it (the sweep asks again), never skipping a page. So a
+//!   connection holds at most the mark, one page or one `history` reply (200 messages), and the
+//!   bound itself.
 //! - At most `max(64, --max-rooms-per-conn)` `history` commands wait per connection; more are answered
 //!   `history_unavailable` at once.
 //!
@@ -30,10 +33,11 @@
 
 use std::sync::Arc;
 
+use super::catchup_budget::Share;
 use super::ctx::ShardCtx;
 use super::history;
 use super::send::{close_session, send_error, send_frame, text_frame};
-use super::state::{CatchUp, Conn, PacedRead, PacedReads};
+use super::state::{CatchUp, Conn, PacedRead, PacedReads, WsState};
 use crate::bus::HistoryPurpose;
 use crate::config::Config;
 use crate::metrics::CloseReason;
@@ -43,7 +47,7 @@ use crate::store::{HistoryPage, HistoryQuery, StoreError};
 use crate::types::{ClientError, ErrorCode, Event};
 use crate::ws::close;
 
-/// Most messages per catch-up page (fewer when messages are large, see [`CatchUp::page_limit`]).
+/// Most messages per catch-up page (fewer when messages are large, see [`CatchUp::frame_bytes`]).
 pub(crate) const RESUME_PAGE: usize = 500;
 /// `history` commands that may wait per connection (at least `--max-rooms-per-conn`).
 const MAX_WAITING_HISTORY: usize = 64;
@@ -55,7 +59,7 @@ pub(crate) fn low_water(cfg: &Config) -> usize {
 
 /// A new catch-up state for a member resuming after `since` up to `upto`.
 pub(crate) fn catch_up(since: u64, upto: u64) -> CatchUp {
-    CatchUp { next_after: since, upto, page_limit: RESUME_PAGE }
+    CatchUp { next_after: since, upto, frame_bytes: 0 }
 }
 
 /// Starts paging history for the membership of `room_id` (which has a [`CatchUp`]).
@@ -94,6 +98,37 @@ pub(crate) fn request_history(
     Ok(())
 }
 
+/// The shard's sweep: a resume page that found no catch-up budget asks again.
+pub(crate) fn on_sweep(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
+    if let Some(ws) = conn.phase.ws_mut()
+        && std::mem::take(&mut ws.paced.budget_wanted)
+    {
+        pump(ctx, conn, key);
+    }
+}
+
+/// Some of the connection's output was written: what was written of its catch-up pages goes back to
+/// the budget, and a share no longer needed is given up.
+pub(crate) fn on_written(conn: &mut Conn) {
+    let (written, _) = conn.out.positions();
+    let Some(ws) = conn.phase.ws_mut() else { return };
+    if let Some(share) = &mut ws.paced.share {
+        share.written(written);
+        drop_share_if_done(ws);
+    }
+}
+
+/// Gives the connection's share of the catch-up budget up once nothing of it is used and no
+/// membership catches up any more.
+fn drop_share_if_done(ws: &mut WsState) {
+    let done = ws.paced.share.as_ref().is_some_and(Share::is_idle)
+        && ws.rooms.iter().all(|m| m.catch_up.is_none())
+        && !ws.paced.waiting.iter().any(|r| matches!(r, PacedRead::Resume { .. }));
+    if done {
+        ws.paced.share = None;
+    }
+}
+
 /// The output queue drained below the low-water mark: send the next paced read.
 pub(crate) fn on_drained(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
     if let Some(ws) = conn.phase.ws_mut() {
@@ -115,6 +150,12 @@ pub(crate) fn on_resume_page(
     ws.paced.in_flight = false;
     // A reply for a membership left meanwhile (or a page no longer wanted) is dropped.
     let wanted = ws.membership_mut(room_id).and_then(|m| m.catch_up.as_ref()).is_some_and(|cu| cu.next_after == after);
+    if !wanted || result.is_err() {
+        // Its reservation goes back (a close drops the share anyway).
+        if let Some(share) = &mut ws.paced.share {
+            share.cancel();
+        }
+    }
     if wanted {
         match result {
             Ok(page) => send_page(ctx, conn, key, room_id, &page),
@@ -157,13 +198,13 @@ pub(crate) fn on_history_command(
     pump(ctx, conn, key);
 }
 
-/// Queues the page's messages up to `upto` (at most about `--max-outbuf` bytes of them), then asks
-/// for the next page or finishes.
+/// Queues the page's messages up to `upto` (as many bytes of them as the connection reserved of the
+/// catch-up budget, at least one message), then asks for the next page or finishes.
 fn send_page(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64, page: &HistoryPage) {
     let Some(ws) = conn.phase.ws_mut() else { return };
     let (format, user) = (ws.format, Arc::clone(&ws.user));
+    let budget = ws.paced.share.as_ref().map_or(0, Share::reserved);
     let Some(upto) = ws.membership_mut(room_id).and_then(|m| m.catch_up.as_ref()).map(|cu| cu.upto) else { return };
-    let budget = ctx.cfg.max_outbuf;
     let (mut sent, mut bytes, mut last) = (0usize, 0usize, None);
     let mut done = !page.has_more;
     for rec in &page.messages {
@@ -171,18 +212,23 @@ fn send_page(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64, page
             done = true;
             break;
         }
-        if bytes >= budget {
+        if let Event::Read(read) = &rec.event
+            && read.user != user
+        {
+            // Another user's read marker: covered by this page, not sent.
+            last = Some(rec.id);
+            continue;
+        }
+        let Some(frame) = render::stored_frame(rec, format, &mut ctx.encode_buf) else {
+            last = Some(rec.id);
+            continue;
+        };
+        if sent > 0 && bytes + frame.len() > budget {
+            // The reservation is used up: the rest is the next page's.
             done = false;
             break;
         }
         last = Some(rec.id);
-        if let Event::Read(read) = &rec.event
-            && read.user != user
-        {
-            // Another user's read marker.
-            continue;
-        }
-        let Some(frame) = render::stored_frame(rec, format, &mut ctx.encode_buf) else { continue };
         bytes += frame.len();
         sent += 1;
         conn.send_paced(frame);
@@ -190,11 +236,17 @@ fn send_page(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64, page
     if sent > 0 {
         ctx.schedule.flush(key);
     }
+    let (_, end) = conn.out.positions();
     let Some(ws) = conn.phase.ws_mut() else { return };
+    if let Some(share) = &mut ws.paced.share {
+        share.queued_page(bytes, end);
+    }
     let Some(cu) = ws.membership_mut(room_id).and_then(|m| m.catch_up.as_mut()) else { return };
     if let Some(last) = last {
         cu.next_after = last;
-        cu.page_limit = (budget / bytes.checked_div(sent).unwrap_or(0).max(1)).clamp(1, RESUME_PAGE);
+        if let Some(per_message) = bytes.checked_div(sent) {
+            cu.frame_bytes = per_message.max(1);
+        }
         done |= last >= upto;
     }
     if done {
@@ -233,8 +285,11 @@ fn finish(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64) {
 
 /// Ends the catch-up of `room_id`: live frames flow again, the held ones first.
 fn release(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64) {
-    if let Some(membership) = conn.phase.ws_mut().and_then(|ws| ws.membership_mut(room_id)) {
-        membership.catch_up = None;
+    if let Some(ws) = conn.phase.ws_mut() {
+        if let Some(membership) = ws.membership_mut(room_id) {
+            membership.catch_up = None;
+        }
+        drop_share_if_done(ws);
     }
     for frame in ctx.local.release_held(room_id, key) {
         if !send_frame(ctx, conn, key, frame) {
@@ -269,15 +324,27 @@ fn pump(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
             PacedRead::Resume { room_id } => {
                 let Some(membership) = ws.membership_mut(room_id) else { continue };
                 let Some(cu) = membership.catch_up.as_ref() else { continue };
+                let (room, after, frame_bytes) = (membership.room.name.to_string(), cu.next_after, cu.frame_bytes);
+                let share = ws.paced.share.get_or_insert_with(|| ctx.catchup.join());
+                let Some(grant) = share.reserve() else {
+                    // No budget now: wait for it (the sweep asks again); nothing is skipped.
+                    ws.paced.waiting.push_front(PacedRead::Resume { room_id });
+                    ws.paced.budget_wanted = true;
+                    return;
+                };
+                // As many messages as the reservation holds, by the sizes seen so far (before the
+                // first page: a largest text frame each).
+                let per_message = if frame_bytes == 0 { ctx.cfg.max_frame_bytes() } else { frame_bytes };
+                let limit = (grant / per_message).clamp(1, RESUME_PAGE);
                 let query = HistoryQuery {
-                    room: membership.room.name.to_string(),
+                    room,
                     before_id: None,
-                    after_id: Some(cu.next_after),
-                    limit: cu.page_limit,
+                    after_id: Some(after),
+                    limit,
                     visible_seq: 0,
                     whole_log: true,
                 };
-                (query, HistoryPurpose::Resume { room_id, after: cu.next_after })
+                (query, HistoryPurpose::Resume { room_id, after })
             }
             PacedRead::History { query, room } => (query, HistoryPurpose::Command { room }),
         };
@@ -286,6 +353,9 @@ fn pump(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
                 ws.paced.in_flight = true;
             }
             return;
+        }
+        if let Some(share) = conn.phase.ws_mut().and_then(|ws| ws.paced.share.as_mut()) {
+            share.cancel();
         }
         // Only without persistence, which `join` and `request_history` already check.
         match purpose {

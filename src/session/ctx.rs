@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
+use super::catchup_budget::CatchupBudget;
 use super::gate::Gate;
 use super::local::LocalRooms;
 use crate::api::Api;
@@ -119,6 +120,8 @@ pub(crate) struct ShardCtx {
     pub(crate) epoch: Arc<str>,
     /// The server API (keys, bans and mutes, idempotency keys, connections by user).
     pub(crate) api: Arc<Api>,
+    /// The server-wide budget of resume pages (`--catchup-budget`).
+    pub(crate) catchup: Arc<CatchupBudget>,
     /// The ingress pause as last computed (see [`ShardCtx::refresh_ingress`]).
     ingress: Ingress,
     serial: u64,
@@ -128,14 +131,22 @@ pub(crate) struct ShardCtx {
     flood_closes: Vec<FloodClose>,
 }
 
+/// Longest wait, in cluster mode, for the echoes of a flooder's accepted messages to come back
+/// from Redis before it is closed anyway.
+pub(crate) const ECHO_WAIT: Duration = Duration::from_secs(3);
+
 /// A connection condemned for flooding, closed once the inbox messages that were waiting when it
-/// was condemned (the echoes of what it sent before, among them) have been handled.
+/// was condemned (the echoes of what it sent before, among them) have been handled. In cluster
+/// mode the echoes first have to come back from Redis: the inbox mark is taken once they have
+/// (`Hub::echoed`), or once [`ECHO_WAIT`] has passed.
 #[derive(Debug, Clone, Copy)]
 struct FloodClose {
     key: usize,
     serial: u64,
     /// Close once this many inbox messages have been taken.
     after: u64,
+    /// Cluster mode: the echo mark to wait for first, and until when.
+    echoes: Option<(u64, Instant)>,
 }
 
 /// The ingress pause (`Hub::ingress_paused`), computed from every sink, the sequencer and the inboxes
@@ -165,6 +176,8 @@ pub(crate) struct Shared {
     pub(crate) epoch: Arc<str>,
     /// The server API.
     pub(crate) api: Arc<Api>,
+    /// The server-wide budget of resume pages, one for every shard.
+    pub(crate) catchup: Arc<CatchupBudget>,
 }
 
 impl ShardCtx {
@@ -202,6 +215,7 @@ impl ShardCtx {
             gate: Arc::clone(&shared.gate),
             epoch: Arc::clone(&shared.epoch),
             api: Arc::clone(&shared.api),
+            catchup: Arc::clone(&shared.catchup),
             ingress: Ingress { paused: false, frames_left: 0, recheck: shared.hub.ingress_recheck() },
             serial: 0,
             inbox_taken: 0,
@@ -243,10 +257,13 @@ impl ShardCtx {
 
     /// Asks for connection `key` (`serial`) to be closed for flooding once every message now in
     /// this shard's inbox has been handled. The inbox is FIFO and a publish pushes its delivery onto
-    /// it before returning, so the echoes of the messages the connection sent so far come first.
+    /// it before returning, so the echoes of the messages the connection sent so far come first. In
+    /// cluster mode they are pushed when Redis sends them back: the mark is taken once every message
+    /// accepted so far has come back (at most [`ECHO_WAIT`] later).
     pub(crate) fn close_after_inbox(&mut self, key: usize, serial: u64) {
         let after = self.inbox_taken + self.inbox.len() as u64;
-        self.flood_closes.push(FloodClose { key, serial, after });
+        let echoes = self.hub.echo_mark().map(|mark| (mark, Instant::now() + ECHO_WAIT));
+        self.flood_closes.push(FloodClose { key, serial, after, echoes });
     }
 
     /// The connections (`key`, `serial`) whose close [`Self::close_after_inbox`] asked for and whose
@@ -256,8 +273,22 @@ impl ShardCtx {
             return Vec::new();
         }
         let taken = self.inbox_taken;
+        let now = Instant::now();
+        for close in &mut self.flood_closes {
+            if let Some((mark, until)) = close.echoes
+                && (self.hub.echoed(mark) || now >= until)
+            {
+                // Back from Redis (or given up on): their deliveries are in the inbox now, so the
+                // inbox is looked at after the mark.
+                close.echoes = None;
+                close.after = taken + self.inbox.len() as u64;
+            }
+        }
         let mut due = Vec::new();
         self.flood_closes.retain(|c| {
+            if c.echoes.is_some() {
+                return true;
+            }
             let is_due = c.after <= taken;
             if is_due {
                 due.push((c.key, c.serial));

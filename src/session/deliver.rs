@@ -4,13 +4,13 @@
 //!
 //! The session's rules for a live frame: a member that joined after the event (its room position is
 //! not above the member's `min_pos`) skips it; a member catching up holds it back
-//! (`super::local::Held`, bounded by half the output bound); a member whose output queue is full is
-//! a slow consumer (`super::send::close_slow_consumer`).
+//! (`super::local::Held`, bounded by half the soft output bound); a member whose output queue is
+//! past its hard bound is a slow consumer (`super::send::close_slow_consumer`).
 
 use slab::Slab;
 
 use super::ctx::ShardCtx;
-use super::send::close_slow_consumer;
+use super::send::{close_slow_consumer, out_bound};
 use super::state::Conn;
 use crate::bus::{Delivery, Payload};
 use crate::render::Variant;
@@ -22,6 +22,7 @@ pub(crate) fn deliver(ctx: &mut ShardCtx, conns: &mut Slab<Conn>, delivery: &Del
     let Some(members) = ctx.local.members_mut(delivery.room_id) else { return 0 };
     let visited = members.len();
     let max_outbuf = ctx.cfg.max_outbuf;
+    let bound = out_bound(&ctx.cfg);
     let mut slow = Vec::new();
     let mut delivered = 0u64;
     // Each variant's frame looked up (and rendered, by the first shard that needs it) once per
@@ -61,7 +62,7 @@ pub(crate) fn deliver(ctx: &mut ShardCtx, conns: &mut Slab<Conn>, delivery: &Del
             continue;
         }
         let Some(conn) = conns.get_mut(member.key) else { continue };
-        if conn.send(frame.clone(), max_outbuf).is_err() {
+        if conn.send(frame.clone(), bound).is_err() {
             slow.push(member.key);
             continue;
         }

@@ -1,5 +1,6 @@
 //! Heartbeats and idle timeouts of WebSocket sessions, run by the shard's 250 ms sweep: the decision
-//! is `limits::client::ClientLimits::liveness`; this file acts on it (a ping, or a close).
+//! is `limits::client::ClientLimits::liveness`; this file acts on it (a ping, or a close). The sweep
+//! also judges the output queue's grace over the soft bound (`super::send::check_grace`).
 
 use std::sync::LazyLock;
 use std::time::Instant;
@@ -7,7 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::ctx::ShardCtx;
-use super::send::{close_session, send_frame};
+use super::send::{check_grace, close_session, send_frame};
 use super::state::{Conn, Phase};
 use crate::limits::client::Liveness;
 use crate::metrics::CloseReason;
@@ -20,6 +21,8 @@ static PING_FRAME: LazyLock<Bytes> = LazyLock::new(|| Bytes::from(codec::encode_
 /// Heartbeat and idle timeout for one WebSocket session at `now`; `ingress_paused` is
 /// `Hub::ingress_paused`, read once per sweep by the caller.
 pub(crate) fn on_sweep(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, now: Instant, ingress_paused: bool) {
+    check_grace(ctx, conn, key, now);
+    super::catchup::on_sweep(ctx, conn, key);
     let (idle, heartbeat) = (ctx.cfg.idle_timeout(), ctx.cfg.heartbeat());
     let Phase::Ws(state) = &mut conn.phase else { return };
     if ingress_paused {

@@ -28,6 +28,7 @@
 //! `read_blocked`) are the reactor's alone.
 //!
 //! Files, each using only the ones listed before it (`tests/it/tidy.rs` checks there is no cycle):
+//! - [`catchup_budget`]: the server-wide byte budget of resume pages, shared by the connections;
 //! - [`state`]: a connection's session state ([`state::Phase`]) and the `Conn` the sessions see;
 //! - [`local`]: the shard's index of its members per room, with what is held for a catching-up one;
 //! - [`gate`]: admission (origin, token, room grant; the rate limits' settings);
@@ -48,6 +49,7 @@
 pub(crate) mod amend;
 pub(crate) mod api_session;
 pub(crate) mod catchup;
+pub(crate) mod catchup_budget;
 pub(crate) mod ctx;
 pub(crate) mod deliver;
 pub(crate) mod gate;
@@ -177,9 +179,11 @@ pub(crate) fn on_history(
     }
 }
 
-/// The reactor wrote some of `conn`'s output: a paced read waiting for the queue to drain below the
-/// low-water mark is sent once it has.
+/// The reactor wrote some of `conn`'s output: the catch-up budget gets back what was written of its
+/// pages, and a paced read waiting for the queue to drain below the low-water mark is sent once it
+/// has.
 pub(crate) fn on_flushed(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
+    catchup::on_written(conn);
     let waiting = conn.phase.ws_mut().is_some_and(|ws| ws.paced.drain_wanted);
     if waiting && conn.out.queued_bytes() < catchup::low_water(&ctx.cfg) {
         catchup::on_drained(ctx, conn, key);

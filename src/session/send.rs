@@ -1,15 +1,21 @@
 //! Output of a WebSocket session: building frames, queueing them on one connection, and closing it.
 //!
 //! The one place a session queues a bounded frame ([`send_frame`]) and the one slow-consumer policy
-//! ([`close_slow_consumer`]): a connection whose output queue would pass `--max-outbuf` is closed
-//! with 1013, its unsent frames dropped. Live deliveries (`super::deliver`), replies, pings and
-//! held frames released after a catch-up all go through it.
+//! ([`close_slow_consumer`]): a connection whose output queue would pass `--max-outbuf-hard`, or
+//! stays over `--max-outbuf` for `--outbuf-grace` ([`check_grace`], at the sweep), is closed with
+//! 1013, its unsent frames dropped. A reader that falls behind in a burst and catches up within the
+//! grace keeps its connection. Live deliveries (`super::deliver`), replies, pings and held frames
+//! released after a catch-up all go through it.
+
+use std::time::Instant;
 
 use bytes::Bytes;
 
 use super::ctx::ShardCtx;
 use super::membership;
 use super::state::{Conn, Phase};
+use crate::config::Config;
+use crate::conn::outbuf::Bound;
 use crate::metrics::CloseReason;
 use crate::protocol::json;
 use crate::types::ClientError;
@@ -27,10 +33,25 @@ pub(crate) fn send_error(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, err: &
     send_frame(ctx, conn, key, text_frame(&json::error_event(err)));
 }
 
+/// The output bounds of every WebSocket connection: `--max-outbuf` (soft), `--max-outbuf-hard`.
+pub(crate) fn out_bound(cfg: &Config) -> Bound {
+    Bound { soft: cfg.max_outbuf, hard: cfg.max_outbuf_hard }
+}
+
+/// The sweep's look at one connection's output queue: over the soft bound for the whole
+/// `--outbuf-grace` (no write brought it back under meanwhile) makes it a slow consumer.
+pub(crate) fn check_grace(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, now: Instant) {
+    let Some(since) = conn.out.over_soft_since() else { return };
+    if now.saturating_duration_since(since) >= ctx.cfg.outbuf_grace() {
+        tracing::warn!(shard = ctx.shard, key, peer = %conn.peer, "slow consumer: over --max-outbuf for the grace");
+        close_session(ctx, conn, key, close::TRY_AGAIN_LATER, "slow consumer", true, CloseReason::SlowConsumer);
+    }
+}
+
 /// Queues a frame for this connection only; a full queue makes it a slow consumer
 /// ([`close_slow_consumer`]). Returns whether the frame was queued.
 pub(crate) fn send_frame(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, frame: Bytes) -> bool {
-    if conn.send(frame, ctx.cfg.max_outbuf).is_err() {
+    if conn.send(frame, out_bound(&ctx.cfg)).is_err() {
         close_slow_consumer(ctx, conn, key);
         return false;
     }
@@ -38,8 +59,8 @@ pub(crate) fn send_frame(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, frame:
     true
 }
 
-/// The slow-consumer policy: the connection's output queue is full, so it is closed with 1013 and
-/// its unsent frames dropped (the close frame goes first).
+/// The slow-consumer policy: the connection's output queue is full (its hard bound), so it is
+/// closed with 1013 and its unsent frames dropped (the close frame goes first).
 pub(crate) fn close_slow_consumer(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
     tracing::warn!(shard = ctx.shard, key, peer = %conn.peer, "slow consumer: output queue full, closing");
     close_session(ctx, conn, key, close::TRY_AGAIN_LATER, "slow consumer", true, CloseReason::SlowConsumer);

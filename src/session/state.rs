@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use super::catchup_budget::Share;
 use crate::limits::client::ClientLimits;
 use crate::room::directory::Room;
 use crate::store::HistoryQuery;
@@ -104,6 +105,11 @@ pub(crate) struct PacedReads {
     pub(crate) drain_wanted: bool,
     /// Reads waiting their turn, oldest first (at most one `Resume` per room; `History` bounded).
     pub(crate) waiting: VecDeque<PacedRead>,
+    /// This connection's part of the server-wide catch-up budget, while it catches up or has
+    /// catch-up pages queued (`super::catchup_budget`).
+    pub(crate) share: Option<Share>,
+    /// A resume page waits for budget: the shard's sweep asks again.
+    pub(crate) budget_wanted: bool,
 }
 
 /// One read waiting in [`PacedReads`].
@@ -131,8 +137,9 @@ pub(crate) struct CatchUp {
     pub(crate) next_after: u64,
     /// Last id to send from history; live frames above it are held meanwhile.
     pub(crate) upto: u64,
-    /// Messages asked per page (adapted so a page is about `--max-outbuf` bytes).
-    pub(crate) page_limit: usize,
+    /// Estimated bytes per message (frame), from the pages so far: a page asks for as many
+    /// messages as its reservation of the catch-up budget holds.
+    pub(crate) frame_bytes: usize,
 }
 
 /// One room a connection is in.

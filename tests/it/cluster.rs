@@ -511,25 +511,51 @@ fn the_per_user_rate_limit_holds_across_nodes() {
 /// frame `unavailable` that names its `client_id`. None is lost silently, none arrives twice.
 #[test]
 fn a_frozen_redis_never_silently_drops_an_accepted_message() {
-    const PER_SENDER: usize = 150;
+    frozen_redis_answers_every_message("8", 150, 3);
+}
+
+/// The same with the hand-off 1024 deep and 1,500 messages per sender: hundreds of messages are in
+/// flight in one pipelined batch when Redis freezes.
+#[test]
+fn a_frozen_redis_with_a_deep_hand_off_answers_every_message_after_the_thaw() {
+    frozen_redis_answers_every_message("1024", 1500, 8);
+}
+
+fn frozen_redis_answers_every_message(capacity: &str, per_sender: usize, freeze_secs: u64) {
     let redis = RedisServer::start();
-    let server =
-        node_with(&redis, "frozen", &["--redis-queue-capacity", "8", "--rate-limit", "0", "--rate-limit-bytes", "0"]);
+    let server = node_with(
+        &redis,
+        "frozen",
+        &["--redis-queue-capacity", capacity, "--rate-limit", "0", "--rate-limit-bytes", "0"],
+    );
     let mut senders: Vec<Client> = (0..2).map(|i| connect_json(&server, "frozen", &format!("s{i}"))).collect();
     redis.signal("STOP");
-    for i in 0..PER_SENDER {
+    for i in 0..per_sender {
         for (s, ws) in senders.iter_mut().enumerate() {
             let cid = format!("s{s}-{i}");
             send_json(ws, json!({"type": "message", "room": "frozen", "content": cid, "client_id": cid}));
         }
     }
     // Let the publisher notice the frozen link and the hand-off fill, then thaw.
-    std::thread::sleep(std::time::Duration::from_secs(3));
+    std::thread::sleep(std::time::Duration::from_secs(freeze_secs));
     redis.signal("CONT");
     for (s, ws) in senders.iter_mut().enumerate() {
         let (mut delivered, mut refused) = (HashSet::new(), HashSet::new());
-        while delivered.len() + refused.len() < PER_SENDER {
-            let event = recv_json(ws);
+        while delivered.len() + refused.len() < per_sender {
+            let text = match ws.read() {
+                Ok(tungstenite::Message::Text(text)) => text,
+                Ok(_) => continue,
+                Err(err) => {
+                    let missing: Vec<String> = (0..per_sender)
+                        .map(|i| format!("s{s}-{i}"))
+                        .filter(|c| !delivered.contains(c) && !refused.contains(c))
+                        .collect();
+                    let first: Vec<&String> = missing.iter().take(10).collect();
+                    let (d, r, m) = (delivered.len(), refused.len(), missing.len());
+                    panic!("s{s} ({err}): {d} delivered, {r} refused, {m} never answered: {first:?}…");
+                }
+            };
+            let event: Value = serde_json::from_str(&text).expect("json");
             match event["type"].as_str() {
                 Some("message") => {
                     let cid = event["client_id"].as_str().expect("messages echo client_id").to_string();
@@ -548,7 +574,7 @@ fn a_frozen_redis_never_silently_drops_an_accepted_message() {
                 _ => {}
             }
         }
-        let all: HashSet<String> = (0..PER_SENDER).map(|i| format!("s{s}-{i}")).collect();
+        let all: HashSet<String> = (0..per_sender).map(|i| format!("s{s}-{i}")).collect();
         let answered: HashSet<String> = delivered.union(&refused).cloned().collect();
         assert_eq!(answered, all, "s{s}: every message answered exactly once");
         eprintln!("s{s}: {} delivered, {} refused unavailable", delivered.len(), refused.len());
@@ -609,4 +635,42 @@ fn typing_is_relayed_to_other_nodes_and_not_back_to_its_sender() {
     send_json(&mut ann, json!({"type": "message", "room": "r", "content": "hi"}));
     let echo = recv_event(&mut ann, "message");
     assert_eq!(echo["content"], "hi", "ann's next event is her message, not her own typing notice");
+}
+
+/// Cluster mode: a flooder's echoes come back through Redis, later than the close is decided. The
+/// close waits (at most 3 s) until Redis has sent back every message it accepted, then for the
+/// inbox, so the 40 accepted are echoed, in order, before the close frame. Before, the close came
+/// after the inbox only and the echoes still in Redis were lost.
+#[test]
+fn a_flooder_in_cluster_mode_gets_the_echoes_of_its_accepted_messages_before_the_close() {
+    use crate::rate_limits::{frames, json_raw, message, next};
+    let redis = RedisServer::start();
+    let server = node_with(&redis, "flood", &[]);
+    let mut witness = connect_json(&server, "echo", "w");
+    let mut raw = json_raw(&server, "echo");
+    let burst: Vec<Value> = (0..60).map(|i| message("echo", i)).collect();
+    raw.send(&frames(&burst));
+    let (mut echoes, mut warnings) = (Vec::new(), 0);
+    let code = loop {
+        match next(&mut raw) {
+            Ok(event) if event["type"] == "message" => {
+                echoes.push(event["client_id"].as_str().expect("client_id").to_string())
+            }
+            Ok(event) if event["type"] == "error" => {
+                assert_eq!(event["code"], "rate_limited", "{event}");
+                warnings += 1;
+            }
+            Ok(_) => {}
+            Err(code) => break code,
+        }
+    };
+    assert_eq!(code, 1008);
+    assert_eq!(warnings, 10, "ten warnings, then the close");
+    assert!((40..=42).contains(&echoes.len()), "{} echoes: {echoes:?}", echoes.len());
+    let expected: Vec<String> = (0..echoes.len()).map(|i| format!("c{i}")).collect();
+    assert_eq!(echoes, expected, "every accepted message, in order");
+    for id in &expected {
+        let event = recv_event(&mut witness, "message");
+        assert_eq!(event["client_id"], id.as_str(), "{event}");
+    }
 }

@@ -9,6 +9,7 @@ mod cluster;
 mod config;
 mod conformance;
 mod core_chat;
+mod crowds;
 mod disk_full;
 mod history;
 mod hostile;

@@ -9,7 +9,7 @@ use crate::support::*;
 
 /// The next JSON event on a raw WebSocket connection (`presence` skipped), or the close code once
 /// it closes.
-fn next(raw: &mut Raw) -> Result<Value, u16> {
+pub(crate) fn next(raw: &mut Raw) -> Result<Value, u16> {
     loop {
         match raw.read_frame() {
             Some((0x1, payload)) => {
@@ -27,18 +27,18 @@ fn next(raw: &mut Raw) -> Result<Value, u16> {
 }
 
 /// A raw JSON connection to `room`, past `welcome` and `joined`.
-fn json_raw(server: &Server, room: &str) -> Raw {
+pub(crate) fn json_raw(server: &Server, room: &str) -> Raw {
     let mut raw = Raw::websocket(server, &format!("/ws?format=json&room={room}&nick=n"));
     assert_eq!(next(&mut raw).expect("welcome")["type"], "welcome");
     assert_eq!(next(&mut raw).expect("joined")["type"], "joined");
     raw
 }
 
-fn frames(commands: &[Value]) -> Vec<u8> {
+pub(crate) fn frames(commands: &[Value]) -> Vec<u8> {
     commands.iter().flat_map(|c| client_frame(0x81, c.to_string().as_bytes(), true)).collect()
 }
 
-fn message(room: &str, i: usize) -> Value {
+pub(crate) fn message(room: &str, i: usize) -> Value {
     json!({"type": "message", "room": room, "content": format!("m{i}"), "client_id": format!("c{i}")})
 }
 
