@@ -186,6 +186,18 @@ impl Api {
         Answerer { shards: Arc::clone(&self.shards) }
     }
 
+    /// Sends `frame` to every JSON connection of `user` on this node (a text client would not
+    /// understand it); returns how many.
+    pub(crate) fn tell_user(&self, user: &str, frame: &bytes::Bytes) -> usize {
+        let conns = self.registry.of(user);
+        let mut told = 0;
+        for entry in conns.iter().filter(|e| e.format == crate::types::Format::Json) {
+            self.shards.send(entry.conn.shard, ShardMsg::Send { conn: entry.conn, frame: frame.clone() });
+            told += 1;
+        }
+        told
+    }
+
     /// Closes every WebSocket connection of `user` on this node with `code` and the reason built
     /// from `text`; returns how many were told to close.
     pub(crate) fn close_user(&self, user: &str, code: u16, text: &str) -> usize {

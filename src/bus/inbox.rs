@@ -88,6 +88,14 @@ pub(crate) enum ShardMsg {
         /// The id, or the error.
         result: Result<u64, ClientError>,
     },
+    /// A frame for one connection, made off the shard (e.g. from a store answer); dropped if the
+    /// connection is gone or no longer a WebSocket session.
+    Send {
+        /// The connection.
+        conn: ConnRef,
+        /// The frame.
+        frame: bytes::Bytes,
+    },
     /// Stop: close every connection with 1001 and exit the loop.
     Shutdown,
 }

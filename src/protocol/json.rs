@@ -69,6 +69,15 @@ pub enum Command<'a> {
         /// Echoed back in the `edited` event.
         client_id: Option<Cow<'a, str>>,
     },
+    /// A direct message to user `to` (in the room `dm:<a>,<b>` of the two, joined if needed).
+    Dm {
+        /// The other user.
+        to: Cow<'a, str>,
+        /// Text to post.
+        content: Cow<'a, str>,
+        /// Echoed back in the `message` event.
+        client_id: Option<Cow<'a, str>>,
+    },
     /// The sender has read `room` up to message `id`.
     Read {
         /// The room (which the connection must have joined).
@@ -106,6 +115,8 @@ struct RawCommand<'a> {
     after_id: Option<u64>,
     limit: Option<u64>,
     id: Option<u64>,
+    #[serde(borrow)]
+    to: Option<Cow<'a, str>>,
 }
 
 /// Reusable simd-json scratch buffers; one per shard thread.
@@ -156,6 +167,13 @@ impl JsonParser {
                 content: raw
                     .content
                     .ok_or_else(|| ClientError::new(ErrorCode::MissingField, "\"edit\" needs \"content\""))?,
+                client_id: raw.client_id,
+            }),
+            "dm" => Ok(Command::Dm {
+                to: raw.to.ok_or_else(|| ClientError::new(ErrorCode::MissingField, "\"dm\" needs \"to\""))?,
+                content: raw
+                    .content
+                    .ok_or_else(|| ClientError::new(ErrorCode::MissingField, "\"dm\" needs \"content\""))?,
                 client_id: raw.client_id,
             }),
             "read" => Ok(Command::Read {
@@ -381,6 +399,17 @@ pub(crate) fn typing(room: &str, user: &str) -> Vec<u8> {
         user: &'a str,
     }
     to_vec(&Typing { kind: "typing", room, user })
+}
+
+/// `dm_rooms`: the direct-message rooms the user has (after `welcome`, with history on).
+pub(crate) fn dm_rooms(rooms: &[String]) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct DmRooms<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        rooms: &'a [String],
+    }
+    to_vec(&DmRooms { kind: "dm_rooms", rooms })
 }
 
 /// `pong`: answer to a `ping` command.

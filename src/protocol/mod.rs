@@ -7,6 +7,7 @@
 //! receive are `types::ErrorCode`. Nothing here touches a socket or a thread.
 
 pub mod api;
+pub(crate) mod dm;
 pub mod json;
 pub mod names;
 pub mod text;

@@ -365,6 +365,13 @@ impl Shard {
                         session::on_sequenced(&mut self.ctx, conn, waiter.conn.key, waiter.index, result);
                     }
                 }
+                ShardMsg::Send { conn: to, frame } => {
+                    if let Some(conn) = self.conns.get_mut(to.key)
+                        && conn.serial == to.serial
+                    {
+                        session::on_frame(&mut self.ctx, conn, to.key, frame);
+                    }
+                }
                 ShardMsg::Shutdown => self.begin_shutdown(),
             }
         }

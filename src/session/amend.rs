@@ -50,9 +50,7 @@ pub(crate) fn request(
 ) -> Result<(), ClientError> {
     let Phase::Ws(ws) = &conn.phase else { return Ok(()) };
     names::validate_room(room)?;
-    if !ws.limits.grant.allows(room) {
-        return Err(gate::forbidden_room(room));
-    }
+    gate::may_use(&ws.limits.grant, &ws.user, room)?;
     if client_id.is_some_and(|c| c.len() > MAX_CLIENT_ID_BYTES) {
         return Err(ClientError::new(
             ErrorCode::InvalidClientId,

@@ -20,6 +20,7 @@ use crate::http::request::Request;
 use crate::http::response::Response;
 use crate::limits::throttle::RateLimits;
 use crate::metrics::CloseReason;
+use crate::protocol::dm;
 use crate::types::{ClientError, ErrorCode};
 
 /// Why a request was refused before the upgrade or before reading history.
@@ -134,10 +135,30 @@ impl Gate {
         };
         let token = crate::auth::token_from(req.authorization.as_deref(), query_token.as_deref())?;
         let Identity { user, rooms } = auth.verify(&token)?;
-        if !rooms.allows(room) {
+        if may_use(&rooms, &user, room).is_err() {
             return Err(AccessError::ForbiddenRoom(room.to_string()));
         }
         Ok(Admitted { user: Some(user), grant: rooms })
+    }
+}
+
+/// Whether `user`, whose token grants `grant`, may use `room`: the grant must include it, and a
+/// direct-message room (`dm:<a>,<b>`) is only for its two users.
+///
+/// # Errors
+/// `forbidden` for a room not granted or someone else's direct messages; `invalid_room` for a
+/// malformed name in the `dm:` space.
+pub(crate) fn may_use(grant: &RoomGrant, user: &str, room: &str) -> Result<(), ClientError> {
+    if !grant.allows(room) {
+        return Err(forbidden_room(room));
+    }
+    match dm::users_of(room) {
+        None => Ok(()),
+        Some(Err(err)) => Err(err),
+        Some(Ok((a, b))) if user == a || user == b => Ok(()),
+        Some(Ok(_)) => {
+            Err(ClientError::new(ErrorCode::Forbidden, format!("{room:?} holds someone else's direct messages")))
+        }
     }
 }
 

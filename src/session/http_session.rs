@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::ctx::ShardCtx;
+use super::gate;
 use super::gate::AccessError;
 use super::history::{self, PageRequest};
 use super::state::{Conn, Phase, WsState};
@@ -376,6 +377,13 @@ fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
         // Shared: thousands of anonymous load-test connections need not each allocate the name.
         None => Arc::clone(&ANONYMOUS),
     };
+    // Someone else's direct messages (the token's user, or the nick without auth).
+    if let Err(err) = gate::may_use(&admitted.grant, &user, &params.room) {
+        conn.set_close_reason(CloseReason::AuthFailure);
+        let status = if err.code == ErrorCode::Forbidden { 403 } else { 400 };
+        let resp = Response::error(status, err.code.as_str(), &err.message);
+        return respond(ctx, conn, key, resp, false, req.head_only);
+    }
     let now = json::now_millis();
     if let Some(until) = ctx.api.moderation.banned_until(&user, now) {
         conn.set_close_reason(CloseReason::AuthFailure);
@@ -402,6 +410,8 @@ fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
     if params.format == Format::Json {
         let welcome = json::welcome(&user, conn.serial, &ws_session::limits(&ctx.cfg), &ctx.epoch);
         conn.send_unbounded(codec::encode_frame(codec::TEXT, &welcome));
+        let to = crate::types::ConnRef { shard: ctx.shard, key, serial: conn.serial };
+        super::direct::after_welcome(ctx, to, &user);
     }
     tracing::debug!(shard = ctx.shard, key, peer = %conn.peer, room = %params.room, format = ?params.format, "upgraded");
     ws_session::join(ctx, conn, key, &params.room, params.since, params.epoch.as_deref());

@@ -12,9 +12,10 @@
 //!   [`resume_input`] (input buffered while it did not want more may be served now);
 //! - from the inbox: [`deliver::deliver`] (a room's event, for every local member),
 //!   [`on_history`] (a page read by the store), [`on_amend`] (the message an edit or delete refers
-//!   to was looked up), [`on_read_state`] (a read marker after a join), [`on_refused`] (a message
-//!   refused after it left), [`on_reply`] (an HTTP answer decided elsewhere), [`on_sequenced`] (an
-//!   id the API waited for), [`on_close_request`] (the server API closes a WebSocket session);
+//!   to was looked up), [`on_read_state`] (a read marker after a join), [`on_frame`] (a frame made
+//!   elsewhere for it), [`on_refused`] (a message refused after it left), [`on_reply`] (an HTTP
+//!   answer decided elsewhere), [`on_sequenced`] (an id the API waited for), [`on_close_request`]
+//!   (the server API closes a WebSocket session);
 //! - output: [`on_flushed`] (a write happened; the queue may now be below a low-water mark);
 //! - time: [`heartbeat::on_sweep`] (every 250 ms, with the ingress pause read once);
 //! - the end: [`on_shutdown`] (close with 1001), [`on_reaped`] (the connection is gone: leave its
@@ -40,6 +41,7 @@
 //! - [`amend`]: edits and deletes (the target looked up in the store, then published);
 //! - [`reads`]: read markers (published to the user's connections; the marker read after a join);
 //! - [`deliver`]: a published event onto every local member;
+//! - [`direct`]: the list of a user's direct-message rooms after `welcome`;
 //! - [`heartbeat`]: pings and idle timeouts;
 //! - [`ws_session`]: frames, commands, joins and leaves;
 //! - [`ops`]: `/metrics` and `/readyz` as responses;
@@ -52,6 +54,7 @@ pub(crate) mod catchup;
 pub(crate) mod catchup_budget;
 pub(crate) mod ctx;
 pub(crate) mod deliver;
+pub(crate) mod direct;
 pub(crate) mod gate;
 pub(crate) mod heartbeat;
 pub(crate) mod history;
@@ -160,6 +163,13 @@ pub(crate) fn on_sequenced(
 pub(crate) fn on_close_request(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, code: u16, reason: &str) {
     let why = crate::metrics::CloseReason::Moderation;
     send::close_session(ctx, conn, key, code, reason, false, why);
+}
+
+/// A frame made for this connection off the shard: queued if it is still a WebSocket session.
+pub(crate) fn on_frame(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, frame: bytes::Bytes) {
+    if matches!(conn.phase, Phase::Ws(_)) {
+        send::send_frame(ctx, conn, key, frame);
+    }
 }
 
 /// Routes a history page back to the session that asked.

@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::limits::throttle::Verdict;
 use crate::metrics::CloseReason;
 use crate::protocol::json::{self, Command, MAX_CLIENT_ID_BYTES, WelcomeLimits};
-use crate::protocol::names;
+use crate::protocol::{dm, names};
 use crate::room::hub::RoomRef;
 use crate::types::{ClientError, ConnRef, ErrorCode, Event, Format, Origin, Transient};
 use crate::ws::close;
@@ -209,12 +209,22 @@ fn on_command(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, command: Command<
         }
         Command::Typing { room } => on_typing(ctx, conn, key, &room),
         Command::Read { room, id } => reads::on_read(ctx, conn, key, &room, id),
+        Command::Dm { to, content, client_id } => {
+            if !admit(ctx, conn, key, Charge::Message) {
+                return Ok(());
+            }
+            let Phase::Ws(ws) = &conn.phase else { return Ok(()) };
+            let room = dm::room_of(&ws.user, &to)?;
+            if !ws.rooms.iter().any(|m| *m.room.name == *room) {
+                on_join(ctx, conn, key, &room, None, None)?;
+                super::direct::opened(ctx, names::validate_nick(&to)?, &room);
+            }
+            post(ctx, conn, key, &room, &content, client_id.as_deref())
+        }
         Command::History { room, before_id, after_id, limit } => {
             let Phase::Ws(ws) = &conn.phase else { return Ok(()) };
             names::validate_room(&room)?;
-            if !ws.limits.grant.allows(&room) {
-                return Err(gate::forbidden_room(&room));
-            }
+            gate::may_use(&ws.limits.grant, &ws.user, &room)?;
             let query = history::query(&room, PageRequest { before_id, after_id, limit })?;
             catchup::request_history(ctx, conn, key, query, Arc::from(&*room))
         }
@@ -242,9 +252,7 @@ fn post(
 ) -> Result<(), ClientError> {
     let Phase::Ws(ws) = &conn.phase else { return Ok(()) };
     names::validate_room(room)?;
-    if !ws.limits.grant.allows(room) {
-        return Err(gate::forbidden_room(room));
-    }
+    gate::may_use(&ws.limits.grant, &ws.user, room)?;
     if content.is_empty() {
         return Err(ClientError::new(ErrorCode::EmptyMessage, "content must not be empty"));
     }
@@ -276,9 +284,7 @@ fn on_join(
 ) -> Result<(), ClientError> {
     let Phase::Ws(ws) = &conn.phase else { return Ok(()) };
     names::validate_room(room)?;
-    if !ws.limits.grant.allows(room) {
-        return Err(gate::forbidden_room(room));
-    }
+    gate::may_use(&ws.limits.grant, &ws.user, room)?;
     if ws.rooms.iter().any(|m| *m.room.name == *room) {
         return Err(ClientError::new(ErrorCode::AlreadyJoined, format!("already in room {room:?}")));
     }

@@ -137,7 +137,7 @@ pub use error::StoreError;
 
 use lock::DbLock;
 pub use reader::Target;
-use reader::{LookupPlan, LookupReply, Plan, ReadStateReply, Request};
+use reader::{DmRoomsReply, LookupPlan, LookupReply, Plan, ReadStateReply, Request};
 use state::{Shared, WaitOutcome, bump};
 use writer::{Ctrl, WriterConfig};
 
@@ -480,6 +480,12 @@ impl Store {
     /// [`Store::lookup`] (after `visible_seq` is committed; `reply` from a pool thread, or here).
     pub fn read_state(&self, room: Arc<str>, user: Arc<str>, visible_seq: u64, reply: ReadStateReply) {
         self.submit(Request::ReadState { room, user, visible_seq, reply });
+    }
+
+    /// Queues the read of `user`'s direct-message rooms (the committed ones: no wait for the writer;
+    /// `reply` from a pool thread, or here).
+    pub fn dm_rooms(&self, user: Arc<str>, reply: DmRoomsReply) {
+        self.submit(Request::DmRooms { user, reply });
     }
 
     /// Queues the lookup of message `id` of `room` (for an edit or a delete: its author, whether it

@@ -119,8 +119,16 @@ pub(crate) const READ_MARKER_SQL: &str = "SELECT last_read FROM read_markers WHE
 pub(crate) const UNREAD_SQL: &str = "SELECT COUNT(*) FROM messages INDEXED BY messages_room_id \
                                      WHERE room = ?1 AND id > ?2 AND kind = 0 AND deleted = 0";
 
+/// The reply callback of a [`Store::dm_rooms`](super::Store::dm_rooms).
+pub(crate) type DmRoomsReply = Box<dyn FnOnce(Result<Vec<String>, StoreError>) + Send>;
+
+/// A user's direct-message rooms (at most 1,000).
+pub(crate) const DM_ROOMS_SQL: &str = "SELECT room FROM dm_rooms WHERE user = ?1 ORDER BY room LIMIT 1000";
+
 /// One queued request.
 pub(crate) enum Request {
+    /// A user's direct-message rooms.
+    DmRooms { user: Arc<str>, reply: DmRoomsReply },
     /// A user's read marker in a room, and the messages above it.
     ReadState { room: Arc<str>, user: Arc<str>, visible_seq: u64, reply: ReadStateReply },
     /// A history or resume page.
@@ -136,6 +144,7 @@ impl Request {
             Request::Page { reply, .. } => reply(Err(err)),
             Request::Lookup { reply, .. } => reply(Err(err)),
             Request::ReadState { reply, .. } => reply(Err(err)),
+            Request::DmRooms { reply, .. } => reply(Err(err)),
         }
     }
 }
@@ -177,6 +186,14 @@ fn run(
                 let result = wait_visible(&shared, &plan.room, plan.visible_seq, visible_wait, &writer_ctrl)
                     .and_then(|()| read_page(&conn, &plan));
                 count(&shared, &plan.room, &result);
+                answer(move || reply(result));
+            }
+            Request::DmRooms { user, reply } => {
+                let result = conn
+                    .prepare_cached(DM_ROOMS_SQL)
+                    .and_then(|mut st| st.query_map(params![&*user], |row| row.get(0))?.collect())
+                    .map_err(StoreError::Query);
+                count(&shared, "", &result);
                 answer(move || reply(result));
             }
             Request::ReadState { room, user, visible_seq, reply } => {

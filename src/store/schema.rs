@@ -21,6 +21,8 @@
 //! in its current state, so history pages read it as it is now; the edit and delete rows stay in
 //! the log for resume pages. `read_markers(room, user, last_read)` holds each user's read marker per
 //! room (only ever raised); the read events stay in the log too (kind 3, `target` = the id read).
+//! `dm_rooms(user, room)` lists each user's direct-message rooms (`dm:<a>,<b>` with a stored
+//! message), for the list a connection gets after `welcome`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -63,6 +65,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
              user      TEXT    NOT NULL,
              last_read INTEGER NOT NULL,
              PRIMARY KEY (room, user)
+         ) WITHOUT ROWID;
+         CREATE TABLE dm_rooms (
+             user TEXT NOT NULL,
+             room TEXT NOT NULL,
+             PRIMARY KEY (user, room)
          ) WITHOUT ROWID;",
     ),
     // The server API's own state (`control.rs`): idempotency keys, bans, mutes.

@@ -17,6 +17,7 @@ use super::ceiling::IdCeiling;
 use super::schema::{SET_CEILING_SQL, synchronous};
 use super::state::{Shared, bump};
 use crate::deferred::DeferredReceiver;
+use crate::protocol::dm;
 use crate::types::{Event, Sequenced};
 
 /// First wait after a failed commit.
@@ -33,6 +34,8 @@ const EDIT_SQL: &str = "UPDATE messages SET content = ?3, edited_at = ?4 \
                         WHERE id = ?1 AND room = ?2 AND kind = 0 AND deleted = 0";
 /// A delete: the target message loses its content ...
 const DELETE_SQL: &str = "UPDATE messages SET content = '', deleted = 1 WHERE id = ?1 AND room = ?2 AND kind = 0";
+/// A direct-message room is listed for both of its users once it holds a message.
+const DM_ROOM_SQL: &str = "INSERT OR IGNORE INTO dm_rooms (user, room) VALUES (?1, ?2)";
 /// A read marker only ever goes up.
 const READ_SQL: &str = "INSERT INTO read_markers (room, user, last_read) VALUES (?1, ?2, ?3) \
                         ON CONFLICT (room, user) DO UPDATE SET last_read = MAX(last_read, excluded.last_read)";
@@ -441,7 +444,17 @@ fn insert_row(tx: &rusqlite::Transaction<'_>, id: i64, rec: &Sequenced) -> rusql
     let mut insert = tx.prepare_cached(INSERT_SQL)?;
     let target = rec.event.target().and_then(|t| i64::try_from(t).ok());
     match &rec.event {
-        Event::Message(msg) => insert.execute(params![id, rec.room, kind, msg.user, msg.content, rec.at_ms, target]),
+        Event::Message(msg) => {
+            let inserted = insert.execute(params![id, rec.room, kind, msg.user, msg.content, rec.at_ms, target])?;
+            if inserted == 1
+                && let Some(Ok((a, b))) = dm::users_of(&rec.room)
+            {
+                let mut listed = tx.prepare_cached(DM_ROOM_SQL)?;
+                listed.execute(params![a, rec.room])?;
+                listed.execute(params![b, rec.room])?;
+            }
+            Ok(inserted)
+        }
         Event::Edit(edit) => {
             let inserted = insert.execute(params![id, rec.room, kind, edit.user, edit.content, rec.at_ms, target])?;
             if inserted == 1 {

@@ -2,7 +2,6 @@
 
 mod support;
 
-mod amend;
 mod api;
 mod catchup;
 mod cluster;
@@ -23,6 +22,7 @@ mod pipelining;
 mod rate_limits;
 mod scale;
 mod security;
+mod semantics;
 mod sigstop;
 mod tidy;
 mod tls;

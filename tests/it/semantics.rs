@@ -1,6 +1,7 @@
-//! Edits and deletes (PROTOCOL.md "Edit and delete"): only the author, everyone in the room sees
-//! them live, history shows each message as it is now, a resume replays what happened while away,
-//! text clients are untouched, and everything holds across a restart.
+//! Chat semantics (PROTOCOL.md "Edit and delete", "Read markers", "Direct messages", and typing):
+//! only the author edits or deletes, everyone in the room sees it live, history shows each message
+//! as it is now, a resume replays what happened while away, text clients are untouched, read markers
+//! follow a user across connections, direct messages stay between their two users.
 
 use serde_json::{Value, json};
 
@@ -219,4 +220,66 @@ fn read_markers_reach_every_connection_of_the_user_only_go_up_and_come_back_afte
     send_json(&mut carl, json!({"type": "ping"}));
     assert_eq!(recv_event(&mut carl, "pong")["type"], "pong", "no marker, no read event");
     drop(tablet.close(None));
+}
+
+#[test]
+fn direct_messages_reach_only_their_two_users_and_are_listed_after_welcome() {
+    use crate::support::tokens::{self, SECRET};
+    let server = Server::start(&["--jwt-secret", SECRET]);
+    let as_user = |name: &str, room: &str| {
+        let token = tokens::user(name, None, None);
+        connect_ws(&server, &format!("/ws?format=json&room={room}&token={token}"))
+    };
+    let mut ann = as_user("ann", "lobby");
+    recv_event(&mut ann, "welcome");
+    recv_event(&mut ann, "joined");
+    // Bob is online already (in another room): he is told at once.
+    let mut bob_early = as_user("bob", "lobby");
+    recv_event(&mut bob_early, "welcome");
+    recv_event(&mut bob_early, "joined");
+    send_json(&mut ann, json!({"type": "dm", "to": "bob", "content": "psst", "client_id": "d1"}));
+    let joined = recv_event(&mut ann, "joined");
+    assert_eq!(joined["room"], "dm:ann,bob", "the pair's room, names sorted, joined on the first dm");
+    let echo = recv_event(&mut ann, "message");
+    assert_eq!((echo["room"].as_str(), echo["content"].as_str()), (Some("dm:ann,bob"), Some("psst")));
+    send_json(&mut ann, json!({"type": "dm", "to": "bob", "content": "again"}));
+    assert_eq!(recv_event(&mut ann, "message")["content"], "again", "no second join");
+    let told = recv_event(&mut bob_early, "dm_rooms");
+    assert_eq!(told["rooms"], json!(["dm:ann,bob"]), "the conversation announced to bob's open connection");
+    send_json(&mut ann, json!({"type": "dm", "to": "ann", "content": "me"}));
+    assert_eq!(recv_event(&mut ann, "error")["code"], "invalid_parameter", "not to oneself");
+    send_json(&mut ann, json!({"type": "dm", "to": "", "content": "x"}));
+    assert_eq!(recv_event(&mut ann, "error")["code"], "invalid_nick");
+
+    // A third user can neither join, upgrade into, nor read it.
+    let mut carl = as_user("carl", "lobby");
+    recv_event(&mut carl, "welcome");
+    recv_event(&mut carl, "joined");
+    send_json(&mut carl, json!({"type": "join", "room": "dm:ann,bob"}));
+    assert_eq!(recv_event(&mut carl, "error")["code"], "forbidden");
+    send_json(&mut carl, json!({"type": "join", "room": "dm:bob,ann"}));
+    assert_eq!(recv_event(&mut carl, "error")["code"], "invalid_room", "unsorted: no such room");
+    let token = tokens::user("carl", None, None);
+    let refused = try_connect_ws(&server, &format!("/ws?format=json&room=dm:ann,bob&token={token}"));
+    assert!(refused.is_err_and(|e| e.contains("403")), "the upgrade is refused");
+    let mut raw = Raw::connect(&server);
+    raw.send(
+        format!("GET /rooms/dm:ann,bob/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(raw.read_response().0, 403, "nor read its history");
+
+    // Bob, connecting later, is told about the room and finds the messages in it.
+    let mut bob = as_user("bob", "lobby");
+    recv_event(&mut bob, "welcome");
+    recv_event(&mut bob, "joined");
+    let listed = recv_event(&mut bob, "dm_rooms");
+    assert_eq!(listed["rooms"], json!(["dm:ann,bob"]));
+    send_json(&mut bob, json!({"type": "history", "room": "dm:ann,bob"}));
+    let page = recv_event(&mut bob, "history");
+    let contents: Vec<&str> =
+        page["messages"].as_array().expect("messages").iter().filter_map(|m| m["content"].as_str()).collect();
+    assert_eq!(contents, ["again", "psst"], "newest first: {page}");
+    send_json(&mut carl, json!({"type": "history", "room": "dm:ann,bob"}));
+    assert_eq!(recv_event(&mut carl, "error")["code"], "forbidden");
 }
