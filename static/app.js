@@ -12,7 +12,7 @@
 // - Messages are keyed by their server id. Each room's log is kept sorted by id, and an id is shown
 //   at most once, whichever way it arrived (live, history page, resume after a reconnect).
 
-import { RoomcastClient, nickProblem, roomNameProblem, utf8Length } from "/roomcast.js";
+import { RoomcastClient, dmPeer, dmRoom, nickProblem, roomNameProblem, utf8Length } from "/roomcast.js";
 
 // ---- Tunables -------------------------------------------------------------------------------
 
@@ -35,9 +35,10 @@ const state = {
 };
 
 /** Creates a room's page state and its DOM (sidebar entry + message log). */
-function makeView(name) {
+function makeView(name, dmTo = null) {
   const view = {
     name,
+    dmTo, // a direct-message room not joined yet: its first message goes out as `dm` to this user
     unread: 0,
     ids: new Set(), // ids shown in the log
     oldestId: null, // lowest id shown
@@ -77,7 +78,10 @@ function buildTab(view) {
   open.className = "room-open";
   const label = document.createElement("bdi");
   label.className = "room-name";
-  label.textContent = view.name;
+  // A direct-message room shows as "@other".
+  const peer = view.dmTo ?? dmPeer(view.name, state.client?.user ?? "");
+  label.textContent = peer ? `@${peer}` : view.name;
+  if (peer) view.tab.classList.add("dm");
   view.badge.className = "badge";
   view.badge.hidden = true;
   open.append(label, view.badge);
@@ -152,7 +156,7 @@ function setConnection(connection, text) {
 function updateComposer() {
   const view = currentView();
   const room = view && roomOf(view);
-  const usable = state.connection === "online" && !!room && room.joined;
+  const usable = state.connection === "online" && ((!!room && room.joined) || !!view?.dmTo);
   $("text").disabled = !usable;
   $("send-button").disabled = !usable;
 }
@@ -191,6 +195,19 @@ const handlers = {
 
   welcome(event) {
     $("me").replaceChildren("as ", isolated(event.user));
+  },
+
+  dmRooms(event) {
+    // Your direct-message rooms (after welcome, or someone just wrote to you): in the sidebar.
+    for (const name of event.rooms) {
+      if (state.views.has(name) || !dmPeer(name, state.client.user)) continue;
+      try {
+        state.client.join(name);
+      } catch {
+        continue; // too many rooms: it stays listed in the next dm_rooms
+      }
+      makeView(name);
+    }
   },
 
   joined(event) {
@@ -579,7 +596,9 @@ function sendMessage(view, content) {
   }
   let sent;
   try {
-    sent = state.client.publish(view.name, content);
+    // A conversation not opened yet goes out as `dm`: the server joins us and tells the other user.
+    const room = roomOf(view);
+    sent = view.dmTo && !(room && room.joined) ? state.client.dm(view.dmTo, content) : state.client.publish(view.name, content);
   } catch (err) {
     systemLine(view, "error", isolated(err.code || "error"), ": ", isolated(err.message));
     return false;
@@ -731,6 +750,19 @@ $("login").addEventListener("submit", (ev) => {
 $("join").addEventListener("submit", (ev) => {
   ev.preventDefault();
   const name = $("join-room").value.trim();
+  if (name.startsWith("@")) {
+    // "@bob": a direct conversation with bob (opened by the first message).
+    const to = name.slice(1).trim();
+    const me = state.client?.user;
+    const problem = nickProblem(to) || (to === me ? "That is you." : null) || (me ? null : "Not connected yet.");
+    $("join-error").textContent = problem || "";
+    if (problem) return;
+    $("join-room").value = "";
+    const room = dmRoom(me, to);
+    if (!state.views.has(room)) makeView(room, to);
+    switchRoom(room);
+    return;
+  }
   const problem = roomNameProblem(name);
   $("join-error").textContent = problem || "";
   if (problem) return;
@@ -744,7 +776,8 @@ $("send").addEventListener("submit", (ev) => {
   const view = currentView();
   const room = view && roomOf(view);
   const content = $("text").value;
-  if (!room || !room.joined || content.trim() === "") return;
+  const opening = !!view?.dmTo && !(room && room.joined); // a conversation's first message
+  if ((!opening && (!room || !room.joined)) || content.trim() === "") return;
   if (state.editing && state.editing.room === view.name) {
     try {
       room.edit(state.editing.id, content);

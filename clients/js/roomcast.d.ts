@@ -177,6 +177,8 @@ export interface EventMap {
   edited: EditedEvent;
   deleted: DeletedEvent;
   read: ReadEvent;
+  /** Direct-message rooms of yours (after `welcome`, and when someone opens one with you). */
+  dmRooms: { rooms: string[] };
   /** Someone else is typing: show it until their next message or for 5 s. */
   typing: { room: string; user: string };
   presence: PresenceEvent;
@@ -245,12 +247,18 @@ export declare class RoomcastClient {
   /** Call on every key press: at most one notice per 2 s is sent. */
   typing(room: string): void;
   markRead(room: string, id: number): void;
+  /** A direct message to `to`, in the pair's room (subscribed to if needed). */
+  dm(to: string, content: string, options?: { clientId?: string }): Published & { room: string };
   history(room: string, page?: { beforeId?: number; afterId?: number; limit?: number }): Promise<HistoryPage>;
 }
 
 export declare function utf8Length(text: string): number;
 export declare function roomNameProblem(name: string): string | null;
 export declare function nickProblem(nick: string): string | null;
+/** `dm:<a>,<b>`, the names sorted. */
+export declare function dmRoom(a: string, b: string): string;
+/** The other user of a DM room of `me`'s, else null. */
+export declare function dmPeer(room: string, me: string): string | null;
 export declare function reconnectAllowed(code: number | undefined): boolean;
 export declare function backoffDelay(
   attempt: number,

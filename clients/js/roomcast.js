@@ -78,6 +78,29 @@ export function roomNameProblem(name) {
  * @param {string} nick
  * @returns {string | null}
  */
+/**
+ * The direct-message room of users `a` and `b`: `dm:<first>,<second>`, the names sorted (the
+ * server's rule, docs/PROTOCOL.md "Direct messages").
+ * @param {string} a
+ * @param {string} b
+ */
+export function dmRoom(a, b) {
+  const [first, second] = a < b ? [a, b] : [b, a];
+  return `dm:${first},${second}`;
+}
+
+/**
+ * The other user of a direct-message room for `me`, or `null` when `room` is not one of yours.
+ * @param {string} room
+ * @param {string} me
+ */
+export function dmPeer(room, me) {
+  if (typeof room !== "string" || !room.startsWith("dm:")) return null;
+  const [a, b, extra] = room.slice(3).split(",");
+  if (extra !== undefined || !a || !b) return null;
+  return a === me ? b : b === me ? a : null;
+}
+
 export function nickProblem(nick) {
   const chars = typeof nick === "string" ? [...nick].length : 0;
   if (chars === 0) return "Pick a nickname.";
@@ -220,7 +243,7 @@ function reportListenerError(err) {
  * One connection to a roomcast server, kept up across outages, with the rooms subscribed to.
  *
  * Events (`client.on(type, listener)`): `state`, `welcome`, `joined`, `left`, `message`, `edited`,
- * `deleted`, `read`, `typing`, `presence`, `error`, `unknown`. See clients/js/README.md.
+ * `deleted`, `read`, `typing`, `dmRooms`, `presence`, `error`, `unknown`. See clients/js/README.md.
  */
 export class RoomcastClient {
   #options;
@@ -668,6 +691,33 @@ export class RoomcastClient {
     this.send({ type: "read", room: roomName, id });
   }
 
+  /**
+   * Sends a direct message to user `to`: in the pair's room (`dmRoom`), which this client subscribes
+   * to if it has not yet (the server joins this connection to it and tells `to`'s open connections).
+   * @param {string} to
+   * @param {string} content
+   * @param {{ clientId?: string }} [options]
+   * @returns {{ room: string, clientId: string, confirmed: Promise<import("./roomcast.d.ts").Message> }}
+   */
+  dm(to, content, options = {}) {
+    const problem = nickProblem(to);
+    if (problem) throw new RoomcastError("invalid_nick", problem);
+    if (this.#state !== "connected" || !this.#user) throw new RoomcastError("not_connected", "not connected right now");
+    if (to.trim() === this.#user) throw new RoomcastError("invalid_parameter", "a direct message needs someone else");
+    const name = dmRoom(this.#user, to.trim());
+    const existing = this.#rooms.get(name);
+    if (existing && existing.joined) return { room: name, ...this.publish(name, content, options) };
+    if (typeof content !== "string" || content.length === 0) throw new RoomcastError("empty_message", "a message needs content");
+    // Subscribed without a `join`: the server's answer to `dm` joins this connection.
+    if (!existing) this.#rooms.set(name, new Room(this, name));
+    const clientId = options.clientId ?? this.#newClientId();
+    const confirmed = quiet(
+      new Promise((resolve, reject) => this.#unconfirmed.set(clientId, { room: name, content, resolve, reject })),
+    );
+    this.send({ type: "dm", to: to.trim(), content, client_id: clientId });
+    return { room: name, clientId, confirmed };
+  }
+
   /** Stops waiting for the echo of `clientId` (its `confirmed` rejects with `discarded`). */
   discard(clientId) {
     this.#settle(clientId, new RoomcastError("discarded", "no longer waiting for this message"));
@@ -782,6 +832,9 @@ export class RoomcastClient {
       case "deleted":
       case "read":
         this.#onLogEvent(event);
+        break;
+      case "dm_rooms":
+        this.#emit("dmRooms", { rooms: Array.isArray(event.rooms) ? event.rooms.filter((r) => typeof r === "string") : [] });
         break;
       case "typing":
         if (this.#rooms.has(event.room)) this.#emit("typing", { room: event.room, user: event.user });

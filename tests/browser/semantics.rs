@@ -140,3 +140,47 @@ fn a_read_in_one_tab_clears_the_badge_in_another_tab_of_the_same_user() {
         tab2.finish(&[]).await;
     });
 }
+
+#[test]
+fn a_direct_message_reaches_its_two_users_and_is_invisible_to_a_third() {
+    run(async {
+        let server = Server::start();
+        let mut driver = Driver::start();
+        let alice = driver.browser("alice-dm", 900, 640).await;
+        let bob = driver.browser("bob-dm", 900, 640).await;
+        let carol = driver.browser("carol-dm", 900, 640).await;
+        for (page, nick) in [(&alice, "alice"), (&bob, "bob"), (&carol, "carol")] {
+            page.login(&server, nick, "lobby").await;
+        }
+        let join = alice.client.find(fantoccini::Locator::Id("join-room")).await.expect("join field");
+        join.send_keys(&format!("@bob{ENTER}")).await.expect("open a conversation");
+        alice
+            .wait_js("the conversation tab", "return document.querySelector('li.room[data-room=\"dm:alice,bob\"] .room-name')?.textContent === '@bob'", vec![])
+            .await;
+        alice.say("just between us").await;
+        alice.wait_message("dm:alice,bob", "just between us").await;
+        // Bob, online in the lobby, gets the conversation in his sidebar and finds the message there.
+        bob.wait_js(
+            "the conversation appears for bob",
+            "return document.querySelector('li.room[data-room=\"dm:alice,bob\"] .room-name')?.textContent === '@alice'",
+            vec![],
+        )
+        .await;
+        bob.js("document.querySelector('li.room[data-room=\"dm:alice,bob\"] .room-open').click(); return true", vec![])
+            .await;
+        bob.wait_message("dm:alice,bob", "just between us").await;
+        bob.say("agreed").await;
+        alice.wait_message("dm:alice,bob", "agreed").await;
+        // Carol has no such room and cannot join it.
+        let seen = carol.js("return !!document.querySelector('li.room[data-room=\"dm:alice,bob\"]') || document.body.textContent.includes('just between us')", vec![]).await;
+        assert_eq!(seen, json!(false), "carol sees nothing of it");
+        let join = carol.client.find(fantoccini::Locator::Id("join-room")).await.expect("join field");
+        join.send_keys(&format!("dm:alice,bob{ENTER}")).await.expect("try to join");
+        carol.wait_js("carol is refused", "return document.body.textContent.includes('forbidden')", vec![]).await;
+        let seen = carol.js("return document.body.textContent.includes('just between us')", vec![]).await;
+        assert_eq!(seen, json!(false), "carol still sees nothing of it");
+        alice.finish(&[]).await;
+        bob.finish(&[]).await;
+        carol.finish(&[]).await;
+    });
+}
