@@ -21,6 +21,8 @@ pub enum Route {
     /// `/rooms/{room}/messages`: history of a room (room percent-decoded, `+` literal), or why the room
     /// segment does not decode (answered 400 `invalid_room`).
     History(Result<String, PercentError>),
+    /// `/rooms/{room}/read`: the asking user's read marker in a room (room decoded as for history).
+    ReadMarker(Result<String, PercentError>),
     /// Anything else.
     NotFound,
 }
@@ -40,6 +42,8 @@ pub fn route(path: &str) -> Route {
                 percent::decode(rest, false).map_or(Route::NotFound, Route::Static)
             } else if let Some(room) = path.strip_prefix("/rooms/").and_then(|r| r.strip_suffix("/messages")) {
                 Route::History(percent::decode(room, false))
+            } else if let Some(room) = path.strip_prefix("/rooms/").and_then(|r| r.strip_suffix("/read")) {
+                Route::ReadMarker(percent::decode(room, false))
             } else {
                 Route::NotFound
             }
@@ -61,6 +65,7 @@ mod tests {
         assert_eq!(route("/static/%2e%2e/x"), Route::Static("../x".into()));
         assert_eq!(route("/rooms/caf%C3%A9+1/messages"), Route::History(Ok("café+1".into())));
         assert_eq!(route("/rooms/%ff/messages"), Route::History(Err(PercentError::NotUtf8)));
+        assert_eq!(route("/rooms/a%20b/read"), Route::ReadMarker(Ok("a b".into())));
         assert_eq!(route("/rooms/a%zz/messages"), Route::History(Err(PercentError::BadEscape)));
         assert_eq!(route("/static/%zz"), Route::NotFound);
         assert_eq!(route("/healthz"), Route::Health);

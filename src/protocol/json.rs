@@ -314,6 +314,17 @@ struct ReadEvent<'a> {
     unread: Option<u64>,
 }
 
+/// `GET /rooms/{room}/read` body: `{room, id, unread}`.
+pub(crate) fn read_marker_body(room: &str, id: u64, unread: u64) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Marker<'a> {
+        room: &'a str,
+        id: u64,
+        unread: u64,
+    }
+    to_vec(&Marker { room, id, unread })
+}
+
 /// `read` after a join: the user's marker in `room` (0: none yet) and the messages above it.
 pub(crate) fn read_state(room: &str, id: u64, unread: u64) -> Vec<u8> {
     to_vec(&ReadEvent { kind: "read", room, id, seq: None, unread: Some(unread) })

@@ -245,6 +245,10 @@ fn handle(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: Request) {
             Ok(room) => history(ctx, conn, key, &room, &req),
             Err(err) => respond(ctx, conn, key, Response::client_error(&err), keep_alive, head_only),
         },
+        Route::ReadMarker(room) => match decoded_room(room) {
+            Ok(room) => read_marker(ctx, conn, key, &room, &req),
+            Err(err) => respond(ctx, conn, key, Response::client_error(&err), keep_alive, head_only),
+        },
         Route::Metrics => respond(ctx, conn, key, ops::metrics(ctx), keep_alive, head_only),
         Route::Ready => respond(ctx, conn, key, ops::ready(ctx), keep_alive, head_only),
         Route::NotFound => {
@@ -333,6 +337,57 @@ fn ws_params(query: &str, json_subprotocol: bool) -> Result<WsParams, ClientErro
 
 /// A room name from a URL (query value or path segment): one that does not percent-decode is refused
 /// with `invalid_room`, never repaired.
+/// `GET /rooms/{room}/read`: the asking user's read marker in `room` and the messages above it,
+/// `{room, id, unread}` (`id` 0: no marker). The user is the token's (auth on) or the `nick` query
+/// parameter (without auth, where names are not verified).
+fn read_marker(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, req: &Request) {
+    let (keep_alive, head_only) = (req.keep_alive, req.head_only);
+    let admitted = match ctx.gate.admit_rest(req, room) {
+        Ok(admitted) => admitted,
+        Err(err) => {
+            if !keep_alive {
+                conn.set_close_reason(err.close_reason());
+            }
+            return respond(ctx, conn, key, err.response(), keep_alive, head_only);
+        }
+    };
+    let nick = query_pairs(&req.query).find(|(k, _)| k == "nick").and_then(|(_, v)| v.ok());
+    let user = match admitted.user.or(nick) {
+        Some(user) => user,
+        None => {
+            let err = ClientError::new(ErrorCode::MissingField, "whose marker? give nick= (or a token with auth on)");
+            return respond(ctx, conn, key, Response::client_error(&err), keep_alive, head_only);
+        }
+    };
+    if let Err(err) = names::validate_room(room).and_then(|()| gate::may_use(&admitted.grant, &user, room)) {
+        return respond(ctx, conn, key, Response::client_error(&err), keep_alive, head_only);
+    }
+    let Some(store) = ctx.store.as_ref() else {
+        let resp = Response::error(503, "history_unavailable", "this server keeps no history (--no-persist)");
+        return respond(ctx, conn, key, resp, keep_alive, head_only);
+    };
+    let to = ConnRef { shard: ctx.shard, key, serial: conn.serial };
+    let answerer = ctx.api.answerer();
+    let reply_room = room.to_string();
+    store.read_state(
+        Arc::from(room),
+        Arc::from(user.as_str()),
+        store.enqueued_seq(),
+        Box::new(move |result| {
+            let response = match result {
+                Ok((id, unread)) => Response::json(200, json::read_marker_body(&reply_room, id, unread)),
+                Err(err) => {
+                    Response::error(503, "history_unavailable", &format!("the marker could not be read: {err}"))
+                }
+            };
+            answerer.answer(to, response, keep_alive);
+        }),
+    );
+    if let Phase::Http(state) = &mut conn.phase {
+        state.awaiting_reply = true;
+    }
+}
+
 fn decoded_room(value: Result<String, PercentError>) -> Result<String, ClientError> {
     decoded(value, "room name", ErrorCode::InvalidRoom)
 }

@@ -216,6 +216,14 @@ fn read_markers_reach_every_connection_of_the_user_only_go_up_and_come_back_afte
     let mut tablet = connect_json(&server, "r", "ann");
     let read = recv_event(&mut tablet, "read");
     assert_eq!((read["id"].as_u64(), read["unread"].as_u64()), (Some(second), Some(2)), "three and four: {read}");
+    // The same over REST, for the user named (the token's user with auth on).
+    let (status, _, body) = http_get(&server, "/rooms/r/read?nick=ann");
+    assert_eq!(status, 200);
+    let marker: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(marker, json!({"room": "r", "id": second, "unread": 2}));
+    let (status, _, body) = http_get(&server, "/rooms/r/read?nick=nobody");
+    assert_eq!((status, serde_json::from_slice::<Value>(&body).expect("json")["id"].as_u64()), (200, Some(0)));
+    assert_eq!(http_get(&server, "/rooms/r/read").0, 400, "whose marker?");
     let mut carl = connect_json(&server, "r", "carl");
     send_json(&mut carl, json!({"type": "ping"}));
     assert_eq!(recv_event(&mut carl, "pong")["type"], "pong", "no marker, no read event");
