@@ -117,20 +117,19 @@ impl Api {
             ModerationChange::Ban { user, until_ms } => {
                 self.moderation.ban(user, *until_ms, now_ms);
                 let closed = self.close_user(user, close::BANNED, "");
-                (closed, Some(ControlOp::Ban { user: user.clone(), until_ms: *until_ms }))
+                (closed, Some(ControlOp::Moderation(change.clone())))
             }
             ModerationChange::Unban { user } => {
                 self.moderation.unban(user, now_ms);
-                (0, Some(ControlOp::Unban { user: user.clone() }))
+                (0, Some(ControlOp::Moderation(change.clone())))
             }
             ModerationChange::Mute { room, user, until_ms } => {
                 self.moderation.mute(room, user, *until_ms, now_ms);
-                let op = ControlOp::Mute { room: room.clone(), user: user.clone(), until_ms: *until_ms };
-                (0, Some(op))
+                (0, Some(ControlOp::Moderation(change.clone())))
             }
             ModerationChange::Unmute { room, user } => {
                 self.moderation.unmute(room, user, now_ms);
-                (0, Some(ControlOp::Unmute { room: room.clone(), user: user.clone() }))
+                (0, Some(ControlOp::Moderation(change.clone())))
             }
             ModerationChange::Disconnect { user, code, reason } => (self.close_user(user, *code, reason), None),
         };

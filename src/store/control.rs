@@ -17,6 +17,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use rusqlite::{Connection, params};
 
 use super::{StoreError, schema};
+use crate::protocol::api::ModerationChange;
 
 /// Changes waiting for the control thread at most.
 pub(crate) const CONTROL_QUEUE: usize = 1024;
@@ -35,34 +36,8 @@ pub(crate) enum ControlOp {
         /// When, ms since the epoch.
         at_ms: i64,
     },
-    /// `user` is banned until `until_ms`.
-    Ban {
-        /// The user.
-        user: String,
-        /// Expiry, ms since the epoch.
-        until_ms: i64,
-    },
-    /// `user`'s ban is lifted.
-    Unban {
-        /// The user.
-        user: String,
-    },
-    /// `user` is muted in `room` until `until_ms`.
-    Mute {
-        /// The room.
-        room: String,
-        /// The user.
-        user: String,
-        /// Expiry, ms since the epoch.
-        until_ms: i64,
-    },
-    /// `user`'s mute in `room` is lifted.
-    Unmute {
-        /// The room.
-        room: String,
-        /// The user.
-        user: String,
-    },
+    /// A ban or a mute set or lifted (a disconnect is not durable: nothing is written for it).
+    Moderation(ModerationChange),
 }
 
 /// What is in force when the store opens.
@@ -174,20 +149,23 @@ fn apply(conn: &Connection, op: &ControlOp) -> rusqlite::Result<usize> {
              ON CONFLICT (key) DO UPDATE SET id = excluded.id, created_at = excluded.created_at",
             params![key, *id as i64, at_ms],
         ),
-        ControlOp::Ban { user, until_ms } => conn.execute(
-            "INSERT INTO api_bans (user, until_ms) VALUES (?1, ?2)
-             ON CONFLICT (user) DO UPDATE SET until_ms = excluded.until_ms",
-            params![user, until_ms],
-        ),
-        ControlOp::Unban { user } => conn.execute("DELETE FROM api_bans WHERE user = ?1", params![user]),
-        ControlOp::Mute { room, user, until_ms } => conn.execute(
-            "INSERT INTO api_mutes (room, user, until_ms) VALUES (?1, ?2, ?3)
-             ON CONFLICT (room, user) DO UPDATE SET until_ms = excluded.until_ms",
-            params![room, user, until_ms],
-        ),
-        ControlOp::Unmute { room, user } => {
-            conn.execute("DELETE FROM api_mutes WHERE room = ?1 AND user = ?2", params![room, user])
-        }
+        ControlOp::Moderation(change) => match change {
+            ModerationChange::Ban { user, until_ms } => conn.execute(
+                "INSERT INTO api_bans (user, until_ms) VALUES (?1, ?2)
+                 ON CONFLICT (user) DO UPDATE SET until_ms = excluded.until_ms",
+                params![user, until_ms],
+            ),
+            ModerationChange::Unban { user } => conn.execute("DELETE FROM api_bans WHERE user = ?1", params![user]),
+            ModerationChange::Mute { room, user, until_ms } => conn.execute(
+                "INSERT INTO api_mutes (room, user, until_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (room, user) DO UPDATE SET until_ms = excluded.until_ms",
+                params![room, user, until_ms],
+            ),
+            ModerationChange::Unmute { room, user } => {
+                conn.execute("DELETE FROM api_mutes WHERE room = ?1 AND user = ?2", params![room, user])
+            }
+            ModerationChange::Disconnect { .. } => Ok(0),
+        },
     }
 }
 

@@ -643,34 +643,7 @@ fn typing_is_relayed_to_other_nodes_and_not_back_to_its_sender() {
 /// after the inbox only and the echoes still in Redis were lost.
 #[test]
 fn a_flooder_in_cluster_mode_gets_the_echoes_of_its_accepted_messages_before_the_close() {
-    use crate::rate_limits::{frames, json_raw, message, next};
     let redis = RedisServer::start();
     let server = node_with(&redis, "flood", &[]);
-    let mut witness = connect_json(&server, "echo", "w");
-    let mut raw = json_raw(&server, "echo");
-    let burst: Vec<Value> = (0..60).map(|i| message("echo", i)).collect();
-    raw.send(&frames(&burst));
-    let (mut echoes, mut warnings) = (Vec::new(), 0);
-    let code = loop {
-        match next(&mut raw) {
-            Ok(event) if event["type"] == "message" => {
-                echoes.push(event["client_id"].as_str().expect("client_id").to_string())
-            }
-            Ok(event) if event["type"] == "error" => {
-                assert_eq!(event["code"], "rate_limited", "{event}");
-                warnings += 1;
-            }
-            Ok(_) => {}
-            Err(code) => break code,
-        }
-    };
-    assert_eq!(code, 1008);
-    assert_eq!(warnings, 10, "ten warnings, then the close");
-    assert!((40..=42).contains(&echoes.len()), "{} echoes: {echoes:?}", echoes.len());
-    let expected: Vec<String> = (0..echoes.len()).map(|i| format!("c{i}")).collect();
-    assert_eq!(echoes, expected, "every accepted message, in order");
-    for id in &expected {
-        let event = recv_event(&mut witness, "message");
-        assert_eq!(event["client_id"], id.as_str(), "{event}");
-    }
+    crate::rate_limits::flood_and_expect_the_echoes_before_the_close(&server);
 }

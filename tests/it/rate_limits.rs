@@ -48,8 +48,15 @@ pub(crate) fn message(room: &str, i: usize) -> Value {
 #[test]
 fn a_flooder_gets_the_echoes_of_its_accepted_messages_before_the_close() {
     let server = Server::start(&[]);
-    let mut witness = connect_json(&server, "echo", "w");
-    let mut raw = json_raw(&server, "echo");
+    flood_and_expect_the_echoes_before_the_close(&server);
+}
+
+/// A client floods room `echo` with 60 messages: it gets the echoes of the accepted ones (and so
+/// does a witness in the room), in order, its ten warnings, then close 1008. Shared with the
+/// cluster test (echoes there come back through Redis).
+pub(crate) fn flood_and_expect_the_echoes_before_the_close(server: &Server) {
+    let mut witness = connect_json(server, "echo", "w");
+    let mut raw = json_raw(server, "echo");
     let burst: Vec<Value> = (0..60).map(|i| message("echo", i)).collect();
     raw.send(&frames(&burst));
     let (mut echoes, mut warnings) = (Vec::new(), 0);
