@@ -21,7 +21,7 @@ const NEAR_TOP_PX = 48; // scrolling this close to the top loads older messages
 const NEAR_BOTTOM_PX = 64; // when this close to the bottom, new messages keep the view pinned
 const PENDING_TIMEOUT_MS = 15000; // an unconfirmed message is marked failed after this
 const TYPING_SHOWN_MS = 5000; // a typing notice is shown this long unless its user posts first
-const READ_EVERY_MS = 1000; // read markers of the room on screen go out at most this often
+const READ_EVERY_MS = 3000; // read markers of the room on screen go out at most this often
 
 // ---- State ----------------------------------------------------------------------------------
 

@@ -79,15 +79,16 @@ fn every_event_kind_goes_through_render_store_history_and_resume() {
     }
     let page = read_page(&store, 0, true);
     let ids: Vec<(u64, EventKind)> = page.messages.iter().map(|s| (s.id, s.event.kind())).collect();
-    let sent: Vec<(u64, EventKind)> = events.iter().map(|s| (s.id, s.event.kind())).collect();
-    assert_eq!(ids, sent, "a resume page is the whole log, in order");
+    let sent: Vec<(u64, EventKind)> =
+        events.iter().filter(|s| s.event.kind() != EventKind::Read).map(|s| (s.id, s.event.kind())).collect();
+    assert_eq!(ids, sent, "a resume page is the whole log, in order (read markers are state, not log)");
     match &page.messages[1].event {
         Event::Edit(edit) => {
             assert_eq!((edit.target, &*edit.content), (1, ""), "a deleted message's edits lose their words")
         }
         other => panic!("expected the edit, got {other:?}"),
     }
-    assert_eq!(page.messages[2..], events[2..], "a delete and a read marker read back as they were written");
+    assert_eq!(page.messages[2], events[2], "a delete reads back as it was written");
     for stored in &page.messages {
         let resumed = render::stored_frame(stored, Format::Json, &mut scratch).expect("json");
         let body: serde_json::Value = serde_json::from_slice(&resumed[2..]).expect("json");

@@ -25,6 +25,7 @@ pub(crate) fn after_welcome(ctx: &ShardCtx, to: ConnRef, user: &Arc<str>) {
     let inbox = Arc::clone(&ctx.inbox);
     store.dm_rooms(
         Arc::clone(user),
+        store.enqueued_seq(),
         Box::new(move |result| match result {
             Ok(rooms) if !rooms.is_empty() => {
                 inbox.send(ShardMsg::Send { conn: to, frame: text_frame(&json::dm_rooms(&rooms)) });

@@ -2,8 +2,8 @@
 //!
 //! A `read` is an event of the room's log (`Event::Read`, published like a message, so it is stored
 //! through the write-behind queue in the same batches and takes the ordered path in cluster mode),
-//! delivered only to the connections of the same user in the room (`super::deliver`) and replayed
-//! to them only (`super::catchup`). The store keeps the highest marker per user and room
+//! delivered only to the connections of the same user in the room (`super::deliver`). The store
+//! keeps the highest marker per user and room, as state rather than a log row (not replayed)
 //! (`read_markers`); after each join of a JSON connection the marker and the number of messages
 //! above it are read from the store (the reader pool, never the event loop) and, if the user has a
 //! marker there, sent as a `read` event with `unread` after `joined`.

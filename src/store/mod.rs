@@ -482,10 +482,10 @@ impl Store {
         self.submit(Request::ReadState { room, user, visible_seq, reply });
     }
 
-    /// Queues the read of `user`'s direct-message rooms (the committed ones: no wait for the writer;
-    /// `reply` from a pool thread, or here).
-    pub fn dm_rooms(&self, user: Arc<str>, reply: DmRoomsReply) {
-        self.submit(Request::DmRooms { user, reply });
+    /// Queues the read of `user`'s direct-message rooms, after `visible_seq` is committed (a room
+    /// whose first message the user could know of is listed); `reply` from a pool thread, or here.
+    pub fn dm_rooms(&self, user: Arc<str>, visible_seq: u64, reply: DmRoomsReply) {
+        self.submit(Request::DmRooms { user, visible_seq, reply });
     }
 
     /// Queues the lookup of message `id` of `room` (for an edit or a delete: its author, whether it

@@ -128,7 +128,7 @@ pub(crate) const DM_ROOMS_SQL: &str = "SELECT room FROM dm_rooms WHERE user = ?1
 /// One queued request.
 pub(crate) enum Request {
     /// A user's direct-message rooms.
-    DmRooms { user: Arc<str>, reply: DmRoomsReply },
+    DmRooms { user: Arc<str>, visible_seq: u64, reply: DmRoomsReply },
     /// A user's read marker in a room, and the messages above it.
     ReadState { room: Arc<str>, user: Arc<str>, visible_seq: u64, reply: ReadStateReply },
     /// A history or resume page.
@@ -188,11 +188,12 @@ fn run(
                 count(&shared, &plan.room, &result);
                 answer(move || reply(result));
             }
-            Request::DmRooms { user, reply } => {
-                let result = conn
-                    .prepare_cached(DM_ROOMS_SQL)
-                    .and_then(|mut st| st.query_map(params![&*user], |row| row.get(0))?.collect())
-                    .map_err(StoreError::Query);
+            Request::DmRooms { user, visible_seq, reply } => {
+                let result = wait_visible(&shared, "", visible_seq, visible_wait, &writer_ctrl).and_then(|()| {
+                    conn.prepare_cached(DM_ROOMS_SQL)
+                        .and_then(|mut st| st.query_map(params![&*user], |row| row.get(0))?.collect())
+                        .map_err(StoreError::Query)
+                });
                 count(&shared, "", &result);
                 answer(move || reply(result));
             }

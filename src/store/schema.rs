@@ -20,7 +20,8 @@
 //! edit) and `deleted` (1: the content, and that of its edits, is removed). A message row is kept
 //! in its current state, so history pages read it as it is now; the edit and delete rows stay in
 //! the log for resume pages. `read_markers(room, user, last_read)` holds each user's read marker per
-//! room (only ever raised); the read events stay in the log too (kind 3, `target` = the id read).
+//! room (only ever raised); a read event takes an id and a place in the live order but writes no
+//! log row (kind 3 is reserved for it; a marker is state, not history).
 //! `dm_rooms(user, room)` lists each user's direct-message rooms (`dm:<a>,<b>` with a stored
 //! message), for the list a connection gets after `welcome`.
 

@@ -466,13 +466,10 @@ fn insert_row(tx: &rusqlite::Transaction<'_>, id: i64, rec: &Sequenced) -> rusql
             }
             Ok(inserted)
         }
-        Event::Read(read) => {
-            let inserted = insert.execute(params![id, rec.room, kind, read.user, "", rec.at_ms, target])?;
-            if inserted == 1 {
-                tx.prepare_cached(READ_SQL)?.execute(params![rec.room, read.user, target])?;
-            }
-            Ok(inserted)
-        }
+        // A marker is state, not history: only the user's row in `read_markers` is raised (a room
+        // of 1,000 readers would otherwise write a log row per reader per marker). Idempotent, so a
+        // replay raises nothing twice.
+        Event::Read(read) => tx.prepare_cached(READ_SQL)?.execute(params![rec.room, read.user, target]).map(|_| 1),
         Event::Delete(delete) => {
             let inserted = insert.execute(params![id, rec.room, kind, delete.user, "", rec.at_ms, target])?;
             if inserted == 1 {
