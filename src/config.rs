@@ -104,6 +104,20 @@ pub struct Settings {
     #[arg(long, env = "ROOMCAST_MAX_OUTBUF", default_value_t = 1024 * 1024)]
     pub max_outbuf: usize,
 
+    /// Negotiate permessage-deflate (RFC 7692) with clients that offer it (`--deflate false` turns it
+    /// off: every connection is then uncompressed).
+    #[arg(long, env = "ROOMCAST_DEFLATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub deflate: bool,
+
+    /// Messages smaller than this many bytes go uncompressed to deflate clients too (compressing
+    /// them costs CPU and saves next to nothing); messages that do not shrink always do.
+    #[arg(long, env = "ROOMCAST_DEFLATE_MIN_BYTES", default_value_t = 256)]
+    pub deflate_min_bytes: usize,
+
+    /// zlib compression level of broadcast frames, 1 (fastest, default) to 9 (smallest).
+    #[arg(long, env = "ROOMCAST_DEFLATE_LEVEL", default_value_t = 1)]
+    pub deflate_level: u32,
+
     /// Most open connections on `--addr`; 0 means the file-descriptor limit minus a reserve of 64 (and
     /// minus `--metrics-max-connections` + 32 with `--metrics-addr`). Connections over it get HTTP 503.
     #[arg(long, env = "ROOMCAST_MAX_CONNECTIONS", default_value_t = 0)]
@@ -436,6 +450,9 @@ impl Settings {
             no_persist: self.no_persist,
             max_message: self.max_message,
             max_outbuf: self.max_outbuf,
+            deflate: self.deflate,
+            deflate_min_bytes: self.deflate_min_bytes,
+            deflate_level: self.deflate_level,
             max_connections,
             max_rooms_per_conn: self.max_rooms_per_conn,
             max_header_bytes: self.max_header_bytes,
@@ -484,6 +501,8 @@ impl Settings {
             self.max_outbuf >= valid::max_frame_bytes(self.max_message) + 14,
             self.max_outbuf.to_string(),
         )?;
+        within("deflate-min-bytes", self.deflate_min_bytes, 0, 16 << 20)?;
+        within("deflate-level", self.deflate_level, 1, 9)?;
         within("max-rooms-per-conn", self.max_rooms_per_conn, 1, 4096)?;
         within("max-header-bytes", self.max_header_bytes, 1024, 65536)?;
         within("max-conns-per-ip", self.max_conns_per_ip, 0, 1 << 20)?;

@@ -123,6 +123,13 @@ pub struct Config {
     pub max_message: usize,
     /// Per-connection output bound in bytes, 4096 to 1 GiB and at least one largest frame (`--max-outbuf`).
     pub max_outbuf: usize,
+    /// Negotiate permessage-deflate with clients that offer it (`--deflate`).
+    pub deflate: bool,
+    /// Messages below this many bytes go uncompressed to deflate clients, 0 to 16 MiB
+    /// (`--deflate-min-bytes`).
+    pub deflate_min_bytes: usize,
+    /// zlib level of compressed broadcast frames, 1 to 9 (`--deflate-level`).
+    pub deflate_level: u32,
     /// Most open connections on `addr`, at most the fd limit minus 64, and minus the metrics listener's
     /// budget plus 32 when it exists (`--max-connections`, `0` resolved to that).
     pub max_connections: NonZeroUsize,
@@ -263,6 +270,9 @@ impl From<&Config> for Settings {
             no_persist: config.no_persist,
             max_message: config.max_message,
             max_outbuf: config.max_outbuf,
+            deflate: config.deflate,
+            deflate_min_bytes: config.deflate_min_bytes,
+            deflate_level: config.deflate_level,
             max_connections: config.max_connections.get(),
             max_rooms_per_conn: config.max_rooms_per_conn,
             max_header_bytes: config.max_header_bytes,

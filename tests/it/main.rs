@@ -7,6 +7,7 @@ mod cluster;
 mod config;
 mod conformance;
 mod core_chat;
+mod deflate;
 mod disk_full;
 mod history;
 mod hostile;
