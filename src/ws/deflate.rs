@@ -56,24 +56,19 @@ impl Deflater {
     pub fn compress(&mut self, payload: &[u8], out: &mut Vec<u8>) -> bool {
         self.compress.reset();
         out.clear();
-        // Anything longer than the input plus the tail is useless: give up at that point.
-        let give_up = payload.len() + TAIL.len();
-        out.reserve(payload.len() / 2 + 64);
-        loop {
-            let consumed = self.compress.total_in() as usize;
-            let Some(rest) = payload.get(consumed..) else { return false };
-            if self.compress.compress_vec(rest, out, FlushCompress::Sync).is_err() {
-                return false;
-            }
-            let all_in = self.compress.total_in() as usize == payload.len();
-            // A sync flush is complete once a call ends with output space left over.
-            if all_in && out.len() < out.capacity() {
-                break;
-            }
-            if out.len() >= give_up {
-                return false;
-            }
-            out.reserve((out.capacity() / 2).max(64));
+        // Room for the worst case, so one call does it all: level 1 (zlib-rs's "quick" strategy)
+        // writes static-Huffman blocks, up to 9/8 of the input for random bytes, and zlib-rs 0.6.8
+        // panics when that strategy must stop for output space (reproduced, with a smaller buffer,
+        // by `level_1_survives_every_size_of_random_text`). It is never called a second time for
+        // the same message: an unfinished call means "send it uncompressed".
+        out.reserve(payload.len() + payload.len() / 4 + 1024);
+        if self.compress.compress_vec(payload, out, FlushCompress::Sync).is_err() {
+            return false;
+        }
+        // A sync flush is complete once the call consumed everything and left output space over.
+        let complete = self.compress.total_in() as usize == payload.len() && out.len() < out.capacity();
+        if !complete {
+            return false;
         }
         if out.ends_with(&TAIL) {
             out.truncate(out.len() - TAIL.len());
@@ -230,6 +225,36 @@ mod tests {
         assert!(inflater.out.capacity() <= 65_537, "no memory past the limit: {}", inflater.out.capacity());
         inflater.release();
         assert_eq!(inflater.inflate(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], 5).expect("fits"), b"Hello");
+    }
+
+    #[test]
+    fn level_1_survives_every_size_of_random_text() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for level in [1, 6] {
+            let mut deflater = Deflater::new(level);
+            for size in [16usize, 64, 256, 1024, 4096, 8192, 16384, 32768, 65536, 131_072, 262_144] {
+                for _ in 0..20 {
+                    let text: Vec<u8> =
+                        (0..size).map(|_| b"abcdefghij klmnopqrstuvwxyz"[(next() % 27) as usize]).collect();
+                    let noise: Vec<u8> = (0..size).map(|_| next() as u8).collect();
+                    for payload in [&text, &noise] {
+                        // A fresh buffer each time, as the shard's after a large message (zlib-rs
+                        // 0.6.8's level-1 path panicked on a small output buffer).
+                        let mut out = Vec::new();
+                        if deflater.compress(payload, &mut out) {
+                            let mut inflater = Inflater::default();
+                            assert_eq!(inflater.inflate(&out, size).expect("inflates"), &payload[..]);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
