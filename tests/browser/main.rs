@@ -6,6 +6,7 @@
 //! time (see `support::serial`) and save screenshots in `target/browser-screenshots/`.
 
 mod chat;
+mod deflate;
 mod history;
 mod reconnect;
 mod support;
