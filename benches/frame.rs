@@ -5,8 +5,8 @@
 //! and unmasked once; these are the per-message codec costs the reactor pays on top of syscalls.
 //! Throughput is in payload bytes.
 //!
-//! `frame/deflate_chat`: compressing one realistic JSON chat event (about 330 bytes) at level 1 with
-//! no context takeover, the cost paid once per broadcast message and format for all deflate
+//! `frame/deflate_chat/levelN`: compressing one realistic JSON chat event (291 bytes) at zlib
+//! levels 1, 2 and 6 with no context takeover (the sizes are printed), the cost paid once per broadcast message and format for all deflate
 //! recipients; `frame/inflate_chat`: inflating it, the cost per compressed client message.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -73,9 +73,15 @@ fn deflate(c: &mut Criterion) {
     let mut group = c.benchmark_group("frame");
     let payload = CHAT_EVENT.as_bytes();
     group.throughput(Throughput::Bytes(payload.len() as u64));
-    let mut deflater = Deflater::new(1);
     let mut out = Vec::new();
-    group.bench_function("deflate_chat", |b| b.iter(|| black_box(deflater.compress(black_box(payload), &mut out))));
+    for level in [1, 2, 6] {
+        let mut deflater = Deflater::new(level);
+        assert!(deflater.compress(payload, &mut out), "a chat event shrinks");
+        println!("frame/deflate_chat/level{level}: {} bytes -> {} bytes", payload.len(), out.len());
+        let name = format!("deflate_chat/level{level}");
+        group.bench_function(name, |b| b.iter(|| black_box(deflater.compress(black_box(payload), &mut out))));
+    }
+    let mut deflater = Deflater::new(2);
     assert!(deflater.compress(payload, &mut out), "a chat event shrinks");
     let compressed = out.clone();
     let mut inflater = Inflater::default();
