@@ -236,7 +236,7 @@ mod tests {
             state ^= state << 17;
             state
         };
-        for level in [1, 6] {
+        for level in [1, 2, 6, 9] {
             let mut deflater = Deflater::new(level);
             for size in [16usize, 64, 256, 1024, 4096, 8192, 16384, 32768, 65536, 131_072, 262_144] {
                 for _ in 0..20 {
