@@ -1,6 +1,7 @@
 //! Fuzz target: the HTTP request head parser, the router and the WebSocket upgrade validation (plus
-//! the origin check and query decoding), and the server API's body parsers on a request's body, as
-//! the HTTP session runs them on a client's bytes.
+//! the origin check, query decoding and the permessage-deflate negotiation of
+//! `Sec-WebSocket-Extensions`), and the server API's body parsers on a request's body, as the HTTP
+//! session runs them on a client's bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -17,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     while let Ok(Some((consumed, req))) = try_parse(buf, 8192) {
         assert!(consumed > 0 && consumed <= buf.len());
         let _ = route(&req.path);
-        if let Ok(accepted) = upgrade::validate(&req) {
+        if let Ok(accepted) = upgrade::validate(&req, true) {
             let _ = upgrade::switching_protocols(&accepted);
         }
         let _ = origin_allowed(req.origin.as_deref(), req.host.as_deref(), &[]);

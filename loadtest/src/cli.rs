@@ -64,6 +64,10 @@ pub struct Common {
     /// Wire protocol: plain text echo (seed) or roomcast JSON.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Offer permessage-deflate (RFC 7692) and inflate compressed server messages; the report says
+    /// on how many connections it was negotiated and counts the bytes on the wire both ways.
+    #[arg(long)]
+    pub deflate: bool,
     /// Worker threads (default: number of cores).
     #[arg(long)]
     pub threads: Option<usize>,

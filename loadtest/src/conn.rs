@@ -91,7 +91,10 @@ impl ConnError {
 
 /// What the connection saw, handed to the worker.
 pub enum Event<'a> {
-    Open,
+    /// The upgrade succeeded; `deflate`: permessage-deflate was negotiated.
+    Open {
+        deflate: bool,
+    },
     Text(&'a [u8]),
     Binary,
     Pong(&'a [u8]),
@@ -110,6 +113,17 @@ pub struct Conn {
     frag: Vec<u8>,
     frag_kind: Option<Kind>,
     rng: u64,
+    /// Offer permessage-deflate in the handshake (`--deflate`).
+    pub offer_deflate: bool,
+    /// The server accepted it: RSV1 frames are compressed messages.
+    deflate: bool,
+    /// The message being reassembled is compressed.
+    frag_compressed: bool,
+    /// Where compressed messages are inflated.
+    inflated: Vec<u8>,
+    /// Bytes read from and written to the socket since the worker last took them.
+    pub wire_in: u64,
+    pub wire_out: u64,
     pub meta: Meta,
 }
 
@@ -126,6 +140,12 @@ impl Conn {
             frag: Vec::new(),
             frag_kind: None,
             rng: seed | 1,
+            offer_deflate: false,
+            deflate: false,
+            frag_compressed: false,
+            inflated: Vec::new(),
+            wire_in: 0,
+            wire_out: 0,
             meta,
         }
     }
@@ -140,6 +160,8 @@ impl Conn {
         self.wbuf.clear();
         self.frag.clear();
         self.frag_kind = None;
+        self.deflate = false;
+        self.frag_compressed = false;
         self.meta.ready = false;
         self.meta.settled = false;
     }
@@ -172,7 +194,7 @@ impl Conn {
         }
         self.phase = Phase::Handshake;
         let key = std::mem::take(&mut self.key);
-        ws::write_upgrade_request(&mut self.wbuf, host, path, &key);
+        ws::write_upgrade_request(&mut self.wbuf, host, path, &key, self.offer_deflate);
         self.key = key;
         Ok(())
     }
@@ -210,7 +232,7 @@ impl Conn {
                 }
                 match tls.write_tls(&mut self.stream) {
                     Ok(0) => return Err(ConnError::Eof),
-                    Ok(_) => {}
+                    Ok(n) => self.wire_out += n as u64,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(ConnError::Io(e)),
@@ -221,7 +243,10 @@ impl Conn {
         while pos < self.wbuf.len() {
             match self.stream.write(&self.wbuf[pos..]) {
                 Ok(0) => return Err(ConnError::Eof),
-                Ok(n) => pos += n,
+                Ok(n) => {
+                    pos += n;
+                    self.wire_out += n as u64;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(ConnError::Io(e)),
@@ -246,7 +271,8 @@ impl Conn {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         match tls.read_tls(&mut self.stream) {
                             Ok(0) => return Err(ConnError::Eof),
-                            Ok(_) => {
+                            Ok(wire) => {
+                                self.wire_in += wire as u64;
                                 tls.process_new_packets().map_err(ConnError::Tls)?;
                             }
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
@@ -260,7 +286,10 @@ impl Conn {
             } else {
                 match self.stream.read(scratch) {
                     Ok(0) => return Err(ConnError::Eof),
-                    Ok(n) => n,
+                    Ok(n) => {
+                        self.wire_in += n as u64;
+                        n
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(ConnError::Io(e)),
@@ -288,10 +317,11 @@ impl Conn {
         while pos < buf.len() {
             match self.phase {
                 Phase::Handshake => match ws::parse_upgrade_response(&buf[pos..], &self.key) {
-                    Ok(Some(n)) => {
+                    Ok(Some((n, deflate))) => {
                         pos += n;
                         self.phase = Phase::Open;
-                        cb(&mut self.meta, Event::Open);
+                        self.deflate = deflate;
+                        cb(&mut self.meta, Event::Open { deflate });
                     }
                     Ok(None) => break,
                     Err(e) => return Err(ConnError::Handshake(e)),
@@ -301,6 +331,13 @@ impl Conn {
                         break;
                     };
                     let payload = &buf[pos + f.payload_start..pos + f.payload_end];
+                    let data_start = matches!(f.kind, Kind::Text | Kind::Binary | Kind::Other);
+                    if f.compressed && !(self.deflate && data_start) {
+                        return Err(ConnError::Frame(FrameError::UnexpectedCompression));
+                    }
+                    if data_start {
+                        self.frag_compressed = f.compressed;
+                    }
                     self.on_frame(f.kind, f.fin, payload, cb)?;
                     pos += f.payload_end;
                     if self.phase == Phase::Closed {
@@ -339,7 +376,10 @@ impl Conn {
                 if self.frag_kind.is_some() {
                     return Err(ConnError::Frame(FrameError::UnexpectedContinuation));
                 }
-                if fin {
+                if fin && self.frag_compressed {
+                    ws::inflate(payload, &mut self.inflated).map_err(ConnError::Frame)?;
+                    deliver(kind, &self.inflated, &mut self.meta, cb);
+                } else if fin {
                     deliver(kind, payload, &mut self.meta, cb);
                 } else {
                     self.frag_kind = Some(kind);
@@ -357,7 +397,12 @@ impl Conn {
                 self.frag.extend_from_slice(payload);
                 if fin {
                     self.frag_kind = None;
-                    deliver(k, &self.frag, &mut self.meta, cb);
+                    if self.frag_compressed {
+                        ws::inflate(&self.frag, &mut self.inflated).map_err(ConnError::Frame)?;
+                        deliver(k, &self.inflated, &mut self.meta, cb);
+                    } else {
+                        deliver(k, &self.frag, &mut self.meta, cb);
+                    }
                 }
             }
         }

@@ -71,6 +71,8 @@ pub struct RunConfig {
     pub mode: Mode,
     pub target: Target,
     pub format: Format,
+    /// Offer permessage-deflate.
+    pub deflate: bool,
     pub conns: u32,
     pub rooms: u32,
     pub room_param: bool,

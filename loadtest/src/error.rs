@@ -49,4 +49,8 @@ pub enum FrameError {
     UnexpectedContinuation,
     #[error("fragmented control frame")]
     FragmentedControl,
+    #[error("compressed frame (RSV1) without permessage-deflate, or on a continuation or control frame")]
+    UnexpectedCompression,
+    #[error("compressed message does not inflate")]
+    BadDeflate,
 }

@@ -50,6 +50,17 @@ pub struct Connections {
     pub connects_per_sec: f64,
 }
 
+/// Bytes on the wire (every socket read and write: handshakes and frames) and permessage-deflate.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Wire {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// `--deflate` was given (the offer was sent).
+    pub deflate_offered: bool,
+    /// Handshakes in which the server accepted it.
+    pub deflate_negotiated: u64,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Messages {
     pub sent: u64,
@@ -221,6 +232,8 @@ pub struct Report {
     pub run_id: String,
     pub config: BTreeMap<String, serde_json::Value>,
     pub connections: Connections,
+    #[serde(default)]
+    pub wire: Wire,
     pub messages: Messages,
     pub latency_us: Latencies,
     /// Spread of the per-connection corrected p99s (broadcast and churn runs).
@@ -272,6 +285,7 @@ impl Report {
             warnings.push(format!("generator fell behind its send schedule (send lag p99 {})", fmt_us(send_lag.p99)));
         }
         let completeness = if expected == 0 { 1.0 } else { s.delivered as f64 / expected as f64 };
+        let deflate_offered = config.get("deflate").and_then(serde_json::Value::as_bool).unwrap_or(false);
         Report {
             tool: "roomcast-load".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -290,6 +304,12 @@ impl Report {
                 } else {
                     0.0
                 },
+            },
+            wire: Wire {
+                bytes_in: s.wire_in,
+                bytes_out: s.wire_out,
+                deflate_offered,
+                deflate_negotiated: s.deflate_negotiated,
             },
             messages: Messages {
                 sent: s.sent,
@@ -378,6 +398,13 @@ pub fn render_table(r: &Report) -> String {
         "  connections  {} connected, {} failed, {} reconnects, {} disconnects ({:.2}s to connect, {:.0}/s)",
         c.connected, c.failed, c.reconnects, c.disconnects, c.connect_secs, c.connects_per_sec
     );
+    let w = &r.wire;
+    let deflate = if w.deflate_offered {
+        format!("deflate negotiated on {} of {} handshakes", w.deflate_negotiated, c.connected + c.reconnects)
+    } else {
+        "deflate not offered".to_string()
+    };
+    let _ = writeln!(out, "  wire         {} bytes in, {} bytes out; {deflate}", w.bytes_in, w.bytes_out);
     if ["broadcast", "churn", "ramp", "avalanche"].contains(&r.scenario.as_str()) {
         let _ = writeln!(out, "  sent         {} (+{} warmup) to {} recipients", m.sent, m.sent_warmup, m.recipients);
         let _ = writeln!(

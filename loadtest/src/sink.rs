@@ -59,7 +59,10 @@ impl Sink {
 
     pub fn on_event(&mut self, meta: &mut Meta, ev: Event<'_>) {
         match ev {
-            Event::Open => {
+            Event::Open { deflate } => {
+                if deflate {
+                    self.stats.deflate_negotiated += 1;
+                }
                 record_ns(&mut self.stats.handshake, self.now.saturating_sub(meta.connect_ns));
                 if self.format == Format::Text {
                     self.mark_ready(meta);

@@ -43,6 +43,11 @@ pub struct Stats {
     pub foreign_frames: u64,
     pub connects_ok: u64,
     pub connects_failed: u64,
+    /// Handshakes in which the server accepted permessage-deflate.
+    pub deflate_negotiated: u64,
+    /// Bytes read from and written to the sockets (WebSocket frames and handshakes).
+    pub wire_in: u64,
+    pub wire_out: u64,
     pub reconnects: u64,
     pub disconnects: u64,
     pub pings_sent: u64,
@@ -92,6 +97,9 @@ impl Stats {
             misrouted: 0,
             foreign_frames: 0,
             connects_ok: 0,
+            deflate_negotiated: 0,
+            wire_in: 0,
+            wire_out: 0,
             connects_failed: 0,
             reconnects: 0,
             disconnects: 0,
@@ -142,6 +150,9 @@ impl Stats {
         self.misrouted += o.misrouted;
         self.foreign_frames += o.foreign_frames;
         self.connects_ok += o.connects_ok;
+        self.deflate_negotiated += o.deflate_negotiated;
+        self.wire_in += o.wire_in;
+        self.wire_out += o.wire_out;
         self.connects_failed += o.connects_failed;
         self.reconnects += o.reconnects;
         self.disconnects += o.disconnects;

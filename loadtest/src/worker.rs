@@ -259,7 +259,9 @@ impl Worker {
                             attempts: 1,
                             ..Meta::default()
                         };
-                        *none = Some(Conn::new(stream, meta));
+                        let mut conn = Conn::new(stream, meta);
+                        conn.offer_deflate = self.cfg.deflate;
+                        *none = Some(conn);
                     }
                 }
                 if let Some(tls) = &self.cfg.target.tls {
@@ -439,6 +441,7 @@ impl Worker {
         if readable && c.phase != Phase::Connecting {
             let sink = &mut self.sink;
             let result = c.on_readable(&mut self.scratch, &mut |m, ev| sink.on_event(m, ev));
+            sink.stats.wire_in += std::mem::take(&mut c.wire_in);
             let wants = c.wants_write();
             if let Err(e) = result {
                 let kind = e.kind();
@@ -464,7 +467,9 @@ impl Worker {
             if c.phase == Phase::Closed || c.phase == Phase::Connecting {
                 continue;
             }
-            if let Err(e) = c.flush() {
+            let flushed = c.flush();
+            self.sink.stats.wire_out += std::mem::take(&mut c.wire_out);
+            if let Err(e) = flushed {
                 let kind = e.kind();
                 self.record_failure(slot, &kind, false);
             }

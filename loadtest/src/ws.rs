@@ -1,5 +1,7 @@
 //! Minimal client-side WebSocket codec: the HTTP upgrade request and its verification, masked
-//! frame encoding and unmasked frame decoding (RFC 6455), using tungstenite's header code only.
+//! frame encoding and unmasked frame decoding (RFC 6455), using tungstenite's header code only;
+//! with `--deflate`, the permessage-deflate offer and the inflating of compressed server messages
+//! (RFC 7692; the client itself sends uncompressed frames, which the RFC allows).
 
 use crate::error::{FrameError, HandshakeError};
 use std::io::Cursor;
@@ -58,20 +60,28 @@ pub fn new_key() -> String {
     generate_key()
 }
 
-/// Appends the upgrade request for `path` to `out`.
-pub fn write_upgrade_request(out: &mut Vec<u8>, host: &str, path: &str, key: &str) {
+/// The permessage-deflate offer `--deflate` sends (Chromium's).
+pub const DEFLATE_OFFER: &str = "permessage-deflate; client_max_window_bits";
+
+/// Appends the upgrade request for `path` to `out` (offering permessage-deflate if `deflate`).
+pub fn write_upgrade_request(out: &mut Vec<u8>, host: &str, path: &str, key: &str, deflate: bool) {
     out.extend_from_slice(b"GET ");
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ");
     out.extend_from_slice(key.as_bytes());
+    if deflate {
+        out.extend_from_slice(b"\r\nSec-WebSocket-Extensions: ");
+        out.extend_from_slice(DEFLATE_OFFER.as_bytes());
+    }
     out.extend_from_slice(b"\r\nSec-WebSocket-Version: 13\r\nUser-Agent: roomcast-load\r\n\r\n");
 }
 
 /// Parses the server's upgrade response. `Ok(None)` means more bytes are needed;
-/// `Ok(Some(n))` means the handshake is valid and the first `n` bytes were the HTTP head.
-pub fn parse_upgrade_response(buf: &[u8], key: &str) -> Result<Option<usize>, HandshakeError> {
+/// `Ok(Some((n, deflate)))` means the handshake is valid, the first `n` bytes were the HTTP head,
+/// and `deflate` says whether the server accepted permessage-deflate.
+pub fn parse_upgrade_response(buf: &[u8], key: &str) -> Result<Option<(usize, bool)>, HandshakeError> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut resp = httparse::Response::new(&mut headers);
     let n = match resp.parse(buf) {
@@ -93,8 +103,12 @@ pub fn parse_upgrade_response(buf: &[u8], key: &str) -> Result<Option<usize>, Ha
         _ => return Err(HandshakeError::NoUpgrade),
     }
     let expected = derive_accept_key(key.as_bytes());
+    let deflate = resp.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("sec-websocket-extensions")
+            && h.value.split(|b| *b == b',').any(|e| e.trim_ascii().starts_with(b"permessage-deflate"))
+    });
     match header("sec-websocket-accept") {
-        Some(v) if v == expected.as_bytes() => Ok(Some(n)),
+        Some(v) if v == expected.as_bytes() => Ok(Some((n, deflate))),
         _ => Err(HandshakeError::BadAccept),
     }
 }
@@ -127,6 +141,8 @@ pub fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
 pub struct Frame {
     pub kind: Kind,
     pub fin: bool,
+    /// RSV1: a compressed message (permessage-deflate).
+    pub compressed: bool,
     pub payload_start: usize,
     pub payload_end: usize,
 }
@@ -155,7 +171,46 @@ pub fn decode_frame(buf: &mut [u8]) -> Result<Option<Frame>, FrameError> {
     if let Some(mask) = header.mask {
         apply_mask(&mut buf[start..end], mask);
     }
-    Ok(Some(Frame { kind, fin: header.is_final, payload_start: start, payload_end: end }))
+    Ok(Some(Frame { kind, fin: header.is_final, compressed: header.rsv1, payload_start: start, payload_end: end }))
+}
+
+thread_local! {
+    /// One inflater per worker thread: the server answers `server_no_context_takeover`, so every
+    /// message inflates on its own and no connection needs one of its own.
+    static INFLATER: std::cell::RefCell<flate2::Decompress> =
+        std::cell::RefCell::new(flate2::Decompress::new_with_window_bits(false, 15));
+}
+
+/// Inflates one compressed message (without its `00 00 ff ff` tail) into `out` (cleared first),
+/// at most [`MAX_FRAME`] bytes.
+pub fn inflate(payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
+    INFLATER.with(|cell| {
+        let mut d = cell.borrow_mut();
+        d.reset(false);
+        out.clear();
+        for input in [payload, &[0, 0, 0xff, 0xff][..]] {
+            let start = d.total_in();
+            loop {
+                if out.len() == out.capacity() {
+                    if out.len() as u64 >= MAX_FRAME {
+                        return Err(FrameError::TooLarge(out.len() as u64));
+                    }
+                    out.reserve(out.capacity().max(4096));
+                }
+                let at = (d.total_in() - start) as usize;
+                let status = d
+                    .decompress_vec(&input[at..], out, flate2::FlushDecompress::Sync)
+                    .map_err(|_| FrameError::BadDeflate)?;
+                if status == flate2::Status::StreamEnd {
+                    return Ok(());
+                }
+                if (d.total_in() - start) as usize == input.len() && out.len() < out.capacity() {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -167,10 +222,21 @@ mod tests {
         let mut out = Vec::new();
         encode_frame(&mut out, Kind::Text, b"hello world", [1, 2, 3, 4]);
         assert_eq!(out[0], 0x81);
+        assert!(!decode_frame(&mut out.clone()).unwrap().unwrap().compressed);
         assert_eq!(out[1], 0x80 | 11);
         let f = decode_frame(&mut out).unwrap().unwrap();
         assert_eq!(f.kind, Kind::Text);
         assert_eq!(&out[f.payload_start..f.payload_end], b"hello world");
+    }
+
+    #[test]
+    fn rfc7692_hello_inflates() {
+        let mut out = Vec::new();
+        inflate(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], &mut out).unwrap();
+        assert_eq!(out, b"Hello");
+        assert_eq!(inflate(&[0xff; 8], &mut out), Err(FrameError::BadDeflate));
+        inflate(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], &mut out).unwrap();
+        assert_eq!(out, b"Hello", "usable again after an error");
     }
 
     #[test]
@@ -186,7 +252,9 @@ mod tests {
     fn handshake_response_is_verified() {
         let key = "dGhlIHNhbXBsZSBub25jZQ==";
         let ok = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x00";
-        assert_eq!(parse_upgrade_response(ok, key), Ok(Some(ok.len() - 2)));
+        assert_eq!(parse_upgrade_response(ok, key), Ok(Some((ok.len() - 2, false))));
+        let deflate = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n\r\n";
+        assert_eq!(parse_upgrade_response(deflate, key), Ok(Some((deflate.len(), true))));
         assert_eq!(parse_upgrade_response(&ok[..20], key), Ok(None));
         let bad = b"HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: nope\r\n\r\n";
         assert_eq!(parse_upgrade_response(bad, key), Err(HandshakeError::BadAccept));

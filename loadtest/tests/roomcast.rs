@@ -92,10 +92,15 @@ const ROOMS: u64 = 3;
 
 /// A short broadcast: 30 connections over 3 rooms, one sender per room.
 fn broadcast(server: &Roomcast, format: &str) -> (i32, Value, String) {
+    broadcast_with(server, format, "100", &[])
+}
+
+/// [`broadcast`] with more generator options.
+fn broadcast_with(server: &Roomcast, format: &str, size: &str, extra: &[&str]) -> (i32, Value, String) {
     let url = server.ws_url();
     let conns = CONNS.to_string();
     let rooms = ROOMS.to_string();
-    load_json(&[
+    let mut args = vec![
         "broadcast",
         "--url",
         &url,
@@ -110,7 +115,7 @@ fn broadcast(server: &Roomcast, format: &str) -> (i32, Value, String) {
         "--rate",
         "30",
         "--size",
-        "100",
+        size,
         "--threads",
         "2",
         "--warmup",
@@ -121,7 +126,9 @@ fn broadcast(server: &Roomcast, format: &str) -> (i32, Value, String) {
         "10s",
         "--connect-timeout",
         "30s",
-    ])
+    ];
+    args.extend_from_slice(extra);
+    load_json(&args)
 }
 
 /// Everything sent reached every member of its room exactly once, in order, and nowhere else.
@@ -164,6 +171,21 @@ fn broadcast_json_format_over_three_rooms_loses_nothing() {
     assert_eq!(num(&v, "/frames_by_type/welcome"), CONNS, "{v:#}");
     assert_eq!(num(&v, "/frames_by_type/joined"), CONNS, "{v:#}");
     assert!(v["errors"].get("server_error_frame").is_none(), "{v:#}");
+}
+
+#[test]
+fn broadcast_with_deflate_negotiates_it_and_inflates_every_message() {
+    let server = Roomcast::start();
+    // 1,000-byte messages: above the server's --deflate-min-bytes, so they arrive compressed.
+    let (code, v, stdout) = broadcast_with(&server, "json", "1000", &["--deflate"]);
+    assert_lossless_broadcast(code, &v, &stdout);
+    assert_eq!(v["wire"]["deflate_offered"], true, "{v:#}");
+    assert_eq!(num(&v, "/wire/deflate_negotiated"), CONNS, "{v:#}");
+    assert!(num(&v, "/wire/bytes_in") > 0 && num(&v, "/wire/bytes_out") > 0, "{v:#}");
+    let off = Roomcast::start_with(&["--no-persist".into(), "--deflate".into(), "false".into()], None);
+    let (code, v, stdout) = broadcast_with(&off, "text", "1000", &["--deflate"]);
+    assert_lossless_broadcast(code, &v, &stdout);
+    assert_eq!(num(&v, "/wire/deflate_negotiated"), 0, "{v:#}");
 }
 
 /// Churn in the JSON format with persistence on (resume with `since=` needs a store).

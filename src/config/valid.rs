@@ -142,6 +142,13 @@ pub struct Config {
     /// Bytes of resume pages queued on all connections together, 64 KiB to 1 TiB
     /// (`--catchup-budget`).
     pub catchup_budget: usize,
+    /// Negotiate permessage-deflate with clients that offer it (`--deflate`).
+    pub deflate: bool,
+    /// Messages below this many bytes go uncompressed to deflate clients, 0 to 16 MiB
+    /// (`--deflate-min-bytes`).
+    pub deflate_min_bytes: usize,
+    /// zlib level of compressed broadcast frames, 1 to 9 (`--deflate-level`).
+    pub deflate_level: u32,
     /// Most open connections on `addr`, at most the fd limit minus 64, and minus the metrics listener's
     /// budget plus 32 when it exists (`--max-connections`, `0` resolved to that).
     pub max_connections: NonZeroUsize,
@@ -301,6 +308,9 @@ impl From<&Config> for Settings {
             max_outbuf_hard: config.max_outbuf_hard,
             outbuf_grace_secs: config.outbuf_grace_secs,
             catchup_budget: config.catchup_budget,
+            deflate: config.deflate,
+            deflate_min_bytes: config.deflate_min_bytes,
+            deflate_level: config.deflate_level,
             max_connections: config.max_connections.get(),
             max_rooms_per_conn: config.max_rooms_per_conn,
             max_header_bytes: config.max_header_bytes,

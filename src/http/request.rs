@@ -123,6 +123,10 @@ pub struct Request {
     pub ws_version: Option<String>,
     /// `Sec-WebSocket-Protocol` tokens, in order.
     pub ws_protocols: Vec<String>,
+    /// `Sec-WebSocket-Extensions` header values, in order (parsed by `super::extensions`).
+    pub ws_extensions: Vec<String>,
+    /// `User-Agent`, as sent (only to spot clients with a broken extension, `super::extensions`).
+    pub user_agent: Option<String>,
     /// `Origin`, as sent.
     pub origin: Option<String>,
     /// `Host`, as sent.
@@ -191,6 +195,10 @@ pub fn try_parse(buf: &[u8], max_header_bytes: usize) -> Result<Option<(usize, R
             req.ws_version = Some(value.trim().to_string());
         } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
             req.ws_protocols.extend(value.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()));
+        } else if name.eq_ignore_ascii_case("sec-websocket-extensions") {
+            req.ws_extensions.push(value.trim().to_string());
+        } else if name.eq_ignore_ascii_case("user-agent") {
+            req.user_agent = Some(value.trim().to_string());
         } else if name.eq_ignore_ascii_case("origin") {
             req.origin = Some(value.trim().to_string());
         } else if name.eq_ignore_ascii_case("host") {

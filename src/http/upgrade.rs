@@ -1,8 +1,10 @@
 //! The WebSocket opening handshake (RFC 6455 §4.2): validating the client's request and building the
-//! `101 Switching Protocols` answer. The accept key comes from tungstenite's `derive_accept_key`.
+//! `101 Switching Protocols` answer. The accept key comes from tungstenite's `derive_accept_key`;
+//! permessage-deflate is negotiated by `super::extensions`.
 
 use thiserror::Error;
 
+use super::extensions::{self, DeflateAgreed};
 use super::request::Request;
 use super::response::Response;
 
@@ -59,13 +61,15 @@ pub struct Accepted {
     pub(crate) accept_key: String,
     /// Whether the client offered (and we selected) [`JSON_SUBPROTOCOL`].
     pub(crate) json_subprotocol: bool,
+    /// permessage-deflate, when offered acceptably and allowed (`--deflate`).
+    pub(crate) deflate: Option<DeflateAgreed>,
 }
 
-/// Validates an upgrade request.
+/// Validates an upgrade request; `deflate`: whether permessage-deflate may be negotiated.
 ///
 /// # Errors
 /// [`UpgradeError`] naming the first rule the request breaks.
-pub fn validate(req: &Request) -> Result<Accepted, UpgradeError> {
+pub fn validate(req: &Request, deflate: bool) -> Result<Accepted, UpgradeError> {
     if !req.upgrade_websocket || !req.connection_upgrade {
         return Err(UpgradeError::NotAnUpgrade);
     }
@@ -88,6 +92,7 @@ pub fn validate(req: &Request) -> Result<Accepted, UpgradeError> {
     Ok(Accepted {
         accept_key: tungstenite::handshake::derive_accept_key(key.as_bytes()),
         json_subprotocol: req.ws_protocols.iter().any(|p| p == JSON_SUBPROTOCOL),
+        deflate: if deflate { extensions::negotiate(&req.ws_extensions, req.user_agent.as_deref()) } else { None },
     })
 }
 
@@ -100,6 +105,11 @@ pub fn switching_protocols(accepted: &Accepted) -> Vec<u8> {
     if accepted.json_subprotocol {
         out.push_str("Sec-WebSocket-Protocol: ");
         out.push_str(JSON_SUBPROTOCOL);
+        out.push_str("\r\n");
+    }
+    if let Some(deflate) = &accepted.deflate {
+        out.push_str("Sec-WebSocket-Extensions: ");
+        out.push_str(&deflate.response_value());
         out.push_str("\r\n");
     }
     out.push_str("\r\n");
@@ -134,7 +144,7 @@ mod tests {
 
     #[test]
     fn rfc6455_accept_key_example() {
-        let accepted = validate(&request("dGhlIHNhbXBsZSBub25jZQ==", "13")).expect("valid");
+        let accepted = validate(&request("dGhlIHNhbXBsZSBub25jZQ==", "13"), true).expect("valid");
         assert_eq!(accepted.accept_key, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
         let text = String::from_utf8(switching_protocols(&accepted)).expect("utf8");
         assert!(text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
@@ -143,23 +153,23 @@ mod tests {
 
     #[test]
     fn bad_handshakes_are_named() {
-        assert_eq!(validate(&Request::default()), Err(UpgradeError::NotAnUpgrade));
-        assert_eq!(validate(&request("dGhlIHNhbXBsZSBub25jZQ==", "8")), Err(UpgradeError::BadVersion));
-        assert_eq!(validate(&request("short", "13")), Err(UpgradeError::BadKey));
-        assert_eq!(validate(&request("dGhlIHNhbXBsZSBub25jZR==", "13")), Err(UpgradeError::BadKey));
-        assert_eq!(validate(&request("dGhlIHNhbXBsZSBub25j!Q==", "13")), Err(UpgradeError::BadKey));
+        assert_eq!(validate(&Request::default(), true), Err(UpgradeError::NotAnUpgrade));
+        assert_eq!(validate(&request("dGhlIHNhbXBsZSBub25jZQ==", "8"), true), Err(UpgradeError::BadVersion));
+        assert_eq!(validate(&request("short", "13"), true), Err(UpgradeError::BadKey));
+        assert_eq!(validate(&request("dGhlIHNhbXBsZSBub25jZR==", "13"), true), Err(UpgradeError::BadKey));
+        assert_eq!(validate(&request("dGhlIHNhbXBsZSBub25j!Q==", "13"), true), Err(UpgradeError::BadKey));
         let mut twice = request("dGhlIHNhbXBsZSBub25jZQ==", "13");
         twice.ws_key_count = 2;
-        assert_eq!(validate(&twice), Err(UpgradeError::RepeatedKey));
+        assert_eq!(validate(&twice, true), Err(UpgradeError::RepeatedKey));
         let mut old = request("dGhlIHNhbXBsZSBub25jZQ==", "13");
         old.minor_version = 0;
-        assert_eq!(validate(&old), Err(UpgradeError::OldHttpVersion));
+        assert_eq!(validate(&old, true), Err(UpgradeError::OldHttpVersion));
         let mut head = request("dGhlIHNhbXBsZSBub25jZQ==", "13");
         head.head_only = true;
-        assert_eq!(validate(&head), Err(UpgradeError::NotGet), "RFC 6455 §4.1: the method must be GET");
+        assert_eq!(validate(&head, true), Err(UpgradeError::NotGet), "RFC 6455 §4.1: the method must be GET");
         assert_eq!(UpgradeError::NotGet.response().status, 400);
         let plain_head = Request { head_only: true, ..Request::default() };
-        assert_eq!(validate(&plain_head), Err(UpgradeError::NotAnUpgrade), "a plain HEAD is answered like GET");
+        assert_eq!(validate(&plain_head, true), Err(UpgradeError::NotAnUpgrade), "a plain HEAD is answered like GET");
         assert_eq!(UpgradeError::OldHttpVersion.response().status, 400);
         assert_eq!(UpgradeError::RepeatedKey.response().status, 400);
         assert_eq!(UpgradeError::NotAnUpgrade.response().status, 426);
@@ -170,8 +180,23 @@ mod tests {
     fn json_subprotocol_is_selected_when_offered() {
         let mut req = request("dGhlIHNhbXBsZSBub25jZQ==", "13");
         req.ws_protocols = vec!["other".into(), JSON_SUBPROTOCOL.into()];
-        let accepted = validate(&req).expect("valid");
+        let accepted = validate(&req, true).expect("valid");
         assert!(accepted.json_subprotocol);
         assert!(String::from_utf8_lossy(&switching_protocols(&accepted)).contains("Sec-WebSocket-Protocol: roomcast"));
+    }
+
+    #[test]
+    fn deflate_is_answered_when_offered_and_allowed() {
+        let mut req = request("dGhlIHNhbXBsZSBub25jZQ==", "13");
+        req.ws_extensions = vec!["permessage-deflate; client_max_window_bits".into()];
+        let accepted = validate(&req, true).expect("valid");
+        let text = String::from_utf8(switching_protocols(&accepted)).expect("utf8");
+        assert!(
+            text.contains("\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n"),
+            "{text}"
+        );
+        let off = validate(&req, false).expect("valid");
+        assert_eq!(off.deflate, None, "--deflate false");
+        assert!(!String::from_utf8(switching_protocols(&off)).expect("utf8").contains("Extensions"));
     }
 }

@@ -52,6 +52,21 @@ pub(crate) struct ShardMetrics {
     pub(crate) bytes_in: Counter,
     /// Bytes written to client sockets.
     pub(crate) bytes_out: Counter,
+    /// WebSocket connections that negotiated permessage-deflate.
+    pub(crate) deflate_negotiated: Counter,
+    /// Broadcast messages this shard compressed (once per message and format, not per recipient).
+    pub(crate) deflate_compressed: Counter,
+    /// Their payload bytes before compression.
+    pub(crate) deflate_bytes_in: Counter,
+    /// Their payload bytes after compression.
+    pub(crate) deflate_bytes_out: Counter,
+    /// Broadcast messages for deflate members left uncompressed (below `--deflate-min-bytes`, or
+    /// not shrinking).
+    pub(crate) deflate_left_plain: Counter,
+    /// Compressed client messages inflated.
+    pub(crate) inflated: Counter,
+    /// Compressed client messages that failed to inflate: [invalid data, over the size limit].
+    pub(crate) inflate_failures: [Counter; 2],
     /// `error` frames sent, by [`ErrorCode::index`].
     pub(crate) error_frames: [Counter; ErrorCode::COUNT],
     /// Room memberships of this shard's connections.
@@ -78,6 +93,13 @@ impl Default for ShardMetrics {
             deliveries: Counter::default(),
             bytes_in: Counter::default(),
             bytes_out: Counter::default(),
+            deflate_negotiated: Counter::default(),
+            deflate_compressed: Counter::default(),
+            deflate_bytes_in: Counter::default(),
+            deflate_bytes_out: Counter::default(),
+            deflate_left_plain: Counter::default(),
+            inflated: Counter::default(),
+            inflate_failures: Default::default(),
             error_frames: std::array::from_fn(|_| Counter::default()),
             room_members: Gauge::default(),
             history_requests: Default::default(),

@@ -1,11 +1,14 @@
 //! Frames by variant: how one event of a room becomes the bytes a member receives.
 //!
-//! A [`Variant`] is what decides a member's bytes: its wire format × compression (only
-//! [`Compression::None`] exists today; permessage-deflate adds one value, and every room count and
-//! frame cell indexed by [`Variant::index`] grows with it). The functions here are pure (no locks,
-//! no I/O): the publish path calls them lazily, the first time a shard has a member of that variant
-//! (`bus::Delivery::frame`), outside the room's lock, so a costly variant never lengthens it;
-//! history and resume pages call [`stored_frame`].
+//! A [`Variant`] is what decides a member's bytes: its wire format × compression (plain, or
+//! permessage-deflate; every room count and frame cell is indexed by [`Variant::index`]). The
+//! functions here are pure (no locks, no I/O): the publish path calls them lazily, the first time a
+//! shard has a member of that variant (`bus::Delivery::frame`), outside the room's lock, so a costly
+//! variant never lengthens it; history and resume pages call [`stored_frame`] (always plain).
+//!
+//! A deflate frame is made from the plain frame of the same format ([`deflated_frame`], one
+//! [`FrameDeflater`] per shard): messages below `--deflate-min-bytes`, and those that do not shrink,
+//! stay plain (RSV1 clear, the very same `Bytes`), which RFC 7692 allows on a deflate connection.
 //!
 //! Every `match` over [`Event`] and [`Transient`] here is exhaustive: a new kind of event does not
 //! compile until it has a frame for every variant.
@@ -16,12 +19,15 @@ use tungstenite::protocol::frame::coding::OpCode;
 use crate::protocol::{json, text};
 use crate::types::{Event, Format, Origin, Revision, Sequenced, Transient};
 use crate::ws::codec;
+use crate::ws::deflate::Deflater;
 
 /// How frames are compressed for a member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Compression {
     /// Plain frames (RSV1 clear).
     None,
+    /// permessage-deflate, no context takeover: one compressed frame per message, shared.
+    Deflate,
 }
 
 /// What a member's frames look like: its wire format and its compression.
@@ -35,7 +41,7 @@ pub(crate) struct Variant {
 
 impl Variant {
     /// Number of variants (the length of every per-variant array).
-    pub(crate) const COUNT: usize = 2;
+    pub(crate) const COUNT: usize = 4;
 
     /// The plain (uncompressed) variant of `format`.
     pub(crate) const fn plain(format: Format) -> Variant {
@@ -45,7 +51,8 @@ impl Variant {
     /// The variant at position `index` of per-variant arrays (the inverse of [`Variant::index`]).
     pub(crate) const fn from_index(index: usize) -> Variant {
         let format = if index.is_multiple_of(2) { Format::Text } else { Format::Json };
-        Variant { format, compression: Compression::None }
+        let compression = if index / 2 == 0 { Compression::None } else { Compression::Deflate };
+        Variant { format, compression }
     }
 
     /// Position in per-variant arrays, `0..COUNT`.
@@ -56,6 +63,7 @@ impl Variant {
         };
         let compression = match self.compression {
             Compression::None => 0,
+            Compression::Deflate => 1,
         };
         format + compression * 2
     }
@@ -113,11 +121,64 @@ pub(crate) fn stored_frame(seq: &Sequenced, format: Format, scratch: &mut Vec<u8
     sequenced_frame(seq, &Origin::STORED, Variant::plain(format), scratch)
 }
 
-/// A frame of `opcode` around `payload`, in `variant`'s compression.
-fn finish(variant: Variant, opcode: OpCode, payload: &[u8]) -> Bytes {
-    match variant.compression {
-        Compression::None => Bytes::from(codec::encode_frame(opcode, payload)),
+/// A frame of `opcode` around `payload`. Always plain: a deflate variant's frame is made from the
+/// plain one by [`deflated_frame`].
+fn finish(_variant: Variant, opcode: OpCode, payload: &[u8]) -> Bytes {
+    Bytes::from(codec::encode_frame(opcode, payload))
+}
+
+/// A shard's compressor for deflate frames, with what it did since it was last asked
+/// ([`FrameDeflater::take_stats`]).
+#[derive(Debug)]
+pub(crate) struct FrameDeflater {
+    deflater: Deflater,
+    out: Vec<u8>,
+    min_bytes: usize,
+    stats: DeflateStats,
+}
+
+/// What a [`FrameDeflater`] did: messages compressed, bytes before and after, messages left plain.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DeflateStats {
+    /// Messages sent compressed.
+    pub(crate) compressed: u64,
+    /// Their payload bytes before compression.
+    pub(crate) bytes_in: u64,
+    /// Their payload bytes after compression.
+    pub(crate) bytes_out: u64,
+    /// Messages for deflate members left plain (below the threshold, or not shrinking).
+    pub(crate) left_plain: u64,
+}
+
+impl FrameDeflater {
+    /// A compressor at zlib `level` that leaves messages below `min_bytes` plain.
+    pub(crate) fn new(level: u32, min_bytes: usize) -> FrameDeflater {
+        FrameDeflater { deflater: Deflater::new(level), out: Vec::new(), min_bytes, stats: DeflateStats::default() }
     }
+
+    /// What it did since the last call.
+    pub(crate) fn take_stats(&mut self) -> DeflateStats {
+        std::mem::take(&mut self.stats)
+    }
+}
+
+/// The deflate variant of a `plain` frame this server rendered: its payload compressed with RSV1
+/// set, or `plain` itself (shared, not copied) when it is small or does not shrink.
+pub(crate) fn deflated_frame(plain: &Bytes, deflater: &mut FrameDeflater) -> Bytes {
+    let Some((opcode, payload)) = codec::split_server_frame(plain) else { return plain.clone() };
+    if payload.len() < deflater.min_bytes.max(1) || !deflater.deflater.compress(payload, &mut deflater.out) {
+        deflater.stats.left_plain += 1;
+        return plain.clone();
+    }
+    deflater.stats.compressed += 1;
+    deflater.stats.bytes_in += payload.len() as u64;
+    deflater.stats.bytes_out += deflater.out.len() as u64;
+    let frame = Bytes::from(codec::encode_compressed_frame(opcode, &deflater.out));
+    // A large message's buffer is not kept for the shard's lifetime.
+    if deflater.out.capacity() > 64 * 1024 {
+        deflater.out = Vec::new();
+    }
+    frame
 }
 
 #[cfg(test)]
@@ -132,7 +193,9 @@ mod tests {
 
     #[test]
     fn variant_indexes_are_distinct_and_in_range() {
-        let all = [Variant::plain(Format::Text), Variant::plain(Format::Json)];
+        let deflate = |format| Variant { format, compression: Compression::Deflate };
+        let all =
+            [Variant::plain(Format::Text), Variant::plain(Format::Json), deflate(Format::Text), deflate(Format::Json)];
         let mut seen = [false; Variant::COUNT];
         for v in all {
             assert!(!std::mem::replace(&mut seen[v.index()], true), "{v:?}");
@@ -184,6 +247,30 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(&frame[2..]).expect("json");
         assert_eq!(body["deleted"], true);
         assert!(body.get("content").is_none() && body.get("user").is_none(), "{body}");
+    }
+
+    #[test]
+    fn deflate_frames_set_rsv1_and_inflate_to_the_plain_payload() {
+        let mut deflater = FrameDeflater::new(1, 16);
+        let content = "hello chat, hello chat, hello chat, hello chat, hello chat";
+        let rec = message("Alice", content);
+        let json = Origin { format: Format::Json, client_id: None };
+        let plain = sequenced_frame(&rec, &json, Variant::plain(Format::Json), &mut Vec::new()).expect("json");
+        let frame = deflated_frame(&plain, &mut deflater);
+        assert_eq!(frame[0], 0xc1, "FIN, RSV1, text");
+        assert!(frame.len() < plain.len());
+        let (_, payload) = codec::split_server_frame(&frame).expect("ours");
+        let mut inflater = crate::ws::deflate::Inflater::default();
+        let inflated = inflater.inflate(payload, 1 << 20).expect("inflates");
+        let (_, plain_payload) = codec::split_server_frame(&plain).expect("ours");
+        assert_eq!(inflated, plain_payload);
+        let stats = deflater.take_stats();
+        assert_eq!((stats.compressed, stats.bytes_in, stats.left_plain), (1, plain_payload.len() as u64, 0));
+        assert_eq!(stats.bytes_out, payload.len() as u64);
+        let small =
+            sequenced_frame(&message("a", "hi"), &json, Variant::plain(Format::Text), &mut Vec::new()).expect("text");
+        let kept = deflated_frame(&small, &mut FrameDeflater::new(1, 256));
+        assert_eq!(kept.as_ptr(), small.as_ptr(), "below the threshold: the plain frame itself");
     }
 
     #[test]

@@ -21,9 +21,11 @@ use crate::config::Config;
 
 use crate::metrics::ShardMetrics;
 use crate::protocol::json::JsonParser;
+use crate::render::{DeflateStats, FrameDeflater};
 use crate::room::hub::Hub;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
+use crate::ws::deflate::Inflater;
 
 /// How long a closing connection may linger for its peer's close (or its last bytes to drain)
 /// before the shard drops it.
@@ -107,6 +109,11 @@ pub(crate) struct ShardCtx {
     pub(crate) parser: JsonParser,
     /// Reusable buffer for encoding outgoing events.
     pub(crate) encode_buf: Vec<u8>,
+    /// The shard's compressor of deflate broadcast frames (one per shard, not per connection).
+    pub(crate) deflater: FrameDeflater,
+    /// The shard's inflater, lent to one deflate connection's read batch at a time (taken, created
+    /// on first use, then given back with [`ShardCtx::put_inflater`]).
+    pub(crate) inflater: Option<Box<Inflater>>,
     /// What the sessions ask the reactor to do this turn.
     pub(crate) schedule: Schedule,
     /// Admission: auth, origins and rate limits (one per server, built from the configuration
@@ -211,6 +218,8 @@ impl ShardCtx {
             local: LocalRooms::default(),
             parser: JsonParser::default(),
             encode_buf: Vec::with_capacity(1024),
+            deflater: FrameDeflater::new(shared.cfg.deflate_level, shared.cfg.deflate_min_bytes),
+            inflater: None,
             schedule: Schedule::default(),
             gate: Arc::clone(&shared.gate),
             epoch: Arc::clone(&shared.epoch),
@@ -220,6 +229,26 @@ impl ShardCtx {
             serial: 0,
             inbox_taken: 0,
             flood_closes: Vec::new(),
+        }
+    }
+
+    /// Gives back the inflater a read batch borrowed, counting what it inflated.
+    pub(crate) fn put_inflater(&mut self, inflater: Option<Box<Inflater>>) {
+        if let Some(mut inflater) = inflater {
+            self.metrics.inflated.add(inflater.take_inflated());
+            inflater.release();
+            self.inflater = Some(inflater);
+        }
+    }
+
+    /// Adds what the deflater did since the last call to the shard's counters.
+    pub(crate) fn count_deflate(&mut self) {
+        let stats = self.deflater.take_stats();
+        if stats != DeflateStats::default() {
+            self.metrics.deflate_compressed.add(stats.compressed);
+            self.metrics.deflate_bytes_in.add(stats.bytes_in);
+            self.metrics.deflate_bytes_out.add(stats.bytes_out);
+            self.metrics.deflate_left_plain.add(stats.left_plain);
         }
     }
 

@@ -51,7 +51,9 @@ pub(crate) fn deliver(ctx: &mut ShardCtx, conns: &mut Slab<Conn>, delivery: &Del
             continue;
         }
         let slot = &mut frames[member.variant.index()];
-        let Some(frame) = *slot.get_or_insert_with(|| delivery.frame(member.variant, &mut ctx.encode_buf)) else {
+        let Some(frame) =
+            *slot.get_or_insert_with(|| delivery.frame(member.variant, &mut ctx.encode_buf, &mut ctx.deflater))
+        else {
             continue;
         };
         if let Some(held) = &mut member.held {
@@ -69,6 +71,7 @@ pub(crate) fn deliver(ctx: &mut ShardCtx, conns: &mut Slab<Conn>, delivery: &Del
         delivered += 1;
         ctx.schedule.flush(member.key);
     }
+    ctx.count_deflate();
     if delivered > 0 {
         ctx.metrics.deliveries.add(delivered);
         ctx.metrics.fanout_latency.observe_duration(delivery.published_at.elapsed());

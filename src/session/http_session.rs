@@ -405,7 +405,7 @@ fn parse_id(name: &str, value: Result<String, PercentError>) -> Result<u64, Clie
 }
 
 fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
-    let accepted = match upgrade::validate(req) {
+    let accepted = match upgrade::validate(req, ctx.cfg.deflate) {
         Ok(accepted) => accepted,
         Err(err) => {
             conn.set_close_reason(CloseReason::ProtocolError);
@@ -453,8 +453,12 @@ fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
         connected_at_ms: now,
     };
     ctx.api.registry.add(&user, entry);
+    if accepted.deflate.is_some() {
+        ctx.metrics.deflate_negotiated.inc();
+    }
     conn.phase = Phase::Ws(Box::new(WsState {
         format: params.format,
+        deflate: accepted.deflate,
         user: Arc::clone(&user),
         decoder: Default::default(),
         rooms: Vec::new(),

@@ -12,7 +12,6 @@ use super::state::{Membership, Phase, WsState};
 use crate::render::Variant;
 use crate::room::directory::Joined;
 use crate::room::sequencer::MemberList;
-use crate::types::Format;
 
 /// Names listed in a `joined` event (the count is always exact).
 pub(crate) const MAX_MEMBER_NAMES: usize = 100;
@@ -26,18 +25,17 @@ pub(crate) struct Entered {
     pub(crate) cluster_members: Option<MemberList>,
 }
 
-/// Adds connection `key` (speaking `format`, named `user`) to room `room` in the room table
+/// Adds connection `key` (receiving `variant`, named `user`) to room `room` in the room table
 /// (announcing the user's presence if this is their first connection there) and to the shard's
 /// local index. `held`: live frames for it are held back while it catches up (`super::catchup`).
 pub(crate) fn enter(
     ctx: &mut ShardCtx,
     key: usize,
-    format: Format,
+    variant: Variant,
     user: &Arc<str>,
     room: &str,
     held: impl FnOnce(u64) -> bool,
 ) -> Entered {
-    let variant = Variant::plain(format);
     let (joined, cluster_members) = ctx.hub.join(room, ctx.shard, variant, user, MAX_MEMBER_NAMES);
     let held = held(joined.last_id).then(Box::default);
     ctx.local.add(joined.room.id, LocalMember { key, min_pos: joined.pos, variant, held });
@@ -47,17 +45,18 @@ pub(crate) fn enter(
 
 /// Removes connection `key` from one room (announcing the user's departure if this was their last
 /// connection there).
-pub(crate) fn leave(ctx: &mut ShardCtx, key: usize, format: Format, user: &Arc<str>, membership: Membership) {
+pub(crate) fn leave(ctx: &mut ShardCtx, key: usize, variant: Variant, user: &Arc<str>, membership: Membership) {
     let room = membership.room;
-    ctx.hub.leave(&room, ctx.shard, Variant::plain(format), user);
+    ctx.hub.leave(&room, ctx.shard, variant, user);
     ctx.local.remove(room.id, key);
     ctx.metrics.room_members.add(-1);
 }
 
 /// Leaves every room of a session that is going away.
 pub(crate) fn leave_all(ctx: &mut ShardCtx, key: usize, ws: WsState) {
+    let variant = ws.variant();
     for membership in ws.rooms {
-        leave(ctx, key, ws.format, &ws.user, membership);
+        leave(ctx, key, variant, &ws.user, membership);
     }
 }
 

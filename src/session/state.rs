@@ -8,7 +8,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::catchup_budget::Share;
+use crate::http::extensions::DeflateAgreed;
 use crate::limits::client::ClientLimits;
+use crate::render::{Compression, Variant};
 use crate::room::directory::Room;
 use crate::store::HistoryQuery;
 use crate::types::Format;
@@ -64,6 +66,9 @@ pub(crate) struct PendingIds {
 pub(crate) struct WsState {
     /// Wire format chosen at the handshake.
     pub(crate) format: Format,
+    /// permessage-deflate, if negotiated at the handshake (no per-connection compression state:
+    /// the shard's deflater and inflater serve every connection).
+    pub(crate) deflate: Option<DeflateAgreed>,
     /// Display name (validated nick, or `anonymous`).
     pub(crate) user: Arc<str>,
     /// Frame decoder (holds a buffer only while a fragmented message is in progress).
@@ -160,6 +165,16 @@ pub(crate) struct Membership {
 pub(crate) const TYPING_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl WsState {
+    /// The variant of live frames this connection receives: compressed when deflate was negotiated
+    /// with a window the shared frames fit (`DeflateAgreed::compress_outbound`).
+    pub(crate) fn variant(&self) -> Variant {
+        let compression = match self.deflate {
+            Some(agreed) if agreed.compress_outbound() => Compression::Deflate,
+            _ => Compression::None,
+        };
+        Variant { format: self.format, compression }
+    }
+
     /// The membership for `room_id`, if joined.
     pub(crate) fn membership_mut(&mut self, room_id: u64) -> Option<&mut Membership> {
         self.rooms.iter_mut().find(|m| m.room.id == room_id)

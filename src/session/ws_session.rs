@@ -29,7 +29,7 @@ use crate::protocol::{dm, names};
 use crate::room::hub::RoomRef;
 use crate::types::{ClientError, ConnRef, ErrorCode, Event, Format, Origin, Transient};
 use crate::ws::close;
-use crate::ws::codec::{self, Decoded, MessageKind, WsEvent};
+use crate::ws::codec::{self, Decoded, MessageKind, WsError, WsEvent};
 
 /// The limits announced in `welcome`.
 pub(crate) fn limits(cfg: &Config) -> WelcomeLimits {
@@ -60,6 +60,8 @@ pub(crate) fn on_input(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &m
 fn decode_frames(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8], now: Instant) -> usize {
     let Phase::Ws(ws) = &mut conn.phase else { return data.len() };
     let mut decoder = std::mem::take(&mut ws.decoder);
+    // A deflate connection borrows the shard's one inflater for this read batch.
+    let mut inflater = ws.deflate.map(|_| ctx.inflater.take().unwrap_or_default());
     // JSON content may arrive escaped (up to 6 bytes per content byte); its limit is checked unescaped.
     let max_frame = match ws.format {
         Format::Json => ctx.cfg.max_json_frame_bytes(),
@@ -72,7 +74,7 @@ fn decode_frames(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8
         if at > 0 && ctx.pause_before_frame() {
             break;
         }
-        match decoder.decode(&mut data[at..], max_frame) {
+        match decoder.decode_with(&mut data[at..], max_frame, inflater.as_deref_mut()) {
             Ok(Decoded::Incomplete) => break,
             Ok(Decoded::Frame { consumed, event }) => {
                 at += consumed;
@@ -81,13 +83,20 @@ fn decode_frames(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8
                 }
             }
             Err(err) => {
+                match err {
+                    WsError::BadDeflate(_) => ctx.metrics.inflate_failures[0].inc(),
+                    WsError::InflatedTooBig { .. } => ctx.metrics.inflate_failures[1].inc(),
+                    _ => {}
+                }
                 tracing::debug!(shard = ctx.shard, key, peer = %conn.peer, %err, "protocol violation");
                 close_session(ctx, conn, key, err.close_code(), &err.to_string(), false, CloseReason::ProtocolError);
+                ctx.put_inflater(inflater);
                 return data.len();
             }
         }
     }
     decoder.finish_message();
+    ctx.put_inflater(inflater);
     if let Phase::Ws(ws) = &mut conn.phase {
         ws.decoder = decoder;
         if at > 0 {
@@ -304,8 +313,8 @@ fn on_leave(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str) -> Resu
         return Err(not_joined(room));
     };
     let membership = ws.rooms.swap_remove(index);
-    let (format, user) = (ws.format, Arc::clone(&ws.user));
-    membership::leave(ctx, key, format, &user, membership);
+    let (variant, user) = (ws.variant(), Arc::clone(&ws.user));
+    membership::leave(ctx, key, variant, &user, membership);
     send_frame(ctx, conn, key, text_frame(&json::left(room)));
     Ok(())
 }
@@ -355,11 +364,11 @@ pub(crate) fn join(
     let reset = since.is_some() && epoch.is_some_and(|e| e != &*ctx.epoch);
     let since = since.filter(|_| !reset);
     let Phase::Ws(ws) = &mut conn.phase else { return };
-    let (format, user) = (ws.format, Arc::clone(&ws.user));
+    let (format, variant, user) = (ws.format, ws.variant(), Arc::clone(&ws.user));
     let persisted = ctx.store.is_some();
     // A JSON member joining with `since` below the room's last id resumes: live frames wait.
     let resumes = |last_id: u64| since.is_some_and(|s| format == Format::Json && s < last_id && persisted);
-    let Entered { joined, cluster_members } = membership::enter(ctx, key, format, &user, room, resumes);
+    let Entered { joined, cluster_members } = membership::enter(ctx, key, variant, &user, room, resumes);
     let resume_from = since.filter(|_| resumes(joined.last_id));
     let catch_up = resume_from.map(|since| catchup::catch_up(since, joined.last_id));
     ws.rooms.push(Membership { room: Arc::clone(&joined.room), catch_up, typing_at: None, read_upto: 0 });

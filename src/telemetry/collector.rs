@@ -133,6 +133,7 @@ impl RoomcastCollector {
         )?;
         counter(enc, "roomcast_received_bytes", "Bytes read from client sockets.", self.sum(|s| s.bytes_in.get()))?;
         counter(enc, "roomcast_sent_bytes", "Bytes written to client sockets.", self.sum(|s| s.bytes_out.get()))?;
+        self.encode_deflate(enc)?;
         let errors = ErrorCode::ALL.iter().map(|&c| (c.as_str(), self.sum(|s| s.error_frames[c.index()].get())));
         labeled_counters(
             enc,
@@ -153,6 +154,54 @@ impl RoomcastCollector {
             "roomcast_event_loop_iteration_seconds",
             "Work done per shard event-loop turn (time in poll excluded).",
             &self.merged(|s| s.loop_iteration.snapshot()),
+        )
+    }
+
+    fn encode_deflate(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        counter(
+            enc,
+            "roomcast_deflate_connections",
+            "WebSocket connections that negotiated permessage-deflate.",
+            self.sum(|s| s.deflate_negotiated.get()),
+        )?;
+        counter(
+            enc,
+            "roomcast_deflate_messages_compressed",
+            "Broadcast messages compressed (once per message and wire format, shared by every deflate recipient).",
+            self.sum(|s| s.deflate_compressed.get()),
+        )?;
+        counter(
+            enc,
+            "roomcast_deflate_messages_uncompressed",
+            "Broadcast messages sent uncompressed to deflate members (below --deflate-min-bytes, or not shrinking).",
+            self.sum(|s| s.deflate_left_plain.get()),
+        )?;
+        counter(
+            enc,
+            "roomcast_deflate_input_bytes",
+            "Payload bytes of compressed broadcast messages before compression.",
+            self.sum(|s| s.deflate_bytes_in.get()),
+        )?;
+        counter(
+            enc,
+            "roomcast_deflate_output_bytes",
+            "Payload bytes of compressed broadcast messages after compression.",
+            self.sum(|s| s.deflate_bytes_out.get()),
+        )?;
+        counter(
+            enc,
+            "roomcast_inflated_messages",
+            "Compressed client messages inflated.",
+            self.sum(|s| s.inflated.get()),
+        )?;
+        let failures =
+            ["invalid", "too_big"].into_iter().enumerate().map(|(i, r)| (r, self.sum(|s| s.inflate_failures[i].get())));
+        labeled_counters(
+            enc,
+            "roomcast_inflate_failures",
+            "Compressed client messages that could not be inflated (connection closed 1007 or 1009), by reason.",
+            "reason",
+            failures,
         )
     }
 

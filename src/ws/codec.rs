@@ -4,6 +4,11 @@
 //! on top (client frames masked, no reserved bits or opcodes, control frames short and unfragmented,
 //! continuation rules, message size limit, UTF-8 in text messages and close reasons) and unmasks payloads
 //! in place so a message is never copied before it is validated. Sans-IO: bytes in, events out.
+//!
+//! With permessage-deflate negotiated the caller hands [`FrameDecoder::decode_with`] the shard's
+//! [`Inflater`]: RSV1 on a message's first frame marks it compressed (never on a continuation or
+//! a control frame), and the whole message is inflated, bounded by the same limit, before its
+//! UTF-8 is checked. [`encode_compressed_frame`] builds the server's RSV1 frames.
 
 use std::io::Cursor;
 
@@ -12,6 +17,7 @@ use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
 use super::close;
+use super::deflate::{InflateError, Inflater};
 
 /// Why a peer's bytes broke the WebSocket protocol; each maps to one close code in [`WsError::close_code`].
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -19,7 +25,8 @@ pub enum WsError {
     /// RFC 6455 §5.1: a client must mask every frame it sends.
     #[error("client frame is not masked")]
     Unmasked,
-    /// §5.2: RSV1–3 must be 0 unless an extension was negotiated (we negotiate none).
+    /// §5.2: RSV1–3 must be 0 unless an extension defines them: RSV2/RSV3 always, RSV1 without
+    /// permessage-deflate or on a continuation or control frame (RFC 7692 §6).
     #[error("reserved bits set without a negotiated extension")]
     ReservedBits,
     /// §5.2: opcodes 3–7 and 11–15 are reserved.
@@ -45,14 +52,23 @@ pub enum WsError {
     /// §5.5.1: a close frame body is empty or at least two bytes with a valid code.
     #[error("invalid close frame")]
     BadClose,
+    /// RFC 7692: a compressed message inflates to more than `max_message_bytes`.
+    #[error("inflated message exceeds the limit of {limit} bytes")]
+    InflatedTooBig {
+        /// Configured limit.
+        limit: usize,
+    },
+    /// RFC 7692 §6.2: a compressed message's payload is not valid DEFLATE data.
+    #[error("invalid compressed message: {0}")]
+    BadDeflate(String),
 }
 
 impl WsError {
     /// The close code the server sends for this violation.
     pub fn close_code(&self) -> u16 {
         match self {
-            WsError::TooBig { .. } => close::MESSAGE_TOO_BIG,
-            WsError::InvalidUtf8 => close::INVALID_PAYLOAD,
+            WsError::TooBig { .. } | WsError::InflatedTooBig { .. } => close::MESSAGE_TOO_BIG,
+            WsError::InvalidUtf8 | WsError::BadDeflate(_) => close::INVALID_PAYLOAD,
             _ => close::PROTOCOL_ERROR,
         }
     }
@@ -84,6 +100,8 @@ pub enum WsEvent<'a> {
 #[derive(Debug)]
 struct Fragments {
     kind: MessageKind,
+    /// RSV1 on the first frame: `buf` holds compressed bytes, inflated at the final frame.
+    compressed: bool,
     buf: Vec<u8>,
     /// Bytes of `buf` known to be valid UTF-8 (text only), so each fragment is checked once and an
     /// invalid sequence fails as soon as it arrives.
@@ -117,6 +135,21 @@ impl FrameDecoder {
     /// A [`WsError`] when the frame breaks the protocol; the connection must then be closed with
     /// [`WsError::close_code`]. After an error the decoder's state is unspecified.
     pub fn decode<'a>(&'a mut self, input: &'a mut [u8], max_message_bytes: usize) -> Result<Decoded<'a>, WsError> {
+        self.decode_with(input, max_message_bytes, None)
+    }
+
+    /// [`FrameDecoder::decode`] on a connection that negotiated permessage-deflate when `inflater`
+    /// is given: compressed messages are inflated with it (at most `max_message_bytes`) and the
+    /// event borrows its buffer.
+    ///
+    /// # Errors
+    /// As [`FrameDecoder::decode`], plus [`WsError::InflatedTooBig`] and [`WsError::BadDeflate`].
+    pub fn decode_with<'a>(
+        &'a mut self,
+        input: &'a mut [u8],
+        max_message_bytes: usize,
+        inflater: Option<&'a mut Inflater>,
+    ) -> Result<Decoded<'a>, WsError> {
         self.finish_message();
         let mut cursor = Cursor::new(&*input);
         let (header, len) = match FrameHeader::parse(&mut cursor) {
@@ -125,9 +158,11 @@ impl FrameDecoder {
             Err(_) => return Err(WsError::ReservedOpcode(input.first().map_or(0, |b| b & 0x0f))),
         };
         let header_len = cursor.position() as usize;
-        if header.rsv1 || header.rsv2 || header.rsv3 {
+        let first_data = matches!(header.opcode, OpCode::Data(Data::Text) | OpCode::Data(Data::Binary));
+        if header.rsv2 || header.rsv3 || header.rsv1 && (inflater.is_none() || !first_data) {
             return Err(WsError::ReservedBits);
         }
+        let compressed = header.rsv1;
         let Some(mask) = header.mask else {
             return Err(WsError::Unmasked);
         };
@@ -161,12 +196,17 @@ impl FrameDecoder {
                 let kind =
                     if header.opcode == OpCode::Data(Data::Text) { MessageKind::Text } else { MessageKind::Binary };
                 if header.is_final {
+                    let payload = match inflater {
+                        Some(inflater) if compressed => inflate(inflater, payload, max_message_bytes)?,
+                        _ => payload,
+                    };
                     if kind == MessageKind::Text && std::str::from_utf8(payload).is_err() {
                         return Err(WsError::InvalidUtf8);
                     }
                     Some(WsEvent::Message(kind, payload))
                 } else {
-                    let mut fragments = Box::new(Fragments { kind, buf: payload.to_vec(), utf8_checked: 0 });
+                    let mut fragments =
+                        Box::new(Fragments { kind, compressed, buf: payload.to_vec(), utf8_checked: 0 });
                     check_partial_utf8(&mut fragments, false)?;
                     self.fragments = Some(fragments);
                     None
@@ -178,7 +218,17 @@ impl FrameDecoder {
                 };
                 fragments.buf.extend_from_slice(payload);
                 check_partial_utf8(fragments, header.is_final)?;
-                if header.is_final { Some(WsEvent::Message(fragments.kind, &mut fragments.buf)) } else { None }
+                match inflater {
+                    Some(inflater) if header.is_final && fragments.compressed => {
+                        let message = inflate(inflater, &fragments.buf, max_message_bytes)?;
+                        if fragments.kind == MessageKind::Text && std::str::from_utf8(message).is_err() {
+                            return Err(WsError::InvalidUtf8);
+                        }
+                        Some(WsEvent::Message(fragments.kind, message))
+                    }
+                    _ if header.is_final => Some(WsEvent::Message(fragments.kind, &mut fragments.buf)),
+                    _ => None,
+                }
             }
         };
         Ok(Decoded::Frame { consumed, event })
@@ -211,8 +261,9 @@ impl Fragments {
 
 /// Validates the UTF-8 of a text message being assembled. An incomplete sequence at the end is fine
 /// until the final fragment; any invalid byte fails immediately (fail fast, RFC 6455 §8.1).
+/// A compressed message's UTF-8 is checked once it is inflated, not here.
 fn check_partial_utf8(fragments: &mut Fragments, is_final: bool) -> Result<(), WsError> {
-    if fragments.kind == MessageKind::Text {
+    if fragments.kind == MessageKind::Text && !fragments.compressed {
         let start = fragments.utf8_checked;
         match std::str::from_utf8(&fragments.buf[start..]) {
             Ok(_) => fragments.utf8_checked = fragments.buf.len(),
@@ -224,6 +275,14 @@ fn check_partial_utf8(fragments: &mut Fragments, is_final: bool) -> Result<(), W
         fragments.utf8_checked = usize::MAX;
     }
     Ok(())
+}
+
+/// Inflates a whole compressed message with the shard's inflater.
+fn inflate<'a>(inflater: &'a mut Inflater, payload: &[u8], limit: usize) -> Result<&'a mut [u8], WsError> {
+    inflater.inflate(payload, limit).map_err(|err| match err {
+        InflateError::TooBig { limit } => WsError::InflatedTooBig { limit },
+        InflateError::Invalid(why) => WsError::BadDeflate(why),
+    })
 }
 
 /// Parses a close frame body (§5.5.1): empty, or a valid code followed by a UTF-8 reason.
@@ -270,6 +329,31 @@ pub fn header_len(len: usize) -> usize {
         126..=65535 => 4,
         _ => 10,
     }
+}
+
+/// Encodes one complete server frame of `opcode` whose `payload` is a compressed message (RSV1 set).
+pub fn encode_compressed_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(header_len(payload.len()) + payload.len());
+    let header = FrameHeader { is_final: true, rsv1: true, rsv2: false, rsv3: false, opcode, mask: None };
+    header.format(payload.len() as u64, &mut out).expect("bug: writing to a Vec cannot fail");
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The first byte (FIN, RSV, opcode) and the payload of a complete unmasked frame this server
+/// encoded; `None` for anything else.
+pub(crate) fn split_server_frame(frame: &[u8]) -> Option<(OpCode, &[u8])> {
+    let (&first, rest) = frame.split_first()?;
+    let len_byte = *rest.first()?;
+    let header = match len_byte & 0x7f {
+        126 => 4,
+        127 => 10,
+        _ => 2,
+    };
+    if len_byte & 0x80 != 0 {
+        return None;
+    }
+    Some((OpCode::from(first & 0x0f), frame.get(header..)?))
 }
 
 /// Encodes one complete server frame.

@@ -7,6 +7,7 @@
 
 mod chat;
 mod close_codes;
+mod deflate;
 mod history;
 mod reconnect;
 mod semantics;

@@ -133,6 +133,34 @@ fn metrics_addr_comes_from_the_flag_the_environment_or_the_file() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("--metrics-addr"));
 }
 
+#[test]
+fn deflate_comes_from_the_flag_the_environment_or_the_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = write_config(&dir, "deflate = false\ndeflate-min-bytes = 64\n");
+    let deflate = |cmd: Command| printed(&run(cmd)).get("deflate").and_then(toml::Value::as_bool);
+    let mut cmd = roomcast();
+    cmd.arg("--print-config");
+    assert_eq!(deflate(cmd), Some(true), "on by default");
+    let mut cmd = roomcast();
+    cmd.arg("--config").arg(&path).arg("--print-config");
+    let table = printed(&run(cmd));
+    assert_eq!(table.get("deflate").and_then(toml::Value::as_bool), Some(false), "file");
+    assert_eq!(table.get("deflate-min-bytes").and_then(toml::Value::as_integer), Some(64), "file");
+    let mut cmd = roomcast();
+    cmd.arg("--config").arg(&path).arg("--print-config").env("ROOMCAST_DEFLATE", "true");
+    assert_eq!(deflate(cmd), Some(true), "environment beats file");
+    let mut cmd = roomcast();
+    cmd.args(["--deflate", "false", "--print-config"]).env("ROOMCAST_DEFLATE", "true");
+    assert_eq!(deflate(cmd), Some(false), "flag beats environment");
+    for bad in [["--deflate-level", "0"], ["--deflate-level", "10"], ["--deflate", "maybe"]] {
+        let mut cmd = roomcast();
+        cmd.args(bad).arg("--print-config");
+        let output = run(cmd);
+        assert!(!output.status.success(), "{bad:?}");
+        assert!(String::from_utf8_lossy(&output.stderr).contains(bad[0]), "{bad:?}");
+    }
+}
+
 /// The one line a failed start prints: exit status 1, nothing on stdout, exactly one line on stderr.
 fn start_failure(output: &Output) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr);

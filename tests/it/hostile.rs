@@ -41,6 +41,8 @@ enum Input {
     Http(Vec<u8>),
     /// A valid (authenticated) handshake on `path`, then raw bytes.
     Ws { path: &'static str, bytes: Vec<u8> },
+    /// The same, offering permessage-deflate (which is accepted).
+    WsDeflate { path: &'static str, bytes: Vec<u8> },
     /// Raw bytes on a fresh connection to the `--metrics-addr` listener.
     Ops(Vec<u8>),
 }
@@ -104,6 +106,11 @@ fn json_flood(payload: &[u8], count: usize) -> Vec<u8> {
     (0..count).flat_map(|_| client_frame(0x81, payload, true)).collect()
 }
 
+/// Frames on a text connection that negotiated permessage-deflate.
+fn deflate_text(name: &'static str, bytes: Vec<u8>, expect: Expect) -> Case {
+    Case { name, input: Input::WsDeflate { path: "/ws/chat?room=hostile", bytes }, expect }
+}
+
 fn json_frames(name: &'static str, bytes: Vec<u8>, expect: Expect) -> Case {
     Case { name, input: Input::Ws { path: "/ws?format=json&room=hostile", bytes }, expect }
 }
@@ -133,6 +140,7 @@ fn cases() -> Vec<Case> {
         );
         http(name, req, Status(400, "bad_websocket_key"))
     };
+    let bomb = zip_bomb();
     let many_headers: String = (0..70).map(|i| format!("X-H{i}: v\r\n")).collect();
     let bad_utf8_header = {
         let mut req = b"GET / HTTP/1.1\r\nHost: x\r\nX-Bad: ".to_vec();
@@ -406,6 +414,23 @@ fn cases() -> Vec<Case> {
         text("reserved control opcode", client_frame(0x8B, b"", true), Close(1002)),
         text("rsv1 without extension", client_frame(0xC1, b"hi", true), Close(1002)),
         text("rsv2", client_frame(0xA1, b"hi", true), Close(1002)),
+        // --- permessage-deflate (the server's --max-message is 1000) ---
+        deflate_text("zip bomb: 2 MiB of zeros in one frame", client_frame(0xC1, &bomb, true), Close(1009)),
+        deflate_text("zip bomb in fragments", frames(&[(0x41, &bomb[..64]), (0x80, &bomb[64..])]), Close(1009)),
+        deflate_text("garbage deflate data", client_frame(0xC1, &[0xff; 64], true), Close(1007)),
+        deflate_text(
+            "deflate stream past its final block",
+            client_frame(0xC1, &[0x03, 0x00, 0xff, 0xff, 0xff], true),
+            Close(1007),
+        ),
+        deflate_text(
+            "compressed invalid utf-8",
+            client_frame(0xC1, &deflate_message(&[0x68, 0xc3, 0x28]), true),
+            Close(1007),
+        ),
+        deflate_text("rsv1 on a continuation", frames(&[(0x01, b"a"), (0xC0, b"b")]), Close(1002)),
+        deflate_text("rsv1 on a ping", client_frame(0xC9, b"", true), Close(1002)),
+        deflate_text("rsv2 with deflate", client_frame(0xE1, &deflate_message(b"hi"), true), Close(1002)),
         text("rsv3", client_frame(0x91, b"hi", true), Close(1002)),
         text("invalid utf-8", client_frame(0x81, &[0x68, 0xc3, 0x28], true), Close(1007)),
         text("utf-16 surrogate in utf-8", client_frame(0x81, &[0xed, 0xa0, 0x80], true), Close(1007)),
@@ -504,6 +529,12 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// 2 MiB of zeros as one compressed message: about 2 KiB on the wire, 2,000 times the server's
+/// `--max-message` once inflated.
+fn zip_bomb() -> Vec<u8> {
+    deflate_message(&vec![0u8; 2 << 20])
+}
+
 /// Runs one case and returns what happened, in the same terms as [`Expect`].
 fn run(server: &Server, case: &Case) -> Expect {
     let mut raw = match &case.input {
@@ -512,11 +543,16 @@ fn run(server: &Server, case: &Case) -> Expect {
     };
     let bytes = match &case.input {
         Input::Http(bytes) | Input::Ops(bytes) => bytes.clone(),
-        Input::Ws { path, bytes } => {
+        Input::Ws { path, bytes } | Input::WsDeflate { path, bytes } => {
             let sep = if path.contains('?') { '&' } else { '?' };
             let path = format!("{path}{sep}token={}", good_token());
-            let (status, body) = raw.handshake(server, &path, "");
+            let offer = match case.input {
+                Input::WsDeflate { .. } => "Sec-WebSocket-Extensions: permessage-deflate\r\n",
+                _ => "",
+            };
+            let (status, head, body) = raw.handshake_head(server, &path, offer);
             assert_eq!(status, 101, "{}: handshake refused: {body}", case.name);
+            assert_eq!(head.contains("permessage-deflate"), !offer.is_empty(), "{}: {head}", case.name);
             bytes.clone()
         }
     };

@@ -9,6 +9,7 @@ mod config;
 mod conformance;
 mod core_chat;
 mod crowds;
+mod deflate;
 mod disk_full;
 mod history;
 mod hostile;

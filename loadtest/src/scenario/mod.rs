@@ -80,6 +80,7 @@ pub fn run_config(mode: Mode, c: &Common, t: Option<&Traffic>) -> Result<RunConf
         mode,
         target,
         format: c.format,
+        deflate: c.deflate,
         conns: c.conns,
         rooms: c.rooms,
         room_param: !c.no_room_param,
@@ -127,6 +128,7 @@ pub fn config_map(cfg: &RunConfig, url: &str) -> BTreeMap<String, Value> {
     m.insert("url".into(), json!(url));
     m.insert("format".into(), json!(cfg.format));
     m.insert("conns".into(), json!(cfg.conns));
+    m.insert("deflate".into(), json!(cfg.deflate));
     m.insert("rooms".into(), json!(cfg.rooms));
     m.insert("senders".into(), json!(cfg.senders));
     m.insert("rate".into(), json!(cfg.rate));

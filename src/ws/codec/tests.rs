@@ -26,12 +26,17 @@ fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
 
 /// Decodes every frame in `bytes` and returns a readable trace of the events, or the first error.
 fn decode_all(bytes: &[u8]) -> Result<Vec<String>, WsError> {
+    decode_all_with(bytes, None)
+}
+
+/// [`decode_all`] on a connection that negotiated permessage-deflate when `inflater` is given.
+fn decode_all_with(bytes: &[u8], mut inflater: Option<&mut Inflater>) -> Result<Vec<String>, WsError> {
     let mut decoder = FrameDecoder::default();
     let mut buf = bytes.to_vec();
     let mut at = 0;
     let mut trace = Vec::new();
     loop {
-        match decoder.decode(&mut buf[at..], MAX)? {
+        match decoder.decode_with(&mut buf[at..], MAX, inflater.as_deref_mut())? {
             Decoded::Incomplete => break,
             Decoded::Frame { consumed, event } => {
                 at += consumed;
@@ -169,4 +174,52 @@ fn encoded_frames_parse_back() {
     let close = encode_close(1001, &"é".repeat(100));
     assert!(close.len() <= 127, "close frame fits a control frame");
     assert!(std::str::from_utf8(&close[4..]).is_ok(), "reason cut on a char boundary");
+}
+
+/// RFC 7692 §7.2.3.1: "Hello" compressed, without the tail.
+const HELLO_DEFLATED: [u8; 7] = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+
+#[test]
+fn rsv1_is_a_compressed_message_only_with_deflate_negotiated() {
+    let frame = client_frame(0xc1, &HELLO_DEFLATED);
+    check_err(&frame, WsError::ReservedBits);
+    let mut inflater = Inflater::default();
+    assert_eq!(decode_all_with(&frame, Some(&mut inflater)).expect("inflates"), ["text:Hello"]);
+    // RSV2/RSV3 stay reserved; RSV1 is not allowed on control frames or continuations (RFC 7692 §6).
+    for bad in [
+        client_frame(0xa1, b"x"),
+        client_frame(0xc9, b""),
+        [client_frame(0x01, b"He"), client_frame(0xc0, b"llo")].concat(),
+    ] {
+        assert_eq!(decode_all_with(&bad, Some(&mut inflater)), Err(WsError::ReservedBits));
+    }
+    // An uncompressed message on a deflate connection is fine.
+    assert_eq!(decode_all_with(&client_frame(0x81, b"plain"), Some(&mut inflater)).expect("ok"), ["text:plain"]);
+}
+
+#[test]
+fn a_fragmented_compressed_message_is_inflated_whole() {
+    let frames =
+        [client_frame(0x41, &HELLO_DEFLATED[..3]), client_frame(0x89, b"p"), client_frame(0x80, &HELLO_DEFLATED[3..])]
+            .concat();
+    let mut inflater = Inflater::default();
+    assert_eq!(decode_all_with(&frames, Some(&mut inflater)).expect("ok"), ["fragment", "ping:p", "text:Hello"]);
+}
+
+#[test]
+fn bad_compressed_messages_close_with_1007_or_1009() {
+    let mut inflater = Inflater::default();
+    let garbage = decode_all_with(&client_frame(0xc1, &[0xff; 8]), Some(&mut inflater));
+    assert!(matches!(garbage, Err(WsError::BadDeflate(_))), "{garbage:?}");
+    assert_eq!(garbage.unwrap_err().close_code(), 1007);
+    let mut bomb = Vec::new();
+    assert!(crate::ws::deflate::Deflater::new(9).compress(&vec![b'a'; 512 << 10], &mut bomb));
+    assert!(bomb.len() < MAX, "a 512 KiB bomb fits one frame under the limit");
+    let err = decode_all_with(&client_frame(0xc1, &bomb), Some(&mut inflater)).unwrap_err();
+    assert_eq!(err, WsError::InflatedTooBig { limit: MAX });
+    assert_eq!(err.close_code(), 1009);
+    // Inflated text is held to UTF-8 like any text message.
+    let mut bad_utf8 = Vec::new();
+    assert!(crate::ws::deflate::Deflater::new(1).compress(&[0xc3, 0x28].repeat(64), &mut bad_utf8));
+    assert_eq!(decode_all_with(&client_frame(0xc1, &bad_utf8), Some(&mut inflater)), Err(WsError::InvalidUtf8));
 }

@@ -301,6 +301,12 @@ impl Raw {
     /// Sends a WebSocket handshake for `path_and_query` with `extra` header lines (each ending in CRLF)
     /// and returns the response status and body (a refusal's JSON error; empty for 101).
     pub fn handshake(&mut self, server: &Server, path_and_query: &str, extra: &str) -> (u16, String) {
+        let (status, _, body) = self.handshake_head(server, path_and_query, extra);
+        (status, body)
+    }
+
+    /// [`Raw::handshake`], returning the response head as well: (status, head, body).
+    pub fn handshake_head(&mut self, server: &Server, path_and_query: &str, extra: &str) -> (u16, String, String) {
         self.send(
             format!(
                 "GET {path_and_query} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -309,8 +315,8 @@ impl Raw {
             )
             .as_bytes(),
         );
-        let (status, _, body) = self.read_response();
-        (status, String::from_utf8_lossy(&body).into_owned())
+        let (status, head, body) = self.read_response();
+        (status, head, String::from_utf8_lossy(&body).into_owned())
     }
 
     /// Writes bytes.
@@ -366,6 +372,11 @@ impl Raw {
 
     /// Reads one server frame: (opcode byte, payload). Server frames must not be masked.
     pub fn read_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        self.read_frame_head_byte().map(|(first, payload)| (first & 0x0f, payload))
+    }
+
+    /// Reads one server frame: (first header byte with FIN, RSV and opcode bits, payload).
+    pub fn read_frame_head_byte(&mut self) -> Option<(u8, Vec<u8>)> {
         loop {
             if self.buf.len() >= 2 {
                 assert_eq!(self.buf[1] & 0x80, 0, "server frames must not be masked");
@@ -378,10 +389,10 @@ impl Raw {
                     _ => (usize::MAX, 0),
                 };
                 if len != usize::MAX && self.buf.len() >= header + len {
-                    let opcode = self.buf[0] & 0x0f;
+                    let first = self.buf[0];
                     let payload = self.buf[header..header + len].to_vec();
                     self.buf.drain(..header + len);
-                    return Some((opcode, payload));
+                    return Some((first, payload));
                 }
             }
             if !self.fill() {
@@ -440,6 +451,39 @@ pub fn client_frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
         out.extend_from_slice(payload);
     }
     out
+}
+
+/// `payload` compressed as one permessage-deflate message (RFC 7692 §7.2.1: raw DEFLATE, sync
+/// flush, the trailing `00 00 ff ff` removed), as a client with no context takeover sends it.
+pub fn deflate_message(payload: &[u8]) -> Vec<u8> {
+    let mut compress = flate2::Compress::new_with_window_bits(flate2::Compression::new(6), false, 15);
+    let mut out = Vec::with_capacity(payload.len() + 64);
+    loop {
+        let at = compress.total_in() as usize;
+        compress.compress_vec(&payload[at..], &mut out, flate2::FlushCompress::Sync).expect("deflate");
+        if compress.total_in() as usize == payload.len() && out.len() < out.capacity() {
+            break;
+        }
+        out.reserve(out.capacity().max(64));
+    }
+    assert!(out.ends_with(&[0, 0, 0xff, 0xff]), "a sync flush ends with an empty stored block");
+    out.truncate(out.len() - 4);
+    out
+}
+
+/// A permessage-deflate message (without its tail) inflated with a fresh 2^15 window.
+pub fn inflate_message(payload: &[u8]) -> Vec<u8> {
+    let mut decompress = flate2::Decompress::new_with_window_bits(false, 15);
+    let input = [payload, &[0, 0, 0xff, 0xff]].concat();
+    let mut out = Vec::with_capacity(payload.len() * 8 + 64);
+    loop {
+        let at = decompress.total_in() as usize;
+        decompress.decompress_vec(&input[at..], &mut out, flate2::FlushDecompress::Sync).expect("inflate");
+        if decompress.total_in() as usize == input.len() && out.len() < out.capacity() {
+            return out;
+        }
+        out.reserve(out.capacity().max(64));
+    }
 }
 
 /// One HTTP/1.1 GET on a fresh connection: (status, head, body).
