@@ -10,6 +10,13 @@ use crate::types::{ClientError, ErrorCode};
 pub(crate) enum ApiRoute {
     /// `POST /api/rooms/{room}/messages`.
     PostMessage(String),
+    /// `DELETE /api/rooms/{room}/messages/{id}`: redact a stored message.
+    DeleteMessage {
+        /// The room.
+        room: String,
+        /// The message's id.
+        id: u64,
+    },
     /// `POST /api/publish`.
     Publish,
     /// `GET /api/rooms`.
@@ -85,6 +92,16 @@ pub(crate) fn route(method: Method, path: &str) -> Result<Routed, ClientError> {
             let room = segment(room, "room name", ErrorCode::InvalidRoom)?;
             (matches!(method, Method::Post).then_some(ApiRoute::PostMessage(room)), "POST")
         }
+        ["api", "rooms", room, "messages", id] => {
+            let room = segment(room, "room name", ErrorCode::InvalidRoom)?;
+            let id = segment(id, "message id", ErrorCode::InvalidParameter)?.parse::<u64>().map_err(|_| {
+                ClientError::new(
+                    ErrorCode::InvalidParameter,
+                    "the message id in the path must be a non-negative integer",
+                )
+            })?;
+            (matches!(method, Method::Delete).then_some(ApiRoute::DeleteMessage { room, id }), "DELETE")
+        }
         ["api", "rooms", room, "presence"] => {
             let room = segment(room, "room name", ErrorCode::InvalidRoom)?;
             (matches!(method, Method::Get).then_some(ApiRoute::Presence(room)), "GET")
@@ -152,7 +169,16 @@ mod tests {
             Routed::Found(ApiRoute::Mute { room: "r".into(), user: "al".into(), lift: false })
         );
         assert_eq!(ok(Method::Get, "/api/nope"), Routed::NotFound);
-        assert_eq!(ok(Method::Get, "/api/rooms/r/messages/5"), Routed::NotFound);
+        assert_eq!(ok(Method::Get, "/api/rooms/r/messages/5"), Routed::WrongMethod("DELETE"));
+        assert_eq!(
+            ok(Method::Delete, "/api/rooms/r/messages/5"),
+            Routed::Found(ApiRoute::DeleteMessage { room: "r".into(), id: 5 })
+        );
+        assert_eq!(
+            route(Method::Delete, "/api/rooms/r/messages/-1").expect_err("bad").code,
+            ErrorCode::InvalidParameter
+        );
+        assert_eq!(ok(Method::Delete, "/api/rooms/r/messages/5/x"), Routed::NotFound);
         assert_eq!(route(Method::Post, "/api/rooms/%ff/messages").expect_err("bad").code, ErrorCode::InvalidRoom);
         assert!(is_api("/api/rooms") && is_api("/api") && !is_api("/apix"));
     }

@@ -245,6 +245,11 @@ pub fn id_body(id: u64) -> Vec<u8> {
     to_vec(&serde_json::json!({ "id": id }))
 }
 
+/// `{"id": id, "deleted": true}`: a message redacted by the API.
+pub fn deleted_body(id: u64) -> Vec<u8> {
+    to_vec(&serde_json::json!({ "id": id, "deleted": true }))
+}
+
 /// `{"ids": [...]}`: a batch's ids, in the order of its messages.
 pub fn ids_body(ids: &[u64]) -> Vec<u8> {
     to_vec(&serde_json::json!({ "ids": ids }))

@@ -21,7 +21,7 @@ use crate::protocol::api::{self as bodies, ApiMessage, ModerationChange};
 use crate::protocol::{json, names};
 use crate::room::hub::RoomRef;
 use crate::store::ControlOp;
-use crate::types::{ClientError, ConnRef, ErrorCode, Event, Format, IdWaiter, Origin};
+use crate::types::{ClientError, ConnRef, Delete, ErrorCode, Event, Format, IdWaiter, Origin};
 use crate::ws::close;
 
 /// How a request was served.
@@ -127,6 +127,10 @@ fn act(ctx: &mut ShardCtx, me: ConnRef, req: &Request, route: ApiRoute, body: &[
             msg.room = room;
             post_message(ctx, me, req, msg, now)
         }
+        ApiRoute::DeleteMessage { room, id } => {
+            names::validate_room(&room)?;
+            Ok(delete_message(ctx, me, req, room, id).into())
+        }
         ApiRoute::Publish => {
             let messages = bodies::parse_batch(body, ctx.cfg.max_message)?;
             publish_batch(ctx, me, req, messages)
@@ -211,6 +215,47 @@ fn moderate(
 
 fn not_stored(why: &str) -> Response {
     Response::error(503, "unavailable", &format!("in force on this node, but not stored (lost at a restart): {why}"))
+}
+
+/// `DELETE /api/rooms/{room}/messages/{id}`: looks the message up in the store (after what was
+/// enqueued so far is committed), then publishes the same `deleted` event a user's own delete makes,
+/// into the room with or without members; 200 `{"id", "deleted": true}` (also for a message deleted
+/// already: a retry is safe), 404 for no such message in that room, 503 without history.
+fn delete_message(ctx: &ShardCtx, me: ConnRef, req: &Request, room: String, id: u64) -> Served {
+    let Some(store) = ctx.store.as_ref() else {
+        return Served::Now(Response::error(503, "history_unavailable", "this server keeps no history (--no-persist)"));
+    };
+    let (hub, answerer, keep_alive) = (Arc::clone(&ctx.hub), ctx.api.answerer(), req.keep_alive);
+    let room: Arc<str> = Arc::from(room);
+    let target_room = Arc::clone(&room);
+    store.lookup(
+        room,
+        id,
+        store.enqueued_seq(),
+        Box::new(move |found| {
+            let response = match found {
+                Err(err) => {
+                    Response::error(503, "history_unavailable", &format!("the message could not be looked up: {err}"))
+                }
+                Ok(None) => Response::client_error(&ClientError::new(
+                    ErrorCode::NotFound,
+                    format!("no message {id} in room {target_room:?}"),
+                )),
+                Ok(Some(target)) if target.deleted => Response::json(200, bodies::deleted_body(id)),
+                Ok(Some(target)) => {
+                    // The author's name on the event (the cluster's per-user limit is not charged for
+                    // deletes: only fresh messages are).
+                    let event = Event::Delete(Delete { user: target.author, target: id });
+                    match hub.publish(RoomRef::Named(&target_room), event, Origin::STORED, None) {
+                        Ok(_) => Response::json(200, bodies::deleted_body(id)),
+                        Err(err) => Response::client_error(&err),
+                    }
+                }
+            };
+            answerer.answer(me, response, keep_alive);
+        }),
+    );
+    Served::Later
 }
 
 /// Publishes one API message into its room (with or without members) as a JSON client's message

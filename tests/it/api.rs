@@ -623,3 +623,29 @@ mod cluster {
         }
     }
 }
+
+#[test]
+fn the_api_redacts_a_message_members_see_it_deleted_and_history_keeps_a_tombstone() {
+    let server = keyed(&[]);
+    let mut ann = connect_json(&server, "r", "ann");
+    let (status, body) = post(&server, "/api/rooms/r/messages", &json!({"user": "bot", "content": "spam link"}));
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_u64().expect("id");
+    assert_eq!(recv_event(&mut ann, "message")["id"], id);
+    let path = format!("/api/rooms/r/messages/{id}");
+    let (status, _, body) = call(&server, "DELETE", &path, Some(KEY), None, "");
+    assert_eq!((status, &body), (200, &json!({"id": id, "deleted": true})));
+    assert_eq!(recv_event(&mut ann, "deleted")["id"].as_u64(), Some(id), "members see it deleted");
+    let rows = history(&server, "r");
+    assert_eq!(rows[0]["deleted"], true, "{rows:?}");
+    assert!(rows[0].get("content").is_none(), "{rows:?}");
+    // A retry is safe; other ids, other rooms and other methods are refused with their statuses.
+    assert_eq!(call(&server, "DELETE", &path, Some(KEY), None, "").0, 200, "already deleted: still 200");
+    let (status, _, body) = call(&server, "DELETE", &format!("/api/rooms/other/messages/{id}"), Some(KEY), None, "");
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+    assert_eq!(call(&server, "DELETE", "/api/rooms/r/messages/x1", Some(KEY), None, "").0, 400);
+    let (status, head, _) = call(&server, "GET", &path, Some(KEY), None, "");
+    assert_eq!(status, 405);
+    assert!(head.contains("Allow: DELETE"), "{head}");
+    assert_eq!(call(&server, "DELETE", &path, None, None, "").0, 401);
+}
