@@ -34,7 +34,15 @@ fn kicked_stays_offline_and_says_why_disconnected_reconnects() {
 
         // 4000: reconnect allowed; the page comes back online by itself.
         disconnect(&server, "dave", r#"{"reason":"maintenance","reconnect":true}"#);
-        page.wait_offline().await;
+        // The reconnect may come before a poll could see the page offline: wait for what it said.
+        page.wait_js(
+            "the page saying why it was closed",
+            "return document.body.textContent.includes('closed by the server: disconnected: maintenance')",
+            vec![],
+        )
+        .await;
+        page.wait_js("the page back in the room", "return document.body.textContent.includes('rejoined ops')", vec![])
+            .await;
         page.wait_online().await;
 
         // 4500: kicked; the page says why and does not reconnect.
