@@ -32,6 +32,7 @@ pub(crate) trait Sink: Send + Sync {
 /// reserve at once.
 impl Sink for StoreWriter {
     fn offer_locked(&self, event: &Arc<Sequenced>) -> Wake {
+        self.note_kind(event);
         match self.try_enqueue_deferred(Arc::clone(event)) {
             Ok(wake) => wake,
             Err(event) => {

@@ -21,7 +21,7 @@ pub(crate) fn opened(ctx: &ShardCtx, to: &str, room: &str) {
 /// After `welcome` on a JSON connection of `user`: asks the store for the user's direct-message
 /// rooms; a non-empty list reaches the connection as `dm_rooms` (without persistence: nothing).
 pub(crate) fn after_welcome(ctx: &ShardCtx, to: ConnRef, user: &Arc<str>) {
-    let Some(store) = ctx.store.as_ref() else { return };
+    let Some(store) = ctx.store.as_ref().filter(|s| s.may_hold_dm_rooms()) else { return };
     let inbox = Arc::clone(&ctx.inbox);
     store.dm_rooms(
         Arc::clone(user),

@@ -51,7 +51,7 @@ pub(crate) fn on_read(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &st
 /// After a JSON connection joined `room`: asks the store for its user's marker there (none without
 /// persistence: nothing is sent then).
 pub(crate) fn after_join(ctx: &mut ShardCtx, conn: &Conn, key: usize, room: &Arc<str>) {
-    let Some(store) = ctx.store.as_ref() else { return };
+    let Some(store) = ctx.store.as_ref().filter(|s| s.may_hold_read_markers()) else { return };
     let Phase::Ws(ws) = &conn.phase else { return };
     let to = ConnRef { shard: ctx.shard, key, serial: conn.serial };
     let inbox = Arc::clone(&ctx.inbox);

@@ -375,6 +375,13 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
 
         let shared = Arc::new(Shared::new(cfg.enqueue_timeout));
+        let holds = |table: &str| -> Result<bool, StoreError> {
+            writer_conn
+                .query_row(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), [], |row| row.get(0))
+                .map_err(|source| StoreError::Setup { step: "look for read markers and direct messages", source })
+        };
+        shared.has_read_markers.store(holds("read_markers")?, Ordering::Relaxed);
+        shared.has_dm_rooms.store(holds("dm_rooms")?, Ordering::Relaxed);
         let (data_tx, data_rx) = deferred::channel(Some(cfg.queue_capacity), cfg.batch_size);
         let (ctrl_tx, ctrl_rx) = crossbeam_channel::unbounded();
         let (req_tx, req_rx) = crossbeam_channel::bounded(cfg.reader_queue);
@@ -450,6 +457,17 @@ impl Store {
     /// Records accepted so far: the read-your-writes token for [`HistoryQuery::visible_seq`].
     pub(crate) fn enqueued_seq(&self) -> u64 {
         self.shared.enqueued.load(Ordering::SeqCst)
+    }
+
+    /// Whether any read marker may be stored: `false` lets a join skip the marker lookup (a server
+    /// whose clients never send `read` adds no reader-pool work to joins).
+    pub(crate) fn may_hold_read_markers(&self) -> bool {
+        self.shared.has_read_markers.load(Ordering::Relaxed)
+    }
+
+    /// Whether any direct-message room may be stored (as above, for the list after `welcome`).
+    pub(crate) fn may_hold_dm_rooms(&self) -> bool {
+        self.shared.has_dm_rooms.load(Ordering::Relaxed)
     }
 
     pub(crate) fn id_ceiling(&self) -> Option<Arc<IdCeiling>> {
@@ -750,6 +768,18 @@ impl StoreWriter {
     /// Records accepted so far: the read-your-writes token for [`HistoryQuery::visible_seq`].
     pub(crate) fn enqueued_seq(&self) -> u64 {
         self.shared.enqueued.load(Ordering::SeqCst)
+    }
+
+    /// Notes that `event` brings a read marker or a direct message (see [`Store::may_hold_read_markers`]);
+    /// one relaxed store, safe under a room's lock.
+    pub(crate) fn note_kind(&self, event: &Sequenced) {
+        match &event.event {
+            crate::types::Event::Read(_) => self.shared.has_read_markers.store(true, Ordering::Relaxed),
+            crate::types::Event::Message(_) if event.room.starts_with(crate::protocol::dm::PREFIX) => {
+                self.shared.has_dm_rooms.store(true, Ordering::Relaxed)
+            }
+            crate::types::Event::Message(_) | crate::types::Event::Edit(_) | crate::types::Event::Delete(_) => {}
+        }
     }
 
     /// True once the store is shutting down and no longer accepts records.

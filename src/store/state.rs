@@ -86,6 +86,10 @@ pub(crate) struct Shared {
     pub(crate) histograms: WriterHistograms,
     /// Longest `enqueue_blocking` waits.
     pub(crate) enqueue_timeout: Duration,
+    /// The store holds (or was handed) a read marker: until then a join asks nothing about markers.
+    pub(crate) has_read_markers: AtomicBool,
+    /// The store holds (or was handed) a direct message: until then a `welcome` asks for no DM list.
+    pub(crate) has_dm_rooms: AtomicBool,
     #[cfg(test)]
     pub(crate) fault: FaultInjection,
 }
@@ -100,6 +104,8 @@ impl Shared {
             counters: Counters::default(),
             histograms: WriterHistograms::default(),
             enqueue_timeout,
+            has_read_markers: AtomicBool::new(false),
+            has_dm_rooms: AtomicBool::new(false),
             #[cfg(test)]
             fault: FaultInjection::default(),
         }
