@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
-use support::{assert_complete, load_json, num, roomcast_server_bin, temp_path};
+use support::{assert_complete, assert_connected_and_sent, load_json, num, roomcast_server_bin, temp_path};
 
 /// A running `roomcast`, killed and reaped on drop.
 struct Roomcast {
@@ -133,12 +133,7 @@ fn broadcast_with(server: &Roomcast, format: &str, size: &str, extra: &[&str]) -
 
 /// Everything sent reached every member of its room exactly once, in order, and nowhere else.
 fn assert_lossless_broadcast(code: i32, v: &Value, stdout: &str) {
-    assert_eq!(code, 0, "roomcast-load failed: {stdout}\n{v:#}");
-    assert_complete(v);
-    assert_eq!(num(v, "/connections/connected"), CONNS, "{v:#}");
-    assert_eq!(num(v, "/connections/failed"), 0, "{v:#}");
-    let sent = num(v, "/messages/sent");
-    assert!(sent > 0, "nothing was sent: {v:#}");
+    let sent = assert_connected_and_sent(code, v, stdout, CONNS);
     assert_eq!(num(v, "/messages/recipients"), CONNS, "{v:#}");
     // One sender per room and CONNS / ROOMS members in each: every message has that many recipients.
     let per_room = CONNS / ROOMS;

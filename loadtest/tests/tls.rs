@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Server, assert_complete, free_port, load, load_json, num, roomcast_server_bin, temp_path};
+use support::{Server, assert_connected_and_sent, free_port, load, load_json, num, roomcast_server_bin, temp_path};
 
 /// A self-signed certificate for 127.0.0.1 and its key, written as PEM files.
 struct Pems {
@@ -114,12 +114,7 @@ fn broadcast(url: &str, trust: &[&str]) -> (i32, Value, String) {
 }
 
 fn assert_lossless(code: i32, v: &Value, stdout: &str) {
-    assert_eq!(code, 0, "roomcast-load failed: {stdout}\n{v:#}");
-    assert_complete(v);
-    assert_eq!(num(v, "/connections/connected"), CONNS, "{v:#}");
-    assert_eq!(num(v, "/connections/failed"), 0, "{v:#}");
-    let sent = num(v, "/messages/sent");
-    assert!(sent > 0, "nothing was sent: {v:#}");
+    let sent = assert_connected_and_sent(code, v, stdout, CONNS);
     assert_eq!(num(v, "/messages/delivered"), sent * CONNS, "{v:#}");
     assert_eq!(num(v, "/messages/lost"), 0, "{v:#}");
 }

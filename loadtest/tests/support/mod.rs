@@ -131,6 +131,18 @@ pub fn num(v: &Value, ptr: &str) -> u64 {
 }
 
 /// Asserts the fields every report must carry.
+/// A run that exited 0 with a complete report, every one of `conns` connections made, and something
+/// sent; returns how many messages were sent.
+pub fn assert_connected_and_sent(code: i32, v: &Value, stdout: &str, conns: u64) -> u64 {
+    assert_eq!(code, 0, "roomcast-load failed: {stdout}\n{v:#}");
+    assert_complete(v);
+    assert_eq!(num(v, "/connections/connected"), conns, "{v:#}");
+    assert_eq!(num(v, "/connections/failed"), 0, "{v:#}");
+    let sent = num(v, "/messages/sent");
+    assert!(sent > 0, "nothing was sent: {v:#}");
+    sent
+}
+
 pub fn assert_complete(v: &Value) {
     for key in [
         "tool",
