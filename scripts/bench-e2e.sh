@@ -36,7 +36,8 @@
 #   the ratios against the baseline computed from this run only (also written to out/summary.md).
 #
 # Usage: scripts/bench-e2e.sh [scenario...]
-#   scenarios: s1k heavy (alias s2k) rooms hold hold19k connect ramp   (default: all)
+#   scenarios: s1k heavy (alias s2k) rooms hold hold19k connect ramp edits typing
+#   (default: the first seven; edits and typing run only when named)
 # Environment: QUICK=1 shortens durations and sizes for a smoke run (ROUNDS defaults to 2 then);
 #              ROUNDS=n; VARIANTS="..."; HEAVY_VARIANTS="..."; OUT=dir (default: out);
 #              LOAD_ARGS="..." extra roomcast-load arguments for every run (e.g. "--connect-rate 2000":
@@ -326,8 +327,29 @@ for s in "${SCENARIOS[@]}"; do
             rounds ramp "$VARIANTS" ramp --conns "$S1_CONNS" --rooms 1 --senders 10 --rate 50 --ramp-step 100 \
                 --max-steps "$RAMP_STEPS" --p99-bound 10ms --warmup 1s --duration 3s --drain 3s --size 100
             ;;
+        edits)
+            # s1k in the JSON format (200,000 deliveries/s), with and without 10 % of the sends being
+            # edits of the sender's previous message (history on: an edit is checked in the store),
+            # alternating within each round.
+            for round in $(seq 1 "$ROUNDS"); do
+                for pct in 0 10; do
+                    run "edits$pct" default "$round" broadcast --format json --conns "$S1_CONNS" --rooms 1 \
+                        --senders 10 --rate 200 --edit-fraction "0.$pct" "${TRAFFIC[@]}"
+                done
+            done
+            ;;
+        typing)
+            # 1,000 clients in one room, all typing every 500 ms (4 × the server's forwarding limit of
+            # one per 2 s), beside 10 senders × 2 msgs/s; against the same room without typists.
+            for round in $(seq 1 "$ROUNDS"); do
+                for typists in 0 "$S1_CONNS"; do
+                    run "typing$typists" default "$round" broadcast --format json --conns "$S1_CONNS" --rooms 1 \
+                        --senders 10 --rate 20 --typists "$typists" --typing-interval 500ms "${TRAFFIC[@]}"
+                done
+            done
+            ;;
         *)
-            echo "unknown scenario $s (s1k heavy rooms hold hold19k connect ramp)" >&2
+            echo "unknown scenario $s (s1k heavy rooms hold hold19k connect ramp edits typing)" >&2
             exit 2
             ;;
     esac

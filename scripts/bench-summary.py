@@ -14,7 +14,7 @@ import statistics
 import sys
 
 out = sys.argv[1]
-ORDER = ["s1k", "heavy", "rooms-text", "rooms-json", "hold", "hold19k", "connect", "ramp"]
+ORDER = ["s1k", "heavy", "rooms-text", "rooms-json", "hold", "hold19k", "connect", "ramp", "edits0", "edits10"]
 VARIANT_ORDER = ["default", "alt", "tls", "nopersist", "shards1", "shards2", "baseline", "baselinetls"]
 # Before/after pairs whose per-round p50, p99 and CPU ratios are printed (same-run comparisons).
 FULL_PAIRS = [("alt", "default"), ("tls", "default"), ("baselinetls", "baseline"), ("tls", "baselinetls")]
@@ -33,6 +33,15 @@ def figures(rep, srv):
         f["lost"] = m["lost"]
         if srv.get("baseline_lagged") is not None:
             f["server lag"] = srv["baseline_lagged"]
+        sem = rep.get("semantics")
+        if sem:
+            f["message p99 ms"] = sem["message_latency_us"]["p99"] / 1000
+            if sem["edits_sent"]:
+                f["edit p50 ms"] = sem["edit_latency_us"]["p50"] / 1000
+                f["edit p99 ms"] = sem["edit_latency_us"]["p99"] / 1000
+            if sem["typing_pairs"]:
+                f["typing received"] = sem["typing_received"]
+                f["typing limit"] = sem["typing_limit"]
         f["deliveries/s"] = m["deliveries_per_sec_out"]
         f["server CPU s"] = cpu
         f["CPU µs/delivery"] = cpu * 1e6 / total if total else None

@@ -128,6 +128,18 @@ pub struct Traffic {
     /// How long to wait for stragglers after the last send.
     #[arg(long, value_parser = duration, default_value = "5s")]
     pub drain: Duration,
+    /// `--format json`: this fraction of the scheduled sends (0–1) are `edit`s of the sender's
+    /// latest own message instead of new messages; members receive `edited`, measured like a
+    /// message and reported apart (latency by kind).
+    #[arg(long, default_value_t = 0.0)]
+    pub edit_fraction: f64,
+    /// `--format json`: connections 0..N also send `typing` every `--typing-interval`; the report
+    /// counts the `typing` events received against the server's forwarding limit.
+    #[arg(long, default_value_t = 0)]
+    pub typists: u32,
+    /// How often each typist sends `typing`.
+    #[arg(long, value_parser = duration, default_value = "500ms")]
+    pub typing_interval: Duration,
 }
 
 #[derive(Debug, Args)]

@@ -36,6 +36,9 @@ pub struct Meta {
     pub latency: Option<ConnHist>,
     /// Highest server message id seen (json), for `since` on resume.
     pub last_id: Option<u64>,
+    /// Id of the latest of this sender's own messages it received back (json): what its next
+    /// `edit` (`--edit-fraction`) replaces.
+    pub own_last_id: Option<u64>,
     /// When the current connect attempt was meant to start.
     pub connect_ns: u64,
     /// Whether the current attempt has been counted as connected or failed.

@@ -90,6 +90,11 @@ pub struct RunConfig {
     pub churn_fraction: f64,
     pub churn_interval: Duration,
     pub avalanche: Option<AvalancheCfg>,
+    /// Fraction of scheduled sends that are edits (JSON).
+    pub edit_fraction: f64,
+    /// Connections 0..typists send `typing` every `typing_interval` (JSON).
+    pub typists: u32,
+    pub typing_interval: Duration,
     pub run_id: u64,
 }
 

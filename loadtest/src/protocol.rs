@@ -62,6 +62,39 @@ pub fn encode_message(format: Format, room: &str, marker: &str, client_id: &str,
     }
 }
 
+#[derive(Serialize)]
+struct OutEdit<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    room: &'a str,
+    id: u64,
+    content: &'a str,
+    client_id: &'a str,
+}
+
+/// Builds the JSON `edit` of message `id` giving it the content `marker`.
+pub fn encode_edit(room: &str, id: u64, marker: &str, client_id: &str, out: &mut String) {
+    out.clear();
+    let e = OutEdit { ty: "edit", room, id, content: marker, client_id };
+    if let Ok(s) = serde_json::to_string(&e) {
+        out.push_str(&s);
+    }
+}
+
+/// Builds the JSON `typing` command for `room`.
+pub fn encode_typing(room: &str, out: &mut String) {
+    out.clear();
+    #[derive(Serialize)]
+    struct OutTyping<'a> {
+        #[serde(rename = "type")]
+        ty: &'static str,
+        room: &'a str,
+    }
+    if let Ok(s) = serde_json::to_string(&OutTyping { ty: "typing", room }) {
+        out.push_str(&s);
+    }
+}
+
 #[derive(Deserialize)]
 struct InEnvelope<'a> {
     #[serde(rename = "type", borrow)]
@@ -69,6 +102,7 @@ struct InEnvelope<'a> {
     #[serde(borrow)]
     content: Option<Cow<'a, str>>,
     id: Option<u64>,
+    seq: Option<u64>,
     last_id: Option<u64>,
     #[serde(borrow)]
     code: Option<Cow<'a, str>>,
@@ -79,6 +113,11 @@ struct InEnvelope<'a> {
 pub enum Incoming<'a> {
     /// A chat message whose content may hold a marker; `id` is the server's message id (json).
     Message { content: Cow<'a, str>, id: Option<u64> },
+    /// An `edited` event (json): the new content (which may hold a marker) and the edit's own
+    /// position in the room's order (`seq`).
+    Edited { content: Cow<'a, str>, seq: Option<u64> },
+    /// A `typing` event (json).
+    Typing,
     /// The server confirmed the room join (json `joined`); messages with a larger id than
     /// `last_id` are live, the others are history (resume catch-up).
     Joined { last_id: Option<u64> },
@@ -97,6 +136,8 @@ pub fn decode(format: Format, text: &str) -> Incoming<'_> {
         Format::Json => match serde_json::from_str::<InEnvelope<'_>>(text) {
             Ok(env) => match env.ty.as_deref() {
                 Some("message") => Incoming::Message { content: env.content.unwrap_or_default(), id: env.id },
+                Some("edited") => Incoming::Edited { content: env.content.unwrap_or_default(), seq: env.seq },
+                Some("typing") => Incoming::Typing,
                 Some("joined") => Incoming::Joined { last_id: env.last_id },
                 Some("error") => Incoming::Error(env.code.unwrap_or_default()),
                 Some(_) => Incoming::Other(env.ty.unwrap_or_default()),
@@ -125,6 +166,13 @@ mod tests {
         );
         assert_eq!(decode(Format::Json, r#"{"type":"error","code":"x","message":"m"}"#), Incoming::Error("x".into()));
         assert_eq!(decode(Format::Json, r#"{"type":"pong"}"#), Incoming::Other("pong".into()));
+        let edited = r#"{"type":"edited","room":"r","id":5,"user":"n","content":"lt:y","edited_ts":"t","seq":9}"#;
+        assert_eq!(decode(Format::Json, edited), Incoming::Edited { content: "lt:y".into(), seq: Some(9) });
+        assert_eq!(decode(Format::Json, r#"{"type":"typing","room":"r","user":"u1"}"#), Incoming::Typing);
+        encode_edit("room-0", 5, "lt:z", "c-2", &mut s);
+        assert_eq!(s, r#"{"type":"edit","room":"room-0","id":5,"content":"lt:z","client_id":"c-2"}"#);
+        encode_typing("room-0", &mut s);
+        assert_eq!(s, r#"{"type":"typing","room":"room-0"}"#);
         assert_eq!(decode(Format::Json, "not json"), Incoming::Invalid);
         assert_eq!(decode(Format::Json, "[1,2]"), Incoming::Invalid);
         assert_eq!(decode(Format::Text, "hi"), Incoming::Message { content: "hi".into(), id: None });

@@ -223,6 +223,58 @@ pub struct Avalanche {
     pub server: Option<crate::procstat::ServerUsage>,
 }
 
+/// Edits and typing (`--edit-fraction`, `--typists`): latency by kind, and `typing` events
+/// received against the server's forwarding limit.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Semantics {
+    /// Measured sends that went out as `edit`s (the rest were new messages).
+    pub edits_sent: u64,
+    /// Corrected latency of the deliveries of new messages, and of edits (`edited` events).
+    pub message_latency_us: Latency,
+    pub edit_latency_us: Latency,
+    pub typing_sent: u64,
+    /// `typing` events received by counting connections from the start of the measured window.
+    pub typing_received: u64,
+    /// (typist, other member) pairs in the same room.
+    pub typing_pairs: u64,
+    /// The most `typing` events the server may forward in the measured window plus 1 s in flight:
+    /// one per pair every 2 s, `pairs × (⌊(duration + 1 s) / 2 s⌋ + 1)`.
+    pub typing_limit: u64,
+    /// Whether `typing_received <= typing_limit`.
+    pub typing_within_limit: bool,
+}
+
+impl Semantics {
+    fn from_run(s: &crate::stats::Stats, config: &BTreeMap<String, serde_json::Value>) -> Option<Semantics> {
+        let num = |k: &str| config.get(k).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+        let (edit_fraction, typists, rooms) =
+            (num("edit_fraction"), num("typists") as u64, num("rooms").max(1.0) as u64);
+        if edit_fraction <= 0.0 && typists == 0 {
+            return None;
+        }
+        // Typist i is in room i % rooms; it does not get its own `typing` back.
+        let typing_pairs: u64 = (0..rooms)
+            .map(|r| {
+                let in_room = (0..typists).filter(|i| i % rooms == r).count() as u64;
+                let members = s.rooms.get(r as usize).map_or(0, |t| t.recipients);
+                in_room * members.saturating_sub(1)
+            })
+            .sum();
+        let windows = ((num("duration_secs") + 1.0) / 2.0).floor() as u64 + 1;
+        let typing_limit = typing_pairs * windows;
+        Some(Semantics {
+            edits_sent: s.edits_sent,
+            message_latency_us: Latency::from_hist(&s.corrected_messages),
+            edit_latency_us: Latency::from_hist(&s.corrected_edits),
+            typing_sent: s.typing_sent,
+            typing_received: s.typing_received,
+            typing_pairs,
+            typing_limit,
+            typing_within_limit: s.typing_received <= typing_limit,
+        })
+    }
+}
+
 /// The complete report (`--json`). Field names are stable; see loadtest/README.md.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Report {
@@ -251,6 +303,8 @@ pub struct Report {
     pub http: Option<Http>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avalanche: Option<Avalanche>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semantics: Option<Semantics>,
     /// Threshold checks that failed (`--fail-if-*`); empty when the run passed.
     pub failures: Vec<String>,
 }
@@ -286,6 +340,7 @@ impl Report {
         }
         let completeness = if expected == 0 { 1.0 } else { s.delivered as f64 / expected as f64 };
         let deflate_offered = config.get("deflate").and_then(serde_json::Value::as_bool).unwrap_or(false);
+        let semantics = Semantics::from_run(s, &config);
         Report {
             tool: "roomcast-load".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -350,6 +405,7 @@ impl Report {
             },
             frames_by_type: s.frames_by_type.clone(),
             errors: s.errors.clone(),
+            semantics,
             ..Report::default()
         }
     }
@@ -442,6 +498,26 @@ pub fn render_table(r: &Report) -> String {
             fmt_us(r.latency_us.send_lag.p50),
             fmt_us(r.latency_us.send_lag.p99),
             fmt_us(r.latency_us.send_lag.max)
+        );
+    }
+    if let Some(x) = &r.semantics {
+        let _ = writeln!(
+            out,
+            "  by kind      messages p50 {}  p99 {}; edits ({} sent) p50 {}  p99 {}",
+            fmt_us(x.message_latency_us.p50),
+            fmt_us(x.message_latency_us.p99),
+            x.edits_sent,
+            fmt_us(x.edit_latency_us.p50),
+            fmt_us(x.edit_latency_us.p99)
+        );
+        let _ = writeln!(
+            out,
+            "  typing       {} sent, {} received over {} pairs (limit {}: {})",
+            x.typing_sent,
+            x.typing_received,
+            x.typing_pairs,
+            x.typing_limit,
+            if x.typing_within_limit { "within" } else { "OVER" }
         );
     }
     if let Some(a) = &r.avalanche {

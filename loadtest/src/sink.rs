@@ -9,6 +9,13 @@ use crate::spread::ConnHist;
 use crate::stats::{Stats, new_hist, record_ns};
 use hdrhistogram::Histogram;
 
+/// What carried a marker: a new message (with its server id, json) or an edit's new content.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Message(Option<u64>),
+    Edit,
+}
+
 pub struct Sink {
     pub stats: Stats,
     /// Corrected latencies since the last hand-off to the progress line.
@@ -88,7 +95,21 @@ impl Sink {
                             meta.last_id = Some(meta.last_id.map_or(id, |l| l.max(id)));
                             self.on_catchup(meta, id);
                         }
-                        self.on_content(meta, &content);
+                        self.on_content(meta, &content, Kind::Message(id));
+                    }
+                    Incoming::Edited { content, seq } => {
+                        self.stats.frame_type("edited");
+                        if let Some(seq) = seq {
+                            meta.last_id = Some(meta.last_id.map_or(seq, |l| l.max(seq)));
+                            self.on_catchup(meta, seq);
+                        }
+                        self.on_content(meta, &content, Kind::Edit);
+                    }
+                    Incoming::Typing => {
+                        self.stats.frame_type("typing");
+                        if meta.counting && self.now >= self.warmup_end {
+                            self.stats.typing_received += 1;
+                        }
                     }
                     Incoming::Joined { last_id } => {
                         self.stats.frame_type("joined");
@@ -130,7 +151,7 @@ impl Sink {
         }
     }
 
-    fn on_content(&mut self, meta: &mut Meta, content: &str) {
+    fn on_content(&mut self, meta: &mut Meta, content: &str, kind: Kind) {
         let Some(m) = marker::parse(content) else {
             self.stats.foreign_frames += 1;
             return;
@@ -138,6 +159,11 @@ impl Sink {
         if m.run_id != self.run_id {
             self.stats.foreign_frames += 1;
             return;
+        }
+        if let Kind::Message(Some(id)) = kind
+            && meta.sender == Some(m.sender)
+        {
+            meta.own_last_id = Some(id);
         }
         if m.sender % self.rooms.max(1) != meta.room {
             self.stats.misrouted += 1;
@@ -167,6 +193,10 @@ impl Sink {
                 }
                 let corrected = self.now.saturating_sub(m.intended_ns);
                 record_ns(&mut self.stats.corrected, corrected);
+                match kind {
+                    Kind::Message(_) => record_ns(&mut self.stats.corrected_messages, corrected),
+                    Kind::Edit => record_ns(&mut self.stats.corrected_edits, corrected),
+                }
                 meta.latency.get_or_insert_with(ConnHist::default).record(corrected / 1_000);
                 record_ns(&mut self.interval, corrected);
                 record_ns(&mut self.stats.raw, self.now.saturating_sub(m.sent_ns));

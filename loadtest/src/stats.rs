@@ -25,6 +25,14 @@ pub struct Stats {
     pub corrected: Histogram<u64>,
     /// Latency from actual send time to receipt.
     pub raw: Histogram<u64>,
+    /// `corrected`, split by kind: new messages, and edits (`--edit-fraction`).
+    pub corrected_messages: Histogram<u64>,
+    pub corrected_edits: Histogram<u64>,
+    /// Scheduled sends in the measured window that went out as an `edit`.
+    pub edits_sent: u64,
+    /// `typing` commands sent in the measured window, and `typing` events received from its start.
+    pub typing_sent: u64,
+    pub typing_received: u64,
     /// How late sends left compared to their schedule.
     pub send_lag: Histogram<u64>,
     /// Time from connect start (intended) to the upgrade response.
@@ -84,6 +92,11 @@ impl Stats {
         Stats {
             corrected: new_hist(),
             raw: new_hist(),
+            corrected_messages: new_hist(),
+            corrected_edits: new_hist(),
+            edits_sent: 0,
+            typing_sent: 0,
+            typing_received: 0,
             send_lag: new_hist(),
             handshake: new_hist(),
             ping_rtt: new_hist(),
@@ -137,6 +150,11 @@ impl Stats {
     pub fn merge(&mut self, o: &Stats) {
         let _ = self.corrected.add(&o.corrected);
         let _ = self.raw.add(&o.raw);
+        let _ = self.corrected_messages.add(&o.corrected_messages);
+        let _ = self.corrected_edits.add(&o.corrected_edits);
+        self.edits_sent += o.edits_sent;
+        self.typing_sent += o.typing_sent;
+        self.typing_received += o.typing_received;
         let _ = self.send_lag.add(&o.send_lag);
         let _ = self.handshake.add(&o.handshake);
         let _ = self.ping_rtt.add(&o.ping_rtt);

@@ -63,6 +63,10 @@ pub struct Worker {
     outage_done: bool,
     /// Live connections lost (avalanche), not yet published.
     went_down_delta: u64,
+    /// `--typists`: when each slot sends its next `typing` (`u64::MAX`: not a typist).
+    typing_due: Vec<u64>,
+    /// The earliest of `typing_due`.
+    next_typing: u64,
 }
 
 impl Worker {
@@ -107,6 +111,8 @@ impl Worker {
             rng: Rng::new(0x2545_F491_4F6C_DD1D ^ ((id as u64) << 40) ^ clock::now_ns()),
             outage_done: false,
             went_down_delta: 0,
+            typing_due: vec![u64::MAX; n],
+            next_typing: u64::MAX,
             cfg,
             ctl,
         })
@@ -141,6 +147,7 @@ impl Worker {
                 self.outage(now);
                 self.send_due();
                 self.hold_pings(now);
+                self.typing(now);
                 self.churn(now);
                 self.start_due_retries(now);
             }
@@ -500,6 +507,7 @@ impl Worker {
             }
         }
         self.sched = Some(sched);
+        self.arm_typing(start_ns);
         if self.cfg.mode == Mode::Hold {
             self.next_ping = start_ns;
         }
@@ -526,17 +534,16 @@ impl Worker {
             let m = Marker { run_id: self.cfg.run_id, sender, seq, intended_ns: intended, sent_ns };
             marker::format_into(&mut self.msg, &m, self.cfg.size);
             let room = c.meta.room;
+            let edit_of = c.meta.own_last_id.filter(|_| picks_edit(sender, seq, self.cfg.edit_fraction));
             match self.cfg.format {
                 Format::Text => c.send_text(self.msg.as_bytes()),
                 Format::Json => {
                     let client_id = format!("{:x}-{sender}-{seq}", self.cfg.run_id);
-                    protocol::encode_message(
-                        Format::Json,
-                        &protocol::room_name(room),
-                        &self.msg,
-                        &client_id,
-                        &mut self.frame,
-                    );
+                    let room = protocol::room_name(room);
+                    match edit_of {
+                        Some(id) => protocol::encode_edit(&room, id, &self.msg, &client_id, &mut self.frame),
+                        None => protocol::encode_message(Format::Json, &room, &self.msg, &client_id, &mut self.frame),
+                    }
                     c.send_text(self.frame.as_bytes());
                 }
             }
@@ -544,6 +551,7 @@ impl Worker {
             let st = &mut self.sink.stats;
             if intended >= self.warmup_end {
                 st.sent += 1;
+                st.edits_sent += u64::from(edit_of.is_some());
                 self.sent_delta += 1;
                 if let Some(r) = st.rooms.get_mut(room as usize) {
                     r.sent += 1;
@@ -554,6 +562,47 @@ impl Worker {
                 st.sent_warmup += 1;
             }
         }
+    }
+
+    /// `--typists`: spreads the typists' first `typing` over one interval from `start_ns`.
+    fn arm_typing(&mut self, start_ns: u64) {
+        let (typists, every) = (self.cfg.typists, self.cfg.typing_interval.as_nanos() as u64);
+        for slot in 0..self.conns.len() {
+            let index = self.index_of(slot);
+            if index < typists {
+                self.typing_due[slot] = start_ns + every * u64::from(index) / u64::from(typists);
+            }
+        }
+        self.next_typing = self.typing_due.iter().copied().min().unwrap_or(u64::MAX);
+    }
+
+    /// Sends the `typing` commands that are due (until the measured window ends).
+    fn typing(&mut self, now: u64) {
+        if now < self.next_typing {
+            return;
+        }
+        if now >= self.end_ns {
+            self.next_typing = u64::MAX;
+            return;
+        }
+        let every = self.cfg.typing_interval.as_nanos() as u64;
+        let mut next = u64::MAX;
+        for slot in 0..self.conns.len() {
+            let due = self.typing_due[slot];
+            if due <= now {
+                self.typing_due[slot] = due + every * (now - due).div_ceil(every).max(1);
+                if let Some(c) = self.conns[slot].as_mut().filter(|c| c.phase == Phase::Open && c.meta.ready) {
+                    protocol::encode_typing(&protocol::room_name(c.meta.room), &mut self.frame);
+                    c.send_text(self.frame.as_bytes());
+                    self.mark_dirty(slot);
+                    if now >= self.warmup_end {
+                        self.sink.stats.typing_sent += 1;
+                    }
+                }
+            }
+            next = next.min(self.typing_due[slot]);
+        }
+        self.next_typing = next;
     }
 
     fn hold_pings(&mut self, now: u64) {
@@ -665,5 +714,31 @@ impl Worker {
             }
         }
         self.conns.clear();
+    }
+}
+
+/// Whether scheduled send `seq` of `sender` is an edit, for a fraction `f` of the sends: a fixed
+/// hash of the pair, so every run with the same options edits the same sends.
+fn picks_edit(sender: u32, seq: u64, f: f64) -> bool {
+    if f <= 0.0 {
+        return false;
+    }
+    let mut x = seq ^ (u64::from(sender) << 40) ^ 0x9E37_79B9_7F4A_7C15;
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    (x >> 11) as f64 / (1u64 << 53) as f64 <= f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::picks_edit;
+
+    #[test]
+    fn edit_picks_follow_the_fraction() {
+        let picked = (0..100_000u64).filter(|&s| picks_edit(3, s, 0.1)).count();
+        assert!((9_000..11_000).contains(&picked), "{picked}");
+        assert!(!(0..1000u64).any(|s| picks_edit(3, s, 0.0)));
+        assert!((0..1000u64).all(|s| picks_edit(3, s, 1.0)));
     }
 }

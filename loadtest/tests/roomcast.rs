@@ -238,3 +238,43 @@ fn churn_json_format_reconnects_without_duplicates() {
     let completeness = v.pointer("/messages/completeness").and_then(Value::as_f64).expect("completeness");
     assert!(completeness > 0.0 && completeness <= 1.0, "{v:#}");
 }
+
+/// `--edit-fraction` and `--typists`: edits of the senders' own messages arrive as `edited`
+/// events at every member exactly like messages (nothing lost, counted apart by kind), and the
+/// `typing` events received stay within the server's forwarding limit (one per typist and room
+/// every 2 s) while some do arrive.
+#[test]
+fn broadcast_with_edits_and_typing_accounts_both() {
+    let server = Roomcast::start_persistent();
+    let (code, v, stdout) = broadcast_with(
+        &server,
+        "json",
+        "100",
+        &["--edit-fraction", "0.3", "--typists", "6", "--typing-interval", "200ms"],
+    );
+    assert_lossless_broadcast(code, &v, &stdout);
+    assert!(v["errors"].get("server_error_frame").is_none(), "{v:#}");
+    let per_room = CONNS / ROOMS;
+    let (sent, edits) = (num(&v, "/messages/sent"), num(&v, "/semantics/edits_sent"));
+    assert!(edits > 0 && edits < sent, "{v:#}");
+    assert_eq!(num(&v, "/semantics/edit_latency_us/count"), edits * per_room, "{v:#}");
+    assert_eq!(num(&v, "/semantics/message_latency_us/count"), (sent - edits) * per_room, "{v:#}");
+    assert!(num(&v, "/frames_by_type/edited") >= edits * per_room, "{v:#}");
+    // Six typists, two per room, each seen by the other nine members of its room.
+    assert_eq!(num(&v, "/semantics/typing_pairs"), 6 * (per_room - 1), "{v:#}");
+    let received = num(&v, "/semantics/typing_received");
+    assert!(received > 0, "no typing event arrived: {v:#}");
+    assert!(num(&v, "/semantics/typing_sent") > 0, "{v:#}");
+    assert!(received <= num(&v, "/semantics/typing_limit"), "{v:#}");
+    assert_eq!(v["semantics"]["typing_within_limit"], true, "{v:#}");
+}
+
+#[test]
+fn edits_and_typing_need_the_json_format() {
+    let server = Roomcast::start();
+    let url = server.ws_url();
+    let out = support::load(&["broadcast", "--url", &url, "--format", "text", "--edit-fraction", "0.1", "--quiet"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--format json"), "{stderr}");
+}

@@ -64,6 +64,10 @@ pub fn run_config(mode: Mode, c: &Common, t: Option<&Traffic>) -> Result<RunConf
         None => Vec::new(),
     };
     let threads = c.threads.unwrap_or_else(crate::cpu::cores).clamp(1, c.conns as usize);
+    let (edit_fraction, typists, typing_interval) = match t {
+        Some(t) => semantics(c, t)?,
+        None => (0.0, 0, Duration::from_millis(500)),
+    };
     let (senders, rate, size, warmup, duration, drain) = match t {
         Some(t) => {
             if t.senders == 0 || t.senders > c.conns {
@@ -98,8 +102,28 @@ pub fn run_config(mode: Mode, c: &Common, t: Option<&Traffic>) -> Result<RunConf
         churn_fraction: 0.0,
         churn_interval: Duration::from_secs(1),
         avalanche: None,
+        edit_fraction,
+        typists,
+        typing_interval,
         run_id: new_run_id(),
     })
+}
+
+/// Checks `--edit-fraction`, `--typists` and `--typing-interval` (JSON only).
+fn semantics(c: &Common, t: &Traffic) -> Result<(f64, u32, Duration), LoadError> {
+    if !(0.0..=1.0).contains(&t.edit_fraction) {
+        return Err(LoadError::BadArg("--edit-fraction must be between 0 and 1".into()));
+    }
+    if t.typists > c.conns {
+        return Err(LoadError::BadArg("--typists must be at most --conns".into()));
+    }
+    if (t.edit_fraction > 0.0 || t.typists > 0) && c.format != Format::Json {
+        return Err(LoadError::BadArg("--edit-fraction and --typists need --format json".into()));
+    }
+    if t.typists > 0 && t.typing_interval < Duration::from_millis(20) {
+        return Err(LoadError::BadArg("--typing-interval must be at least 20ms".into()));
+    }
+    Ok((t.edit_fraction, t.typists, t.typing_interval))
 }
 
 /// Runs the engine for a scenario that needs at least one connection and builds its report.
@@ -133,6 +157,13 @@ pub fn config_map(cfg: &RunConfig, url: &str) -> BTreeMap<String, Value> {
     m.insert("senders".into(), json!(cfg.senders));
     m.insert("rate".into(), json!(cfg.rate));
     m.insert("size".into(), json!(cfg.size));
+    if cfg.edit_fraction > 0.0 {
+        m.insert("edit_fraction".into(), json!(cfg.edit_fraction));
+    }
+    if cfg.typists > 0 {
+        m.insert("typists".into(), json!(cfg.typists));
+        m.insert("typing_interval_secs".into(), json!(cfg.typing_interval.as_secs_f64()));
+    }
     m.insert("warmup_secs".into(), json!(cfg.warmup.as_secs_f64()));
     m.insert("duration_secs".into(), json!(cfg.duration.as_secs_f64()));
     m.insert("drain_secs".into(), json!(cfg.drain.as_secs_f64()));
