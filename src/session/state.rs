@@ -42,6 +42,8 @@ pub(crate) struct HttpState {
     pub(crate) ops_only: bool,
     /// A server API request waiting for the ids of the events it published (cluster mode).
     pub(crate) pending_ids: Option<Box<PendingIds>>,
+    /// Streaming the change feed (`super::feed`): the connection takes no further request.
+    pub(crate) feed: Option<Box<super::feed::FeedStream>>,
 }
 
 /// The ids a server API request waits for (cluster mode: Redis gives them after the request left).
