@@ -16,32 +16,18 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::ctx::ShardCtx;
-use super::state::{Conn, Phase};
+use super::state::{Conn, FeedStream, Phase};
 use crate::bus::FeedChunk;
 use crate::http::percent::query_pairs;
 use crate::http::request::Request;
 use crate::http::response::{self, Response};
 use crate::metrics::CloseReason;
 use crate::protocol::json;
-use crate::store::{FeedPage, FeedSlot, StoreError};
+use crate::store::{FeedPage, StoreError};
 use crate::types::{ClientError, ConnRef, ErrorCode, Event};
 
 /// Consumers streaming at once, server-wide; one more is answered 503.
 pub(crate) const MAX_CONSUMERS: u64 = 16;
-
-/// One streaming consumer's state (in its connection's `HttpState`).
-#[derive(Debug)]
-pub(crate) struct FeedStream {
-    /// The position of the last event sent: the next page starts after it.
-    cursor: u64,
-    /// A page was asked for and has not come back.
-    in_flight: bool,
-    /// Bytes the socket had taken at the last sweep that saw progress, and when.
-    written: u64,
-    since: Instant,
-    /// The consumer's place among [`MAX_CONSUMERS`], given back when the connection is reaped.
-    _slot: FeedSlot,
-}
 
 /// Where a consumer starts: `Last-Event-ID` (a resuming `EventSource`) or else `after_id`; 0: from
 /// the first stored event.

@@ -219,20 +219,23 @@ fn a_clean_shutdown_records_the_last_id_used_and_the_next_open_continues_after_i
     store.shutdown().expect("shutdown");
 }
 
+/// Writes a version-1 database (one message, id 77) as `test.db` in `dir`.
+fn version_1_database(dir: &Path) {
+    let conn = Connection::open(dir.join("test.db")).expect("create");
+    conn.execute_batch(
+        "CREATE TABLE messages (id INTEGER PRIMARY KEY, room TEXT NOT NULL, user TEXT NOT NULL,
+                                content TEXT NOT NULL, created_at INTEGER NOT NULL);
+         CREATE INDEX messages_room_id ON messages (room, id);
+         INSERT INTO messages VALUES (77, 'r', 'u', 'c', 0);
+         PRAGMA user_version = 1;",
+    )
+    .expect("version 1 database");
+}
+
 #[test]
 fn a_version_1_database_is_migrated_and_continues_after_its_largest_id() {
     let dir = tempfile::tempdir().expect("tempdir");
-    {
-        let conn = Connection::open(dir.path().join("test.db")).expect("create");
-        conn.execute_batch(
-            "CREATE TABLE messages (id INTEGER PRIMARY KEY, room TEXT NOT NULL, user TEXT NOT NULL,
-                                    content TEXT NOT NULL, created_at INTEGER NOT NULL);
-             CREATE INDEX messages_room_id ON messages (room, id);
-             INSERT INTO messages VALUES (77, 'r', 'u', 'c', 0);
-             PRAGMA user_version = 1;",
-        )
-        .expect("version 1 database");
-    }
+    version_1_database(dir.path());
     let store = Store::open(StoreConfig { id_block: Some(1000), ..cfg(dir.path()) }).expect("open");
     assert_eq!((store.max_id(), store.start_id()), (77, 77));
     assert_eq!(store.id_ceiling().map(|c| c.durable()), Some(1077));
@@ -817,17 +820,7 @@ fn feed_slots_are_bounded_and_given_back() {
 #[test]
 fn rows_stored_before_the_feed_existed_take_their_id_as_position() {
     let dir = tempfile::tempdir().expect("tempdir");
-    {
-        let conn = Connection::open(dir.path().join("test.db")).expect("create");
-        conn.execute_batch(
-            "CREATE TABLE messages (id INTEGER PRIMARY KEY, room TEXT NOT NULL, user TEXT NOT NULL,
-                                    content TEXT NOT NULL, created_at INTEGER NOT NULL);
-             CREATE INDEX messages_room_id ON messages (room, id);
-             INSERT INTO messages VALUES (77, 'r', 'u', 'c', 0);
-             PRAGMA user_version = 1;",
-        )
-        .expect("version 1 database");
-    }
+    version_1_database(dir.path());
     let store = Store::open(cfg(dir.path())).expect("open");
     enqueue(&store.writer(), rec(80, "r"));
     store.flush().expect("flush");
