@@ -2,7 +2,7 @@
 //! live across rooms with edits and deletes as their own events, a consumer that disconnects under
 //! live traffic and resumes with `Last-Event-ID` (every event exactly once, compared with a full
 //! read of the store at the end), a consumer that stops reading (closed, the server fine), and a
-//! resume across a restart, with the keepalive comment of an idle stream.
+//! resume across a restart, with the keepalive comment of an idle stream, and the consumer limit.
 
 use std::collections::HashSet;
 
@@ -244,12 +244,32 @@ fn a_consumer_resumes_across_a_restart_and_an_idle_stream_gets_keepalives() {
     let (status, dir) = server.stop();
     assert!(status.success(), "{status}");
 
-    let server = Server::start_in(dir, &["--api-key", KEY]);
+    // A short handshake timeout: the stream outlives it (no request deadline while streaming).
+    let server = Server::start_in(dir, &["--api-key", KEY, "--handshake-timeout", "2"]);
     let after = publish(&server, &[("k1", "d".into()), ("k2", "e".into())]);
     let mut feed = Consumer::open(&server, "", &format!("Last-Event-ID: {}\r\n", seen[2].pos));
     let resumed = feed.take(2);
     assert_eq!(resumed.iter().map(|e| e.data["id"].as_u64().expect("id")).collect::<Vec<_>>(), after);
     assert!(resumed[0].pos > seen[2].pos, "positions continue after the restart");
-    // Nothing new: within the read patience (30 s) an idle stream gets a keepalive comment (15 s).
+    // Nothing new: within the read patience (30 s) an idle stream gets a keepalive comment (15 s),
+    // long after the handshake timeout.
     assert_eq!(feed.next_block().as_deref(), Some(": keepalive\n\n"));
+}
+
+#[test]
+fn at_most_sixteen_consumers_stream_at_once() {
+    let server = keyed(&[]);
+    let mut consumers: Vec<Consumer> = (0..16).map(|_| Consumer::open(&server, "", "")).collect();
+    let (status, head, body) = call(&server, "GET", "/api/feed", Some(KEY), None, "");
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("unavailable")), "{body}");
+    assert!(head.contains("Retry-After: 5"), "{head}");
+    drop(consumers.pop());
+    wait_until("a place is free again", || {
+        let (_, _, body) = http_get(&server, "/metrics");
+        String::from_utf8_lossy(&body).lines().any(|l| l == "roomcast_feed_consumers 15")
+    });
+    let ids = publish(&server, &[("m0", "hello".into())]);
+    let mut again = Consumer::open(&server, "", "");
+    assert_eq!(again.next().expect("an event").data["id"].as_u64(), Some(ids[0]));
+    assert_eq!(consumers[0].next().expect("an event").data["id"].as_u64(), Some(ids[0]), "the others stream on");
 }
