@@ -295,4 +295,9 @@ impl Answerer {
     pub(crate) fn answer(&self, conn: ConnRef, response: Response, keep_alive: bool) {
         self.shards.send(conn.shard, ShardMsg::Reply { conn, response, keep_alive });
     }
+
+    /// Sends the next change-feed chunk (or why the stream ends) to the streaming connection `conn`.
+    pub(crate) fn feed(&self, conn: ConnRef, chunk: Result<crate::bus::FeedChunk, crate::store::StoreError>) {
+        self.shards.send(conn.shard, ShardMsg::Feed { conn, chunk });
+    }
 }

@@ -19,6 +19,8 @@ pub(crate) enum ApiRoute {
     },
     /// `POST /api/publish`.
     Publish,
+    /// `GET /api/feed`: the change feed (Server-Sent Events, `session::feed`).
+    Feed,
     /// `GET /api/rooms`.
     Rooms,
     /// `GET /api/rooms/{room}/presence`.
@@ -87,6 +89,7 @@ pub(crate) fn route(method: Method, path: &str) -> Result<Routed, ClientError> {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let (found, allow): (Option<ApiRoute>, &'static str) = match parts.as_slice() {
         ["api", "publish"] => (matches!(method, Method::Post).then_some(ApiRoute::Publish), "POST"),
+        ["api", "feed"] => (matches!(method, Method::Get).then_some(ApiRoute::Feed), "GET"),
         ["api", "rooms"] => (matches!(method, Method::Get).then_some(ApiRoute::Rooms), "GET"),
         ["api", "rooms", room, "messages"] => {
             let room = segment(room, "room name", ErrorCode::InvalidRoom)?;

@@ -96,8 +96,24 @@ pub(crate) enum ShardMsg {
         /// The frame.
         frame: bytes::Bytes,
     },
+    /// The next chunk of a change-feed stream (`session::feed`), rendered by the feed thread.
+    Feed {
+        /// The streaming HTTP connection.
+        conn: ConnRef,
+        /// The chunk, or why the stream ends.
+        chunk: Result<FeedChunk, StoreError>,
+    },
     /// Stop: close every connection with 1001 and exit the loop.
     Shutdown,
+}
+
+/// A change-feed chunk: Server-Sent Events bytes and the position of the last event in them.
+#[derive(Debug)]
+pub(crate) struct FeedChunk {
+    /// The events (or a keepalive comment), ready to write.
+    pub(crate) bytes: bytes::Bytes,
+    /// The position of the last event in `bytes` (the cursor of the next request); `None`: no event.
+    pub(crate) last_pos: Option<u64>,
 }
 
 /// Answer to the lookup of the message an edit or a delete refers to, with the event to publish

@@ -11,5 +11,5 @@ mod inbox;
 mod shards;
 
 pub(crate) use delivery::{Delivery, Payload};
-pub(crate) use inbox::{AmendReply, HistoryPurpose, HistoryReply, ShardInbox, ShardMsg};
+pub(crate) use inbox::{AmendReply, FeedChunk, HistoryPurpose, HistoryReply, ShardInbox, ShardMsg};
 pub(crate) use shards::Shards;

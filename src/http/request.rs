@@ -105,6 +105,8 @@ pub struct Request {
     pub content_type: Option<String>,
     /// `Idempotency-Key`, as sent.
     pub idempotency_key: Option<String>,
+    /// `Last-Event-ID` (a change-feed consumer resuming), trimmed.
+    pub last_event_id: Option<String>,
     /// Path without the query, still percent-encoded.
     pub path: String,
     /// Raw query string (after `?`), empty when absent.
@@ -225,6 +227,8 @@ pub fn try_parse(buf: &[u8], max_header_bytes: usize) -> Result<Option<(usize, R
             req.content_type = Some(value.trim().to_string());
         } else if name.eq_ignore_ascii_case("idempotency-key") {
             req.idempotency_key = Some(value.trim().to_string());
+        } else if name.eq_ignore_ascii_case("last-event-id") {
+            req.last_event_id = Some(value.trim().to_string());
         }
     }
     req.content_length = length.unwrap_or(0);

@@ -99,6 +99,15 @@ impl Response {
     }
 }
 
+/// The head of a `200 text/event-stream` response (the change feed): no `Content-Length`, the body
+/// is the stream and ends when the connection closes (`Connection: close` framing: simpler for every
+/// SSE client than chunked encoding, and the connection takes no further request anyway).
+pub(crate) fn event_stream_head() -> Vec<u8> {
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n\
+      X-Content-Type-Options: nosniff\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\r\n"
+        .to_vec()
+}
+
 /// Reason phrase for the statuses the server uses.
 pub(crate) fn reason(status: u16) -> &'static str {
     match status {

@@ -372,6 +372,13 @@ impl Shard {
                         session::on_frame(&mut self.ctx, conn, to.key, frame);
                     }
                 }
+                ShardMsg::Feed { conn: to, chunk } => {
+                    if let Some(conn) = self.conns.get_mut(to.key)
+                        && conn.serial == to.serial
+                    {
+                        session::on_feed(&mut self.ctx, conn, to.key, chunk);
+                    }
+                }
                 ShardMsg::Shutdown => self.begin_shutdown(),
             }
         }
@@ -502,6 +509,8 @@ impl Shard {
             } else if matches!(conn.phase, Phase::Ws(_)) {
                 conn.out.release_if_drained();
                 session::heartbeat::on_sweep(&mut self.ctx, conn, key, now, paused);
+            } else if matches!(conn.phase, Phase::Http(_)) {
+                session::on_http_sweep(&mut self.ctx, conn, key, now);
             }
         }
         self.flush_scheduled();

@@ -1,6 +1,6 @@
 //! [`Sink`]: a consumer of a room's ordered log on a thread of its own (the store writer today;
-//! webhooks and a change feed are the next), fed under the room's lock so that it sees every
-//! sequenced event in the room's order.
+//! webhooks are the next; the change feed tails the committed store instead, `store::feed`), fed
+//! under the room's lock so that it sees every sequenced event in the room's order.
 //!
 //! The contract, the same for every sink: `offer_locked` is called with the room's lock held and
 //! must not make a syscall, wake a thread or wait (a `crate::deferred` hand-off does all three

@@ -30,6 +30,8 @@ pub(crate) enum Served {
     Now(Response),
     /// The answer comes through the inbox.
     Later,
+    /// The connection streams the change feed from now on (`super::feed`).
+    Streaming,
 }
 
 /// The largest body `route` takes: one message's route `--max-message` + 4 KiB, the batch route
@@ -93,6 +95,12 @@ pub(crate) fn serve(
     route: ApiRoute,
     body: &[u8],
 ) -> Served {
+    if route == ApiRoute::Feed {
+        return match super::feed::start(ctx, conn, key, req) {
+            Ok(()) => Served::Streaming,
+            Err(resp) => Served::Now(resp),
+        };
+    }
     let me = ConnRef { shard: ctx.shard, key, serial: conn.serial };
     match act(ctx, me, req, route, body) {
         Ok(Action::Done(served)) => served,
@@ -131,6 +139,8 @@ fn act(ctx: &mut ShardCtx, me: ConnRef, req: &Request, route: ApiRoute, body: &[
             names::validate_room(&room)?;
             Ok(delete_message(ctx, me, req, room, id).into())
         }
+        // Served as a stream by `serve` before it gets here.
+        ApiRoute::Feed => Err(ClientError::new(ErrorCode::InvalidParameter, "the change feed is a stream")),
         ApiRoute::Publish => {
             let messages = bodies::parse_batch(body, ctx.cfg.max_message)?;
             publish_batch(ctx, me, req, messages)

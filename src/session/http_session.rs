@@ -57,6 +57,8 @@ pub(crate) fn output_mark(ctx: &ShardCtx) -> usize {
 /// queued output under the mark. The shard does not read a connection that may not.
 pub(crate) fn accepts_request(ctx: &ShardCtx, conn: &Conn) -> bool {
     match &conn.phase {
+        // A change feed reads (and drops) input, so the peer's close is seen at once.
+        Phase::Http(state) if state.feed.is_some() => true,
         Phase::Http(state) => !state.awaiting_reply && conn.out.queued_bytes() < output_mark(ctx),
         _ => true,
     }
@@ -65,6 +67,9 @@ pub(crate) fn accepts_request(ctx: &ShardCtx, conn: &Conn) -> bool {
 /// Appends input to the request buffer and serves the complete requests in it, as far as the output
 /// mark allows.
 pub(crate) fn on_input(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &[u8]) {
+    if matches!(&conn.phase, Phase::Http(state) if state.feed.is_some()) {
+        return;
+    }
     conn.inbuf.extend_from_slice(data);
     serve_buffered(ctx, conn, key);
 }
@@ -171,6 +176,8 @@ fn api_request(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request, b
                 state.awaiting_reply = true;
             }
         }
+        // Input after the request is dropped: a streaming connection takes no further request.
+        api_session::Served::Streaming => return Some(conn.inbuf.len()),
     }
     matches!(conn.phase, Phase::Http(_)).then_some(end)
 }

@@ -15,9 +15,10 @@
 //!   to was looked up), [`on_read_state`] (a read marker after a join), [`on_frame`] (a frame made
 //!   elsewhere for it), [`on_refused`] (a message refused after it left), [`on_reply`] (an HTTP
 //!   answer decided elsewhere), [`on_sequenced`] (an id the API waited for), [`on_close_request`]
-//!   (the server API closes a WebSocket session);
+//!   (the server API closes a WebSocket session), [`on_feed`] (the next page of a change feed);
 //! - output: [`on_flushed`] (a write happened; the queue may now be below a low-water mark);
-//! - time: [`heartbeat::on_sweep`] (every 250 ms, with the ingress pause read once);
+//! - time: [`heartbeat::on_sweep`] (every 250 ms, with the ingress pause read once), [`on_http_sweep`]
+//!   (the same sweep, for an HTTP connection without a deadline: a change feed's stream);
 //! - the end: [`on_shutdown`] (close with 1001), [`on_reaped`] (the connection is gone: leave its
 //!   rooms).
 //!
@@ -45,6 +46,7 @@
 //! - [`heartbeat`]: pings and idle timeouts;
 //! - [`ws_session`]: frames, commands, joins and leaves;
 //! - [`ops`]: `/metrics` and `/readyz` as responses;
+//! - [`feed`]: the change feed's stream (`GET /api/feed`), paced by the consumer's reading;
 //! - [`api_session`]: the server API's requests (admission from the head, the actions);
 //! - [`http_session`]: requests, keep-alive, pipelining, bodies, REST history, the upgrade.
 
@@ -55,6 +57,7 @@ pub(crate) mod catchup_budget;
 pub(crate) mod ctx;
 pub(crate) mod deliver;
 pub(crate) mod direct;
+pub(crate) mod feed;
 pub(crate) mod gate;
 pub(crate) mod heartbeat;
 pub(crate) mod history;
@@ -78,7 +81,7 @@ use state::{Conn, HttpState, Phase};
 /// The first phase of a connection just accepted (`over_capacity`: answer 503; `ops_only`: from
 /// the `--metrics-addr` listener, which serves the operations endpoints only).
 pub(crate) fn new_phase(over_capacity: bool, ops_only: bool) -> Phase {
-    Phase::Http(HttpState { over_capacity, awaiting_reply: false, ops_only, pending_ids: None })
+    Phase::Http(HttpState { over_capacity, awaiting_reply: false, ops_only, pending_ids: None, feed: None })
 }
 
 /// Feeds bytes read from `conn` to its session.
@@ -172,6 +175,22 @@ pub(crate) fn on_frame(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, frame: b
     }
 }
 
+/// The next page of a change-feed stream (ignored unless the connection still streams).
+pub(crate) fn on_feed(
+    ctx: &mut ShardCtx,
+    conn: &mut Conn,
+    key: usize,
+    chunk: Result<crate::bus::FeedChunk, StoreError>,
+) {
+    feed::on_chunk(ctx, conn, key, chunk);
+}
+
+/// The sweep, for an HTTP connection whose deadline has not passed: a change feed that stopped
+/// reading is closed (`feed::on_sweep`).
+pub(crate) fn on_http_sweep(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, now: std::time::Instant) {
+    feed::on_sweep(ctx, conn, key, now);
+}
+
 /// Routes a history page back to the session that asked.
 pub(crate) fn on_history(
     ctx: &mut ShardCtx,
@@ -193,6 +212,9 @@ pub(crate) fn on_history(
 /// pages, and a paced read waiting for the queue to drain below the low-water mark is sent once it
 /// has.
 pub(crate) fn on_flushed(ctx: &mut ShardCtx, conn: &mut Conn, key: usize) {
+    if matches!(&conn.phase, Phase::Http(state) if state.feed.is_some()) {
+        return feed::on_flushed(ctx, conn, key);
+    }
     catchup::on_written(conn);
     let waiting = conn.phase.ws_mut().is_some_and(|ws| ws.paced.drain_wanted);
     if waiting && conn.out.queued_bytes() < catchup::low_water(&ctx.cfg) {

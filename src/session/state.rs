@@ -42,6 +42,22 @@ pub(crate) struct HttpState {
     pub(crate) ops_only: bool,
     /// A server API request waiting for the ids of the events it published (cluster mode).
     pub(crate) pending_ids: Option<Box<PendingIds>>,
+    /// Streaming the change feed (`super::feed`): the connection takes no further request.
+    pub(crate) feed: Option<Box<FeedStream>>,
+}
+
+/// One streaming consumer's state (in its connection's `HttpState`).
+#[derive(Debug)]
+pub(crate) struct FeedStream {
+    /// The position of the last event sent: the next page starts after it.
+    pub(crate) cursor: u64,
+    /// A page was asked for and has not come back.
+    pub(crate) in_flight: bool,
+    /// Bytes the socket had taken at the last sweep that saw progress, and when.
+    pub(crate) written: u64,
+    pub(crate) since: std::time::Instant,
+    /// The consumer's place among `super::feed::MAX_CONSUMERS`, given back when it is reaped.
+    pub(crate) _slot: crate::store::FeedSlot,
 }
 
 /// The ids a server API request waits for (cluster mode: Redis gives them after the request left).

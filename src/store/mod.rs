@@ -109,6 +109,7 @@
 mod ceiling;
 mod control;
 mod error;
+mod feed;
 mod lock;
 mod reader;
 mod schema;
@@ -134,6 +135,8 @@ use crate::types::Sequenced;
 pub(crate) use ceiling::{IdCeiling, id_block};
 pub(crate) use control::{ControlOp, ControlSnapshot, ControlStore};
 pub use error::StoreError;
+pub use feed::FeedPage;
+use feed::{FeedReply, FeedRequest};
 
 use lock::DbLock;
 pub use reader::Target;
@@ -288,6 +291,12 @@ pub(crate) struct StoreStats {
     pub(crate) visible_wait_timeouts: u64,
     /// History requests waiting for a reader now.
     pub(crate) reader_queue_depth: usize,
+    /// Change-feed consumers streaming now.
+    pub(crate) feed_consumers: u64,
+    /// Events handed to change-feed consumers.
+    pub(crate) feed_events: u64,
+    /// Change-feed consumers closed because they stopped reading.
+    pub(crate) feed_closed_slow: u64,
     /// Times the writer thread woke up, by cause.
     pub(crate) writer_wakeups: WriterWakeups,
 }
@@ -329,6 +338,9 @@ pub struct Store {
     reader_queue: usize,
     writer_thread: Option<JoinHandle<()>>,
     reader_threads: Vec<(String, JoinHandle<()>)>,
+    /// The change feed's request queue (`None` once told to stop) and thread.
+    feed_tx: Option<Sender<FeedRequest>>,
+    feed_thread: Option<JoinHandle<()>>,
     /// The database and busy timeout, for [`Store::shutdown_clean`]'s own connection.
     path: PathBuf,
     busy_timeout: Duration,
@@ -373,6 +385,8 @@ impl Store {
         let reader_conns = (0..cfg.readers)
             .map(|_| schema::open_reader(&cfg.path, cfg.busy_timeout))
             .collect::<Result<Vec<_>, _>>()?;
+        let feed_conn = schema::open_reader(&cfg.path, cfg.busy_timeout)?;
+        let last_pos = schema::max_pos(&writer_conn)?;
 
         let shared = Arc::new(Shared::new(cfg.enqueue_timeout));
         let holds = |table: &str| -> Result<bool, StoreError> {
@@ -391,11 +405,14 @@ impl Store {
             retain_per_room: cfg.retain_per_room,
             sync_full: cfg.sync_full,
             ceiling: ceiling.clone(),
+            last_pos,
         };
         // If a later spawn fails, the threads already started see their channels disconnect
         // when these senders drop, drain and exit on their own.
         let writer_thread = writer::spawn(writer_conn, data_rx, ctrl_rx, Arc::clone(&shared), writer_cfg)?;
         let reader_threads = reader::spawn_pool(reader_conns, &req_rx, &shared, cfg.visible_wait, &ctrl_tx)?;
+        let (feed_tx, feed_rx) = crossbeam_channel::bounded(feed::QUEUE);
+        let feed_thread = feed::spawn(feed_conn, feed_rx, Arc::clone(&shared))?;
         tracing::info!(
             path = %cfg.path.display(),
             max_id,
@@ -418,6 +435,8 @@ impl Store {
             reader_queue: cfg.reader_queue,
             writer_thread: Some(writer_thread),
             reader_threads,
+            feed_tx: Some(feed_tx),
+            feed_thread: Some(feed_thread),
             path: cfg.path.clone(),
             busy_timeout: cfg.busy_timeout,
             _lock: lock,
@@ -514,6 +533,36 @@ impl Store {
         self.submit(Request::Lookup { plan: LookupPlan { room, id, visible_seq }, reply });
     }
 
+    /// A place for one more change-feed consumer, or `None` when `max` stream already. The place is
+    /// given back when the returned slot is dropped (the consumer's connection is reaped).
+    pub(crate) fn feed_slot(&self, max: u64) -> Option<FeedSlot> {
+        let consumers = &self.shared.counters.feed_consumers;
+        consumers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1))
+            .ok()
+            .map(|_| FeedSlot { shared: Arc::clone(&self.shared) })
+    }
+
+    /// Queues the request for the change feed's page after position `after` (`feed.rs`) and returns
+    /// at once; `reply` is called from the feed thread once rows after it are committed or the
+    /// keepalive interval passed (an empty page), or here with [`StoreError::Busy`] (queue full) or
+    /// [`StoreError::Closed`].
+    pub(crate) fn feed(&self, after: u64, reply: FeedReply) {
+        let Some(feed_tx) = &self.feed_tx else {
+            return reply(Err(StoreError::Closed));
+        };
+        match feed_tx.try_send(FeedRequest { after, reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(req)) => (req.reply)(Err(StoreError::Busy { capacity: feed::QUEUE })),
+            Err(TrySendError::Disconnected(req)) => (req.reply)(Err(StoreError::Closed)),
+        }
+    }
+
+    /// Counts a change-feed consumer closed because it stopped reading.
+    pub(crate) fn feed_closed_slow(&self) {
+        bump(&self.shared.counters.feed_closed_slow, 1);
+    }
+
     /// Queues a request for the reader pool without blocking: a full queue answers
     /// [`StoreError::Busy`] and a closed store [`StoreError::Closed`], on the caller's thread.
     fn submit(&self, req: Request) {
@@ -595,8 +644,15 @@ impl Store {
                 result = Err(StoreError::ThreadPanicked { name: "store-writer".to_string() });
             }
         }
-        // Readers answer what is queued, then see the channel disconnect and exit.
+        // Readers answer what is queued, then see the channel disconnect and exit; so does the feed.
         self.req_tx = None;
+        self.feed_tx = None;
+        if let Some(handle) = self.feed_thread.take()
+            && handle.join().is_err()
+            && result.is_ok()
+        {
+            result = Err(StoreError::ThreadPanicked { name: "store-feed".to_string() });
+        }
         for (name, handle) in self.reader_threads.drain(..) {
             if handle.join().is_err() && result.is_ok() {
                 result = Err(StoreError::ThreadPanicked { name });
@@ -640,6 +696,9 @@ impl Store {
             queries_rejected_busy: c.queries_rejected_busy.load(Ordering::SeqCst),
             visible_wait_timeouts: c.visible_wait_timeouts.load(Ordering::SeqCst),
             reader_queue_depth: self.req_tx.as_ref().map_or(0, Sender::len),
+            feed_consumers: c.feed_consumers.load(Ordering::SeqCst),
+            feed_events: c.feed_events.load(Ordering::SeqCst),
+            feed_closed_slow: c.feed_closed_slow.load(Ordering::SeqCst),
             writer_wakeups: WriterWakeups {
                 timer: c.wakeups_timer.load(Ordering::SeqCst),
                 producer: c.wakeups_producer.load(Ordering::SeqCst),
@@ -655,6 +714,23 @@ impl Drop for Store {
         if let Err(err) = self.close() {
             tracing::error!(error = %err, "store: shutdown on drop failed");
         }
+    }
+}
+
+/// One change-feed consumer's place (see [`Store::feed_slot`]); dropping it gives the place back.
+pub(crate) struct FeedSlot {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for FeedSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeedSlot").finish_non_exhaustive()
+    }
+}
+
+impl Drop for FeedSlot {
+    fn drop(&mut self) {
+        self.shared.counters.feed_consumers.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -307,44 +307,7 @@ fn read_page(conn: &Connection, plan: &Plan) -> Result<HistoryPage, StoreError> 
     let fetch = (plan.limit + 1) as i64;
     let mut messages = Vec::with_capacity(plan.limit + 1);
     let room = &plan.room;
-    let map_row = |row: &rusqlite::Row<'_>| -> rusqlite::Result<Sequenced> {
-        let id: i64 = row.get(0)?;
-        let code: i64 = row.get(1)?;
-        // The schema version check keeps files of newer builds out, so an unknown kind is damage.
-        let kind = u8::try_from(code).ok().and_then(EventKind::from_code).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(
-                1,
-                rusqlite::types::Type::Integer,
-                format!("unknown event kind {code}").into(),
-            )
-        })?;
-        let target = || -> rusqlite::Result<u64> {
-            let target: Option<i64> = row.get(5)?;
-            Ok(target.and_then(|t| u64::try_from(t).ok()).unwrap_or(0))
-        };
-        let event = match kind {
-            EventKind::Message => {
-                let edited_at: Option<i64> = row.get(6)?;
-                let deleted: i64 = row.get(7)?;
-                let revision = match (deleted, edited_at) {
-                    (0, None) => Revision::Original,
-                    (0, Some(at_ms)) => Revision::Edited { at_ms },
-                    _ => Revision::Deleted,
-                };
-                Event::Message(Message { user: row.get(2)?, content: row.get(3)?, revision })
-            }
-            EventKind::Edit => Event::Edit(Edit { user: row.get(2)?, target: target()?, content: row.get(3)? }),
-            EventKind::Delete => Event::Delete(Delete { user: row.get(2)?, target: target()? }),
-            EventKind::Read => Event::Read(Read { user: row.get(2)?, upto: target()? }),
-        };
-        Ok(Sequenced {
-            // Negative ids are never written by this store; read them as 0 rather than fail.
-            id: u64::try_from(id).unwrap_or(0),
-            room: Arc::clone(room),
-            at_ms: row.get(4)?,
-            event,
-        })
-    };
+    let map_row = |row: &rusqlite::Row<'_>| row_event(row, Arc::clone(room));
     let rows = match plan.cursor {
         Cursor::Nothing => return Ok(HistoryPage::default()),
         Cursor::Newest => conn
@@ -362,6 +325,47 @@ fn read_page(conn: &Connection, plan: &Plan) -> Result<HistoryPage, StoreError> 
     let has_more = messages.len() > plan.limit;
     messages.truncate(plan.limit);
     Ok(HistoryPage { messages, has_more })
+}
+
+/// One row of `page_sql!`'s columns (id, kind, user, content, created_at, target, edited_at, deleted,
+/// from column 0) as the event of `room` it stores.
+pub(crate) fn row_event(row: &rusqlite::Row<'_>, room: Arc<str>) -> rusqlite::Result<Sequenced> {
+    let id: i64 = row.get(0)?;
+    let code: i64 = row.get(1)?;
+    // The schema version check keeps files of newer builds out, so an unknown kind is damage.
+    let kind = u8::try_from(code).ok().and_then(EventKind::from_code).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            1,
+            rusqlite::types::Type::Integer,
+            format!("unknown event kind {code}").into(),
+        )
+    })?;
+    let target = || -> rusqlite::Result<u64> {
+        let target: Option<i64> = row.get(5)?;
+        Ok(target.and_then(|t| u64::try_from(t).ok()).unwrap_or(0))
+    };
+    let event = match kind {
+        EventKind::Message => {
+            let edited_at: Option<i64> = row.get(6)?;
+            let deleted: i64 = row.get(7)?;
+            let revision = match (deleted, edited_at) {
+                (0, None) => Revision::Original,
+                (0, Some(at_ms)) => Revision::Edited { at_ms },
+                _ => Revision::Deleted,
+            };
+            Event::Message(Message { user: row.get(2)?, content: row.get(3)?, revision })
+        }
+        EventKind::Edit => Event::Edit(Edit { user: row.get(2)?, target: target()?, content: row.get(3)? }),
+        EventKind::Delete => Event::Delete(Delete { user: row.get(2)?, target: target()? }),
+        EventKind::Read => Event::Read(Read { user: row.get(2)?, upto: target()? }),
+    };
+    Ok(Sequenced {
+        // Negative ids are never written by this store; read them as 0 rather than fail.
+        id: u64::try_from(id).unwrap_or(0),
+        room,
+        at_ms: row.get(4)?,
+        event,
+    })
 }
 
 fn collect<I>(rows: I) -> rusqlite::Result<Vec<Sequenced>>

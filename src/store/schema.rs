@@ -24,6 +24,11 @@
 //! log row (kind 3 is reserved for it; a marker is state, not history).
 //! `dm_rooms(user, room)` lists each user's direct-message rooms (`dm:<a>,<b>` with a stored
 //! message), for the list a connection gets after `welcome`.
+//!
+//! Version 6 adds `messages.pos`, the row's place in the change feed (`feed.rs`): the writer numbers
+//! rows 1, 2, 3 … in commit order (a row written before gets its id, which is above none of the new
+//! ones), with the unique index `messages_pos`. Ids are not in commit order across rooms (two rooms
+//! take ids under two locks), positions are: a reader that sees position `p` sees every one below.
 
 use std::path::Path;
 use std::time::Duration;
@@ -34,7 +39,7 @@ use super::StoreError;
 use crate::unique::unique_u64;
 
 /// The newest schema version (`PRAGMA user_version`) this build knows and migrates to.
-pub(crate) const SCHEMA_VERSION: i64 = 5;
+pub(crate) const SCHEMA_VERSION: i64 = 6;
 
 /// Name of the index that serves history pages (checked by the query-plan test).
 #[cfg(test)]
@@ -80,6 +85,13 @@ const MIGRATIONS: &[(i64, &str)] = &[
          CREATE TABLE api_bans (user TEXT PRIMARY KEY, until_ms INTEGER NOT NULL) WITHOUT ROWID;
          CREATE TABLE api_mutes (room TEXT NOT NULL, user TEXT NOT NULL, until_ms INTEGER NOT NULL,
                                  PRIMARY KEY (room, user)) WITHOUT ROWID;",
+    ),
+    // The change feed's positions (`feed.rs`): commit order, a prefix visible to every reader.
+    (
+        6,
+        "ALTER TABLE messages ADD COLUMN pos INTEGER;
+         UPDATE messages SET pos = id;
+         CREATE UNIQUE INDEX messages_pos ON messages (pos);",
     ),
 ];
 
@@ -131,6 +143,13 @@ pub(crate) fn open_reader(path: &Path, busy_timeout: Duration) -> Result<Connect
 pub(crate) fn max_id(conn: &Connection) -> Result<u64, StoreError> {
     let max: Option<i64> =
         conn.query_row("SELECT MAX(id) FROM messages", [], |row| row.get(0)).map_err(setup("read max(id)"))?;
+    Ok(max.map_or(0, |m| u64::try_from(m).unwrap_or(0)))
+}
+
+/// The largest change-feed position stored (0 if none): the writer numbers new rows after it.
+pub(crate) fn max_pos(conn: &Connection) -> Result<u64, StoreError> {
+    let max: Option<i64> =
+        conn.query_row("SELECT MAX(pos) FROM messages", [], |row| row.get(0)).map_err(setup("read max(pos)"))?;
     Ok(max.map_or(0, |m| u64::try_from(m).unwrap_or(0)))
 }
 

@@ -57,6 +57,10 @@ pub(crate) struct Counters {
     pub(crate) wakeups_timer: AtomicU64,
     pub(crate) wakeups_producer: AtomicU64,
     pub(crate) wakeups_control: AtomicU64,
+    /// Change feed: consumers streaming now, events handed to them, consumers closed as too slow.
+    pub(crate) feed_consumers: AtomicU64,
+    pub(crate) feed_events: AtomicU64,
+    pub(crate) feed_closed_slow: AtomicU64,
 }
 
 /// Histograms written by the writer thread only (its single-writer cells), read by `/metrics`.
@@ -90,6 +94,11 @@ pub(crate) struct Shared {
     pub(crate) has_read_markers: AtomicBool,
     /// The store holds (or was handed) a direct message: until then a `welcome` asks for no DM list.
     pub(crate) has_dm_rooms: AtomicBool,
+    /// The change feed's bell (`feed.rs`): rung after a commit while the feed thread has a consumer
+    /// waiting for new rows; capacity 1, so rings between two looks coalesce.
+    pub(crate) feed_bell: (crossbeam_channel::Sender<()>, crossbeam_channel::Receiver<()>),
+    /// The feed thread has a consumer waiting for rows (else a commit rings no bell).
+    pub(crate) feed_waiting: AtomicBool,
     #[cfg(test)]
     pub(crate) fault: FaultInjection,
 }
@@ -106,6 +115,8 @@ impl Shared {
             enqueue_timeout,
             has_read_markers: AtomicBool::new(false),
             has_dm_rooms: AtomicBool::new(false),
+            feed_bell: crossbeam_channel::bounded(1),
+            feed_waiting: AtomicBool::new(false),
             #[cfg(test)]
             fault: FaultInjection::default(),
         }
@@ -122,6 +133,13 @@ impl Shared {
         wm.committed += n;
         drop(wm);
         self.committed_cv.notify_all();
+    }
+
+    /// After a commit: wakes the feed thread if a consumer waits for rows (a full bell is rung already).
+    pub(crate) fn ring_feed(&self) {
+        if self.feed_waiting.load(Ordering::SeqCst) {
+            let _ = self.feed_bell.0.try_send(());
+        }
     }
 
     /// Whether the writer thread is still running.

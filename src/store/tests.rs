@@ -219,20 +219,23 @@ fn a_clean_shutdown_records_the_last_id_used_and_the_next_open_continues_after_i
     store.shutdown().expect("shutdown");
 }
 
+/// Writes a version-1 database (one message, id 77) as `test.db` in `dir`.
+fn version_1_database(dir: &Path) {
+    let conn = Connection::open(dir.join("test.db")).expect("create");
+    conn.execute_batch(
+        "CREATE TABLE messages (id INTEGER PRIMARY KEY, room TEXT NOT NULL, user TEXT NOT NULL,
+                                content TEXT NOT NULL, created_at INTEGER NOT NULL);
+         CREATE INDEX messages_room_id ON messages (room, id);
+         INSERT INTO messages VALUES (77, 'r', 'u', 'c', 0);
+         PRAGMA user_version = 1;",
+    )
+    .expect("version 1 database");
+}
+
 #[test]
 fn a_version_1_database_is_migrated_and_continues_after_its_largest_id() {
     let dir = tempfile::tempdir().expect("tempdir");
-    {
-        let conn = Connection::open(dir.path().join("test.db")).expect("create");
-        conn.execute_batch(
-            "CREATE TABLE messages (id INTEGER PRIMARY KEY, room TEXT NOT NULL, user TEXT NOT NULL,
-                                    content TEXT NOT NULL, created_at INTEGER NOT NULL);
-             CREATE INDEX messages_room_id ON messages (room, id);
-             INSERT INTO messages VALUES (77, 'r', 'u', 'c', 0);
-             PRAGMA user_version = 1;",
-        )
-        .expect("version 1 database");
-    }
+    version_1_database(dir.path());
     let store = Store::open(StoreConfig { id_block: Some(1000), ..cfg(dir.path()) }).expect("open");
     assert_eq!((store.max_id(), store.start_id()), (77, 77));
     assert_eq!(store.id_ceiling().map(|c| c.durable()), Some(1077));
@@ -734,4 +737,93 @@ fn sync_full_store_commits_and_reads_back() {
     let page = query(&store, hq("r", None, Some(0), 100)).expect("query");
     assert_eq!(ids(&page), (1..=10).collect::<Vec<_>>());
     store.shutdown().expect("shutdown");
+}
+
+fn feed_page(store: &Store, after: u64) -> FeedPage {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    store.feed(
+        after,
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    rx.recv_timeout(DEADLINE).expect("feed reply within the deadline").expect("a feed page")
+}
+
+#[test]
+fn feed_positions_follow_commits_even_when_ids_of_two_rooms_commit_out_of_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(cfg(dir.path())).expect("open");
+    let w = store.writer();
+    // Two rooms sequence under two locks: id 11 can reach the writer, and commit, before id 10.
+    enqueue(&w, rec(11, "b"));
+    store.flush().expect("flush");
+    let first = feed_page(&store, 0);
+    assert_eq!(first.rows.iter().map(|(p, s)| (*p, s.id)).collect::<Vec<_>>(), [(1, 11)]);
+    enqueue(&w, rec(10, "a"));
+    enqueue(&w, rec(12, "a"));
+    store.flush().expect("flush");
+    // A consumer resuming after position 1 (id 11) still gets id 10: positions, not ids, are the cursor.
+    let next = feed_page(&store, 1);
+    assert_eq!(next.rows.iter().map(|(p, s)| (*p, s.id, &*s.room)).collect::<Vec<_>>(), [(2, 10, "a"), (3, 12, "a")]);
+    // A read marker takes an id but writes no row, so it has no position.
+    let read = Sequenced {
+        id: 13,
+        room: Arc::from("a"),
+        at_ms: 0,
+        event: crate::types::Event::Read(crate::types::Read { user: Arc::from("u"), upto: 12 }),
+    };
+    enqueue(&w, Arc::new(read));
+    enqueue(&w, rec(14, "b"));
+    store.flush().expect("flush");
+    let last = feed_page(&store, 3);
+    assert_eq!(last.rows.iter().map(|(p, s)| (*p, s.id)).collect::<Vec<_>>(), [(4, 14)]);
+    drop(w);
+    store.shutdown().expect("shutdown");
+    // Positions continue after a reopen.
+    let store = Store::open(cfg(dir.path())).expect("reopen");
+    enqueue(&store.writer(), rec(20, "c"));
+    store.flush().expect("flush");
+    assert_eq!(feed_page(&store, 4).rows.iter().map(|(p, s)| (*p, s.id)).collect::<Vec<_>>(), [(5, 20)]);
+}
+
+#[test]
+fn a_feed_request_with_nothing_new_waits_for_the_next_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(cfg(dir.path())).expect("open");
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    store.feed(
+        0,
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    // Parked: nothing is committed (the keepalive answer is 15 s away).
+    assert!(rx.recv_timeout(Duration::from_millis(200)).is_err(), "answered before anything was committed");
+    enqueue(&store.writer(), rec(1, "r"));
+    let page = rx.recv_timeout(DEADLINE).expect("woken by the commit").expect("a page");
+    assert_eq!(page.rows.iter().map(|(p, s)| (*p, s.id)).collect::<Vec<_>>(), [(1, 1)]);
+}
+
+#[test]
+fn feed_slots_are_bounded_and_given_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(cfg(dir.path())).expect("open");
+    let a = store.feed_slot(2).expect("first");
+    let _b = store.feed_slot(2).expect("second");
+    assert!(store.feed_slot(2).is_none(), "a third is refused");
+    assert_eq!(store.stats().feed_consumers, 2);
+    drop(a);
+    assert!(store.feed_slot(2).is_some(), "a dropped slot is free again");
+}
+
+#[test]
+fn rows_stored_before_the_feed_existed_take_their_id_as_position() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    version_1_database(dir.path());
+    let store = Store::open(cfg(dir.path())).expect("open");
+    enqueue(&store.writer(), rec(80, "r"));
+    store.flush().expect("flush");
+    let page = feed_page(&store, 0);
+    assert_eq!(page.rows.iter().map(|(p, s)| (*p, s.id)).collect::<Vec<_>>(), [(77, 77), (78, 80)]);
 }

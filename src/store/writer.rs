@@ -27,8 +27,8 @@ pub(crate) const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Most rows one retention step deletes (one short transaction between two insert batches).
 const TRIM_BUDGET: u64 = 2048;
 
-const INSERT_SQL: &str = "INSERT OR IGNORE INTO messages (id, room, kind, user, content, created_at, target) \
-                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const INSERT_SQL: &str = "INSERT OR IGNORE INTO messages (id, room, kind, user, content, created_at, target, pos) \
+                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 /// An edit: the target message (of the same room, not deleted) takes the new content.
 const EDIT_SQL: &str = "UPDATE messages SET content = ?3, edited_at = ?4 \
                         WHERE id = ?1 AND room = ?2 AND kind = 0 AND deleted = 0";
@@ -73,6 +73,8 @@ pub(crate) struct WriterConfig {
     pub(crate) sync_full: bool,
     /// The id ceiling to raise along with batches (see `ceiling.rs`).
     pub(crate) ceiling: Option<Arc<IdCeiling>>,
+    /// The largest change-feed position stored (`schema::max_pos`): new rows are numbered after it.
+    pub(crate) last_pos: u64,
 }
 
 /// Starts the writer thread.
@@ -90,6 +92,7 @@ pub(crate) fn spawn(
         data,
         ctrl,
         batch: Vec::with_capacity(cfg.batch_size),
+        last_pos: cfg.last_pos,
         first_at: None,
         urgent: false,
         shutting_down: false,
@@ -121,6 +124,8 @@ struct Writer {
     cfg: WriterConfig,
     /// Records received but not yet committed, in channel order.
     batch: Vec<Arc<Sequenced>>,
+    /// The change-feed position of the last row committed (rows are numbered in commit order).
+    last_pos: u64,
     /// When the batch's first record was received.
     first_at: Option<Instant>,
     /// A flush was requested: commit as soon as the channel is empty.
@@ -259,7 +264,7 @@ impl Writer {
             #[cfg(test)]
             self.apply_fault();
             let attempt = Instant::now();
-            match insert_batch(&mut self.conn, &self.batch, ceiling, self.cfg.sync_full) {
+            match insert_batch(&mut self.conn, &self.batch, ceiling, self.cfg.sync_full, self.last_pos) {
                 Ok(outcome) => {
                     shared.histograms.commit_seconds.observe_duration(attempt.elapsed());
                     break outcome;
@@ -301,6 +306,7 @@ impl Writer {
             );
         }
         let n = self.batch.len() as u64;
+        self.last_pos = outcome.last_pos;
         bump(&counters.rows_written, outcome.inserted);
         bump(&counters.rows_rejected, outcome.rejected);
         bump(&counters.batches, 1);
@@ -314,6 +320,7 @@ impl Writer {
         self.batch.clear();
         self.first_at = None;
         self.shared.advance_committed(n);
+        self.shared.ring_feed();
     }
 
     /// Sleeps for `d` while still taking control messages (so a shutdown closes the gate at once).
@@ -388,6 +395,8 @@ struct BatchOutcome {
     /// Rows skipped because their id exists already or does not fit SQLite's INTEGER.
     rejected: u64,
     first_rejected_id: Option<u64>,
+    /// The change-feed position of the last row inserted (the previous one when none was).
+    last_pos: u64,
 }
 
 /// Inserts the batch in one transaction with the cached insert statement; with `ceiling`, raises
@@ -397,12 +406,13 @@ fn insert_batch(
     batch: &[Arc<Sequenced>],
     ceiling: Option<u64>,
     sync_full: bool,
+    last_pos: u64,
 ) -> rusqlite::Result<BatchOutcome> {
     if ceiling.is_none() {
-        return insert_rows(conn, batch, None);
+        return insert_rows(conn, batch, None, last_pos);
     }
     synchronous(conn, true)?;
-    let result = insert_rows(conn, batch, ceiling);
+    let result = insert_rows(conn, batch, ceiling, last_pos);
     if let Err(err) = synchronous(conn, sync_full) {
         tracing::warn!(error = %err, "store: could not restore the synchronous level after an id-ceiling commit");
     }
@@ -413,18 +423,25 @@ fn insert_rows(
     conn: &mut Connection,
     batch: &[Arc<Sequenced>],
     ceiling: Option<u64>,
+    last_pos: u64,
 ) -> rusqlite::Result<BatchOutcome> {
     let tx = conn.transaction()?;
     if let Some(ceiling) = ceiling {
         tx.execute(SET_CEILING_SQL, [i64::try_from(ceiling).unwrap_or(i64::MAX)])?;
     }
-    let mut outcome = BatchOutcome::default();
+    // Positions are taken in this transaction's order and kept only if it commits (a retry numbers
+    // the batch again from the same place).
+    let mut outcome = BatchOutcome { last_pos, ..BatchOutcome::default() };
     for rec in batch {
+        let pos = i64::try_from(outcome.last_pos + 1).unwrap_or(i64::MAX);
         let changed = match i64::try_from(rec.id) {
-            Ok(id) => insert_row(&tx, id, rec)?,
+            Ok(id) => insert_row(&tx, id, rec, pos)?,
             Err(_) => 0,
         };
         if changed == 1 {
+            if !matches!(rec.event, Event::Read(_)) {
+                outcome.last_pos += 1;
+            }
             outcome.inserted += 1;
         } else {
             outcome.rejected += 1;
@@ -439,13 +456,15 @@ fn insert_rows(
 /// (an edit of a message deleted meanwhile is kept without content: a deleted message's words are
 /// gone from every row); returns the rows inserted (0: the id exists, and nothing was applied).
 /// Every kind of [`Event`] maps to a row here (`kind` is [`crate::types::EventKind::code`]).
-fn insert_row(tx: &rusqlite::Transaction<'_>, id: i64, rec: &Sequenced) -> rusqlite::Result<usize> {
+/// `pos` is the row's change-feed position (a read marker writes no log row and takes none).
+fn insert_row(tx: &rusqlite::Transaction<'_>, id: i64, rec: &Sequenced, pos: i64) -> rusqlite::Result<usize> {
     let kind = rec.event.kind().code();
     let mut insert = tx.prepare_cached(INSERT_SQL)?;
     let target = rec.event.target().and_then(|t| i64::try_from(t).ok());
     match &rec.event {
         Event::Message(msg) => {
-            let inserted = insert.execute(params![id, rec.room, kind, msg.user, msg.content, rec.at_ms, target])?;
+            let inserted =
+                insert.execute(params![id, rec.room, kind, msg.user, msg.content, rec.at_ms, target, pos])?;
             if inserted == 1
                 && let Some(Ok((a, b))) = dm::users_of(&rec.room)
             {
@@ -456,7 +475,8 @@ fn insert_row(tx: &rusqlite::Transaction<'_>, id: i64, rec: &Sequenced) -> rusql
             Ok(inserted)
         }
         Event::Edit(edit) => {
-            let inserted = insert.execute(params![id, rec.room, kind, edit.user, edit.content, rec.at_ms, target])?;
+            let inserted =
+                insert.execute(params![id, rec.room, kind, edit.user, edit.content, rec.at_ms, target, pos])?;
             if inserted == 1 {
                 let applied =
                     tx.prepare_cached(EDIT_SQL)?.execute(params![target, rec.room, edit.content, rec.at_ms])?;
@@ -471,7 +491,7 @@ fn insert_row(tx: &rusqlite::Transaction<'_>, id: i64, rec: &Sequenced) -> rusql
         // replay raises nothing twice.
         Event::Read(read) => tx.prepare_cached(READ_SQL)?.execute(params![rec.room, read.user, target]).map(|_| 1),
         Event::Delete(delete) => {
-            let inserted = insert.execute(params![id, rec.room, kind, delete.user, "", rec.at_ms, target])?;
+            let inserted = insert.execute(params![id, rec.room, kind, delete.user, "", rec.at_ms, target, pos])?;
             if inserted == 1 {
                 tx.prepare_cached(DELETE_SQL)?.execute(params![target, rec.room])?;
                 tx.prepare_cached(DELETE_EDITS_SQL)?.execute(params![target, rec.room])?;

@@ -310,6 +310,19 @@ impl RoomcastCollector {
             "History queries waiting for a reader.",
             g(stats.reader_queue_depth),
         )?;
+        gauge(
+            enc,
+            "roomcast_feed_consumers",
+            "Change-feed consumers (GET /api/feed) streaming now.",
+            i64::try_from(stats.feed_consumers).unwrap_or(i64::MAX),
+        )?;
+        counter(enc, "roomcast_feed_events", "Events handed to change-feed consumers.", stats.feed_events)?;
+        counter(
+            enc,
+            "roomcast_feed_closed_slow",
+            "Change-feed consumers closed because their socket took nothing for --outbuf-grace.",
+            stats.feed_closed_slow,
+        )?;
         histogram(enc, "roomcast_store_batch_rows", "Rows per committed batch.", &hist.batch_rows)?;
         histogram(
             enc,

@@ -8,16 +8,16 @@ use tungstenite::protocol::CloseFrame;
 
 use crate::support::*;
 
-const KEY: &str = "test-api-key-0123456789";
+pub(crate) const KEY: &str = "test-api-key-0123456789";
 
-fn keyed(args: &[&str]) -> Server {
+pub(crate) fn keyed(args: &[&str]) -> Server {
     let mut all = vec!["--api-key", KEY];
     all.extend_from_slice(args);
     Server::start(&all)
 }
 
 /// One request on a fresh connection (`Connection: close`): (status, head, body as JSON or Null).
-fn call(
+pub(crate) fn call(
     server: &Server,
     method: &str,
     path: &str,
@@ -42,7 +42,7 @@ fn call(
     (status, head, value)
 }
 
-fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
+pub(crate) fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
     let (status, _, value) = call(server, "POST", path, Some(KEY), Some(body), "");
     (status, value)
 }

@@ -11,6 +11,7 @@ mod core_chat;
 mod crowds;
 mod deflate;
 mod disk_full;
+mod feed;
 mod history;
 mod hostile;
 mod http_errors;

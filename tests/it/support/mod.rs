@@ -342,6 +342,19 @@ impl Raw {
         }
     }
 
+    /// Reads up to and including the next `delim` (e.g. `\n\n`, the end of a Server-Sent Event),
+    /// or `None` when the server closes first.
+    pub fn read_through(&mut self, delim: &[u8]) -> Option<Vec<u8>> {
+        loop {
+            if let Some(at) = self.buf.windows(delim.len()).position(|w| w == delim) {
+                return Some(self.buf.drain(..at + delim.len()).collect());
+            }
+            if !self.fill() {
+                return None;
+            }
+        }
+    }
+
     /// Reads an HTTP response head: (status, head text, body so far is kept for `read_body`).
     pub fn read_response_head(&mut self) -> (u16, String, usize) {
         loop {
