@@ -24,6 +24,9 @@
 //! log row (kind 3 is reserved for it; a marker is state, not history).
 //! `dm_rooms(user, room)` lists each user's direct-message rooms (`dm:<a>,<b>` with a stored
 //! message), for the list a connection gets after `welcome`.
+//!
+//! Version 5 adds the server API's tables (`control.rs`); version 6 `api_revocations(user,
+//! before_ms)`: a user's tokens issued before then are refused (kept: see `control.rs`).
 
 use std::path::Path;
 use std::time::Duration;
@@ -34,7 +37,7 @@ use super::StoreError;
 use crate::unique::unique_u64;
 
 /// The newest schema version (`PRAGMA user_version`) this build knows and migrates to.
-pub(crate) const SCHEMA_VERSION: i64 = 5;
+pub(crate) const SCHEMA_VERSION: i64 = 6;
 
 /// Name of the index that serves history pages (checked by the query-plan test).
 #[cfg(test)]
@@ -81,6 +84,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
          CREATE TABLE api_mutes (room TEXT NOT NULL, user TEXT NOT NULL, until_ms INTEGER NOT NULL,
                                  PRIMARY KEY (room, user)) WITHOUT ROWID;",
     ),
+    // Token revocations (`control.rs`): a user's tokens issued before `before_ms` are refused.
+    (6, "CREATE TABLE api_revocations (user TEXT PRIMARY KEY, before_ms INTEGER NOT NULL) WITHOUT ROWID;"),
 ];
 
 /// Sets the id ceiling (inside the caller's transaction).
