@@ -27,4 +27,5 @@ mod semantics;
 mod sigstop;
 mod tidy;
 mod tls;
+mod tokens;
 mod ws_violations;
