@@ -136,6 +136,8 @@ fn a_revocation_closes_live_connections_refuses_old_tokens_and_survives_a_restar
     recv_event(&mut bo, "pong");
 
     assert_eq!(refused(&server, &old), (401, "token_revoked".into()));
+    let (status, _, body) = http_get(&server, &format!("/rooms/r/messages?token={old}"));
+    assert_eq!(status, 401, "REST reads too: {}", String::from_utf8_lossy(&body));
     assert_eq!(refused(&server, &token("al", 3600, None, None)).0, 401, "no iat: refused while revoked");
     assert_eq!(refused(&server, &token("al", 3600, None, Some(before_s))).0, 401, "the same second");
     let fresh = token("al", 3600, None, Some(before_s + 1));
