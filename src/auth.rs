@@ -42,8 +42,8 @@ pub enum AuthConfigError {
 /// Why a token was refused; every variant is answered with 401 `unauthorized` and its message.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub(crate) enum AuthError {
-    /// No `?token=` and no `Authorization: Bearer` header.
-    #[error("missing token: send ?token=… or Authorization: Bearer …")]
+    /// No `?token=`, no `bearer.` subprotocol entry and no `Authorization: Bearer` header.
+    #[error("missing token: send a bearer.<token> subprotocol entry, Authorization: Bearer … or ?token=…")]
     Missing,
     /// Not three base64url parts, bad JSON, or claims of the wrong type.
     #[error("malformed token")]
@@ -108,6 +108,10 @@ pub(crate) struct Identity {
     pub(crate) user: String,
     /// Rooms the user may use.
     pub(crate) rooms: RoomGrant,
+    /// The token's `exp`, seconds since the epoch (required, so always known).
+    pub(crate) exp: u64,
+    /// The token's `iat`, seconds since the epoch, if it has one (revocation compares it).
+    pub(crate) iat: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -118,6 +122,11 @@ struct Claims {
     sub: Option<String>,
     #[serde(default)]
     rooms: Option<Vec<String>>,
+    /// Required by the validation, so present whenever decoding succeeds.
+    #[serde(default)]
+    exp: u64,
+    #[serde(default)]
+    iat: Option<u64>,
 }
 
 /// Verifies tokens with the configured key and algorithm.
@@ -202,7 +211,7 @@ impl Authenticator {
             Some(list) if list.iter().any(|r| r == "*") => RoomGrant::All,
             Some(list) => RoomGrant::Only(list.into_boxed_slice()),
         };
-        Ok(Identity { user, rooms })
+        Ok(Identity { user, rooms, exp: claims.exp, iat: claims.iat })
     }
 }
 
@@ -228,8 +237,29 @@ fn load_public_key(path: &Path) -> Result<(DecodingKey, Algorithm), AuthConfigEr
     Err(AuthConfigError::BadKey { path: shown })
 }
 
-/// The token a request carries: `Authorization: Bearer …` first, else the `token` query parameter.
-pub(crate) fn token_from(authorization: Option<&str>, query_token: Option<&str>) -> Result<String, AuthError> {
+/// Prefix of the `Sec-WebSocket-Protocol` entry that carries a token (`bearer.<token>`): a JWT is
+/// base64url parts and dots, all valid token characters in that header, and the entry keeps the
+/// token out of URLs and access logs. The server never selects (echoes) it.
+pub(crate) const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
+
+/// The token of a `bearer.<token>` entry among the offered subprotocols, if there is one.
+pub(crate) fn protocol_token(protocols: &[String]) -> Option<&str> {
+    protocols.iter().find_map(|p| p.strip_prefix(BEARER_PROTOCOL_PREFIX))
+}
+
+/// The token a request carries: `Authorization: Bearer …` first, then a `bearer.<token>`
+/// subprotocol entry, else the `token` query parameter.
+pub(crate) fn token_from(
+    authorization: Option<&str>,
+    protocol_token: Option<&str>,
+    query_token: Option<&str>,
+) -> Result<String, AuthError> {
+    if let Some(token) = protocol_token.filter(|_| authorization.is_none()) {
+        if token.is_empty() {
+            return Err(AuthError::Malformed);
+        }
+        return Ok(token.to_string());
+    }
     if let Some(value) = authorization {
         let (scheme, token) = value.split_once(' ').ok_or(AuthError::Malformed)?;
         if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {

@@ -268,6 +268,18 @@ pub struct Settings {
     #[arg(long, env = "ROOMCAST_MAX_CONNS_PER_IP", default_value_t = 0)]
     pub max_conns_per_ip: usize,
 
+    /// Open WebSocket connections per verified user (auth on; the token's name) on this node; 0
+    /// (default) means no limit. One more is refused at the upgrade with HTTP 429
+    /// `too_many_user_connections`. Counted per node, also in cluster mode.
+    #[arg(long, env = "ROOMCAST_MAX_CONNS_PER_USER", default_value_t = 0)]
+    pub max_conns_per_user: usize,
+
+    /// Seconds a connection whose token reached its `exp` may still `refresh` before it is closed
+    /// with 4001 `token_expired` (auth on); 0 closes it at `exp`.
+    #[arg(long = "token-grace", env = "ROOMCAST_TOKEN_GRACE", default_value_t = 30)]
+    #[serde(rename = "token-grace")]
+    pub token_grace_secs: u64,
+
     /// Seconds a WebSocket client may send no frame at all (pongs count) before it is closed with
     /// 1008; 0 turns it off.
     #[arg(long = "idle-timeout", env = "ROOMCAST_IDLE_TIMEOUT", default_value_t = 300)]
@@ -558,6 +570,8 @@ impl Settings {
             rate_burst: self.rate_burst,
             rate_limit_bytes: self.rate_limit_bytes,
             max_conns_per_ip: self.max_conns_per_ip,
+            max_conns_per_user: self.max_conns_per_user,
+            token_grace_secs: self.token_grace_secs,
             idle_timeout_secs: self.idle_timeout_secs,
             ping_interval_secs: self.ping_interval_secs,
             ping_timeout_secs: self.ping_timeout_secs,
@@ -602,6 +616,8 @@ impl Settings {
         within("max-rooms-per-conn", self.max_rooms_per_conn, 1, 4096)?;
         within("max-header-bytes", self.max_header_bytes, 1024, 65536)?;
         within("max-conns-per-ip", self.max_conns_per_ip, 0, 1 << 20)?;
+        within("max-conns-per-user", self.max_conns_per_user, 0, 1 << 20)?;
+        within("token-grace", self.token_grace_secs, 0, 86_400)?;
         within("retain-per-room", self.retain_per_room, 0, 1_000_000_000)?;
         within("max-batch-bytes", self.max_batch_bytes, 1024, 64 << 20)?;
         Ok(())
@@ -848,6 +864,8 @@ mod tests {
             ("--max-outbuf-hard", "0 (8 × --max-outbuf) or between --max-outbuf and 8589934592"),
             ("--max-rooms-per-conn", "between 1 and 4096"),
             ("--max-conns-per-ip", "between 0 and 1048576"),
+            ("--max-conns-per-user", "between 0 and 1048576"),
+            ("--token-grace", "between 0 and 86400"),
             ("--retain-per-room", "between 0 and 1000000000"),
             ("--rate-limit-bytes", "between 0 and 1073741824"),
             ("--metrics-max-connections", "between 1 and 1024"),

@@ -31,15 +31,25 @@ export interface WebSocketLike {
   onclose: ((event: { code: number; reason: string; wasClean: boolean }) => void) | null;
   onerror: ((event: unknown) => void) | null;
 }
-export type WebSocketConstructor = new (url: string) => WebSocketLike;
+/** Called with the subprotocols (`roomcast.v1.json`, `bearer.<token>`) when a token is given. */
+export type WebSocketConstructor = new (url: string, protocols?: string[]) => WebSocketLike;
+
+/** Gives a JWT (or nothing: connect without one). */
+export type TokenProvider = () => string | undefined | null | Promise<string | undefined | null>;
 
 export interface ClientOptions extends Partial<Tunables> {
   /** `ws://host/ws` or `wss://…` (`http(s)://` is accepted). Default in a browser page: this page's host, `/ws`. */
   url?: string;
   /** Nickname (ignored by the server when auth is on: the token names the user). */
   nick?: string;
-  /** A JWT, or a function giving one; the function is called before every connection attempt. */
-  token?: string | (() => string | undefined | null | Promise<string | undefined | null>);
+  /**
+   * Called before every connection attempt and again when the server says the token expired (the
+   * new one is sent in band as `refresh`; the connection stays). Sent as a `bearer.<token>`
+   * subprotocol entry, never in the URL.
+   */
+  tokenProvider?: TokenProvider;
+  /** A JWT, or a token provider (the older name of `tokenProvider`, which wins when both are given). */
+  token?: string | TokenProvider;
   /** The WebSocket constructor; default `globalThis.WebSocket`. */
   WebSocket?: WebSocketConstructor;
   /** Timers (tests pass a fake clock); default the global ones. */
@@ -82,6 +92,8 @@ export interface WelcomeEvent {
   epoch: string | null;
   limits: Limits | null;
   connectionId: number;
+  /** Seconds until the token expires (auth on). */
+  expiresIn?: number;
 }
 
 export interface JoinedEvent {
@@ -172,7 +184,10 @@ export interface EventMap {
   state: StateEvent;
   welcome: WelcomeEvent;
   joined: JoinedEvent;
-  left: { room: string };
+  /** `byServer`: the server left the room for this client (a refreshed token no longer grants it). */
+  left: { room: string; byServer: boolean };
+  /** The server accepted a refreshed token (asked of the token provider after `token_expired`). */
+  refreshed: { expiresIn: number };
   message: Message;
   edited: EditedEvent;
   deleted: DeletedEvent;

@@ -11,7 +11,10 @@
 // - every message delivered once, in id order: a message at or below the room's cursor is a duplicate
 //   and dropped, and the cursor moves only after the `message` listeners have run;
 // - history paging below the point the subscription started, and confirmation of sent messages
-//   (by `client_id`, or by sender and content for a message replayed after a reconnect).
+//   (by `client_id`, or by sender and content for a message replayed after a reconnect);
+// - a token provider called before every connection attempt and again when the server says the
+//   token expired (then sent in band as `refresh`: the connection stays); the token goes in the
+//   `bearer.<token>` subprotocol entry, not the URL.
 // docs/PROTOCOL.md in the roomcast repository is the protocol; clients/js/README.md the API.
 
 /** Version of this library. */
@@ -410,8 +413,7 @@ export class RoomcastClient {
     this.#setState("connecting", { kind: "connecting", willReconnect: true });
     let token;
     try {
-      const source = this.#options.token;
-      token = typeof source === "function" ? await source() : source;
+      token = await this.#token();
     } catch (err) {
       if (generation === this.#generation && this.#started) {
         this.#lost({ kind: "token", message: String(err?.message ?? err) });
@@ -422,7 +424,9 @@ export class RoomcastClient {
     const url = new URL(this.#options.url);
     url.searchParams.set("format", "json");
     if (this.#options.nick !== undefined) url.searchParams.set("nick", String(this.#options.nick).trim());
-    if (token) url.searchParams.set("token", String(token));
+    // A token travels as a `bearer.<token>` subprotocol entry next to `roomcast.v1.json`, out of the
+    // URL (and so out of access logs); the server selects `roomcast.v1.json` and never echoes it.
+    const protocols = token ? ["roomcast.v1.json", `bearer.${token}`] : undefined;
     // The first room goes in the URL (a connection starts in a room); the others are joined after
     // `welcome`. Without one the server puts the connection in `general`, which is left at once.
     const first = this.#rooms.values().next().value;
@@ -435,7 +439,7 @@ export class RoomcastClient {
     }
     let ws;
     try {
-      ws = new this.#WebSocket(url.toString());
+      ws = protocols ? new this.#WebSocket(url.toString(), protocols) : new this.#WebSocket(url.toString());
     } catch (err) {
       this.#lost({ kind: "refused", message: String(err?.message ?? err) });
       return;
@@ -458,6 +462,30 @@ export class RoomcastClient {
       }
     };
     ws.onerror = () => {}; // a close event follows
+  }
+
+  /** The token to connect or refresh with: `tokenProvider` (or `token`) called, or `token` as given. */
+  async #token() {
+    const source = this.#options.tokenProvider ?? this.#options.token;
+    return typeof source === "function" ? await source() : source;
+  }
+
+  /**
+   * The server said the token expired: ask the provider for a new one and send `refresh` on the
+   * same socket (the server closes it with 4001 if none comes within its grace; the reconnect then
+   * asks the provider again). A static token cannot be renewed: nothing is sent.
+   */
+  async #refreshToken(ws) {
+    const source = this.#options.tokenProvider ?? this.#options.token;
+    if (typeof source !== "function") return;
+    let token;
+    try {
+      token = await source();
+    } catch (err) {
+      this.#emit("error", { code: "token", message: `the token provider failed: ${String(err?.message ?? err)}` });
+      return;
+    }
+    if (token && this.#socket === ws && ws.readyState === OPEN) ws.send(JSON.stringify({ type: "refresh", token: String(token) }));
   }
 
   /** The socket went away (closed, failed, dropped by the watchdog): clean up and maybe retry. */
@@ -847,6 +875,9 @@ export class RoomcastClient {
         break;
       case "pong":
         break;
+      case "refreshed":
+        this.#emit("refreshed", { expiresIn: event.expires_in });
+        break;
       case "error":
         this.#onError(event);
         break;
@@ -868,7 +899,13 @@ export class RoomcastClient {
     }, this.#options.stableAfterMs);
     this.#startHeartbeat(ws);
     this.#setState("connected", { kind: "connected", willReconnect: false });
-    this.#emit("welcome", { user: event.user, epoch: this.#epoch, limits: this.#limits, connectionId: event.connection_id });
+    this.#emit("welcome", {
+      user: event.user,
+      epoch: this.#epoch,
+      limits: this.#limits,
+      connectionId: event.connection_id,
+      expiresIn: event.expires_in,
+    });
     // Rejoin every other room from its cursor: the server sends what was missed before live ones.
     for (const room of this.#rooms.values()) {
       if (room.name === urlRoom || this.#socket !== ws) continue;
@@ -914,13 +951,19 @@ export class RoomcastClient {
   }
 
   #onLeft(event) {
-    // The subscription is gone already (leave() removed it); only the waiting calls remain.
+    // After leave() the subscription is gone already; only the waiting calls remain.
     const waiting = this.#leaving.get(event.room);
     if (waiting) {
       this.#leaving.delete(event.room);
       for (const resolve of waiting) resolve();
     }
-    this.#emit("left", { room: event.room });
+    // Still subscribed: the server left the room for us (a refreshed token no longer grants it).
+    const room = this.#rooms.get(event.room);
+    if (room) {
+      room.joined = false;
+      this.#rooms.delete(event.room);
+    }
+    this.#emit("left", { room: event.room, byServer: !!room });
   }
 
   #onMessage(event) {
@@ -1006,6 +1049,7 @@ export class RoomcastClient {
   #onError(event) {
     const code = event.code || "error";
     const error = new RoomcastError(code, event.message || code);
+    if (code === "token_expired") this.#refreshToken(this.#socket);
     if (code === "history_unavailable" && this.#historyWaiting.length > 0) {
       // Answers come in the order the commands were sent: the oldest waiting one is refused.
       this.#historyWaiting.shift().reject(error);

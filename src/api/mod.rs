@@ -1,5 +1,6 @@
 //! The server API's state and the actions that are not tied to one HTTP connection: keys
-//! ([`keys`]), the paths ([`route`]), bans and mutes in force ([`moderation`]), idempotency keys
+//! ([`keys`]), the paths ([`route`]), bans and mutes in force ([`moderation`]), token revocations
+//! ([`revocation`]), idempotency keys
 //! ([`idempotency`]), every WebSocket connection by user ([`registry`]), the durable changes
 //! through the store's control thread, closing a user's connections, and the listings.
 //!
@@ -13,6 +14,7 @@ pub(crate) mod idempotency;
 pub mod keys;
 pub(crate) mod moderation;
 pub(crate) mod registry;
+pub(crate) mod revocation;
 pub(crate) mod route;
 
 use std::sync::Arc;
@@ -49,6 +51,8 @@ pub(crate) struct Api {
     pub(crate) keys: keys::ApiKeys,
     /// Bans and mutes in force.
     pub(crate) moderation: moderation::Moderation,
+    /// Token revocations in force.
+    pub(crate) revocations: revocation::Revocations,
     /// Idempotency keys within their window.
     pub(crate) idempotency: Arc<idempotency::Idempotency>,
     /// WebSocket connections by user.
@@ -79,6 +83,7 @@ impl Api {
         now_ms: i64,
     ) -> Result<Api, ApiError> {
         let moderation = moderation::Moderation::default();
+        let revocations = revocation::Revocations::default();
         let (control, idempotency) = match store {
             Some(store) => {
                 let (control, snapshot) = store.open_control(now_ms, idempotency::WINDOW_MS)?;
@@ -88,6 +93,9 @@ impl Api {
                 for (room, user, until) in &snapshot.mutes {
                     moderation.mute(room, user, *until, now_ms);
                 }
+                for (user, before_ms) in &snapshot.revocations {
+                    revocations.revoke(user, *before_ms);
+                }
                 (Some(control), idempotency::Idempotency::load(snapshot.keys))
             }
             None => (None, idempotency::Idempotency::default()),
@@ -95,6 +103,7 @@ impl Api {
         Ok(Api {
             keys,
             moderation,
+            revocations,
             idempotency: Arc::new(idempotency),
             registry: registry::Registry::default(),
             control,
@@ -130,6 +139,11 @@ impl Api {
             ModerationChange::Unmute { room, user } => {
                 self.moderation.unmute(room, user, now_ms);
                 (0, Some(ControlOp::Moderation(change.clone())))
+            }
+            ModerationChange::Revoke { user, before_ms } => {
+                self.revocations.revoke(user, *before_ms);
+                let closed = self.close_user(user, close::TOKEN_REVOKED, "");
+                (closed, Some(ControlOp::Moderation(change.clone())))
             }
             ModerationChange::Disconnect { user, code, reason } => (self.close_user(user, *code, reason), None),
         };

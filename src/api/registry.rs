@@ -30,9 +30,17 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    /// `user` has a new connection.
-    pub(crate) fn add(&self, user: &Arc<str>, entry: ConnEntry) {
-        self.users.lock().entry(Arc::clone(user)).or_default().push(entry);
+    /// `user` has a new connection, unless they have `max` already (`--max-conns-per-user`; 0: no
+    /// limit): checked and added under one lock, so two shards upgrading the same user at once
+    /// cannot both slip under the limit. Returns whether it was added.
+    pub(crate) fn add_within(&self, user: &Arc<str>, entry: ConnEntry, max: usize) -> bool {
+        let mut users = self.users.lock();
+        let conns = users.entry(Arc::clone(user)).or_default();
+        if max > 0 && conns.len() >= max {
+            return false;
+        }
+        conns.push(entry);
+        true
     }
 
     /// `user`'s connection at `shard`/`key` is gone.
@@ -66,13 +74,17 @@ mod tests {
             peer: "127.0.0.1:1".parse().expect("addr"),
             connected_at_ms: 0,
         };
-        reg.add(&al, entry(0, 1));
-        reg.add(&al, entry(1, 1));
+        assert!(reg.add_within(&al, entry(0, 1), 0));
+        assert!(reg.add_within(&al, entry(1, 1), 0));
         assert_eq!(reg.of("al").len(), 2);
         reg.remove("al", 0, 1);
         assert_eq!(reg.of("al"), vec![entry(1, 1)]);
         reg.remove("al", 1, 1);
         assert!(reg.of("al").is_empty());
         assert!(reg.users.lock().is_empty());
+        assert!(reg.add_within(&al, entry(0, 1), 2) && reg.add_within(&al, entry(0, 2), 2));
+        assert!(!reg.add_within(&al, entry(0, 3), 2), "over the limit");
+        assert!(reg.add_within(&al, entry(0, 3), 0), "0: no limit");
+        assert_eq!(reg.of("al").len(), 3);
     }
 }

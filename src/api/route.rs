@@ -29,6 +29,8 @@ pub(crate) enum ApiRoute {
     Connections(String),
     /// `POST /api/users/{user}/disconnect`.
     Disconnect(String),
+    /// `POST /api/users/{user}/revoke`: refuse the user's tokens issued before now (no body).
+    Revoke(String),
     /// `POST` (ban) or `DELETE` (`lift`) `/api/users/{user}/ban`.
     Ban {
         /// The user.
@@ -127,6 +129,10 @@ pub(crate) fn route(method: Method, path: &str) -> Result<Routed, ClientError> {
             let user = segment(user, "user name", ErrorCode::InvalidNick)?;
             (matches!(method, Method::Post).then_some(ApiRoute::Disconnect(user)), "POST")
         }
+        ["api", "users", user, "revoke"] => {
+            let user = segment(user, "user name", ErrorCode::InvalidNick)?;
+            (matches!(method, Method::Post).then_some(ApiRoute::Revoke(user)), "POST")
+        }
         ["api", "users", user, "ban"] => {
             let user = segment(user, "user name", ErrorCode::InvalidNick)?;
             let found = match method {
@@ -167,6 +173,8 @@ mod tests {
             Routed::Found(ApiRoute::Ban { user: "al".into(), lift: true })
         );
         assert_eq!(ok(Method::Put, "/api/users/al/ban"), Routed::WrongMethod("POST, DELETE"));
+        assert_eq!(ok(Method::Post, "/api/users/al/revoke"), Routed::Found(ApiRoute::Revoke("al".into())));
+        assert_eq!(ok(Method::Get, "/api/users/al/revoke"), Routed::WrongMethod("POST"));
         assert_eq!(
             ok(Method::Post, "/api/rooms/r/mute/al"),
             Routed::Found(ApiRoute::Mute { room: "r".into(), user: "al".into(), lift: false })

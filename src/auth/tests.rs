@@ -31,8 +31,9 @@ fn b64(v: &Value) -> String {
 #[test]
 fn valid_hs256_token_gives_name_or_sub_and_rooms() {
     let auth = hs_auth(None);
-    let id = auth.verify(&hs(&json!({"sub": "u1", "name": "Alice", "exp": now() + 60}))).expect("valid");
-    assert_eq!(id, Identity { user: "Alice".into(), rooms: RoomGrant::All });
+    let exp = u64::try_from(now() + 60).expect("positive");
+    let id = auth.verify(&hs(&json!({"sub": "u1", "name": "Alice", "exp": exp, "iat": 7}))).expect("valid");
+    assert_eq!(id, Identity { user: "Alice".into(), rooms: RoomGrant::All, exp, iat: Some(7) });
     let id = auth.verify(&hs(&json!({"sub": "u1", "exp": now() + 60, "rooms": ["a", "b"]}))).expect("valid");
     assert_eq!(id.user, "u1");
     assert!(id.rooms.allows("a") && !id.rooms.allows("c"));
@@ -129,14 +130,19 @@ fn public_key_files_are_recognised() {
 }
 
 #[test]
-fn token_comes_from_bearer_header_or_query() {
-    assert_eq!(token_from(Some("Bearer abc"), None), Ok("abc".into()));
-    assert_eq!(token_from(Some("bearer abc"), Some("q")), Ok("abc".into()));
-    assert_eq!(token_from(None, Some("q")), Ok("q".into()));
-    assert_eq!(token_from(None, None), Err(AuthError::Missing));
-    assert_eq!(token_from(None, Some("")), Err(AuthError::Missing));
-    assert_eq!(token_from(Some("Basic abc"), None), Err(AuthError::Malformed));
-    assert_eq!(token_from(Some("Bearer"), None), Err(AuthError::Malformed));
+fn token_comes_from_bearer_header_subprotocol_or_query() {
+    assert_eq!(token_from(Some("Bearer abc"), None, None), Ok("abc".into()));
+    assert_eq!(token_from(Some("bearer abc"), Some("p"), Some("q")), Ok("abc".into()));
+    assert_eq!(token_from(None, Some("p"), Some("q")), Ok("p".into()), "the subprotocol before the URL");
+    assert_eq!(token_from(None, Some(""), None), Err(AuthError::Malformed));
+    assert_eq!(token_from(None, None, Some("q")), Ok("q".into()));
+    assert_eq!(token_from(None, None, None), Err(AuthError::Missing));
+    assert_eq!(token_from(None, None, Some("")), Err(AuthError::Missing));
+    assert_eq!(token_from(Some("Basic abc"), None, None), Err(AuthError::Malformed));
+    assert_eq!(token_from(Some("Bearer"), None, None), Err(AuthError::Malformed));
+    let offered = ["roomcast.v1.json".to_string(), "bearer.a.b.c".to_string()];
+    assert_eq!(protocol_token(&offered), Some("a.b.c"));
+    assert_eq!(protocol_token(&offered[..1]), None);
 }
 
 #[test]

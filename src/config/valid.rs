@@ -201,6 +201,12 @@ pub struct Config {
     pub rate_limit_bytes: u64,
     /// Open connections per client IP, at most 2^20; 0: no limit (`--max-conns-per-ip`).
     pub max_conns_per_ip: usize,
+    /// Open WebSocket connections per verified user on this node, at most 2^20; 0: no limit
+    /// (`--max-conns-per-user`).
+    pub max_conns_per_user: usize,
+    /// Seconds an expired token may still be refreshed before the close, at most 86400
+    /// (`--token-grace`; see [`Config::token_grace`]).
+    pub token_grace_secs: u64,
     /// Seconds of client silence before closing, at most 86400; 0: off (`--idle-timeout`; see
     /// [`Config::idle_timeout`]).
     pub idle_timeout_secs: u64,
@@ -270,6 +276,11 @@ impl Config {
         Duration::from_secs(self.metrics_idle_timeout_secs)
     }
 
+    /// How long a connection whose token reached `exp` may still refresh it before it is closed.
+    pub fn token_grace(&self) -> Duration {
+        Duration::from_secs(self.token_grace_secs)
+    }
+
     /// How long a WebSocket client may send nothing (`None`: no limit).
     pub fn idle_timeout(&self) -> Option<Duration> {
         (self.idle_timeout_secs > 0).then(|| Duration::from_secs(self.idle_timeout_secs))
@@ -337,6 +348,8 @@ impl From<&Config> for Settings {
             rate_burst: config.rate_burst,
             rate_limit_bytes: config.rate_limit_bytes,
             max_conns_per_ip: config.max_conns_per_ip,
+            max_conns_per_user: config.max_conns_per_user,
+            token_grace_secs: config.token_grace_secs,
             idle_timeout_secs: config.idle_timeout_secs,
             ping_interval_secs: config.ping_interval_secs,
             ping_timeout_secs: config.ping_timeout_secs,

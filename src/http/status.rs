@@ -15,7 +15,8 @@ pub(crate) fn of(code: ErrorCode) -> u16 {
         | ErrorCode::InvalidClientId
         | ErrorCode::BinaryNotSupported
         | ErrorCode::InvalidParameter => 400,
-        ErrorCode::Forbidden | ErrorCode::Muted => 403,
+        ErrorCode::Unauthorized | ErrorCode::TokenExpired | ErrorCode::TokenRevoked => 401,
+        ErrorCode::Forbidden | ErrorCode::Muted | ErrorCode::TokenUserMismatch => 403,
         ErrorCode::NotFound => 404,
         ErrorCode::NotJoined | ErrorCode::AlreadyJoined | ErrorCode::TooManyRooms => 409,
         ErrorCode::MessageTooLarge => 413,

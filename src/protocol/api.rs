@@ -214,6 +214,14 @@ pub enum ModerationChange {
         /// The user.
         user: String,
     },
+    /// Every token of `user` issued before `before_ms` refused from now on (by `iat`; one without
+    /// `iat` too), and the user's connections closed with 4503 `token_revoked`.
+    Revoke {
+        /// The user.
+        user: String,
+        /// Tokens issued before this (ms since the epoch) are refused.
+        before_ms: i64,
+    },
     /// Every connection of `user` closed with `code` and the operator's `reason`.
     Disconnect {
         /// The user.
@@ -306,6 +314,11 @@ pub fn connections_body(user: &str, connections: &[ConnectionRow], rooms: &[Stri
 /// `{"user", "closed"}`: a disconnect's answer (`closed`: connections told to close).
 pub fn disconnect_body(user: &str, closed: usize) -> Vec<u8> {
     to_vec(&serde_json::json!({ "user": user, "closed": closed }))
+}
+
+/// `{"user", "before_ms", "closed"}`: a revocation's answer.
+pub fn revoke_body(user: &str, before_ms: i64, closed: usize) -> Vec<u8> {
+    to_vec(&serde_json::json!({ "user": user, "before_ms": before_ms, "closed": closed }))
 }
 
 /// `{"user", "until_ms", "closed"}`: a ban's answer.

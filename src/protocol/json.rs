@@ -85,6 +85,11 @@ pub enum Command<'a> {
         /// The last message id read.
         id: u64,
     },
+    /// Replace the connection's token (auth on) with `token`, which must name the same user.
+    Refresh {
+        /// The new JWT.
+        token: Cow<'a, str>,
+    },
     /// Delete message `id` of `room` (the sender's own).
     Delete {
         /// The message's room (which the connection must have joined).
@@ -117,6 +122,8 @@ struct RawCommand<'a> {
     id: Option<u64>,
     #[serde(borrow)]
     to: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    token: Option<Cow<'a, str>>,
 }
 
 /// Reusable simd-json scratch buffers; one per shard thread.
@@ -184,6 +191,11 @@ impl JsonParser {
                 room: room(raw.room)?,
                 id: raw.id.ok_or_else(|| ClientError::new(ErrorCode::MissingField, "\"delete\" needs \"id\""))?,
                 client_id: raw.client_id,
+            }),
+            "refresh" => Ok(Command::Refresh {
+                token: raw
+                    .token
+                    .ok_or_else(|| ClientError::new(ErrorCode::MissingField, "\"refresh\" needs \"token\""))?,
             }),
             other => Err(ClientError::new(ErrorCode::UnknownType, format!("unknown type {other:?}"))),
         }
@@ -344,7 +356,14 @@ pub(crate) struct WelcomeLimits {
 /// `welcome`: sent first on every JSON connection. `epoch` names the id space: it changes whenever
 /// ids may start again (every `--no-persist` start, a new database), so a client's `since` from
 /// another epoch is recognised and not applied.
-pub(crate) fn welcome(user: &str, conn_id: u64, limits: &WelcomeLimits, epoch: &str) -> Vec<u8> {
+/// `expires_in`: seconds until the connection's token expires (auth on; absent without auth).
+pub(crate) fn welcome(
+    user: &str,
+    conn_id: u64,
+    limits: &WelcomeLimits,
+    epoch: &str,
+    expires_in: Option<u64>,
+) -> Vec<u8> {
     #[derive(Serialize)]
     struct Welcome<'a> {
         #[serde(rename = "type")]
@@ -353,8 +372,21 @@ pub(crate) fn welcome(user: &str, conn_id: u64, limits: &WelcomeLimits, epoch: &
         connection_id: u64,
         epoch: &'a str,
         limits: &'a WelcomeLimits,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        expires_in: Option<u64>,
     }
-    to_vec(&Welcome { kind: "welcome", user, connection_id: conn_id, epoch, limits })
+    to_vec(&Welcome { kind: "welcome", user, connection_id: conn_id, epoch, limits, expires_in })
+}
+
+/// `refreshed`: the answer to a `refresh` the server accepted, with the new token's `expires_in`.
+pub(crate) fn refreshed(expires_in: u64) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Refreshed {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        expires_in: u64,
+    }
+    to_vec(&Refreshed { kind: "refreshed", expires_in })
 }
 
 /// `joined`: answer to a join, with who is there (at most `members.len()` names) and how many.

@@ -168,6 +168,11 @@ fn act(ctx: &mut ShardCtx, me: ConnRef, req: &Request, route: ApiRoute, body: &[
             tracing::info!(%user, closed, code, "api: disconnected a user");
             Ok(Action::Done(Served::Now(Response::json(200, bodies::disconnect_body(&user, closed)))))
         }
+        ApiRoute::Revoke(user) => {
+            let user = names::validate_nick(&user)?.to_string();
+            let change = ModerationChange::Revoke { user: user.clone(), before_ms: now };
+            Ok(Action::Done(moderate(ctx, me, req, change, now, move |closed| bodies::revoke_body(&user, now, closed))))
+        }
         ApiRoute::Ban { user, lift: false } => {
             let until_ms = now.saturating_add(seconds_ms(bodies::parse_seconds(body)?));
             let change = ModerationChange::Ban { user: user.clone(), until_ms };

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::api::revocation::Revocations;
 use crate::auth::{AuthConfigError, AuthError, Authenticator, Identity, RoomGrant};
 use crate::config::Config;
 use crate::http::origin::origin_allowed;
@@ -38,15 +39,26 @@ pub(crate) enum AccessError {
     /// The client's address already has `--max-conns-per-ip` connections: 429.
     #[error("too many connections from your address; retry later")]
     TooManyFromAddress,
+    /// The token was issued before a revocation of its user (server API): 401 `token_revoked`.
+    #[error("this token was revoked (issued before the revocation of {0:?}); get a new one")]
+    Revoked(String),
+    /// The user already has `--max-conns-per-user` connections on this node: 429.
+    #[error("{user:?} already has {max} connections here (--max-conns-per-user); close one or retry later")]
+    TooManyForUser {
+        /// The user.
+        user: String,
+        /// The limit.
+        max: usize,
+    },
 }
 
 impl AccessError {
     /// HTTP status for this refusal.
     pub(crate) fn status(&self) -> u16 {
         match self {
-            AccessError::Unauthorized(_) => 401,
+            AccessError::Unauthorized(_) | AccessError::Revoked(_) => 401,
             AccessError::ForbiddenRoom(_) | AccessError::ForbiddenOrigin(_) => 403,
-            AccessError::TooManyFromAddress => 429,
+            AccessError::TooManyFromAddress | AccessError::TooManyForUser { .. } => 429,
         }
     }
 
@@ -57,13 +69,15 @@ impl AccessError {
             AccessError::ForbiddenRoom(_) => ErrorCode::Forbidden.as_str(),
             AccessError::ForbiddenOrigin(_) => "forbidden_origin",
             AccessError::TooManyFromAddress => "too_many_connections",
+            AccessError::Revoked(_) => ErrorCode::TokenRevoked.as_str(),
+            AccessError::TooManyForUser { .. } => "too_many_user_connections",
         }
     }
 
     /// How a connection closed after this refusal is counted in the metrics.
     pub(crate) fn close_reason(&self) -> CloseReason {
         match self {
-            AccessError::TooManyFromAddress => CloseReason::OverLimit,
+            AccessError::TooManyFromAddress | AccessError::TooManyForUser { .. } => CloseReason::OverLimit,
             _ => CloseReason::AuthFailure,
         }
     }
@@ -72,8 +86,12 @@ impl AccessError {
     pub(crate) fn response(&self) -> Response {
         let resp = Response::error(self.status(), self.code(), &self.to_string());
         match self {
-            AccessError::Unauthorized(_) => resp.with_header("WWW-Authenticate: Bearer".into()),
-            AccessError::TooManyFromAddress => resp.with_header("Retry-After: 1".into()),
+            AccessError::Unauthorized(_) | AccessError::Revoked(_) => {
+                resp.with_header("WWW-Authenticate: Bearer".into())
+            }
+            AccessError::TooManyFromAddress | AccessError::TooManyForUser { .. } => {
+                resp.with_header("Retry-After: 1".into())
+            }
             _ => resp,
         }
     }
@@ -86,6 +104,17 @@ pub(crate) struct Admitted {
     pub(crate) user: Option<String>,
     /// Rooms the client may use.
     pub(crate) grant: RoomGrant,
+    /// The token's `exp` and `iat` (seconds since the epoch; auth on).
+    pub(crate) token: Option<TokenTimes>,
+}
+
+/// When a verified token expires and was issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TokenTimes {
+    /// `exp`.
+    pub(crate) exp: u64,
+    /// `iat`, if the token has one.
+    pub(crate) iat: Option<u64>,
 }
 
 /// Security settings shared by every shard.
@@ -128,17 +157,31 @@ impl Gate {
     /// # Errors
     /// [`AccessError::Unauthorized`] or [`AccessError::ForbiddenRoom`].
     pub(crate) fn admit_rest(&self, req: &Request, room: &str) -> Result<Admitted, AccessError> {
-        let Some(auth) = &self.auth else { return Ok(Admitted { user: None, grant: RoomGrant::All }) };
+        let Some(auth) = &self.auth else { return Ok(Admitted { user: None, grant: RoomGrant::All, token: None }) };
         let query_token = match query_pairs(&req.query).find(|(k, _)| k == "token").map(|(_, v)| v) {
             Some(Err(_)) => return Err(AuthError::Malformed.into()),
             other => other.and_then(Result::ok),
         };
-        let token = crate::auth::token_from(req.authorization.as_deref(), query_token.as_deref())?;
-        let Identity { user, rooms } = auth.verify(&token)?;
+        let protocol_token = crate::auth::protocol_token(&req.ws_protocols);
+        let token = crate::auth::token_from(req.authorization.as_deref(), protocol_token, query_token.as_deref())?;
+        let Identity { user, rooms, exp, iat } = auth.verify(&token)?;
         if may_use(&rooms, &user, room).is_err() {
             return Err(AccessError::ForbiddenRoom(room.to_string()));
         }
-        Ok(Admitted { user: Some(user), grant: rooms })
+        Ok(Admitted { user: Some(user), grant: rooms, token: Some(TokenTimes { exp, iat }) })
+    }
+
+    /// Checks that an admitted token was not revoked (server API, `api::revocation`).
+    ///
+    /// # Errors
+    /// [`AccessError::Revoked`].
+    pub(crate) fn not_revoked(admitted: &Admitted, revocations: &Revocations) -> Result<(), AccessError> {
+        match (&admitted.user, admitted.token) {
+            (Some(user), Some(token)) if revocations.refuses(user, token.iat) => {
+                Err(AccessError::Revoked(user.clone()))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -178,6 +221,8 @@ mod tests {
             (AccessError::ForbiddenRoom("r".into()), 403, "forbidden"),
             (AccessError::ForbiddenOrigin("https://evil".into()), 403, "forbidden_origin"),
             (AccessError::TooManyFromAddress, 429, "too_many_connections"),
+            (AccessError::Revoked("al".into()), 401, "token_revoked"),
+            (AccessError::TooManyForUser { user: "al".into(), max: 2 }, 429, "too_many_user_connections"),
         ];
         for (err, status, code) in cases {
             assert_eq!((err.status(), err.code()), (status, code), "{err}");

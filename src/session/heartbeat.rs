@@ -1,6 +1,7 @@
 //! Heartbeats and idle timeouts of WebSocket sessions, run by the shard's 250 ms sweep: the decision
 //! is `limits::client::ClientLimits::liveness`; this file acts on it (a ping, or a close). The sweep
-//! also judges the output queue's grace over the soft bound (`super::send::check_grace`).
+//! also judges the output queue's grace over the soft bound (`super::send::check_grace`) and the
+//! connection's token (`super::token_life::on_sweep`).
 
 use std::sync::LazyLock;
 use std::time::Instant;
@@ -32,6 +33,9 @@ pub(crate) fn on_sweep(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, now: Ins
         state.limits.seen(now);
         return;
     }
+    // Not while ingress is paused either: a `refresh` may be waiting unread.
+    super::token_life::on_sweep(ctx, conn, key, now);
+    let Phase::Ws(state) = &mut conn.phase else { return };
     match state.limits.liveness(now, idle, heartbeat) {
         Liveness::Alive => {}
         Liveness::SendPing => {

@@ -23,8 +23,8 @@ use super::ctx::ShardCtx;
 use super::gate;
 use super::gate::AccessError;
 use super::history::{self, PageRequest};
-use super::state::{Conn, Phase, WsState};
-use super::{api_session, ops, ws_session};
+use super::state::{Conn, Phase, TokenLife, WsState};
+use super::{api_session, ops, token_life, ws_session};
 use crate::api::registry::ConnEntry;
 use crate::api::route as api_route;
 use crate::bus::HistoryPurpose;
@@ -349,7 +349,10 @@ fn ws_params(query: &str, json_subprotocol: bool) -> Result<WsParams, ClientErro
 /// parameter (without auth, where names are not verified).
 fn read_marker(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, req: &Request) {
     let (keep_alive, head_only) = (req.keep_alive, req.head_only);
-    let admitted = match ctx.gate.admit_rest(req, room) {
+    let admitted = match ctx.gate.admit_rest(req, room).and_then(|a| {
+        gate::Gate::not_revoked(&a, &ctx.api.revocations)?;
+        Ok(a)
+    }) {
         Ok(admitted) => admitted,
         Err(err) => {
             if !keep_alive {
@@ -452,14 +455,24 @@ fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
         let message = format!("{user:?} is banned for {} more seconds", (until - now + 999) / 1000);
         return respond(ctx, conn, key, Response::error(403, "banned", &message), false, req.head_only);
     }
-    conn.send_unbounded(upgrade::switching_protocols(&accepted));
+    if let Err(err) = gate::Gate::not_revoked(&admitted, &ctx.api.revocations) {
+        conn.set_close_reason(err.close_reason());
+        return respond(ctx, conn, key, err.response(), false, req.head_only);
+    }
     let entry = ConnEntry {
         conn: ConnRef { shard: ctx.shard, key, serial: conn.serial },
         format: params.format,
         peer: conn.peer,
         connected_at_ms: now,
     };
-    ctx.api.registry.add(&user, entry);
+    // Only a verified name is limited: without auth anyone may claim any nick (or share `anonymous`).
+    let max_per_user = if admitted.user.is_some() { ctx.cfg.max_conns_per_user } else { 0 };
+    if !ctx.api.registry.add_within(&user, entry, max_per_user) {
+        let err = AccessError::TooManyForUser { user: user.to_string(), max: max_per_user };
+        conn.set_close_reason(err.close_reason());
+        return respond(ctx, conn, key, err.response(), false, req.head_only);
+    }
+    conn.send_unbounded(upgrade::switching_protocols(&accepted));
     if accepted.deflate.is_some() {
         ctx.metrics.deflate_negotiated.inc();
     }
@@ -471,10 +484,12 @@ fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
         rooms: Vec::new(),
         limits: ClientLimits::new(admitted.grant, &ctx.gate.rates, Instant::now()),
         paced: Default::default(),
+        token: admitted.token.map(|t| TokenLife::new(t.exp, Instant::now(), now)),
     }));
     conn.deadline = None;
     if params.format == Format::Json {
-        let welcome = json::welcome(&user, conn.serial, &ws_session::limits(&ctx.cfg), &ctx.epoch);
+        let expires_in = admitted.token.map(|t| token_life::expires_in(t.exp, now));
+        let welcome = json::welcome(&user, conn.serial, &ws_session::limits(&ctx.cfg), &ctx.epoch, expires_in);
         conn.send_unbounded(codec::encode_frame(codec::TEXT, &welcome));
         let to = crate::types::ConnRef { shard: ctx.shard, key, serial: conn.serial };
         super::direct::after_welcome(ctx, to, &user);
@@ -486,7 +501,7 @@ fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
 
 fn history(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, req: &Request) {
     let (keep_alive, head_only) = (req.keep_alive, req.head_only);
-    if let Err(err) = ctx.gate.admit_rest(req, room) {
+    if let Err(err) = ctx.gate.admit_rest(req, room).and_then(|a| gate::Gate::not_revoked(&a, &ctx.api.revocations)) {
         if !keep_alive {
             conn.set_close_reason(err.close_reason());
         }

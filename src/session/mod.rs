@@ -43,7 +43,8 @@
 //! - [`reads`]: read markers (published to the user's connections; the marker read after a join);
 //! - [`deliver`]: a published event onto every local member;
 //! - [`direct`]: the list of a user's direct-message rooms after `welcome`;
-//! - [`heartbeat`]: pings and idle timeouts;
+//! - [`token_life`]: a token's expiry on a live connection, `token_expired`, `refresh`;
+//! - [`heartbeat`]: pings, idle timeouts, and the sweep's look at the token;
 //! - [`ws_session`]: frames, commands, joins and leaves;
 //! - [`ops`]: `/metrics` and `/readyz` as responses;
 //! - [`feed`]: the change feed's stream (`GET /api/feed`), paced by the consumer's reading;
@@ -68,6 +69,7 @@ pub(crate) mod ops;
 pub(crate) mod reads;
 pub(crate) mod send;
 pub(crate) mod state;
+pub(crate) mod token_life;
 pub(crate) mod ws_session;
 
 pub(crate) use ctx::{ShardCtx, Shared};

@@ -95,6 +95,8 @@ pub(crate) struct WsState {
     pub(crate) limits: ClientLimits,
     /// History reads whose replies are paced by the client's reading (`session::catchup`).
     pub(crate) paced: PacedReads,
+    /// The token's expiry (auth on; `None` without auth).
+    pub(crate) token: Option<TokenLife>,
 }
 
 impl Phase {
@@ -195,4 +197,30 @@ impl WsState {
     pub(crate) fn membership_mut(&mut self, room_id: u64) -> Option<&mut Membership> {
         self.rooms.iter_mut().find(|m| m.room.id == room_id)
     }
+}
+
+/// A connection's token (auth on): when it expires, and whether the client was told so
+/// (`super::token_life` decides what the sweep does about it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TokenLife {
+    /// The token's `exp` as an instant.
+    pub(crate) expires_at: std::time::Instant,
+    /// When `token_expired` was sent (the grace runs from then).
+    pub(crate) warned_at: Option<std::time::Instant>,
+}
+
+impl TokenLife {
+    /// The life of a token expiring at `exp` (seconds since the epoch), seen at `now` (wall clock
+    /// `now_ms`): the wall clock is read once here, the sweep compares instants only.
+    pub(crate) fn new(exp: u64, now: std::time::Instant, now_ms: i64) -> TokenLife {
+        // Capped so that no `exp` however far ahead can overflow the instant.
+        const CAP: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
+        TokenLife { expires_at: now + remaining(exp, now_ms).min(CAP), warned_at: None }
+    }
+}
+
+/// Time from `now_ms` until `exp` (seconds since the epoch); zero when it is past.
+pub(crate) fn remaining(exp: u64, now_ms: i64) -> std::time::Duration {
+    let exp_ms = i64::try_from(exp.saturating_mul(1000)).unwrap_or(i64::MAX);
+    std::time::Duration::from_millis(u64::try_from(exp_ms.saturating_sub(now_ms)).unwrap_or(0))
 }

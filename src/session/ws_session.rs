@@ -1,7 +1,8 @@
 //! The WebSocket session: frames in, chat messages and commands out.
 //!
 //! Text-format connections relay every text (and binary) frame to their one room. JSON connections send
-//! commands (`message`, `join`, `leave`, `ping`, `history`, `edit`, `delete`) and get events. Client mistakes become
+//! commands (`message`, `join`, `leave`, `ping`, `history`, `edit`, `delete`, `typing`, `read`, `dm`,
+//! `refresh`) and get events. Client mistakes become
 //! `error` frames and the connection stays open; protocol violations close it with the RFC code. Each
 //! message is charged to the connection's rate limits before it is parsed. Resume catch-up and
 //! `history` replies are paced by the client's reading (`super::catchup`).
@@ -21,6 +22,7 @@ use super::membership::{self, Entered};
 use super::reads;
 use super::send::{close_session, send_error, send_frame, text_frame};
 use super::state::{Conn, Membership, Phase, TYPING_EVERY};
+use super::token_life;
 use crate::config::Config;
 use crate::limits::throttle::Verdict;
 use crate::metrics::CloseReason;
@@ -247,6 +249,7 @@ fn on_command(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, command: Command<
         Command::Delete { room, id, client_id } => {
             amend::request(ctx, conn, key, &room, id, Amendment::Delete, client_id.as_deref())
         }
+        Command::Refresh { token } => token_life::on_refresh(ctx, conn, key, &token),
     }
 }
 

@@ -1,5 +1,5 @@
 //! The server API's durable state, apart from the messages: idempotency keys (`api_idempotency`),
-//! bans (`api_bans`) and mutes (`api_mutes`), written by one `store-control` thread with its own
+//! bans (`api_bans`), mutes (`api_mutes`) and token revocations (`api_revocations`), written by one `store-control` thread with its own
 //! connection, so a shard never touches SQLite.
 //!
 //! [`ControlStore::open`] reads what is still in force (bans and mutes not expired, keys younger than
@@ -7,7 +7,9 @@
 //! [`ControlOp`] on a bounded queue ([`CONTROL_QUEUE`], full: refused at once, the API answers 503),
 //! committed one by one, and its reply closure runs on the control thread once it is durable (the API
 //! answers the HTTP request from there, through the shard's inbox). Expired rows are deleted every
-//! [`PRUNE_EVERY`] writes.
+//! [`PRUNE_EVERY`] writes. A revocation never expires by itself: the server does not know the
+//! longest lifetime of the tokens an issuer hands out, so the row (one per user, only ever raised)
+//! is kept; a later revocation of the same user replaces it.
 
 use std::path::Path;
 use std::thread::JoinHandle;
@@ -49,6 +51,8 @@ pub(crate) struct ControlSnapshot {
     pub(crate) mutes: Vec<(String, String, i64)>,
     /// `(key, id, at_ms)`.
     pub(crate) keys: Vec<(String, u64, i64)>,
+    /// `(user, before_ms)`: token revocations.
+    pub(crate) revocations: Vec<(String, i64)>,
 }
 
 /// Runs on the control thread once the change is committed (or failed).
@@ -117,6 +121,8 @@ fn read_snapshot(conn: &Connection, now_ms: i64, key_window_ms: i64) -> rusqlite
     snapshot.bans = stmt.query_map([now_ms], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
     let mut stmt = conn.prepare("SELECT room, user, until_ms FROM api_mutes WHERE until_ms > ?1")?;
     snapshot.mutes = stmt.query_map([now_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
+    let mut stmt = conn.prepare("SELECT user, before_ms FROM api_revocations")?;
+    snapshot.revocations = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
     let mut stmt = conn.prepare("SELECT key, id, created_at FROM api_idempotency WHERE created_at > ?1")?;
     snapshot.keys = stmt
         .query_map([now_ms - key_window_ms], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?)))?
@@ -164,6 +170,11 @@ fn apply(conn: &Connection, op: &ControlOp) -> rusqlite::Result<usize> {
             ModerationChange::Unmute { room, user } => {
                 conn.execute("DELETE FROM api_mutes WHERE room = ?1 AND user = ?2", params![room, user])
             }
+            ModerationChange::Revoke { user, before_ms } => conn.execute(
+                "INSERT INTO api_revocations (user, before_ms) VALUES (?1, ?2)
+                 ON CONFLICT (user) DO UPDATE SET before_ms = max(before_ms, excluded.before_ms)",
+                params![user, before_ms],
+            ),
             ModerationChange::Disconnect { .. } => Ok(0),
         },
     }

@@ -25,10 +25,13 @@
 //! `dm_rooms(user, room)` lists each user's direct-message rooms (`dm:<a>,<b>` with a stored
 //! message), for the list a connection gets after `welcome`.
 //!
+//! Version 5 adds the server API's tables (`control.rs`).
 //! Version 6 adds `messages.pos`, the row's place in the change feed (`feed.rs`): the writer numbers
 //! rows 1, 2, 3 … in commit order (a row written before gets its id, which is above none of the new
 //! ones), with the unique index `messages_pos`. Ids are not in commit order across rooms (two rooms
 //! take ids under two locks), positions are: a reader that sees position `p` sees every one below.
+//! Version 7 adds `api_revocations(user, before_ms)`: a user's tokens issued before then are
+//! refused (kept: see `control.rs`).
 
 use std::path::Path;
 use std::time::Duration;
@@ -39,7 +42,7 @@ use super::StoreError;
 use crate::unique::unique_u64;
 
 /// The newest schema version (`PRAGMA user_version`) this build knows and migrates to.
-pub(crate) const SCHEMA_VERSION: i64 = 6;
+pub(crate) const SCHEMA_VERSION: i64 = 7;
 
 /// Name of the index that serves history pages (checked by the query-plan test).
 #[cfg(test)]
@@ -93,6 +96,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
          UPDATE messages SET pos = id;
          CREATE UNIQUE INDEX messages_pos ON messages (pos);",
     ),
+    // Token revocations (`control.rs`): a user's tokens issued before `before_ms` are refused.
+    (7, "CREATE TABLE api_revocations (user TEXT PRIMARY KEY, before_ms INTEGER NOT NULL) WITHOUT ROWID;"),
 ];
 
 /// Sets the id ceiling (inside the caller's transaction).

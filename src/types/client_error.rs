@@ -43,11 +43,21 @@ pub enum ErrorCode {
     /// The sender is muted in the room (server API: `POST /api/rooms/{room}/mute/{user}`): it still
     /// receives the room, but its messages are refused until the mute expires or is lifted.
     Muted,
+    /// A `refresh` token does not verify (bad signature, expired, malformed …), or auth is off:
+    /// the connection keeps its old token.
+    Unauthorized,
+    /// The connection's token reached its `exp`: send `refresh` within `--token-grace`, or the
+    /// connection is closed with 4001.
+    TokenExpired,
+    /// A `refresh` token names another user than the connection's: refused, the old token stays.
+    TokenUserMismatch,
+    /// A `refresh` token was issued before a revocation of its user (server API).
+    TokenRevoked,
 }
 
 impl ErrorCode {
     /// Every code, in [`ErrorCode::index`] order (the `code` label of `roomcast_error_frames_sent_total`).
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::MissingField,
@@ -67,6 +77,10 @@ impl ErrorCode {
         ErrorCode::Unavailable,
         ErrorCode::NotFound,
         ErrorCode::Muted,
+        ErrorCode::Unauthorized,
+        ErrorCode::TokenExpired,
+        ErrorCode::TokenUserMismatch,
+        ErrorCode::TokenRevoked,
     ];
 
     /// Number of codes.
@@ -94,6 +108,10 @@ impl ErrorCode {
             ErrorCode::Unavailable => 16,
             ErrorCode::NotFound => 17,
             ErrorCode::Muted => 18,
+            ErrorCode::Unauthorized => 19,
+            ErrorCode::TokenExpired => 20,
+            ErrorCode::TokenUserMismatch => 21,
+            ErrorCode::TokenRevoked => 22,
         }
     }
 
@@ -119,6 +137,10 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Muted => "muted",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::TokenUserMismatch => "token_user_mismatch",
+            ErrorCode::TokenRevoked => "token_revoked",
         }
     }
 }

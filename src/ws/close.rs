@@ -21,10 +21,16 @@ pub(crate) const TRY_AGAIN_LATER: u16 = 1013;
 
 /// 4000 `disconnected`: the server API disconnected the user and allows a reconnect.
 pub(crate) const DISCONNECTED: u16 = 4000;
+/// 4001 `token_expired`: the token reached its `exp` and was not refreshed within `--token-grace`;
+/// reconnect with a new token.
+pub(crate) const TOKEN_EXPIRED: u16 = 4001;
 /// 4500 `kicked`: the server API disconnected the user; do not reconnect.
 pub(crate) const KICKED: u16 = 4500;
 /// 4501 `banned`: the user is banned; do not reconnect (new connections get 403 until it expires).
 pub(crate) const BANNED: u16 = 4501;
+/// 4503 `token_revoked`: the server API revoked the user's tokens; do not reconnect with this token
+/// (a new one, issued after the revocation, is accepted).
+pub(crate) const TOKEN_REVOKED: u16 = 4503;
 
 /// The stable reason word of an application close code.
 pub(crate) fn reason_word(code: u16) -> &'static str {
@@ -32,6 +38,8 @@ pub(crate) fn reason_word(code: u16) -> &'static str {
         DISCONNECTED => "disconnected",
         KICKED => "kicked",
         BANNED => "banned",
+        TOKEN_EXPIRED => "token_expired",
+        TOKEN_REVOKED => "token_revoked",
         _ => "",
     }
 }
@@ -72,12 +80,14 @@ mod tests {
         assert_eq!(app_reason(DISCONNECTED, "maintenance"), "disconnected: maintenance");
         let long = app_reason(BANNED, &"é".repeat(100));
         assert!(long.starts_with("banned: ") && long.len() <= MAX_REASON_BYTES, "{}", long.len());
-        for code in [DISCONNECTED, KICKED, BANNED] {
+        for code in [DISCONNECTED, KICKED, BANNED, TOKEN_EXPIRED, TOKEN_REVOKED] {
             assert!(is_valid_received_code(code));
+            assert!(!reason_word(code).is_empty());
         }
         assert!(
             (4000..4500).contains(&DISCONNECTED) && (4500..5000).contains(&KICKED) && (4500..5000).contains(&BANNED)
         );
+        assert!((4000..4500).contains(&TOKEN_EXPIRED) && (4500..5000).contains(&TOKEN_REVOKED));
     }
 
     #[test]

@@ -3,49 +3,10 @@
 //! disconnects, bans and mutes (across a restart too), and the close codes of docs/PROTOCOL.md.
 
 use serde_json::{Value, json};
-use tungstenite::Message;
-use tungstenite::protocol::CloseFrame;
 
+use crate::support::api::{KEY, call, keyed, post};
 use crate::support::*;
 
-pub(crate) const KEY: &str = "test-api-key-0123456789";
-
-pub(crate) fn keyed(args: &[&str]) -> Server {
-    let mut all = vec!["--api-key", KEY];
-    all.extend_from_slice(args);
-    Server::start(&all)
-}
-
-/// One request on a fresh connection (`Connection: close`): (status, head, body as JSON or Null).
-pub(crate) fn call(
-    server: &Server,
-    method: &str,
-    path: &str,
-    key: Option<&str>,
-    body: Option<&Value>,
-    extra: &str,
-) -> (u16, String, Value) {
-    let mut raw = Raw::connect(server);
-    let auth = key.map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
-    let body = body.map(Value::to_string).unwrap_or_default();
-    let ct = if body.is_empty() { "" } else { "Content-Type: application/json\r\n" };
-    raw.send(
-        format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{auth}{ct}{extra}Content-Length: {}\r\n\r\n{body}",
-            server.addr,
-            body.len()
-        )
-        .as_bytes(),
-    );
-    let (status, head, body) = raw.read_response();
-    let value = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).expect("a JSON body") };
-    (status, head, value)
-}
-
-pub(crate) fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
-    let (status, _, value) = call(server, "POST", path, Some(KEY), Some(body), "");
-    (status, value)
-}
 
 fn get(server: &Server, path: &str) -> (u16, Value) {
     let (status, _, value) = call(server, "GET", path, Some(KEY), None, "");
@@ -59,17 +20,6 @@ fn history(server: &Server, room: &str) -> Vec<Value> {
 }
 
 /// Reads until the close frame: (code, reason).
-fn close_of(ws: &mut Client) -> (u16, String) {
-    loop {
-        match ws.read() {
-            Ok(Message::Close(Some(CloseFrame { code, reason }))) => return (code.into(), reason.to_string()),
-            Ok(Message::Close(None)) => return (1005, String::new()),
-            Ok(_) => continue,
-            Err(e) => panic!("connection ended without a close frame: {e}"),
-        }
-    }
-}
-
 fn error_code(value: &Value) -> &str {
     value["error"]["code"].as_str().unwrap_or_default()
 }

@@ -6,37 +6,12 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
-use crate::support::redis::RedisServer;
+use crate::support::redis::{RedisServer, cluster_health, node_with, wait_linked};
 use crate::support::*;
 
 /// A node on `redis` named `id`.
 fn node(redis: &RedisServer, id: &str) -> Server {
     node_with(redis, id, &[])
-}
-
-/// A node on `redis` named `id`, with `extra` flags.
-fn node_with(redis: &RedisServer, id: &str, extra: &[&str]) -> Server {
-    let url = redis.url();
-    let mut args = vec!["--redis-url", url.as_str(), "--node-id", id];
-    args.extend_from_slice(extra);
-    let server = Server::start(&args);
-    wait_linked(&server);
-    server
-}
-
-fn cluster_health(server: &Server) -> Value {
-    let (status, _, body) = http_get(server, "/healthz");
-    assert_eq!(status, 200);
-    let health: Value = serde_json::from_slice(&body).expect("json");
-    health["cluster"].clone()
-}
-
-/// Waits until both Redis links of `server` are up and nothing waits for replay.
-fn wait_linked(server: &Server) {
-    wait_until("node linked to redis", || {
-        let c = cluster_health(server);
-        c["publisher_up"] == true && c["subscriber_up"] == true && c["outbox"] == 0
-    });
 }
 
 /// `(id, user, content)` of a room's history, oldest first (up to 200 messages).

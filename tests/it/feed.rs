@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
-use crate::api::{KEY, call, keyed, post};
+use crate::support::api::{KEY, call, keyed, post};
 use crate::support::*;
 
 /// One Server-Sent Event of the feed.

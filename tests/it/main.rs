@@ -28,4 +28,5 @@ mod semantics;
 mod sigstop;
 mod tidy;
 mod tls;
+mod tokens;
 mod ws_violations;

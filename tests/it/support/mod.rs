@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod api;
 pub mod proc;
 pub mod redis;
 pub mod tls;
@@ -253,14 +254,36 @@ pub fn send_json(ws: &mut Client, value: Value) {
 
 /// Reads until the server's close frame and returns its code.
 pub fn expect_close(ws: &mut Client) -> u16 {
+    close_of(ws).0
+}
+
+/// Reads until the server's close frame and returns its code and reason.
+pub fn close_of(ws: &mut Client) -> (u16, String) {
     loop {
         match ws.read() {
-            Ok(Message::Close(Some(CloseFrame { code, .. }))) => return code.into(),
-            Ok(Message::Close(None)) => return 1005,
+            Ok(Message::Close(Some(CloseFrame { code, reason }))) => return (code.into(), reason.to_string()),
+            Ok(Message::Close(None)) => return (1005, String::new()),
             Ok(_) => continue,
             Err(e) => panic!("connection ended without a close frame: {e}"),
         }
     }
+}
+
+/// Connects a WebSocket client offering the subprotocols `protocols` (a `Sec-WebSocket-Protocol`
+/// value); returns the client and the 101 response's selected subprotocol, if any.
+pub fn connect_ws_offering(
+    server: &Server,
+    path_and_query: &str,
+    protocols: &str,
+) -> Result<(Client, Option<String>), String> {
+    use tungstenite::client::IntoClientRequest;
+    let mut request = server.ws_url(path_and_query).into_client_request().map_err(|e| e.to_string())?;
+    request.headers_mut().insert("Sec-WebSocket-Protocol", protocols.parse().map_err(|_| "header value")?);
+    let stream = TcpStream::connect(server.addr).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(PATIENCE)).map_err(|e| e.to_string())?;
+    let (ws, response) = tungstenite::client::client(request, stream).map_err(|e| format!("{e}"))?;
+    let selected = response.headers().get("Sec-WebSocket-Protocol").and_then(|v| v.to_str().ok()).map(str::to_string);
+    Ok((ws, selected))
 }
 
 /// A raw TCP connection for hand-made HTTP and WebSocket bytes.

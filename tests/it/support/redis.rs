@@ -6,7 +6,9 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::PATIENCE;
+use serde_json::Value;
+
+use super::{PATIENCE, Server, http_get, wait_until};
 
 /// A running `redis-server`.
 pub struct RedisServer {
@@ -88,4 +90,30 @@ impl Drop for RedisServer {
         }
         self.kill();
     }
+}
+
+/// A node on `redis` named `id`, with `extra` flags.
+pub fn node_with(redis: &RedisServer, id: &str, extra: &[&str]) -> Server {
+    let url = redis.url();
+    let mut args = vec!["--redis-url", url.as_str(), "--node-id", id];
+    args.extend_from_slice(extra);
+    let server = Server::start(&args);
+    wait_linked(&server);
+    server
+}
+
+/// The `cluster` object of a node's `/healthz`.
+pub fn cluster_health(server: &Server) -> Value {
+    let (status, _, body) = http_get(server, "/healthz");
+    assert_eq!(status, 200);
+    let health: Value = serde_json::from_slice(&body).expect("json");
+    health["cluster"].clone()
+}
+
+/// Waits until both Redis links of `server` are up and nothing waits for replay.
+pub fn wait_linked(server: &Server) {
+    wait_until("node linked to redis", || {
+        let c = cluster_health(server);
+        c["publisher_up"] == true && c["subscriber_up"] == true && c["outbox"] == 0
+    });
 }
