@@ -22,6 +22,7 @@ pub(crate) mod deferred;
 pub mod http;
 pub(crate) mod limits;
 pub(crate) mod metrics;
+pub mod moderation;
 pub mod protocol;
 pub mod reactor;
 pub(crate) mod render;

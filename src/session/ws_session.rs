@@ -19,11 +19,13 @@ use super::gate;
 use super::history::{self, MAX_PAGE, PageRequest};
 use super::membership::{self, Entered};
 use super::reads;
+use super::screen::{author, screen};
 use super::send::{close_session, send_error, send_frame, text_frame};
 use super::state::{Conn, Membership, Phase, TYPING_EVERY};
 use crate::config::Config;
 use crate::limits::throttle::Verdict;
 use crate::metrics::CloseReason;
+use crate::moderation::Kind;
 use crate::protocol::json::{self, Command, MAX_CLIENT_ID_BYTES, WelcomeLimits};
 use crate::protocol::{dm, names};
 use crate::room::hub::RoomRef;
@@ -156,7 +158,11 @@ fn on_message(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, kind: MessageKind
             }
             // The codec validated the UTF-8 of text messages.
             let content = std::str::from_utf8(payload).unwrap_or_default();
-            let event = Event::message(Arc::clone(&ws.user), Arc::from(content));
+            let content = match screen(ctx, author(ctx, &ws.user, conn.serial), content, Kind::Message) {
+                Ok(content) => content,
+                Err(err) => return send_error(ctx, conn, key, &err),
+            };
+            let event = Event::message(Arc::clone(&ws.user), Arc::from(&*content));
             let origin = Origin { format: Format::Text, client_id: None };
             let result =
                 ctx.hub.publish(RoomRef::Joined(&membership.room), event, origin, reply_to(ctx, conn.serial, key));
@@ -276,7 +282,9 @@ fn post(
     }
     let membership = ws.rooms.iter().find(|m| *m.room.name == *room).ok_or_else(|| not_joined(room))?;
     not_muted(ctx, room, &ws.user).map_err(|err| err.about(client_id.map(Arc::from)))?;
-    let event = Event::message(Arc::clone(&ws.user), Arc::from(content));
+    let content = screen(ctx, author(ctx, &ws.user, conn.serial), content, Kind::Message)
+        .map_err(|err| err.about(client_id.map(Arc::from)))?;
+    let event = Event::message(Arc::clone(&ws.user), Arc::from(&*content));
     let origin = Origin { format: Format::Json, client_id: client_id.map(Arc::from) };
     ctx.hub.publish(RoomRef::Joined(&membership.room), event, origin, reply_to(ctx, conn.serial, key))?;
     ctx.metrics.messages_received.inc();

@@ -43,11 +43,17 @@ pub enum ErrorCode {
     /// The sender is muted in the room (server API: `POST /api/rooms/{room}/mute/{user}`): it still
     /// receives the room, but its messages are refused until the mute expires or is lifted.
     Muted,
+    /// The content matches the server's blocklist (`--blocklist`, `--blocklist-action reject`): the
+    /// message or edit was refused, nothing stored or delivered.
+    ContentBlocked,
+    /// The user sent the same content more than `--repeat-limit` times within `--repeat-window`
+    /// seconds: the message was refused.
+    RepeatedContent,
 }
 
 impl ErrorCode {
     /// Every code, in [`ErrorCode::index`] order (the `code` label of `roomcast_error_frames_sent_total`).
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::MissingField,
@@ -67,6 +73,8 @@ impl ErrorCode {
         ErrorCode::Unavailable,
         ErrorCode::NotFound,
         ErrorCode::Muted,
+        ErrorCode::ContentBlocked,
+        ErrorCode::RepeatedContent,
     ];
 
     /// Number of codes.
@@ -94,6 +102,8 @@ impl ErrorCode {
             ErrorCode::Unavailable => 16,
             ErrorCode::NotFound => 17,
             ErrorCode::Muted => 18,
+            ErrorCode::ContentBlocked => 19,
+            ErrorCode::RepeatedContent => 20,
         }
     }
 
@@ -119,6 +129,8 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Muted => "muted",
+            ErrorCode::ContentBlocked => "content_blocked",
+            ErrorCode::RepeatedContent => "repeated_content",
         }
     }
 }

@@ -8,9 +8,9 @@ use tungstenite::protocol::CloseFrame;
 
 use crate::support::*;
 
-const KEY: &str = "test-api-key-0123456789";
+pub(crate) const KEY: &str = "test-api-key-0123456789";
 
-fn keyed(args: &[&str]) -> Server {
+pub(crate) fn keyed(args: &[&str]) -> Server {
     let mut all = vec!["--api-key", KEY];
     all.extend_from_slice(args);
     Server::start(&all)
@@ -42,7 +42,7 @@ fn call(
     (status, head, value)
 }
 
-fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
+pub(crate) fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
     let (status, _, value) = call(server, "POST", path, Some(KEY), Some(body), "");
     (status, value)
 }
@@ -52,7 +52,7 @@ fn get(server: &Server, path: &str) -> (u16, Value) {
     (status, value)
 }
 
-fn history(server: &Server, room: &str) -> Vec<Value> {
+pub(crate) fn history(server: &Server, room: &str) -> Vec<Value> {
     let (status, _, body) = http_get(server, &format!("/rooms/{room}/messages"));
     assert_eq!(status, 200);
     serde_json::from_slice::<Vec<Value>>(&body).expect("history array")
@@ -70,7 +70,7 @@ fn close_of(ws: &mut Client) -> (u16, String) {
     }
 }
 
-fn error_code(value: &Value) -> &str {
+pub(crate) fn error_code(value: &Value) -> &str {
     value["error"]["code"].as_str().unwrap_or_default()
 }
 
