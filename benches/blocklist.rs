@@ -21,7 +21,7 @@ const ASCII_LINE: &str = "Hey everyone, the deploy finished at 14:05 and the das
 const UNICODE_LINE: &str = "Salut à tous, le déploiement est terminé à 14h05 et les tableaux de bord sont corrects ; \
      prévenez-moi si la latence dépasse 200 ms ce soir, merci !";
 
-/// `n` distinct pseudo-random lowercase words of 4 to 11 letters (deterministic), one in ten with a
+/// `n` distinct pseudo-random lowercase words of 7 to 17 letters (deterministic), one in ten with a
 /// `*` suffix, none of them a word of the lines above.
 fn entries(n: usize) -> String {
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -35,7 +35,16 @@ fn entries(n: usize) -> String {
     for i in 0..n {
         let len = 4 + (next() % 8) as usize;
         out.extend((0..len).map(|_| char::from(b'a' + (next() % 26) as u8)));
+        // Distinct: the index, in letters, after a `zq` no word of the lines has.
         out.push_str("zq");
+        let mut k = i;
+        loop {
+            out.push(char::from(b'a' + (k % 26) as u8));
+            k /= 26;
+            if k == 0 {
+                break;
+            }
+        }
         if i % 10 == 0 {
             out.push('*');
         }

@@ -6,6 +6,7 @@
 //! message is charged to the connection's rate limits before it is parsed. Resume catch-up and
 //! `history` replies are paced by the client's reading (`super::catchup`).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -214,7 +215,7 @@ fn on_command(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, command: Command<
             if !admit(ctx, conn, key, Charge::Message) {
                 return Ok(());
             }
-            post(ctx, conn, key, &room, &content, client_id.as_deref())
+            post(ctx, conn, key, &room, Content::Unscreened(&content), client_id.as_deref())
         }
         Command::Join { room, since, epoch } => on_join(ctx, conn, key, &room, since, epoch.as_deref()),
         Command::Leave { room } => on_leave(ctx, conn, key, &room),
@@ -230,11 +231,14 @@ fn on_command(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, command: Command<
             }
             let Phase::Ws(ws) = &conn.phase else { return Ok(()) };
             let room = dm::room_of(&ws.user, &to)?;
+            // Screened before the conversation is opened: a refused message tells the other user nothing.
+            let content = screen(ctx, author(ctx, &ws.user, conn.serial), &content, Kind::Message)
+                .map_err(|err| err.about(client_id.as_deref().map(Arc::from)))?;
             if !ws.rooms.iter().any(|m| *m.room.name == *room) {
                 on_join(ctx, conn, key, &room, None, None)?;
                 super::direct::opened(ctx, names::validate_nick(&to)?, &room);
             }
-            post(ctx, conn, key, &room, &content, client_id.as_deref())
+            post(ctx, conn, key, &room, Content::Screened(&content), client_id.as_deref())
         }
         Command::History { room, before_id, after_id, limit } => {
             let Phase::Ws(ws) = &conn.phase else { return Ok(()) };
@@ -256,16 +260,27 @@ fn on_command(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, command: Command<
     }
 }
 
-/// A JSON `message`: checked, then published to the room (which the sender must have joined).
+/// A message's content, and whether moderation has seen it yet (`super::screen`: exactly once).
+#[derive(Debug, Clone, Copy)]
+enum Content<'a> {
+    /// Not yet: [`post`] screens it.
+    Unscreened(&'a str),
+    /// Already (a `dm`, screened before its conversation is opened).
+    Screened(&'a str),
+}
+
+/// A JSON `message` (or `dm`): checked, then published to the room (which the sender must have joined).
 fn post(
     ctx: &mut ShardCtx,
     conn: &mut Conn,
     key: usize,
     room: &str,
-    content: &str,
+    content: Content<'_>,
     client_id: Option<&str>,
 ) -> Result<(), ClientError> {
     let Phase::Ws(ws) = &conn.phase else { return Ok(()) };
+    let unscreened = matches!(content, Content::Unscreened(_));
+    let (Content::Unscreened(content) | Content::Screened(content)) = content;
     names::validate_room(room)?;
     gate::may_use(&ws.limits.grant, &ws.user, room)?;
     if content.is_empty() {
@@ -282,8 +297,12 @@ fn post(
     }
     let membership = ws.rooms.iter().find(|m| *m.room.name == *room).ok_or_else(|| not_joined(room))?;
     not_muted(ctx, room, &ws.user).map_err(|err| err.about(client_id.map(Arc::from)))?;
-    let content = screen(ctx, author(ctx, &ws.user, conn.serial), content, Kind::Message)
-        .map_err(|err| err.about(client_id.map(Arc::from)))?;
+    let content = if unscreened {
+        screen(ctx, author(ctx, &ws.user, conn.serial), content, Kind::Message)
+            .map_err(|err| err.about(client_id.map(Arc::from)))?
+    } else {
+        Cow::Borrowed(content)
+    };
     let event = Event::message(Arc::clone(&ws.user), Arc::from(&*content));
     let origin = Origin { format: Format::Json, client_id: client_id.map(Arc::from) };
     ctx.hub.publish(RoomRef::Joined(&membership.room), event, origin, reply_to(ctx, conn.serial, key))?;

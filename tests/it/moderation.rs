@@ -74,11 +74,12 @@ fn reject_refuses_blocked_words_everywhere_and_stores_nothing() {
     assert_eq!(recv_event(&mut bob, "message")["content"], "fine words");
     assert_eq!(recv_event(&mut ann, "message")["content"], "fine words");
     // Direct messages and edits.
+    // A refused direct message opens no conversation: no `joined` for ann, no `dm_rooms` for bob.
     send_json(&mut ann, json!({"type": "dm", "to": "bob", "content": "straße", "client_id": "d1"}));
-    assert_eq!(recv_event(&mut ann, "joined")["room"], "dm:ann,bob");
     assert_eq!(refusal(&mut ann), ("content_blocked".into(), json!("d1")));
     say(&mut ann, "r", "hello there", "h");
     let id = recv_event(&mut ann, "message")["id"].as_u64().expect("id");
+    assert_eq!(recv_event(&mut bob, "message")["content"], "hello there");
     send_json(&mut ann, json!({"type": "edit", "room": "r", "id": id, "content": "école", "client_id": "e1"}));
     assert_eq!(refusal(&mut ann), ("content_blocked".into(), json!("e1")));
     // The server API: 422, and a batch with one blocked message publishes none.
@@ -123,7 +124,11 @@ fn mask_replaces_every_match_and_stores_it_masked() {
     assert_eq!(recv_event(&mut bob, "message")["content"], "an ***");
     wait_until("the stored messages", || history(&server, "m").len() == 3);
     assert_eq!(contents(&server, "m"), ["**** it", "****** class", "an ***"]);
-    assert_eq!(moderated(&server, "mask", "blocklist"), 4.0);
+    let mut cat = connect_json(&server, "z", "cat");
+    send_json(&mut cat, json!({"type": "dm", "to": "dan", "content": "darn"}));
+    assert_eq!(recv_event(&mut cat, "joined")["room"], "dm:cat,dan");
+    assert_eq!(recv_event(&mut cat, "message")["content"], "****");
+    assert_eq!(moderated(&server, "mask", "blocklist"), 5.0);
     assert_eq!(moderated(&server, "reject", "blocklist"), 0.0);
 }
 
