@@ -345,6 +345,41 @@ pub struct Settings {
     /// 64 MiB); larger: 413. The single-message route takes `--max-message` + 4 KiB.
     #[arg(long, env = "ROOMCAST_MAX_BATCH_BYTES", default_value_t = 4 << 20)]
     pub max_batch_bytes: usize,
+
+    /// Blocked words and patterns, one per line (syntax in docs/CONFIG.md "Blocklist"): checked in
+    /// every message, direct message, edit and server-API message. Read at start (a bad file stops
+    /// the start, naming the file and line) and again on SIGHUP (a bad file then keeps the list in
+    /// force). None (default): no filter.
+    #[arg(long, env = "ROOMCAST_BLOCKLIST")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocklist: Option<PathBuf>,
+
+    /// What a message with a blocklist match gets: `reject` (default: refused with `content_blocked`,
+    /// nothing stored or delivered) or `mask` (every matched character replaced by `*`, then stored
+    /// and delivered so).
+    #[arg(long, env = "ROOMCAST_BLOCKLIST_ACTION", value_enum, default_value_t = BlocklistAction::Reject)]
+    pub blocklist_action: BlocklistAction,
+
+    /// Identical messages (case and whitespace aside) a user may send within `--repeat-window`, in
+    /// any room, before the next one is refused with `repeated_content`; 0 turns it off. The server
+    /// API's messages are not counted.
+    #[arg(long, env = "ROOMCAST_REPEAT_LIMIT", default_value_t = 3)]
+    pub repeat_limit: u32,
+
+    /// Seconds, from the first of them, during which `--repeat-limit` identical messages count.
+    #[arg(long = "repeat-window", env = "ROOMCAST_REPEAT_WINDOW", default_value_t = 30)]
+    #[serde(rename = "repeat-window")]
+    pub repeat_window_secs: u64,
+}
+
+/// `--blocklist-action`: what happens to a message with a blocklist match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlocklistAction {
+    /// Refuse it (`content_blocked`; the API answers 422).
+    Reject,
+    /// Replace every matched character by `*` and publish it.
+    Mask,
 }
 
 /// What `--print-config` prints in place of a secret (the JWT secret, a Redis URL's password).
@@ -584,6 +619,10 @@ impl Settings {
             api_keys: self.api_keys,
             api_keys_file: self.api_keys_file,
             max_batch_bytes: self.max_batch_bytes,
+            blocklist: self.blocklist,
+            blocklist_action: self.blocklist_action,
+            repeat_limit: self.repeat_limit,
+            repeat_window_secs: self.repeat_window_secs,
             _sealed: valid::Sealed,
         })
     }
@@ -620,6 +659,7 @@ impl Settings {
         within("token-grace", self.token_grace_secs, 0, 86_400)?;
         within("retain-per-room", self.retain_per_room, 0, 1_000_000_000)?;
         within("max-batch-bytes", self.max_batch_bytes, 1024, 64 << 20)?;
+        within("repeat-limit", self.repeat_limit, 0, 1_000_000)?;
         Ok(())
     }
 
@@ -652,6 +692,7 @@ impl Settings {
         within("ping-interval", self.ping_interval_secs, 0, 86_400)?;
         // 0 only with heartbeats off (it is then never used).
         within("ping-timeout", self.ping_timeout_secs, u64::from(self.ping_interval_secs > 0), 86_400)?;
+        within("repeat-window", self.repeat_window_secs, 1, 86_400)?;
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 //! loads the configuration and starts the threads. Modules are layered; bottom first (each uses only
 //! the ones before it; `ARCHITECTURE.md` "Layers" is the declared order, `tests/it/tidy.rs` checks it):
 //! `types`, `build_info` (shared data) → `metrics`, `protocol`, `ws`, `config`, `static_files`
-//! (leaves, sans-IO codecs) → `http`, `auth`, `store` → `limits` → `bus` (shard inboxes) → `room`
+//! (leaves, sans-IO codecs) → `http`, `auth`, `store`, `moderation` (blocklist, repeats) → `limits` → `bus` (shard inboxes) → `room`
 //! (membership, the publish path) → `cluster` (Redis) → `telemetry`, `conn` (sockets, buffers) →
 //! `session` (what bytes mean) → `reactor` (threads, polls). Only what `main.rs`, `benches/` and
 //! `fuzz/` use is public; everything else is `pub(crate)`.
@@ -22,6 +22,7 @@ pub(crate) mod deferred;
 pub mod http;
 pub(crate) mod limits;
 pub(crate) mod metrics;
+pub mod moderation;
 pub mod protocol;
 pub mod reactor;
 pub(crate) mod render;

@@ -1,6 +1,6 @@
 //! roomcast binary: load the configuration (flags, environment, `--config` file), set up logging, start
 //! the server, wait for SIGINT/SIGTERM (SIGHUP: reload the TLS certificate and key, and read
-//! `--api-keys-file` again), stop cleanly. `--print-config` prints the effective settings and exits.
+//! `--api-keys-file` and `--blocklist` again), stop cleanly. `--print-config` prints the effective settings and exits.
 //!
 //! A start that fails prints one line, `roomcast: <what> (<path or address>): <reason>`, and exits 1:
 //! an unreadable or invalid config file, a database directory that is missing or not writable, a
@@ -46,6 +46,7 @@ fn one_line(err: &anyhow::Error) -> String {
             format!("cannot lock the database ({}): {source}", path.display())
         }
         Some(ServerError::Tls(err)) => err.to_string(),
+        Some(ServerError::Blocklist(err)) => err.to_string(),
         Some(_) => format!("cannot start the server: {}", causes(err)),
         None => causes(err),
     };
@@ -74,6 +75,15 @@ fn reload_api_keys(server: &Server) {
     }
 }
 
+/// SIGHUP: reads `--blocklist` again (a bad file keeps the list in force, and says why).
+fn reload_blocklist(server: &Server) {
+    match server.reload_blocklist() {
+        Ok(Some(entries)) => tracing::info!(entries, "SIGHUP: blocklist read again"),
+        Ok(None) => {}
+        Err(err) => tracing::error!("SIGHUP: the blocklist in force is kept: {err}"),
+    }
+}
+
 fn run() -> anyhow::Result<()> {
     let fd_limit = config::raise_fd_limit();
     let loaded = match load::load(std::env::args_os()) {
@@ -97,9 +107,9 @@ fn run() -> anyhow::Result<()> {
     }
     logging::init(&cfg.log_level, cfg.log_format)?;
 
-    // SIGHUP reloads the TLS certificate and key and the API keys file; with neither configured it
-    // keeps its default (ends the process).
-    let reloadable = cfg.tls.is_some() || cfg.api_keys_file.is_some();
+    // SIGHUP reloads the TLS certificate and key, the API keys file and the blocklist; with none of
+    // them configured it keeps its default (ends the process).
+    let reloadable = cfg.tls.is_some() || cfg.api_keys_file.is_some() || cfg.blocklist.is_some();
     let hup: &[i32] = if reloadable { &[SIGHUP] } else { &[] };
     let mut signals = Signals::new([SIGINT, SIGTERM].iter().chain(hup)).context("cannot install signal handlers")?;
     let shards = cfg.shards.get();
@@ -124,6 +134,7 @@ fn run() -> anyhow::Result<()> {
                 Err(err) => tracing::error!("SIGHUP: TLS reload refused, the previous certificate stays in use: {err}"),
             }
             reload_api_keys(&server);
+            reload_blocklist(&server);
             continue;
         }
         tracing::info!(signal, "shutting down");

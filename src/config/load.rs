@@ -204,6 +204,8 @@ mod tests {
             "/etc/roomcast/key.pem",
             "--api-keys-file",
             "/etc/roomcast/api-keys",
+            "--blocklist",
+            "/etc/roomcast/blocklist.txt",
         ])
         .expect("defaults")
         .validate(20_000)

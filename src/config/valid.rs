@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use redis::IntoConnectionInfo;
 
-use super::{ENVELOPE_BYTES, JSON_ESCAPE_FACTOR, LogFormat, REDACTED, Settings};
+use super::{BlocklistAction, ENVELOPE_BYTES, JSON_ESCAPE_FACTOR, LogFormat, REDACTED, Settings};
 
 /// How the history writer commits (`--sync`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,6 +235,16 @@ pub struct Config {
     pub api_keys_file: Option<PathBuf>,
     /// Largest `POST /api/publish` body, 1 KiB to 64 MiB (`--max-batch-bytes`).
     pub max_batch_bytes: usize,
+    /// The word list of the content filter, read at start and on SIGHUP; `None`: no filter
+    /// (`--blocklist`).
+    pub blocklist: Option<PathBuf>,
+    /// What a blocklist match does (`--blocklist-action`).
+    pub blocklist_action: BlocklistAction,
+    /// Identical messages per user within the window before refusals, at most 10^6; 0: off
+    /// (`--repeat-limit`).
+    pub repeat_limit: u32,
+    /// The repeat window in seconds, 1 to 86400 (`--repeat-window`; see [`Config::repeat_window`]).
+    pub repeat_window_secs: u64,
     /// Only [`Settings::validate`] can write this.
     pub(super) _sealed: Sealed,
 }
@@ -290,6 +300,11 @@ impl Config {
     pub fn heartbeat(&self) -> Option<(Duration, Duration)> {
         (self.ping_interval_secs > 0)
             .then(|| (Duration::from_secs(self.ping_interval_secs), Duration::from_secs(self.ping_timeout_secs)))
+    }
+
+    /// How long identical messages count towards `--repeat-limit`.
+    pub fn repeat_window(&self) -> Duration {
+        Duration::from_secs(self.repeat_window_secs)
     }
 
     /// How long the history writer lets a batch wait.
@@ -363,6 +378,10 @@ impl From<&Config> for Settings {
             api_keys: config.api_keys.iter().map(|_| REDACTED.to_string()).collect(),
             api_keys_file: config.api_keys_file.clone(),
             max_batch_bytes: config.max_batch_bytes,
+            blocklist: config.blocklist.clone(),
+            blocklist_action: config.blocklist_action,
+            repeat_limit: config.repeat_limit,
+            repeat_window_secs: config.repeat_window_secs,
         }
     }
 }

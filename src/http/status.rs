@@ -20,6 +20,7 @@ pub(crate) fn of(code: ErrorCode) -> u16 {
         ErrorCode::NotFound => 404,
         ErrorCode::NotJoined | ErrorCode::AlreadyJoined | ErrorCode::TooManyRooms => 409,
         ErrorCode::MessageTooLarge => 413,
+        ErrorCode::ContentBlocked | ErrorCode::RepeatedContent => 422,
         ErrorCode::RateLimited => 429,
         ErrorCode::HistoryUnavailable | ErrorCode::Unavailable => 503,
     }
@@ -40,5 +41,6 @@ mod tests {
         assert_eq!(of(ErrorCode::Unavailable), 503);
         assert_eq!(of(ErrorCode::RateLimited), 429);
         assert_eq!(of(ErrorCode::Muted), 403);
+        assert_eq!(of(ErrorCode::ContentBlocked), 422);
     }
 }

@@ -16,5 +16,5 @@ pub(crate) mod tls;
 pub(crate) use acceptor::AcceptorMetrics;
 pub(crate) use histogram::{Histogram, HistogramSnapshot};
 pub(crate) use reason::CloseReason;
-pub(crate) use shard::{HistoryKind, ShardMetrics};
+pub(crate) use shard::{HistoryKind, Moderated, ShardMetrics};
 pub(crate) use tls::{TlsFailure, TlsMetrics};

@@ -35,6 +35,31 @@ impl HistoryKind {
     }
 }
 
+/// A moderation decision (`roomcast_moderation_total`'s `action` and `reason` labels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Moderated {
+    /// Refused for a blocklist match.
+    Blocked,
+    /// Published with its blocklist matches masked.
+    Masked,
+    /// Refused as a repeat.
+    Repeated,
+}
+
+impl Moderated {
+    /// Every decision, in counter order.
+    pub(crate) const ALL: [Moderated; 3] = [Moderated::Blocked, Moderated::Masked, Moderated::Repeated];
+
+    /// The `(action, reason)` labels.
+    pub(crate) fn labels(self) -> (&'static str, &'static str) {
+        match self {
+            Moderated::Blocked => ("reject", "blocklist"),
+            Moderated::Masked => ("mask", "blocklist"),
+            Moderated::Repeated => ("reject", "repeat"),
+        }
+    }
+}
+
 /// One shard's metrics (see the module docs for ownership).
 #[derive(Debug)]
 pub(crate) struct ShardMetrics {
@@ -69,6 +94,8 @@ pub(crate) struct ShardMetrics {
     pub(crate) inflate_failures: [Counter; 2],
     /// `error` frames sent, by [`ErrorCode::index`].
     pub(crate) error_frames: [Counter; ErrorCode::COUNT],
+    /// Moderation decisions, by [`Moderated`] (as `usize`).
+    pub(crate) moderation: [Counter; 3],
     /// Room memberships of this shard's connections.
     pub(crate) room_members: Gauge,
     /// History reads submitted, by kind (index in [`HistoryKind::ALL`]).
@@ -101,6 +128,7 @@ impl Default for ShardMetrics {
             inflated: Counter::default(),
             inflate_failures: Default::default(),
             error_frames: std::array::from_fn(|_| Counter::default()),
+            moderation: Default::default(),
             room_members: Gauge::default(),
             history_requests: Default::default(),
             history_latency: Histogram::latency(),
@@ -129,6 +157,12 @@ impl ShardMetrics {
     #[inline]
     pub(crate) fn error_frame(&self, code: ErrorCode) {
         self.error_frames[code.index()].inc();
+    }
+
+    /// Counts a moderation decision.
+    #[inline]
+    pub(crate) fn moderated(&self, decision: Moderated) {
+        self.moderation[decision as usize].inc();
     }
 
     /// Counts a history read submitted.

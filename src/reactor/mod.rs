@@ -26,6 +26,8 @@ use crate::cluster::{self, Cluster, ClusterConfig, ClusterInput};
 use crate::config::{Config, SyncMode};
 use crate::conn::tls::TlsAccept;
 use crate::limits::per_ip::PerIpLimiter;
+pub use crate::moderation::BlocklistError;
+use crate::moderation::Moderator;
 use crate::room::hub::Hub;
 use crate::room::sequence::IdSequence;
 use crate::room::sequencer::LocalSequencer;
@@ -66,6 +68,9 @@ pub enum ServerError {
     /// Cluster mode could not be set up.
     #[error("cluster: {0}")]
     Cluster(#[from] ClusterError),
+    /// The blocklist could not be loaded (the error names the file and the line).
+    #[error("{0}")]
+    Blocklist(#[from] BlocklistError),
     /// The server API could not be set up (keys file, its state in the database).
     #[error("server API: {0}")]
     Api(#[from] ApiError),
@@ -89,6 +94,7 @@ pub struct Server {
     cluster: Option<Cluster>,
     tls: Option<Arc<TlsConfig>>,
     api: Arc<Api>,
+    moderation: Arc<Moderator>,
 }
 
 impl Server {
@@ -101,6 +107,12 @@ impl Server {
         let gate = Gate::from_config(&cfg)?;
         // Read before anything is bound: a bad file fails the start naming it.
         let tls = cfg.tls.as_ref().map(|files| TlsConfig::load(&files.cert, &files.key)).transpose()?.map(Arc::new);
+        let moderation = Arc::new(Moderator::new(
+            cfg.blocklist.as_deref(),
+            cfg.blocklist_action,
+            cfg.repeat_limit,
+            cfg.repeat_window(),
+        )?);
         let listener = acceptor::bind(cfg.addr).map_err(|source| ServerError::Bind { addr: cfg.addr, source })?;
         let local_addr = listener.local_addr()?;
         let metrics_listener = match cfg.metrics_addr {
@@ -151,6 +163,7 @@ impl Server {
             epoch: Arc::from(format!("{:016x}", store.as_ref().map_or_else(crate::unique::unique_u64, |s| s.epoch()))),
             api: Arc::clone(&api),
             catchup: Arc::new(CatchupBudget::for_config(&cfg)),
+            moderation: Arc::clone(&moderation),
         };
         let mut shards = Vec::with_capacity(cfg.shards.get());
         for (index, ((poll, rx), inbox)) in polls.into_iter().zip(inboxes).enumerate() {
@@ -190,6 +203,7 @@ impl Server {
             cluster,
             tls,
             api,
+            moderation,
         })
     }
 
@@ -216,6 +230,15 @@ impl Server {
     /// [`KeysError`] when the file cannot be read.
     pub fn reload_api_keys(&self) -> Result<Option<usize>, KeysError> {
         self.api.keys.reload()
+    }
+
+    /// Reads `--blocklist` again (on SIGHUP): the number of entries now in force (`None`: no file is
+    /// configured). On an error the list read before stays in force.
+    ///
+    /// # Errors
+    /// [`BlocklistError`] naming the file and the reason.
+    pub fn reload_blocklist(&self) -> Result<Option<usize>, BlocklistError> {
+        self.moderation.reload()
     }
 
     /// The address actually bound (useful with port 0).

@@ -16,9 +16,11 @@ use std::sync::Arc;
 
 use super::ctx::ShardCtx;
 use super::gate;
+use super::screen::screen;
 use super::send::send_error;
 use super::state::{Conn, Phase};
 use crate::bus::{AmendReply, ShardMsg};
+use crate::moderation::{Author, Kind};
 use crate::protocol::json::MAX_CLIENT_ID_BYTES;
 use crate::protocol::names;
 use crate::room::hub::RoomRef;
@@ -38,7 +40,8 @@ pub(crate) enum Amendment<'a> {
 ///
 /// # Errors
 /// `invalid_room`, `forbidden` (token's rooms), `not_joined`, `empty_message`, `message_too_large`,
-/// `invalid_client_id`, and `history_unavailable` without persistence.
+/// `invalid_client_id`, `muted`, `content_blocked` (an edit's content is filtered like a message's;
+/// masked content is what gets published), and `history_unavailable` without persistence.
 pub(crate) fn request(
     ctx: &mut ShardCtx,
     conn: &mut Conn,
@@ -72,7 +75,9 @@ pub(crate) fn request(
                 ));
             }
             ctx.not_muted(room, &user).map_err(|err| err.about(client_id.clone()))?;
-            Event::Edit(Edit { user, target, content: Arc::from(content) })
+            let content = screen(ctx, Author::User(&user), content, Kind::Unrepeated)
+                .map_err(|err| err.about(client_id.clone()))?;
+            Event::Edit(Edit { user, target, content: Arc::from(&*content) })
         }
         Amendment::Delete => Event::Delete(Delete { user, target }),
     };

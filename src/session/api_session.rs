@@ -7,9 +7,11 @@
 //! being published by another request waits for that one's id. While it waits, the connection
 //! takes no further request (`HttpState::awaiting_reply`, as for a history read).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::ctx::ShardCtx;
+use super::screen::screen;
 use super::state::{Conn, PendingIds, Phase};
 use crate::api::Api;
 use crate::api::idempotency::{self, Claim, Waiter};
@@ -17,6 +19,7 @@ use crate::api::route::{self, ApiRoute, Routed};
 use crate::config::ENVELOPE_BYTES;
 use crate::http::request::Request;
 use crate::http::response::Response;
+use crate::moderation::{Author, Kind};
 use crate::protocol::api::{self as bodies, ApiMessage, ModerationChange};
 use crate::protocol::{json, names};
 use crate::room::hub::RoomRef;
@@ -284,13 +287,23 @@ fn publish_one(ctx: &ShardCtx, msg: ApiMessage, ack: IdWaiter, key: Option<&str>
     Ok(id)
 }
 
+/// The content filter on an API message (`super::screen`; not counted as a repeat: a backend may
+/// legitimately send the same text again and again): refused (422 `content_blocked`) or masked.
+fn screen_api(ctx: &ShardCtx, msg: &mut ApiMessage) -> Result<(), ClientError> {
+    if let Cow::Owned(masked) = screen(ctx, Author::User(&msg.user), &msg.content, Kind::Unrepeated)? {
+        msg.content = masked;
+    }
+    Ok(())
+}
+
 fn post_message(
     ctx: &mut ShardCtx,
     me: ConnRef,
     req: &Request,
-    msg: ApiMessage,
+    mut msg: ApiMessage,
     now: i64,
 ) -> Result<Action, ClientError> {
+    screen_api(ctx, &mut msg)?;
     let ack = IdWaiter { conn: me, index: 0 };
     let waiting = |idempotency_key: Option<String>| {
         Action::Wait(Box::new(PendingIds {
@@ -378,8 +391,14 @@ fn publish_batch(
     ctx: &mut ShardCtx,
     me: ConnRef,
     req: &Request,
-    messages: Vec<ApiMessage>,
+    mut messages: Vec<ApiMessage>,
 ) -> Result<Action, ClientError> {
+    // Every message is screened before any is published: a refused one refuses the whole batch.
+    for (index, msg) in messages.iter_mut().enumerate() {
+        screen_api(ctx, msg).map_err(|err| {
+            ClientError::new(err.code, format!("messages[{index}]: {}; no message was published", err.message))
+        })?;
+    }
     let mut ids = Vec::with_capacity(messages.len());
     for (index, msg) in messages.into_iter().enumerate() {
         let ack = IdWaiter { conn: me, index: u32::try_from(index).unwrap_or(u32::MAX) };

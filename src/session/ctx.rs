@@ -20,6 +20,7 @@ use crate::bus::ShardInbox;
 use crate::config::Config;
 
 use crate::metrics::ShardMetrics;
+use crate::moderation::Moderator;
 use crate::protocol::json::JsonParser;
 use crate::render::{DeflateStats, FrameDeflater};
 use crate::room::hub::Hub;
@@ -129,6 +130,8 @@ pub(crate) struct ShardCtx {
     pub(crate) api: Arc<Api>,
     /// The server-wide budget of resume pages (`--catchup-budget`).
     pub(crate) catchup: Arc<CatchupBudget>,
+    /// The content filter and repeat detector (`super::screen`).
+    pub(crate) moderation: Arc<Moderator>,
     /// The ingress pause as last computed (see [`ShardCtx::refresh_ingress`]).
     ingress: Ingress,
     serial: u64,
@@ -185,6 +188,8 @@ pub(crate) struct Shared {
     pub(crate) api: Arc<Api>,
     /// The server-wide budget of resume pages, one for every shard.
     pub(crate) catchup: Arc<CatchupBudget>,
+    /// The content filter and repeat detector, one for every shard.
+    pub(crate) moderation: Arc<Moderator>,
 }
 
 impl ShardCtx {
@@ -225,6 +230,7 @@ impl ShardCtx {
             epoch: Arc::clone(&shared.epoch),
             api: Arc::clone(&shared.api),
             catchup: Arc::clone(&shared.catchup),
+            moderation: Arc::clone(&shared.moderation),
             ingress: Ingress { paused: false, frames_left: 0, recheck: shared.hub.ingress_recheck() },
             serial: 0,
             inbox_taken: 0,

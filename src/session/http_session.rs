@@ -42,9 +42,6 @@ use crate::types::Format;
 use crate::types::{ClientError, ConnRef, ErrorCode};
 use crate::ws::codec;
 
-/// Name of connections that gave no nickname.
-static ANONYMOUS: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("anonymous"));
-
 /// Output queued on an HTTP connection above which no further request is parsed.
 const PIPELINE_MARK: usize = 16 * 1024;
 
@@ -440,7 +437,7 @@ fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
     let user: Arc<str> = match admitted.user.as_deref().or(params.nick.as_deref()) {
         Some(name) => Arc::from(name),
         // Shared: thousands of anonymous load-test connections need not each allocate the name.
-        None => Arc::clone(&ANONYMOUS),
+        None => Arc::clone(&super::state::ANONYMOUS),
     };
     // Someone else's direct messages (the token's user, or the nick without auth).
     if let Err(err) = gate::may_use(&admitted.grant, &user, &params.room) {

@@ -67,6 +67,7 @@ pub(crate) mod local;
 pub(crate) mod membership;
 pub(crate) mod ops;
 pub(crate) mod reads;
+pub(crate) mod screen;
 pub(crate) mod send;
 pub(crate) mod state;
 pub(crate) mod token_life;

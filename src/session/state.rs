@@ -16,6 +16,14 @@ use crate::store::HistoryQuery;
 use crate::types::Format;
 use crate::ws::codec::FrameDecoder;
 
+/// Name of connections that gave no nickname.
+pub(crate) static ANONYMOUS: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("anonymous"));
+
+/// Whether `user` is the shared name of connections that gave no nickname (not a nick `anonymous`).
+pub(crate) fn is_anonymous(user: &Arc<str>) -> bool {
+    Arc::ptr_eq(user, &ANONYMOUS)
+}
+
 /// A connection as the sessions see it.
 pub(crate) type Conn = crate::conn::Conn<Phase>;
 

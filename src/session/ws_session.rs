@@ -7,6 +7,7 @@
 //! message is charged to the connection's rate limits before it is parsed. Resume catch-up and
 //! `history` replies are paced by the client's reading (`super::catchup`).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,12 +21,14 @@ use super::gate;
 use super::history::{self, MAX_PAGE, PageRequest};
 use super::membership::{self, Entered};
 use super::reads;
+use super::screen::{author, screen};
 use super::send::{close_session, send_error, send_frame, text_frame};
 use super::state::{Conn, Membership, Phase, TYPING_EVERY};
 use super::token_life;
 use crate::config::Config;
 use crate::limits::throttle::Verdict;
 use crate::metrics::CloseReason;
+use crate::moderation::Kind;
 use crate::protocol::json::{self, Command, MAX_CLIENT_ID_BYTES, WelcomeLimits};
 use crate::protocol::{dm, names};
 use crate::room::hub::RoomRef;
@@ -158,7 +161,11 @@ fn on_message(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, kind: MessageKind
             }
             // The codec validated the UTF-8 of text messages.
             let content = std::str::from_utf8(payload).unwrap_or_default();
-            let event = Event::message(Arc::clone(&ws.user), Arc::from(content));
+            let content = match screen(ctx, author(ctx, &ws.user, conn.serial), content, Kind::Message) {
+                Ok(content) => content,
+                Err(err) => return send_error(ctx, conn, key, &err),
+            };
+            let event = Event::message(Arc::clone(&ws.user), Arc::from(&*content));
             let origin = Origin { format: Format::Text, client_id: None };
             let result =
                 ctx.hub.publish(RoomRef::Joined(&membership.room), event, origin, reply_to(ctx, conn.serial, key));
@@ -210,7 +217,7 @@ fn on_command(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, command: Command<
             if !admit(ctx, conn, key, Charge::Message) {
                 return Ok(());
             }
-            post(ctx, conn, key, &room, &content, client_id.as_deref())
+            post(ctx, conn, key, &room, Content::Unscreened(&content), client_id.as_deref())
         }
         Command::Join { room, since, epoch } => on_join(ctx, conn, key, &room, since, epoch.as_deref()),
         Command::Leave { room } => on_leave(ctx, conn, key, &room),
@@ -226,11 +233,14 @@ fn on_command(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, command: Command<
             }
             let Phase::Ws(ws) = &conn.phase else { return Ok(()) };
             let room = dm::room_of(&ws.user, &to)?;
+            // Screened before the conversation is opened: a refused message tells the other user nothing.
+            let content = screen(ctx, author(ctx, &ws.user, conn.serial), &content, Kind::Message)
+                .map_err(|err| err.about(client_id.as_deref().map(Arc::from)))?;
             if !ws.rooms.iter().any(|m| *m.room.name == *room) {
                 on_join(ctx, conn, key, &room, None, None)?;
                 super::direct::opened(ctx, names::validate_nick(&to)?, &room);
             }
-            post(ctx, conn, key, &room, &content, client_id.as_deref())
+            post(ctx, conn, key, &room, Content::Screened(&content), client_id.as_deref())
         }
         Command::History { room, before_id, after_id, limit } => {
             let Phase::Ws(ws) = &conn.phase else { return Ok(()) };
@@ -253,16 +263,27 @@ fn on_command(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, command: Command<
     }
 }
 
-/// A JSON `message`: checked, then published to the room (which the sender must have joined).
+/// A message's content, and whether moderation has seen it yet (`super::screen`: exactly once).
+#[derive(Debug, Clone, Copy)]
+enum Content<'a> {
+    /// Not yet: [`post`] screens it.
+    Unscreened(&'a str),
+    /// Already (a `dm`, screened before its conversation is opened).
+    Screened(&'a str),
+}
+
+/// A JSON `message` (or `dm`): checked, then published to the room (which the sender must have joined).
 fn post(
     ctx: &mut ShardCtx,
     conn: &mut Conn,
     key: usize,
     room: &str,
-    content: &str,
+    content: Content<'_>,
     client_id: Option<&str>,
 ) -> Result<(), ClientError> {
     let Phase::Ws(ws) = &conn.phase else { return Ok(()) };
+    let unscreened = matches!(content, Content::Unscreened(_));
+    let (Content::Unscreened(content) | Content::Screened(content)) = content;
     names::validate_room(room)?;
     gate::may_use(&ws.limits.grant, &ws.user, room)?;
     if content.is_empty() {
@@ -279,7 +300,13 @@ fn post(
     }
     let membership = ws.rooms.iter().find(|m| *m.room.name == *room).ok_or_else(|| not_joined(room))?;
     not_muted(ctx, room, &ws.user).map_err(|err| err.about(client_id.map(Arc::from)))?;
-    let event = Event::message(Arc::clone(&ws.user), Arc::from(content));
+    let content = if unscreened {
+        screen(ctx, author(ctx, &ws.user, conn.serial), content, Kind::Message)
+            .map_err(|err| err.about(client_id.map(Arc::from)))?
+    } else {
+        Cow::Borrowed(content)
+    };
+    let event = Event::message(Arc::clone(&ws.user), Arc::from(&*content));
     let origin = Origin { format: Format::Json, client_id: client_id.map(Arc::from) };
     ctx.hub.publish(RoomRef::Joined(&membership.room), event, origin, reply_to(ctx, conn.serial, key))?;
     ctx.metrics.messages_received.inc();

@@ -20,7 +20,9 @@ use super::readiness::{Readiness, StoreState};
 use crate::build_info;
 use crate::cluster::{ClusterCounters, ClusterShared};
 use crate::metrics::histogram::{BATCH_BOUNDS, LATENCY_BOUNDS_NS, NANOS};
-use crate::metrics::{AcceptorMetrics, CloseReason, HistogramSnapshot, HistoryKind, ShardMetrics, TlsFailure};
+use crate::metrics::{
+    AcceptorMetrics, CloseReason, HistogramSnapshot, HistoryKind, Moderated, ShardMetrics, TlsFailure,
+};
 use crate::room::hub::Hub;
 use crate::store::{Store, StoreHistograms, StoreStats};
 use crate::types::ErrorCode;
@@ -142,6 +144,17 @@ impl RoomcastCollector {
             "code",
             errors,
         )?;
+        let mut m = enc.encode_descriptor(
+            "roomcast_moderation",
+            "Moderation decisions on messages, edits and API messages, by action and reason.",
+            None,
+            MetricType::Counter,
+        )?;
+        for decision in Moderated::ALL {
+            let (action, reason) = decision.labels();
+            let n = self.sum(|s| s.moderation[decision as usize].get());
+            ConstCounter::new(n).encode(m.encode_family(&[("action", action), ("reason", reason)])?)?;
+        }
         histogram(
             enc,
             "roomcast_fanout_latency_seconds",

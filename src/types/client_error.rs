@@ -53,11 +53,17 @@ pub enum ErrorCode {
     TokenUserMismatch,
     /// A `refresh` token was issued before a revocation of its user (server API).
     TokenRevoked,
+    /// The content matches the server's blocklist (`--blocklist`, `--blocklist-action reject`): the
+    /// message or edit was refused, nothing stored or delivered.
+    ContentBlocked,
+    /// The user sent the same content more than `--repeat-limit` times within `--repeat-window`
+    /// seconds: the message was refused.
+    RepeatedContent,
 }
 
 impl ErrorCode {
     /// Every code, in [`ErrorCode::index`] order (the `code` label of `roomcast_error_frames_sent_total`).
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::MissingField,
@@ -81,6 +87,8 @@ impl ErrorCode {
         ErrorCode::TokenExpired,
         ErrorCode::TokenUserMismatch,
         ErrorCode::TokenRevoked,
+        ErrorCode::ContentBlocked,
+        ErrorCode::RepeatedContent,
     ];
 
     /// Number of codes.
@@ -112,6 +120,8 @@ impl ErrorCode {
             ErrorCode::TokenExpired => 20,
             ErrorCode::TokenUserMismatch => 21,
             ErrorCode::TokenRevoked => 22,
+            ErrorCode::ContentBlocked => 23,
+            ErrorCode::RepeatedContent => 24,
         }
     }
 
@@ -141,6 +151,8 @@ impl ErrorCode {
             ErrorCode::TokenExpired => "token_expired",
             ErrorCode::TokenUserMismatch => "token_user_mismatch",
             ErrorCode::TokenRevoked => "token_revoked",
+            ErrorCode::ContentBlocked => "content_blocked",
+            ErrorCode::RepeatedContent => "repeated_content",
         }
     }
 }

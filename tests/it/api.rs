@@ -13,14 +13,14 @@ fn get(server: &Server, path: &str) -> (u16, Value) {
     (status, value)
 }
 
-fn history(server: &Server, room: &str) -> Vec<Value> {
+pub(crate) fn history(server: &Server, room: &str) -> Vec<Value> {
     let (status, _, body) = http_get(server, &format!("/rooms/{room}/messages"));
     assert_eq!(status, 200);
     serde_json::from_slice::<Vec<Value>>(&body).expect("history array")
 }
 
-/// Reads until the close frame: (code, reason).
-fn error_code(value: &Value) -> &str {
+/// The `error.code` of an API error body.
+pub(crate) fn error_code(value: &Value) -> &str {
     value["error"]["code"].as_str().unwrap_or_default()
 }
 

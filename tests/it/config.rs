@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use crate::support::*;
 
 /// The binary with no inherited `ROOMCAST_*` variables.
-fn roomcast() -> Command {
+pub(crate) fn roomcast() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_roomcast"));
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("ROOMCAST_")) {
         cmd.env_remove(key);
@@ -19,7 +19,7 @@ fn roomcast() -> Command {
 }
 
 /// Runs to exit (killed and failed after `PATIENCE`).
-fn run(mut cmd: Command) -> Output {
+pub(crate) fn run(mut cmd: Command) -> Output {
     let child = cmd.spawn().expect("spawn roomcast");
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
@@ -162,7 +162,7 @@ fn deflate_comes_from_the_flag_the_environment_or_the_file() {
 }
 
 /// The one line a failed start prints: exit status 1, nothing on stdout, exactly one line on stderr.
-fn start_failure(output: &Output) -> String {
+pub(crate) fn start_failure(output: &Output) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "exit status; stderr: {stderr}");
     assert!(output.stdout.is_empty(), "never started listening: {}", String::from_utf8_lossy(&output.stdout));

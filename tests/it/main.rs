@@ -19,6 +19,7 @@ mod js_client;
 mod json_protocol;
 mod lifecycle;
 mod metrics;
+mod moderation;
 mod ops;
 mod pipelining;
 mod rate_limits;
