@@ -24,6 +24,10 @@
 //! log row (kind 3 is reserved for it; a marker is state, not history).
 //! `dm_rooms(user, room)` lists each user's direct-message rooms (`dm:<a>,<b>` with a stored
 //! message), for the list a connection gets after `welcome`.
+//!
+//! Version 5 adds the server API's state (`control.rs`); the next adds the webhook outbox
+//! (`outbox.rs`): `webhook_outbox(seq, url, body)` (one row per event and receiver, deleted once
+//! delivered) and `webhook_rooms(room, last_order)` (each room's last webhook order number).
 
 use std::path::Path;
 use std::time::Duration;
@@ -34,7 +38,7 @@ use super::StoreError;
 use crate::unique::unique_u64;
 
 /// The newest schema version (`PRAGMA user_version`) this build knows and migrates to.
-pub(crate) const SCHEMA_VERSION: i64 = 5;
+pub(crate) const SCHEMA_VERSION: i64 = 6;
 
 /// Name of the index that serves history pages (checked by the query-plan test).
 #[cfg(test)]
@@ -80,6 +84,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
          CREATE TABLE api_bans (user TEXT PRIMARY KEY, until_ms INTEGER NOT NULL) WITHOUT ROWID;
          CREATE TABLE api_mutes (room TEXT NOT NULL, user TEXT NOT NULL, until_ms INTEGER NOT NULL,
                                  PRIMARY KEY (room, user)) WITHOUT ROWID;",
+    ),
+    // The webhook outbox (`outbox.rs`): one row per event and receiver URL until it answered 2xx,
+    // and each room's last event order number.
+    (
+        6,
+        "CREATE TABLE webhook_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, url TEXT NOT NULL, body TEXT NOT NULL);
+         CREATE INDEX webhook_outbox_url ON webhook_outbox (url, seq);
+         CREATE TABLE webhook_rooms (room TEXT PRIMARY KEY, last_order INTEGER NOT NULL) WITHOUT ROWID;",
     ),
 ];
 
