@@ -15,7 +15,7 @@ use crate::history::post;
 use crate::support::*;
 
 /// One sample of `/metrics` (the first line starting with `name`), 0 when absent.
-fn metric(server: &Server, name: &str) -> f64 {
+pub fn metric(server: &Server, name: &str) -> f64 {
     let (status, _, body) = http_get(server, "/metrics");
     assert_eq!(status, 200);
     String::from_utf8_lossy(&body)

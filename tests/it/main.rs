@@ -27,4 +27,5 @@ mod semantics;
 mod sigstop;
 mod tidy;
 mod tls;
+mod webhooks;
 mod ws_violations;
