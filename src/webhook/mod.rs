@@ -501,6 +501,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_full_hand_off_drops_and_counts_without_waiting() {
+        let (tx, rx) = deferred::channel(Some(1), 1);
+        let (ctrl, _ctrl_rx) = crossbeam_channel::bounded(1);
+        let stats = Arc::new(WebhookStats::default());
+        let sink = HookSink { tx, ctrl, stats: Arc::clone(&stats) };
+        let change = |user: &str| PresenceChange {
+            room: Arc::from("r"),
+            user: Arc::from(user),
+            joined: true,
+            occupancy_changed: false,
+        };
+        assert_eq!(sink.offer_locked(change("ann")), Wake::Needed, "a batch of one is ready");
+        assert_eq!(sink.offer_locked(change("bob")), Wake::No, "full: dropped");
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(rx.try_recv().map(|p| p.change.user.to_string()), Ok("ann".to_string()));
+        sink.wake();
+        sink.wake();
+    }
+
+    #[test]
     fn backoff_doubles_to_the_cap_with_jitter_in_the_upper_half() {
         let max = Duration::from_secs(60);
         for (failures, full) in [(1, 1), (2, 2), (3, 4), (7, 60), (40, 60)] {

@@ -15,7 +15,7 @@ fn node(redis: &RedisServer, id: &str) -> Server {
 }
 
 /// A node on `redis` named `id`, with `extra` flags.
-fn node_with(redis: &RedisServer, id: &str, extra: &[&str]) -> Server {
+pub fn node_with(redis: &RedisServer, id: &str, extra: &[&str]) -> Server {
     let url = redis.url();
     let mut args = vec!["--redis-url", url.as_str(), "--node-id", id];
     args.extend_from_slice(extra);

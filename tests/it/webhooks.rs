@@ -1,7 +1,7 @@
 //! Webhooks (docs/WEBHOOKS.md) against real local HTTP receivers started here: events of a
 //! join/leave sequence arrive in order and signed; a receiver failing its first attempts, one that is
 //! down for a while, one that is slow (and does not hold another URL); the outbox across a SIGTERM
-//! restart, and its bound.
+//! restart, and its bound; node-local occupancy in cluster mode.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
@@ -318,19 +318,25 @@ fn the_outbox_survives_a_restart() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let server = Server::start(&args);
     visit(&server, "durable", "ann");
-    wait_until("four rows in the outbox", || metric(&server, "roomcast_webhooks_queued") == 4.0);
+    wait_until("ann's visit in the outbox", || metric(&server, "roomcast_webhooks_queued") == 4.0);
+    // Still connected at SIGTERM: the shutdown's leave is written before the exit.
+    let cid = connect_json(&server, "closing", "cid");
+    wait_until("cid's join in the outbox", || metric(&server, "roomcast_webhooks_queued") == 6.0);
     let (status, dir) = server.stop();
     assert!(status.success(), "{status:?}");
+    drop(cid);
     let server = Server::start_in(dir, &args);
-    assert_eq!(metric(&server, "roomcast_webhooks_queued"), 4.0, "resumed from the outbox");
+    assert_eq!(metric(&server, "roomcast_webhooks_queued"), 8.0, "resumed from the outbox, the shutdown's leave too");
     let receiver = Receiver::start_at(addr, Script::default());
-    let events = receiver.wait_for(4);
-    assert_eq!(summary(&events), one_visit("ann"));
+    let events = receiver.wait_for(8);
+    let room = |name: &str| -> Vec<Value> { events.iter().filter(|e| e["room"] == name).cloned().collect() };
+    assert_eq!(summary(&room("durable")), one_visit("ann"));
+    assert_eq!(summary(&room("closing")), one_visit("cid"));
     // Orders continue after the restart.
     visit(&server, "durable", "bob");
-    let events = receiver.wait_for(8);
+    let events = receiver.wait_for(12);
     let want: Vec<_> = one_visit("bob").into_iter().map(|(k, u, o)| (k, u, o + 4)).collect();
-    assert_eq!(summary(&events[4..]), want);
+    assert_eq!(summary(&events[8..]), want);
 }
 
 #[test]
@@ -351,4 +357,25 @@ fn a_full_outbox_drops_the_oldest_and_counts_them() {
     assert_eq!(summary(&events), want, "the newest three");
     wait_until("queue empty", || metric(&server, "roomcast_webhooks_queued") == 0.0);
     assert_eq!(receiver.delivered().len(), 3, "nothing of the dropped ones");
+}
+
+#[test]
+fn in_cluster_mode_each_node_reports_its_own_members_named_by_node() {
+    let redis = crate::support::redis::RedisServer::start();
+    let receiver = Receiver::start(Script::default());
+    let args = args_for(&[receiver.url()], &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let n1 = crate::cluster::node_with(&redis, "n1", &args);
+    let n2 = crate::cluster::node_with(&redis, "n2", &args);
+    let ann = connect_json(&n1, "shared", "ann");
+    receiver.wait_for(2);
+    let bob = connect_json(&n2, "shared", "bob");
+    receiver.wait_for(4);
+    drop(bob);
+    receiver.wait_for(6);
+    drop(ann);
+    let events = receiver.wait_for(8);
+    let of = |node: &str| -> Vec<Value> { events.iter().filter(|e| e["node"] == node).cloned().collect() };
+    assert_eq!(summary(&of("n1")), one_visit("ann"), "n1 sees only ann: occupancy is node-local");
+    assert_eq!(summary(&of("n2")), one_visit("bob"), "and n2 only bob, though ann was in the room elsewhere");
 }
