@@ -276,24 +276,30 @@ impl Writer {
         let events = self.events(batch);
         let urls: Vec<&str> = self.urls.iter().map(String::as_str).collect();
         let mut wait = Duration::from_millis(100);
+        let rows = (events.len() * urls.len()) as u64;
         loop {
-            let queued = self.stats.queued.load(Ordering::Relaxed);
+            // Counted before the commit: a deliverer may delete a row (and count it off) as soon as
+            // it is committed.
+            let queued = self.stats.queued.fetch_add(rows, Ordering::Relaxed);
             let node = self.node.as_deref();
             let body = |e: &Event, order: u64| self::body(e, order, node);
-            match self.outbox.append(&events, event_room, body, &urls, queued, self.max_rows) {
+            let result = self.outbox.append(&events, event_room, body, &urls, queued, self.max_rows);
+            let not_held = match &result {
+                Ok(appended) => appended.dropped,
+                Err(_) => rows,
+            };
+            let _ = self
+                .stats
+                .queued
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| Some(q.saturating_sub(not_held)));
+            match result {
                 Ok(appended) => {
-                    self.stats.queued.fetch_add(appended.rows, Ordering::Relaxed);
-                    // Saturating: a deliverer may have deleted some of the dropped rows' peers.
-                    let _ = self.stats.queued.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
-                        Some(q.saturating_sub(appended.dropped))
-                    });
                     self.stats.dropped.fetch_add(appended.dropped, Ordering::Relaxed);
                     break;
                 }
                 Err(err) if stopping => {
                     tracing::error!(%err, events = events.len(), "webhooks: events not written at shutdown");
-                    let lost = (events.len() * urls.len()) as u64;
-                    self.stats.dropped.fetch_add(lost, Ordering::Relaxed);
+                    self.stats.dropped.fetch_add(rows, Ordering::Relaxed);
                     break;
                 }
                 Err(err) => {
