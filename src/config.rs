@@ -25,7 +25,7 @@ use clap::Parser;
 use serde::Serialize;
 
 pub use logging::LogFormat;
-pub use valid::{Config, RedisUrl, SyncMode, TlsFiles};
+pub use valid::{Config, RedisUrl, SyncMode, TlsFiles, WebhookUrl};
 
 /// Frame bytes allowed beyond the content: the JSON envelope (type, room, client_id, whitespace).
 pub const ENVELOPE_BYTES: usize = 4096;
@@ -346,6 +346,31 @@ pub struct Settings {
     #[arg(long, env = "ROOMCAST_MAX_BATCH_BYTES", default_value_t = 4 << 20)]
     pub max_batch_bytes: usize,
 
+    /// POST room events (`room_occupied`, `room_vacated`, `user_joined`, `user_left`) to this URL
+    /// (repeatable, at most 16; `http://host[:port]/path` only: https is refused, see
+    /// docs/WEBHOOKS.md). Needs `--webhook-secret`; not with `--no-persist` (the outbox is in the
+    /// database).
+    #[arg(long = "webhook-url", env = "ROOMCAST_WEBHOOK_URLS", value_delimiter = ',')]
+    #[serde(rename = "webhook-url", skip_serializing_if = "Vec::is_empty", serialize_with = "comma_separated")]
+    pub webhook_urls: Vec<String>,
+
+    /// The HMAC-SHA256 key that signs every webhook request (`X-Roomcast-Signature`); required with
+    /// `--webhook-url`. Prefer the environment variable: command lines are visible to every local user.
+    #[arg(long, env = "ROOMCAST_WEBHOOK_SECRET", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
+
+    /// Webhook requests waiting for delivery, in rows (one per event and URL), at most (1 to 10^7).
+    /// When full, the oldest rows are dropped and counted (`roomcast_webhooks_dropped_total`).
+    #[arg(long, env = "ROOMCAST_WEBHOOK_OUTBOX", default_value_t = 100_000)]
+    pub webhook_outbox: usize,
+
+    /// Longest wait, in seconds, between two attempts of a failing webhook request (1 to 3600): the
+    /// wait starts at 1 s (or this, if smaller), doubles per failure up to this, with jitter.
+    #[arg(long = "webhook-retry-max", env = "ROOMCAST_WEBHOOK_RETRY_MAX", default_value_t = 60)]
+    #[serde(rename = "webhook-retry-max")]
+    pub webhook_retry_max_secs: u64,
+
     /// Blocked words and patterns, one per line (syntax in docs/CONFIG.md "Blocklist"): checked in
     /// every message, direct message, edit and server-API message. Read at start (a bad file stops
     /// the start, naming the file and line) and again on SIGHUP (a bad file then keeps the list in
@@ -547,6 +572,8 @@ impl Settings {
         let metrics_max_connections = count_within("metrics-max-connections", self.metrics_max_connections, 1, 1024)?;
         let tls = self.check_tls()?;
         let tls_max_handshakes = count_within("tls-max-handshakes", self.tls_max_handshakes, 1, 65536)?;
+        let webhook_urls = self.check_webhooks()?;
+        let webhook_outbox = count_within("webhook-outbox", self.webhook_outbox, 1, 10_000_000)?;
         // Descriptors: the main port's connections and slack, the metrics port's (when it exists), and
         // FD_RESERVE for the listeners, the database and the wakers.
         let metrics_fds = self.metrics_addr.map_or(0, |_| metrics_max_connections.get() + OVER_CAPACITY_SLACK);
@@ -623,6 +650,10 @@ impl Settings {
             blocklist_action: self.blocklist_action,
             repeat_limit: self.repeat_limit,
             repeat_window_secs: self.repeat_window_secs,
+            webhook_urls,
+            webhook_secret: self.webhook_secret,
+            webhook_outbox,
+            webhook_retry_max_secs: self.webhook_retry_max_secs,
             _sealed: valid::Sealed,
         })
     }
@@ -722,6 +753,47 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// Webhook URLs parse (http only, at most 16) and come with a secret, and the outbox has a
+    /// database to live in.
+    fn check_webhooks(&self) -> Result<Vec<WebhookUrl>, ConfigError> {
+        within("webhook-retry-max", self.webhook_retry_max_secs, 1, 3600)?;
+        match (&self.webhook_secret, self.webhook_urls.is_empty()) {
+            (None, false) => return Err(ConfigError::Needs { name: "webhook-url", other: "webhook-secret" }),
+            (Some(_), true) => return Err(ConfigError::Needs { name: "webhook-secret", other: "webhook-url" }),
+            (Some(secret), false) => {
+                range("webhook-secret", "non-empty", !secret.is_empty(), "an empty string".into())?;
+                if secret == REDACTED {
+                    return Err(ConfigError::Redacted { name: "webhook-secret", env: "ROOMCAST_WEBHOOK_SECRET" });
+                }
+            }
+            (None, true) => return Ok(Vec::new()),
+        }
+        within("webhook-url", self.webhook_urls.len(), 1, 16)?;
+        range(
+            "webhook-url",
+            "unset with --no-persist (the webhook outbox lives in the database)",
+            !self.no_persist,
+            "--no-persist".into(),
+        )?;
+        let mut urls: Vec<WebhookUrl> = Vec::with_capacity(self.webhook_urls.len());
+        for text in &self.webhook_urls {
+            let url = WebhookUrl::parse(text).map_err(|reason| ConfigError::Unparsable {
+                name: "webhook-url",
+                rule: "an http:// URL (http://host[:port]/path)",
+                reason,
+            })?;
+            if urls.iter().any(|u| u.as_str() == url.as_str()) {
+                return Err(ConfigError::Unparsable {
+                    name: "webhook-url",
+                    rule: "given once per URL",
+                    reason: format!("{} is given twice", url.as_str()),
+                });
+            }
+            urls.push(url);
+        }
+        Ok(urls)
     }
 
     /// The cluster-mode settings are in range.
@@ -969,6 +1041,34 @@ mod tests {
         let err = hand_made.validate(20_000).expect_err("not a sync mode");
         assert_eq!(err.setting(), "sync");
         assert_eq!(err.to_string(), "--sync must be normal or full (got sometimes)");
+    }
+
+    #[test]
+    fn webhook_urls_need_a_secret_and_plain_http() {
+        let ok = settings(&["--webhook-url", "http://127.0.0.1:9/hook?x=1", "--webhook-secret", "s"])
+            .validate(4096)
+            .expect("valid");
+        let url = &ok.webhook_urls[0];
+        assert_eq!((url.host(), url.port(), url.path()), ("127.0.0.1", 9, "/hook?x=1"));
+        let bare = WebhookUrl::parse("http://[::1]").expect("ipv6");
+        assert_eq!((bare.host(), bare.port(), bare.path(), bare.host_header().as_str()), ("::1", 80, "/", "[::1]"));
+        let refused = |args: &[&str]| settings(args).validate(4096).expect_err("refused").to_string();
+        assert!(refused(&["--webhook-url", "http://h/"]).contains("--webhook-url needs --webhook-secret"));
+        assert!(refused(&["--webhook-secret", "s"]).contains("--webhook-secret needs --webhook-url"));
+        let https = refused(&["--webhook-url", "https://h/", "--webhook-secret", "s"]);
+        assert!(https.contains("https:// is not supported"), "{https}");
+        for bad in ["ftp://h/", "http://u:p@h/", "http://h:0/", "http://h:x/", "http:///p", "http://h/a b"] {
+            let text = refused(&["--webhook-url", bad, "--webhook-secret", "s"]);
+            assert!(text.starts_with("--webhook-url must be"), "{bad}: {text}");
+        }
+        let twice = refused(&["--webhook-url", "http://h/", "--webhook-url", "http://h/", "--webhook-secret", "s"]);
+        assert!(twice.contains("given twice"), "{twice}");
+        let no_db = refused(&["--webhook-url", "http://h/", "--webhook-secret", "s", "--no-persist"]);
+        assert!(no_db.contains("--no-persist"), "{no_db}");
+        let placeholder = refused(&["--webhook-url", "http://h/", "--webhook-secret", REDACTED]);
+        assert!(placeholder.contains("placeholder"), "{placeholder}");
+        let printed = Settings::from(&ok);
+        assert_eq!(printed.webhook_secret.as_deref(), Some(REDACTED), "never printed");
     }
 
     #[test]

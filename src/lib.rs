@@ -34,4 +34,5 @@ pub(crate) mod telemetry;
 pub mod tls;
 pub mod types;
 pub(crate) mod unique;
+pub(crate) mod webhook;
 pub mod ws;

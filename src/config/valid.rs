@@ -15,6 +15,97 @@ use redis::IntoConnectionInfo;
 
 use super::{BlocklistAction, ENVELOPE_BYTES, JSON_ESCAPE_FACTOR, LogFormat, REDACTED, Settings};
 
+/// A webhook receiver (`--webhook-url`): `http://host[:port][/path]`, parsed once at start.
+///
+/// Only plain http: an https client would need trust roots (`webpki-roots` or the system's, a new
+/// dependency), so https is refused here rather than half-supported (docs/WEBHOOKS.md: put a TLS
+/// proxy such as stunnel in front when the receiver is remote). No userinfo (`user:pass@`): a
+/// credential in the URL would be printed by `--print-config`; receivers check the signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookUrl {
+    text: String,
+    host: String,
+    port: u16,
+    path: String,
+}
+
+impl WebhookUrl {
+    /// Parses `text`; the error says what is wrong with it.
+    ///
+    /// # Errors
+    /// A sentence naming the problem (scheme, host, port, userinfo, a character that cannot go on a
+    /// request line).
+    pub fn parse(text: &str) -> Result<WebhookUrl, String> {
+        if text.len() >= 6 && text[..6].eq_ignore_ascii_case("https:") {
+            return Err("https:// is not supported (this build has no TLS trust roots for outgoing \
+                        connections); use http://, e.g. to a local TLS proxy"
+                .into());
+        }
+        let rest = match text.get(..7) {
+            Some(scheme) if scheme.eq_ignore_ascii_case("http://") => &text[7..],
+            _ => return Err("it must start with http://".into()),
+        };
+        if text.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err("it contains whitespace or a control character".into());
+        }
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(at) if rest.as_bytes()[at] == b'/' => (&rest[..at], rest[at..].to_string()),
+            Some(at) => (&rest[..at], format!("/{}", &rest[at..])),
+            None => (rest, "/".to_string()),
+        };
+        if authority.contains('@') {
+            return Err("credentials in the URL (user@host) are not supported".into());
+        }
+        let (host, port) = match authority.strip_prefix('[') {
+            Some(bracketed) => {
+                let (host, after) = bracketed.split_once(']').ok_or("the IPv6 address has no closing ]")?;
+                (host, after.strip_prefix(':'))
+            }
+            None => match authority.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            },
+        };
+        let port = match port {
+            None => 80,
+            Some(port) => match port.parse::<u16>() {
+                Ok(port) if port > 0 => port,
+                _ => return Err(format!("the port {port:?} is not a number from 1 to 65535")),
+            },
+        };
+        if host.is_empty() {
+            return Err("it names no host".into());
+        }
+        Ok(WebhookUrl { text: text.to_string(), host: host.to_string(), port, path })
+    }
+
+    /// The URL as given.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Host name or address (IPv6 without brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// TCP port (80 when not given).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Path and query for the request line (at least `/`).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The `Host` header's value.
+    pub fn host_header(&self) -> String {
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        if self.port == 80 { host } else { format!("{host}:{}", self.port) }
+    }
+}
+
 /// How the history writer commits (`--sync`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncMode {
@@ -245,6 +336,15 @@ pub struct Config {
     pub repeat_limit: u32,
     /// The repeat window in seconds, 1 to 86400 (`--repeat-window`; see [`Config::repeat_window`]).
     pub repeat_window_secs: u64,
+    /// Where room events are POSTed, at most 16, each once (`--webhook-url`); empty: no webhooks.
+    pub webhook_urls: Vec<WebhookUrl>,
+    /// The webhooks' HMAC key, non-empty, present exactly when `webhook_urls` is not empty
+    /// (`--webhook-secret`); never printed.
+    pub webhook_secret: Option<String>,
+    /// Webhook outbox rows at most, 1 to 10^7 (`--webhook-outbox`).
+    pub webhook_outbox: NonZeroUsize,
+    /// Longest wait between two webhook attempts, 1 to 3600 s (`--webhook-retry-max`).
+    pub webhook_retry_max_secs: u64,
     /// Only [`Settings::validate`] can write this.
     pub(super) _sealed: Sealed,
 }
@@ -382,6 +482,11 @@ impl From<&Config> for Settings {
             blocklist_action: config.blocklist_action,
             repeat_limit: config.repeat_limit,
             repeat_window_secs: config.repeat_window_secs,
+            webhook_urls: config.webhook_urls.iter().map(|u| u.as_str().to_string()).collect(),
+            // Secrets are never printed (see REDACTED).
+            webhook_secret: config.webhook_secret.as_ref().map(|_| REDACTED.to_string()),
+            webhook_outbox: config.webhook_outbox.get(),
+            webhook_retry_max_secs: config.webhook_retry_max_secs,
         }
     }
 }

@@ -39,6 +39,7 @@ use crate::store::{self, Store, StoreConfig, StoreError};
 use crate::telemetry::Telemetry;
 use crate::tls::TlsConfig;
 pub use crate::tls::TlsError;
+use crate::webhook::{WebhookConfig, Webhooks};
 use acceptor::Acceptor;
 use shard::Shard;
 
@@ -95,6 +96,7 @@ pub struct Server {
     tls: Option<Arc<TlsConfig>>,
     api: Arc<Api>,
     moderation: Arc<Moderator>,
+    webhooks: Option<Webhooks>,
 }
 
 impl Server {
@@ -137,10 +139,21 @@ impl Server {
         let cluster_shared = cluster_input.as_ref().map(ClusterInput::shared);
         let hub = Arc::new(hub);
         let last_id = store.as_ref().map_or(0, |s| s.max_id());
+        let node = cluster_shared.as_ref().map(|c| c.cfg.node_id.clone()).or_else(|| cfg.node_id.clone());
+        let webhooks = start_webhooks(&cfg, store.as_deref(), node)?;
+        if let Some(webhooks) = &webhooks {
+            hub.set_presence_sink(webhooks.sink());
+        }
         let cluster = cluster_input.map(|input| Cluster::start(Arc::clone(&hub), input, last_id)).transpose()?;
         let open_conns = Arc::new(AtomicUsize::new(0));
         let ops_conns = Arc::new(AtomicUsize::new(0));
-        let telemetry = Telemetry::new(cfg.shards.get(), store.as_ref(), Arc::clone(&hub), cluster_shared);
+        let telemetry = Telemetry::new(
+            cfg.shards.get(),
+            store.as_ref(),
+            Arc::clone(&hub),
+            cluster_shared,
+            webhooks.as_ref().map(Webhooks::stats),
+        );
         let now = crate::protocol::json::now_millis();
         let api = Arc::new(Api::new(api_keys, store.as_deref(), Arc::clone(&shard_router), now)?);
         // Moderation from other nodes (cluster mode). Weak: the API's control thread is joined at
@@ -204,6 +217,7 @@ impl Server {
             tls,
             api,
             moderation,
+            webhooks,
         })
     }
 
@@ -269,6 +283,10 @@ impl Server {
         if let Some(cluster) = self.cluster {
             cluster.shutdown();
         }
+        // Every shard has stopped: every presence change is handed off; written to the outbox here.
+        if let Some(webhooks) = self.webhooks {
+            webhooks.shutdown();
+        }
         // Commits the API's queued changes and stops its control thread.
         drop(self.api);
         // Every shard has stopped: nothing publishes any more, so this is the last id anyone was
@@ -283,6 +301,22 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// The webhook threads `cfg` asks for (`--webhook-url`; validation guarantees a store and a secret).
+fn start_webhooks(cfg: &Config, store: Option<&Store>, node: Option<String>) -> Result<Option<Webhooks>, StoreError> {
+    let (Some(store), Some(secret)) = (store, &cfg.webhook_secret) else { return Ok(None) };
+    if cfg.webhook_urls.is_empty() {
+        return Ok(None);
+    }
+    let webhook_cfg = WebhookConfig {
+        urls: cfg.webhook_urls.clone(),
+        secret: secret.clone(),
+        max_rows: cfg.webhook_outbox.get() as u64,
+        retry_max: std::time::Duration::from_secs(cfg.webhook_retry_max_secs),
+        node,
+    };
+    Webhooks::start(store, webhook_cfg).map(Some)
 }
 
 /// The store `cfg` asks for: none with `--no-persist`.

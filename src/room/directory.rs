@@ -190,7 +190,8 @@ impl Directory {
 
     /// Removes a connection from `room`; drops the room from the table when it was the last member.
     ///
-    /// `on_left(last_of_user, state)` runs under the room's lock after the counts are updated.
+    /// `on_left(last_of_user, state)` runs under the room's lock after the counts are updated (and
+    /// under the table lock too when the room was dropped from the table).
     pub(crate) fn leave(
         &self,
         room: &Arc<Room>,
@@ -215,8 +216,14 @@ impl Directory {
             }
             None => false,
         };
-        if state.members() == 0 && rooms.get(&room.name).is_some_and(|r| Arc::ptr_eq(r, room)) {
+        let removed = state.members() == 0 && rooms.get(&room.name).is_some_and(|r| Arc::ptr_eq(r, room));
+        if removed {
             rooms.remove(&room.name);
+            // The table lock stays held through `on_left`: a join that recreates the room (a new
+            // `Room`, another lock) can then only publish after this room's last words, so
+            // consumers of presence (webhooks) see "vacated" before the next "occupied".
+            on_left(last_of_user, &mut state);
+            return;
         }
         drop(rooms);
         on_left(last_of_user, &mut state);

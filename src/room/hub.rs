@@ -21,7 +21,7 @@ use std::time::Instant;
 use super::directory::{Directory, Joined, Room, RoomState};
 use super::sequence::IdSequence;
 use super::sequencer::{MemberList, Outgoing, PresenceRoute, Sequencer};
-use super::sink::Sink;
+use super::sink::{PresenceChange, PresenceSink, Sink};
 use crate::bus::{Delivery, Payload, ShardMsg, Shards};
 use crate::deferred::Wake;
 use crate::protocol::json;
@@ -40,6 +40,8 @@ pub(super) struct Wakeups {
     sinks: u64,
     /// The sequencer's thread (cluster mode: the Redis publisher).
     sequencer: bool,
+    /// The presence sink's consumer (webhooks).
+    presence: bool,
 }
 
 impl Wakeups {
@@ -69,6 +71,8 @@ pub(crate) struct Hub {
     sinks: Vec<Box<dyn Sink>>,
     /// Where the cluster's control messages go (the server API's moderation, set at start).
     control: std::sync::OnceLock<ControlHook>,
+    /// Who hears of this node's presence changes (webhooks, set at start before any shard runs).
+    presence: std::sync::OnceLock<Box<dyn PresenceSink>>,
 }
 
 /// What a node does with a control message from the cluster (see [`Hub::set_control_hook`]).
@@ -85,7 +89,8 @@ impl Hub {
     ) -> Self {
         assert!(sinks.len() <= 64, "Wakeups has one bit per sink");
         let control = std::sync::OnceLock::new();
-        Hub { directory: Directory::new(shards.len()), shards, ids, sequencer, sinks, control }
+        let presence = std::sync::OnceLock::new();
+        Hub { directory: Directory::new(shards.len()), shards, ids, sequencer, sinks, control, presence }
     }
 
     /// The last id allocated (single node) or the largest id seen (cluster mode): every event
@@ -98,6 +103,11 @@ impl Hub {
     /// blocks: the shard's inbox is unbounded; a connection closed meanwhile is skipped there).
     pub(crate) fn refuse(&self, conn: ConnRef, error: &ClientError) {
         self.shards.send(conn.shard, ShardMsg::Refused { conn, error: error.clone() });
+    }
+
+    /// Sets who hears of this node's presence changes (once, at start, before any shard runs).
+    pub(crate) fn set_presence_sink(&self, sink: Box<dyn PresenceSink>) {
+        let _ = self.presence.set(sink);
     }
 
     /// Sets what this node does with the cluster's control messages (once, at start).
@@ -256,6 +266,7 @@ impl Hub {
             |joined, state| {
                 if joined.first_of_user {
                     self.presence_locked(&joined.room, state, user, true, &mut wakes);
+                    self.offer_presence_locked(&joined.room, user, true, state.users.len() == 1, &mut wakes);
                 }
                 self.sequencer.members(&joined.room.name, &state.users, max_names)
             },
@@ -271,6 +282,7 @@ impl Hub {
         self.directory.leave(room, shard, variant, user, |last_of_user, state| {
             if last_of_user {
                 self.presence_locked(room, state, user, false, &mut wakes);
+                self.offer_presence_locked(room, user, false, state.users.is_empty(), &mut wakes);
             }
         });
         self.wake(wakes);
@@ -284,6 +296,20 @@ impl Hub {
                 self.relay_locked(room, state, Transient::Presence { user: Arc::clone(user), joined }, wakes);
             }
             PresenceRoute::Sent(wake) => wakes.sequencer |= wake == Wake::Needed,
+        }
+    }
+
+    /// With the room's lock held: tells the presence sink (if any) that `user` joined or left
+    /// `room` on this node, and whether that occupied or vacated it.
+    fn offer_presence_locked(&self, room: &Room, user: &Arc<str>, joined: bool, occupancy: bool, wakes: &mut Wakeups) {
+        if let Some(sink) = self.presence.get() {
+            let change = PresenceChange {
+                room: Arc::clone(&room.name),
+                user: Arc::clone(user),
+                joined,
+                occupancy_changed: occupancy,
+            };
+            wakes.presence |= sink.offer_locked(change) == Wake::Needed;
         }
     }
 
@@ -372,6 +398,11 @@ impl Hub {
         }
         if wakes.sequencer {
             self.sequencer.wake();
+        }
+        if wakes.presence
+            && let Some(sink) = self.presence.get()
+        {
+            sink.wake();
         }
     }
 
@@ -469,6 +500,41 @@ mod tests {
         let seen_by_cid: Vec<_> = delivered.iter().filter(|(pos, _)| *pos > cid.pos).collect();
         assert_eq!(seen_by_cid.len(), 2, "its own join and the message, not Bob's earlier join: {delivered:?}");
         assert!(cid.member_names.iter().any(|n| &**n == "bob"));
+    }
+
+    /// A presence sink that records what it was offered.
+    struct PresenceRecorder(Arc<Mutex<Vec<PresenceChange>>>);
+
+    impl PresenceSink for PresenceRecorder {
+        fn offer_locked(&self, change: PresenceChange) -> Wake {
+            self.0.lock().expect("recorder").push(change);
+            Wake::No
+        }
+        fn wake(&self) {}
+    }
+
+    #[test]
+    fn the_presence_sink_hears_first_and_last_connections_and_occupancy() {
+        let (hub, _rx, _) = hub();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        hub.set_presence_sink(Box::new(PresenceRecorder(Arc::clone(&heard))));
+        let (ann, bob): (Arc<str>, Arc<str>) = (Arc::from("ann"), Arc::from("bob"));
+        let v = Variant::plain(Format::Json);
+        let (a1, _) = hub.join("r", 0, v, &ann, 10);
+        let (_a2, _) = hub.join("r", 0, v, &ann, 10);
+        let (b, _) = hub.join("r", 0, v, &bob, 10);
+        hub.leave(&b.room, 0, v, &bob);
+        hub.leave(&a1.room, 0, v, &ann);
+        hub.leave(&a1.room, 0, v, &ann);
+        let got: Vec<(String, bool, bool)> = heard
+            .lock()
+            .expect("recorder")
+            .iter()
+            .map(|c| (c.user.to_string(), c.joined, c.occupancy_changed))
+            .collect();
+        let want = [("ann", true, true), ("bob", true, false), ("bob", false, false), ("ann", false, true)];
+        let want: Vec<(String, bool, bool)> = want.iter().map(|&(u, j, o)| (u.to_string(), j, o)).collect();
+        assert_eq!(got, want, "a second connection of ann is not a change");
     }
 
     #[test]

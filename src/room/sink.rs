@@ -57,3 +57,27 @@ impl Sink for StoreWriter {
         StoreWriter::reserve(self)
     }
 }
+
+/// A change of who is in a room on this node, decided under the room's lock (`Hub::join`,
+/// `Hub::leave`): a user's first connection in the room arrived, or their last one left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PresenceChange {
+    /// The room.
+    pub(crate) room: std::sync::Arc<str>,
+    /// The user.
+    pub(crate) user: std::sync::Arc<str>,
+    /// `true`: joined (first connection), `false`: left (last connection).
+    pub(crate) joined: bool,
+    /// The room went from no users to this one (joined) or from this one to none (left), on this node.
+    pub(crate) occupancy_changed: bool,
+}
+
+/// A consumer of every presence change, in each room's order (webhooks). The same contract as
+/// [`Sink`]: `offer_locked` runs with the room's lock held and must not make a syscall, wake a
+/// thread or wait; what a full queue means is the consumer's own policy.
+pub(crate) trait PresenceSink: Send + Sync {
+    /// Takes `change` with the room's lock held.
+    fn offer_locked(&self, change: PresenceChange) -> Wake;
+    /// Wakes the consumer (after an `offer_locked` that asked for it, without a lock held).
+    fn wake(&self);
+}

@@ -111,6 +111,7 @@ mod control;
 mod error;
 mod feed;
 mod lock;
+mod outbox;
 mod reader;
 mod schema;
 mod state;
@@ -137,6 +138,7 @@ pub(crate) use control::{ControlOp, ControlSnapshot, ControlStore};
 pub use error::StoreError;
 pub use feed::FeedPage;
 use feed::{FeedReply, FeedRequest};
+pub(crate) use outbox::{OutboxReader, OutboxWriter};
 
 use lock::DbLock;
 pub use reader::Target;
@@ -454,6 +456,23 @@ impl Store {
         key_window_ms: i64,
     ) -> Result<(ControlStore, ControlSnapshot), StoreError> {
         ControlStore::open(&self.path, self.busy_timeout, now_ms, key_window_ms)
+    }
+
+    /// Opens the webhook outbox's appending side on this database (see `outbox.rs`), keeping only
+    /// the rows of `urls`; with the number of rows held.
+    ///
+    /// # Errors
+    /// As [`OutboxWriter::open`].
+    pub(crate) fn open_outbox(&self, urls: &[&str]) -> Result<(OutboxWriter, u64), StoreError> {
+        OutboxWriter::open(&self.path, self.busy_timeout, urls)
+    }
+
+    /// Opens the rows of one webhook URL for its delivery thread.
+    ///
+    /// # Errors
+    /// As [`OutboxReader::open`].
+    pub(crate) fn open_outbox_reader(&self, url: &str) -> Result<OutboxReader, StoreError> {
+        OutboxReader::open(&self.path, self.busy_timeout, url)
     }
 
     /// Largest id stored when the database was opened (0 if empty).

@@ -32,6 +32,9 @@
 //! take ids under two locks), positions are: a reader that sees position `p` sees every one below.
 //! Version 7 adds `api_revocations(user, before_ms)`: a user's tokens issued before then are
 //! refused (kept: see `control.rs`).
+//! Version 8 adds the webhook outbox (`outbox.rs`): `webhook_outbox(seq, url, body)` (one row per
+//! event and receiver, deleted once delivered) and `webhook_rooms(room, last_order)` (each room's
+//! last webhook order number).
 
 use std::path::Path;
 use std::time::Duration;
@@ -42,7 +45,7 @@ use super::StoreError;
 use crate::unique::unique_u64;
 
 /// The newest schema version (`PRAGMA user_version`) this build knows and migrates to.
-pub(crate) const SCHEMA_VERSION: i64 = 7;
+pub(crate) const SCHEMA_VERSION: i64 = 8;
 
 /// Name of the index that serves history pages (checked by the query-plan test).
 #[cfg(test)]
@@ -98,6 +101,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     // Token revocations (`control.rs`): a user's tokens issued before `before_ms` are refused.
     (7, "CREATE TABLE api_revocations (user TEXT PRIMARY KEY, before_ms INTEGER NOT NULL) WITHOUT ROWID;"),
+    // The webhook outbox (`outbox.rs`): one row per event and receiver URL until it answered 2xx,
+    // and each room's last event order number.
+    (
+        8,
+        "CREATE TABLE webhook_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, url TEXT NOT NULL, body TEXT NOT NULL);
+         CREATE INDEX webhook_outbox_url ON webhook_outbox (url, seq);
+         CREATE TABLE webhook_rooms (room TEXT PRIMARY KEY, last_order INTEGER NOT NULL) WITHOUT ROWID;",
+    ),
 ];
 
 /// Sets the id ceiling (inside the caller's transaction).

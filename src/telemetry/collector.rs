@@ -6,7 +6,7 @@
 //! `docs/METRICS.md` lists.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use prometheus_client::collector::Collector;
@@ -26,6 +26,7 @@ use crate::metrics::{
 use crate::room::hub::Hub;
 use crate::store::{Store, StoreHistograms, StoreStats};
 use crate::types::ErrorCode;
+use crate::webhook::WebhookStats;
 
 /// Reads everything at scrape time (registered once in [`super::Telemetry`]).
 pub(crate) struct RoomcastCollector {
@@ -39,6 +40,8 @@ pub(crate) struct RoomcastCollector {
     pub(crate) hub: Arc<Hub>,
     /// Cluster mode: the links' counters.
     pub(crate) cluster: Option<Arc<ClusterShared>>,
+    /// With `--webhook-url`: the webhook threads' counters.
+    pub(crate) webhooks: Option<Arc<WebhookStats>>,
     /// Set when shutdown begins.
     pub(crate) draining: Arc<AtomicBool>,
 }
@@ -57,6 +60,7 @@ impl Collector for RoomcastCollector {
         self.encode_tls(&mut enc)?;
         self.encode_store(&mut enc)?;
         self.encode_redis(&mut enc)?;
+        self.encode_webhooks(&mut enc)?;
         encode_process(&mut enc, &ProcessStats::read())?;
         let readiness =
             Readiness { store: StoreState::of(self.store.as_ref()), draining: self.draining.load(Ordering::SeqCst) };
@@ -342,6 +346,34 @@ impl RoomcastCollector {
             "roomcast_store_commit_duration_seconds",
             "Duration of each successful batch insert + COMMIT.",
             &hist.commit_seconds,
+        )
+    }
+}
+
+impl RoomcastCollector {
+    /// The webhook threads' figures (all 0 without `--webhook-url`).
+    fn encode_webhooks(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        let load =
+            |f: fn(&WebhookStats) -> &AtomicU64| self.webhooks.as_deref().map_or(0, |s| f(s).load(Ordering::Relaxed));
+        gauge(
+            enc,
+            "roomcast_webhooks_queued",
+            "Webhook requests in the outbox (one per event and URL) not yet answered with 2xx.",
+            i64::try_from(load(|s| &s.queued)).unwrap_or(i64::MAX),
+        )?;
+        counter(enc, "roomcast_webhooks_sent", "Webhook requests answered with 2xx.", load(|s| &s.sent))?;
+        counter(
+            enc,
+            "roomcast_webhooks_failed",
+            "Webhook attempts that failed (no connection, a timeout, a non-2xx answer); each is retried.",
+            load(|s| &s.failed),
+        )?;
+        counter(
+            enc,
+            "roomcast_webhooks_dropped",
+            "Webhook requests dropped: the oldest outbox rows past --webhook-outbox, and presence changes \
+             the full hand-off could not take.",
+            load(|s| &s.dropped),
         )
     }
 }

@@ -21,6 +21,7 @@ use crate::metrics::{AcceptorMetrics, ShardMetrics};
 use crate::protocol::json::ClusterHealth;
 use crate::room::hub::Hub;
 use crate::store::Store;
+use crate::webhook::WebhookStats;
 use collector::RoomcastCollector;
 use readiness::{Readiness, StoreState};
 
@@ -47,6 +48,7 @@ impl Telemetry {
         store: Option<&Arc<Store>>,
         hub: Arc<Hub>,
         cluster: Option<Arc<ClusterShared>>,
+        webhooks: Option<Arc<WebhookStats>>,
     ) -> Arc<Telemetry> {
         let shards: Vec<Arc<ShardMetrics>> = (0..n_shards).map(|_| Arc::new(ShardMetrics::default())).collect();
         let acceptor = Arc::new(AcceptorMetrics::default());
@@ -59,6 +61,7 @@ impl Telemetry {
             store: store.clone(),
             hub,
             cluster: cluster.clone(),
+            webhooks,
             draining: Arc::clone(&draining),
         }));
         Arc::new(Telemetry { registry, shards, acceptor, store, cluster, draining })

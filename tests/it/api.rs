@@ -7,7 +7,6 @@ use serde_json::{Value, json};
 use crate::support::api::{KEY, call, keyed, post};
 use crate::support::*;
 
-
 fn get(server: &Server, path: &str) -> (u16, Value) {
     let (status, _, value) = call(server, "GET", path, Some(KEY), None, "");
     (status, value)

@@ -30,4 +30,5 @@ mod sigstop;
 mod tidy;
 mod tls;
 mod tokens;
+mod webhooks;
 mod ws_violations;

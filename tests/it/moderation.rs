@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::api::{error_code, history};
-use crate::support::api::{KEY, post};
 use crate::config::{roomcast, run, start_failure};
 use crate::crowds::metric;
+use crate::support::api::{KEY, post};
 use crate::support::*;
 
 const LIST: &str = "# words this server blocks\nass\nécole\ndarn*\nstraße\n";

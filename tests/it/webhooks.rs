@@ -1,0 +1,381 @@
+//! Webhooks (docs/WEBHOOKS.md) against real local HTTP receivers started here: events of a
+//! join/leave sequence arrive in order and signed; a receiver failing its first attempts, one that is
+//! down for a while, one that is slow (and does not hold another URL); the outbox across a SIGTERM
+//! restart, and its bound; node-local occupancy in cluster mode.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::crowds::metric;
+use crate::support::*;
+
+const SECRET: &str = "webhook-test-secret";
+
+/// One request a receiver took, and what it answered.
+#[derive(Debug, Clone)]
+struct Request {
+    headers: HashMap<String, String>,
+    body: String,
+    status: u16,
+}
+
+impl Request {
+    fn event(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// How a receiver answers.
+#[derive(Debug, Clone, Copy, Default)]
+struct Script {
+    /// Answer 500 to this many requests first.
+    fail_first: usize,
+    /// Hold every request until [`Receiver::release`].
+    gated: bool,
+}
+
+/// A local HTTP server in a thread of its own: records every request, answers as scripted; stopped
+/// and joined on drop.
+struct Receiver {
+    addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Request>>>,
+    open: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Receiver {
+    fn start(script: Script) -> Receiver {
+        Self::start_on(TcpListener::bind("127.0.0.1:0").expect("bind"), script)
+    }
+
+    /// A port nobody listens on (yet): the receiver is down.
+    fn closed_port() -> SocketAddr {
+        TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr")
+    }
+
+    /// Comes up on `addr` (after [`Receiver::closed_port`]).
+    fn start_at(addr: SocketAddr, script: Script) -> Receiver {
+        Self::start_on(TcpListener::bind(addr).expect("rebind the receiver's port"), script)
+    }
+
+    fn start_on(listener: TcpListener, script: Script) -> Receiver {
+        let addr = listener.local_addr().expect("addr");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let open = Arc::new(AtomicBool::new(!script.gated));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (recorded, gate, stopped) = (Arc::clone(&requests), Arc::clone(&open), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            let answered = AtomicUsize::new(0);
+            while !stopped.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let fail = answered.fetch_add(1, Ordering::SeqCst) < script.fail_first;
+                        serve(stream, fail, &gate, &stopped, &recorded);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Receiver { addr, requests, open, stop, thread: Some(thread) }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    fn release(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        self.requests.lock().expect("requests").clone()
+    }
+
+    /// The events answered with 2xx, each id once (at least once: a retry may repeat one), in the
+    /// order first received.
+    fn delivered(&self) -> Vec<Value> {
+        let mut seen = HashSet::new();
+        self.requests()
+            .iter()
+            .filter(|r| r.status == 200)
+            .map(Request::event)
+            .filter(|e| seen.insert(e["id"].as_str().expect("an id").to_string()))
+            .collect()
+    }
+
+    /// Waits until `n` distinct events were delivered and returns them.
+    fn wait_for(&self, n: usize) -> Vec<Value> {
+        wait_until(&format!("{n} webhook events at {}", self.addr), || self.delivered().len() >= n);
+        self.delivered()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Reads one request (head and `Content-Length` body), records it, answers.
+fn serve(mut stream: TcpStream, fail: bool, gate: &AtomicBool, stop: &AtomicBool, recorded: &Mutex<Vec<Request>>) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(PATIENCE));
+    let mut data = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => data.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&data[..head_end]).to_string();
+    let mut lines = head.split("\r\n");
+    assert!(lines.next().is_some_and(|l| l == "POST /hook HTTP/1.1"), "request line: {head}");
+    let headers: HashMap<String, String> =
+        lines.filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())).collect();
+    let length: usize = headers.get("content-length").and_then(|v| v.parse().ok()).expect("Content-Length");
+    while data.len() < head_end + length {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => data.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let body = String::from_utf8(data[head_end..head_end + length].to_vec()).expect("utf-8 body");
+    let deadline = Instant::now() + PATIENCE;
+    while !gate.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let status = if fail { 500 } else { 200 };
+    recorded.lock().expect("requests").push(Request { headers, body, status });
+    let reason = if fail { "Internal Server Error" } else { "OK" };
+    let _ = stream.write_all(format!("HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\n\r\n").as_bytes());
+}
+
+/// A server posting to `urls`, retrying at most every second.
+fn server_for(urls: &[String], extra: &[&str]) -> Server {
+    Server::start(&args_for(urls, extra).iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn args_for(urls: &[String], extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["--webhook-secret", SECRET, "--webhook-retry-max", "1"].map(String::from).to_vec();
+    for url in urls {
+        args.extend(["--webhook-url".to_string(), url.clone()]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// Recomputes the signature of `request` (docs/WEBHOOKS.md) and checks the timestamp is recent.
+fn assert_signed(request: &Request) {
+    let stamp = request.headers.get("x-roomcast-timestamp").expect("X-Roomcast-Timestamp");
+    let sent: u64 = stamp.parse().expect("unix seconds");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    assert!(now.abs_diff(sent) <= 300, "timestamp {sent} is not within 5 minutes of {now}");
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, SECRET.as_bytes());
+    let tag = ring::hmac::sign(&key, format!("{stamp}.{}", request.body).as_bytes());
+    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(request.headers.get("x-roomcast-signature"), Some(&format!("sha256={hex}")), "{request:?}");
+    let event = request.event();
+    assert_eq!(request.headers.get("x-roomcast-event").map(String::as_str), event["type"].as_str());
+    assert_eq!(request.headers.get("x-roomcast-event-id").map(String::as_str), event["id"].as_str());
+    assert_eq!(request.headers.get("content-type").map(String::as_str), Some("application/json"));
+}
+
+/// `(type, user, order)` of each event.
+fn summary(events: &[Value]) -> Vec<(String, String, u64)> {
+    events
+        .iter()
+        .map(|e| {
+            let kind = e["type"].as_str().expect("type").to_string();
+            (kind, e["user"].as_str().expect("user").to_string(), e["order"].as_u64().expect("order"))
+        })
+        .collect()
+}
+
+fn expected(rows: &[(&str, &str)]) -> Vec<(String, String, u64)> {
+    rows.iter().zip(1..).map(|(&(kind, user), order)| (kind.to_string(), user.to_string(), order)).collect()
+}
+
+/// `user` joins `room` and leaves (room_occupied, user_joined, user_left, room_vacated, once the
+/// server has reaped the connection).
+fn visit(server: &Server, room: &str, user: &str) {
+    let ws = connect_json(server, room, user);
+    drop(ws);
+}
+
+fn one_visit(user: &str) -> Vec<(String, String, u64)> {
+    expected(&[("room_occupied", user), ("user_joined", user), ("user_left", user), ("room_vacated", user)])
+}
+
+/// Ann joins, Bob joins and leaves, Ann leaves.
+fn ann_then_bob() -> Vec<(String, String, u64)> {
+    expected(&[
+        ("room_occupied", "ann"),
+        ("user_joined", "ann"),
+        ("user_joined", "bob"),
+        ("user_left", "bob"),
+        ("user_left", "ann"),
+        ("room_vacated", "ann"),
+    ])
+}
+
+#[test]
+fn a_join_leave_sequence_arrives_in_order_and_signed() {
+    let receiver = Receiver::start(Script::default());
+    let server = server_for(&[receiver.url()], &[]);
+    let ann = connect_json(&server, "hooked", "ann");
+    let bob = connect_json(&server, "hooked", "bob");
+    drop(bob);
+    receiver.wait_for(4);
+    drop(ann);
+    let events = receiver.wait_for(6);
+    assert_eq!(summary(&events), ann_then_bob());
+    for event in &events {
+        assert_eq!(event["room"], "hooked");
+        assert!(event["node"].is_null(), "single node without --node-id: {event}");
+        assert!(event["at_ms"].as_i64().is_some_and(|t| t > 0), "{event}");
+    }
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 6, "every event once when every answer is 200");
+    requests.iter().for_each(assert_signed);
+    // Another room counts its own order; the id is unique across both.
+    visit(&server, "other", "cid");
+    let events = receiver.wait_for(10);
+    assert_eq!(summary(&events[6..]), one_visit("cid"));
+    let ids: HashSet<&str> = events.iter().map(|e| e["id"].as_str().expect("id")).collect();
+    assert_eq!(ids.len(), 10, "unique ids");
+    wait_until("sent counted", || metric(&server, "roomcast_webhooks_sent_total") == 10.0);
+    wait_until("queue empty", || metric(&server, "roomcast_webhooks_queued") == 0.0);
+}
+
+#[test]
+fn a_receiver_failing_its_first_two_attempts_gets_the_event_on_the_third_in_order() {
+    let receiver = Receiver::start(Script { fail_first: 2, ..Script::default() });
+    let server = server_for(&[receiver.url()], &[]);
+    visit(&server, "flaky", "ann");
+    let events = receiver.wait_for(4);
+    assert_eq!(summary(&events), one_visit("ann"));
+    let requests = receiver.requests();
+    let first = events[0]["id"].as_str().expect("id");
+    let tries: Vec<u16> = requests.iter().filter(|r| r.event()["id"] == first).map(|r| r.status).collect();
+    assert_eq!(tries, [500, 500, 200], "the head event: two failures, then delivered");
+    assert_eq!(requests.len(), 6, "later events waited behind it and were sent once each");
+    requests.iter().for_each(assert_signed);
+    wait_until("failures counted", || metric(&server, "roomcast_webhooks_failed_total") == 2.0);
+}
+
+#[test]
+fn a_receiver_down_for_a_while_gets_everything_once_up() {
+    let addr = Receiver::closed_port();
+    let server = server_for(&[format!("http://{addr}/hook")], &[]);
+    visit(&server, "patient", "ann");
+    // Ann's leave is in before Bob's join (else the room would stay occupied between them).
+    wait_until("ann's visit in the outbox", || metric(&server, "roomcast_webhooks_queued") == 4.0);
+    visit(&server, "patient", "bob");
+    wait_until("attempts failing", || metric(&server, "roomcast_webhooks_failed_total") >= 2.0);
+    let receiver = Receiver::start_at(addr, Script::default());
+    let events = receiver.wait_for(8);
+    let mut want = one_visit("ann");
+    want.extend(one_visit("bob").into_iter().map(|(k, u, o)| (k, u, o + 4)));
+    assert_eq!(summary(&events), want);
+    wait_until("queue empty", || metric(&server, "roomcast_webhooks_queued") == 0.0);
+}
+
+#[test]
+fn a_slow_receiver_does_not_hold_another_url() {
+    let slow = Receiver::start(Script { gated: true, ..Script::default() });
+    let fast = Receiver::start(Script::default());
+    let server = server_for(&[slow.url(), fast.url()], &[]);
+    visit(&server, "split", "ann");
+    let events = fast.wait_for(4);
+    assert_eq!(summary(&events), one_visit("ann"));
+    assert!(slow.delivered().is_empty(), "the slow receiver still holds its first request");
+    slow.release();
+    let events = slow.wait_for(4);
+    assert_eq!(summary(&events), one_visit("ann"), "then it gets everything, in order");
+    drop(server);
+}
+
+#[test]
+fn the_outbox_survives_a_restart() {
+    let addr = Receiver::closed_port();
+    let args = args_for(&[format!("http://{addr}/hook")], &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(&args);
+    visit(&server, "durable", "ann");
+    wait_until("ann's visit in the outbox", || metric(&server, "roomcast_webhooks_queued") == 4.0);
+    // Still connected at SIGTERM: the shutdown's leave is written before the exit.
+    let cid = connect_json(&server, "closing", "cid");
+    wait_until("cid's join in the outbox", || metric(&server, "roomcast_webhooks_queued") == 6.0);
+    let (status, dir) = server.stop();
+    assert!(status.success(), "{status:?}");
+    drop(cid);
+    let server = Server::start_in(dir, &args);
+    assert_eq!(metric(&server, "roomcast_webhooks_queued"), 8.0, "resumed from the outbox, the shutdown's leave too");
+    let receiver = Receiver::start_at(addr, Script::default());
+    let events = receiver.wait_for(8);
+    let room = |name: &str| -> Vec<Value> { events.iter().filter(|e| e["room"] == name).cloned().collect() };
+    assert_eq!(summary(&room("durable")), one_visit("ann"));
+    assert_eq!(summary(&room("closing")), one_visit("cid"));
+    // Orders continue after the restart.
+    visit(&server, "durable", "bob");
+    let events = receiver.wait_for(12);
+    let want: Vec<_> = one_visit("bob").into_iter().map(|(k, u, o)| (k, u, o + 4)).collect();
+    assert_eq!(summary(&events[8..]), want);
+}
+
+#[test]
+fn a_full_outbox_drops_the_oldest_and_counts_them() {
+    let addr = Receiver::closed_port();
+    let server = server_for(&[format!("http://{addr}/hook")], &["--webhook-outbox", "3"]);
+    let ann = connect_json(&server, "bounded", "ann");
+    wait_until("two rows", || metric(&server, "roomcast_webhooks_queued") == 2.0);
+    let bob = connect_json(&server, "bounded", "bob");
+    drop(bob);
+    wait_until("the fourth row drops the first", || metric(&server, "roomcast_webhooks_dropped_total") == 1.0);
+    drop(ann);
+    wait_until("three dropped", || metric(&server, "roomcast_webhooks_dropped_total") == 3.0);
+    assert_eq!(metric(&server, "roomcast_webhooks_queued"), 3.0, "the bound");
+    let receiver = Receiver::start_at(addr, Script::default());
+    let events = receiver.wait_for(3);
+    let want: Vec<_> = ann_then_bob().split_off(3);
+    assert_eq!(summary(&events), want, "the newest three");
+    wait_until("queue empty", || metric(&server, "roomcast_webhooks_queued") == 0.0);
+    assert_eq!(receiver.delivered().len(), 3, "nothing of the dropped ones");
+}
+
+#[test]
+fn in_cluster_mode_each_node_reports_its_own_members_named_by_node() {
+    let redis = crate::support::redis::RedisServer::start();
+    let receiver = Receiver::start(Script::default());
+    let args = args_for(&[receiver.url()], &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let n1 = crate::support::redis::node_with(&redis, "n1", &args);
+    let n2 = crate::support::redis::node_with(&redis, "n2", &args);
+    let ann = connect_json(&n1, "shared", "ann");
+    receiver.wait_for(2);
+    let bob = connect_json(&n2, "shared", "bob");
+    receiver.wait_for(4);
+    drop(bob);
+    receiver.wait_for(6);
+    drop(ann);
+    let events = receiver.wait_for(8);
+    let of = |node: &str| -> Vec<Value> { events.iter().filter(|e| e["node"] == node).cloned().collect() };
+    assert_eq!(summary(&of("n1")), one_visit("ann"), "n1 sees only ann: occupancy is node-local");
+    assert_eq!(summary(&of("n2")), one_visit("bob"), "and n2 only bob, though ann was in the room elsewhere");
+}
