@@ -473,3 +473,53 @@ fn undelivered_moderation_events_survive_a_restart() {
     assert_eq!(summary(&events[2..]), [("user_unbanned".into(), "ann".into(), 2)]);
     receiver.requests().iter().for_each(assert_signed);
 }
+
+#[test]
+fn masks_repeats_unmutes_and_revocations_arrive_as_their_events() {
+    let dir = tempfile::tempdir().expect("dir");
+    let list = dir.path().join("blocklist.txt");
+    std::fs::write(&list, "darn\n").expect("write the blocklist");
+    let receiver = Receiver::start(Script::default());
+    let extra = ["--api-key", KEY, "--blocklist", list.to_str().expect("utf-8"), "--blocklist-action", "mask"];
+    let server = server_for(&[receiver.url()], &extra);
+    let mut ann = connect_json(&server, "r", "ann");
+    receiver.wait_for(2);
+    let say =
+        |ws: &mut Client, content: &str| send_json(ws, json!({"type": "message", "room": "r", "content": content}));
+    say(&mut ann, "darn");
+    assert_eq!(recv_event(&mut ann, "message")["content"], "****");
+    receiver.wait_for(3);
+    for _ in 0..3 {
+        say(&mut ann, "again");
+        assert_eq!(recv_event(&mut ann, "message")["content"], "again");
+    }
+    say(&mut ann, "again");
+    assert_eq!(recv_event(&mut ann, "error")["code"], "repeated_content");
+    receiver.wait_for(4);
+    let (status, _, body) = call(&server, "DELETE", "/api/rooms/r/mute/ann", Some(KEY), None, "");
+    assert_eq!(status, 200, "{body}");
+    receiver.wait_for(5);
+    let (status, _, body) = call(&server, "POST", "/api/users/ann/revoke", Some(KEY), None, "");
+    assert_eq!(status, 200, "{body}");
+    expect_close(&mut ann);
+    let events = receiver.wait_for(8);
+    let room = stream(&events, Some("r"));
+    let want = expected(&[
+        ("room_occupied", "ann"),
+        ("user_joined", "ann"),
+        ("content_masked", "ann"),
+        ("repeated_content", "ann"),
+        ("user_unmuted", "ann"),
+        ("user_left", "ann"),
+        ("room_vacated", "ann"),
+    ]);
+    assert_eq!(summary(&room), want);
+    assert_eq!((&room[2]["action"], &room[2]["reason"]), (&json!("masked"), &json!("blocklist")), "{}", room[2]);
+    assert_eq!((&room[3]["action"], &room[3]["reason"]), (&json!("rejected"), &json!("repeat")), "{}", room[3]);
+    let users = stream(&events, None);
+    assert_eq!(summary(&users), expected(&[("tokens_revoked", "ann")]));
+    assert_eq!(users[0]["closed"], 1, "{}", users[0]);
+    assert!(users[0]["before_ms"].as_i64().is_some_and(|t| t > 0), "{}", users[0]);
+    receiver.requests().iter().for_each(assert_signed);
+    assert!(receiver.requests().iter().all(|r| !r.body.contains("darn") && !r.body.contains("again")));
+}
