@@ -387,13 +387,28 @@ fn stream(events: &[Value], room: Option<&str>) -> Vec<Value> {
     events.iter().filter(|e| e["room"] == room.map_or(Value::Null, Value::from)).cloned().collect()
 }
 
-#[test]
-fn moderation_decisions_arrive_as_their_events_signed_and_in_order() {
+/// A room's stream: `user` alone occupies it, `middle` happens, `user` leaves it vacant.
+fn during_visit(user: &str, middle: &[(&str, &str)]) -> Vec<(String, String, u64)> {
+    let mut rows = vec![("room_occupied", user), ("user_joined", user)];
+    rows.extend_from_slice(middle);
+    rows.extend([("user_left", user), ("room_vacated", user)]);
+    expected(&rows)
+}
+
+/// A server posting to `receiver` with the API on and a blocklist of `darn` (`--blocklist-action
+/// action`); the guard keeps the list's directory.
+fn moderating(receiver: &Receiver, action: &str) -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().expect("dir");
     let list = dir.path().join("blocklist.txt");
     std::fs::write(&list, "darn\n").expect("write the blocklist");
+    let extra = ["--api-key", KEY, "--blocklist", list.to_str().expect("utf-8"), "--blocklist-action", action];
+    (dir, server_for(&[receiver.url()], &extra))
+}
+
+#[test]
+fn moderation_decisions_arrive_as_their_events_signed_and_in_order() {
     let receiver = Receiver::start(Script::default());
-    let server = server_for(&[receiver.url()], &["--api-key", KEY, "--blocklist", list.to_str().expect("utf-8")]);
+    let (_dir, server) = moderating(&receiver, "reject");
     let mut ann = connect_json(&server, "modroom", "ann");
     receiver.wait_for(2);
     send_json(&mut ann, json!({"type": "message", "room": "modroom", "content": "oh darn it", "client_id": "c1"}));
@@ -417,15 +432,7 @@ fn moderation_decisions_arrive_as_their_events_signed_and_in_order() {
     assert_eq!(status, 200, "{body}");
     let events = receiver.wait_for(9);
     let room = stream(&events, Some("modroom"));
-    let want = expected(&[
-        ("room_occupied", "ann"),
-        ("user_joined", "ann"),
-        ("content_blocked", "ann"),
-        ("message_deleted", "bob"),
-        ("user_muted", "ann"),
-        ("user_left", "ann"),
-        ("room_vacated", "ann"),
-    ]);
+    let want = during_visit("ann", &[("content_blocked", "ann"), ("message_deleted", "bob"), ("user_muted", "ann")]);
     assert_eq!(summary(&room), want, "the room's stream: presence and its moderation, one order");
     let users = stream(&events, None);
     assert_eq!(summary(&users), expected(&[("user_disconnected", "ann"), ("user_banned", "bob")]), "the $users stream");
@@ -476,12 +483,8 @@ fn undelivered_moderation_events_survive_a_restart() {
 
 #[test]
 fn masks_repeats_unmutes_and_revocations_arrive_as_their_events() {
-    let dir = tempfile::tempdir().expect("dir");
-    let list = dir.path().join("blocklist.txt");
-    std::fs::write(&list, "darn\n").expect("write the blocklist");
     let receiver = Receiver::start(Script::default());
-    let extra = ["--api-key", KEY, "--blocklist", list.to_str().expect("utf-8"), "--blocklist-action", "mask"];
-    let server = server_for(&[receiver.url()], &extra);
+    let (_dir, server) = moderating(&receiver, "mask");
     let mut ann = connect_json(&server, "r", "ann");
     receiver.wait_for(2);
     let say =
@@ -504,15 +507,7 @@ fn masks_repeats_unmutes_and_revocations_arrive_as_their_events() {
     expect_close(&mut ann);
     let events = receiver.wait_for(8);
     let room = stream(&events, Some("r"));
-    let want = expected(&[
-        ("room_occupied", "ann"),
-        ("user_joined", "ann"),
-        ("content_masked", "ann"),
-        ("repeated_content", "ann"),
-        ("user_unmuted", "ann"),
-        ("user_left", "ann"),
-        ("room_vacated", "ann"),
-    ]);
+    let want = during_visit("ann", &[("content_masked", "ann"), ("repeated_content", "ann"), ("user_unmuted", "ann")]);
     assert_eq!(summary(&room), want);
     assert_eq!((&room[2]["action"], &room[2]["reason"]), (&json!("masked"), &json!("blocklist")), "{}", room[2]);
     assert_eq!((&room[3]["action"], &room[3]["reason"]), (&json!("rejected"), &json!("repeat")), "{}", room[3]);
