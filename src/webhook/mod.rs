@@ -558,6 +558,7 @@ mod tests {
 
     #[test]
     fn a_full_hand_off_drops_and_counts_without_waiting() {
+        // Presence changes and moderation decisions alike.
         let (tx, rx) = deferred::channel(Some(1), 1);
         let (ctrl, _ctrl_rx) = crossbeam_channel::bounded(1);
         let stats = Arc::new(WebhookStats::default());
@@ -571,6 +572,9 @@ mod tests {
         assert_eq!(sink.offer_locked(change("ann")), Wake::Needed, "a batch of one is ready");
         assert_eq!(sink.offer_locked(change("bob")), Wake::No, "full: dropped");
         assert_eq!(stats.dropped.load(Ordering::Relaxed), 1);
+        let decision = ModerationDecision { kind: "user_banned", room: None, user: Arc::from("cid"), fields: vec![] };
+        ModerationSink::offer(&sink, decision);
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 2, "a moderation decision too");
         let user = |p: Pending| match p.what {
             What::Presence(change) => change.user.to_string(),
             What::Moderation(decision) => decision.user.to_string(),
