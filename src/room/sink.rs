@@ -97,8 +97,8 @@ pub(crate) struct ModerationDecision {
     pub(crate) fields: Vec<(&'static str, serde_json::Value)>,
 }
 
-/// A consumer of moderation decisions (webhooks). Called on a shard thread or the store's control
-/// thread, never under a room's lock; it must not wait: what a full queue means is its own policy.
+/// A consumer of moderation decisions (webhooks). Called on a shard thread or a store thread (control
+/// or reader), never under a room's lock; it must not wait: what a full queue means is its own policy.
 pub(crate) trait ModerationSink: Send + Sync {
     /// Takes `decision`.
     fn offer(&self, decision: ModerationDecision);

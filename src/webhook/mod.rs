@@ -37,7 +37,7 @@ use crate::deferred::{self, DeferredReceiver, DeferredSender, Wake};
 use crate::room::sink::{ModerationDecision, ModerationSink, PresenceChange, PresenceSink};
 use crate::store::{OutboxReader, OutboxWriter, Store, StoreError};
 
-/// Presence changes waiting for the `webhooks` thread at most.
+/// Presence changes and moderation decisions waiting for the `webhooks` thread at most.
 pub(crate) const HANDOFF: usize = 65_536;
 /// Changes the `webhooks` thread writes per transaction at most.
 const BATCH: usize = 1024;
