@@ -143,6 +143,7 @@ impl Server {
         let webhooks = start_webhooks(&cfg, store.as_deref(), node)?;
         if let Some(webhooks) = &webhooks {
             hub.set_presence_sink(webhooks.sink());
+            hub.set_moderation_sink(webhooks.moderation_sink());
         }
         let cluster = cluster_input.map(|input| Cluster::start(Arc::clone(&hub), input, last_id)).transpose()?;
         let open_conns = Arc::new(AtomicUsize::new(0));

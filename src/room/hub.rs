@@ -21,7 +21,7 @@ use std::time::Instant;
 use super::directory::{Directory, Joined, Room, RoomState};
 use super::sequence::IdSequence;
 use super::sequencer::{MemberList, Outgoing, PresenceRoute, Sequencer};
-use super::sink::{PresenceChange, PresenceSink, Sink};
+use super::sink::{ModerationDecision, ModerationSink, PresenceChange, PresenceSink, Sink};
 use crate::bus::{Delivery, Payload, ShardMsg, Shards};
 use crate::deferred::Wake;
 use crate::protocol::json;
@@ -73,6 +73,8 @@ pub(crate) struct Hub {
     control: std::sync::OnceLock<ControlHook>,
     /// Who hears of this node's presence changes (webhooks, set at start before any shard runs).
     presence: std::sync::OnceLock<Box<dyn PresenceSink>>,
+    /// Who hears of moderation decisions (webhooks, set at start before any shard runs).
+    moderation: std::sync::OnceLock<Box<dyn ModerationSink>>,
 }
 
 /// What a node does with a control message from the cluster (see [`Hub::set_control_hook`]).
@@ -89,8 +91,8 @@ impl Hub {
     ) -> Self {
         assert!(sinks.len() <= 64, "Wakeups has one bit per sink");
         let control = std::sync::OnceLock::new();
-        let presence = std::sync::OnceLock::new();
-        Hub { directory: Directory::new(shards.len()), shards, ids, sequencer, sinks, control, presence }
+        let (presence, moderation) = (std::sync::OnceLock::new(), std::sync::OnceLock::new());
+        Hub { directory: Directory::new(shards.len()), shards, ids, sequencer, sinks, control, presence, moderation }
     }
 
     /// The last id allocated (single node) or the largest id seen (cluster mode): every event
@@ -108,6 +110,19 @@ impl Hub {
     /// Sets who hears of this node's presence changes (once, at start, before any shard runs).
     pub(crate) fn set_presence_sink(&self, sink: Box<dyn PresenceSink>) {
         let _ = self.presence.set(sink);
+    }
+
+    /// Sets who hears of moderation decisions (once, at start, before any shard runs).
+    pub(crate) fn set_moderation_sink(&self, sink: Box<dyn ModerationSink>) {
+        let _ = self.moderation.set(sink);
+    }
+
+    /// Hands a moderation decision to its consumer (webhooks); `decision` is only built when there
+    /// is one. Never waits (the consumer's policy decides what a full queue means).
+    pub(crate) fn moderated(&self, decision: impl FnOnce() -> ModerationDecision) {
+        if let Some(sink) = self.moderation.get() {
+            sink.offer(decision());
+        }
     }
 
     /// Sets what this node does with the cluster's control messages (once, at start).

@@ -81,3 +81,25 @@ pub(crate) trait PresenceSink: Send + Sync {
     /// Wakes the consumer (after an `offer_locked` that asked for it, without a lock held).
     fn wake(&self);
 }
+
+/// A moderation decision, for the webhooks (docs/WEBHOOKS.md "Moderation events"): made by the
+/// server API (a ban, a mute, a disconnect, a revocation, a deletion) or by the content filter.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ModerationDecision {
+    /// The event's `type`.
+    pub(crate) kind: &'static str,
+    /// The room it concerns (its order is the room's); `None`: the user everywhere (the `$users`
+    /// order stream).
+    pub(crate) room: Option<Arc<str>>,
+    /// Whom it concerns.
+    pub(crate) user: Arc<str>,
+    /// The event's other fields.
+    pub(crate) fields: Vec<(&'static str, serde_json::Value)>,
+}
+
+/// A consumer of moderation decisions (webhooks). Called on a shard thread or a store thread (control
+/// or reader), never under a room's lock; it must not wait: what a full queue means is its own policy.
+pub(crate) trait ModerationSink: Send + Sync {
+    /// Takes `decision`.
+    fn offer(&self, decision: ModerationDecision);
+}

@@ -75,7 +75,7 @@ pub(crate) fn request(
                 ));
             }
             ctx.not_muted(room, &user).map_err(|err| err.about(client_id.clone()))?;
-            let content = screen(ctx, Author::User(&user), content, Kind::Unrepeated)
+            let content = screen(ctx, Author::User(&user), room, content, Kind::Unrepeated)
                 .map_err(|err| err.about(client_id.clone()))?;
             Event::Edit(Edit { user, target, content: Arc::from(&*content) })
         }

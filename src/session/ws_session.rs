@@ -161,10 +161,11 @@ fn on_message(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, kind: MessageKind
             }
             // The codec validated the UTF-8 of text messages.
             let content = std::str::from_utf8(payload).unwrap_or_default();
-            let content = match screen(ctx, author(ctx, &ws.user, conn.serial), content, Kind::Message) {
-                Ok(content) => content,
-                Err(err) => return send_error(ctx, conn, key, &err),
-            };
+            let content =
+                match screen(ctx, author(ctx, &ws.user, conn.serial), &membership.room.name, content, Kind::Message) {
+                    Ok(content) => content,
+                    Err(err) => return send_error(ctx, conn, key, &err),
+                };
             let event = Event::message(Arc::clone(&ws.user), Arc::from(&*content));
             let origin = Origin { format: Format::Text, client_id: None };
             let result =
@@ -234,7 +235,7 @@ fn on_command(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, command: Command<
             let Phase::Ws(ws) = &conn.phase else { return Ok(()) };
             let room = dm::room_of(&ws.user, &to)?;
             // Screened before the conversation is opened: a refused message tells the other user nothing.
-            let content = screen(ctx, author(ctx, &ws.user, conn.serial), &content, Kind::Message)
+            let content = screen(ctx, author(ctx, &ws.user, conn.serial), &room, &content, Kind::Message)
                 .map_err(|err| err.about(client_id.as_deref().map(Arc::from)))?;
             if !ws.rooms.iter().any(|m| *m.room.name == *room) {
                 on_join(ctx, conn, key, &room, None, None)?;
@@ -301,7 +302,7 @@ fn post(
     let membership = ws.rooms.iter().find(|m| *m.room.name == *room).ok_or_else(|| not_joined(room))?;
     not_muted(ctx, room, &ws.user).map_err(|err| err.about(client_id.map(Arc::from)))?;
     let content = if unscreened {
-        screen(ctx, author(ctx, &ws.user, conn.serial), content, Kind::Message)
+        screen(ctx, author(ctx, &ws.user, conn.serial), room, content, Kind::Message)
             .map_err(|err| err.about(client_id.map(Arc::from)))?
     } else {
         Cow::Borrowed(content)

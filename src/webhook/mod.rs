@@ -1,11 +1,15 @@
 //! Webhooks: this node's presence changes (`room_occupied`, `room_vacated`, `user_joined`,
-//! `user_left`), POSTed as signed JSON to every `--webhook-url`, at least once and in order per
-//! room, from an outbox in SQLite that survives restarts (docs/WEBHOOKS.md).
+//! `user_left`) and moderation decisions (the server API's bans, mutes, disconnects, revocations
+//! and deletions; the content filter's refusals and masks), POSTed as signed JSON to every
+//! `--webhook-url`, at least once and in order per room, from an outbox in SQLite that survives
+//! restarts (docs/WEBHOOKS.md).
 //!
 //! Threads (none of them a shard):
 //! - `webhooks`: drains the hand-off the hub feeds under each room's lock ([`Webhooks::sink`], a
 //!   [`crate::deferred`] channel of [`HANDOFF`] changes; full: the change is dropped and counted,
-//!   never waited for), turns each change into its events (an id, the room's next order number)
+//!   never waited for) and the shards and the store's control thread feed with moderation
+//!   decisions ([`Webhooks::moderation_sink`], the same channel and policy), turns each into its
+//!   events (an id, the next order number of its room, or of [`USERS`] for a user-wide decision)
 //!   and appends one row per event and URL to the outbox in one transaction per batch, dropping the
 //!   oldest rows past `--webhook-outbox` (counted).
 //! - `webhook-N`, one per URL (at most 16): reads its URL's rows oldest first and POSTs each until
@@ -30,15 +34,18 @@ use ring::hmac;
 
 use crate::config::WebhookUrl;
 use crate::deferred::{self, DeferredReceiver, DeferredSender, Wake};
-use crate::room::sink::{PresenceChange, PresenceSink};
+use crate::room::sink::{ModerationDecision, ModerationSink, PresenceChange, PresenceSink};
 use crate::store::{OutboxReader, OutboxWriter, Store, StoreError};
 
-/// Presence changes waiting for the `webhooks` thread at most.
+/// Presence changes and moderation decisions waiting for the `webhooks` thread at most.
 pub(crate) const HANDOFF: usize = 65_536;
 /// Changes the `webhooks` thread writes per transaction at most.
 const BATCH: usize = 1024;
 /// Rows a delivery thread reads at once.
 const READ_AHEAD: usize = 64;
+/// The order stream of user-wide moderation events (`"room": null`) in `webhook_rooms`: not a
+/// room name (those have no control characters), so no room shares its numbers.
+const USERS: &str = "\u{0}users";
 /// First wait after a failed attempt.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 
@@ -92,11 +99,18 @@ enum Ctrl {
     Stop,
 }
 
-/// A presence change as handed off (with the time it happened).
+/// A change as handed off (with the time it happened).
 #[derive(Debug)]
 struct Pending {
-    change: PresenceChange,
+    what: What,
     at_ms: i64,
+}
+
+/// What a hand-off carries.
+#[derive(Debug)]
+enum What {
+    Presence(PresenceChange),
+    Moderation(ModerationDecision),
 }
 
 /// One event, as the outbox stores it.
@@ -118,16 +132,32 @@ struct HookSink {
 /// clients for, and the room's lock must not wait.
 impl PresenceSink for HookSink {
     fn offer_locked(&self, change: PresenceChange) -> Wake {
-        let pending = Pending { change, at_ms: crate::protocol::json::now_millis() };
-        self.tx.try_push(pending).unwrap_or_else(|_| {
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            Wake::No
-        })
+        self.push(What::Presence(change))
     }
 
     fn wake(&self) {
         // Full: a wake-up is already pending.
         let _ = self.ctrl.try_send(Ctrl::Wake);
+    }
+}
+
+/// Full hand-off: the decision's event is dropped and counted (`dropped`), as a presence change's;
+/// the decision itself stands (a refused message stays refused), only its report is lost.
+impl ModerationSink for HookSink {
+    fn offer(&self, decision: ModerationDecision) {
+        if let Wake::Needed = self.push(What::Moderation(decision)) {
+            PresenceSink::wake(self);
+        }
+    }
+}
+
+impl HookSink {
+    fn push(&self, what: What) -> Wake {
+        let pending = Pending { what, at_ms: crate::protocol::json::now_millis() };
+        self.tx.try_push(pending).unwrap_or_else(|_| {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            Wake::No
+        })
     }
 }
 
@@ -185,6 +215,11 @@ impl Webhooks {
 
     /// The hub's hand-off (give it to `Hub::set_presence_sink`).
     pub(crate) fn sink(&self) -> Box<dyn PresenceSink> {
+        Box::new(self.sink.clone())
+    }
+
+    /// The hand-off of moderation decisions (give it to `Hub::set_moderation_sink`).
+    pub(crate) fn moderation_sink(&self) -> Box<dyn ModerationSink> {
         Box::new(self.sink.clone())
     }
 
@@ -326,17 +361,23 @@ impl Writer {
     }
 
     /// The events of each change: `room_occupied` before the `user_joined` that caused it, and
-    /// `room_vacated` after the `user_left`.
+    /// `room_vacated` after the `user_left`; one for a moderation decision.
     fn events(&mut self, batch: Vec<Pending>) -> Vec<Event> {
         let mut events = Vec::with_capacity(batch.len() + batch.len() / 4);
         for pending in batch {
             let pending = Arc::new(pending);
-            let (user, room) =
-                if pending.change.joined { ("user_joined", "room_occupied") } else { ("user_left", "room_vacated") };
-            let mut kinds = vec![user];
-            if pending.change.occupancy_changed {
-                if pending.change.joined { kinds.insert(0, room) } else { kinds.push(room) }
-            }
+            let kinds = match &pending.what {
+                What::Presence(change) => {
+                    let (user, room) =
+                        if change.joined { ("user_joined", "room_occupied") } else { ("user_left", "room_vacated") };
+                    let mut kinds = vec![user];
+                    if change.occupancy_changed {
+                        if change.joined { kinds.insert(0, room) } else { kinds.push(room) }
+                    }
+                    kinds
+                }
+                What::Moderation(decision) => vec![decision.kind],
+            };
             for kind in kinds {
                 self.next += 1;
                 let id = format!("{:016x}-{}", self.boot, self.next);
@@ -347,23 +388,32 @@ impl Writer {
     }
 }
 
+/// The order stream of an event: its room's, or [`USERS`].
 fn event_room(event: &Event) -> &str {
-    &event.pending.change.room
+    match &event.pending.what {
+        What::Presence(change) => &change.room,
+        What::Moderation(decision) => decision.room.as_deref().unwrap_or(USERS),
+    }
 }
 
 /// An event's JSON body (docs/WEBHOOKS.md).
 fn body(event: &Event, order: u64, node: Option<&str>) -> String {
-    let change = &event.pending.change;
-    serde_json::json!({
-        "id": event.id,
-        "type": event.kind,
-        "room": &*change.room,
-        "user": &*change.user,
-        "order": order,
-        "node": node,
-        "at_ms": event.pending.at_ms,
-    })
-    .to_string()
+    let (room, user, fields) = match &event.pending.what {
+        What::Presence(change) => (Some(&*change.room), &*change.user, &[][..]),
+        What::Moderation(decision) => (decision.room.as_deref(), &*decision.user, &decision.fields[..]),
+    };
+    let mut body = serde_json::Map::new();
+    body.insert("id".into(), event.id.clone().into());
+    body.insert("type".into(), event.kind.into());
+    body.insert("room".into(), room.into());
+    body.insert("user".into(), user.into());
+    for (name, value) in fields {
+        body.insert((*name).into(), value.clone());
+    }
+    body.insert("order".into(), order.into());
+    body.insert("node".into(), node.into());
+    body.insert("at_ms".into(), event.pending.at_ms.into());
+    serde_json::Value::Object(body).to_string()
 }
 
 /// The signature header's value for `body` sent at `timestamp` (unix seconds):
@@ -508,6 +558,7 @@ mod tests {
 
     #[test]
     fn a_full_hand_off_drops_and_counts_without_waiting() {
+        // Presence changes and moderation decisions alike.
         let (tx, rx) = deferred::channel(Some(1), 1);
         let (ctrl, _ctrl_rx) = crossbeam_channel::bounded(1);
         let stats = Arc::new(WebhookStats::default());
@@ -521,7 +572,14 @@ mod tests {
         assert_eq!(sink.offer_locked(change("ann")), Wake::Needed, "a batch of one is ready");
         assert_eq!(sink.offer_locked(change("bob")), Wake::No, "full: dropped");
         assert_eq!(stats.dropped.load(Ordering::Relaxed), 1);
-        assert_eq!(rx.try_recv().map(|p| p.change.user.to_string()), Ok("ann".to_string()));
+        let decision = ModerationDecision { kind: "user_banned", room: None, user: Arc::from("cid"), fields: vec![] };
+        ModerationSink::offer(&sink, decision);
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 2, "a moderation decision too");
+        let user = |p: Pending| match p.what {
+            What::Presence(change) => change.user.to_string(),
+            What::Moderation(decision) => decision.user.to_string(),
+        };
+        assert_eq!(rx.try_recv().map(user), Ok("ann".to_string()));
         sink.wake();
         sink.wake();
     }

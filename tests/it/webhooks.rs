@@ -1,7 +1,8 @@
 //! Webhooks (docs/WEBHOOKS.md) against real local HTTP receivers started here: events of a
 //! join/leave sequence arrive in order and signed; a receiver failing its first attempts, one that is
 //! down for a while, one that is slow (and does not hold another URL); the outbox across a SIGTERM
-//! restart, and its bound; node-local occupancy in cluster mode.
+//! restart, and its bound; node-local occupancy in cluster mode; moderation events (the server API's
+//! decisions, the blocklist's refusals) in their streams' order, and across a restart.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
@@ -11,9 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::crowds::metric;
+use crate::support::api::{KEY, call, post};
 use crate::support::*;
 
 const SECRET: &str = "webhook-test-secret";
@@ -378,4 +380,141 @@ fn in_cluster_mode_each_node_reports_its_own_members_named_by_node() {
     let of = |node: &str| -> Vec<Value> { events.iter().filter(|e| e["node"] == node).cloned().collect() };
     assert_eq!(summary(&of("n1")), one_visit("ann"), "n1 sees only ann: occupancy is node-local");
     assert_eq!(summary(&of("n2")), one_visit("bob"), "and n2 only bob, though ann was in the room elsewhere");
+}
+
+/// The events of one order stream: a room's, or (`None`) the user-wide moderation events'.
+fn stream(events: &[Value], room: Option<&str>) -> Vec<Value> {
+    events.iter().filter(|e| e["room"] == room.map_or(Value::Null, Value::from)).cloned().collect()
+}
+
+/// A room's stream: `user` alone occupies it, `middle` happens, `user` leaves it vacant.
+fn during_visit(user: &str, middle: &[(&str, &str)]) -> Vec<(String, String, u64)> {
+    let mut rows = vec![("room_occupied", user), ("user_joined", user)];
+    rows.extend_from_slice(middle);
+    rows.extend([("user_left", user), ("room_vacated", user)]);
+    expected(&rows)
+}
+
+/// A server posting to `receiver` with the API on and a blocklist of `darn` (`--blocklist-action
+/// action`); the guard keeps the list's directory.
+fn moderating(receiver: &Receiver, action: &str) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().expect("dir");
+    let list = dir.path().join("blocklist.txt");
+    std::fs::write(&list, "darn\n").expect("write the blocklist");
+    let extra = ["--api-key", KEY, "--blocklist", list.to_str().expect("utf-8"), "--blocklist-action", action];
+    (dir, server_for(&[receiver.url()], &extra))
+}
+
+#[test]
+fn moderation_decisions_arrive_as_their_events_signed_and_in_order() {
+    let receiver = Receiver::start(Script::default());
+    let (_dir, server) = moderating(&receiver, "reject");
+    let mut ann = connect_json(&server, "modroom", "ann");
+    receiver.wait_for(2);
+    send_json(&mut ann, json!({"type": "message", "room": "modroom", "content": "oh darn it", "client_id": "c1"}));
+    assert_eq!(recv_event(&mut ann, "error")["code"], "content_blocked");
+    receiver.wait_for(3);
+    let (status, body) = post(&server, "/api/rooms/modroom/messages", &json!({"user": "bob", "content": "hello"}));
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_u64().expect("an id");
+    let (status, _, body) = call(&server, "DELETE", &format!("/api/rooms/modroom/messages/{id}"), Some(KEY), None, "");
+    assert_eq!(status, 200, "{body}");
+    receiver.wait_for(4);
+    let (status, body) = post(&server, "/api/rooms/modroom/mute/ann", &json!({"seconds": 60}));
+    assert_eq!(status, 200, "{body}");
+    receiver.wait_for(5);
+    let (status, body) = post(&server, "/api/users/ann/disconnect", &json!({"reason": "calm down"}));
+    assert_eq!(status, 200, "{body}");
+    expect_close(&mut ann);
+    // The disconnect, then ann's leave and the room's vacancy (in the room's stream).
+    receiver.wait_for(8);
+    let (status, body) = post(&server, "/api/users/bob/ban", &json!({"seconds": 60}));
+    assert_eq!(status, 200, "{body}");
+    let events = receiver.wait_for(9);
+    let room = stream(&events, Some("modroom"));
+    let want = during_visit("ann", &[("content_blocked", "ann"), ("message_deleted", "bob"), ("user_muted", "ann")]);
+    assert_eq!(summary(&room), want, "the room's stream: presence and its moderation, one order");
+    let users = stream(&events, None);
+    assert_eq!(summary(&users), expected(&[("user_disconnected", "ann"), ("user_banned", "bob")]), "the $users stream");
+    let blocked = &room[2];
+    assert_eq!((&blocked["action"], &blocked["reason"]), (&json!("rejected"), &json!("blocklist")), "{blocked}");
+    assert!(blocked.get("content").is_none(), "{blocked}");
+    assert_eq!(room[3]["message"], id, "{}", room[3]);
+    assert!(
+        room[4]["until_ms"].as_i64().is_some_and(|t| t > room[4]["at_ms"].as_i64().unwrap_or(i64::MAX)),
+        "{}",
+        room[4]
+    );
+    let disconnected = &users[0];
+    assert_eq!((&disconnected["closed"], &disconnected["reconnect"]), (&json!(1), &json!(false)), "{disconnected}");
+    assert_eq!(disconnected["reason"], "calm down");
+    assert_eq!((&users[1]["closed"], users[1]["until_ms"].is_i64()), (&json!(0), true), "{}", users[1]);
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 9, "every event once");
+    requests.iter().for_each(assert_signed);
+    assert!(requests.iter().all(|r| !r.body.contains("darn")), "the blocked content is never sent");
+}
+
+#[test]
+fn undelivered_moderation_events_survive_a_restart() {
+    let addr = Receiver::closed_port();
+    let mut args = args_for(&[format!("http://{addr}/hook")], &[]);
+    args.extend(["--api-key".to_string(), KEY.to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(&args);
+    assert_eq!(post(&server, "/api/users/ann/ban", &json!({"seconds": 60})).0, 200);
+    assert_eq!(post(&server, "/api/rooms/kept/mute/bob", &json!({"seconds": 60})).0, 200);
+    wait_until("both in the outbox", || metric(&server, "roomcast_webhooks_queued") == 2.0);
+    let (status, dir) = server.stop();
+    assert!(status.success(), "{status:?}");
+    let server = Server::start_in(dir, &args);
+    assert_eq!(metric(&server, "roomcast_webhooks_queued"), 2.0, "resumed from the outbox");
+    let receiver = Receiver::start_at(addr, Script::default());
+    let events = receiver.wait_for(2);
+    assert_eq!(summary(&events), [("user_banned".into(), "ann".into(), 1), ("user_muted".into(), "bob".into(), 1)]);
+    assert_eq!((&events[0]["room"], &events[1]["room"]), (&Value::Null, &json!("kept")));
+    // The $users stream's order continues after the restart.
+    let (status, _, body) = call(&server, "DELETE", "/api/users/ann/ban", Some(KEY), None, "");
+    assert_eq!(status, 200, "{body}");
+    let events = receiver.wait_for(3);
+    assert_eq!(summary(&events[2..]), [("user_unbanned".into(), "ann".into(), 2)]);
+    receiver.requests().iter().for_each(assert_signed);
+}
+
+#[test]
+fn masks_repeats_unmutes_and_revocations_arrive_as_their_events() {
+    let receiver = Receiver::start(Script::default());
+    let (_dir, server) = moderating(&receiver, "mask");
+    let mut ann = connect_json(&server, "r", "ann");
+    receiver.wait_for(2);
+    let say =
+        |ws: &mut Client, content: &str| send_json(ws, json!({"type": "message", "room": "r", "content": content}));
+    say(&mut ann, "darn");
+    assert_eq!(recv_event(&mut ann, "message")["content"], "****");
+    receiver.wait_for(3);
+    for _ in 0..3 {
+        say(&mut ann, "again");
+        assert_eq!(recv_event(&mut ann, "message")["content"], "again");
+    }
+    say(&mut ann, "again");
+    assert_eq!(recv_event(&mut ann, "error")["code"], "repeated_content");
+    receiver.wait_for(4);
+    let (status, _, body) = call(&server, "DELETE", "/api/rooms/r/mute/ann", Some(KEY), None, "");
+    assert_eq!(status, 200, "{body}");
+    receiver.wait_for(5);
+    let (status, _, body) = call(&server, "POST", "/api/users/ann/revoke", Some(KEY), None, "");
+    assert_eq!(status, 200, "{body}");
+    expect_close(&mut ann);
+    let events = receiver.wait_for(8);
+    let room = stream(&events, Some("r"));
+    let want = during_visit("ann", &[("content_masked", "ann"), ("repeated_content", "ann"), ("user_unmuted", "ann")]);
+    assert_eq!(summary(&room), want);
+    assert_eq!((&room[2]["action"], &room[2]["reason"]), (&json!("masked"), &json!("blocklist")), "{}", room[2]);
+    assert_eq!((&room[3]["action"], &room[3]["reason"]), (&json!("rejected"), &json!("repeat")), "{}", room[3]);
+    let users = stream(&events, None);
+    assert_eq!(summary(&users), expected(&[("tokens_revoked", "ann")]));
+    assert_eq!(users[0]["closed"], 1, "{}", users[0]);
+    assert!(users[0]["before_ms"].as_i64().is_some_and(|t| t > 0), "{}", users[0]);
+    receiver.requests().iter().for_each(assert_signed);
+    assert!(receiver.requests().iter().all(|r| !r.body.contains("darn") && !r.body.contains("again")));
 }
