@@ -42,13 +42,15 @@ pub(crate) enum Amendment<'a> {
     Delete,
 }
 
-/// An `edit` or `delete` of message `target` in `room`: validated, then the message is looked up;
+/// An `edit` or `delete` of message `target` in `room`: validated, then published at once if the
+/// target is in the connection's ring (`super::own`), else the message is looked up and
 /// [`on_reply`] publishes it.
 ///
 /// # Errors
 /// `invalid_room`, `forbidden` (token's rooms), `not_joined`, `empty_message`, `message_too_large`,
 /// `invalid_client_id`, `muted`, `content_blocked` (an edit's content is filtered like a message's;
-/// masked content is what gets published), and `history_unavailable` without persistence.
+/// masked content is what gets published), `history_unavailable` without persistence, and on the
+/// fast path `unavailable` (the sequencer cannot take it now).
 pub(crate) fn request(
     ctx: &mut ShardCtx,
     conn: &mut Conn,

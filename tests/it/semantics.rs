@@ -5,6 +5,7 @@
 
 use serde_json::{Value, json};
 
+use crate::support::api::{KEY, call, keyed};
 use crate::support::*;
 
 /// Posts `content` as `ws` in `room` and returns the echoed message's id.
@@ -167,7 +168,7 @@ fn an_edit_of_ones_latest_message_takes_its_place_when_sent_and_another_tab_of_t
 
 #[test]
 fn a_message_deleted_by_its_sender_another_tab_or_the_api_or_while_away_cannot_be_edited() {
-    let server = crate::support::api::keyed(&[]);
+    let server = keyed(&[]);
     let mut ann = connect_json(&server, "r", "ann");
     let mut tab = connect_json(&server, "r", "ann");
     let refused = |ws: &mut Client, id: u64, why: &str| {
@@ -187,8 +188,7 @@ fn a_message_deleted_by_its_sender_another_tab_or_the_api_or_while_away_cannot_b
     // Redacted by the server API.
     let by_api = post(&mut ann, "r", "c");
     let path = format!("/api/rooms/r/messages/{by_api}");
-    let (status, _, body) =
-        crate::support::api::call(&server, "DELETE", &path, Some(crate::support::api::KEY), None, "");
+    let (status, _, body) = call(&server, "DELETE", &path, Some(KEY), None, "");
     assert_eq!(status, 200, "{body}");
     assert_eq!(recv_event(&mut ann, "deleted")["id"].as_u64(), Some(by_api));
     refused(&mut ann, by_api, "redacted by the API");
@@ -197,8 +197,7 @@ fn a_message_deleted_by_its_sender_another_tab_or_the_api_or_while_away_cannot_b
     send_json(&mut ann, json!({"type": "leave", "room": "r"}));
     recv_event(&mut ann, "left");
     let path = format!("/api/rooms/r/messages/{away}");
-    let (status, _, body) =
-        crate::support::api::call(&server, "DELETE", &path, Some(crate::support::api::KEY), None, "");
+    let (status, _, body) = call(&server, "DELETE", &path, Some(KEY), None, "");
     assert_eq!(status, 200, "{body}");
     send_json(&mut ann, json!({"type": "join", "room": "r"}));
     recv_event(&mut ann, "joined");
