@@ -2,11 +2,18 @@
 //! log like a message (`Hub::publish`), so live delivery, the store, resume pages and the cluster
 //! handle them as they handle messages.
 //!
+//! The fast path: an id among the connection's own most recent messages (`super::own`: sent by
+//! this connection, not seen deleted since) is published at once, after the same checks of room,
+//! size, moderation and `client_id`; so editing one's latest message costs what a message costs.
+//! Every other id (another connection's, one older than the ring, any id in cluster mode, where the
+//! id comes back later, or with `--retain-per-room`) takes the slow path:
+//!
 //! Whose message an id is lives in the store, and the event loop never touches the disk: the check
 //! is a lookup in the store's reader pool (`Store::lookup`, after everything enqueued so far is
 //! committed, like a history page), whose answer comes back through the shard's inbox
-//! (`ShardMsg::Amend` → [`on_reply`]); only then is the event published. So an edit takes its place
-//! in the room's order when the lookup answers, not when it was sent, and two amendments of one
+//! (`ShardMsg::Amend` → [`on_reply`]); only then is the event published. So a slow-path edit takes
+//! its place in the room's order when the lookup answers, not when it was sent (a fast-path one
+//! when it was sent), and two amendments of one
 //! message sent at once (an edit and a delete from two tabs) may be published in either order:
 //! an edit that arrives after its message's delete changes nothing (the store keeps it without
 //! content; clients ignore an `edited` for a deleted id). Without persistence there is no history
@@ -35,13 +42,15 @@ pub(crate) enum Amendment<'a> {
     Delete,
 }
 
-/// An `edit` or `delete` of message `target` in `room`: validated, then the message is looked up;
+/// An `edit` or `delete` of message `target` in `room`: validated, then published at once if the
+/// target is in the connection's ring (`super::own`), else the message is looked up and
 /// [`on_reply`] publishes it.
 ///
 /// # Errors
 /// `invalid_room`, `forbidden` (token's rooms), `not_joined`, `empty_message`, `message_too_large`,
 /// `invalid_client_id`, `muted`, `content_blocked` (an edit's content is filtered like a message's;
-/// masked content is what gets published), and `history_unavailable` without persistence.
+/// masked content is what gets published), `history_unavailable` without persistence, and on the
+/// fast path `unavailable` (the sequencer cannot take it now).
 pub(crate) fn request(
     ctx: &mut ShardCtx,
     conn: &mut Conn,
@@ -88,10 +97,21 @@ pub(crate) fn request(
         )
         .about(client_id));
     };
-    let room = Arc::clone(&membership.room.name);
-    let to = ConnRef { shard: ctx.shard, key, serial: conn.serial };
-    let inbox = Arc::clone(&ctx.inbox);
     let origin = Origin { format: Format::Json, client_id };
+    let to = ConnRef { shard: ctx.shard, key, serial: conn.serial };
+    let room_id = membership.room.id;
+    if ws.own.holds(room_id, target) {
+        // The fast path: this connection sent the message and has not seen it deleted.
+        let deletes = matches!(event, Event::Delete(_));
+        ctx.hub.publish(RoomRef::Joined(&membership.room), event, origin, Some(to))?;
+        ctx.metrics.messages_received.inc();
+        if deletes && let Phase::Ws(ws) = &mut conn.phase {
+            ws.own.forget(room_id, target);
+        }
+        return Ok(());
+    }
+    let room = Arc::clone(&membership.room.name);
+    let inbox = Arc::clone(&ctx.inbox);
     // Read-your-writes: the target may be a message this client has just received.
     let visible_seq = store.enqueued_seq();
     store.lookup(
@@ -107,7 +127,7 @@ pub(crate) fn request(
 /// message, still there, in a room the sender is still in; otherwise tell the sender why not.
 pub(crate) fn on_reply(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, reply: AmendReply) {
     let AmendReply { room, event, origin, result, .. } = reply;
-    let Phase::Ws(ws) = &conn.phase else { return };
+    let Phase::Ws(ws) = &mut conn.phase else { return };
     let target = event.target().unwrap_or(0);
     let client_id = origin.client_id.clone();
     let verdict = match result {
@@ -127,7 +147,13 @@ pub(crate) fn on_reply(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, reply: A
             None => Err(not_joined(&room)),
             Some(membership) => {
                 let reply_to = Some(ConnRef { shard: ctx.shard, key, serial: conn.serial });
-                ctx.hub.publish(RoomRef::Joined(&membership.room), event, origin, reply_to)
+                let room_id = membership.room.id;
+                let deletes = matches!(event, Event::Delete(_));
+                let published = ctx.hub.publish(RoomRef::Joined(&membership.room), event, origin, reply_to);
+                if deletes && published.is_ok() {
+                    ws.own.forget(room_id, target);
+                }
+                published
             }
         },
     };

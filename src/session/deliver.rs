@@ -5,7 +5,9 @@
 //! The session's rules for a live frame: a member that joined after the event (its room position is
 //! not above the member's `min_pos`) skips it; a member catching up holds it back
 //! (`super::local::Held`, bounded by half the soft output bound); a member whose output queue is
-//! past its hard bound is a slow consumer (`super::send::close_slow_consumer`).
+//! past its hard bound is a slow consumer (`super::send::close_slow_consumer`). A `deleted` event
+//! also removes its id from every member's own recent messages (`super::own`); no other event does
+//! per-member work beyond the frame.
 
 use slab::Slab;
 
@@ -41,7 +43,21 @@ pub(crate) fn deliver(ctx: &mut ShardCtx, conns: &mut Slab<Conn>, delivery: &Del
         },
         Payload::Transient(..) => None,
     };
+    // A delete: every member forgets the id from its own recent messages (`super::own`), so an edit
+    // of it takes the lookup and is refused.
+    let deleted = match &delivery.payload {
+        Payload::Sequenced(seq, _) => match &seq.event {
+            Event::Delete(delete) => Some(delete.target),
+            Event::Message(_) | Event::Edit(_) | Event::Read(_) => None,
+        },
+        Payload::Transient(..) => None,
+    };
     for member in members {
+        if let Some(target) = deleted
+            && let Some(ws) = conns.get_mut(member.key).and_then(|c| c.phase.ws_mut())
+        {
+            ws.own.forget(delivery.room_id, target);
+        }
         if delivery.pos <= member.min_pos || sender == Some(member.key) {
             continue;
         }

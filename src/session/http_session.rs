@@ -482,6 +482,7 @@ fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
         limits: ClientLimits::new(admitted.grant, &ctx.gate.rates, Instant::now()),
         paced: Default::default(),
         token: admitted.token.map(|t| TokenLife::new(t.exp, Instant::now(), now)),
+        own: Default::default(),
     }));
     conn.deadline = None;
     if params.format == Format::Json {

@@ -66,6 +66,7 @@ pub(crate) mod http_session;
 pub(crate) mod local;
 pub(crate) mod membership;
 pub(crate) mod ops;
+pub(crate) mod own;
 pub(crate) mod reads;
 pub(crate) mod screen;
 pub(crate) mod send;

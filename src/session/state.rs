@@ -105,6 +105,8 @@ pub(crate) struct WsState {
     pub(crate) paced: PacedReads,
     /// The token's expiry (auth on; `None` without auth).
     pub(crate) token: Option<TokenLife>,
+    /// The ids of this connection's most recent messages (`super::own`).
+    pub(crate) own: super::own::OwnRecent,
 }
 
 impl Phase {

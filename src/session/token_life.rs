@@ -107,6 +107,7 @@ pub(crate) fn on_refresh(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, token:
             continue;
         }
         let membership = ws.rooms.swap_remove(index);
+        ws.own.forget_room(membership.room.id);
         left.push(Arc::clone(&membership.room.name));
         membership::leave(ctx, key, variant, &user, membership);
     }

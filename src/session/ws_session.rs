@@ -20,6 +20,7 @@ use super::ctx::ShardCtx;
 use super::gate;
 use super::history::{self, MAX_PAGE, PageRequest};
 use super::membership::{self, Entered};
+use super::own;
 use super::reads;
 use super::screen::{author, screen};
 use super::send::{close_session, send_error, send_frame, text_frame};
@@ -309,8 +310,15 @@ fn post(
     };
     let event = Event::message(Arc::clone(&ws.user), Arc::from(&*content));
     let origin = Origin { format: Format::Json, client_id: client_id.map(Arc::from) };
-    ctx.hub.publish(RoomRef::Joined(&membership.room), event, origin, reply_to(ctx, conn.serial, key))?;
+    let room_id = membership.room.id;
+    let id = ctx.hub.publish(RoomRef::Joined(&membership.room), event, origin, reply_to(ctx, conn.serial, key))?;
     ctx.metrics.messages_received.inc();
+    if let Some(id) = id
+        && own::applies(ctx)
+        && let Phase::Ws(ws) = &mut conn.phase
+    {
+        ws.own.remember(room_id, id);
+    }
     Ok(())
 }
 
@@ -344,6 +352,7 @@ fn on_leave(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str) -> Resu
         return Err(not_joined(room));
     };
     let membership = ws.rooms.swap_remove(index);
+    ws.own.forget_room(membership.room.id);
     let (variant, user) = (ws.variant(), Arc::clone(&ws.user));
     membership::leave(ctx, key, variant, &user, membership);
     send_frame(ctx, conn, key, text_frame(&json::left(room)));

@@ -5,6 +5,7 @@
 
 use serde_json::{Value, json};
 
+use crate::support::api::{KEY, call, keyed};
 use crate::support::*;
 
 /// Posts `content` as `ws` in `room` and returns the echoed message's id.
@@ -129,6 +130,93 @@ fn a_resume_replays_edits_and_deletes_made_while_away_in_order_and_history_survi
     assert!(messages.iter().any(|m| m["id"] == first && m["edited_ts"].is_string()), "{page}");
     send_json(&mut ann, json!({"type": "edit", "room": "r", "id": third, "content": "three!"}));
     assert_eq!(recv_event(&mut ann, "edited")["content"], "three!", "a message from before the restart is editable");
+}
+
+#[test]
+fn an_edit_of_ones_latest_message_takes_its_place_when_sent_and_another_tab_of_the_user_may_edit_too() {
+    let server = Server::start(&[]);
+    let mut ann = connect_json(&server, "r", "ann");
+    let mut tab = connect_json(&server, "r", "ann");
+    let id = post(&mut ann, "r", "one");
+    assert_eq!(recv_event(&mut tab, "message")["id"], id);
+    // The fast path: published at once, so before the message sent right after it.
+    send_json(&mut ann, json!({"type": "edit", "room": "r", "id": id, "content": "one!", "client_id": "e"}));
+    send_json(&mut ann, json!({"type": "message", "room": "r", "content": "two"}));
+    let edited = recv_event(&mut ann, "edited");
+    assert_eq!((edited["content"].as_str(), edited["client_id"].as_str()), (Some("one!"), Some("e")), "{edited}");
+    let next = recv_event(&mut ann, "message");
+    assert!(edited["seq"].as_u64() < next["id"].as_u64(), "the edit is ordered when sent: {edited} {next}");
+    // The same user's other connection did not send it: its edit is checked in the store, and allowed.
+    send_json(&mut tab, json!({"type": "edit", "room": "r", "id": id, "content": "one (tab)"}));
+    for ws in [&mut tab, &mut ann] {
+        loop {
+            let event = recv_json(ws);
+            if event["type"] == "edited" && event["content"] == "one (tab)" {
+                break;
+            }
+        }
+    }
+    // The same validations as the store-checked path.
+    send_json(&mut ann, json!({"type": "edit", "room": "r", "id": id, "content": "", "client_id": "c"}));
+    assert_eq!(recv_event(&mut ann, "error")["code"], "empty_message");
+    let big = "x".repeat(20_000);
+    send_json(&mut ann, json!({"type": "edit", "room": "r", "id": id, "content": big}));
+    assert_eq!(recv_event(&mut ann, "error")["code"], "message_too_large");
+    let rows = history(&server, "r");
+    assert!(rows.iter().any(|r| r["id"] == id && r["content"] == "one (tab)"), "{rows:?}");
+}
+
+#[test]
+fn a_message_deleted_by_its_sender_another_tab_or_the_api_or_while_away_cannot_be_edited() {
+    let server = keyed(&[]);
+    let mut ann = connect_json(&server, "r", "ann");
+    let mut tab = connect_json(&server, "r", "ann");
+    let refused = |ws: &mut Client, id: u64, why: &str| {
+        send_json(ws, json!({"type": "edit", "room": "r", "id": id, "content": "back"}));
+        assert_eq!(recv_event(ws, "error")["code"], "not_found", "{why}");
+    };
+    // Deleted by the connection that sent it.
+    let own = post(&mut ann, "r", "a");
+    send_json(&mut ann, json!({"type": "delete", "room": "r", "id": own}));
+    assert_eq!(recv_event(&mut ann, "deleted")["id"].as_u64(), Some(own));
+    refused(&mut ann, own, "deleted by its sender");
+    // Deleted by another connection of the user.
+    let by_tab = post(&mut ann, "r", "b");
+    send_json(&mut tab, json!({"type": "delete", "room": "r", "id": by_tab}));
+    assert_eq!(recv_event(&mut ann, "deleted")["id"].as_u64(), Some(by_tab));
+    refused(&mut ann, by_tab, "deleted from another tab");
+    // Redacted by the server API.
+    let by_api = post(&mut ann, "r", "c");
+    let path = format!("/api/rooms/r/messages/{by_api}");
+    let (status, _, body) = call(&server, "DELETE", &path, Some(KEY), None, "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(recv_event(&mut ann, "deleted")["id"].as_u64(), Some(by_api));
+    refused(&mut ann, by_api, "redacted by the API");
+    // Redacted while the sender was out of the room (it receives no `deleted` then).
+    let away = post(&mut ann, "r", "d");
+    send_json(&mut ann, json!({"type": "leave", "room": "r"}));
+    recv_event(&mut ann, "left");
+    let path = format!("/api/rooms/r/messages/{away}");
+    let (status, _, body) = call(&server, "DELETE", &path, Some(KEY), None, "");
+    assert_eq!(status, 200, "{body}");
+    send_json(&mut ann, json!({"type": "join", "room": "r"}));
+    recv_event(&mut ann, "joined");
+    refused(&mut ann, away, "redacted while away");
+}
+
+#[test]
+fn with_retention_an_edit_never_refers_to_a_pruned_message() {
+    let server = Server::start(&["--retain-per-room", "2"]);
+    let mut ann = connect_json(&server, "r", "ann");
+    let first = post(&mut ann, "r", "first");
+    for n in 0..4 {
+        post(&mut ann, "r", &format!("m{n}"));
+    }
+    wait_until("the first message is pruned", || history(&server, "r").iter().all(|r| r["id"] != first));
+    send_json(&mut ann, json!({"type": "edit", "room": "r", "id": first, "content": "?"}));
+    assert_eq!(recv_event(&mut ann, "error")["code"], "not_found", "a pruned message is not edited");
+    send_json(&mut ann, json!({"type": "delete", "room": "r", "id": first}));
+    assert_eq!(recv_event(&mut ann, "error")["code"], "not_found", "nor deleted");
 }
 
 #[test]
