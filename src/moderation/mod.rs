@@ -98,9 +98,11 @@ impl Moderator {
     /// Judges `content` from `author`: the word list first (a blocked message is not counted as a
     /// repeat), then, for a [`Kind::Message`], the repeats.
     pub(crate) fn screen(&self, author: Author<'_>, content: &str, kind: Kind) -> Verdict {
-        let list = Arc::clone(&self.list.read());
         let mut verdict = Verdict::Pass;
-        if !list.is_empty() {
+        // Without `--blocklist` the list is empty for good: no lock and no shared count to touch
+        // per message (the default configuration).
+        let list = self.file.as_ref().map(|_| Arc::clone(&self.list.read()));
+        if let Some(list) = list.filter(|list| !list.is_empty()) {
             match self.action {
                 BlocklistAction::Reject if list.matches(content) => return Verdict::Blocked,
                 BlocklistAction::Reject => {}

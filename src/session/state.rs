@@ -203,6 +203,15 @@ impl WsState {
         Variant { format: self.format, compression }
     }
 
+    /// Takes the membership at `index` out of the connection's rooms (the caller leaves the room
+    /// with it), forgetting the connection's own recent messages there (`super::own`: it would not
+    /// see a delete of them while away).
+    pub(crate) fn take_membership(&mut self, index: usize) -> Membership {
+        let membership = self.rooms.swap_remove(index);
+        self.own.forget_room(membership.room.id);
+        membership
+    }
+
     /// The membership for `room_id`, if joined.
     pub(crate) fn membership_mut(&mut self, room_id: u64) -> Option<&mut Membership> {
         self.rooms.iter_mut().find(|m| m.room.id == room_id)

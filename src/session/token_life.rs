@@ -106,8 +106,7 @@ pub(crate) fn on_refresh(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, token:
             index += 1;
             continue;
         }
-        let membership = ws.rooms.swap_remove(index);
-        ws.own.forget_room(membership.room.id);
+        let membership = ws.take_membership(index);
         left.push(Arc::clone(&membership.room.name));
         membership::leave(ctx, key, variant, &user, membership);
     }

@@ -351,8 +351,7 @@ fn on_leave(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str) -> Resu
     let Some(index) = ws.rooms.iter().position(|m| *m.room.name == *room) else {
         return Err(not_joined(room));
     };
-    let membership = ws.rooms.swap_remove(index);
-    ws.own.forget_room(membership.room.id);
+    let membership = ws.take_membership(index);
     let (variant, user) = (ws.variant(), Arc::clone(&ws.user));
     membership::leave(ctx, key, variant, &user, membership);
     send_frame(ctx, conn, key, text_frame(&json::left(room)));

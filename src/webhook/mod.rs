@@ -24,6 +24,7 @@
 
 mod client;
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -427,7 +428,8 @@ fn signature(key: &hmac::Key, timestamp: u64, body: &[u8]) -> String {
     let mut hex = String::with_capacity(7 + 64);
     hex.push_str("sha256=");
     for byte in tag.as_ref() {
-        hex.push_str(&format!("{byte:02x}"));
+        // Writing into a String cannot fail.
+        let _ = write!(hex, "{byte:02x}");
     }
     hex
 }
