@@ -106,6 +106,10 @@ export interface JoinedEvent {
   reset: boolean;
   /** This subscription was joined before (a resume after a reconnect). */
   rejoin: boolean;
+  /** Your user's read marker in the room (0: never marked; null: unknown, e.g. without history). */
+  readId: number | null;
+  /** Messages above `readId` that are not deleted (only with a marker). */
+  unread: number | null;
 }
 
 export interface Message {
@@ -146,7 +150,7 @@ export interface DeletedEvent {
   seq: number | null;
 }
 
-/** Your user's read marker in a room; `unread` only right after `joined`. */
+/** Your user's read marker in a room; `unread` only when it comes from `joined`. */
 export interface ReadEvent {
   room: string;
   id: number;

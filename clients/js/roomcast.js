@@ -906,6 +906,10 @@ export class RoomcastClient {
       connectionId: event.connection_id,
       expiresIn: event.expires_in,
     });
+    // The user's direct-message rooms (absent without history or for an anonymous connection).
+    if (Array.isArray(event.dm_rooms)) {
+      this.#emit("dmRooms", { rooms: event.dm_rooms.filter((r) => typeof r === "string") });
+    }
     // Rejoin every other room from its cursor: the server sends what was missed before live ones.
     for (const room of this.#rooms.values()) {
       if (room.name === urlRoom || this.#socket !== ws) continue;
@@ -947,7 +951,14 @@ export class RoomcastClient {
       lastId,
       reset,
       rejoin,
+      readId: typeof event.read_id === "number" ? event.read_id : null,
+      unread: typeof event.unread === "number" ? event.unread : null,
     });
+    // The user's read marker in the room, as a `read` event (absent without history).
+    if (typeof event.read_id === "number" && event.read_id > 0) {
+      room.readId = Math.max(room.readId ?? 0, event.read_id);
+      this.#emit("read", { room: room.name, id: event.read_id, unread: typeof event.unread === "number" ? event.unread : null });
+    }
   }
 
   #onLeft(event) {
@@ -995,7 +1006,6 @@ export class RoomcastClient {
   /**
    * `edited`, `deleted` and `read`: events of the room's log with their own place (`seq`), so they
    * are de-duplicated and advance the cursor like messages (a resume replays the ones missed, once).
-   * A `read` after `joined` has no `seq` (it is the marker's state, with `unread`).
    */
   #onLogEvent(event) {
     const room = this.#rooms.get(event.room);
@@ -1016,7 +1026,7 @@ export class RoomcastClient {
       this.#emit("deleted", { room: room.name, id: event.id, seq });
     } else {
       room.readId = Math.max(room.readId ?? 0, event.id);
-      this.#emit("read", { room: room.name, id: event.id, unread: typeof event.unread === "number" ? event.unread : null });
+      this.#emit("read", { room: room.name, id: event.id, unread: null });
     }
     if (seq !== null && this.#rooms.get(room.name) === room && (room.lastId === null || seq > room.lastId)) {
       room.lastId = seq;

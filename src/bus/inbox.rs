@@ -60,6 +60,13 @@ pub(crate) enum ShardMsg {
         /// `(marker, unread)`, or why they could not be read.
         result: Result<(u64, u64), StoreError>,
     },
+    /// The direct-message rooms of a just upgraded connection's user, for its `welcome`.
+    DmRooms {
+        /// The connection.
+        conn: ConnRef,
+        /// The rooms, or why they could not be read.
+        result: Result<Vec<String>, StoreError>,
+    },
     /// An HTTP answer decided off the shard (the server API, once the store committed the change):
     /// sent if the connection is still the one that asked.
     Reply {

@@ -306,24 +306,18 @@ pub fn write_event(out: &mut Vec<u8>, seq: &Sequenced, client_id: Option<&str>) 
             let event = DeletedEvent { kind: "deleted", room: &seq.room, id: delete.target, seq: seq.id, client_id };
             write(out, &event);
         }
-        Event::Read(read) => {
-            write(out, &ReadEvent { kind: "read", room: &seq.room, id: read.upto, seq: Some(seq.id), unread: None })
-        }
+        Event::Read(read) => write(out, &ReadEvent { kind: "read", room: &seq.room, id: read.upto, seq: seq.id }),
     }
 }
 
-/// `read`: the user's read marker in `room` is at message `id` (to that user's connections); after a
-/// join it also says how many messages are `unread` above it.
+/// `read`: the user's read marker in `room` is at message `id` (to that user's connections).
 #[derive(Serialize)]
 struct ReadEvent<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     room: &'a str,
     id: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    seq: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    unread: Option<u64>,
+    seq: u64,
 }
 
 /// `GET /rooms/{room}/read` body: `{room, id, unread}`.
@@ -335,11 +329,6 @@ pub(crate) fn read_marker_body(room: &str, id: u64, unread: u64) -> Vec<u8> {
         unread: u64,
     }
     to_vec(&Marker { room, id, unread })
-}
-
-/// `read` after a join: the user's marker in `room` (0: none yet) and the messages above it.
-pub(crate) fn read_state(room: &str, id: u64, unread: u64) -> Vec<u8> {
-    to_vec(&ReadEvent { kind: "read", room, id, seq: None, unread: Some(unread) })
 }
 
 /// Limits announced in `welcome`.
@@ -357,12 +346,15 @@ pub(crate) struct WelcomeLimits {
 /// ids may start again (every `--no-persist` start, a new database), so a client's `since` from
 /// another epoch is recognised and not applied.
 /// `expires_in`: seconds until the connection's token expires (auth on; absent without auth).
+/// `dm_rooms`: the user's direct-message rooms (absent when unknown: no history, an anonymous
+/// connection, or the store could not answer).
 pub(crate) fn welcome(
     user: &str,
     conn_id: u64,
     limits: &WelcomeLimits,
     epoch: &str,
     expires_in: Option<u64>,
+    dm_rooms: Option<&[String]>,
 ) -> Vec<u8> {
     #[derive(Serialize)]
     struct Welcome<'a> {
@@ -374,8 +366,10 @@ pub(crate) fn welcome(
         limits: &'a WelcomeLimits,
         #[serde(skip_serializing_if = "Option::is_none")]
         expires_in: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dm_rooms: Option<&'a [String]>,
     }
-    to_vec(&Welcome { kind: "welcome", user, connection_id: conn_id, epoch, limits, expires_in })
+    to_vec(&Welcome { kind: "welcome", user, connection_id: conn_id, epoch, limits, expires_in, dm_rooms })
 }
 
 /// `refreshed`: the answer to a `refresh` the server accepted, with the new token's `expires_in`.
@@ -389,22 +383,48 @@ pub(crate) fn refreshed(expires_in: u64) -> Vec<u8> {
     to_vec(&Refreshed { kind: "refreshed", expires_in })
 }
 
+/// A user's read state in a room, as `joined` carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReadState {
+    /// The user's read marker (0: the user never marked the room read).
+    pub(crate) read_id: u64,
+    /// Messages above the marker that are not deleted (only with a marker).
+    pub(crate) unread: Option<u64>,
+}
+
 /// `joined`: answer to a join, with who is there (at most `members.len()` names) and how many.
 /// `reset`: the client resumed from another epoch; its `since` was not applied (it should drop what it
-/// keeps of the room's ids and page history afresh).
-pub(crate) fn joined(room: &str, members: &[&str], member_count: usize, last_id: u64, reset: bool) -> Vec<u8> {
+/// keeps of the room's ids and page history afresh). `read`: the user's read state (absent when
+/// unknown: no history, an anonymous connection, or the store could not answer).
+pub(crate) fn joined<S: AsRef<str>>(
+    room: &str,
+    members: &[S],
+    member_count: usize,
+    last_id: u64,
+    reset: bool,
+    read: Option<ReadState>,
+) -> Vec<u8> {
     #[derive(Serialize)]
     struct Joined<'a> {
         #[serde(rename = "type")]
         kind: &'static str,
         room: &'a str,
-        members: &'a [&'a str],
+        members: Vec<&'a str>,
         member_count: usize,
         last_id: u64,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         reset: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        read_id: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        unread: Option<u64>,
     }
-    to_vec(&Joined { kind: "joined", room, members, member_count, last_id, reset })
+    let members = members.iter().map(AsRef::as_ref).collect();
+    let (read_id, unread) = match read {
+        Some(state) => (Some(state.read_id), state.unread),
+        None => (None, None),
+    };
+    to_vec(&Joined { kind: "joined", room, members, member_count, last_id, reset, read_id, unread })
 }
 
 /// `left`: answer to a leave.

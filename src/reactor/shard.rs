@@ -344,6 +344,13 @@ impl Shard {
                         session::on_read_state(&mut self.ctx, conn, to.key, &room, result);
                     }
                 }
+                ShardMsg::DmRooms { conn: to, result } => {
+                    if let Some(conn) = self.conns.get_mut(to.key)
+                        && conn.serial == to.serial
+                    {
+                        session::on_dm_rooms(&mut self.ctx, conn, to.key, result);
+                    }
+                }
                 ShardMsg::Reply { conn: to, response, keep_alive } => {
                     if let Some(conn) = self.conns.get_mut(to.key)
                         && conn.serial == to.serial

@@ -298,6 +298,20 @@ fn release(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64) {
     }
 }
 
+/// Ends a hold that was not a resume (`joined` waited for the store, `super::reads`): the held
+/// frames are sent; if they overflowed meanwhile, the member catches up from history instead,
+/// from `last_id` (the id its `joined` announced) as a resume would.
+pub(crate) fn end_hold(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room_id: u64, last_id: u64) {
+    let overflowed = ctx.local.held_mut(room_id, key).is_some_and(|held| held.overflowed);
+    if !overflowed {
+        return release(ctx, conn, key, room_id);
+    }
+    let Some(membership) = conn.phase.ws_mut().and_then(|ws| ws.membership_mut(room_id)) else { return };
+    membership.catch_up = Some(catch_up(last_id, last_id));
+    finish(ctx, conn, key, room_id);
+    pump(ctx, conn, key);
+}
+
 /// Asks for the next catch-up page of `room_id` unless it is already waiting.
 fn queue_resume(paced: &mut PacedReads, room_id: u64) {
     if !paced.waiting.iter().any(|r| matches!(r, PacedRead::Resume { room_id: id } if *id == room_id)) {

@@ -23,7 +23,7 @@ use super::ctx::ShardCtx;
 use super::gate;
 use super::gate::AccessError;
 use super::history::{self, PageRequest};
-use super::state::{Conn, Phase, TokenLife, WsState};
+use super::state::{Conn, PendingWelcome, Phase, TokenLife, WsState};
 use super::{api_session, ops, token_life, ws_session};
 use crate::api::registry::ConnEntry;
 use crate::api::route as api_route;
@@ -40,7 +40,6 @@ use crate::static_files;
 use crate::store::{HistoryPage, HistoryQuery, StoreError};
 use crate::types::Format;
 use crate::types::{ClientError, ConnRef, ErrorCode};
-use crate::ws::codec;
 
 /// Output queued on an HTTP connection above which no further request is parsed.
 const PIPELINE_MARK: usize = 16 * 1024;
@@ -483,17 +482,23 @@ fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
         paced: Default::default(),
         token: admitted.token.map(|t| TokenLife::new(t.exp, Instant::now(), now)),
         own: Default::default(),
+        welcome: None,
     }));
     conn.deadline = None;
+    tracing::debug!(shard = ctx.shard, key, peer = %conn.peer, room = %params.room, format = ?params.format, "upgraded");
     if params.format == Format::Json {
         let expires_in = admitted.token.map(|t| token_life::expires_in(t.exp, now));
-        let welcome = json::welcome(&user, conn.serial, &ws_session::limits(&ctx.cfg), &ctx.epoch, expires_in);
-        conn.send_unbounded(codec::encode_frame(codec::TEXT, &welcome));
-        let to = crate::types::ConnRef { shard: ctx.shard, key, serial: conn.serial };
-        super::direct::after_welcome(ctx, to, &user);
+        let pending = PendingWelcome {
+            expires_in,
+            room: params.room,
+            since: params.since,
+            epoch: params.epoch,
+            frames: Vec::new(),
+        };
+        super::direct::welcome(ctx, conn, key, pending);
+    } else {
+        ws_session::join(ctx, conn, key, &params.room, params.since, params.epoch.as_deref());
     }
-    tracing::debug!(shard = ctx.shard, key, peer = %conn.peer, room = %params.room, format = ?params.format, "upgraded");
-    ws_session::join(ctx, conn, key, &params.room, params.since, params.epoch.as_deref());
     ctx.schedule.flush(key);
 }
 

@@ -42,7 +42,7 @@
 //! - [`amend`]: edits and deletes (the target looked up in the store, then published);
 //! - [`reads`]: read markers (published to the user's connections; the marker read after a join);
 //! - [`deliver`]: a published event onto every local member;
-//! - [`direct`]: the list of a user's direct-message rooms after `welcome`;
+//! - [`direct`]: `welcome` with the user's direct-message rooms (waiting for the store when there may be some);
 //! - [`token_life`]: a token's expiry on a live connection, `token_expired`, `refresh`;
 //! - [`heartbeat`]: pings, idle timeouts, and the sweep's look at the token;
 //! - [`ws_session`]: frames, commands, joins and leaves;
@@ -103,7 +103,8 @@ pub(crate) fn on_input(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &m
 /// paused (`ShardCtx::ingress_paused`): the shard then leaves the socket unread, so TCP pushes back.
 pub(crate) fn wants_input(ctx: &ShardCtx, conn: &Conn) -> bool {
     match conn.phase {
-        Phase::Ws(_) => !ctx.ingress_paused(),
+        // Not before `welcome` was sent either (`direct`: it may wait for the store).
+        Phase::Ws(ref ws) => ws.welcome.is_none() && !ctx.ingress_paused(),
         _ => http_session::accepts_request(ctx, conn),
     }
 }
@@ -174,9 +175,16 @@ pub(crate) fn on_close_request(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, 
 
 /// A frame made for this connection off the shard: queued if it is still a WebSocket session.
 pub(crate) fn on_frame(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, frame: bytes::Bytes) {
-    if matches!(conn.phase, Phase::Ws(_)) {
+    if matches!(conn.phase, Phase::Ws(_))
+        && let Some(frame) = direct::hold_until_welcome(conn, frame)
+    {
         send::send_frame(ctx, conn, key, frame);
     }
+}
+
+/// The direct-message rooms a `welcome` waited for (ignored unless it still waits).
+pub(crate) fn on_dm_rooms(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, result: Result<Vec<String>, StoreError>) {
+    direct::on_rooms(ctx, conn, key, result);
 }
 
 /// The next page of a change-feed stream (ignored unless the connection still streams).

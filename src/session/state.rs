@@ -107,6 +107,31 @@ pub(crate) struct WsState {
     pub(crate) token: Option<TokenLife>,
     /// The ids of this connection's most recent messages (`super::own`).
     pub(crate) own: super::own::OwnRecent,
+    /// `welcome` waits for the user's direct-message rooms from the store (`super::direct`): the
+    /// socket is not read and the handshake's room not joined until it is sent.
+    pub(crate) welcome: Option<Box<PendingWelcome>>,
+}
+
+/// A `welcome` waiting for the store's list of the user's direct-message rooms, with what the
+/// handshake asked for once it is sent.
+#[derive(Debug)]
+pub(crate) struct PendingWelcome {
+    /// Seconds until the token's `exp` (auth on).
+    pub(crate) expires_in: Option<u64>,
+    /// The handshake's room, joined right after `welcome`.
+    pub(crate) room: String,
+    /// The handshake's `since` and `epoch`.
+    pub(crate) since: Option<u64>,
+    pub(crate) epoch: Option<String>,
+    /// Frames for the connection that arrived meanwhile (`dm_rooms` notices), sent after `welcome`;
+    /// at most [`PendingWelcome::MAX_FRAMES`].
+    pub(crate) frames: Vec<bytes::Bytes>,
+}
+
+impl PendingWelcome {
+    /// Frames kept while `welcome` waits; later ones are dropped (a `dm_rooms` notice, whose room
+    /// the next `welcome` lists).
+    pub(crate) const MAX_FRAMES: usize = 16;
 }
 
 impl Phase {
@@ -187,6 +212,21 @@ pub(crate) struct Membership {
     pub(crate) typing_at: Option<std::time::Instant>,
     /// The highest read marker this connection sent or was told in the room (an older one is ignored).
     pub(crate) read_upto: u64,
+    /// `joined` waits for the user's read marker from the store (`super::reads`); live frames of the
+    /// room are held meanwhile and a resume's catch-up starts after it.
+    pub(crate) pending_joined: Option<Box<PendingJoined>>,
+}
+
+/// A `joined` frame waiting for the user's read marker: what it will say besides.
+#[derive(Debug)]
+pub(crate) struct PendingJoined {
+    /// Up to `MAX_MEMBER_NAMES` member names, and the member count, at the join.
+    pub(crate) members: Vec<Arc<str>>,
+    pub(crate) member_count: usize,
+    /// The room's last id at the join.
+    pub(crate) last_id: u64,
+    /// The join carried a `since` from another epoch.
+    pub(crate) reset: bool,
 }
 
 /// At most one `typing` per connection and room is forwarded in this time; the rest are dropped.

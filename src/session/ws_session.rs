@@ -24,7 +24,7 @@ use super::own;
 use super::reads;
 use super::screen::{author, screen};
 use super::send::{close_session, send_error, send_frame, text_frame};
-use super::state::{Conn, Membership, Phase, TYPING_EVERY};
+use super::state::{Conn, Membership, PendingJoined, Phase, TYPING_EVERY};
 use super::token_life;
 use crate::config::Config;
 use crate::limits::throttle::Verdict;
@@ -65,6 +65,10 @@ pub(crate) fn on_input(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &m
 /// Decodes frames from `data` until it runs out or the connection closes; returns bytes consumed.
 fn decode_frames(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, data: &mut [u8], now: Instant) -> usize {
     let Phase::Ws(ws) = &mut conn.phase else { return data.len() };
+    if ws.welcome.is_some() {
+        // Frames sent right after the handshake wait for `welcome` (`super::direct`).
+        return 0;
+    }
     let mut decoder = std::mem::take(&mut ws.decoder);
     // A deflate connection borrows the shard's one inflater for this read batch.
     let mut inflater = ws.deflate.map(|_| ctx.inflater.take().unwrap_or_default());
@@ -405,28 +409,55 @@ pub(crate) fn join(
     let Phase::Ws(ws) = &mut conn.phase else { return };
     let (format, variant, user) = (ws.format, ws.variant(), Arc::clone(&ws.user));
     let persisted = ctx.store.is_some();
+    // `joined` says the user's read state when there can be one; it waits for the store only when a
+    // marker may be stored (live frames are held meanwhile, like a resume's).
+    let read_known = format == Format::Json && reads::has_read_state(ctx, &user);
+    let waits = read_known && reads::may_have_marker(ctx);
     // A JSON member joining with `since` below the room's last id resumes: live frames wait.
     let resumes = |last_id: u64| since.is_some_and(|s| format == Format::Json && s < last_id && persisted);
-    let Entered { joined, cluster_members } = membership::enter(ctx, key, variant, &user, room, resumes);
+    let Entered { joined, cluster_members } =
+        membership::enter(ctx, key, variant, &user, room, |last_id| waits || resumes(last_id));
     let resume_from = since.filter(|_| resumes(joined.last_id));
     let catch_up = resume_from.map(|since| catchup::catch_up(since, joined.last_id));
-    ws.rooms.push(Membership { room: Arc::clone(&joined.room), catch_up, typing_at: None, read_upto: 0 });
-    if format == Format::Json {
-        let (names, count) = match &cluster_members {
-            Some((names, count)) => (names, *count),
-            None => (&joined.member_names, joined.member_count),
-        };
-        let names: Vec<&str> = names.iter().map(|n| &**n).collect();
-        let frame = json::joined(room, &names, count, joined.last_id, reset);
-        conn.send_unbounded(codec::encode_frame(codec::TEXT, &frame));
-        ctx.schedule.flush(key);
+    let (members, member_count) = match cluster_members {
+        Some(list) => list,
+        None => (joined.member_names, joined.member_count),
+    };
+    let pending = PendingJoined { members, member_count, last_id: joined.last_id, reset };
+    let room_id = joined.room.id;
+    let mut membership =
+        Membership { room: joined.room, catch_up, typing_at: None, read_upto: 0, pending_joined: None };
+    if format != Format::Json {
+        ws.rooms.push(membership);
+        return;
     }
-    if format == Format::Json {
-        reads::after_join(ctx, conn, key, &joined.room.name);
+    if waits {
+        membership.pending_joined = Some(Box::new(pending));
+        let room = Arc::clone(&membership.room.name);
+        ws.rooms.push(membership);
+        reads::ask(ctx, conn, key, room);
+        return;
     }
+    ws.rooms.push(membership);
+    let read = read_known.then_some(json::ReadState { read_id: 0, unread: None });
+    send_joined(ctx, conn, key, room, &pending, read);
     if resume_from.is_some() {
-        catchup::start(ctx, conn, key, joined.room.id);
+        catchup::start(ctx, conn, key, room_id);
     }
+}
+
+/// Queues `joined` for `room` (ahead of anything else the connection is to receive).
+pub(crate) fn send_joined(
+    ctx: &mut ShardCtx,
+    conn: &mut Conn,
+    key: usize,
+    room: &str,
+    joined: &PendingJoined,
+    read: Option<json::ReadState>,
+) {
+    let frame = json::joined(room, &joined.members, joined.member_count, joined.last_id, joined.reset, read);
+    conn.send_unbounded(codec::encode_frame(codec::TEXT, &frame));
+    ctx.schedule.flush(key);
 }
 
 /// What [`admit`] charges to the connection's throttle.

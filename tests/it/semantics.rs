@@ -298,12 +298,19 @@ fn read_markers_reach_every_connection_of_the_user_only_go_up_and_come_back_afte
     let fourth = post(&mut phone, "r", "four");
     assert_eq!(recv_event(&mut bob, "message")["id"], fourth);
 
-    // A new connection of ann's, after a restart, gets her marker and the unread count after joined.
+    // A new connection of ann's, after a restart, gets her marker and the unread count in `joined`.
     let (_, dir) = server.stop();
     let server = Server::start_in(dir, &[]);
-    let mut tablet = connect_json(&server, "r", "ann");
-    let read = recv_event(&mut tablet, "read");
-    assert_eq!((read["id"].as_u64(), read["unread"].as_u64()), (Some(second), Some(2)), "three and four: {read}");
+    let mut tablet = connect_ws(&server, "/ws?format=json&room=r&nick=ann");
+    let welcome = recv_json(&mut tablet);
+    assert_eq!((welcome["type"].as_str(), &welcome["dm_rooms"]), (Some("welcome"), &json!([])), "{welcome}");
+    let joined = recv_json(&mut tablet);
+    assert_eq!(joined["type"], "joined", "first after welcome: {joined}");
+    assert_eq!(
+        (joined["read_id"].as_u64(), joined["unread"].as_u64()),
+        (Some(second), Some(2)),
+        "three and four: {joined}"
+    );
     // The same over REST, for the user named (the token's user with auth on).
     let (status, _, body) = http_get(&server, "/rooms/r/read?nick=ann");
     assert_eq!(status, 200);
@@ -312,9 +319,16 @@ fn read_markers_reach_every_connection_of_the_user_only_go_up_and_come_back_afte
     let (status, _, body) = http_get(&server, "/rooms/r/read?nick=nobody");
     assert_eq!((status, serde_json::from_slice::<Value>(&body).expect("json")["id"].as_u64()), (200, Some(0)));
     assert_eq!(http_get(&server, "/rooms/r/read").0, 400, "whose marker?");
-    let mut carl = connect_json(&server, "r", "carl");
-    send_json(&mut carl, json!({"type": "ping"}));
-    assert_eq!(recv_event(&mut carl, "pong")["type"], "pong", "no marker, no read event");
+    let mut carl = connect_ws(&server, "/ws?format=json&room=r&nick=carl");
+    recv_event(&mut carl, "welcome");
+    let joined = recv_json(&mut carl);
+    assert_eq!((joined["read_id"].as_u64(), joined.get("unread")), (Some(0), None), "no marker yet: {joined}");
+    // Anonymous connections share one name: no read state for them.
+    let mut anonymous = connect_ws(&server, "/ws?format=json&room=r");
+    let welcome = recv_event(&mut anonymous, "welcome");
+    assert!(welcome.get("dm_rooms").is_none(), "{welcome}");
+    let joined = recv_json(&mut anonymous);
+    assert!(joined.get("read_id").is_none(), "{joined}");
     drop(tablet.close(None));
 }
 
@@ -367,10 +381,13 @@ fn direct_messages_reach_only_their_two_users_and_are_listed_after_welcome() {
 
     // Bob, connecting later, is told about the room and finds the messages in it.
     let mut bob = as_user("bob", "lobby");
-    recv_event(&mut bob, "welcome");
+    let welcome = recv_json(&mut bob);
+    assert_eq!(
+        (welcome["type"].as_str(), &welcome["dm_rooms"]),
+        (Some("welcome"), &json!(["dm:ann,bob"])),
+        "{welcome}"
+    );
     recv_event(&mut bob, "joined");
-    let listed = recv_event(&mut bob, "dm_rooms");
-    assert_eq!(listed["rooms"], json!(["dm:ann,bob"]));
     send_json(&mut bob, json!({"type": "history", "room": "dm:ann,bob"}));
     let page = recv_event(&mut bob, "history");
     let contents: Vec<&str> =
@@ -378,4 +395,42 @@ fn direct_messages_reach_only_their_two_users_and_are_listed_after_welcome() {
     assert_eq!(contents, ["again", "psst"], "newest first: {page}");
     send_json(&mut carl, json!({"type": "history", "room": "dm:ann,bob"}));
     assert_eq!(recv_event(&mut carl, "error")["code"], "forbidden");
+}
+
+#[test]
+fn a_join_that_waits_for_the_read_marker_misses_nothing_published_meanwhile() {
+    let server = Server::start(&["--rate-limit", "0"]);
+    let mut ann = connect_json(&server, "r", "ann");
+    let first = post(&mut ann, "r", "first");
+    send_json(&mut ann, json!({"type": "read", "room": "r", "id": first}));
+    recv_event(&mut ann, "read");
+    // Bob posts without pause while ann's second connection joins (its `joined` waits for the store).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, mut bob) = (std::sync::Arc::clone(&stop), connect_json(&server, "r", "bob"));
+        std::thread::spawn(move || {
+            let mut ids = Vec::new();
+            for n in 0..400 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) && n >= 50 {
+                    break;
+                }
+                ids.push(post(&mut bob, "r", &format!("m{n}")));
+            }
+            ids
+        })
+    };
+    let mut laptop = connect_ws(&server, "/ws?format=json&room=r&nick=ann");
+    recv_event(&mut laptop, "welcome");
+    let joined = recv_json(&mut laptop);
+    assert_eq!(joined["type"], "joined", "joined before any live frame: {joined}");
+    assert_eq!(joined["read_id"].as_u64(), Some(first), "{joined}");
+    let last_id = joined["last_id"].as_u64().expect("last_id");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let posted = writer.join().expect("writer");
+    let expected: Vec<u64> = posted.into_iter().filter(|id| *id > last_id).collect();
+    let mut got = Vec::new();
+    while got.len() < expected.len() {
+        got.push(recv_event(&mut laptop, "message")["id"].as_u64().expect("id"));
+    }
+    assert_eq!(got, expected, "every message after last_id, in order, once");
 }

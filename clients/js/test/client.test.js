@@ -325,6 +325,8 @@ test("edits, deletes and read markers made while away are replayed once each, in
   // After the rejoin the server told ann her marker and what is unread above it.
   const after = seen.read.filter((r) => r.unread !== null);
   assert.ok(after.some((r) => r.id === second.id && r.unread === 1), JSON.stringify(seen.read));
+  const rejoined = seen.joined.at(-1);
+  assert.deepEqual([rejoined.readId, rejoined.unread], [second.id, 1], "joined carries the read state");
   // History shows the current state.
   const page = await ann.history("lobby", { limit: 10 });
   const state = page.messages.map((m) => [m.id, m.deleted ? null : m.content, !!m.editedTs]);
