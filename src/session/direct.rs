@@ -15,7 +15,7 @@ use super::ctx::ShardCtx;
 use super::send::{send_frame, text_frame};
 use super::state::{Conn, PendingWelcome, Phase, is_anonymous};
 use crate::bus::ShardMsg;
-use crate::protocol::json;
+use crate::protocol::json::{self, WelcomeLimits};
 use crate::store::StoreError;
 use crate::types::ConnRef;
 use crate::ws::codec;
@@ -27,9 +27,16 @@ pub(crate) fn opened(ctx: &ShardCtx, to: &str, room: &str) {
 }
 
 /// Sends `welcome` to a JSON connection just upgraded, with its user's direct-message rooms (read
-/// from the store first when there may be some), then joins the handshake's room.
-pub(crate) fn welcome(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, pending: PendingWelcome) {
-    let Phase::Ws(ws) = &mut conn.phase else { return };
+/// from the store first when there may be some). Returns what the handshake asked for when
+/// `welcome` went out now (the caller joins its room); `None` while it waits ([`on_rooms`]).
+pub(crate) fn welcome(
+    ctx: &mut ShardCtx,
+    conn: &mut Conn,
+    key: usize,
+    pending: PendingWelcome,
+    limits: &WelcomeLimits,
+) -> Option<PendingWelcome> {
+    let Phase::Ws(ws) = &mut conn.phase else { return None };
     let named = !is_anonymous(&ws.user);
     match ctx.store.as_ref() {
         Some(store) if named && store.may_hold_dm_rooms() => {
@@ -41,16 +48,24 @@ pub(crate) fn welcome(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, pending: 
                 store.enqueued_seq(),
                 Box::new(move |result| inbox.send(ShardMsg::DmRooms { conn: to, result })),
             );
+            None
         }
-        Some(_) if named => send_welcome(ctx, conn, key, pending, Some(&[])),
-        _ => send_welcome(ctx, conn, key, pending, None),
+        Some(_) if named => send_welcome(ctx, conn, key, pending, limits, Some(&[])),
+        _ => send_welcome(ctx, conn, key, pending, limits, None),
     }
 }
 
 /// The direct-message rooms asked for by [`welcome`] arrived: `welcome` with them (without them
-/// when the store failed, logged), then what waited behind it.
-pub(crate) fn on_rooms(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, result: Result<Vec<String>, StoreError>) {
-    let Some(pending) = conn.phase.ws_mut().and_then(|ws| ws.welcome.take()) else { return };
+/// when the store failed, logged). Returns what the handshake asked for (the caller joins its room
+/// and serves the input that waited), `None` when nothing waited.
+pub(crate) fn on_rooms(
+    ctx: &mut ShardCtx,
+    conn: &mut Conn,
+    key: usize,
+    result: Result<Vec<String>, StoreError>,
+    limits: &WelcomeLimits,
+) -> Option<PendingWelcome> {
+    let pending = conn.phase.ws_mut().and_then(|ws| ws.welcome.take())?;
     let rooms = match result {
         Ok(rooms) => Some(rooms),
         Err(err) => {
@@ -58,9 +73,7 @@ pub(crate) fn on_rooms(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, result: 
             None
         }
     };
-    send_welcome(ctx, conn, key, *pending, rooms.as_deref());
-    // Frames the client sent meanwhile waited in the input buffer.
-    super::ws_session::on_input(ctx, conn, key, &mut []);
+    send_welcome(ctx, conn, key, *pending, limits, rooms.as_deref())
 }
 
 /// A frame for a connection whose `welcome` waits: kept to follow it (bounded; see
@@ -75,16 +88,24 @@ pub(crate) fn hold_until_welcome(conn: &mut Conn, frame: Bytes) -> Option<Bytes>
     None
 }
 
-fn send_welcome(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, pending: PendingWelcome, dm_rooms: Option<&[String]>) {
-    let Some(ws) = conn.phase.ws() else { return };
-    let limits = super::ws_session::limits(&ctx.cfg);
-    let frame = json::welcome(&ws.user, conn.serial, &limits, &ctx.epoch, pending.expires_in, dm_rooms);
+/// Queues `welcome`, then the frames that waited for it; returns the rest of `pending` unless the
+/// connection is closing.
+fn send_welcome(
+    ctx: &mut ShardCtx,
+    conn: &mut Conn,
+    key: usize,
+    mut pending: PendingWelcome,
+    limits: &WelcomeLimits,
+    dm_rooms: Option<&[String]>,
+) -> Option<PendingWelcome> {
+    let ws = conn.phase.ws()?;
+    let frame = json::welcome(&ws.user, conn.serial, limits, &ctx.epoch, pending.expires_in, dm_rooms);
     conn.send_unbounded(codec::encode_frame(codec::TEXT, &frame));
     ctx.schedule.flush(key);
-    for frame in pending.frames {
+    for frame in std::mem::take(&mut pending.frames) {
         if !send_frame(ctx, conn, key, frame) {
-            return;
+            return None;
         }
     }
-    super::ws_session::join(ctx, conn, key, &pending.room, pending.since, pending.epoch.as_deref());
+    Some(pending)
 }

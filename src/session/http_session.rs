@@ -495,7 +495,10 @@ fn upgrade(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, req: &Request) {
             epoch: params.epoch,
             frames: Vec::new(),
         };
-        super::direct::welcome(ctx, conn, key, pending);
+        let limits = ws_session::limits(&ctx.cfg);
+        if let Some(handshake) = super::direct::welcome(ctx, conn, key, pending, &limits) {
+            ws_session::join(ctx, conn, key, &handshake.room, handshake.since, handshake.epoch.as_deref());
+        }
     } else {
         ws_session::join(ctx, conn, key, &params.room, params.since, params.epoch.as_deref());
     }

@@ -184,7 +184,12 @@ pub(crate) fn on_frame(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, frame: b
 
 /// The direct-message rooms a `welcome` waited for (ignored unless it still waits).
 pub(crate) fn on_dm_rooms(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, result: Result<Vec<String>, StoreError>) {
-    direct::on_rooms(ctx, conn, key, result);
+    let limits = ws_session::limits(&ctx.cfg);
+    if let Some(handshake) = direct::on_rooms(ctx, conn, key, result, &limits) {
+        ws_session::join(ctx, conn, key, &handshake.room, handshake.since, handshake.epoch.as_deref());
+        // Frames the client sent meanwhile waited in the input buffer.
+        ws_session::on_input(ctx, conn, key, &mut []);
+    }
 }
 
 /// The next page of a change-feed stream (ignored unless the connection still streams).

@@ -15,12 +15,13 @@
 use std::sync::Arc;
 
 use super::ctx::ShardCtx;
-use super::state::{Conn, Phase};
+use super::state::{Conn, PendingJoined, Phase};
 use crate::bus::ShardMsg;
 use crate::protocol::json;
 use crate::protocol::names;
 use crate::room::hub::RoomRef;
 use crate::types::{ClientError, ConnRef, ErrorCode, Event, Origin, Read};
+use crate::ws::codec;
 
 /// `read`: the sender has read `room` up to message `id`. An id not above what this connection
 /// already sent or was told is ignored (markers only go up).
@@ -112,10 +113,24 @@ fn finish_join(ctx: &mut ShardCtx, conn: &mut Conn, key: usize, room: &str, read
         membership.read_upto = membership.read_upto.max(state.read_id);
     }
     let (room_id, resumes) = (membership.room.id, membership.catch_up.is_some());
-    super::ws_session::send_joined(ctx, conn, key, room, &pending, read);
+    send_joined(ctx, conn, key, room, &pending, read);
     if resumes {
         super::catchup::start(ctx, conn, key, room_id);
     } else {
         super::catchup::end_hold(ctx, conn, key, room_id, pending.last_id);
     }
+}
+
+/// Queues `joined` for `room` (ahead of anything else the connection is to receive).
+pub(crate) fn send_joined(
+    ctx: &mut ShardCtx,
+    conn: &mut Conn,
+    key: usize,
+    room: &str,
+    joined: &PendingJoined,
+    read: Option<json::ReadState>,
+) {
+    let frame = json::joined(room, &joined.members, joined.member_count, joined.last_id, joined.reset, read);
+    conn.send_unbounded(codec::encode_frame(codec::TEXT, &frame));
+    ctx.schedule.flush(key);
 }

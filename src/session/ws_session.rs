@@ -440,24 +440,10 @@ pub(crate) fn join(
     }
     ws.rooms.push(membership);
     let read = read_known.then_some(json::ReadState { read_id: 0, unread: None });
-    send_joined(ctx, conn, key, room, &pending, read);
+    reads::send_joined(ctx, conn, key, room, &pending, read);
     if resume_from.is_some() {
         catchup::start(ctx, conn, key, room_id);
     }
-}
-
-/// Queues `joined` for `room` (ahead of anything else the connection is to receive).
-pub(crate) fn send_joined(
-    ctx: &mut ShardCtx,
-    conn: &mut Conn,
-    key: usize,
-    room: &str,
-    joined: &PendingJoined,
-    read: Option<json::ReadState>,
-) {
-    let frame = json::joined(room, &joined.members, joined.member_count, joined.last_id, joined.reset, read);
-    conn.send_unbounded(codec::encode_frame(codec::TEXT, &frame));
-    ctx.schedule.flush(key);
 }
 
 /// What [`admit`] charges to the connection's throttle.
