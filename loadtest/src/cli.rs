@@ -52,6 +52,10 @@ pub struct Common {
     /// wss://: accept any server certificate (handshake signatures are still checked).
     #[arg(long, conflicts_with = "ca")]
     pub insecure: bool,
+    /// wss://: no TLS session resumption (every handshake in full); by default each client keeps
+    /// its own ticket and resumes on reconnect.
+    #[arg(long)]
+    pub no_tls_resumption: bool,
     /// Number of client connections.
     #[arg(long, default_value_t = 100)]
     pub conns: u32,

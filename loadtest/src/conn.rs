@@ -53,6 +53,8 @@ pub struct Meta {
     pub replay_done_ns: u64,
     /// Avalanche: failed reconnect attempts in a row (the web client's backoff exponent).
     pub backoff: u32,
+    /// `wss://` with resumption: this client's own TLS configuration and ticket store.
+    pub tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// Why a connection ended.
@@ -94,9 +96,11 @@ impl ConnError {
 
 /// What the connection saw, handed to the worker.
 pub enum Event<'a> {
-    /// The upgrade succeeded; `deflate`: permessage-deflate was negotiated.
+    /// The upgrade succeeded; `deflate`: permessage-deflate was negotiated; `resumed`: over TLS,
+    /// whether the TLS handshake resumed a session (`None` without TLS).
     Open {
         deflate: bool,
+        resumed: Option<bool>,
     },
     Text(&'a [u8]),
     Binary,
@@ -324,7 +328,9 @@ impl Conn {
                         pos += n;
                         self.phase = Phase::Open;
                         self.deflate = deflate;
-                        cb(&mut self.meta, Event::Open { deflate });
+                        let resumed =
+                            self.tls.as_ref().map(|t| t.handshake_kind() == Some(rustls::HandshakeKind::Resumed));
+                        cb(&mut self.meta, Event::Open { deflate, resumed });
                     }
                     Ok(None) => break,
                     Err(e) => return Err(ConnError::Handshake(e)),

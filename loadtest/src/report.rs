@@ -59,6 +59,11 @@ pub struct Wire {
     pub deflate_offered: bool,
     /// Handshakes in which the server accepted it.
     pub deflate_negotiated: u64,
+    /// `wss://`: TLS handshakes completed in full and by resuming a session (ticket).
+    #[serde(default)]
+    pub tls_full_handshakes: u64,
+    #[serde(default)]
+    pub tls_resumed_handshakes: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -365,6 +370,8 @@ impl Report {
                 bytes_out: s.wire_out,
                 deflate_offered,
                 deflate_negotiated: s.deflate_negotiated,
+                tls_full_handshakes: s.tls_full,
+                tls_resumed_handshakes: s.tls_resumed,
             },
             messages: Messages {
                 sent: s.sent,
@@ -461,6 +468,13 @@ pub fn render_table(r: &Report) -> String {
         "deflate not offered".to_string()
     };
     let _ = writeln!(out, "  wire         {} bytes in, {} bytes out; {deflate}", w.bytes_in, w.bytes_out);
+    if w.tls_full_handshakes + w.tls_resumed_handshakes > 0 {
+        let _ = writeln!(
+            out,
+            "  tls          {} full handshakes, {} resumed",
+            w.tls_full_handshakes, w.tls_resumed_handshakes
+        );
+    }
     if ["broadcast", "churn", "ramp", "avalanche"].contains(&r.scenario.as_str()) {
         let _ = writeln!(out, "  sent         {} (+{} warmup) to {} recipients", m.sent, m.sent_warmup, m.recipients);
         let _ = writeln!(

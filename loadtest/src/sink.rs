@@ -66,9 +66,14 @@ impl Sink {
 
     pub fn on_event(&mut self, meta: &mut Meta, ev: Event<'_>) {
         match ev {
-            Event::Open { deflate } => {
+            Event::Open { deflate, resumed } => {
                 if deflate {
                     self.stats.deflate_negotiated += 1;
+                }
+                match resumed {
+                    Some(true) => self.stats.tls_resumed += 1,
+                    Some(false) => self.stats.tls_full += 1,
+                    None => {}
                 }
                 record_ns(&mut self.stats.handshake, self.now.saturating_sub(meta.connect_ns));
                 if self.format == Format::Text {

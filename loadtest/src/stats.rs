@@ -53,6 +53,9 @@ pub struct Stats {
     pub connects_failed: u64,
     /// Handshakes in which the server accepted permessage-deflate.
     pub deflate_negotiated: u64,
+    /// TLS handshakes completed in full and by resuming a session.
+    pub tls_full: u64,
+    pub tls_resumed: u64,
     /// Bytes read from and written to the sockets (WebSocket frames and handshakes).
     pub wire_in: u64,
     pub wire_out: u64,
@@ -111,6 +114,8 @@ impl Stats {
             foreign_frames: 0,
             connects_ok: 0,
             deflate_negotiated: 0,
+            tls_full: 0,
+            tls_resumed: 0,
             wire_in: 0,
             wire_out: 0,
             connects_failed: 0,
@@ -169,6 +174,8 @@ impl Stats {
         self.foreign_frames += o.foreign_frames;
         self.connects_ok += o.connects_ok;
         self.deflate_negotiated += o.deflate_negotiated;
+        self.tls_full += o.tls_full;
+        self.tls_resumed += o.tls_resumed;
         self.wire_in += o.wire_in;
         self.wire_out += o.wire_out;
         self.connects_failed += o.connects_failed;

@@ -62,9 +62,9 @@ impl Target {
 
     /// Sets up TLS for a secure target (trusting `ca`, or anything with `insecure`); a plain target
     /// is left as it is.
-    pub fn with_tls(mut self, ca: Option<&Path>, insecure: bool) -> Result<Target, LoadError> {
+    pub fn with_tls(mut self, ca: Option<&Path>, insecure: bool, resumption: bool) -> Result<Target, LoadError> {
         if self.secure {
-            self.tls = Some(ClientTls::new(&self.host, ca, insecure)?);
+            self.tls = Some(ClientTls::new(&self.host, ca, insecure, resumption)?);
         }
         Ok(self)
     }
@@ -122,6 +122,6 @@ mod tests {
         let t = Target::parse("wss://127.0.0.1/ws").unwrap();
         assert!(t.secure && t.port == 443 && t.host_header() == "127.0.0.1");
         assert!(Target::parse("ftp://127.0.0.1/").is_err());
-        assert!(t.with_tls(None, false).is_err(), "wss needs --ca or --insecure");
+        assert!(t.with_tls(None, false, true).is_err(), "wss needs --ca or --insecure");
     }
 }

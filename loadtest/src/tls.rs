@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::client::Resumption;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
@@ -19,12 +20,14 @@ use crate::error::LoadError;
 pub struct ClientTls {
     pub config: Arc<ClientConfig>,
     pub name: ServerName<'static>,
+    /// Session resumption on (the default; `--no-tls-resumption` turns it off).
+    pub resumption: bool,
 }
 
 impl ClientTls {
     /// The client configuration for `host`: trusting the PEM certificates in `ca`, or anything with
     /// `insecure`; ALPN `http/1.1`.
-    pub fn new(host: &str, ca: Option<&Path>, insecure: bool) -> Result<ClientTls, LoadError> {
+    pub fn new(host: &str, ca: Option<&Path>, insecure: bool, resumption: bool) -> Result<ClientTls, LoadError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
@@ -48,14 +51,28 @@ impl ClientTls {
             (None, false) => return Err(LoadError::BadArg("wss:// needs --ca FILE or --insecure".into())),
         };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        if !resumption {
+            config.resumption = Resumption::disabled();
+        }
         let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
         let name = ServerName::try_from(host).map_err(|e| LoadError::BadArg(format!("TLS server name: {e}")))?;
-        Ok(ClientTls { config: Arc::new(config), name })
+        Ok(ClientTls { config: Arc::new(config), name, resumption })
     }
 
-    /// A new client session.
-    pub fn session(&self) -> Result<ClientConnection, rustls::Error> {
-        ClientConnection::new(Arc::clone(&self.config), self.name.clone())
+    /// A new client session. With resumption each client keeps its own ticket store in `own`
+    /// (made on its first connect and kept across reconnects), like one browser each: rustls keeps
+    /// at most 8 TLS 1.3 tickets per server name in a store, so one store shared by thousands of
+    /// clients reconnecting at once would resume only a handful of them.
+    pub fn session(&self, own: &mut Option<Arc<ClientConfig>>) -> Result<ClientConnection, rustls::Error> {
+        if !self.resumption {
+            return ClientConnection::new(Arc::clone(&self.config), self.name.clone());
+        }
+        let config = own.get_or_insert_with(|| {
+            let mut c = (*self.config).clone();
+            c.resumption = Resumption::in_memory_sessions(1);
+            Arc::new(c)
+        });
+        ClientConnection::new(Arc::clone(config), self.name.clone())
     }
 }
 

@@ -272,13 +272,15 @@ impl Worker {
                     }
                 }
                 if let Some(tls) = &self.cfg.target.tls {
-                    match tls.session() {
-                        Ok(session) => {
+                    let session = self.conns[slot].as_mut().map(|c| tls.session(&mut c.meta.tls_config));
+                    match session {
+                        Some(Ok(session)) => {
                             if let Some(c) = self.conns[slot].as_mut() {
                                 c.set_tls(session);
                             }
                         }
-                        Err(_) => self.record_failure(slot, "tls_setup", false),
+                        Some(Err(_)) => self.record_failure(slot, "tls_setup", false),
+                        None => {}
                     }
                 }
             }

@@ -155,3 +155,63 @@ fn wss_broadcast_through_roomcast_with_tls() {
     let (code, v, stdout) = broadcast(&url, &["--ca", &ca]);
     assert_lossless(code, &v, &stdout);
 }
+
+/// An avalanche (`--drop`) over `wss://` against roomcast: every client's first handshake is full,
+/// every reconnect resumes its own session (ticket); with `--no-tls-resumption` none resumes.
+fn tls_avalanche(url: &str, ca: &str, extra: &[&str]) -> Value {
+    let conns = CONNS.to_string();
+    let mut args = vec![
+        "avalanche",
+        "--url",
+        url,
+        "--ca",
+        ca,
+        "--format",
+        "json",
+        "--conns",
+        &conns,
+        "--rooms",
+        "2",
+        "--senders",
+        "2",
+        "--rate",
+        "20",
+        "--threads",
+        "2",
+        "--warmup",
+        "500ms",
+        "--duration",
+        "4s",
+        "--outage-at",
+        "1s",
+        "--outage",
+        "500ms",
+        "--jitter",
+        "500ms",
+        "--drain",
+        "30s",
+        "--connect-timeout",
+        "30s",
+        "--drop",
+    ];
+    args.extend_from_slice(extra);
+    let (code, v, stdout) = load_json(&args);
+    assert_eq!(code, 0, "{stdout}\n{v:#}");
+    assert_eq!(num(&v, "/avalanche/disconnected"), CONNS, "{v:#}");
+    assert_eq!(num(&v, "/avalanche/not_connected_at_end"), 0, "{v:#}");
+    v
+}
+
+#[test]
+fn wss_reconnects_resume_their_tls_session_unless_told_not_to() {
+    let pems = Pems::new();
+    let server = RoomcastTls::start(&pems);
+    let url = format!("wss://{}/ws/chat", server.addr);
+    let ca = pems.cert.display().to_string();
+    let v = tls_avalanche(&url, &ca, &[]);
+    assert_eq!(num(&v, "/wire/tls_full_handshakes"), CONNS, "{v:#}");
+    assert_eq!(num(&v, "/wire/tls_resumed_handshakes"), CONNS, "{v:#}");
+    let v = tls_avalanche(&url, &ca, &["--no-tls-resumption"]);
+    assert_eq!(num(&v, "/wire/tls_full_handshakes"), 2 * CONNS, "{v:#}");
+    assert_eq!(num(&v, "/wire/tls_resumed_handshakes"), 0, "{v:#}");
+}

@@ -49,7 +49,7 @@ pub fn new_run_id() -> u64 {
 
 /// Builds the engine configuration from the shared options.
 pub fn run_config(mode: Mode, c: &Common, t: Option<&Traffic>) -> Result<RunConfig, LoadError> {
-    let target = Target::parse(&c.url)?.with_tls(c.ca.as_deref(), c.insecure)?;
+    let target = Target::parse(&c.url)?.with_tls(c.ca.as_deref(), c.insecure, !c.no_tls_resumption)?;
     if c.conns == 0 {
         return Err(LoadError::BadArg("--conns must be at least 1".into()));
     }
