@@ -81,6 +81,7 @@ impl Api {
         store: Option<&Store>,
         shards: Arc<Shards>,
         now_ms: i64,
+        user_conns: Option<Arc<crate::cluster::user_conns::UserConns>>,
     ) -> Result<Api, ApiError> {
         let moderation = moderation::Moderation::default();
         let revocations = revocation::Revocations::default();
@@ -105,7 +106,7 @@ impl Api {
             moderation,
             revocations,
             idempotency: Arc::new(idempotency),
-            registry: registry::Registry::default(),
+            registry: registry::Registry::new(user_conns),
             control,
             shards,
             node: crate::unique::unique_u64(),

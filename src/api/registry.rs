@@ -1,6 +1,8 @@
 //! Every WebSocket connection by user name, on this node: whom a disconnect or a ban closes, and
 //! what `GET /api/users/{user}/connections` lists. A connection is added at its upgrade and removed
-//! when it is reaped (by shard and slab key, unique among live connections).
+//! when it is reaped (by shard and slab key, unique among live connections). In cluster mode it
+//! keeps the cluster's view of this node's counts current (`cluster::user_conns`), and the
+//! `--max-conns-per-user` check adds the other nodes' counts.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -8,6 +10,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::cluster::user_conns::UserConns;
 use crate::types::{ConnRef, Format};
 
 /// One live WebSocket connection.
@@ -27,30 +30,50 @@ pub(crate) struct ConnEntry {
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     users: Mutex<HashMap<Arc<str>, Vec<ConnEntry>>>,
+    /// Cluster mode: the counts across nodes.
+    cluster: Option<Arc<UserConns>>,
 }
 
 impl Registry {
+    /// A registry; `cluster`: in cluster mode, the counts across nodes it keeps current.
+    pub(crate) fn new(cluster: Option<Arc<UserConns>>) -> Registry {
+        Registry { users: Mutex::default(), cluster }
+    }
+
     /// `user` has a new connection, unless they have `max` already (`--max-conns-per-user`; 0: no
-    /// limit): checked and added under one lock, so two shards upgrading the same user at once
-    /// cannot both slip under the limit. Returns whether it was added.
+    /// limit), on this node and, in cluster mode, on the others as last heard: checked and added
+    /// under one lock, so two shards upgrading the same user at once cannot both slip under the
+    /// limit. Returns whether it was added.
     pub(crate) fn add_within(&self, user: &Arc<str>, entry: ConnEntry, max: usize) -> bool {
         let mut users = self.users.lock();
         let conns = users.entry(Arc::clone(user)).or_default();
-        if max > 0 && conns.len() >= max {
+        let elsewhere = match (&self.cluster, max) {
+            (Some(cluster), 1..) => cluster.remote(user),
+            _ => 0,
+        };
+        if max > 0 && conns.len() + elsewhere >= max {
+            if conns.is_empty() {
+                users.remove(user);
+            }
             return false;
         }
         conns.push(entry);
+        if let Some(cluster) = &self.cluster {
+            cluster.set_local(user, conns.len());
+        }
         true
     }
 
     /// `user`'s connection at `shard`/`key` is gone.
     pub(crate) fn remove(&self, user: &str, shard: usize, key: usize) {
         let mut users = self.users.lock();
-        if let Some(conns) = users.get_mut(user) {
-            conns.retain(|e| !(e.conn.shard == shard && e.conn.key == key));
-            if conns.is_empty() {
-                users.remove(user);
-            }
+        let Some(conns) = users.get_mut(user) else { return };
+        conns.retain(|e| !(e.conn.shard == shard && e.conn.key == key));
+        if let Some(cluster) = &self.cluster {
+            cluster.set_local(user, conns.len());
+        }
+        if conns.is_empty() {
+            users.remove(user);
         }
     }
 

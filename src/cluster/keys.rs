@@ -90,6 +90,11 @@ pub(crate) fn heartbeat(origin: &str) -> String {
     format!("rc:node:{origin}")
 }
 
+/// Connections per user of node incarnation `origin` (a hash, expiring with its heartbeat).
+pub(crate) fn user_conns(origin: &str) -> String {
+    format!("rc:conns:{origin}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

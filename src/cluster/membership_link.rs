@@ -1,6 +1,7 @@
 //! The membership calls on a [`RedisLink`]: heartbeat and registration of a node incarnation,
 //! resynchronising its members after a (re)connect, reaping the members of incarnations whose
-//! heartbeat expired, and the snapshot of every room's cluster-wide users.
+//! heartbeat expired, the snapshot of every room's cluster-wide users, and the exchange of
+//! connections per user (`super::user_conns`).
 //!
 //! Cross-slot keys: `rc:nodes` and the heartbeat keys are global, and the presence script reads the
 //! heartbeat key beside the room's keys; in Redis Cluster the heartbeat would move into the room's
@@ -18,6 +19,42 @@ use super::membership::Snapshot;
 use super::redis_link::RedisLink;
 
 impl RedisLink {
+    /// Writes `origin`'s connections per user (`local`, replacing what it wrote before; expiring
+    /// after `ttl` like the heartbeat) and returns the other registered nodes' counts, summed per
+    /// user.
+    ///
+    /// # Errors
+    /// The Redis error.
+    pub(crate) fn exchange_user_conns(
+        &mut self,
+        origin: &str,
+        local: &[(String, u32)],
+        ttl: Duration,
+    ) -> RedisResult<HashMap<String, u32>> {
+        let key = keys::user_conns(origin);
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("DEL").arg(&key).ignore();
+        if !local.is_empty() {
+            pipe.cmd("HSET").arg(&key);
+            for (user, count) in local {
+                pipe.arg(user).arg(*count);
+            }
+            pipe.ignore().cmd("PEXPIRE").arg(&key).arg(ttl_ms(ttl)).ignore();
+        }
+        pipe.query::<()>(&mut self.conn)?;
+        let nodes: Vec<String> = redis::cmd("SMEMBERS").arg(keys::NODES).query(&mut self.conn)?;
+        let mut remote: HashMap<String, u32> = HashMap::new();
+        for node in nodes.iter().filter(|n| n.as_str() != origin) {
+            let counts: HashMap<String, u32> =
+                redis::cmd("HGETALL").arg(keys::user_conns(node)).query(&mut self.conn)?;
+            for (user, count) in counts {
+                let sum = remote.entry(user).or_insert(0);
+                *sum = sum.saturating_add(count);
+            }
+        }
+        Ok(remote)
+    }
+
     /// Sets the heartbeat of `origin` (expiring after `ttl`) and registers it in `rc:nodes`.
     ///
     /// # Errors
@@ -94,6 +131,9 @@ impl RedisLink {
         redis::pipe()
             .cmd("DEL")
             .arg(keys::heartbeat(origin))
+            .ignore()
+            .cmd("DEL")
+            .arg(keys::user_conns(origin))
             .ignore()
             .cmd("SREM")
             .arg(keys::NODES)

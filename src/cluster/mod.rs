@@ -147,6 +147,7 @@ pub(crate) mod publisher;
 pub(crate) mod redis_link;
 pub(crate) mod script;
 pub(crate) mod subscriber;
+pub(crate) mod user_conns;
 pub(crate) mod wire;
 
 use std::sync::Arc;
@@ -201,6 +202,9 @@ pub(crate) struct ClusterConfig {
     pub(crate) user_rate_limit: f64,
     /// Burst of the per-user bucket (`--user-rate-burst`).
     pub(crate) user_rate_burst: u32,
+    /// `--max-conns-per-user` is on: connections per user are counted across nodes
+    /// ([`user_conns`]).
+    pub(crate) count_user_conns: bool,
 }
 
 impl ClusterConfig {
@@ -227,6 +231,7 @@ impl ClusterConfig {
             queue_capacity: queue_capacity.max(1),
             user_rate_limit: 0.0,
             user_rate_burst: 1,
+            count_user_conns: false,
         })
     }
 
@@ -235,6 +240,12 @@ impl ClusterConfig {
     pub(crate) fn with_user_rate(mut self, limit: f64, burst: u32) -> ClusterConfig {
         self.user_rate_limit = if limit.is_finite() && limit > 0.0 { limit } else { 0.0 };
         self.user_rate_burst = burst.max(1);
+        self
+    }
+
+    /// Counts connections per user across nodes (`--max-conns-per-user` on).
+    pub(crate) fn with_user_conns(mut self, on: bool) -> ClusterConfig {
+        self.count_user_conns = on;
         self
     }
 }
@@ -312,6 +323,8 @@ pub(crate) struct ClusterShared {
     /// Largest origin seq of this process that has come back: applied by the subscriber (or
     /// dropped there as already here), delivered here during an outage, or refused by Redis.
     pub(crate) echoed: AtomicU64,
+    /// Connections per user here and on the other nodes (`--max-conns-per-user`).
+    pub(crate) user_conns: Arc<user_conns::UserConns>,
 }
 
 impl ClusterShared {
@@ -479,6 +492,7 @@ pub(crate) fn channel(cfg: ClusterConfig) -> (ClusterSink, ClusterInput) {
         in_doubt: in_doubt::InDoubt::default(),
         taken: AtomicU64::new(0),
         echoed: AtomicU64::new(0),
+        user_conns: Arc::default(),
     });
     (
         ClusterSink { tx, presence_tx, bell, shared: Arc::clone(&shared) },

@@ -318,6 +318,10 @@ impl Publisher {
         for dead in link.reap_dead(&origin)? {
             tracing::info!(node = %dead, "reaped the members of a node whose heartbeat expired");
         }
+        if self.shared.cfg.count_user_conns {
+            let conns = &self.shared.user_conns;
+            conns.set_remote(link.exchange_user_conns(&origin, &conns.local_snapshot(), HEARTBEAT_TTL)?);
+        }
         Ok(())
     }
 

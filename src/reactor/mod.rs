@@ -137,6 +137,7 @@ impl Server {
         let shard_router = Arc::new(Shards::new(inboxes.clone()));
         let (hub, cluster_input) = build_hub(&cfg, Arc::clone(&shard_router), store.as_ref())?;
         let cluster_shared = cluster_input.as_ref().map(ClusterInput::shared);
+        let cluster_shared_conns = cluster_shared.as_ref().map(|c| Arc::clone(&c.user_conns));
         let hub = Arc::new(hub);
         let last_id = store.as_ref().map_or(0, |s| s.max_id());
         let node = cluster_shared.as_ref().map(|c| c.cfg.node_id.clone()).or_else(|| cfg.node_id.clone());
@@ -156,7 +157,8 @@ impl Server {
             webhooks.as_ref().map(Webhooks::stats),
         );
         let now = crate::protocol::json::now_millis();
-        let api = Arc::new(Api::new(api_keys, store.as_deref(), Arc::clone(&shard_router), now)?);
+        let user_conns = cluster_shared_conns;
+        let api = Arc::new(Api::new(api_keys, store.as_deref(), Arc::clone(&shard_router), now, user_conns)?);
         // Moderation from other nodes (cluster mode). Weak: the API's control thread is joined at
         // shutdown when the server drops it, whoever still holds the hub.
         let api_for_cluster = Arc::downgrade(&api);
@@ -362,7 +364,8 @@ fn build_hub(
         cfg.redis_stream_maxlen,
         cfg.redis_queue_capacity,
     )?
-    .with_user_rate(cfg.user_rate_limit, cfg.user_rate_burst);
+    .with_user_rate(cfg.user_rate_limit, cfg.user_rate_burst)
+    .with_user_conns(cfg.max_conns_per_user > 0);
     let (sink, input) = cluster::channel(cluster_cfg);
     Ok((Hub::new(shards, ids, Box::new(sink), sinks), Some(input)))
 }

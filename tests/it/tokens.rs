@@ -177,3 +177,26 @@ fn a_revocation_on_one_node_closes_the_users_connection_on_another() {
     assert_eq!(close_of(&mut al), (4503, "token_revoked".to_string()), "closed on the other node");
     assert_eq!(refused(&b, &old), (401, "token_revoked".into()));
 }
+
+#[test]
+fn max_conns_per_user_counts_the_users_connections_on_every_node() {
+    let redis = RedisServer::start();
+    let flags = ["--jwt-secret", SECRET, "--api-key", KEY, "--max-conns-per-user", "2"];
+    let a = node_with(&redis, "conns-a", &flags);
+    let b = node_with(&redis, "conns-b", &flags);
+    let al = token("al", 3600, None, None);
+    let too_many = (429, "too_many_user_connections".to_string());
+    let _on_a = connect(&a, "r", &al);
+    let on_b = connect(&b, "r", &al);
+    // Each node hears of the other's count at its next heartbeat (about a second).
+    wait_until("a third connection refused on node a", || refused(&a, &al) == too_many);
+    wait_until("and on node b", || refused(&b, &al) == too_many);
+    let _bo = connect(&a, "r", &token("bo", 3600, None, None));
+    drop(on_b);
+    wait_until("a place for al again, on node a", || refused(&a, &al).0 == 101);
+    // A node that stops takes its count with it.
+    let _again_on_b = connect(&b, "r", &al);
+    wait_until("full again", || refused(&a, &al) == too_many);
+    drop(b.stop());
+    wait_until("node b's connection no longer counts", || refused(&a, &al).0 == 101);
+}
