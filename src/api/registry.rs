@@ -30,7 +30,7 @@ pub(crate) struct ConnEntry {
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     users: Mutex<HashMap<Arc<str>, Vec<ConnEntry>>>,
-    /// Cluster mode: the counts across nodes.
+    /// Cluster mode with `--max-conns-per-user`: the counts across nodes.
     cluster: Option<Arc<UserConns>>,
 }
 

@@ -32,14 +32,12 @@ impl UserConns {
     pub(crate) fn set_local(&self, user: &str, count: usize) {
         let mut local = self.local.lock();
         let count = u32::try_from(count).unwrap_or(u32::MAX);
-        match local.get_mut(user) {
-            _ if count == 0 => {
-                local.remove(user);
-            }
-            Some(n) => *n = count,
-            None => {
-                local.insert(Arc::from(user), count);
-            }
+        if count == 0 {
+            local.remove(user);
+        } else if let Some(n) = local.get_mut(user) {
+            *n = count;
+        } else {
+            local.insert(Arc::from(user), count);
         }
     }
 

@@ -137,7 +137,9 @@ impl Server {
         let shard_router = Arc::new(Shards::new(inboxes.clone()));
         let (hub, cluster_input) = build_hub(&cfg, Arc::clone(&shard_router), store.as_ref())?;
         let cluster_shared = cluster_input.as_ref().map(ClusterInput::shared);
-        let cluster_shared_conns = cluster_shared.as_ref().map(|c| Arc::clone(&c.user_conns));
+        // Counted across nodes only with the limit on (else the registry keeps no second count).
+        let cluster_shared_conns =
+            cluster_shared.as_ref().filter(|c| c.cfg.count_user_conns).map(|c| Arc::clone(&c.user_conns));
         let hub = Arc::new(hub);
         let last_id = store.as_ref().map_or(0, |s| s.max_id());
         let node = cluster_shared.as_ref().map(|c| c.cfg.node_id.clone()).or_else(|| cfg.node_id.clone());
