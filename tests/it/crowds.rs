@@ -39,11 +39,17 @@ fn narrow_reader(server: &Server, room: &str) -> Client {
     tungstenite::client::client(server.ws_url(&format!("/ws/chat?room={room}")), stream).expect("handshake").0
 }
 
-/// Sends `n` messages of 16 KB into the sender's room, reading each echo before the next (so the
-/// sender never falls behind itself): 16 MB for 1,000, more than a stalled socket's kernel buffers.
-fn burst_reading_echoes(sender: &mut Client, n: usize) {
+/// Sends up to 1,000 messages of 16 KB into the sender's room, reading each echo before the next
+/// (so the sender never falls behind itself: 16 MB, more than a stalled socket's kernel buffers),
+/// and stops once the server logged `decision` (checked every 10 messages), so the stalled reader starts reading at once: the server waits for a closed reader to
+/// take its close frame only so long (`CLOSE_LINGER`, 5 s), and a burst that went on for longer on a
+/// loaded machine left it a connection dropped without its close frame.
+fn burst_until_logged(server: &Server, sender: &mut Client, decision: &str) {
     let filler = "x".repeat(16_000);
-    for i in 0..n {
+    for i in 0..1000 {
+        if i % 10 == 0 && server.log_text().contains(decision) {
+            return;
+        }
         send_text(sender, &format!("{i}:{filler}"));
         assert!(recv_text(sender).starts_with(&format!("{i}:")), "echo {i}");
     }
@@ -132,8 +138,9 @@ fn a_stalled_reader_under_the_hard_bound_is_closed_after_the_grace() {
     ]);
     let mut stalled = narrow_reader(&server, "stall");
     let mut sender = connect_ws(&server, "/ws/chat?room=stall");
-    burst_reading_echoes(&mut sender, 1000);
-    wait_until("the grace to run out", || server.log_text().contains("slow consumer: over --max-outbuf for the grace"));
+    let decision = "slow consumer: over --max-outbuf for the grace";
+    burst_until_logged(&server, &mut sender, decision);
+    wait_until("the grace to run out", || server.log_text().contains(decision));
     assert_eq!(close_code_after_data(&mut stalled), Some(1013));
     wait_until("the close to be counted", || slow_consumer_closes(&server) == 1.0);
     assert!(!server.log_text().contains("output queue full"), "not the hard bound");
@@ -159,8 +166,9 @@ fn a_stalled_reader_past_the_hard_bound_is_closed_without_waiting_for_the_grace(
     ]);
     let mut stalled = narrow_reader(&server, "hard");
     let mut sender = connect_ws(&server, "/ws/chat?room=hard");
-    burst_reading_echoes(&mut sender, 1000);
-    wait_until("the hard bound to close it", || server.log_text().contains("slow consumer: output queue full"));
+    let decision = "slow consumer: output queue full";
+    burst_until_logged(&server, &mut sender, decision);
+    wait_until("the hard bound to close it", || server.log_text().contains(decision));
     assert_eq!(close_code_after_data(&mut stalled), Some(1013));
     wait_until("the close to be counted", || slow_consumer_closes(&server) == 1.0);
 }
