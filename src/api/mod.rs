@@ -25,6 +25,8 @@ use crate::protocol::api::{
     ConnectionRow, ModerationChange, ModerationEvent, PresenceRow, RoomRow, encode_moderation, parse_moderation,
 };
 use crate::room::hub::Hub;
+use crate::room::sequencer::{ControlMessage, ControlState};
+use crate::room::sink::ModerationDecision;
 use crate::store::{ControlOp, ControlStore, Store, StoreError};
 use crate::types::{ConnRef, Format};
 use crate::ws::close;
@@ -160,14 +162,19 @@ impl Api {
 
     /// Tells every other node of the cluster to apply `change` too (nothing on a single node).
     pub(crate) fn tell_cluster(&self, hub: &Hub, change: ModerationChange) {
+        let state = kept_state(&change);
         let payload = encode_moderation(&ModerationEvent { node: self.node, change });
-        if hub.is_clustered() && !hub.broadcast_control(payload) {
+        if hub.is_clustered() && !hub.broadcast_control(ControlMessage { payload, state }) {
             tracing::warn!("api: the hand-off to Redis is full; a moderation change stays on this node");
         }
     }
 
-    /// A moderation event from the cluster: applied here unless this node sent it.
-    pub(crate) fn on_cluster_event(&self, payload: &[u8]) {
+    /// A moderation event from the cluster: applied here unless this node sent it, and logged for
+    /// this node's change feed once stored (the deciding node sends the webhooks). `kept`: the
+    /// cluster's kept state, read when this node linked (it may have been away): applied only when
+    /// it is still in force and not in force here already, so a restart or a reconnect closes no
+    /// connection twice and logs nothing twice.
+    pub(crate) fn on_cluster_event(&self, hub: &Arc<Hub>, payload: &[u8], kept: bool) {
         let Some(event) = parse_moderation(payload) else {
             tracing::warn!("api: a moderation event from the cluster did not parse; ignored");
             return;
@@ -175,12 +182,35 @@ impl Api {
         if event.node == self.node {
             return;
         }
-        let (closed, stored) = self.apply(&event.change, crate::protocol::json::now_millis(), |_, result| {
-            if let Err(err) = result {
-                tracing::error!(%err, "api: a moderation change from the cluster could not be stored");
-            }
+        let now = crate::protocol::json::now_millis();
+        if kept && !self.would_change(&event.change, now) {
+            return;
+        }
+        let (hub, change) = (Arc::clone(hub), event.change.clone());
+        let (closed, stored) = self.apply(&event.change, now, move |closed, result| match result {
+            Ok(()) => hub.moderation_applied(|| decision(&change, closed)),
+            Err(err) => tracing::error!(%err, "api: a moderation change from the cluster could not be stored"),
         });
         tracing::info!(closed, stored, change = ?event.change, "api: applied a moderation change from the cluster");
+    }
+
+    /// Whether applying kept state `change` at `now_ms` puts something in force that is not yet (a
+    /// lift or a disconnect is never kept state: no).
+    fn would_change(&self, change: &ModerationChange, now_ms: i64) -> bool {
+        match change {
+            ModerationChange::Ban { user, until_ms } => {
+                *until_ms > now_ms && self.moderation.banned_until(user, now_ms) != Some(*until_ms)
+            }
+            ModerationChange::Mute { room, user, until_ms } => {
+                *until_ms > now_ms && self.moderation.muted_until(room, user, || now_ms) != Some(*until_ms)
+            }
+            ModerationChange::Revoke { user, before_ms } => {
+                self.revocations.before(user).is_none_or(|before| before < *before_ms)
+            }
+            ModerationChange::Unban { .. } | ModerationChange::Unmute { .. } | ModerationChange::Disconnect { .. } => {
+                false
+            }
+        }
     }
 
     /// Makes `op` durable, then runs `then` (on the control thread; at once without a store).
@@ -315,4 +345,44 @@ impl Answerer {
     pub(crate) fn feed(&self, conn: ConnRef, chunk: Result<crate::bus::FeedChunk, crate::store::StoreError>) {
         self.shards.send(conn.shard, ShardMsg::Feed { conn, chunk });
     }
+}
+
+/// What `change` leaves in the cluster's kept state (`cluster::keys::CONTROL_STATE`): a ban, a mute
+/// and a revocation are kept under their subject (the latest about it wins), a lift clears its
+/// subject, a disconnect is not kept. Names never hold U+001F (`protocol::names`), the separator.
+fn kept_state(change: &ModerationChange) -> ControlState {
+    match change {
+        ModerationChange::Ban { user, .. } => ControlState::Keep(format!("ban:{user}")),
+        ModerationChange::Unban { user } => ControlState::Clear(format!("ban:{user}")),
+        ModerationChange::Mute { room, user, .. } => ControlState::Keep(format!("mute:{room}\u{1f}{user}")),
+        ModerationChange::Unmute { room, user } => ControlState::Clear(format!("mute:{room}\u{1f}{user}")),
+        ModerationChange::Revoke { user, .. } => ControlState::Keep(format!("revoke:{user}")),
+        ModerationChange::Disconnect { .. } => ControlState::Transient,
+    }
+}
+
+/// The moderation event (webhooks, change feed) of an API decision that closed `closed` connections (docs/WEBHOOKS.md
+/// "Moderation events"): a ban, an unban, a revocation and a disconnect concern the user in every
+/// room (`room: None`), a mute and an unmute one room.
+pub(crate) fn decision(change: &ModerationChange, closed: usize) -> ModerationDecision {
+    use serde_json::json;
+    let closed = ("closed", json!(closed));
+    let (kind, room, user, fields) = match change {
+        ModerationChange::Ban { user, until_ms } => {
+            ("user_banned", None, user, vec![("until_ms", json!(until_ms)), closed])
+        }
+        ModerationChange::Unban { user } => ("user_unbanned", None, user, vec![]),
+        ModerationChange::Mute { room, user, until_ms } => {
+            ("user_muted", Some(room), user, vec![("until_ms", json!(until_ms))])
+        }
+        ModerationChange::Unmute { room, user } => ("user_unmuted", Some(room), user, vec![]),
+        ModerationChange::Revoke { user, before_ms } => {
+            ("tokens_revoked", None, user, vec![("before_ms", json!(before_ms)), closed])
+        }
+        ModerationChange::Disconnect { user, code, reason } => {
+            let reconnect = ("reconnect", json!(*code == close::DISCONNECTED));
+            ("user_disconnected", None, user, vec![reconnect, ("reason", json!(reason)), closed])
+        }
+    };
+    ModerationDecision::new(kind, room.map(|r| Arc::from(r.as_str())), Arc::from(user.as_str()), fields)
 }

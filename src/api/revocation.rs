@@ -32,6 +32,14 @@ impl Revocations {
         self.any.store(true, Ordering::Relaxed);
     }
 
+    /// Before when `user`'s tokens are refused, if they are.
+    pub(crate) fn before(&self, user: &str) -> Option<i64> {
+        if !self.any.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.before.read().get(user).copied()
+    }
+
     /// Whether a token of `user` issued at `iat` (seconds since the epoch; `None`: no `iat` claim)
     /// is revoked.
     pub(crate) fn refuses(&self, user: &str, iat: Option<u64>) -> bool {

@@ -13,6 +13,7 @@
 //! | `rc:nodes` | set | origins (`node/incarnation`) that registered membership (for reaping) |
 //! | `rc:node:<origin>` | string | heartbeat of a node incarnation, `PX` expiry renewed by its publisher |
 //! | `rc:user:{<user>}:bucket` | hash | per-user token bucket (`t` tokens, `ts` ms of the last refill), expires once full again; only with `--user-rate-limit` (another hash slot than the room's: see the module doc of `cluster`) |
+//! | `rc:control:state` | hash | subject → the latest moderation payload about it (bans, mutes, revocations in force), read at each (re)link: [`CONTROL_STATE`] |
 
 /// The id counter.
 pub(crate) const ID_COUNTER: &str = "rc:ids";
@@ -23,6 +24,12 @@ pub(crate) const CHANNEL_PATTERN: &str = "rc:{*}:msg";
 /// The cluster-wide control channel: the server API's moderation (bans, mutes, disconnects), an
 /// opaque payload for the nodes' `api` (`protocol::api::ModerationEvent`); pub/sub, at most once.
 pub(crate) const CONTROL_CHANNEL: &str = "rc:control";
+/// The cluster's kept control state: subject (`ban:<user>`, `mute:<room>\u{1f}<user>`,
+/// `revoke:<user>`) → the latest control payload about it (`room::sequencer::ControlState`), read by
+/// a node when it links (again), so a node that was away learns the bans, mutes and revocations made
+/// meanwhile. A lifted ban or mute deletes its field; an expired one stays until lifted or replaced
+/// (a node ignores it), one small field per user.
+pub(crate) const CONTROL_STATE: &str = "rc:control:state";
 /// Pattern matching every room's stream (for catch-up scans).
 pub(crate) const LOG_PATTERN: &str = "rc:{*}:log";
 

@@ -114,7 +114,9 @@
 //! 10 minutes (`rc:idem:{<key>}`, set with the publish; a later one answers the first id: `{-2, id}`),
 //! whichever node is asked. Moderation (bans, mutes, disconnects) is a control message
 //! (`ToRedis::Control`, an opaque payload the `api` layer encodes) published on `rc:control`; every
-//! subscriber hands it to `Hub::on_control`. Pub/sub: at most once, a node not subscribed then misses it.
+//! subscriber hands it to `Hub::on_control`. Pub/sub: at most once, a node not subscribed then misses it;
+//! what a ban, mute or revocation leaves in force is also kept in `rc:control:state`, which each
+//! subscriber session reads after its catch-up (`keys::CONTROL_STATE`), so a node that was away learns it.
 //!
 //! # Not (yet) across nodes
 //! The heartbeat period and expiry are constants (1 s, 5 s: `publisher::HEARTBEAT_EVERY`,
@@ -163,7 +165,7 @@ use self::membership::MembershipView;
 
 use crate::deferred::{self, DeferredReceiver, DeferredSender, Wake, congestion_threshold};
 use crate::room::hub::Hub;
-use crate::room::sequencer::{MemberList, Outgoing, PresenceRoute, Sequencer};
+use crate::room::sequencer::{ControlMessage, MemberList, Outgoing, PresenceRoute, Sequencer};
 use crate::types::{ClientError, ErrorCode, Transient};
 use crate::unique::unique_u64;
 
@@ -256,7 +258,7 @@ pub(crate) enum ToRedis {
     /// An event of a room's ordered log (sequenced and stored through Redis).
     Event(Outgoing),
     /// A control message for every node (`keys::CONTROL_CHANNEL`).
-    Control(Vec<u8>),
+    Control(ControlMessage),
     /// A transient event for the room's members on every node (no id, not stored): a text client's
     /// binary frame, a typing notice.
     Relay {
@@ -377,8 +379,8 @@ impl Sequencer for ClusterSink {
     }
 
     /// A binary relay is at most once (never stored or retried): a full channel drops it, counted.
-    fn take_control(&self, payload: Vec<u8>) -> bool {
-        self.tx.try_send(ToRedis::Control(payload)).is_ok()
+    fn take_control(&self, message: ControlMessage) -> bool {
+        self.tx.try_send(ToRedis::Control(message)).is_ok()
     }
 
     fn is_remote(&self) -> bool {

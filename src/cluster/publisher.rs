@@ -26,7 +26,7 @@ use super::wire::{WireEvent, encode_tail};
 use super::{Backoff, ClusterError, ClusterShared, ToRedis};
 use crate::deferred::DeferredReceiver;
 use crate::room::hub::Hub;
-use crate::room::sequencer::Outgoing;
+use crate::room::sequencer::{ControlMessage, Outgoing};
 use crate::types::{ClientError, ErrorCode};
 
 /// Messages per pipeline.
@@ -53,7 +53,7 @@ enum Pending {
     },
     Presence(PresenceChange),
     /// A control message for every node (at most once: dropped if the link fails with it).
-    Control(Vec<u8>),
+    Control(ControlMessage),
     Relay {
         room: Arc<str>,
         event: Transient,
@@ -480,7 +480,7 @@ impl Publisher {
                 room: Arc::clone(room),
                 payload: encode_relay(&self.shared.origin, room, event).unwrap_or_default(),
             },
-            Pending::Control(payload) => BatchItem::Control(payload.clone()),
+            Pending::Control(message) => BatchItem::Control(message.clone()),
         }
     }
 

@@ -15,6 +15,7 @@ use super::ids::ID_STRIDE;
 use super::keys;
 use super::script::{FLOOR_SCRIPT, PRESENCE_SCRIPT, PUBLISH_SCRIPT};
 use super::wire::EntryId;
+use crate::room::sequencer::{ControlMessage, ControlState};
 
 /// How long Redis remembers an API idempotency key: 10 minutes, the API's own window
 /// (`api::idempotency::WINDOW_MS`, a layer above).
@@ -53,8 +54,9 @@ pub(crate) enum BatchItem {
     Chat(PublishArgs),
     /// This node's first or last connection of a user in a room, through the presence script.
     Presence(PresenceChange),
-    /// A control message, published on `keys::CONTROL_CHANNEL`.
-    Control(Vec<u8>),
+    /// A control message, published on `keys::CONTROL_CHANNEL` (and kept in `keys::CONTROL_STATE`
+    /// as its state says).
+    Control(ControlMessage),
     /// A relayed transient event (binary frame, typing notice), published on the room's channel.
     Relay {
         /// Room name.
@@ -176,8 +178,22 @@ impl RedisLink {
                 BatchItem::Relay { room, payload } => {
                     pipe.cmd("PUBLISH").arg(keys::channel(room)).arg(payload);
                 }
-                BatchItem::Control(payload) => {
-                    pipe.cmd("PUBLISH").arg(keys::CONTROL_CHANNEL).arg(payload.as_slice());
+                BatchItem::Control(message) => {
+                    // The kept state first: a node linking now reads it, or gets the message live.
+                    match &message.state {
+                        ControlState::Transient => {}
+                        ControlState::Keep(subject) => {
+                            pipe.cmd("HSET")
+                                .arg(keys::CONTROL_STATE)
+                                .arg(subject)
+                                .arg(message.payload.as_slice())
+                                .ignore();
+                        }
+                        ControlState::Clear(subject) => {
+                            pipe.cmd("HDEL").arg(keys::CONTROL_STATE).arg(subject).ignore();
+                        }
+                    }
+                    pipe.cmd("PUBLISH").arg(keys::CONTROL_CHANNEL).arg(message.payload.as_slice());
                 }
             }
         }
@@ -251,6 +267,14 @@ impl RedisLink {
     /// The Redis error.
     pub(crate) fn scan_logs(&mut self) -> RedisResult<Vec<String>> {
         self.scan(keys::LOG_PATTERN, "stream")
+    }
+
+    /// The cluster's kept control state (`keys::CONTROL_STATE`): every payload in it.
+    ///
+    /// # Errors
+    /// The Redis error.
+    pub(crate) fn control_state(&mut self) -> RedisResult<Vec<Vec<u8>>> {
+        redis::cmd("HVALS").arg(keys::CONTROL_STATE).query(&mut self.conn)
     }
 
     /// Up to `count` entries of stream `key` after `after` (from the start with `None`): (entry, body).

@@ -93,6 +93,11 @@ impl Subscriber {
         pubsub.subscribe(keys::CONTROL_CHANNEL)?;
         pubsub.set_read_timeout(Some(POLL))?;
         let caught_up = self.catch_up(&mut link)?;
+        // After subscribing: a change made from now on arrives live (too), so none is missed.
+        let kept = link.control_state()?;
+        for payload in &kept {
+            self.hub.on_control(payload, true);
+        }
         self.refresh_membership(&mut link)?;
         drop(link);
         *connected = true;
@@ -102,7 +107,7 @@ impl Subscriber {
         loop {
             match pubsub.get_message() {
                 Ok(msg) if msg.get_channel_name() == keys::CONTROL_CHANNEL => {
-                    self.hub.on_control(msg.get_payload_bytes());
+                    self.hub.on_control(msg.get_payload_bytes(), false);
                 }
                 Ok(msg) => match parse_channel(msg.get_payload_bytes()) {
                     Ok(ChannelPayload::Chat(entry, wire)) => self.apply(entry, wire),

@@ -148,6 +148,9 @@ impl Server {
             hub.set_presence_sink(webhooks.sink());
             hub.set_moderation_sink(webhooks.moderation_sink());
         }
+        if let Some(store) = &store {
+            hub.set_moderation_log(Box::new(store.moderation_log()));
+        }
         let cluster = cluster_input.map(|input| Cluster::start(Arc::clone(&hub), input, last_id)).transpose()?;
         let open_conns = Arc::new(AtomicUsize::new(0));
         let ops_conns = Arc::new(AtomicUsize::new(0));
@@ -163,10 +166,10 @@ impl Server {
         let api = Arc::new(Api::new(api_keys, store.as_deref(), Arc::clone(&shard_router), now, user_conns)?);
         // Moderation from other nodes (cluster mode). Weak: the API's control thread is joined at
         // shutdown when the server drops it, whoever still holds the hub.
-        let api_for_cluster = Arc::downgrade(&api);
-        hub.set_control_hook(Box::new(move |payload| {
-            if let Some(api) = api_for_cluster.upgrade() {
-                api.on_cluster_event(payload);
+        let (api_for_cluster, hub_for_cluster) = (Arc::downgrade(&api), Arc::downgrade(&hub));
+        hub.set_control_hook(Box::new(move |payload, kept| {
+            if let (Some(api), Some(hub)) = (api_for_cluster.upgrade(), hub_for_cluster.upgrade()) {
+                api.on_cluster_event(&hub, payload, kept);
             }
         }));
 

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use super::directory::{Directory, Joined, Room, RoomState};
 use super::sequence::IdSequence;
-use super::sequencer::{MemberList, Outgoing, PresenceRoute, Sequencer};
+use super::sequencer::{ControlMessage, MemberList, Outgoing, PresenceRoute, Sequencer};
 use super::sink::{ModerationDecision, ModerationSink, PresenceChange, PresenceSink, Sink};
 use crate::bus::{Delivery, Payload, ShardMsg, Shards};
 use crate::deferred::Wake;
@@ -73,12 +73,18 @@ pub(crate) struct Hub {
     control: std::sync::OnceLock<ControlHook>,
     /// Who hears of this node's presence changes (webhooks, set at start before any shard runs).
     presence: std::sync::OnceLock<Box<dyn PresenceSink>>,
-    /// Who hears of moderation decisions (webhooks, set at start before any shard runs).
+    /// Who hears of the moderation decisions made on this node (webhooks, set at start before any
+    /// shard runs).
     moderation: std::sync::OnceLock<Box<dyn ModerationSink>>,
+    /// Who logs every moderation decision in force here, made here or applied from another node
+    /// (the change feed's log in the store, set at start).
+    moderation_log: std::sync::OnceLock<Box<dyn ModerationSink>>,
 }
 
 /// What a node does with a control message from the cluster (see [`Hub::set_control_hook`]).
-pub(crate) type ControlHook = Box<dyn Fn(&[u8]) + Send + Sync>;
+/// Its flag: the message is the cluster's kept state, read when this node linked (again), not a
+/// live one.
+pub(crate) type ControlHook = Box<dyn Fn(&[u8], bool) + Send + Sync>;
 
 impl Hub {
     /// A hub delivering through `shards`, ordering with `sequencer`, tracking ids in `ids`, and
@@ -91,8 +97,10 @@ impl Hub {
     ) -> Self {
         assert!(sinks.len() <= 64, "Wakeups has one bit per sink");
         let control = std::sync::OnceLock::new();
-        let (presence, moderation) = (std::sync::OnceLock::new(), std::sync::OnceLock::new());
-        Hub { directory: Directory::new(shards.len()), shards, ids, sequencer, sinks, control, presence, moderation }
+        let (presence, moderation, moderation_log) =
+            (std::sync::OnceLock::new(), std::sync::OnceLock::new(), std::sync::OnceLock::new());
+        let directory = Directory::new(shards.len());
+        Hub { directory, shards, ids, sequencer, sinks, control, presence, moderation, moderation_log }
     }
 
     /// The last id allocated (single node) or the largest id seen (cluster mode): every event
@@ -112,16 +120,38 @@ impl Hub {
         let _ = self.presence.set(sink);
     }
 
-    /// Sets who hears of moderation decisions (once, at start, before any shard runs).
+    /// Sets who hears of the moderation decisions made here (once, at start, before any shard runs).
     pub(crate) fn set_moderation_sink(&self, sink: Box<dyn ModerationSink>) {
         let _ = self.moderation.set(sink);
     }
 
-    /// Hands a moderation decision to its consumer (webhooks); `decision` is only built when there
-    /// is one. Never waits (the consumer's policy decides what a full queue means).
+    /// Sets who logs every moderation decision in force here (once, at start, before any shard runs).
+    pub(crate) fn set_moderation_log(&self, sink: Box<dyn ModerationSink>) {
+        let _ = self.moderation_log.set(sink);
+    }
+
+    /// Hands a moderation decision made on this node to its consumers (webhooks, the change feed's
+    /// log); `decision` is only built when there is one. Never waits (each consumer's policy decides
+    /// what a full queue means).
     pub(crate) fn moderated(&self, decision: impl FnOnce() -> ModerationDecision) {
-        if let Some(sink) = self.moderation.get() {
-            sink.offer(decision());
+        self.offer_moderation(decision, true);
+    }
+
+    /// Hands a moderation decision another node made, and this one applied, to the change feed's
+    /// log only (the deciding node sends the webhooks).
+    pub(crate) fn moderation_applied(&self, decision: impl FnOnce() -> ModerationDecision) {
+        self.offer_moderation(decision, false);
+    }
+
+    fn offer_moderation(&self, decision: impl FnOnce() -> ModerationDecision, decided_here: bool) {
+        let hooks = self.moderation.get().filter(|_| decided_here);
+        let log = self.moderation_log.get();
+        if hooks.is_none() && log.is_none() {
+            return;
+        }
+        let decision = Arc::new(decision());
+        for sink in hooks.into_iter().chain(log) {
+            sink.offer(&decision);
         }
     }
 
@@ -132,8 +162,8 @@ impl Hub {
 
     /// Sends a control message to every node of the cluster (this one included, through Redis);
     /// `false` on a single node, or when the hand-off to Redis is full.
-    pub(crate) fn broadcast_control(&self, payload: Vec<u8>) -> bool {
-        self.sequencer.take_control(payload)
+    pub(crate) fn broadcast_control(&self, message: ControlMessage) -> bool {
+        self.sequencer.take_control(message)
     }
 
     /// Cluster mode with the cluster view up: the rooms with users anywhere (`None` otherwise).
@@ -155,10 +185,11 @@ impl Hub {
         self.sequencer.is_remote()
     }
 
-    /// A control message from the cluster (the subscriber thread).
-    pub(crate) fn on_control(&self, payload: &[u8]) {
+    /// A control message from the cluster (the subscriber thread): live, or (`kept`) the cluster's
+    /// kept state read when this node linked.
+    pub(crate) fn on_control(&self, payload: &[u8], kept: bool) {
         if let Some(hook) = self.control.get() {
-            hook(payload);
+            hook(payload, kept);
         }
     }
 

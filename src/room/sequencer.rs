@@ -65,7 +65,7 @@ pub(crate) trait Sequencer: Send + Sync {
     fn take(&self, event: Outgoing) -> Result<Option<Outgoing>, ClientError>;
     /// Takes a control message for every node of the cluster (the server API's moderation); `false`
     /// when there is no cluster (single node: the default) or it cannot be taken now.
-    fn take_control(&self, _payload: Vec<u8>) -> bool {
+    fn take_control(&self, _message: ControlMessage) -> bool {
         false
     }
     /// Cluster-wide rooms with users and their number of users (`None`: only this node's are
@@ -134,4 +134,26 @@ impl Sequencer for LocalSequencer {
     }
 
     fn wake(&self) {}
+}
+
+/// A control message for every node of a cluster: an opaque payload (the `api` layer's), and what it
+/// does to the cluster's kept state, which a node that was away reads when it links again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ControlMessage {
+    /// What every node subscribed now receives.
+    pub(crate) payload: Vec<u8>,
+    /// Its effect on the kept state.
+    pub(crate) state: ControlState,
+}
+
+/// What a control message does to the cluster's kept state (`keys::CONTROL_STATE`): one entry per
+/// subject (a user's ban, a user's mute in a room, a user's revocation), the latest message about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ControlState {
+    /// Nothing kept (a disconnect: it concerns the connections of the moment only).
+    Transient,
+    /// Keep the payload as the subject's state (a ban, a mute, a revocation).
+    Keep(String),
+    /// The subject has no state any more (a lifted ban or mute).
+    Clear(String),
 }

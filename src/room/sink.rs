@@ -1,6 +1,8 @@
-//! [`Sink`]: a consumer of a room's ordered log on a thread of its own (the store writer today;
-//! webhooks are the next; the change feed tails the committed store instead, `store::feed`), fed
-//! under the room's lock so that it sees every sequenced event in the room's order.
+//! [`Sink`]: a consumer of a room's ordered log on a thread of its own (the store writer; the change
+//! feed tails the committed store instead, `store::feed`), fed under the room's lock so that it sees
+//! every sequenced event in the room's order. Beside it, the consumers of presence changes
+//! ([`PresenceSink`]: webhooks) and of moderation decisions ([`ModerationSink`]: webhooks and the
+//! change feed's log in the store), and the decision every one of those reads ([`ModerationDecision`]).
 //!
 //! The contract, the same for every sink: `offer_locked` is called with the room's lock held and
 //! must not make a syscall, wake a thread or wait (a `crate::deferred` hand-off does all three
@@ -11,7 +13,7 @@
 use std::sync::Arc;
 
 use crate::deferred::Wake;
-use crate::store::StoreWriter;
+use crate::store::{ModerationLog, ModerationRecord, StoreWriter};
 use crate::types::Sequenced;
 
 /// A consumer of every sequenced event, in each room's order.
@@ -82,8 +84,9 @@ pub(crate) trait PresenceSink: Send + Sync {
     fn wake(&self);
 }
 
-/// A moderation decision, for the webhooks (docs/WEBHOOKS.md "Moderation events"): made by the
-/// server API (a ban, a mute, a disconnect, a revocation, a deletion) or by the content filter.
+/// A moderation decision (docs/WEBHOOKS.md "Moderation events", docs/API.md "Change feed"): made
+/// by the server API (a ban, a mute, a disconnect, a revocation, a deletion) or by the content
+/// filter, stamped with its time once ([`ModerationDecision::new`]) for every consumer.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ModerationDecision {
     /// The event's `type`.
@@ -95,11 +98,56 @@ pub(crate) struct ModerationDecision {
     pub(crate) user: Arc<str>,
     /// The event's other fields.
     pub(crate) fields: Vec<(&'static str, serde_json::Value)>,
+    /// When it was decided (ms since the epoch).
+    pub(crate) at_ms: i64,
 }
 
-/// A consumer of moderation decisions (webhooks). Called on a shard thread or a store thread (control
-/// or reader), never under a room's lock; it must not wait: what a full queue means is its own policy.
+impl ModerationDecision {
+    /// A decision made now.
+    pub(crate) fn new(
+        kind: &'static str,
+        room: Option<Arc<str>>,
+        user: Arc<str>,
+        fields: Vec<(&'static str, serde_json::Value)>,
+    ) -> Self {
+        ModerationDecision { kind, room, user, fields, at_ms: crate::protocol::json::now_millis() }
+    }
+
+    /// The decision's JSON fields, the same for every consumer: `type`, `room` (`null`: user-wide),
+    /// `user`, its own fields, `at_ms` (a webhook adds `id`, `order` and `node`).
+    pub(crate) fn json(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut body = serde_json::Map::new();
+        body.insert("type".into(), self.kind.into());
+        body.insert("room".into(), self.room.as_deref().into());
+        body.insert("user".into(), (*self.user).into());
+        for (name, value) in &self.fields {
+            body.insert((*name).into(), value.clone());
+        }
+        body.insert("at_ms".into(), self.at_ms.into());
+        body
+    }
+}
+
+/// A consumer of moderation decisions (webhooks; the change feed's log in the store). Called on a
+/// shard thread or a store thread (control or reader), never under a room's lock; it must not wait:
+/// what a full queue means is its own policy.
 pub(crate) trait ModerationSink: Send + Sync {
     /// Takes `decision`.
-    fn offer(&self, decision: ModerationDecision);
+    fn offer(&self, decision: &Arc<ModerationDecision>);
+}
+
+/// The change feed's moderation events (`store::ModerationLog`): the decision's JSON, stored with
+/// a feed position by the writer. Full queue: dropped and counted
+/// (`roomcast_feed_moderation_dropped_total`); the decision itself stands.
+impl ModerationSink for ModerationLog {
+    fn offer(&self, decision: &Arc<ModerationDecision>) {
+        let body = serde_json::Value::Object(decision.json()).to_string();
+        self.append(ModerationRecord {
+            kind: decision.kind,
+            room: decision.room.clone(),
+            user: Arc::clone(&decision.user),
+            at_ms: decision.at_ms,
+            body,
+        });
+    }
 }

@@ -168,7 +168,7 @@ fn act(ctx: &mut ShardCtx, me: ConnRef, req: &Request, route: ApiRoute, body: &[
             let code = if how.reconnect { close::DISCONNECTED } else { close::KICKED };
             let change = ModerationChange::Disconnect { user: user.clone(), code, reason: how.reason };
             let (closed, _) = ctx.api.apply(&change, now, |_, _| {});
-            ctx.hub.moderated(|| decision(&change, closed));
+            ctx.hub.moderated(|| crate::api::decision(&change, closed));
             ctx.api.tell_cluster(&ctx.hub, change);
             tracing::info!(%user, closed, code, "api: disconnected a user");
             Ok(Action::Done(Served::Now(Response::json(200, bodies::disconnect_body(&user, closed)))))
@@ -209,32 +209,6 @@ fn seconds_ms(seconds: u64) -> i64 {
     i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
-/// The webhooks' event of an API decision that closed `closed` connections (docs/WEBHOOKS.md
-/// "Moderation events"): a ban, an unban, a revocation and a disconnect concern the user in every
-/// room (`room: None`), a mute and an unmute one room.
-fn decision(change: &ModerationChange, closed: usize) -> ModerationDecision {
-    use serde_json::json;
-    let closed = ("closed", json!(closed));
-    let (kind, room, user, fields) = match change {
-        ModerationChange::Ban { user, until_ms } => {
-            ("user_banned", None, user, vec![("until_ms", json!(until_ms)), closed])
-        }
-        ModerationChange::Unban { user } => ("user_unbanned", None, user, vec![]),
-        ModerationChange::Mute { room, user, until_ms } => {
-            ("user_muted", Some(room), user, vec![("until_ms", json!(until_ms))])
-        }
-        ModerationChange::Unmute { room, user } => ("user_unmuted", Some(room), user, vec![]),
-        ModerationChange::Revoke { user, before_ms } => {
-            ("tokens_revoked", None, user, vec![("before_ms", json!(before_ms)), closed])
-        }
-        ModerationChange::Disconnect { user, code, reason } => {
-            let reconnect = ("reconnect", json!(*code == close::DISCONNECTED));
-            ("user_disconnected", None, user, vec![reconnect, ("reason", json!(reason)), closed])
-        }
-    };
-    ModerationDecision { kind, room: room.map(|r| Arc::from(r.as_str())), user: Arc::from(user.as_str()), fields }
-}
-
 /// A ban or mute (or its lifting): in force here at once, told to the other nodes of a cluster,
 /// answered (`answer`, given how many connections it closed) once the store committed it; its
 /// webhook event is handed off then too (not when it could not be stored: the caller gets a 503 and
@@ -253,7 +227,7 @@ fn moderate(
     let (closed, stored) = ctx.api.apply(&change, now, move |closed, result| {
         let response = match result {
             Ok(()) => {
-                hub.moderated(|| decision(&decided, closed));
+                hub.moderated(|| crate::api::decision(&decided, closed));
                 Response::json(200, answer(closed))
             }
             Err(err) => not_stored(&err.to_string()),
@@ -301,11 +275,9 @@ fn delete_message(ctx: &ShardCtx, me: ConnRef, req: &Request, room: String, id: 
                     let event = Event::Delete(Delete { user: target.author, target: id });
                     match hub.publish(RoomRef::Named(&target_room), event, Origin::STORED, None) {
                         Ok(_) => {
-                            hub.moderated(|| ModerationDecision {
-                                kind: "message_deleted",
-                                room: Some(Arc::clone(&target_room)),
-                                user: author,
-                                fields: vec![("message", id.into())],
+                            hub.moderated(|| {
+                                let (room, fields) = (Some(Arc::clone(&target_room)), vec![("message", id.into())]);
+                                ModerationDecision::new("message_deleted", room, author, fields)
                             });
                             Response::json(200, bodies::deleted_body(id))
                         }

@@ -23,7 +23,7 @@ use crate::http::request::Request;
 use crate::http::response::{self, Response};
 use crate::metrics::CloseReason;
 use crate::protocol::json;
-use crate::store::{FeedPage, StoreError};
+use crate::store::{FeedItem, FeedPage, StoreError};
 use crate::types::{ClientError, ConnRef, ErrorCode, Event};
 
 /// Consumers streaming at once, server-wide; one more is answered 503.
@@ -103,16 +103,23 @@ pub(crate) fn render(page: &FeedPage) -> FeedChunk {
         return FeedChunk { bytes: Bytes::from_static(b": keepalive\n\n"), last_pos: None };
     }
     let mut out = Vec::with_capacity(page.rows.len() * 160);
-    for (pos, seq) in &page.rows {
-        let kind = match &seq.event {
-            Event::Message(_) => "message",
-            Event::Edit(_) => "edited",
-            Event::Delete(_) => "deleted",
-            // No log row: never in a page.
-            Event::Read(_) => "read",
-        };
-        let _ = write!(out, "id: {pos}\nevent: {kind}\ndata: ");
-        json::write_event(&mut out, seq, None);
+    for (pos, item) in &page.rows {
+        match item {
+            FeedItem::Event(seq) => {
+                let kind = match &seq.event {
+                    Event::Message(_) => "message",
+                    Event::Edit(_) => "edited",
+                    Event::Delete(_) => "deleted",
+                    // No log row: never in a page.
+                    Event::Read(_) => "read",
+                };
+                let _ = write!(out, "id: {pos}\nevent: {kind}\ndata: ");
+                json::write_event(&mut out, seq, None);
+            }
+            FeedItem::Moderation(body) => {
+                let _ = write!(out, "id: {pos}\nevent: moderation\ndata: {body}");
+            }
+        }
         out.extend_from_slice(b"\n\n");
     }
     FeedChunk { bytes: Bytes::from(out), last_pos: page.rows.last().map(|(pos, _)| *pos) }
@@ -190,18 +197,20 @@ mod tests {
         let del = Event::Delete(Delete { user: "al".into(), target: 11 });
         let page = FeedPage {
             rows: vec![
-                (7, Sequenced { id: 11, room: Arc::clone(&room), at_ms: 0, event: msg }),
-                (8, Sequenced { id: 12, room, at_ms: 0, event: del }),
+                (7, FeedItem::Event(Sequenced { id: 11, room: Arc::clone(&room), at_ms: 0, event: msg })),
+                (8, FeedItem::Event(Sequenced { id: 12, room, at_ms: 0, event: del })),
+                (9, FeedItem::Moderation(r#"{"type":"user_banned","user":"al"}"#.into())),
             ],
         };
         let chunk = render(&page);
         let text = std::str::from_utf8(&chunk.bytes).expect("utf-8");
         let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
-        assert_eq!(events.len(), 2, "{text}");
+        assert_eq!(events.len(), 3, "{text}");
         assert!(events[0].starts_with("id: 7\nevent: message\ndata: {"), "{text}");
         assert!(events[0].contains(r#""room":"r""#) && events[0].contains(r#"hi\nthere"#), "one data line: {text}");
         assert!(events[1].starts_with("id: 8\nevent: deleted\ndata: {"), "{text}");
-        assert_eq!(chunk.last_pos, Some(8));
+        assert_eq!(events[2], "id: 9\nevent: moderation\ndata: {\"type\":\"user_banned\",\"user\":\"al\"}", "{text}");
+        assert_eq!(chunk.last_pos, Some(9));
         let idle = render(&FeedPage::default());
         assert_eq!((&idle.bytes[..], idle.last_pos), (&b": keepalive\n\n"[..], None));
     }

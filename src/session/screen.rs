@@ -28,14 +28,13 @@ pub(crate) fn screen<'a>(
     kind: Kind,
 ) -> Result<Cow<'a, str>, ClientError> {
     let report = |kind: &'static str, action: &str, reason: &str| {
-        ctx.hub.moderated(|| ModerationDecision {
-            kind,
-            room: Some(Arc::from(room)),
-            user: match author {
+        ctx.hub.moderated(|| {
+            let user = match author {
                 Author::User(user) => Arc::from(user),
                 Author::Connection(_) => Arc::clone(&ANONYMOUS),
-            },
-            fields: vec![("action", action.into()), ("reason", reason.into())],
+            };
+            let fields = vec![("action", action.into()), ("reason", reason.into())];
+            ModerationDecision::new(kind, Some(Arc::from(room)), user, fields)
         });
     };
     match ctx.moderation.screen(author, content, kind) {

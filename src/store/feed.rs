@@ -12,6 +12,10 @@
 //! later. Within a room, commit order is the room's id order (the store queue is fed under the
 //! room's lock).
 //!
+//! Moderation events (`moderation_log`, schema version 9) take positions from the same writer, so a
+//! page is both tables after the cursor merged by position, read in one transaction (one snapshot:
+//! two statements outside one could each see a different prefix of the commits).
+//!
 //! One request per consumer at a time (the shard asks for the next page once the connection's output
 //! has drained: `session::feed`); a request for which nothing is committed yet is parked until the
 //! writer's next commit rings the bell (`Shared::ring_feed`, bounded 1, coalescing) or until
@@ -42,13 +46,24 @@ pub(crate) const KEEPALIVE: Duration = Duration::from_secs(15);
 /// The rows of every room after a position, in position order.
 const FEED_SQL: &str = "SELECT id, kind, user, content, created_at, target, edited_at, deleted, pos, room \
                         FROM messages INDEXED BY messages_pos WHERE pos > ?1 ORDER BY pos LIMIT ?2";
+/// The moderation events after a position, in position order.
+const MODERATION_SQL: &str = "SELECT pos, body FROM moderation_log WHERE pos > ?1 ORDER BY pos LIMIT ?2";
+
+/// One event of the feed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedItem {
+    /// A log row (a message, an edit, a delete).
+    Event(Sequenced),
+    /// A moderation decision: its `data:` JSON (`moderation_log.rs`).
+    Moderation(String),
+}
 
 /// One page of the feed: `(position, event)` in position order; empty: nothing new within
 /// [`KEEPALIVE`].
 #[derive(Debug, Default)]
 pub struct FeedPage {
     /// The rows, oldest first.
-    pub rows: Vec<(u64, Sequenced)>,
+    pub rows: Vec<(u64, FeedItem)>,
 }
 
 /// The reply callback of a [`Store::feed`](super::Store::feed), called from the feed thread (or on
@@ -132,17 +147,38 @@ fn answer(reply: FeedReply, result: Result<FeedPage, StoreError>) {
     }
 }
 
-/// The committed rows after position `after`, at most [`PAGE_ROWS`].
+/// The committed rows and moderation events after position `after`, at most [`PAGE_ROWS`], merged
+/// by position.
 pub(crate) fn read_page(conn: &Connection, after: u64) -> Result<FeedPage, StoreError> {
     let Ok(after) = i64::try_from(after) else { return Ok(FeedPage::default()) };
-    let mut stmt = conn.prepare_cached(FEED_SQL).map_err(StoreError::Query)?;
-    let rows = stmt
-        .query_map(params![after, PAGE_ROWS as i64], |row| {
-            let room: Arc<str> = row.get(9)?;
-            let pos: i64 = row.get(8)?;
-            Ok((u64::try_from(pos).unwrap_or(0), row_event(row, room)?))
+    let position = |pos: i64| u64::try_from(pos).unwrap_or(0);
+    // One read transaction: both statements see the same commits.
+    let snapshot = conn.unchecked_transaction().map_err(StoreError::Query)?;
+    let mut rows = snapshot
+        .prepare_cached(FEED_SQL)
+        .and_then(|mut stmt| {
+            stmt.query_map(params![after, PAGE_ROWS as i64], |row| {
+                let room: Arc<str> = row.get(9)?;
+                Ok((position(row.get(8)?), FeedItem::Event(row_event(row, room)?)))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
         })
-        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
         .map_err(StoreError::Query)?;
+    let decisions = snapshot
+        .prepare_cached(MODERATION_SQL)
+        .and_then(|mut stmt| {
+            stmt.query_map(params![after, PAGE_ROWS as i64], |row| {
+                Ok((position(row.get(0)?), FeedItem::Moderation(row.get(1)?)))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(StoreError::Query)?;
+    // Read-only: nothing to commit; ending it releases the snapshot.
+    snapshot.finish().map_err(StoreError::Query)?;
+    if !decisions.is_empty() {
+        rows.extend(decisions);
+        rows.sort_by_key(|(pos, _)| *pos);
+        rows.truncate(PAGE_ROWS);
+    }
     Ok(FeedPage { rows })
 }

@@ -111,6 +111,7 @@ mod control;
 mod error;
 mod feed;
 mod lock;
+mod moderation_log;
 mod outbox;
 mod reader;
 mod schema;
@@ -136,15 +137,16 @@ use crate::types::Sequenced;
 pub(crate) use ceiling::{IdCeiling, id_block};
 pub(crate) use control::{ControlOp, ControlSnapshot, ControlStore};
 pub use error::StoreError;
-pub use feed::FeedPage;
+pub use feed::{FeedItem, FeedPage};
 use feed::{FeedReply, FeedRequest};
+pub use moderation_log::{ModerationLog, ModerationRecord};
 pub(crate) use outbox::{OutboxReader, OutboxWriter};
 
 use lock::DbLock;
 pub use reader::Target;
 use reader::{DmRoomsReply, LookupPlan, LookupReply, Plan, ReadStateReply, Request};
-use state::{Shared, WaitOutcome, bump};
-use writer::{Ctrl, WriterConfig};
+use state::{Ctrl, Shared, WaitOutcome, bump};
+use writer::WriterConfig;
 
 /// How to open and run the store. `Default` gives the documented server defaults.
 #[derive(Debug, Clone)]
@@ -299,6 +301,8 @@ pub(crate) struct StoreStats {
     pub(crate) feed_events: u64,
     /// Change-feed consumers closed because they stopped reading.
     pub(crate) feed_closed_slow: u64,
+    /// Moderation decisions left out of the change feed (its queue full, or the store closed).
+    pub(crate) moderation_dropped: u64,
     /// Times the writer thread woke up, by cause.
     pub(crate) writer_wakeups: WriterWakeups,
 }
@@ -335,6 +339,8 @@ pub struct Store {
     ceiling: Option<Arc<IdCeiling>>,
     data_tx: DeferredSender<Arc<Sequenced>>,
     ctrl_tx: Sender<Ctrl>,
+    /// The change feed's moderation events, for the writer (`moderation_log.rs`).
+    moderation_tx: Sender<ModerationRecord>,
     /// `None` once the readers were told to stop.
     req_tx: Option<Sender<Request>>,
     reader_queue: usize,
@@ -400,6 +406,7 @@ impl Store {
         shared.has_dm_rooms.store(holds("dm_rooms")?, Ordering::Relaxed);
         let (data_tx, data_rx) = deferred::channel(Some(cfg.queue_capacity), cfg.batch_size);
         let (ctrl_tx, ctrl_rx) = crossbeam_channel::unbounded();
+        let (moderation_tx, moderation_rx) = crossbeam_channel::bounded(moderation_log::QUEUE);
         let (req_tx, req_rx) = crossbeam_channel::bounded(cfg.reader_queue);
         let writer_cfg = WriterConfig {
             batch_size: cfg.batch_size,
@@ -411,7 +418,8 @@ impl Store {
         };
         // If a later spawn fails, the threads already started see their channels disconnect
         // when these senders drop, drain and exit on their own.
-        let writer_thread = writer::spawn(writer_conn, data_rx, ctrl_rx, Arc::clone(&shared), writer_cfg)?;
+        let writer_thread =
+            writer::spawn(writer_conn, data_rx, moderation_rx, ctrl_rx, Arc::clone(&shared), writer_cfg)?;
         let reader_threads = reader::spawn_pool(reader_conns, &req_rx, &shared, cfg.visible_wait, &ctrl_tx)?;
         let (feed_tx, feed_rx) = crossbeam_channel::bounded(feed::QUEUE);
         let feed_thread = feed::spawn(feed_conn, feed_rx, Arc::clone(&shared))?;
@@ -433,6 +441,7 @@ impl Store {
             ceiling,
             data_tx,
             ctrl_tx,
+            moderation_tx,
             req_tx: Some(req_tx),
             reader_queue: cfg.reader_queue,
             writer_thread: Some(writer_thread),
@@ -515,6 +524,11 @@ impl Store {
     /// A handle for enqueuing records; clone one into every shard thread.
     pub fn writer(&self) -> StoreWriter {
         StoreWriter { tx: self.data_tx.clone(), ctrl: self.ctrl_tx.clone(), shared: Arc::clone(&self.shared) }
+    }
+
+    /// A handle that logs moderation decisions for the change feed (`moderation_log.rs`).
+    pub fn moderation_log(&self) -> ModerationLog {
+        ModerationLog { tx: self.moderation_tx.clone(), ctrl: self.ctrl_tx.clone(), shared: Arc::clone(&self.shared) }
     }
 
     /// Queues a history request for the reader pool and returns at once.
@@ -718,6 +732,7 @@ impl Store {
             feed_consumers: c.feed_consumers.load(Ordering::SeqCst),
             feed_events: c.feed_events.load(Ordering::SeqCst),
             feed_closed_slow: c.feed_closed_slow.load(Ordering::SeqCst),
+            moderation_dropped: c.moderation_dropped.load(Ordering::SeqCst),
             writer_wakeups: WriterWakeups {
                 timer: c.wakeups_timer.load(Ordering::SeqCst),
                 producer: c.wakeups_producer.load(Ordering::SeqCst),

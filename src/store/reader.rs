@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::state::{Shared, WaitOutcome, bump};
-use super::writer::Ctrl;
+use super::state::{Ctrl, Shared, WaitOutcome, bump};
 use super::{HistoryPage, HistoryQuery, StoreError};
 use crate::types::{Delete, Edit, Event, EventKind, Message, Read, Revision, Sequenced};
 

@@ -35,6 +35,9 @@
 //! Version 8 adds the webhook outbox (`outbox.rs`): `webhook_outbox(seq, url, body)` (one row per
 //! event and receiver, deleted once delivered) and `webhook_rooms(room, last_order)` (each room's
 //! last webhook order number).
+//! Version 9 adds `moderation_log(pos, kind, room, user, at_ms, body)`: the change feed's moderation
+//! events (`moderation_log.rs`), numbered from the same positions as `messages.pos` (one writer
+//! numbers both), so the feed reads the two tables merged by position.
 
 use std::path::Path;
 use std::time::Duration;
@@ -45,7 +48,7 @@ use super::StoreError;
 use crate::unique::unique_u64;
 
 /// The newest schema version (`PRAGMA user_version`) this build knows and migrates to.
-pub(crate) const SCHEMA_VERSION: i64 = 8;
+pub(crate) const SCHEMA_VERSION: i64 = 9;
 
 /// Name of the index that serves history pages (checked by the query-plan test).
 #[cfg(test)]
@@ -109,6 +112,12 @@ const MIGRATIONS: &[(i64, &str)] = &[
          CREATE INDEX webhook_outbox_url ON webhook_outbox (url, seq);
          CREATE TABLE webhook_rooms (room TEXT PRIMARY KEY, last_order INTEGER NOT NULL) WITHOUT ROWID;",
     ),
+    // The change feed's moderation events (`moderation_log.rs`): positions shared with `messages`.
+    (
+        9,
+        "CREATE TABLE moderation_log (pos INTEGER PRIMARY KEY, kind TEXT NOT NULL, room TEXT, user TEXT NOT NULL,
+                                      at_ms INTEGER NOT NULL, body TEXT NOT NULL);",
+    ),
 ];
 
 /// Sets the id ceiling (inside the caller's transaction).
@@ -162,10 +171,13 @@ pub(crate) fn max_id(conn: &Connection) -> Result<u64, StoreError> {
     Ok(max.map_or(0, |m| u64::try_from(m).unwrap_or(0)))
 }
 
-/// The largest change-feed position stored (0 if none): the writer numbers new rows after it.
+/// The largest change-feed position stored (0 if none), log rows and moderation events alike: the
+/// writer numbers new rows after it.
 pub(crate) fn max_pos(conn: &Connection) -> Result<u64, StoreError> {
-    let max: Option<i64> =
-        conn.query_row("SELECT MAX(pos) FROM messages", [], |row| row.get(0)).map_err(setup("read max(pos)"))?;
+    // (The two-argument MAX is NULL when either is: each side counts as 0 when its table is empty.)
+    let sql = "SELECT MAX(COALESCE((SELECT MAX(pos) FROM messages), 0), \
+               COALESCE((SELECT MAX(pos) FROM moderation_log), 0))";
+    let max: Option<i64> = conn.query_row(sql, [], |row| row.get(0)).map_err(setup("read max(pos)"))?;
     Ok(max.map_or(0, |m| u64::try_from(m).unwrap_or(0)))
 }
 

@@ -61,6 +61,8 @@ pub(crate) struct Counters {
     pub(crate) feed_consumers: AtomicU64,
     pub(crate) feed_events: AtomicU64,
     pub(crate) feed_closed_slow: AtomicU64,
+    /// Moderation decisions not logged for the feed (queue full or store closed: `moderation_log.rs`).
+    pub(crate) moderation_dropped: AtomicU64,
 }
 
 /// Histograms written by the writer thread only (its single-writer cells), read by `/metrics`.
@@ -185,6 +187,18 @@ impl Shared {
     pub(crate) fn is_closed(&self) -> bool {
         self.gate.lock().closed
     }
+}
+
+/// Control messages from the [`Store`](super::Store) to the writer (unbounded side channel, so
+/// they never wait behind a full record queue).
+#[derive(Debug)]
+pub(crate) enum Ctrl {
+    /// Commit whatever is queued now instead of waiting for the flush interval.
+    Flush,
+    /// Close the gate, drain and commit everything, then exit.
+    Shutdown,
+    /// A producer's wake-up: the queue reached a batch, or a record arrived while the writer was idle.
+    Wake,
 }
 
 /// Increments a statistics counter (SeqCst: tests and operators read several counters together).

@@ -739,6 +739,24 @@ fn sync_full_store_commits_and_reads_back() {
     store.shutdown().expect("shutdown");
 }
 
+/// A feed item that must be a log row.
+fn event(item: &FeedItem) -> &Sequenced {
+    match item {
+        FeedItem::Event(seq) => seq,
+        FeedItem::Moderation(body) => panic!("a moderation event where a log row was expected: {body}"),
+    }
+}
+
+/// `(position, id)` of a page of log rows.
+fn event_ids(page: &FeedPage) -> Vec<(u64, u64)> {
+    page.rows.iter().map(|(p, item)| (*p, event(item).id)).collect()
+}
+
+fn decision(kind: &'static str, user: &str) -> ModerationRecord {
+    let body = format!(r#"{{"type":"{kind}","user":"{user}"}}"#);
+    ModerationRecord { kind, room: None, user: Arc::from(user), at_ms: 1, body }
+}
+
 fn feed_page(store: &Store, after: u64) -> FeedPage {
     let (tx, rx) = crossbeam_channel::bounded(1);
     store.feed(
@@ -759,13 +777,14 @@ fn feed_positions_follow_commits_even_when_ids_of_two_rooms_commit_out_of_order(
     enqueue(&w, rec(11, "b"));
     store.flush().expect("flush");
     let first = feed_page(&store, 0);
-    assert_eq!(first.rows.iter().map(|(p, s)| (*p, s.id)).collect::<Vec<_>>(), [(1, 11)]);
+    assert_eq!(event_ids(&first), [(1, 11)]);
     enqueue(&w, rec(10, "a"));
     enqueue(&w, rec(12, "a"));
     store.flush().expect("flush");
     // A consumer resuming after position 1 (id 11) still gets id 10: positions, not ids, are the cursor.
     let next = feed_page(&store, 1);
-    assert_eq!(next.rows.iter().map(|(p, s)| (*p, s.id, &*s.room)).collect::<Vec<_>>(), [(2, 10, "a"), (3, 12, "a")]);
+    let rooms: Vec<_> = next.rows.iter().map(|(p, item)| (*p, &*event(item).room)).collect();
+    assert_eq!((event_ids(&next), rooms), (vec![(2, 10), (3, 12)], vec![(2, "a"), (3, "a")]));
     // A read marker takes an id but writes no row, so it has no position.
     let read = Sequenced {
         id: 13,
@@ -777,14 +796,14 @@ fn feed_positions_follow_commits_even_when_ids_of_two_rooms_commit_out_of_order(
     enqueue(&w, rec(14, "b"));
     store.flush().expect("flush");
     let last = feed_page(&store, 3);
-    assert_eq!(last.rows.iter().map(|(p, s)| (*p, s.id)).collect::<Vec<_>>(), [(4, 14)]);
+    assert_eq!(event_ids(&last), [(4, 14)]);
     drop(w);
     store.shutdown().expect("shutdown");
     // Positions continue after a reopen.
     let store = Store::open(cfg(dir.path())).expect("reopen");
     enqueue(&store.writer(), rec(20, "c"));
     store.flush().expect("flush");
-    assert_eq!(feed_page(&store, 4).rows.iter().map(|(p, s)| (*p, s.id)).collect::<Vec<_>>(), [(5, 20)]);
+    assert_eq!(event_ids(&feed_page(&store, 4)), [(5, 20)]);
 }
 
 #[test]
@@ -802,7 +821,7 @@ fn a_feed_request_with_nothing_new_waits_for_the_next_commit() {
     assert!(rx.recv_timeout(Duration::from_millis(200)).is_err(), "answered before anything was committed");
     enqueue(&store.writer(), rec(1, "r"));
     let page = rx.recv_timeout(DEADLINE).expect("woken by the commit").expect("a page");
-    assert_eq!(page.rows.iter().map(|(p, s)| (*p, s.id)).collect::<Vec<_>>(), [(1, 1)]);
+    assert_eq!(event_ids(&page), [(1, 1)]);
 }
 
 #[test]
@@ -825,5 +844,48 @@ fn rows_stored_before_the_feed_existed_take_their_id_as_position() {
     enqueue(&store.writer(), rec(80, "r"));
     store.flush().expect("flush");
     let page = feed_page(&store, 0);
-    assert_eq!(page.rows.iter().map(|(p, s)| (*p, s.id)).collect::<Vec<_>>(), [(77, 77), (78, 80)]);
+    assert_eq!(event_ids(&page), [(77, 77), (78, 80)]);
+}
+
+#[test]
+fn moderation_events_take_feed_positions_between_log_rows_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(cfg(dir.path())).expect("open");
+    let (w, log) = (store.writer(), store.moderation_log());
+    enqueue(&w, rec(1, "r"));
+    store.flush().expect("flush");
+    assert!(log.append(decision("user_banned", "al")));
+    let page = wait_for_rows(&store, 0, 2);
+    assert_eq!(page.rows[0].0, 1);
+    assert_eq!(page.rows[1], (2, FeedItem::Moderation(r#"{"type":"user_banned","user":"al"}"#.into())));
+    enqueue(&w, rec(2, "r"));
+    store.flush().expect("flush");
+    assert_eq!(event_ids(&feed_page(&store, 2)), [(3, 2)]);
+    // One accepted just before shutdown is committed by the final drain.
+    assert!(log.append(decision("user_muted", "bo")));
+    drop(w);
+    store.shutdown().expect("shutdown");
+    assert!(!log.append(decision("user_unmuted", "bo")), "the store is closed: refused");
+    let store = Store::open(cfg(dir.path())).expect("reopen");
+    let page = feed_page(&store, 3);
+    assert_eq!(page.rows.iter().map(|(p, _)| *p).collect::<Vec<_>>(), [4]);
+    assert!(matches!(&page.rows[0].1, FeedItem::Moderation(body) if body.contains("user_muted")));
+    // New positions continue after the largest of both tables.
+    enqueue(&store.writer(), rec(3, "r"));
+    store.flush().expect("flush");
+    assert_eq!(event_ids(&feed_page(&store, 4)), [(5, 3)]);
+}
+
+/// The feed page after `after`, asked again until it holds `n` rows (a decision commits with the
+/// writer's next batch, not at a flush).
+fn wait_for_rows(store: &Store, after: u64, n: usize) -> FeedPage {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let page = feed_page(store, after);
+        if page.rows.len() >= n || Instant::now() > deadline {
+            assert_eq!(page.rows.len(), n, "{page:?}");
+            return page;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

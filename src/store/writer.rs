@@ -1,7 +1,9 @@
 //! The write-behind thread: drains the bounded record channel into batches, commits each batch in
 //! one transaction with one cached prepared statement, retries failed commits with backoff while
 //! keeping the batch in memory, advances the commit watermark, trims rooms beyond
-//! `retain_per_room`, and performs the final drain at shutdown.
+//! `retain_per_room`, and performs the final drain at shutdown. Beside the log records it takes the
+//! change feed's moderation events (`moderation_log.rs`) into the same batches: it alone numbers
+//! feed positions, in commit order.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,8 +16,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::StoreError;
 use super::ceiling::IdCeiling;
+use super::moderation_log::{self, ModerationRecord};
 use super::schema::{SET_CEILING_SQL, synchronous};
-use super::state::{Shared, bump};
+use super::state::{Ctrl, Shared, bump};
 use crate::deferred::DeferredReceiver;
 use crate::protocol::dm;
 use crate::types::{Event, Sequenced};
@@ -51,18 +54,6 @@ pub(crate) const TRIM_SQL: &str = "DELETE FROM messages WHERE id IN \
                         (SELECT id FROM messages INDEXED BY messages_room_id \
                          WHERE room = ?1 AND id <= ?2 ORDER BY id LIMIT ?3)";
 
-/// Control messages from the [`Store`](super::Store) to the writer (unbounded side channel, so
-/// they never wait behind a full record queue).
-#[derive(Debug)]
-pub(crate) enum Ctrl {
-    /// Commit whatever is queued now instead of waiting for the flush interval.
-    Flush,
-    /// Close the gate, drain and commit everything, then exit.
-    Shutdown,
-    /// A producer's wake-up: the queue reached a batch, or a record arrived while the writer was idle.
-    Wake,
-}
-
 /// The writer's share of [`StoreConfig`](super::StoreConfig).
 #[derive(Debug, Clone)]
 pub(crate) struct WriterConfig {
@@ -81,6 +72,7 @@ pub(crate) struct WriterConfig {
 pub(crate) fn spawn(
     conn: Connection,
     data: DeferredReceiver<Arc<Sequenced>>,
+    moderation: Receiver<ModerationRecord>,
     ctrl: Receiver<Ctrl>,
     shared: Arc<Shared>,
     cfg: WriterConfig,
@@ -90,8 +82,10 @@ pub(crate) fn spawn(
     let writer = Writer {
         conn,
         data,
+        moderation,
         ctrl,
         batch: Vec::with_capacity(cfg.batch_size),
+        decisions: Vec::new(),
         last_pos: cfg.last_pos,
         first_at: None,
         urgent: false,
@@ -119,11 +113,15 @@ impl Drop for ExitGuard {
 struct Writer {
     conn: Connection,
     data: DeferredReceiver<Arc<Sequenced>>,
+    /// The change feed's moderation events (bounded; each send also wakes the writer).
+    moderation: Receiver<ModerationRecord>,
     ctrl: Receiver<Ctrl>,
     shared: Arc<Shared>,
     cfg: WriterConfig,
     /// Records received but not yet committed, in channel order.
     batch: Vec<Arc<Sequenced>>,
+    /// Moderation events received but not yet committed (with the batch, after its rows).
+    decisions: Vec<ModerationRecord>,
     /// The change-feed position of the last row committed (rows are numbered in commit order).
     last_pos: u64,
     /// When the batch's first record was received.
@@ -141,15 +139,16 @@ impl Writer {
         loop {
             self.poll_ctrl();
             let channel_empty = self.fill();
-            let full = self.batch.len() >= self.cfg.batch_size;
+            let full = self.batch.len() + self.decisions.len() >= self.cfg.batch_size;
             let interval_due = self.first_at.is_some_and(|t| t.elapsed() >= self.cfg.flush_interval);
             let drain_now = (self.urgent || self.shutting_down) && channel_empty;
-            if !self.batch.is_empty() && (full || interval_due || drain_now) {
+            let pending = !self.batch.is_empty() || !self.decisions.is_empty();
+            if pending && (full || interval_due || drain_now) {
                 self.commit_batch();
                 self.trim_step(false);
                 continue;
             }
-            if self.batch.is_empty() && channel_empty {
+            if !pending && channel_empty {
                 self.urgent = false;
                 if self.shutting_down {
                     break;
@@ -191,16 +190,27 @@ impl Writer {
         }
     }
 
-    /// Moves queued records into the batch without blocking, up to `batch_size`.
-    /// Returns true when the channel was seen empty (or disconnected).
+    /// Moves queued records (and moderation events) into the batch without blocking, up to
+    /// `batch_size`. Returns true when both channels were seen empty (or disconnected).
     fn fill(&mut self) -> bool {
+        while self.decisions.len() < self.cfg.batch_size {
+            match self.moderation.try_recv() {
+                Ok(decision) => {
+                    if self.batch.is_empty() && self.decisions.is_empty() {
+                        self.first_at = Some(Instant::now());
+                    }
+                    self.decisions.push(decision);
+                }
+                Err(_) => break,
+            }
+        }
         while self.batch.len() < self.cfg.batch_size {
             match self.data.try_recv() {
                 Ok(rec) => self.push(rec),
-                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Empty) => return self.moderation.is_empty(),
                 Err(TryRecvError::Disconnected) => {
                     self.begin_shutdown();
-                    return true;
+                    return self.moderation.is_empty();
                 }
             }
         }
@@ -208,7 +218,7 @@ impl Writer {
     }
 
     fn push(&mut self, rec: Arc<Sequenced>) {
-        if self.batch.is_empty() {
+        if self.batch.is_empty() && self.decisions.is_empty() {
             self.first_at = Some(Instant::now());
         }
         self.batch.push(rec);
@@ -264,7 +274,8 @@ impl Writer {
             #[cfg(test)]
             self.apply_fault();
             let attempt = Instant::now();
-            match insert_batch(&mut self.conn, &self.batch, ceiling, self.cfg.sync_full, self.last_pos) {
+            let rows = Rows { log: &self.batch, decisions: &self.decisions };
+            match insert_batch(&mut self.conn, rows, ceiling, self.cfg.sync_full, self.last_pos) {
                 Ok(outcome) => {
                     shared.histograms.commit_seconds.observe_duration(attempt.elapsed());
                     break outcome;
@@ -318,6 +329,7 @@ impl Writer {
             }
         }
         self.batch.clear();
+        self.decisions.clear();
         self.first_at = None;
         self.shared.advance_committed(n);
         self.shared.ring_feed();
@@ -399,11 +411,18 @@ struct BatchOutcome {
     last_pos: u64,
 }
 
+/// What one transaction writes: the log records, then the moderation events.
+#[derive(Clone, Copy)]
+struct Rows<'a> {
+    log: &'a [Arc<Sequenced>],
+    decisions: &'a [ModerationRecord],
+}
+
 /// Inserts the batch in one transaction with the cached insert statement; with `ceiling`, raises
 /// the id ceiling in the same transaction and commits it with `synchronous=FULL`.
 fn insert_batch(
     conn: &mut Connection,
-    batch: &[Arc<Sequenced>],
+    batch: Rows<'_>,
     ceiling: Option<u64>,
     sync_full: bool,
     last_pos: u64,
@@ -421,7 +440,7 @@ fn insert_batch(
 
 fn insert_rows(
     conn: &mut Connection,
-    batch: &[Arc<Sequenced>],
+    batch: Rows<'_>,
     ceiling: Option<u64>,
     last_pos: u64,
 ) -> rusqlite::Result<BatchOutcome> {
@@ -432,7 +451,7 @@ fn insert_rows(
     // Positions are taken in this transaction's order and kept only if it commits (a retry numbers
     // the batch again from the same place).
     let mut outcome = BatchOutcome { last_pos, ..BatchOutcome::default() };
-    for rec in batch {
+    for rec in batch.log {
         let pos = i64::try_from(outcome.last_pos + 1).unwrap_or(i64::MAX);
         let changed = match i64::try_from(rec.id) {
             Ok(id) => insert_row(&tx, id, rec, pos)?,
@@ -447,6 +466,10 @@ fn insert_rows(
             outcome.rejected += 1;
             outcome.first_rejected_id.get_or_insert(rec.id);
         }
+    }
+    for decision in batch.decisions {
+        outcome.last_pos += 1;
+        moderation_log::insert(&tx, decision, i64::try_from(outcome.last_pos).unwrap_or(i64::MAX))?;
     }
     tx.commit()?;
     Ok(outcome)

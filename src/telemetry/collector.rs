@@ -340,6 +340,12 @@ impl RoomcastCollector {
             "Change-feed consumers closed because their socket took nothing for --outbuf-grace.",
             stats.feed_closed_slow,
         )?;
+        counter(
+            enc,
+            "roomcast_feed_moderation_dropped",
+            "Moderation decisions left out of the change feed (its queue was full or the store closed).",
+            stats.moderation_dropped,
+        )?;
         histogram(enc, "roomcast_store_batch_rows", "Rows per committed batch.", &hist.batch_rows)?;
         histogram(
             enc,

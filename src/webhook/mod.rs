@@ -111,7 +111,7 @@ struct Pending {
 #[derive(Debug)]
 enum What {
     Presence(PresenceChange),
-    Moderation(ModerationDecision),
+    Moderation(Arc<ModerationDecision>),
 }
 
 /// One event, as the outbox stores it.
@@ -145,8 +145,8 @@ impl PresenceSink for HookSink {
 /// Full hand-off: the decision's event is dropped and counted (`dropped`), as a presence change's;
 /// the decision itself stands (a refused message stays refused), only its report is lost.
 impl ModerationSink for HookSink {
-    fn offer(&self, decision: ModerationDecision) {
-        if let Wake::Needed = self.push(What::Moderation(decision)) {
+    fn offer(&self, decision: &Arc<ModerationDecision>) {
+        if let Wake::Needed = self.push(What::Moderation(Arc::clone(decision))) {
             PresenceSink::wake(self);
         }
     }
@@ -154,7 +154,12 @@ impl ModerationSink for HookSink {
 
 impl HookSink {
     fn push(&self, what: What) -> Wake {
-        let pending = Pending { what, at_ms: crate::protocol::json::now_millis() };
+        // A decision has its time already (the same in the change feed).
+        let at_ms = match &what {
+            What::Presence(_) => crate::protocol::json::now_millis(),
+            What::Moderation(decision) => decision.at_ms,
+        };
+        let pending = Pending { what, at_ms };
         self.tx.try_push(pending).unwrap_or_else(|_| {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             Wake::No
@@ -397,23 +402,23 @@ fn event_room(event: &Event) -> &str {
     }
 }
 
-/// An event's JSON body (docs/WEBHOOKS.md).
+/// An event's JSON body (docs/WEBHOOKS.md): a moderation decision's own JSON (the change feed's
+/// too) or a presence change's, with the webhook's `id`, `order` and `node`.
 fn body(event: &Event, order: u64, node: Option<&str>) -> String {
-    let (room, user, fields) = match &event.pending.what {
-        What::Presence(change) => (Some(&*change.room), &*change.user, &[][..]),
-        What::Moderation(decision) => (decision.room.as_deref(), &*decision.user, &decision.fields[..]),
+    let mut body = match &event.pending.what {
+        What::Presence(change) => {
+            let mut body = serde_json::Map::new();
+            body.insert("type".into(), event.kind.into());
+            body.insert("room".into(), (*change.room).into());
+            body.insert("user".into(), (*change.user).into());
+            body.insert("at_ms".into(), event.pending.at_ms.into());
+            body
+        }
+        What::Moderation(decision) => decision.json(),
     };
-    let mut body = serde_json::Map::new();
     body.insert("id".into(), event.id.clone().into());
-    body.insert("type".into(), event.kind.into());
-    body.insert("room".into(), room.into());
-    body.insert("user".into(), user.into());
-    for (name, value) in fields {
-        body.insert((*name).into(), value.clone());
-    }
     body.insert("order".into(), order.into());
     body.insert("node".into(), node.into());
-    body.insert("at_ms".into(), event.pending.at_ms.into());
     serde_json::Value::Object(body).to_string()
 }
 
@@ -574,8 +579,8 @@ mod tests {
         assert_eq!(sink.offer_locked(change("ann")), Wake::Needed, "a batch of one is ready");
         assert_eq!(sink.offer_locked(change("bob")), Wake::No, "full: dropped");
         assert_eq!(stats.dropped.load(Ordering::Relaxed), 1);
-        let decision = ModerationDecision { kind: "user_banned", room: None, user: Arc::from("cid"), fields: vec![] };
-        ModerationSink::offer(&sink, decision);
+        let decision = ModerationDecision::new("user_banned", None, Arc::from("cid"), vec![]);
+        ModerationSink::offer(&sink, &Arc::new(decision));
         assert_eq!(stats.dropped.load(Ordering::Relaxed), 2, "a moderation decision too");
         let user = |p: Pending| match p.what {
             What::Presence(change) => change.user.to_string(),

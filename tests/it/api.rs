@@ -487,6 +487,37 @@ mod cluster {
         }
     }
 
+    /// The handshake status of `user` joining room `m` on `server`.
+    fn upgrade_status(server: &Server, user: &str) -> u16 {
+        Raw::connect(server).handshake(server, &format!("/ws?format=json&room=m&nick={user}"), "").0
+    }
+
+    #[test]
+    fn a_node_that_was_away_learns_the_bans_mutes_and_lifts_made_meanwhile() {
+        let redis = RedisServer::start();
+        let a = node(&redis, "away-a");
+        let b = node(&redis, "away-b");
+        assert_eq!(post(&a, "/api/users/old/ban", &json!({"seconds": 600})).0, 200);
+        wait_until("b refuses old", || upgrade_status(&b, "old") == 403);
+        let (status, dir) = b.stop();
+        assert!(status.success(), "{status}");
+
+        // While b is away: two decisions in force, one made and lifted.
+        assert_eq!(post(&a, "/api/users/al/ban", &json!({"seconds": 600})).0, 200);
+        assert_eq!(post(&a, "/api/rooms/m/mute/bo", &json!({"seconds": 600})).0, 200);
+        assert_eq!(post(&a, "/api/users/cy/ban", &json!({"seconds": 600})).0, 200);
+        assert_eq!(call(&a, "DELETE", "/api/users/cy/ban", Some(KEY), None, "").0, 200);
+
+        let url = redis.url();
+        let b = Server::start_in(dir, &["--redis-url", url.as_str(), "--node-id", "away-b", "--api-key", KEY]);
+        wait_until("b linked again", || linked(&b) == Some(true));
+        assert_eq!(upgrade_status(&b, "al"), 403, "a ban made while b was away holds on b");
+        assert_eq!(upgrade_status(&b, "old"), 403, "one b stored before still holds");
+        assert_eq!(upgrade_status(&b, "cy"), 101, "a ban lifted meanwhile is not in force");
+        let mut bo = connect_json(&b, "m", "bo");
+        assert!(posts_muted(&mut bo, &mut 0), "a mute made while b was away holds on b");
+    }
+
     #[test]
     fn moderation_through_one_node_holds_on_the_other() {
         let redis = RedisServer::start();

@@ -2,7 +2,9 @@
 //! live across rooms with edits and deletes as their own events, a consumer that disconnects under
 //! live traffic and resumes with `Last-Event-ID` (every event exactly once, compared with a full
 //! read of the store at the end), a consumer that stops reading (closed, the server fine), and a
-//! resume across a restart, with the keepalive comment of an idle stream, and the consumer limit.
+//! resume across a restart, with the keepalive comment of an idle stream, and the consumer limit;
+//! moderation decisions as `moderation` events (the content filter's and the API's, resumed like the
+//! rest), and in cluster mode on the feed of a node that applied a decision made on another.
 
 use std::collections::HashSet;
 
@@ -75,7 +77,13 @@ fn parse(block: &[u8]) -> Option<Event> {
         }
     }
     let event = Event { pos: pos?, kind: kind.expect("event:"), data: data.expect("data:") };
-    assert_eq!(event.data["type"], event.kind.as_str(), "the event type is the JSON's");
+    if event.kind == "moderation" {
+        // The webhooks' moderation event (docs/WEBHOOKS.md) without `id`, `order` and `node`.
+        assert!(event.data["type"].is_string() && event.data["at_ms"].is_i64(), "{text}");
+        assert!(event.data.get("id").is_none() && event.data.get("order").is_none(), "{text}");
+    } else {
+        assert_eq!(event.data["type"], event.kind.as_str(), "the event type is the JSON's");
+    }
     Some(event)
 }
 
@@ -127,9 +135,12 @@ fn history_then_live_across_rooms_with_edits_and_deletes_as_their_own_events() {
     });
 
     let mut feed = Consumer::open(&server, "?after_id=0", "");
-    let seen = feed.take(5);
+    let mut seen = feed.take(6);
     let kinds: Vec<&str> = seen.iter().map(|e| e.kind.as_str()).collect();
-    assert_eq!(kinds, ["message", "message", "message", "edited", "deleted"], "{seen:?}");
+    assert_eq!(kinds, ["message", "message", "message", "edited", "deleted", "moderation"], "{seen:?}");
+    // The API's delete is also a moderation decision, after the event it made.
+    let decision = seen.pop().expect("six");
+    assert_eq!((&decision.data["type"], &decision.data["message"]), (&json!("message_deleted"), &json!(ids[1])));
     let rooms: Vec<&str> = seen.iter().map(|e| e.data["room"].as_str().expect("room")).collect();
     assert_eq!(rooms, ["fa", "fb", "fc", "fa", "fb"]);
     assert_eq!(seen[3].data["id"].as_u64(), Some(ids[0]), "the edit names its message");
@@ -272,4 +283,76 @@ fn at_most_sixteen_consumers_stream_at_once() {
     let mut again = Consumer::open(&server, "", "");
     assert_eq!(again.next().expect("an event").data["id"].as_u64(), Some(ids[0]));
     assert_eq!(consumers[0].next().expect("an event").data["id"].as_u64(), Some(ids[0]), "the others stream on");
+}
+
+/// A decision is committed with the writer's next batch: wait for it before what must follow it.
+fn next_moderation(feed: &mut Consumer) -> Event {
+    let event = feed.next().expect("a moderation event");
+    assert_eq!(event.kind, "moderation", "{event:?}");
+    event
+}
+
+#[test]
+fn moderation_decisions_are_their_own_events_in_the_feed() {
+    let dir = tempfile::tempdir().expect("dir");
+    let list = dir.path().join("blocklist.txt");
+    std::fs::write(&list, "darn\n").expect("write the blocklist");
+    let server = keyed(&["--blocklist", list.to_str().expect("utf-8 path")]);
+    let first = publish(&server, &[("fm", "hello".into())]);
+    let mut feed = Consumer::open(&server, "?after_id=0", "");
+    assert_eq!(feed.take(1)[0].data["id"].as_u64(), Some(first[0]));
+
+    assert_eq!(post(&server, "/api/users/al/ban", &json!({"seconds": 60})).0, 200);
+    let ban = next_moderation(&mut feed);
+    assert_eq!(
+        (&ban.data["type"], &ban.data["user"], &ban.data["room"]),
+        (&json!("user_banned"), &json!("al"), &Value::Null)
+    );
+    assert!(ban.data["until_ms"].as_i64() > ban.data["at_ms"].as_i64(), "{ban:?}");
+    assert_eq!(ban.data["closed"], 0);
+
+    let mut bo = connect_json(&server, "fm", "bo");
+    send_json(&mut bo, json!({"type": "message", "room": "fm", "content": "darn it", "client_id": "c1"}));
+    assert_eq!(recv_event(&mut bo, "error")["code"], "content_blocked");
+    let blocked = next_moderation(&mut feed);
+    let want =
+        json!({"type": "content_blocked", "room": "fm", "user": "bo", "action": "rejected", "reason": "blocklist"});
+    for (field, value) in want.as_object().expect("object") {
+        assert_eq!(&blocked.data[field], value, "{field}: {blocked:?}");
+    }
+    assert!(!blocked.data.to_string().contains("darn"), "never the content: {blocked:?}");
+
+    assert_eq!(post(&server, "/api/rooms/fm/mute/bo", &json!({"seconds": 60})).0, 200);
+    let mute = next_moderation(&mut feed);
+    assert_eq!(
+        (&mute.data["type"], &mute.data["room"], &mute.data["user"]),
+        (&json!("user_muted"), &json!("fm"), &json!("bo"))
+    );
+    let live = publish(&server, &[("fm", "after".into())]);
+    let after = feed.take(1).remove(0);
+    assert_eq!((after.kind.as_str(), after.data["id"].as_u64()), ("message", Some(live[0])));
+    let positions = [ban.pos, blocked.pos, mute.pos, after.pos];
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "positions increase: {positions:?}");
+
+    // A consumer resuming before the ban reads the same events again, after a restart too.
+    drop(feed);
+    let (status, data) = server.stop();
+    assert!(status.success(), "{status}");
+    let server = Server::start_in(data, &["--api-key", KEY]);
+    let mut again = Consumer::open(&server, "", &format!("Last-Event-ID: {}\r\n", ban.pos - 1));
+    assert_eq!(again.take(4), [ban, blocked, mute, after]);
+}
+
+#[test]
+fn a_decision_made_on_one_node_is_in_the_feed_of_every_node() {
+    let redis = crate::support::redis::RedisServer::start();
+    let a = crate::support::redis::node_with(&redis, "feed-a", &["--api-key", KEY]);
+    let b = crate::support::redis::node_with(&redis, "feed-b", &["--api-key", KEY]);
+    let mut feed_b = Consumer::open(&b, "?after_id=0", "");
+    assert_eq!(post(&a, "/api/users/al/revoke", &json!({})).0, 200);
+    let revoked = next_moderation(&mut feed_b);
+    assert_eq!((&revoked.data["type"], &revoked.data["user"]), (&json!("tokens_revoked"), &json!("al")));
+    let mut feed_a = Consumer::open(&a, "?after_id=0", "");
+    let here = next_moderation(&mut feed_a);
+    assert_eq!(here.data["before_ms"], revoked.data["before_ms"], "the same decision: {here:?} {revoked:?}");
 }
