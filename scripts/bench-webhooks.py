@@ -9,6 +9,7 @@ load stopped the last event arrived. Every process runs in its own session (sets
 by its PID; everything targets 127.0.0.1 and is bounded in time.
 
 Usage: scripts/bench-webhooks.py [--rounds 3] [--rate 1000] [--duration 10] [--bin target/release]
+       [--servers before=/tmp/roomcast-before,after=target/release/roomcast]
 """
 import argparse
 import json
@@ -27,14 +28,16 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--rounds", type=int, default=3)
 ap.add_argument("--rate", type=int, default=1500, help="presence events per second asked of the generator (2 per churned client; a reconnect that joins before the server has seen its old socket close makes none, so about two thirds arrive: the report gives the rate received)")
 ap.add_argument("--duration", type=int, default=10)
-ap.add_argument("--bin", default="target/release")
+ap.add_argument("--bin", default="target/release", help="where roomcast-load (and, without --servers, roomcast) is")
+ap.add_argument("--servers", default=None, help="label=path[,label=path...]: roomcast binaries to compare, alternating within each round")
 args = ap.parse_args()
 BIN = os.path.abspath(args.bin)
+SERVERS = [tuple(x.split("=", 1)) for x in args.servers.split(",")] if args.servers else [("roomcast", f"{BIN}/roomcast")]
 
 
 class Receiver:
-    """A minimal HTTP/1.1 receiver: one request per connection, served in the accept loop; answers
-    200 and records the lag."""
+    """A minimal HTTP/1.1 receiver (keep-alive), one connection at a time, served in the accept loop;
+    answers 200 and records the lag and how many connections carried the requests."""
 
     def __init__(self):
         self.sock = socket.socket()
@@ -43,6 +46,8 @@ class Receiver:
         self.sock.listen(1024)
         self.port = self.sock.getsockname()[1]
         self.rows = []  # (recv_ms, event)
+        self.connections = 0
+        self.requests_seen = 0
         self.lock = threading.Lock()
         threading.Thread(target=self.accept_loop, daemon=True).start()
 
@@ -52,35 +57,45 @@ class Receiver:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
+            self.connections += 1
             # Inline: roomcast sends one request at a time per URL, and a thread per connection would
             # make the receiver (not the server) the limit.
             self.serve(conn)
 
     def serve(self, conn):
+        """Every request of the connection until the client closes it or asks to (`Connection:
+        close`): HTTP/1.1 keep-alive, as a production receiver behind any web framework."""
         with conn:
             conn.settimeout(10)
             data = b""
             try:
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(65536)
-                    if not chunk:
+                while True:
+                    while b"\r\n\r\n" not in data:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            return
+                        data += chunk
+                    head, body = data.split(b"\r\n\r\n", 1)
+                    length, close = 0, False
+                    for line in head.split(b"\r\n")[1:]:
+                        k, _, v = line.partition(b":")
+                        if k.strip().lower() == b"content-length":
+                            length = int(v.strip())
+                        if k.strip().lower() == b"connection" and v.strip().lower() == b"close":
+                            close = True
+                    while len(body) < length:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            return
+                        body += chunk
+                    body, data = body[:length], body[length:]
+                    now = time.time() * 1000
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                    with self.lock:
+                        self.rows.append((now, json.loads(body)))
+                    self.requests_seen += 1
+                    if close:
                         return
-                    data += chunk
-                head, body = data.split(b"\r\n\r\n", 1)
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    k, _, v = line.partition(b":")
-                    if k.strip().lower() == b"content-length":
-                        length = int(v.strip())
-                while len(body) < length:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    body += chunk
-                now = time.time() * 1000
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                with self.lock:
-                    self.rows.append((now, json.loads(body)))
             except (OSError, ValueError):
                 return
 
@@ -104,12 +119,12 @@ def pct(xs, q):
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
-def one_round(n):
+def one_round(n, label, server_bin):
     recv = Receiver()
     d = tempfile.mkdtemp(prefix="roomcast-bench-webhooks-")
     log = os.path.join(d, "server.log")
     server = subprocess.Popen(
-        ["setsid", f"{BIN}/roomcast", "--addr", "127.0.0.1:0", "--db", os.path.join(d, "r.db"),
+        ["setsid", server_bin, "--addr", "127.0.0.1:0", "--db", os.path.join(d, "r.db"),
          "--rate-limit", "0", "--rate-limit-bytes", "0", "--log-level", "warn",
          "--webhook-url", f"http://127.0.0.1:{recv.port}/hook"],
         stdout=open(log, "w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -159,7 +174,7 @@ def one_round(n):
     gapless = orders == list(range(1, len(orders) + 1))
     tail = (max(r for r, _ in rows) - load_end) / 1000 if rows else 0
     return {
-        "round": n, "load_exit": load.returncode, "events": len(rows), "unique": unique,
+        "round": n, "server": label, "connections": recv.connections, "load_exit": load.returncode, "events": len(rows), "unique": unique,
         "duplicates": len(rows) - unique,
         "events_per_s": round(len(rows) / span, 1) if span else 0,
         "lag_p50_ms": round(pct(lags, 0.5), 1), "lag_p99_ms": round(pct(lags, 0.99), 1),
@@ -169,11 +184,11 @@ def one_round(n):
     }
 
 
-results = [one_round(n) for n in range(1, args.rounds + 1)]
+results = [one_round(n, label, path) for n in range(1, args.rounds + 1) for label, path in SERVERS]
 print(f"webhook lag, generator asked for {args.rate} events/s for {args.duration} s (+1 s warmup), {args.rounds} rounds")
-print("| round | events | duplicates | orders 1..N | events/s received | lag p50 | lag p99 | lag max | last event after load end |")
-print("| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+print("| round | server | connections | events | duplicates | orders 1..N | events/s received | lag p50 | lag p99 | lag max | last event after load end |")
+print("| ---: | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
 for r in results:
-    print(f"| {r['round']} | {r['events']:,} | {r['duplicates']} | {r['orders_gapless']} | {r['events_per_s']:,} | {r['lag_p50_ms']} ms | "
+    print(f"| {r['round']} | {r['server']} | {r['connections']:,} | {r['events']:,} | {r['duplicates']} | {r['orders_gapless']} | {r['events_per_s']:,} | {r['lag_p50_ms']} ms | "
           f"{r['lag_p99_ms']} ms | {r['lag_max_ms']} ms | {r['last_after_load_s']} s |")
 print(json.dumps(results))

@@ -192,6 +192,7 @@ impl Webhooks {
             notify.push(note);
             let deliverer = Deliverer {
                 url: url.clone(),
+                client: client::Client::new(url.clone()),
                 outbox: store.open_outbox_reader(url.as_str())?,
                 key: Arc::clone(&key),
                 notify: note_rx,
@@ -442,6 +443,8 @@ fn signature(key: &hmac::Key, timestamp: u64, body: &[u8]) -> String {
 /// The delivery thread of one URL.
 struct Deliverer {
     url: WebhookUrl,
+    /// The receiver's client (its kept connection).
+    client: client::Client,
     outbox: OutboxReader,
     key: Arc<hmac::Key>,
     notify: Receiver<()>,
@@ -459,7 +462,7 @@ enum Waited {
 impl Deliverer {
     /// Delivers the URL's rows oldest first. After a failed attempt it waits (backoff) and reads the
     /// rows again, so a row the bound dropped meanwhile is not sent.
-    fn run(self) {
+    fn run(mut self) {
         let mut after = 0i64;
         let mut failures = 0u32;
         loop {
@@ -513,7 +516,7 @@ impl Deliverer {
     }
 
     /// POSTs row `seq` once, signed now; deletes it when answered with 2xx.
-    fn attempt(&self, seq: i64, body: &str) -> Result<(), client::DeliveryError> {
+    fn attempt(&mut self, seq: i64, body: &str) -> Result<(), client::DeliveryError> {
         let parsed = serde_json::from_str::<serde_json::Value>(body).ok();
         let field = |name: &str| parsed.as_ref().and_then(|v| v.get(name)?.as_str().map(str::to_string));
         let (kind, id) = (field("type").unwrap_or_default(), field("id").unwrap_or_default());
@@ -526,7 +529,7 @@ impl Deliverer {
             ("X-Roomcast-Timestamp", stamp.as_str()),
             ("X-Roomcast-Signature", signature.as_str()),
         ];
-        client::post(&self.url, &headers, body.as_bytes())?;
+        self.client.post(&headers, body.as_bytes())?;
         self.stats.sent.fetch_add(1, Ordering::Relaxed);
         match self.outbox.delete(seq) {
             Ok(true) => {

@@ -26,6 +26,8 @@ struct Request {
     headers: HashMap<String, String>,
     body: String,
     status: u16,
+    /// Which of the receiver's accepted connections carried it (0, 1, …).
+    connection: usize,
 }
 
 impl Request {
@@ -41,6 +43,9 @@ struct Script {
     fail_first: usize,
     /// Hold every request until [`Receiver::release`].
     gated: bool,
+    /// Serve every request of a connection until the client closes it (else one per connection:
+    /// the answer says keep-alive, but the receiver closes, as a receiver may at any time).
+    keep_alive: bool,
 }
 
 /// A local HTTP server in a thread of its own: records every request, answers as scripted; stopped
@@ -77,11 +82,20 @@ impl Receiver {
         let (recorded, gate, stopped) = (Arc::clone(&requests), Arc::clone(&open), Arc::clone(&stop));
         let thread = std::thread::spawn(move || {
             let answered = AtomicUsize::new(0);
+            let mut connection = 0;
             while !stopped.load(Ordering::SeqCst) {
                 match listener.accept() {
-                    Ok((stream, _)) => {
-                        let fail = answered.fetch_add(1, Ordering::SeqCst) < script.fail_first;
-                        serve(stream, fail, &gate, &stopped, &recorded);
+                    Ok((mut stream, _)) => {
+                        let _ = stream.set_nonblocking(false);
+                        let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+                        loop {
+                            let fail = answered.fetch_add(1, Ordering::SeqCst) < script.fail_first;
+                            let served = serve(&mut stream, fail, connection, &gate, &stopped, &recorded);
+                            if !served || !script.keep_alive {
+                                break;
+                            }
+                        }
+                        connection += 1;
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
@@ -130,19 +144,45 @@ impl Drop for Receiver {
     }
 }
 
-/// Reads one request (head and `Content-Length` body), records it, answers.
-fn serve(mut stream: TcpStream, fail: bool, gate: &AtomicBool, stop: &AtomicBool, recorded: &Mutex<Vec<Request>>) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(PATIENCE));
-    let mut data = Vec::new();
+/// Reads some bytes into `data`; `false` at the end of the stream, an error, or once stopped or
+/// [`PATIENCE`] after `since` (the stream's read timeout is short, so a stop is seen).
+fn read_more(stream: &mut TcpStream, data: &mut Vec<u8>, stop: &AtomicBool, since: Instant) -> bool {
     let mut chunk = [0u8; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return false,
+            Ok(n) => {
+                data.extend_from_slice(&chunk[..n]);
+                return true;
+            }
+            Err(err) if matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                if stop.load(Ordering::SeqCst) || since.elapsed() > PATIENCE {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Reads one request (head and `Content-Length` body), records it, answers; `false` when no
+/// request came (the client closed, or nothing arrived in time).
+fn serve(
+    stream: &mut TcpStream,
+    fail: bool,
+    connection: usize,
+    gate: &AtomicBool,
+    stop: &AtomicBool,
+    recorded: &Mutex<Vec<Request>>,
+) -> bool {
+    let since = Instant::now();
+    let mut data = Vec::new();
     let head_end = loop {
         if let Some(at) = data.windows(4).position(|w| w == b"\r\n\r\n") {
             break at + 4;
         }
-        match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => data.extend_from_slice(&chunk[..n]),
+        if !read_more(stream, &mut data, stop, since) {
+            return false;
         }
     };
     let head = String::from_utf8_lossy(&data[..head_end]).to_string();
@@ -152,9 +192,8 @@ fn serve(mut stream: TcpStream, fail: bool, gate: &AtomicBool, stop: &AtomicBool
         lines.filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())).collect();
     let length: usize = headers.get("content-length").and_then(|v| v.parse().ok()).expect("Content-Length");
     while data.len() < head_end + length {
-        match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => data.extend_from_slice(&chunk[..n]),
+        if !read_more(stream, &mut data, stop, since) {
+            return false;
         }
     }
     let body = String::from_utf8(data[head_end..head_end + length].to_vec()).expect("utf-8 body");
@@ -163,9 +202,9 @@ fn serve(mut stream: TcpStream, fail: bool, gate: &AtomicBool, stop: &AtomicBool
         std::thread::sleep(Duration::from_millis(10));
     }
     let status = if fail { 500 } else { 200 };
-    recorded.lock().expect("requests").push(Request { headers, body, status });
+    recorded.lock().expect("requests").push(Request { headers, body, status, connection });
     let reason = if fail { "Internal Server Error" } else { "OK" };
-    let _ = stream.write_all(format!("HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\n\r\n").as_bytes());
+    stream.write_all(format!("HTTP/1.1 {status} {reason}\r\nContent-Length: 2\r\n\r\nok").as_bytes()).is_ok()
 }
 
 /// A server posting to `urls`, retrying at most every second.
@@ -263,6 +302,28 @@ fn a_join_leave_sequence_arrives_in_order_and_signed() {
     assert_eq!(ids.len(), 10, "unique ids");
     wait_until("sent counted", || metric(&server, "roomcast_webhooks_sent_total") == 10.0);
     wait_until("queue empty", || metric(&server, "roomcast_webhooks_queued") == 0.0);
+}
+
+#[test]
+fn requests_share_one_kept_connection_and_a_closed_one_is_replaced() {
+    let keeping = Receiver::start(Script { keep_alive: true, ..Script::default() });
+    let closing = Receiver::start(Script::default());
+    let server = server_for(&[keeping.url(), closing.url()], &[]);
+    let ann = connect_json(&server, "ka", "ann");
+    let bob = connect_json(&server, "ka", "bob");
+    drop(bob);
+    keeping.wait_for(4);
+    closing.wait_for(4);
+    drop(ann);
+    let want = ann_then_bob();
+    for receiver in [&keeping, &closing] {
+        assert_eq!(summary(&receiver.wait_for(want.len())), want, "every event, in order, at {}", receiver.addr);
+    }
+    let connections = |r: &Receiver| r.requests().iter().map(|q| q.connection).collect::<HashSet<_>>().len();
+    assert_eq!(connections(&keeping), 1, "one connection for every request: {:?}", keeping.requests());
+    // The other receiver closes after each answer: the client sends the next on a new connection.
+    assert_eq!(connections(&closing), closing.requests().len());
+    assert!(keeping.requests().iter().all(|r| !r.headers.contains_key("connection")), "no Connection: close");
 }
 
 #[test]
