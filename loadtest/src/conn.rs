@@ -53,6 +53,10 @@ pub struct Meta {
     pub replay_done_ns: u64,
     /// Avalanche: failed reconnect attempts in a row (the web client's backoff exponent).
     pub backoff: u32,
+    /// Avalanche: retries of the first connect so far (`--connect-retries`).
+    pub first_retries: u32,
+    /// Avalanche: the retry queued for this slot is one of its first connect.
+    pub first_retry_pending: bool,
     /// `wss://` with resumption: this client's own TLS configuration and ticket store.
     pub tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
 }

@@ -183,6 +183,13 @@ pub struct Avalanche {
     pub reconnect_failures: u64,
     /// Failed reconnect attempts by kind (`connect_refused`, `handshake_status_503`, ...).
     pub reconnect_errors: BTreeMap<String, u64>,
+    /// First connects (before the measured run) that failed and were tried again
+    /// (`--connect-retries`); a client that connected at last counts among `connections.connected`.
+    #[serde(default)]
+    pub first_connect_retries: u64,
+    /// ... by the kind of failure that made them retry.
+    #[serde(default)]
+    pub first_connect_retry_errors: BTreeMap<String, u64>,
     /// Reconnected clients whose catch-up completed (first live message received).
     pub caught_up: u64,
     /// Clients still without a live message after their reconnect when the run ended.
@@ -546,6 +553,13 @@ pub fn render_table(r: &Report) -> String {
             a.reconnect_failures,
             a.reconnect_errors
         );
+        if a.first_connect_retries > 0 {
+            let _ = writeln!(
+                out,
+                "  first connect {} retries ({:?})",
+                a.first_connect_retries, a.first_connect_retry_errors
+            );
+        }
         let _ = writeln!(
             out,
             "  exactly once accepted {}, lost {} (sent during the outage {}, after {}), duplicates {}, reordered {}, unconfirmed {}",

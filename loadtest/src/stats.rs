@@ -84,6 +84,9 @@ pub struct Stats {
     pub reconnect_failures: u64,
     /// Failed reconnect attempts by kind.
     pub reconnect_errors: BTreeMap<String, u64>,
+    /// Avalanche: failed first connects tried again, and why they failed.
+    pub first_connect_retries: u64,
+    pub first_connect_retry_errors: BTreeMap<String, u64>,
     /// Measured messages that reached at least one recipient.
     pub seen_any: SeenAny,
     /// Avalanche: every counting recipient's arrivals with its room, for exact loss per message.
@@ -135,6 +138,8 @@ impl Stats {
             reconnect_attempts: 0,
             reconnect_failures: 0,
             reconnect_errors: BTreeMap::new(),
+            first_connect_retries: 0,
+            first_connect_retry_errors: BTreeMap::new(),
             seen_any: SeenAny::default(),
             recipients: Vec::new(),
         }
@@ -205,6 +210,10 @@ impl Stats {
         self.reconnect_failures += o.reconnect_failures;
         for (k, v) in &o.reconnect_errors {
             *self.reconnect_errors.entry(k.clone()).or_default() += v;
+        }
+        self.first_connect_retries += o.first_connect_retries;
+        for (k, v) in &o.first_connect_retry_errors {
+            *self.first_connect_retry_errors.entry(k.clone()).or_default() += v;
         }
         self.seen_any.merge(&o.seen_any);
         self.recipients.extend(o.recipients.iter().cloned());
