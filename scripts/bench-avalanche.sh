@@ -20,7 +20,8 @@
 # JITTER (1s), MODES ("drop restart"), TRANSPORTS ("plain"; TLS=1 means "tls", TLS=1
 # TLS_RESUMPTION=0 "tls-noresume"), ROUNDS (1), SOURCE_IPS (127.0.0.1-127.0.0.8 when CONNS > 20000,
 # else none), PORT_FROM (20000: the first port tried), LOAD_ARGS (extra roomcast-load arguments), OUT (out/avalanche), SKIP_BUILD=1.
-# Reports: $OUT/<mode>-<transport>-r<round>.{json,stdout}, server logs beside them.
+# Reports: $OUT/<mode>-<transport>-r<round>.{json,stdout}, the server's /metrics lines about
+# connections and TLS in .metrics, server logs beside them.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -114,6 +115,11 @@ run_one() {
         "${outage[@]}" "${SRC[@]}" ${LOAD_ARGS:-} --server-pid-file "$OUT/server.pid" --json "$OUT/$tag.json" --quiet \
         | tee "$OUT/$tag.stdout" || status=$?
     echo "roomcast-load exit $status" >&2
+    # The server's own counts (TLS handshakes refused over the bound, by reason) before it stops.
+    local scheme=http curl_ca=()
+    [[ "$transport" != plain ]] && scheme=https curl_ca=(--cacert "$OUT/tls/ca.pem")
+    curl -s --max-time 10 "${curl_ca[@]}" "$scheme://127.0.0.1:$PORT/metrics" \
+        | grep -E '^roomcast_(tls|connections)' >"$OUT/$tag.metrics" || true
     cleanup
     sleep 0.5
 }

@@ -47,6 +47,9 @@ pub struct Meta {
     pub attempts: u32,
     /// Avalanche: start of the current reconnect attempt while its catch-up is not complete.
     pub catchup_from: Option<u64>,
+    /// Avalanche: the start of the first reconnect attempt since the connection was lost, while
+    /// its catch-up is not complete (refused attempts and their backoff count from here).
+    pub recover_from: Option<u64>,
     /// Avalanche: the `last_id` of the `joined` answering the reconnect; larger ids are live.
     pub live_after: Option<u64>,
     /// Avalanche: when the reconnect's `joined` or its last replayed message arrived.

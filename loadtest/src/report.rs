@@ -199,6 +199,10 @@ pub struct Avalanche {
     /// From the start of the successful reconnect to the end of its replay (the last replayed
     /// message, or `joined` when nothing was missed), counted once a live message confirmed it.
     pub catchup_us: Latency,
+    /// Like `catchup_us`, but from the client's first reconnect attempt since it lost its
+    /// connection: refused or failed attempts and the backoff between them included.
+    #[serde(default)]
+    pub recovery_us: Latency,
     /// From the start of the successful reconnect to the first live message after the replay
     /// (includes waiting for the room's sender, who reconnects too).
     pub first_live_us: Latency,
@@ -578,6 +582,13 @@ pub fn render_table(r: &Report) -> String {
             a.not_caught_up,
             a.replayed,
             a.not_connected_at_end
+        );
+        let _ = writeln!(
+            out,
+            "  recovery     p50 {}  p99 {}  max {} (catch-up from the first reconnect attempt, failed attempts and backoff included)",
+            fmt_us(a.recovery_us.p50),
+            fmt_us(a.recovery_us.p99),
+            fmt_us(a.recovery_us.max)
         );
         if let Some(sv) = &a.server {
             let _ = writeln!(

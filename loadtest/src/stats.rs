@@ -72,6 +72,9 @@ pub struct Stats {
     /// Avalanche: from the start of a successful reconnect to the end of its replay (the last
     /// replayed message, or `joined` when nothing was missed), confirmed by a live message.
     pub catchup: Histogram<u64>,
+    /// Avalanche: like `catchup`, but from the first reconnect attempt since the connection was
+    /// lost (failed attempts and their backoff included).
+    pub recovery: Histogram<u64>,
     /// Avalanche: from the start of a successful reconnect to its first live message.
     pub first_live: Histogram<u64>,
     /// Avalanche: messages received as resume catch-up (ids up to the reconnect's `joined.last_id`).
@@ -131,6 +134,7 @@ impl Stats {
             errors: BTreeMap::new(),
             rooms: vec![RoomTotals::default(); rooms],
             catchup: new_hist(),
+            recovery: new_hist(),
             first_live: new_hist(),
             replayed: 0,
             not_caught_up: 0,
@@ -202,6 +206,7 @@ impl Stats {
             a.merge(b);
         }
         let _ = self.catchup.add(&o.catchup);
+        let _ = self.recovery.add(&o.recovery);
         let _ = self.first_live.add(&o.first_live);
         self.replayed += o.replayed;
         self.not_caught_up += o.not_caught_up;

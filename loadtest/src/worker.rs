@@ -262,6 +262,10 @@ impl Worker {
                         if self.cfg.mode == Mode::Avalanche && self.cfg.format == Format::Json {
                             c.meta.catchup_from = Some(intended);
                             c.meta.live_after = None;
+                            // The first attempt since the loss (a failed one raised the backoff).
+                            if c.meta.backoff == 0 {
+                                c.meta.recover_from = Some(intended);
+                            }
                         }
                     }
                     none => {

@@ -245,5 +245,11 @@ fn wss_avalanche_first_connects_refused_by_the_handshake_bound_are_retried() {
         .filter_map(Value::as_u64)
         .sum();
     assert_eq!(by_kind, retries, "{v:#}");
+    // Recovery counts from a client's first reconnect attempt, so never less than its catch-up.
+    let a = &v["avalanche"];
+    assert_eq!(num(a, "/recovery_us/count"), num(a, "/caught_up"), "{v:#}");
+    for q in ["p50", "p99", "max"] {
+        assert!(num(a, &format!("/recovery_us/{q}")) >= num(a, &format!("/catchup_us/{q}")), "{q}: {v:#}");
+    }
     println!("first connects retried: {retries} ({})", v["avalanche"]["first_connect_retry_errors"]);
 }

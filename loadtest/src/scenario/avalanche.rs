@@ -123,6 +123,7 @@ pub fn run(a: AvalancheArgs) -> Result<i32, LoadError> {
         not_caught_up: s.not_caught_up,
         not_connected_at_end: s.not_connected_at_end,
         catchup_us: Latency::from_hist(&s.catchup),
+        recovery_us: Latency::from_hist(&s.recovery),
         first_live_us: Latency::from_hist(&s.first_live),
         replayed: s.replayed,
         accepted: loss.accepted,
