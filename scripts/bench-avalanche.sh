@@ -17,7 +17,8 @@
 # --tls-max-handshakes per shard by closing the connection) tries again, backing off
 # (roomcast-load --connect-retries; counted as avalanche.first_connect_retries).
 # Environment: CONNS (5000), ROOMS (50), RATE (1000 msgs/s in total, one sender per room), OUTAGE (3s),
-# JITTER (1s), MODES ("drop restart"), TRANSPORTS ("plain"; TLS=1 means "tls", TLS=1
+# JITTER (1s), DURATION (15s, the measured window: a client still reconnecting when sends stop is
+# never confirmed caught up and is counted as not_caught_up, outside the catch-up figures), MODES ("drop restart"), TRANSPORTS ("plain"; TLS=1 means "tls", TLS=1
 # TLS_RESUMPTION=0 "tls-noresume"), ROUNDS (1), SOURCE_IPS (127.0.0.1-127.0.0.8 when CONNS > 20000,
 # else none), PORT_FROM (20000: the first port tried), LOAD_ARGS (extra roomcast-load arguments), OUT (out/avalanche), SKIP_BUILD=1.
 # Reports: $OUT/<mode>-<transport>-r<round>.{json,stdout}, the server's /metrics lines about
@@ -28,6 +29,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 OUT=${OUT:-out/avalanche}
 CONNS=${CONNS:-5000} ROOMS=${ROOMS:-50} RATE=${RATE:-1000} OUTAGE=${OUTAGE:-3s} JITTER=${JITTER:-1s}
+DURATION=${DURATION:-15s}
 MODES=${MODES:-"drop restart"}
 ROUNDS=${ROUNDS:-1}
 if [[ -z "${TRANSPORTS:-}" ]]; then
@@ -111,7 +113,7 @@ run_one() {
     # shellcheck disable=SC2086 # LOAD_ARGS is a list of words
     setsid "$BIN/roomcast-load" avalanche --format json --url "$url" "${client[@]}" \
         --conns "$CONNS" --rooms "$ROOMS" --senders "$ROOMS" --rate "$RATE" --size 100 \
-        --warmup 2s --duration 15s --outage-at 2s --jitter "$JITTER" --drain 30s --connect-timeout 30s \
+        --warmup 2s --duration "$DURATION" --outage-at 2s --jitter "$JITTER" --drain 30s --connect-timeout 30s \
         "${outage[@]}" "${SRC[@]}" ${LOAD_ARGS:-} --server-pid-file "$OUT/server.pid" --json "$OUT/$tag.json" --quiet \
         | tee "$OUT/$tag.stdout" || status=$?
     echo "roomcast-load exit $status" >&2
