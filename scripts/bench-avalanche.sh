@@ -20,7 +20,7 @@
 # JITTER (1s), DURATION (15s, the measured window: a client still reconnecting when sends stop is
 # never confirmed caught up and is counted as not_caught_up, outside the catch-up figures), MODES ("drop restart"), TRANSPORTS ("plain"; TLS=1 means "tls", TLS=1
 # TLS_RESUMPTION=0 "tls-noresume"), ROUNDS (1), SOURCE_IPS (127.0.0.1-127.0.0.8 when CONNS > 20000,
-# else none), PORT_FROM (20000: the first port tried), LOAD_ARGS (extra roomcast-load arguments), OUT (out/avalanche), SKIP_BUILD=1.
+# else none), SERVER_ARGS (extra roomcast arguments, e.g. "--tls-max-handshakes 8192"), PORT_FROM (20000: the first port tried), LOAD_ARGS (extra roomcast-load arguments), OUT (out/avalanche), SKIP_BUILD=1.
 # Reports: $OUT/<mode>-<transport>-r<round>.{json,stdout}, the server's /metrics lines about
 # connections and TLS in .metrics, server logs beside them.
 set -euo pipefail
@@ -88,7 +88,7 @@ trap cleanup EXIT
 
 run_one() {
     local mode=$1 transport=$2 round=$3 tag="$1-$2-r$3"
-    local args="--addr 127.0.0.1:$PORT --db $OUT/db/roomcast.db --rate-limit 0 --rate-limit-bytes 0"
+    local args="--addr 127.0.0.1:$PORT --db $OUT/db/roomcast.db --rate-limit 0 --rate-limit-bytes 0${SERVER_ARGS:+ $SERVER_ARGS}"
     local url="ws://127.0.0.1:$PORT/ws/chat" client=()
     if [[ "$transport" != plain ]]; then
         args+=" --tls-cert $OUT/tls/cert.pem --tls-key $OUT/tls/key.pem"

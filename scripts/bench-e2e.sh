@@ -45,7 +45,7 @@
 #              ROUNDS=n; VARIANTS="..."; HEAVY_VARIANTS="..."; OUT=dir (default: out);
 #              LOAD_ARGS="..." extra roomcast-load arguments for every run (e.g. "--connect-rate 2000":
 #              TLS servers close connections over their handshake bound instead of queueing them);
-#              SIZE=n message payload bytes (100); S1_CONNS, HOLD_CONNS override those scenarios' client counts;
+#              SIZE=n message payload bytes (100); S1_RATE msgs/s of s1k (200); S1_CONNS, HOLD_CONNS override those scenarios' client counts;
 #              SKIP_BUILD=1 skips `cargo build --release --workspace`;
 #              BIN=dir takes roomcast, roomcast-baseline and roomcast-load from dir instead of
 #              target/release (implies SKIP_BUILD=1); ALT_BIN=dir enables the `alt` variant.
@@ -303,7 +303,7 @@ for s in "${SCENARIOS[@]}"; do
     case "$s" in
         s1k)
             # 1,000 clients, one room, 10 senders × 20 msgs/s: 200,000 deliveries/s.
-            rounds s1k "$VARIANTS" broadcast --conns "$S1_CONNS" --rooms 1 --senders 10 --rate 200 "${TRAFFIC[@]}"
+            rounds s1k "$VARIANTS" broadcast --conns "$S1_CONNS" --rooms 1 --senders 10 --rate "${S1_RATE:-200}" "${TRAFFIC[@]}"
             ;;
         heavy | s2k)
             # 2,000 clients, one room, 20 senders × 50 msgs/s: 2,000,000 deliveries/s.
