@@ -22,6 +22,9 @@
 #     baseline   roomcast-baseline (careful tokio + tokio-tungstenite; its /stats lag counter is read
 #                after every run and reported next to the generator's loss count)
 #     tls        roomcast defaults with --tls-cert/--tls-key (clients use wss:// with --ca)
+#     deflate    roomcast defaults; the generator offers permessage-deflate (--deflate), which the
+#                server accepts by default (compare with default; for chat-like payloads run with
+#                LOAD_ARGS="--format json --text chat")
 #     baselinetls roomcast-baseline with --tls-cert/--tls-key (tokio-rustls)
 #                (the pair: a self-signed certificate for 127.0.0.1 made with openssl under $OUT/tls,
 #                TLS_KEY=ec (P-256, default) or TLS_KEY=rsa (RSA-2048))
@@ -42,6 +45,7 @@
 #              ROUNDS=n; VARIANTS="..."; HEAVY_VARIANTS="..."; OUT=dir (default: out);
 #              LOAD_ARGS="..." extra roomcast-load arguments for every run (e.g. "--connect-rate 2000":
 #              TLS servers close connections over their handshake bound instead of queueing them);
+#              SIZE=n message payload bytes (100); S1_RATE msgs/s of s1k (200); S1_CONNS, HOLD_CONNS override those scenarios' client counts;
 #              SKIP_BUILD=1 skips `cargo build --release --workspace`;
 #              BIN=dir takes roomcast, roomcast-baseline and roomcast-load from dir instead of
 #              target/release (implies SKIP_BUILD=1); ALT_BIN=dir enables the `alt` variant.
@@ -86,7 +90,8 @@ if [[ "$QUICK" == 1 ]]; then
 else
     ROUNDS=${ROUNDS:-3}
     DUR=10s WARM=2s DRAIN=5s
-    S1_CONNS=1000 S2_CONNS=2000 ROOMS_CONNS=5000 HOLD_CONNS=15000 HOLD19_CONNS=19000 CONNECT_CONNS=15000
+    S1_CONNS=${S1_CONNS:-1000} S2_CONNS=2000 ROOMS_CONNS=5000 HOLD_CONNS=${HOLD_CONNS:-15000} HOLD19_CONNS=19000
+    CONNECT_CONNS=15000
     RAMP_STEPS=20 HOLD_DUR=10s
 fi
 if [[ -n "${VARIANTS:-}" ]]; then
@@ -96,7 +101,7 @@ else
     HEAVY_VARIANTS=${HEAVY_VARIANTS:-"default nopersist shards1 shards2 baseline"}
 fi
 for v in $VARIANTS $HEAVY_VARIANTS; do
-    case "$v" in default | nopersist | shards1 | shards2 | baseline | tls | baselinetls) ;;
+    case "$v" in default | nopersist | shards1 | shards2 | baseline | tls | baselinetls | deflate) ;;
         alt) [[ -n "$ALT_BIN" ]] || { echo "variant alt needs ALT_BIN=dir" >&2; exit 2; } ;;
         *) echo "unknown variant $v" >&2; exit 2 ;;
     esac
@@ -234,6 +239,7 @@ run() {
     if [[ "$variant" == tls || "$variant" == baselinetls ]]; then
         url=(--url "wss://127.0.0.1:$SERVER_PORT/ws/chat" --ca "$TLS_DIR/cert.pem")
     fi
+    [[ "$variant" == deflate ]] && url+=(--deflate)
     # shellcheck disable=SC2086 # LOAD_ARGS is a list of words
     setsid "$LOAD" "$@" ${LOAD_ARGS:-} "${url[@]}" --json "$report" --quiet \
         >"$OUT/$tag.stdout" 2>&1 &
@@ -289,7 +295,7 @@ rounds() {
 
 roomcast_variants() { for v in $VARIANTS; do [[ "$v" == baseline ]] || printf '%s ' "$v"; done; }
 
-TRAFFIC=(--warmup "$WARM" --duration "$DUR" --drain "$DRAIN" --size 100)
+TRAFFIC=(--warmup "$WARM" --duration "$DUR" --drain "$DRAIN" --size "${SIZE:-100}")
 SCENARIOS=("$@")
 [[ ${#SCENARIOS[@]} -gt 0 ]] || SCENARIOS=(s1k heavy rooms hold hold19k connect ramp)
 
@@ -297,7 +303,7 @@ for s in "${SCENARIOS[@]}"; do
     case "$s" in
         s1k)
             # 1,000 clients, one room, 10 senders × 20 msgs/s: 200,000 deliveries/s.
-            rounds s1k "$VARIANTS" broadcast --conns "$S1_CONNS" --rooms 1 --senders 10 --rate 200 "${TRAFFIC[@]}"
+            rounds s1k "$VARIANTS" broadcast --conns "$S1_CONNS" --rooms 1 --senders 10 --rate "${S1_RATE:-200}" "${TRAFFIC[@]}"
             ;;
         heavy | s2k)
             # 2,000 clients, one room, 20 senders × 50 msgs/s: 2,000,000 deliveries/s.

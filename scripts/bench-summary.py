@@ -15,9 +15,9 @@ import sys
 
 out = sys.argv[1]
 ORDER = ["s1k", "heavy", "rooms-text", "rooms-json", "hold", "hold19k", "connect", "ramp", "edits0", "edits10"]
-VARIANT_ORDER = ["default", "alt", "tls", "nopersist", "shards1", "shards2", "baseline", "baselinetls"]
+VARIANT_ORDER = ["default", "alt", "deflate", "tls", "nopersist", "shards1", "shards2", "baseline", "baselinetls"]
 # Before/after pairs whose per-round p50, p99 and CPU ratios are printed (same-run comparisons).
-FULL_PAIRS = [("alt", "default"), ("tls", "default"), ("baselinetls", "baseline"), ("tls", "baselinetls")]
+FULL_PAIRS = [("alt", "default"), ("deflate", "default"), ("tls", "default"), ("baselinetls", "baseline"), ("tls", "baselinetls")]
 
 
 def figures(rep, srv):
@@ -51,10 +51,20 @@ def figures(rep, srv):
                 f"{sp[k] / 1000:.1f}" for k in ("min", "p50", "p99", "max"))
         f["peak RSS MiB"] = srv["rss_peak_kb"] / 1024
         f["gen cores"] = rep["generator"]["cores_used"]
+        wire = rep.get("wire")
+        if wire:
+            # Server to client: what the generator read (handshakes and frames, the whole run).
+            f["wire in MiB"] = wire["bytes_in"] / 2**20
+            f["wire in B/delivery"] = wire["bytes_in"] / total if total else None
+            if rep["config"].get("deflate"):
+                f["deflate conns"] = wire.get("deflate_negotiated")
     elif sc == "hold":
         n = conn["connected"]
         f["connected"] = n
         f["disconnects"] = conn["disconnects"]
+        wire = rep.get("wire")
+        if wire and rep["config"].get("deflate"):
+            f["deflate conns"] = wire.get("deflate_negotiated")
         f["fresh RSS KiB"] = srv["rss_before_kb"]
         f["peak RSS MiB"] = srv["rss_peak_kb"] / 1024
         f["RSS/conn B"] = (srv["rss_peak_kb"] - srv["rss_before_kb"]) * 1024 / n if n else None
@@ -153,7 +163,8 @@ for name in sorted(runs, key=lambda n: (ORDER.index(n) if n in ORDER else 99, n)
     # Per-round ratios (each round's servers ran back to back): p99 for every pair; p50 and CPU per
     # delivery too for alt / default (the before/after of scripts/bench-ab.sh).
     for a, b in pairs:
-        full = ("p50 ms", "p99 ms", "CPU µs/delivery", "CPU µs/handshake", "connects/s", "RSS/conn B")
+        full = ("p50 ms", "p99 ms", "CPU µs/delivery", "CPU µs/handshake", "connects/s", "RSS/conn B",
+                "wire in B/delivery")
         for k in full if (a, b) in FULL_PAIRS else ("p99 ms",):
             per = []
             for rnd in sorted(by_variant[a]):

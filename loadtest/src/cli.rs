@@ -123,6 +123,11 @@ pub struct Traffic {
     /// Message payload size in bytes (the marker is padded to this).
     #[arg(long, default_value_t = 64)]
     pub size: usize,
+    /// What pads the marker up to --size: `pad` (`x` repeated) or `chat` (English-like chat
+    /// sentences from a built-in word list, the same for the same sender and sequence number: for
+    /// measuring permessage-deflate on text like a chat's).
+    #[arg(long, value_enum, default_value_t = crate::marker::Text::Pad)]
+    pub text: crate::marker::Text,
     /// Measured duration.
     #[arg(long, value_parser = duration, default_value = "10s")]
     pub duration: Duration,
@@ -208,6 +213,11 @@ pub struct AvalancheArgs {
     /// the web client (between half and all of min(15 s, 500 ms × 2^n)).
     #[arg(long, value_parser = duration, default_value = "1s")]
     pub jitter: Duration,
+    /// A client whose first connect fails (refused, reset, closed before `joined`, timed out: e.g.
+    /// a TLS server over its bound on handshakes in progress) tries again up to this many times,
+    /// backing off like a reconnect; the report counts the retries (`first_connect_retries`).
+    #[arg(long, default_value_t = 8)]
+    pub connect_retries: u32,
     /// Sample this server process's CPU and RSS from the outage on.
     #[arg(long, conflicts_with = "server_pid_file")]
     pub server_pid: Option<u32>,

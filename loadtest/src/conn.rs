@@ -47,12 +47,19 @@ pub struct Meta {
     pub attempts: u32,
     /// Avalanche: start of the current reconnect attempt while its catch-up is not complete.
     pub catchup_from: Option<u64>,
+    /// Avalanche: the start of the first reconnect attempt since the connection was lost, while
+    /// its catch-up is not complete (refused attempts and their backoff count from here).
+    pub recover_from: Option<u64>,
     /// Avalanche: the `last_id` of the `joined` answering the reconnect; larger ids are live.
     pub live_after: Option<u64>,
     /// Avalanche: when the reconnect's `joined` or its last replayed message arrived.
     pub replay_done_ns: u64,
     /// Avalanche: failed reconnect attempts in a row (the web client's backoff exponent).
     pub backoff: u32,
+    /// Avalanche: retries of the first connect so far (`--connect-retries`).
+    pub first_retries: u32,
+    /// Avalanche: the retry queued for this slot is one of its first connect.
+    pub first_retry_pending: bool,
     /// `wss://` with resumption: this client's own TLS configuration and ticket store.
     pub tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
 }

@@ -46,6 +46,8 @@ pub struct AvalancheCfg {
     pub jitter: Duration,
     /// Shell command (`sh -c`) that restarts the server.
     pub restart_cmd: Option<String>,
+    /// A failed first connect is tried again up to this many times (with backoff).
+    pub connect_retries: u32,
     /// Whose CPU and RSS to sample from the outage on.
     pub server: Option<PidSource>,
 }
@@ -79,6 +81,8 @@ pub struct RunConfig {
     pub senders: u32,
     pub rate: f64,
     pub size: usize,
+    /// What fills the payload after the marker.
+    pub text: crate::marker::Text,
     pub warmup: Duration,
     pub duration: Duration,
     pub drain: Duration,

@@ -2,6 +2,7 @@
 //! status 0 = pass, 1 = error, 2 = usage, 3 = a `--fail-if-*` threshold was crossed.
 
 mod accounting;
+mod chat;
 mod cli;
 mod clock;
 mod compare;

@@ -16,12 +16,34 @@ pub struct Marker {
     pub sent_ns: u64,
 }
 
+/// What fills a message after its marker (`--text`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Text {
+    /// `x` repeated (compresses to almost nothing).
+    #[default]
+    Pad,
+    /// English-like chat sentences from a built-in word list, fixed by sender and sequence.
+    Chat,
+}
+
 /// Writes the marker into `out` (cleared first), padded with `x` up to `size` bytes total.
+#[cfg(test)]
 pub fn format_into(out: &mut String, m: &Marker, size: usize) {
+    format_with(out, m, size, Text::Pad);
+}
+
+/// Writes the marker into `out` (cleared first), filled with `text` up to `size` bytes total.
+pub fn format_with(out: &mut String, m: &Marker, size: usize, text: Text) {
     out.clear();
     let _ = write!(out, "lt:{:016x}:{}:{}:{}:{}:", m.run_id, m.sender, m.seq, m.intended_ns, m.sent_ns);
-    while out.len() < size {
-        out.push('x');
+    match text {
+        Text::Pad => {
+            while out.len() < size {
+                out.push('x');
+            }
+        }
+        Text::Chat => crate::chat::fill(out, size, m.sender, m.seq),
     }
 }
 
@@ -57,6 +79,9 @@ mod tests {
         assert_eq!(parse(&s), Some(m));
         format_into(&mut s, &m, 0);
         assert_eq!(parse(&s), Some(m));
+        format_with(&mut s, &m, 300, Text::Chat);
+        assert_eq!(s.len(), 300);
+        assert_eq!(parse(&s), Some(m), "{s}");
     }
 
     #[test]

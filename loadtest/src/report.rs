@@ -183,6 +183,13 @@ pub struct Avalanche {
     pub reconnect_failures: u64,
     /// Failed reconnect attempts by kind (`connect_refused`, `handshake_status_503`, ...).
     pub reconnect_errors: BTreeMap<String, u64>,
+    /// First connects (before the measured run) that failed and were tried again
+    /// (`--connect-retries`); a client that connected at last counts among `connections.connected`.
+    #[serde(default)]
+    pub first_connect_retries: u64,
+    /// ... by the kind of failure that made them retry.
+    #[serde(default)]
+    pub first_connect_retry_errors: BTreeMap<String, u64>,
     /// Reconnected clients whose catch-up completed (first live message received).
     pub caught_up: u64,
     /// Clients still without a live message after their reconnect when the run ended.
@@ -192,6 +199,10 @@ pub struct Avalanche {
     /// From the start of the successful reconnect to the end of its replay (the last replayed
     /// message, or `joined` when nothing was missed), counted once a live message confirmed it.
     pub catchup_us: Latency,
+    /// Like `catchup_us`, but from the client's first reconnect attempt since it lost its
+    /// connection: refused or failed attempts and the backoff between them included.
+    #[serde(default)]
+    pub recovery_us: Latency,
     /// From the start of the successful reconnect to the first live message after the replay
     /// (includes waiting for the room's sender, who reconnects too).
     pub first_live_us: Latency,
@@ -546,6 +557,13 @@ pub fn render_table(r: &Report) -> String {
             a.reconnect_failures,
             a.reconnect_errors
         );
+        if a.first_connect_retries > 0 {
+            let _ = writeln!(
+                out,
+                "  first connect {} retries ({:?})",
+                a.first_connect_retries, a.first_connect_retry_errors
+            );
+        }
         let _ = writeln!(
             out,
             "  exactly once accepted {}, lost {} (sent during the outage {}, after {}), duplicates {}, reordered {}, unconfirmed {}",
@@ -564,6 +582,13 @@ pub fn render_table(r: &Report) -> String {
             a.not_caught_up,
             a.replayed,
             a.not_connected_at_end
+        );
+        let _ = writeln!(
+            out,
+            "  recovery     p50 {}  p99 {}  max {} (catch-up from the first reconnect attempt, failed attempts and backoff included)",
+            fmt_us(a.recovery_us.p50),
+            fmt_us(a.recovery_us.p99),
+            fmt_us(a.recovery_us.max)
         );
         if let Some(sv) = &a.server {
             let _ = writeln!(

@@ -148,6 +148,9 @@ impl Sink {
         let (Some(from), Some(live_after)) = (meta.catchup_from, meta.live_after) else { return };
         if id > live_after {
             record_ns(&mut self.stats.catchup, meta.replay_done_ns.saturating_sub(from));
+            if let Some(first) = meta.recover_from.take() {
+                record_ns(&mut self.stats.recovery, meta.replay_done_ns.saturating_sub(first));
+            }
             record_ns(&mut self.stats.first_live, self.now.saturating_sub(from));
             meta.catchup_from = None;
         } else {

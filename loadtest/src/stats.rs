@@ -72,6 +72,9 @@ pub struct Stats {
     /// Avalanche: from the start of a successful reconnect to the end of its replay (the last
     /// replayed message, or `joined` when nothing was missed), confirmed by a live message.
     pub catchup: Histogram<u64>,
+    /// Avalanche: like `catchup`, but from the first reconnect attempt since the connection was
+    /// lost (failed attempts and their backoff included).
+    pub recovery: Histogram<u64>,
     /// Avalanche: from the start of a successful reconnect to its first live message.
     pub first_live: Histogram<u64>,
     /// Avalanche: messages received as resume catch-up (ids up to the reconnect's `joined.last_id`).
@@ -84,6 +87,9 @@ pub struct Stats {
     pub reconnect_failures: u64,
     /// Failed reconnect attempts by kind.
     pub reconnect_errors: BTreeMap<String, u64>,
+    /// Avalanche: failed first connects tried again, and why they failed.
+    pub first_connect_retries: u64,
+    pub first_connect_retry_errors: BTreeMap<String, u64>,
     /// Measured messages that reached at least one recipient.
     pub seen_any: SeenAny,
     /// Avalanche: every counting recipient's arrivals with its room, for exact loss per message.
@@ -128,6 +134,7 @@ impl Stats {
             errors: BTreeMap::new(),
             rooms: vec![RoomTotals::default(); rooms],
             catchup: new_hist(),
+            recovery: new_hist(),
             first_live: new_hist(),
             replayed: 0,
             not_caught_up: 0,
@@ -135,6 +142,8 @@ impl Stats {
             reconnect_attempts: 0,
             reconnect_failures: 0,
             reconnect_errors: BTreeMap::new(),
+            first_connect_retries: 0,
+            first_connect_retry_errors: BTreeMap::new(),
             seen_any: SeenAny::default(),
             recipients: Vec::new(),
         }
@@ -197,6 +206,7 @@ impl Stats {
             a.merge(b);
         }
         let _ = self.catchup.add(&o.catchup);
+        let _ = self.recovery.add(&o.recovery);
         let _ = self.first_live.add(&o.first_live);
         self.replayed += o.replayed;
         self.not_caught_up += o.not_caught_up;
@@ -205,6 +215,10 @@ impl Stats {
         self.reconnect_failures += o.reconnect_failures;
         for (k, v) in &o.reconnect_errors {
             *self.reconnect_errors.entry(k.clone()).or_default() += v;
+        }
+        self.first_connect_retries += o.first_connect_retries;
+        for (k, v) in &o.first_connect_retry_errors {
+            *self.first_connect_retry_errors.entry(k.clone()).or_default() += v;
         }
         self.seen_any.merge(&o.seen_any);
         self.recipients.extend(o.recipients.iter().cloned());

@@ -149,8 +149,9 @@ impl Worker {
                 self.hold_pings(now);
                 self.typing(now);
                 self.churn(now);
-                self.start_due_retries(now);
             }
+            // Reconnects are queued only once started; retried first connects also before.
+            self.start_due_retries(now);
             self.flush_dirty();
             self.publish(now);
             let wake = self
@@ -236,6 +237,7 @@ impl Worker {
         let src =
             (!self.cfg.source_ips.is_empty()).then(|| self.cfg.source_ips[index as usize % self.cfg.source_ips.len()]);
         let result = net::start_connect(self.cfg.target.addr, src);
+        let first_retry = self.conns[slot].as_mut().is_some_and(|c| std::mem::take(&mut c.meta.first_retry_pending));
         let is_sender =
             index < self.cfg.senders && matches!(self.cfg.mode, Mode::Broadcast | Mode::Churn | Mode::Avalanche);
         match result {
@@ -247,6 +249,11 @@ impl Worker {
                     return;
                 }
                 match &mut self.conns[slot] {
+                    Some(c) if first_retry => {
+                        // The first connect again: still attempt 1, no catch-up to time.
+                        c.reset(stream);
+                        c.meta.connect_ns = intended;
+                    }
                     Some(c) => {
                         c.reset(stream);
                         c.meta.attempts += 1;
@@ -255,6 +262,10 @@ impl Worker {
                         if self.cfg.mode == Mode::Avalanche && self.cfg.format == Format::Json {
                             c.meta.catchup_from = Some(intended);
                             c.meta.live_after = None;
+                            // The first attempt since the loss (a failed one raised the backoff).
+                            if c.meta.backoff == 0 {
+                                c.meta.recover_from = Some(intended);
+                            }
                         }
                     }
                     none => {
@@ -286,8 +297,10 @@ impl Worker {
             }
             Err(e) => {
                 if let Some(c) = self.conns[slot].as_mut() {
-                    // A reconnect attempt that failed before it began.
-                    c.meta.attempts += 1;
+                    // A reconnect attempt (or a first connect's retry) that failed before it began.
+                    if !first_retry {
+                        c.meta.attempts += 1;
+                    }
                     c.meta.settled = false;
                 }
                 self.record_failure(slot, net::io_kind(&e), self.conns[slot].is_none())
@@ -317,6 +330,19 @@ impl Worker {
         let failed_attempt = !c.meta.settled;
         if failed_attempt {
             c.meta.settled = true;
+            let retries = self.cfg.avalanche.as_ref().map_or(0, |a| a.connect_retries);
+            if c.meta.attempts <= 1 && c.meta.first_retries < retries {
+                // Avalanche: a failed first connect tries again (a TLS server over its handshake
+                // bound closes new connections at once), backing off like a reconnect.
+                let delay = reconnect::backoff_ns(c.meta.first_retries, &mut self.rng);
+                c.meta.first_retries += 1;
+                c.meta.first_retry_pending = true;
+                let st = &mut self.sink.stats;
+                st.first_connect_retries += 1;
+                *st.first_connect_retry_errors.entry(kind.to_string()).or_default() += 1;
+                self.retry.push(clock::now_ns() + delay, slot);
+                return;
+            }
             if c.meta.attempts <= 1 {
                 self.sink.stats.connects_failed += 1;
                 self.failed_delta += 1;
@@ -387,11 +413,13 @@ impl Worker {
     /// Starts the reconnect attempts whose time has come.
     fn start_due_retries(&mut self, now: u64) {
         while let Some((at, slot)) = self.retry.pop_due(now) {
-            if self.conns[slot].as_ref().is_none_or(|c| c.phase != Phase::Closed) {
+            let Some(c) = self.conns[slot].as_ref().filter(|c| c.phase == Phase::Closed) else {
                 continue;
+            };
+            if !c.meta.first_retry_pending {
+                self.sink.stats.reconnect_attempts += 1;
+                self.sink.stats.reconnects += 1;
             }
-            self.sink.stats.reconnect_attempts += 1;
-            self.sink.stats.reconnects += 1;
             self.connect(slot, at);
         }
     }
@@ -534,7 +562,7 @@ impl Worker {
             }
             let sent_ns = clock::now_ns();
             let m = Marker { run_id: self.cfg.run_id, sender, seq, intended_ns: intended, sent_ns };
-            marker::format_into(&mut self.msg, &m, self.cfg.size);
+            marker::format_with(&mut self.msg, &m, self.cfg.size, self.cfg.text);
             let room = c.meta.room;
             let edit_of = c.meta.own_last_id.filter(|_| picks_edit(sender, seq, self.cfg.edit_fraction));
             match self.cfg.format {

@@ -49,6 +49,11 @@ struct RoomcastTls {
 
 impl RoomcastTls {
     fn start(pems: &Pems) -> RoomcastTls {
+        RoomcastTls::start_with(pems, &[])
+    }
+
+    /// With extra arguments (e.g. `--tls-max-handshakes 1`).
+    fn start_with(pems: &Pems, extra: &[&str]) -> RoomcastTls {
         let bin = roomcast_server_bin().expect("target/<profile>/roomcast is missing: `cargo build -p roomcast` first");
         let mut child = Command::new(&bin)
             .args(["--addr", "127.0.0.1:0", "--log-level", "error", "--rate-limit", "0", "--rate-limit-bytes", "0"])
@@ -56,6 +61,7 @@ impl RoomcastTls {
             .arg(&pems.cert)
             .arg("--tls-key")
             .arg(&pems.key)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -214,4 +220,36 @@ fn wss_reconnects_resume_their_tls_session_unless_told_not_to() {
     let v = tls_avalanche(&url, &ca, &["--no-tls-resumption"]);
     assert_eq!(num(&v, "/wire/tls_full_handshakes"), 2 * CONNS, "{v:#}");
     assert_eq!(num(&v, "/wire/tls_resumed_handshakes"), 0, "{v:#}");
+}
+
+/// A TLS server over its bound on handshakes in progress closes new connections at once (one
+/// handshake at a time here, 20 clients connecting together): the avalanche's clients whose first
+/// connect was refused try again, backing off, so every client is connected and counted when the
+/// measured run begins, and the retries are in the report.
+#[test]
+fn wss_avalanche_first_connects_refused_by_the_handshake_bound_are_retried() {
+    let pems = Pems::new();
+    let server = RoomcastTls::start_with(&pems, &["--tls-max-handshakes", "1"]);
+    let url = format!("wss://{}/ws/chat", server.addr);
+    let ca = pems.cert.display().to_string();
+    let v = tls_avalanche(&url, &ca, &[]);
+    assert_eq!(num(&v, "/connections/connected"), CONNS, "{v:#}");
+    assert_eq!(num(&v, "/connections/failed"), 0, "{v:#}");
+    assert_eq!(num(&v, "/avalanche/clients"), CONNS, "{v:#}");
+    let retries = num(&v, "/avalanche/first_connect_retries");
+    assert!(retries > 0, "no first connect was refused, so nothing was retried: {v:#}");
+    let by_kind: u64 = v["avalanche"]["first_connect_retry_errors"]
+        .as_object()
+        .expect("first_connect_retry_errors")
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    assert_eq!(by_kind, retries, "{v:#}");
+    // Recovery counts from a client's first reconnect attempt, so never less than its catch-up.
+    let a = &v["avalanche"];
+    assert_eq!(num(a, "/recovery_us/count"), num(a, "/caught_up"), "{v:#}");
+    for q in ["p50", "p99", "max"] {
+        assert!(num(a, &format!("/recovery_us/{q}")) >= num(a, &format!("/catchup_us/{q}")), "{q}: {v:#}");
+    }
+    println!("first connects retried: {retries} ({})", v["avalanche"]["first_connect_retry_errors"]);
 }

@@ -78,6 +78,7 @@ pub fn run(a: AvalancheArgs) -> Result<i32, LoadError> {
         outage: a.outage,
         jitter: a.jitter,
         restart_cmd: a.restart_cmd.clone(),
+        connect_retries: a.connect_retries,
         server,
     });
     let (rooms, senders, rate) = (cfg.rooms, cfg.senders, cfg.rate);
@@ -87,6 +88,7 @@ pub fn run(a: AvalancheArgs) -> Result<i32, LoadError> {
     config.insert("outage_secs".into(), serde_json::json!(away.as_secs_f64()));
     config.insert("jitter_secs".into(), serde_json::json!(a.jitter.as_secs_f64()));
     config.insert("restart_cmd".into(), serde_json::json!(a.restart_cmd));
+    config.insert("connect_retries".into(), serde_json::json!(a.connect_retries));
     let (mut report, outcome) = super::run_connected("avalanche", cfg, config, a.common.output.quiet)?;
     let out = outcome.avalanche.clone().unwrap_or_default();
     let sched = Schedule::new(outcome.start_ns, rate, senders);
@@ -115,10 +117,13 @@ pub fn run(a: AvalancheArgs) -> Result<i32, LoadError> {
         reconnect_attempts: s.reconnect_attempts,
         reconnect_failures: s.reconnect_failures,
         reconnect_errors: s.reconnect_errors.clone(),
+        first_connect_retries: s.first_connect_retries,
+        first_connect_retry_errors: s.first_connect_retry_errors.clone(),
         caught_up: s.catchup.len(),
         not_caught_up: s.not_caught_up,
         not_connected_at_end: s.not_connected_at_end,
         catchup_us: Latency::from_hist(&s.catchup),
+        recovery_us: Latency::from_hist(&s.recovery),
         first_live_us: Latency::from_hist(&s.first_live),
         replayed: s.replayed,
         accepted: loss.accepted,

@@ -68,6 +68,7 @@ pub fn run_config(mode: Mode, c: &Common, t: Option<&Traffic>) -> Result<RunConf
         Some(t) => semantics(c, t)?,
         None => (0.0, 0, Duration::from_millis(500)),
     };
+    let text = t.map_or(crate::marker::Text::Pad, |t| t.text);
     let (senders, rate, size, warmup, duration, drain) = match t {
         Some(t) => {
             if t.senders == 0 || t.senders > c.conns {
@@ -91,6 +92,7 @@ pub fn run_config(mode: Mode, c: &Common, t: Option<&Traffic>) -> Result<RunConf
         senders,
         rate,
         size,
+        text,
         warmup,
         duration,
         drain,
@@ -157,6 +159,7 @@ pub fn config_map(cfg: &RunConfig, url: &str) -> BTreeMap<String, Value> {
     m.insert("senders".into(), json!(cfg.senders));
     m.insert("rate".into(), json!(cfg.rate));
     m.insert("size".into(), json!(cfg.size));
+    m.insert("text".into(), json!(cfg.text));
     if cfg.edit_fraction > 0.0 {
         m.insert("edit_fraction".into(), json!(cfg.edit_fraction));
     }
