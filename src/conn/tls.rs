@@ -305,7 +305,7 @@ impl TlsTransport {
                 tracing::debug!(filled, "TLS input larger than any message allowed");
                 return ReadOutcome::Failed;
             }
-            // No more than the plaintext buffer's size per read: what a read decrypts fits it.
+            // At most the plaintext buffer's size per read (what it cannot take waits in `pending_in`).
             let end = incoming.len().min(filled + plain.len());
             match sock.read(&mut incoming[filled..end]) {
                 Ok(0) => {
