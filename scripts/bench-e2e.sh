@@ -31,6 +31,8 @@
 #     alt        roomcast defaults, but the binary $ALT_BIN/roomcast (another build, e.g. the commit
 #                before a restructure: scripts/bench-ab.sh runs VARIANTS="default alt baseline" with
 #                BIN=before, ALT_BIN=after; the summary then prints alt / default per round)
+#     alttls     tls, but with the binary $ALT_BIN/roomcast (the same comparison over TLS: the summary
+#                prints alttls / tls per round)
 #   Default: "default nopersist baseline"; the heavy scenario adds shards1 and shards2 (HEAVY_VARIANTS overrides).
 #   `rooms` runs only the roomcast variants.
 # - ROUNDS rounds (default 3), alternating servers within each scenario: A B C A B C ... Every run
@@ -102,7 +104,7 @@ else
 fi
 for v in $VARIANTS $HEAVY_VARIANTS; do
     case "$v" in default | nopersist | shards1 | shards2 | baseline | tls | baselinetls | deflate) ;;
-        alt) [[ -n "$ALT_BIN" ]] || { echo "variant alt needs ALT_BIN=dir" >&2; exit 2; } ;;
+        alt | alttls) [[ -n "$ALT_BIN" ]] || { echo "variant $v needs ALT_BIN=dir" >&2; exit 2; } ;;
         *) echo "unknown variant $v" >&2; exit 2 ;;
     esac
 done
@@ -111,7 +113,7 @@ SERVER_PID="" LOAD_PID="" SAMPLER_PID="" DB_DIR=""
 
 # The TLS variants' certificate and key (made once per run).
 TLS_DIR="$OUT/tls"
-if [[ " $VARIANTS $HEAVY_VARIANTS " == *" tls "* || " $VARIANTS $HEAVY_VARIANTS " == *" baselinetls "* ]]; then
+if [[ " $VARIANTS $HEAVY_VARIANTS " =~ \ (tls|alttls|baselinetls)\  ]]; then
     mkdir -p "$TLS_DIR"
     case "${TLS_KEY:-ec}" in
         ec) newkey=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1) ;;
@@ -195,9 +197,9 @@ start_server() {
         fi
         [[ "$variant" == shards1 ]] && args+=(--shards 1)
         [[ "$variant" == shards2 ]] && args+=(--shards 2)
-        [[ "$variant" == tls ]] && args+=("${TLS_ARGS[@]}")
+        [[ "$variant" == tls || "$variant" == alttls ]] && args+=("${TLS_ARGS[@]}")
         local exe="$BIN/roomcast"
-        [[ "$variant" == alt ]] && exe="$ALT_BIN/roomcast"
+        [[ "$variant" == alt || "$variant" == alttls ]] && exe="$ALT_BIN/roomcast"
         setsid "$exe" "${args[@]}" >"$log" 2>&1 &
         SERVER_PID=$!
         SERVER_PORT=$(wait_listening "$log" "$SERVER_PID")
@@ -236,7 +238,7 @@ run() {
     SAMPLER_PID=$!
     echo "== round $round: $name / $variant: roomcast-load $*" >&2
     local url=(--url "ws://127.0.0.1:$SERVER_PORT/ws/chat")
-    if [[ "$variant" == tls || "$variant" == baselinetls ]]; then
+    if [[ "$variant" == tls || "$variant" == alttls || "$variant" == baselinetls ]]; then
         url=(--url "wss://127.0.0.1:$SERVER_PORT/ws/chat" --ca "$TLS_DIR/cert.pem")
     fi
     [[ "$variant" == deflate ]] && url+=(--deflate)

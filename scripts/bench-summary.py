@@ -15,9 +15,9 @@ import sys
 
 out = sys.argv[1]
 ORDER = ["s1k", "heavy", "rooms-text", "rooms-json", "hold", "hold19k", "connect", "ramp", "edits0", "edits10"]
-VARIANT_ORDER = ["default", "alt", "deflate", "tls", "nopersist", "shards1", "shards2", "baseline", "baselinetls"]
+VARIANT_ORDER = ["default", "alt", "deflate", "tls", "alttls", "nopersist", "shards1", "shards2", "baseline", "baselinetls"]
 # Before/after pairs whose per-round p50, p99 and CPU ratios are printed (same-run comparisons).
-FULL_PAIRS = [("alt", "default"), ("deflate", "default"), ("tls", "default"), ("baselinetls", "baseline"), ("tls", "baselinetls")]
+FULL_PAIRS = [("alt", "default"), ("deflate", "default"), ("tls", "default"), ("alttls", "tls"), ("baselinetls", "baseline"), ("tls", "baselinetls")]
 
 
 def figures(rep, srv):

@@ -417,8 +417,9 @@ pub const REDACTED: &str = "***";
 /// closed unread (the acceptor's rule, on both listeners). Counted in the descriptor budget.
 pub const OVER_CAPACITY_SLACK: usize = 32;
 
-/// Output bytes rustls may hold per TLS connection (encrypted records not yet written); a TLS
-/// connection's frame queue is bounded by `--max-outbuf` minus this, so both fit in `--max-outbuf`.
+/// Output bytes TLS may hold per TLS connection (records encrypted from the frame queue and not yet
+/// written, with rustls' own output beside them; `conn::tls`); a TLS connection's frame queue is
+/// bounded by `--max-outbuf` minus this, so both fit in `--max-outbuf`.
 pub const TLS_BUFFER_LIMIT: usize = 32 * 1024;
 
 /// A setting that cannot work, named so the user can fix it.
@@ -695,7 +696,7 @@ impl Settings {
     }
 
     /// `--tls-cert` and `--tls-key` come together, and with TLS the output bound leaves room for what
-    /// rustls holds ([`TLS_BUFFER_LIMIT`]) beside one largest frame.
+    /// TLS holds ([`TLS_BUFFER_LIMIT`]) beside one largest frame.
     fn check_tls(&self) -> Result<Option<valid::TlsFiles>, ConfigError> {
         let files = match (&self.tls_cert, &self.tls_key) {
             (None, None) => return Ok(None),

@@ -6,8 +6,8 @@
 //! and 1.3 only, rustls' default cipher suites and key exchange groups, ALPN `http/1.1`, no
 //! client authentication, session resumption with TLS 1.3 tickets (a ticketer whose keys rotate;
 //! the same ticketer is kept across reloads, so tickets issued before a reload stay valid) and
-//! TLS 1.2 session ids (rustls' in-memory cache). The socket side of TLS, one `ServerConnection`
-//! per connection, is `conn::tls`.
+//! TLS 1.2 session ids (rustls' in-memory cache). The socket side of TLS, one unbuffered rustls
+//! connection (`UnbufferedServerConnection`) per connection, is `conn::tls`.
 //!
 //! [`TlsConfig::reload`] builds a complete new configuration before anything is replaced: a bad
 //! pair is refused with the file and the reason, and the old pair stays in use. Connections read

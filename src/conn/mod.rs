@@ -24,7 +24,7 @@ use crate::limits::per_ip::IpSlot;
 use crate::metrics::{CloseReason, TlsMetrics};
 use crate::ws::codec;
 use outbuf::{Bound, Flushed, Full, OutBuf};
-use tls::Transport;
+use tls::{TlsScratch, Transport};
 
 /// The socket's side of a connection's life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,10 +112,15 @@ impl<S> Conn<S> {
         self.close_reason.get_or_insert(reason);
     }
 
-    /// Reads once into `scratch` (plaintext, through TLS when the connection has it; TLS handshakes
-    /// and failures are counted in `tls_metrics`).
-    pub(crate) fn read(&mut self, scratch: &mut [u8], tls_metrics: &TlsMetrics) -> ReadOutcome {
-        self.transport.read(&mut self.sock, scratch, tls_metrics)
+    /// Reads once into `scratch` (plaintext, through TLS when the connection has it, which borrows
+    /// the shard's `tls_scratch` meanwhile; TLS handshakes and failures are counted in `tls_metrics`).
+    pub(crate) fn read(
+        &mut self,
+        scratch: &mut [u8],
+        tls_scratch: &mut TlsScratch,
+        tls_metrics: &TlsMetrics,
+    ) -> ReadOutcome {
+        self.transport.read(&mut self.sock, scratch, tls_scratch, tls_metrics)
     }
 
     /// The transport has output of its own (TLS handshake, ticket, alert): the connection must be
@@ -124,13 +129,14 @@ impl<S> Conn<S> {
         self.transport.wants_write()
     }
 
-    /// Writes queued output; in the closing phase, shuts the write side once everything is out.
+    /// Writes queued output (TLS encrypts it with the shard's `tls_scratch`); in the closing phase,
+    /// shuts the write side once everything is out.
     ///
     /// # Errors
     /// The socket's error: the connection is dead.
-    pub(crate) fn flush(&mut self) -> io::Result<Flushed> {
+    pub(crate) fn flush(&mut self, tls_scratch: &mut TlsScratch) -> io::Result<Flushed> {
         let closing = matches!(self.lifecycle, Lifecycle::Closing { .. });
-        let flushed = self.transport.flush(&mut self.sock, &mut self.out, closing)?;
+        let flushed = self.transport.flush(&mut self.sock, &mut self.out, closing, tls_scratch)?;
         if flushed == Flushed::All
             && let Lifecycle::Closing { write_shut } = &mut self.lifecycle
             && !*write_shut

@@ -26,7 +26,7 @@ use slab::Slab;
 use crate::bus::ShardMsg;
 use crate::conn::ReadOutcome;
 use crate::conn::outbuf::Flushed;
-use crate::conn::tls::{TlsAccept, Transport};
+use crate::conn::tls::{TlsAccept, TlsScratch, Transport};
 use crate::limits::per_ip::IpSlot;
 use crate::metrics::{CloseReason, TlsFailure};
 use crate::session::state::{Conn, Phase};
@@ -63,6 +63,8 @@ pub(crate) struct Shard {
     inbox_rx: Receiver<ShardMsg>,
     ctx: ShardCtx,
     read_buf: Box<[u8]>,
+    /// The buffers TLS connections borrow for a read or a flush (allocated on the first TLS one).
+    tls_scratch: TlsScratch,
     deferred_reads: Vec<usize>,
     /// HTTP work per turn, and the connections waiting for it.
     handshakes: Handshakes,
@@ -91,6 +93,7 @@ impl Shard {
             inbox_rx,
             ctx,
             read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
+            tls_scratch: TlsScratch::default(),
             deferred_reads: Vec::new(),
             handshakes: Handshakes::default(),
             shutdown_deadline: None,
@@ -251,7 +254,7 @@ impl Shard {
                 }
                 return;
             }
-            let outcome = conn.read(&mut self.read_buf, &self.ctx.metrics.tls);
+            let outcome = conn.read(&mut self.read_buf, &mut self.tls_scratch, &self.ctx.metrics.tls);
             if conn.transport_wants_write() {
                 self.ctx.schedule.flush(key);
             }
@@ -454,7 +457,7 @@ impl Shard {
             let Some(key) = self.ctx.schedule.next_flush() else { break };
             let Some(conn) = self.conns.get_mut(key) else { continue };
             let queued = conn.out.queued_bytes();
-            match conn.flush() {
+            match conn.flush(&mut self.tls_scratch) {
                 Ok(Flushed::All) | Ok(Flushed::WouldBlock) => {}
                 Err(_) => {
                     conn.set_close_reason(CloseReason::Error);

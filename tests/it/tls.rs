@@ -341,6 +341,54 @@ fn handshakes_over_the_per_shard_bound_are_refused_and_counted() {
     wait_until("a handshake to be served again", || try_connect(server.addr, "localhost", Arc::clone(&config)).is_ok());
 }
 
+/// A client config trusting `ca` that speaks only TLS 1.2.
+fn tls12_client(ca: &TestCa) -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert.clone()).expect("root");
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .expect("tls 1.2")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+#[test]
+fn a_reconnecting_client_resumes_its_session_with_tls13_and_tls12() {
+    let ca = TestCa::new();
+    let leaf = ca.leaf(&["localhost"], &rcgen::PKCS_ECDSA_P256_SHA256);
+    let (server, _pems) = tls_server(&leaf, &[]);
+    for config in [ca.client_config(), tls12_client(&ca)] {
+        // The first connection is a full handshake; reading its response also reads the TLS 1.3
+        // tickets the server sent after the handshake.
+        let (status, _, _) = https_get(&server, &config, "/healthz");
+        assert_eq!(status, 200);
+        let mut again = connect(&server, &config);
+        assert_eq!(again.conn.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
+        again.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("send");
+        let mut bytes = Vec::new();
+        again.read_to_end(&mut bytes).expect("a clean end with close_notify");
+        assert!(bytes.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&bytes));
+    }
+}
+
+#[test]
+fn messages_larger_than_a_record_cross_in_both_directions() {
+    let ca = TestCa::new();
+    let leaf = ca.leaf(&["localhost"], &rcgen::PKCS_ECDSA_P256_SHA256);
+    let (server, _pems) = tls_server(&leaf, &["--max-message", "60000"]);
+    let config = ca.client_config();
+    let mut alice = connect_wss(&server, &config, "/ws/chat?room=big");
+    let mut bob = connect_wss(&server, &config, "/ws/chat?room=big");
+    // Three records' worth each way (records carry at most 16 KiB), then small ones behind them.
+    let big: String = (0..50_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    for line in [big.as_str(), "small after big", big.as_str()] {
+        chat(&mut alice, &mut [&mut bob], line);
+    }
+}
+
 #[test]
 fn close_notify_ends_a_connection_closed_by_the_server() {
     let ca = TestCa::new();
