@@ -222,14 +222,19 @@ fn wss_reconnects_resume_their_tls_session_unless_told_not_to() {
     assert_eq!(num(&v, "/wire/tls_resumed_handshakes"), 0, "{v:#}");
 }
 
-/// A TLS server over its bound on handshakes in progress closes new connections at once (one
-/// handshake at a time here, 20 clients connecting together): the avalanche's clients whose first
-/// connect was refused try again, backing off, so every client is connected and counted when the
-/// measured run begins, and the retries are in the report.
+/// A TLS server over its bound on handshakes in progress, with as many waiting for a slot, closes new
+/// connections at once: here one handshake and one waiting place per shard, both taken on both
+/// shards by four connections that send nothing until the server drops them at the 2-s handshake
+/// timeout, so every first connect of the avalanche meanwhile is refused. Its clients try again,
+/// backing off, so every client is connected and counted when the measured run begins, and the
+/// retries are in the report.
 #[test]
 fn wss_avalanche_first_connects_refused_by_the_handshake_bound_are_retried() {
     let pems = Pems::new();
-    let server = RoomcastTls::start_with(&pems, &["--tls-max-handshakes", "1"]);
+    let server = RoomcastTls::start_with(&pems, &["--tls-max-handshakes", "1", "--handshake-timeout", "2"]);
+    // Accepted in order, handed to the two shards in turn: a slot and a waiting place on each.
+    let _silent: Vec<std::net::TcpStream> =
+        (0..4).map(|_| std::net::TcpStream::connect(&server.addr).expect("connect")).collect();
     let url = format!("wss://{}/ws/chat", server.addr);
     let ca = pems.cert.display().to_string();
     let v = tls_avalanche(&url, &ca, &[]);

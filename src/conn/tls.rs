@@ -28,8 +28,9 @@
 //! session to close).
 //!
 //! Handshakes in progress are bounded per shard ([`HandshakeSlots`]): a connection accepted over
-//! the bound is closed at once and counted. A slot is held from accept until the handshake
-//! completes or the connection is dropped.
+//! the bound waits unread for a slot ([`Transport::AwaitingSlot`]) while fewer than as many wait,
+//! else it is closed at once and counted ([`TlsAccept`]). A slot is held from accept (or from its
+//! promotion) until the handshake completes or the connection is dropped.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::sync::Arc;
@@ -100,6 +101,10 @@ pub(crate) enum Transport {
     Plain,
     /// TLS over the socket.
     Tls(Box<TlsTransport>),
+    /// TLS, accepted while the shard's handshakes were at their bound: nothing is read or written
+    /// until a slot frees and the shard gives it its TLS state ([`TlsAccept::promote`]); its
+    /// handshake deadline runs meanwhile.
+    AwaitingSlot,
 }
 
 /// One TLS connection's rustls state and the bytes only it can own.
@@ -161,7 +166,7 @@ impl Transport {
     pub(crate) fn reserved(&self) -> usize {
         match self {
             Transport::Plain => 0,
-            Transport::Tls(_) => BUFFER_LIMIT,
+            Transport::Tls(_) | Transport::AwaitingSlot => BUFFER_LIMIT,
         }
     }
 
@@ -169,9 +174,14 @@ impl Transport {
     /// records the socket did not take).
     pub(crate) fn wants_write(&self) -> bool {
         match self {
-            Transport::Plain => false,
+            Transport::Plain | Transport::AwaitingSlot => false,
             Transport::Tls(tls) => !tls.pending_out.is_empty() || tls.session.wants_write(),
         }
+    }
+
+    /// A TLS connection still waiting for a handshake slot (the shard does not read it).
+    pub(crate) fn is_awaiting_slot(&self) -> bool {
+        matches!(self, Transport::AwaitingSlot)
     }
 
     /// A TLS handshake is still in progress.
@@ -179,6 +189,7 @@ impl Transport {
         match self {
             Transport::Plain => false,
             Transport::Tls(tls) => tls.session.is_handshaking(),
+            Transport::AwaitingSlot => true,
         }
     }
 
@@ -193,6 +204,8 @@ impl Transport {
         match self {
             Transport::Plain => read_plain(sock, plain),
             Transport::Tls(tls) => tls.read(sock, plain, scratch, metrics),
+            // Not read until it has a slot (the shard checks first); the socket keeps the input.
+            Transport::AwaitingSlot => ReadOutcome::WouldBlock,
         }
     }
 
@@ -210,6 +223,8 @@ impl Transport {
         match self {
             Transport::Plain => out.flush(sock),
             Transport::Tls(tls) => tls.flush(sock, out, closing, scratch),
+            // Nothing was said on it yet, and nothing can be before its handshake.
+            Transport::AwaitingSlot => Ok(Flushed::All),
         }
     }
 }
@@ -644,30 +659,53 @@ impl Write for Batch<'_> {
 }
 /// What a shard needs to give its new connections TLS: the current configuration (replaced by a
 /// reload) and its bound on handshakes in progress.
+///
+/// A connection accepted while `max_handshakes` are in progress waits for a slot
+/// ([`Transport::AwaitingSlot`], its input left in the socket, oldest served first: the shard's
+/// queue), as long as fewer than `max_handshakes` wait already; only beyond that is it closed at once
+/// (`overloaded`). A reconnecting crowd is then served at the rate the CPU allows, not refused into
+/// backoff (before, a 5,000-client TLS avalanche on 2 cores saw about 3 refusals per client).
 #[derive(Debug)]
 pub(crate) struct TlsAccept {
     config: Arc<TlsConfig>,
     slots: HandshakeSlots,
+    max_waiting: usize,
 }
 
 impl TlsAccept {
-    /// TLS with `config` for every connection, at most `max_handshakes` handshaking at once.
+    /// TLS with `config` for every connection, at most `max_handshakes` handshaking at once and as
+    /// many waiting.
     pub(crate) fn new(config: Arc<TlsConfig>, max_handshakes: usize) -> Self {
-        TlsAccept { config, slots: HandshakeSlots::new(max_handshakes) }
+        TlsAccept { config, slots: HandshakeSlots::new(max_handshakes), max_waiting: max_handshakes }
     }
 
-    /// The transport of a connection accepted now.
+    /// The transport of a connection accepted now, `waiting` connections of the shard waiting for a
+    /// slot already: TLS with a slot, or waiting for one.
     ///
     /// # Errors
-    /// [`TlsFailure::Overloaded`] when the shard's handshakes are at their bound;
+    /// [`TlsFailure::Overloaded`] when the shard's handshakes are at their bound and as many wait;
     /// [`TlsFailure::Protocol`] if rustls refused the configuration (not in practice: it was
     /// checked when loaded).
-    pub(crate) fn transport(&self) -> Result<Transport, TlsFailure> {
-        let slot = self.slots.try_acquire().ok_or(TlsFailure::Overloaded)?;
-        Transport::tls(self.config.current(), slot).map_err(|err| {
+    pub(crate) fn transport(&self, waiting: usize) -> Result<Transport, TlsFailure> {
+        match self.promote() {
+            Some(transport) => transport,
+            None if waiting < self.max_waiting => Ok(Transport::AwaitingSlot),
+            None => Err(TlsFailure::Overloaded),
+        }
+    }
+
+    /// The TLS transport of a connection that waited, when a slot is free (`None` otherwise).
+    pub(crate) fn promote(&self) -> Option<Result<Transport, TlsFailure>> {
+        let slot = self.slots.try_acquire()?;
+        Some(Transport::tls(self.config.current(), slot).map_err(|err| {
             tracing::warn!(%err, "cannot start a TLS connection");
             TlsFailure::Protocol
-        })
+        }))
+    }
+
+    /// Whether a handshake slot is free now.
+    pub(crate) fn has_free_slot(&self) -> bool {
+        self.slots.in_progress.load(Ordering::Relaxed) < self.slots.limit
     }
 }
 

@@ -66,6 +66,9 @@ pub(crate) struct Shard {
     /// The buffers TLS connections borrow for a read or a flush (allocated on the first TLS one).
     tls_scratch: TlsScratch,
     deferred_reads: Vec<usize>,
+    /// TLS connections waiting for a handshake slot, oldest first: `(key, serial)` (an entry whose
+    /// connection is gone is skipped; the sweep prunes them).
+    tls_waiting: std::collections::VecDeque<(usize, u64)>,
     /// HTTP work per turn, and the connections waiting for it.
     handshakes: Handshakes,
     shutdown_deadline: Option<Instant>,
@@ -95,6 +98,7 @@ impl Shard {
             read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
             tls_scratch: TlsScratch::default(),
             deferred_reads: Vec::new(),
+            tls_waiting: std::collections::VecDeque::new(),
             handshakes: Handshakes::default(),
             shutdown_deadline: None,
             ops_conns,
@@ -132,7 +136,9 @@ impl Shard {
                 // Paused: poll again soon to see whether the queues drained.
                 timeout = timeout.min(Duration::from_millis(1));
             }
-            if self.ctx.schedule.has_flushes() || self.handshakes.any_waiting() {
+            let tls_promotable =
+                !self.tls_waiting.is_empty() && self.tls.as_ref().is_some_and(TlsAccept::has_free_slot);
+            if self.ctx.schedule.has_flushes() || self.handshakes.any_waiting() || tls_promotable {
                 // Output (or handshakes) left from the last slice: write on after a non-blocking look at the sockets.
                 timeout = Duration::ZERO;
             }
@@ -150,6 +156,7 @@ impl Shard {
             // One look at every queue of the publish path per turn (sessions look again only after
             // `Hub::ingress_recheck` frames).
             self.ctx.refresh_ingress();
+            self.promote_waiting_tls();
             self.serve_waiting_handshakes();
 
             for event in events.iter() {
@@ -195,6 +202,10 @@ impl Shard {
     /// a later turn, its socket unread), any other at once.
     fn on_readable(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else { return };
+        if conn.transport.is_awaiting_slot() {
+            // Read once it has a slot (`promote_waiting_tls` queues it then).
+            return;
+        }
         if matches!(conn.phase, Phase::Http(_)) && !self.handshakes.admit() {
             if !conn.read_pending {
                 conn.read_pending = true;
@@ -203,6 +214,37 @@ impl Shard {
             return;
         }
         self.read_input(key);
+    }
+
+    /// Gives the TLS connections waiting for a handshake slot their TLS state while slots are free,
+    /// oldest first, and queues each to be read (its ClientHello may have arrived long ago: polling
+    /// is edge-triggered).
+    fn promote_waiting_tls(&mut self) {
+        let Some(tls) = self.tls.as_ref() else { return };
+        while let Some(&(key, serial)) = self.tls_waiting.front() {
+            let waiting = self.conns.get(key).is_some_and(|c| c.serial == serial && c.transport.is_awaiting_slot());
+            if !waiting {
+                self.tls_waiting.pop_front();
+                continue;
+            }
+            let Some(transport) = tls.promote() else { return };
+            self.tls_waiting.pop_front();
+            let Some(conn) = self.conns.get_mut(key) else { continue };
+            match transport {
+                Ok(transport) => {
+                    conn.transport = transport;
+                    if !conn.read_pending {
+                        conn.read_pending = true;
+                        self.handshakes.defer(key);
+                    }
+                }
+                Err(why) => {
+                    self.ctx.metrics.tls.handshake_failed(why);
+                    conn.set_close_reason(CloseReason::Error);
+                    self.ctx.schedule.remove(key);
+                }
+            }
+        }
     }
 
     /// Serves the HTTP connections that waited for the handshake budget, oldest first, while this
@@ -410,7 +452,8 @@ impl Shard {
             self.ctx.metrics.dropped(CloseReason::Normal);
             return;
         }
-        let transport = match self.tls.as_ref().filter(|_| !ops_only).map(TlsAccept::transport) {
+        let waiting = self.tls_waiting.len();
+        let transport = match self.tls.as_ref().filter(|_| !ops_only).map(|tls| tls.transport(waiting)) {
             None => Transport::Plain,
             Some(Ok(transport)) => transport,
             Some(Err(why)) => {
@@ -435,9 +478,13 @@ impl Shard {
         let phase = session::new_phase(over_capacity, ops_only);
         let mut conn = Conn::new(stream, peer, serial, phase, Instant::now() + timeout);
         conn.ip_slot = ip_slot;
+        let awaiting_slot = transport.is_awaiting_slot();
         conn.transport = transport;
         let inserted = self.conns.insert(conn);
         debug_assert_eq!(inserted, key, "the slab hands out its vacant key");
+        if awaiting_slot {
+            self.tls_waiting.push_back((key, serial));
+        }
         if self.ops_keys.len() <= key {
             self.ops_keys.resize(key + 1, false);
         }
@@ -505,6 +552,10 @@ impl Shard {
     fn sweep(&mut self, now: Instant) {
         // One look at the queues per sweep, not one per connection (it reads every inbox's length).
         self.ctx.refresh_ingress();
+        let conns = &self.conns;
+        self.tls_waiting.retain(|&(key, serial)| {
+            conns.get(key).is_some_and(|c| c.serial == serial && c.transport.is_awaiting_slot())
+        });
         let paused = self.ctx.ingress_paused();
         for (key, conn) in self.conns.iter_mut() {
             if conn.deadline.is_some_and(|d| now >= d) {

@@ -315,7 +315,7 @@ fn unrequested_client_certificate(server: &Server, ca: &TestCa) {
 }
 
 #[test]
-fn handshakes_over_the_per_shard_bound_are_refused_and_counted() {
+fn handshakes_over_the_per_shard_bound_wait_for_a_slot_and_beyond_as_many_waiting_are_refused() {
     let ca = TestCa::new();
     let leaf = ca.leaf(&["localhost"], &rcgen::PKCS_ECDSA_P256_SHA256);
     let (server, _pems) = tls_server(&leaf, &["--tls-max-handshakes", "1", "--handshake-timeout", "60"]);
@@ -328,17 +328,30 @@ fn handshakes_over_the_per_shard_bound_are_refused_and_counted() {
             s
         })
         .collect();
-    // ... so the next connection is closed unread and counted.
+    let accepted = |n: f64| sample(&scrape(&server), "roomcast_connections_accepted_total") >= n;
+    wait_until("the stalled ones accepted", || accepted(2.0));
+    // ... so a real client per shard waits for a slot (its handshake completes later) ...
+    let config = ca.client_config();
+    let waiting: Vec<_> = (0..2)
+        .map(|_| {
+            let (addr, config) = (server.addr, Arc::clone(&config));
+            std::thread::spawn(move || try_connect(addr, "localhost", config).map(|_| ()))
+        })
+        .collect();
+    wait_until("the waiting ones accepted", || accepted(4.0));
+    // ... and beyond as many waiting, the next connection is closed unread and counted.
     let mut refused = TcpStream::connect(server.addr).expect("connect");
-    assert!(server_closes(&mut refused), "over the bound: closed");
+    assert!(server_closes(&mut refused), "over the bound with as many waiting: closed");
     wait_for_failure(&server, "overloaded", 1.0);
-    // Once the stalled ones are gone, handshakes are served again.
+    // Once the stalled ones are gone, the waiting ones get their slots and complete.
     for s in &mut stalled {
         s.shutdown(Shutdown::Both).expect("shutdown");
     }
     drop(stalled);
-    let config = ca.client_config();
-    wait_until("a handshake to be served again", || try_connect(server.addr, "localhost", Arc::clone(&config)).is_ok());
+    for client in waiting {
+        assert_eq!(client.join().expect("client thread"), Ok(()), "a waiting handshake completes");
+    }
+    assert_eq!(failures(&server, "overloaded"), 1.0, "only the one beyond the waiting bound");
 }
 
 /// A client config trusting `ca` that speaks only TLS 1.2.
