@@ -20,7 +20,7 @@
 # JITTER (1s), DURATION (15s, the measured window: a client still reconnecting when sends stop is
 # never confirmed caught up and is counted as not_caught_up, outside the catch-up figures), MODES ("drop restart"), TRANSPORTS ("plain"; TLS=1 means "tls", TLS=1
 # TLS_RESUMPTION=0 "tls-noresume"), ROUNDS (1), SOURCE_IPS (127.0.0.1-127.0.0.8 when CONNS > 20000,
-# else none), SERVER_ARGS (extra roomcast arguments, e.g. "--tls-max-handshakes 8192"), PORT_FROM (20000: the first port tried), LOAD_ARGS (extra roomcast-load arguments), OUT (out/avalanche), SKIP_BUILD=1.
+# else none), SERVER_BIN (the roomcast binary, default target/release/roomcast: another build to compare), SERVER_ARGS (extra roomcast arguments, e.g. "--tls-max-handshakes 8192"), PORT_FROM (20000: the first port tried), LOAD_ARGS (extra roomcast-load arguments), OUT (out/avalanche), SKIP_BUILD=1.
 # Reports: $OUT/<mode>-<transport>-r<round>.{json,stdout}, the server's /metrics lines about
 # connections and TLS in .metrics, server logs beside them.
 set -euo pipefail
@@ -43,6 +43,7 @@ for t in $TRANSPORTS; do
     case "$t" in plain | tls | tls-noresume) ;; *) echo "unknown transport $t (plain tls tls-noresume)" >&2; exit 2 ;; esac
 done
 BIN="$ROOT/target/release"
+SERVER_BIN=${SERVER_BIN:-$BIN/roomcast}
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then cargo build --release -p roomcast -p roomcast-load; fi
 command -v setsid >/dev/null || { echo "setsid (util-linux) is required" >&2; exit 1; }
 mkdir -p "$OUT"
@@ -98,13 +99,13 @@ run_one() {
     fi
     rm -rf "$OUT/db" && mkdir -p "$OUT/db"
     : >"$OUT/server-$tag.log"
-    ROOMCAST_ARGS="$args" LOG="$OUT/server-$tag.log" PIDFILE="$OUT/server.pid" BIN="$BIN/roomcast" \
+    ROOMCAST_ARGS="$args" LOG="$OUT/server-$tag.log" PIDFILE="$OUT/server.pid" BIN="$SERVER_BIN" \
         scripts/restart-roomcast.sh start
     local outage
     case "$mode" in
         drop) outage=(--drop --outage "$OUTAGE") ;;
         restart)
-            outage=(--restart-cmd "ROOMCAST_ARGS='$args' LOG='$OUT/server-$tag.log' PIDFILE='$OUT/server.pid' BIN='$BIN/roomcast' $ROOT/scripts/restart-roomcast.sh TERM")
+            outage=(--restart-cmd "ROOMCAST_ARGS='$args' LOG='$OUT/server-$tag.log' PIDFILE='$OUT/server.pid' BIN='$SERVER_BIN' $ROOT/scripts/restart-roomcast.sh TERM")
             ;;
         *) echo "unknown mode $mode" >&2; exit 2 ;;
     esac
