@@ -172,7 +172,7 @@ pub struct Settings {
 
     /// TLS handshakes in progress per shard at most (1–65536), so a reconnecting crowd cannot starve
     /// connected clients of the shard's time. A new TLS connection over it waits unread for a slot
-    /// while fewer than as many wait (within `--handshake-timeout`), else it is closed at once and
+    /// while fewer than 16 times as many wait (within `--handshake-timeout`), else it is closed at once and
     /// counted (`roomcast_tls_handshake_failures_total{reason="overloaded"}`).
     #[arg(long, env = "ROOMCAST_TLS_MAX_HANDSHAKES", default_value_t = 256)]
     pub tls_max_handshakes: usize,

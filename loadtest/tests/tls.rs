@@ -222,9 +222,9 @@ fn wss_reconnects_resume_their_tls_session_unless_told_not_to() {
     assert_eq!(num(&v, "/wire/tls_resumed_handshakes"), 0, "{v:#}");
 }
 
-/// A TLS server over its bound on handshakes in progress, with as many waiting for a slot, closes new
-/// connections at once: here one handshake and one waiting place per shard, both taken on both
-/// shards by four connections that send nothing until the server drops them at the 2-s handshake
+/// A TLS server over its bound on handshakes in progress, with 16 per slot waiting for one, closes
+/// new connections at once: here one handshake and 16 waiting places per shard, all taken on both
+/// shards by 34 connections that send nothing until the server drops them at the 2-s handshake
 /// timeout, so every first connect of the avalanche meanwhile is refused. Its clients try again,
 /// backing off, so every client is connected and counted when the measured run begins, and the
 /// retries are in the report.
@@ -232,9 +232,9 @@ fn wss_reconnects_resume_their_tls_session_unless_told_not_to() {
 fn wss_avalanche_first_connects_refused_by_the_handshake_bound_are_retried() {
     let pems = Pems::new();
     let server = RoomcastTls::start_with(&pems, &["--tls-max-handshakes", "1", "--handshake-timeout", "2"]);
-    // Accepted in order, handed to the two shards in turn: a slot and a waiting place on each.
+    // Accepted in order, handed to the two shards in turn: the slot and the 16 waiting places of each.
     let _silent: Vec<std::net::TcpStream> =
-        (0..4).map(|_| std::net::TcpStream::connect(&server.addr).expect("connect")).collect();
+        (0..34).map(|_| std::net::TcpStream::connect(&server.addr).expect("connect")).collect();
     let url = format!("wss://{}/ws/chat", server.addr);
     let ca = pems.cert.display().to_string();
     let v = tls_avalanche(&url, &ca, &[]);

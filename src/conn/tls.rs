@@ -28,7 +28,8 @@
 //! session to close).
 //!
 //! Handshakes in progress are bounded per shard ([`HandshakeSlots`]): a connection accepted over
-//! the bound waits unread for a slot ([`Transport::AwaitingSlot`]) while fewer than as many wait,
+//! the bound waits unread for a slot ([`Transport::AwaitingSlot`]) while fewer than
+//! [`WAITING_PER_SLOT`] times as many wait,
 //! else it is closed at once and counted ([`TlsAccept`]). A slot is held from accept (or from its
 //! promotion) until the handshake completes or the connection is dropped.
 
@@ -657,14 +658,19 @@ impl Write for Batch<'_> {
         Ok(())
     }
 }
+/// Connections that may wait for a TLS handshake slot, per slot (the default bound of 256: 4,096 per
+/// shard, so a crowd of thousands reconnecting at once waits rather than being refused).
+pub(crate) const WAITING_PER_SLOT: usize = 16;
+
 /// What a shard needs to give its new connections TLS: the current configuration (replaced by a
 /// reload) and its bound on handshakes in progress.
 ///
 /// A connection accepted while `max_handshakes` are in progress waits for a slot
 /// ([`Transport::AwaitingSlot`], its input left in the socket, oldest served first: the shard's
-/// queue), as long as fewer than `max_handshakes` wait already; only beyond that is it closed at once
-/// (`overloaded`). A reconnecting crowd is then served at the rate the CPU allows, not refused into
-/// backoff (before, a 5,000-client TLS avalanche on 2 cores saw about 3 refusals per client).
+/// queue), as long as fewer than [`WAITING_PER_SLOT`] × `max_handshakes` wait already; only beyond
+/// that is it closed at once (`overloaded`). A reconnecting crowd is then served at the rate the CPU
+/// allows, not refused into backoff (before, a 5,000-client TLS avalanche on 2 cores saw about 3
+/// refusals per client). A waiting connection costs its socket and its slab entry, no TLS state.
 #[derive(Debug)]
 pub(crate) struct TlsAccept {
     config: Arc<TlsConfig>,
@@ -673,10 +679,11 @@ pub(crate) struct TlsAccept {
 }
 
 impl TlsAccept {
-    /// TLS with `config` for every connection, at most `max_handshakes` handshaking at once and as
-    /// many waiting.
+    /// TLS with `config` for every connection, at most `max_handshakes` handshaking at once and
+    /// [`WAITING_PER_SLOT`] times as many waiting.
     pub(crate) fn new(config: Arc<TlsConfig>, max_handshakes: usize) -> Self {
-        TlsAccept { config, slots: HandshakeSlots::new(max_handshakes), max_waiting: max_handshakes }
+        let max_waiting = max_handshakes.saturating_mul(WAITING_PER_SLOT);
+        TlsAccept { config, slots: HandshakeSlots::new(max_handshakes), max_waiting }
     }
 
     /// The transport of a connection accepted now, `waiting` connections of the shard waiting for a

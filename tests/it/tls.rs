@@ -315,7 +315,7 @@ fn unrequested_client_certificate(server: &Server, ca: &TestCa) {
 }
 
 #[test]
-fn handshakes_over_the_per_shard_bound_wait_for_a_slot_and_beyond_as_many_waiting_are_refused() {
+fn handshakes_over_the_per_shard_bound_wait_for_a_slot_and_beyond_sixteen_per_slot_waiting_are_refused() {
     let ca = TestCa::new();
     let leaf = ca.leaf(&["localhost"], &rcgen::PKCS_ECDSA_P256_SHA256);
     let (server, _pems) = tls_server(&leaf, &["--tls-max-handshakes", "1", "--handshake-timeout", "60"]);
@@ -339,7 +339,10 @@ fn handshakes_over_the_per_shard_bound_wait_for_a_slot_and_beyond_as_many_waitin
         })
         .collect();
     wait_until("the waiting ones accepted", || accepted(4.0));
-    // ... and beyond as many waiting, the next connection is closed unread and counted.
+    // ... and once 16 per slot wait (15 silent ones per shard more) ...
+    let fillers: Vec<TcpStream> = (0..30).map(|_| TcpStream::connect(server.addr).expect("connect")).collect();
+    wait_until("the fillers accepted", || accepted(34.0));
+    // ... the next connection is closed unread and counted.
     let mut refused = TcpStream::connect(server.addr).expect("connect");
     assert!(server_closes(&mut refused), "over the bound with as many waiting: closed");
     wait_for_failure(&server, "overloaded", 1.0);
@@ -348,6 +351,7 @@ fn handshakes_over_the_per_shard_bound_wait_for_a_slot_and_beyond_as_many_waitin
         s.shutdown(Shutdown::Both).expect("shutdown");
     }
     drop(stalled);
+    drop(fillers);
     for client in waiting {
         assert_eq!(client.join().expect("client thread"), Ok(()), "a waiting handshake completes");
     }
