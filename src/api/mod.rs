@@ -2,7 +2,8 @@
 //! ([`keys`]), the paths ([`route`]), bans and mutes in force ([`moderation`]), token revocations
 //! ([`revocation`]), idempotency keys
 //! ([`idempotency`]), every WebSocket connection by user ([`registry`]), the durable changes
-//! through the store's control thread, closing a user's connections, and the listings.
+//! through the store's control thread, closing a user's connections, and the listings
+//! ([`listings`]).
 //!
 //! One [`Api`] per server, shared by the shards (`session::api_session` serves the requests). A
 //! change that must survive a restart (a ban, a mute, an idempotency key) is in force in memory at
@@ -12,6 +13,7 @@
 
 pub(crate) mod idempotency;
 pub mod keys;
+pub(crate) mod listings;
 pub(crate) mod moderation;
 pub(crate) mod registry;
 pub(crate) mod revocation;
@@ -21,14 +23,12 @@ use std::sync::Arc;
 
 use crate::bus::{ShardMsg, Shards};
 use crate::http::response::Response;
-use crate::protocol::api::{
-    ConnectionRow, ModerationChange, ModerationEvent, PresenceRow, RoomRow, encode_moderation, parse_moderation,
-};
+use crate::protocol::api::{ModerationChange, ModerationEvent, encode_moderation, parse_moderation};
 use crate::room::hub::Hub;
 use crate::room::sequencer::{ControlMessage, ControlState};
 use crate::room::sink::ModerationDecision;
 use crate::store::{ControlOp, ControlStore, Store, StoreError};
-use crate::types::{ConnRef, Format};
+use crate::types::ConnRef;
 use crate::ws::close;
 
 pub use keys::KeysError;
@@ -64,6 +64,8 @@ pub(crate) struct Api {
     shards: Arc<Shards>,
     /// This process's tag on the moderation events it sends the cluster (it skips its own).
     node: u64,
+    /// Cluster mode: this node's `--node-id`, naming its connections in the listings.
+    node_name: Option<String>,
 }
 
 impl std::fmt::Debug for Api {
@@ -84,6 +86,7 @@ impl Api {
         shards: Arc<Shards>,
         now_ms: i64,
         user_conns: Option<Arc<crate::cluster::user_conns::UserConns>>,
+        node_name: Option<String>,
     ) -> Result<Api, ApiError> {
         let moderation = moderation::Moderation::default();
         let revocations = revocation::Revocations::default();
@@ -112,6 +115,7 @@ impl Api {
             control,
             shards,
             node: crate::unique::unique_u64(),
+            node_name,
         })
     }
 
@@ -252,80 +256,6 @@ impl Api {
             self.shards.send(entry.conn.shard, msg);
         }
         conns.len()
-    }
-
-    /// `GET /api/rooms`: every room with members, by name: on this node, and in cluster mode on
-    /// every node (`members` cluster-wide from the membership view, `connections` this node's).
-    pub(crate) fn rooms(hub: &Hub) -> Vec<RoomRow> {
-        let mut rows: std::collections::BTreeMap<String, RoomRow> = hub
-            .directory
-            .rooms()
-            .iter()
-            .filter_map(|room| {
-                let state = room.state.lock();
-                (state.members() > 0).then(|| {
-                    let row = RoomRow {
-                        room: room.name.to_string(),
-                        members: state.users.len(),
-                        connections: u64::from(state.members()),
-                    };
-                    (row.room.clone(), row)
-                })
-            })
-            .collect();
-        for (room, _) in hub.cluster_rooms().unwrap_or_default() {
-            let members = hub.cluster_members(&room, 0).map_or(0, |(_, count)| count);
-            let row = rows.entry(room.to_string()).or_insert_with(|| RoomRow {
-                room: room.to_string(),
-                members: 0,
-                connections: 0,
-            });
-            row.members = row.members.max(members);
-        }
-        rows.into_values().collect()
-    }
-
-    /// `GET /api/rooms/{room}/presence`: the users present, by name: on this node, and in cluster
-    /// mode on every node (from the membership view; `connections` counts this node's, 0 for a user
-    /// connected elsewhere only). At most [`MAX_LISTED`] users.
-    pub(crate) fn presence(hub: &Hub, room_name: &str) -> Vec<PresenceRow> {
-        let local: std::collections::HashMap<Arc<str>, u32> =
-            hub.directory.get(room_name).map(|room| room.state.lock().users.clone()).unwrap_or_default();
-        let mut rows: std::collections::BTreeMap<String, u32> =
-            local.iter().map(|(user, &connections)| (user.to_string(), connections)).collect();
-        if let Some((names, _)) = hub.cluster_members(room_name, MAX_LISTED) {
-            for name in names {
-                rows.entry(name.to_string()).or_insert(0);
-            }
-        }
-        rows.into_iter().take(MAX_LISTED).map(|(user, connections)| PresenceRow { user, connections }).collect()
-    }
-
-    /// `GET /api/users/{user}/connections`: the user's connections and the rooms they are in.
-    pub(crate) fn connections(&self, hub: &Hub, user: &str) -> (Vec<ConnectionRow>, Vec<String>) {
-        let rows = self
-            .registry
-            .of(user)
-            .into_iter()
-            .map(|e| ConnectionRow {
-                id: e.conn.serial,
-                format: match e.format {
-                    Format::Json => "json",
-                    Format::Text => "text",
-                },
-                peer: e.peer.to_string(),
-                connected_at_ms: e.connected_at_ms,
-            })
-            .collect();
-        let mut rooms: Vec<String> = hub
-            .directory
-            .rooms()
-            .iter()
-            .filter(|room| room.state.lock().users.contains_key(user))
-            .map(|room| room.name.to_string())
-            .collect();
-        rooms.sort();
-        (rows, rooms)
     }
 }
 

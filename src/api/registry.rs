@@ -81,6 +81,11 @@ impl Registry {
     pub(crate) fn of(&self, user: &str) -> Vec<ConnEntry> {
         self.users.lock().get(user).cloned().unwrap_or_default()
     }
+
+    /// Every user's connections.
+    pub(crate) fn all(&self) -> Vec<(Arc<str>, Vec<ConnEntry>)> {
+        self.users.lock().iter().map(|(user, conns)| (Arc::clone(user), conns.clone())).collect()
+    }
 }
 
 #[cfg(test)]

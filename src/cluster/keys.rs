@@ -102,6 +102,12 @@ pub(crate) fn user_conns(origin: &str) -> String {
     format!("rc:conns:{origin}")
 }
 
+/// The users of node incarnation `origin` for the server API's listings (a hash, user → its
+/// `NodeUser` JSON, expiring with its heartbeat).
+pub(crate) fn user_rows(origin: &str) -> String {
+    format!("rc:listing:{origin}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -117,6 +117,9 @@
 //! subscriber hands it to `Hub::on_control`. Pub/sub: at most once, a node not subscribed then misses it;
 //! what a ban, mute or revocation leaves in force is also kept in `rc:control:state`, which each
 //! subscriber session reads after its catch-up (`keys::CONTROL_STATE`), so a node that was away learns it.
+//! The listings (`GET /api/rooms`, presence, a user's connections) are cluster-wide: each publisher
+//! writes its node's users at every heartbeat ([`user_rows`], only what changed), and the
+//! [`listing`] thread reads the other nodes' rows when a listing asks (up to a heartbeat old).
 //!
 //! # Not (yet) across nodes
 //! The heartbeat period and expiry are constants (1 s, 5 s: `publisher::HEARTBEAT_EVERY`,
@@ -143,6 +146,7 @@ pub(crate) mod events;
 pub(crate) mod ids;
 pub(crate) mod in_doubt;
 pub(crate) mod keys;
+pub(crate) mod listing;
 pub(crate) mod membership;
 pub(crate) mod membership_link;
 pub(crate) mod publisher;
@@ -150,6 +154,7 @@ pub(crate) mod redis_link;
 pub(crate) mod script;
 pub(crate) mod subscriber;
 pub(crate) mod user_conns;
+pub(crate) mod user_rows;
 pub(crate) mod wire;
 
 use std::sync::Arc;
@@ -165,7 +170,7 @@ use self::membership::MembershipView;
 
 use crate::deferred::{self, DeferredReceiver, DeferredSender, Wake, congestion_threshold};
 use crate::room::hub::Hub;
-use crate::room::sequencer::{ControlMessage, MemberList, Outgoing, PresenceRoute, Sequencer};
+use crate::room::sequencer::{ControlMessage, MemberList, Outgoing, PresenceRoute, Sequencer, UsersDone};
 use crate::types::{ClientError, ErrorCode, Transient};
 use crate::unique::unique_u64;
 
@@ -355,6 +360,7 @@ impl ClusterShared {
 /// join or leave, which the same ingress pause stops.
 pub(crate) struct ClusterSink {
     tx: Sender<ToRedis>,
+    listing_tx: Sender<listing::ListingJob>,
     presence_tx: DeferredSender<PresenceChange>,
     bell: Sender<()>,
     shared: Arc<ClusterShared>,
@@ -385,6 +391,14 @@ impl Sequencer for ClusterSink {
 
     fn is_remote(&self) -> bool {
         true
+    }
+
+    /// Queued for the listing thread; a full queue gives `done` back at once.
+    fn remote_users(&self, user: Option<Arc<str>>, done: UsersDone) -> Option<UsersDone> {
+        match self.listing_tx.try_send(listing::ListingJob { user, done }) {
+            Ok(()) => None,
+            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => Some(job.done),
+        }
     }
 
     fn rooms(&self) -> Option<Vec<(Arc<str>, usize)>> {
@@ -466,6 +480,7 @@ fn unavailable(client_id: Option<Arc<str>>) -> ClientError {
 /// The receiving side, handed to [`Cluster::start`].
 pub(crate) struct ClusterInput {
     rx: Receiver<ToRedis>,
+    listing_rx: Receiver<listing::ListingJob>,
     presence_rx: DeferredReceiver<PresenceChange>,
     bell: Receiver<()>,
     shared: Arc<ClusterShared>,
@@ -485,6 +500,7 @@ pub(crate) fn channel(cfg: ClusterConfig) -> (ClusterSink, ClusterInput) {
     let (tx, rx) = crossbeam_channel::bounded(cfg.queue_capacity);
     let (presence_tx, presence_rx) = deferred::channel(None, usize::MAX);
     let (bell, bell_rx) = crossbeam_channel::bounded(1);
+    let (listing_tx, listing_rx) = crossbeam_channel::bounded(listing::QUEUE);
     let shared = Arc::new(ClusterShared {
         cfg,
         origin,
@@ -497,8 +513,8 @@ pub(crate) fn channel(cfg: ClusterConfig) -> (ClusterSink, ClusterInput) {
         user_conns: Arc::default(),
     });
     (
-        ClusterSink { tx, presence_tx, bell, shared: Arc::clone(&shared) },
-        ClusterInput { rx, presence_rx, bell: bell_rx, shared },
+        ClusterSink { tx, listing_tx, presence_tx, bell, shared: Arc::clone(&shared) },
+        ClusterInput { rx, listing_rx, presence_rx, bell: bell_rx, shared },
     )
 }
 
@@ -507,6 +523,7 @@ pub(crate) struct Cluster {
     stop: Arc<AtomicBool>,
     publisher: JoinHandle<()>,
     subscriber: JoinHandle<()>,
+    listing: JoinHandle<()>,
 }
 
 impl Cluster {
@@ -536,13 +553,19 @@ impl Cluster {
             .name("redis-pub".into())
             .spawn(move || publisher.run())
             .map_err(ClusterError::Spawn)?;
+        let listing =
+            listing::Listing::new(Arc::clone(&input.shared), client.clone(), input.listing_rx, Arc::clone(&stop));
+        let listing = std::thread::Builder::new()
+            .name("redis-list".into())
+            .spawn(move || listing.run())
+            .map_err(ClusterError::Spawn)?;
         let subscriber =
             subscriber::Subscriber::new(hub, Arc::clone(&input.shared), client, Arc::clone(&stop), startup_max_id);
         let subscriber = std::thread::Builder::new()
             .name("redis-sub".into())
             .spawn(move || subscriber.run())
             .map_err(ClusterError::Spawn)?;
-        Ok(Cluster { stop, publisher, subscriber })
+        Ok(Cluster { stop, publisher, subscriber, listing })
     }
 
     /// Publishes what is queued (waiting a few seconds for Redis if it is away), then stops both
@@ -554,6 +577,9 @@ impl Cluster {
         }
         if self.subscriber.join().is_err() {
             tracing::error!("cluster subscriber panicked");
+        }
+        if self.listing.join().is_err() {
+            tracing::error!("cluster listing thread panicked");
         }
     }
 }

@@ -22,6 +22,7 @@ use crossbeam_channel::Receiver;
 use super::events::PresenceChange;
 use super::ids::next_provisional;
 use super::redis_link::{BatchItem, PublishArgs, Published, RedisLink};
+use super::user_rows::RowsWritten;
 use super::wire::{WireEvent, encode_tail};
 use super::{Backoff, ClusterError, ClusterShared, ToRedis};
 use crate::deferred::DeferredReceiver;
@@ -74,6 +75,8 @@ pub(crate) struct Publisher {
     /// This node's users per room (the room table's view, in the order the shards changed it).
     local_members: HashMap<Arc<str>, HashSet<Arc<str>>>,
     last_heartbeat: Instant,
+    /// This node's listing rows as last written (`super::user_rows`).
+    rows_written: RowsWritten,
     seq: u64,
     link: Option<RedisLink>,
     backoff: Backoff,
@@ -103,6 +106,7 @@ impl Publisher {
             outbox: VecDeque::new(),
             local_members: HashMap::new(),
             last_heartbeat: Instant::now(),
+            rows_written: RowsWritten::default(),
             seq: 0,
             link: None,
             backoff: Backoff::new(),
@@ -322,6 +326,7 @@ impl Publisher {
             let conns = &self.shared.user_conns;
             conns.set_remote(link.exchange_user_conns(&origin, &conns.local_snapshot(), HEARTBEAT_TTL)?);
         }
+        link.write_user_rows(&origin, &self.hub.local_users(), &mut self.rows_written, HEARTBEAT_TTL)?;
         Ok(())
     }
 

@@ -294,16 +294,31 @@ pub fn presence_body(room: &str, users: &[PresenceRow]) -> Vec<u8> {
 }
 
 /// One WebSocket connection of a user.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ConnectionRow {
     /// The connection's id (the `conn_id` of its `welcome`).
     pub id: u64,
     /// `json` or `text`.
-    pub format: &'static str,
+    pub format: String,
     /// The client's address.
     pub peer: String,
     /// When it connected, ms since the Unix epoch.
     pub connected_at_ms: i64,
+    /// Cluster mode: the `--node-id` of the node it is connected to (absent on a single node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+/// One user's WebSocket connections on one node and the rooms they are in there (connections per
+/// room): what each node of a cluster tells the others for the cluster-wide listings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeUser {
+    /// User name.
+    pub user: String,
+    /// The connections, each naming the node.
+    pub connections: Vec<ConnectionRow>,
+    /// Rooms the user is in on that node, with their connections in each.
+    pub rooms: std::collections::BTreeMap<String, u32>,
 }
 
 /// `{"user", "connections": [...], "rooms": [...]}`.

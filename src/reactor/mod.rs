@@ -142,7 +142,8 @@ impl Server {
             cluster_shared.as_ref().filter(|c| c.cfg.count_user_conns).map(|c| Arc::clone(&c.user_conns));
         let hub = Arc::new(hub);
         let last_id = store.as_ref().map_or(0, |s| s.max_id());
-        let node = cluster_shared.as_ref().map(|c| c.cfg.node_id.clone()).or_else(|| cfg.node_id.clone());
+        let cluster_node = cluster_shared.as_ref().map(|c| c.cfg.node_id.clone());
+        let node = cluster_node.clone().or_else(|| cfg.node_id.clone());
         let webhooks = start_webhooks(&cfg, store.as_deref(), node)?;
         if let Some(webhooks) = &webhooks {
             hub.set_presence_sink(webhooks.sink());
@@ -163,7 +164,8 @@ impl Server {
         );
         let now = crate::protocol::json::now_millis();
         let user_conns = cluster_shared_conns;
-        let api = Arc::new(Api::new(api_keys, store.as_deref(), Arc::clone(&shard_router), now, user_conns)?);
+        let api =
+            Arc::new(Api::new(api_keys, store.as_deref(), Arc::clone(&shard_router), now, user_conns, cluster_node)?);
         // Moderation from other nodes (cluster mode). Weak: the API's control thread is joined at
         // shutdown when the server drops it, whoever still holds the hub.
         let (api_for_cluster, hub_for_cluster) = (Arc::downgrade(&api), Arc::downgrade(&hub));
@@ -171,6 +173,12 @@ impl Server {
             if let (Some(api), Some(hub)) = (api_for_cluster.upgrade(), hub_for_cluster.upgrade()) {
                 api.on_cluster_event(&hub, payload, kept);
             }
+        }));
+        // This node's users for the other nodes' listings (the publisher writes them each heartbeat).
+        let (api_for_rows, hub_for_rows) = (Arc::downgrade(&api), Arc::downgrade(&hub));
+        hub.set_users_source(Box::new(move || match (api_for_rows.upgrade(), hub_for_rows.upgrade()) {
+            (Some(api), Some(hub)) => api.local_users(&hub),
+            _ => Vec::new(),
         }));
 
         let shared = Shared {

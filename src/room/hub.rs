@@ -20,10 +20,11 @@ use std::time::Instant;
 
 use super::directory::{Directory, Joined, Room, RoomState};
 use super::sequence::IdSequence;
-use super::sequencer::{ControlMessage, MemberList, Outgoing, PresenceRoute, Sequencer};
+use super::sequencer::{ControlMessage, MemberList, Outgoing, PresenceRoute, Sequencer, UsersDone};
 use super::sink::{ModerationDecision, ModerationSink, PresenceChange, PresenceSink, Sink};
 use crate::bus::{Delivery, Payload, ShardMsg, Shards};
 use crate::deferred::Wake;
+use crate::protocol::api::NodeUser;
 use crate::protocol::json;
 use crate::render::{self, Variant};
 use crate::types::{ClientError, ConnRef, Event, IdWaiter, Origin, Sequenced, Transient};
@@ -71,6 +72,8 @@ pub(crate) struct Hub {
     sinks: Vec<Box<dyn Sink>>,
     /// Where the cluster's control messages go (the server API's moderation, set at start).
     control: std::sync::OnceLock<ControlHook>,
+    /// This node's users for the cluster's listings (the server API's registry, set at start).
+    users_source: std::sync::OnceLock<UsersSource>,
     /// Who hears of this node's presence changes (webhooks, set at start before any shard runs).
     presence: std::sync::OnceLock<Box<dyn PresenceSink>>,
     /// Who hears of the moderation decisions made on this node (webhooks, set at start before any
@@ -86,6 +89,9 @@ pub(crate) struct Hub {
 /// live one.
 pub(crate) type ControlHook = Box<dyn Fn(&[u8], bool) + Send + Sync>;
 
+/// Where this node's users come from for the other nodes' listings (see [`Hub::set_users_source`]).
+pub(crate) type UsersSource = Box<dyn Fn() -> Vec<NodeUser> + Send + Sync>;
+
 impl Hub {
     /// A hub delivering through `shards`, ordering with `sequencer`, tracking ids in `ids`, and
     /// handing every sequenced event to each of `sinks` (at most 64).
@@ -100,7 +106,18 @@ impl Hub {
         let (presence, moderation, moderation_log) =
             (std::sync::OnceLock::new(), std::sync::OnceLock::new(), std::sync::OnceLock::new());
         let directory = Directory::new(shards.len());
-        Hub { directory, shards, ids, sequencer, sinks, control, presence, moderation, moderation_log }
+        Hub {
+            directory,
+            shards,
+            ids,
+            sequencer,
+            sinks,
+            control,
+            users_source: std::sync::OnceLock::new(),
+            presence,
+            moderation,
+            moderation_log,
+        }
     }
 
     /// The last id allocated (single node) or the largest id seen (cluster mode): every event
@@ -178,6 +195,23 @@ impl Hub {
             Some(local) => self.sequencer.members(room, &local.state.lock().users, max_names),
             None => self.sequencer.members(room, &std::collections::HashMap::<Arc<str>, u32>::new(), max_names),
         }
+    }
+
+    /// Cluster mode: reads the other nodes' users (`user`: that one only) and hands them to `done`
+    /// on the cluster's listing thread; gives `done` back when it cannot (single node, or the
+    /// listing queue is full).
+    pub(crate) fn remote_users(&self, user: Option<Arc<str>>, done: UsersDone) -> Option<UsersDone> {
+        self.sequencer.remote_users(user, done)
+    }
+
+    /// Sets where this node's users come from for the other nodes' listings (once, at start).
+    pub(crate) fn set_users_source(&self, source: UsersSource) {
+        let _ = self.users_source.set(source);
+    }
+
+    /// This node's users, their connections and rooms (empty before the source is set).
+    pub(crate) fn local_users(&self) -> Vec<NodeUser> {
+        self.users_source.get().map(|source| source()).unwrap_or_default()
     }
 
     /// Whether the events are sequenced elsewhere (cluster mode).

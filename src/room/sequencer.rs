@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::deferred::Wake;
+use crate::protocol::api::NodeUser;
 use crate::types::{ClientError, ConnRef, Event, IdWaiter, Origin, Sequenced, Transient};
 
 /// An event accepted for publishing, before it has an id.
@@ -44,6 +45,12 @@ impl Outgoing {
 /// Up to a cap of names of a room's present users, and their exact number.
 pub(crate) type MemberList = (Vec<Arc<str>>, usize);
 
+/// The other nodes' users as they last told (cluster mode), or why they could not be read.
+pub(crate) type RemoteUsers = Result<Vec<NodeUser>, String>;
+
+/// What runs with the other nodes' users once they are read (on the cluster's listing thread).
+pub(crate) type UsersDone = Box<dyn FnOnce(RemoteUsers) + Send>;
+
 /// Where a presence change of this node went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PresenceRoute {
@@ -76,6 +83,12 @@ pub(crate) trait Sequencer: Send + Sync {
     /// Whether events are sequenced on another thread (cluster mode), not here.
     fn is_remote(&self) -> bool {
         false
+    }
+    /// Reads the other nodes' users (`user`: that one only) on another thread and hands them to
+    /// `done` there; gives `done` back when it cannot (a single node has no other nodes; a cluster
+    /// whose listing queue is full).
+    fn remote_users(&self, _user: Option<Arc<str>>, done: UsersDone) -> Option<UsersDone> {
+        Some(done)
     }
     /// Takes a transient `event` (a binary relay) of room `room`: `Some` hands it back to be relayed
     /// to this node's members now; `None`, it was handed off (cluster mode: at most once).

@@ -10,10 +10,10 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use super::api_listing::{Listing, list};
 use super::ctx::ShardCtx;
 use super::screen::screen;
 use super::state::{Conn, PendingIds, Phase};
-use crate::api::Api;
 use crate::api::idempotency::{self, Claim, Waiter};
 use crate::api::route::{self, ApiRoute, Routed};
 use crate::config::ENVELOPE_BYTES;
@@ -149,20 +149,12 @@ fn act(ctx: &mut ShardCtx, me: ConnRef, req: &Request, route: ApiRoute, body: &[
             let messages = bodies::parse_batch(body, ctx.cfg.max_message)?;
             publish_batch(ctx, me, req, messages)
         }
-        ApiRoute::Rooms => {
-            Ok(Action::Done(Served::Now(Response::json(200, bodies::rooms_body(&Api::rooms(&ctx.hub))))))
-        }
+        ApiRoute::Rooms => Ok(listed(list(ctx, me, req.keep_alive, Listing::Rooms))),
         ApiRoute::Presence(room) => {
             names::validate_room(&room)?;
-            Ok(Action::Done(Served::Now(Response::json(
-                200,
-                bodies::presence_body(&room, &Api::presence(&ctx.hub, &room)),
-            ))))
+            Ok(listed(list(ctx, me, req.keep_alive, Listing::Presence(room))))
         }
-        ApiRoute::Connections(user) => {
-            let (connections, rooms) = ctx.api.connections(&ctx.hub, &user);
-            Ok(Action::Done(Served::Now(Response::json(200, bodies::connections_body(&user, &connections, &rooms)))))
-        }
+        ApiRoute::Connections(user) => Ok(listed(list(ctx, me, req.keep_alive, Listing::Connections(user)))),
         ApiRoute::Disconnect(user) => {
             let how = bodies::parse_disconnect(body)?;
             let code = if how.reconnect { close::DISCONNECTED } else { close::KICKED };
@@ -203,6 +195,11 @@ fn act(ctx: &mut ShardCtx, me: ConnRef, req: &Request, route: ApiRoute, body: &[
             Ok(Action::Done(moderate(ctx, me, req, change, now, move |_| bodies::lifted_body(lifted))))
         }
     }
+}
+
+/// A listing answered now, or later through the inbox.
+fn listed(answer: Option<Response>) -> Action {
+    Action::Done(answer.map_or(Served::Later, Served::Now))
 }
 
 fn seconds_ms(seconds: u64) -> i64 {

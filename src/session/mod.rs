@@ -52,6 +52,7 @@
 //! - [`http_session`]: requests, keep-alive, pipelining, bodies, REST history, the upgrade.
 
 pub(crate) mod amend;
+pub(crate) mod api_listing;
 pub(crate) mod api_session;
 pub(crate) mod catchup;
 pub(crate) mod catchup_budget;

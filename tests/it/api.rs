@@ -568,8 +568,73 @@ mod cluster {
             let (_, rooms) = get(server, "/api/rooms");
             assert_eq!(rooms["rooms"][0]["room"], "p");
             assert_eq!(rooms["rooms"][0]["members"], 2, "{rooms}");
-            assert_eq!(rooms["rooms"][0]["connections"], 1, "this node's connections: {rooms}");
+            // The other node's connection is counted once its rows are written (its next heartbeat).
+            wait_until("both connections counted", || get(server, "/api/rooms").1["rooms"][0]["connections"] == 2);
+            let (_, rooms) = get(server, "/api/rooms");
+            assert_eq!(rooms["rooms"], json!([{"room": "p", "members": 2, "connections": 2}]));
+            let (_, presence) = get(server, "/api/rooms/p/presence");
+            assert_eq!(presence["users"], json!([{"user": "al", "connections": 1}, {"user": "bo", "connections": 1}]));
         }
+    }
+
+    #[test]
+    fn a_users_connections_are_listed_from_every_node_and_leave_with_their_node() {
+        let redis = RedisServer::start();
+        let a = node(&redis, "conns-a");
+        let b = node(&redis, "conns-b");
+        let _on_a = connect_json(&a, "p", "al");
+        let _on_b = [connect_json(&b, "q", "al"), connect_json(&b, "p", "al")];
+        let listed = |server: &Server| {
+            let (status, body) = get(server, "/api/users/al/connections");
+            assert_eq!(status, 200, "{body}");
+            body
+        };
+        let nodes_of = |body: &Value| -> Vec<String> {
+            let mut nodes: Vec<String> = body["connections"]
+                .as_array()
+                .expect("connections")
+                .iter()
+                .map(|c| c["node"].as_str().expect("each connection names its node").to_string())
+                .collect();
+            nodes.sort();
+            nodes
+        };
+        for server in [&a, &b] {
+            wait_until("al's three connections listed", || nodes_of(&listed(server)).len() == 3);
+            let body = listed(server);
+            assert_eq!(nodes_of(&body), ["conns-a", "conns-b", "conns-b"], "{body}");
+            assert_eq!(body["rooms"], json!(["p", "q"]), "{body}");
+            let (_, presence) = get(server, "/api/rooms/p/presence");
+            assert_eq!(presence["users"], json!([{"user": "al", "connections": 2}]), "{presence}");
+            let (_, rooms) = get(server, "/api/rooms");
+            let expected = json!([
+                {"room": "p", "members": 1, "connections": 2},
+                {"room": "q", "members": 1, "connections": 1}
+            ]);
+            assert_eq!(rooms["rooms"], expected, "{rooms}");
+        }
+        // Killed: its rows expire with its heartbeat.
+        drop(b.kill9());
+        wait_until("node b's connections gone", || nodes_of(&listed(&a)) == ["conns-a"]);
+        assert_eq!(listed(&a)["rooms"], json!(["p"]));
+    }
+
+    #[test]
+    fn a_listing_without_redis_is_refused_with_503_and_whole_again_once_it_is_back() {
+        let mut redis = RedisServer::start();
+        let a = node(&redis, "nolist-a");
+        let b = node(&redis, "nolist-b");
+        let _al = [connect_json(&a, "p", "al"), connect_json(&b, "p", "al")];
+        let listed = || get(&a, "/api/users/al/connections").1["connections"].as_array().map_or(0, Vec::len);
+        wait_until("both connections listed", || listed() == 2);
+        redis.kill();
+        for path in ["/api/rooms", "/api/rooms/p/presence", "/api/users/al/connections"] {
+            let (status, body) = get(&a, path);
+            assert_eq!((status, &body["error"]["code"]), (503, &json!("unavailable")), "{path}: {body}");
+        }
+        // An empty Redis: node b writes its rows whole again, not only what changed.
+        redis.restart();
+        wait_until("both listed again", || listed() == 2);
     }
 
     #[test]
