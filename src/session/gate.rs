@@ -43,7 +43,7 @@ pub(crate) enum AccessError {
     #[error("this token was revoked (issued before the revocation of {0:?}); get a new one")]
     Revoked(String),
     /// The user already has `--max-conns-per-user` connections on this node: 429.
-    #[error("{user:?} already has {max} connections here (--max-conns-per-user); close one or retry later")]
+    #[error("{user:?} already has {max} connections (--max-conns-per-user); close one or retry later")]
     TooManyForUser {
         /// The user.
         user: String,
