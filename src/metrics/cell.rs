@@ -41,6 +41,12 @@ impl Gauge {
         self.0.store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
     }
 
+    /// Replaces the value (owner thread only).
+    #[inline]
+    pub(crate) fn set(&self, n: i64) {
+        self.0.store(n, Ordering::Relaxed);
+    }
+
     /// The current value (any thread).
     pub(crate) fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)

@@ -4,7 +4,7 @@
 //! Owner: the shard thread whose `ShardMetrics` holds it (`conn::tls` counts into it while it reads,
 //! the shard counts refusals at accept and handshake timeouts at its sweep).
 
-use super::cell::Counter;
+use super::cell::{Counter, Gauge};
 
 /// Why a TLS handshake failed or an established TLS session was closed (the `reason` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +22,8 @@ pub(crate) enum TlsFailure {
     /// Any other TLS protocol violation or incompatibility (no common version, cipher suite or
     /// ALPN protocol, a message out of order).
     Protocol,
-    /// Refused at accept: the shard already had `--tls-max-handshakes` handshakes in progress.
+    /// Refused at accept: the shard already had `--tls-max-handshakes` handshakes in progress and
+    /// 16 times as many connections waiting for a slot.
     Overloaded,
 }
 
@@ -69,6 +70,9 @@ pub(crate) struct TlsMetrics {
     pub(crate) handshake_failures: [Counter; TlsFailure::COUNT],
     /// Established sessions closed for a TLS error, by [`TlsFailure::index`].
     pub(crate) session_errors: [Counter; TlsFailure::COUNT],
+    /// Connections waiting for a handshake slot (set by the shard whenever its queue changes; one that
+    /// closed while waiting leaves it at the next sweep).
+    pub(crate) waiting: Gauge,
 }
 
 impl TlsMetrics {

@@ -95,7 +95,7 @@ impl Acceptor {
     /// Accepts until stopped.
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(64);
-        let mut turn = Turn { next_shard: 0, refusing: false };
+        let mut turn = Turn { next_shard: [0, 0], refusing: false };
         let mut backoff: Option<Duration> = None;
         loop {
             if let Err(err) = self.poll.poll(&mut events, backoff)
@@ -152,8 +152,9 @@ impl Acceptor {
                     // slot, so a scraper cannot crowd out clients from its address, nor they it.
                     let ip_slot = if ops_only { IpSlot::untracked() } else { self.per_ip.acquire(peer.ip()) };
                     let msg = ShardMsg::Accept { stream, peer, over_capacity, ops_only, ip_slot };
-                    self.shards.send(turn.next_shard, msg);
-                    turn.next_shard = (turn.next_shard + 1) % n_shards;
+                    let next = &mut turn.next_shard[usize::from(ops_only)];
+                    self.shards.send(*next, msg);
+                    *next = (*next + 1) % n_shards;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -170,8 +171,9 @@ impl Acceptor {
 
 /// What the accept loop carries from one connection to the next.
 struct Turn {
-    /// Shard the next connection goes to (round-robin).
-    next_shard: usize,
+    /// Shard the next connection of the main listener (`[0]`) and of the metrics listener (`[1]`)
+    /// goes to: round-robin per listener, so scrapes do not skew how clients spread over shards.
+    next_shard: [usize; 2],
     /// Inside a streak of connections closed unread for being over the limit (logged once per streak).
     refusing: bool,
 }

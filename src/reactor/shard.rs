@@ -227,7 +227,7 @@ impl Shard {
                 self.tls_waiting.pop_front();
                 continue;
             }
-            let Some(transport) = tls.promote() else { return };
+            let Some(transport) = tls.promote() else { break };
             self.tls_waiting.pop_front();
             let Some(conn) = self.conns.get_mut(key) else { continue };
             match transport {
@@ -245,6 +245,13 @@ impl Shard {
                 }
             }
         }
+        self.count_tls_waiting();
+    }
+
+    /// Publishes how many connections wait for a TLS handshake slot (`roomcast_tls_handshakes_waiting`).
+    fn count_tls_waiting(&self) {
+        let waiting = i64::try_from(self.tls_waiting.len()).unwrap_or(i64::MAX);
+        self.ctx.metrics.tls.waiting.set(waiting);
     }
 
     /// Serves the HTTP connections that waited for the handshake budget, oldest first, while this
@@ -484,6 +491,7 @@ impl Shard {
         debug_assert_eq!(inserted, key, "the slab hands out its vacant key");
         if awaiting_slot {
             self.tls_waiting.push_back((key, serial));
+            self.count_tls_waiting();
         }
         if self.ops_keys.len() <= key {
             self.ops_keys.resize(key + 1, false);
@@ -556,6 +564,7 @@ impl Shard {
         self.tls_waiting.retain(|&(key, serial)| {
             conns.get(key).is_some_and(|c| c.serial == serial && c.transport.is_awaiting_slot())
         });
+        self.count_tls_waiting();
         let paused = self.ctx.ingress_paused();
         for (key, conn) in self.conns.iter_mut() {
             if conn.deadline.is_some_and(|d| now >= d) {

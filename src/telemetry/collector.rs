@@ -240,6 +240,12 @@ impl RoomcastCollector {
             "TLS handshakes completed on the main listener (0 without --tls-cert).",
             self.sum(|s| s.tls.handshakes.get()),
         )?;
+        gauge(
+            enc,
+            "roomcast_tls_handshakes_waiting",
+            "Connections waiting for a TLS handshake slot (--tls-max-handshakes per shard, 16 times as many may wait).",
+            self.shards.iter().map(|s| s.tls.waiting.get()).sum(),
+        )?;
         let failures =
             TlsFailure::ALL.iter().map(|&r| (r.as_str(), self.sum(|s| s.tls.handshake_failures[r.index()].get())));
         labeled_counters(

@@ -328,8 +328,10 @@ fn handshakes_over_the_per_shard_bound_wait_for_a_slot_and_beyond_sixteen_per_sl
             s
         })
         .collect();
-    let accepted = |n: f64| sample(&scrape(&server), "roomcast_connections_accepted_total") >= n;
-    wait_until("the stalled ones accepted", || accepted(2.0));
+    // Connections are accepted in the order they connected, so the real clients below come after
+    // the stalled ones. The waits watch the waiting queue, which only main-listener connections enter
+    // (the scrapes are accepted too, on the metrics listener with its own round-robin turn).
+    let waiting_now = || sample(&scrape(&server), "roomcast_tls_handshakes_waiting");
     // ... so a real client per shard waits for a slot (its handshake completes later) ...
     let config = ca.client_config();
     let waiting: Vec<_> = (0..2)
@@ -338,10 +340,10 @@ fn handshakes_over_the_per_shard_bound_wait_for_a_slot_and_beyond_sixteen_per_sl
             std::thread::spawn(move || try_connect(addr, "localhost", config).map(|_| ()))
         })
         .collect();
-    wait_until("the waiting ones accepted", || accepted(4.0));
+    wait_until("the real clients wait for a slot", || waiting_now() == 2.0);
     // ... and once 16 per slot wait (15 silent ones per shard more) ...
     let fillers: Vec<TcpStream> = (0..30).map(|_| TcpStream::connect(server.addr).expect("connect")).collect();
-    wait_until("the fillers accepted", || accepted(34.0));
+    wait_until("the fillers wait too", || waiting_now() == 32.0);
     // ... the next connection is closed unread and counted.
     let mut refused = TcpStream::connect(server.addr).expect("connect");
     assert!(server_closes(&mut refused), "over the bound with as many waiting: closed");
