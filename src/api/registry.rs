@@ -57,6 +57,10 @@ impl Registry {
             }
             return false;
         }
+        if conns.capacity() == 0 {
+            // Most users have one connection: one slot, not the four a first push would allocate.
+            conns.reserve_exact(1);
+        }
         conns.push(entry);
         if let Some(cluster) = &self.cluster {
             cluster.set_local(user, conns.len());

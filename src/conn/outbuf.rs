@@ -3,8 +3,8 @@
 //! Frames are `Bytes` handles: a broadcast frame is shared by every recipient, so queuing it costs a
 //! reference-count increment, not a copy. The queue keeps its storage while the connection is busy
 //! (so a connection written every turn does not reallocate its deque every turn), gives it back at
-//! the shard's next sweep once drained ([`OutBuf::release_if_drained`]), so an idle connection holds
-//! nothing big, and refuses frames past the hard bound ([`Bound`]). Past the soft bound it queues on
+//! the shard's sweep once drained and either large or given nothing since the sweep before
+//! ([`OutBuf::release_if_drained`]), so an idle connection holds no queue storage at all, and refuses frames past the hard bound ([`Bound`]). Past the soft bound it queues on
 //! and remembers since when it has been over ([`OutBuf::over_soft_since`]); a write that brings it
 //! back under forgets it. The session decides how long a queue may stay over (`--outbuf-grace`).
 //!
@@ -57,6 +57,8 @@ pub struct OutBuf {
     queued: usize,
     /// Bytes ever queued (stream position of the queue's end; the write position is `pushed - queued`).
     pushed: u64,
+    /// `pushed` at the last [`OutBuf::release_if_drained`].
+    pushed_at_last_look: u64,
     /// Stream ranges `[start, end)` of paced frames not yet completely written, oldest first.
     paced: VecDeque<(u64, u64)>,
     /// The soft bound of the last bounded push.
@@ -106,6 +108,12 @@ impl OutBuf {
     pub fn push_unbounded(&mut self, frame: Bytes) {
         self.queued += frame.len();
         self.pushed += frame.len() as u64;
+        if self.frames.capacity() == 0 {
+            // A queue freed by the sweep starts with one slot, not the four `push_back` would take:
+            // an idle connection's occasional frame (a pong, a heartbeat ping) then costs 32 bytes
+            // until the next sweep frees it again; a busy queue grows as usual from there.
+            self.frames.reserve_exact(1);
+        }
         self.frames.push_back(frame);
     }
 
@@ -182,13 +190,17 @@ impl OutBuf {
         Ok(Flushed::All)
     }
 
-    /// Frees the queue's storage if it is drained and grew past a few slots (the shard's sweep calls
-    /// this every 250 ms: a connection idle since its last write then holds nothing big).
+    /// Frees the queue's storage if it is drained and either grew past a few slots or was given
+    /// nothing since the last call (the shard's sweep calls this every 250 ms: a busy connection
+    /// keeps its few slots, one idle since the last sweep holds no storage at all, which is what
+    /// thousands of idle connections cost).
     pub fn release_if_drained(&mut self) {
-        if self.frames.is_empty() && self.frames.capacity() > KEEP_SLOTS {
+        let idle = self.pushed == self.pushed_at_last_look;
+        self.pushed_at_last_look = self.pushed;
+        if self.frames.is_empty() && (idle || self.frames.capacity() > KEEP_SLOTS) {
             self.frames = VecDeque::new();
         }
-        if self.paced.is_empty() && self.paced.capacity() > KEEP_SLOTS {
+        if self.paced.is_empty() && (idle || self.paced.capacity() > KEEP_SLOTS) {
             self.paced = VecDeque::new();
         }
     }
@@ -343,6 +355,22 @@ mod tests {
         assert!(buf.frames.capacity() >= 100, "kept while the connection is busy");
         buf.release_if_drained();
         assert_eq!(buf.frames.capacity(), 0);
+    }
+
+    #[test]
+    fn a_few_slots_are_kept_while_busy_and_freed_once_a_sweep_saw_nothing_queued() {
+        let mut buf = OutBuf::default();
+        let mut sock = Trickle { out: Vec::new(), per_call: usize::MAX, total: usize::MAX, calls: 0 };
+        buf.push(Bytes::from_static(b"x"), hard(1000)).expect("fits");
+        buf.flush(&mut sock).expect("ok");
+        buf.release_if_drained();
+        assert!(buf.frames.capacity() > 0, "written since the last sweep: its few slots stay");
+        buf.release_if_drained();
+        assert_eq!(buf.frames.capacity(), 0, "nothing queued since the last sweep: freed");
+        buf.push(Bytes::from_static(b"y"), hard(1000)).expect("a freed queue takes frames again");
+        assert_eq!(buf.queued_bytes(), 1);
+        buf.release_if_drained();
+        assert!(buf.frames.capacity() > 0, "not drained: kept");
     }
 
     #[test]
