@@ -348,7 +348,8 @@ pub struct Settings {
     pub max_batch_bytes: usize,
 
     /// POST room events (`room_occupied`, `room_vacated`, `user_joined`, `user_left`) to this URL
-    /// (repeatable, at most 16; `http://host[:port]/path` only: https is refused, see
+    /// (repeatable, at most 16; `http://host[:port]/path` or `https://host[:port]/path`, the
+    /// receiver's certificate verified against `--webhook-ca` or the built-in Mozilla roots; see
     /// docs/WEBHOOKS.md). Needs `--webhook-secret`; not with `--no-persist` (the outbox is in the
     /// database).
     #[arg(long = "webhook-url", env = "ROOMCAST_WEBHOOK_URLS", value_delimiter = ',')]
@@ -360,6 +361,13 @@ pub struct Settings {
     #[arg(long, env = "ROOMCAST_WEBHOOK_SECRET", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_secret: Option<String>,
+
+    /// Trust only the CA certificates in this PEM file for `https://` webhook receivers (a private
+    /// CA), instead of the Mozilla roots built in. Read at start: a file that cannot be read or holds
+    /// no certificate stops the start, naming the file.
+    #[arg(long, env = "ROOMCAST_WEBHOOK_CA")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_ca: Option<PathBuf>,
 
     /// Webhook requests waiting for delivery, in rows (one per event and URL), at most (1 to 10^7).
     /// When full, the oldest rows are dropped and counted (`roomcast_webhooks_dropped_total`).
@@ -654,6 +662,7 @@ impl Settings {
             repeat_window_secs: self.repeat_window_secs,
             webhook_urls,
             webhook_secret: self.webhook_secret,
+            webhook_ca: self.webhook_ca,
             webhook_outbox,
             webhook_retry_max_secs: self.webhook_retry_max_secs,
             _sealed: valid::Sealed,
@@ -757,8 +766,8 @@ impl Settings {
         Ok(())
     }
 
-    /// Webhook URLs parse (http only, at most 16) and come with a secret, and the outbox has a
-    /// database to live in.
+    /// Webhook URLs parse (http or https, at most 16) and come with a secret, the outbox has a
+    /// database to live in, and `--webhook-ca` comes only with webhooks.
     fn check_webhooks(&self) -> Result<Vec<WebhookUrl>, ConfigError> {
         within("webhook-retry-max", self.webhook_retry_max_secs, 1, 3600)?;
         match (&self.webhook_secret, self.webhook_urls.is_empty()) {
@@ -769,6 +778,9 @@ impl Settings {
                 if secret == REDACTED {
                     return Err(ConfigError::Redacted { name: "webhook-secret", env: "ROOMCAST_WEBHOOK_SECRET" });
                 }
+            }
+            (None, true) if self.webhook_ca.is_some() => {
+                return Err(ConfigError::Needs { name: "webhook-ca", other: "webhook-url" });
             }
             (None, true) => return Ok(Vec::new()),
         }
@@ -783,7 +795,7 @@ impl Settings {
         for text in &self.webhook_urls {
             let url = WebhookUrl::parse(text).map_err(|reason| ConfigError::Unparsable {
                 name: "webhook-url",
-                rule: "an http:// URL (http://host[:port]/path)",
+                rule: "an http:// or https:// URL (http[s]://host[:port]/path)",
                 reason,
             })?;
             if urls.iter().any(|u| u.as_str() == url.as_str()) {
@@ -794,6 +806,14 @@ impl Settings {
                 });
             }
             urls.push(url);
+        }
+        if let Some(ca) = &self.webhook_ca {
+            range(
+                "webhook-ca",
+                "set only with an https:// --webhook-url (it is the trust for https receivers)",
+                urls.iter().any(WebhookUrl::is_tls),
+                ca.display().to_string(),
+            )?;
         }
         Ok(urls)
     }
@@ -1046,7 +1066,7 @@ mod tests {
     }
 
     #[test]
-    fn webhook_urls_need_a_secret_and_plain_http() {
+    fn webhook_urls_need_a_secret_and_http_or_https() {
         let ok = settings(&["--webhook-url", "http://127.0.0.1:9/hook?x=1", "--webhook-secret", "s"])
             .validate(4096)
             .expect("valid");
@@ -1057,9 +1077,25 @@ mod tests {
         let refused = |args: &[&str]| settings(args).validate(4096).expect_err("refused").to_string();
         assert!(refused(&["--webhook-url", "http://h/"]).contains("--webhook-url needs --webhook-secret"));
         assert!(refused(&["--webhook-secret", "s"]).contains("--webhook-secret needs --webhook-url"));
-        let https = refused(&["--webhook-url", "https://h/", "--webhook-secret", "s"]);
-        assert!(https.contains("https:// is not supported"), "{https}");
-        for bad in ["ftp://h/", "http://u:p@h/", "http://h:0/", "http://h:x/", "http:///p", "http://h/a b"] {
+        let https = WebhookUrl::parse("HTTPS://h.example/in").expect("https");
+        assert!(https.is_tls());
+        assert_eq!((https.host(), https.port(), https.host_header().as_str()), ("h.example", 443, "h.example"));
+        let https_port = WebhookUrl::parse("https://h:8443").expect("https with a port");
+        assert_eq!((https_port.port(), https_port.host_header().as_str()), (8443, "h:8443"));
+        assert!(!url.is_tls());
+        assert!(refused(&["--webhook-ca", "/ca.pem"]).contains("--webhook-ca needs --webhook-url"));
+        let unused_ca = refused(&["--webhook-url", "http://h/", "--webhook-secret", "s", "--webhook-ca", "/ca.pem"]);
+        assert!(unused_ca.contains("only with an https://"), "{unused_ca}");
+        for bad in [
+            "ftp://h/",
+            "https://u@h/",
+            "https:///p",
+            "http://u:p@h/",
+            "http://h:0/",
+            "http://h:x/",
+            "http:///p",
+            "http://h/a b",
+        ] {
             let text = refused(&["--webhook-url", bad, "--webhook-secret", "s"]);
             assert!(text.starts_with("--webhook-url must be"), "{bad}: {text}");
         }

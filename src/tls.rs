@@ -1,5 +1,6 @@
 //! The TLS server configuration: the certificate chain and private key read from PEM files into a
-//! rustls `ServerConfig`, and the current configuration that SIGHUP replaces.
+//! rustls `ServerConfig`, and the current configuration that SIGHUP replaces; and the client
+//! configuration of `https://` webhook receivers ([`webhook_client_config`]).
 //!
 //! Owns the policy of every TLS connection: the `ring` crypto provider (no cmake or C++ toolchain
 //! beyond the C compiler the build already needs for SQLite; ARCHITECTURE.md says why), TLS 1.2
@@ -18,11 +19,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::ProducesTickets;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 /// The ALPN protocol offered (and the only one accepted when a client offers ALPN).
 pub const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
@@ -43,6 +44,14 @@ pub enum TlsError {
     #[error("cannot load the TLS key ({}): {reason}", path.display())]
     Key {
         /// The `--tls-key` file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The `--webhook-ca` file could not be read or holds no usable CA certificate.
+    #[error("cannot load the webhook CA certificates ({}): {reason}", path.display())]
+    WebhookCa {
+        /// The `--webhook-ca` file.
         path: PathBuf,
         /// What is wrong with it.
         reason: String,
@@ -150,4 +159,41 @@ fn pair_error(cert: &Path, key: &Path, err: &rustls::Error) -> TlsError {
         }
         _ => TlsError::Key { path: key.to_path_buf(), reason: err.to_string() },
     }
+}
+
+/// The client configuration of `https://` webhook receivers: TLS 1.2 and 1.3 with the same
+/// provider and defaults as the server, ALPN `http/1.1`, the receiver's certificate verified (chain
+/// and name) against the CA certificates in `ca` (`--webhook-ca`) or, without it, the Mozilla roots
+/// compiled in (`webpki-roots`). No client certificate; rustls keeps resumption tickets per
+/// receiver name, so a reconnect to the same receiver resumes.
+///
+/// # Errors
+/// [`TlsError::WebhookCa`] naming the file: unreadable, not PEM, no certificate, or a certificate
+/// that is not a usable trust anchor.
+pub fn webhook_client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, TlsError> {
+    let roots = match ca {
+        None => RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() },
+        Some(path) => {
+            let ca_err = |reason: String| TlsError::WebhookCa { path: path.to_path_buf(), reason };
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| ca_err(pem_reason(&e)))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ca_err(pem_reason(&e)))?;
+            if certs.is_empty() {
+                return Err(ca_err("no CERTIFICATE block in the file".into()));
+            }
+            let mut roots = RootCertStore::empty();
+            for cert in certs {
+                roots.add(cert).map_err(|e| ca_err(format!("not a usable CA certificate: {e}")))?;
+            }
+            roots
+        }
+    };
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Setup(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
+    Ok(Arc::new(config))
 }

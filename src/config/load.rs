@@ -214,8 +214,9 @@ mod tests {
         let table: toml::Table = printed.parse().expect("valid TOML");
         let settable: BTreeSet<&str> =
             cmd.get_arguments().filter_map(Arg::get_long).filter(|l| !NOT_IN_FILE.contains(l)).collect();
-        // The secrets may be set in the file but are never printed (and a webhook URL needs one).
-        let unprinted = ["jwt-secret", "api-key", "webhook-secret", "webhook-url"];
+        // The secrets may be set in the file but are never printed (and a webhook URL needs one,
+        // and --webhook-ca an https webhook URL).
+        let unprinted = ["jwt-secret", "api-key", "webhook-secret", "webhook-url", "webhook-ca"];
         let settable: BTreeSet<&str> = settable.into_iter().filter(|l| !unprinted.contains(l)).collect();
         let printed_keys: BTreeSet<&str> = table.keys().map(String::as_str).collect();
         assert_eq!(printed_keys, settable, "--print-config keys must be exactly the settable flags");

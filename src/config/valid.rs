@@ -15,15 +15,16 @@ use redis::IntoConnectionInfo;
 
 use super::{BlocklistAction, ENVELOPE_BYTES, JSON_ESCAPE_FACTOR, LogFormat, REDACTED, Settings};
 
-/// A webhook receiver (`--webhook-url`): `http://host[:port][/path]`, parsed once at start.
+/// A webhook receiver (`--webhook-url`): `http[s]://host[:port][/path]`, parsed once at start.
 ///
-/// Only plain http: an https client would need trust roots (`webpki-roots` or the system's, a new
-/// dependency), so https is refused here rather than half-supported (docs/WEBHOOKS.md: put a TLS
-/// proxy such as stunnel in front when the receiver is remote). No userinfo (`user:pass@`): a
-/// credential in the URL would be printed by `--print-config`; receivers check the signature.
+/// `https://` receivers are verified (name and chain) against `--webhook-ca` or the Mozilla roots
+/// built in (`webpki-roots`: nothing read from the system, so a fresh machine without a CA bundle
+/// works the same). No userinfo (`user:pass@`): a credential in the URL would be printed by
+/// `--print-config`; receivers check the signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookUrl {
     text: String,
+    tls: bool,
     host: String,
     port: u16,
     path: String,
@@ -36,14 +37,10 @@ impl WebhookUrl {
     /// A sentence naming the problem (scheme, host, port, userinfo, a character that cannot go on a
     /// request line).
     pub fn parse(text: &str) -> Result<WebhookUrl, String> {
-        if text.len() >= 6 && text[..6].eq_ignore_ascii_case("https:") {
-            return Err("https:// is not supported (this build has no TLS trust roots for outgoing \
-                        connections); use http://, e.g. to a local TLS proxy"
-                .into());
-        }
-        let rest = match text.get(..7) {
-            Some(scheme) if scheme.eq_ignore_ascii_case("http://") => &text[7..],
-            _ => return Err("it must start with http://".into()),
+        let (tls, rest) = match (text.get(..7), text.get(..8)) {
+            (Some(scheme), _) if scheme.eq_ignore_ascii_case("http://") => (false, &text[7..]),
+            (_, Some(scheme)) if scheme.eq_ignore_ascii_case("https://") => (true, &text[8..]),
+            _ => return Err("it must start with http:// or https://".into()),
         };
         if text.bytes().any(|b| b <= b' ' || b == 0x7f) {
             return Err("it contains whitespace or a control character".into());
@@ -67,6 +64,7 @@ impl WebhookUrl {
             },
         };
         let port = match port {
+            None if tls => 443,
             None => 80,
             Some(port) => match port.parse::<u16>() {
                 Ok(port) if port > 0 => port,
@@ -76,7 +74,7 @@ impl WebhookUrl {
         if host.is_empty() {
             return Err("it names no host".into());
         }
-        Ok(WebhookUrl { text: text.to_string(), host: host.to_string(), port, path })
+        Ok(WebhookUrl { text: text.to_string(), tls, host: host.to_string(), port, path })
     }
 
     /// The URL as given.
@@ -89,9 +87,14 @@ impl WebhookUrl {
         &self.host
     }
 
-    /// TCP port (80 when not given).
+    /// TCP port (80, or 443 for https, when not given).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Whether the receiver speaks TLS (`https://`).
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 
     /// Path and query for the request line (at least `/`).
@@ -102,7 +105,8 @@ impl WebhookUrl {
     /// The `Host` header's value.
     pub fn host_header(&self) -> String {
         let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
-        if self.port == 80 { host } else { format!("{host}:{}", self.port) }
+        let default_port = if self.tls { 443 } else { 80 };
+        if self.port == default_port { host } else { format!("{host}:{}", self.port) }
     }
 }
 
@@ -341,6 +345,9 @@ pub struct Config {
     /// The webhooks' HMAC key, non-empty, present exactly when `webhook_urls` is not empty
     /// (`--webhook-secret`); never printed.
     pub webhook_secret: Option<String>,
+    /// The only CA certificates trusted for `https://` receivers (`--webhook-ca`); `None`: the
+    /// Mozilla roots built in.
+    pub webhook_ca: Option<std::path::PathBuf>,
     /// Webhook outbox rows at most, 1 to 10^7 (`--webhook-outbox`).
     pub webhook_outbox: NonZeroUsize,
     /// Longest wait between two webhook attempts, 1 to 3600 s (`--webhook-retry-max`).
@@ -485,6 +492,7 @@ impl From<&Config> for Settings {
             webhook_urls: config.webhook_urls.iter().map(|u| u.as_str().to_string()).collect(),
             // Secrets are never printed (see REDACTED).
             webhook_secret: config.webhook_secret.as_ref().map(|_| REDACTED.to_string()),
+            webhook_ca: config.webhook_ca.clone(),
             webhook_outbox: config.webhook_outbox.get(),
             webhook_retry_max_secs: config.webhook_retry_max_secs,
         }

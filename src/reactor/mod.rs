@@ -23,7 +23,7 @@ pub use crate::auth::AuthConfigError;
 use crate::bus::{ShardInbox, ShardMsg, Shards};
 pub use crate::cluster::ClusterError;
 use crate::cluster::{self, Cluster, ClusterConfig, ClusterInput};
-use crate::config::{Config, SyncMode};
+use crate::config::{Config, SyncMode, WebhookUrl};
 use crate::conn::tls::TlsAccept;
 use crate::limits::per_ip::PerIpLimiter;
 pub use crate::moderation::BlocklistError;
@@ -109,6 +109,10 @@ impl Server {
         let gate = Gate::from_config(&cfg)?;
         // Read before anything is bound: a bad file fails the start naming it.
         let tls = cfg.tls.as_ref().map(|files| TlsConfig::load(&files.cert, &files.key)).transpose()?.map(Arc::new);
+        let webhook_tls = match cfg.webhook_urls.iter().any(WebhookUrl::is_tls) {
+            true => Some(crate::tls::webhook_client_config(cfg.webhook_ca.as_deref())?),
+            false => None,
+        };
         let moderation = Arc::new(Moderator::new(
             cfg.blocklist.as_deref(),
             cfg.blocklist_action,
@@ -144,7 +148,7 @@ impl Server {
         let last_id = store.as_ref().map_or(0, |s| s.max_id());
         let cluster_node = cluster_shared.as_ref().map(|c| c.cfg.node_id.clone());
         let node = cluster_node.clone().or_else(|| cfg.node_id.clone());
-        let webhooks = start_webhooks(&cfg, store.as_deref(), node)?;
+        let webhooks = start_webhooks(&cfg, store.as_deref(), node, webhook_tls)?;
         if let Some(webhooks) = &webhooks {
             hub.set_presence_sink(webhooks.sink());
             hub.set_moderation_sink(webhooks.moderation_sink());
@@ -320,7 +324,14 @@ impl Server {
 }
 
 /// The webhook threads `cfg` asks for (`--webhook-url`; validation guarantees a store and a secret).
-fn start_webhooks(cfg: &Config, store: Option<&Store>, node: Option<String>) -> Result<Option<Webhooks>, StoreError> {
+/// `tls` is the client configuration of `https://` receivers (built before anything else, so a
+/// bad `--webhook-ca` stops the start naming the file before the database is opened).
+fn start_webhooks(
+    cfg: &Config,
+    store: Option<&Store>,
+    node: Option<String>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<Option<Webhooks>, StoreError> {
     let (Some(store), Some(secret)) = (store, &cfg.webhook_secret) else { return Ok(None) };
     if cfg.webhook_urls.is_empty() {
         return Ok(None);
@@ -331,6 +342,7 @@ fn start_webhooks(cfg: &Config, store: Option<&Store>, node: Option<String>) -> 
         max_rows: cfg.webhook_outbox.get() as u64,
         retry_max: std::time::Duration::from_secs(cfg.webhook_retry_max_secs),
         node,
+        tls,
     };
     Webhooks::start(store, webhook_cfg).map(Some)
 }

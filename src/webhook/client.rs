@@ -8,10 +8,19 @@
 //! connection that fails before any byte of the answer arrived (the receiver closed it meanwhile)
 //! is sent once more on a fresh one: at least once, as every retry (receivers dedupe by event id).
 //! Only the status of the answer matters: a receiver says yes with any 2xx.
+//!
+//! `https://` receivers: a rustls client connection over the socket (`tls::webhook_client_config`:
+//! the receiver's chain and name verified), its handshake done before the request is written so a
+//! certificate problem is its own error; the same timeouts bound each step, and a connection that
+//! is let go sends `close_notify` first.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 use crate::config::WebhookUrl;
 
@@ -38,6 +47,10 @@ pub(crate) enum DeliveryError {
     /// No address of the host accepted a connection within the timeout.
     #[error("cannot connect: {0}")]
     Connect(std::io::Error),
+    /// The TLS handshake with an `https://` receiver failed (its certificate not trusted or not for
+    /// its name, no common protocol version, a timeout).
+    #[error("TLS handshake failed: {0}")]
+    Tls(std::io::Error),
     /// Writing the request or reading the answer failed or timed out.
     #[error("request failed: {0}")]
     Io(#[from] std::io::Error),
@@ -56,7 +69,52 @@ pub(crate) enum DeliveryError {
 #[derive(Debug)]
 pub(crate) struct Client {
     url: WebhookUrl,
-    kept: Option<(TcpStream, Instant)>,
+    /// The TLS client configuration, for an `https://` receiver.
+    tls: Option<Arc<ClientConfig>>,
+    kept: Option<(Stream, Instant)>,
+}
+
+/// A connection to a receiver: plain, or TLS over the socket.
+#[derive(Debug)]
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+impl Drop for Stream {
+    /// A TLS connection let go says so (`close_notify`, best effort within the write timeout), so
+    /// the receiver does not see a truncation.
+    fn drop(&mut self) {
+        if let Stream::Tls(s) = self {
+            s.conn.send_close_notify();
+            let _ = s.conn.write_tls(&mut s.sock);
+        }
+    }
 }
 
 /// The head of an answer: its status and whether the connection may carry the next request.
@@ -67,9 +125,10 @@ struct Answer {
 }
 
 impl Client {
-    /// A client of `url` (connects at its first `post`).
-    pub(crate) fn new(url: WebhookUrl) -> Client {
-        Client { url, kept: None }
+    /// A client of `url` (connects at its first `post`); `tls` is the client configuration an
+    /// `https://` receiver is reached with (an https URL without one fails every attempt).
+    pub(crate) fn new(url: WebhookUrl, tls: Option<Arc<ClientConfig>>) -> Client {
+        Client { url, tls, kept: None }
     }
 
     /// Sends `POST url` with `headers` (each `Name: value`, without CRLF) and `body` (JSON); `Ok`
@@ -96,12 +155,27 @@ impl Client {
         if (200..300).contains(&answer.status) { Ok(answer.status) } else { Err(DeliveryError::Status(answer.status)) }
     }
 
-    fn fresh(&mut self, request: &[u8]) -> Result<(Answer, TcpStream), DeliveryError> {
-        let mut stream = connect(&self.url)?;
-        stream.set_read_timeout(Some(TIMEOUT))?;
-        stream.set_write_timeout(Some(TIMEOUT))?;
-        let _ = stream.set_nodelay(true);
+    fn fresh(&mut self, request: &[u8]) -> Result<(Answer, Stream), DeliveryError> {
+        let sock = connect(&self.url)?;
+        sock.set_read_timeout(Some(TIMEOUT))?;
+        sock.set_write_timeout(Some(TIMEOUT))?;
+        let _ = sock.set_nodelay(true);
+        let mut stream =
+            if self.url.is_tls() { Stream::Tls(Box::new(self.handshake(sock)?)) } else { Stream::Plain(sock) };
         exchange(&mut stream, request).map(|answer| (answer, stream)).map_err(|(err, _)| err)
+    }
+
+    /// The TLS handshake with an `https://` receiver, each read and write bounded by [`TIMEOUT`].
+    fn handshake(&self, mut sock: TcpStream) -> Result<StreamOwned<ClientConnection, TcpStream>, DeliveryError> {
+        let tls_err = |msg: String| DeliveryError::Tls(std::io::Error::other(msg));
+        let config = self.tls.clone().ok_or_else(|| tls_err("no TLS client configuration".into()))?;
+        let name = ServerName::try_from(self.url.host().to_string())
+            .map_err(|e| tls_err(format!("{:?} is not a valid TLS server name: {e}", self.url.host())))?;
+        let mut conn = ClientConnection::new(config, name).map_err(|e| tls_err(e.to_string()))?;
+        while conn.is_handshaking() {
+            conn.complete_io(&mut sock).map_err(DeliveryError::Tls)?;
+        }
+        Ok(StreamOwned::new(conn, sock))
     }
 
     fn request(&self, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
@@ -137,8 +211,9 @@ fn is_closed(err: &DeliveryError) -> bool {
 }
 
 /// Writes `request` and reads the answer; an error says whether any byte of an answer had arrived.
-fn exchange(stream: &mut TcpStream, request: &[u8]) -> Result<Answer, (DeliveryError, bool)> {
+fn exchange(stream: &mut Stream, request: &[u8]) -> Result<Answer, (DeliveryError, bool)> {
     stream.write_all(request).map_err(|err| (DeliveryError::Io(err), false))?;
+    stream.flush().map_err(|err| (DeliveryError::Io(err), false))?;
     read_answer(stream)
 }
 
@@ -159,7 +234,7 @@ fn connect(url: &WebhookUrl) -> Result<TcpStream, DeliveryError> {
 /// Reads the answer's head (within [`TIMEOUT`] in all, however slowly it trickles) and, for a
 /// connection that stays, its `Content-Length` body; the error's flag says whether any byte of the
 /// answer had arrived.
-fn read_answer(stream: &mut TcpStream) -> Result<Answer, (DeliveryError, bool)> {
+fn read_answer(stream: &mut Stream) -> Result<Answer, (DeliveryError, bool)> {
     let deadline = Instant::now() + TIMEOUT;
     let mut data = Vec::with_capacity(256);
     let mut chunk = [0u8; 1024];

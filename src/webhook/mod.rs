@@ -76,6 +76,8 @@ pub(crate) struct WebhookConfig {
     pub(crate) retry_max: Duration,
     /// This node's name in the events (`None`: `null`).
     pub(crate) node: Option<String>,
+    /// The TLS client configuration of `https://` receivers (`None` when every URL is http).
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// The running webhook threads.
@@ -192,7 +194,7 @@ impl Webhooks {
             notify.push(note);
             let deliverer = Deliverer {
                 url: url.clone(),
-                client: client::Client::new(url.clone()),
+                client: client::Client::new(url.clone(), url.is_tls().then(|| cfg.tls.clone()).flatten()),
                 outbox: store.open_outbox_reader(url.as_str())?,
                 key: Arc::clone(&key),
                 notify: note_rx,

@@ -2,7 +2,8 @@
 //! join/leave sequence arrive in order and signed; a receiver failing its first attempts, one that is
 //! down for a while, one that is slow (and does not hold another URL); the outbox across a SIGTERM
 //! restart, and its bound; node-local occupancy in cluster mode; moderation events (the server API's
-//! decisions, the blocklist's refusals) in their streams' order, and across a restart.
+//! decisions, the blocklist's refusals) in their streams' order, and across a restart; https
+//! receivers (a CA made here: verified, kept; an untrusted or misnamed certificate gets nothing).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
@@ -14,8 +15,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::config::{roomcast, run, start_failure};
 use crate::crowds::metric;
 use crate::support::api::{KEY, call, post};
+use crate::support::tls::TestCa;
 use crate::support::*;
 
 const SECRET: &str = "webhook-test-secret";
@@ -52,6 +55,12 @@ struct Script {
 /// and joined on drop.
 struct Receiver {
     addr: SocketAddr,
+    /// Speaks https, with this host name in its URL (the name its certificate is for).
+    tls_host: Option<&'static str>,
+    /// TLS handshakes that failed (an https receiver whose certificate the client refused).
+    tls_failures: Arc<AtomicUsize>,
+    /// Of every TLS handshake that completed, whether it resumed an earlier session.
+    tls_resumed: Arc<Mutex<Vec<bool>>>,
     requests: Arc<Mutex<Vec<Request>>>,
     open: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
@@ -74,7 +83,27 @@ impl Receiver {
     }
 
     fn start_on(listener: TcpListener, script: Script) -> Receiver {
+        Self::start_with(listener, script, None)
+    }
+
+    /// An https receiver presenting `config`'s certificate, named `localhost` in its URL.
+    fn start_https(script: Script, config: Arc<rustls::ServerConfig>) -> Receiver {
+        Self::start_https_as(script, config, "localhost")
+    }
+
+    /// An https receiver named `host` in its URL (a name of 127.0.0.1).
+    fn start_https_as(script: Script, config: Arc<rustls::ServerConfig>, host: &'static str) -> Receiver {
+        let mut receiver = Self::start_with(TcpListener::bind("127.0.0.1:0").expect("bind"), script, Some(config));
+        receiver.tls_host = Some(host);
+        receiver
+    }
+
+    fn start_with(listener: TcpListener, script: Script, tls: Option<Arc<rustls::ServerConfig>>) -> Receiver {
         let addr = listener.local_addr().expect("addr");
+        let tls_failures = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::clone(&tls_failures);
+        let tls_resumed = Arc::new(Mutex::new(Vec::new()));
+        let resumed = Arc::clone(&tls_resumed);
         listener.set_nonblocking(true).expect("nonblocking");
         let requests = Arc::new(Mutex::new(Vec::new()));
         let open = Arc::new(AtomicBool::new(!script.gated));
@@ -88,12 +117,25 @@ impl Receiver {
                     Ok((mut stream, _)) => {
                         let _ = stream.set_nonblocking(false);
                         let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
-                        loop {
+                        let serve_all = |stream: &mut dyn ReadWrite| loop {
                             let fail = answered.fetch_add(1, Ordering::SeqCst) < script.fail_first;
-                            let served = serve(&mut stream, fail, connection, &gate, &stopped, &recorded);
+                            let served = serve(stream, fail, connection, &gate, &stopped, &recorded);
                             if !served || !script.keep_alive {
                                 break;
                             }
+                        };
+                        match &tls {
+                            None => serve_all(&mut stream),
+                            Some(config) => match accept_tls(stream, config, &stopped) {
+                                Some(mut tls_stream) => {
+                                    let kind = tls_stream.conn.handshake_kind();
+                                    resumed.lock().expect("resumed").push(kind == Some(rustls::HandshakeKind::Resumed));
+                                    serve_all(&mut tls_stream)
+                                }
+                                None => {
+                                    failed.fetch_add(1, Ordering::SeqCst);
+                                }
+                            },
                         }
                         connection += 1;
                     }
@@ -101,11 +143,14 @@ impl Receiver {
                 }
             }
         });
-        Receiver { addr, requests, open, stop, thread: Some(thread) }
+        Receiver { addr, tls_host: None, tls_failures, tls_resumed, requests, open, stop, thread: Some(thread) }
     }
 
     fn url(&self) -> String {
-        format!("http://{}/hook", self.addr)
+        match self.tls_host {
+            Some(host) => format!("https://{host}:{}/hook", self.addr.port()),
+            None => format!("http://{}/hook", self.addr),
+        }
     }
 
     fn release(&self) {
@@ -144,9 +189,37 @@ impl Drop for Receiver {
     }
 }
 
+/// A receiver's connection: plain TCP or TLS over it.
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// The server side of a TLS handshake on `stream` (its reads time out every 100 ms, so a stop is
+/// seen); `None` if it failed (the client refused the certificate) or took longer than [`PATIENCE`].
+fn accept_tls(
+    stream: TcpStream,
+    config: &Arc<rustls::ServerConfig>,
+    stop: &AtomicBool,
+) -> Option<rustls::StreamOwned<rustls::ServerConnection, TcpStream>> {
+    let conn = rustls::ServerConnection::new(Arc::clone(config)).expect("a server connection");
+    let mut tls = rustls::StreamOwned::new(conn, stream);
+    let since = Instant::now();
+    while tls.conn.is_handshaking() {
+        match tls.conn.complete_io(&mut tls.sock) {
+            Ok(_) => {}
+            Err(err) if matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                if stop.load(Ordering::SeqCst) || since.elapsed() > PATIENCE {
+                    return None;
+                }
+            }
+            Err(_) => return None,
+        }
+    }
+    Some(tls)
+}
+
 /// Reads some bytes into `data`; `false` at the end of the stream, an error, or once stopped or
 /// [`PATIENCE`] after `since` (the stream's read timeout is short, so a stop is seen).
-fn read_more(stream: &mut TcpStream, data: &mut Vec<u8>, stop: &AtomicBool, since: Instant) -> bool {
+fn read_more(stream: &mut dyn ReadWrite, data: &mut Vec<u8>, stop: &AtomicBool, since: Instant) -> bool {
     let mut chunk = [0u8; 4096];
     loop {
         match stream.read(&mut chunk) {
@@ -168,7 +241,7 @@ fn read_more(stream: &mut TcpStream, data: &mut Vec<u8>, stop: &AtomicBool, sinc
 /// Reads one request (head and `Content-Length` body), records it, answers; `false` when no
 /// request came (the client closed, or nothing arrived in time).
 fn serve(
-    stream: &mut TcpStream,
+    stream: &mut dyn ReadWrite,
     fail: bool,
     connection: usize,
     gate: &AtomicBool,
@@ -578,4 +651,108 @@ fn masks_repeats_unmutes_and_revocations_arrive_as_their_events() {
     assert!(users[0]["before_ms"].as_i64().is_some_and(|t| t > 0), "{}", users[0]);
     receiver.requests().iter().for_each(assert_signed);
     assert!(receiver.requests().iter().all(|r| !r.body.contains("darn") && !r.body.contains("again")));
+}
+
+/// The CA's certificate as a PEM file in `dir` (for `--webhook-ca`).
+fn ca_file(dir: &tempfile::TempDir, ca: &TestCa) -> String {
+    let path = dir.path().join("webhook-ca.pem");
+    std::fs::write(&path, &ca.cert_pem).expect("write the CA");
+    path.display().to_string()
+}
+
+#[test]
+fn an_https_receiver_gets_every_event_signed_over_one_verified_connection() {
+    let ca = TestCa::new();
+    let leaf = ca.leaf(&["localhost", "127.0.0.1"], &rcgen::PKCS_ECDSA_P256_SHA256);
+    let receiver = Receiver::start_https(Script { keep_alive: true, ..Script::default() }, leaf.server_config());
+    // One that closes after every answer: each request needs a new connection, which resumes. It
+    // is named by its address (a certificate's IP name), as the client keeps its tickets by server
+    // name, not port: under one name the two receivers would be offered each other's tickets.
+    let closing = Receiver::start_https_as(Script::default(), leaf.server_config(), "127.0.0.1");
+    let dir = tempfile::tempdir().expect("dir");
+    let server = server_for(&[receiver.url(), closing.url()], &["--webhook-ca", &ca_file(&dir, &ca)]);
+    let ann = connect_json(&server, "secure", "ann");
+    let bob = connect_json(&server, "secure", "bob");
+    drop(bob);
+    receiver.wait_for(4);
+    drop(ann);
+    assert_eq!(summary(&receiver.wait_for(6)), ann_then_bob());
+    assert_eq!(summary(&closing.wait_for(6)), ann_then_bob());
+    let resumed = closing.tls_resumed.lock().expect("resumed").clone();
+    assert_eq!(resumed.len(), 6, "a connection per request: {resumed:?}");
+    assert!(
+        !resumed[0] && resumed[1..].iter().all(|&r| r),
+        "the first handshake full, the others resumed: {resumed:?}"
+    );
+    let requests = receiver.requests();
+    requests.iter().for_each(assert_signed);
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.headers.get("host").map(String::as_str) == Some(&format!("localhost:{}", receiver.addr.port())))
+    );
+    let connections: HashSet<usize> = requests.iter().map(|r| r.connection).collect();
+    assert_eq!(connections.len(), 1, "one TLS connection kept for every request: {requests:?}");
+    assert_eq!(receiver.tls_failures.load(Ordering::SeqCst), 0);
+    wait_until("sent counted", || metric(&server, "roomcast_webhooks_sent_total") == 12.0);
+}
+
+#[test]
+fn an_https_receiver_whose_certificate_is_not_trusted_or_not_for_its_name_gets_nothing() {
+    let trusted = TestCa::new();
+    let unknown = TestCa::new();
+    // Signed by a CA the server was not told to trust.
+    let stranger = Receiver::start_https(
+        Script::default(),
+        unknown.leaf(&["localhost"], &rcgen::PKCS_ECDSA_P256_SHA256).server_config(),
+    );
+    // Signed by the trusted CA, but for another name.
+    let misnamed = Receiver::start_https(
+        Script::default(),
+        trusted.leaf(&["elsewhere.example"], &rcgen::PKCS_ECDSA_P256_SHA256).server_config(),
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = ca_file(&dir, &trusted);
+    let args = args_for(&[stranger.url(), misnamed.url()], &["--webhook-ca", &ca]);
+    let server =
+        Server::start_logged(&dir.path().join("hooks.db"), &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let ws = connect_json(&server, "guarded", "ann");
+    // Each receiver's handshakes are refused by the server, attempt after attempt (retried with backoff).
+    for receiver in [&stranger, &misnamed] {
+        wait_until("refused handshakes, retried", || receiver.tls_failures.load(Ordering::SeqCst) >= 2);
+        assert!(receiver.requests().is_empty(), "no request over an unverified connection");
+    }
+    wait_until("failures counted", || metric(&server, "roomcast_webhooks_failed_total") >= 4.0);
+    assert_eq!(metric(&server, "roomcast_webhooks_sent_total"), 0.0);
+    let log = server.log_text();
+    // The stranger's chain does not verify against the trusted CA (both CAs have one name, so
+    // webpki finds the trusted one and its signature fails); the other is for another name.
+    let refused = |receiver: &Receiver, why: &str| {
+        log.lines().any(|l| {
+            l.contains(&receiver.url())
+                && l.contains("TLS handshake failed: invalid peer certificate")
+                && l.contains(why)
+        })
+    };
+    assert!(refused(&stranger, "BadSignature"), "{log}");
+    assert!(refused(&misnamed, "not valid for name \"localhost\""), "{log}");
+    drop(ws);
+}
+
+#[test]
+fn a_webhook_ca_that_cannot_be_used_stops_the_start_naming_the_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let garbled = dir.path().join("garbled.pem");
+    std::fs::write(&garbled, "not a certificate\n").expect("write");
+    let missing = dir.path().join("missing.pem");
+    for (file, reason) in [(&garbled, "no CERTIFICATE block"), (&missing, "No such file")] {
+        let db = dir.path().join("start.db");
+        let file = file.display().to_string();
+        let args = args_for(&["https://localhost:9/hook".to_string()], &["--webhook-ca", &file]);
+        let mut cmd = roomcast();
+        cmd.args(["--addr", "127.0.0.1:0", "--db"]).arg(&db).args(&args);
+        let err = start_failure(&run(cmd));
+        assert!(err.starts_with(&format!("roomcast: cannot load the webhook CA certificates ({file}): ")), "{err}");
+        assert!(err.contains(reason), "{err}");
+    }
 }

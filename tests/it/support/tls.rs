@@ -112,6 +112,25 @@ impl TestCa {
 }
 
 impl Leaf {
+    /// A rustls server configuration presenting this chain (for test servers other than roomcast,
+    /// such as an https webhook receiver).
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        use rustls::pki_types::PrivateKeyDer;
+        use rustls::pki_types::pem::PemObject;
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(self.chain_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .expect("the chain's PEM");
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).expect("the key's PEM");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("a usable chain and key");
+        Arc::new(config)
+    }
+
     /// Writes the chain and key into `dir` as `cert.pem` and `key.pem` (replacing them).
     pub fn write(&self, dir: &Path) -> (PathBuf, PathBuf) {
         let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
