@@ -165,15 +165,36 @@ impl Client {
         exchange(&mut stream, request).map(|answer| (answer, stream)).map_err(|(err, _)| err)
     }
 
-    /// The TLS handshake with an `https://` receiver, each read and write bounded by [`TIMEOUT`].
+    /// The TLS handshake with an `https://` receiver: each read and write bounded by [`TIMEOUT`],
+    /// and the whole handshake too (a receiver trickling its flight a byte at a time does not hold
+    /// the URL's thread longer).
     fn handshake(&self, mut sock: TcpStream) -> Result<StreamOwned<ClientConnection, TcpStream>, DeliveryError> {
+        let deadline = Instant::now() + TIMEOUT;
         let tls_err = |msg: String| DeliveryError::Tls(std::io::Error::other(msg));
         let config = self.tls.clone().ok_or_else(|| tls_err("no TLS client configuration".into()))?;
         let name = ServerName::try_from(self.url.host().to_string())
             .map_err(|e| tls_err(format!("{:?} is not a valid TLS server name: {e}", self.url.host())))?;
         let mut conn = ClientConnection::new(config, name).map_err(|e| tls_err(e.to_string()))?;
+        // One read or write per turn (rustls' `complete_io` would loop until done), so the deadline
+        // is looked at between any two of them.
         while conn.is_handshaking() {
-            conn.complete_io(&mut sock).map_err(DeliveryError::Tls)?;
+            if Instant::now() >= deadline {
+                return Err(DeliveryError::Tls(std::io::ErrorKind::TimedOut.into()));
+            }
+            if conn.wants_write() {
+                conn.write_tls(&mut sock).map_err(DeliveryError::Tls)?;
+            } else if conn.wants_read() {
+                if conn.read_tls(&mut sock).map_err(DeliveryError::Tls)? == 0 {
+                    return Err(DeliveryError::Tls(std::io::ErrorKind::UnexpectedEof.into()));
+                }
+                conn.process_new_packets().map_err(|e| DeliveryError::Tls(std::io::Error::other(e)))?;
+            } else {
+                return Err(DeliveryError::Tls(std::io::Error::other("the handshake stalled")));
+            }
+        }
+        // The client's last flight (its Finished) may still be queued.
+        while conn.wants_write() {
+            conn.write_tls(&mut sock).map_err(DeliveryError::Tls)?;
         }
         Ok(StreamOwned::new(conn, sock))
     }

@@ -756,3 +756,43 @@ fn a_webhook_ca_that_cannot_be_used_stops_the_start_naming_the_file() {
         assert!(err.contains(reason), "{err}");
     }
 }
+
+#[test]
+fn an_https_receiver_trickling_its_handshake_is_given_up_on_and_retried() {
+    // Answers every ClientHello with the start of a handshake record, one byte every 200 ms: each
+    // read is quick, but the flight never completes. The attempt must end at the handshake's own
+    // deadline (5 s), not hang the URL's thread for as long as the bytes keep coming.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = Arc::clone(&stop);
+    listener.set_nonblocking(true).expect("nonblocking");
+    let trickler = std::thread::spawn(move || {
+        // Each connection gets the record from its first byte: a handshake record header saying
+        // 16 KiB follow, then filler, one byte per turn.
+        let byte_at = |i: usize| [0x16u8, 0x03, 0x03, 0x40, 0x00].get(i).copied().unwrap_or(0x02);
+        let mut conns: Vec<(TcpStream, usize)> = Vec::new();
+        while !stopping.load(Ordering::SeqCst) {
+            if let Ok((stream, _)) = listener.accept() {
+                conns.push((stream, 0));
+            }
+            conns.retain_mut(|(c, sent)| {
+                *sent += 1;
+                *sent < (1 << 14) && c.write_all(&[byte_at(*sent - 1)]).is_ok()
+            });
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = ca_file(&dir, &TestCa::new());
+    let url = format!("https://localhost:{port}/hook");
+    let args = args_for(&[url], &["--webhook-ca", &ca]);
+    let server =
+        Server::start_logged(&dir.path().join("hooks.db"), &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let ws = connect_json(&server, "slow", "ann");
+    wait_until("the trickled handshake given up", || metric(&server, "roomcast_webhooks_failed_total") >= 1.0);
+    assert!(server.log_text().contains("TLS handshake failed: timed out"), "{}", server.log_text());
+    drop(ws);
+    stop.store(true, Ordering::SeqCst);
+    trickler.join().expect("trickler");
+}
