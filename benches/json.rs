@@ -82,6 +82,7 @@ fn parse(c: &mut Criterion) {
 
 fn encode(c: &mut Criterion) {
     let rec = Sequenced {
+        idempotency_key: None,
         id: 123_456,
         room: Arc::from("room-7"),
         at_ms: 1_700_000_000_123,

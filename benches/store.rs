@@ -25,6 +25,7 @@ fn prefill_rows() -> u64 {
 
 fn record(id: u64, room_names: &[Arc<str>], user: &Arc<str>, content: &Arc<str>) -> Arc<Sequenced> {
     Arc::new(Sequenced {
+        idempotency_key: None,
         id,
         room: Arc::clone(&room_names[(id % ROOMS) as usize]),
         at_ms: 1_700_000_000_000 + id as i64,

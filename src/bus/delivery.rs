@@ -85,6 +85,7 @@ mod tests {
     #[test]
     fn each_variant_is_rendered_once_and_shared() {
         let seq = Arc::new(Sequenced {
+            idempotency_key: None,
             id: 3,
             room: Arc::from("r"),
             at_ms: 0,
@@ -111,6 +112,7 @@ mod tests {
     fn a_long_message_is_compressed_once_for_every_deflate_member() {
         let content: Arc<str> = Arc::from("the quick brown fox jumps over the lazy dog; ".repeat(20));
         let seq = Arc::new(Sequenced {
+            idempotency_key: None,
             id: 4,
             room: Arc::from("r"),
             at_ms: 0,

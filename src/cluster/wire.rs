@@ -97,7 +97,13 @@ pub(crate) struct WireEvent {
 impl WireEvent {
     /// The event as the room's log holds it.
     pub(crate) fn sequenced(&self) -> Sequenced {
-        Sequenced { id: self.id, room: Arc::clone(&self.room), at_ms: self.at_ms, event: self.event.clone() }
+        Sequenced {
+            idempotency_key: None,
+            id: self.id,
+            room: Arc::clone(&self.room),
+            at_ms: self.at_ms,
+            event: self.event.clone(),
+        }
     }
 }
 

@@ -701,6 +701,7 @@ mod tests {
     #[test]
     fn message_event_round_trips_through_a_json_parser() {
         let rec = Sequenced {
+            idempotency_key: None,
             id: 42,
             room: Arc::from("r"),
             at_ms: 1_700_000_000_123,

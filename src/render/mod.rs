@@ -188,7 +188,13 @@ mod tests {
     use super::*;
 
     fn message(user: &str, content: &str) -> Sequenced {
-        Sequenced { id: 7, room: Arc::from("r"), at_ms: 0, event: Event::message(Arc::from(user), Arc::from(content)) }
+        Sequenced {
+            idempotency_key: None,
+            id: 7,
+            room: Arc::from("r"),
+            at_ms: 0,
+            event: Event::message(Arc::from(user), Arc::from(content)),
+        }
     }
 
     #[test]
@@ -226,6 +232,7 @@ mod tests {
         let mut scratch = Vec::new();
         let json = Origin { format: Format::Json, client_id: None };
         let edit = Sequenced {
+            idempotency_key: None,
             id: 9,
             room: Arc::from("r"),
             at_ms: 0,

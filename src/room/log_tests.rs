@@ -20,7 +20,7 @@ fn sample(kind: EventKind, id: u64) -> Sequenced {
         EventKind::Delete => Event::Delete(Delete { user, target: 1 }),
         EventKind::Read => Event::Read(Read { user, upto: 1 }),
     };
-    Sequenced { id, room: Arc::from("log"), at_ms: 1_700_000_000_000 + id as i64, event }
+    Sequenced { idempotency_key: None, id, room: Arc::from("log"), at_ms: 1_700_000_000_000 + id as i64, event }
 }
 
 fn read_page(store: &Store, after: u64, whole_log: bool) -> HistoryPage {

@@ -38,7 +38,13 @@ pub(crate) struct Outgoing {
 impl Outgoing {
     /// The log entry of this event once it has id `id`.
     pub(crate) fn sequenced(&self, id: u64) -> Sequenced {
-        Sequenced { id, room: Arc::clone(&self.room), at_ms: self.at_ms, event: self.event.clone() }
+        Sequenced {
+            id,
+            room: Arc::clone(&self.room),
+            at_ms: self.at_ms,
+            event: self.event.clone(),
+            idempotency_key: self.idempotency_key.clone(),
+        }
     }
 }
 

@@ -339,6 +339,7 @@ fn post_message(
         ));
     }
     let waiter = Waiter { conn: me, keep_alive: req.keep_alive };
+    let room: Arc<str> = Arc::from(msg.room.as_str());
     match ctx.api.idempotency.claim(key, waiter, now) {
         Claim::Done(id) => {
             Ok(Served::Now(Response::json(201, bodies::id_body(id)).with_header("Idempotent-Replayed: true".into()))
@@ -353,7 +354,7 @@ fn post_message(
         .into()),
         Claim::New => match publish_one(ctx, msg, ack, Some(key)) {
             Ok(Some(id)) => {
-                remember(ctx, key.to_string(), id, now);
+                remember_with_message(ctx, key.to_string(), id, room, now);
                 Ok(Served::Later.into())
             }
             Ok(None) => Ok(waiting(Some(key.to_string()))),
@@ -374,10 +375,43 @@ fn forget(ctx: &ShardCtx, key: &str, err: &ClientError) {
     }
 }
 
+/// Single node: the store's writer writes `key` in the transaction of message `id` itself (see
+/// `Sequenced::idempotency_key`), so a crash leaves both or neither. Once that transaction is
+/// committed (a reader-pool lookup of the message, which waits for it), every request waiting for
+/// the key gets `id`. Without a store, or when the lookup cannot confirm it (the pool busy, the
+/// message not stored in time), the key is written on its own instead ([`remember`]): answered
+/// only once it is durable either way.
+fn remember_with_message(ctx: &ShardCtx, key: String, id: u64, room: Arc<str>, now: i64) {
+    let Some(store) = ctx.store.as_ref() else { return remember(&ctx.api, key, id, now) };
+    let api = Arc::clone(&ctx.api);
+    let visible = store.enqueued_seq();
+    store.lookup(
+        room,
+        id,
+        visible,
+        Box::new(move |found| match found {
+            Ok(Some(_)) => {
+                let answerer = api.answerer();
+                for w in api.idempotency.complete(&key, id) {
+                    answerer.answer(w.conn, Response::json(201, bodies::id_body(id)), w.keep_alive);
+                }
+            }
+            other => {
+                tracing::debug!(
+                    ?other,
+                    id,
+                    "api: the message with an idempotency key is not confirmed stored; storing the key alone"
+                );
+                remember(&api, key, id, now);
+            }
+        }),
+    );
+}
+
 /// Writes `key` → `id` to the store; once committed, every request waiting for the key gets `id`.
-fn remember(ctx: &ShardCtx, key: String, id: u64, now: i64) {
-    let answerer = ctx.api.answerer();
-    let idem = Arc::clone(&ctx.api.idempotency);
+fn remember(api: &crate::api::Api, key: String, id: u64, now: i64) {
+    let answerer = api.answerer();
+    let idem = Arc::clone(&api.idempotency);
     let finish = move |idem: &idempotency::Idempotency, key: &str| {
         for w in idem.complete(key, id) {
             answerer.answer(w.conn, Response::json(201, bodies::id_body(id)), w.keep_alive);
@@ -387,7 +421,7 @@ fn remember(ctx: &ShardCtx, key: String, id: u64, now: i64) {
     let idem_then = Arc::clone(&idem);
     let key_then = key.clone();
     let finish_then = finish.clone();
-    let queued = ctx.api.persist(op, move |result| {
+    let queued = api.persist(op, move |result| {
         if let Err(err) = result {
             tracing::warn!(%err, "api: an idempotency key could not be stored; a retry after a restart publishes again");
         }
@@ -471,7 +505,7 @@ pub(crate) fn on_sequenced(
         }
         (Some(err), None) => Some(Served::Now(Response::client_error(&err))),
         (None, Some(key)) => {
-            remember(ctx, key, first, json::now_millis());
+            remember(&ctx.api, key, first, json::now_millis());
             Some(Served::Later)
         }
         (None, None) if pending.batch => Some(Served::Now(Response::json(201, bodies::ids_body(&ids)))),

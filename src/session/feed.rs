@@ -197,8 +197,17 @@ mod tests {
         let del = Event::Delete(Delete { user: "al".into(), target: 11 });
         let page = FeedPage {
             rows: vec![
-                (7, FeedItem::Event(Sequenced { id: 11, room: Arc::clone(&room), at_ms: 0, event: msg })),
-                (8, FeedItem::Event(Sequenced { id: 12, room, at_ms: 0, event: del })),
+                (
+                    7,
+                    FeedItem::Event(Sequenced {
+                        idempotency_key: None,
+                        id: 11,
+                        room: Arc::clone(&room),
+                        at_ms: 0,
+                        event: msg,
+                    }),
+                ),
+                (8, FeedItem::Event(Sequenced { idempotency_key: None, id: 12, room, at_ms: 0, event: del })),
                 (9, FeedItem::Moderation(r#"{"type":"user_banned","user":"al"}"#.into())),
             ],
         };

@@ -148,13 +148,14 @@ fn run(conn: &Connection, rx: &Receiver<(ControlOp, ControlReply)>, key_window_m
     }
 }
 
+/// An idempotency key and the id it published (the control thread's `Remember`, and the writer in
+/// the transaction of the message itself).
+pub(super) const REMEMBER_KEY_SQL: &str = "INSERT INTO api_idempotency (key, id, created_at) VALUES (?1, ?2, ?3) \
+     ON CONFLICT (key) DO UPDATE SET id = excluded.id, created_at = excluded.created_at";
+
 fn apply(conn: &Connection, op: &ControlOp) -> rusqlite::Result<usize> {
     match op {
-        ControlOp::Remember { key, id, at_ms } => conn.execute(
-            "INSERT INTO api_idempotency (key, id, created_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (key) DO UPDATE SET id = excluded.id, created_at = excluded.created_at",
-            params![key, *id as i64, at_ms],
-        ),
+        ControlOp::Remember { key, id, at_ms } => conn.execute(REMEMBER_KEY_SQL, params![key, *id as i64, at_ms]),
         ControlOp::Moderation(change) => match change {
             ModerationChange::Ban { user, until_ms } => conn.execute(
                 "INSERT INTO api_bans (user, until_ms) VALUES (?1, ?2)

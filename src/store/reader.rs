@@ -359,6 +359,7 @@ pub(crate) fn row_event(row: &rusqlite::Row<'_>, room: Arc<str>) -> rusqlite::Re
         EventKind::Read => Event::Read(Read { user: row.get(2)?, upto: target()? }),
     };
     Ok(Sequenced {
+        idempotency_key: None,
         // Negative ids are never written by this store; read them as 0 rather than fail.
         id: u64::try_from(id).unwrap_or(0),
         room,

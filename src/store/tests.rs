@@ -28,6 +28,7 @@ fn rec(id: u64, room: &str) -> Arc<Sequenced> {
 
 fn rec_with(id: u64, room: &str, content: &str) -> Arc<Sequenced> {
     Arc::new(Sequenced {
+        idempotency_key: None,
         id,
         room: Arc::from(room),
         at_ms: 1_700_000_000_000 + id as i64,
@@ -410,7 +411,9 @@ fn retention_counts_messages_and_takes_their_edits_and_deletes_with_them() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(StoreConfig { retain_per_room: Some(3), ..cfg(dir.path()) }).expect("open");
     let w = store.writer();
-    let amend = |id: u64, event: Event| Arc::new(Sequenced { id, room: Arc::from("r"), at_ms: id as i64, event });
+    let amend = |id: u64, event: Event| {
+        Arc::new(Sequenced { idempotency_key: None, id, room: Arc::from("r"), at_ms: id as i64, event })
+    };
     let user: Arc<str> = Arc::from("ann");
     // Messages 1..=5; message 1 edited late (id 20) and message 4 edited many times: edits do not
     // count towards the 3 kept, and the late edit of a trimmed message goes with it.
@@ -787,6 +790,7 @@ fn feed_positions_follow_commits_even_when_ids_of_two_rooms_commit_out_of_order(
     assert_eq!((event_ids(&next), rooms), (vec![(2, 10), (3, 12)], vec![(2, "a"), (3, "a")]));
     // A read marker takes an id but writes no row, so it has no position.
     let read = Sequenced {
+        idempotency_key: None,
         id: 13,
         room: Arc::from("a"),
         at_ms: 0,

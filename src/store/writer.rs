@@ -488,6 +488,12 @@ fn insert_row(tx: &rusqlite::Transaction<'_>, id: i64, rec: &Sequenced, pos: i64
         Event::Message(msg) => {
             let inserted =
                 insert.execute(params![id, rec.room, kind, msg.user, msg.content, rec.at_ms, target, pos])?;
+            // The server API's key, in the message's transaction: both are stored, or neither.
+            if inserted == 1
+                && let Some(key) = &rec.idempotency_key
+            {
+                tx.prepare_cached(super::control::REMEMBER_KEY_SQL)?.execute(params![key.as_ref(), id, rec.at_ms])?;
+            }
             if inserted == 1
                 && let Some(Ok((a, b))) = dm::users_of(&rec.room)
             {

@@ -164,6 +164,10 @@ pub struct Sequenced {
     pub at_ms: i64,
     /// What happened.
     pub event: Event,
+    /// The server API's `Idempotency-Key` of the request that published it (a message): the store
+    /// writes the key in the message's own transaction, so after a crash either both are stored
+    /// (a retry gets the first id) or neither (a retry publishes it). `None` for everything else.
+    pub idempotency_key: Option<Arc<str>>,
 }
 
 /// How the sender sent an event: shapes its live frames (a text client's message reaches text
