@@ -118,13 +118,7 @@ fn provider() -> Arc<CryptoProvider> {
 fn build(cert: &Path, key: &Path, ticketer: &Arc<dyn ProducesTickets>) -> Result<Arc<ServerConfig>, TlsError> {
     let cert_err = |reason: String| TlsError::Cert { path: cert.to_path_buf(), reason };
     let key_err = |reason: String| TlsError::Key { path: key.to_path_buf(), reason };
-    let chain = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| cert_err(pem_reason(&e)))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| cert_err(pem_reason(&e)))?;
-    if chain.is_empty() {
-        return Err(cert_err("no CERTIFICATE block in the file".into()));
-    }
+    let chain = read_certs(cert).map_err(cert_err)?;
     let private_key = PrivateKeyDer::from_pem_file(key).map_err(|e| key_err(pem_reason(&e)))?;
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -135,6 +129,18 @@ fn build(cert: &Path, key: &Path, ticketer: &Arc<dyn ProducesTickets>) -> Result
     config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
     config.ticketer = Arc::clone(ticketer);
     Ok(Arc::new(config))
+}
+
+/// Every certificate of the PEM file at `path`, at least one; the error is the reason in words.
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem_reason(&e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_reason(&e))?;
+    if certs.is_empty() {
+        return Err("no CERTIFICATE block in the file".into());
+    }
+    Ok(certs)
 }
 
 /// A PEM reading error in words (the file missing, unreadable, or without the block looked for).
@@ -175,13 +181,7 @@ pub fn webhook_client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, Tls
         None => RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() },
         Some(path) => {
             let ca_err = |reason: String| TlsError::WebhookCa { path: path.to_path_buf(), reason };
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| ca_err(pem_reason(&e)))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| ca_err(pem_reason(&e)))?;
-            if certs.is_empty() {
-                return Err(ca_err("no CERTIFICATE block in the file".into()));
-            }
+            let certs = read_certs(path).map_err(ca_err)?;
             let mut roots = RootCertStore::empty();
             for cert in certs {
                 roots.add(cert).map_err(|e| ca_err(format!("not a usable CA certificate: {e}")))?;
