@@ -96,6 +96,12 @@ impl Api {
         (rows, rooms.into_iter().collect())
     }
 
+    /// Changes so far to what [`Api::local_users`] returns: connections added or removed, joins and
+    /// leaves (both counts only grow, so their sum moves with any of them).
+    pub(crate) fn users_generation(&self, hub: &Hub) -> u64 {
+        self.registry.changes().wrapping_add(hub.directory.changes())
+    }
+
     /// Every user connected to this node, with their connections and the rooms they are in here
     /// (connections per room): the rows this node tells the other nodes of a cluster.
     pub(crate) fn local_users(&self, hub: &Hub) -> Vec<NodeUser> {

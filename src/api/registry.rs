@@ -30,6 +30,9 @@ pub(crate) struct ConnEntry {
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     users: Mutex<HashMap<Arc<str>, Vec<ConnEntry>>>,
+    /// Connections added and removed so far (the cluster's listing rows are rebuilt only when it
+    /// moved).
+    changes: std::sync::atomic::AtomicU64,
     /// Cluster mode with `--max-conns-per-user`: the counts across nodes.
     cluster: Option<Arc<UserConns>>,
 }
@@ -37,7 +40,12 @@ pub(crate) struct Registry {
 impl Registry {
     /// A registry; `cluster`: in cluster mode, the counts across nodes it keeps current.
     pub(crate) fn new(cluster: Option<Arc<UserConns>>) -> Registry {
-        Registry { users: Mutex::default(), cluster }
+        Registry { users: Mutex::default(), changes: std::sync::atomic::AtomicU64::new(0), cluster }
+    }
+
+    /// Connections added and removed so far: when it has not moved, the registry is as it was.
+    pub(crate) fn changes(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// `user` has a new connection, unless they have `max` already (`--max-conns-per-user`; 0: no
@@ -62,6 +70,7 @@ impl Registry {
             conns.reserve_exact(1);
         }
         conns.push(entry);
+        self.changes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(cluster) = &self.cluster {
             cluster.set_local(user, conns.len());
         }
@@ -73,6 +82,7 @@ impl Registry {
         let mut users = self.users.lock();
         let Some(conns) = users.get_mut(user) else { return };
         conns.retain(|e| !(e.conn.shard == shard && e.conn.key == key));
+        self.changes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(cluster) = &self.cluster {
             cluster.set_local(user, conns.len());
         }

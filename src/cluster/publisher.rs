@@ -22,7 +22,7 @@ use crossbeam_channel::Receiver;
 use super::events::PresenceChange;
 use super::ids::next_provisional;
 use super::redis_link::{BatchItem, PublishArgs, Published, RedisLink};
-use super::user_rows::RowsWritten;
+use super::user_rows::{RowsWritten, Users};
 use super::wire::{WireEvent, encode_tail};
 use super::{Backoff, ClusterError, ClusterShared, ToRedis};
 use crate::deferred::DeferredReceiver;
@@ -326,7 +326,8 @@ impl Publisher {
             let conns = &self.shared.user_conns;
             conns.set_remote(link.exchange_user_conns(&origin, &conns.local_snapshot(), HEARTBEAT_TTL)?);
         }
-        link.write_user_rows(&origin, &self.hub.local_users(), &mut self.rows_written, HEARTBEAT_TTL)?;
+        let users = Users { generation: self.hub.users_generation(), build: || self.hub.local_users() };
+        link.write_user_rows(&origin, users, &mut self.rows_written, HEARTBEAT_TTL)?;
         Ok(())
     }
 

@@ -3,7 +3,9 @@
 //! expiring with the heartbeat, so a node that dies takes its rows with it within 5 s.
 //!
 //! The publisher writes it at every heartbeat (1 s), only what changed since the last one (it keeps
-//! a hash of each row it wrote); a key that had expired or vanished (Redis restarted, or this node
+//! a hash of each row it wrote), and while the users' generation has not moved (no connection or
+//! membership came or went) it does not even build the rows: the heartbeat then costs one `PEXPIRE`
+//! whatever the number of users. A key that had expired or vanished (Redis restarted, or this node
 //! stalled past the expiry) is written whole again. The listing thread (`super::listing`) reads the
 //! other registered nodes' rows when a listing asks. The rows are up to a heartbeat old.
 
@@ -17,29 +19,40 @@ use super::keys;
 use super::redis_link::RedisLink;
 use crate::protocol::api::NodeUser;
 
-/// What this node last wrote: user → hash of the row.
+/// What this node last wrote: user → hash of the row, and the users' generation it was built at.
 #[derive(Debug, Default)]
 pub(crate) struct RowsWritten {
     rows: HashMap<String, u64>,
+    generation: Option<u64>,
 }
 
 impl RowsWritten {
     /// Forgets what was written (the next write is whole).
     pub(crate) fn forget(&mut self) {
         self.rows.clear();
+        self.generation = None;
     }
+}
+
+/// This node's rows to write: the users' generation when they were asked for (read before they
+/// are built, so a change during the build shows as a new generation at the next heartbeat; `None`:
+/// always build), and how to build them.
+pub(crate) struct Users<F> {
+    pub(crate) generation: Option<u64>,
+    pub(crate) build: F,
 }
 
 impl RedisLink {
     /// Makes `origin`'s rows `users`, writing what changed since `written` (all of it when the key
-    /// is gone), expiring after `ttl`.
+    /// is gone), expiring after `ttl`; builds them only when their generation moved since `written`
+    /// or the key was gone.
     ///
     /// # Errors
     /// The Redis error (`written` is then forgotten: the next write is whole).
     pub(crate) fn write_user_rows(
         &mut self,
         origin: &str,
-        users: &[NodeUser],
+        users: Users<impl FnOnce() -> Vec<NodeUser>>,
         written: &mut RowsWritten,
         ttl: Duration,
     ) -> RedisResult<()> {
@@ -53,7 +66,7 @@ impl RedisLink {
     fn write_rows(
         &mut self,
         origin: &str,
-        users: &[NodeUser],
+        users: Users<impl FnOnce() -> Vec<NodeUser>>,
         written: &mut RowsWritten,
         ttl: Duration,
     ) -> RedisResult<()> {
@@ -63,9 +76,14 @@ impl RedisLink {
         if !kept {
             written.forget();
         }
-        let mut now: HashMap<String, u64> = HashMap::with_capacity(users.len());
+        if users.generation.is_some() && written.generation == users.generation {
+            return Ok(());
+        }
+        let generation = users.generation;
+        let rows = (users.build)();
+        let mut now: HashMap<String, u64> = HashMap::with_capacity(rows.len());
         let mut changed: Vec<(&str, String)> = Vec::new();
-        for user in users {
+        for user in &rows {
             let json = serde_json::to_string(user).unwrap_or_default();
             let mut hasher = DefaultHasher::new();
             json.hash(&mut hasher);
@@ -77,6 +95,7 @@ impl RedisLink {
         }
         let gone: Vec<&String> = written.rows.keys().filter(|u| !now.contains_key(*u)).collect();
         if changed.is_empty() && gone.is_empty() {
+            written.generation = generation;
             return Ok(());
         }
         let mut pipe = redis::pipe();
@@ -93,6 +112,7 @@ impl RedisLink {
         }
         pipe.query::<()>(&mut self.conn)?;
         written.rows = now;
+        written.generation = generation;
         Ok(())
     }
 

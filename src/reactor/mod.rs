@@ -179,11 +179,7 @@ impl Server {
             }
         }));
         // This node's users for the other nodes' listings (the publisher writes them each heartbeat).
-        let (api_for_rows, hub_for_rows) = (Arc::downgrade(&api), Arc::downgrade(&hub));
-        hub.set_users_source(Box::new(move || match (api_for_rows.upgrade(), hub_for_rows.upgrade()) {
-            (Some(api), Some(hub)) => api.local_users(&hub),
-            _ => Vec::new(),
-        }));
+        hub.set_users_source(Box::new(ApiUsers { api: Arc::downgrade(&api), hub: Arc::downgrade(&hub) }));
 
         let shared = Shared {
             hub: Arc::clone(&hub),
@@ -320,6 +316,29 @@ impl Server {
             }
         }
         Ok(())
+    }
+}
+
+/// This node's users for the cluster's listings: the server API's registry and the rooms (weak
+/// references: the hub holds this, and the API holds the hub).
+struct ApiUsers {
+    api: std::sync::Weak<Api>,
+    hub: std::sync::Weak<Hub>,
+}
+
+impl crate::room::hub::UsersSource for ApiUsers {
+    fn generation(&self) -> u64 {
+        match (self.api.upgrade(), self.hub.upgrade()) {
+            (Some(api), Some(hub)) => api.users_generation(&hub),
+            _ => 0,
+        }
+    }
+
+    fn users(&self) -> Vec<crate::protocol::api::NodeUser> {
+        match (self.api.upgrade(), self.hub.upgrade()) {
+            (Some(api), Some(hub)) => api.local_users(&hub),
+            _ => Vec::new(),
+        }
     }
 }
 

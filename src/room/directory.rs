@@ -83,12 +83,24 @@ pub(crate) struct Directory {
     rooms: RwLock<HashMap<Arc<str>, Arc<Room>>>,
     next_room_id: AtomicU64,
     n_shards: usize,
+    /// Joins and leaves so far (the cluster's listing rows are rebuilt only when it moved).
+    changes: AtomicU64,
 }
 
 impl Directory {
     /// An empty table for `n_shards` shards.
     pub(crate) fn new(n_shards: usize) -> Self {
-        Directory { rooms: RwLock::new(HashMap::new()), next_room_id: AtomicU64::new(1), n_shards }
+        Directory {
+            rooms: RwLock::new(HashMap::new()),
+            next_room_id: AtomicU64::new(1),
+            n_shards,
+            changes: AtomicU64::new(0),
+        }
+    }
+
+    /// Joins and leaves so far: when it has not moved, no room's member counts have changed.
+    pub(crate) fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Relaxed)
     }
 
     /// Number of rooms with at least one member.
@@ -176,6 +188,7 @@ impl Directory {
         let count = state.users.entry(Arc::clone(user)).or_insert(0);
         *count += 1;
         let first_of_user = *count == 1;
+        self.changes.fetch_add(1, Ordering::Relaxed);
         let joined = Joined {
             room: Arc::clone(&room),
             first_of_user,
@@ -205,6 +218,7 @@ impl Directory {
         state.per_shard[shard] = state.per_shard[shard].saturating_sub(1);
         let count = &mut state.per_variant[variant.index()];
         *count = count.saturating_sub(1);
+        self.changes.fetch_add(1, Ordering::Relaxed);
         let last_of_user = match state.users.get_mut(user) {
             Some(count) if *count > 1 => {
                 *count -= 1;

@@ -73,7 +73,7 @@ pub(crate) struct Hub {
     /// Where the cluster's control messages go (the server API's moderation, set at start).
     control: std::sync::OnceLock<ControlHook>,
     /// This node's users for the cluster's listings (the server API's registry, set at start).
-    users_source: std::sync::OnceLock<UsersSource>,
+    users_source: std::sync::OnceLock<Box<dyn UsersSource>>,
     /// Who hears of this node's presence changes (webhooks, set at start before any shard runs).
     presence: std::sync::OnceLock<Box<dyn PresenceSink>>,
     /// Who hears of the moderation decisions made on this node (webhooks, set at start before any
@@ -90,7 +90,13 @@ pub(crate) struct Hub {
 pub(crate) type ControlHook = Box<dyn Fn(&[u8], bool) + Send + Sync>;
 
 /// Where this node's users come from for the other nodes' listings (see [`Hub::set_users_source`]).
-pub(crate) type UsersSource = Box<dyn Fn() -> Vec<NodeUser> + Send + Sync>;
+pub(crate) trait UsersSource: Send + Sync {
+    /// A count that moves whenever a row may have changed (a connection or a room membership came
+    /// or went): while it stays, the rows are the ones built last time.
+    fn generation(&self) -> u64;
+    /// This node's users, their connections and rooms.
+    fn users(&self) -> Vec<NodeUser>;
+}
 
 impl Hub {
     /// A hub delivering through `shards`, ordering with `sequencer`, tracking ids in `ids`, and
@@ -205,13 +211,18 @@ impl Hub {
     }
 
     /// Sets where this node's users come from for the other nodes' listings (once, at start).
-    pub(crate) fn set_users_source(&self, source: UsersSource) {
+    pub(crate) fn set_users_source(&self, source: Box<dyn UsersSource>) {
         let _ = self.users_source.set(source);
     }
 
     /// This node's users, their connections and rooms (empty before the source is set).
     pub(crate) fn local_users(&self) -> Vec<NodeUser> {
-        self.users_source.get().map(|source| source()).unwrap_or_default()
+        self.users_source.get().map(|source| source.users()).unwrap_or_default()
+    }
+
+    /// The users' generation ([`UsersSource::generation`]; `None` before the source is set).
+    pub(crate) fn users_generation(&self) -> Option<u64> {
+        self.users_source.get().map(|source| source.generation())
     }
 
     /// Whether the events are sequenced elsewhere (cluster mode).

@@ -615,8 +615,8 @@ mod cluster {
         let redis = RedisServer::start();
         let a = node(&redis, "conns-a");
         let b = node(&redis, "conns-b");
-        let _on_a = connect_json(&a, "p", "al");
-        let _on_b = [connect_json(&b, "q", "al"), connect_json(&b, "p", "al")];
+        let mut on_a = connect_json(&a, "p", "al");
+        let mut on_b = vec![connect_json(&b, "q", "al"), connect_json(&b, "p", "al")];
         let listed = |server: &Server| {
             let (status, body) = get(server, "/api/users/al/connections");
             assert_eq!(status, 200, "{body}");
@@ -646,10 +646,20 @@ mod cluster {
             ]);
             assert_eq!(rooms["rooms"], expected, "{rooms}");
         }
+        // A change after the rows were written (node b's heartbeats skip rebuilding them while
+        // nothing changes): one of its connections closes, and node a sees it.
+        drop(on_b.pop());
+        wait_until("node b's closed connection gone from node a's listing", || {
+            nodes_of(&listed(&a)) == ["conns-a", "conns-b"]
+                && get(&a, "/api/rooms/p/presence").1["users"] == json!([{"user": "al", "connections": 1}])
+        });
+        // A join alone (no connection comes or goes) changes node a's rows too.
+        send_json(&mut on_a, json!({"type": "join", "room": "r"}));
+        wait_until("node a's new room in node b's listing", || listed(&b)["rooms"] == json!(["p", "q", "r"]));
         // Killed: its rows expire with its heartbeat.
         drop(b.kill9());
         wait_until("node b's connections gone", || nodes_of(&listed(&a)) == ["conns-a"]);
-        assert_eq!(listed(&a)["rooms"], json!(["p"]));
+        assert_eq!(listed(&a)["rooms"], json!(["p", "r"]));
     }
 
     #[test]
