@@ -390,12 +390,7 @@ fn remember_with_message(ctx: &ShardCtx, key: String, id: u64, room: Arc<str>, n
         id,
         visible,
         Box::new(move |found| match found {
-            Ok(Some(_)) => {
-                let answerer = api.answerer();
-                for w in api.idempotency.complete(&key, id) {
-                    answerer.answer(w.conn, Response::json(201, bodies::id_body(id)), w.keep_alive);
-                }
-            }
+            Ok(Some(_)) => answer_waiters(&api.idempotency, &api.answerer(), &key, id),
             other => {
                 tracing::debug!(
                     ?other,
@@ -410,26 +405,24 @@ fn remember_with_message(ctx: &ShardCtx, key: String, id: u64, room: Arc<str>, n
 
 /// Writes `key` → `id` to the store; once committed, every request waiting for the key gets `id`.
 fn remember(api: &crate::api::Api, key: String, id: u64, now: i64) {
-    let answerer = api.answerer();
-    let idem = Arc::clone(&api.idempotency);
-    let finish = move |idem: &idempotency::Idempotency, key: &str| {
-        for w in idem.complete(key, id) {
-            answerer.answer(w.conn, Response::json(201, bodies::id_body(id)), w.keep_alive);
-        }
-    };
     let op = ControlOp::Remember { key: key.clone(), id, at_ms: now };
-    let idem_then = Arc::clone(&idem);
-    let key_then = key.clone();
-    let finish_then = finish.clone();
+    let (idem, answerer, key_then) = (Arc::clone(&api.idempotency), api.answerer(), key.clone());
     let queued = api.persist(op, move |result| {
         if let Err(err) = result {
             tracing::warn!(%err, "api: an idempotency key could not be stored; a retry after a restart publishes again");
         }
-        finish_then(&idem_then, &key_then);
+        answer_waiters(&idem, &answerer, &key_then, id);
     });
     if !queued {
         tracing::warn!("api: the control queue is full; an idempotency key is kept in memory only");
-        finish(&idem, &key);
+        answer_waiters(&api.idempotency, &api.answerer(), &key, id);
+    }
+}
+
+/// `key` published `id`: every request waiting for it gets `id` (201).
+fn answer_waiters(idem: &idempotency::Idempotency, answerer: &crate::api::Answerer, key: &str, id: u64) {
+    for w in idem.complete(key, id) {
+        answerer.answer(w.conn, Response::json(201, bodies::id_body(id)), w.keep_alive);
     }
 }
 
