@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -32,7 +33,7 @@ pub(crate) struct Registry {
     users: Mutex<HashMap<Arc<str>, Vec<ConnEntry>>>,
     /// Connections added and removed so far (the cluster's listing rows are rebuilt only when it
     /// moved).
-    changes: std::sync::atomic::AtomicU64,
+    changes: AtomicU64,
     /// Cluster mode with `--max-conns-per-user`: the counts across nodes.
     cluster: Option<Arc<UserConns>>,
 }
@@ -40,12 +41,12 @@ pub(crate) struct Registry {
 impl Registry {
     /// A registry; `cluster`: in cluster mode, the counts across nodes it keeps current.
     pub(crate) fn new(cluster: Option<Arc<UserConns>>) -> Registry {
-        Registry { users: Mutex::default(), changes: std::sync::atomic::AtomicU64::new(0), cluster }
+        Registry { users: Mutex::default(), changes: AtomicU64::new(0), cluster }
     }
 
     /// Connections added and removed so far: when it has not moved, the registry is as it was.
     pub(crate) fn changes(&self) -> u64 {
-        self.changes.load(std::sync::atomic::Ordering::Relaxed)
+        self.changes.load(Ordering::Relaxed)
     }
 
     /// `user` has a new connection, unless they have `max` already (`--max-conns-per-user`; 0: no
@@ -70,7 +71,7 @@ impl Registry {
             conns.reserve_exact(1);
         }
         conns.push(entry);
-        self.changes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.changes.fetch_add(1, Ordering::Relaxed);
         if let Some(cluster) = &self.cluster {
             cluster.set_local(user, conns.len());
         }
@@ -82,7 +83,7 @@ impl Registry {
         let mut users = self.users.lock();
         let Some(conns) = users.get_mut(user) else { return };
         conns.retain(|e| !(e.conn.shard == shard && e.conn.key == key));
-        self.changes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.changes.fetch_add(1, Ordering::Relaxed);
         if let Some(cluster) = &self.cluster {
             cluster.set_local(user, conns.len());
         }

@@ -4,9 +4,10 @@
 //! reference-count increment, not a copy. The queue keeps its storage while the connection is busy
 //! (so a connection written every turn does not reallocate its deque every turn), gives it back at
 //! the shard's sweep once drained and either large or given nothing since the sweep before
-//! ([`OutBuf::release_if_drained`]), so an idle connection holds no queue storage at all, and refuses frames past the hard bound ([`Bound`]). Past the soft bound it queues on
-//! and remembers since when it has been over ([`OutBuf::over_soft_since`]); a write that brings it
-//! back under forgets it. The session decides how long a queue may stay over (`--outbuf-grace`).
+//! ([`OutBuf::release_if_drained`]), so an idle connection holds no queue storage at all, and
+//! refuses frames past the hard bound ([`Bound`]). Past the soft bound it queues on and remembers
+//! since when it has been over ([`OutBuf::over_soft_since`]); a write that brings it back under
+//! forgets it. The session decides how long a queue may stay over (`--outbuf-grace`).
 //!
 //! *Paced* frames (history and resume catch-up pages, see `session::catchup`) are queued whatever the
 //! bound and are not counted when the bound judges later frames: the server chose to queue them and

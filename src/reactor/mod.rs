@@ -109,10 +109,12 @@ impl Server {
         let gate = Gate::from_config(&cfg)?;
         // Read before anything is bound: a bad file fails the start naming it.
         let tls = cfg.tls.as_ref().map(|files| TlsConfig::load(&files.cert, &files.key)).transpose()?.map(Arc::new);
-        let webhook_tls = match cfg.webhook_urls.iter().any(WebhookUrl::is_tls) {
-            true => Some(crate::tls::webhook_client_config(cfg.webhook_ca.as_deref())?),
-            false => None,
-        };
+        let webhook_tls = cfg
+            .webhook_urls
+            .iter()
+            .any(WebhookUrl::is_tls)
+            .then(|| crate::tls::webhook_client_config(cfg.webhook_ca.as_deref()))
+            .transpose()?;
         let moderation = Arc::new(Moderator::new(
             cfg.blocklist.as_deref(),
             cfg.blocklist_action,

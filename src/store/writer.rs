@@ -488,18 +488,20 @@ fn insert_row(tx: &rusqlite::Transaction<'_>, id: i64, rec: &Sequenced, pos: i64
         Event::Message(msg) => {
             let inserted =
                 insert.execute(params![id, rec.room, kind, msg.user, msg.content, rec.at_ms, target, pos])?;
-            // The server API's key, in the message's transaction: both are stored, or neither.
-            if inserted == 1
-                && let Some(key) = &rec.idempotency_key
-            {
-                tx.prepare_cached(super::control::REMEMBER_KEY_SQL)?.execute(params![key.as_ref(), id, rec.at_ms])?;
-            }
-            if inserted == 1
-                && let Some(Ok((a, b))) = dm::users_of(&rec.room)
-            {
-                let mut listed = tx.prepare_cached(DM_ROOM_SQL)?;
-                listed.execute(params![a, rec.room])?;
-                listed.execute(params![b, rec.room])?;
+            if inserted == 1 {
+                // The server API's key, in the message's transaction: both are stored, or neither.
+                if let Some(key) = &rec.idempotency_key {
+                    tx.prepare_cached(super::control::REMEMBER_KEY_SQL)?.execute(params![
+                        key.as_ref(),
+                        id,
+                        rec.at_ms
+                    ])?;
+                }
+                if let Some(Ok((a, b))) = dm::users_of(&rec.room) {
+                    let mut listed = tx.prepare_cached(DM_ROOM_SQL)?;
+                    listed.execute(params![a, rec.room])?;
+                    listed.execute(params![b, rec.room])?;
+                }
             }
             Ok(inserted)
         }
